@@ -1,0 +1,77 @@
+"""The ``lambdarec`` command: a thin root that mounts each group lazily.
+
+The shared core imports no layer: a group is named here by ``module:attribute`` and imported only when it is
+asked for. A group's module imports its heavy libraries (torch, FAISS, implicit) inside the commands, so
+``lambdarec --help`` and ``lambdarec config`` stay fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+from typer.core import TyperGroup
+
+from lambdarec import __version__
+
+# name -> "module:attribute" of a typer app. Order is the order --help shows.
+GROUPS: dict[str, str] = {
+    "demo": "lambdarec.cli.placeholder:demo",
+    "datasets": "lambdarec.cli.placeholder:datasets",
+    "batch": "lambdarec.cli.placeholder:batch",
+    "snapshots": "lambdarec.cli.placeholder:snapshots",
+    "store": "lambdarec.cli.placeholder:store",
+    "events": "lambdarec.cli.placeholder:events",
+    "speed": "lambdarec.cli.placeholder:speed",
+    "serve": "lambdarec.cli.placeholder:serve",
+    "recommend": "lambdarec.cli.placeholder:recommend",
+    "replay": "lambdarec.cli.placeholder:replay",
+    "config": "lambdarec.cli.config:app",
+}
+
+
+class LazyGroup(TyperGroup):
+    """The root group: a subcommand's module is imported only when it is asked for."""
+
+    def list_commands(self, ctx) -> list[str]:  # type: ignore[no-untyped-def]
+        return list(GROUPS)
+
+    def get_command(self, ctx, cmd_name: str):  # type: ignore[no-untyped-def]
+        if cmd_name not in GROUPS:
+            return None
+        module_name, attr = GROUPS[cmd_name].split(":")
+        obj = getattr(importlib.import_module(module_name), attr)
+        cmd = typer.main.get_command(obj) if isinstance(obj, typer.Typer) else obj
+        cmd.name = cmd_name
+        return cmd
+
+
+app = typer.Typer(
+    cls=LazyGroup,
+    add_completion=False,
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    help="lambdarec: a Lambda-architecture recommender. A nightly batch layer precomputes top-K candidates "
+    "into the store, a speed layer folds in fresh events from the log, and the serving layer merges both and "
+    "re-ranks with the session.\n\nSettings come from --config PATH (or $LAMBDAREC_CONFIG) and LAMBDAREC_* "
+    "variables, nested keys joined by '__' (LAMBDAREC_STORE__URL).",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"lambdarec {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    pass
+
+
+def main() -> None:
+    """Console-script entry point."""
+    sys.exit(app(prog_name="lambdarec"))

@@ -1,0 +1,334 @@
+"""One settings tree for every layer, read from a TOML file and ``LAMBDAREC_*`` environment variables.
+
+Precedence, highest first: keyword overrides (CLI flags), environment variables, the TOML file, defaults.
+Environment variables name a field by its path with ``__`` between parts, e.g. ``LAMBDAREC_STORE__URL`` or
+``LAMBDAREC_BATCH__FACTORS``. The file is ``--config PATH`` or ``LAMBDAREC_CONFIG``.
+
+Every field carries its default and a description; ``docs/configuration.md`` is generated from them.
+
+Example
+-------
+>>> s = Settings.load(overrides={"batch": {"factors": 32}})
+>>> s.batch.factors
+32
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+ENV_PREFIX = "LAMBDAREC_"
+CONFIG_ENV = "LAMBDAREC_CONFIG"
+# Variables with our prefix that are not settings: the config path and the test-service endpoints.
+_NOT_SETTINGS = (CONFIG_ENV, "LAMBDAREC_TEST_", "LAMBDAREC_CACHE", "LAMBDAREC_SERVICES_")
+
+STORE_SCHEMES = ("sqlite", "cassandra")
+LOG_SCHEMES = ("sqlite", "kafka")
+
+
+class ConfigError(ValueError):
+    """A setting is unknown or invalid; the message names the key and what would be right."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def _check_scheme(url: str, allowed: tuple[str, ...], what: str) -> str:
+    scheme = urlsplit(url).scheme
+    if scheme not in allowed:
+        raise ValueError(f"{what} URL {url!r} has scheme {scheme!r}; expected one of {', '.join(allowed)}")
+    return url
+
+
+class StoreSettings(_Section):
+    """The online store: snapshots written by the batch layer, fresh state written by the speed layer."""
+
+    url: str = Field(
+        "sqlite:///var/store",
+        description="Where the store lives. `sqlite:///relative/dir`, `sqlite:////absolute/dir`, or "
+        "`cassandra://host1,host2:9042/keyspace?dc=DATACENTER`.",
+    )
+    username: str | None = Field(None, description="Cassandra user name (password authentication).")
+    password: SecretStr | None = Field(None, description="Cassandra password. Masked in `config show`.")
+    keep_versions: int = Field(3, ge=1, description="`snapshots prune` keeps this many newest published versions.")
+    current_cache_s: float = Field(
+        2.0, ge=0, description="How long a reader caches the current-version pointer before asking again."
+    )
+    write_concurrency: int = Field(
+        64, ge=1, le=2048, description="Requests in flight per process for Cassandra bulk writes."
+    )
+    replication: dict[str, int] = Field(
+        default_factory=lambda: {"replication_factor": 1},
+        description="Keyspace replication for `store init`: `{replication_factor = N}` gives SimpleStrategy; "
+        "a map of datacenter to replicas gives NetworkTopologyStrategy.",
+    )
+    write_consistency: str = Field("LOCAL_QUORUM", description="Cassandra consistency level for writes.")
+    read_consistency: str = Field("LOCAL_ONE", description="Cassandra consistency level for reads.")
+    snapshot_ttl_s: int = Field(
+        7 * 86400,
+        ge=3600,
+        description="Default TTL of snapshot tables; must exceed twice `batch.period_hours` so retired "
+        "versions expire without deletes.",
+    )
+    fresh_ttl_s: int = Field(7 * 86400, ge=60, description="TTL of the speed layer's per-user and per-item state.")
+    connect_timeout_s: float = Field(10.0, gt=0, description="Timeout for opening a store connection.")
+    request_timeout_s: float = Field(5.0, gt=0, description="Timeout for one store request.")
+
+    _scheme = field_validator("url")(lambda v: _check_scheme(v, STORE_SCHEMES, "store"))
+
+
+class LogSettings(_Section):
+    """The event log: fresh interactions flowing from producers to the speed layer."""
+
+    url: str = Field(
+        "sqlite:///var/events",
+        description="Where events are appended. `sqlite:///relative/dir` or `kafka://host1:9092,host2:9092/topic`.",
+    )
+    consumer_group: str = Field("lambdarec-speed", description="Consumer group whose positions the speed layer commits.")
+    dead_letter: str = Field(
+        "lambdarec-dead-letter", description="Topic (Kafka) or table (SQLite) receiving bad events with the reason."
+    )
+    partitions: int = Field(3, ge=1, description="Partitions when the speed layer creates the topic.")
+    max_event_bytes: int = Field(16384, ge=256, description="Events larger than this go to the dead-letter log.")
+    username: str | None = Field(None, description="Kafka SASL user name.")
+    password: SecretStr | None = Field(None, description="Kafka SASL password. Masked in `config show`.")
+
+    _scheme = field_validator("url")(lambda v: _check_scheme(v, LOG_SCHEMES, "log"))
+
+
+class ColumnNames(_Section):
+    """Column names in the interaction log."""
+
+    user_id: str = Field("user_id", description="Column holding the user id.")
+    item_id: str = Field("item_id", description="Column holding the item id.")
+    timestamp: str = Field("timestamp", description="Column holding the event time (datetime or epoch s/ms).")
+    event_type: str = Field("event_type", description="Optional column holding the event type.")
+    weight: str = Field("weight", description="Optional column holding an explicit weight.")
+    event_id: str = Field("event_id", description="Optional column used to drop duplicate events.")
+
+
+class BatchSettings(_Section):
+    """The nightly job: read interactions, train, precompute candidates, publish a snapshot."""
+
+    interactions: str | None = Field(None, description="Interaction log: a parquet/CSV file, a glob or a folder.")
+    columns: ColumnNames = Field(default_factory=ColumnNames, description="Column names in the interaction log.")
+    event_weights: dict[str, float] = Field(
+        default_factory=lambda: {"view": 1.0, "click": 2.0, "cart": 4.0, "purchase": 8.0, "rating": 1.0},
+        description="Confidence weight per event type; the speed layer applies the snapshot's copy of this map.",
+    )
+    lookback_days: float | None = Field(365.0, gt=0, description="Only events this recent before `--as-of` are used.")
+    on_bad_rows: Literal["skip", "fail"] = Field(
+        "skip", description="`skip` counts and reports bad rows; `fail` stops the job naming the first bad row."
+    )
+    period_hours: float = Field(24.0, gt=0, description="How often the job runs; sizes table TTLs.")
+    model: Literal["als", "bpr", "torch"] = Field("als", description="Trainer: implicit ALS, implicit BPR, or torch MF.")
+    factors: int = Field(64, ge=2, le=1024, description="Embedding dimension.")
+    iterations: int = Field(15, ge=1, description="Training iterations (ALS sweeps, BPR/torch epochs).")
+    regularization: float = Field(0.05, ge=0, description="L2 regularisation.")
+    alpha: float = Field(2.0, gt=0, description="ALS confidence scaling: confidence = 1 + alpha * weight.")
+    learning_rate: float = Field(0.05, gt=0, description="BPR and torch learning rate.")
+    torch_loss: Literal["bpr", "softmax"] = Field("bpr", description="Torch trainer loss: BPR or sampled softmax.")
+    torch_negatives: int = Field(64, ge=1, description="Sampled negatives per positive for the torch softmax loss.")
+    torch_batch_size: int = Field(8192, ge=1, description="Torch trainer mini-batch size.")
+    seed: int = Field(42, description="Seed for training, sampling and the holdout split.")
+    threads: int = Field(0, ge=0, description="CPU threads for training and scoring; 0 uses every core.")
+    device: Literal["cpu", "cuda", "auto"] = Field("auto", description="Where to train and score; auto picks CUDA if present.")
+    top_k: int = Field(200, ge=1, le=10000, description="Candidates precomputed per user.")
+    neighbours: int = Field(50, ge=1, le=1000, description="Item-item neighbours precomputed per item.")
+    user_block: int = Field(4096, ge=1, description="Users scored per block; bounds peak memory.")
+    index: Literal["exact", "ivf", "hnsw"] = Field("exact", description="Candidate search: exact, or a FAISS index.")
+    ivf_nlist: int = Field(0, ge=0, description="IVF cells; 0 picks about 4*sqrt(items).")
+    ivf_nprobe: int = Field(16, ge=1, description="IVF cells visited per query.")
+    hnsw_m: int = Field(32, ge=4, description="HNSW graph degree.")
+    hnsw_ef_search: int = Field(256, ge=1, description="HNSW search breadth.")
+    recall_sample: int = Field(1000, ge=1, description="Users sampled to measure an approximate index's recall@K.")
+    popularity_recent_days: float = Field(7.0, gt=0, description="Window of the recent popularity list.")
+    holdout_fraction: float = Field(
+        0.05, ge=0, lt=0.5, description="Newest share of the window held out, by time, for the quality gate."
+    )
+    gate_k: int = Field(10, ge=1, description="K of the gate's Recall@K and NDCG@K.")
+    max_regression: float = Field(
+        0.10, ge=0, description="Refuse to publish when the model's NDCG@K is this fraction below the current one's."
+    )
+    engine: Literal["local", "ray"] = Field("local", description="Where scoring and writing run.")
+    ray_address: str | None = Field(None, description="Ray cluster to join (`ray://host:10001`); none starts a local one.")
+
+    @model_validator(mode="after")
+    def _weights_non_negative(self) -> BatchSettings:
+        bad = {k: v for k, v in self.event_weights.items() if v < 0}
+        if bad:
+            raise ValueError(f"event_weights must be >= 0; got {bad}")
+        return self
+
+
+class SpeedSettings(_Section):
+    """The consumer that turns fresh events into per-user and per-item state."""
+
+    recent_items: int = Field(50, ge=1, description="Recent items kept per user.")
+    poll_max_records: int = Field(1000, ge=1, description="Events taken from the log per poll.")
+    max_wait_ms: int = Field(100, ge=1, description="Longest wait before a partial batch is applied and committed.")
+    trending_half_life_s: float = Field(6 * 3600.0, gt=0, description="Half-life of trending counts, in event time.")
+    future_tolerance_s: float = Field(
+        300.0, ge=0, description="Events stamped further than this in the future go to the dead-letter log."
+    )
+
+
+class ServingSettings(_Section):
+    """The HTTP service that merges batch and speed and re-ranks with the session."""
+
+    host: str = Field("127.0.0.1", description="Address to bind.")
+    port: int = Field(8000, ge=1, le=65535, description="Port to bind.")
+    workers: int = Field(1, ge=1, description="uvicorn worker processes.")
+    default_k: int = Field(10, ge=1, description="Items returned when `k` is not given.")
+    max_k: int = Field(100, ge=1, description="Largest `k` a request may ask for.")
+    weight_cf: float = Field(1.0, ge=0, description="Weight of the collaborative-filtering score.")
+    weight_session: float = Field(0.5, ge=0, description="Weight of similarity to the session's items.")
+    weight_trending: float = Field(0.1, ge=0, description="Weight of the trending score.")
+    session_half_life_s: float = Field(1800.0, gt=0, description="Recency decay of session items.")
+    mmr_lambda: float = Field(0.0, ge=0, le=1, description="MMR diversity trade-off; 0 turns diversity off.")
+    snapshot_poll_s: float = Field(5.0, gt=0, description="How often serving checks whether the current snapshot moved.")
+    store_timeout_ms: int = Field(100, ge=1, description="Timeout of one store call on the request path.")
+    max_body_bytes: int = Field(1 << 20, ge=1024, description="Largest request body accepted.")
+    max_batch: int = Field(1000, ge=1, description="Most users or events in one request.")
+    ingest_key_hashes: list[str] = Field(
+        default_factory=list, description="SHA-256 hex digests of API keys allowed to post events."
+    )
+    admin_key_hashes: list[str] = Field(
+        default_factory=list, description="SHA-256 hex digests of API keys allowed to list and activate snapshots."
+    )
+
+
+_config_path: contextvars.ContextVar[Path | None] = contextvars.ContextVar("lambdarec_config", default=None)
+
+
+class _EnvSource(EnvSettingsSource):
+    """The environment, less our variables that are not settings (config path, test endpoints)."""
+
+    def _load_env_vars(self):  # type: ignore[override]
+        env = super()._load_env_vars()
+        skip = tuple(p.lower() for p in _NOT_SETTINGS)
+        return {k: v for k, v in env.items() if not k.lower().startswith(skip)}
+
+
+class Settings(BaseSettings):
+    """The whole settings tree."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", validate_assignment=True
+    )
+
+    store: StoreSettings = Field(default_factory=StoreSettings, description="The online store.")
+    log: LogSettings = Field(default_factory=LogSettings, description="The event log.")
+    batch: BatchSettings = Field(default_factory=BatchSettings, description="The nightly batch job.")
+    speed: SpeedSettings = Field(default_factory=SpeedSettings, description="The speed layer consumer.")
+    serving: ServingSettings = Field(default_factory=ServingSettings, description="The HTTP serving layer.")
+
+    @model_validator(mode="after")
+    def _ttl_covers_two_periods(self) -> Settings:
+        if self.store.snapshot_ttl_s <= 2 * self.batch.period_hours * 3600:
+            raise ValueError(
+                f"store.snapshot_ttl_s ({self.store.snapshot_ttl_s}) must exceed twice batch.period_hours "
+                f"({self.batch.period_hours} h = {2 * self.batch.period_hours * 3600:.0f} s)"
+            )
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, _EnvSource(settings_cls)]
+        path = _config_path.get()
+        if path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+    @classmethod
+    def load(cls, config: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Settings:
+        """Read the settings: ``config`` (or ``$LAMBDAREC_CONFIG``), then the environment, then ``overrides``.
+
+        Raises
+        ------
+        ConfigError
+            naming each unknown or invalid key and where it came from.
+        """
+        raw = config if config is not None else os.environ.get(CONFIG_ENV)
+        path = Path(raw) if raw else None
+        if path is not None:
+            if not path.is_file():
+                raise ConfigError(f"config file {path} does not exist (from --config or ${CONFIG_ENV})")
+            try:
+                with path.open("rb") as fh:
+                    tomllib.load(fh)
+            except tomllib.TOMLDecodeError as exc:
+                raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+        _check_env_sections(cls)
+        token = _config_path.set(path)
+        try:
+            return cls(**(overrides or {}))
+        except ValidationError as exc:
+            raise ConfigError(_describe(exc, path)) from None
+        finally:
+            _config_path.reset(token)
+
+    def masked(self) -> dict[str, Any]:
+        """The settings as plain data with every secret (passwords, credentials in URLs) masked."""
+        data = self.model_dump(mode="json")
+        for section in ("store", "log"):
+            data[section]["url"] = mask_url(data[section]["url"])
+        return data
+
+
+def _check_env_sections(cls: type[Settings]) -> None:
+    # pydantic-settings ignores a prefixed variable whose first part names no section; we refuse it.
+    sections = set(cls.model_fields)
+    for name in os.environ:
+        if not name.startswith(ENV_PREFIX) or name.startswith(_NOT_SETTINGS):
+            continue
+        head = name[len(ENV_PREFIX) :].split("__", 1)[0].lower()
+        if head not in sections:
+            raise ConfigError(
+                f"unknown setting in environment variable ${name}: '{head}' is not a section "
+                f"({', '.join(sorted(sections))}); nested keys use '__', e.g. {ENV_PREFIX}STORE__URL"
+            )
+
+
+def mask_url(url: str) -> str:
+    """``cassandra://user:secret@h/ks`` -> ``cassandra://user:***@h/ks``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
+
+
+def _describe(exc: ValidationError, path: Path | None) -> str:
+    where = f"config file {path}, " if path else ""
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(root)"
+        env = ENV_PREFIX + "__".join(str(p) for p in err["loc"]).upper()
+        if err["type"] == "extra_forbidden":
+            lines.append(f"unknown setting '{key}' (check {where}${env} or the overrides)")
+        else:
+            lines.append(f"invalid setting '{key}': {err['msg']} (got {err.get('input')!r})")
+    return "; ".join(lines)
