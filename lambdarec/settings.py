@@ -33,8 +33,8 @@ from pydantic_settings import (
 
 ENV_PREFIX = "LAMBDAREC_"
 CONFIG_ENV = "LAMBDAREC_CONFIG"
-# Variables with our prefix that are not settings: the config path and the test-service endpoints.
-_NOT_SETTINGS = (CONFIG_ENV, "LAMBDAREC_TEST_", "LAMBDAREC_CACHE", "LAMBDAREC_SERVICES_")
+# Variables with our prefix that are not settings: config path, test endpoints, service dirs, log output.
+_NOT_SETTINGS = (CONFIG_ENV, "LAMBDAREC_TEST_", "LAMBDAREC_CACHE", "LAMBDAREC_SERVICES_", "LAMBDAREC_LOG_LEVEL", "LAMBDAREC_LOG_FORMAT")
 
 STORE_SCHEMES = ("sqlite", "cassandra")
 LOG_SCHEMES = ("sqlite", "kafka")

@@ -1,0 +1,49 @@
+# The two commands a newcomer needs: `make demo` and `make test`. Both start with `make setup`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: setup setup-dev demo test test-unit lint format services-up services-down bench clean
+
+setup: $(STAMP)  ## Create .venv and install lambdarec without the heavy extras (no torch).
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+	$(PIP) install -e .
+	@rm -f $(VENV)/.installed-*; touch $@
+
+setup-dev: setup  ## Add the dev and torch extras (test tools, torch trainer).
+	@test -f $(VENV)/.dev-$(notdir $(STAMP)) || { $(PIP) install -e '.[dev,torch]' && touch $(VENV)/.dev-$(notdir $(STAMP)); }
+
+demo: setup  ## The main job on embedded defaults: SQLite store, SQLite log, no servers.
+	$(BIN)/lambdarec demo
+
+test: setup-dev  ## Provide real Cassandra and Kafka, then run the whole test suite.
+	@lines="$$(deploy/local/services up)" || { echo "make test: could not start Cassandra and Kafka (see above)" >&2; exit 1; }; \
+	  eval "$$lines"; $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-unit: setup-dev  ## Only the tests that need no service.
+	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+lint: setup-dev  ## ruff check and format check.
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup-dev
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+services-up:  ## Start real Cassandra and Kafka on the JDK (prints LAMBDAREC_TEST_* lines).
+	@deploy/local/services up
+
+services-down:
+	@deploy/local/services down
+
+bench: setup-dev  ## make bench NAME=topk SCALE=small
+	$(BIN)/python -m benchmarks $(NAME) --scale $(or $(SCALE),small)
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .ruff_cache

@@ -1,0 +1,53 @@
+"""``python -m benchmarks NAME [--scale small|medium|large] [--json]``.
+
+Each benchmark prints one JSON object per result line as it goes, then a human table (suppressed by --json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from benchmarks.common import SCALES, Result, table
+
+# name -> (module, what it compares). A benchmark module exposes ``add_arguments(parser)`` (optional) and
+# ``run(scale, args) -> Iterator[Result]``.
+BENCHMARKS: dict[str, tuple[str, str]] = {
+    "topk": ("benchmarks.topk", "all-users top-K vs implicit's recommend, and vs the machine's sgemm rate"),
+    "publish": ("benchmarks.publish", "store writes vs the backend's own bulk API"),
+    "nightly": ("benchmarks.nightly", "whole batch job vs the sum of its parts"),
+    "speed": ("benchmarks.speed", "speed layer events/s vs a bare kafka-python poll loop; freshness p99"),
+    "serve": ("benchmarks.serve", "recommendations QPS and p99 vs a hello-JSON endpoint"),
+    "replay": ("benchmarks.replay", "lambda NDCG@10 vs batch-only and popularity"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("name", choices=sorted(BENCHMARKS), help="which benchmark")
+    parser.add_argument("--scale", choices=SCALES, default="small", help="data size (default small)")
+    parser.add_argument("--json", action="store_true", help="print only the JSON lines")
+    known, _ = parser.parse_known_args(argv)
+    module_name, _ = BENCHMARKS[known.name]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:
+            raise
+        print(f"benchmark {known.name!r} is not built yet ({module_name} does not exist)", file=sys.stderr)
+        return 3
+    if hasattr(module, "add_arguments"):
+        module.add_arguments(parser)
+    args = parser.parse_args(argv)
+    results: list[Result] = []
+    for result in module.run(args.scale, args):
+        print(result.to_json(), flush=True)
+        results.append(result)
+    if not args.json:
+        print("\n" + table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""Structured logs: key=value lines on a terminal, JSON lines elsewhere (``LAMBDAREC_LOG_FORMAT=json``)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import structlog
+
+
+def configure_logging(level: str | None = None, fmt: str | None = None) -> None:
+    """Configure structlog and the stdlib root logger once per process. Logs go to stderr."""
+    level_name = (level or os.environ.get("LAMBDAREC_LOG_LEVEL", "INFO")).upper()
+    fmt = fmt or os.environ.get("LAMBDAREC_LOG_FORMAT") or ("console" if sys.stderr.isatty() else "json")
+    renderer = (
+        structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    logging.basicConfig(level=level_name, stream=sys.stderr, format="%(message)s", force=True)
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level_name)),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+
+
+def get_logger(name: str) -> structlog.typing.FilteringBoundLogger:
+    """A structured logger; ``log.info("snapshot.published", version=v, users=n)``."""
+    return structlog.get_logger(name)

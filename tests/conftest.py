@@ -1,0 +1,87 @@
+"""Session-scoped real services for the tests.
+
+Each service comes from, in order: ``LAMBDAREC_TEST_CASSANDRA`` / ``LAMBDAREC_TEST_KAFKA`` (``host:port``) when set;
+testcontainers when a Docker engine answers; else ``deploy/local/services up`` (real Apache Cassandra and Kafka on
+the JDK). With ``CI=true`` a service that cannot be provided fails the run with the reason; elsewhere the tests
+that need it are skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SERVICES = ROOT / "deploy" / "local" / "services"
+CASSANDRA_IMAGE = "cassandra:5.0.4"
+KAFKA_IMAGE = "apache/kafka:4.0.0"
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"CI=true and a required service is unavailable: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def _parse(endpoint: str, var: str) -> tuple[str, int]:
+    host, _, port = endpoint.rpartition(":")
+    if not host or not port.isdigit():
+        raise pytest.UsageError(f"${var}={endpoint!r} is not host:port")
+    return host, int(port)
+
+
+def _docker_answers() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    try:
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def _from_deploy_local(service: str, var: str) -> tuple[str, int]:
+    proc = subprocess.run([str(SERVICES), "up", service], capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        _unavailable(f"deploy/local/services up {service} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    for line in proc.stdout.splitlines():
+        line = line.removeprefix("export ").strip()
+        if line.startswith(var + "="):
+            return _parse(line.split("=", 1)[1].strip("'\""), var)
+    _unavailable(f"deploy/local/services up {service} printed no {var} line:\n{proc.stdout}")
+    raise AssertionError("unreachable")
+
+
+def _provide(service: str, var: str, request: pytest.FixtureRequest) -> tuple[str, int]:
+    if os.environ.get(var):
+        return _parse(os.environ[var], var)
+    if _docker_answers():
+        if service == "cassandra":
+            from testcontainers.cassandra import CassandraContainer
+
+            container = CassandraContainer(CASSANDRA_IMAGE)
+            container.start()
+            request.addfinalizer(container.stop)
+            return container.get_container_host_ip(), int(container.get_exposed_port(9042))
+        from testcontainers.kafka import KafkaContainer
+
+        container = KafkaContainer(KAFKA_IMAGE).with_kraft()
+        container.start()
+        request.addfinalizer(container.stop)
+        return _parse(container.get_bootstrap_server(), var)
+    return _from_deploy_local(service, var)
+
+
+@pytest.fixture(scope="session")
+def cassandra_endpoint(request: pytest.FixtureRequest) -> tuple[str, int]:
+    """(host, port) of a real Apache Cassandra answering CQL."""
+    return _provide("cassandra", "LAMBDAREC_TEST_CASSANDRA", request)
+
+
+@pytest.fixture(scope="session")
+def kafka_endpoint(request: pytest.FixtureRequest) -> tuple[str, int]:
+    """(host, port) of a real Apache Kafka broker in KRaft mode."""
+    return _provide("kafka", "LAMBDAREC_TEST_KAFKA", request)
