@@ -13,9 +13,7 @@ def configure_logging(level: str | None = None, fmt: str | None = None) -> None:
     """Configure structlog and the stdlib root logger once per process. Logs go to stderr."""
     level_name = (level or os.environ.get("LAMBDAREC_LOG_LEVEL", "INFO")).upper()
     fmt = fmt or os.environ.get("LAMBDAREC_LOG_FORMAT") or ("console" if sys.stderr.isatty() else "json")
-    renderer = (
-        structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
-    )
+    renderer = structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
     logging.basicConfig(level=level_name, stream=sys.stderr, format="%(message)s", force=True)
     structlog.configure(
         processors=[

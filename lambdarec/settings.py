@@ -34,7 +34,14 @@ from pydantic_settings import (
 ENV_PREFIX = "LAMBDAREC_"
 CONFIG_ENV = "LAMBDAREC_CONFIG"
 # Variables with our prefix that are not settings: config path, test endpoints, service dirs, log output.
-_NOT_SETTINGS = (CONFIG_ENV, "LAMBDAREC_TEST_", "LAMBDAREC_CACHE", "LAMBDAREC_SERVICES_", "LAMBDAREC_LOG_LEVEL", "LAMBDAREC_LOG_FORMAT")
+_NOT_SETTINGS = (
+    CONFIG_ENV,
+    "LAMBDAREC_TEST_",
+    "LAMBDAREC_CACHE",
+    "LAMBDAREC_SERVICES_",
+    "LAMBDAREC_LOG_LEVEL",
+    "LAMBDAREC_LOG_FORMAT",
+)
 
 STORE_SCHEMES = ("sqlite", "cassandra")
 LOG_SCHEMES = ("sqlite", "kafka")
@@ -99,7 +106,9 @@ class LogSettings(_Section):
         "sqlite:///var/events",
         description="Where events are appended. `sqlite:///relative/dir` or `kafka://host1:9092,host2:9092/topic`.",
     )
-    consumer_group: str = Field("lambdarec-speed", description="Consumer group whose positions the speed layer commits.")
+    consumer_group: str = Field(
+        "lambdarec-speed", description="Consumer group whose positions the speed layer commits."
+    )
     dead_letter: str = Field(
         "lambdarec-dead-letter", description="Topic (Kafka) or table (SQLite) receiving bad events with the reason."
     )
@@ -136,7 +145,9 @@ class BatchSettings(_Section):
         "skip", description="`skip` counts and reports bad rows; `fail` stops the job naming the first bad row."
     )
     period_hours: float = Field(24.0, gt=0, description="How often the job runs; sizes table TTLs.")
-    model: Literal["als", "bpr", "torch"] = Field("als", description="Trainer: implicit ALS, implicit BPR, or torch MF.")
+    model: Literal["als", "bpr", "torch"] = Field(
+        "als", description="Trainer: implicit ALS, implicit BPR, or torch MF."
+    )
     factors: int = Field(64, ge=2, le=1024, description="Embedding dimension.")
     iterations: int = Field(15, ge=1, description="Training iterations (ALS sweeps, BPR/torch epochs).")
     regularization: float = Field(0.05, ge=0, description="L2 regularisation.")
@@ -147,7 +158,9 @@ class BatchSettings(_Section):
     torch_batch_size: int = Field(8192, ge=1, description="Torch trainer mini-batch size.")
     seed: int = Field(42, description="Seed for training, sampling and the holdout split.")
     threads: int = Field(0, ge=0, description="CPU threads for training and scoring; 0 uses every core.")
-    device: Literal["cpu", "cuda", "auto"] = Field("auto", description="Where to train and score; auto picks CUDA if present.")
+    device: Literal["cpu", "cuda", "auto"] = Field(
+        "auto", description="Where to train and score; auto picks CUDA if present."
+    )
     top_k: int = Field(200, ge=1, le=10000, description="Candidates precomputed per user.")
     neighbours: int = Field(50, ge=1, le=1000, description="Item-item neighbours precomputed per item.")
     user_block: int = Field(4096, ge=1, description="Users scored per block; bounds peak memory.")
@@ -166,7 +179,9 @@ class BatchSettings(_Section):
         0.10, ge=0, description="Refuse to publish when the model's NDCG@K is this fraction below the current one's."
     )
     engine: Literal["local", "ray"] = Field("local", description="Where scoring and writing run.")
-    ray_address: str | None = Field(None, description="Ray cluster to join (`ray://host:10001`); none starts a local one.")
+    ray_address: str | None = Field(
+        None, description="Ray cluster to join (`ray://host:10001`); none starts a local one."
+    )
 
     @model_validator(mode="after")
     def _weights_non_negative(self) -> BatchSettings:
@@ -201,7 +216,9 @@ class ServingSettings(_Section):
     weight_trending: float = Field(0.1, ge=0, description="Weight of the trending score.")
     session_half_life_s: float = Field(1800.0, gt=0, description="Recency decay of session items.")
     mmr_lambda: float = Field(0.0, ge=0, le=1, description="MMR diversity trade-off; 0 turns diversity off.")
-    snapshot_poll_s: float = Field(5.0, gt=0, description="How often serving checks whether the current snapshot moved.")
+    snapshot_poll_s: float = Field(
+        5.0, gt=0, description="How often serving checks whether the current snapshot moved."
+    )
     store_timeout_ms: int = Field(100, ge=1, description="Timeout of one store call on the request path.")
     max_body_bytes: int = Field(1 << 20, ge=1024, description="Largest request body accepted.")
     max_batch: int = Field(1000, ge=1, description="Most users or events in one request.")

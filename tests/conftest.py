@@ -47,8 +47,8 @@ def _from_deploy_local(service: str, var: str) -> tuple[str, int]:
     proc = subprocess.run([str(SERVICES), "up", service], capture_output=True, text=True, timeout=600)
     if proc.returncode != 0:
         _unavailable(f"deploy/local/services up {service} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
-    for line in proc.stdout.splitlines():
-        line = line.removeprefix("export ").strip()
+    for raw in proc.stdout.splitlines():
+        line = raw.removeprefix("export ").strip()
         if line.startswith(var + "="):
             return _parse(line.split("=", 1)[1].strip("'\""), var)
     _unavailable(f"deploy/local/services up {service} printed no {var} line:\n{proc.stdout}")

@@ -1,0 +1,108 @@
+"""The in-memory snapshot model every layer reads: id maps, item factors, fold-in terms, neighbours, popularity.
+
+The batch layer writes these arrays under the names in ``ARRAYS``; the speed layer folds users in against
+``item_factors`` and ``yty``; serving and replay merge with ``neighbours`` and ``popularity_*``. One loader, so
+what serving merges is what replay measures.
+
+Example
+-------
+>>> model = SnapshotModel.load(store, store.current_version())   # doctest: +SKIP
+>>> model.item_index["item-42"]
+17
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+
+from lambdarec.store.base import OnlineStore
+
+# Array names inside a snapshot: the contract between the batch writer and every reader.
+ITEM_IDS = "item_ids"  # <U, [n_items]
+USER_IDS = "user_ids"  # <U, [n_users]
+ITEM_FACTORS = "item_factors"  # float32, [n_items, f]
+YTY = "yty"  # float64, [f, f]: Y^T Y for the ALS closed-form fold-in
+POPULARITY_ALL = "popularity_all"  # float32, [n_items]: weighted interactions in the window
+POPULARITY_RECENT = "popularity_recent"  # float32, [n_items]: the same over the recent window
+ARRAYS = (ITEM_IDS, USER_IDS, ITEM_FACTORS, YTY, POPULARITY_ALL, POPULARITY_RECENT)
+
+
+@dataclass(frozen=True)
+class SnapshotModel:
+    """A published snapshot's model, loaded once and shared read-only by request handlers."""
+
+    version: str
+    manifest: dict[str, Any]
+    item_ids: np.ndarray
+    user_ids: np.ndarray
+    item_factors: np.ndarray
+    yty: np.ndarray
+    popularity_all: np.ndarray
+    popularity_recent: np.ndarray
+    neighbours: np.ndarray  # int32 [n_items, m], -1 where an item has fewer neighbours
+    neighbour_scores: np.ndarray  # float32 [n_items, m]
+    solver: dict[str, float] = field(default_factory=dict)  # regularization, alpha
+
+    @cached_property
+    def item_index(self) -> dict[str, int]:
+        """Item id -> row in ``item_factors``."""
+        return {str(item): i for i, item in enumerate(self.item_ids.tolist())}
+
+    @cached_property
+    def known_users(self) -> frozenset[str]:
+        return frozenset(self.user_ids.tolist())
+
+    @property
+    def cutoff_s(self) -> float:
+        """Event time (epoch seconds) of the data cut-off: fresh events older than this are in the batch."""
+        return float(self.manifest.get("data_cutoff_s", 0.0))
+
+    @property
+    def event_weights(self) -> dict[str, float]:
+        return dict(self.manifest.get("event_weights", {}))
+
+    @cached_property
+    def popular_order(self) -> np.ndarray:
+        """Item indices by all-time popularity, most popular first."""
+        return np.argsort(-self.popularity_all, kind="stable").astype(np.int32)
+
+    @cached_property
+    def recent_order(self) -> np.ndarray:
+        """Item indices by recent popularity, most popular first."""
+        return np.argsort(-self.popularity_recent, kind="stable").astype(np.int32)
+
+    @classmethod
+    def load(cls, store: OnlineStore, version: str) -> SnapshotModel:
+        """Read a published snapshot's arrays and item rows from ``store``."""
+        info = store.get_snapshot(version)
+        manifest = dict(info.manifest or {})
+        arrays = {name: store.read_array(version, name) for name in ARRAYS}
+        n_items = len(arrays[ITEM_IDS])
+        rows = store.read_items(version)
+        width = max((len(r.neighbours) for r in rows.values()), default=0)
+        neighbours = np.full((n_items, width), -1, dtype=np.int32)
+        scores = np.zeros((n_items, width), dtype=np.float32)
+        for idx, row in rows.items():
+            neighbours[idx, : len(row.neighbours)] = row.neighbours
+            scores[idx, : len(row.scores)] = row.scores
+        model_meta = manifest.get("model", {})
+        return cls(
+            version=version,
+            manifest=manifest,
+            item_ids=arrays[ITEM_IDS],
+            user_ids=arrays[USER_IDS],
+            item_factors=np.ascontiguousarray(arrays[ITEM_FACTORS], dtype=np.float32),
+            yty=np.asarray(arrays[YTY], dtype=np.float64),
+            popularity_all=np.asarray(arrays[POPULARITY_ALL], dtype=np.float32),
+            popularity_recent=np.asarray(arrays[POPULARITY_RECENT], dtype=np.float32),
+            neighbours=neighbours,
+            neighbour_scores=scores,
+            solver={
+                "regularization": float(model_meta.get("regularization", 0.0)),
+                "alpha": float(model_meta.get("alpha", 1.0)),
+            },
+        )

@@ -1,0 +1,1 @@
+"""Offline replay evaluation: drives the layers' public functions in-process and writes a report."""

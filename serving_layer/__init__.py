@@ -1,0 +1,1 @@
+"""The serving layer: FastAPI app factory, routes, and the call into the shared merge + re-rank."""

@@ -1,0 +1,110 @@
+"""The settings tree: defaults, file, environment, overrides, and errors that name the key."""
+
+from __future__ import annotations
+
+import pytest
+
+from lambdarec.settings import ConfigError, Settings, mask_url
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("LAMBDAREC_"):
+            monkeypatch.delenv(name)
+
+
+def test_defaults_are_embedded_sqlite() -> None:
+    s = Settings.load()
+    assert s.store.url.startswith("sqlite://")
+    assert s.log.url.startswith("sqlite://")
+    assert s.batch.top_k == 200 and s.store.keep_versions == 3
+
+
+def test_every_field_is_documented() -> None:
+    def walk(model: type, path: str) -> list[str]:
+        missing = []
+        for name, field in model.model_fields.items():
+            if not field.description:
+                missing.append(f"{path}{name}")
+            ann = field.annotation
+            if isinstance(ann, type) and hasattr(ann, "model_fields"):
+                missing += walk(ann, f"{path}{name}.")
+        return missing
+
+    assert walk(Settings, "") == []
+
+
+def test_file_then_env_then_overrides(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = tmp_path / "lambdarec.toml"
+    cfg.write_text("[batch]\nfactors = 32\ntop_k = 50\n[serving]\nport = 9000\n")
+    monkeypatch.setenv("LAMBDAREC_BATCH__TOP_K", "70")
+    s = Settings.load(cfg, overrides={"serving": {"port": 9100}})
+    assert s.batch.factors == 32  # file
+    assert s.batch.top_k == 70  # env beats file
+    assert s.serving.port == 9100  # override beats both
+
+
+def test_config_from_env_variable(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[store]\nurl = "sqlite:///elsewhere"\n')
+    monkeypatch.setenv("LAMBDAREC_CONFIG", str(cfg))
+    assert Settings.load().store.url == "sqlite:///elsewhere"
+
+
+def test_unknown_key_in_file_is_named(tmp_path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[batch]\nfactorz = 8\n")
+    with pytest.raises(ConfigError, match=r"unknown setting 'batch\.factorz'"):
+        Settings.load(cfg)
+
+
+def test_unknown_section_in_env_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LAMBDAREC_STORE_URL", "sqlite:///x")  # single underscore: a common slip
+    with pytest.raises(ConfigError, match=r"LAMBDAREC_STORE_URL.*LAMBDAREC_STORE__URL"):
+        Settings.load()
+
+
+def test_unknown_nested_key_in_env_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LAMBDAREC_SPEED__NOPE", "1")
+    with pytest.raises(ConfigError, match=r"unknown setting 'speed\.nope'"):
+        Settings.load()
+
+
+def test_test_endpoints_are_not_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LAMBDAREC_TEST_CASSANDRA", "127.0.0.1:19042")
+    monkeypatch.setenv("LAMBDAREC_TEST_KAFKA", "127.0.0.1:19092")
+    Settings.load()
+
+
+def test_bad_url_scheme_and_value_are_explained() -> None:
+    with pytest.raises(ConfigError, match=r"store\.url.*scheme 'postgres'"):
+        Settings.load(overrides={"store": {"url": "postgres://h/db"}})
+    with pytest.raises(ConfigError, match=r"batch\.on_bad_rows"):
+        Settings.load(overrides={"batch": {"on_bad_rows": "ignore"}})
+
+
+def test_ttl_must_cover_two_batch_periods() -> None:
+    with pytest.raises(ConfigError, match="snapshot_ttl_s"):
+        Settings.load(overrides={"store": {"snapshot_ttl_s": 86400}, "batch": {"period_hours": 24}})
+
+
+def test_missing_or_broken_file(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        Settings.load(tmp_path / "nope.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[batch\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        Settings.load(bad)
+
+
+def test_secrets_are_masked() -> None:
+    s = Settings.load(
+        overrides={"store": {"url": "cassandra://app:hunter2@h1,h2:9042/recs?dc=dc1", "password": "hunter2"}}
+    )
+    shown = str(s.masked())
+    assert "hunter2" not in shown
+    assert mask_url("cassandra://app:pw@h:9042/ks") == "cassandra://app:***@h:9042/ks"
+    assert mask_url("kafka://h:9092/t") == "kafka://h:9092/t"
