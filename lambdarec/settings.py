@@ -39,6 +39,10 @@ _NOT_SETTINGS = (
     "LAMBDAREC_TEST_",
     "LAMBDAREC_CACHE",
     "LAMBDAREC_SERVICES_",
+    "LAMBDAREC_CASSANDRA_",
+    "LAMBDAREC_KAFKA_",
+    "LAMBDAREC_JAVA",
+    "LAMBDAREC_MVN",
     "LAMBDAREC_LOG_LEVEL",
     "LAMBDAREC_LOG_FORMAT",
 )
@@ -95,6 +99,20 @@ class StoreSettings(_Section):
     fresh_ttl_s: int = Field(7 * 86400, ge=60, description="TTL of the speed layer's per-user and per-item state.")
     connect_timeout_s: float = Field(10.0, gt=0, description="Timeout for opening a store connection.")
     request_timeout_s: float = Field(5.0, gt=0, description="Timeout for one store request.")
+    namespace: str = Field(
+        "default",
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="Namespace inside the store: its own snapshot history, current pointer, fresh state and "
+        "locks. Lets several catalogues (or test runs) share one keyspace or directory.",
+    )
+    read_concurrency: int = Field(
+        32, ge=1, le=2048, description="Requests in flight per call for Cassandra multi-key reads."
+    )
+    abandon_after_s: float = Field(
+        86400.0,
+        gt=0,
+        description="A version still `writing` this long after it began counts as abandoned: `prune` retires it.",
+    )
 
     _scheme = field_validator("url")(lambda v: _check_scheme(v, STORE_SCHEMES, "store"))
 
@@ -116,6 +134,33 @@ class LogSettings(_Section):
     max_event_bytes: int = Field(16384, ge=256, description="Events larger than this go to the dead-letter log.")
     username: str | None = Field(None, description="Kafka SASL user name.")
     password: SecretStr | None = Field(None, description="Kafka SASL password. Masked in `config show`.")
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] | None = Field(
+        None, description="Kafka security protocol; unset: SASL_PLAINTEXT when `username` is set, else PLAINTEXT."
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        "PLAIN", description="Kafka SASL mechanism used with `username` and `password`."
+    )
+    replication_factor: int = Field(1, ge=1, description="Replicas per partition when the Kafka topics are created.")
+    session_timeout_ms: int = Field(
+        10000,
+        ge=1000,
+        description="A consumer not heard from for this long leaves its group and its partitions move to the "
+        "others. Kafka hears heartbeats (the broker allows 6000 and up by default); SQLite hears polls and commits.",
+    )
+    heartbeat_interval_ms: int = Field(
+        3000, ge=100, description="Kafka consumer heartbeat interval; keep it below a third of `session_timeout_ms`."
+    )
+    max_poll_interval_ms: int = Field(
+        300000, ge=1000, description="Kafka: the longest gap between two polls before a consumer leaves its group."
+    )
+    request_timeout_ms: int = Field(
+        30000,
+        ge=1000,
+        description="Timeout of one Kafka request or producer flush, and how long SQLite waits for a write lock.",
+    )
+    idle_poll_ms: int = Field(
+        50, ge=1, description="SQLite: how often a consumer with nothing to read looks again while a poll waits."
+    )
 
     _scheme = field_validator("url")(lambda v: _check_scheme(v, LOG_SCHEMES, "log"))
 
@@ -143,6 +188,11 @@ class BatchSettings(_Section):
     lookback_days: float | None = Field(365.0, gt=0, description="Only events this recent before `--as-of` are used.")
     on_bad_rows: Literal["skip", "fail"] = Field(
         "skip", description="`skip` counts and reports bad rows; `fail` stops the job naming the first bad row."
+    )
+    timestamp_unit: Literal["auto", "s", "ms", "us", "ns"] = Field(
+        "auto",
+        description="Unit of numeric timestamps. `auto` decides per value by magnitude: below 1e11 seconds, "
+        "below 1e14 milliseconds, below 1e17 microseconds, else nanoseconds.",
     )
     period_hours: float = Field(24.0, gt=0, description="How often the job runs; sizes table TTLs.")
     model: Literal["als", "bpr", "torch"] = Field(
