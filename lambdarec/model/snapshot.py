@@ -53,6 +53,12 @@ class SnapshotModel:
         return {str(item): i for i, item in enumerate(self.item_ids.tolist())}
 
     @cached_property
+    def unit_factors(self) -> np.ndarray:
+        """Item factors scaled to unit length, for cosine similarity."""
+        norms = np.linalg.norm(self.item_factors, axis=1, keepdims=True)
+        return (self.item_factors / np.maximum(norms, 1e-12)).astype(np.float32)
+
+    @cached_property
     def known_users(self) -> frozenset[str]:
         return frozenset(self.user_ids.tolist())
 

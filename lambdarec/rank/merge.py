@@ -1,0 +1,228 @@
+"""The one merge + re-rank function that serving and replay both call.
+
+Pool = the user's batch candidates, the top-N items for the fresh fold-in vector, neighbours of the session's
+and recent items, trending items, and popular items as the last resort. Seen items (batch history, fresh
+events, the session itself, ``exclude``) are removed. Each pooled item is scored by a weighted sum of
+
+- **cf**: the fresh vector's dot product when the vector was solved against this snapshot, else the batch score;
+  min-max normalised over the pool, so weights mean the same whatever the model's score scale;
+- **session**: recency-decayed mean cosine similarity to the session's and recent items;
+- **trending**: the item's decayed trending count, normalised by the largest.
+
+Ties break by item index, so the same state always gives the same list and ``offset`` pages stably.
+
+Example
+-------
+>>> ranked = merge(MergeInput(model, batch_row=row, fresh=state, now_s=t), weights, k=10)   # doctest: +SKIP
+>>> ranked[0].source
+'speed'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from lambdarec.model.snapshot import SnapshotModel
+from lambdarec.rank.mmr import mmr_order
+from lambdarec.settings import ServingSettings
+from lambdarec.store.base import FreshUser, UserRow
+
+SOURCES = ("batch", "speed", "session", "trending", "popular")
+_NEIGHBOURS_PER_SEED = 20
+_SPEED_TOP_N = 100
+_TRENDING_TOP_N = 50
+
+
+@dataclass(frozen=True)
+class MergeWeights:
+    """Re-rank weights; ``from_settings`` reads them from the ``serving`` section."""
+
+    cf: float = 1.0
+    session: float = 0.5
+    trending: float = 0.1
+    session_half_life_s: float = 1800.0
+    mmr_lambda: float = 0.0
+
+    @classmethod
+    def from_settings(cls, s: ServingSettings) -> MergeWeights:
+        return cls(s.weight_cf, s.weight_session, s.weight_trending, s.session_half_life_s, s.mmr_lambda)
+
+
+@dataclass(frozen=True)
+class MergeInput:
+    """Everything the merge needs about one request, already read from the store."""
+
+    model: SnapshotModel
+    batch_row: UserRow | None = None
+    fresh: FreshUser | None = None
+    session: Sequence[tuple[str, float]] = ()  # (item_id, event time s): the current session, oldest first
+    exclude: frozenset[str] = frozenset()
+    trending: np.ndarray | None = None  # float32 [n_items], decayed counts; None when unknown
+    now_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """One recommended item."""
+
+    item_id: str
+    score: float
+    source: str
+    reason: str | None = None
+    components: dict[str, float] = field(default_factory=dict)
+
+
+def fresh_vector(model: SnapshotModel, fresh: FreshUser | None) -> np.ndarray | None:
+    """The fold-in vector if it was solved against this snapshot; a vector from another basis is not used."""
+    if fresh is None or fresh.vector is None or fresh.basis != model.version:
+        return None
+    return np.asarray(fresh.vector, dtype=np.float32)
+
+
+def merge(inp: MergeInput, weights: MergeWeights, k: int, offset: int = 0, explain: bool = False) -> list[Ranked]:
+    """Rank items for one user or session; see the module docstring. Returns at most ``k`` items."""
+    model = inp.model
+    n_items = len(model.item_ids)
+    if k <= 0 or n_items == 0:
+        return []
+    index = model.item_index
+    vector = fresh_vector(model, inp.fresh)
+
+    seen = np.zeros(n_items, dtype=bool)
+    if inp.batch_row is not None:
+        seen[inp.batch_row.history] = True
+    seeds = _seeds(inp, index, weights.session_half_life_s)  # item index -> decay weight
+    for item_id in _fresh_items(inp.fresh, model.cutoff_s):
+        if (i := index.get(item_id)) is not None:
+            seen[i] = True
+    for item_id in inp.exclude:
+        if (i := index.get(item_id)) is not None:
+            seen[i] = True
+    seen[list(seeds)] = True
+
+    pool: dict[int, str] = {}  # item index -> source, first source wins
+    batch_score: dict[int, float] = {}
+    if inp.batch_row is not None:
+        for i, s in zip(inp.batch_row.candidates.tolist(), inp.batch_row.scores.tolist(), strict=True):
+            pool.setdefault(i, "batch")
+            batch_score[i] = s
+    if vector is not None:
+        for i in _top(model.item_factors @ vector, _SPEED_TOP_N, seen).tolist():
+            pool.setdefault(i, "speed")
+    for seed in seeds:
+        for i in model.neighbours[seed, :_NEIGHBOURS_PER_SEED].tolist():
+            if i >= 0:
+                pool.setdefault(i, "session")
+    if inp.trending is not None and inp.trending.any():
+        for i in _top(inp.trending, _TRENDING_TOP_N, seen).tolist():
+            pool.setdefault(i, "trending")
+    need = offset + k
+    if sum(1 for i in pool if not seen[i]) < need:
+        for i in model.popular_order[: need + int(seen.sum()) + len(pool)].tolist():
+            pool.setdefault(i, "popular")
+
+    items = np.fromiter((i for i in pool if not seen[i]), dtype=np.int64)
+    if items.size == 0:
+        return []
+    parts = _components(inp, model, items, vector, batch_score, seeds)
+    total = weights.cf * parts["cf"] + weights.session * parts["session"] + weights.trending * parts["trending"]
+    order = np.lexsort((items, -total))  # by score, then by item index
+    if weights.mmr_lambda > 0:
+        order = mmr_order(order, total, model.item_factors[items], weights.mmr_lambda, need)
+    picked = order[offset:need]
+    nearest = _nearest_seed(model, items[picked], seeds) if explain else None
+    out = []
+    for rank, j in enumerate(picked.tolist()):
+        i = int(items[j])
+        source = pool[i]
+        reason = _reason(model, source, nearest[rank] if nearest is not None else -1) if explain else None
+        comps = {name: float(v[j]) for name, v in parts.items()} if explain else {}
+        out.append(Ranked(str(model.item_ids[i]), float(total[j]), source, reason, comps))
+    return out
+
+
+def _fresh_items(fresh: FreshUser | None, cutoff_s: float) -> list[str]:
+    """Items the user touched after the snapshot's cut-off (older ones are in the batch history already)."""
+    if fresh is None:
+        return []
+    return [item for item, ts, _w in fresh.events if ts > cutoff_s] + [
+        item for item, ts in fresh.recent if ts > cutoff_s
+    ]
+
+
+def _seeds(inp: MergeInput, index: dict[str, int], half_life_s: float) -> dict[int, float]:
+    """Session and recent items with their recency weights (the newest weighs 1)."""
+    events = list(inp.session)
+    if inp.fresh is not None:
+        events += [(item, ts) for item, ts in inp.fresh.recent]
+    seeds: dict[int, float] = {}
+    for item_id, ts in events:
+        i = index.get(item_id)
+        if i is None:
+            continue
+        age = max(inp.now_s - ts, 0.0) if inp.now_s else 0.0
+        seeds[i] = max(seeds.get(i, 0.0), 0.5 ** (age / half_life_s))
+    return seeds
+
+
+def _top(scores: np.ndarray, n: int, seen: np.ndarray) -> np.ndarray:
+    masked = np.where(seen, -np.inf, scores)
+    n = min(n, int((~seen).sum()))
+    if n <= 0:
+        return np.empty(0, dtype=np.int64)
+    top = np.argpartition(-masked, n - 1)[:n]
+    return top[np.lexsort((top, -masked[top]))]
+
+
+def _components(
+    inp: MergeInput,
+    model: SnapshotModel,
+    items: np.ndarray,
+    vector: np.ndarray | None,
+    batch_score: dict[int, float],
+    seeds: dict[int, float],
+) -> dict[str, np.ndarray]:
+    if vector is not None:
+        cf = model.item_factors[items] @ vector
+    else:
+        known = [batch_score.get(int(i)) for i in items]
+        floor = min((s for s in known if s is not None), default=0.0)
+        cf = np.array([floor if s is None else s for s in known], dtype=np.float32)
+    session = np.zeros(items.size, dtype=np.float32)
+    if seeds:
+        unit = model.unit_factors
+        seed_idx = np.fromiter(seeds, dtype=np.int64)
+        decay = np.fromiter(seeds.values(), dtype=np.float32)
+        session = (unit[items] @ unit[seed_idx].T) @ decay / decay.sum()
+    trending = np.zeros(items.size, dtype=np.float32)
+    if inp.trending is not None and inp.trending.max(initial=0) > 0:
+        trending = inp.trending[items] / inp.trending.max()
+    return {"cf": _minmax(cf), "session": session.astype(np.float32), "trending": trending.astype(np.float32)}
+
+
+def _minmax(x: np.ndarray) -> np.ndarray:
+    lo, hi = float(x.min()), float(x.max())
+    return np.ones_like(x, dtype=np.float32) if hi - lo < 1e-12 else ((x - lo) / (hi - lo)).astype(np.float32)
+
+
+def _nearest_seed(model: SnapshotModel, items: np.ndarray, seeds: dict[int, float]) -> np.ndarray:
+    if not seeds or items.size == 0:
+        return np.full(items.size, -1)
+    unit = model.unit_factors
+    seed_idx = np.fromiter(seeds, dtype=np.int64)
+    return seed_idx[np.argmax(unit[items] @ unit[seed_idx].T, axis=1)]
+
+
+def _reason(model: SnapshotModel, source: str, seed: int) -> str:
+    if source == "session" and seed >= 0:
+        return f"because you viewed {model.item_ids[seed]}"
+    return {
+        "batch": "picked for you in the nightly run",
+        "speed": "matches what you did recently",
+        "session": "similar to your session",
+        "trending": "trending now",
+        "popular": "popular overall",
+    }[source]
