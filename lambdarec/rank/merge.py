@@ -88,22 +88,49 @@ def merge(inp: MergeInput, weights: MergeWeights, k: int, offset: int = 0, expla
     n_items = len(model.item_ids)
     if k <= 0 or n_items == 0:
         return []
-    index = model.item_index
     vector = fresh_vector(model, inp.fresh)
+    seeds = _seeds(inp, model.item_index, weights.session_half_life_s)  # item index -> recency weight
+    seen = _seen(inp, seeds)
+    pool, batch_score = _pool(inp, vector, seeds, seen, need=offset + k)
+    items = np.fromiter((i for i in pool if not seen[i]), dtype=np.int64)
+    if items.size == 0:
+        return []
+    parts = _components(inp, items, vector=vector, batch_score=batch_score, seeds=seeds)
+    total = weights.cf * parts["cf"] + weights.session * parts["session"] + weights.trending * parts["trending"]
+    order = np.lexsort((items, -total))  # by score, then by item index
+    if weights.mmr_lambda > 0:
+        order = mmr_order(order, total, model.item_factors[items], weights.mmr_lambda, offset + k)
+    picked = order[offset : offset + k]
+    nearest = _nearest_seed(model, items[picked], seeds) if explain else None
+    out = []
+    for rank, j in enumerate(picked.tolist()):
+        i = int(items[j])
+        source = pool[i]
+        reason = _reason(model, source, nearest[rank] if nearest is not None else -1) if explain else None
+        comps = {name: float(v[j]) for name, v in parts.items()} if explain else {}
+        out.append(Ranked(str(model.item_ids[i]), float(total[j]), source, reason, comps))
+    return out
 
-    seen = np.zeros(n_items, dtype=bool)
+
+def _seen(inp: MergeInput, seeds: dict[int, float]) -> np.ndarray:
+    """Items never to recommend: batch history, fresh events after the cut-off, the session, ``exclude``."""
+    model = inp.model
+    seen = np.zeros(len(model.item_ids), dtype=bool)
     if inp.batch_row is not None:
         seen[inp.batch_row.history] = True
-    seeds = _seeds(inp, index, weights.session_half_life_s)  # item index -> decay weight
-    for item_id in _fresh_items(inp.fresh, model.cutoff_s):
-        if (i := index.get(item_id)) is not None:
-            seen[i] = True
-    for item_id in inp.exclude:
-        if (i := index.get(item_id)) is not None:
+    for item_id in [*_fresh_items(inp.fresh, model.cutoff_s), *inp.exclude]:
+        if (i := model.item_index.get(item_id)) is not None:
             seen[i] = True
     seen[list(seeds)] = True
+    return seen
 
-    pool: dict[int, str] = {}  # item index -> source, first source wins
+
+def _pool(
+    inp: MergeInput, vector: np.ndarray | None, seeds: dict[int, float], seen: np.ndarray, need: int
+) -> tuple[dict[int, str], dict[int, float]]:
+    """Candidate item index -> source (the first source that brought it), and the batch scores."""
+    model = inp.model
+    pool: dict[int, str] = {}
     batch_score: dict[int, float] = {}
     if inp.batch_row is not None:
         for i, s in zip(inp.batch_row.candidates.tolist(), inp.batch_row.scores.tolist(), strict=True):
@@ -119,29 +146,10 @@ def merge(inp: MergeInput, weights: MergeWeights, k: int, offset: int = 0, expla
     if inp.trending is not None and inp.trending.any():
         for i in _top(inp.trending, _TRENDING_TOP_N, seen).tolist():
             pool.setdefault(i, "trending")
-    need = offset + k
     if sum(1 for i in pool if not seen[i]) < need:
         for i in model.popular_order[: need + int(seen.sum()) + len(pool)].tolist():
             pool.setdefault(i, "popular")
-
-    items = np.fromiter((i for i in pool if not seen[i]), dtype=np.int64)
-    if items.size == 0:
-        return []
-    parts = _components(inp, model, items, vector, batch_score, seeds)
-    total = weights.cf * parts["cf"] + weights.session * parts["session"] + weights.trending * parts["trending"]
-    order = np.lexsort((items, -total))  # by score, then by item index
-    if weights.mmr_lambda > 0:
-        order = mmr_order(order, total, model.item_factors[items], weights.mmr_lambda, need)
-    picked = order[offset:need]
-    nearest = _nearest_seed(model, items[picked], seeds) if explain else None
-    out = []
-    for rank, j in enumerate(picked.tolist()):
-        i = int(items[j])
-        source = pool[i]
-        reason = _reason(model, source, nearest[rank] if nearest is not None else -1) if explain else None
-        comps = {name: float(v[j]) for name, v in parts.items()} if explain else {}
-        out.append(Ranked(str(model.item_ids[i]), float(total[j]), source, reason, comps))
-    return out
+    return pool, batch_score
 
 
 def _fresh_items(fresh: FreshUser | None, cutoff_s: float) -> list[str]:
@@ -179,12 +187,13 @@ def _top(scores: np.ndarray, n: int, seen: np.ndarray) -> np.ndarray:
 
 def _components(
     inp: MergeInput,
-    model: SnapshotModel,
     items: np.ndarray,
+    *,
     vector: np.ndarray | None,
     batch_score: dict[int, float],
     seeds: dict[int, float],
 ) -> dict[str, np.ndarray]:
+    model = inp.model
     if vector is not None:
         cf = model.item_factors[items] @ vector
     else:
