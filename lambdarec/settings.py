@@ -113,6 +113,9 @@ class StoreSettings(_Section):
         gt=0,
         description="A version still `writing` this long after it began counts as abandoned: `prune` retires it.",
     )
+    protocol_version: int = Field(
+        5, ge=3, le=5, description="CQL native protocol version: 5 for Cassandra 4.0 and later, 4 for 3.x."
+    )
 
     _scheme = field_validator("url")(lambda v: _check_scheme(v, STORE_SCHEMES, "store"))
 
@@ -245,6 +248,12 @@ class SpeedSettings(_Section):
     """The consumer that turns fresh events into per-user and per-item state."""
 
     recent_items: int = Field(50, ge=1, description="Recent items kept per user.")
+    recent_ttl_s: float = Field(
+        7 * 86400.0, gt=0, description="Recent items older than this (in event time, before the newest) are dropped."
+    )
+    max_fresh_events: int = Field(
+        1000, ge=1, description="Fresh events since the snapshot's cut-off kept per user for fold-in; oldest dropped."
+    )
     poll_max_records: int = Field(1000, ge=1, description="Events taken from the log per poll.")
     max_wait_ms: int = Field(100, ge=1, description="Longest wait before a partial batch is applied and committed.")
     trending_half_life_s: float = Field(6 * 3600.0, gt=0, description="Half-life of trending counts, in event time.")

@@ -1,0 +1,33 @@
+"""Trending counts decayed in event time; the speed layer accumulates them, serving reads them."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from lambdarec.model.snapshot import SnapshotModel
+from lambdarec.store.base import TrendingItem
+
+
+def decayed(count: float, from_s: float, to_s: float, half_life_s: float) -> float:
+    """``count`` at time ``from_s`` seen from the later time ``to_s``: halves every ``half_life_s``.
+
+    Example
+    -------
+    >>> decayed(8.0, 0.0, 20.0, 10.0)
+    2.0
+    """
+    return count * math.exp2(-max(to_s - from_s, 0.0) / half_life_s)
+
+
+def trending_scores(
+    items: dict[str, TrendingItem], model: SnapshotModel, now_s: float, half_life_s: float
+) -> np.ndarray:
+    """Counts decayed to ``now_s`` as float32 over the snapshot's items; items the snapshot lacks are left out."""
+    out = np.zeros(len(model.item_ids), dtype=np.float32)
+    index = model.item_index
+    for item_id, t in items.items():
+        if (i := index.get(item_id)) is not None:
+            out[i] = decayed(t.count, t.as_of, now_s, half_life_s)
+    return out

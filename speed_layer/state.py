@@ -1,0 +1,156 @@
+"""Fresh state as pure functions of (state, events, snapshot model). No I/O here.
+
+Idempotence: each state remembers, per log partition, the next position it has not applied. An event at an
+earlier position was applied already (a redelivery after a crash) and is skipped, so at-least-once delivery
+yields exactly-once state. A user's events share a partition (the log is keyed by user id), and so do the
+updates of one item within one partition, so the positions are enough.
+
+Example
+-------
+>>> state = apply_user_events(None, [(event, (0, 17))], model, None, settings=speed)   # doctest: +SKIP
+>>> state.positions                                                                   # doctest: +SKIP
+{'0': 18}
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from lambdarec.events import Event
+from lambdarec.model.foldin import confidence, fold_in
+from lambdarec.model.snapshot import SnapshotModel
+from lambdarec.rank.trending import decayed
+from lambdarec.settings import SpeedSettings
+from lambdarec.store.base import FreshUser, TrendingItem, UserRow
+
+Position = tuple[int, int]  # (partition, offset)
+
+
+def event_weight(event: Event, event_weights: dict[str, float]) -> float:
+    """The event type's weight times the event's own weight, as the batch layer weighs a row."""
+    return event_weights.get(event.event_type, 1.0) * (1.0 if event.weight is None else event.weight)
+
+
+def _is_new(positions: dict[str, int], pos: Position) -> bool:
+    return pos[1] >= positions.get(str(pos[0]), 0)
+
+
+def apply_user_events(
+    state: FreshUser | None,
+    events: Sequence[tuple[Event, Position]],
+    model: SnapshotModel | None,
+    history: UserRow | None,
+    *,
+    settings: SpeedSettings,
+    default_weights: dict[str, float] | None = None,
+) -> FreshUser | None:
+    """Apply one user's events (in log order) and re-solve the fold-in vector once.
+
+    Returns the new state, or None when every event had been applied before (nothing to write).
+    ``history`` is the user's row in ``model``'s snapshot (None for a user the batch did not see).
+    """
+    if not events:
+        return None
+    state = state or FreshUser(user_id=events[0][0].user_id)
+    positions = dict(state.positions)
+    fresh = [e for e in state.events]
+    recent = [r for r in state.recent]
+    weights = model.event_weights if model is not None and model.event_weights else (default_weights or {})
+    applied = 0
+    for event, pos in events:
+        if not _is_new(positions, pos):
+            continue
+        fresh.append((event.item_id, event.timestamp, event_weight(event, weights)))
+        recent.append((event.item_id, event.timestamp))
+        positions[str(pos[0])] = pos[1] + 1
+        applied += 1
+    if applied == 0:
+        return None
+    newest = max(ts for _, ts, _ in fresh)
+    updated = FreshUser(
+        user_id=state.user_id,
+        events=_bounded_events(fresh, model, settings),
+        recent=_bounded_recent(recent, newest, settings),
+        vector=state.vector,
+        basis=state.basis,
+        positions=positions,
+        updated_at=max(state.updated_at, newest),
+    )
+    return solve(updated, model, history) if model is not None else updated
+
+
+def rebase(state: FreshUser, model: SnapshotModel, history: UserRow | None) -> FreshUser:
+    """Re-solve ``state`` against a new snapshot: events at or before its cut-off are dropped (the batch has them)."""
+    if state.basis == model.version:
+        return state
+    kept = [e for e in state.events if e[1] > model.cutoff_s]
+    return solve(_replace(state, events=kept), model, history)
+
+
+def solve(state: FreshUser, model: SnapshotModel, history: UserRow | None) -> FreshUser:
+    """The fold-in vector from the batch history plus fresh events after the cut-off, stamped with the basis."""
+    totals: dict[int, float] = {}
+    if history is not None:
+        for i, w in zip(history.history.tolist(), history.history_weights.tolist(), strict=True):
+            totals[i] = totals.get(i, 0.0) + w
+    index = model.item_index
+    for item_id, ts, w in state.events:
+        if ts > model.cutoff_s and (i := index.get(item_id)) is not None:
+            totals[i] = totals.get(i, 0.0) + w
+    if not totals:
+        return _replace(state, vector=None, basis=model.version)
+    items = np.fromiter(totals, dtype=np.int64)
+    conf = confidence(np.fromiter(totals.values(), dtype=np.float64), model.solver.get("alpha", 1.0))
+    vector = fold_in(model.item_factors, model.yty, items, conf, model.solver.get("regularization", 0.0))
+    return _replace(state, vector=vector.tolist(), basis=model.version)
+
+
+def apply_trending(
+    item: TrendingItem | None, events: Sequence[tuple[Event, Position]], weights: dict[str, float], half_life_s: float
+) -> TrendingItem | None:
+    """Add events to an item's count decayed in event time: ``count(t) = sum w_e * 2^(-(t - t_e) / half_life)``.
+
+    The sum is the same in any order, so redelivery order does not matter; positions make it exactly-once.
+    """
+    if not events:
+        return None
+    item = item or TrendingItem(item_id=events[0][0].item_id)
+    count, as_of, positions = item.count, item.as_of, dict(item.positions)
+    applied = 0
+    for event, pos in events:
+        if not _is_new(positions, pos):
+            continue
+        w = event_weight(event, weights)
+        if event.timestamp >= as_of:
+            count = decayed(count, as_of, event.timestamp, half_life_s) + w
+            as_of = event.timestamp
+        else:
+            count += decayed(w, event.timestamp, as_of, half_life_s)
+        positions[str(pos[0])] = pos[1] + 1
+        applied += 1
+    if applied == 0:
+        return None
+    return TrendingItem(item_id=item.item_id, count=count, as_of=as_of, positions=positions)
+
+
+def _bounded_recent(recent: list[tuple[str, float]], newest: float, settings: SpeedSettings) -> list[tuple[str, float]]:
+    horizon = newest - settings.recent_ttl_s
+    live = sorted((r for r in recent if r[1] >= horizon), key=lambda r: r[1])
+    return live[-settings.recent_items :]
+
+
+def _bounded_events(
+    events: list[tuple[str, float, float]], model: SnapshotModel | None, settings: SpeedSettings
+) -> list[tuple[str, float, float]]:
+    cutoff = model.cutoff_s if model is not None else -math.inf
+    live = [e for e in events if e[1] > cutoff]
+    return live[-settings.max_fresh_events :]
+
+
+def _replace(state: FreshUser, **changes: object) -> FreshUser:
+    fields = {f: getattr(state, f) for f in state.__struct_fields__}
+    fields.update(changes)
+    return FreshUser(**fields)
