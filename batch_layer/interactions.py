@@ -1,0 +1,291 @@
+"""Read the interaction log into a clean frame, aggregate it into a user x item matrix, split a holdout by time.
+
+The clean frame has the canonical columns
+
+=============  =========  ==========================================================================
+column         dtype      meaning
+=============  =========  ==========================================================================
+``user_id``    Utf8       the user, as text (integer ids are written in decimal)
+``item_id``    Utf8       the item, as text
+``ts``         Int64      event time in **epoch milliseconds, UTC** (plain integers travel unchanged
+                          through numpy, the store and the speed layer's events)
+``weight``     Float32    ``batch.event_weights[event_type]`` x the explicit weight (1 when absent)
+``event_type`` Utf8       the event type; null when the log has no event-type column
+=============  =========  ==========================================================================
+
+sorted by ``ts`` (ties keep input order). How raw values become these columns lives in
+:mod:`batch_layer.parsing`.
+
+Example
+-------
+>>> frame, report = read_interactions("var/interactions/", BatchSettings())  # doctest: +SKIP
+>>> report.bad_rows
+{'unknown_event_type': 3}
+>>> data = build_matrix(frame)  # doctest: +SKIP
+>>> train, holdout = split_holdout(frame, 0.05)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+
+from batch_layer.errors import BadInputError, BadRowError
+from batch_layer.parsing import REASONS, describe_row, discover, scan_file
+from lambdarec.logs import get_logger
+from lambdarec.settings import BatchSettings
+
+CANONICAL_SCHEMA = pl.Schema(
+    {"user_id": pl.String, "item_id": pl.String, "ts": pl.Int64, "weight": pl.Float32, "event_type": pl.String}
+)
+_DAY_MS = 86_400_000
+
+
+@dataclass(frozen=True)
+class ReadReport:
+    """What :func:`read_interactions` read, kept and dropped, and why.
+
+    Every row read is counted once: ``rows_read = rows_kept + bad_total + duplicates_dropped + outside_window``.
+    """
+
+    source: str
+    files: int
+    rows_read: int
+    rows_kept: int
+    duplicates_dropped: int
+    after_as_of: int
+    before_window: int
+    as_of_ms: int
+    window_start_ms: int | None
+    fingerprint: str
+    bad_rows: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def outside_window(self) -> int:
+        """Rows dropped for their time: later than ``as_of`` or older than the lookback window."""
+        return self.after_as_of + self.before_window
+
+    @property
+    def bad_total(self) -> int:
+        """Rows dropped as malformed, all reasons together."""
+        return sum(self.bad_rows.values())
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain data for logs and JSON output, including the derived totals."""
+        return {**asdict(self), "outside_window": self.outside_window, "bad_total": self.bad_total}
+
+
+@dataclass(frozen=True)
+class Interactions:
+    """Summed interaction weights as a user x item CSR matrix with its id maps.
+
+    ``matrix[u, i]`` belongs to user ``user_ids[u]`` and item ``item_ids[i]``; both id arrays are sorted
+    (code-point order of the text ids), so the same interactions always give the same layout.
+    """
+
+    user_ids: np.ndarray
+    item_ids: np.ndarray
+    matrix: sp.csr_matrix
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(users, items)."""
+        return (len(self.user_ids), len(self.item_ids))
+
+
+def read_interactions(
+    source: str | Path | None = None,
+    batch: BatchSettings | None = None,
+    *,
+    as_of: datetime | None = None,
+) -> tuple[pl.DataFrame, ReadReport]:
+    """Read an interaction log (parquet or CSV: a file, a glob, or a hive-partitioned folder).
+
+    Parameters
+    ----------
+    source
+        The log; ``batch.interactions`` when None.
+    batch
+        Column names, event weights, lookback, timestamp unit and bad-row policy; defaults when None.
+    as_of
+        Data cut-off: later events are ignored, and the lookback window ends here. Naive datetimes are UTC.
+        Defaults to now (UTC).
+
+    Returns
+    -------
+    (frame, report)
+        The clean frame in the canonical columns (see the module docstring) and a :class:`ReadReport`.
+
+    Raises
+    ------
+    BadInputError
+        The source is missing or unreadable, or a file lacks a required column.
+    BadRowError
+        ``batch.on_bad_rows == "fail"`` and a row is malformed; names the file, row number and reason.
+    """
+    batch = batch or BatchSettings()
+    source = source if source is not None else batch.interactions
+    if source is None:
+        raise BadInputError("no interaction log given: pass a path or set batch.interactions")
+    as_of = as_of or datetime.now(UTC)
+    as_of = as_of if as_of.tzinfo else as_of.replace(tzinfo=UTC)
+    as_of_ms = int(as_of.timestamp() * 1000)
+    start_ms = None if batch.lookback_days is None else as_of_ms - int(batch.lookback_days * _DAY_MS)
+
+    files, root = discover(source)
+    frames = [scan_file(path, index, root, batch) for index, path in enumerate(files)]
+    try:
+        raw = pl.concat(frames, how="vertical").collect()
+    except pl.exceptions.PolarsError as exc:
+        raise BadInputError(f"cannot read interaction log {source}: {exc}") from exc
+
+    bad = raw.filter(pl.col("__reason").is_not_null())
+    if batch.on_bad_rows == "fail" and bad.height:
+        first = bad.row(0, named=True)
+        path, row, reason = str(files[first["__file"]]), first["__row"], first["__reason"]
+        raise BadRowError(describe_row(path, row, reason, batch), path=path, row=row, reason=reason)
+    counts = dict(bad.group_by("__reason").len().sort("__reason").iter_rows())
+
+    good = raw.filter(pl.col("__reason").is_null())
+    repeat = pl.col("event_id").is_not_null() & ~pl.col("event_id").is_first_distinct()
+    duplicates = int(good.select(repeat.sum()).item())
+    good = good.filter(~repeat)
+    after = pl.col("ts") > as_of_ms
+    before = pl.col("ts") < start_ms if start_ms is not None else pl.lit(False)
+    after_n, before_n = good.select(after.sum().alias("a"), before.sum().alias("b")).row(0)
+    clean = (
+        good.filter(~after & ~before)
+        .select(
+            "user_id",
+            "item_id",
+            "ts",
+            (pl.col("__event_weight") * pl.col("__weight").fill_null(1.0)).cast(pl.Float32).alias("weight"),
+            "event_type",
+        )
+        .sort("ts", maintain_order=True)
+    )
+    report = ReadReport(
+        source=str(source),
+        files=len(files),
+        rows_read=raw.height,
+        rows_kept=clean.height,
+        duplicates_dropped=duplicates,
+        after_as_of=int(after_n),
+        before_window=int(before_n),
+        as_of_ms=as_of_ms,
+        window_start_ms=start_ms,
+        fingerprint=fingerprint(files, root),
+        bad_rows={str(k): int(v) for k, v in counts.items()},
+    )
+    # Looked up per call: a logger cached at import would keep writing to the stream of its first configuration.
+    get_logger(__name__).info("interactions.read", **report.to_dict())
+    return clean, report
+
+
+def fingerprint(files: list[Path], root: Path) -> str:
+    """SHA-256 over each file's path relative to ``root`` and its content's SHA-256.
+
+    Content, not mtimes: a copy of the same log elsewhere gets the same fingerprint, so a rerun on copied
+    inputs is recognised as the same input.
+    """
+    outer = hashlib.sha256()
+    for path in sorted(files, key=lambda p: p.relative_to(root).as_posix()):
+        with path.open("rb") as fh:
+            digest = hashlib.file_digest(fh, "sha256").hexdigest()
+        outer.update(f"{path.relative_to(root).as_posix()}\0{digest}\n".encode())
+    return outer.hexdigest()
+
+
+def build_matrix(frame: pl.DataFrame) -> Interactions:
+    """Sum the weights of each (user, item) pair into a float32 CSR matrix.
+
+    Parameters
+    ----------
+    frame
+        Canonical interactions with at least ``user_id``, ``item_id`` and ``weight``.
+
+    Example
+    -------
+    >>> f = pl.DataFrame({"user_id": ["b", "a", "b"], "item_id": ["x", "x", "x"], "weight": [1.0, 2.0, 3.0]})
+    >>> m = build_matrix(f)
+    >>> m.user_ids.tolist(), m.matrix.toarray().ravel().tolist()
+    (['a', 'b'], [2.0, 4.0])
+    """
+    users = frame["user_id"].unique().drop_nulls().sort()
+    items = frame["item_id"].unique().drop_nulls().sort()
+    rows = frame["user_id"].cast(pl.Enum(users)).to_physical().to_numpy()
+    cols = frame["item_id"].cast(pl.Enum(items)).to_physical().to_numpy()
+    weights = frame["weight"].cast(pl.Float32).to_numpy()
+    matrix = sp.csr_matrix((weights, (rows, cols)), shape=(len(users), len(items)), dtype=np.float32)
+    matrix.sum_duplicates()
+    matrix.sort_indices()
+    return Interactions(user_ids=users.to_numpy().astype(str), item_ids=items.to_numpy().astype(str), matrix=matrix)
+
+
+def split_holdout(frame: pl.DataFrame, fraction: float) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Hold out the newest ``fraction`` of the events, by timestamp.
+
+    The cut is a time: every event at or after it is held out and every earlier one trains, so no
+    training event is newer than a held-out one. Events sharing the cut's timestamp all go to the holdout,
+    which can make it slightly larger than ``fraction``.
+
+    Parameters
+    ----------
+    frame
+        Canonical interactions (``ts`` column).
+    fraction
+        Share of events to hold out, ``0 <= fraction < 1`` (``batch.holdout_fraction``).
+
+    Returns
+    -------
+    (train, holdout)
+    """
+    if not 0 <= fraction < 1:
+        raise ValueError(f"holdout fraction must be in [0, 1); got {fraction}")
+    held = round(frame.height * fraction)
+    if held == 0:
+        return frame, frame.clear()
+    cut = frame["ts"].sort()[frame.height - held]
+    return frame.filter(pl.col("ts") < cut), frame.filter(pl.col("ts") >= cut)
+
+
+def parse_time(text: str) -> datetime:
+    """A time given on the command line: ISO-8601 (naive means UTC) or epoch seconds or milliseconds.
+
+    Example
+    -------
+    >>> parse_time("2024-01-01").isoformat(), parse_time("1704067200000").isoformat()
+    ('2024-01-01T00:00:00+00:00', '2024-01-01T00:00:00+00:00')
+    """
+    text = text.strip()
+    try:
+        number = float(text)
+    except ValueError:
+        try:
+            value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise BadInputError(
+                f"time {text!r} is neither ISO-8601 (2024-01-31T12:00:00Z) nor epoch seconds/milliseconds"
+            ) from None
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    seconds = number / 1000 if abs(number) >= 1e11 else number
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+__all__ = [
+    "CANONICAL_SCHEMA",
+    "REASONS",
+    "Interactions",
+    "ReadReport",
+    "build_matrix",
+    "fingerprint",
+    "parse_time",
+    "read_interactions",
+    "split_holdout",
+]
