@@ -9,6 +9,16 @@ import sys
 import structlog
 
 
+class _Stderr:
+    """Whatever ``sys.stderr`` is at write time (test runners and daemons swap it)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure_logging(level: str | None = None, fmt: str | None = None) -> None:
     """Configure structlog and the stdlib root logger once per process. Logs go to stderr."""
     level_name = (level or os.environ.get("LAMBDAREC_LOG_LEVEL", "INFO")).upper()
@@ -24,11 +34,16 @@ def configure_logging(level: str | None = None, fmt: str | None = None) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level_name)),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=_Stderr()),
         cache_logger_on_first_use=True,
     )
 
 
 def get_logger(name: str) -> structlog.typing.FilteringBoundLogger:
-    """A structured logger; ``log.info("snapshot.published", version=v, users=n)``."""
+    """A structured logger; ``log.info("snapshot.published", version=v, users=n)``.
+
+    Logging is configured on first use if nobody did (stderr, never stdout: stdout carries --json output).
+    """
+    if not structlog.is_configured():
+        configure_logging()
     return structlog.get_logger(name)

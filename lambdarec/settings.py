@@ -222,6 +222,7 @@ class BatchSettings(_Section):
     ivf_nprobe: int = Field(16, ge=1, description="IVF cells visited per query.")
     hnsw_m: int = Field(32, ge=4, description="HNSW graph degree.")
     hnsw_ef_search: int = Field(256, ge=1, description="HNSW search breadth.")
+    hnsw_ef_construction: int = Field(80, ge=1, description="HNSW build breadth: a better graph, a slower build.")
     recall_sample: int = Field(1000, ge=1, description="Users sampled to measure an approximate index's recall@K.")
     popularity_recent_days: float = Field(7.0, gt=0, description="Window of the recent popularity list.")
     holdout_fraction: float = Field(
@@ -230,6 +231,9 @@ class BatchSettings(_Section):
     gate_k: int = Field(10, ge=1, description="K of the gate's Recall@K and NDCG@K.")
     max_regression: float = Field(
         0.10, ge=0, description="Refuse to publish when the model's NDCG@K is this fraction below the current one's."
+    )
+    lock_ttl_s: float = Field(
+        60.0, gt=0, description="The job lock lapses this long after a killed job's last renewal (renewed every third)."
     )
     engine: Literal["local", "ray"] = Field("local", description="Where scoring and writing run.")
     ray_address: str | None = Field(

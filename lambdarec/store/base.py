@@ -18,14 +18,19 @@ True
 from __future__ import annotations
 
 import abc
+import json
 import secrets
-from collections.abc import Iterable, Mapping
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 import msgspec
 import numpy as np
+
+from lambdarec.store.codec import CorruptRowError
 
 SnapshotState = Literal["writing", "published", "retired"]
 
@@ -112,18 +117,46 @@ class FreshUser(msgspec.Struct, kw_only=True):
 
 
 class TrendingItem(msgspec.Struct, kw_only=True):
-    """Decayed interaction count of one item, in event time."""
+    """Decayed interaction count of one item, in event time.
+
+    The speed layer keeps one shard per (item, log partition): a partition has one consumer at a time, so no
+    two consumers ever read-modify-write the same row. Readers add the shards up. The store keys a row by
+    :attr:`key`.
+    """
 
     item_id: str
+    partition: int = -1  # the log partition this shard counts; -1 for an unsharded count
     count: float = 0.0  # decayed to `as_of`
     as_of: float = 0.0  # event time (s) the count refers to
     positions: dict[str, int] = {}  # log partition -> next position to apply (idempotence)
 
+    @property
+    def key(self) -> str:
+        """The store key: ``item_id``, or ``item_id@partition`` for a shard."""
+        return trending_key(self.item_id, self.partition)
+
+
+def trending_key(item_id: str, partition: int = -1) -> str:
+    """The store key of an item's trending row (see :class:`TrendingItem`)."""
+    return item_id if partition < 0 else f"{item_id}@{partition}"
+
+
+_last_version_ms = 0
+_version_lock = threading.Lock()
+
 
 def new_version(now: datetime | None = None) -> str:
-    """A sortable, unique snapshot version: UTC time to the millisecond plus a random suffix."""
-    now = now or datetime.now(UTC)
-    return now.strftime("%Y%m%dT%H%M%S") + f"{now.microsecond // 1000:03d}Z-{secrets.token_hex(3)}"
+    """A sortable, unique snapshot version: UTC time to the millisecond plus a random suffix.
+
+    Within one process versions strictly increase, even when two begin in the same millisecond.
+    """
+    global _last_version_ms  # noqa: PLW0603 - one counter per process is the point
+    with _version_lock:
+        ms = int((now or datetime.now(UTC)).timestamp() * 1000)
+        if now is None:
+            ms = _last_version_ms = max(ms, _last_version_ms + 1)
+    stamp = datetime.fromtimestamp(ms / 1000, UTC)
+    return stamp.strftime("%Y%m%dT%H%M%S") + f"{ms % 1000:03d}Z-{secrets.token_hex(3)}"
 
 
 class OnlineStore(abc.ABC):
@@ -137,50 +170,167 @@ class OnlineStore(abc.ABC):
 
     @abc.abstractmethod
     def begin_snapshot(self, meta: Mapping[str, Any]) -> str:
-        """Create a new version in state ``writing`` with ``meta`` (JSON-able); return its version."""
+        """Create a new version in state ``writing``.
+
+        Parameters
+        ----------
+        meta
+            JSON-able facts about the run (data cut-off, settings, code version), shown by ``snapshots show``.
+
+        Returns
+        -------
+        str
+            The new version: sortable by creation time, unique.
+
+        Raises
+        ------
+        ValueError
+            ``meta`` is not JSON-able.
+        """
 
     @abc.abstractmethod
     def write_array(self, version: str, name: str, array: np.ndarray) -> None:
-        """Store a snapshot-level array (item ids, factors, solver terms, popularity...) in <= 1 MiB chunks."""
+        """Store a snapshot-level array (item ids, factors, solver terms, popularity...) in <= 1 MiB chunks.
+
+        Parameters
+        ----------
+        version
+            A version in state ``writing``.
+        name
+            The array's name; writing the same name again replaces it.
+        array
+            Any fixed-width dtype (stored as ``.npy`` bytes with a sha256 checksum).
+
+        Raises
+        ------
+        SnapshotNotFoundError, SnapshotStateError
+            ``version`` is unknown, or no longer ``writing`` (published snapshots are immutable).
+        TypeError
+            ``array`` holds Python objects, which would need pickle.
+        """
 
     @abc.abstractmethod
     def write_users(self, version: str, rows: Iterable[UserRow], part: str | None = None) -> int:
-        """Bulk-write per-user rows; return how many. ``part`` names this batch so a retry is not counted twice."""
+        """Bulk-write per-user rows.
+
+        Parameters
+        ----------
+        version
+            A version in state ``writing``.
+        rows
+            Any iterable (a generator is fine); a user written twice in one version keeps the last row.
+        part
+            Names this batch. Writing a part again (a retry) replaces its rows and is counted once by
+            ``validate``; different parts must hold different users.
+
+        Returns
+        -------
+        int
+            How many rows this call wrote.
+
+        Raises
+        ------
+        SnapshotNotFoundError, SnapshotStateError
+            As for ``write_array``.
+        ValueError
+            A row's arrays do not pair up; the message names the user.
+        """
 
     @abc.abstractmethod
     def write_items(self, version: str, rows: Iterable[ItemRow], part: str | None = None) -> int:
-        """Bulk-write per-item rows; return how many."""
+        """Bulk-write per-item rows; as ``write_users``, keyed by item index. Returns how many."""
 
     @abc.abstractmethod
     def validate(self, version: str, expected_users: int, expected_items: int) -> list[str]:
-        """Problems that forbid publishing ``version`` (row counts, array checksums); empty when it is whole."""
+        """Check that ``version`` is whole.
+
+        Parameters
+        ----------
+        version
+            Any known version.
+        expected_users, expected_items
+            Row counts the writer promises (the manifest's ``counts``).
+
+        Returns
+        -------
+        list of str
+            One line per problem (row count off, array chunk missing or checksum wrong); empty when whole.
+        """
 
     @abc.abstractmethod
     def publish(self, version: str, manifest: Mapping[str, Any]) -> None:
-        """Validate against ``manifest["counts"]`` (``user_rows``, ``item_rows``), store the manifest, flip current.
+        """Validate ``version``, store ``manifest`` and make it current in one atomic flip.
 
-        Raises ``ValidationFailedError`` and leaves the current snapshot as it was when the version is not whole.
+        Parameters
+        ----------
+        version
+            A version in state ``writing``.
+        manifest
+            JSON-able; must hold ``counts`` with integer ``user_rows`` and ``item_rows``; may list ``arrays``
+            (names that must have been written).
+
+        Raises
+        ------
+        ValidationFailedError
+            The version is not whole; ``problems`` says why. Current stays as it was; the version stays
+            ``writing``.
+        SnapshotNotFoundError, SnapshotStateError
+            ``version`` is unknown or not ``writing``.
+        ValueError
+            ``manifest`` lacks the counts or is not JSON-able.
         """
 
     @abc.abstractmethod
     def list_snapshots(self) -> list[SnapshotInfo]:
-        """Every known version, newest first."""
+        """Every version of this store's namespace, newest first, ``current`` set on at most one."""
 
     @abc.abstractmethod
     def get_snapshot(self, version: str) -> SnapshotInfo:
-        """One version; ``SnapshotNotFoundError`` if unknown."""
+        """One version.
+
+        Raises
+        ------
+        SnapshotNotFoundError
+            No snapshot has that version.
+        """
 
     @abc.abstractmethod
     def activate(self, version: str) -> None:
-        """Make an already published version current (rollback). Refuses versions never published or retired."""
+        """Make an already published version current (rollback); readers follow within ``current_cache_s``.
+
+        Raises
+        ------
+        SnapshotNotFoundError
+            No snapshot has that version.
+        SnapshotStateError
+            The version was never published (state ``writing``), was retired, or its rows have expired.
+        """
 
     @abc.abstractmethod
     def prune(self, keep: int) -> list[str]:
-        """Retire published versions beyond the newest ``keep`` (never the current one) and abandoned writes."""
+        """Retire published versions beyond the newest ``keep`` (never the current one) and abandoned writes.
+
+        Parameters
+        ----------
+        keep
+            Published versions to keep, >= 1 (``store.keep_versions`` is the usual value).
+
+        Returns
+        -------
+        list of str
+            The versions retired by this call, newest first. A ``writing`` version counts as abandoned once
+            older than ``store.abandon_after_s``.
+        """
 
     @abc.abstractmethod
     def current_version(self, max_age_s: float | None = None) -> str | None:
-        """The current version, from a cache no older than ``max_age_s`` (default: the store setting)."""
+        """The current version, or None before the first publish.
+
+        Parameters
+        ----------
+        max_age_s
+            Oldest cached answer acceptable; None means ``store.current_cache_s``; 0 always asks the store.
+        """
 
     # ---- snapshot reads -----------------------------------------------------------------------------------
 
@@ -194,7 +344,20 @@ class OnlineStore(abc.ABC):
 
     @abc.abstractmethod
     def read_users(self, version: str, user_ids: Iterable[str]) -> dict[str, UserRow]:
-        """Rows of the given users in ``version``; unknown users are absent from the result."""
+        """Rows of many users at once.
+
+        Parameters
+        ----------
+        version
+            Any version (readers pass the one ``current_version`` gave them).
+        user_ids
+            Users to fetch; duplicates are fine.
+
+        Returns
+        -------
+        dict
+            ``user_id -> UserRow``; unknown users are absent.
+        """
 
     def read_user(self, version: str, user_id: str) -> UserRow | None:
         """One user's row in ``version``, or None."""
@@ -216,21 +379,43 @@ class OnlineStore(abc.ABC):
 
     @abc.abstractmethod
     def write_trending(self, items: Iterable[TrendingItem]) -> int:
-        """Upsert items' trending counters (with the store's fresh TTL)."""
+        """Upsert trending rows under their :attr:`TrendingItem.key` (with the store's fresh TTL)."""
 
     @abc.abstractmethod
     def read_trending(self, item_ids: Iterable[str] | None = None) -> dict[str, TrendingItem]:
-        """Trending counters of the given items; every live one when ``item_ids`` is None."""
+        """Trending rows by key (see :func:`trending_key`) for the given keys; every live one when None."""
 
     # ---- coordination -------------------------------------------------------------------------------------
 
     @abc.abstractmethod
     def try_lock(self, name: str, owner: str, ttl_s: float) -> bool:
-        """Take the named lock for ``owner`` unless another live owner holds it; it lapses after ``ttl_s``."""
+        """Take the named lock for ``owner`` unless another live owner holds it.
+
+        Parameters
+        ----------
+        name
+            The lock, within this store's namespace (e.g. ``"batch"``).
+        owner
+            Who takes it; the holder calling again renews it.
+        ttl_s
+            The lock lapses this long after it was taken or renewed.
+
+        Returns
+        -------
+        bool
+            Whether ``owner`` now holds the lock.
+        """
 
     @abc.abstractmethod
     def unlock(self, name: str, owner: str) -> None:
         """Release the lock if ``owner`` holds it."""
+
+    def init_schema(self) -> None:
+        """Create what the backend needs (keyspace, tables) if absent; safe to repeat.
+
+        SQLite does this on open; Cassandra needs it once per keyspace (``lambdarec store init``).
+        """
+        return None  # nothing to create unless the backend says otherwise
 
     @abc.abstractmethod
     def ping(self) -> None:
@@ -257,3 +442,140 @@ def decode_fresh_user(data: bytes) -> FreshUser:
 
 def decode_trending(data: bytes) -> TrendingItem:
     return msgspec.msgpack.decode(data, type=TrendingItem)
+
+
+# ---- lifecycle rules shared by the backends -----------------------------------------------------------------
+
+
+def meta_json(value: Mapping[str, Any], what: str) -> str:
+    """``value`` as JSON text; a ``ValueError`` naming ``what`` when it is not JSON-able."""
+    try:
+        return json.dumps(dict(value), sort_keys=True)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"snapshot {what} must be JSON-able (str, numbers, lists, dicts): {exc}") from None
+
+
+def expected_counts(version: str, manifest: Mapping[str, Any]) -> tuple[int, int]:
+    """``(user_rows, item_rows)`` from ``manifest["counts"]``; a ``ValueError`` naming what is missing."""
+    counts = manifest.get("counts")
+    if not isinstance(counts, Mapping):
+        raise ValueError(
+            f"publish({version}): manifest needs a 'counts' mapping with 'user_rows' and 'item_rows'; got {counts!r}"
+        )
+    out = []
+    for key in ("user_rows", "item_rows"):
+        value = counts.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"publish({version}): manifest counts.{key} must be an integer >= 0; got {value!r}")
+        out.append(value)
+    return out[0], out[1]
+
+
+def missing_arrays(manifest: Mapping[str, Any], stored: Iterable[str]) -> list[str]:
+    """Problems for arrays the manifest lists under ``"arrays"`` that were never written."""
+    have = set(stored)
+    return [
+        f"array {name!r} is listed in the manifest but was not written"
+        for name in manifest.get("arrays", ())
+        if name not in have
+    ]
+
+
+def require_writing(version: str, state: SnapshotState | None) -> None:
+    """Raise unless ``version`` exists and is still being written (published snapshots are immutable)."""
+    if state is None:
+        raise SnapshotNotFoundError(f"no snapshot has version {version!r}; begin_snapshot() creates one")
+    if state != "writing":
+        raise SnapshotStateError(
+            f"snapshot {version} is {state}, so it can no longer be written; begin a new version instead"
+        )
+
+
+def require_activatable(info: SnapshotInfo, expired: bool = False) -> None:
+    """Raise ``SnapshotStateError`` saying why ``info`` cannot become current."""
+    why = {
+        "writing": "it was never published (its write did not finish, or did not pass validation)",
+        "retired": "it was retired by prune; its rows are deleted or expiring",
+    }.get(info.state)
+    if why is None and expired:
+        why = "its rows have outlived the store's snapshot TTL"
+    if why:
+        raise SnapshotStateError(f"cannot activate snapshot {info.version}: {why}")
+
+
+def prune_plan(snapshots: Iterable[SnapshotInfo], keep: int, now: datetime, abandon_after_s: float) -> list[str]:
+    """Versions ``prune(keep)`` retires: published ones beyond the newest ``keep`` (never the current one) and
+    writes abandoned for longer than ``abandon_after_s``."""
+    if keep < 1:
+        raise ValueError(f"prune keeps at least 1 published version; got keep={keep}")
+    newest_first = sorted(snapshots, key=lambda s: (s.created_at, s.version), reverse=True)
+    published = [s for s in newest_first if s.state == "published"]
+    retire = [s.version for s in published[keep:] if not s.current]
+    retire += [
+        s.version
+        for s in newest_first
+        if s.state == "writing" and (now - s.created_at).total_seconds() > abandon_after_s
+    ]
+    return retire
+
+
+def stored_info(row: tuple[Any, ...], current: str | None) -> SnapshotInfo:
+    """A ``SnapshotInfo`` from a stored (version, state, created, published, meta, manifest) row; times may be
+    epoch seconds or naive UTC datetimes, meta and manifest JSON text."""
+
+    def utc(t: Any) -> datetime | None:
+        if t is None or isinstance(t, datetime):
+            return t if t is None or t.tzinfo else t.replace(tzinfo=UTC)
+        return datetime.fromtimestamp(t, UTC)
+
+    version, state, created, published, meta, manifest = row
+    return SnapshotInfo(version, state, version == current, utc(created), utc(published),  # type: ignore[arg-type]
+                        json.loads(meta), json.loads(manifest) if manifest else None)  # fmt: skip
+
+
+def array_problems(store: OnlineStore, version: str) -> list[str]:
+    """One problem per stored array of ``version`` whose chunks are missing or fail their checksum."""
+    problems = []
+    for name in store.array_names(version):
+        try:
+            store.read_array(version, name)
+        except CorruptRowError as exc:
+            problems.append(str(exc))
+    return problems
+
+
+def check_publishable(store: OnlineStore, version: str, manifest: Mapping[str, Any]) -> tuple[int, int]:
+    """What every backend's ``publish`` checks before the flip; returns the expected (user rows, item rows).
+
+    Raises ``SnapshotNotFoundError``, ``SnapshotStateError`` (not ``writing``), ``ValueError`` (manifest lacks
+    counts) or ``ValidationFailedError`` (rows missing, arrays corrupt or missing).
+    """
+    users, items = expected_counts(version, manifest)
+    require_writing(version, store.get_snapshot(version).state)
+    problems = store.validate(version, users, items) + missing_arrays(manifest, store.array_names(version))
+    if problems:
+        raise ValidationFailedError(version, problems)
+    return users, items
+
+
+class CurrentPointer:
+    """The current version as this process last read it, re-read once older than the allowed age."""
+
+    def __init__(self, fetch: Callable[[], str | None], default_max_age_s: float):
+        self._fetch = fetch
+        self._default = default_max_age_s
+        self._seen: tuple[float, str | None] = (-float("inf"), None)
+
+    def get(self, max_age_s: float | None = None) -> str | None:
+        max_age = self._default if max_age_s is None else max_age_s
+        fetched_at, version = self._seen
+        now = time.monotonic()
+        if max_age > 0 and now - fetched_at <= max_age:
+            return version
+        version = self._fetch()
+        self._seen = (now, version)
+        return version
+
+    def set(self, version: str) -> None:
+        """Remember a flip made by this process, so it reads its own write at once."""
+        self._seen = (time.monotonic(), version)

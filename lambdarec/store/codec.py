@@ -10,8 +10,12 @@ from __future__ import annotations
 import hashlib
 import io
 import struct
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from lambdarec.store.base import ItemRow, UserRow
 
 CHUNK_BYTES = 1 << 20  # 1 MiB: Cassandra is happiest with cells well below its 16 MiB default limit.
 
@@ -100,3 +104,31 @@ def decode_item_row(data: bytes) -> tuple[np.ndarray, np.ndarray]:
         raise CorruptRowError(f"item row format {fmt} with {n} neighbours has {len(data)} bytes")
     off = _ITEM_HEADER.size
     return np.frombuffer(data, "<i4", n, off), np.frombuffer(data, "<f4", n, off + 4 * n)
+
+
+def encode_user(row: UserRow) -> bytes:
+    """:func:`encode_user_row` of a ``UserRow``; a bad row's error names the user."""
+    try:
+        return encode_user_row(row.candidates, row.scores, row.history, row.history_weights)
+    except ValueError as exc:
+        raise ValueError(f"user {row.user_id!r}: {exc}") from None
+
+
+def encode_item(row: ItemRow) -> bytes:
+    """:func:`encode_item_row` of an ``ItemRow``; a bad row's error names the item."""
+    try:
+        return encode_item_row(row.neighbours, row.scores)
+    except ValueError as exc:
+        raise ValueError(f"item {row.item}: {exc}") from None
+
+
+def join_array(version: str, name: str, pieces: list[bytes], chunks: int, sha256: str) -> np.ndarray:
+    """The array stored as ``pieces``, after checking their count and checksum against its index row."""
+    data = b"".join(pieces)
+    found = checksum(data)
+    if len(pieces) != chunks or found != sha256:
+        raise CorruptRowError(
+            f"array {name!r} of snapshot {version}: {len(pieces)} of {chunks} chunks stored, "
+            f"sha256 {found[:12]}... where {sha256[:12]}... was written"
+        )
+    return array_from_bytes(data)

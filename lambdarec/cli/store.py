@@ -1,0 +1,87 @@
+"""``lambdarec store``: create the store's schema, check that it answers. Also the ``--store`` option and the
+error handling that ``lambdarec snapshots`` shares."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lambdarec.cli.common import EXIT_BAD_INPUT, ConfigOption, JsonOption, load_settings
+from lambdarec.logs import configure_logging
+from lambdarec.settings import Settings, mask_url
+from lambdarec.store import OnlineStore, SnapshotNotFoundError, SnapshotStateError, StoreError, open_store
+
+EXIT_STORE_FAILED = 1
+
+StoreOption = Annotated[
+    str | None,
+    typer.Option(
+        "--store",
+        help="Store URL, overriding store.url: sqlite:///DIR, sqlite:////ABS/DIR or cassandra://H1,H2:9042/KEYSPACE.",
+        show_default=False,
+    ),
+]
+
+app = typer.Typer(help="Create the store's schema; check that it answers.", no_args_is_help=True, add_completion=False)
+
+
+@app.callback()
+def _group() -> None:
+    """Create the store's schema; check that it answers."""
+    configure_cli_logging()
+
+
+def configure_cli_logging() -> None:
+    """Logs to stderr; the Cassandra driver's own tracebacks only at DEBUG, since our errors name the hosts."""
+    configure_logging()
+    if os.environ.get("LAMBDAREC_LOG_LEVEL", "").upper() != "DEBUG":
+        logging.getLogger("cassandra").setLevel(logging.CRITICAL)
+
+
+@contextlib.contextmanager
+def store_errors() -> Iterator[None]:
+    """Store errors as one line on stderr and an exit code: 2 for a wrong input, 1 when the store failed."""
+    try:
+        yield
+    except (SnapshotNotFoundError, SnapshotStateError, ValueError) as exc:
+        typer.echo(f"error: {exc.args[0] if exc.args else exc}", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    except StoreError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_STORE_FAILED) from None
+
+
+def open_cli_store(config: Path | None, store_url: str | None) -> tuple[Settings, OnlineStore]:
+    """The settings, and the store they (or ``--store``) name; a bad URL or an unreachable store ends the command."""
+    settings = load_settings(config, {"store": {"url": store_url}} if store_url else None)
+    with store_errors():
+        return settings, open_store(settings)
+
+
+@app.command("init")
+def init(config: ConfigOption = None, store: StoreOption = None, as_json: JsonOption = False) -> None:
+    """Create the keyspace and tables (Cassandra) or the database files (SQLite); safe to repeat.
+
+    Rerunning it applies changed table TTLs (store.snapshot_ttl_s, store.fresh_ttl_s).
+    """
+    settings, opened = open_cli_store(config, store)
+    with opened, store_errors():
+        opened.init_schema()
+    url = mask_url(settings.store.url)
+    typer.echo(json.dumps({"url": url, "ready": True}) if as_json else f"store ready: {url}")
+
+
+@app.command("ping")
+def ping(config: ConfigOption = None, store: StoreOption = None) -> None:
+    """Exit 0 when the store answers, 1 (with the hosts or path tried) when it does not."""
+    settings, opened = open_cli_store(config, store)
+    with opened, store_errors():
+        opened.ping()
+    typer.echo(f"store answers: {mask_url(settings.store.url)}")

@@ -1,0 +1,176 @@
+"""``lambdarec snapshots ...`` and ``lambdarec store ...`` on SQLite and on a real Cassandra: in-process through
+typer's CliRunner, and as the installed console script in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from lambdarec.cli import app
+from lambdarec.settings import StoreSettings
+from lambdarec.store import OnlineStore, open_store
+from tests.integration.store.writer import marked_rows
+
+LAMBDAREC = Path(sys.executable).parent / "lambdarec"
+runner = CliRunner()
+on_cassandra = [pytest.mark.integration, pytest.mark.cassandra]
+
+
+@pytest.fixture(params=["sqlite", pytest.param("cassandra", marks=on_cassandra)])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/store"
+    return request.getfixturevalue("cassandra_store_url")
+
+
+@pytest.fixture
+def namespace() -> str:
+    return f"cli{secrets.token_hex(6)}"
+
+
+@pytest.fixture
+def store(url: str, namespace: str):  # type: ignore[no-untyped-def]
+    with open_store(StoreSettings(url=url, namespace=namespace)) as opened:
+        yield opened
+
+
+def publish(store: OnlineStore, users: int = 3) -> str:
+    version = store.begin_snapshot({"source": "test"})
+    store.write_users(version, marked_rows(0, users, 1.0), part="p")
+    store.publish(version, {"counts": {"user_rows": users, "item_rows": 0}})
+    return version
+
+
+def cli(url: str, namespace: str, *args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, [*args, "--store", url], env={"LAMBDAREC_STORE__NAMESPACE": namespace})
+    return result.exit_code, result.stdout, result.stderr
+
+
+def script(url: str, namespace: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "LAMBDAREC_STORE__NAMESPACE": namespace}
+    return subprocess.run([str(LAMBDAREC), *args, "--store", url], capture_output=True, text=True, env=env, timeout=60)
+
+
+def test_list_json_is_newest_first_with_exactly_one_current(url: str, namespace: str, store: OnlineStore) -> None:
+    assert cli(url, namespace, "snapshots", "list", "--json")[:2] == (0, "[]\n")
+    old, new = publish(store), publish(store)
+    pending = store.begin_snapshot({})
+    code, out, _ = cli(url, namespace, "snapshots", "list", "--json")
+    assert code == 0
+    listed = json.loads(out)
+    assert [s["version"] for s in listed] == [pending, new, old]
+    assert [s["state"] for s in listed] == ["writing", "published", "published"]
+    assert [s["current"] for s in listed] == [False, True, False]
+    assert all(s["created_at"].endswith("+00:00") for s in listed)
+    assert listed[1]["manifest"]["counts"] == {"user_rows": 3, "item_rows": 0}
+
+
+def test_list_for_a_person_marks_the_current_version(url: str, namespace: str, store: OnlineStore) -> None:
+    assert "no snapshots yet" in cli(url, namespace, "snapshots", "list")[1]
+    version = publish(store)
+    code, out, _ = cli(url, namespace, "snapshots", "list")
+    assert code == 0
+    assert any(line.startswith(f"* {version}") and "published" in line for line in out.splitlines())
+
+
+def test_show_prints_one_version_and_refuses_an_unknown_one(url: str, namespace: str, store: OnlineStore) -> None:
+    version = publish(store)
+    code, out, _ = cli(url, namespace, "snapshots", "show", version, "--json")
+    assert code == 0
+    shown = json.loads(out)
+    assert (shown["version"], shown["state"], shown["current"], shown["meta"]) == (
+        version, "published", True, {"source": "test"})  # fmt: skip
+    code, _, err = cli(url, namespace, "snapshots", "show", "20200101T000000000Z-abcdef")
+    assert code == 2 and "no snapshot has version '20200101T000000000Z-abcdef'" in err
+
+
+def test_activate_rolls_back_and_refuses_what_cannot_be_current(url: str, namespace: str, store: OnlineStore) -> None:
+    old, new = publish(store), publish(store)
+    pending = store.begin_snapshot({})
+    code, out, _ = cli(url, namespace, "snapshots", "activate", old, "--json")
+    assert code == 0 and json.loads(out) == {"version": old, "previous": new}
+    assert store.current_version(max_age_s=0) == old
+    code, _, err = cli(url, namespace, "snapshots", "activate", pending)
+    assert code == 2 and "never published" in err and pending in err
+    code, _, err = cli(url, namespace, "snapshots", "activate", "nope")
+    assert code == 2 and "'nope'" in err
+    assert store.current_version(max_age_s=0) == old
+
+
+def test_prune_keeps_the_newest_and_reports_what_it_retired(url: str, namespace: str, store: OnlineStore) -> None:
+    versions = [publish(store) for _ in range(4)]
+    code, out, _ = cli(url, namespace, "snapshots", "prune", "--keep", "2", "--json")
+    assert code == 0 and json.loads(out) == {"keep": 2, "retired": versions[1::-1]}
+    states = {s.version: s.state for s in store.list_snapshots()}
+    assert [states[v] for v in versions] == ["retired", "retired", "published", "published"]
+    code, out, _ = cli(url, namespace, "snapshots", "prune")
+    assert code == 0 and "nothing to retire (keeping the newest 3 published)" in out
+    assert cli(url, namespace, "snapshots", "prune", "--keep", "0")[0] == 2
+
+
+def test_the_console_script_lists_and_fails_with_exit_2(url: str, namespace: str, store: OnlineStore) -> None:
+    version = publish(store)
+    listed = script(url, namespace, "snapshots", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert [(s["version"], s["current"]) for s in json.loads(listed.stdout)] == [(version, True)]
+    refused = script(url, namespace, "snapshots", "activate", "20200101T000000000Z-abcdef")
+    assert refused.returncode == 2 and "no snapshot has version" in refused.stderr
+    assert refused.stdout == ""
+    pinged = script(url, namespace, "store", "ping")
+    assert pinged.returncode == 0 and "store answers" in pinged.stdout
+
+
+def test_config_file_names_the_store(url: str, namespace: str, store: OnlineStore, tmp_path: Path) -> None:
+    version = publish(store)
+    config = tmp_path / "lambdarec.toml"
+    config.write_text(f'[store]\nurl = "{url}"\nnamespace = "{namespace}"\n')
+    result = runner.invoke(app, ["snapshots", "list", "--json", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert [s["version"] for s in json.loads(result.stdout)] == [version]
+
+
+def test_store_init_creates_the_sqlite_store(tmp_path: Path) -> None:
+    code, out, _ = cli(f"sqlite:///{tmp_path}/new", "default", "store", "init")
+    assert code == 0 and "store ready" in out
+    assert (tmp_path / "new" / "snapshots.sqlite").is_file() and (tmp_path / "new" / "fresh.sqlite").is_file()
+
+
+def test_a_bad_store_url_is_exit_2_naming_it() -> None:
+    code, _, err = cli("cassandra://h1:9042/not-a-keyspace!", "default", "snapshots", "list")
+    assert code == 2 and "not-a-keyspace!" in err
+    code, _, err = cli("redis://h/0", "default", "snapshots", "list")
+    assert code == 2 and "redis" in err
+
+
+@pytest.mark.integration
+@pytest.mark.cassandra
+def test_store_init_creates_a_cassandra_keyspace(cassandra_endpoint: tuple[str, int]) -> None:
+    host, port = cassandra_endpoint
+    keyspace = f"lambdarec_test_{secrets.token_hex(4)}"
+    url = f"cassandra://{host}:{port}/{keyspace}"
+    try:
+        created = subprocess.run([str(LAMBDAREC), "store", "init", "--store", url, "--json"],
+                                 capture_output=True, text=True, timeout=180)  # fmt: skip
+        assert created.returncode == 0, created.stderr
+        assert json.loads(created.stdout) == {"url": url, "ready": True}
+        with open_store(StoreSettings(url=url)) as store:
+            assert store.list_snapshots() == []
+            publish(store)
+    finally:
+        with open_store(StoreSettings(url=url)) as store:
+            store._session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=120)  # type: ignore[attr-defined]
+
+
+@pytest.mark.integration
+@pytest.mark.cassandra
+def test_an_unreachable_cassandra_is_exit_1_naming_the_host() -> None:
+    result = script("cassandra://127.0.0.1:1/recs", "default", "snapshots", "list")
+    assert result.returncode == 1
+    assert "127.0.0.1:1" in result.stderr and "Traceback" not in result.stderr

@@ -1,0 +1,93 @@
+"""The store contract on SQLite (embedded: no server needed)."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lambdarec.settings import StoreSettings
+from lambdarec.store import FreshUser, OnlineStore, StoreUnavailableError, TrendingItem, open_store
+from lambdarec.store.sqlite import SQLiteStore, store_dir
+from tests.integration.store.contract import StoreContract
+
+
+class TestSQLiteStore(StoreContract):
+    @pytest.fixture(autouse=True)
+    def _directory(self, tmp_path: Path) -> None:
+        self.directory = tmp_path / "store"
+
+    def store_url(self) -> str:
+        return f"sqlite:///{self.directory}"  # tmp_path is absolute, so four slashes
+
+    def _sql(self, file: str, sql: str, params: tuple) -> list[tuple]:
+        with sqlite3.connect(self.directory / file) as conn:
+            return conn.execute(sql, params).fetchall()
+
+    def corrupt_array_chunk(self, store: OnlineStore, version: str, name: str) -> None:
+        self._sql("snapshots.sqlite", "UPDATE array_chunks SET data = ? WHERE version = ? AND name = ? AND chunk = 0",
+                  (b"\x93NUMPY garbage", version, name))  # fmt: skip
+
+    def fresh_ttl_left(self, store: OnlineStore, table: str, key: str) -> float | None:
+        column = "user_id" if table == "fresh_users" else "item_id"
+        rows = self._sql("fresh.sqlite", f"SELECT expires_at FROM {table} WHERE ns = ? AND {column} = ?",
+                         (self.namespace, key))  # fmt: skip
+        return rows[0][0] - time.time() if rows else None
+
+
+def test_relative_and_absolute_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert store_dir("sqlite:///var/store") == Path("var/store")
+    assert store_dir("sqlite:////srv/recs") == Path("/srv/recs")
+    with pytest.raises(ValueError, match="sqlite:///relative/dir"):
+        store_dir("sqlite://host/dir")
+    monkeypatch.chdir(tmp_path)
+    with open_store(StoreSettings(url="sqlite:///rel/store")) as store:
+        store.ping()
+    assert {p.name for p in (tmp_path / "rel" / "store").iterdir()} >= {"snapshots.sqlite", "fresh.sqlite"}
+
+
+def test_files_are_in_wal_mode(tmp_path: Path) -> None:
+    with open_store(StoreSettings(url=f"sqlite:///{tmp_path}")) as store:
+        store.begin_snapshot({})
+    for name in ("snapshots.sqlite", "fresh.sqlite"):
+        with sqlite3.connect(tmp_path / name) as conn:
+            assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_a_directory_that_cannot_be_created_is_reported(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a directory")
+    with pytest.raises(StoreUnavailableError, match="file"):
+        SQLiteStore(StoreSettings(url=f"sqlite:///{tmp_path}/file/store"))
+
+
+def test_expired_fresh_state_is_invisible_and_prune_reclaims_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = SQLiteStore(StoreSettings(url=f"sqlite:///{tmp_path}", fresh_ttl_s=60))
+    store.write_fresh_users([FreshUser(user_id="u")])
+    store.write_trending([TrendingItem(item_id="i", count=1.0)])
+    later = time.time() + 61
+    monkeypatch.setattr("lambdarec.store.sqlite.time.time", lambda: later)
+    assert store.read_fresh_users(["u"]) == {} and store.read_trending(None) == {}
+    store.prune(3)
+    with sqlite3.connect(tmp_path / "fresh.sqlite") as conn:
+        assert conn.execute("SELECT COUNT(*) FROM fresh_users").fetchone() == (0,)
+    store.close()
+
+
+def test_prune_deletes_the_rows_of_retired_versions(tmp_path: Path) -> None:
+    store = SQLiteStore(StoreSettings(url=f"sqlite:///{tmp_path}"))
+    versions = []
+    for _ in range(3):
+        version = store.begin_snapshot({})
+        store.write_array(version, "a", np.zeros(3))
+        versions.append(version)
+        store.publish(version, {"counts": {"user_rows": 0, "item_rows": 0}})
+    assert store.prune(1) == versions[1::-1]
+    with sqlite3.connect(tmp_path / "snapshots.sqlite") as conn:
+        left = conn.execute("SELECT DISTINCT version FROM array_chunks").fetchall()
+    assert left == [(versions[2],)]
+    store.close()
