@@ -1,0 +1,57 @@
+"""The event log port and its backends, picked by the scheme of ``log.url``.
+
+Example
+-------
+>>> with open_log(settings) as log:                          # doctest: +SKIP
+...     log.ensure_topic()
+...     result = send_events(log, lines, EventRules.from_settings(settings))
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from lambdarec.log.base import (
+    CommitFailedError,
+    Consumer,
+    DeadLetter,
+    EventLog,
+    EventLogError,
+    EventLogUnavailableError,
+    Record,
+    next_positions,
+    partition_for,
+)
+from lambdarec.log.send import Rejection, SendResult, send_events
+from lambdarec.settings import LogSettings, Settings
+
+__all__ = [
+    "CommitFailedError",
+    "Consumer",
+    "DeadLetter",
+    "EventLog",
+    "EventLogError",
+    "EventLogUnavailableError",
+    "Record",
+    "Rejection",
+    "SendResult",
+    "next_positions",
+    "open_log",
+    "partition_for",
+    "send_events",
+]
+
+
+def open_log(settings: Settings | LogSettings) -> EventLog:
+    """Open the backend that ``log.url`` names (``sqlite://`` or ``kafka://``); Kafka connects on first use."""
+    cfg = settings.log if isinstance(settings, Settings) else settings
+    scheme = urlsplit(cfg.url).scheme
+    if scheme == "sqlite":
+        from lambdarec.log.sqlite import SQLiteEventLog
+
+        return SQLiteEventLog(cfg)
+    if scheme == "kafka":
+        from lambdarec.log.kafka import KafkaEventLog
+
+        return KafkaEventLog(cfg)
+    raise ValueError(f"log.url {cfg.url!r}: unknown scheme {scheme!r}; expected sqlite or kafka")

@@ -1,0 +1,236 @@
+"""The event log on Apache Kafka (kafka-python).
+
+``kafka://host1:9092,host2:9092/topic`` names the bootstrap brokers and the topic. Records are keyed by
+``user_id`` and partitioned by Kafka's own (murmur2) partitioner, so one user's events stay in order and other
+Kafka producers agree on the partition. The producer is idempotent with ``acks='all'`` and ``append`` flushes
+before it returns. Dead letters go to the ``log.dead_letter`` topic (one partition): the value is the original
+bytes, headers ``reason`` and ``source`` (``topic:partition:offset``). Credentials come from ``log.username`` /
+``log.password`` (SASL), never from the URL.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import urlsplit
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
+
+from lambdarec.events import Event
+from lambdarec.log.base import (
+    Consumer,
+    DeadLetter,
+    EventLog,
+    EventLogError,
+    EventLogUnavailableError,
+    PartitionCallback,
+    keyed_values,
+)
+from lambdarec.logs import get_logger
+from lambdarec.settings import LogSettings
+
+CLIENT_ID = "lambdarec"
+DEAD_LETTER_PARTITIONS = 1  # one partition keeps dead letters in arrival order for `read_dead_letters`
+
+# What kafka-python raises when no broker answers (at bootstrap, or while waiting for metadata or a flush).
+UNREACHABLE = (KafkaConnectionError, KafkaTimeoutError)
+
+log = get_logger(__name__)
+
+
+def kafka_target(url: str) -> tuple[list[str], str]:
+    """``kafka://h1:9092,h2:9092/topic`` -> (["h1:9092", "h2:9092"], "topic")."""
+    parts = urlsplit(url)
+    servers = [s.strip() for s in parts.netloc.split(",") if s.strip()]
+    topic = parts.path.strip("/")
+    if parts.scheme != "kafka" or not servers or not topic or "/" in topic or "@" in parts.netloc:
+        raise ValueError(
+            f"log.url {url!r} is not kafka://host1:9092,host2:9092/topic "
+            "(credentials belong in log.username and log.password)"
+        )
+    return servers, topic
+
+
+def client_config(settings: LogSettings) -> dict[str, Any]:
+    """Connection options shared by the producer, consumers and admin client."""
+    servers, _ = kafka_target(settings.url)
+    cfg: dict[str, Any] = {
+        "bootstrap_servers": servers,
+        "client_id": CLIENT_ID,
+        "request_timeout_ms": settings.request_timeout_ms,
+        "bootstrap_timeout_ms": settings.request_timeout_ms,
+        "security_protocol": settings.security_protocol or ("SASL_PLAINTEXT" if settings.username else "PLAINTEXT"),
+    }
+    if settings.username:
+        cfg["sasl_mechanism"] = settings.sasl_mechanism
+        cfg["sasl_plain_username"] = settings.username
+        cfg["sasl_plain_password"] = settings.password.get_secret_value() if settings.password else None
+    return cfg
+
+
+class KafkaEventLog(EventLog):
+    """The ``EventLog`` port on a Kafka topic. Connections open on first use."""
+
+    def __init__(self, settings: LogSettings):
+        self.settings = settings
+        self.servers, self.topic = kafka_target(settings.url)
+        self.dead_letter_topic = settings.dead_letter
+        self._lock = threading.Lock()
+        self._producer: KafkaProducer | None = None
+        self._admin: KafkaAdminClient | None = None
+        self._reader: KafkaConsumer | None = None
+
+    def _unavailable(self, exc: Exception) -> EventLogUnavailableError:
+        return EventLogUnavailableError(f"Kafka at {','.join(self.servers)} (topic {self.topic!r}): {exc}")
+
+    def _client(self, attr: str, factory: Any, **extra: Any) -> Any:
+        with self._lock:
+            if getattr(self, attr) is None:
+                try:
+                    setattr(self, attr, factory(**client_config(self.settings), **extra))
+                except UNREACHABLE as exc:
+                    raise self._unavailable(exc) from exc
+            return getattr(self, attr)
+
+    def producer(self) -> KafkaProducer:
+        """The idempotent producer (``acks='all'``), created on first use."""
+        return self._client(
+            "_producer",
+            KafkaProducer,
+            enable_idempotence=True,
+            acks="all",
+            linger_ms=5,
+            max_block_ms=self.settings.request_timeout_ms,
+        )
+
+    def admin(self) -> KafkaAdminClient:
+        """The admin client, created on first use."""
+        return self._client("_admin", KafkaAdminClient)
+
+    def reader(self) -> KafkaConsumer:
+        """A consumer outside any group (no commits), for offsets and dead letters."""
+        return self._client("_reader", KafkaConsumer, group_id=None, enable_auto_commit=False)
+
+    # ---- producing ------------------------------------------------------------------------------------------
+
+    def _send(self, topic: str, items: Iterable[tuple[str | None, bytes, list[tuple[str, bytes]] | None]]) -> int:
+        producer = self.producer()
+        try:
+            futures = [
+                producer.send(topic, key=key.encode() if key is not None else None, value=value, headers=headers)
+                for key, value, headers in items
+            ]
+            producer.flush(timeout=self.settings.request_timeout_ms / 1000)
+            for future in futures:
+                future.get(timeout=0)
+        except UNREACHABLE as exc:
+            raise self._unavailable(exc) from exc
+        except KafkaError as exc:
+            where = f"Kafka topic {topic!r} at {','.join(self.servers)}"
+            raise EventLogError(f"appending to {where} failed: {exc}") from exc
+        return len(futures)
+
+    def append(self, events: Iterable[Event | bytes], keys: Iterable[str | None] | None = None) -> int:
+        return self._send(self.topic, ((k, v, None) for k, v in keyed_values(events, keys)))
+
+    def dead_letter(self, raw: bytes, reason: str, source: tuple[int, int] | None = None) -> None:
+        headers = [("reason", reason.encode())]
+        if source is not None:
+            headers.append(("source", f"{self.topic}:{source[0]}:{source[1]}".encode()))
+        self._send(self.dead_letter_topic, [(None, bytes(raw), headers)])
+        log.warning("log.dead_letter", reason=reason, source=source, size=len(raw))
+
+    # ---- reading outside a group ----------------------------------------------------------------------------
+
+    def _partitions(self, topic: str) -> list[TopicPartition]:
+        described = self.admin().describe_topics([topic])
+        return [TopicPartition(topic, p["partition_index"]) for t in described for p in t["partitions"]]
+
+    def end_offsets(self) -> dict[int, int]:
+        tps = self._partitions(self.topic)
+        reader = self.reader()
+        with self._lock:
+            ends = reader.end_offsets(tps) if tps else {}
+        return {tp.partition: off for tp, off in sorted(ends.items())}
+
+    def read_dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        tps = self._partitions(self.dead_letter_topic)
+        if not tps or limit <= 0:
+            return []
+        reader = self.reader()
+        with self._lock:
+            ends = reader.end_offsets(tps)
+            starts = reader.beginning_offsets(tps)
+            reader.assign(tps)
+            for tp in tps:
+                reader.seek(tp, max(starts[tp], ends[tp] - limit))
+            found = []
+            while any(reader.position(tp) < ends[tp] for tp in tps):
+                batches = reader.poll(timeout_ms=self.settings.request_timeout_ms)
+                if not batches:
+                    break
+                found.extend(r for batch in batches.values() for r in batch)
+            reader.assign([])
+        found.sort(key=lambda r: (r.timestamp, r.partition, r.offset))
+        return [_dead_letter(r) for r in found[-limit:]]
+
+    # ---- topics and lifecycle -------------------------------------------------------------------------------
+
+    def ensure_topic(self, partitions: int | None = None) -> int:
+        want = partitions or self.settings.partitions
+        wanted = {self.topic: want, self.dead_letter_topic: DEAD_LETTER_PARTITIONS}
+        admin = self.admin()
+        try:
+            existing = set(admin.list_topics())
+            missing = {t: n for t, n in wanted.items() if t not in existing}
+            if missing:
+                spec = {
+                    t: {"num_partitions": n, "replication_factor": self.settings.replication_factor}
+                    for t, n in missing.items()
+                }
+                try:
+                    admin.create_topics(spec, wait_for_metadata=True)
+                    log.info("log.created", topics=spec, servers=self.servers)
+                except TopicAlreadyExistsError:
+                    pass  # another process created it between our list and create
+            return len(self._partitions(self.topic))
+        except UNREACHABLE as exc:
+            raise self._unavailable(exc) from exc
+
+    def consumer(
+        self,
+        group: str | None = None,
+        *,
+        on_assign: PartitionCallback | None = None,
+        on_revoke: PartitionCallback | None = None,
+    ) -> Consumer:
+        from lambdarec.log.kafka_consumer import KafkaGroupConsumer
+
+        return KafkaGroupConsumer(self, group or self.settings.consumer_group, on_assign=on_assign, on_revoke=on_revoke)
+
+    def ping(self) -> None:
+        try:
+            self.admin().describe_cluster()
+        except (KafkaError, OSError) as exc:
+            raise self._unavailable(exc) from exc
+
+    def close(self) -> None:
+        with self._lock:
+            for attr in ("_producer", "_reader", "_admin"):
+                client = getattr(self, attr)
+                if client is not None:
+                    client.close()
+                    setattr(self, attr, None)
+
+
+def _dead_letter(record: Any) -> DeadLetter:
+    headers = {k: v.decode(errors="replace") for k, v in (record.headers or [])}
+    source = None
+    if "source" in headers:
+        _, part, off = headers["source"].rsplit(":", 2)
+        source = (int(part), int(off))
+    return DeadLetter(
+        value=record.value, reason=headers.get("reason", ""), source=source, timestamp_ms=record.timestamp
+    )

@@ -1,0 +1,202 @@
+"""A Kafka consumer-group member behind the ``Consumer`` port.
+
+``enable_auto_commit=False``: positions move only when the caller commits. New groups start at the earliest
+offset. Kafka's default (eager) rebalance protocol revokes *all* of a member's partitions at every rebalance and
+then assigns the new set, so ``on_revoke`` receives every partition the member had.
+
+kafka-python 3 runs rebalance listeners on its network thread, where a blocking ``commit`` is refused. So while
+``on_revoke`` runs, ``commit`` only records the positions; when the callback returns, they are committed
+asynchronously on that thread and awaited before the rebalance goes on, which keeps Kafka's guarantee that
+a partition's positions are saved before its next owner reads it. Partitions *lost* (this member was evicted)
+cannot be committed: ``on_revoke`` is called for them too, and a ``commit`` there raises ``CommitFailedError``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Literal
+
+from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
+from kafka.consumer.subscription_state import AsyncConsumerRebalanceListener
+from kafka.errors import (
+    CommitFailedError as KafkaCommitFailedError,
+)
+from kafka.errors import (
+    IllegalGenerationError,
+    KafkaError,
+    RebalanceInProgressError,
+    UnknownMemberIdError,
+)
+
+from lambdarec.log.base import CommitFailedError, Consumer, EventLogError, PartitionCallback, Record
+from lambdarec.log.kafka import UNREACHABLE, client_config
+from lambdarec.logs import get_logger
+
+if TYPE_CHECKING:
+    from lambdarec.log.kafka import KafkaEventLog
+
+_FENCED = (KafkaCommitFailedError, IllegalGenerationError, RebalanceInProgressError, UnknownMemberIdError)
+
+log = get_logger(__name__)
+
+
+class _Listener(AsyncConsumerRebalanceListener):
+    def __init__(self, owner: KafkaGroupConsumer):
+        self.owner = owner
+
+    async def on_partitions_revoked(self, revoked):  # type: ignore[no-untyped-def]
+        await self.owner._on_revoked(revoked, mode="revoke")
+
+    async def on_partitions_lost(self, lost):  # type: ignore[no-untyped-def]
+        await self.owner._on_revoked(lost, mode="lost")
+
+    async def on_partitions_assigned(self, assigned):  # type: ignore[no-untyped-def]
+        self.owner._on_assigned(assigned)
+
+
+class KafkaGroupConsumer(Consumer):
+    """One member of ``group`` reading the event log's topic."""
+
+    def __init__(
+        self,
+        event_log: KafkaEventLog,
+        group: str,
+        *,
+        on_assign: PartitionCallback | None = None,
+        on_revoke: PartitionCallback | None = None,
+    ):
+        self.group = group
+        self._log = event_log
+        self._topic = event_log.topic
+        self._on_assign = on_assign
+        self._on_revoke = on_revoke
+        self._in_callback: Literal["revoke", "lost"] | None = None
+        self._pending: dict[int, int] = {}
+        s = event_log.settings
+        try:
+            self._kc = KafkaConsumer(
+                **client_config(s),
+                group_id=group,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                session_timeout_ms=s.session_timeout_ms,
+                heartbeat_interval_ms=s.heartbeat_interval_ms,
+                max_poll_interval_ms=s.max_poll_interval_ms,
+            )
+        except UNREACHABLE as exc:
+            raise event_log._unavailable(exc) from exc
+        # Load the topic's metadata after subscribing and before the first poll joins the group: a leader that
+        # assigns from empty metadata hands out nothing, then rebalances again at the next metadata refresh.
+        try:
+            self._kc.subscribe([self._topic], listener=_Listener(self))
+            self._kc.partitions_for_topic(self._topic)
+        except BaseException:
+            self._kc.close(autocommit=False)
+            raise
+
+    # ---- rebalance callbacks (on kafka-python's network thread) ---------------------------------------------
+
+    def _parts(self, tps: object) -> set[int]:
+        return {tp.partition for tp in tps if tp.topic == self._topic}  # type: ignore[attr-defined]
+
+    async def _on_revoked(self, tps: object, mode: Literal["revoke", "lost"]) -> None:
+        parts = self._parts(tps)
+        if not parts:
+            return
+        log.info("log.partitions_revoked", group=self.group, partitions=sorted(parts), mode=mode)
+        if self._on_revoke is None:
+            return
+        self._pending, self._in_callback = {}, mode
+        try:
+            self._on_revoke(parts)
+        finally:
+            self._in_callback = None
+        pending, self._pending = self._pending, {}
+        if pending and mode == "revoke":
+            await self._kc.commit_async(self._offsets(pending))
+
+    def _on_assigned(self, tps: object) -> None:
+        parts = self._parts(tps)
+        if not parts:
+            return
+        log.info("log.partitions_assigned", group=self.group, partitions=sorted(parts))
+        if self._on_assign is not None:
+            self._on_assign(parts)
+
+    # ---- the port -------------------------------------------------------------------------------------------
+
+    def _tp(self, partition: int) -> TopicPartition:
+        return TopicPartition(self._topic, partition)
+
+    def _offsets(self, positions: Mapping[int, int]) -> dict[TopicPartition, OffsetAndMetadata]:
+        return {self._tp(p): OffsetAndMetadata(o, "", -1) for p, o in positions.items()}
+
+    def poll(self, max_records: int = 1000, timeout_ms: int = 100) -> list[Record]:
+        batches = self._kc.poll(timeout_ms=timeout_ms, max_records=max_records)
+        return [
+            Record(tp.partition, r.offset, r.key.decode() if r.key is not None else None, r.value, r.timestamp)
+            for tp in sorted(batches)
+            for r in batches[tp]
+        ]
+
+    def commit(self, positions: Mapping[int, int]) -> None:
+        if not positions:
+            return
+        bad = {p: o for p, o in positions.items() if not isinstance(o, int) or o < 0}
+        if bad:
+            raise ValueError(f"positions must be non-negative ints; got {bad}")
+        if self._in_callback == "lost":
+            raise CommitFailedError(
+                f"group {self.group!r}: partitions {sorted(positions)} of topic {self._topic!r} were lost (this "
+                "member was evicted from the group); their records will be delivered again to their new owner"
+            )
+        if self._in_callback == "revoke":
+            self._pending.update(positions)
+            return
+        stray = set(positions) - self.assignment()
+        if stray:
+            raise CommitFailedError(
+                f"group {self.group!r}: partitions {sorted(stray)} of topic {self._topic!r} are not assigned to "
+                "this consumer; their records will be delivered again to their owner"
+            )
+        try:
+            self._kc.commit(self._offsets(positions), timeout_ms=self._log.settings.request_timeout_ms)
+        except _FENCED as exc:
+            raise CommitFailedError(
+                f"group {self.group!r} rebalanced before the commit of {dict(positions)} on topic {self._topic!r}; "
+                f"those records will be delivered again ({type(exc).__name__})"
+            ) from exc
+        except KafkaError as exc:
+            raise EventLogError(f"commit of {dict(positions)} for group {self.group!r} failed: {exc}") from exc
+
+    def _all_partitions(self) -> list[TopicPartition]:
+        return [self._tp(p) for p in sorted(self._kc.partitions_for_topic(self._topic) or ())]
+
+    def committed(self) -> dict[int, int]:
+        out = {}
+        for tp in self._all_partitions():
+            offset = self._kc.committed(tp)
+            if offset is not None:
+                out[tp.partition] = offset
+        return out
+
+    def assignment(self) -> set[int]:
+        return self._parts(self._kc.assignment())
+
+    def lag(self) -> dict[int, int]:
+        tps = self._all_partitions()
+        ends = self._kc.end_offsets(tps)
+        starts = self._kc.beginning_offsets(tps)
+        committed = self.committed()
+        return {tp.partition: ends[tp] - committed.get(tp.partition, starts[tp]) for tp in tps}
+
+    def seek_to_committed(self) -> None:
+        for tp in self._kc.assignment():
+            offset = self._kc.committed(tp)
+            if offset is None:
+                self._kc.seek_to_beginning(tp)
+            else:
+                self._kc.seek(tp, offset)
+
+    def close(self) -> None:
+        self._kc.close(autocommit=False)

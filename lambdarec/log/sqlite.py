@@ -1,0 +1,219 @@
+"""The embedded event log: one SQLite database (WAL) in the directory ``log.url`` names.
+
+``sqlite:///var/events`` is the directory ``var/events`` relative to the working directory, ``sqlite:////srv/ev``
+the absolute ``/srv/ev``; the database is ``events.sqlite3`` inside it. Several processes on one machine may
+share it (the serving layer appending, a speed consumer reading).
+
+Like a Kafka topic, the log has a fixed number of partitions (``log.partitions`` when it is first created); a
+record goes to ``crc32(user_id) % partitions`` and gets the next position of that partition, counted from 0. See
+``lambdarec.log.sqlite_consumer`` for how a consumer group shares the partitions.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from lambdarec.events import Event
+from lambdarec.log.base import (
+    Consumer,
+    DeadLetter,
+    EventLog,
+    EventLogUnavailableError,
+    PartitionCallback,
+    keyed_values,
+    partition_for,
+)
+from lambdarec.logs import get_logger
+from lambdarec.settings import LogSettings
+
+DB_FILE = "events.sqlite3"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS partitions (part INTEGER PRIMARY KEY, next_pos INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS records (
+    part INTEGER NOT NULL, pos INTEGER NOT NULL, key TEXT, value BLOB NOT NULL, appended_ms INTEGER NOT NULL,
+    PRIMARY KEY (part, pos)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS group_positions (
+    grp TEXT NOT NULL, part INTEGER NOT NULL, next_pos INTEGER NOT NULL, PRIMARY KEY (grp, part)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS group_members (
+    grp TEXT NOT NULL, member TEXT NOT NULL, heartbeat_ms INTEGER NOT NULL, PRIMARY KEY (grp, member)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS group_owners (
+    grp TEXT NOT NULL, part INTEGER NOT NULL, member TEXT NOT NULL, PRIMARY KEY (grp, part)
+) WITHOUT ROWID;
+"""
+DEAD_LETTER_SCHEMA = """
+CREATE TABLE IF NOT EXISTS {table} (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, value BLOB NOT NULL, reason TEXT NOT NULL,
+    source_part INTEGER, source_pos INTEGER, appended_ms INTEGER NOT NULL
+)
+"""
+INSERT_RECORD = "INSERT INTO records (part, pos, key, value, appended_ms) VALUES (?, ?, ?, ?, ?)"
+UPDATE_NEXT = "UPDATE partitions SET next_pos = ? WHERE part = ?"
+
+log = get_logger(__name__)
+
+
+def now_ms() -> int:
+    """Wall-clock epoch milliseconds."""
+    return time.time_ns() // 1_000_000
+
+
+def sqlite_dir(url: str) -> Path:
+    """The directory of a ``sqlite:///relative/dir`` or ``sqlite:////absolute/dir`` URL."""
+    parts = urlsplit(url)
+    path = parts.path[1:] if parts.path.startswith("/") else parts.path
+    if parts.scheme != "sqlite" or parts.netloc or not path:
+        raise ValueError(f"log.url {url!r} is not sqlite:///relative/dir or sqlite:////absolute/dir")
+    return Path(path)
+
+
+def quote_ident(name: str) -> str:
+    """``name`` as a quoted SQLite identifier (the dead-letter table comes from settings)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+@contextmanager
+def write_txn(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """A write transaction taken up front (``BEGIN IMMEDIATE``), so concurrent writers queue, never deadlock."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+class SQLiteEventLog(EventLog):
+    """The ``EventLog`` port on an embedded SQLite database."""
+
+    def __init__(self, settings: LogSettings):
+        self.settings = settings
+        self.directory = sqlite_dir(settings.url)
+        self.dead_letter_table = quote_ident(settings.dead_letter)
+        self._lock = threading.Lock()
+        self._partitions: int | None = None
+        self._conn = self.connect()
+        with self._lock:  # CREATE ... IF NOT EXISTS: safe to repeat and to race
+            self._conn.executescript(SCHEMA + ";" + DEAD_LETTER_SCHEMA.format(table=self.dead_letter_table))
+
+    def connect(self) -> sqlite3.Connection:
+        """A new connection in autocommit mode (transactions are explicit), WAL, waiting for locks."""
+        path = self.directory / DB_FILE
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(
+                path,
+                timeout=self.settings.request_timeout_ms / 1000,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+        except (OSError, sqlite3.Error) as exc:
+            raise EventLogUnavailableError(f"cannot open the SQLite event log at {path}: {exc}") from exc
+        return conn
+
+    # ---- partitions -----------------------------------------------------------------------------------------
+
+    def ensure_topic(self, partitions: int | None = None) -> int:
+        """Create the partitions (``partitions`` or ``log.partitions``) unless the log has them already."""
+        want = partitions or self.settings.partitions
+        if want < 1:
+            raise ValueError(f"partitions must be >= 1; got {want}")
+        with self._lock, write_txn(self._conn) as conn:
+            have = conn.execute("SELECT COUNT(*) FROM partitions").fetchone()[0]
+            if have == 0:
+                conn.executemany("INSERT INTO partitions (part, next_pos) VALUES (?, 0)", [(p,) for p in range(want)])
+                log.info("log.created", path=str(self.directory), partitions=want)
+                have = want
+        self._partitions = have
+        return have
+
+    def partition_count(self) -> int:
+        """The log's partition count, creating the log with ``log.partitions`` if it has none yet."""
+        if self._partitions is None:
+            self.ensure_topic()
+        assert self._partitions is not None
+        return self._partitions
+
+    def end_offsets(self) -> dict[int, int]:
+        self.partition_count()
+        with self._lock:
+            return dict(self._conn.execute("SELECT part, next_pos FROM partitions ORDER BY part").fetchall())
+
+    # ---- producing ------------------------------------------------------------------------------------------
+
+    def append(self, events: Iterable[Event | bytes], keys: Iterable[str | None] | None = None) -> int:
+        rows = list(keyed_values(events, keys))
+        if not rows:
+            return 0
+        n = self.partition_count()
+        stamp = now_ms()
+        with self._lock, write_txn(self._conn) as conn:
+            nxt = dict(conn.execute("SELECT part, next_pos FROM partitions").fetchall())
+            batch = []
+            for key, value in rows:
+                p = partition_for(key, n)
+                batch.append((p, nxt[p], key, value, stamp))
+                nxt[p] += 1
+            conn.executemany(INSERT_RECORD, batch)
+            conn.executemany(UPDATE_NEXT, [(pos, p) for p, pos in nxt.items()])
+        return len(rows)
+
+    def dead_letter(self, raw: bytes, reason: str, source: tuple[int, int] | None = None) -> None:
+        part, pos = source if source is not None else (None, None)
+        with self._lock, write_txn(self._conn) as conn:
+            conn.execute(
+                f"INSERT INTO {self.dead_letter_table} (value, reason, source_part, source_pos, appended_ms) "  # noqa: S608
+                "VALUES (?, ?, ?, ?, ?)",
+                (bytes(raw), reason, part, pos, now_ms()),
+            )
+        log.warning("log.dead_letter", reason=reason, source=source, size=len(raw))
+
+    def read_dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT value, reason, source_part, source_pos, appended_ms FROM {self.dead_letter_table} "  # noqa: S608
+                "ORDER BY id DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [
+            DeadLetter(value=bytes(v), reason=r, source=(p, o) if p is not None else None, timestamp_ms=t)
+            for v, r, p, o, t in reversed(rows)
+        ]
+
+    # ---- consuming ------------------------------------------------------------------------------------------
+
+    def consumer(
+        self,
+        group: str | None = None,
+        *,
+        on_assign: PartitionCallback | None = None,
+        on_revoke: PartitionCallback | None = None,
+    ) -> Consumer:
+        from lambdarec.log.sqlite_consumer import SQLiteConsumer
+
+        return SQLiteConsumer(self, group or self.settings.consumer_group, on_assign=on_assign, on_revoke=on_revoke)
+
+    # ---- lifecycle ------------------------------------------------------------------------------------------
+
+    def ping(self) -> None:
+        try:
+            with self._lock:
+                self._conn.execute("SELECT COUNT(*) FROM partitions").fetchone()
+        except sqlite3.Error as exc:
+            raise EventLogUnavailableError(f"SQLite event log at {self.directory / DB_FILE}: {exc}") from exc
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
