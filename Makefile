@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: setup setup-dev demo test test-unit lint format services-up services-down bench clean
+.PHONY: setup setup-dev demo test test-unit lint format docs services-up services-down bench clean
 
 setup: $(STAMP)  ## Create .venv and install lambdarec without the heavy extras (no torch).
 
@@ -37,6 +37,9 @@ lint: setup-dev  ## ruff check and format check.
 format: setup-dev
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+docs: setup  ## Regenerate docs/configuration.md from the settings tree.
+	$(BIN)/lambdarec config reference --out docs/configuration.md
 
 services-up:  ## Start real Cassandra and Kafka on the JDK (prints LAMBDAREC_TEST_* lines).
 	@deploy/local/services up

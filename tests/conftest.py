@@ -17,8 +17,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVICES = ROOT / "deploy" / "local" / "services"
-CASSANDRA_IMAGE = "cassandra:5.0.4"
-KAFKA_IMAGE = "apache/kafka:4.0.0"
+CASSANDRA_IMAGE = "cassandra:5.0.9"  # the versions deploy/local and deploy/compose.yaml run
+KAFKA_IMAGE = "apache/kafka:4.4.0"
 
 
 def _unavailable(reason: str) -> None:

@@ -1,19 +1,25 @@
-"""``lambdarec config``: the effective settings."""
+"""``lambdarec config``: the effective settings, and the configuration reference generated from the settings tree."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
-from lambdarec.cli.common import ConfigOption, JsonOption, load_settings
+from lambdarec.cli.common import EXIT_BAD_INPUT, ConfigOption, JsonOption, load_settings
 
-app = typer.Typer(help="Show the effective settings.", no_args_is_help=True, add_completion=False)
+EXIT_STALE = 1
+
+app = typer.Typer(
+    help="Show the effective settings; write the configuration reference.", no_args_is_help=True, add_completion=False
+)
 
 
 @app.callback()
 def _group() -> None:
-    """Show the effective settings."""
+    """Show the effective settings; write the configuration reference."""
 
 
 @app.command("show")
@@ -28,3 +34,35 @@ def show(config: ConfigOption = None, as_json: JsonOption = False) -> None:
         for key, value in values.items():
             typer.echo(f"{key} = {json.dumps(value)}")
         typer.echo("")
+
+
+@app.command("reference")
+def reference(
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Write the reference to this file instead of stdout.", show_default=False),
+    ] = None,
+    check: Annotated[
+        bool, typer.Option("--check", help="Write nothing; exit 1 if the --out file differs from the reference.")
+    ] = False,
+) -> None:
+    """Print every setting (key, type, default, environment variable, description) as Markdown: the text of
+    docs/configuration.md. It comes from the code alone, never from the environment or a config file."""
+    from lambdarec.settings_doc import REGENERATE, render_reference
+
+    text = render_reference()
+    if check:
+        if out is None:
+            typer.echo("error: --check needs --out PATH, the file to compare", err=True)
+            raise typer.Exit(EXIT_BAD_INPUT)
+        if not out.is_file() or out.read_text(encoding="utf-8") != text:
+            typer.echo(f"{out} is out of date with the settings; run `{REGENERATE}`", err=True)
+            raise typer.Exit(EXIT_STALE)
+        typer.echo(f"{out} is up to date")
+        return
+    if out is None:
+        typer.echo(text, nl=False)
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    typer.echo(f"wrote {out}", err=True)
