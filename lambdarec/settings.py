@@ -217,6 +217,9 @@ class BatchSettings(_Section):
     top_k: int = Field(200, ge=1, le=10000, description="Candidates precomputed per user.")
     neighbours: int = Field(50, ge=1, le=1000, description="Item-item neighbours precomputed per item.")
     user_block: int = Field(4096, ge=1, description="Users scored per block; bounds peak memory.")
+    score_tile_mb: float = Field(
+        64.0, gt=0, description="Scores held at once per CPU scoring thread (MiB; the mask adds a quarter)."
+    )
     index: Literal["exact", "ivf", "hnsw"] = Field("exact", description="Candidate search: exact, or a FAISS index.")
     ivf_nlist: int = Field(0, ge=0, description="IVF cells; 0 picks about 4*sqrt(items).")
     ivf_nprobe: int = Field(16, ge=1, description="IVF cells visited per query.")
@@ -291,6 +294,43 @@ class ServingSettings(_Section):
     admin_key_hashes: list[str] = Field(
         default_factory=list, description="SHA-256 hex digests of API keys allowed to list and activate snapshots."
     )
+    max_offset: int = Field(1000, ge=0, description="Largest `offset` a request may page to.")
+    max_request_items: int = Field(
+        100, ge=1, description="Most items in a request's `session_items` (or basket) and in its `exclude`."
+    )
+    max_id_chars: int = Field(256, ge=1, description="Longest user or item id a request may name.")
+    trending_refresh_s: float = Field(
+        5.0, gt=0, description="How often serving re-reads the trending counts in the background."
+    )
+    user_cache_size: int = Field(
+        10000,
+        ge=0,
+        description="Users whose last store read is kept in memory, to serve them personalised lists "
+        "(marked degraded) while the store is unavailable; 0 keeps none.",
+    )
+    store_retry_s: float = Field(
+        1.0, gt=0, description="After a failed store call, requests skip the store (degraded) this long."
+    )
+    store_threads: int = Field(8, ge=1, description="Threads per worker that run store calls with the timeout.")
+    store_reads: Literal["auto", "thread", "inline"] = Field(
+        "auto",
+        description="How requests read the store. `thread`: in the store threads, under `store_timeout_ms`. "
+        "`inline`: on the event loop, bounded by the backend's own timeout (`store.request_timeout_s`); a hop "
+        "to a thread costs more than a local SQLite read (WAL readers never wait on writers). `auto`: inline "
+        "for SQLite, thread for Cassandra.",
+    )
+    access_log: bool = Field(False, description="Log every request (uvicorn's access log); costs throughput.")
+
+    @field_validator("ingest_key_hashes", "admin_key_hashes")
+    @classmethod
+    def _sha256_hex(cls, digests: list[str]) -> list[str]:
+        bad = [d for d in digests if len(d) != 64 or any(c not in "0123456789abcdefABCDEF" for c in d)]
+        if bad:
+            raise ValueError(
+                f"key hashes must be SHA-256 hex digests (64 hex characters; `lambdarec serve hash-key KEY` prints "
+                f"one); got {len(bad)} that are not, e.g. one of {len(bad[0])} characters"
+            )
+        return [d.lower() for d in digests]
 
 
 _config_path: contextvars.ContextVar[Path | None] = contextvars.ContextVar("lambdarec_config", default=None)

@@ -1,0 +1,148 @@
+"""Item indices for candidate search beyond the exact CPU one: exact on a CUDA GPU (torch), approximate (FAISS).
+
+Both implement :class:`batch_layer.candidates.Searcher`; :func:`batch_layer.candidates.make_searcher` picks one.
+torch and FAISS are imported only when such a searcher is built.
+
+Example
+-------
+>>> from lambdarec.settings import BatchSettings
+>>> s = FaissSearcher(np.eye(4, dtype=np.float32), BatchSettings(index="hnsw"))
+>>> s.search(np.array([[0, 0, 1, 0]], np.float32), None, 1)[0].tolist()
+[[2]]
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Any
+
+import numpy as np
+
+from batch_layer.train.device import resolve_threads
+from lambdarec.model.scoring import Exclusions
+from lambdarec.settings import BatchSettings
+
+# Score-matrix elements per GPU step (1 GiB of float32), whatever the block size.
+_GPU_STEP_ELEMENTS = 1 << 28
+
+
+def torch_cuda_ready() -> bool:
+    """True when torch is installed (CUDA itself is probed by :func:`batch_layer.train.device.cuda_available`)."""
+    return importlib.util.find_spec("torch") is not None
+
+
+def _seen_flat(seen: Exclusions, rows: int, n_items: int) -> np.ndarray:
+    """Row-major flat positions ``row * n_items + item`` of every excluded (row, item), sorted."""
+    start, stop = int(seen.indptr[0]), int(seen.indptr[-1])
+    owner = np.repeat(np.arange(rows, dtype=np.int64), np.diff(seen.indptr))
+    return np.sort(owner * n_items + seen.indices[start:stop].astype(np.int64))
+
+
+class TorchSearcher:
+    """Exact inner-product top-K on a CUDA device with torch (``matmul`` + ``topk``).
+
+    Ties may come back in another order than on the CPU; scores agree to float32 rounding.
+    """
+
+    def __init__(self, item_factors: np.ndarray, device: str = "cuda") -> None:
+        try:
+            import torch
+        except ModuleNotFoundError:
+            raise RuntimeError(
+                "batch.device = 'cuda' scores with torch, which is not installed: install the torch extra "
+                "(pip install 'lambdarec[torch]') or set batch.device = 'cpu'"
+            ) from None
+
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise RuntimeError("batch.device = 'cuda' but torch sees no CUDA device; use device = 'cpu' or 'auto'")
+        self._torch = torch
+        self.device = torch.device(device)
+        self._items = torch.as_tensor(np.ascontiguousarray(item_factors, dtype=np.float32), device=self.device)
+
+    def search(self, user_vectors: np.ndarray, seen: Exclusions | None, k: int) -> tuple[np.ndarray, np.ndarray]:
+        torch = self._torch
+        n_users, n_items = len(user_vectors), self._items.shape[0]
+        out_items = np.full((n_users, k), -1, dtype=np.int32)
+        out_scores = np.full((n_users, k), -np.inf, dtype=np.float32)
+        kk = min(k, n_items)
+        flat = None if seen is None else _seen_flat(seen, n_users, n_items)
+        step = max(1, _GPU_STEP_ELEMENTS // max(1, n_items))
+        for start in range(0, n_users, step):
+            stop = min(start + step, n_users)
+            users = torch.as_tensor(np.ascontiguousarray(user_vectors[start:stop], dtype=np.float32))
+            scores = users.to(self.device, non_blocking=True) @ self._items.T
+            if flat is not None:
+                lo, hi = np.searchsorted(flat, [start * n_items, stop * n_items])
+                if hi > lo:
+                    pos = torch.as_tensor(flat[lo:hi] - start * n_items, device=self.device)
+                    scores.view(-1)[pos] = float("-inf")
+            val, idx = torch.topk(scores, kk, dim=1, sorted=True)
+            idx = torch.where(torch.isinf(val), torch.full_like(idx, -1), idx)
+            out_items[start:stop, :kk] = idx.to(torch.int32).cpu().numpy()
+            out_scores[start:stop, :kk] = val.cpu().numpy()
+        return out_items, out_scores
+
+
+class FaissSearcher:
+    """Approximate inner-product top-K with a FAISS ``IndexIVFFlat`` or ``IndexHNSWFlat``.
+
+    Seen items are removed after the search: users are grouped by their seen count rounded up to a power of
+    two, and each group asks for ``k`` plus that many items, so heavy users do not slow everyone down.
+    """
+
+    def __init__(self, item_factors: np.ndarray, settings: BatchSettings, *, use_gpu: bool = False) -> None:
+        import faiss
+
+        items = np.ascontiguousarray(item_factors, dtype=np.float32)
+        n_items, dim = items.shape
+        faiss.omp_set_num_threads(resolve_threads(settings.threads))
+        self.kind = settings.index
+        self.n_items = n_items
+        index: Any
+        if settings.index == "hnsw":
+            index = faiss.IndexHNSWFlat(dim, settings.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            index.hnsw.efConstruction = settings.hnsw_ef_construction
+            index.add(items)
+            index.hnsw.efSearch = settings.hnsw_ef_search
+        elif settings.index == "ivf":
+            nlist = settings.ivf_nlist or max(1, int(4 * np.sqrt(n_items)))
+            nlist = min(nlist, n_items)
+            quantizer = faiss.IndexFlatIP(dim)
+            index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+            index.cp.seed = settings.seed
+            index.train(items)
+            index.add(items)
+            index.nprobe = min(settings.ivf_nprobe, nlist)
+            if use_gpu and hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0:
+                self._gpu_resources = faiss.StandardGpuResources()
+                index = faiss.index_cpu_to_gpu(self._gpu_resources, 0, index)
+        else:
+            raise ValueError(f"FaissSearcher needs batch.index = 'ivf' or 'hnsw'; got {settings.index!r}")
+        self.index = index
+        self._quantizer = None if settings.index == "hnsw" else quantizer  # keep it alive with the index
+
+    def search(self, user_vectors: np.ndarray, seen: Exclusions | None, k: int) -> tuple[np.ndarray, np.ndarray]:
+        users = np.ascontiguousarray(user_vectors, dtype=np.float32)
+        n_users = len(users)
+        out_items = np.full((n_users, k), -1, dtype=np.int32)
+        out_scores = np.full((n_users, k), -np.inf, dtype=np.float32)
+        counts = np.zeros(n_users, np.int64) if seen is None else np.diff(seen.indptr)
+        flat = None if seen is None else _seen_flat(seen, n_users, self.n_items)
+        extra = np.where(counts > 0, 1 << np.ceil(np.log2(np.maximum(counts, 1))).astype(np.int64), 0)
+        for pad in np.unique(extra):
+            rows = np.flatnonzero(extra == pad)
+            ask = int(min(self.n_items, k + pad))
+            dist, ids = self.index.search(users[rows], ask)
+            drop = ids < 0
+            if flat is not None and flat.size:
+                key = rows[:, None] * self.n_items + np.maximum(ids, 0)
+                pos = np.minimum(np.searchsorted(flat, key), flat.size - 1)
+                drop |= flat[pos] == key
+            # FAISS returns best first; a stable sort on "dropped" keeps that order among the kept.
+            keep = np.argsort(drop, axis=1, kind="stable")[:, : min(k, ask)]
+            kept_ids = np.take_along_axis(ids, keep, 1)
+            kept_drop = np.take_along_axis(drop, keep, 1)
+            width = keep.shape[1]
+            out_items[rows, :width] = np.where(kept_drop, -1, kept_ids).astype(np.int32)
+            out_scores[rows, :width] = np.where(kept_drop, -np.inf, np.take_along_axis(dist, keep, 1))
+        return out_items, out_scores

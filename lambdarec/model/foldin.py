@@ -1,0 +1,120 @@
+"""The closed-form ALS user solve ("fold-in"): a user's vector from the item factors and their interactions.
+
+For confidences ``c_ui`` (``1 + alpha * weight`` on the user's items, 1 elsewhere) and preference 1 on the user's
+items, implicit ALS's user vector is
+
+    x_u = (Y^T Y + sum_i (c_ui - 1) y_i y_i^T + lambda I)^-1  sum_i c_ui y_i
+
+where the sums run over the user's items only, so one solve costs O(n_u f^2 + f^3) whatever the catalogue size.
+It equals ``implicit``'s ``AlternatingLeastSquares.recalculate_user`` for a model trained by
+:mod:`batch_layer.train.implicit_mf` (which hands implicit these confidences with its ``alpha`` left at 1).
+
+Example
+-------
+>>> y = np.array([[1.0, 0.0], [0.0, 1.0]], dtype=np.float32)
+>>> fold_in(y, y.T @ y, [0], [3.0], regularization=1.0).round(3).tolist()
+[0.75, 0.0]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def confidence(weights: np.ndarray | Sequence[float], alpha: float) -> np.ndarray:
+    """Confidence ``1 + alpha * weight`` of interactions with summed weight ``weight`` (float64).
+
+    Example
+    -------
+    >>> confidence([1.0, 0.5], alpha=2.0).tolist()
+    [3.0, 2.0]
+    """
+    return 1.0 + float(alpha) * np.asarray(weights, dtype=np.float64)
+
+
+def fold_in(
+    item_factors: np.ndarray,
+    yty: np.ndarray,
+    item_indices: np.ndarray | Sequence[int],
+    confidences: np.ndarray | Sequence[float],
+    regularization: float,
+) -> np.ndarray:
+    """Solve one user's vector against fixed item factors (see the module docstring for the formula).
+
+    Parameters
+    ----------
+    item_factors
+        ``[n_items, f]`` item factors ``Y`` of the snapshot.
+    yty
+        ``[f, f]`` ``Y^T Y`` of the same snapshot (its solver terms), float64 preferred.
+    item_indices
+        The user's distinct item indices.
+    confidences
+        ``c_ui`` of each item, ``>= 1`` (see :func:`confidence`), aligned with ``item_indices``.
+    regularization
+        The snapshot's L2 weight ``lambda``.
+
+    Returns
+    -------
+    float32 ``[f]``; zeros for a user with no items.
+
+    Example
+    -------
+    >>> y = np.eye(2, dtype=np.float32)
+    >>> fold_in(y, np.eye(2), [1], [2.0], regularization=1.0).tolist()
+    [0.0, 0.6666666865348816]
+    """
+    y = np.asarray(item_factors)
+    idx = np.asarray(item_indices, dtype=np.int64).reshape(-1)
+    conf = np.asarray(confidences, dtype=np.float64).reshape(-1)
+    f = y.shape[1] if y.ndim == 2 else -1
+    if f < 1 or np.shape(yty) != (f, f):
+        raise ValueError(f"item_factors must be [n_items, f] and yty [f, f]; got {y.shape} and {np.shape(yty)}")
+    if idx.shape != conf.shape:
+        raise ValueError(f"item_indices ({idx.size}) and confidences ({conf.size}) must have the same length")
+    if idx.size and (idx.min() < 0 or idx.max() >= y.shape[0]):
+        raise ValueError(f"item_indices must lie in [0, {y.shape[0]}); got min {idx.min()}, max {idx.max()}")
+    if idx.size == 0:
+        return np.zeros(f, dtype=np.float32)
+    yu = y[idx].astype(np.float64)
+    a = np.asarray(yty, dtype=np.float64) + float(regularization) * np.eye(f)
+    a += (yu * (conf - 1.0)[:, None]).T @ yu
+    b = yu.T @ conf
+    return np.linalg.solve(a, b).astype(np.float32)
+
+
+def fold_in_many(
+    item_factors: np.ndarray,
+    yty: np.ndarray,
+    users: Sequence[tuple[np.ndarray, np.ndarray]],
+    regularization: float,
+) -> np.ndarray:
+    """:func:`fold_in` for many users at once: one batched LAPACK solve instead of one call per user.
+
+    ``users`` holds ``(item_indices, confidences)`` per user. Returns float32 ``[len(users), f]``; a user with
+    no items gets zeros. Equal to calling :func:`fold_in` per user, several times faster for small ``f``.
+
+    Example
+    -------
+    >>> y = np.eye(2, dtype=np.float32)
+    >>> fold_in_many(y, np.eye(2), [(np.array([0]), np.array([3.0])), (np.array([], int), np.array([]))], 1.0)
+    array([[0.75, 0.  ],
+           [0.  , 0.  ]], dtype=float32)
+    """
+    y = np.asarray(item_factors)
+    f = y.shape[1]
+    a = np.empty((len(users), f, f))
+    a[:] = np.asarray(yty, dtype=np.float64) + float(regularization) * np.eye(f)
+    b = np.zeros((len(users), f))
+    for u, (idx, conf) in enumerate(users):
+        if len(idx) == 0:
+            continue
+        yu = y[np.asarray(idx, dtype=np.int64)].astype(np.float64)
+        c = np.asarray(conf, dtype=np.float64)
+        a[u] += (yu * (c - 1.0)[:, None]).T @ yu
+        b[u] = yu.T @ c
+    if not len(users):
+        return np.zeros((0, f), dtype=np.float32)
+    return np.linalg.solve(a, b[..., None])[..., 0].astype(np.float32)

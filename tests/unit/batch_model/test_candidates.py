@@ -1,0 +1,152 @@
+"""All-users candidates: exact, seen items never returned, independent of block size, bounded memory."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from batch_layer.candidates import ExactSearcher, candidate_recall, iter_candidates, make_searcher
+from batch_layer.train.device import cuda_available
+from lambdarec.settings import BatchSettings
+
+
+def random_case(users: int = 700, items: int = 1500, f: int = 16, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    user_factors = rng.standard_normal((users, f)).astype(np.float32)
+    item_factors = rng.standard_normal((items, f)).astype(np.float32)
+    counts = np.minimum(rng.zipf(1.6, users), items // 3)
+    rows = np.repeat(np.arange(users), counts)
+    seen = sp.csr_matrix((np.ones(rows.size, np.float32), (rows, rng.integers(0, items, rows.size))), (users, items))
+    seen.sum_duplicates()
+    return user_factors, item_factors, seen
+
+
+def brute_force(user_factors, item_factors, seen, k):
+    scores = user_factors @ item_factors.T
+    scores[seen.toarray() != 0] = -np.inf
+    return np.argsort(-scores, axis=1, kind="stable")[:, :k]
+
+
+def collect(blocks):
+    users, items, scores = zip(*blocks, strict=True)
+    return np.concatenate(users), np.concatenate(items), np.concatenate(scores)
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_exact_candidates_equal_brute_force_and_skip_seen_items(threads: int) -> None:
+    u, y, seen = random_case()
+    users, items, scores = collect(iter_candidates(u, y, seen, 60, 256, threads=threads))
+    np.testing.assert_array_equal(users, np.arange(len(u)))
+    np.testing.assert_array_equal(items, brute_force(u, y, seen, 60))
+    assert not seen[np.repeat(np.arange(len(u)), 60), items.ravel()].any()
+    assert (np.diff(scores, axis=1) <= 0).all()
+    np.testing.assert_allclose(scores, np.take_along_axis(u @ y.T, items, 1), rtol=1e-5, atol=1e-5)
+
+
+def test_result_does_not_depend_on_the_block_size() -> None:
+    u, y, seen = random_case(seed=1)
+    reference = collect(iter_candidates(u, y, seen, 40, len(u), threads=1))
+    for block in (1, 7, 100, 333):
+        got = collect(iter_candidates(u, y, seen, 40, block, threads=2))
+        for a, b in zip(got, reference, strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_users_subset_and_users_who_have_seen_everything() -> None:
+    u, y, _ = random_case(users=5, items=30)
+    dense = np.zeros((5, 30), np.float32)
+    dense[2, :] = 1.0
+    dense[4, :25] = 1.0
+    seen = sp.csr_matrix(dense)
+    users, items, scores = collect(iter_candidates(u, y, seen, 10, 2, users=np.array([4, 2, 0])))
+    assert users.tolist() == [4, 2, 0]
+    assert set(items[0, :5]) == set(range(25, 30)) and (items[0, 5:] == -1).all()
+    assert (items[1] == -1).all() and np.isneginf(scores[1]).all()
+    np.testing.assert_array_equal(items[2], brute_force(u[:1], y, seen[:1], 10)[0])
+
+
+def test_inputs_are_checked_with_a_clear_message() -> None:
+    u, y, seen = random_case(users=4, items=9)
+    with pytest.raises(ValueError, match="expected \\(n_users, n_items\\)"):
+        next(iter_candidates(u, y, seen[:3], 2, 2))
+    with pytest.raises(ValueError, match="same number of factors"):
+        next(iter_candidates(u[:, :3], y, seen, 2, 2))
+    with pytest.raises(TypeError, match="CSR"):
+        next(iter_candidates(u, y, seen.toarray(), 2, 2))
+    with pytest.raises(ValueError, match="block"):
+        next(iter_candidates(u, y, seen, 2, 0))
+
+
+def test_hnsw_recall_is_reported_and_high_on_a_small_case() -> None:
+    u, y, seen = random_case(users=400, items=2000, seed=2)
+    searcher = make_searcher(y, BatchSettings(index="hnsw", device="cpu", hnsw_ef_search=128))
+    recall = candidate_recall(searcher, u, y, seen, 50, sample=200, seed=0)
+    assert 0.9 < recall <= 1.0
+    _, items, _ = collect(iter_candidates(u, y, seen, 50, 128, searcher=searcher))
+    valid = items >= 0
+    assert valid.all(axis=1).mean() > 0.95
+    rows = np.repeat(np.arange(len(u)), 50).reshape(items.shape)
+    assert not seen[rows[valid], items[valid]].any()
+
+
+def test_ivf_search_never_returns_seen_items_and_exact_recall_is_one() -> None:
+    u, y, seen = random_case(users=300, items=2000, seed=3)
+    ivf = make_searcher(y, BatchSettings(index="ivf", device="cpu", ivf_nlist=16, ivf_nprobe=16))
+    _, items, _ = collect(iter_candidates(u, y, seen, 30, 64, searcher=ivf))
+    rows = np.repeat(np.arange(len(u)), 30).reshape(items.shape)
+    assert (items >= 0).all() and not seen[rows.ravel(), items.ravel()].any()
+    assert candidate_recall(ivf, u, y, seen, 30, sample=100) == pytest.approx(1.0)  # every cell probed
+    assert candidate_recall(ExactSearcher(y), u, y, seen, 30, sample=100) == 1.0
+
+
+def _peak_bytes(users: int, block: int) -> int:
+    u, y, seen = random_case(users=users, items=3000, f=16, seed=4)
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        for _ in iter_candidates(u, y, seen, 50, block, threads=1):
+            pass
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_peak_memory_does_not_grow_with_the_number_of_users() -> None:
+    small, large = _peak_bytes(1000, 256), _peak_bytes(8000, 256)
+    assert large < 1.25 * small + (1 << 20), (small, large)
+
+
+def test_torch_searcher_code_path_equals_exact_on_the_cpu() -> None:
+    pytest.importorskip("torch", reason="torch is not installed (make setup-dev installs the torch extra)")
+    from batch_layer.model_index import TorchSearcher
+
+    u, y, seen = random_case(users=300, items=800, seed=5)
+    searcher = TorchSearcher(y, device="cpu")
+    _, items, scores = collect(iter_candidates(u, y, seen, 25, 128, searcher=searcher))
+    exact = brute_force(u, y, seen, 25)
+    np.testing.assert_array_equal(items, exact)
+    np.testing.assert_allclose(scores, np.take_along_axis(u @ y.T, exact, 1), rtol=1e-5, atol=1e-5)
+    tiny = TorchSearcher(y[:5], device="cpu").search(u[:2], None, 8)[0]
+    assert (tiny[:, 5:] == -1).all()
+
+
+def test_auto_device_falls_back_to_the_cpu_without_torch(monkeypatch) -> None:
+    import batch_layer.candidates as candidates
+    import batch_layer.model_index as model_index
+
+    monkeypatch.setattr(candidates, "resolve_device", lambda requested: "cuda")
+    monkeypatch.setattr(model_index, "torch_cuda_ready", lambda: False)
+    searcher = make_searcher(np.eye(3, dtype=np.float32), BatchSettings(device="auto", score_tile_mb=1))
+    assert isinstance(searcher, ExactSearcher) and searcher.tile_elements == 1 << 18
+
+
+@pytest.mark.skipif(cuda_available(), reason="this machine has a CUDA device")
+def test_explicit_cuda_without_a_device_is_a_clear_error(monkeypatch) -> None:
+    import batch_layer.candidates as candidates
+
+    monkeypatch.setattr(candidates, "resolve_device", lambda requested: "cuda")
+    with pytest.raises(RuntimeError, match=r"batch\.device = 'cuda'"):
+        make_searcher(np.eye(3, dtype=np.float32), BatchSettings(device="cuda"))
