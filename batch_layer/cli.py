@@ -1,0 +1,79 @@
+"""``lambdarec batch``: the nightly job from a shell, cron, Airflow or a Kubernetes CronJob.
+
+Exit codes: 0 published or nothing to do, 1 other failure, 2 bad input, 3 quality gate, 4 locked.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from lambdarec.cli.common import ConfigOption, JsonOption, load_settings
+
+app = typer.Typer(help="The nightly job: interactions -> model -> published snapshot.", no_args_is_help=True)
+
+
+@app.callback()
+def _group() -> None:
+    """The nightly job: interactions -> model -> published snapshot."""
+
+
+@app.command("run")
+def run(
+    interactions: Annotated[
+        str | None, typer.Option("--interactions", "-i", help="Parquet/CSV file, glob or folder (batch.interactions).")
+    ] = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option("--as-of", help="Cut-off: ISO-8601 or epoch s/ms; later events are ignored. Default now."),
+    ] = None,
+    store: Annotated[str | None, typer.Option("--store", help="Store URL (store.url).")] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Publish even if unchanged or if the quality gate refuses.")
+    ] = False,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bars on stderr.")] = True,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Run the nightly job once and publish a new snapshot if the inputs changed and the model passes the gate."""
+    from batch_layer.errors import BadInputError
+    from batch_layer.interactions import parse_time
+    from batch_layer.job import EXIT_BAD_INPUT, EXIT_FAILED, JobLockedError, QualityGateError, run_batch
+    from lambdarec.store import StoreError
+
+    settings = load_settings(config, {"store": {"url": store} if store else None})
+    try:
+        cutoff = parse_time(as_of) if as_of else None
+    except ValueError as exc:
+        typer.echo(f"error: --as-of {as_of!r}: {exc}", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    try:
+        result = run_batch(settings, interactions=interactions, as_of=cutoff, force=force, progress=progress)
+    except BadInputError as exc:
+        _fail(f"bad input: {exc}", EXIT_BAD_INPUT, as_json, {"published": False, "error": str(exc)})
+    except QualityGateError as exc:
+        _fail(str(exc), exc.exit_code, as_json, {**exc.manifest, "error": str(exc)})
+    except JobLockedError as exc:
+        _fail(str(exc), exc.exit_code, as_json, {"published": False, "error": str(exc)})
+    except StoreError as exc:
+        _fail(f"store: {exc}", EXIT_FAILED, as_json, {"published": False, "error": str(exc)})
+    if as_json:
+        typer.echo(json.dumps(result.manifest, indent=2, sort_keys=True, default=str))
+    else:
+        typer.echo(result.message)
+        m = result.manifest
+        if m.get("published"):
+            counts, gate = m["counts"], m.get("metrics", {})
+            typer.echo(f"  users {counts['users']}, items {counts['items']}, interactions {counts['interactions']}")
+            if "model" in gate:
+                typer.echo(f"  holdout: model {gate['model']}  popularity {gate['popularity']}")
+            typer.echo("  stages: " + ", ".join(f"{k} {v:.2f}s" for k, v in m["timings_s"].items()))
+
+
+def _fail(message: str, code: int, as_json: bool, body: dict) -> None:
+    typer.echo(f"error: {message}", err=True)
+    if as_json:
+        typer.echo(json.dumps(body, indent=2, sort_keys=True, default=str))
+    raise typer.Exit(code)
