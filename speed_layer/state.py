@@ -17,10 +17,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-import numpy as np
-
 from lambdarec.events import Event
-from lambdarec.model.foldin import confidence, fold_in
+from lambdarec.model.freshstate import solve
 from lambdarec.model.snapshot import SnapshotModel
 from lambdarec.rank.trending import decayed
 from lambdarec.settings import SpeedSettings
@@ -46,11 +44,13 @@ def apply_user_events(
     *,
     settings: SpeedSettings,
     default_weights: dict[str, float] | None = None,
+    solve_vector: bool = True,
 ) -> FreshUser | None:
     """Apply one user's events (in log order) and re-solve the fold-in vector once.
 
     Returns the new state, or None when every event had been applied before (nothing to write).
     ``history`` is the user's row in ``model``'s snapshot (None for a user the batch did not see).
+    With ``solve_vector=False`` the caller solves many users at once with ``solve_many``.
     """
     if not events:
         return None
@@ -79,33 +79,7 @@ def apply_user_events(
         positions=positions,
         updated_at=max(state.updated_at, newest),
     )
-    return solve(updated, model, history) if model is not None else updated
-
-
-def rebase(state: FreshUser, model: SnapshotModel, history: UserRow | None) -> FreshUser:
-    """Re-solve ``state`` against a new snapshot: events at or before its cut-off are dropped (the batch has them)."""
-    if state.basis == model.version:
-        return state
-    kept = [e for e in state.events if e[1] > model.cutoff_s]
-    return solve(_replace(state, events=kept), model, history)
-
-
-def solve(state: FreshUser, model: SnapshotModel, history: UserRow | None) -> FreshUser:
-    """The fold-in vector from the batch history plus fresh events after the cut-off, stamped with the basis."""
-    totals: dict[int, float] = {}
-    if history is not None:
-        for i, w in zip(history.history.tolist(), history.history_weights.tolist(), strict=True):
-            totals[i] = totals.get(i, 0.0) + w
-    index = model.item_index
-    for item_id, ts, w in state.events:
-        if ts > model.cutoff_s and (i := index.get(item_id)) is not None:
-            totals[i] = totals.get(i, 0.0) + w
-    if not totals:
-        return _replace(state, vector=None, basis=model.version)
-    items = np.fromiter(totals, dtype=np.int64)
-    conf = confidence(np.fromiter(totals.values(), dtype=np.float64), model.solver.get("alpha", 1.0))
-    vector = fold_in(model.item_factors, model.yty, items, conf, model.solver.get("regularization", 0.0))
-    return _replace(state, vector=vector.tolist(), basis=model.version)
+    return solve(updated, model, history) if model is not None and solve_vector else updated
 
 
 def apply_trending(
@@ -113,11 +87,12 @@ def apply_trending(
 ) -> TrendingItem | None:
     """Add events to an item's count decayed in event time: ``count(t) = sum w_e * 2^(-(t - t_e) / half_life)``.
 
-    The sum is the same in any order, so redelivery order does not matter; positions make it exactly-once.
+    ``item`` is the item's shard for the events' partition (one consumer writes it). The sum is the same in
+    any order; positions make it exactly-once.
     """
     if not events:
         return None
-    item = item or TrendingItem(item_id=events[0][0].item_id)
+    item = item or TrendingItem(item_id=events[0][0].item_id, partition=events[0][1][0])
     count, as_of, positions = item.count, item.as_of, dict(item.positions)
     applied = 0
     for event, pos in events:
@@ -133,7 +108,7 @@ def apply_trending(
         applied += 1
     if applied == 0:
         return None
-    return TrendingItem(item_id=item.item_id, count=count, as_of=as_of, positions=positions)
+    return TrendingItem(item_id=item.item_id, partition=item.partition, count=count, as_of=as_of, positions=positions)
 
 
 def _bounded_recent(recent: list[tuple[str, float]], newest: float, settings: SpeedSettings) -> list[tuple[str, float]]:
@@ -148,9 +123,3 @@ def _bounded_events(
     cutoff = model.cutoff_s if model is not None else -math.inf
     live = [e for e in events if e[1] > cutoff]
     return live[-settings.max_fresh_events :]
-
-
-def _replace(state: FreshUser, **changes: object) -> FreshUser:
-    fields = {f: getattr(state, f) for f in state.__struct_fields__}
-    fields.update(changes)
-    return FreshUser(**fields)

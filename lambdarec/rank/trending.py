@@ -22,12 +22,20 @@ def decayed(count: float, from_s: float, to_s: float, half_life_s: float) -> flo
 
 
 def trending_scores(
-    items: dict[str, TrendingItem], model: SnapshotModel, now_s: float, half_life_s: float
+    rows: dict[str, TrendingItem], model: SnapshotModel, now_s: float, half_life_s: float
 ) -> np.ndarray:
-    """Counts decayed to ``now_s`` as float32 over the snapshot's items; items the snapshot lacks are left out."""
+    """Counts decayed to ``now_s``, shards added up, as float32 over the snapshot's items (others left out)."""
     out = np.zeros(len(model.item_ids), dtype=np.float32)
     index = model.item_index
-    for item_id, t in items.items():
-        if (i := index.get(item_id)) is not None:
-            out[i] = decayed(t.count, t.as_of, now_s, half_life_s)
+    for t in rows.values():
+        if (i := index.get(t.item_id)) is not None:
+            out[i] += decayed(t.count, t.as_of, now_s, half_life_s)
+    return out
+
+
+def total_counts(rows: dict[str, TrendingItem], now_s: float, half_life_s: float) -> dict[str, float]:
+    """Every item's count decayed to ``now_s``, its shards added up; items the snapshot lacks included."""
+    out: dict[str, float] = {}
+    for t in rows.values():
+        out[t.item_id] = out.get(t.item_id, 0.0) + decayed(t.count, t.as_of, now_s, half_life_s)
     return out

@@ -9,10 +9,11 @@ import pytest
 
 from lambdarec.events import Event
 from lambdarec.model.foldin import confidence, fold_in
+from lambdarec.model.freshstate import rebase
 from lambdarec.rank.trending import trending_scores
 from lambdarec.settings import SpeedSettings
 from lambdarec.store.base import UserRow
-from speed_layer.state import apply_trending, apply_user_events, rebase
+from speed_layer.state import apply_trending, apply_user_events
 from tests.unit.rank.test_merge import make_model
 
 SPEED = SpeedSettings(recent_items=3)
@@ -109,5 +110,9 @@ def test_trending_is_order_independent_and_exactly_once() -> None:
 def test_trending_scores_decay_to_now() -> None:
     model = model_at("v1", 0.0)
     item = apply_trending(None, [(ev(1, "i2", 1000.0), (0, 0))], WEIGHTS, 100.0)
-    scores = trending_scores({"i2": item, "new-item": item}, model, now_s=1200.0, half_life_s=100.0)
-    assert scores[2] == pytest.approx(0.25) and scores.sum() == pytest.approx(0.25)
+    other = apply_trending(None, [(ev(2, "new-item", 1000.0), (1, 0))], WEIGHTS, 100.0)
+    shard = apply_trending(None, [(ev(3, "i2", 1100.0), (1, 1))], WEIGHTS, 100.0)
+    rows = {t.key: t for t in (item, other, shard)}
+    scores = trending_scores(rows, model, now_s=1200.0, half_life_s=100.0)
+    # i2's two partition shards add up; the item the snapshot lacks is left out
+    assert scores[2] == pytest.approx(0.25 + 0.5) and scores.sum() == pytest.approx(0.75)

@@ -1,0 +1,20 @@
+"""Prometheus metrics of the speed layer (served by ``lambdarec speed run --metrics-port``)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram, Info
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600)
+
+EVENTS = Counter("lambdarec_speed_events_total", "Events applied to fresh state.")
+DEAD_LETTERS = Counter("lambdarec_speed_dead_letters_total", "Records sent to the dead-letter log.")
+LAG = Gauge("lambdarec_speed_lag_records", "Records not yet committed by the group, per partition.", ["partition"])
+FRESHNESS = Histogram(
+    "lambdarec_speed_freshness_seconds", "Event time to fresh state written.", buckets=_LATENCY_BUCKETS
+)
+APPEND_TO_STATE = Histogram(
+    "lambdarec_speed_append_to_state_seconds",
+    "Record appended to the log to fresh state written.",
+    buckets=_LATENCY_BUCKETS,
+)
+SNAPSHOT = Info("lambdarec_speed_snapshot", "The snapshot fresh vectors are being solved against.")
