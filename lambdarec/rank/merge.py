@@ -9,7 +9,8 @@ events, the session itself, ``exclude``) are removed. Each pooled item is scored
 - **session**: recency-decayed mean cosine similarity to the session's and recent items;
 - **trending**: the item's decayed trending count, normalised by the largest.
 
-Ties break by item index, so the same state always gives the same list and ``offset`` pages stably.
+Ties break by popularity, then item index, so the same state always gives the same list and ``offset``
+pages stably.
 
 Example
 -------
@@ -97,7 +98,9 @@ def merge(inp: MergeInput, weights: MergeWeights, k: int, offset: int = 0, expla
         return []
     parts = _components(inp, items, vector=vector, batch_score=batch_score, seeds=seeds)
     total = weights.cf * parts["cf"] + weights.session * parts["session"] + weights.trending * parts["trending"]
-    order = np.lexsort((items, -total))  # by score, then by item index
+    # by score, then popularity, then item index: equal scores (a pool of popular fallbacks all normalise to 1)
+    # keep popularity order, so offset pages never overlap
+    order = np.lexsort((items, -model.popularity_all[items], -total))
     if weights.mmr_lambda > 0:
         order = mmr_order(order, total, model.item_factors[items], weights.mmr_lambda, offset + k)
     picked = order[offset : offset + k]
@@ -205,7 +208,8 @@ def _components(
         unit = model.unit_factors
         seed_idx = np.fromiter(seeds, dtype=np.int64)
         decay = np.fromiter(seeds.values(), dtype=np.float32)
-        session = (unit[items] @ unit[seed_idx].T) @ decay / decay.sum()
+        if decay.sum() > 0:  # seeds older than ~150 half-lives all decay to 0.0 in float32: 0/0 would be NaN
+            session = (unit[items] @ unit[seed_idx].T) @ decay / decay.sum()
     trending = np.zeros(items.size, dtype=np.float32)
     if inp.trending is not None and inp.trending.max(initial=0) > 0:
         trending = inp.trending[items] / inp.trending.max()

@@ -1,0 +1,132 @@
+"""One request -> response path for a user's recommendations, shared by ``GET /v1/users/{id}/recommendations``,
+``POST /v1/recommendations`` and ``lambdarec recommend``: read the user's state, rebase a stale fresh vector,
+call the shared merge, shape the body.
+
+The HTTP routes read the state through the store gate (thread pool, timeout, degraded fallback); the CLI reads
+it directly. Everything after the read is :func:`recommend`, the same for both.
+
+Example
+-------
+>>> state = read_states(store, model.version, ["u1"])["u1"]                        # doctest: +SKIP
+>>> body, fallback = recommend(model, RecommendQuery("u1", k=10), state, weights=w, trending=None, now_s=t)
+>>> body.items[0].source
+'batch'
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from lambdarec.model.freshstate import rebase
+from lambdarec.model.snapshot import SnapshotModel
+from lambdarec.rank.merge import MergeInput, MergeWeights, fresh_vector, merge
+from lambdarec.store.base import OnlineStore
+from serving_layer.schemas import Recommendations, RecommendedItem
+from serving_layer.user_cache import NO_STATE, UserState
+
+DEGRADED_HEADER = "X-Lambdarec-Degraded"
+STORE_UNAVAILABLE = "store-unavailable"
+
+
+@dataclass(frozen=True)
+class RecommendQuery:
+    """What a caller asked for. ``user_id`` None is an anonymous session (or basket) of ``session_items``."""
+
+    user_id: str | None
+    k: int
+    offset: int = 0
+    session_items: tuple[str, ...] = ()  # oldest first; they happen "now"
+    exclude: frozenset[str] = field(default_factory=frozenset)
+    explain: bool = False
+
+
+def read_states(store: OnlineStore, version: str, user_ids: Iterable[str]) -> dict[str, UserState]:
+    """Every user's batch row in ``version`` and fresh state, in two store reads; unknown users get ``NO_STATE``."""
+    ids = list(dict.fromkeys(user_ids))
+    if not ids:
+        return {}
+    if len(ids) == 1:
+        row = store.read_user(version, ids[0])
+        rows = {ids[0]: row} if row is not None else {}
+    else:
+        rows = store.read_users(version, ids)
+    fresh = store.read_fresh_users(ids)
+    return {u: UserState(rows.get(u), fresh.get(u)) if u in rows or u in fresh else NO_STATE for u in ids}
+
+
+def recommend(
+    model: SnapshotModel,
+    query: RecommendQuery,
+    state: UserState,
+    *,
+    weights: MergeWeights,
+    trending: np.ndarray | None,
+    now_s: float,
+    degraded: bool = False,
+) -> tuple[Recommendations, bool]:
+    """Rank for one user or session and shape the response body.
+
+    Parameters
+    ----------
+    model
+        The served snapshot.
+    query
+        The request; its session items get event time ``now_s``.
+    state
+        The user's batch row and fresh state (``NO_STATE`` for an unknown user or an anonymous session).
+    weights
+        ``MergeWeights.from_settings(settings.serving)``.
+    trending
+        Trending scores over ``model``'s items, or None.
+    now_s
+        Wall-clock epoch seconds: the session items' time and the decay reference.
+    degraded
+        Whether ``state`` came from memory because the store was unavailable (reported in the body).
+
+    Returns
+    -------
+    (Recommendations, bool)
+        The body, and whether it was a fallback list (no batch row and no usable fresh vector).
+    """
+    fresh = state.fresh
+    if fresh is not None and fresh.basis != model.version:
+        fresh = rebase(fresh, model, state.batch_row)  # never score with a vector from another item space
+    ranked = merge(
+        MergeInput(
+            model,
+            batch_row=state.batch_row,
+            fresh=fresh,
+            session=[(item, now_s) for item in query.session_items],
+            exclude=query.exclude,
+            trending=trending,
+            now_s=now_s,
+        ),
+        weights,
+        k=query.k,
+        offset=query.offset,
+        explain=query.explain,
+    )
+    items = [
+        RecommendedItem(
+            item_id=r.item_id,
+            score=r.score if math.isfinite(r.score) else 0.0,
+            source=r.source,  # type: ignore[arg-type]
+            reason=r.reason,
+            components=r.components or None,
+        )
+        for r in ranked
+    ]
+    body = Recommendations(
+        user_id=query.user_id,
+        snapshot=model.version,
+        fresh_state_age_s=max(now_s - state.fresh.updated_at, 0.0) if state.fresh is not None else None,
+        degraded=degraded,
+        k=query.k,
+        offset=query.offset,
+        items=items,
+    )
+    return body, state.batch_row is None and fresh_vector(model, fresh) is None

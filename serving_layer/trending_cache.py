@@ -1,0 +1,77 @@
+"""Trending scores over the served snapshot's items, refreshed in the background (never per request).
+
+Counts decay in event time (architecture invariant 8): they are seen from the newest event time the speed
+layer has applied (the largest ``as_of`` among the rows), not from the wall clock, so a replayed or delayed
+stream ranks the same as a live one.
+
+Example
+-------
+>>> scores = trending_for(store.read_trending(None), model, half_life_s=21600.0)     # doctest: +SKIP
+>>> scores.shape == model.item_ids.shape
+True
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import numpy as np
+
+from lambdarec.logs import get_logger
+from lambdarec.model.snapshot import SnapshotModel
+from lambdarec.rank.trending import trending_scores
+from lambdarec.store.base import OnlineStore, TrendingItem
+from serving_layer.store_gate import StoreGate, StoreUnavailable
+
+log = get_logger(__name__)
+
+
+def trending_for(rows: dict[str, TrendingItem], model: SnapshotModel, half_life_s: float) -> np.ndarray:
+    """Decayed trending counts (float32, one per item of ``model``), seen from the newest count's event time."""
+    watermark = max((t.as_of for t in rows.values()), default=0.0)
+    return trending_scores(rows, model, watermark, half_life_s)
+
+
+class TrendingCache:
+    """The latest trending rows, and their scores for each snapshot version being served."""
+
+    def __init__(self, half_life_s: float, refresh_s: float, read_timeout_s: float):
+        self.half_life_s = half_life_s
+        self.refresh_s = refresh_s
+        self.read_timeout_s = read_timeout_s
+        self._rows: dict[str, TrendingItem] = {}
+        self._scores: dict[str, np.ndarray] = {}  # version -> scores; the served one and perhaps the next
+
+    def scores_for(self, model: SnapshotModel) -> np.ndarray | None:
+        """Scores over ``model``'s items, or None before the first read (the merge then skips trending)."""
+        return self._scores.get(model.version)
+
+    def prepare(self, model: SnapshotModel) -> None:
+        """Score the rows in hand for ``model`` (called in the loading thread, before the model is swapped in)."""
+        self._keep(model.version, trending_for(self._rows, model, self.half_life_s))
+
+    async def refresh(self, store: OnlineStore, gate: StoreGate, model: SnapshotModel | None) -> None:
+        """Re-read every trending row and re-score for ``model``; the previous scores stay on failure."""
+        rows = await gate.call(store.read_trending, None, timeout_s=self.read_timeout_s, probe=True)
+        self._rows = rows
+        if model is not None:
+            scores = await asyncio.to_thread(trending_for, rows, model, self.half_life_s)
+            self._keep(model.version, scores)
+
+    def _keep(self, version: str, scores: np.ndarray) -> None:
+        newest_last = {v: s for v, s in self._scores.items() if v != version} | {version: scores}
+        self._scores = dict(list(newest_last.items())[-2:])  # the served version, and one being swapped in
+
+    async def watch(
+        self, store_of: Callable[[], OnlineStore], gate: StoreGate, model_of: Callable[[], SnapshotModel | None]
+    ) -> None:
+        """Refresh every ``refresh_s`` until cancelled; ``store_of()``/``model_of()`` give the current ones."""
+        while True:
+            try:
+                await self.refresh(store_of(), gate, model_of())
+            except StoreUnavailable:
+                pass  # the gate logged it; the last scores keep serving
+            except Exception:  # never let the loop die: trending is an input, not a dependency
+                log.exception("serving.trending_refresh_failed")
+            await asyncio.sleep(self.refresh_s)
