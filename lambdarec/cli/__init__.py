@@ -18,15 +18,15 @@ from lambdarec import __version__
 # name -> "module:attribute" of a typer app. Order is the order --help shows.
 GROUPS: dict[str, str] = {
     "demo": "lambdarec.cli.placeholder:demo",
-    "datasets": "lambdarec.cli.placeholder:datasets",
-    "batch": "lambdarec.cli.placeholder:batch",
-    "snapshots": "lambdarec.cli.placeholder:snapshots",
-    "store": "lambdarec.cli.placeholder:store",
-    "events": "lambdarec.cli.placeholder:events",
-    "speed": "lambdarec.cli.placeholder:speed",
-    "serve": "lambdarec.cli.placeholder:serve",
-    "recommend": "lambdarec.cli.placeholder:recommend",
-    "replay": "lambdarec.cli.placeholder:replay",
+    "datasets": "batch_layer.cli_datasets:app",
+    "batch": "batch_layer.cli:app",
+    "snapshots": "lambdarec.cli.snapshots:app",
+    "store": "lambdarec.cli.store:app",
+    "events": "lambdarec.cli.events:app",
+    "speed": "speed_layer.cli:app",
+    "serve": "serving_layer.cli:serve_app",
+    "recommend": "serving_layer.cli:recommend_app",
+    "replay": "replay.cli:app",
     "config": "lambdarec.cli.config:app",
 }
 
@@ -69,7 +69,9 @@ def _version(value: bool) -> None:
 def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
-    pass
+    from lambdarec.logs import configure_logging
+
+    configure_logging()
 
 
 def main() -> None:

@@ -1,0 +1,170 @@
+"""The online state of a replay, in memory: what the speed layer and the store would hold at each moment.
+
+Every change goes through the speed layer's own pure functions (:func:`speed_layer.state.apply_user_events`,
+:func:`speed_layer.state.apply_trending`) and the shared :func:`lambdarec.model.freshstate.rebase`; only the
+storage differs (dicts instead of store rows), so the merge sees the state serving would read. Events get
+log positions ``(0, n)`` in replay order, as one partition of the event log would give them.
+
+Example
+-------
+>>> online = OnlineState(store, model, settings.speed, settings.batch.event_weights)   # doctest: +SKIP
+>>> online.apply([event])                                                              # doctest: +SKIP
+>>> online.state("u1").basis == model.version                                          # doctest: +SKIP
+True
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from lambdarec.events import Event
+from lambdarec.model.freshstate import rebase
+from lambdarec.model.snapshot import SnapshotModel
+from lambdarec.settings import SpeedSettings
+from lambdarec.store import FreshUser, OnlineStore, TrendingItem, UserRow
+from speed_layer.state import apply_trending, apply_user_events
+
+
+@dataclass
+class Session:
+    """A user's current session: its id (when the log names one), its last event time and its items."""
+
+    session_id: str | None = None
+    last_s: float = float("-inf")
+    items: list[tuple[str, float]] = field(default_factory=list)
+
+
+class OnlineState:
+    """Per-user fresh state, sessions and per-item trending counts, kept against the current snapshot."""
+
+    def __init__(
+        self,
+        store: OnlineStore,
+        model: SnapshotModel,
+        speed: SpeedSettings,
+        event_weights: dict[str, float],
+        session_gap_s: float = 1800.0,
+    ) -> None:
+        self.store = store
+        self.speed = speed
+        self.event_weights = dict(event_weights)
+        self.session_gap_s = session_gap_s
+        self.fresh: dict[str, FreshUser] = {}
+        self.sessions: dict[str, Session] = {}
+        self.trending_rows: dict[str, TrendingItem] = {}
+        self._position = 0
+        self._pending: dict[str, list[tuple[Event, tuple[int, int]]]] = defaultdict(list)
+        self._history: dict[str, UserRow | None] = {}
+        self.model = model
+        self._load_trending_arrays()
+
+    # ---- reads ---------------------------------------------------------------------------------------------
+
+    def history(self, user_id: str) -> UserRow | None:
+        """The user's row in the current snapshot (None for a user the batch did not see)."""
+        if user_id not in self._history:
+            self._history[user_id] = self.store.read_user(self.model.version, user_id)
+        return self._history[user_id]
+
+    def prefetch(self, user_ids: Iterable[str]) -> None:
+        """Read the snapshot rows of many users in one call (the replay's users, before the loop)."""
+        wanted = [u for u in dict.fromkeys(user_ids) if u not in self._history]
+        rows = self.store.read_users(self.model.version, wanted) if wanted else {}
+        for user_id in wanted:
+            self._history[user_id] = rows.get(user_id)
+
+    def session(self, user_id: str, now_s: float, session_id: str | None = None) -> list[tuple[str, float]]:
+        """The user's current session as (item, time), oldest first, seen just before an event at ``now_s``."""
+        s = self.sessions.get(user_id)
+        if s is None or self._starts_new(s, now_s, session_id):
+            return []
+        return list(s.items)
+
+    def trending(self, now_s: float) -> np.ndarray:
+        """Trending counts over the snapshot's items decayed to ``now_s``: ``trending_scores`` of the rows."""
+        age = np.maximum(now_s - self._as_of, 0.0)
+        return (self._count * np.exp2(-age / self.speed.trending_half_life_s)).astype(np.float32)
+
+    # ---- writes --------------------------------------------------------------------------------------------
+
+    def apply(self, events: Sequence[Event]) -> None:
+        """Apply events in log order: sessions and trending now, users' fresh state when next read.
+
+        A user's pending events are applied in one :func:`apply_user_events` call (one fold-in solve) just before
+        the state is read, which gives the state that applying them one at a time would give.
+        """
+        by_item: dict[str, list[tuple[Event, tuple[int, int]]]] = defaultdict(list)
+        for event in events:
+            pos = (0, self._position)
+            self._position += 1
+            self._pending[event.user_id].append((event, pos))
+            by_item[event.item_id].append((event, pos))
+            self._extend_session(event)
+        weights = self.model.event_weights or self.event_weights
+        index = self.model.item_index
+        for item_id, batch in by_item.items():
+            new_item = apply_trending(self.trending_rows.get(item_id), batch, weights, self.speed.trending_half_life_s)
+            if new_item is None:
+                continue
+            self.trending_rows[item_id] = new_item
+            if (i := index.get(item_id)) is not None:
+                self._count[i], self._as_of[i] = new_item.count, new_item.as_of
+
+    def state(self, user_id: str) -> FreshUser | None:
+        """The user's fresh state with every event applied so far (None for a user with no fresh event)."""
+        self.flush([user_id])
+        return self.fresh.get(user_id)
+
+    def flush(self, user_ids: Iterable[str] | None = None) -> None:
+        """Apply the pending events of ``user_ids`` (default: every user) through the speed layer's function."""
+        for user_id in list(self._pending) if user_ids is None else user_ids:
+            batch = self._pending.pop(user_id, None)
+            if not batch:
+                continue
+            new = apply_user_events(
+                self.fresh.get(user_id),
+                batch,
+                self.model,
+                self.history(user_id),
+                settings=self.speed,
+                default_weights=self.event_weights,
+            )
+            if new is not None:
+                self.fresh[user_id] = new
+
+    def switch(self, model: SnapshotModel) -> None:
+        """A new snapshot was published: re-solve every fresh state against it, as serving does after a flip."""
+        self.flush()
+        self.model = model
+        self._history = {}
+        self.prefetch(self.fresh)
+        self.fresh = {u: rebase(state, model, self.history(u)) for u, state in self.fresh.items()}
+        self._load_trending_arrays()
+
+    # ---- internals -----------------------------------------------------------------------------------------
+
+    def _starts_new(self, s: Session, now_s: float, session_id: str | None) -> bool:
+        if session_id is not None and s.session_id is not None:
+            return session_id != s.session_id
+        return now_s - s.last_s > self.session_gap_s
+
+    def _extend_session(self, event: Event) -> None:
+        s = self.sessions.get(event.user_id)
+        if s is None or self._starts_new(s, event.timestamp, event.session_id):
+            s = self.sessions[event.user_id] = Session(session_id=event.session_id)
+        s.last_s = event.timestamp
+        s.items.append((event.item_id, event.timestamp))
+        del s.items[: -self.speed.recent_items]
+
+    def _load_trending_arrays(self) -> None:
+        n = len(self.model.item_ids)
+        self._count = np.zeros(n, dtype=np.float64)
+        self._as_of = np.zeros(n, dtype=np.float64)
+        index = self.model.item_index
+        for t in self.trending_rows.values():
+            if (i := index.get(t.item_id)) is not None:
+                self._count[i], self._as_of[i] = t.count, t.as_of

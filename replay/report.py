@@ -1,0 +1,284 @@
+"""What a replay says: the JSON document, the table on stdout, and a self-contained HTML report with plots.
+
+The HTML file embeds its plots as inline SVG (matplotlib, no JavaScript, no outside file), so it can be mailed
+or archived as it is. ``report.json`` beside it holds the same figures.
+
+Example
+-------
+>>> doc = build_report(run)                      # doctest: +SKIP
+>>> print(format_table(doc))                     # doctest: +SKIP
+>>> write_report(doc, Path("var/replay"))        # doctest: +SKIP
+(PosixPath('var/replay/report.html'), PosixPath('var/replay/report.json'))
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from replay.metrics import staleness, summarise
+from replay.protocol import ReplayRun
+
+PROTOCOL = (
+    "Batch job on the events at or before the split; speed state warmed up with speed.recent_ttl_s of events "
+    "before it; later events replayed in event-time order. Before each scored event (the user's first touch of "
+    "the item; all of them, or a seeded sample), every variant asks serving's request path for the user's "
+    "top-K with the current session's items, then the event is applied through the speed layer's state "
+    "functions. Point values average over scored events; intervals resample users."
+)
+
+
+def build_report(run: ReplayRun) -> dict[str, Any]:
+    """The replay's figures as plain data (the JSON written by ``--json`` and to ``report.json``)."""
+    cfg, board = run.config, run.board
+    summary = summarise(
+        board,
+        cfg.ks,
+        catalogue=run.catalogue,
+        popularity=run.popularity,
+        draws=cfg.bootstrap_draws,
+        seed=cfg.seed,
+        baselines=("popular", "batch", "batch+speed"),
+    )
+    return {
+        "variants": summary["variants"],
+        "ratios": summary["ratios"],
+        "events_scored": board.events,
+        "users": board.users,
+        "events_replayed": run.events_replayed,
+        "events_novel": run.events_novel,
+        "warmup_events": run.warmup_events,
+        "catalogue_items": run.catalogue,
+        "k": list(cfg.ks),
+        "interactions": str(cfg.interactions),
+        "split_at": cfg.split_at.isoformat(),
+        "until": datetime.fromtimestamp(run.until_ms / 1000, UTC).isoformat(),
+        "sample": cfg.sample,
+        "seed": cfg.seed,
+        "rebatch_every_s": cfg.rebatch_every_s,
+        "session_gap_s": cfg.session_gap_s,
+        "snapshots": run.snapshots,
+        "staleness": staleness(board, cfg.ks[0], min_events=10),
+        "variant_settings": {v.name: v.describe() for v in run.variants},
+        "bootstrap": summary["bootstrap"],
+        "timings_s": run.timings_s,
+        "protocol": PROTOCOL,
+    }
+
+
+def format_table(doc: dict[str, Any]) -> str:
+    """A human table: one block per K, one row per variant, 95% intervals in brackets."""
+    lines = [
+        f"replay: {doc['events_scored']} events scored for {doc['users']} users "
+        f"({doc['events_replayed']} replayed), split {doc['split_at']}, until {doc['until']}",
+    ]
+    width = max(len(v) for v in doc["variants"]) + 2
+    for k in doc["k"]:
+        head = f"{'variant':<{width}}" + "".join(f"{m + '@' + str(k):>26}" for m in ("ndcg", "hit", "mrr"))
+        lines += ["", head + f"{'coverage@' + str(k):>14}{'novelty@' + str(k):>12}", "-" * (len(head) + 26)]
+        for name, m in doc["variants"].items():
+            cells = "".join(_cell(m, f"{metric}@{k}") for metric in ("ndcg", "hit", "mrr"))
+            lines.append(f"{name:<{width}}{cells}{m[f'coverage@{k}']:>14.4f}{m[f'novelty@{k}']:>12.3f}")
+    k = doc["k"][0]
+    for pair, ratio in doc["ratios"].items():
+        if pair.endswith("/batch") or pair == "lambda/popular":
+            lo, hi = ratio["ci"][f"ndcg@{k}"]
+            lines.append(f"{pair} ndcg@{k}: {ratio[f'ndcg@{k}']:.3f} [{lo:.3f}, {hi:.3f}]")
+    lines.append("timings (s): " + ", ".join(f"{name} {sec:.1f}" for name, sec in doc["timings_s"].items()))
+    return "\n".join(lines)
+
+
+def _cell(m: dict[str, Any], key: str) -> str:
+    lo, hi = m["ci"][key]
+    return f"{m[key]:>9.4f} [{lo:.4f}, {hi:.4f}]"
+
+
+def write_report(doc: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
+    """Write ``report.html`` and ``report.json`` into ``out_dir`` (created if missing); returns both paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path = out_dir / "report.json"
+    json_path.write_text(json.dumps(doc, indent=2) + "\n")
+    html_path = out_dir / "report.html"
+    html_path.write_text(render_html(doc), encoding="utf-8")
+    return html_path, json_path
+
+
+def render_html(doc: dict[str, Any]) -> str:
+    """The whole report as one HTML page with inline SVG plots."""
+    k = doc["k"][0]
+    setup = {
+        "interactions": doc["interactions"],
+        "split at": doc["split_at"],
+        "until": doc["until"],
+        "events replayed": doc["events_replayed"],
+        "events scored": f"{doc['events_scored']} ({_scored_what(doc['sample'])})",
+        "users scored": doc["users"],
+        "catalogue items": doc["catalogue_items"],
+        "snapshots": len(doc["snapshots"]),
+        "seed": doc["seed"],
+        "timings (s)": ", ".join(f"{n} {s:.1f}" for n, s in doc["timings_s"].items()),
+    }
+    parts = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>lambdarec replay report</title>",
+        f"<style>{_CSS}</style></head><body><h1>Replay evaluation</h1>",
+        f"<p class='note'>{html.escape(doc['protocol'])}</p>",
+        "<h2>Setup</h2>" + _kv_table(setup),
+        f"<h2>Metrics</h2>{_metrics_table(doc)}",
+        f"<h2>Ratios (ndcg@{k}, paired 95% intervals)</h2>{_ratios_table(doc, k)}",
+        f"<h2>Quality per variant (@{k}, 95% intervals over users)</h2>",
+        f"<figure id='plot-metrics'>{_svg(_plot_metrics(doc, k))}</figure>",
+        f"<h2>Staleness: ndcg@{k} against hours since the snapshot</h2>",
+        f"<figure id='plot-staleness'>{_svg(_plot_staleness(doc))}</figure>",
+        f"<h2>Catalogue coverage and novelty (@{k})</h2>",
+        f"<figure id='plot-coverage'>{_svg(_plot_coverage(doc, k))}</figure>",
+        "<h2>Variants</h2>" + _variants_table(doc),
+        "</body></html>",
+    ]
+    return "\n".join(parts)
+
+
+def _scored_what(sample: int | None) -> str:
+    return f"a seeded sample of {sample} novel events" if sample else "every novel event"
+
+
+def _kv_table(rows: dict[str, Any]) -> str:
+    body = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows.items())
+    return f"<table class='kv'>{body}</table>"
+
+
+def _metrics_table(doc: dict[str, Any]) -> str:
+    """One table per K: a row per variant, each metric with its interval underneath."""
+    tables = []
+    for k in doc["k"]:
+        keys = [f"{m}@{k}" for m in ("ndcg", "hit", "mrr", "coverage", "novelty")]
+        head = "<tr><th>variant</th>" + "".join(f"<th>{html.escape(c)}</th>" for c in keys) + "</tr>"
+        rows = []
+        for name, m in doc["variants"].items():
+            cells = []
+            for key in keys:
+                ci = m["ci"].get(key)
+                extra = f"<br><small>[{ci[0]:.4f}, {ci[1]:.4f}]</small>" if ci else ""
+                cells.append(f"<td>{m[key]:.4f}{extra}</td>")
+            rows.append(f"<tr><th>{html.escape(name)}</th>{''.join(cells)}</tr>")
+        tables.append(f"<table class='metrics'>{head}{''.join(rows)}</table>")
+    return "\n".join(tables)
+
+
+def _ratios_table(doc: dict[str, Any], k: int) -> str:
+    """Each variant's ndcg@K over each baseline's, with the interval from the same user resamples."""
+    key = f"ndcg@{k}"
+    rows = {pair: f"{r[key]:.3f}  [{r['ci'][key][0]:.3f}, {r['ci'][key][1]:.3f}]" for pair, r in doc["ratios"].items()}
+    return _kv_table(rows)
+
+
+def _variants_table(doc: dict[str, Any]) -> str:
+    """What each variant used: its kind, the parts of the state switched on, and its re-rank weights."""
+    settings = doc["variant_settings"]
+    weight_keys = list(next(iter(settings.values()))["weights"]) if settings else []
+    cols = ["kind", "fold-in", "session", "trending", *(_SHORT.get(w, w) for w in weight_keys)]
+    head = "<tr><th>variant</th>" + "".join(f"<th>{html.escape(c)}</th>" for c in cols) + "</tr>"
+    rows = []
+    for name, v in settings.items():
+        values = [v["kind"], v["fold_in"], v["session"], v["trending"], *(v["weights"][w] for w in weight_keys)]
+        rows.append(
+            f"<tr><th>{html.escape(name)}</th>" + "".join(f"<td>{html.escape(str(x))}</td>" for x in values) + "</tr>"
+        )
+    return f"<table class='metrics'>{head}{''.join(rows)}</table>"
+
+
+def _svg(fig: Any) -> str:
+    import matplotlib
+
+    buf = io.StringIO()
+    with matplotlib.rc_context({"svg.hashsalt": "lambdarec-replay", "svg.fonttype": "path"}):
+        fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
+    text = buf.getvalue()
+    return text[text.index("<svg") :]  # drop the XML prolog and doctype: inline SVG needs neither
+
+
+def _figure(width: float = 8.0, height: float = 3.6) -> Any:
+    try:
+        from matplotlib.figure import Figure
+    except ModuleNotFoundError as exc:  # the report is the only user of matplotlib
+        raise RuntimeError(
+            "the HTML report needs matplotlib: pip install 'matplotlib>=3.8' (or run without --report)"
+        ) from exc
+    return Figure(figsize=(width, height), dpi=100, layout="constrained")
+
+
+def _plot_metrics(doc: dict[str, Any], k: int) -> Any:
+    fig = _figure()
+    ax = fig.add_subplot()
+    names, metrics = list(doc["variants"]), [f"ndcg@{k}", f"hit@{k}", f"mrr@{k}"]
+    width = 0.8 / max(len(names), 1)
+    for j, name in enumerate(names):
+        m = doc["variants"][name]
+        values = [m[x] for x in metrics]
+        err = [[m[x] - m["ci"][x][0] for x in metrics], [m["ci"][x][1] - m[x] for x in metrics]]
+        xs = [i + (j - (len(names) - 1) / 2) * width for i in range(len(metrics))]
+        ax.bar(xs, values, width * 0.95, yerr=err, capsize=3, label=name)
+    ax.set_xticks(range(len(metrics)), metrics)
+    ax.set_ylabel("mean over scored events")
+    ax.legend(frameon=False, ncols=min(len(names), 4), loc="lower center", bbox_to_anchor=(0.5, 1.0))
+    ax.grid(axis="y", alpha=0.3)
+    return fig
+
+
+def _plot_staleness(doc: dict[str, Any]) -> Any:
+    """One line per variant over the doubling bins of hours since the snapshot, drawn evenly spaced."""
+    st = doc["staleness"]
+    fig = _figure()
+    ax = fig.add_subplot()
+    xs = list(range(len(st["bins_hours"])))
+    key = f"ndcg@{st['k']}"
+    for name, per in st["variants"].items():
+        ax.plot(xs, per[key], marker="o", label=name)
+    labels = [f"{_hours(lo)}-{_hours(hi)}\nn={n}" for (lo, hi), n in zip(st["bins_hours"], st["events"], strict=True)]
+    ax.set_xticks(xs, labels, fontsize=7)
+    ax.set_xlabel("hours since the snapshot's data cut-off (n: events scored in the bin)")
+    ax.set_ylabel(key)
+    ax.legend(frameon=False, ncols=min(len(st["variants"]), 4), loc="lower center", bbox_to_anchor=(0.5, 1.0))
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def _hours(h: float) -> str:
+    return f"{h:g}h" if h < 48 else f"{h / 24:.0f}d"
+
+
+def _plot_coverage(doc: dict[str, Any], k: int) -> Any:
+    fig = _figure(8.0, 3.2)
+    names = list(doc["variants"])
+    for pos, (metric, label) in enumerate(
+        [(f"coverage@{k}", "share of catalogue recommended"), (f"novelty@{k}", "mean -log2 popularity share")]
+    ):
+        ax = fig.add_subplot(1, 2, pos + 1)
+        ax.bar(names, [doc["variants"][n][metric] for n in names], color=[f"C{i}" for i in range(len(names))])
+        ax.set_title(metric)
+        ax.set_ylabel(label)
+        ax.tick_params(axis="x", labelrotation=20)
+        ax.grid(axis="y", alpha=0.3)
+    return fig
+
+
+_SHORT = {
+    "weight_cf": "w cf",
+    "weight_session": "w session",
+    "weight_trending": "w trending",
+    "session_half_life_s": "half-life s",
+    "mmr_lambda": "mmr λ",
+}
+
+_CSS = """
+body { font-family: system-ui, sans-serif; max-width: 64rem; margin: 2rem auto; color: #222; padding: 0 1rem; }
+h1 { font-size: 1.6rem; } h2 { font-size: 1.15rem; margin-top: 2rem; border-bottom: 1px solid #ddd; }
+table { border-collapse: collapse; font-size: 0.85rem; margin-bottom: 1rem; }
+th, td { padding: 0.25rem 0.6rem; border-bottom: 1px solid #eee; text-align: right; vertical-align: top; }
+table.kv th, table.kv td, table.metrics tr > th:first-child { text-align: left; }
+small { color: #777; } .note { color: #555; font-size: 0.9rem; } figure { margin: 0; }
+svg { max-width: 100%; height: auto; }
+"""

@@ -1,0 +1,160 @@
+"""What each replay variant asks of the state, and how it gets its list: through the one merge, as serving does.
+
+=================  =======================================================================================
+variant            what it uses
+=================  =======================================================================================
+``popular``        the snapshot's all-time popularity, items the user has seen filtered out (a floor)
+``batch``          the snapshot only: the user's precomputed candidates, no fresh state, no session
+``batch+speed``    plus the speed layer's fresh state: fold-in vector and fresh seen items; no session weight
+``lambda``         plus the session re-rank and trending, with the ``serving`` weights (or overrides)
+=================  =======================================================================================
+
+``batch``, ``batch+speed`` and ``lambda`` go through serving's request path,
+:func:`serving_layer.recommend.recommend`, and so through the one merge (:func:`lambdarec.rank.merge.merge`);
+``popular`` is the reference floor and ranks by popularity directly.
+
+Example
+-------
+>>> [v.name for v in standard_variants(MergeWeights())]
+['popular', 'batch', 'batch+speed', 'lambda']
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+import numpy as np
+
+from lambdarec.model.snapshot import SnapshotModel
+from lambdarec.rank.merge import MergeWeights
+from lambdarec.store import FreshUser, UserRow
+from serving_layer.recommend import RecommendQuery
+from serving_layer.recommend import recommend as serve
+from serving_layer.user_cache import UserState
+
+Kind = Literal["popular", "batch", "batch+speed", "lambda"]
+KINDS: tuple[Kind, ...] = ("popular", "batch", "batch+speed", "lambda")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way of recommending, scored on the same events as the others.
+
+    ``fold_in``, ``session`` and ``trending`` switch parts of the state off for ablations; they matter only
+    to the kinds that use them.
+    """
+
+    name: str
+    kind: Kind
+    weights: MergeWeights = field(default_factory=MergeWeights)
+    fold_in: bool = True
+    session: bool = True
+    trending: bool = True
+
+    def describe(self) -> dict[str, object]:
+        """Plain data for the report."""
+        w = self.weights
+        return {
+            "kind": self.kind,
+            "weights": {
+                "weight_cf": w.cf,
+                "weight_session": w.session,
+                "weight_trending": w.trending,
+                "session_half_life_s": w.session_half_life_s,
+                "mmr_lambda": w.mmr_lambda,
+            },
+            "fold_in": self.fold_in,
+            "session": self.session,
+            "trending": self.trending,
+        }
+
+
+def make_variant(
+    kind: Kind, weights: MergeWeights, *, fold_in: bool = True, session: bool = True, trending: bool = True
+) -> Variant:
+    """The variant ``kind`` with the parts it does not use switched off and their weights zeroed."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown variant {kind!r}; expected one of {', '.join(KINDS)}")
+    if kind in ("popular", "batch"):
+        return Variant(kind, kind, replace(weights, session=0.0, trending=0.0), False, False, False)
+    if kind == "batch+speed":
+        return Variant(kind, kind, replace(weights, session=0.0, trending=0.0), fold_in, False, False)
+    w = replace(weights, session=weights.session if session else 0.0, trending=weights.trending if trending else 0.0)
+    return Variant(kind, kind, w, fold_in, session, trending)
+
+
+def standard_variants(
+    weights: MergeWeights,
+    kinds: tuple[Kind, ...] | list[Kind] = KINDS,
+    *,
+    fold_in: bool = True,
+    session: bool = True,
+    trending: bool = True,
+) -> list[Variant]:
+    """The named variants, in the order given, with the ablation switches applied where they mean something."""
+    return [make_variant(k, weights, fold_in=fold_in, session=session, trending=trending) for k in kinds]
+
+
+def parse_kinds(text: str) -> list[Kind]:
+    """``"batch,lambda"`` -> ``["batch", "lambda"]``; ``"all"`` gives every variant.
+
+    Raises
+    ------
+    ValueError
+        A name is not a variant, naming the ones that are.
+    """
+    if text.strip() == "all":
+        return list(KINDS)
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    bad = [n for n in names if n not in KINDS]
+    if bad or not names:
+        raise ValueError(f"unknown variant(s) {bad or text!r}; expected a comma-separated list of {', '.join(KINDS)}")
+    return list(dict.fromkeys(names))  # type: ignore[arg-type]
+
+
+def recommend(
+    variant: Variant,
+    model: SnapshotModel,
+    *,
+    row: UserRow | None,
+    fresh: FreshUser | None,
+    session: list[tuple[str, float]],
+    trending: np.ndarray | None,
+    now_s: float,
+    k: int,
+    user_id: str | None = None,
+) -> list[str]:
+    """The variant's top-``k`` item ids for one user at ``now_s``, given the state read for that moment.
+
+    The request is the one a product service would send: the user, ``k``, and the items of the current
+    session, which serving stamps with the request time.
+    """
+    if variant.kind == "popular":
+        return _popular(model, row, fresh, k)
+    if variant.kind == "batch":
+        fresh, session, trending = None, [], None
+    else:
+        if fresh is not None and not variant.fold_in:
+            # no vector, but stamped with this basis: serving would otherwise re-solve it (rebase)
+            fresh = FreshUser(user_id=fresh.user_id, events=fresh.events, recent=fresh.recent, basis=model.version)
+        session = session if variant.session else []
+        trending = trending if variant.trending else None
+    query = RecommendQuery(user_id=user_id, k=k, session_items=tuple(item for item, _ in session))
+    body, _ = serve(model, query, UserState(row, fresh), weights=variant.weights, trending=trending, now_s=now_s)
+    return [item.item_id for item in body.items]
+
+
+def _popular(model: SnapshotModel, row: UserRow | None, fresh: FreshUser | None, k: int) -> list[str]:
+    seen: set[int] = set(row.history.tolist()) if row is not None else set()
+    if fresh is not None:
+        index = model.item_index
+        touched = [e[0] for e in fresh.events] + [r[0] for r in fresh.recent]
+        seen.update(i for item in touched if (i := index.get(item)) is not None)
+    picked = []
+    for i in model.popular_order[: k + len(seen)].tolist():
+        if i not in seen:
+            picked.append(str(model.item_ids[i]))
+            if len(picked) == k:
+                break
+    return picked

@@ -1,0 +1,99 @@
+"""The replay's in-memory online state: same results as the speed layer's functions, sessions, snapshot flips."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lambdarec.events import Event
+from lambdarec.rank.trending import trending_scores
+from lambdarec.settings import SpeedSettings
+from replay.online import OnlineState
+from speed_layer.state import apply_user_events
+from tests.unit.replay.conftest import make_model
+
+WEIGHTS = {"view": 1.0, "click": 2.0}
+
+
+def ev(n: int, user: str, item: str, t: float, session: str | None = None, kind: str = "view") -> Event:
+    return Event(
+        event_id=f"e{n}", user_id=user, item_id=item, event_type=kind, timestamp=t, weight=1.0, session_id=session
+    )
+
+
+EVENTS = [
+    ev(0, "u1", "i3", 2000.0),
+    ev(1, "u2", "i4", 2010.0, kind="click"),
+    ev(2, "u1", "i4", 2020.0),
+    ev(3, "u1", "i5", 2100.0),
+    ev(4, "u2", "i3", 9000.0),
+]
+
+
+def test_fresh_state_is_what_the_speed_layer_computes(model, store) -> None:
+    online = OnlineState(store, model, SpeedSettings(), WEIGHTS)
+    for event in EVENTS:
+        online.apply([event])
+    expected = None
+    for n, event in enumerate(e for e in EVENTS if e.user_id == "u1"):
+        expected = apply_user_events(expected, [(event, (0, n))], model, store.rows["u1"], settings=SpeedSettings())
+    got = online.state("u1")
+    assert got.basis == model.version and expected is not None
+    assert got.events == expected.events and got.recent == expected.recent
+    assert np.allclose(got.vector, expected.vector)
+    assert online.state("u2").vector is not None  # a user the batch never saw is folded in from fresh events
+
+
+def test_reading_state_between_events_does_not_change_it(model, store) -> None:
+    eager = OnlineState(store, model, SpeedSettings(), WEIGHTS)
+    lazy = OnlineState(store, model, SpeedSettings(), WEIGHTS)
+    for event in EVENTS:
+        eager.apply([event])
+        eager.state(event.user_id)
+        lazy.apply([event])
+    for user in ("u1", "u2"):
+        a, b = eager.state(user), lazy.state(user)
+        assert a.events == b.events and a.recent == b.recent and a.positions == b.positions
+        assert np.allclose(a.vector, b.vector)
+
+
+def test_trending_vector_equals_trending_scores(model, store) -> None:
+    speed = SpeedSettings(trending_half_life_s=600.0)
+    online = OnlineState(store, model, speed, WEIGHTS)
+    online.apply(EVENTS)
+    now = 9500.0
+    expected = trending_scores(online.trending_rows, model, now, speed.trending_half_life_s)
+    assert np.allclose(online.trending(now), expected)
+    assert online.trending(now)[4] > 0 and online.trending(now)[0] == 0
+
+
+def test_sessions_end_after_a_gap_or_a_new_session_id(model, store) -> None:
+    online = OnlineState(store, model, SpeedSettings(), WEIGHTS, session_gap_s=1800)
+    online.apply([ev(0, "u1", "i1", 0.0), ev(1, "u1", "i2", 100.0)])
+    assert online.session("u1", 200.0) == [("i1", 0.0), ("i2", 100.0)]
+    assert online.session("u1", 100.0 + 1801) == []
+    online.apply([ev(2, "u1", "i3", 2000.0)])
+    assert online.session("u1", 2001.0) == [("i3", 2000.0)]
+    online.apply([ev(3, "u3", "i1", 0.0, session="a"), ev(4, "u3", "i2", 5000.0, session="a")])
+    assert online.session("u3", 5001.0, "a") == [("i1", 0.0), ("i2", 5000.0)]  # the log's id wins over the gap
+    assert online.session("u3", 5001.0, "b") == []
+
+
+def test_a_new_snapshot_rebases_every_state(model, store) -> None:
+    online = OnlineState(store, model, SpeedSettings(), WEIGHTS)
+    online.apply(EVENTS)
+    newer = make_model(version="v2", cutoff_s=2050.0, seed=1)
+    online.switch(newer)
+    state = online.state("u1")
+    assert state.basis == "v2"
+    assert [e[0] for e in state.events] == ["i5"]  # events at or before the new cut-off are in the batch now
+    assert online.model is newer
+
+
+@pytest.mark.parametrize("user", ["u1", "nobody"])
+def test_history_is_read_once_per_snapshot(model, store, user) -> None:
+    online = OnlineState(store, model, SpeedSettings(), WEIGHTS)
+    online.history(user)
+    reads = store.reads
+    online.history(user)
+    assert store.reads == reads
