@@ -24,6 +24,7 @@ import numpy as np
 from lambdarec.model.freshstate import rebase
 from lambdarec.model.snapshot import SnapshotModel
 from lambdarec.rank.merge import MergeInput, MergeWeights, fresh_vector, merge
+from lambdarec.rank.trending import TrendingScores
 from lambdarec.store.base import OnlineStore
 from serving_layer.schemas import Recommendations, RecommendedItem
 from serving_layer.user_cache import NO_STATE, UserState
@@ -64,7 +65,7 @@ def recommend(
     state: UserState,
     *,
     weights: MergeWeights,
-    trending: np.ndarray | None,
+    trending: TrendingScores | np.ndarray | None,
     now_s: float,
     degraded: bool = False,
 ) -> tuple[Recommendations, bool]:

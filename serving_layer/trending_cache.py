@@ -16,21 +16,20 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-import numpy as np
-
 from lambdarec.logs import get_logger
 from lambdarec.model.snapshot import SnapshotModel
-from lambdarec.rank.trending import trending_scores
+from lambdarec.rank.trending import TrendingScores, trending_scores
 from lambdarec.store.base import OnlineStore, TrendingItem
 from serving_layer.store_gate import StoreGate, StoreUnavailable
 
 log = get_logger(__name__)
 
 
-def trending_for(rows: dict[str, TrendingItem], model: SnapshotModel, half_life_s: float) -> np.ndarray:
-    """Decayed trending counts (float32, one per item of ``model``), seen from the newest count's event time."""
+def trending_for(rows: dict[str, TrendingItem], model: SnapshotModel, half_life_s: float) -> TrendingScores:
+    """Decayed trending counts over ``model``'s items, seen from the newest count's event time, with their order
+    computed here once rather than on every request."""
     watermark = max((t.as_of for t in rows.values()), default=0.0)
-    return trending_scores(rows, model, watermark, half_life_s)
+    return TrendingScores.of(trending_scores(rows, model, watermark, half_life_s))
 
 
 class TrendingCache:
@@ -41,9 +40,9 @@ class TrendingCache:
         self.refresh_s = refresh_s
         self.read_timeout_s = read_timeout_s
         self._rows: dict[str, TrendingItem] = {}
-        self._scores: dict[str, np.ndarray] = {}  # version -> scores; the served one and perhaps the next
+        self._scores: dict[str, TrendingScores] = {}  # version -> scores; the served one and perhaps the next
 
-    def scores_for(self, model: SnapshotModel) -> np.ndarray | None:
+    def scores_for(self, model: SnapshotModel) -> TrendingScores | None:
         """Scores over ``model``'s items, or None before the first read (the merge then skips trending)."""
         return self._scores.get(model.version)
 
@@ -59,7 +58,7 @@ class TrendingCache:
             scores = await asyncio.to_thread(trending_for, rows, model, self.half_life_s)
             self._keep(model.version, scores)
 
-    def _keep(self, version: str, scores: np.ndarray) -> None:
+    def _keep(self, version: str, scores: TrendingScores) -> None:
         newest_last = {v: s for v, s in self._scores.items() if v != version} | {version: scores}
         self._scores = dict(list(newest_last.items())[-2:])  # the served version, and one being swapped in
 

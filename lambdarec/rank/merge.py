@@ -28,6 +28,7 @@ import numpy as np
 
 from lambdarec.model.snapshot import SnapshotModel
 from lambdarec.rank.mmr import mmr_order
+from lambdarec.rank.trending import TrendingScores
 from lambdarec.settings import ServingSettings
 from lambdarec.store.base import FreshUser, UserRow
 
@@ -61,7 +62,7 @@ class MergeInput:
     fresh: FreshUser | None = None
     session: Sequence[tuple[str, float]] = ()  # (item_id, event time s): the current session, oldest first
     exclude: frozenset[str] = frozenset()
-    trending: np.ndarray | None = None  # float32 [n_items], decayed counts; None when unknown
+    trending: TrendingScores | np.ndarray | None = None  # decayed counts per item; None when unknown
     now_s: float = 0.0
 
 
@@ -92,11 +93,10 @@ def merge(inp: MergeInput, weights: MergeWeights, k: int, offset: int = 0, expla
     vector = fresh_vector(model, inp.fresh)
     seeds = _seeds(inp, model.item_index, weights.session_half_life_s)  # item index -> recency weight
     seen = _seen(inp, seeds)
-    pool, batch_score = _pool(inp, vector, seeds, seen, need=offset + k)
-    items = np.fromiter((i for i in pool if not seen[i]), dtype=np.int64)
+    items, sources, batch_scores = _pool(inp, vector, seeds, seen, need=offset + k)
     if items.size == 0:
         return []
-    parts = _components(inp, items, vector=vector, batch_score=batch_score, seeds=seeds)
+    parts = _components(inp, items, vector=vector, batch_scores=batch_scores, seeds=seeds)
     total = weights.cf * parts["cf"] + weights.session * parts["session"] + weights.trending * parts["trending"]
     # by score, then popularity, then item index: equal scores (a pool of popular fallbacks all normalise to 1)
     # keep popularity order, so offset pages never overlap
@@ -108,7 +108,7 @@ def merge(inp: MergeInput, weights: MergeWeights, k: int, offset: int = 0, expla
     out = []
     for rank, j in enumerate(picked.tolist()):
         i = int(items[j])
-        source = pool[i]
+        source = SOURCES[sources[j]]
         reason = _reason(model, source, nearest[rank] if nearest is not None else -1) if explain else None
         comps = {name: float(v[j]) for name, v in parts.items()} if explain else {}
         out.append(Ranked(str(model.item_ids[i]), float(total[j]), source, reason, comps))
@@ -130,29 +130,53 @@ def _seen(inp: MergeInput, seeds: dict[int, float]) -> np.ndarray:
 
 def _pool(
     inp: MergeInput, vector: np.ndarray | None, seeds: dict[int, float], seen: np.ndarray, need: int
-) -> tuple[dict[int, str], dict[int, float]]:
-    """Candidate item index -> source (the first source that brought it), and the batch scores."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Unseen candidate items, the index in SOURCES of the first source that brought each, and batch scores
+    (NaN for items the batch did not propose). Vectorised: this runs on every request."""
     model = inp.model
-    pool: dict[int, str] = {}
-    batch_score: dict[int, float] = {}
+    parts: list[np.ndarray] = []
+    codes: list[np.ndarray] = []
+    scores: list[np.ndarray] = []
+
+    def add(found: np.ndarray, source: int, score: np.ndarray | None = None) -> None:
+        found = np.asarray(found, dtype=np.int64).reshape(-1)
+        parts.append(found)
+        codes.append(np.full(found.size, source, dtype=np.int8))
+        scores.append(np.full(found.size, np.nan, np.float32) if score is None else score.astype(np.float32))
+
     if inp.batch_row is not None:
-        for i, s in zip(inp.batch_row.candidates.tolist(), inp.batch_row.scores.tolist(), strict=True):
-            pool.setdefault(i, "batch")
-            batch_score[i] = s
+        add(inp.batch_row.candidates, 0, inp.batch_row.scores)
     if vector is not None:
-        for i in _top(model.item_factors @ vector, _SPEED_TOP_N, seen).tolist():
-            pool.setdefault(i, "speed")
-    for seed in seeds:
-        for i in model.neighbours[seed, :_NEIGHBOURS_PER_SEED].tolist():
-            if i >= 0:
-                pool.setdefault(i, "session")
-    if inp.trending is not None and inp.trending.any():
-        for i in _top(inp.trending, _TRENDING_TOP_N, seen).tolist():
-            pool.setdefault(i, "trending")
-    if sum(1 for i in pool if not seen[i]) < need:
-        for i in model.popular_order[: need + int(seen.sum()) + len(pool)].tolist():
-            pool.setdefault(i, "popular")
-    return pool, batch_score
+        add(_top(model.item_factors @ vector, _SPEED_TOP_N, seen), 1)
+    if seeds:
+        near = model.neighbours[np.fromiter(seeds, dtype=np.int64), :_NEIGHBOURS_PER_SEED]
+        add(near[near >= 0], 2)
+    trending = _trending(inp)
+    if trending is not None and trending.order.size:
+        order = trending.order
+        add(order[~seen[order]][:_TRENDING_TOP_N], 3)
+    items, sources, batch_scores = _unseen_first(parts, codes, scores, seen)
+    if items.size < need:
+        add(model.popular_order[: need + int(seen.sum()) + items.size], 4)
+        items, sources, batch_scores = _unseen_first(parts, codes, scores, seen)
+    return items, sources, batch_scores
+
+
+def _trending(inp: MergeInput) -> TrendingScores | None:
+    t = inp.trending
+    return TrendingScores.of(t) if isinstance(t, np.ndarray) else t
+
+
+def _unseen_first(
+    parts: list[np.ndarray], codes: list[np.ndarray], scores: list[np.ndarray], seen: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each item once, with the source and score of its first occurrence; seen items dropped."""
+    if not parts:
+        return np.empty(0, np.int64), np.empty(0, np.int8), np.empty(0, np.float32)
+    all_items = np.concatenate(parts)
+    items, first = np.unique(all_items, return_index=True)
+    keep = ~seen[items]
+    return items[keep], np.concatenate(codes)[first][keep], np.concatenate(scores)[first][keep]
 
 
 def _fresh_items(fresh: FreshUser | None, cutoff_s: float) -> list[str]:
@@ -193,16 +217,16 @@ def _components(
     items: np.ndarray,
     *,
     vector: np.ndarray | None,
-    batch_score: dict[int, float],
+    batch_scores: np.ndarray,
     seeds: dict[int, float],
 ) -> dict[str, np.ndarray]:
     model = inp.model
     if vector is not None:
         cf = model.item_factors[items] @ vector
     else:
-        known = [batch_score.get(int(i)) for i in items]
-        floor = min((s for s in known if s is not None), default=0.0)
-        cf = np.array([floor if s is None else s for s in known], dtype=np.float32)
+        known = ~np.isnan(batch_scores)
+        floor = float(batch_scores[known].min()) if known.any() else 0.0
+        cf = np.where(known, batch_scores, floor).astype(np.float32)
     session = np.zeros(items.size, dtype=np.float32)
     if seeds:
         unit = model.unit_factors
@@ -211,8 +235,9 @@ def _components(
         if decay.sum() > 0:  # seeds older than ~150 half-lives all decay to 0.0 in float32: 0/0 would be NaN
             session = (unit[items] @ unit[seed_idx].T) @ decay / decay.sum()
     trending = np.zeros(items.size, dtype=np.float32)
-    if inp.trending is not None and inp.trending.max(initial=0) > 0:
-        trending = inp.trending[items] / inp.trending.max()
+    scores = _trending(inp)
+    if scores is not None and scores.order.size:
+        trending = scores.scores[items] / scores.scores[scores.order[0]]
     return {"cf": _minmax(cf), "session": session.astype(np.float32), "trending": trending.astype(np.float32)}
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -39,3 +40,23 @@ def total_counts(rows: dict[str, TrendingItem], now_s: float, half_life_s: float
     for t in rows.values():
         out[t.item_id] = out.get(t.item_id, 0.0) + decayed(t.count, t.as_of, now_s, half_life_s)
     return out
+
+
+@dataclass(frozen=True)
+class TrendingScores:
+    """Trending scores over a snapshot's items with their order precomputed once per refresh, not per request.
+
+    Example
+    -------
+    >>> TrendingScores.of(np.array([0.0, 2.0, 1.0], np.float32)).order.tolist()
+    [1, 2]
+    """
+
+    scores: np.ndarray  # float32 [n_items]
+    order: np.ndarray  # int64 item indices with a positive score, highest first (ties by index)
+
+    @classmethod
+    def of(cls, scores: np.ndarray) -> TrendingScores:
+        scores = np.asarray(scores, dtype=np.float32)
+        live = np.flatnonzero(scores > 0)
+        return cls(scores, live[np.lexsort((live, -scores[live]))])
