@@ -1,8 +1,9 @@
 """``nightly``: the whole batch job, load to flip, vs the sum of its parts measured alone on the same data.
 
-Parts: load (read and clean the log), fit (train on everything), top-K (all users' candidates, seen excluded),
-write (the same rows through the store). Ours runs with the quality gate off, so both sides do the same work;
-a second line reports the job with the gate on (it trains once more on the older part of the window).
+Parts: load (read and clean the log), fit (train on everything), top-K (all users' candidates, seen
+excluded), neighbours and popularity (the other arrays a snapshot carries), write (the same rows through the
+store). Ours runs with the quality gate off, so both sides do the same work; a second line reports the job
+with the gate on (it trains once more on the older part of the window).
 """
 
 from __future__ import annotations
@@ -23,62 +24,77 @@ SIZES = {
 AS_OF = datetime(2024, 2, 1, tzinfo=UTC)
 
 
-def run(scale: Scale, args) -> Iterator[Result]:  # type: ignore[no-untyped-def]
+def _settings(tmp: str, name: str, gate: bool):  # type: ignore[no-untyped-def]
+    from lambdarec.settings import Settings
+
+    return Settings.load(
+        overrides={
+            "store": {"url": f"sqlite:///{tmp}/{name}"},
+            "batch": {"holdout_fraction": 0.05 if gate else 0.0, "top_k": 100},
+        }
+    )
+
+
+def _parts(log: Path, tmp: str) -> dict[str, float]:
+    """Each part of the job on its own, timed."""
     from batch_layer.candidates import iter_candidates
     from batch_layer.interactions import build_matrix, read_interactions
-    from batch_layer.job import run_batch
+    from batch_layer.job import _index_of
+    from batch_layer.neighbours import item_neighbours
+    from batch_layer.popularity import popularity
     from batch_layer.publish import _user_rows
-    from batch_layer.synth import SynthSpec, synthesize
     from batch_layer.train import train
-    from lambdarec.logs import configure_logging
-    from lambdarec.settings import Settings
     from lambdarec.store import open_store
+
+    s = _settings(tmp, "parts", gate=False)
+    b = s.batch
+    parts: dict[str, float] = {}
+    t0 = time.perf_counter()
+    frame, _ = read_interactions(str(log), b, as_of=AS_OF)
+    data = build_matrix(frame)
+    parts["load"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    factors = train(data.matrix, b, show_progress=False)
+    parts["fit"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    u, y = factors.user_factors, factors.item_factors
+    blocks = list(iter_candidates(u, y, data.matrix, b.top_k, b.user_block, threads=b.threads))
+    parts["topk"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    item_neighbours(y, b.neighbours, block=b.user_block, threads=b.threads)
+    parts["neighbours"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    popularity(
+        item_index=_index_of(frame["item_id"], data.item_ids),
+        ts=frame["ts"].to_numpy(),
+        weight=frame["weight"].to_numpy(),
+        n_items=len(data.item_ids),
+        recent_days=b.popularity_recent_days,
+    )
+    parts["popularity"] = time.perf_counter() - t0
+    with open_store(s) as store:
+        version = store.begin_snapshot({})
+        t0 = time.perf_counter()
+        for block in blocks:
+            store.write_users(version, _user_rows(data, block), part=str(int(block.users[0])))
+        parts["write"] = time.perf_counter() - t0
+    return parts
+
+
+def run(scale: Scale, args) -> Iterator[Result]:  # type: ignore[no-untyped-def]
+    from batch_layer.job import run_batch
+    from batch_layer.synth import SynthSpec, synthesize
+    from lambdarec.logs import configure_logging
 
     configure_logging("WARNING")
     users, items, events = SIZES[scale]
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "log.parquet"
         synthesize(SynthSpec(users=users, items=items, events=events, seed=11)).events.write_parquet(log)
-
-        def settings(name: str, gate: bool) -> Settings:
-            return Settings.load(
-                overrides={
-                    "store": {"url": f"sqlite:///{tmp}/{name}"},
-                    "batch": {"holdout_fraction": 0.05 if gate else 0.0, "top_k": 100},
-                }
-            )
-
-        s = settings("ours", gate=False)
         t0 = time.perf_counter()
-        result = run_batch(s, interactions=str(log), as_of=AS_OF, progress=False)
+        result = run_batch(_settings(tmp, "ours", gate=False), interactions=str(log), as_of=AS_OF, progress=False)
         ours = time.perf_counter() - t0
-
-        parts: dict[str, float] = {}
-        t0 = time.perf_counter()
-        frame, _ = read_interactions(str(log), s.batch, as_of=AS_OF)
-        data = build_matrix(frame)
-        parts["load"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        factors = train(data.matrix, s.batch, show_progress=False)
-        parts["fit"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        blocks = list(
-            iter_candidates(
-                factors.user_factors,
-                factors.item_factors,
-                data.matrix,
-                s.batch.top_k,
-                s.batch.user_block,
-                threads=s.batch.threads,
-            )
-        )
-        parts["topk"] = time.perf_counter() - t0
-        with open_store(settings("parts", gate=False)) as store:
-            version = store.begin_snapshot({})
-            t0 = time.perf_counter()
-            for block in blocks:
-                store.write_users(version, _user_rows(data, block), part=str(int(block.users[0])))
-            parts["write"] = time.perf_counter() - t0
+        parts = _parts(log, tmp)
         reference = sum(parts.values())
         detail = ", ".join(f"{k} {v:.2f}s" for k, v in parts.items())
         stages = ", ".join(f"{k} {v:.2f}s" for k, v in result.manifest["timings_s"].items())
@@ -92,9 +108,8 @@ def run(scale: Scale, args) -> Iterator[Result]:  # type: ignore[no-untyped-def]
             higher_is_better=False,
             note=f"{events} events, {users} users, {items} items; parts: {detail}; job stages: {stages}",
         )
-
         t0 = time.perf_counter()
-        run_batch(settings("gated", gate=True), interactions=str(log), as_of=AS_OF, progress=False)
+        run_batch(_settings(tmp, "gated", gate=True), interactions=str(log), as_of=AS_OF, progress=False)
         gated = time.perf_counter() - t0
         yield Result(
             "nightly",
