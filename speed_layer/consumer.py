@@ -78,7 +78,7 @@ class SpeedConsumer:
         self.rules = EventRules.from_settings(settings)
         self.stats = SpeedStats()
         self.model: SnapshotModel | None = None
-        self._stop = threading.Event()
+        self._stopping = False  # a plain flag: stop() runs inside signal handlers, where locks can deadlock
         self.log.ensure_topic()
         self.consumer = self.log.consumer(
             group,
@@ -88,7 +88,7 @@ class SpeedConsumer:
 
     def stop(self) -> None:
         """Ask the loop to finish the batch in hand (write, commit) and return."""
-        self._stop.set()
+        self._stopping = True
 
     def run(self, until_idle_s: float | None = None) -> SpeedStats:
         """Loop until ``stop()``, or until the log has been drained for ``until_idle_s`` seconds.
@@ -97,7 +97,7 @@ class SpeedConsumer:
         nothing: partitions still held by a crashed member count as work until the group hands them over.
         """
         idle_since = lag_at = time.monotonic()
-        while not self._stop.is_set():
+        while not self._stopping:
             busy = self.step() > 0
             if until_idle_s is None and time.monotonic() - lag_at >= _LAG_EVERY_S:
                 self._drained()  # a long-running consumer refreshes its lag gauge too

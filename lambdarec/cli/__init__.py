@@ -17,7 +17,7 @@ from lambdarec import __version__
 
 # name -> "module:attribute" of a typer app. Order is the order --help shows.
 GROUPS: dict[str, str] = {
-    "demo": "lambdarec.cli.placeholder:demo",
+    "demo": "replay.demo:app",
     "datasets": "batch_layer.cli_datasets:app",
     "batch": "batch_layer.cli:app",
     "snapshots": "lambdarec.cli.snapshots:app",
