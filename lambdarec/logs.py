@@ -24,7 +24,7 @@ def configure_logging(level: str | None = None, fmt: str | None = None) -> None:
     level_name = (level or os.environ.get("LAMBDAREC_LOG_LEVEL", "INFO")).upper()
     fmt = fmt or os.environ.get("LAMBDAREC_LOG_FORMAT") or ("console" if sys.stderr.isatty() else "json")
     renderer = structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
-    logging.basicConfig(level=level_name, stream=sys.stderr, format="%(message)s", force=True)
+    logging.basicConfig(level=level_name, handlers=[logging.StreamHandler(_Stderr())], format="%(message)s", force=True)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

@@ -30,20 +30,6 @@ CHROMIUM_FLAGS = (
 )
 
 
-@pytest.fixture(autouse=True)
-def _restore_logging():
-    """An in-process CLI run points logging at its captured stderr; put the previous configuration back."""
-    import logging
-
-    import structlog
-
-    config = structlog.get_config()
-    handlers = logging.getLogger().handlers[:]
-    yield
-    structlog.configure(**config)
-    logging.getLogger().handlers[:] = handlers
-
-
 @pytest.fixture(scope="session")
 def drift_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """30 days of clickstream, 400 users, 300 items; from day 21 every user's taste clusters change."""

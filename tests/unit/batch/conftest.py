@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, datetime
 
 import pytest
-import structlog
 
 AS_OF = datetime(2024, 2, 1, tzinfo=UTC)
 T0 = datetime(2024, 1, 10, 12, 0, tzinfo=UTC)
 T0_S = int(T0.timestamp())
 T0_MS = T0_S * 1000
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging():
-    """A CLI run points logging at its captured stderr; put the previous configuration back afterwards."""
-    config = structlog.get_config()
-    handlers = logging.getLogger().handlers[:]
-    yield
-    structlog.configure(**config)
-    logging.getLogger().handlers[:] = handlers
 
 
 @pytest.fixture

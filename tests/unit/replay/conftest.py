@@ -68,17 +68,3 @@ def model() -> SnapshotModel:
 @pytest.fixture
 def store() -> RowStore:
     return RowStore({"u1": user_row("u1", [5, 6, 7, 8, 9, 10], [0, 1])})
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging():
-    """A CLI run points logging at its captured stderr; put the previous configuration back afterwards."""
-    import logging
-
-    import structlog
-
-    config = structlog.get_config()
-    handlers = logging.getLogger().handlers[:]
-    yield
-    structlog.configure(**config)
-    logging.getLogger().handlers[:] = handlers
