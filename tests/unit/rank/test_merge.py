@@ -9,29 +9,13 @@ from hypothesis import strategies as st
 from lambdarec.model.snapshot import SnapshotModel
 from lambdarec.rank import MergeInput, MergeWeights, merge
 from lambdarec.store.base import FreshUser, UserRow
+from tests.factories import snapshot_model
 
 N_ITEMS, F = 40, 8
 
 
 def make_model(version: str = "v1", seed: int = 0) -> SnapshotModel:
-    rng = np.random.default_rng(seed)
-    factors = rng.normal(size=(N_ITEMS, F)).astype(np.float32)
-    unit = factors / np.linalg.norm(factors, axis=1, keepdims=True)
-    sims = unit @ unit.T
-    np.fill_diagonal(sims, -np.inf)
-    neighbours = np.argsort(-sims, axis=1)[:, :10].astype(np.int32)
-    return SnapshotModel(
-        version=version,
-        manifest={"data_cutoff_s": 1000.0},
-        item_ids=np.array([f"i{i}" for i in range(N_ITEMS)]),
-        user_ids=np.array(["u1", "u2"]),
-        item_factors=factors,
-        yty=factors.T.astype(np.float64) @ factors,
-        popularity_all=np.arange(N_ITEMS, 0, -1).astype(np.float32),  # i0 most popular
-        popularity_recent=np.arange(N_ITEMS).astype(np.float32),  # i39 most popular recently
-        neighbours=neighbours,
-        neighbour_scores=np.take_along_axis(sims, neighbours, axis=1).astype(np.float32),
-    )
+    return snapshot_model(N_ITEMS, F, version=version, seed=seed)
 
 
 def batch_row(cands: list[int], history: list[int]) -> UserRow:

@@ -7,29 +7,22 @@ import pytest
 
 from lambdarec.model.snapshot import SnapshotModel
 from lambdarec.store import UserRow
+from tests.factories import snapshot_model
 
 N_ITEMS, F = 30, 6
 
 
 def make_model(version: str = "v1", cutoff_s: float = 1000.0, seed: int = 0) -> SnapshotModel:
     """Items i0..i29, i0 the most popular; random factors; each item's 5 nearest items as neighbours."""
-    rng = np.random.default_rng(seed)
-    factors = rng.normal(size=(N_ITEMS, F)).astype(np.float32)
-    unit = factors / np.linalg.norm(factors, axis=1, keepdims=True)
-    sims = unit @ unit.T
-    np.fill_diagonal(sims, -np.inf)
-    neighbours = np.argsort(-sims, axis=1)[:, :5].astype(np.int32)
-    return SnapshotModel(
+    return snapshot_model(
+        N_ITEMS,
+        F,
+        neighbours=5,
         version=version,
-        manifest={"data_cutoff_s": cutoff_s, "event_weights": {"view": 1.0, "click": 2.0}},
-        item_ids=np.array([f"i{i}" for i in range(N_ITEMS)]),
-        user_ids=np.array(["u1"]),
-        item_factors=factors,
-        yty=factors.T.astype(np.float64) @ factors,
-        popularity_all=np.arange(N_ITEMS, 0, -1).astype(np.float32),
+        cutoff_s=cutoff_s,
+        seed=seed,
+        event_weights={"view": 1.0, "click": 2.0},
         popularity_recent=np.ones(N_ITEMS, dtype=np.float32),
-        neighbours=neighbours,
-        neighbour_scores=np.take_along_axis(sims, neighbours, axis=1).astype(np.float32),
         solver={"regularization": 0.1, "alpha": 1.0},
     )
 

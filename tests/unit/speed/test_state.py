@@ -14,14 +14,14 @@ from lambdarec.rank.trending import trending_scores
 from lambdarec.settings import SpeedSettings
 from lambdarec.store.base import UserRow
 from speed_layer.state import apply_trending, apply_user_events
-from tests.unit.rank.test_merge import make_model
+from tests.factories import snapshot_model
 
 SPEED = SpeedSettings(recent_items=3)
 WEIGHTS = {"view": 1.0, "purchase": 4.0}
 
 
 def model_at(version: str, cutoff: float):
-    m = make_model(version)
+    m = snapshot_model(version=version)
     m.manifest.update({"data_cutoff_s": cutoff, "event_weights": WEIGHTS, "model": {"alpha": 2.0}})
     object.__setattr__(m, "solver", {"alpha": 2.0, "regularization": 0.1})
     return m
