@@ -15,8 +15,8 @@ $(STAMP): pyproject.toml
 	$(PIP) install -e .
 	@rm -f $(VENV)/.installed-*; touch $@
 
-setup-dev: setup  ## Add the dev and torch extras (test tools, torch trainer).
-	@test -f $(VENV)/.dev-$(notdir $(STAMP)) || { $(PIP) install -e '.[dev,torch]' && touch $(VENV)/.dev-$(notdir $(STAMP)); }
+setup-dev: setup  ## Add the dev, torch and ray extras (test tools, torch trainer, Ray engine).
+	@test -f $(VENV)/.dev-$(notdir $(STAMP)) || { $(PIP) install -e '.[dev,torch,ray]' && touch $(VENV)/.dev-$(notdir $(STAMP)); }
 
 demo: setup  ## The main job on embedded defaults: SQLite store, SQLite log, no servers.
 	$(BIN)/lambdarec demo

@@ -44,7 +44,9 @@ log = get_logger(__name__)
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_GATE, EXIT_LOCKED = 0, 1, 2, 3, 4
 LOCK_NAME = "batch-job"
 # Settings that do not change what the job computes, so they do not enter the config hash.
-_NOT_IN_CONFIG_HASH = {"interactions", "threads", "engine", "ray_address", "lock_ttl_s", "device"}
+_NOT_IN_CONFIG_HASH = {"interactions", "threads", "engine", "lock_ttl_s", "device"} | {
+    name for name in BatchSettings.model_fields if name.startswith("ray_")
+}
 
 
 class QualityGateError(RuntimeError):
@@ -101,6 +103,10 @@ def run_batch(
     source = interactions or batch.interactions
     if not source:
         raise BadInputError("no interaction log: pass --interactions PATH or set batch.interactions")
+    if batch.engine == "ray":
+        from batch_layer.ray_cluster import check_ray_settings
+
+        check_ray_settings(settings.store, batch)  # fail before training, not after
     as_of = as_of or datetime.now(UTC)
     owned = store is None
     store = store or open_store(settings)
@@ -150,7 +156,9 @@ def _run_locked(
             as_of_ms=report.as_of_ms,
         )
     manifest = _manifest(settings, report, data, frame, as_of, data_fp, chash, gate, factors)
-    version, stage_times = write_snapshot(store, data, factors, pop, manifest, batch, progress=progress)
+    version, stage_times = write_snapshot(
+        store, data, factors, pop, manifest, batch, progress=progress, store_settings=settings.store
+    )
     timings.update(stage_times)
     manifest.update(version=version, published=True, timings_s={k: round(v, 3) for k, v in timings.items()})
     retired = store.prune(settings.store.keep_versions)
@@ -337,10 +345,11 @@ def _job_lock(store: OnlineStore, ttl_s: float) -> Iterator[None]:
                 log.warning("batch.lock_renew_failed", error=str(exc))
 
     thread = threading.Thread(target=renew, name="batch-lock", daemon=True)
-    thread.start()
-    try:
+    try:  # from here on, whatever happens (an interrupt included), the lock is released
+        thread.start()
         yield
     finally:
         stop.set()
-        thread.join(timeout=5)
+        if thread.is_alive():
+            thread.join(timeout=5)
         store.unlock(LOCK_NAME, owner)

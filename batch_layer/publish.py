@@ -11,16 +11,17 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 from tqdm import tqdm
 
-from batch_layer.candidates import candidate_recall, iter_candidates, make_searcher
+from batch_layer.candidates import CandidateBlock, Searcher, candidate_recall, iter_candidates, make_searcher
 from batch_layer.interactions import Interactions
 from batch_layer.neighbours import item_neighbours
 from batch_layer.popularity import Popularity
 from lambdarec.logs import get_logger
 from lambdarec.model import snapshot as names
 from lambdarec.model.factors import Factors
-from lambdarec.settings import BatchSettings
+from lambdarec.settings import BatchSettings, StoreSettings
 from lambdarec.store import ItemRow, OnlineStore, UserRow
 
 log = get_logger(__name__)
@@ -36,8 +37,17 @@ def write_snapshot(
     batch: BatchSettings,
     *,
     progress: bool = True,
+    store_settings: StoreSettings | None = None,
 ) -> tuple[str, dict[str, float]]:
-    """Begin a version, write arrays, user rows and item rows, validate and publish. Returns (version, timings)."""
+    """Begin a version, write arrays, user rows and item rows, validate and publish. Returns (version, timings).
+
+    With ``batch.engine = "ray"`` the user rows are scored and written by Ray actors, each opening its own
+    store from ``store_settings`` (required then); everything else runs here, as with the local engine.
+    """
+    if batch.engine == "ray":
+        from batch_layer.ray_cluster import check_ray_settings
+
+        check_ray_settings(store_settings, batch)  # before begin_snapshot: a bad setting leaves no version behind
     timings = {"candidates": 0.0, "write": 0.0}
     version = store.begin_snapshot(
         {
@@ -84,6 +94,41 @@ def write_snapshot(
     else:
         manifest["index"] = {"kind": "exact"}
 
+    if batch.engine == "ray":
+        from batch_layer.ray_engine import write_users_ray
+
+        # Scoring and writing overlap in the actors, so the whole stage counts as candidates.
+        t0 = time.perf_counter()
+        write_users_ray(store_settings, version, data, factors, batch, searcher=searcher, progress=progress)
+        timings["candidates"] += time.perf_counter() - t0
+    else:
+        _write_user_blocks(store, version, data, factors, batch, searcher, timings, progress)
+
+    t0 = time.perf_counter()
+    neigh = item_neighbours(factors.item_factors, batch.neighbours, block=batch.user_block, threads=batch.threads)
+    timings["neighbours"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for start in range(0, len(data.item_ids), _ITEM_PART):
+        store.write_items(version, _item_rows(neigh.items, neigh.scores, start), part=f"items-{start}")
+    timings["write"] += time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    store.publish(version, {**manifest, "version": version, "published": True})
+    timings["publish"] = time.perf_counter() - t0
+    return version, timings
+
+
+def _write_user_blocks(
+    store: OnlineStore,
+    version: str,
+    data: Interactions,
+    factors: Factors,
+    batch: BatchSettings,
+    searcher: Searcher,
+    timings: dict[str, float],
+    progress: bool,
+) -> None:
+    """The local engine: score user blocks here and write each as one store part."""
     bar = tqdm(total=len(data.user_ids), desc="candidates", unit="user", disable=not progress, leave=False)
     blocks = iter_candidates(
         factors.user_factors,
@@ -106,27 +151,22 @@ def write_snapshot(
         bar.update(len(block.users))
     bar.close()
 
-    t0 = time.perf_counter()
-    neigh = item_neighbours(factors.item_factors, batch.neighbours, block=batch.user_block, threads=batch.threads)
-    timings["neighbours"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    for start in range(0, len(data.item_ids), _ITEM_PART):
-        store.write_items(version, _item_rows(neigh.items, neigh.scores, start), part=f"items-{start}")
-    timings["write"] += time.perf_counter() - t0
 
-    t0 = time.perf_counter()
-    store.publish(version, {**manifest, "version": version, "published": True})
-    timings["publish"] = time.perf_counter() - t0
-    return version, timings
+def _user_rows(data: Interactions, block: CandidateBlock) -> Iterator[UserRow]:
+    return user_rows(data.user_ids, data.matrix, block)
 
 
-def _user_rows(data: Interactions, block: Any) -> Iterator[UserRow]:
-    m = data.matrix
+def user_rows(user_ids: np.ndarray, matrix: sp.csr_matrix, block: CandidateBlock) -> Iterator[UserRow]:
+    """The store rows of one block of candidates: each user's candidates plus their history from ``matrix``.
+
+    Shared by the local and the Ray engine, so both write the same rows.
+    """
+    m = matrix
     for row, (items, scores) in enumerate(zip(block.items, block.scores, strict=True)):
         u = int(block.users[row])
         keep = items >= 0
         lo, hi = m.indptr[u], m.indptr[u + 1]
-        yield UserRow(str(data.user_ids[u]), items[keep], scores[keep], m.indices[lo:hi], m.data[lo:hi])
+        yield UserRow(str(user_ids[u]), items[keep], scores[keep], m.indices[lo:hi], m.data[lo:hi])
 
 
 def _item_rows(items: np.ndarray, scores: np.ndarray, start: int) -> Iterator[ItemRow]:

@@ -60,6 +60,35 @@ def _events(n: int, users: int, items: int, start: float, seed: int) -> list[byt
     ]
 
 
+def _freshness(settings, stream: list[bytes], rate: int) -> list[float]:  # type: ignore[no-untyped-def]
+    """Append ``stream`` at ``rate`` events/s while a consumer runs; seconds from append to state written."""
+    from lambdarec.log import open_log
+    from speed_layer.consumer import SpeedConsumer
+
+    latencies: list[float] = []
+
+    def observe(records, written_at: float) -> None:  # type: ignore[no-untyped-def]
+        latencies.extend(written_at - r.timestamp_ms / 1000 for r in records)
+
+    with SpeedConsumer(settings, observer=observe) as consumer, open_log(settings) as log:
+        consumer.step()
+        runner = threading.Thread(target=consumer.run)
+        runner.start()
+        per_tick = max(1, rate // 50)
+        t_next = time.perf_counter()
+        for k in range(0, len(stream), per_tick):
+            chunk = stream[k : k + per_tick]
+            log.append(chunk, keys=[json.loads(x)["user_id"] for x in chunk])
+            t_next += per_tick / rate
+            time.sleep(max(0.0, t_next - time.perf_counter()))
+        deadline = time.time() + 30
+        while len(latencies) < len(stream) and time.time() < deadline:
+            time.sleep(0.05)
+        consumer.stop()
+        runner.join()
+    return latencies
+
+
 def run(scale: Scale, args) -> Iterator[Result]:  # type: ignore[no-untyped-def]
     from kafka import KafkaConsumer
 
@@ -125,25 +154,7 @@ def run(scale: Scale, args) -> Iterator[Result]:  # type: ignore[no-untyped-def]
         )
 
         # Freshness: a steady stream at `rate`/s while the consumer runs; append time -> state written.
-        latencies: list[float] = []
-        observe = lambda recs, at: latencies.extend(at - r.timestamp_ms / 1000 for r in recs)  # noqa: E731
-        stream = _events(int(rate * args.freshness_seconds), 6_000, 2_100, start + n, seed=3)
-        with SpeedConsumer(settings, observer=observe) as consumer, open_log(settings) as log:
-            consumer.step()
-            runner = threading.Thread(target=consumer.run)
-            runner.start()
-            per_tick = max(1, rate // 50)
-            t_next = time.perf_counter()
-            for k in range(0, len(stream), per_tick):
-                chunk = stream[k : k + per_tick]
-                log.append(chunk, keys=[json.loads(x)["user_id"] for x in chunk])
-                t_next += per_tick / rate
-                time.sleep(max(0.0, t_next - time.perf_counter()))
-            deadline = time.time() + 30
-            while len(latencies) < len(stream) and time.time() < deadline:
-                time.sleep(0.05)
-            consumer.stop()
-            runner.join()
+        latencies = _freshness(settings, _events(int(rate * args.freshness_seconds), 6_000, 2_100, start + n, 3), rate)
         p99 = float(np.percentile(latencies, 99)) * 1000 if latencies else float("nan")
         yield Result(
             "speed",

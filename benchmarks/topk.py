@@ -43,6 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=0, help="threads for both paths (0: every core)")
     parser.add_argument("--block", type=int, default=4096, help="users per block (batch.user_block)")
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats per block; the best counts")
+    parser.add_argument("--engine", choices=("local", "ray"), default="local", help="ray: the Ray engine vs local")
 
 
 def synthetic(users: int, items: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, sp.csr_matrix]:
@@ -191,6 +192,11 @@ def _profile(user_factors: np.ndarray, item_factors: np.ndarray, seen: sp.csr_ma
 
 
 def run(scale: Scale, args: argparse.Namespace) -> Iterator[Result]:
+    if getattr(args, "engine", "local") == "ray":
+        from benchmarks.ray_topk import run_ray
+
+        yield from run_ray(scale, args)
+        return
     n_users, n_items, ours_users, ref_users = SIZES[scale]
     threads = resolve_threads(getattr(args, "threads", 0))
     block = getattr(args, "block", 4096)

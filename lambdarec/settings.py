@@ -242,6 +242,40 @@ class BatchSettings(_Section):
     ray_address: str | None = Field(
         None, description="Ray cluster to join (`ray://host:10001`); none starts a local one."
     )
+    ray_actors: int = Field(
+        0,
+        ge=0,
+        description="Ray actors that score and write user blocks, each holding the model once. 0: as many as "
+        "the cluster's CPUs hold at `ray_cpus_per_actor` each when the job starts (1 with a SQLite store, "
+        "which takes one writer).",
+    )
+    ray_cpus_per_actor: float = Field(
+        1.0, gt=0, description="CPUs reserved per Ray actor; its scoring threads are this, rounded down (>= 1)."
+    )
+    ray_gpus_per_actor: float = Field(
+        0.0, ge=0, description="GPUs reserved per Ray actor; above 0 its actors score with `device` (0: on CPU)."
+    )
+    ray_block_users: int = Field(
+        65536,
+        ge=1,
+        description="Users per Ray batch, one actor call: scored in `user_block` pieces, written as one store "
+        "part per piece. A multiple of `user_block` keeps the local engine's part boundaries.",
+    )
+    ray_max_restarts: int = Field(
+        3,
+        ge=-1,
+        description="Times a lost Ray actor is restarted and its block retried (-1: no limit; 0: the job fails "
+        "at the first lost actor). Retried blocks rewrite the same store parts, so nothing is counted twice.",
+    )
+    ray_local_cpus: int = Field(
+        0, ge=0, description="CPUs of the local Ray started when no cluster is named (0: every core)."
+    )
+    ray_object_store_mb: int | None = Field(
+        None,
+        ge=80,
+        description="Object store of the local Ray (MiB; it holds the factors and seen matrix once). "
+        "Unset: Ray's default share of memory.",
+    )
 
     @model_validator(mode="after")
     def _weights_non_negative(self) -> BatchSettings:

@@ -49,13 +49,13 @@ def cmd_render(template, out, *pairs):
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep:
-            raise SystemExit("render: expected KEY=VALUE, got %r" % pair)
+            raise SystemExit(f"render: expected KEY=VALUE, got {pair!r}")
         values[key] = value
     with open(template, encoding="utf-8") as f:
         text = f.read()
     missing = sorted({k for k in re.findall(r"@([A-Z][A-Z0-9_]*)@", text) if k not in values})
     if missing:
-        raise SystemExit("render: %s: no value for %s" % (template, ", ".join(missing)))
+        raise SystemExit("render: {}: no value for {}".format(template, ", ".join(missing)))
     text = re.sub(r"@([A-Z][A-Z0-9_]*)@", lambda m: values[m.group(1)], text)
     tmp = out + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:
@@ -77,7 +77,7 @@ def cmd_port_free(host, *ports):
             s.bind((host, int(port)))
         except OSError as e:
             print(port)
-            err("port %s:%s is not available: %s" % (host, port, e.strerror))
+            err(f"port {host}:{port} is not available: {e.strerror}")
             return 1
         finally:
             s.close()
@@ -99,7 +99,7 @@ def pid_state(pid):
             stat = f.read()
     except OSError:
         return None
-    return stat[stat.rindex(")") + 2:].split()[0]
+    return stat[stat.rindex(")") + 2 :].split()[0]
 
 
 def pid_matches(pid, marker):
@@ -131,11 +131,11 @@ def cmd_session_pids(sid):
         if not name.isdigit():
             continue
         try:
-            with open("/proc/%s/stat" % name) as f:
+            with open(f"/proc/{name}/stat") as f:
                 stat = f.read()
         except OSError:
             continue
-        fields = stat[stat.rindex(")") + 2:].split()
+        fields = stat[stat.rindex(")") + 2 :].split()
         # fields[0] is state, [1] ppid, [2] pgrp, [3] session
         if int(fields[3]) == sid and int(name) != sid and fields[0] not in ("Z", "X"):
             print(name)
@@ -173,9 +173,9 @@ def cmd_launch(pidfile, logfile, sep, *cmd):
             # file) into the long-running server.
             os.closerange(3, 65536)
             os.execvp(cmd[0], list(cmd))
-        except BaseException as e:  # noqa: BLE001 - report anything and bail out
+        except BaseException as e:
             try:
-                os.write(2, ("launch failed: %s\n" % e).encode())
+                os.write(2, (f"launch failed: {e}\n").encode())
             finally:
                 os._exit(127)
     os.close(w)
@@ -183,7 +183,7 @@ def cmd_launch(pidfile, logfile, sep, *cmd):
     ok = os.read(r, 2)
     os.close(r)
     if ok != b"ok":
-        err("launch: could not start %s" % cmd[0])
+        err(f"launch: could not start {cmd[0]}")
         return 1
     print(read_pid(pidfile))
     return 0
@@ -211,7 +211,7 @@ class Reader:
     def take(self, n):
         if self.pos + n > len(self.data):
             raise ProbeError("truncated response")
-        out = self.data[self.pos:self.pos + n]
+        out = self.data[self.pos : self.pos + n]
         self.pos += n
         return out
 
@@ -259,12 +259,12 @@ def cql_frame(stream, opcode, body):
 def cql_read_frame(sock):
     version, _flags, stream, opcode, length = struct.unpack(">BBhBi", recv_exact(sock, 9))
     if version & 0x7F != CQL_VERSION:
-        raise ProbeError("unexpected CQL protocol version 0x%02x" % version)
+        raise ProbeError(f"unexpected CQL protocol version 0x{version:02x}")
     body = recv_exact(sock, length) if length else b""
     if opcode == OP_ERROR:
         r = Reader(body)
         code = r.int32()
-        raise ProbeError("CQL error 0x%04x: %s" % (code, r.string16()))
+        raise ProbeError(f"CQL error 0x{code:04x}: {r.string16()}")
     return stream, opcode, body
 
 
@@ -298,13 +298,13 @@ def cql_query(host, port, query, timeout=5.0):
         if opcode == OP_AUTHENTICATE:
             raise ProbeError("server requires authentication")
         if opcode != OP_READY:
-            raise ProbeError("unexpected reply 0x%02x to STARTUP" % opcode)
+            raise ProbeError(f"unexpected reply 0x{opcode:02x} to STARTUP")
         q = query.encode()
         body = struct.pack(">i", len(q)) + q + struct.pack(">HB", 0x0001, 0x00)
         sock.sendall(cql_frame(1, OP_QUERY, body))
         _, opcode, body = cql_read_frame(sock)
         if opcode != OP_RESULT:
-            raise ProbeError("unexpected reply 0x%02x to QUERY" % opcode)
+            raise ProbeError(f"unexpected reply 0x{opcode:02x} to QUERY")
     r = Reader(body)
     kind = r.int32()
     if kind != 2:
@@ -334,7 +334,7 @@ def probe_cql(host, port):
     rows = cql_query(host, port, "SELECT release_version FROM system.local")
     if not rows or rows[0][0] is None:
         raise ProbeError("system.local returned no release_version")
-    return "release_version %s" % rows[0][0].decode("utf-8", "replace")
+    return "release_version {}".format(rows[0][0].decode("utf-8", "replace"))
 
 
 def cmd_probe_cql(host, port):
@@ -342,7 +342,7 @@ def cmd_probe_cql(host, port):
         print(probe_cql(host, port))
         return 0
     except (OSError, ProbeError) as e:
-        err("cql %s:%s: %s" % (host, port, e))
+        err(f"cql {host}:{port}: {e}")
         return 1
 
 
@@ -398,7 +398,10 @@ def probe_kafka(host, port):
     if not brokers:
         raise ProbeError("metadata lists no live broker yet")
     return "cluster %s, controller %d, brokers %s" % (
-        cluster_id, controller, ", ".join("%d@%s:%d" % b for b in brokers))
+        cluster_id,
+        controller,
+        ", ".join("%d@%s:%d" % b for b in brokers),
+    )
 
 
 def cmd_probe_kafka(host, port):
@@ -406,7 +409,7 @@ def cmd_probe_kafka(host, port):
         print(probe_kafka(host, port))
         return 0
     except (OSError, ProbeError) as e:
-        err("kafka %s:%s: %s" % (host, port, e))
+        err(f"kafka {host}:{port}: {e}")
         return 1
 
 
@@ -436,7 +439,7 @@ def print_logs(name, logs):
         err("---- %s: last %d lines of %s ----" % (name, len(lines), path))
         for line in lines:
             err("  " + line)
-    err("---- end of %s logs (all logs: %s) ----" % (name, os.path.dirname(logs[0]) if logs else "?"))
+    err("---- end of {} logs (all logs: {}) ----".format(name, os.path.dirname(logs[0]) if logs else "?"))
 
 
 def cmd_wait(timeout, *specs):
@@ -453,7 +456,7 @@ def cmd_wait(timeout, *specs):
             kind, host, port, pidfile, marker, logs = pending[name]
             pid = read_pid(pidfile)
             if pid is None or not pid_matches(pid, marker):
-                err("services: ERROR: %s exited during startup (pid %s)." % (name, pid))
+                err(f"services: ERROR: {name} exited during startup (pid {pid}).")
                 print_logs(name, logs)
                 failed.append(name)
                 del pending[name]
@@ -463,14 +466,17 @@ def cmd_wait(timeout, *specs):
             except (OSError, ProbeError) as e:
                 last_error[name] = str(e)
                 continue
-            err("services: %s is up on %s:%s after %.0fs (%s)" % (name, host, port, time.monotonic() - start, info))
+            err(f"services: {name} is up on {host}:{port} after {time.monotonic() - start:.0f}s ({info})")
             del pending[name]
         if not pending:
             break
         if time.monotonic() >= deadline:
-            for name, (kind, host, port, pidfile, marker, logs) in pending.items():
-                err("services: ERROR: %s did not answer on %s:%s within %ss (last error: %s)."
-                    % (name, host, port, timeout, last_error.get(name, "none")))
+            for name, (_kind, host, port, _pidfile, _marker, logs) in pending.items():
+                err(
+                    "services: ERROR: {} did not answer on {}:{} within {}s (last error: {}).".format(
+                        name, host, port, timeout, last_error.get(name, "none")
+                    )
+                )
                 err("services:        raise LAMBDAREC_SERVICES_TIMEOUT if this machine is just slow.")
                 print_logs(name, logs)
                 failed.append(name)
@@ -503,7 +509,7 @@ def main(argv):
     try:
         inspect.signature(func).bind(*argv[2:])
     except TypeError as e:
-        err("%s: bad arguments (%s)" % (argv[1], e))
+        err(f"{argv[1]}: bad arguments ({e})")
         return 2
     return func(*argv[2:]) or 0
 
