@@ -111,8 +111,9 @@ def recommend(
         offset=query.offset,
         explain=query.explain,
     )
+    # model_construct: the merge already produced exactly these types, so validating them again per item is waste
     items = [
-        RecommendedItem(
+        RecommendedItem.model_construct(
             item_id=r.item_id,
             score=r.score if math.isfinite(r.score) else 0.0,
             source=r.source,  # type: ignore[arg-type]
@@ -121,7 +122,7 @@ def recommend(
         )
         for r in ranked
     ]
-    body = Recommendations(
+    body = Recommendations.model_construct(
         user_id=query.user_id,
         snapshot=model.version,
         fresh_state_age_s=max(now_s - state.fresh.updated_at, 0.0) if state.fresh is not None else None,
