@@ -78,7 +78,7 @@ def show(
 def activate(
     version: VersionArg, config: ConfigOption = None, store: StoreOption = None, as_json: JsonOption = False
 ) -> None:
-    """Make an already published version current (rollback). Serving picks it up within store.current_cache_s."""
+    """Make an already published version current (rollback). Serving swaps within serving.snapshot_poll_s."""
     _, opened = open_cli_store(config, store)
     with opened, store_errors():
         previous = opened.current_version(max_age_s=0)
