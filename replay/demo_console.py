@@ -6,6 +6,8 @@ With ``--json`` all of it goes to stderr and stdout carries only the final JSON 
 from __future__ import annotations
 
 import shlex
+import shutil
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -108,19 +110,39 @@ def rec_table(
     console.print(table, markup=False)
 
 
+def command_name() -> str:
+    """How to type ``lambdarec`` here: the bare name when it is on PATH, else the path that ran this demo
+    (``make demo`` runs ``.venv/bin/lambdarec``, which a newcomer's shell may not have on PATH)."""
+    ran = Path(sys.argv[0])
+    if ran.name != "lambdarec":
+        ran = Path(sys.executable)
+        suffix = " -m lambdarec"
+    else:
+        suffix = ""
+    on_path = shutil.which("lambdarec")
+    if not suffix and on_path and Path(on_path).resolve() == ran.resolve():
+        return "lambdarec"
+    try:
+        shown = str(ran.absolute().relative_to(Path.cwd()))
+    except ValueError:
+        shown = str(ran)
+    return shlex.quote(shown) + suffix
+
+
 def next_steps(console: Console, paths: dict[str, str], user: str, split_at: str, url: str | None, keep: bool) -> None:
     """Where everything is and what to try next."""
     cfg = shlex.quote(paths["config"])
+    cli = command_name()
     for label in ("config", "log", "store", "events", "logs", "report"):
         note(console, f"{label:<8} {paths[label]}")
     console.print()
     if keep and url:
         note(console, f"serving  {url}  (the speed layer and the server keep running)")
-        note(console, f"stop     lambdarec demo --stop --dir {shlex.quote(paths['dir'])}")
+        note(console, f"stop     {cli} demo --stop --dir {shlex.quote(paths['dir'])}")
     else:
         note(console, "serve again (the ingest key printed in step 4 still works):")
-        note(console, f"  lambdarec speed run --config {cfg} &")
-        note(console, f"  lambdarec serve --config {cfg} &")
+        note(console, f"  {cli} speed run --config {cfg} &")
+        note(console, f"  {cli} serve --config {cfg} &")
     base = url or "http://127.0.0.1:PORT"
     event = (
         '[{\\"event_id\\":\\"try-$(date +%s)\\",\\"user_id\\":\\"USER\\",\\"item_id\\":\\"i1\\",'
@@ -129,8 +151,6 @@ def next_steps(console: Console, paths: dict[str, str], user: str, split_at: str
     note(console, "try (KEY=the ingest key printed in step 4):")
     note(console, f"  curl -s '{base}/v1/users/{user}/recommendations?k=5&explain=true'")
     note(console, f'  curl -s -X POST {base}/v1/events -H "Authorization: Bearer $KEY" -d "{event}"')
-    note(console, f"  lambdarec recommend {user} --explain --config {cfg}")
-    note(console, f"  lambdarec snapshots list --config {cfg}")
-    note(
-        console, f"  lambdarec replay -i {shlex.quote(paths['log'])} --split-at {split_at} --sample 5000 --config {cfg}"
-    )
+    note(console, f"  {cli} recommend {user} --explain --config {cfg}")
+    note(console, f"  {cli} snapshots list --config {cfg}")
+    note(console, f"  {cli} replay -i {shlex.quote(paths['log'])} --split-at {split_at} --sample 5000 --config {cfg}")
