@@ -308,7 +308,7 @@ class CassandraStore(OnlineStore):
 
     def ping(self) -> None:
         with self._guard("answer a query"):
-            self._session.execute("SELECT release_version FROM system.local", timeout=self.settings.request_timeout_s)
+            self._session.execute(self._stmt(schema.PING), timeout=self.settings.request_timeout_s)
 
     def close(self) -> None:
         self._cluster.shutdown()

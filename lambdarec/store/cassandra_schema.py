@@ -101,6 +101,9 @@ def replication_cql(replication: dict[str, int]) -> str:
         raise ValueError(
             f"store.replication {replication!r}: give {{replication_factor = N}} or a map of datacenter to replicas"
         )
+    bad = [dc for dc in replication if not re.fullmatch(r"[A-Za-z0-9_.\-]+", dc)]
+    if bad:
+        raise ValueError(f"store.replication: datacenter names {bad!r} may hold only letters, digits, '_', '.', '-'")
     dcs = ", ".join(f"'{dc}': {int(n)}" for dc, n in sorted(replication.items()))
     return f"{{'class': 'NetworkTopologyStrategy', {dcs}}}"
 
@@ -158,6 +161,7 @@ INSERT_CHUNK = "INSERT INTO {ks}.array_chunks (version, name, chunk, data) VALUE
 SELECT_CHUNKS = "SELECT data FROM {ks}.array_chunks WHERE version = ? AND name = ? AND chunk < ?"
 UPSERT_FRESH_USER = "INSERT INTO {ks}.fresh_users (ns, user_id, data) VALUES (?, ?, ?) USING TTL ?"
 SELECT_FRESH_USER = "SELECT user_id, data FROM {ks}.fresh_users WHERE ns = ? AND user_id = ?"
+PING = "SELECT release_version FROM system.local"
 UPSERT_TRENDING = "INSERT INTO {ks}.trending (ns, bucket, item_id, data) VALUES (?, ?, ?, ?) USING TTL ?"
 SELECT_TRENDING = "SELECT item_id, data FROM {ks}.trending WHERE ns = ? AND bucket = ? AND item_id = ?"
 SELECT_TRENDING_BUCKET = "SELECT item_id, data FROM {ks}.trending WHERE ns = ? AND bucket = ?"
@@ -195,7 +199,7 @@ TABLES: tuple[tuple[str, str | None, str], ...] = (
 )  # fmt: skip
 
 SELECT_TABLE_OPTIONS = (
-    "SELECT table_name, default_time_to_live, gc_grace_seconds FROM system_schema.tables WHERE keyspace_name = %s"
+    "SELECT table_name, default_time_to_live, gc_grace_seconds FROM system_schema.tables WHERE keyspace_name = ?"
 )
 ALTER_TABLE_OPTIONS = "ALTER TABLE {ks}.{table} WITH default_time_to_live = {ttl} AND gc_grace_seconds = {grace}"
 
@@ -214,7 +218,8 @@ def create(session: Any, keyspace: str, settings: StoreSettings) -> None:
     session.execute(CREATE_KEYSPACE.format(ks=keyspace, replication=replication), timeout=DDL_TIMEOUT_S)
     for _, _, ddl in TABLES:
         session.execute(ddl.format(ks=keyspace), timeout=DDL_TIMEOUT_S)
-    have = {row[0]: (row[1], row[2]) for row in session.execute(SELECT_TABLE_OPTIONS, (keyspace,))}
+    options = session.prepare(SELECT_TABLE_OPTIONS)
+    have = {row[0]: (row[1], row[2]) for row in session.execute(options, (keyspace,))}
     for table, ttl_setting, _ in TABLES:
         want = table_options(settings, ttl_setting)
         if want and have.get(table) != want:

@@ -39,6 +39,8 @@ def test_replication() -> None:
     assert nts == "{'class': 'NetworkTopologyStrategy', 'dc1': 3, 'dc2': 2}"
     with pytest.raises(ValueError, match=r"store\.replication"):
         schema.replication_cql({"replication_factor": 1, "dc1": 3})
+    with pytest.raises(ValueError, match="datacenter names"):  # a name is spliced into DDL: no quotes allowed
+        schema.replication_cql({"dc1': 3, 'x": 1})
 
 
 def test_consistency_names_the_setting() -> None:
