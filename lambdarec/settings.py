@@ -292,6 +292,11 @@ class SpeedSettings(_Section):
     recent_ttl_s: float = Field(
         7 * 86400.0, gt=0, description="Recent items older than this (in event time, before the newest) are dropped."
     )
+    history_cache_users: int = Field(
+        100_000,
+        ge=0,
+        description="Users' batch rows the consumer keeps in memory per snapshot (LRU); 0 reads each time.",
+    )
     max_fresh_events: int = Field(
         1000, ge=1, description="Fresh events since the snapshot's cut-off kept per user for fold-in; oldest dropped."
     )

@@ -16,7 +16,7 @@ Example
 from __future__ import annotations
 
 import time
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -28,7 +28,7 @@ from lambdarec.model.freshstate import solve_many
 from lambdarec.model.snapshot import SnapshotModel
 from lambdarec.settings import Settings
 from lambdarec.store import OnlineStore, open_store
-from lambdarec.store.base import trending_key
+from lambdarec.store.base import UserRow, trending_key
 from speed_layer import metrics
 from speed_layer.state import Position, apply_trending, apply_user_events
 
@@ -77,6 +77,8 @@ class SpeedConsumer:
         self.rules = EventRules.from_settings(settings)
         self.stats = SpeedStats()
         self.model: SnapshotModel | None = None
+        self._rows: OrderedDict[str, UserRow | None] = OrderedDict()  # batch rows of the current snapshot (LRU)
+        self._rows_version: str | None = None
         self._stopping = False  # a plain flag: stop() runs inside signal handlers, where locks can deadlock
         self.log.ensure_topic()
         self.consumer = self.log.consumer(
@@ -134,6 +136,25 @@ class SpeedConsumer:
             self._observer(records, written_at)
         return len(records)
 
+    def _history(self, model: SnapshotModel, user_ids: list[str]) -> dict[str, UserRow]:
+        """Users' batch rows in ``model``'s snapshot. Published rows never change, so they are cached per
+        version (absent users too) and only the misses are read from the store."""
+        if self._rows_version != model.version:
+            self._rows, self._rows_version = OrderedDict(), model.version
+        missing = [u for u in user_ids if u not in self._rows]
+        if missing:
+            found = self.store.read_users(model.version, missing)
+            for u in missing:
+                self._rows[u] = found.get(u)
+        out = {}
+        for u in user_ids:
+            self._rows.move_to_end(u)
+            if (row := self._rows[u]) is not None:
+                out[u] = row
+        while len(self._rows) > self.settings.speed.history_cache_users:
+            self._rows.popitem(last=False)
+        return out
+
     def _refresh_model(self) -> None:
         version = self.store.current_version()
         if version is None or (self.model is not None and self.model.version == version):
@@ -166,7 +187,7 @@ class SpeedConsumer:
             return time.time()
         model, speed = self.model, self.settings.speed
         states = self.store.read_fresh_users(by_user)
-        history = self.store.read_users(model.version, by_user) if model else {}
+        history = self._history(model, list(by_user)) if model else {}
         weights = model.event_weights if model and model.event_weights else dict(self.settings.batch.event_weights)
         users = []
         for user_id, events in by_user.items():
