@@ -22,7 +22,7 @@ Example
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -90,6 +90,8 @@ def merge(inp: MergeInput, weights: MergeWeights, k: int, offset: int = 0, expla
     n_items = len(model.item_ids)
     if k <= 0 or n_items == 0:
         return []
+    if isinstance(inp.trending, np.ndarray):  # order the scores once per call, not in each step below
+        inp = replace(inp, trending=TrendingScores.of(inp.trending))
     vector = fresh_vector(model, inp.fresh)
     seeds = _seeds(inp, model.item_index, weights.session_half_life_s)  # item index -> recency weight
     seen = _seen(inp, seeds)
@@ -151,7 +153,7 @@ def _pool(
     if seeds:
         near = model.neighbours[np.fromiter(seeds, dtype=np.int64), :_NEIGHBOURS_PER_SEED]
         add(near[near >= 0], 2)
-    trending = _trending(inp)
+    trending = inp.trending  # TrendingScores or None: merge() ordered any array on entry
     if trending is not None and trending.order.size:
         order = trending.order
         add(order[~seen[order]][:_TRENDING_TOP_N], 3)
@@ -160,11 +162,6 @@ def _pool(
         add(model.popular_order[: need + int(seen.sum()) + items.size], 4)
         items, sources, batch_scores = _unseen_first(parts, codes, scores, seen)
     return items, sources, batch_scores
-
-
-def _trending(inp: MergeInput) -> TrendingScores | None:
-    t = inp.trending
-    return TrendingScores.of(t) if isinstance(t, np.ndarray) else t
 
 
 def _unseen_first(
@@ -235,7 +232,7 @@ def _components(
         if decay.sum() > 0:  # seeds older than ~150 half-lives all decay to 0.0 in float32: 0/0 would be NaN
             session = (unit[items] @ unit[seed_idx].T) @ decay / decay.sum()
     trending = np.zeros(items.size, dtype=np.float32)
-    scores = _trending(inp)
+    scores = inp.trending  # TrendingScores or None, see merge()
     if scores is not None and scores.order.size:
         trending = scores.scores[items] / scores.scores[scores.order[0]]
     return {"cf": _minmax(cf), "session": session.astype(np.float32), "trending": trending.astype(np.float32)}
