@@ -6,6 +6,7 @@ from urllib.parse import urlsplit
 
 from lambdarec.settings import Settings, StoreSettings
 from lambdarec.store.base import (
+    CorruptRowError,
     FreshUser,
     ItemRow,
     OnlineStore,
@@ -20,6 +21,7 @@ from lambdarec.store.base import (
 )
 
 __all__ = [
+    "CorruptRowError",
     "FreshUser",
     "ItemRow",
     "OnlineStore",

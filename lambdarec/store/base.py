@@ -30,34 +30,17 @@ from typing import Any, Literal
 import msgspec
 import numpy as np
 
-from lambdarec.store.codec import CorruptRowError
+# The errors live in lambdarec.store.errors; the backends reach them through this module too.
+from lambdarec.store.errors import (  # noqa: F401 - re-exported
+    CorruptRowError,
+    SnapshotNotFoundError,
+    SnapshotStateError,
+    StoreError,
+    StoreUnavailableError,
+    ValidationFailedError,
+)
 
 SnapshotState = Literal["writing", "published", "retired"]
-
-
-class StoreError(RuntimeError):
-    """Base of the store's errors."""
-
-
-class StoreUnavailableError(StoreError):
-    """The backend cannot be reached; the message names the hosts or path tried."""
-
-
-class SnapshotNotFoundError(StoreError, KeyError):
-    """No snapshot has that version."""
-
-
-class SnapshotStateError(StoreError):
-    """The operation does not fit the snapshot's state (e.g. activating one that was never published)."""
-
-
-class ValidationFailedError(StoreError):
-    """``publish`` found the snapshot incomplete or corrupt; ``problems`` lists what."""
-
-    def __init__(self, version: str, problems: list[str]):
-        super().__init__(f"snapshot {version} failed validation: " + "; ".join(problems))
-        self.version = version
-        self.problems = problems
 
 
 @dataclass(frozen=True)
@@ -298,12 +281,17 @@ class OnlineStore(abc.ABC):
     def activate(self, version: str) -> None:
         """Make an already published version current (rollback); readers follow within ``current_cache_s``.
 
+        The version is validated first, as ``publish`` validates (row counts, array checksums, arrays the
+        manifest lists); a version that fails is refused and the pointer does not move.
+
         Raises
         ------
         SnapshotNotFoundError
             No snapshot has that version.
         SnapshotStateError
             The version was never published (state ``writing``), was retired, or its rows have expired.
+        ValidationFailedError
+            The version's rows or arrays no longer pass validation; ``problems`` says why.
         """
 
     @abc.abstractmethod
@@ -556,6 +544,21 @@ def check_publishable(store: OnlineStore, version: str, manifest: Mapping[str, A
     if problems:
         raise ValidationFailedError(version, problems)
     return users, items
+
+
+def check_activatable(store: OnlineStore, info: SnapshotInfo, expired: bool = False) -> None:
+    """What every backend's ``activate`` checks before it moves the pointer: the state (``SnapshotStateError``),
+    then the rows and arrays against the manifest as ``publish`` did (``ValidationFailedError``), so a version
+    corrupted since its publish is refused and current stays as it was."""
+    require_activatable(info, expired)
+    manifest = info.manifest or {}
+    try:
+        users, items = expected_counts(info.version, manifest)
+    except ValueError as exc:
+        raise ValidationFailedError(info.version, [str(exc)]) from None
+    problems = store.validate(info.version, users, items) + missing_arrays(manifest, store.array_names(info.version))
+    if problems:
+        raise ValidationFailedError(info.version, problems)
 
 
 class CurrentPointer:

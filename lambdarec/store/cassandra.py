@@ -218,7 +218,7 @@ class CassandraStore(OnlineStore):
     def activate(self, version: str) -> None:
         info = self.get_snapshot(version)
         expired = datetime.now(UTC) - info.created_at > timedelta(seconds=self.settings.snapshot_ttl_s)
-        base.require_activatable(info, expired=expired)
+        base.check_activatable(self, info, expired=expired)
         self._run(schema.SET_POINTER, (self._ns, version), WRITE)
         self._current.set(version)
         log.info("snapshot.activated", version=version, backend="cassandra")
@@ -253,11 +253,11 @@ class CassandraStore(OnlineStore):
         ids = list(dict.fromkeys(user_ids))
         results = self._many(schema.SELECT_USER, ((version, uid) for uid in ids), EXEC_PROFILE_DEFAULT)
         rows = ((uid, rs.one()) for uid, rs in zip(ids, results, strict=True))
-        return {uid: UserRow(uid, *codec.decode_user_row(row[0])) for uid, row in rows if row}
+        return codec.decode_users(version, ((uid, row[0]) for uid, row in rows if row))
 
     def read_user(self, version: str, user_id: str) -> UserRow | None:
         row = self._run(schema.SELECT_USER, (version, user_id)).one()
-        return UserRow(user_id, *codec.decode_user_row(row[0])) if row else None
+        return codec.decode_user(user_id, row[0]) if row else None
 
     def read_items(self, version: str, items: Iterable[int] | None = None) -> dict[int, ItemRow]:
         if items is None:
@@ -266,7 +266,7 @@ class CassandraStore(OnlineStore):
         else:
             params = [(version, schema.item_bucket(int(i)), int(i)) for i in dict.fromkeys(items)]
             results = self._many(schema.SELECT_ITEM, params, EXEC_PROFILE_DEFAULT)
-        return {item: ItemRow(item, *codec.decode_item_row(data)) for rs in results for item, data in rs}
+        return codec.decode_items(version, ((item, data) for rs in results for item, data in rs))
 
     # ---- fresh state ----------------------------------------------------------------------------------------
 

@@ -1,8 +1,9 @@
 """Byte encodings of what the store holds: arrays, per-user rows, per-item rows. Never pickle.
 
 Arrays travel as ``.npy`` bytes written and read with ``allow_pickle=False`` (dtype, shape and byte order are
-in the header), split into chunks of at most ``CHUNK_BYTES``. Per-user and per-item rows are a fixed little-endian
-header followed by raw arrays, so decoding is two ``np.frombuffer`` calls.
+in the header), split into chunks of at most ``CHUNK_BYTES``, with a sha256 per array. Per-user and per-item rows
+are a fixed little-endian header, a crc32 over the row's key, header and arrays, then the raw arrays: an edited,
+truncated or misplaced row fails its checksum instead of being served.
 """
 
 from __future__ import annotations
@@ -10,22 +11,22 @@ from __future__ import annotations
 import hashlib
 import io
 import struct
-from typing import TYPE_CHECKING
+import zlib
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from lambdarec.store.base import ItemRow, UserRow
+from lambdarec.store.base import ItemRow, UserRow
+from lambdarec.store.errors import CorruptRowError
 
 CHUNK_BYTES = 1 << 20  # 1 MiB: Cassandra is happiest with cells well below its 16 MiB default limit.
 
 _USER_HEADER = struct.Struct("<HII")  # format version, candidates, history
 _ITEM_HEADER = struct.Struct("<HI")  # format version, neighbours
-_FORMAT = 1
-
-
-class CorruptRowError(ValueError):
-    """A stored row or array does not decode; the message names what was wrong."""
+_CRC = struct.Struct("<I")  # crc32 of key + header + arrays, after the header (format 2)
+_FORMAT = 2
+_LEGACY_FORMAT = 1  # rows written before checksums: still read, so snapshots published earlier keep serving
 
 
 def array_to_bytes(array: np.ndarray) -> bytes:
@@ -56,9 +57,10 @@ def checksum(data: bytes) -> str:
 
 
 def encode_user_row(
-    candidates: np.ndarray, scores: np.ndarray, history: np.ndarray, history_weights: np.ndarray
+    key: str, candidates: np.ndarray, scores: np.ndarray, history: np.ndarray, history_weights: np.ndarray
 ) -> bytes:
-    """One user's row: candidate item indices (int32) with scores (float32), seen item indices with weights."""
+    """One user's row: candidate item indices (int32) with scores (float32), seen item indices with weights, and a
+    crc32 over the user id, the header and the arrays."""
     c = np.asarray(candidates, dtype="<i4")
     s = np.asarray(scores, dtype="<f4")
     h = np.asarray(history, dtype="<i4")
@@ -68,48 +70,22 @@ def encode_user_row(
             f"user row arrays must be 1-D pairs of equal length; got candidates {c.shape}, scores {s.shape}, "
             f"history {h.shape}, weights {w.shape}"
         )
-    return b"".join((_USER_HEADER.pack(_FORMAT, c.size, h.size), c.tobytes(), s.tobytes(), h.tobytes(), w.tobytes()))
+    return _sealed(_user_key(key), _USER_HEADER.pack(_FORMAT, c.size, h.size), c, s, h, w)
 
 
-def decode_user_row(data: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Inverse of :func:`encode_user_row`: (candidates, scores, history, history_weights)."""
-    if len(data) < _USER_HEADER.size:
-        raise CorruptRowError(f"user row has {len(data)} bytes, fewer than its header")
-    fmt, nc, nh = _USER_HEADER.unpack_from(data)
-    if fmt != _FORMAT or len(data) != _USER_HEADER.size + 8 * (nc + nh):
-        raise CorruptRowError(f"user row format {fmt} with {nc} candidates and {nh} seen items has {len(data)} bytes")
-    off = _USER_HEADER.size
-    c = np.frombuffer(data, "<i4", nc, off)
-    s = np.frombuffer(data, "<f4", nc, off + 4 * nc)
-    h = np.frombuffer(data, "<i4", nh, off + 8 * nc)
-    w = np.frombuffer(data, "<f4", nh, off + 8 * nc + 4 * nh)
-    return c, s, h, w
-
-
-def encode_item_row(neighbours: np.ndarray, scores: np.ndarray) -> bytes:
-    """One item's row: neighbour item indices (int32) with similarity scores (float32)."""
+def encode_item_row(item: int, neighbours: np.ndarray, scores: np.ndarray) -> bytes:
+    """One item's row: neighbour item indices (int32) with similarity scores (float32), and a crc32 as for users."""
     n = np.asarray(neighbours, dtype="<i4")
     s = np.asarray(scores, dtype="<f4")
     if n.shape != s.shape or n.ndim != 1:
         raise ValueError(f"item row arrays must be 1-D and equal length; got {n.shape} and {s.shape}")
-    return b"".join((_ITEM_HEADER.pack(_FORMAT, n.size), n.tobytes(), s.tobytes()))
-
-
-def decode_item_row(data: bytes) -> tuple[np.ndarray, np.ndarray]:
-    """Inverse of :func:`encode_item_row`: (neighbours, scores)."""
-    if len(data) < _ITEM_HEADER.size:
-        raise CorruptRowError(f"item row has {len(data)} bytes, fewer than its header")
-    fmt, n = _ITEM_HEADER.unpack_from(data)
-    if fmt != _FORMAT or len(data) != _ITEM_HEADER.size + 8 * n:
-        raise CorruptRowError(f"item row format {fmt} with {n} neighbours has {len(data)} bytes")
-    off = _ITEM_HEADER.size
-    return np.frombuffer(data, "<i4", n, off), np.frombuffer(data, "<f4", n, off + 4 * n)
+    return _sealed(_item_key(item), _ITEM_HEADER.pack(_FORMAT, n.size), n, s)
 
 
 def encode_user(row: UserRow) -> bytes:
     """:func:`encode_user_row` of a ``UserRow``; a bad row's error names the user."""
     try:
-        return encode_user_row(row.candidates, row.scores, row.history, row.history_weights)
+        return encode_user_row(row.user_id, row.candidates, row.scores, row.history, row.history_weights)
     except ValueError as exc:
         raise ValueError(f"user {row.user_id!r}: {exc}") from None
 
@@ -117,9 +93,124 @@ def encode_user(row: UserRow) -> bytes:
 def encode_item(row: ItemRow) -> bytes:
     """:func:`encode_item_row` of an ``ItemRow``; a bad row's error names the item."""
     try:
-        return encode_item_row(row.neighbours, row.scores)
+        return encode_item_row(int(row.item), row.neighbours, row.scores)
     except ValueError as exc:
         raise ValueError(f"item {row.item}: {exc}") from None
+
+
+def decode_user(user_id: str, data: bytes) -> UserRow:
+    """Inverse of :func:`encode_user`; a ``CorruptRowError`` naming the user when the bytes are not its row.
+
+    Checked: length, checksum (bound to ``user_id``), finite scores and weights, no negative index. Whether the
+    indices fall inside the snapshot's catalogue is :func:`check_user_indices`, which needs the catalogue size.
+    """
+    try:
+        c, s, h, w = _open(_USER_HEADER, _user_key(user_id), data, lambda counts: (counts[0],) * 2 + (counts[1],) * 2)
+        _check_values((c, h), (s, w))
+    except CorruptRowError as exc:
+        raise CorruptRowError(f"user {user_id!r}: {exc}", keys=[user_id]) from None
+    return UserRow(user_id, c, s, h, w)
+
+
+def decode_item(item: int, data: bytes) -> ItemRow:
+    """Inverse of :func:`encode_item`, checked as :func:`decode_user`."""
+    try:
+        n, s = _open(_ITEM_HEADER, _item_key(item), data, lambda counts: (counts[0],) * 2)
+        _check_values((n,), (s,))
+    except CorruptRowError as exc:
+        raise CorruptRowError(f"item {item}: {exc}", keys=[item]) from None
+    return ItemRow(item, n, s)
+
+
+def decode_users(version: str, pairs: Iterable[tuple[str, bytes]]) -> dict[str, UserRow]:
+    """``user_id -> UserRow`` of stored ``(user_id, data)`` pairs; any corrupt row raises one ``CorruptRowError``
+    that names the corrupt users (``keys``) and carries every other row (``rows``)."""
+    return _decode_many(version, "user", pairs, decode_user)
+
+
+def decode_items(version: str, pairs: Iterable[tuple[int, bytes]]) -> dict[int, ItemRow]:
+    """As :func:`decode_users`, for item rows keyed by item index."""
+    return _decode_many(version, "item", pairs, decode_item)
+
+
+def check_user_indices(row: UserRow, n_items: int) -> None:
+    """A ``CorruptRowError`` naming the user unless every item index of ``row`` is in ``[0, n_items)``."""
+    for name, idx in (("candidate", row.candidates), ("history", row.history)):
+        if idx.size and int(idx.max()) >= n_items:
+            raise CorruptRowError(
+                f"user {row.user_id!r}: {name} item index {int(idx.max())} is outside the snapshot's {n_items} items",
+                keys=[row.user_id],
+            )
+
+
+def check_item_indices(row: ItemRow, n_items: int) -> None:
+    """A ``CorruptRowError`` naming the item unless it and its neighbours are in ``[0, n_items)``."""
+    top = max(int(row.item), int(row.neighbours.max()) if row.neighbours.size else 0)
+    if int(row.item) < 0 or top >= n_items:
+        raise CorruptRowError(
+            f"item {row.item}: item index {top} is outside the snapshot's {n_items} items", keys=[row.item]
+        )
+
+
+def _user_key(user_id: str) -> bytes:
+    return b"user\0" + user_id.encode("utf-8", "surrogatepass")
+
+
+def _item_key(item: int) -> bytes:
+    return b"item\0" + str(int(item)).encode()
+
+
+def _sealed(key: bytes, header: bytes, *arrays: np.ndarray) -> bytes:
+    payload = b"".join(a.tobytes() for a in arrays)
+    crc = zlib.crc32(payload, zlib.crc32(header, zlib.crc32(key)))
+    return b"".join((header, _CRC.pack(crc), payload))
+
+
+def _open(
+    header: struct.Struct, key: bytes, data: bytes, sizes: Callable[[tuple[int, ...]], tuple[int, ...]]
+) -> list[np.ndarray]:
+    """The arrays of a sealed row (format 2), or of a legacy row without a checksum (format 1)."""
+    if len(data) < header.size:
+        raise CorruptRowError(f"row has {len(data)} bytes, fewer than its header")
+    fmt, *counts = header.unpack_from(data)
+    lengths = sizes(tuple(counts))
+    off = header.size + (_CRC.size if fmt == _FORMAT else 0)
+    if fmt not in (_FORMAT, _LEGACY_FORMAT) or len(data) != off + 4 * sum(lengths):
+        raise CorruptRowError(f"row format {fmt} with {counts} entries has {len(data)} bytes")
+    if fmt == _FORMAT:
+        (stored,) = _CRC.unpack_from(data, header.size)
+        found = zlib.crc32(memoryview(data)[off:], zlib.crc32(memoryview(data)[: header.size], zlib.crc32(key)))
+        if found != stored:
+            raise CorruptRowError(f"checksum {found:08x} where {stored:08x} was written (edited or misplaced row)")
+    arrays = []
+    for i, n in enumerate(lengths):
+        arrays.append(np.frombuffer(data, "<i4" if i % 2 == 0 else "<f4", n, off))
+        off += 4 * n
+    return arrays
+
+
+def _check_values(indices: tuple[np.ndarray, ...], floats: tuple[np.ndarray, ...]) -> None:
+    if any(idx.size and int(idx.min()) < 0 for idx in indices):
+        raise CorruptRowError("a negative item index")
+    if any(not np.isfinite(f).all() for f in floats):
+        raise CorruptRowError("a score or weight that is not finite")
+
+
+def _decode_many(
+    version: str, kind: str, pairs: Iterable[tuple[Any, bytes]], decode: Callable[[Any, bytes], Any]
+) -> Any:
+    rows, bad = {}, {}
+    for key, data in pairs:
+        try:
+            rows[key] = decode(key, data)
+        except CorruptRowError as exc:
+            bad[key] = str(exc)
+    if bad:
+        detail = "; ".join(list(bad.values())[:5]) + ("; ..." if len(bad) > 5 else "")
+        raise CorruptRowError(
+            f"{len(bad)} corrupt {kind} row(s) in snapshot {version}: {detail}", keys=list(bad), rows=rows
+        )
+    return rows
 
 
 def join_array(version: str, name: str, pieces: list[bytes], chunks: int, sha256: str) -> np.ndarray:

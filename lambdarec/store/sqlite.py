@@ -198,7 +198,7 @@ class SQLiteStore(OnlineStore):
         return base.stored_info(row, self.current_version(max_age_s=0))
 
     def activate(self, version: str) -> None:
-        base.require_activatable(self.get_snapshot(version))
+        base.check_activatable(self, self.get_snapshot(version))
         with self._write() as conn:
             if self._state(conn, version) != "published":  # pruned meanwhile
                 base.require_activatable(self.get_snapshot(version))
@@ -244,13 +244,12 @@ class SQLiteStore(OnlineStore):
 
     def read_users(self, version: str, user_ids: Iterable[str]) -> dict[str, UserRow]:
         sql = "SELECT user_id, data FROM users WHERE version = ? AND user_id IN ({})"
-        rows = self._select_in(self._db("snapshots"), sql, (version,), list(user_ids))
-        return {uid: UserRow(uid, *codec.decode_user_row(data)) for uid, data in rows}
+        return codec.decode_users(version, self._select_in(self._db("snapshots"), sql, (version,), list(user_ids)))
 
     def read_user(self, version: str, user_id: str) -> UserRow | None:
         sql = "SELECT data FROM users WHERE version = ? AND user_id = ?"
         row = self._db("snapshots").execute(sql, (version, user_id)).fetchone()
-        return UserRow(user_id, *codec.decode_user_row(row[0])) if row else None
+        return codec.decode_user(user_id, row[0]) if row else None
 
     def read_items(self, version: str, items: Iterable[int] | None = None) -> dict[int, ItemRow]:
         conn = self._db("snapshots")
@@ -261,7 +260,7 @@ class SQLiteStore(OnlineStore):
             rows = self._select_in(
                 conn, "SELECT item, data FROM items WHERE version = ? AND item IN ({})", (version,), keys
             )
-        return {item: ItemRow(item, *codec.decode_item_row(data)) for item, data in rows}
+        return codec.decode_items(version, rows)
 
     @staticmethod
     def _select_in(

@@ -15,6 +15,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -22,17 +23,19 @@ import pytest
 
 from lambdarec.settings import StoreSettings
 from lambdarec.store import (
+    CorruptRowError,
     FreshUser,
     ItemRow,
     OnlineStore,
     SnapshotNotFoundError,
     SnapshotStateError,
+    StoreError,
     TrendingItem,
     UserRow,
     ValidationFailedError,
     open_store,
 )
-from lambdarec.store.codec import CHUNK_BYTES, CorruptRowError
+from lambdarec.store.codec import CHUNK_BYTES
 from tests.integration.store.writer import PART_SIZE, marked_rows
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -62,6 +65,10 @@ class StoreContract:
 
     def fresh_ttl_left(self, store: OnlineStore, table: str, key: str) -> float | None:
         """Seconds until a fresh row (``fresh_users`` by user id, ``trending`` by item id) expires."""
+        raise NotImplementedError
+
+    def tamper_row(self, store: OnlineStore, version: str, key: str | int, edit: Callable[[bytes], bytes]) -> None:
+        """Replace a stored user row (``key`` a user id) or item row (``key`` an item index) by ``edit(bytes)``."""
         raise NotImplementedError
 
     # ---- plumbing -----------------------------------------------------------------------------------------------
@@ -224,6 +231,42 @@ class StoreContract:
         with pytest.raises(SnapshotStateError, match="retired"):
             store.activate(first)
         assert store.current_version(max_age_s=0) == third
+
+    def test_activate_validates_first_and_a_corrupt_version_leaves_the_pointer_where_it_was(self) -> None:
+        store = self.make_store()
+        old = store.begin_snapshot({})
+        store.write_users(old, marked_rows(0, 3, 1.0), part="all")
+        store.write_array(old, "factors", np.ones((4, 2), np.float32))
+        store.publish(old, counts(3))
+        new = self.publish_users(store, 3, marker=2.0)
+        self.corrupt_array_chunk(store, old, "factors")
+        with pytest.raises(ValidationFailedError, match="factors") as err:
+            store.activate(old)
+        assert err.value.problems and isinstance(err.value, StoreError)
+        assert store.current_version(max_age_s=0) == new
+        assert self.make_store().current_version(max_age_s=0) == new, "another process must not see it either"
+
+    def test_a_corrupt_row_fails_its_checksum_and_costs_only_itself(self) -> None:
+        store = self.make_store()
+        version = store.begin_snapshot({})
+        store.write_users(version, marked_rows(0, 5, 1.0), part="all")
+        store.write_items(version, item_rows(4), part="all")
+        store.publish(version, counts(5, 4))
+        self.tamper_row(store, version, "u1", lambda data: data[:-1])  # truncated by one byte
+        score = np.float32(1.0).tobytes()  # every score of marked rows: edit one to an absurd value
+        self.tamper_row(store, version, "u2", lambda data: data.replace(score, np.float32(2.1e38).tobytes(), 1))
+        self.tamper_row(store, version, 2, lambda data: data[:-1] + bytes([data[-1] ^ 1]))
+        with pytest.raises(CorruptRowError, match="'u1'") as one:
+            store.read_user(version, "u1")
+        assert isinstance(one.value, StoreError)
+        with pytest.raises(CorruptRowError, match="checksum") as many:
+            store.read_users(version, ["u0", "u1", "u2", "u3"])
+        assert sorted(many.value.keys) == ["u1", "u2"] and sorted(many.value.rows) == ["u0", "u3"]
+        assert float(many.value.rows["u3"].scores[0]) == 1.0
+        with pytest.raises(CorruptRowError) as items:
+            store.read_items(version)
+        assert items.value.keys == [2] and sorted(items.value.rows) == [0, 1, 3]
+        assert store.read_user(version, "u4") is not None  # the rest of the snapshot reads as before
 
     def test_prune_keeps_the_newest_published_and_the_current(self) -> None:
         store = self.make_store()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from lambdarec.settings import StoreSettings
@@ -26,6 +28,16 @@ class TestCassandraStore(StoreContract):
             f"INSERT INTO {ks}.array_chunks (version, name, chunk, data) VALUES (%s, %s, 0, %s)",
             (version, name, b"\x93NUMPY garbage"),
         )
+
+    def tamper_row(self, store: OnlineStore, version: str, key: str | int, edit: Callable[[bytes], bytes]) -> None:
+        ks, session = schema.parse_url(self.url).keyspace, store._session  # type: ignore[attr-defined]
+        if isinstance(key, str):
+            where, params = f"{ks}.user_rows WHERE version = %s AND user_id = %s", (version, key)
+        else:
+            where, params = f"{ks}.item_rows WHERE version = %s AND bucket = %s AND item = %s", (
+                version, schema.item_bucket(key), key)  # fmt: skip
+        data = session.execute(f"SELECT data FROM {where}", params).one()[0]
+        session.execute(f"UPDATE {where.replace(' WHERE', ' SET data = %s WHERE')}", (edit(data), *params))
 
     def fresh_ttl_left(self, store: OnlineStore, table: str, key: str) -> float | None:
         ks = schema.parse_url(self.url).keyspace

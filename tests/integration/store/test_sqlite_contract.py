@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,13 @@ class TestSQLiteStore(StoreContract):
     def corrupt_array_chunk(self, store: OnlineStore, version: str, name: str) -> None:
         self._sql("snapshots.sqlite", "UPDATE array_chunks SET data = ? WHERE version = ? AND name = ? AND chunk = 0",
                   (b"\x93NUMPY garbage", version, name))  # fmt: skip
+
+    def tamper_row(self, store: OnlineStore, version: str, key: str | int, edit: Callable[[bytes], bytes]) -> None:
+        table, column = ("users", "user_id") if isinstance(key, str) else ("items", "item")
+        where = f"FROM {table} WHERE version = ? AND {column} = ?"
+        (data,) = self._sql("snapshots.sqlite", f"SELECT data {where}", (version, key))[0]
+        self._sql("snapshots.sqlite", f"UPDATE {table} SET data = ? WHERE version = ? AND {column} = ?",
+                  (edit(data), version, key))  # fmt: skip
 
     def fresh_ttl_left(self, store: OnlineStore, table: str, key: str) -> float | None:
         column = "user_id" if table == "fresh_users" else "item_id"

@@ -46,14 +46,64 @@ def test_join_array_checks_count_and_checksum() -> None:
 
 def test_user_and_item_rows_round_trip_and_name_bad_rows() -> None:
     row = UserRow("u", np.array([5, 1]), np.array([0.5, 0.25]), np.array([9]), np.array([2.0]))
-    c, s, _, w = codec.decode_user_row(codec.encode_user(row))
+    back = codec.decode_user("u", codec.encode_user(row))
+    c, s, w = back.candidates, back.scores, back.history_weights
     assert (c.dtype, s.dtype) == (np.int32, np.float32)
     np.testing.assert_array_equal(c, [5, 1]), np.testing.assert_array_equal(w, [2.0])
     with pytest.raises(ValueError, match="user 'u':"):
         codec.encode_user(UserRow("u", np.array([1]), np.array([1.0, 2.0]), np.array([]), np.array([])))
-    n, s = codec.decode_item_row(codec.encode_item(ItemRow(3, np.array([1, 2]), np.array([0.9, 0.1]))))
+    n = codec.decode_item(3, codec.encode_item(ItemRow(3, np.array([1, 2]), np.array([0.9, 0.1])))).neighbours
     np.testing.assert_array_equal(n, [1, 2])
     with pytest.raises(ValueError, match="item 3:"):
         codec.encode_item(ItemRow(3, np.array([1]), np.array([])))
     with pytest.raises(codec.CorruptRowError):
-        codec.decode_user_row(codec.encode_user(row)[:-1])
+        codec.decode_user("u", codec.encode_user(row)[:-1])
+
+
+def _row() -> UserRow:
+    return UserRow("u", np.array([5, 1], np.int32), np.array([0.5, 0.25], np.float32), np.array([9]), np.array([2.0]))
+
+
+def test_every_user_and_item_row_carries_a_checksum_an_edit_breaks() -> None:
+    data = bytearray(codec.encode_user(_row()))
+    back = codec.decode_user("u", bytes(data))
+    assert back.candidates.tolist() == [5, 1] and back.scores.tolist() == [0.5, 0.25]
+    score = data.index(np.float32(0.5).tobytes())
+    data[score : score + 4] = np.float32(2.1e38).tobytes()  # an absurd score, the length unchanged
+    with pytest.raises(codec.CorruptRowError, match=r"user 'u'.*checksum"):
+        codec.decode_user("u", bytes(data))
+    item = bytearray(codec.encode_item(ItemRow(3, np.array([1, 2]), np.array([0.9, 0.1]))))
+    assert codec.decode_item(3, bytes(item)).neighbours.tolist() == [1, 2]
+    item[-5] ^= 0x01
+    with pytest.raises(codec.CorruptRowError, match=r"item 3.*checksum"):
+        codec.decode_item(3, bytes(item))
+
+
+def test_a_row_is_bound_to_its_key_and_a_truncated_row_is_corrupt() -> None:
+    data = codec.encode_user(_row())
+    with pytest.raises(codec.CorruptRowError, match="user 'v'"):
+        codec.decode_user("v", data)  # u's row copied under v's key
+    with pytest.raises(codec.CorruptRowError, match=r"user 'u'.*bytes"):
+        codec.decode_user("u", data[:-1])
+    with pytest.raises(codec.CorruptRowError, match="item 4"):
+        codec.decode_item(4, codec.encode_item(ItemRow(3, np.array([1]), np.array([0.5]))))
+
+
+def test_corrupt_row_error_is_a_store_error_exported_by_the_store_package() -> None:
+    from lambdarec.store import CorruptRowError, StoreError
+
+    assert CorruptRowError is codec.CorruptRowError and issubclass(CorruptRowError, StoreError)
+
+
+def test_decode_many_keeps_the_good_rows_and_names_the_corrupt_ones() -> None:
+    good = codec.encode_user(_row())
+    with pytest.raises(codec.CorruptRowError) as err:
+        codec.decode_users("v1", [("u", good), ("w", good[:-2])])
+    assert err.value.keys == ["w"] and list(err.value.rows) == ["u"] and "snapshot v1" in str(err.value)
+    assert list(codec.decode_users("v1", [("u", good)])) == ["u"]
+
+
+def test_check_indices_refuses_items_outside_the_catalogue() -> None:
+    codec.check_user_indices(_row(), n_items=10)
+    with pytest.raises(codec.CorruptRowError, match=r"user 'u'.*outside"):
+        codec.check_user_indices(_row(), n_items=6)
