@@ -97,7 +97,8 @@ def run_batch(
     QualityGateError
         The model regressed against the current snapshot and ``force`` is False.
     JobLockedError
-        Another job is running against the same store.
+        Another job is running against the same store (``LockLostError``: it took the lock while this job ran,
+        which then stopped before publishing).
     """
     batch = settings.batch
     source = interactions or batch.interactions
@@ -111,8 +112,8 @@ def run_batch(
     owned = store is None
     store = store or open_store(settings)
     try:
-        with _job_lock(store, batch.lock_ttl_s):
-            return _run_locked(store, settings, source, as_of, force, progress)
+        with _job_lock(store, batch.lock_ttl_s) as locked:
+            return _run_locked(locked, settings, source, as_of, force, progress)
     finally:
         if owned:
             store.close()
@@ -326,28 +327,80 @@ def _stage(name: str, timings: dict[str, float]) -> Iterator[None]:
     timings[name] = time.perf_counter() - t0
 
 
+class LockLostError(JobLockedError):
+    """The job could not renew its lock (another job holds it now, or renewals failed for longer than the TTL);
+    it stopped before publishing."""
+
+
+class _Lease:
+    """The job lock as held: renewed by a background thread, which records why it could not renew."""
+
+    def __init__(self, store: OnlineStore, owner: str, ttl_s: float):
+        self.store, self.owner, self.ttl_s = store, owner, ttl_s
+        self.lost: str | None = None
+        self._renewed = time.monotonic()
+
+    def renew(self) -> None:
+        try:
+            held = self.store.try_lock(LOCK_NAME, self.owner, self.ttl_s)
+        except Exception as exc:  # a failed renewal need not kill the job, unless the lock lapses meanwhile
+            log.warning("batch.lock_renew_failed", error=str(exc))
+            if time.monotonic() - self._renewed > self.ttl_s:
+                self.lost = f"no renewal succeeded for {self.ttl_s:g} s (batch.lock_ttl_s), the last: {exc}"
+            return
+        if held:
+            self._renewed = time.monotonic()
+        else:
+            self.lost = "another job holds it now"
+            log.error("batch.lock_lost", owner=self.owner, effect="the job stops before publishing")
+
+    def check(self) -> None:
+        """Raise ``LockLostError`` once the lock is lost."""
+        if self.lost is not None:
+            raise LockLostError(
+                f"the job lost the job lock ({self.lost}); it stopped before publishing, so nothing was published "
+                "and the other job's work stands"
+            )
+
+
+class _LeasedStore:
+    """The store as the locked job sees it: ``publish`` first checks that the job still holds its lock."""
+
+    def __init__(self, store: OnlineStore, lease: _Lease):
+        self._store, self._lease = store, lease
+
+    def publish(self, version: str, manifest: Any) -> None:
+        self._lease.check()
+        self._store.publish(version, manifest)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
 @contextmanager
-def _job_lock(store: OnlineStore, ttl_s: float) -> Iterator[None]:
-    """Hold the store's job lock, renewed in the background; a killed job's lock lapses after ``ttl_s``."""
+def _job_lock(store: OnlineStore, ttl_s: float) -> Iterator[OnlineStore]:
+    """Hold the store's job lock, renewed in the background; a killed job's lock lapses after ``ttl_s``.
+
+    Yields the store to use under the lock: its ``publish`` raises ``LockLostError`` (exit 4) once a renewal was
+    refused (another job holds the lock) or renewals failed for longer than ``ttl_s``.
+    """
     owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     if not store.try_lock(LOCK_NAME, owner, ttl_s):
         raise JobLockedError(
             f"another batch job holds the lock on this store; it lapses {ttl_s:.0f} s after that job stops. "
             "Wait for it, or check `lambdarec snapshots list` for a version in state 'writing'."
         )
+    lease = _Lease(store, owner, ttl_s)
     stop = threading.Event()
 
     def renew() -> None:
-        while not stop.wait(ttl_s / 3):
-            try:
-                store.try_lock(LOCK_NAME, owner, ttl_s)
-            except Exception as exc:  # a failed renewal must not kill the job; the next may succeed
-                log.warning("batch.lock_renew_failed", error=str(exc))
+        while lease.lost is None and not stop.wait(ttl_s / 3):
+            lease.renew()
 
     thread = threading.Thread(target=renew, name="batch-lock", daemon=True)
     try:  # from here on, whatever happens (an interrupt included), the lock is released
         thread.start()
-        yield
+        yield _LeasedStore(store, lease)  # type: ignore[misc]
     finally:
         stop.set()
         if thread.is_alive():

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -151,3 +152,41 @@ def test_sigkill_at_any_stage_keeps_the_previous_snapshot(tmp_path: Path, log_fi
     code, rerun = batch(url, "-i", str(log_file), "--force")
     assert code == 0 and rerun["published"] is True
     assert rerun["version"] != first["version"]
+
+
+def test_a_job_that_loses_its_lock_stops_before_publishing_with_exit_4(tmp_path: Path, log_file: Path) -> None:
+    """Another holder takes the lock while the job runs (as after a pause longer than the TTL): the renewal is
+    refused, so the job must not publish beside the new holder."""
+    import sqlite3
+    import threading
+
+    url = f"sqlite:///{tmp_path}/store"
+    stolen = threading.Event()
+
+    def steal() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not stolen.is_set():
+            try:
+                with sqlite3.connect(tmp_path / "store" / "snapshots.sqlite", timeout=10) as conn:
+                    updated = conn.execute(
+                        "UPDATE locks SET owner = 'thief', expires_at = ? WHERE name = 'batch-job'",
+                        (time.time() + 600,),
+                    ).rowcount
+                if updated:
+                    stolen.set()
+            except sqlite3.Error:
+                pass  # the store is not created yet
+            time.sleep(0.05)
+
+    thief = threading.Thread(target=steal, daemon=True)
+    thief.start()
+    settings = Settings.load(overrides={"store": {"url": url}, "batch": {"lock_ttl_s": 3}})
+    from batch_layer.job import LockLostError, run_batch
+
+    with pytest.raises(LockLostError, match="lost the job lock") as err:
+        run_batch(settings, interactions=str(log_file), as_of=datetime(2024, 2, 1, tzinfo=UTC), progress=False)
+    thief.join(timeout=5)
+    assert stolen.is_set() and err.value.exit_code == 4
+    with open_store(settings) as store:
+        assert store.current_version(max_age_s=0) is None, "nothing may be published without the lock"
+        assert not store.try_lock("batch-job", "someone-else", 60), "the new holder's lock stays"
