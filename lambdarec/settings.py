@@ -116,6 +116,13 @@ class StoreSettings(_Section):
     protocol_version: int = Field(
         5, ge=3, le=5, description="CQL native protocol version: 5 for Cassandra 4.0 and later, 4 for 3.x."
     )
+    activate_check_users: int = Field(
+        1000,
+        ge=0,
+        description="User rows read and checked (checksum, item indices), evenly spread over the snapshot's users, "
+        "before `snapshots activate` moves the pointer; its arrays and item rows are always checked whole. 0 "
+        "checks no user row.",
+    )
 
     _scheme = field_validator("url")(lambda v: _check_scheme(v, STORE_SCHEMES, "store"))
 

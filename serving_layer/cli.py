@@ -126,7 +126,7 @@ def recommend(
             typer.echo("error: the store holds no published snapshot yet; run `lambdarec batch run` first", err=True)
             raise typer.Exit(EXIT_STORE_FAILED)
         model = load_model(opened, version)
-        state = read_states(opened, version, [user])[user]
+        state = read_states(opened, version, [user], len(model.item_ids))[user]
         trending = trending_for(opened.read_trending(None), model, settings.speed.trending_half_life_s)
     query = RecommendQuery(user, k, offset, _items(session), frozenset(_items(exclude)), explain)
     body, _ = rank(model, query, state, weights=MergeWeights.from_settings(s), trending=trending, now_s=time.time())

@@ -131,6 +131,9 @@ def install(app: FastAPI, bounds: Bounds) -> None:
 
     async def on_error(request: Request, exc: Exception) -> JSONResponse:
         log.error("serving.unhandled", path=request.url.path, error=f"{type(exc).__name__}: {exc}", exc_info=exc)
+        service = getattr(request.app.state, "service", None)
+        if service is not None:
+            service.metrics.errors.labels(type(exc).__name__).inc()
         return problem(500, "internal error; the server log has the details")
 
     app.add_exception_handler(RequestValidationError, on_validation)  # type: ignore[arg-type]

@@ -6,7 +6,11 @@
   no batch row and no fresh vector: session neighbours, trending or popular); ``lambdarec_serving_fallback_share``
   is fallback / all since start;
 - ``lambdarec_serving_items_total{source}``: the mix of sources in served lists;
-- ``lambdarec_serving_degraded_total{reason}``: lists served from memory because the store was unavailable;
+- ``lambdarec_serving_degraded_total{reason}``: lists served degraded: ``store-unavailable`` (from memory, the
+  store could not be read) or ``corrupt-row`` (the user's stored row failed its checks: fallbacks only);
+- ``lambdarec_serving_corrupt_rows_total{kind}``: stored ``user`` rows (per read) and ``item`` rows (per model
+  load) that failed their checksum or named unknown items, and were left out;
+- ``lambdarec_serving_errors_total{exception}``: requests that failed with a bug (HTTP 500), by exception type;
 - ``lambdarec_serving_snapshot_age_seconds`` (since published) and ``..._snapshot_data_age_seconds`` (since its
   data cut-off, the batch job's ``as_of``); ``lambdarec_serving_snapshot_swaps_total``.
 
@@ -53,8 +57,18 @@ class ServingMetrics:
         )
         self._items = {s: items.labels(s) for s in SOURCES}
         self.degraded = Counter(
-            "lambdarec_serving_degraded_total", "Lists served from memory, by reason.", ["reason"], registry=r
+            "lambdarec_serving_degraded_total", "Lists served degraded, by reason.", ["reason"], registry=r
         )
+        self.corrupt_rows = Counter(
+            "lambdarec_serving_corrupt_rows_total",
+            "Stored rows that failed their checksum or named unknown items and were left out, by kind.",
+            ["kind"],
+            registry=r,
+        )
+        self.errors = Counter(
+            "lambdarec_serving_errors_total", "Requests failed by a bug (HTTP 500), by exception type.",
+            ["exception"], registry=r,
+        )  # fmt: skip
         self.swaps = Counter("lambdarec_serving_snapshot_swaps_total", "Snapshot models swapped in.", registry=r)
         self._counts = [0, 0]  # personalised, fallback: the share gauge reads these
         Gauge(

@@ -30,7 +30,7 @@ log = get_logger(__name__)
 def load_model(store: OnlineStore, version: str) -> SnapshotModel:
     """Load ``version`` and compute every cached view the request path uses, so no request pays for them."""
     model = SnapshotModel.load(store, version)
-    for view in ("item_index", "unit_factors", "known_users", "popular_order", "recent_order"):
+    for view in ("item_index", "unit_factors", "popular_order", "recent_order"):
         getattr(model, view)
     return model
 
@@ -44,20 +44,32 @@ class ModelCache:
         self.model: SnapshotModel | None = None
         self.published_at: float | None = None  # epoch seconds
         self.swaps = 0
+        self.load_error: str | None = None  # why the store's current version could not be loaded, until it can
         self._prepare = prepare
         self._lock = asyncio.Lock()
         self.on_swap: list[Callable[[SnapshotModel], None]] = []
 
-    async def switch_to(self, store: OnlineStore, version: str) -> SnapshotModel:
-        """Load ``version`` (unless it is already served) and swap it in; returns the served model."""
+    async def switch_to(
+        self, store: OnlineStore, version: str, commit: Callable[[], None] | None = None
+    ) -> SnapshotModel:
+        """Load ``version`` (unless it is already served) and swap it in; returns the served model.
+
+        ``commit`` runs in a worker thread after the load succeeded and before the swap (an activation moves the
+        store's pointer there): a version that does not load is never made current.
+        """
         async with self._lock:
             if self.model is not None and self.model.version == version:
+                if commit is not None:
+                    await asyncio.to_thread(commit)
                 return self.model
             started = time.perf_counter()
             model, published_at = await asyncio.to_thread(self._load, store, version)
+            if commit is not None:
+                await asyncio.to_thread(commit)
             previous = self.model.version if self.model is not None else None
             self.model, self.published_at = model, published_at  # the swap: one reference, read once per request
             self.swaps += 1
+            self.load_error = None
             for listener in self.on_swap:
                 listener(model)
             log.info(
@@ -65,6 +77,7 @@ class ModelCache:
                 version=version,
                 previous=previous,
                 items=len(model.item_ids),
+                corrupt_items=len(model.corrupt_items),
                 load_s=round(time.perf_counter() - started, 3),
             )
             return model
@@ -94,6 +107,9 @@ class ModelCache:
                 await self.refresh(store_of(), gate)
             except StoreUnavailable:
                 pass  # the gate logged it; the served model stays
-            except Exception:  # a snapshot that fails to load must not stop the watcher
-                log.exception("serving.snapshot_load_failed")
+            except Exception as exc:  # a snapshot that fails to load must not stop the watcher
+                error = f"the current snapshot cannot be loaded: {type(exc).__name__}: {exc}"
+                if error != self.load_error:  # once per distinct failure, not once per poll
+                    log.exception("serving.snapshot_load_failed", reason=error)
+                self.load_error = error
             await asyncio.sleep(self.poll_s)

@@ -7,7 +7,7 @@ it directly. Everything after the read is :func:`recommend`, the same for both.
 
 Example
 -------
->>> state = read_states(store, model.version, ["u1"])["u1"]                        # doctest: +SKIP
+>>> state = read_states(store, model.version, ["u1"], len(model.item_ids))["u1"]   # doctest: +SKIP
 >>> body, fallback = recommend(model, RecommendQuery("u1", k=10), state, weights=w, trending=None, now_s=t)
 >>> body.items[0].source
 'batch'
@@ -26,11 +26,14 @@ from lambdarec.model.snapshot import SnapshotModel
 from lambdarec.rank.merge import MergeInput, MergeWeights, fresh_vector, merge
 from lambdarec.rank.trending import TrendingScores
 from lambdarec.store.base import OnlineStore
+from lambdarec.store.codec import check_user_indices
+from lambdarec.store.errors import CorruptRowError
 from serving_layer.schemas import Recommendations, RecommendedItem
 from serving_layer.user_cache import NO_STATE, UserState
 
 DEGRADED_HEADER = "X-Lambdarec-Degraded"
-STORE_UNAVAILABLE = "store-unavailable"
+STORE_UNAVAILABLE = "store-unavailable"  # the store could not be read: the list comes from memory
+CORRUPT_ROW = "corrupt-row"  # the user's batch row failed its checks: fresh state and fallbacks only
 
 
 @dataclass(frozen=True)
@@ -45,18 +48,36 @@ class RecommendQuery:
     explain: bool = False
 
 
-def read_states(store: OnlineStore, version: str, user_ids: Iterable[str]) -> dict[str, UserState]:
-    """Every user's batch row in ``version`` and fresh state, in two store reads; unknown users get ``NO_STATE``."""
+def read_states(store: OnlineStore, version: str, user_ids: Iterable[str], n_items: int) -> dict[str, UserState]:
+    """Every user's batch row in ``version`` and fresh state, in two store reads; unknown users get ``NO_STATE``.
+
+    A batch row that fails its checksum, or names items outside the snapshot's ``n_items``, is left out and the
+    user's state says why (``corrupt``): it costs that user their batch candidates, never the others their lists.
+    """
     ids = list(dict.fromkeys(user_ids))
     if not ids:
         return {}
-    if len(ids) == 1:
-        row = store.read_user(version, ids[0])
-        rows = {ids[0]: row} if row is not None else {}
-    else:
-        rows = store.read_users(version, ids)
+    corrupt: dict[str, str] = {}
+    try:
+        if len(ids) == 1:
+            row = store.read_user(version, ids[0])
+            rows = {ids[0]: row} if row is not None else {}
+        else:
+            rows = store.read_users(version, ids)
+    except CorruptRowError as exc:
+        rows = dict(exc.rows)
+        corrupt = {str(key): str(exc) for key in exc.keys}
+    for user_id, row in list(rows.items()):
+        try:
+            check_user_indices(row, n_items)
+        except CorruptRowError as exc:
+            del rows[user_id]
+            corrupt[user_id] = str(exc)
     fresh = store.read_fresh_users(ids)
-    return {u: UserState(rows.get(u), fresh.get(u)) if u in rows or u in fresh else NO_STATE for u in ids}
+    return {
+        u: UserState(rows.get(u), fresh.get(u), corrupt.get(u)) if u in rows or u in fresh or u in corrupt else NO_STATE
+        for u in ids
+    }
 
 
 def recommend(
@@ -86,7 +107,8 @@ def recommend(
     now_s
         Wall-clock epoch seconds: the session items' time and the decay reference.
     degraded
-        Whether ``state`` came from memory because the store was unavailable (reported in the body).
+        Whether ``state`` came from memory because the store was unavailable (reported in the body, reason
+        ``store-unavailable``); a ``state`` whose batch row was corrupt is reported degraded with ``corrupt-row``.
 
     Returns
     -------
@@ -126,7 +148,8 @@ def recommend(
         user_id=query.user_id,
         snapshot=model.version,
         fresh_state_age_s=max(now_s - state.fresh.updated_at, 0.0) if state.fresh is not None else None,
-        degraded=degraded,
+        degraded=degraded or state.corrupt is not None,
+        degraded_reason=STORE_UNAVAILABLE if degraded else CORRUPT_ROW if state.corrupt is not None else None,
         k=query.k,
         offset=query.offset,
         items=items,

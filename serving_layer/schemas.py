@@ -59,6 +59,12 @@ class Recommendations(BaseModel):
         description="True when the store could not be read: the list comes from memory (the user's last read, "
         "or session, trending and popular items). The header `X-Lambdarec-Degraded` says why."
     )
+    degraded_reason: Literal["store-unavailable", "corrupt-row"] | None = Field(
+        None,
+        description="Why `degraded` is true: `store-unavailable` (the store could not be read in time), or "
+        "`corrupt-row` (this user's stored row failed its checksum or names unknown items: the list comes from "
+        "the user's fresh state, session, trending and popular items). Null when not degraded.",
+    )
     k: int = Field(description="How many items were asked for.")
     offset: int = Field(description="How many ranked items were skipped (paging).")
     items: list[RecommendedItem] = Field(description="Best first; fewer than `k` when the catalogue runs out.")

@@ -25,7 +25,7 @@ from lambdarec.store import OnlineStore, open_store
 from serving_layer.auth import Keyring
 from serving_layer.metrics import ServingMetrics
 from serving_layer.model_cache import ModelCache
-from serving_layer.recommend import read_states
+from serving_layer.recommend import CORRUPT_ROW, STORE_UNAVAILABLE, read_states
 from serving_layer.store_gate import StoreGate, StoreUnavailable
 from serving_layer.trending_cache import TrendingCache
 from serving_layer.user_cache import NO_STATE, RecentUsers, UserState
@@ -52,7 +52,7 @@ class Service:
         scheme = urlsplit(settings.store.url).scheme
         self.inline_reads = s.store_reads == "inline" or (s.store_reads == "auto" and scheme == "sqlite")
         self.metrics = ServingMetrics(lambda: (self.models.model, self.models.published_at))
-        self.models.on_swap.append(lambda _model: self.metrics.swaps.inc())
+        self.models.on_swap.append(self._swapped)
         self._store, self._log = store, log_
         self._owned = (store is None, log_ is None)
         self.store_error: str | None = None
@@ -148,23 +148,36 @@ class Service:
         """The users' states for ``model``, and whether they came from memory because the store is unavailable."""
         ids = list(user_ids)
         try:
+            args = (self.store(), model.version, ids, len(model.item_ids))
             if self.inline_reads:
-                states = self.gate.call_inline(read_states, self.store(), model.version, ids)
+                states = self.gate.call_inline(read_states, *args)
             else:
-                states = await self.gate.call(read_states, self.store(), model.version, ids)
+                states = await self.gate.call(read_states, *args)
         except StoreUnavailable:
-            self.metrics.degraded.labels("store-unavailable").inc()
+            self.metrics.degraded.labels(STORE_UNAVAILABLE).inc()
             return {u: self.users.get(model.version, u) or NO_STATE for u in ids}, True
         for user_id, state in states.items():
-            if state is not NO_STATE:
+            if state.corrupt is not None:
+                self.metrics.degraded.labels(CORRUPT_ROW).inc()
+                self.metrics.corrupt_rows.labels("user").inc()
+                log.warning("serving.corrupt_row", user_id=user_id, snapshot=model.version, reason=state.corrupt)
+            elif state is not NO_STATE:
                 self.users.put(model.version, user_id, state)
         return states, False
 
+    def _swapped(self, model: SnapshotModel) -> None:
+        self.metrics.swaps.inc()
+        if model.corrupt_items:
+            self.metrics.corrupt_rows.labels("item").inc(len(model.corrupt_items))
+            log.warning("serving.corrupt_item_rows", snapshot=model.version, items=list(model.corrupt_items[:20]),
+                        count=len(model.corrupt_items), effect="served without neighbours")  # fmt: skip
+
     async def readiness(self) -> list[str]:
-        """Why this process is not ready; empty when a snapshot is loaded and the store answers."""
+        """Why this process is not ready, each reason naming its cause; empty when a snapshot is loaded and the
+        store answers (the reason a snapshot could not be loaded, e.g. a checksum failure, is named as such)."""
         reasons = []
         if self.models.model is None:
-            reasons.append("no snapshot loaded yet (none published, or still loading)")
+            reasons.append(self.models.load_error or "no snapshot loaded yet (none published, or still loading)")
         try:
             await self.gate.call(self.store().ping, probe=True)
         except StoreUnavailable as exc:

@@ -1,7 +1,9 @@
 """Store calls on the request path: in a small thread pool, under ``serving.store_timeout_ms``, with a breaker.
 
-A call that fails or times out marks the store unavailable; for ``serving.store_retry_s`` afterwards requests do
-not wait on it at all (they are served degraded from memory), then the next request tries again. Background
+A call that fails with a store error (``lambdarec.store.BACKEND_FAILURES``) or times out marks the store
+unavailable; for ``serving.store_retry_s`` afterwards requests do not wait on it at all (they are served degraded
+from memory), then the next request tries again. Any other exception is a bug: it passes through unchanged (the
+app answers 500, logs the traceback and counts it) and leaves the breaker as it was. Background
 tasks (snapshot watcher, readiness) probe it with :meth:`StoreGate.call` too, so one success closes the breaker.
 
 Example
@@ -19,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from lambdarec.logs import get_logger
+from lambdarec.store import BACKEND_FAILURES
 
 log = get_logger(__name__)
 T = TypeVar("T")
@@ -49,7 +52,7 @@ class StoreGate:
         return self._failed_at is not None and time.monotonic() - self._failed_at < self.retry_s
 
     async def call(self, fn: Callable[..., T], *args: object, timeout_s: float | None = None, probe: bool = False) -> T:
-        """``fn(*args)`` in the pool; :class:`StoreUnavailable` on any error or after the timeout.
+        """``fn(*args)`` in the pool; :class:`StoreUnavailable` on a store error or after the timeout.
 
         Parameters
         ----------
@@ -70,7 +73,7 @@ class StoreGate:
         except TimeoutError:
             self._fail(f"{_name(fn)} took longer than {limit * 1000:g} ms (serving.store_timeout_ms)")
             raise StoreUnavailable(self.last_error) from None
-        except Exception as exc:  # any backend error: the request is served degraded instead of failing
+        except BACKEND_FAILURES as exc:  # the store failed: the request is served degraded instead of failing
             self._fail(f"{_name(fn)} failed: {type(exc).__name__}: {exc}")
             raise StoreUnavailable(self.last_error) from exc
         if self._failed_at is not None:
@@ -79,12 +82,12 @@ class StoreGate:
         return result
 
     def call_inline(self, fn: Callable[..., T], *args: object) -> T:
-        """``fn(*args)`` on the calling thread (fast local reads); failures are recorded as in :meth:`call`."""
+        """``fn(*args)`` on the calling thread (fast local reads); store failures are recorded as in :meth:`call`."""
         if self.skipping():
             raise StoreUnavailable(f"store skipped for {self.retry_s:g} s after: {self.last_error}")
         try:
             result = fn(*args)
-        except Exception as exc:  # any backend error: the request is served degraded instead of failing
+        except BACKEND_FAILURES as exc:  # the store failed: the request is served degraded instead of failing
             self._fail(f"{_name(fn)} failed: {type(exc).__name__}: {exc}")
             raise StoreUnavailable(self.last_error) from exc
         if self._failed_at is not None:

@@ -11,10 +11,15 @@ from lambdarec.store.base import FreshUser, UserRow
 
 @dataclass(frozen=True, slots=True)
 class UserState:
-    """What the store holds for one user: the snapshot's precomputed row and the speed layer's fresh state."""
+    """What the store holds for one user: the snapshot's precomputed row and the speed layer's fresh state.
+
+    ``corrupt`` says why the user's batch row was left out (it failed its checksum or names items outside the
+    snapshot); the user is then served from the fresh state and the fallbacks, marked degraded.
+    """
 
     batch_row: UserRow | None = None
     fresh: FreshUser | None = None
+    corrupt: str | None = None
 
 
 NO_STATE = UserState()

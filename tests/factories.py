@@ -34,7 +34,6 @@ def snapshot_model(
         version=version,
         manifest=manifest,
         item_ids=np.array([f"i{i}" for i in range(n_items)]),
-        user_ids=np.array(["u1", "u2"]),
         item_factors=factors,
         yty=factors.T.astype(np.float64) @ factors,
         popularity_all=np.arange(n_items, 0, -1).astype(np.float32),

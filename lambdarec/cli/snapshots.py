@@ -1,7 +1,8 @@
 """``lambdarec snapshots``: list, show, activate (roll back) and prune the store's snapshot versions.
 
 Exit codes: 0 done; 1 the store failed or cannot be reached; 2 a wrong input (unknown version, a version that
-cannot be activated, a bad setting).
+cannot be activated, a bad setting); 3 (``activate``) the snapshot failed its checks (a checksum, a row count, an
+item outside the catalogue): it was not activated and the current snapshot is unchanged.
 """
 
 from __future__ import annotations
@@ -13,7 +14,10 @@ import typer
 
 from lambdarec.cli.common import ConfigOption, JsonOption
 from lambdarec.cli.store import StoreOption, configure_cli_logging, open_cli_store, store_errors
-from lambdarec.store import SnapshotInfo
+from lambdarec.model.snapshot import check_snapshot
+from lambdarec.store import SnapshotInfo, ValidationFailedError
+
+EXIT_INVALID_SNAPSHOT = 3
 
 app = typer.Typer(
     help="List, show, activate (roll back) and prune snapshots.", no_args_is_help=True, add_completion=False
@@ -78,11 +82,21 @@ def show(
 def activate(
     version: VersionArg, config: ConfigOption = None, store: StoreOption = None, as_json: JsonOption = False
 ) -> None:
-    """Make an already published version current (rollback). Serving swaps within serving.snapshot_poll_s."""
-    _, opened = open_cli_store(config, store)
+    """Make an already published version current (rollback). Serving swaps within serving.snapshot_poll_s.
+
+    The version is checked first (row counts, array checksums, item rows, store.activate_check_users user rows);
+    one that fails exits 3 and the pointer does not move."""
+    settings, opened = open_cli_store(config, store)
     with opened, store_errors():
         previous = opened.current_version(max_age_s=0)
-        opened.activate(version)
+        problems = check_snapshot(opened, version, settings.store.activate_check_users)
+        try:
+            if problems:
+                raise ValidationFailedError(version, problems)
+            opened.activate(version)
+        except ValidationFailedError as exc:
+            typer.echo(f"error: {exc}; the current pointer still names {previous or 'no snapshot'}", err=True)
+            raise typer.Exit(EXIT_INVALID_SNAPSHOT) from None
     if as_json:
         typer.echo(json.dumps({"version": version, "previous": previous}))
     else:

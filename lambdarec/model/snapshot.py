@@ -19,7 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from lambdarec.store.base import OnlineStore
+from lambdarec.store import codec
+from lambdarec.store.base import OnlineStore, check_activatable
+from lambdarec.store.errors import CorruptRowError, ValidationFailedError
 
 # Array names inside a snapshot: the contract between the batch writer and every reader.
 ITEM_IDS = "item_ids"  # <U, [n_items]
@@ -29,6 +31,8 @@ YTY = "yty"  # float64, [f, f]: Y^T Y for the ALS closed-form fold-in
 POPULARITY_ALL = "popularity_all"  # float32, [n_items]: weighted interactions in the window
 POPULARITY_RECENT = "popularity_recent"  # float32, [n_items]: the same over the recent window
 ARRAYS = (ITEM_IDS, USER_IDS, ITEM_FACTORS, YTY, POPULARITY_ALL, POPULARITY_RECENT)
+# What a reader loads: every array but the user ids, which no reader needs (memory is bounded by the catalogue).
+MODEL_ARRAYS = (ITEM_IDS, ITEM_FACTORS, YTY, POPULARITY_ALL, POPULARITY_RECENT)
 
 
 @dataclass(frozen=True)
@@ -38,7 +42,6 @@ class SnapshotModel:
     version: str
     manifest: dict[str, Any]
     item_ids: np.ndarray
-    user_ids: np.ndarray
     item_factors: np.ndarray
     yty: np.ndarray
     popularity_all: np.ndarray
@@ -46,6 +49,7 @@ class SnapshotModel:
     neighbours: np.ndarray  # int32 [n_items, m], -1 where an item has fewer neighbours
     neighbour_scores: np.ndarray  # float32 [n_items, m]
     solver: dict[str, float] = field(default_factory=dict)  # regularization, alpha
+    corrupt_items: tuple[int, ...] = ()  # item rows that failed their checks at load: served without neighbours
 
     @cached_property
     def item_index(self) -> dict[str, int]:
@@ -57,10 +61,6 @@ class SnapshotModel:
         """Item factors scaled to unit length, for cosine similarity."""
         norms = np.linalg.norm(self.item_factors, axis=1, keepdims=True)
         return (self.item_factors / np.maximum(norms, 1e-12)).astype(np.float32)
-
-    @cached_property
-    def known_users(self) -> frozenset[str]:
-        return frozenset(self.user_ids.tolist())
 
     @property
     def cutoff_s(self) -> float:
@@ -82,13 +82,32 @@ class SnapshotModel:
         return np.argsort(-self.popularity_recent, kind="stable").astype(np.int32)
 
     @classmethod
-    def load(cls, store: OnlineStore, version: str) -> SnapshotModel:
-        """Read a published snapshot's arrays and item rows from ``store``."""
+    def load(cls, store: OnlineStore, version: str, *, strict: bool = False) -> SnapshotModel:
+        """Read a published snapshot's arrays and item rows from ``store``.
+
+        A corrupt array raises ``CorruptRowError``. A corrupt item row raises too when ``strict``; otherwise that
+        item is served without neighbours and listed in ``corrupt_items``, so one bad row costs one item.
+        """
         info = store.get_snapshot(version)
         manifest = dict(info.manifest or {})
-        arrays = {name: store.read_array(version, name) for name in ARRAYS}
+        arrays = {name: store.read_array(version, name) for name in MODEL_ARRAYS}
         n_items = len(arrays[ITEM_IDS])
-        rows = store.read_items(version)
+        _check_shapes(version, arrays)
+        try:
+            rows = store.read_items(version)
+            corrupt: list[int] = []
+        except CorruptRowError as exc:
+            if strict:
+                raise
+            rows, corrupt = exc.rows, list(exc.keys)
+        for idx in list(rows):
+            try:
+                codec.check_item_indices(rows[idx], n_items)
+            except CorruptRowError:
+                if strict:
+                    raise
+                del rows[idx]
+                corrupt.append(idx)
         width = max((len(r.neighbours) for r in rows.values()), default=0)
         neighbours = np.full((n_items, width), -1, dtype=np.int32)
         scores = np.zeros((n_items, width), dtype=np.float32)
@@ -100,7 +119,6 @@ class SnapshotModel:
             version=version,
             manifest=manifest,
             item_ids=arrays[ITEM_IDS],
-            user_ids=arrays[USER_IDS],
             item_factors=np.ascontiguousarray(arrays[ITEM_FACTORS], dtype=np.float32),
             yty=np.asarray(arrays[YTY], dtype=np.float64),
             popularity_all=np.asarray(arrays[POPULARITY_ALL], dtype=np.float32),
@@ -111,4 +129,51 @@ class SnapshotModel:
                 "regularization": float(model_meta.get("regularization", 0.0)),
                 "alpha": float(model_meta.get("alpha", 1.0)),
             },
+            corrupt_items=tuple(sorted(corrupt)),
         )
+
+
+def _check_shapes(version: str, arrays: dict[str, np.ndarray]) -> None:
+    """A ``CorruptRowError`` unless the arrays agree on the number of items and factors."""
+    n_items, f = len(arrays[ITEM_IDS]), arrays[ITEM_FACTORS].shape[-1] if arrays[ITEM_FACTORS].ndim == 2 else -1
+    problems = [
+        f"{name} has shape {arrays[name].shape}, expected {want}"
+        for name, want in (
+            (ITEM_FACTORS, (n_items, f)),
+            (YTY, (f, f)),
+            (POPULARITY_ALL, (n_items,)),
+            (POPULARITY_RECENT, (n_items,)),
+        )
+        if arrays[name].shape != want
+    ]
+    if problems:
+        raise CorruptRowError(f"snapshot {version}: " + "; ".join(problems))
+
+
+def check_snapshot(store: OnlineStore, version: str, sample_users: int) -> list[str]:
+    """Why ``version`` must not become current; empty when it may.
+
+    What ``store.activate`` validates (row counts, array checksums), plus: the model loads strictly (shapes
+    agree, every item row passes its checksum and names items of the catalogue), and ``sample_users`` user rows,
+    evenly spread over the snapshot's users, pass theirs (``store.activate_check_users``).
+
+    Raises
+    ------
+    SnapshotNotFoundError, SnapshotStateError
+        ``version`` is unknown, or not published.
+    """
+    info = store.get_snapshot(version)
+    try:
+        check_activatable(store, info)
+        model = SnapshotModel.load(store, version, strict=True)
+        if sample_users > 0:
+            user_ids = store.read_array(version, USER_IDS)
+            picks = np.unique(np.linspace(0, len(user_ids) - 1, min(sample_users, len(user_ids))).astype(np.int64))
+            rows = store.read_users(version, [str(u) for u in user_ids[picks]]) if len(user_ids) else {}
+            for row in rows.values():
+                codec.check_user_indices(row, len(model.item_ids))
+    except ValidationFailedError as exc:
+        return list(exc.problems)
+    except (CorruptRowError, KeyError) as exc:
+        return [str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)]
+    return []

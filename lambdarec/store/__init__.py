@@ -19,8 +19,10 @@ from lambdarec.store.base import (
     UserRow,
     ValidationFailedError,
 )
+from lambdarec.store.errors import BACKEND_FAILURES
 
 __all__ = [
+    "BACKEND_FAILURES",
     "CorruptRowError",
     "FreshUser",
     "ItemRow",

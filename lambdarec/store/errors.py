@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -42,3 +43,8 @@ class CorruptRowError(StoreError, ValueError):
         super().__init__(message)
         self.keys = list(keys)
         self.rows = dict(rows or {})
+
+
+# What a failing store raises: the store's own errors, the OS (a file, a socket) and the SQLite driver, which the
+# embedded backend lets through on reads. Anything else out of a store call is a bug, not an outage.
+BACKEND_FAILURES: tuple[type[BaseException], ...] = (StoreError, OSError, sqlite3.Error)

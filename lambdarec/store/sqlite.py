@@ -13,6 +13,7 @@ Example
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import threading
 import time
@@ -66,6 +67,15 @@ _INFO = "SELECT version, state, created_at, published_at, meta, manifest FROM sn
 _IN_BATCH = 500  # keys per `IN (...)` query; SQLite allows 32766 host parameters, small is plenty
 
 
+def _identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of ``path``, or None when it does not exist."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 def store_dir(url: str) -> Path:
     """The directory a ``sqlite:///relative/dir`` or ``sqlite:////absolute/dir`` URL names."""
     parts = urlsplit(url)
@@ -84,29 +94,61 @@ class SQLiteStore(OnlineStore):
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
+        self._generation = 0  # bumped when the files are replaced under the store: every thread reconnects
+        self._identity: dict[str, tuple[int, int] | None] = {}  # file -> (device, inode) the connections opened
         self._current = base.CurrentPointer(self._read_pointer, settings.current_cache_s)
+        self._creating = True
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             self._db("snapshots").executescript(SNAPSHOT_SCHEMA)
             self._db("fresh").executescript(FRESH_SCHEMA)
         except (OSError, sqlite3.Error) as exc:
             raise base.StoreUnavailableError(f"cannot open the SQLite store in {self.path.resolve()}: {exc}") from exc
+        finally:
+            self._creating = False
         log.debug("store.opened", backend="sqlite", path=str(self.path), namespace=self._ns)
 
     # ---- connections ----------------------------------------------------------------------------------------
 
     def _db(self, which: str) -> sqlite3.Connection:
-        conn = getattr(self._local, which, None)
-        if conn is None:
-            name = SNAPSHOTS_FILE if which == "snapshots" else FRESH_FILE
-            # Autocommit (transactions are explicit); check_same_thread=False only so close() reaches all threads.
-            conn = sqlite3.connect(self.path / name, self.settings.request_timeout_s, isolation_level=None,
-                                   check_same_thread=False)  # fmt: skip
-            conn.executescript(_PRAGMAS)
-            setattr(self._local, which, conn)
-            with self._all_lock:
-                self._all.append(conn)
+        held = getattr(self._local, which, None)
+        if held is not None and held[0] == self._generation:
+            return held[1]
+        if held is not None:  # the files were replaced (a restore): this thread's old connection reads the old ones
+            with contextlib.suppress(sqlite3.Error):
+                held[1].close()
+        name = SNAPSHOTS_FILE if which == "snapshots" else FRESH_FILE
+        generation, path = self._generation, self.path / name
+        # mode=rw after the constructor: a deleted file must stay missing (and be reported), not come back empty.
+        uri = path.resolve().as_uri() + ("?mode=rwc" if self._creating else "?mode=rw")
+        # Autocommit (transactions are explicit); check_same_thread=False only so close() reaches all threads.
+        conn = sqlite3.connect(uri, self.settings.request_timeout_s, isolation_level=None, check_same_thread=False,
+                               uri=True)  # fmt: skip
+        conn.executescript(_PRAGMAS)
+        setattr(self._local, which, (generation, conn))
+        with self._all_lock:
+            self._all.append(conn)
+            self._identity.setdefault(name, _identity(path))
         return conn
+
+    def _check_files(self) -> None:
+        """Raise ``StoreUnavailableError`` if a database file was deleted; reopen every thread's connections if
+        one was replaced (restored from a backup), so the store follows the new files without a restart."""
+        for name in (SNAPSHOTS_FILE, FRESH_FILE):
+            path = self.path / name
+            now = _identity(path)
+            if now is None:
+                raise base.StoreUnavailableError(
+                    f"{name} was deleted from {self.path.resolve()} while the store had it open; restore the "
+                    "store's files (the store reopens them by itself)"
+                )
+            known = self._identity.get(name)
+            if known is not None and known != now:
+                with self._all_lock:
+                    self._generation += 1
+                    self._identity.clear()
+                log.warning("store.files_replaced", path=str(self.path), file=name, effect="connections reopened")
+                return
 
     @contextlib.contextmanager
     def _write(self, which: str = "snapshots") -> Iterator[sqlite3.Connection]:
@@ -225,6 +267,7 @@ class SQLiteStore(OnlineStore):
         return self._current.get(max_age_s)
 
     def _read_pointer(self) -> str | None:
+        self._check_files()  # a poll of the pointer is also the moment to notice deleted or restored files
         row = self._db("snapshots").execute("SELECT version FROM pointer WHERE ns = ?", (self._ns,)).fetchone()
         return row[0] if row else None
 
@@ -322,6 +365,7 @@ class SQLiteStore(OnlineStore):
             conn.execute("DELETE FROM locks WHERE ns = ? AND name = ? AND owner = ?", (self._ns, name, owner))
 
     def ping(self) -> None:
+        self._check_files()
         try:
             self._db("snapshots").execute("SELECT COUNT(*) FROM pointer").fetchone()
             self._db("fresh").execute("SELECT 1").fetchone()

@@ -10,7 +10,7 @@ from lambdarec.model.snapshot import SnapshotModel
 from lambdarec.settings import ServingSettings
 from serving_layer.deps import ModelDep, ServiceDep, id_path, item_list_query, k_query, offset_query
 from serving_layer.errors import problem_responses
-from serving_layer.recommend import DEGRADED_HEADER, STORE_UNAVAILABLE, RecommendQuery, recommend
+from serving_layer.recommend import CORRUPT_ROW, DEGRADED_HEADER, STORE_UNAVAILABLE, RecommendQuery, recommend
 from serving_layer.schemas import Recommendations, RecommendationsBatch, batch_request_model
 from serving_layer.service import Service
 from serving_layer.user_cache import NO_STATE, UserState
@@ -50,8 +50,9 @@ def router(s: ServingSettings) -> APIRouter:
         """The user's batch candidates and fresh speed-layer state merged and re-ranked with the session.
 
         An unknown user gets a fallback list (session neighbours, then trending, then popular), never an error.
-        When the store is unavailable the list comes from memory: `degraded` is true and the
-        `X-Lambdarec-Degraded` header says why.
+        When the store is unavailable the list comes from memory; when the user's stored row is corrupt it comes
+        from the fallbacks: either way `degraded` is true and `degraded_reason` and the `X-Lambdarec-Degraded`
+        header say why.
         """
         # The hot path: no Depends (FastAPI solves each dependency anew per request, ~40 us apiece) and the body
         # serialised once by pydantic (FastAPI would validate the returned model again first).
@@ -69,7 +70,7 @@ def router(s: ServingSettings) -> APIRouter:
             degraded=degraded,
         )
         service.metrics.observe_list([item.source for item in body.items], fallback)
-        headers = {DEGRADED_HEADER: STORE_UNAVAILABLE} if degraded else None
+        headers = {DEGRADED_HEADER: body.degraded_reason} if body.degraded_reason else None
         return Response(body.model_dump_json(), media_type="application/json", headers=headers)
 
     @r.post(
@@ -123,8 +124,8 @@ def _rank_all(
 
 _DEGRADED_DOC = {
     DEGRADED_HEADER: {
-        "description": "Present when the list was served from memory; `store-unavailable` when the store could not "
-        "be read in time.",
-        "schema": {"type": "string", "enum": [STORE_UNAVAILABLE]},
+        "description": "Present when the list was served degraded: `store-unavailable` when the store could not "
+        "be read in time (from memory), `corrupt-row` when the user's stored row failed its checks (fallbacks).",
+        "schema": {"type": "string", "enum": [STORE_UNAVAILABLE, CORRUPT_ROW]},
     }
 }

@@ -6,8 +6,15 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 from starlette.exceptions import HTTPException
 
+from lambdarec.model.snapshot import check_snapshot
 from lambdarec.settings import ServingSettings
-from lambdarec.store import SnapshotNotFoundError, SnapshotStateError, StoreError
+from lambdarec.store import (
+    BACKEND_FAILURES,
+    CorruptRowError,
+    SnapshotNotFoundError,
+    SnapshotStateError,
+    ValidationFailedError,
+)
 from lambdarec.store.base import SnapshotInfo
 from serving_layer.deps import AdminKey, ServiceDep
 from serving_layer.errors import problem_responses
@@ -66,25 +73,25 @@ def router(s: ServingSettings) -> APIRouter:
     )
     async def activate(version: version_param, service: ServiceDep, _key: AdminKey) -> Activation:
         """Make a published snapshot current in the store and swap this process to it at once, without a restart.
-        Other serving processes follow within `serving.snapshot_poll_s`."""
+        Other serving processes follow within `serving.snapshot_poll_s`.
+
+        The snapshot is checked first (row counts, array checksums, item rows, a sample of user rows) and loaded;
+        only then does the store's pointer move. A snapshot that fails is refused with 409 naming the problem, and
+        the pointer stays where it was."""
         previous = service.models.model.version if service.models.model is not None else None
+        sample = service.settings.store.activate_check_users
         try:
             store = service.store()
-            await asyncio.to_thread(store.activate, version)
+            problems = await asyncio.to_thread(check_snapshot, store, version, sample)
+            if problems:
+                raise ValidationFailedError(version, problems)
+            await service.models.switch_to(store, version, commit=lambda: store.activate(version))
         except SnapshotNotFoundError:
             raise HTTPException(404, f"no snapshot has version {version!r}; GET /v1/snapshots lists them") from None
-        except SnapshotStateError as exc:
-            raise HTTPException(409, str(exc)) from None
-        except (StoreError, StoreUnavailable) as exc:
+        except (SnapshotStateError, ValidationFailedError, CorruptRowError) as exc:
+            raise HTTPException(409, f"{exc}; the current snapshot is unchanged") from None
+        except (*BACKEND_FAILURES, StoreUnavailable) as exc:
             raise HTTPException(503, f"cannot activate {version}: the store is unavailable: {exc}") from exc
-        try:
-            await service.models.switch_to(store, version)
-        except Exception as exc:
-            raise HTTPException(
-                503,
-                f"snapshot {version} is current in the store, but this process could not load "
-                f"it and still serves {previous}: {type(exc).__name__}: {exc}",
-            ) from exc
         return Activation(activated=version, previous=previous)
 
     return r

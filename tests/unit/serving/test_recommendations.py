@@ -7,13 +7,21 @@ import math
 import pytest
 from fastapi.testclient import TestClient
 
-from lambdarec.model.snapshot import SnapshotModel
+from lambdarec.model.snapshot import USER_IDS, SnapshotModel
 from lambdarec.settings import Settings
 from lambdarec.store import open_store
 from lambdarec.store.base import FreshUser
 from tests.unit.serving.conftest import serving
 
 SOURCES = {"batch", "speed", "session", "trending", "popular"}
+
+
+@pytest.fixture(scope="module")
+def users(published: tuple[Settings, str]) -> list[str]:
+    """The snapshot's users (serving itself never loads them)."""
+    settings, version = published
+    with open_store(settings) as store:
+        return [str(u) for u in store.read_array(version, USER_IDS)]
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +37,8 @@ def get(client: TestClient, user: str, **params: object) -> dict:
     return response.json()
 
 
-def test_known_user_gets_batch_items_with_provenance(client: TestClient, published, model) -> None:
-    user = str(model.user_ids[0])
+def test_known_user_gets_batch_items_with_provenance(client: TestClient, published, model, users) -> None:
+    user = str(users[0])
     body = get(client, user, k=7)
     assert body["user_id"] == user
     assert body["snapshot"] == published[1]
@@ -44,15 +52,15 @@ def test_known_user_gets_batch_items_with_provenance(client: TestClient, publish
     assert all(i["reason"] is None for i in body["items"])
 
 
-def test_explain_gives_every_item_a_reason_and_parts(client: TestClient, model) -> None:
-    body = get(client, str(model.user_ids[1]), k=5, explain="true", session_items="i1,i2")
+def test_explain_gives_every_item_a_reason_and_parts(client: TestClient, model, users) -> None:
+    body = get(client, str(users[1]), k=5, explain="true", session_items="i1,i2")
     for item in body["items"]:
         assert item["reason"]
         assert set(item["components"]) == {"cf", "session", "trending"}
 
 
-def test_session_items_re_rank_and_are_not_recommended_back(client: TestClient, model) -> None:
-    user = str(model.user_ids[2])
+def test_session_items_re_rank_and_are_not_recommended_back(client: TestClient, model, users) -> None:
+    user = str(users[2])
     plain = get(client, user, k=10)
     session = [plain["items"][0]["item_id"], "i3"]
     body = get(client, user, k=10, session_items=",".join(session))
@@ -81,8 +89,8 @@ def test_unknown_user_with_session_gets_session_neighbours(client: TestClient, m
     assert body["items"][0]["reason"] == f"because you viewed {seed}"
 
 
-def test_offset_pages_stably_and_exclude_removes(client: TestClient, model) -> None:
-    user = str(model.user_ids[3])
+def test_offset_pages_stably_and_exclude_removes(client: TestClient, model, users) -> None:
+    user = str(users[3])
     whole = [i["item_id"] for i in get(client, user, k=10)["items"]]
     page2 = [i["item_id"] for i in get(client, user, k=5, offset=5)["items"]]
     assert page2 == whole[5:10]
@@ -136,8 +144,8 @@ def test_fresh_state_on_an_older_basis_is_rebased_in_process(published, model) -
     assert 'lambdarec_serving_lists_total{kind="personalised"} 1.0' in metrics
 
 
-def test_batch_request_gives_one_list_per_user_in_order(client: TestClient, model) -> None:
-    users = [str(model.user_ids[4]), "stranger", str(model.user_ids[5])]
+def test_batch_request_gives_one_list_per_user_in_order(client: TestClient, model, users) -> None:
+    users = [users[4], "stranger", users[5]]
     response = client.post("/v1/recommendations", json={"users": users, "k": 3, "items": ["i2"]})
     assert response.status_code == 200, response.text
     body = response.json()
