@@ -27,8 +27,9 @@ from lambdarec.logs import get_logger
 from lambdarec.model.freshstate import solve_many
 from lambdarec.model.snapshot import SnapshotModel
 from lambdarec.settings import Settings
-from lambdarec.store import OnlineStore, open_store
+from lambdarec.store import CorruptRowError, OnlineStore, open_store
 from lambdarec.store.base import UserRow, trending_key
+from lambdarec.store.codec import check_user_indices
 from speed_layer import metrics
 from speed_layer.state import Position, apply_trending, apply_user_events
 
@@ -143,7 +144,7 @@ class SpeedConsumer:
             self._rows, self._rows_version = OrderedDict(), model.version
         missing = [u for u in user_ids if u not in self._rows]
         if missing:
-            found = self.store.read_users(model.version, missing)
+            found = self._read_rows(model, missing)
             for u in missing:
                 self._rows[u] = found.get(u)
         out = {}
@@ -154,6 +155,26 @@ class SpeedConsumer:
         while len(self._rows) > self.settings.speed.history_cache_users:
             self._rows.popitem(last=False)
         return out
+
+    def _read_rows(self, model: SnapshotModel, user_ids: list[str]) -> dict[str, UserRow]:
+        """The users' batch rows; a row that fails its checksum or names unknown items is left out (that user is
+        folded in from fresh events alone), so one corrupt row never stops the consumer."""
+        try:
+            found = self.store.read_users(model.version, user_ids)
+        except CorruptRowError as exc:
+            found, bad = dict(exc.rows), {str(k): str(exc) for k in exc.keys}
+        else:
+            bad = {}
+        for user_id, row in list(found.items()):
+            try:
+                check_user_indices(row, len(model.item_ids))
+            except CorruptRowError as exc:
+                del found[user_id]
+                bad[user_id] = str(exc)
+        if bad:
+            log.warning("speed.corrupt_rows", snapshot=model.version, users=sorted(bad)[:20], count=len(bad),
+                        reason=next(iter(bad.values())), effect="folded in without their batch history")  # fmt: skip
+        return found
 
     def _refresh_model(self) -> None:
         version = self.store.current_version()

@@ -188,3 +188,24 @@ def test_deleted_store_files_fail_readiness_and_a_restore_plus_activate_is_follo
             lambda: client.get("/v1/users/u1/recommendations").json()["snapshot"] == first,
             "the server to follow the restored store's activate without a restart",
         )
+
+
+def test_serving_loads_no_per_user_array(published) -> None:
+    """Memory of a serving worker is bounded by the catalogue and the configured caches, not by the number of
+    users: the snapshot's user ids are never read (nothing on the request path needs them)."""
+    settings, _ = published
+    read: list[str] = []
+    with open_store(settings) as store:
+
+        class Recording:
+            def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+                attr = getattr(store, name)
+                if name != "read_array":
+                    return attr
+                return lambda v, array: read.append(array) or attr(v, array)
+
+        with serving(settings, store=Recording()) as client:  # type: ignore[arg-type]
+            assert client.get("/v1/users/u1/recommendations").status_code == 200
+            model = client.app.state.service.models.model  # type: ignore[attr-defined]
+    assert read and USER_IDS not in read, read
+    assert not hasattr(model, "user_ids") and not hasattr(model, "known_users")
