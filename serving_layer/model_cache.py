@@ -50,22 +50,23 @@ class ModelCache:
         self.on_swap: list[Callable[[SnapshotModel], None]] = []
 
     async def switch_to(
-        self, store: OnlineStore, version: str, commit: Callable[[], None] | None = None
+        self, store: OnlineStore, version: str, commit: Callable[[SnapshotModel], None] | None = None
     ) -> SnapshotModel:
         """Load ``version`` (unless it is already served) and swap it in; returns the served model.
 
-        ``commit`` runs in a worker thread after the load succeeded and before the swap (an activation moves the
-        store's pointer there): a version that does not load is never made current.
+        ``commit(model)`` runs in a worker thread after the load succeeded and before the swap (an activation
+        checks the model and moves the store's pointer there): a version that does not load, or that ``commit``
+        refuses by raising, is never swapped in.
         """
         async with self._lock:
             if self.model is not None and self.model.version == version:
                 if commit is not None:
-                    await asyncio.to_thread(commit)
+                    await asyncio.to_thread(commit, self.model)
                 return self.model
             started = time.perf_counter()
             model, published_at = await asyncio.to_thread(self._load, store, version)
             if commit is not None:
-                await asyncio.to_thread(commit)
+                await asyncio.to_thread(commit, model)
             previous = self.model.version if self.model is not None else None
             self.model, self.published_at = model, published_at  # the swap: one reference, read once per request
             self.swaps += 1

@@ -150,12 +150,15 @@ def _check_shapes(version: str, arrays: dict[str, np.ndarray]) -> None:
         raise CorruptRowError(f"snapshot {version}: " + "; ".join(problems))
 
 
-def check_snapshot(store: OnlineStore, version: str, sample_users: int) -> list[str]:
+def check_snapshot(
+    store: OnlineStore, version: str, sample_users: int, model: SnapshotModel | None = None
+) -> list[str]:
     """Why ``version`` must not become current; empty when it may.
 
     What ``store.activate`` validates (row counts, array checksums), plus: the model loads strictly (shapes
     agree, every item row passes its checksum and names items of the catalogue), and ``sample_users`` user rows,
-    evenly spread over the snapshot's users, pass theirs (``store.activate_check_users``).
+    evenly spread over the snapshot's users, pass theirs (``store.activate_check_users``). ``model``, when the
+    caller has loaded it already, is checked instead of loading it again.
 
     Raises
     ------
@@ -165,7 +168,10 @@ def check_snapshot(store: OnlineStore, version: str, sample_users: int) -> list[
     info = store.get_snapshot(version)
     try:
         check_activatable(store, info)
-        model = SnapshotModel.load(store, version, strict=True)
+        if model is None:
+            model = SnapshotModel.load(store, version, strict=True)
+        elif model.corrupt_items:
+            return [f"snapshot {version}: item rows {list(model.corrupt_items[:20])} failed their checks"]
         if sample_users > 0:
             user_ids = store.read_array(version, USER_IDS)
             picks = np.unique(np.linspace(0, len(user_ids) - 1, min(sample_users, len(user_ids))).astype(np.int64))

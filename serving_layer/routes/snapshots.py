@@ -6,7 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 from starlette.exceptions import HTTPException
 
-from lambdarec.model.snapshot import check_snapshot
+from lambdarec.model.snapshot import SnapshotModel, check_snapshot
 from lambdarec.settings import ServingSettings
 from lambdarec.store import (
     BACKEND_FAILURES,
@@ -15,7 +15,7 @@ from lambdarec.store import (
     SnapshotStateError,
     ValidationFailedError,
 )
-from lambdarec.store.base import SnapshotInfo
+from lambdarec.store.base import SnapshotInfo, require_activatable
 from serving_layer.deps import AdminKey, ServiceDep
 from serving_layer.errors import problem_responses
 from serving_layer.schemas import Activation, SnapshotList, SnapshotSummary
@@ -80,16 +80,23 @@ def router(s: ServingSettings) -> APIRouter:
         the pointer stays where it was."""
         previous = service.models.model.version if service.models.model is not None else None
         sample = service.settings.store.activate_check_users
-        try:
-            store = service.store()
-            problems = await asyncio.to_thread(check_snapshot, store, version, sample)
+
+        def commit(model: SnapshotModel) -> None:  # runs once the model loaded, before it is swapped in
+            problems = check_snapshot(store, version, sample, model)
             if problems:
                 raise ValidationFailedError(version, problems)
-            await service.models.switch_to(store, version, commit=lambda: store.activate(version))
+            store.activate(version)
+
+        try:
+            store = service.store()
+            # 404 for an unknown version, 409 for one never published, before loading anything
+            await asyncio.to_thread(lambda: require_activatable(store.get_snapshot(version)))
+            await service.models.switch_to(store, version, commit=commit)
         except SnapshotNotFoundError:
             raise HTTPException(404, f"no snapshot has version {version!r}; GET /v1/snapshots lists them") from None
-        except (SnapshotStateError, ValidationFailedError, CorruptRowError) as exc:
-            raise HTTPException(409, f"{exc}; the current snapshot is unchanged") from None
+        except (SnapshotStateError, ValidationFailedError, CorruptRowError, KeyError) as exc:
+            why = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc  # KeyError: an array is missing
+            raise HTTPException(409, f"{why}; the current snapshot is unchanged") from None
         except (*BACKEND_FAILURES, StoreUnavailable) as exc:
             raise HTTPException(503, f"cannot activate {version}: the store is unavailable: {exc}") from exc
         return Activation(activated=version, previous=previous)
