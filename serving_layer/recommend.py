@@ -51,8 +51,9 @@ class RecommendQuery:
 def read_states(store: OnlineStore, version: str, user_ids: Iterable[str], n_items: int) -> dict[str, UserState]:
     """Every user's batch row in ``version`` and fresh state, in two store reads; unknown users get ``NO_STATE``.
 
-    A batch row that fails its checksum, or names items outside the snapshot's ``n_items``, is left out and the
-    user's state says why (``corrupt``): it costs that user their batch candidates, never the others their lists.
+    A batch row that fails its checksum, or names items outside the snapshot's ``n_items``, or a fresh state that
+    does not decode, is left out and the user's state says why (``corrupt``): it costs that user that part of
+    their list, never the others theirs.
     """
     ids = list(dict.fromkeys(user_ids))
     if not ids:
@@ -73,7 +74,11 @@ def read_states(store: OnlineStore, version: str, user_ids: Iterable[str], n_ite
         except CorruptRowError as exc:
             del rows[user_id]
             corrupt[user_id] = str(exc)
-    fresh = store.read_fresh_users(ids)
+    try:
+        fresh = store.read_fresh_users(ids)
+    except CorruptRowError as exc:  # the fresh state is left out; the batch row still serves
+        fresh = dict(exc.rows)
+        corrupt.update((str(key), str(exc)) for key in exc.keys)
     return {
         u: UserState(rows.get(u), fresh.get(u), corrupt.get(u)) if u in rows or u in fresh or u in corrupt else NO_STATE
         for u in ids

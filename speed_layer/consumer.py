@@ -28,7 +28,7 @@ from lambdarec.model.freshstate import solve_many
 from lambdarec.model.snapshot import SnapshotModel
 from lambdarec.settings import Settings
 from lambdarec.store import CorruptRowError, OnlineStore, open_store
-from lambdarec.store.base import UserRow, trending_key
+from lambdarec.store.base import FreshUser, UserRow, trending_key
 from lambdarec.store.codec import check_user_indices
 from speed_layer import metrics
 from speed_layer.state import Position, apply_trending, apply_user_events
@@ -156,6 +156,15 @@ class SpeedConsumer:
             self._rows.popitem(last=False)
         return out
 
+    def _fresh_states(self, user_ids: list[str]) -> dict[str, FreshUser]:
+        """The users' fresh state; a state that does not decode is started afresh (logged), never a crash loop."""
+        try:
+            return self.store.read_fresh_users(user_ids)
+        except CorruptRowError as exc:
+            log.error("speed.corrupt_fresh_state", users=[str(k) for k in exc.keys][:20], reason=str(exc),
+                      effect="their fresh state restarts from the events being applied")  # fmt: skip
+            return dict(exc.rows)
+
     def _read_rows(self, model: SnapshotModel, user_ids: list[str]) -> dict[str, UserRow]:
         """The users' batch rows; a row that fails its checksum or names unknown items is left out (that user is
         folded in from fresh events alone), so one corrupt row never stops the consumer."""
@@ -207,7 +216,7 @@ class SpeedConsumer:
         if not good:
             return time.time()
         model, speed = self.model, self.settings.speed
-        states = self.store.read_fresh_users(by_user)
+        states = self._fresh_states(list(by_user))
         history = self._history(model, list(by_user)) if model else {}
         weights = model.event_weights if model and model.event_weights else dict(self.settings.batch.event_weights)
         users = []

@@ -428,6 +428,21 @@ def decode_fresh_user(data: bytes) -> FreshUser:
     return msgspec.msgpack.decode(data, type=FreshUser)
 
 
+def decode_fresh_users(pairs: Iterable[tuple[str, bytes]]) -> dict[str, FreshUser]:
+    """``user_id -> FreshUser`` of stored pairs; rows that do not decode raise one ``CorruptRowError`` naming them
+    (``keys``) and carrying every other row (``rows``), as for snapshot rows."""
+    rows, bad = {}, {}
+    for user_id, data in pairs:
+        try:
+            rows[user_id] = decode_fresh_user(data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            bad[user_id] = f"user {user_id!r}: fresh state does not decode: {exc}"
+    if bad:
+        raise CorruptRowError(f"{len(bad)} corrupt fresh state row(s): " + "; ".join(list(bad.values())[:5]),
+                              keys=list(bad), rows=rows)  # fmt: skip
+    return rows
+
+
 def decode_trending(data: bytes) -> TrendingItem:
     return msgspec.msgpack.decode(data, type=TrendingItem)
 

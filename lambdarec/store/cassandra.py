@@ -277,7 +277,7 @@ class CassandraStore(OnlineStore):
     def read_fresh_users(self, user_ids: Iterable[str]) -> dict[str, FreshUser]:
         params = [(self._ns, uid) for uid in dict.fromkeys(user_ids)]
         results = self._many(schema.SELECT_FRESH_USER, params, EXEC_PROFILE_DEFAULT)
-        return {uid: base.decode_fresh_user(data) for rs in results for uid, data in rs}
+        return base.decode_fresh_users((uid, data) for rs in results for uid, data in rs)
 
     def write_trending(self, items: Iterable[TrendingItem]) -> int:
         ttl, bucket = self._fresh_ttl, schema.trending_bucket

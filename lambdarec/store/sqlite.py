@@ -319,7 +319,7 @@ class SQLiteStore(OnlineStore):
         return self._write_fresh("fresh_users", ((s.user_id, base.encode_fresh(s)) for s in states))
 
     def read_fresh_users(self, user_ids: Iterable[str]) -> dict[str, FreshUser]:
-        return {k: base.decode_fresh_user(v) for k, v in self._read_fresh("fresh_users", "user_id", user_ids)}
+        return base.decode_fresh_users(self._read_fresh("fresh_users", "user_id", user_ids))
 
     def write_trending(self, items: Iterable[TrendingItem]) -> int:
         return self._write_fresh("trending", ((t.key, base.encode_fresh(t)) for t in items))

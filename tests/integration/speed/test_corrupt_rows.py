@@ -47,3 +47,26 @@ def test_a_corrupt_user_row_costs_that_user_its_history_not_the_consumer(tmp_pat
         fresh = store.read_fresh_users(["u5", "u6"])
     assert len(fresh["u5"].events) == 10 and fresh["u5"].vector is not None  # folded in from fresh events alone
     assert len(fresh["u6"].events) == 10 and fresh["u6"].vector is not None
+
+
+def test_a_corrupt_fresh_state_restarts_that_user_and_the_consumer_goes_on(tmp_path: Path) -> None:
+    settings = Settings.load(
+        overrides={"store": {"url": f"sqlite:///{tmp_path}/store"}, "log": {"url": f"sqlite:///{tmp_path}/events"}}
+    )
+    with open_store(settings):
+        pass  # creates the store's files
+    with sqlite3.connect(tmp_path / "store" / "fresh.sqlite") as conn:
+        conn.execute("INSERT INTO fresh_users VALUES (?, 'u1', ?, 4e9)", (settings.store.namespace, b"\xc1"))
+    events = [
+        {"event_id": f"e{i}", "user_id": f"u{i % 2}", "item_id": "i1", "event_type": "view", "timestamp": T0 + i}
+        for i in range(6)
+    ]
+    with open_log(settings) as log:
+        log.ensure_topic()
+        log.append([json.dumps(e).encode() for e in events], keys=[e["user_id"] for e in events])
+    with SpeedConsumer(settings) as consumer:
+        stats = consumer.run(until_idle_s=2.0).to_json()
+    assert stats["processed"] == len(events), json.dumps(stats)
+    with open_store(settings) as store:
+        fresh = store.read_fresh_users(["u0", "u1"])
+    assert len(fresh["u0"].events) == 3 and len(fresh["u1"].events) == 3  # u1's bad row was replaced

@@ -209,3 +209,22 @@ def test_serving_loads_no_per_user_array(published) -> None:
             model = client.app.state.service.models.model  # type: ignore[attr-defined]
     assert read and USER_IDS not in read, read
     assert not hasattr(model, "user_ids") and not hasattr(model, "known_users")
+
+
+def test_a_corrupt_fresh_state_row_costs_that_user_only(fresh_store) -> None:
+    settings, version = fresh_store
+    with open_store(settings) as store:
+        users = [str(u) for u in store.read_array(version, USER_IDS)[:2]]
+    fresh_db = _db(settings).parent / "fresh.sqlite"
+    with sqlite3.connect(fresh_db) as conn:
+        conn.execute(
+            "INSERT OR REPLACE INTO fresh_users VALUES (?, ?, ?, ?)",
+            (settings.store.namespace, users[0], b"\xc1 not msgpack", 4e9),
+        )
+    with serving(settings) as client:
+        got = client.get(f"/v1/users/{users[0]}/recommendations", params={"k": 5})
+        assert got.status_code == 200, got.text
+        assert got.json()["degraded_reason"] == "corrupt-row" and got.headers[DEGRADED_HEADER] == "corrupt-row"
+        assert got.json()["items"][0]["source"] == "batch", "the batch row is still good and still used"
+        both = client.post("/v1/recommendations", json={"users": users, "k": 3}).json()
+        assert [r["degraded_reason"] for r in both["results"]] == ["corrupt-row", None]
