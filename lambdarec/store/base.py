@@ -76,6 +76,7 @@ class UserRow:
     scores: np.ndarray  # float32, same length
     history: np.ndarray  # int32, items the user interacted with in the batch window
     history_weights: np.ndarray  # float32, their confidence weights
+    top_item: int | None = field(default=None, compare=False)  # largest item index, when read from the store
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,8 @@ CHUNK_BYTES = 1 << 20  # 1 MiB: Cassandra is happiest with cells well below its 
 
 _USER_HEADER = struct.Struct("<HII")  # format version, candidates, history
 _ITEM_HEADER = struct.Struct("<HI")  # format version, neighbours
+_USER_TOP = struct.Struct("<i")  # format 2: the largest item index in the row (-1 if none), so a reader checks
+# the row against its catalogue with one comparison instead of scanning the arrays on every request
 _CRC = struct.Struct("<I")  # crc32 of key + header + arrays, after the header (format 2)
 _FORMAT = 2
 _LEGACY_FORMAT = 1  # rows written before checksums: still read, so snapshots published earlier keep serving
@@ -59,8 +61,8 @@ def checksum(data: bytes) -> str:
 def encode_user_row(
     key: str, candidates: np.ndarray, scores: np.ndarray, history: np.ndarray, history_weights: np.ndarray
 ) -> bytes:
-    """One user's row: candidate item indices (int32) with scores (float32), seen item indices with weights, and a
-    crc32 over the user id, the header and the arrays."""
+    """One user's row: candidate item indices (int32) with scores (float32), seen item indices with weights, the
+    largest item index, and a crc32 over the user id, the header and the arrays."""
     c = np.asarray(candidates, dtype="<i4")
     s = np.asarray(scores, dtype="<f4")
     h = np.asarray(history, dtype="<i4")
@@ -70,7 +72,9 @@ def encode_user_row(
             f"user row arrays must be 1-D pairs of equal length; got candidates {c.shape}, scores {s.shape}, "
             f"history {h.shape}, weights {w.shape}"
         )
-    return _sealed(_user_key(key), _USER_HEADER.pack(_FORMAT, c.size, h.size), c, s, h, w)
+    top = max(int(c.max()) if c.size else -1, int(h.max()) if h.size else -1)
+    header = _USER_HEADER.pack(_FORMAT, c.size, h.size) + _USER_TOP.pack(top)
+    return _sealed(_user_key(key), header, c, s, h, w)
 
 
 def encode_item_row(item: int, neighbours: np.ndarray, scores: np.ndarray) -> bytes:
@@ -101,25 +105,45 @@ def encode_item(row: ItemRow) -> bytes:
 def decode_user(user_id: str, data: bytes) -> UserRow:
     """Inverse of :func:`encode_user`; a ``CorruptRowError`` naming the user when the bytes are not its row.
 
-    Checked: length, checksum (bound to ``user_id``), finite scores and weights, no negative index. Whether the
-    indices fall inside the snapshot's catalogue is :func:`check_user_indices`, which needs the catalogue size.
+    Checked: the length and the checksum, which is bound to ``user_id`` (a legacy row without one: finite values,
+    no negative index). Whether the items fall inside the snapshot's catalogue is :func:`check_user_indices`.
     """
     try:
-        c, s, h, w = _open(_USER_HEADER, _user_key(user_id), data, lambda counts: (counts[0],) * 2 + (counts[1],) * 2)
-        _check_values((c, h), (s, w))
+        if len(data) < _USER_HEADER.size:
+            raise CorruptRowError(f"row has {len(data)} bytes, fewer than its header")
+        fmt, nc, nh = _USER_HEADER.unpack_from(data)
+        if fmt == _FORMAT and len(data) < _USER_HEADER.size + _USER_TOP.size:
+            raise CorruptRowError(f"row has {len(data)} bytes, fewer than its header")
+        if fmt == _FORMAT:
+            (top,) = _USER_TOP.unpack_from(data, _USER_HEADER.size)
+            off = _open(_user_key(user_id), data, _USER_HEADER.size + _USER_TOP.size, 8 * (nc + nh))
+        else:
+            top, off = None, _open(_user_key(user_id), data, _USER_HEADER.size, 8 * (nc + nh), legacy=fmt)
+        c = np.frombuffer(data, "<i4", nc, off)
+        s = np.frombuffer(data, "<f4", nc, off + 4 * nc)
+        h = np.frombuffer(data, "<i4", nh, off + 8 * nc)
+        w = np.frombuffer(data, "<f4", nh, off + 8 * nc + 4 * nh)
+        if top is None:
+            _check_values((c, h), (s, w))
     except CorruptRowError as exc:
         raise CorruptRowError(f"user {user_id!r}: {exc}", keys=[user_id]) from None
-    return UserRow(user_id, c, s, h, w)
+    return UserRow(user_id, c, s, h, w, top_item=top)
 
 
 def decode_item(item: int, data: bytes) -> ItemRow:
     """Inverse of :func:`encode_item`, checked as :func:`decode_user`."""
     try:
-        n, s = _open(_ITEM_HEADER, _item_key(item), data, lambda counts: (counts[0],) * 2)
-        _check_values((n,), (s,))
+        if len(data) < _ITEM_HEADER.size:
+            raise CorruptRowError(f"row has {len(data)} bytes, fewer than its header")
+        fmt, n = _ITEM_HEADER.unpack_from(data)
+        sealed = fmt == _FORMAT
+        off = _open(_item_key(item), data, _ITEM_HEADER.size, 8 * n, legacy=None if sealed else fmt)
+        neighbours, scores = np.frombuffer(data, "<i4", n, off), np.frombuffer(data, "<f4", n, off + 4 * n)
+        if not sealed:
+            _check_values((neighbours,), (scores,))
     except CorruptRowError as exc:
         raise CorruptRowError(f"item {item}: {exc}", keys=[item]) from None
-    return ItemRow(item, n, s)
+    return ItemRow(item, neighbours, scores)
 
 
 def decode_users(version: str, pairs: Iterable[tuple[str, bytes]]) -> dict[str, UserRow]:
@@ -134,13 +158,18 @@ def decode_items(version: str, pairs: Iterable[tuple[int, bytes]]) -> dict[int, 
 
 
 def check_user_indices(row: UserRow, n_items: int) -> None:
-    """A ``CorruptRowError`` naming the user unless every item index of ``row`` is in ``[0, n_items)``."""
-    for name, idx in (("candidate", row.candidates), ("history", row.history)):
-        if idx.size and int(idx.max()) >= n_items:
-            raise CorruptRowError(
-                f"user {row.user_id!r}: {name} item index {int(idx.max())} is outside the snapshot's {n_items} items",
-                keys=[row.user_id],
-            )
+    """A ``CorruptRowError`` naming the user unless every item index of ``row`` is in ``[0, n_items)``.
+
+    One comparison for a row read from the store (its header holds its largest index); a scan otherwise.
+    """
+    top = row.top_item
+    if top is None:
+        top = max(int(row.candidates.max()) if row.candidates.size else -1,
+                  int(row.history.max()) if row.history.size else -1)  # fmt: skip
+    if top >= n_items:
+        raise CorruptRowError(
+            f"user {row.user_id!r}: item index {top} is outside the snapshot's {n_items} items", keys=[row.user_id]
+        )
 
 
 def check_item_indices(row: ItemRow, n_items: int) -> None:
@@ -166,27 +195,21 @@ def _sealed(key: bytes, header: bytes, *arrays: np.ndarray) -> bytes:
     return b"".join((header, _CRC.pack(crc), payload))
 
 
-def _open(
-    header: struct.Struct, key: bytes, data: bytes, sizes: Callable[[tuple[int, ...]], tuple[int, ...]]
-) -> list[np.ndarray]:
-    """The arrays of a sealed row (format 2), or of a legacy row without a checksum (format 1)."""
-    if len(data) < header.size:
-        raise CorruptRowError(f"row has {len(data)} bytes, fewer than its header")
-    fmt, *counts = header.unpack_from(data)
-    lengths = sizes(tuple(counts))
-    off = header.size + (_CRC.size if fmt == _FORMAT else 0)
-    if fmt not in (_FORMAT, _LEGACY_FORMAT) or len(data) != off + 4 * sum(lengths):
-        raise CorruptRowError(f"row format {fmt} with {counts} entries has {len(data)} bytes")
-    if fmt == _FORMAT:
-        (stored,) = _CRC.unpack_from(data, header.size)
-        found = zlib.crc32(memoryview(data)[off:], zlib.crc32(memoryview(data)[: header.size], zlib.crc32(key)))
-        if found != stored:
-            raise CorruptRowError(f"checksum {found:08x} where {stored:08x} was written (edited or misplaced row)")
-    arrays = []
-    for i, n in enumerate(lengths):
-        arrays.append(np.frombuffer(data, "<i4" if i % 2 == 0 else "<f4", n, off))
-        off += 4 * n
-    return arrays
+def _open(key: bytes, data: bytes, header_size: int, payload_size: int, legacy: int | None = None) -> int:
+    """Where the arrays of a row start, after checking its length and (format 2) its checksum."""
+    if legacy is not None:
+        if legacy != _LEGACY_FORMAT or len(data) != header_size + payload_size:
+            raise CorruptRowError(f"row format {legacy} with {payload_size} payload bytes has {len(data)} bytes")
+        return header_size
+    off = header_size + _CRC.size
+    if len(data) != off + payload_size:
+        raise CorruptRowError(f"row of {payload_size} payload bytes has {len(data)} bytes")
+    (stored,) = _CRC.unpack_from(data, header_size)
+    view = memoryview(data)
+    found = zlib.crc32(view[off:], zlib.crc32(view[:header_size], zlib.crc32(key)))
+    if found != stored:
+        raise CorruptRowError(f"checksum {found:08x} where {stored:08x} was written (edited or misplaced row)")
+    return off
 
 
 def _check_values(indices: tuple[np.ndarray, ...], floats: tuple[np.ndarray, ...]) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+
 import numpy as np
 import pytest
 
@@ -107,3 +109,23 @@ def test_check_indices_refuses_items_outside_the_catalogue() -> None:
     codec.check_user_indices(_row(), n_items=10)
     with pytest.raises(codec.CorruptRowError, match=r"user 'u'.*outside"):
         codec.check_user_indices(_row(), n_items=6)
+
+
+def test_rows_written_before_checksums_still_read_and_are_checked_by_value() -> None:
+    legacy = struct.pack("<HII", 1, 2, 1) + np.array([5, 1], "<i4").tobytes() + np.array([0.5, 0.25], "<f4").tobytes()
+    legacy += np.array([9], "<i4").tobytes() + np.array([2.0], "<f4").tobytes()
+    row = codec.decode_user("u", legacy)
+    assert row.candidates.tolist() == [5, 1] and row.top_item is None
+    codec.check_user_indices(row, n_items=10)
+    with pytest.raises(codec.CorruptRowError, match="outside"):
+        codec.check_user_indices(row, n_items=9)
+    bad = legacy[:-4] + np.array([np.inf], "<f4").tobytes()
+    with pytest.raises(codec.CorruptRowError, match="not finite"):
+        codec.decode_user("u", bad)
+
+
+def test_a_sealed_row_knows_its_largest_item_index() -> None:
+    row = codec.decode_user("u", codec.encode_user(_row()))
+    assert row.top_item == 9  # history item 9 > candidates 5, 1
+    with pytest.raises(codec.CorruptRowError, match="item index 9"):
+        codec.check_user_indices(row, n_items=9)
