@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram, Info
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, Info
+
+from lambdarec.rank.defects import NONFINITE
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600)
 
@@ -18,3 +20,5 @@ APPEND_TO_STATE = Histogram(
     buckets=_LATENCY_BUCKETS,
 )
 SNAPSHOT = Info("lambdarec_speed_snapshot", "The snapshot fresh vectors are being solved against.")
+
+REGISTRY.register(NONFINITE)  # lambdarec_rank_nonfinite_total{where="speed"}: a poisoned trending row reset

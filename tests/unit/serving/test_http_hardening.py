@@ -142,3 +142,35 @@ def test_a_one_megabyte_url_gets_414_from_the_real_server(tmp_path: Path) -> Non
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_a_poisoned_trending_row_leaves_every_list_finite_and_is_counted(fresh_store) -> None:
+    import math
+
+    from lambdarec.store import open_store
+    from lambdarec.store.base import TrendingItem
+    from tests.unit.serving.conftest import serving, wait_for
+
+    settings, _ = fresh_store
+    with open_store(settings) as store:
+        store.write_trending(
+            [
+                TrendingItem(item_id="i5", partition=0, count=math.inf, as_of=NOW),
+                TrendingItem(item_id="i7", partition=0, count=3.0, as_of=NOW),
+                TrendingItem(item_id="i8", partition=1, count=2.0, as_of=NOW),
+            ]
+        )
+    with serving(settings) as client:
+        wait_for(lambda: "i7" in client.get("/v1/users/nobody/recommendations").text, "trending items to serve")
+        for user in ("nobody", "u1"):
+            body = client.get(f"/v1/users/{user}/recommendations", params={"explain": "true"}).json()
+            assert body["items"]
+            for item in body["items"]:
+                assert math.isfinite(item["score"]) and all(math.isfinite(v) for v in item["components"].values())
+        anonymous = client.get("/v1/users/nobody/recommendations", params={"explain": "true"}).json()["items"]
+        assert [i["item_id"] for i in anonymous[:2]] == ["i7", "i8"]
+        assert anonymous[0]["components"]["trending"] == 1.0
+        known = client.get("/v1/users/u1/recommendations", params={"explain": "true"}).json()["items"]
+        assert len({i["score"] for i in known}) > 1 and any(i["components"]["cf"] > 0 for i in known)
+        metrics = client.get("/metrics").text
+        assert 'lambdarec_rank_nonfinite_total{where="trending"}' in metrics
