@@ -293,6 +293,23 @@ class CassandraStore(OnlineStore):
             results = self._many(schema.SELECT_TRENDING, params, EXEC_PROFILE_DEFAULT)
         return {item_id: base.decode_trending(data) for rs in results for item_id, data in rs}
 
+    # ---- event ids ------------------------------------------------------------------------------------------
+
+    def claim_event_ids(self, claims: Mapping[str, base.LogPosition], ttl_s: float) -> dict[str, base.LogPosition]:
+        # One lightweight transaction per id (Paxos on its own partition), run concurrently: consumers racing on
+        # an id agree on one owner, and a record claiming again after a crash finds its own position.
+        ttl = max(1, math.ceil(ttl_s))
+        ids = list(claims)
+        params = ((self._ns, eid, claims[eid][0], claims[eid][1], ttl) for eid in ids)
+        owners = {}
+        for eid, rs in zip(ids, self._many(schema.CLAIM_EVENT_ID, params), strict=True):
+            if rs.was_applied:
+                owners[eid] = claims[eid]
+            else:
+                row = dict(zip(rs.column_names, rs.one(), strict=True))
+                owners[eid] = (row["part"], row["pos"])
+        return owners
+
     # ---- coordination -----------------------------------------------------------------------------------------
 
     def try_lock(self, name: str, owner: str, ttl_s: float) -> bool:

@@ -168,7 +168,8 @@ SELECT_TRENDING_BUCKET = "SELECT item_id, data FROM {ks}.trending WHERE ns = ? A
 TAKE_LOCK = "INSERT INTO {ks}.locks (ns, name, owner) VALUES (?, ?, ?) IF NOT EXISTS USING TTL ?"
 RENEW_LOCK = "UPDATE {ks}.locks USING TTL ? SET owner = ? WHERE ns = ? AND name = ? IF owner = ?"
 RELEASE_LOCK = "DELETE FROM {ks}.locks WHERE ns = ? AND name = ? IF owner = ?"
-LWT = (TAKE_LOCK, RENEW_LOCK, RELEASE_LOCK)
+CLAIM_EVENT_ID = "INSERT INTO {ks}.event_ids (ns, event_id, part, pos) VALUES (?, ?, ?, ?) IF NOT EXISTS USING TTL ?"
+LWT = (TAKE_LOCK, RENEW_LOCK, RELEASE_LOCK, CLAIM_EVENT_ID)
 
 # ---- schema, run by CassandraStore.init_schema -------------------------------------------------------------
 
@@ -196,6 +197,9 @@ TABLES: tuple[tuple[str, str | None, str], ...] = (
      "data blob, PRIMARY KEY ((ns, user_id)))"),
     ("trending", "fresh_ttl_s", "CREATE TABLE IF NOT EXISTS {ks}.trending (ns text, bucket int, item_id text, "
      "data blob, PRIMARY KEY ((ns, bucket), item_id))"),
+    # one partition per event id: a lightweight transaction claims it for one log position, for a TTL
+    ("event_ids", "fresh_ttl_s", "CREATE TABLE IF NOT EXISTS {ks}.event_ids (ns text, event_id text, part int, "
+     "pos bigint, PRIMARY KEY ((ns, event_id)))"),
 )  # fmt: skip
 
 SELECT_TABLE_OPTIONS = (
