@@ -214,9 +214,7 @@ def _epoch_seconds(value: str | float, bounds: EventBounds, latest: float, toler
     if seconds <= 0:
         raise BadEvent(f"field 'timestamp' {value!r} is not after 1970-01-01T00:00:00Z")
     if seconds < bounds.min_timestamp_s:
-        raise BadEvent(
-            f"field 'timestamp' {value!r} is before {_iso(bounds.min_timestamp_s)} (events.min_timestamp_s)"
-        )
+        raise BadEvent(f"field 'timestamp' {value!r} is before {_iso(bounds.min_timestamp_s)} (events.min_timestamp_s)")
     if seconds > latest:
         raise BadEvent(
             f"timestamp {_iso(seconds)} is {seconds - (latest - tolerance_s):.0f} s in the future "

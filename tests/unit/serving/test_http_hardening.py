@@ -136,7 +136,9 @@ def test_a_one_megabyte_url_gets_414_from_the_real_server(tmp_path: Path) -> Non
                     raise
                 time.sleep(0.2)
         for size in (100_000, 1_000_000):
-            status = _status_of_raw_request(port, b"GET /v1/users/u1/recommendations?x=" + b"a" * size + b" HTTP/1.1\r\nHost: t\r\n\r\n")
+            status = _status_of_raw_request(
+                port, b"GET /v1/users/u1/recommendations?x=" + b"a" * size + b" HTTP/1.1\r\nHost: t\r\n\r\n"
+            )
             assert status == b"HTTP/1.1 414 Request-URI Too Long" or status.startswith(b"HTTP/1.1 414"), status
         assert httpx.get(f"http://127.0.0.1:{port}/livez", timeout=5).status_code == 200
     finally:
