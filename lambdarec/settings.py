@@ -32,6 +32,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from lambdarec.masking import mask_secrets, mask_url, register_secret
+
 ENV_PREFIX = "LAMBDAREC_"
 CONFIG_ENV = "LAMBDAREC_CONFIG"
 # Variables with our prefix that are not settings: config path, test endpoints, service dirs, log output.
@@ -61,9 +63,13 @@ class _Section(BaseModel):
 
 
 def _check_scheme(url: str, allowed: tuple[str, ...], what: str) -> str:
-    scheme = urlsplit(url).scheme
-    if scheme not in allowed:
-        raise ValueError(f"{what} URL {url!r} has scheme {scheme!r}; expected one of {', '.join(allowed)}")
+    parts = urlsplit(url)
+    if parts.scheme not in allowed:
+        raise ValueError(
+            f"{what} URL {mask_url(url)!r} has scheme {parts.scheme!r}; expected one of {', '.join(allowed)}"
+        )
+    if parts.scheme == "kafka" and "@" in parts.netloc:
+        raise ValueError(f"{what} URL {mask_url(url)!r} carries credentials; set log.username and log.password instead")
     return url
 
 
@@ -505,11 +511,23 @@ class Settings(BaseSettings):
         _check_env_sections(cls)
         token = _config_path.set(path)
         try:
-            return cls(**(overrides or {}))
+            settings = cls(**(overrides or {}))
         except ValidationError as exc:
             raise ConfigError(_describe(exc, path)) from None
         finally:
             _config_path.reset(token)
+        settings.register_secrets()
+        return settings
+
+    def register_secrets(self) -> None:
+        """Have every secret of these settings masked in errors and logs (see ``lambdarec.masking``)."""
+        for secret in (self.store.password, self.log.password):
+            register_secret(secret.get_secret_value() if secret is not None else None)
+        for url in (self.store.url, self.log.url):
+            try:
+                register_secret(urlsplit(url).password)
+            except ValueError:
+                continue
 
     def masked(self) -> dict[str, Any]:
         """The settings as plain data with every secret (passwords, credentials in URLs) masked."""
@@ -533,15 +551,6 @@ def _check_env_sections(cls: type[Settings]) -> None:
             )
 
 
-def mask_url(url: str) -> str:
-    """``cassandra://user:secret@h/ks`` -> ``cassandra://user:***@h/ks``."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()
-
-
 def _describe(exc: ValidationError, path: Path | None) -> str:
     where = f"config file {path}, " if path else ""
     lines = []
@@ -552,4 +561,4 @@ def _describe(exc: ValidationError, path: Path | None) -> str:
             lines.append(f"unknown setting '{key}' (check {where}${env} or the overrides)")
         else:
             lines.append(f"invalid setting '{key}': {err['msg']} (got {err.get('input')!r})")
-    return "; ".join(lines)
+    return mask_secrets("; ".join(lines))

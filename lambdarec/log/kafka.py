@@ -30,6 +30,7 @@ from lambdarec.log.base import (
     keyed_values,
 )
 from lambdarec.logs import get_logger
+from lambdarec.masking import mask_url
 from lambdarec.settings import LogSettings
 
 CLIENT_ID = "lambdarec"
@@ -51,7 +52,7 @@ def kafka_target(url: str) -> tuple[list[str], str]:
     topic = parts.path.strip("/")
     if parts.scheme != "kafka" or not servers or not topic or "/" in topic or "@" in parts.netloc:
         raise ValueError(
-            f"log.url {url!r} is not kafka://host1:9092,host2:9092/topic "
+            f"log.url {mask_url(url)!r} is not kafka://host1:9092,host2:9092/topic "
             "(credentials belong in log.username and log.password)"
         )
     return servers, topic

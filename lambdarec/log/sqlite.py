@@ -31,6 +31,7 @@ from lambdarec.log.base import (
     partition_for,
 )
 from lambdarec.logs import get_logger
+from lambdarec.masking import mask_url
 from lambdarec.settings import LogSettings
 
 DB_FILE = "events.sqlite3"
@@ -74,7 +75,7 @@ def sqlite_dir(url: str) -> Path:
     parts = urlsplit(url)
     path = parts.path[1:] if parts.path.startswith("/") else parts.path
     if parts.scheme != "sqlite" or parts.netloc or not path:
-        raise ValueError(f"log.url {url!r} is not sqlite:///relative/dir or sqlite:////absolute/dir")
+        raise ValueError(f"log.url {mask_url(url)!r} is not sqlite:///relative/dir or sqlite:////absolute/dir")
     return Path(path)
 
 

@@ -30,6 +30,7 @@ from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
 from cassandra.query import BatchStatement, PreparedStatement, tuple_factory
 
 from lambdarec.logs import get_logger
+from lambdarec.masking import mask_url
 from lambdarec.settings import StoreSettings
 from lambdarec.store import base, codec
 from lambdarec.store import cassandra_schema as schema
@@ -104,7 +105,7 @@ class CassandraStore(OnlineStore):
             raise base.StoreUnavailableError(f"Cassandra at {self.url.where} did not answer ({what}): {exc}") from exc
         except InvalidRequest as exc:
             missing = any(word in str(exc) for word in ("does not exist", "unconfigured table"))
-            hint = f"; create it with `lambdarec store init --store {self.settings.url}`" if missing else ""
+            hint = f"; create it with `lambdarec store init --store {mask_url(self.settings.url)}`" if missing else ""
             raise base.StoreError(f"Cassandra keyspace {self._ks} refused {what}: {exc}{hint}") from exc
         except DriverException as exc:
             raise base.StoreError(f"Cassandra at {self.url.where} failed ({what}): {exc}") from exc

@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from lambdarec.logs import get_logger
+from lambdarec.masking import mask_url
 from lambdarec.settings import StoreSettings
 from lambdarec.store import base, codec
 from lambdarec.store.base import FreshUser, ItemRow, OnlineStore, SnapshotInfo, TrendingItem, UserRow
@@ -82,7 +83,7 @@ def store_dir(url: str) -> Path:
     """The directory a ``sqlite:///relative/dir`` or ``sqlite:////absolute/dir`` URL names."""
     parts = urlsplit(url)
     if parts.scheme != "sqlite" or parts.netloc or len(parts.path) < 2:
-        raise ValueError(f"store URL {url!r}: expected sqlite:///relative/dir or sqlite:////absolute/dir")
+        raise ValueError(f"store URL {mask_url(url)!r}: expected sqlite:///relative/dir or sqlite:////absolute/dir")
     return Path(parts.path[1:])
 
 
