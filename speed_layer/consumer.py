@@ -166,6 +166,8 @@ class SpeedConsumer:
         good, repeats = self._first_claims(good)
         users, items, poison = self._compute(good)
         self._check_failure_streak(records, poison, repeats)
+        if poison and self.settings.events.dedup_window_s > 0:  # a corrected resend under the same id may apply
+            self.store.release_event_ids({event.event_id: pos for event, pos in good if pos in poison})
         self.store.write_fresh_users(users)
         self.store.write_trending(items)
         written_at = time.time()

@@ -399,6 +399,11 @@ class OnlineStore(abc.ABC):
         ``ttl_s`` seconds. Atomic per id, so consumers racing on one id agree on a single owner.
         """
 
+    @abc.abstractmethod
+    def release_event_ids(self, claims: Mapping[str, LogPosition]) -> None:
+        """Drop the claim of each id whose owner is still the position given (its record was dead-lettered
+        rather than applied, so a corrected event under the same id may be applied later)."""
+
     # ---- coordination -------------------------------------------------------------------------------------
 
     @abc.abstractmethod

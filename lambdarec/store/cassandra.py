@@ -311,6 +311,11 @@ class CassandraStore(OnlineStore):
                 owners[eid] = (row["part"], row["pos"])
         return owners
 
+    def release_event_ids(self, claims: Mapping[str, base.LogPosition]) -> None:
+        params = [(self._ns, eid, p, o) for eid, (p, o) in claims.items()]
+        for _ in self._many(schema.RELEASE_EVENT_ID, params):
+            pass
+
     # ---- coordination -----------------------------------------------------------------------------------------
 
     def try_lock(self, name: str, owner: str, ttl_s: float) -> bool:

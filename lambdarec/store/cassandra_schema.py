@@ -171,7 +171,8 @@ TAKE_LOCK = "INSERT INTO {ks}.locks (ns, name, owner) VALUES (?, ?, ?) IF NOT EX
 RENEW_LOCK = "UPDATE {ks}.locks USING TTL ? SET owner = ? WHERE ns = ? AND name = ? IF owner = ?"
 RELEASE_LOCK = "DELETE FROM {ks}.locks WHERE ns = ? AND name = ? IF owner = ?"
 CLAIM_EVENT_ID = "INSERT INTO {ks}.event_ids (ns, event_id, part, pos) VALUES (?, ?, ?, ?) IF NOT EXISTS USING TTL ?"
-LWT = (TAKE_LOCK, RENEW_LOCK, RELEASE_LOCK, CLAIM_EVENT_ID)
+RELEASE_EVENT_ID = "DELETE FROM {ks}.event_ids WHERE ns = ? AND event_id = ? IF part = ? AND pos = ?"
+LWT = (TAKE_LOCK, RENEW_LOCK, RELEASE_LOCK, CLAIM_EVENT_ID, RELEASE_EVENT_ID)
 
 # ---- schema, run by CassandraStore.init_schema -------------------------------------------------------------
 

@@ -65,6 +65,7 @@ CLAIM_EVENT_ID = (
     "expires_at = excluded.expires_at WHERE event_ids.expires_at <= ?"
 )
 SELECT_EVENT_IDS = "SELECT event_id, part, pos FROM event_ids WHERE ns = ? AND event_id IN ({})"
+RELEASE_EVENT_ID = "DELETE FROM event_ids WHERE ns = ? AND event_id = ? AND part = ? AND pos = ?"
 DROP_EXPIRED_EVENT_IDS = "DELETE FROM event_ids WHERE ns = ? AND expires_at <= ?"
 _EVENT_ID_SWEEP_S = 60.0  # how often claiming also deletes expired claims
 SNAPSHOTS_FILE, FRESH_FILE = "snapshots.sqlite", "fresh.sqlite"
@@ -333,6 +334,11 @@ class SQLiteStore(OnlineStore):
                 conn.execute(DROP_EXPIRED_EVENT_IDS, (self._ns, now))
                 self._event_ids_swept = now
         return owners
+
+    def release_event_ids(self, claims: Mapping[str, base.LogPosition]) -> None:
+        if claims:
+            with self._write("fresh") as conn:
+                conn.executemany(RELEASE_EVENT_ID, ((self._ns, eid, p, o) for eid, (p, o) in claims.items()))
 
     # ---- coordination -----------------------------------------------------------------------------------------
 

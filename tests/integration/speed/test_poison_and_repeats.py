@@ -106,6 +106,11 @@ def test_a_record_whose_application_raises_is_isolated(settings, log_file, monke
         model = SnapshotModel.load(store, store.current_version(max_age_s=0))
         assert_state_matches(store, *reference(settings, lines, model, store))
         assert "i-poison" not in total_counts(store.read_trending(None), T0 + 1e4, 21600)
+    monkeypatch.undo()  # the bug is fixed: the producer resends the event under the same id
+    append(settings, [poison.replace(b"i-poison", b"i-fixed")])
+    assert drain(settings)["processed"] == 1
+    with open_store(settings) as store:
+        assert ("i-fixed", T0 + 100) in [(i, ts) for i, ts, _ in store.read_fresh_users(["u3"])["u3"].events]
 
 
 def test_a_bug_that_fails_every_record_stops_the_consumer_without_dead_lettering_the_log(
