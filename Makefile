@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: setup setup-dev setup-browser demo test test-unit lint format docs services-up services-down bench clean
+.PHONY: setup setup-dev setup-browser demo test test-unit fuzz lint format docs services-up services-down bench clean
 
 setup: $(STAMP)  ## Create .venv and install lambdarec without the heavy extras (no torch).
 
@@ -35,6 +35,12 @@ test: setup-dev setup-browser  ## Provide real Cassandra and Kafka (unless LAMBD
 
 test-unit: setup-dev  ## Only the tests that need no service.
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+fuzz: setup-dev  ## The fuzz suite only, FUZZ_SCALE (default 10) times the examples CI runs; needs the services as `test`.
+	@if [ -z "$$LAMBDAREC_TEST_CASSANDRA" ] || [ -z "$$LAMBDAREC_TEST_KAFKA" ]; then \
+	  lines="$$(deploy/local/services up)" || { echo "make fuzz: could not start Cassandra and Kafka (see above)" >&2; exit 1; }; \
+	  eval "$$lines"; fi; \
+	LAMBDAREC_TEST_FUZZ_SCALE=$(or $(FUZZ_SCALE),10) $(BIN)/python -m pytest -m fuzz $(PYTEST_ARGS)
 
 lint: setup-dev  ## ruff check and format check.
 	$(BIN)/ruff check .

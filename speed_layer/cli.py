@@ -34,7 +34,7 @@ def run(
     as_json: JsonOption = False,
 ) -> None:
     """Consume events into fresh state until stopped (SIGTERM/SIGINT finish the batch in hand, then exit)."""
-    from speed_layer.consumer import SpeedConsumer
+    from speed_layer.consumer import ConsumerHaltedError, SpeedConsumer
 
     overrides = {}
     if store:
@@ -49,6 +49,10 @@ def run(
     with SpeedConsumer(settings, group=group) as consumer:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: consumer.stop())
-        stats = consumer.run(until_idle_s=until_idle)
+        try:
+            stats = consumer.run(until_idle_s=until_idle)
+        except ConsumerHaltedError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from None
     body = stats.to_json()
     typer.echo(json.dumps(body) if as_json else "speed: " + ", ".join(f"{k} {v}" for k, v in body.items()))

@@ -1,0 +1,93 @@
+"""``speed_memory``: the speed consumer's resident memory after N events applied vs after N/10.
+
+Every event names a new user and a new item, the worst case for anything that remembers ids. Memory must be
+bounded by settings (``speed.history_cache_users``, ``poll_max_records``), not by users or events: the ratio
+(RSS at N/10 over RSS at N) should stay >= 0.9. Embedded backends (SQLite log and store), in this process; the
+events are appended and applied in chunks so the producer holds little. Both the whole RSS and its anonymous
+part (heap; the rest is SQLite's memory-mapped pages, which the kernel can drop) are reported.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import tempfile
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+from benchmarks.common import Result, Scale
+
+SIZES = {"small": 200_000, "medium": 1_000_000, "large": 3_000_000}  # events applied at the second measure
+CHUNK = 50_000
+
+
+def _status_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def _events(start: int, n: int, t0: float) -> list[bytes]:
+    return [
+        json.dumps(
+            {
+                "event_id": f"m{k}",
+                "user_id": f"user-{k}",
+                "item_id": f"item-{k % 200_000}-{k // 200_000}",
+                "event_type": "view",
+                "timestamp": t0 + k * 0.001,
+            }
+        ).encode()
+        for k in range(start, start + n)
+    ]
+
+
+def run(scale: Scale, args) -> Iterator[Result]:  # type: ignore[no-untyped-def]
+    from batch_layer.job import run_batch
+    from batch_layer.synth import SynthSpec, synthesize
+    from lambdarec.log import open_log
+    from lambdarec.logs import configure_logging
+    from lambdarec.settings import Settings
+    from speed_layer.consumer import SpeedConsumer
+
+    configure_logging("WARNING")
+    total = SIZES[scale]
+    first = total // 10
+    chunk = min(CHUNK, first)
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings.load(
+            overrides={
+                "store": {"url": f"sqlite:///{tmp}/store"},
+                "log": {"url": f"sqlite:///{tmp}/events"},
+                "batch": {"iterations": 3, "top_k": 20, "factors": 16},
+                "speed": {"history_cache_users": 20_000},
+            }
+        )
+        log_path = Path(tmp) / "log.parquet"
+        synthesize(SynthSpec(users=2_000, items=1_000, events=40_000, seed=1)).events.write_parquet(log_path)
+        as_of = datetime(2024, 2, 1, tzinfo=UTC)
+        run_batch(settings, interactions=str(log_path), as_of=as_of, progress=False)
+        t0 = as_of.timestamp() + 60
+        measured: dict[int, tuple[int, int]] = {}
+        started = time.perf_counter()
+        with SpeedConsumer(settings) as consumer, open_log(settings) as log:
+            log.ensure_topic()
+            applied = 0
+            while applied < total:
+                lines = _events(applied, chunk, t0)
+                log.append(lines, keys=[f"user-{k}" for k in range(applied, applied + chunk)])
+                del lines
+                while consumer.stats.processed < applied + chunk:
+                    consumer.step()
+                applied += chunk
+                if applied in (first, total):
+                    gc.collect()
+                    measured[applied] = (_status_kib("VmRSS"), _status_kib("RssAnon"))
+        seconds = time.perf_counter() - started
+        note = f"{first:,} vs {total:,} events, each a new user and item; {total / seconds:,.0f} events/s"
+        (rss_a, anon_a), (rss_b, anon_b) = measured[first], measured[total]
+        yield Result("speed_memory", "rss_mib", rss_b / 1024, rss_a / 1024, "MiB", scale, False, note)
+        yield Result("speed_memory", "rss_anon_mib", anon_b / 1024, anon_a / 1024, "MiB", scale, False, note)
