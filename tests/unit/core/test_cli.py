@@ -84,7 +84,7 @@ def test_config_show_output_loads_back_as_the_same_settings(tmp_path: Path) -> N
     cfg.write_text(
         '[store]\nurl = "cassandra://h1,h2:9042/recs?dc=datacenter1"\nreplication = { datacenter1 = 3 }\n'
         '[log]\nurl = "kafka://k1:9092/shop-events"\npartitions = 6\n'
-        '[batch]\nfactors = 16\nlookback_days = 30.5\n[batch.event_weights]\nview = 1.0\nbuy = 8.0\n'
+        "[batch]\nfactors = 16\nlookback_days = 30.5\n[batch.event_weights]\nview = 1.0\nbuy = 8.0\n"
         '[serving]\nweight_session = 0.25\ningest_key_hashes = ["' + "a" * 64 + '"]\n'
     )
     for cfg_path in (None, cfg):  # the defaults, and a file that sets nested tables, lists and floats
