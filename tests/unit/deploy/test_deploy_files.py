@@ -425,3 +425,12 @@ def test_airflow_dag_exit_codes_match_the_job() -> None:
     _, constants = _dag_module()
     in_dag = [constants[name] for name in ("EXIT_FAILED", "EXIT_BAD_INPUT", "EXIT_GATE", "EXIT_LOCKED")]
     assert in_dag == [EXIT_FAILED, EXIT_BAD_INPUT, EXIT_GATE, EXIT_LOCKED]
+
+
+def test_deploy_local_readme_names_the_datacenter_its_cassandra_runs() -> None:
+    """Issue 18 item 1: the datacenter name had to be read from system.local. SimpleSnitch's one is datacenter1."""
+    local = ROOT / "deploy" / "local"
+    assert re.search(r"^endpoint_snitch: SimpleSnitch$", (local / "conf" / "cassandra.yaml.in").read_text(), re.M)
+    text = (local / "README.md").read_text()
+    assert "cassandra://127.0.0.1:19042/recs?dc=datacenter1" in text
+    assert "kafka://127.0.0.1:19092/" in text
