@@ -27,13 +27,14 @@ from lambdarec.logs import get_logger
 from lambdarec.model.freshstate import solve_many
 from lambdarec.model.snapshot import SnapshotModel
 from lambdarec.settings import Settings
-from lambdarec.store import OnlineStore, open_store
+from lambdarec.store import OnlineStore, StoreError, open_store
 from lambdarec.store.base import UserRow, trending_key
 from speed_layer import metrics
 from speed_layer.state import Position, apply_trending, apply_user_events
 
 log = get_logger(__name__)
 _LAG_EVERY_S = 5.0  # how often a long-running consumer refreshes its lag gauge
+_MODEL_EVERY_S = 1.0  # how often an idle consumer looks for a new current snapshot
 
 
 @dataclass
@@ -97,9 +98,12 @@ class SpeedConsumer:
         Drained means the group has committed every partition to its end, not merely that this member polled
         nothing: partitions still held by a crashed member count as work until the group hands them over.
         """
-        idle_since = lag_at = time.monotonic()
+        idle_since = lag_at = model_at = time.monotonic()
         while not self._stopping:
             busy = self.step() > 0
+            if not busy and time.monotonic() - model_at >= _MODEL_EVERY_S:
+                self._refresh_idle()
+                model_at = time.monotonic()
             if until_idle_s is None and time.monotonic() - lag_at >= _LAG_EVERY_S:
                 self._drained()  # a long-running consumer refreshes its lag gauge too
                 lag_at = time.monotonic()
@@ -108,6 +112,14 @@ class SpeedConsumer:
             elif until_idle_s is not None and time.monotonic() - idle_since >= until_idle_s:
                 break
         return self.stats
+
+    def _refresh_idle(self) -> None:
+        """An idle consumer follows flips too, so its snapshot gauge is current and the first event after a flip
+        does not wait for the load. A store error here is left for the next batch to meet."""
+        try:
+            self._refresh_model()
+        except StoreError as exc:
+            log.warning("speed.idle_refresh_failed", reason=str(exc))
 
     def _drained(self) -> bool:
         lag = self.consumer.lag()
@@ -123,7 +135,7 @@ class SpeedConsumer:
             return 0
         self._refresh_model()
         good = self._validate(records)
-        written_at = self._apply(good)
+        written_at = self._apply(good, appended={(r.partition, r.offset): r.timestamp_ms / 1000.0 for r in records})
         self.consumer.commit(next_positions(records))
         self.stats.processed += len(good)
         self.stats.batches += 1
@@ -177,7 +189,10 @@ class SpeedConsumer:
             good.append((event, (r.partition, r.offset)))
         return good
 
-    def _apply(self, good: list[tuple[Event, Position]]) -> float:
+    def _apply(self, good: list[tuple[Event, Position]], appended: dict[Position, float] | None = None) -> float:
+        """Write the fresh state of ``good``; ``appended`` maps a position to its record's append time (epoch s),
+        which each state row keeps for its newest event. Returns when the state was written."""
+        appended = appended or {}
         by_user: dict[str, list[tuple[Event, Position]]] = defaultdict(list)
         by_item: dict[str, list[tuple[Event, Position]]] = defaultdict(list)  # per (item, partition) shard
         for event, pos in good:
@@ -199,6 +214,7 @@ class SpeedConsumer:
                 settings=speed,
                 default_weights=weights,
                 solve_vector=False,
+                appended_at=max((appended.get(pos, 0.0) for _, pos in events), default=0.0),
             )
             if new is not None:
                 users.append(new)
@@ -207,7 +223,8 @@ class SpeedConsumer:
         trending = self.store.read_trending(by_item)
         items = []
         for item_id, events in by_item.items():
-            new = apply_trending(trending.get(item_id), events, weights, speed.trending_half_life_s)
+            newest = max((appended.get(pos, 0.0) for _, pos in events), default=0.0)
+            new = apply_trending(trending.get(item_id), events, weights, speed.trending_half_life_s, newest)
             if new is not None:
                 items.append(new)
         self.store.write_fresh_users(users)
