@@ -434,3 +434,10 @@ def test_deploy_local_readme_names_the_datacenter_its_cassandra_runs() -> None:
     text = (local / "README.md").read_text()
     assert "cassandra://127.0.0.1:19042/recs?dc=datacenter1" in text
     assert "kafka://127.0.0.1:19092/" in text
+
+
+def test_the_base_install_has_what_the_client_side_and_config_show_import() -> None:
+    """Issue 18 item 11: client code needs httpx, which `make setup` (the base install, no extras) lacked."""
+    base = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    names = {re.split(r"[<>=!~\[ ]", requirement, maxsplit=1)[0].lower() for requirement in base}
+    assert {"httpx", "tomli-w"} <= names
