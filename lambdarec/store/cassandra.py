@@ -112,9 +112,12 @@ class CassandraStore(OnlineStore):
         try:
             with self._guard("connect"):
                 self._session = self._cluster.connect()
-        except base.StoreUnavailableError:
+        except base.StoreUnavailableError as exc:
             self._cluster.shutdown()
-            if self.url.dc:  # a datacenter the cluster lacks leaves the driver no host: say so, not "unreachable"
+            # A datacenter the cluster lacks leaves the driver no host to try (a list, not a dict of host errors):
+            # say so, rather than "unreachable". Only then is the cluster asked again, without a datacenter.
+            cause = exc.__cause__
+            if self.url.dc and isinstance(cause, NoHostAvailable) and not isinstance(cause.errors, dict):
                 _check_datacenter(self.url, _datacenters_of(connection))
             raise
         self.datacenters = sorted({h.datacenter for h in self._cluster.metadata.all_hosts() if h.datacenter})
