@@ -17,7 +17,7 @@ from lambdarec.logs import configure_logging, get_logger
 @pytest.fixture(autouse=True)
 def _restore_logging():
     yield
-    configure_logging(fmt="console")
+    configure_logging()  # what a command would configure: the environment's level and format
 
 
 def _lines(err: str) -> list[dict]:
