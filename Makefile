@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: setup setup-dev setup-browser demo test test-unit fuzz lint format docs services-up services-down bench clean
+.PHONY: setup setup-dev setup-browser setup-promtool demo test test-unit fuzz lint format docs services-up services-down bench clean
 
 setup: $(STAMP)  ## Create .venv and install lambdarec without the heavy extras (no torch).
 
@@ -27,7 +27,13 @@ setup-browser:  ## Headless Chromium for the report tests (Debian package; needs
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "make: install Chromium for the HTML report tests: sudo apt-get install -y chromium" >&2; fi; }
 
-test: setup-dev setup-browser  ## Provide real Cassandra and Kafka (unless LAMBDAREC_TEST_* name them), run the whole suite.
+setup-promtool:  ## promtool, which checks and unit-tests deploy/prometheus/ (Debian package `prometheus`; needs root, else says how).
+	@command -v promtool >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	  else echo "make: install promtool for the alert rules tests: sudo apt-get install -y prometheus" >&2; fi; }
+
+test: setup-dev setup-browser setup-promtool  ## Provide real Cassandra and Kafka (unless LAMBDAREC_TEST_* name them), run the whole suite.
 	@if [ -z "$$LAMBDAREC_TEST_CASSANDRA" ] || [ -z "$$LAMBDAREC_TEST_KAFKA" ]; then \
 	  lines="$$(deploy/local/services up)" || { echo "make test: could not start Cassandra and Kafka (see above)" >&2; exit 1; }; \
 	  eval "$$lines"; fi; \

@@ -28,6 +28,7 @@ Example
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -65,6 +66,8 @@ class ReadReport:
     window_start_ms: int | None
     fingerprint: str
     bad_rows: dict[str, int] = field(default_factory=dict)
+    first_ms: int | None = None  # event time span of the valid, distinct rows, inside the window or not
+    last_ms: int | None = None
 
     @property
     def outside_window(self) -> int:
@@ -159,7 +162,9 @@ def read_interactions(
     good = good.filter(~repeat)
     after = pl.col("ts") > as_of_ms
     before = pl.col("ts") < start_ms if start_ms is not None else pl.lit(False)
-    after_n, before_n = good.select(after.sum().alias("a"), before.sum().alias("b")).row(0)
+    after_n, before_n, first_ms, last_ms = good.select(
+        after.sum().alias("a"), before.sum().alias("b"), pl.col("ts").min().alias("f"), pl.col("ts").max().alias("l")
+    ).row(0)
     clean = (
         good.filter(~after & ~before)
         .select(
@@ -183,6 +188,8 @@ def read_interactions(
         window_start_ms=start_ms,
         fingerprint=fingerprint(files, root),
         bad_rows={str(k): int(v) for k, v in counts.items()},
+        first_ms=None if first_ms is None else int(first_ms),
+        last_ms=None if last_ms is None else int(last_ms),
     )
     # Looked up per call: a logger cached at import would keep writing to the stream of its first configuration.
     get_logger(__name__).info("interactions.read", **report.to_dict())
@@ -290,3 +297,33 @@ __all__ = [
     "read_interactions",
     "split_holdout",
 ]
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def empty_window_message(report: ReadReport, batch: BatchSettings) -> str:
+    """Why no interaction was left, in dates, with the flag and the setting that would keep some."""
+    why = [f"{report.rows_read} rows read"]
+    if report.before_window and report.window_start_ms is not None:
+        why.append(
+            f"{report.before_window} older than the window, which starts at {_iso(report.window_start_ms)} "
+            f"(batch.lookback_days = {batch.lookback_days:g} before --as-of {_iso(report.as_of_ms)})"
+        )
+    if report.after_as_of:
+        why.append(f"{report.after_as_of} later than --as-of {_iso(report.as_of_ms)}")
+    if report.bad_total:
+        why.append(f"{report.bad_total} malformed ({', '.join(f'{k}: {v}' for k, v in report.bad_rows.items())})")
+    if report.duplicates_dropped:
+        why.append(f"{report.duplicates_dropped} duplicates")
+    text = f"no interactions left in {report.source} after filtering: {'; '.join(why)}."
+    if report.first_ms is None or report.last_ms is None:
+        return text
+    last_s = -(-report.last_ms // 1000)  # rounded up: a cut-off that keeps the newest event
+    days = max(report.as_of_ms - report.first_ms, 0) / 86_400_000
+    return (
+        f"{text} The log's events run from {_iso(report.first_ms)} to {_iso(report.last_ms)}: pass "
+        f"--as-of {_iso(last_s * 1000)} (the log's end) and/or set batch.lookback_days "
+        f"(LAMBDAREC_BATCH__LOOKBACK_DAYS) to at least {math.ceil(days)} to reach its start from this --as-of."
+    )

@@ -33,7 +33,13 @@ import numpy as np
 import polars as pl
 
 from batch_layer.errors import BadInputError
-from batch_layer.interactions import Interactions, build_matrix, read_interactions, split_holdout
+from batch_layer.interactions import (
+    Interactions,
+    build_matrix,
+    empty_window_message,
+    read_interactions,
+    split_holdout,
+)
 from batch_layer.publish import write_snapshot
 from lambdarec.logs import get_logger
 from lambdarec.settings import BatchSettings, Settings
@@ -127,7 +133,7 @@ def _run_locked(
     with _stage("load", timings):
         frame, report = read_interactions(source, batch, as_of=as_of)
     if frame.height == 0:
-        raise BadInputError(f"no interactions left in {source} after filtering: {report.to_dict()}")
+        raise BadInputError(empty_window_message(report, batch))
     data_fp = _data_fingerprint(report.fingerprint, frame)
     chash = config_hash(batch)
     current = _current_manifest(store)

@@ -12,6 +12,7 @@ Example
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -100,15 +101,23 @@ def ray_session(batch: BatchSettings) -> Iterator[None]:
         yield
         return
     address = batch.ray_address or os.environ.get("RAY_ADDRESS")
+    # Ray's own logger renders through ours (configure_logging=False), and workers' output stays in Ray's session
+    # logs (`ray logs`): forwarded to the driver it would arrive as "(pid=...)"-prefixed lines inside the JSON
+    # stream. A worker's failure still reaches the driver as the task's exception.
+    quiet = {"configure_logging": False, "log_to_driver": False}
+    ray_logger = logging.getLogger("ray")  # importing ray gave it a plain-text handler of its own
+    ray_logger.handlers.clear()
+    ray_logger.propagate = True
     if address:
         log.info("ray.join", address=address)
-        ray.init(address=address, log_to_driver=True)
+        ray.init(address=address, **quiet)
     else:
         store_mb = batch.ray_object_store_mb
         ray.init(
             num_cpus=batch.ray_local_cpus or None,
             object_store_memory=store_mb * (1 << 20) if store_mb else None,
             include_dashboard=False,
+            **quiet,
         )
         log.info("ray.started", cpus=ray.cluster_resources().get("CPU"))
     try:

@@ -1,4 +1,10 @@
-"""Structured logs: key=value lines on a terminal, JSON lines elsewhere (``LAMBDAREC_LOG_FORMAT=json``)."""
+"""Structured logs: key=value lines on a terminal, JSON lines elsewhere (``LAMBDAREC_LOG_FORMAT=json``).
+
+One format per stream: the libraries' stdlib loggers (kafka-python, cassandra-driver, uvicorn, ray) and Python
+warnings render through the same processors as lambdarec's own logs, with their logger's name under ``logger``.
+Levels map one to one (``WARNING`` is ``"warning"``), except that the client libraries' INFO chatter (kafka-python's
+"Resetting offset", cassandra-driver's connection notes) shows only at ``LAMBDAREC_LOG_LEVEL=DEBUG``.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,9 @@ import structlog
 
 from lambdarec.masking import mask_secrets
 
+# Client libraries whose INFO lines describe their own connection handling: ours at DEBUG, theirs at WARNING.
+QUIET_LIBRARIES = ("kafka", "cassandra")
+
 
 class _Stderr:
     """Whatever ``sys.stderr`` is at write time (test runners and daemons swap it)."""
@@ -19,13 +28,6 @@ class _Stderr:
 
     def flush(self) -> None:
         sys.stderr.flush()
-
-
-class _MaskingFormatter(logging.Formatter):
-    """The standard library's records (drivers, uvicorn), tracebacks included, with secrets masked."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        return mask_secrets(super().format(record))
 
 
 def _mask_secrets(_logger: object, _method: str, event: dict) -> dict:
@@ -45,14 +47,34 @@ def configure_logging(level: str | None = None, fmt: str | None = None) -> None:
     level_name = (level or os.environ.get("LAMBDAREC_LOG_LEVEL", "INFO")).upper()
     fmt = fmt or os.environ.get("LAMBDAREC_LOG_FORMAT") or ("console" if sys.stderr.isatty() else "json")
     renderer = structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
+    timestamper = structlog.processors.TimeStamper(fmt="iso", utc=True)
     handler = logging.StreamHandler(_Stderr())
-    handler.setFormatter(_MaskingFormatter("%(message)s"))
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[
+                structlog.contextvars.merge_contextvars,
+                structlog.stdlib.add_log_level,
+                structlog.stdlib.add_logger_name,
+                timestamper,
+            ],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                _mask_secrets,
+                renderer,
+            ],
+        )
+    )
     logging.basicConfig(level=level_name, handlers=[handler], force=True)
+    logging.captureWarnings(True)
+    quiet = logging.DEBUG if logging.getLevelName(level_name) == logging.DEBUG else logging.WARNING
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(quiet)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            timestamper,
             structlog.processors.format_exc_info,
             _mask_secrets,
             renderer,

@@ -141,11 +141,15 @@ class LogSettings(_Section):
         "sqlite:///var/events",
         description="Where events are appended. `sqlite:///relative/dir` or `kafka://host1:9092,host2:9092/topic`.",
     )
-    consumer_group: str = Field(
-        "lambdarec-speed", description="Consumer group whose positions the speed layer commits."
+    consumer_group: str | None = Field(
+        None,
+        description="Consumer group whose positions the speed layer commits. Unset: `TOPIC-speed` on Kafka "
+        "(so two deployments on one cluster never share a group), `lambdarec-speed` on SQLite.",
     )
-    dead_letter: str = Field(
-        "lambdarec-dead-letter", description="Topic (Kafka) or table (SQLite) receiving bad events with the reason."
+    dead_letter: str | None = Field(
+        None,
+        description="Topic (Kafka) or table (SQLite) receiving bad events with the reason. Unset: "
+        "`TOPIC-dead-letter` on Kafka, `lambdarec-dead-letter` on SQLite.",
     )
     partitions: int = Field(3, ge=1, description="Partitions when the speed layer creates the topic.")
     max_event_bytes: int = Field(16384, ge=256, description="Events larger than this go to the dead-letter log.")
@@ -180,6 +184,26 @@ class LogSettings(_Section):
     )
 
     _scheme = field_validator("url")(lambda v: _check_scheme(v, LOG_SCHEMES, "log"))
+
+    @model_validator(mode="after")
+    def _names_from_topic(self) -> LogSettings:
+        # Derived, not stored as set: a later change of `url` derives them again unless they were given.
+        for name, suffix in (("consumer_group", "speed"), ("dead_letter", "dead-letter")):
+            if getattr(self, name) is None or name not in self.model_fields_set:
+                self.__dict__[name] = derived_log_name(self.url, suffix)
+        return self
+
+
+def derived_log_name(url: str, suffix: str) -> str:
+    """The consumer group or dead-letter name a log URL implies: ``TOPIC-SUFFIX`` on Kafka, ``lambdarec-SUFFIX``
+    on SQLite (its directory is the deployment's own).
+
+    >>> derived_log_name("kafka://h:9092/shop-events", "speed"), derived_log_name("sqlite:///var/events", "speed")
+    ('shop-events-speed', 'lambdarec-speed')
+    """
+    parts = urlsplit(url)
+    topic = parts.path.strip("/") if parts.scheme == "kafka" else ""
+    return f"{topic or 'lambdarec'}-{suffix}"
 
 
 class ColumnNames(_Section):

@@ -107,7 +107,9 @@ def _render_not_settings() -> str:
         f"These `{ENV_PREFIX}` variables are read elsewhere and never taken for a setting: {names}. "
         f"`${CONFIG_ENV}` names the settings file; `LAMBDAREC_LOG_LEVEL` (default `INFO`) and "
         "`LAMBDAREC_LOG_FORMAT` (`json`, or `console`; default `console` on a terminal, else `json`) shape the "
-        "logs on stderr; the others belong to the test fixtures and `deploy/local/services`.\n"
+        "logs on stderr, the libraries' messages (kafka-python, cassandra-driver, uvicorn, ray) included, in the "
+        "same format; the client libraries' INFO messages show only at `DEBUG`. The others belong to the test "
+        "fixtures and `deploy/local/services`.\n"
     )
 
 

@@ -12,14 +12,18 @@
   load) that failed their checksum or named unknown items, and were left out;
 - ``lambdarec_serving_errors_total{exception}``: requests that failed with a bug (HTTP 500), by exception type;
 - ``lambdarec_serving_snapshot_age_seconds`` (since published) and ``..._snapshot_data_age_seconds`` (since its
-  data cut-off, the batch job's ``as_of``); ``lambdarec_serving_snapshot_swaps_total``.
+  data cut-off, the batch job's ``as_of``); ``lambdarec_serving_snapshot_swaps_total``;
+- ``lambdarec_event_to_served_seconds{serve}``: per list that used fresh state, now minus the log append time of
+  the newest event in it; ``lambdarec_served_snapshot_age_seconds``: per list, the served snapshot's data age.
 
 With several uvicorn workers each worker counts for itself; a scrape sees the worker that answered it.
 """
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -27,8 +31,13 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from lambdarec.model.snapshot import SnapshotModel
 from lambdarec.rank.defects import NONFINITE
 from lambdarec.rank.merge import SOURCES
+from lambdarec.store.base import FreshUser
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+FRESHNESS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 21600.0, 86400.0)
+SNAPSHOT_AGE_BUCKETS = (600.0, 1800.0, 3600.0, 3 * 3600.0, 6 * 3600.0, 12 * 3600.0, 86400.0, 1.5 * 86400.0,
+                        2 * 86400.0, 3 * 86400.0, 7 * 86400.0)  # fmt: skip
+SERVED_USERS = 100_000  # users whose newest served event time is remembered, to tell a first serve from a repeat
 
 
 class ServingMetrics:
@@ -94,6 +103,7 @@ class ServingMetrics:
             registry=r,
         ).set_function(data_age)
         self._route_children: dict[tuple[str, str], Histogram] = {}
+        self._init_freshness(r)
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         key = (route, method)
@@ -109,6 +119,41 @@ class ServingMetrics:
         self._counts[fallback] += 1
         for source in set(sources):
             self._items[source].inc(sources.count(source))
+
+    def _init_freshness(self, r: CollectorRegistry) -> None:
+        event_to_served = Histogram(
+            "lambdarec_event_to_served_seconds",
+            "Newest event in the fresh state a list used: appended to the log -> served.",
+            ["serve"],
+            buckets=FRESHNESS_BUCKETS,
+            registry=r,
+        )
+        self._event_to_served = {True: event_to_served.labels("first"), False: event_to_served.labels("repeat")}
+        self._snapshot_served_age = Histogram(
+            "lambdarec_served_snapshot_age_seconds",
+            "Age of the served snapshot's data (since its cut-off) per list served.",
+            buckets=SNAPSHOT_AGE_BUCKETS,
+            registry=r,
+        )
+        self._served: OrderedDict[str, float] = OrderedDict()  # user -> newest append time already observed
+        self._served_lock = threading.Lock()
+
+    def observe_freshness(self, user_id: str | None, fresh: FreshUser | None, cutoff_s: float, now_s: float) -> None:
+        """For one served list: the served snapshot's data age, and, when the list used the user's fresh state,
+        how long ago its newest event was appended; ``serve="first"`` the first time this process serves that
+        event to the user (the freshness SLO), ``"repeat"`` for later lists from the same state."""
+        if cutoff_s:
+            self._snapshot_served_age.observe(max(now_s - cutoff_s, 0.0))
+        if fresh is None or not fresh.appended_at or user_id is None:
+            return
+        with self._served_lock:
+            first = self._served.get(user_id, 0.0) < fresh.appended_at
+            if first:
+                self._served[user_id] = fresh.appended_at
+                self._served.move_to_end(user_id)
+                if len(self._served) > SERVED_USERS:
+                    self._served.popitem(last=False)
+        self._event_to_served[first].observe(max(now_s - fresh.appended_at, 0.0))
 
     def _share(self) -> float:
         total = self._counts[0] + self._counts[1]

@@ -27,7 +27,7 @@ from lambdarec.logs import get_logger
 from lambdarec.model.freshstate import solve_many
 from lambdarec.model.snapshot import SnapshotModel
 from lambdarec.settings import Settings
-from lambdarec.store import CorruptRowError, OnlineStore, open_store
+from lambdarec.store import CorruptRowError, OnlineStore, StoreError, open_store
 from lambdarec.store.base import FreshUser, TrendingItem, UserRow, trending_key
 from lambdarec.store.codec import check_user_indices
 from speed_layer import metrics
@@ -35,6 +35,7 @@ from speed_layer.state import Position, apply_trending, apply_user_events
 
 log = get_logger(__name__)
 _LAG_EVERY_S = 5.0  # how often a long-running consumer refreshes its lag gauge
+_MODEL_EVERY_S = 1.0  # how often an idle consumer looks for a new current snapshot
 
 
 class ConsumerHaltedError(RuntimeError):
@@ -131,9 +132,12 @@ class SpeedConsumer:
         Drained means the group has committed every partition to its end, not merely that this member polled
         nothing: partitions still held by a crashed member count as work until the group hands them over.
         """
-        idle_since = lag_at = time.monotonic()
+        idle_since = lag_at = model_at = time.monotonic()
         while not self._stopping:
             busy = self.step() > 0
+            if not busy and time.monotonic() - model_at >= _MODEL_EVERY_S:
+                self._refresh_idle()
+                model_at = time.monotonic()
             if until_idle_s is None and time.monotonic() - lag_at >= _LAG_EVERY_S:
                 self._drained()  # a long-running consumer refreshes its lag gauge too
                 lag_at = time.monotonic()
@@ -142,6 +146,14 @@ class SpeedConsumer:
             elif until_idle_s is not None and time.monotonic() - idle_since >= until_idle_s:
                 break
         return self.stats
+
+    def _refresh_idle(self) -> None:
+        """An idle consumer follows flips too, so its snapshot gauge is current and the first event after a flip
+        does not wait for the load. A store error here is left for the next batch to meet."""
+        try:
+            self._refresh_model()
+        except StoreError as exc:
+            log.warning("speed.idle_refresh_failed", reason=str(exc))
 
     def _drained(self) -> bool:
         lag = self.consumer.lag()
@@ -165,7 +177,7 @@ class SpeedConsumer:
         self._refresh_model()
         good, bad = self._validate(records)
         good, repeats = self._first_claims(good)
-        users, items, poison = self._compute(good)
+        users, items, poison = self._compute(good, {(r.partition, r.offset): r.timestamp_ms / 1000.0 for r in records})
         self._check_failure_streak(records, poison, repeats)
         if poison and self.settings.events.dedup_window_s > 0:  # a corrected resend under the same id may apply
             self.store.release_event_ids({event.event_id: pos for event, pos in good if pos in poison})
@@ -326,13 +338,16 @@ class SpeedConsumer:
         return good, bad
 
     def _compute(
-        self, good: list[tuple[Event, Position]]
+        self, good: list[tuple[Event, Position]], appended: dict[Position, float] | None = None
     ) -> tuple[list[FreshUser], list[TrendingItem], dict[Position, str]]:
         """The new user states and trending shards for ``good``, and the poison records left out with the reason.
+        ``appended`` maps a position to its record's append time (epoch s), which each state row keeps for its
+        newest event.
 
         The store is read once; the pure state functions run again without the records that raised, until none
         does (each round drops at least one, so this ends).
         """
+        appended = appended or {}
         by_user: dict[str, list[tuple[Event, Position]]] = defaultdict(list)
         by_item: dict[str, list[tuple[Event, Position]]] = defaultdict(list)  # per (item, partition) shard
         for event, pos in good:
@@ -348,8 +363,8 @@ class SpeedConsumer:
         poison: dict[Position, str] = {}
         while True:
             found: dict[Position, str] = {}
-            users = self._user_states(by_user, states, history, weights, poison, found)
-            items = self._trending_shards(by_item, trending, weights, poison, found)
+            users = self._user_states(by_user, states, history, weights, poison, found, appended)
+            items = self._trending_shards(by_item, trending, weights, poison, found, appended)
             if not found:
                 break
             for pos, reason in found.items():
@@ -357,13 +372,14 @@ class SpeedConsumer:
             poison.update(found)
         return users, items, poison
 
-    def _user_states(self, by_user, states, history, weights, skip, found) -> list[FreshUser]:
+    def _user_states(self, by_user, states, history, weights, skip, found, appended) -> list[FreshUser]:
         model, speed = self.model, self.settings.speed
 
         def apply(user_id: str, events: list[tuple[Event, Position]]) -> FreshUser | None:
             return apply_user_events(
                 states.get(user_id), events, model, history.get(user_id), settings=speed,
                 default_weights=weights, solve_vector=False,
+                appended_at=max((appended.get(pos, 0.0) for _, pos in events), default=0.0),
             )  # fmt: skip
 
         users = []
@@ -391,11 +407,12 @@ class SpeedConsumer:
                             found[pos] = f"could not be applied (fold-in of user {user.user_id!r}): {_describe(exc)}"
             return solved
 
-    def _trending_shards(self, by_item, trending, weights, skip, found) -> list[TrendingItem]:
+    def _trending_shards(self, by_item, trending, weights, skip, found, appended) -> list[TrendingItem]:
         half_life = self.settings.speed.trending_half_life_s
 
         def apply(key: str, events: list[tuple[Event, Position]]) -> TrendingItem | None:
-            return apply_trending(trending.get(key), events, weights, half_life)
+            newest = max((appended.get(pos, 0.0) for _, pos in events), default=0.0)
+            return apply_trending(trending.get(key), events, weights, half_life, newest)
 
         items = []
         for key, events in by_item.items():

@@ -46,12 +46,15 @@ def apply_user_events(
     settings: SpeedSettings,
     default_weights: dict[str, float] | None = None,
     solve_vector: bool = True,
+    appended_at: float = 0.0,
 ) -> FreshUser | None:
     """Apply one user's events (in log order) and re-solve the fold-in vector once.
 
     Returns the new state, or None when every event had been applied before (nothing to write).
     ``history`` is the user's row in ``model``'s snapshot (None for a user the batch did not see).
-    With ``solve_vector=False`` the caller solves many users at once with ``solve_many``.
+    With ``solve_vector=False`` the caller solves many users at once with ``solve_many``. ``appended_at`` is
+    when the newest of ``events`` was appended to the log (epoch s): the state keeps the newest such time, which
+    serving measures freshness from.
     """
     if not events:
         return None
@@ -79,12 +82,17 @@ def apply_user_events(
         basis=state.basis,
         positions=positions,
         updated_at=max(state.updated_at, newest),
+        appended_at=max(state.appended_at, appended_at),
     )
     return solve(updated, model, history) if model is not None and solve_vector else updated
 
 
 def apply_trending(
-    item: TrendingItem | None, events: Sequence[tuple[Event, Position]], weights: dict[str, float], half_life_s: float
+    item: TrendingItem | None,
+    events: Sequence[tuple[Event, Position]],
+    weights: dict[str, float],
+    half_life_s: float,
+    appended_at: float = 0.0,
 ) -> TrendingItem | None:
     """Add events to an item's count decayed in event time: ``count(t) = sum w_e * 2^(-(t - t_e) / half_life)``.
 
@@ -112,7 +120,14 @@ def apply_trending(
         applied += 1
     if applied == 0:
         return None
-    return TrendingItem(item_id=item.item_id, partition=item.partition, count=count, as_of=as_of, positions=positions)
+    return TrendingItem(
+        item_id=item.item_id,
+        partition=item.partition,
+        count=count,
+        as_of=as_of,
+        positions=positions,
+        appended_at=max(item.appended_at, appended_at),
+    )
 
 
 def _bounded_recent(recent: list[tuple[str, float]], newest: float, settings: SpeedSettings) -> list[tuple[str, float]]:

@@ -6,9 +6,12 @@ import json
 from pathlib import Path
 from typing import Annotated
 
+import tomli_w
 import typer
+from pydantic import SecretStr
 
 from lambdarec.cli.common import EXIT_BAD_INPUT, ConfigOption, JsonOption, load_settings
+from lambdarec.settings import ENV_PREFIX, Settings
 
 EXIT_STALE = 1
 
@@ -25,15 +28,37 @@ def _group() -> None:
 @app.command("show")
 def show(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     """Print the effective settings (file, environment and defaults merged) with secrets masked."""
-    data = load_settings(config).masked()
+    settings = load_settings(config)
     if as_json:
-        typer.echo(json.dumps(data, indent=2, sort_keys=True))
+        typer.echo(json.dumps(settings.masked(), indent=2, sort_keys=True))
         return
+    typer.echo(settings_toml(settings), nl=False)
+
+
+def settings_toml(settings: Settings) -> str:
+    """The settings as a TOML file that loads back as the same settings.
+
+    TOML has no null: an unset field is a comment. A secret is never printed, not even masked (a loaded-back
+    mask would be a wrong password): a comment names the variable that gives it.
+    """
+    data = settings.masked()
+    parts = []
     for section, values in data.items():
-        typer.echo(f"[{section}]")
+        model = getattr(settings, section)
+        notes, kept = [], {}
         for key, value in values.items():
-            typer.echo(f"{key} = {json.dumps(value)}")
-        typer.echo("")
+            env = f"${ENV_PREFIX}{section.upper()}__{key.upper()}"
+            if isinstance(getattr(model, key), SecretStr):
+                notes.append(f"# {key}: set, not shown; give it with {env}")
+            elif value is None:
+                notes.append(f"# {key}: unset")
+            else:
+                kept[key] = value
+                if key == "url" and value != getattr(model, key):
+                    notes.append(f"# url: its password is masked; give the whole URL with {env}")
+        head, _, body = tomli_w.dumps({section: kept}).partition("\n")
+        parts.append("\n".join([head, *notes, body]).rstrip("\n") + "\n")
+    return "\n".join(parts)
 
 
 @app.command("reference")

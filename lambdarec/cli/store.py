@@ -75,7 +75,24 @@ def init(config: ConfigOption = None, store: StoreOption = None, as_json: JsonOp
     with opened, store_errors():
         opened.init_schema()
     url = mask_url(settings.store.url)
-    typer.echo(json.dumps({"url": url, "ready": True}) if as_json else f"store ready: {url}")
+    body: dict[str, object] = {"url": url, "ready": True}
+    datacenters = getattr(opened, "datacenters", None)  # Cassandra: what the cluster reports
+    if datacenters is not None:
+        body["datacenters"] = datacenters
+        _warn_without_datacenter(settings.store.url, datacenters)
+    typer.echo(json.dumps(body) if as_json else f"store ready: {url}")
+
+
+def _warn_without_datacenter(url: str, datacenters: list[str]) -> None:
+    # A warning, not a refusal: a single-datacenter cluster works without it, and existing URLs keep working.
+    if "dc=" in url.partition("?")[2] or not datacenters:
+        return
+    typer.echo(
+        f"warning: store.url names no datacenter, so each process routes to whichever datacenter its first "
+        f"contact point is in; the cluster has {', '.join(datacenters)}. Add ?dc={datacenters[0]} (the "
+        f"process's local one) to store.url: {mask_url(url)}?dc={datacenters[0]}",
+        err=True,
+    )
 
 
 @app.command("ping")

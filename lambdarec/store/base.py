@@ -98,6 +98,7 @@ class FreshUser(msgspec.Struct, kw_only=True):
     basis: str | None = None  # snapshot version the vector was solved against
     positions: dict[str, int] = {}  # log partition -> next position to apply (idempotence)
     updated_at: float = 0.0  # event time of the newest applied event
+    appended_at: float = 0.0  # log append time (epoch s) of the newest applied event; 0: unknown (older rows)
 
 
 class TrendingItem(msgspec.Struct, kw_only=True):
@@ -113,6 +114,7 @@ class TrendingItem(msgspec.Struct, kw_only=True):
     count: float = 0.0  # decayed to `as_of`
     as_of: float = 0.0  # event time (s) the count refers to
     positions: dict[str, int] = {}  # log partition -> next position to apply (idempotence)
+    appended_at: float = 0.0  # log append time (epoch s) of the newest applied event; 0: unknown (older rows)
 
     @property
     def key(self) -> str:

@@ -50,6 +50,29 @@ def _chunks(items: Iterable[Any], size: int) -> Iterator[Iterator[Any]]:
         yield chain((first,), islice(it, size - 1))
 
 
+def _datacenters_of(connection: dict[str, Any]) -> list[str]:
+    """The datacenters a cluster reports, asked with no local datacenter; empty when it does not answer."""
+    probe = Cluster(
+        execution_profiles={EXEC_PROFILE_DEFAULT: ExecutionProfile(load_balancing_policy=DCAwareRoundRobinPolicy())},
+        **connection,
+    )
+    try:
+        probe.connect()
+        return sorted({h.datacenter for h in probe.metadata.all_hosts() if h.datacenter})
+    except (NoHostAvailable, DriverException, OSError):
+        return []
+    finally:
+        probe.shutdown()
+
+
+def _check_datacenter(url: schema.CassandraURL, datacenters: list[str]) -> None:
+    if datacenters and url.dc not in datacenters:
+        raise ValueError(
+            f"store.url names datacenter {url.dc!r}, but the cluster at {url.where} has "
+            f"{', '.join(datacenters)}: use ?dc={datacenters[0]}"
+        )
+
+
 class CassandraStore(OnlineStore):
     """``OnlineStore`` on the keyspace named by ``settings.url``; ``init_schema()`` creates it."""
 
@@ -72,20 +95,34 @@ class CassandraStore(OnlineStore):
                 row_factory=tuple_factory,
             )
 
+        connection = {
+            "contact_points": list(self.url.hosts),
+            "port": self.url.port,
+            "auth_provider": PlainTextAuthProvider(user, password) if user else None,
+            "protocol_version": settings.protocol_version,
+            "connect_timeout": settings.connect_timeout_s,
+            "control_connection_timeout": settings.connect_timeout_s,
+        }
         self._cluster = Cluster(
-            contact_points=list(self.url.hosts),
-            port=self.url.port,
-            auth_provider=PlainTextAuthProvider(user, password) if user else None,
             execution_profiles={
                 EXEC_PROFILE_DEFAULT: profile(settings.read_consistency, "read_consistency"),
                 WRITE: profile(settings.write_consistency, "write_consistency"),
             },
-            protocol_version=settings.protocol_version,
-            connect_timeout=settings.connect_timeout_s,
-            control_connection_timeout=settings.connect_timeout_s,
+            **connection,
         )
-        with self._guard("connect"):
-            self._session = self._cluster.connect()
+        try:
+            with self._guard("connect"):
+                self._session = self._cluster.connect()
+        except base.StoreUnavailableError as exc:
+            self._cluster.shutdown()
+            # A datacenter the cluster lacks leaves the driver no host to try (a list, not a dict of host errors):
+            # say so, rather than "unreachable". Only then is the cluster asked again, without a datacenter.
+            cause = exc.__cause__
+            if self.url.dc and isinstance(cause, NoHostAvailable) and not isinstance(cause.errors, dict):
+                _check_datacenter(self.url, _datacenters_of(connection))
+            raise
+        self.datacenters = sorted({h.datacenter for h in self._cluster.metadata.all_hosts() if h.datacenter})
+        """The cluster's datacenters, as its nodes report them (``store init`` names them)."""
         self._prepared: dict[str, PreparedStatement] = {}
         self._lock = threading.Lock()
         self._current = base.CurrentPointer(self._read_pointer, settings.current_cache_s)
@@ -99,7 +136,8 @@ class CassandraStore(OnlineStore):
         try:
             yield
         except NoHostAvailable as exc:
-            tried = "; ".join(f"{host}: {err}" for host, err in exc.errors.items()) or self.url.where
+            errors = exc.errors if isinstance(exc.errors, dict) else {}  # a list when no host was even tried
+            tried = "; ".join(f"{host}: {err}" for host, err in errors.items()) or self.url.where
             raise base.StoreUnavailableError(f"Cassandra did not answer ({what}); tried {tried}") from exc
         except (OperationTimedOut, RequestExecutionException) as exc:
             raise base.StoreUnavailableError(f"Cassandra at {self.url.where} did not answer ({what}): {exc}") from exc

@@ -70,6 +70,7 @@ def router(s: ServingSettings) -> APIRouter:
             degraded=degraded,
         )
         service.metrics.observe_list([item.source for item in body.items], fallback)
+        service.metrics.observe_freshness(user_id, states[user_id].fresh, model.cutoff_s, time.time())
         headers = {DEGRADED_HEADER: body.degraded_reason} if body.degraded_reason else None
         return Response(body.model_dump_json(), media_type="application/json", headers=headers)
 
@@ -95,8 +96,11 @@ def router(s: ServingSettings) -> APIRouter:
         ]
         args = (service, model, queries, states, degraded)
         ranked = await asyncio.to_thread(_rank_all, *args) if len(queries) > INLINE_LISTS else _rank_all(*args)
-        for result, fallback in ranked:
+        now = time.time()
+        for query, (result, fallback) in zip(queries, ranked, strict=True):
             service.metrics.observe_list([item.source for item in result.items], fallback)
+            fresh = states[query.user_id].fresh if query.user_id in states else None
+            service.metrics.observe_freshness(query.user_id, fresh, model.cutoff_s, now)
         if degraded:
             response.headers[DEGRADED_HEADER] = STORE_UNAVAILABLE
         return RecommendationsBatch(snapshot=model.version, degraded=degraded, results=[b for b, _ in ranked])

@@ -159,7 +159,7 @@ def test_store_init_creates_a_cassandra_keyspace(cassandra_endpoint: tuple[str, 
         created = subprocess.run([str(LAMBDAREC), "store", "init", "--store", url, "--json"],
                                  capture_output=True, text=True, timeout=180)  # fmt: skip
         assert created.returncode == 0, created.stderr
-        assert json.loads(created.stdout) == {"url": url, "ready": True}
+        assert json.loads(created.stdout) == {"url": url, "ready": True, "datacenters": [_local_dc(host, port)]}
         with open_store(StoreSettings(url=url)) as store:
             assert store.list_snapshots() == []
             publish(store)
@@ -174,3 +174,45 @@ def test_an_unreachable_cassandra_is_exit_1_naming_the_host() -> None:
     result = script("cassandra://127.0.0.1:1/recs", "default", "snapshots", "list")
     assert result.returncode == 1
     assert "127.0.0.1:1" in result.stderr and "Traceback" not in result.stderr
+
+
+def _local_dc(host: str, port: int) -> str:
+    from cassandra.cluster import Cluster
+
+    cluster = Cluster([host], port=port)
+    try:
+        return cluster.connect().execute("SELECT data_center FROM system.local").one()[0]
+    finally:
+        cluster.shutdown()
+
+
+@pytest.mark.integration
+@pytest.mark.cassandra
+def test_store_init_without_a_datacenter_warns_naming_the_one_to_add(cassandra_endpoint: tuple[str, int]) -> None:
+    """Issue 18 item 1: `store init` silently worked without `?dc=`, and no doc named the datacenter."""
+    host, port = cassandra_endpoint
+    dc = _local_dc(host, port)
+    keyspace = f"lambdarec_test_{secrets.token_hex(4)}"
+    url = f"cassandra://{host}:{port}/{keyspace}"
+    try:
+        created = subprocess.run([str(LAMBDAREC), "store", "init", "--store", url],
+                                 capture_output=True, text=True, timeout=180)  # fmt: skip
+        assert created.returncode == 0, created.stderr
+        assert "names no datacenter" in created.stderr and f"?dc={dc}" in created.stderr
+        with_dc = subprocess.run([str(LAMBDAREC), "store", "init", "--store", f"{url}?dc={dc}"],
+                                 capture_output=True, text=True, timeout=180)  # fmt: skip
+        assert with_dc.returncode == 0, with_dc.stderr
+        assert "datacenter" not in with_dc.stderr
+    finally:
+        with open_store(StoreSettings(url=url)) as store:
+            store._session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=120)  # type: ignore[attr-defined]
+
+
+@pytest.mark.integration
+@pytest.mark.cassandra
+def test_a_datacenter_the_cluster_lacks_is_exit_2_naming_the_right_one(cassandra_endpoint: tuple[str, int]) -> None:
+    host, port = cassandra_endpoint
+    dc = _local_dc(host, port)
+    result = script(f"cassandra://{host}:{port}/recs_{secrets.token_hex(4)}?dc=dc-nowhere", "default", "store", "init")
+    assert result.returncode == 2, result.stderr
+    assert "dc-nowhere" in result.stderr and f"?dc={dc}" in result.stderr and "Traceback" not in result.stderr

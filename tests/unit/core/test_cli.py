@@ -68,3 +68,46 @@ def test_console_script_runs_without_heavy_imports() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert "HEAVY []" in proc.stderr, proc.stderr
+
+
+def _show(*args: str) -> str:
+    result = runner.invoke(app, ["config", "show", *args])
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def test_config_show_output_loads_back_as_the_same_settings(tmp_path: Path) -> None:
+    """Issue 18 item 5: `config show` used to print `username = null`, which no TOML parser accepts."""
+    from lambdarec.settings import Settings
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        '[store]\nurl = "cassandra://h1,h2:9042/recs?dc=datacenter1"\nreplication = { datacenter1 = 3 }\n'
+        '[log]\nurl = "kafka://k1:9092/shop-events"\npartitions = 6\n'
+        "[batch]\nfactors = 16\nlookback_days = 30.5\n[batch.event_weights]\nview = 1.0\nbuy = 8.0\n"
+        '[serving]\nweight_session = 0.25\ningest_key_hashes = ["' + "a" * 64 + '"]\n'
+    )
+    for cfg_path in (None, cfg):  # the defaults, and a file that sets nested tables, lists and floats
+        shown = _show(*(["--config", str(cfg_path)] if cfg_path else []))
+        again = tmp_path / "shown.toml"
+        again.write_text(shown)
+        original = Settings.load(cfg_path)
+        reloaded = Settings.load(again)
+        assert reloaded.model_dump() == original.model_dump()
+        assert _show("--config", str(again)) == shown  # and it is a fixed point
+
+
+def test_config_show_never_prints_a_secret_that_would_load_back_as_asterisks(tmp_path: Path) -> None:
+    import tomllib
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[store]\nusername = "svc"\npassword = "hunter2"\n')
+    shown = _show("--config", str(cfg))
+    assert "hunter2" not in shown
+    data = tomllib.loads(shown)
+    assert data["store"]["username"] == "svc"
+    assert "password" not in data["store"]  # a loaded-back "**********" would be a wrong password, silently
+    assert "LAMBDAREC_STORE__PASSWORD" in shown  # the comment says where the secret comes from
+    defaults = _show()
+    assert "null" not in defaults
+    assert "# username: unset" in defaults  # unset fields are comments, not `null`

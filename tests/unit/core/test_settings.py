@@ -108,3 +108,23 @@ def test_secrets_are_masked() -> None:
     assert "hunter2" not in shown
     assert mask_url("cassandra://app:pw@h:9042/ks") == "cassandra://app:***@h:9042/ks"
     assert mask_url("kafka://h:9092/t") == "kafka://h:9092/t"
+
+
+def test_consumer_group_and_dead_letter_follow_the_topic_unless_set(monkeypatch) -> None:
+    """Issue 18 item 4: two deployments on one Kafka shared `lambdarec-speed` and `lambdarec-dead-letter`."""
+    from lambdarec.settings import Settings
+
+    a = Settings.load(overrides={"log": {"url": "kafka://k:9092/shop-a"}}).log
+    b = Settings.load(overrides={"log": {"url": "kafka://k:9092/shop-b"}}).log
+    assert (a.consumer_group, a.dead_letter) == ("shop-a-speed", "shop-a-dead-letter")
+    assert {a.consumer_group, a.dead_letter}.isdisjoint({b.consumer_group, b.dead_letter})
+    # SQLite: the directory is the deployment's own, and existing logs keep their dead-letter table
+    local = Settings.load().log
+    assert (local.consumer_group, local.dead_letter) == ("lambdarec-speed", "lambdarec-dead-letter")
+    # set explicitly (file, environment, override): kept as given, whatever the topic
+    monkeypatch.setenv("LAMBDAREC_LOG__CONSUMER_GROUP", "legacy-group")
+    kept = Settings.load(overrides={"log": {"url": "kafka://k:9092/shop-a", "dead_letter": "dlq"}}).log
+    assert (kept.consumer_group, kept.dead_letter) == ("legacy-group", "dlq")
+    # a later change of the URL derives the unset ones again
+    a.url = "kafka://k:9092/shop-c"
+    assert (a.consumer_group, a.dead_letter) == ("shop-c-speed", "shop-c-dead-letter")

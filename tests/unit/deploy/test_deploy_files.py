@@ -279,7 +279,9 @@ def test_compose_kafka_init_creates_the_topics_the_settings_name() -> None:
     script = " ".join(_compose()["services"]["kafka-init"]["command"])
     topic = env["LAMBDAREC_LOG__URL"].rsplit("/", 1)[1]
     assert f"--topic {topic} --partitions {env['LAMBDAREC_LOG__PARTITIONS']}" in script
-    assert f"--topic {Settings.model_fields['log'].default_factory().dead_letter} --partitions 1" in script
+    dead_letter = Settings.load(overrides={"log": {"url": env["LAMBDAREC_LOG__URL"]}}).log.dead_letter
+    assert dead_letter == f"{topic}-dead-letter"  # derived from the topic: deployments on one Kafka never collide
+    assert f"--topic {dead_letter} --partitions 1" in script
     assert script.count("--if-not-exists") == 2
 
 
@@ -423,3 +425,19 @@ def test_airflow_dag_exit_codes_match_the_job() -> None:
     _, constants = _dag_module()
     in_dag = [constants[name] for name in ("EXIT_FAILED", "EXIT_BAD_INPUT", "EXIT_GATE", "EXIT_LOCKED")]
     assert in_dag == [EXIT_FAILED, EXIT_BAD_INPUT, EXIT_GATE, EXIT_LOCKED]
+
+
+def test_deploy_local_readme_names_the_datacenter_its_cassandra_runs() -> None:
+    """Issue 18 item 1: the datacenter name had to be read from system.local. SimpleSnitch's one is datacenter1."""
+    local = ROOT / "deploy" / "local"
+    assert re.search(r"^endpoint_snitch: SimpleSnitch$", (local / "conf" / "cassandra.yaml.in").read_text(), re.M)
+    text = (local / "README.md").read_text()
+    assert "cassandra://127.0.0.1:19042/recs?dc=datacenter1" in text
+    assert "kafka://127.0.0.1:19092/" in text
+
+
+def test_the_base_install_has_what_the_client_side_and_config_show_import() -> None:
+    """Issue 18 item 11: client code needs httpx, which `make setup` (the base install, no extras) lacked."""
+    base = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    names = {re.split(r"[<>=!~\[ ]", requirement, maxsplit=1)[0].lower() for requirement in base}
+    assert {"httpx", "tomli-w"} <= names
