@@ -419,7 +419,9 @@ class OnlineStore(abc.ABC):
 
     @abc.abstractmethod
     def ping(self) -> None:
-        """Raise ``StoreUnavailableError`` unless the backend answers."""
+        """Raise ``StoreUnavailableError`` unless the backend answers, reading what serving needs: the current
+        pointer in this store's keyspace (or files) and namespace. A store without its schema raises
+        ``StoreError`` saying what is missing."""
 
     @abc.abstractmethod
     def close(self) -> None:

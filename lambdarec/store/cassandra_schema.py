@@ -161,7 +161,6 @@ INSERT_CHUNK = "INSERT INTO {ks}.array_chunks (version, name, chunk, data) VALUE
 SELECT_CHUNKS = "SELECT data FROM {ks}.array_chunks WHERE version = ? AND name = ? AND chunk < ?"
 UPSERT_FRESH_USER = "INSERT INTO {ks}.fresh_users (ns, user_id, data) VALUES (?, ?, ?) USING TTL ?"
 SELECT_FRESH_USER = "SELECT user_id, data FROM {ks}.fresh_users WHERE ns = ? AND user_id = ?"
-PING = "SELECT release_version FROM system.local"
 UPSERT_TRENDING = "INSERT INTO {ks}.trending (ns, bucket, item_id, data) VALUES (?, ?, ?, ?) USING TTL ?"
 SELECT_TRENDING = "SELECT item_id, data FROM {ks}.trending WHERE ns = ? AND bucket = ? AND item_id = ?"
 SELECT_TRENDING_BUCKET = "SELECT item_id, data FROM {ks}.trending WHERE ns = ? AND bucket = ?"

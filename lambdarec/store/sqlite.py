@@ -74,6 +74,12 @@ def store_dir(url: str) -> Path:
     return Path(parts.path[1:])
 
 
+def missing_files(url: str) -> list[Path]:
+    """The database files of the store at ``url`` that do not exist (all of them when the directory is absent)."""
+    path = store_dir(url)
+    return [path / name for name in (SNAPSHOTS_FILE, FRESH_FILE) if not (path / name).is_file()]
+
+
 class SQLiteStore(OnlineStore):
     """``OnlineStore`` on SQLite files in the directory named by ``settings.url``."""
 
