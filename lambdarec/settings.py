@@ -116,6 +116,12 @@ class StoreSettings(_Section):
     protocol_version: int = Field(
         5, ge=3, le=5, description="CQL native protocol version: 5 for Cassandra 4.0 and later, 4 for 3.x."
     )
+    reconnect_max_s: float = Field(
+        2.0,
+        gt=0,
+        description="Longest wait between the Cassandra driver's attempts to reconnect to a host that went down "
+        "(exponential from 0.1 s, capped here), so a store that comes back is used again within seconds.",
+    )
 
     _scheme = field_validator("url")(lambda v: _check_scheme(v, STORE_SCHEMES, "store"))
 
@@ -348,7 +354,10 @@ class ServingSettings(_Section):
         "(marked degraded) while the store is unavailable; 0 keeps none.",
     )
     store_retry_s: float = Field(
-        1.0, gt=0, description="After a failed store call, requests skip the store (degraded) this long."
+        0.5,
+        gt=0,
+        description="How often a background probe reads the store's current pointer; while the store is "
+        "degraded, requests skip it and only this probe (and the snapshot and trending watchers) try it.",
     )
     store_threads: int = Field(8, ge=1, description="Threads per worker that run store calls with the timeout.")
     store_reads: Literal["auto", "thread", "inline"] = Field(
@@ -359,6 +368,22 @@ class ServingSettings(_Section):
         "for SQLite, thread for Cassandra.",
     )
     access_log: bool = Field(False, description="Log every request (uvicorn's access log); costs throughput.")
+    # Store health (hysteresis): degraded after a sustained failure, healthy after a sustained success.
+    store_fail_after: int = Field(
+        3,
+        ge=1,
+        description="Failed or timed-out store calls in a row that put serving in degraded mode (requests skip "
+        "the store and are served from memory, `/readyz` is 503); one slow answer under load does not.",
+    )
+    store_recover_after: int = Field(
+        3, ge=1, description="Successful store calls (probes) in a row that end degraded mode."
+    )
+    store_probe_timeout_ms: int = Field(
+        1000,
+        ge=1,
+        description="Timeout of the background health probe; longer than `store_timeout_ms`, so a busy store is "
+        "not taken for a dead one.",
+    )
 
     @field_validator("ingest_key_hashes", "admin_key_hashes")
     @classmethod

@@ -26,7 +26,7 @@ from cassandra import ConsistencyLevel, DriverException, InvalidRequest, Operati
 from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable
 from cassandra.concurrent import execute_concurrent_with_args
-from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
+from cassandra.policies import DCAwareRoundRobinPolicy, ExponentialReconnectionPolicy, TokenAwarePolicy
 from cassandra.query import BatchStatement, PreparedStatement, tuple_factory
 
 from lambdarec.logs import get_logger
@@ -82,6 +82,7 @@ class CassandraStore(OnlineStore):
             protocol_version=settings.protocol_version,
             connect_timeout=settings.connect_timeout_s,
             control_connection_timeout=settings.connect_timeout_s,
+            reconnection_policy=ExponentialReconnectionPolicy(0.1, settings.reconnect_max_s, max_attempts=None),
         )
         with self._guard("connect"):
             self._session = self._cluster.connect()
