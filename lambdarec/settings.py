@@ -312,6 +312,17 @@ class SpeedSettings(_Section):
     future_tolerance_s: float = Field(
         300.0, ge=0, description="Events stamped further than this in the future go to the dead-letter log."
     )
+    # Waiting out a log or store that does not answer (capped exponential backoff with jitter).
+    retry_initial_s: float = Field(
+        0.2, gt=0, description="First wait before retrying a log or store call that failed; doubles each time."
+    )
+    retry_max_s: float = Field(10.0, gt=0, description="Longest wait between retries of a failing log or store.")
+    give_up_after_s: float = Field(
+        0.0,
+        ge=0,
+        description="Exit (non-zero) once the log or the store has failed for this long without a break; "
+        "0 retries forever, resuming by itself when it answers again.",
+    )
 
 
 class ServingSettings(_Section):
