@@ -410,6 +410,11 @@ class OnlineStore(abc.ABC):
     def unlock(self, name: str, owner: str) -> None:
         """Release the lock if ``owner`` holds it."""
 
+    def lock_holder(self, name: str) -> tuple[str, float] | None:
+        """Who holds the named lock and in how many seconds it lapses unless renewed; None when it is free (or
+        the backend cannot tell)."""
+        return None
+
     def init_schema(self) -> None:
         """Create what the backend needs (keyspace, tables) if absent; safe to repeat.
 

@@ -307,6 +307,10 @@ class CassandraStore(OnlineStore):
     def unlock(self, name: str, owner: str) -> None:
         self._run(schema.RELEASE_LOCK, (self._ns, name, owner), WRITE)
 
+    def lock_holder(self, name: str) -> tuple[str, float] | None:
+        row = self._run(schema.SELECT_LOCK, (self._ns, name), WRITE).one()
+        return (row[0], float(row[1] or 0)) if row else None
+
     def ping(self) -> None:
         # What serving needs, not `system.local`: a node that answers without the keyspace serves nothing.
         self._read_pointer()

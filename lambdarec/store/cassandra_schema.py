@@ -167,6 +167,7 @@ SELECT_TRENDING_BUCKET = "SELECT item_id, data FROM {ks}.trending WHERE ns = ? A
 TAKE_LOCK = "INSERT INTO {ks}.locks (ns, name, owner) VALUES (?, ?, ?) IF NOT EXISTS USING TTL ?"
 RENEW_LOCK = "UPDATE {ks}.locks USING TTL ? SET owner = ? WHERE ns = ? AND name = ? IF owner = ?"
 RELEASE_LOCK = "DELETE FROM {ks}.locks WHERE ns = ? AND name = ? IF owner = ?"
+SELECT_LOCK = "SELECT owner, TTL(owner) FROM {ks}.locks WHERE ns = ? AND name = ?"
 LWT = (TAKE_LOCK, RENEW_LOCK, RELEASE_LOCK)
 
 # ---- schema, run by CassandraStore.init_schema -------------------------------------------------------------

@@ -328,6 +328,16 @@ class SQLiteStore(OnlineStore):
         with self._write() as conn:
             conn.execute("DELETE FROM locks WHERE ns = ? AND name = ? AND owner = ?", (self._ns, name, owner))
 
+    def lock_holder(self, name: str) -> tuple[str, float] | None:
+        row = (
+            self._db("snapshots")
+            .execute("SELECT owner, expires_at FROM locks WHERE ns = ? AND name = ?", (self._ns, name))
+            .fetchone()
+        )
+        if row is None or row[1] <= time.time():
+            return None
+        return row[0], row[1] - time.time()
+
     def ping(self) -> None:
         try:
             self._db("snapshots").execute("SELECT COUNT(*) FROM pointer").fetchone()
