@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: setup setup-dev setup-browser demo test test-unit lint format docs services-up services-down bench clean
+.PHONY: setup setup-dev setup-browser demo test test-unit chaos lint format docs services-up services-down bench clean
 
 setup: $(STAMP)  ## Create .venv and install lambdarec without the heavy extras (no torch).
 
@@ -35,6 +35,10 @@ test: setup-dev setup-browser  ## Provide real Cassandra and Kafka (unless LAMBD
 
 test-unit: setup-dev  ## Only the tests that need no service.
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+chaos: setup-dev  ## Every chaos scenario (tests/chaos) on its own Cassandra and Kafka, TRIALS (3) seeded trials each.
+	LAMBDAREC_TEST_CHAOS_FULL=1 LAMBDAREC_TEST_CHAOS_TRIALS=$(or $(TRIALS),3) \
+	  $(BIN)/python -m pytest tests/chaos -p no:cacheprovider $(PYTEST_ARGS)
 
 lint: setup-dev  ## ruff check and format check.
 	$(BIN)/ruff check .

@@ -74,6 +74,7 @@ class KafkaGroupConsumer(Consumer):
         self._in_callback: Literal["revoke", "lost"] | None = None
         self._pending: dict[int, int] = {}
         s = event_log.settings
+        self._timeout_ms = s.request_timeout_ms  # kafka-python's committed() waits forever without one
         try:
             self._kc = KafkaConsumer(
                 **client_config(s),
@@ -190,7 +191,7 @@ class KafkaGroupConsumer(Consumer):
         out = {}
         with self._guard("reading committed positions"):
             for tp in self._all_partitions():
-                offset = self._kc.committed(tp)
+                offset = self._kc.committed(tp, timeout_ms=self._timeout_ms)
                 if offset is not None:
                     out[tp.partition] = offset
         return out
@@ -201,15 +202,15 @@ class KafkaGroupConsumer(Consumer):
     def lag(self) -> dict[int, int]:
         with self._guard("reading the lag"):
             tps = self._all_partitions()
-            ends = self._kc.end_offsets(tps)
-            starts = self._kc.beginning_offsets(tps)
+            ends = self._kc.end_offsets(tps, timeout_ms=self._timeout_ms)
+            starts = self._kc.beginning_offsets(tps, timeout_ms=self._timeout_ms)
         committed = self.committed()
         return {tp.partition: ends[tp] - committed.get(tp.partition, starts[tp]) for tp in tps}
 
     def seek_to_committed(self) -> None:
         with self._guard("rewinding to the committed positions"):
             for tp in self._kc.assignment():
-                offset = self._kc.committed(tp)
+                offset = self._kc.committed(tp, timeout_ms=self._timeout_ms)
                 if offset is None:
                     self._kc.seek_to_beginning(tp)
                 else:
