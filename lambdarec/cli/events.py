@@ -122,29 +122,37 @@ def send(
     Exits 0 when all lines were appended, 1 when the log failed, 2 when any line was rejected.
     """
     from lambdarec.events import EventRules
-    from lambdarec.log import SendInterruptedError, send_events
+    from lambdarec.log import EventLogError, SendInterruptedError, SendResult, open_log, send_events
 
     settings = _settings(config, log_url)
     rules = EventRules.from_settings(settings)
     interrupted: SendInterruptedError | None = None
-    with _input(source) as stream, _opened(settings) as log:
-        log.ensure_topic()
+    unreachable: EventLogError | None = None
+    with _input(source) as stream:
         lines = _Lines(stream, resume_from)
+        result = SendResult()
 
         def progress(sent: SentRange) -> None:
             first, last = lines.line_number(sent.first), lines.line_number(sent.last)
             typer.echo(f"lines {first}-{last}: {_OUTCOME[sent.outcome]} ({sent.events} events)", err=True)
 
         try:
-            result = send_events(log, lines, rules, on_batch=None if as_json else progress)
+            with open_log(settings) as log:
+                log.ensure_topic()
+                result = send_events(log, lines, rules, on_batch=None if as_json else progress)
         except SendInterruptedError as exc:
             interrupted, result = exc, exc.result
+        except EventLogError as exc:  # the log could not be reached: nothing was sent
+            unreachable = exc
     report = _report(settings, lines, result, interrupted)
+    if unreachable is not None:
+        report |= {"complete": False, "error": str(unreachable), "first_unconfirmed_line": resume_from,
+                   "ranges": [{"lines": [resume_from, None], "outcome": "not_sent", "events": None}]}  # fmt: skip
     if as_json:
         typer.echo(json.dumps(report))
     else:
         _print_report(report, source)
-    if interrupted is not None:
+    if interrupted is not None or unreachable is not None:
         raise typer.Exit(EXIT_UNAVAILABLE)
     if result.rejected:
         raise typer.Exit(EXIT_BAD_INPUT)

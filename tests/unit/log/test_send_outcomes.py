@@ -121,3 +121,22 @@ def test_lines_no_rule_foresaw_are_refused_with_reasons_and_the_rest_appended(tm
     reasons = {r["line"]: r["reason"] for r in report["rejections"]}
     assert set(reasons) == {2, 3, 4} and all(reasons.values())
     assert sorted(count(url)) == ["e1", "e4"]
+
+
+def test_a_log_that_cannot_be_reached_is_reported_as_nothing_sent_from_the_resume_line(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    src = tmp_path / "events.jsonl"
+    src.write_text("\n".join(line(i) for i in range(30)) + "\n")
+    result = runner.invoke(
+        app,
+        ["events", "send", str(src), "--log", f"kafka://127.0.0.1:{dead}/t", "--json", "--resume-from", "11"],
+        env={"LAMBDAREC_LOG__REQUEST_TIMEOUT_MS": "1000"},
+    )
+    assert result.exit_code == 1, result.output
+    report = json.loads(result.stdout)
+    assert report["complete"] is False and report["first_unconfirmed_line"] == 11 and str(dead) in report["error"]
+    assert report["ranges"] == [{"lines": [11, None], "outcome": "not_sent", "events": None}]
