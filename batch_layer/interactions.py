@@ -142,8 +142,9 @@ def read_interactions(
     frames = [scan_file(path, index, root, batch) for index, path in enumerate(files)]
     try:
         raw = pl.concat(frames, how="vertical").collect()
-    except pl.exceptions.PolarsError as exc:
-        raise BadInputError(f"cannot read interaction log {source}: {exc}") from exc
+    except pl.exceptions.PolarsError as exc:  # the first line: the rest is polars' query plan
+        reason = str(exc).strip().split("\n", 1)[0][:300]
+        raise BadInputError(f"cannot read interaction log {source}: {type(exc).__name__}: {reason}") from None
 
     bad = raw.filter(pl.col("__reason").is_not_null())
     if batch.on_bad_rows == "fail" and bad.height:

@@ -26,6 +26,7 @@ REASONS: dict[str, str] = {
     "missing_item_id": "the item id is empty",
     "missing_timestamp": "the timestamp is empty",
     "unparsable_timestamp": "the timestamp is not a datetime, an epoch number or an ISO-8601 string",
+    "timestamp_out_of_range": "the timestamp is outside 1970-01-01T00:00:00Z .. 9999-12-31T23:59:59Z",
     "non_numeric_weight": "the weight is not a finite number",
     "negative_weight": "the weight is negative (weights must be >= 0)",
     "unknown_event_type": "the event type is not a key of batch.event_weights",
@@ -43,6 +44,7 @@ _DATETIME_FORMATS = (
 # Per-unit factor to epoch milliseconds, as (multiply, divide).
 _UNIT = {"s": (1000, 1), "ms": (1, 1), "us": (1, 1000), "ns": (1, 1_000_000)}
 _HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
+_MAX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the last instant a date-time holds
 
 
 def discover(source: str | Path) -> tuple[list[Path], Path]:
@@ -137,13 +139,15 @@ def scan_file(path: Path, index: int, root: Path, batch: BatchSettings) -> pl.La
     event_weight = (
         event_type.replace_strict(keys, values, default=None, return_dtype=pl.Float64) if has_type else pl.lit(1.0)
     )
+    ts, ts_out_of_range = _epoch_ms(pl.col(cols.timestamp), available[cols.timestamp], batch.timestamp_unit, path)
     parsed = lf.select(
         pl.lit(index, pl.UInt32).alias("__file"),
         pl.col("__row").cast(pl.Int64),
         _text_id(pl.col(cols.user_id), available[cols.user_id]).alias("user_id"),
         _text_id(pl.col(cols.item_id), available[cols.item_id]).alias("item_id"),
         pl.col(cols.timestamp).is_null().alias("__ts_missing"),
-        _epoch_ms(pl.col(cols.timestamp), available[cols.timestamp], batch.timestamp_unit, path).alias("ts"),
+        ts.alias("ts"),
+        ts_out_of_range.alias("__ts_out_of_range"),
         weight.alias("__weight"),
         weight_given.alias("__weight_given"),
         event_type.alias("event_type"),
@@ -158,6 +162,8 @@ def scan_file(path: Path, index: int, root: Path, batch: BatchSettings) -> pl.La
         .then(pl.lit("missing_item_id"))
         .when(pl.col("__ts_missing"))
         .then(pl.lit("missing_timestamp"))
+        .when(pl.col("__ts_out_of_range"))
+        .then(pl.lit("timestamp_out_of_range"))
         .when(pl.col("ts").is_null())
         .then(pl.lit("unparsable_timestamp"))
         .when(pl.col("__weight_given") & pl.col("__weight").is_null())
@@ -168,7 +174,7 @@ def scan_file(path: Path, index: int, root: Path, batch: BatchSettings) -> pl.La
         .then(pl.lit("unknown_event_type"))
         .otherwise(pl.lit(None, pl.String))
     )
-    return parsed.with_columns(reason.alias("__reason")).drop("__ts_missing", "__weight_given")
+    return parsed.with_columns(reason.alias("__reason")).drop("__ts_missing", "__ts_out_of_range", "__weight_given")
 
 
 def describe_row(path: str, row: int, reason: str, batch: BatchSettings) -> str:
@@ -217,30 +223,46 @@ def _number(col: pl.Expr, dtype: pl.DataType) -> pl.Expr:
     return pl.when(value.is_finite()).then(value)
 
 
-def _epoch_ms(col: pl.Expr, dtype: pl.DataType, unit: str, path: Path) -> pl.Expr:
+def _epoch_ms(col: pl.Expr, dtype: pl.DataType, unit: str, path: Path) -> tuple[pl.Expr, pl.Expr]:
+    """(epoch milliseconds, null when unreadable or out of range; whether a readable value is out of range).
+
+    Numbers are scaled in float64 first to judge the range, so a huge value is a counted bad row instead of an
+    integer overflow (wrapped silently) or a failed cast that would stop the whole job.
+    """
     if isinstance(dtype, pl.Datetime):
-        return col.dt.epoch("ms")
+        ms = col.dt.epoch("ms")
+        return _in_range(ms.cast(pl.Float64), ms)
     if dtype == pl.Date:
-        return col.cast(pl.Datetime("ms")).dt.epoch("ms")
+        ms = col.cast(pl.Datetime("ms")).dt.epoch("ms")
+        return _in_range(ms.cast(pl.Float64), ms)
     if dtype.is_integer():
-        return _scale(col.cast(pl.Int64), unit)
+        return _in_range(_scale(col.cast(pl.Float64), unit), _scale(col.cast(pl.Int64, strict=False), unit))
     if dtype.is_float():
-        return _scale(pl.when(col.is_finite()).then(col.cast(pl.Float64)), unit).floor().cast(pl.Int64)
+        scaled = _scale(pl.when(col.is_finite()).then(col.cast(pl.Float64)), unit).floor()
+        return _in_range(scaled, scaled)
     if dtype == pl.String:
         text = col.str.strip_chars()
+        whole = text.cast(pl.Int64, strict=False)
         number = text.cast(pl.Float64, strict=False)
-        return pl.coalesce(
-            _scale(text.cast(pl.Int64, strict=False), unit),
-            _scale(pl.when(number.is_finite()).then(number), unit).floor().cast(pl.Int64),
+        finite = _scale(pl.when(number.is_finite()).then(number), unit).floor()
+        dates = pl.coalesce(
             *(
                 text.str.to_datetime(f, strict=False, time_zone="UTC", time_unit="ms").dt.epoch("ms")
                 for f in _DATETIME_FORMATS
-            ),
+            )
         )
+        approx = pl.coalesce(_scale(whole.cast(pl.Float64), unit), finite, dates.cast(pl.Float64))
+        return _in_range(approx, pl.coalesce(_scale(whole, unit), finite, dates))
     raise BadInputError(
         f"interaction log file {path}: the timestamp column has type {dtype}; expected a datetime, "
         "integer or float epoch (s/ms/us/ns), or an ISO-8601 string"
     )
+
+
+def _in_range(approx: pl.Expr, exact: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
+    """``exact`` as Int64 where ``approx`` (its float64 value) lies in 1970..9999, and the out-of-range flag."""
+    inside = approx.is_between(0, _MAX_MS)
+    return pl.when(inside).then(exact.cast(pl.Int64, strict=False)), approx.is_not_null() & ~inside
 
 
 def _scale(value: pl.Expr, unit: str) -> pl.Expr:

@@ -30,6 +30,7 @@ lambdarec.events.BadEvent: missing field 'user_id'
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import time
@@ -46,6 +47,9 @@ if TYPE_CHECKING:
 SCHEMA_VERSION = 1
 # An epoch number's unit by its size: (upper bound, divisor to seconds); the batch layer's "auto" rule.
 _UNITS = ((1e11, 1.0), (1e14, 1e3), (1e17, 1e6), (math.inf, 1e9))
+# An id: no control character, not blank, no leading or trailing whitespace (``events.id_pattern``'s default).
+ID_PATTERN = r"^[^\s\x00-\x1f\x7f](?:[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f])?$"
+_MAX_EPOCH_S = 253402300799.0  # 9999-12-31T23:59:59Z, the last second a date-time can hold
 
 _NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
 Context = dict[str, str | int | float]
@@ -125,8 +129,68 @@ def _explain(exc: msgspec.ValidationError) -> str:
     return f"{field} is invalid: {what}"
 
 
-def _epoch_seconds(value: str | float) -> float:
-    """Normalise an ISO-8601 string or an epoch number (s or ms) to float epoch seconds; BadEvent if neither."""
+_DEPTH_COUNTED = frozenset(b"[]{}")
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in _DEPTH_COUNTED)
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+
+
+def json_depth(data: bytes) -> int:
+    """How deeply arrays and objects nest in the JSON text ``data`` (brackets inside strings do not count).
+
+    Cheap enough to run before every decode: the JSON decoder recurses, so a deep document must be refused
+    before it is decoded.
+
+    Example
+    -------
+    >>> json_depth(b'{"a": [1, {"b": "[["}]}')
+    3
+    """
+    opening = data.count(b"[") + data.count(b"{")
+    if opening <= 1:
+        return opening
+    brackets = _STRING.sub(b"", data).translate(None, _NOT_BRACKETS)
+    depth = deepest = 0
+    for c in brackets:
+        depth += 1 if c in (0x5B, 0x7B) else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+@dataclass(frozen=True)
+class EventBounds:
+    """The range each value of an event must lie in (``events.*`` settings); defaults match the settings'."""
+
+    max_weight: float = 1000.0
+    min_timestamp_s: float = 946684800.0  # 2000-01-01T00:00:00Z
+    max_id_chars: int = 256
+    id_pattern: str = ID_PATTERN
+    max_json_depth: int = 8
+
+    @property
+    def id_regex(self) -> re.Pattern[str]:
+        return _compiled(self.id_pattern)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> EventBounds:
+        e = settings.events
+        return cls(e.max_weight, e.min_timestamp_s, e.max_id_chars, e.id_pattern, e.max_json_depth)
+
+
+DEFAULT_BOUNDS = EventBounds()
+
+
+@functools.cache
+def _compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
+
+
+def _iso(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat()
+
+
+def _epoch_seconds(value: str | float, bounds: EventBounds, latest: float, tolerance_s: float) -> float:
+    """Normalise an ISO-8601 string or an epoch number to float epoch seconds within
+    ``[bounds.min_timestamp_s, latest]``; BadEvent naming the bound otherwise."""
     if isinstance(value, str):
         try:
             dt = datetime.fromisoformat(value)
@@ -137,14 +201,40 @@ def _epoch_seconds(value: str | float) -> float:
             ) from None
         if dt.tzinfo is None:
             dt = dt.replace(tzinfo=UTC)
-        seconds = dt.timestamp()
+        try:
+            seconds = dt.timestamp()
+        except (OverflowError, ValueError, OSError):
+            raise BadEvent(f"field 'timestamp' {value!r} is out of range") from None
     else:
         if not math.isfinite(value):
             raise BadEvent(f"field 'timestamp' {value} is not a finite number")
         seconds = next(value / div for bound, div in _UNITS if abs(value) < bound)
+        if seconds > _MAX_EPOCH_S:  # nanoseconds past the year 9999: no date-time holds it
+            raise BadEvent(f"field 'timestamp' {value:g} is out of range (not a date before the year 10000)")
     if seconds <= 0:
         raise BadEvent(f"field 'timestamp' {value!r} is not after 1970-01-01T00:00:00Z")
+    if seconds < bounds.min_timestamp_s:
+        raise BadEvent(f"field 'timestamp' {value!r} is before {_iso(bounds.min_timestamp_s)} (events.min_timestamp_s)")
+    if seconds > latest:
+        raise BadEvent(
+            f"timestamp {_iso(seconds)} is {seconds - (latest - tolerance_s):.0f} s in the future "
+            f"(tolerance {tolerance_s:g} s, speed.future_tolerance_s)"
+        )
     return seconds
+
+
+def _check_id(name: str, value: str | None, bounds: EventBounds) -> None:
+    if value is None:
+        return
+    if len(value) > bounds.max_id_chars:
+        raise BadEvent(f"field '{name}' is {len(value)} characters > limit {bounds.max_id_chars} (events.max_id_chars)")
+    if bounds.id_regex.fullmatch(value) is None:
+        shown = value if len(value) <= 40 else value[:40] + "..."
+        if bounds.id_pattern == DEFAULT_BOUNDS.id_pattern:
+            why = "is blank or has a control character or leading or trailing whitespace"
+        else:
+            why = f"does not match events.id_pattern {bounds.id_pattern!r}"
+        raise BadEvent(f"field '{name}' {shown!r} {why}")
 
 
 def parse_event(
@@ -154,6 +244,7 @@ def parse_event(
     max_bytes: int = 16384,
     now: float | None = None,
     future_tolerance_s: float = 300.0,
+    bounds: EventBounds = DEFAULT_BOUNDS,
 ) -> Event:
     """Decode and validate one event from its wire bytes.
 
@@ -169,6 +260,8 @@ def parse_event(
         Wall-clock epoch seconds to compare the event time with; default ``time.time()``.
     future_tolerance_s
         How far past ``now`` an event time may lie (``speed.future_tolerance_s``).
+    bounds
+        The ranges of weight, timestamp, ids and nesting depth (``events.*``).
 
     Returns
     -------
@@ -178,36 +271,38 @@ def parse_event(
     Raises
     ------
     BadEvent
-        With a reason naming the problem: not JSON, not an object, a missing field, a field of the wrong type
-        or empty, an unknown event type, an oversized event, a timestamp too far in the future or unreadable, a
-        negative weight, an unsupported schema version.
+        With a reason naming the problem: not JSON, not an object, nested too deep, a missing field, a field of
+        the wrong type or empty, an id too long or blank, an unknown event type, an oversized event, a timestamp
+        out of range or unreadable, a weight out of range, an unsupported schema version. Nothing else escapes.
     """
-    data = raw.encode() if isinstance(raw, str) else bytes(raw)
+    data = raw.encode(errors="surrogatepass") if isinstance(raw, str) else bytes(raw)
     if len(data) > max_bytes:
         raise BadEvent(f"event is {len(data)} bytes > limit {max_bytes} (log.max_event_bytes)")
+    if (depth := json_depth(data)) > bounds.max_json_depth:
+        raise BadEvent(f"event is nested {depth} deep > limit {bounds.max_json_depth} (events.max_json_depth)")
     try:
         wire = _DECODER.decode(data)
     except msgspec.ValidationError as exc:
         raise BadEvent(_explain(exc)) from None
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, RecursionError, UnicodeError) as exc:
         raise BadEvent(f"not JSON: {exc}") from None
     if known_types is not None and wire.event_type not in known_types:
         raise BadEvent(f"unknown event_type {wire.event_type!r}; known: {', '.join(sorted(known_types))}")
     if wire.schema < 1 or wire.schema > SCHEMA_VERSION:
         raise BadEvent(f"field 'schema' is {wire.schema}; this reader supports 1..{SCHEMA_VERSION}")
+    for name in ("event_id", "user_id", "item_id", "session_id"):
+        _check_id(name, getattr(wire, name), bounds)
     if wire.weight is not None:
         if not math.isfinite(wire.weight):
             raise BadEvent(f"field 'weight' {wire.weight} is not a finite number")
         if wire.weight < 0:
             raise BadEvent(f"negative weight {wire.weight}; field 'weight' must be >= 0")
-    seconds = _epoch_seconds(wire.timestamp)
+        if wire.weight > bounds.max_weight:
+            raise BadEvent(
+                f"field 'weight' {wire.weight:g} is above the limit {bounds.max_weight:g} (events.max_weight)"
+            )
     now = time.time() if now is None else now
-    if seconds > now + future_tolerance_s:
-        when = datetime.fromtimestamp(seconds, UTC).isoformat()
-        raise BadEvent(
-            f"timestamp {when} is {seconds - now:.0f} s in the future "
-            f"(tolerance {future_tolerance_s:g} s, speed.future_tolerance_s)"
-        )
+    seconds = _epoch_seconds(wire.timestamp, bounds, now + future_tolerance_s, future_tolerance_s)
     return Event(
         event_id=wire.event_id,
         user_id=wire.user_id,
@@ -239,14 +334,17 @@ class EventRules:
     known_types: frozenset[str] | None
     max_bytes: int = 16384
     future_tolerance_s: float = 300.0
+    bounds: EventBounds = DEFAULT_BOUNDS
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EventRules:
-        """Known types from ``batch.event_weights``, size from ``log``, tolerance from ``speed``."""
+        """Known types from ``batch.event_weights``, size from ``log``, tolerance from ``speed``, bounds from
+        ``events``."""
         return cls(
             known_types=frozenset(settings.batch.event_weights),
             max_bytes=settings.log.max_event_bytes,
             future_tolerance_s=settings.speed.future_tolerance_s,
+            bounds=EventBounds.from_settings(settings),
         )
 
     def parse(self, raw: bytes | str, now: float | None = None) -> Event:
@@ -257,4 +355,5 @@ class EventRules:
             max_bytes=self.max_bytes,
             now=now,
             future_tolerance_s=self.future_tolerance_s,
+            bounds=self.bounds,
         )

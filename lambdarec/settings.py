@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextvars
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -30,6 +31,8 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from lambdarec.masking import mask_secrets, mask_url, register_secret
 
 ENV_PREFIX = "LAMBDAREC_"
 CONFIG_ENV = "LAMBDAREC_CONFIG"
@@ -60,9 +63,13 @@ class _Section(BaseModel):
 
 
 def _check_scheme(url: str, allowed: tuple[str, ...], what: str) -> str:
-    scheme = urlsplit(url).scheme
-    if scheme not in allowed:
-        raise ValueError(f"{what} URL {url!r} has scheme {scheme!r}; expected one of {', '.join(allowed)}")
+    parts = urlsplit(url)
+    if parts.scheme not in allowed:
+        raise ValueError(
+            f"{what} URL {mask_url(url)!r} has scheme {parts.scheme!r}; expected one of {', '.join(allowed)}"
+        )
+    if parts.scheme == "kafka" and "@" in parts.netloc:
+        raise ValueError(f"{what} URL {mask_url(url)!r} carries credentials; set log.username and log.password instead")
     return url
 
 
@@ -395,6 +402,15 @@ class ServingSettings(_Section):
         description="Timeout of the background health probe; longer than `store_timeout_ms`, so a busy store is "
         "not taken for a dead one.",
     )
+    max_url_bytes: int = Field(
+        65536, ge=1024, description="Longest request URL (path and query) accepted; longer ones get 414."
+    )
+    max_head_bytes: int = Field(
+        2 << 20,
+        ge=16384,
+        description="Most bytes of a request line and headers the server reads before giving up on a request "
+        "(uvicorn's h11 limit); keep it above `max_url_bytes` so long URLs get a 414 answer, not a reset.",
+    )
 
     @field_validator("ingest_key_hashes", "admin_key_hashes")
     @classmethod
@@ -406,6 +422,57 @@ class ServingSettings(_Section):
                 f"one); got {len(bad)} that are not, e.g. one of {len(bad[0])} characters"
             )
         return [d.lower() for d in digests]
+
+
+class EventSettings(_Section):
+    """Bounds on the values an event may carry, and how the speed layer treats repeated and failing events.
+
+    Every producer path (HTTP ingest, `events send`, the speed consumer reading the log) applies the same bounds:
+    an event outside them is refused with the reason (HTTP: in the per-event report; log: dead-letter log).
+    """
+
+    max_weight: float = Field(
+        1000.0, gt=0, description="Largest `weight` an event may carry; weights must be finite and in [0, this]."
+    )
+    min_timestamp_s: float = Field(
+        946684800.0,
+        ge=0,
+        description="Earliest event time accepted, in epoch seconds (default 2000-01-01T00:00:00Z). The latest is "
+        "now plus `speed.future_tolerance_s`.",
+    )
+    max_id_chars: int = Field(
+        256, ge=1, le=65536, description="Longest `event_id`, `user_id`, `item_id` or `session_id`, in characters."
+    )
+    id_pattern: str = Field(
+        r"^[^\s\x00-\x1f\x7f](?:[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f])?$",
+        description="Regular expression every id must match in full. The default refuses blank ids, leading or "
+        "trailing whitespace and control characters.",
+    )
+    max_json_depth: int = Field(
+        8, ge=2, le=64, description="Deepest nesting of arrays and objects in one event (the event object is 1)."
+    )
+    dedup_window_s: float = Field(
+        86400.0,
+        ge=0,
+        description="A repeated `event_id` seen within this long (store time) changes nothing in fresh state or "
+        "trending, across restarts and consumers; the ids are kept in the store this long. 0 turns it off.",
+    )
+    max_consecutive_failures: int = Field(
+        100,
+        ge=1,
+        description="The speed consumer stops with an error after this many records in a row fail with an "
+        "unexpected error (a bug, not a bad event), instead of dead-lettering the whole log; fewer are "
+        "dead-lettered one by one and the consumer moves on.",
+    )
+
+    @field_validator("id_pattern")
+    @classmethod
+    def _compiles(cls, pattern: str) -> str:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from None
+        return pattern
 
 
 _config_path: contextvars.ContextVar[Path | None] = contextvars.ContextVar("lambdarec_config", default=None)
@@ -432,6 +499,7 @@ class Settings(BaseSettings):
     batch: BatchSettings = Field(default_factory=BatchSettings, description="The nightly batch job.")
     speed: SpeedSettings = Field(default_factory=SpeedSettings, description="The speed layer consumer.")
     serving: ServingSettings = Field(default_factory=ServingSettings, description="The HTTP serving layer.")
+    events: EventSettings = Field(default_factory=EventSettings, description="Bounds on event values.")
 
     @model_validator(mode="after")
     def _ttl_covers_two_periods(self) -> Settings:
@@ -479,11 +547,23 @@ class Settings(BaseSettings):
         _check_env_sections(cls)
         token = _config_path.set(path)
         try:
-            return cls(**(overrides or {}))
+            settings = cls(**(overrides or {}))
         except ValidationError as exc:
             raise ConfigError(_describe(exc, path)) from None
         finally:
             _config_path.reset(token)
+        settings.register_secrets()
+        return settings
+
+    def register_secrets(self) -> None:
+        """Have every secret of these settings masked in errors and logs (see ``lambdarec.masking``)."""
+        for secret in (self.store.password, self.log.password):
+            register_secret(secret.get_secret_value() if secret is not None else None)
+        for url in (self.store.url, self.log.url):
+            try:
+                register_secret(urlsplit(url).password)
+            except ValueError:
+                continue
 
     def masked(self) -> dict[str, Any]:
         """The settings as plain data with every secret (passwords, credentials in URLs) masked."""
@@ -507,15 +587,6 @@ def _check_env_sections(cls: type[Settings]) -> None:
             )
 
 
-def mask_url(url: str) -> str:
-    """``cassandra://user:secret@h/ks`` -> ``cassandra://user:***@h/ks``."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()
-
-
 def _describe(exc: ValidationError, path: Path | None) -> str:
     where = f"config file {path}, " if path else ""
     lines = []
@@ -526,4 +597,4 @@ def _describe(exc: ValidationError, path: Path | None) -> str:
             lines.append(f"unknown setting '{key}' (check {where}${env} or the overrides)")
         else:
             lines.append(f"invalid setting '{key}': {err['msg']} (got {err.get('input')!r})")
-    return "; ".join(lines)
+    return mask_secrets("; ".join(lines))

@@ -22,7 +22,7 @@ from lambdarec.log import EventLog
 from lambdarec.settings import Settings
 from lambdarec.store import OnlineStore
 from serving_layer import errors
-from serving_layer.middleware import BodyLimit, RequestMetrics
+from serving_layer.middleware import BodyLimit, JsonBodiesOnly, RequestMetrics, UrlLimit
 from serving_layer.routes import events, health, items, recommendations, snapshots
 from serving_layer.service import Service
 
@@ -73,7 +73,9 @@ def create_app(
     errors.install(app, {"k": (1, s.max_k, "serving.max_k"), "offset": (0, s.max_offset, "serving.max_offset")})
     for module in (recommendations, items, events, snapshots, health):
         app.include_router(module.router(s))
+    app.add_middleware(JsonBodiesOnly)
     app.add_middleware(BodyLimit, max_bytes=s.max_body_bytes)
+    app.add_middleware(UrlLimit, max_bytes=s.max_url_bytes)
     app.add_middleware(RequestMetrics, observe=service.metrics.observe_request)  # outermost: times the 413s too
     return app
 

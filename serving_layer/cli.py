@@ -60,6 +60,7 @@ def serve(
         access_log=s.access_log,
         log_config=None,
         timeout_graceful_shutdown=10,
+        h11_max_incomplete_event_size=s.max_head_bytes,  # a long URL is read whole and answered 414, not reset
     )
 
 

@@ -14,6 +14,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from pydantic import AfterValidator
 from starlette.exceptions import HTTPException
 
+from lambdarec.events import ID_PATTERN
 from lambdarec.model.snapshot import SnapshotModel
 from lambdarec.settings import ServingSettings
 from serving_layer.auth import Role
@@ -97,7 +98,8 @@ def id_path(s: ServingSettings, what: str) -> Any:
         Path(
             min_length=1,
             max_length=s.max_id_chars,
-            description=f"The {what}'s id.",
+            pattern=ID_PATTERN,
+            description=f"The {what}'s id: not blank, no control characters, no leading or trailing whitespace.",
             examples=["u1" if what == "user" else "i1"],
         ),
     ]

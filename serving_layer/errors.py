@@ -59,6 +59,8 @@ def problem_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         404: "Not found; the message names what.",
         409: "The request conflicts with the resource's state.",
         413: "The request body or batch is too large.",
+        414: "The request URL is longer than `serving.max_url_bytes`.",
+        415: "The request body is not `application/json`.",
         422: "A parameter or the body is invalid; the message names it and what would be right.",
         503: "Not ready: no snapshot loaded yet, or a backend is unavailable.",
     }

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from lambdarec.model.snapshot import SnapshotModel
+from lambdarec.rank.defects import NONFINITE
 from lambdarec.rank.merge import SOURCES
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -33,6 +34,7 @@ class ServingMetrics:
         """``snapshot()`` returns the served model and its publish time (epoch s), read at scrape time."""
         self.registry = CollectorRegistry()
         r = self.registry
+        r.register(NONFINITE)  # lambdarec_rank_nonfinite_total: NaN or inf met (and dropped) while ranking
         self.latency = Histogram(
             "lambdarec_serving_request_seconds",
             "Request latency by route template.",

@@ -1,4 +1,4 @@
-"""Pure ASGI middleware (no per-request task or copy): the request body limit and per-route metrics."""
+"""Pure ASGI middleware (no per-request task or copy): URL and body limits, JSON bodies only, per-route metrics."""
 
 from __future__ import annotations
 
@@ -82,6 +82,63 @@ class BodyLimit:
             return {"type": "http.request", "body": body, "more_body": False}
 
         await self.app(scope, replay, send)
+
+
+class UrlLimit:
+    """Answer 414 to a request whose target (path and query) is longer than ``max_bytes``.
+
+    The server must have read the whole request head for this answer to arrive (the h11 head limit,
+    ``serving.max_head_bytes``, is set above ``serving.max_url_bytes`` by ``lambdarec serve``); closing on a
+    half-read request would reset the connection instead of answering.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            size = len(scope.get("raw_path") or scope["path"].encode()) + len(scope.get("query_string", b""))
+            if size > self.max_bytes:
+                await send_problem(
+                    send,
+                    414,
+                    f"request URL of {size} bytes is longer than the limit of {self.max_bytes} bytes "
+                    "(serving.max_url_bytes); send long lists in a POST body",
+                )
+                return
+        await self.app(scope, receive, send)
+
+
+def is_json_media_type(content_type: bytes | None) -> bool:
+    """``application/json`` or any ``application/*+json``, whatever its parameters (``charset=utf-8``)."""
+    if not content_type:
+        return False
+    media = content_type.split(b";", 1)[0].strip().lower()
+    return media == b"application/json" or (media.startswith(b"application/") and media.endswith(b"+json"))
+
+
+class JsonBodiesOnly:
+    """Answer 415 to a request that carries a body whose ``Content-Type`` is not JSON (every body here is JSON)."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] in BODY_METHODS:
+            headers = dict(scope["headers"])
+            length = headers.get(b"content-length")
+            has_body = b"transfer-encoding" in headers or (length is not None and length.strip() not in (b"", b"0"))
+            if has_body and not is_json_media_type(headers.get(b"content-type")):
+                given = headers.get(b"content-type", b"").decode(errors="replace")[:100] or "none"
+                await send_problem(
+                    send,
+                    415,
+                    f"request body of Content-Type {given!r} is not JSON; send it as application/json",
+                    [(b"accept", b"application/json")],
+                )
+                return
+        await self.app(scope, receive, send)
 
 
 class RequestMetrics:

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
 
+from lambdarec.events import ID_PATTERN
 from lambdarec.settings import ServingSettings
 
 Source = Literal["batch", "speed", "session", "trending", "popular"]
@@ -66,7 +67,7 @@ class Recommendations(BaseModel):
 
 def batch_request_model(s: ServingSettings) -> type[BaseModel]:
     """The ``POST /v1/recommendations`` body, its bounds taken from ``s`` so the OpenAPI document states them."""
-    item_id = Annotated[str, StringConstraints(min_length=1, max_length=s.max_id_chars)]
+    item_id = Annotated[str, StringConstraints(min_length=1, max_length=s.max_id_chars, pattern=ID_PATTERN)]
     items = f"at most {s.max_request_items} (serving.max_request_items)"
     return create_model(
         "RecommendationsBatchRequest",

@@ -46,10 +46,12 @@ def run(
 
     A log or store that does not answer (at start or later) is waited out with backoff and the consumer resumes
     by itself; `--metrics-port` serves /readyz (503 with `waiting_for` meanwhile), /livez and /metrics.
-    Exit codes: 0 stopped or drained; 1 gave up after speed.give_up_after_s; 2 bad settings.
+    Exit codes: 0 stopped or drained; 1 gave up after speed.give_up_after_s, or halted on a streak of failing
+    records (events.max_consecutive_failures); 2 bad settings.
     """
     from lambdarec.log import EventLogError
     from lambdarec.store import StoreError
+    from speed_layer.consumer import ConsumerHaltedError
     from speed_layer.health import SpeedHealth, serve_health
 
     overrides = {}
@@ -80,6 +82,9 @@ def run(
             if stop:
                 consumer.stop()
             stats = consumer.run(until_idle_s=until_idle)
+    except ConsumerHaltedError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
     except (EventLogError, StoreError) as exc:  # only after speed.give_up_after_s
         typer.echo(
             f"error: gave up after speed.give_up_after_s ({settings.speed.give_up_after_s:g} s): {exc}", err=True

@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 
 from lambdarec.backoff import Backoff
 from lambdarec.events import BadEvent, Event, EventRules
@@ -32,7 +32,7 @@ from lambdarec.model.freshstate import solve_many
 from lambdarec.model.snapshot import SnapshotModel
 from lambdarec.settings import Settings
 from lambdarec.store import OnlineStore, StoreError, open_store
-from lambdarec.store.base import UserRow, trending_key
+from lambdarec.store.base import FreshUser, TrendingItem, UserRow, trending_key
 from speed_layer import metrics
 from speed_layer.health import SpeedHealth
 from speed_layer.state import Position, apply_trending, apply_user_events
@@ -41,24 +41,55 @@ log = get_logger(__name__)
 _LAG_EVERY_S = 5.0  # how often a long-running consumer refreshes its lag gauge
 
 
+class ConsumerHaltedError(RuntimeError):
+    """Too many records in a row failed with an unexpected error: a bug to fix, not bad events to dead-letter."""
+
+
 @dataclass
 class SpeedStats:
-    """Counts since the consumer started."""
+    """Counts since the consumer started: plain counters, so memory does not grow with users or events.
 
-    processed: int = 0
-    dead_lettered: int = 0
+    ``users`` and ``items`` count state rows written (a user or trending shard once per batch it appears in).
+    """
+
+    processed: int = 0  # events applied
+    dead_lettered: int = 0  # bad events and poison records sent to the dead-letter log
     batches: int = 0
-    users: set[str] = field(default_factory=set)
-    items: set[str] = field(default_factory=set)
+    users: int = 0
+    items: int = 0
+    duplicates: int = 0  # events skipped because their event_id was applied already
+    failed: int = 0  # poison records: valid events whose application raised (dead-lettered too)
 
     def to_json(self) -> dict[str, int]:
-        return {
-            "processed": self.processed,
-            "dead_lettered": self.dead_lettered,
-            "batches": self.batches,
-            "users": len(self.users),
-            "items": len(self.items),
-        }
+        return asdict(self)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text[:500]}" if text else type(exc).__name__
+
+
+def _isolated(apply, key: str, events: list, found: dict) -> object:
+    """``apply(key, events)``; when it raises, apply the events one at a time and record each one that raises in
+    ``found`` (position -> reason), so one poison record never holds back the others."""
+    if not events:
+        return None
+    try:
+        return apply(key, events)
+    except MemoryError:
+        raise
+    except Exception:
+        kept: list = []
+        for event, pos in events:
+            try:
+                apply(key, [*kept, (event, pos)])
+            except MemoryError:
+                raise
+            except Exception as exc:
+                found[pos] = f"could not be applied: {_describe(exc)}"
+                continue
+            kept.append((event, pos))
+        return apply(key, kept) if kept else None
 
 
 class SpeedConsumer:
@@ -89,6 +120,8 @@ class SpeedConsumer:
         self.model: SnapshotModel | None = None
         self._rows: OrderedDict[str, UserRow | None] = OrderedDict()  # batch rows of the current snapshot (LRU)
         self._rows_version: str | None = None
+        self._failure_streak = 0  # records in a row whose application raised (events.max_consecutive_failures)
+        self._bad_positions: set[Position] = set()
         self._stopping = False  # a plain flag: stop() runs inside signal handlers, where locks can deadlock
         self.log.ensure_topic()
         self.consumer = self.log.consumer(
@@ -150,7 +183,14 @@ class SpeedConsumer:
         return sum(lag.values()) == 0
 
     def step(self) -> int:
-        """One poll-apply-write-commit cycle; returns how many records it handled."""
+        """One poll-apply-write-commit cycle; returns how many records it handled.
+
+        Each record is isolated: one that cannot be decoded (a bad event) or whose application raises (a poison
+        record) is dead-lettered once with the reason and the others are applied. A repeated ``event_id`` is
+        skipped. When ``events.max_consecutive_failures`` records in a row fail with an unexpected error the
+        consumer raises ``ConsumerHaltedError`` before dead-lettering or committing them: that is a bug, and the
+        log must wait for its fix rather than go to the dead-letter log whole.
+        """
         speed = self.settings.speed
         if self._rewind:
             self.consumer.seek_to_committed()
@@ -159,19 +199,87 @@ class SpeedConsumer:
         if not records:
             return 0
         self._refresh_model()
-        good = self._validate(records)
-        written_at = self._apply(good)
+        good, bad = self._validate(records)
+        good, repeats = self._first_claims(good)
+        users, items, poison = self._compute(good)
+        self._check_failure_streak(records, poison, repeats)
+        self.store.write_fresh_users(users)
+        self.store.write_trending(items)
+        written_at = time.time()
+        by_pos = {(r.partition, r.offset): r for r in records}
+        letters = [*bad, *((by_pos[pos], reason) for pos, reason in poison.items())]
+        if letters:
+            self.log.dead_letter_records(letters)
         self.consumer.commit(next_positions(records))
-        self.stats.processed += len(good)
-        self.stats.batches += 1
-        metrics.EVENTS.inc(len(good))
-        for event, _ in good:
-            metrics.FRESHNESS.observe(max(written_at - event.timestamp, 0.0))
-        for r in records:
-            metrics.APPEND_TO_STATE.observe(max(written_at - r.timestamp_ms / 1000.0, 0.0))
+        applied = [(event, pos) for event, pos in good if pos not in poison]
+        self._count(records, applied, bad, poison, repeats, len(users), len(items), written_at)
         if self._observer is not None:
             self._observer(records, written_at)
         return len(records)
+
+    def _count(
+        self,
+        records: list[Record],
+        applied: list[tuple[Event, Position]],
+        bad: list[tuple[Record, str]],
+        poison: dict[Position, str],
+        repeats: set[Position],
+        users: int,
+        items: int,
+        written_at: float,
+    ) -> None:
+        st = self.stats
+        st.processed += len(applied)
+        st.dead_lettered += len(bad) + len(poison)
+        st.failed += len(poison)
+        st.duplicates += len(repeats)
+        st.batches += 1
+        st.users += users
+        st.items += items
+        metrics.EVENTS.inc(len(applied))
+        metrics.DEAD_LETTERS.inc(len(bad) + len(poison))
+        metrics.POISON.inc(len(poison))
+        metrics.DUPLICATES.inc(len(repeats))
+        for event, _ in applied:
+            metrics.FRESHNESS.observe(max(written_at - event.timestamp, 0.0))
+        for r in records:
+            metrics.APPEND_TO_STATE.observe(max(written_at - r.timestamp_ms / 1000.0, 0.0))
+
+    def _first_claims(self, good: list[tuple[Event, Position]]) -> tuple[list[tuple[Event, Position]], set[Position]]:
+        """``good`` less repeats: events whose ``event_id`` a record at another log position carried first
+        within ``events.dedup_window_s``. The claims live in the store, so restarts and other consumers agree."""
+        window = self.settings.events.dedup_window_s
+        if window <= 0 or not good:
+            return good, set()
+        first: dict[str, Position] = {}
+        for event, pos in good:
+            first.setdefault(event.event_id, pos)
+        owners = self.store.claim_event_ids(first, window)
+        kept = [(event, pos) for event, pos in good if owners.get(event.event_id) == pos]
+        repeats = {pos for event, pos in good if owners.get(event.event_id) != pos}
+        if repeats:
+            log.info("speed.repeated_event_ids", skipped=len(repeats))
+        return kept, repeats
+
+    def _check_failure_streak(self, records: list[Record], poison: dict[Position, str], repeats: set[Position]) -> None:
+        """Raise ``ConsumerHaltedError`` once ``events.max_consecutive_failures`` records in a row failed with an
+        unexpected error (bad events neither break nor extend the streak: they are the producer's fault)."""
+        limit = self.settings.events.max_consecutive_failures
+        streak = self._failure_streak
+        for r in records:
+            pos = (r.partition, r.offset)
+            if pos in poison:
+                streak += 1
+                if streak >= limit:
+                    raise ConsumerHaltedError(
+                        f"{streak} records in a row failed with an unexpected error (events.max_consecutive_failures "
+                        f"= {limit}); the last, at partition {pos[0]} offset {pos[1]}: {poison[pos]}. This looks like "
+                        "a bug rather than bad events: nothing of this batch was dead-lettered or committed, so the "
+                        "records will be applied once the consumer is fixed and restarted"
+                    )
+            elif pos in repeats or pos not in self._bad_positions:
+                streak = 0
+        self._failure_streak = streak
 
     def _history(self, model: SnapshotModel, user_ids: list[str]) -> dict[str, UserRow]:
         """Users' batch rows in ``model``'s snapshot. Published rows never change, so they are cached per
@@ -200,58 +308,107 @@ class SpeedConsumer:
         metrics.SNAPSHOT.info({"version": version})
         log.info("speed.snapshot", version=version, cutoff_s=self.model.cutoff_s)
 
-    def _validate(self, records: list[Record]) -> list[tuple[Event, Position]]:
-        good = []
+    def _validate(self, records: list[Record]) -> tuple[list[tuple[Event, Position]], list[tuple[Record, str]]]:
+        """Decode every record: (good events with their positions, bad records with the reason)."""
+        good, bad = [], []
+        self._bad_positions = set()
         for r in records:
             try:
                 # "Too far in the future" is judged against when the record was appended: deterministic on replay.
                 event = self.rules.parse(r.value, now=r.timestamp_ms / 1000.0)
             except BadEvent as exc:
-                self.log.dead_letter(r.value, exc.reason, (r.partition, r.offset))
-                self.stats.dead_lettered += 1
-                metrics.DEAD_LETTERS.inc()
+                bad.append((r, exc.reason))
+                self._bad_positions.add((r.partition, r.offset))
+                continue
+            except MemoryError:
+                raise
+            except Exception as exc:  # a decoder bug must not stop the consumer: isolate the record
+                bad.append((r, f"could not be decoded: {_describe(exc)}"))
+                self._bad_positions.add((r.partition, r.offset))
+                log.exception("speed.decode_failed", partition=r.partition, offset=r.offset)
                 continue
             good.append((event, (r.partition, r.offset)))
-        return good
+        return good, bad
 
-    def _apply(self, good: list[tuple[Event, Position]]) -> float:
+    def _compute(
+        self, good: list[tuple[Event, Position]]
+    ) -> tuple[list[FreshUser], list[TrendingItem], dict[Position, str]]:
+        """The new user states and trending shards for ``good``, and the poison records left out with the reason.
+
+        The store is read once; the pure state functions run again without the records that raised, until none
+        does (each round drops at least one, so this ends).
+        """
         by_user: dict[str, list[tuple[Event, Position]]] = defaultdict(list)
         by_item: dict[str, list[tuple[Event, Position]]] = defaultdict(list)  # per (item, partition) shard
         for event, pos in good:
             by_user[event.user_id].append((event, pos))
             by_item[trending_key(event.item_id, pos[0])].append((event, pos))
         if not good:
-            return time.time()
-        model, speed = self.model, self.settings.speed
+            return [], [], {}
+        model = self.model
         states = self.store.read_fresh_users(by_user)
         history = self._history(model, list(by_user)) if model else {}
+        trending = self.store.read_trending(by_item)
         weights = model.event_weights if model and model.event_weights else dict(self.settings.batch.event_weights)
+        poison: dict[Position, str] = {}
+        while True:
+            found: dict[Position, str] = {}
+            users = self._user_states(by_user, states, history, weights, poison, found)
+            items = self._trending_shards(by_item, trending, weights, poison, found)
+            if not found:
+                break
+            for pos, reason in found.items():
+                log.error("speed.poison_record", partition=pos[0], offset=pos[1], reason=reason)
+            poison.update(found)
+        return users, items, poison
+
+    def _user_states(self, by_user, states, history, weights, skip, found) -> list[FreshUser]:
+        model, speed = self.model, self.settings.speed
+
+        def apply(user_id: str, events: list[tuple[Event, Position]]) -> FreshUser | None:
+            return apply_user_events(
+                states.get(user_id), events, model, history.get(user_id), settings=speed,
+                default_weights=weights, solve_vector=False,
+            )  # fmt: skip
+
         users = []
         for user_id, events in by_user.items():
-            new = apply_user_events(
-                states.get(user_id),
-                events,
-                model,
-                history.get(user_id),
-                settings=speed,
-                default_weights=weights,
-                solve_vector=False,
-            )
+            live = [(e, p) for e, p in events if p not in skip]
+            new = _isolated(apply, user_id, live, found)
             if new is not None:
                 users.append(new)
-        if model is not None:
-            users = solve_many(users, model, [history.get(u.user_id) for u in users])
-        trending = self.store.read_trending(by_item)
+        if model is None or not users:
+            return users
+        try:
+            return solve_many(users, model, [history.get(u.user_id) for u in users])
+        except MemoryError:
+            raise
+        except Exception:  # one user's data breaks the batched solve: find whose, alone
+            solved = []
+            for user in users:
+                try:
+                    solved.extend(solve_many([user], model, [history.get(user.user_id)]))
+                except MemoryError:
+                    raise
+                except Exception as exc:
+                    for _, pos in by_user[user.user_id]:
+                        if pos not in skip:
+                            found[pos] = f"could not be applied (fold-in of user {user.user_id!r}): {_describe(exc)}"
+            return solved
+
+    def _trending_shards(self, by_item, trending, weights, skip, found) -> list[TrendingItem]:
+        half_life = self.settings.speed.trending_half_life_s
+
+        def apply(key: str, events: list[tuple[Event, Position]]) -> TrendingItem | None:
+            return apply_trending(trending.get(key), events, weights, half_life)
+
         items = []
-        for item_id, events in by_item.items():
-            new = apply_trending(trending.get(item_id), events, weights, speed.trending_half_life_s)
+        for key, events in by_item.items():
+            live = [(e, p) for e, p in events if p not in skip and p not in found]
+            new = _isolated(apply, key, live, found)
             if new is not None:
                 items.append(new)
-        self.store.write_fresh_users(users)
-        self.store.write_trending(items)
-        self.stats.users.update(by_user)
-        self.stats.items.update(event.item_id for event, _ in good)
-        return time.time()
+        return items
 
     def close(self) -> None:
         """Leave the group and release what this consumer opened."""

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram, Info
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, Info
+
+from lambdarec.rank.defects import NONFINITE
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600)
 
 EVENTS = Counter("lambdarec_speed_events_total", "Events applied to fresh state.")
 DEAD_LETTERS = Counter("lambdarec_speed_dead_letters_total", "Records sent to the dead-letter log.")
+POISON = Counter(
+    "lambdarec_speed_poison_records_total",
+    "Valid events whose application raised; dead-lettered with the error (also in dead_letters_total).",
+)
+DUPLICATES = Counter(
+    "lambdarec_speed_duplicate_events_total",
+    "Events skipped because a record at another log position carried the same event_id within the window.",
+)
 LAG = Gauge("lambdarec_speed_lag_records", "Records not yet committed by the group, per partition.", ["partition"])
 FRESHNESS = Histogram(
     "lambdarec_speed_freshness_seconds", "Event time to fresh state written.", buckets=_LATENCY_BUCKETS
@@ -28,3 +38,5 @@ RETRIES = Counter(
     "Failed calls to a dependency (log or store) retried after a backoff.",
     ["dependency"],
 )
+
+REGISTRY.register(NONFINITE)  # lambdarec_rank_nonfinite_total{where="speed"}: a poisoned trending row reset

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from lambdarec.events import Event
 from lambdarec.model.freshstate import solve
 from lambdarec.model.snapshot import SnapshotModel
+from lambdarec.rank.defects import FLOAT32_MAX, count_nonfinite
 from lambdarec.rank.trending import decayed
 from lambdarec.settings import SpeedSettings
 from lambdarec.store.base import FreshUser, TrendingItem, UserRow
@@ -94,6 +95,9 @@ def apply_trending(
         return None
     item = item or TrendingItem(item_id=events[0][0].item_id, partition=events[0][1][0])
     count, as_of, positions = item.count, item.as_of, dict(item.positions)
+    if not (math.isfinite(count) and math.isfinite(as_of) and 0.0 <= count <= FLOAT32_MAX):
+        count_nonfinite("speed")  # a row poisoned before event values were bounded: start it again
+        count, as_of = 0.0, 0.0
     applied = 0
     for event, pos in events:
         if not _is_new(positions, pos):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import traceback
 
 import typer
 from typer.core import TyperGroup
@@ -50,6 +51,7 @@ class LazyGroup(TyperGroup):
 app = typer.Typer(
     cls=LazyGroup,
     add_completion=False,
+    pretty_exceptions_show_locals=False,  # locals hold URLs and settings; main() prints a masked traceback
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},
     help="lambdarec: a Lambda-architecture recommender. A nightly batch layer precomputes top-K candidates "
@@ -75,5 +77,15 @@ def _root(
 
 
 def main() -> None:
-    """Console-script entry point."""
-    sys.exit(app(prog_name="lambdarec"))
+    """Console-script entry point. An unexpected error's traceback is printed with every secret masked."""
+    try:
+        code = app(prog_name="lambdarec", standalone_mode=True)
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except BaseException as exc:  # typer would print it with its locals, where URLs and passwords live
+        from lambdarec.masking import mask_secrets
+
+        text = "".join(traceback.format_exception(exc))
+        sys.stderr.write(mask_secrets(text))
+        sys.exit(1)
+    sys.exit(code)

@@ -24,6 +24,7 @@ from lambdarec.log.base import (
     partition_for,
 )
 from lambdarec.log.send import Rejection, SendInterruptedError, SendResult, SentRange, send_events
+from lambdarec.masking import mask_url
 from lambdarec.settings import LogSettings, Settings
 
 __all__ = [
@@ -58,4 +59,4 @@ def open_log(settings: Settings | LogSettings) -> EventLog:
         from lambdarec.log.kafka import KafkaEventLog
 
         return KafkaEventLog(cfg)
-    raise ValueError(f"log.url {cfg.url!r}: unknown scheme {scheme!r}; expected sqlite or kafka")
+    raise ValueError(f"log.url {mask_url(cfg.url)!r}: unknown scheme {scheme!r}; expected sqlite or kafka")

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import abc
 import zlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from lambdarec.events import Event, encode_event
@@ -185,6 +185,14 @@ class EventLog(abc.ABC):
     @abc.abstractmethod
     def dead_letter(self, raw: bytes, reason: str, source: tuple[int, int] | None = None) -> None:
         """Keep ``raw`` with the ``reason`` it was refused and its ``(partition, offset)`` in the log."""
+
+    @abc.abstractmethod
+    def dead_letter_records(self, letters: Sequence[tuple[Record, str]]) -> int:
+        """Dead-letter records read from the log, each with its reason, at most once per (partition, offset).
+
+        A consumer that dead-letters and then dies before it commits reads the same records again: their dead
+        letters are not written twice. Returns how many were written now.
+        """
 
     @abc.abstractmethod
     def read_dead_letters(self, limit: int = 100) -> list[DeadLetter]:

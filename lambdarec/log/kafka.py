@@ -11,7 +11,7 @@ bytes, headers ``reason`` and ``source`` (``topic:partition:offset``). Credentia
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -27,13 +27,18 @@ from lambdarec.log.base import (
     EventLogError,
     EventLogUnavailableError,
     PartitionCallback,
+    Record,
     keyed_values,
 )
 from lambdarec.logs import get_logger
+from lambdarec.masking import mask_url
 from lambdarec.settings import LogSettings
 
 CLIENT_ID = "lambdarec"
 DEAD_LETTER_PARTITIONS = 1  # one partition keeps dead letters in arrival order for `read_dead_letters`
+# A dead letter is written after its source record was appended; the two producers' clocks may differ this much.
+CLOCK_SKEW_MS = 300_000
+_SEEN_SOURCES_MAX = 100_000  # sources remembered from the dead-letter topic before the memory is dropped
 
 # What kafka-python raises when no broker answers (at bootstrap, or while waiting for metadata or a flush).
 UNREACHABLE = (KafkaConnectionError, KafkaTimeoutError)
@@ -48,7 +53,7 @@ def kafka_target(url: str) -> tuple[list[str], str]:
     topic = parts.path.strip("/")
     if parts.scheme != "kafka" or not servers or not topic or "/" in topic or "@" in parts.netloc:
         raise ValueError(
-            f"log.url {url!r} is not kafka://host1:9092,host2:9092/topic "
+            f"log.url {mask_url(url)!r} is not kafka://host1:9092,host2:9092/topic "
             "(credentials belong in log.username and log.password)"
         )
     return servers, topic
@@ -82,6 +87,8 @@ class KafkaEventLog(EventLog):
         self._producer: KafkaProducer | None = None
         self._admin: KafkaAdminClient | None = None
         self._reader: KafkaConsumer | None = None
+        # (from which timestamp, up to which offset) the dead-letter topic was read, and the sources found there
+        self._seen: tuple[int, int, set[tuple[int, int]]] | None = None
 
     def _unavailable(self, exc: Exception) -> EventLogUnavailableError:
         return EventLogUnavailableError(f"Kafka at {','.join(self.servers)} (topic {self.topic!r}): {exc}")
@@ -151,6 +158,62 @@ class KafkaEventLog(EventLog):
             headers.append(("source", f"{self.topic}:{source[0]}:{source[1]}".encode()))
         self._send(self.dead_letter_topic, [(None, bytes(raw), headers)])
         log.warning("log.dead_letter", reason=reason, source=source, size=len(raw))
+
+    def dead_letter_records(self, letters: Sequence[tuple[Record, str]]) -> int:
+        if not letters:
+            return 0
+        since = min(r.timestamp_ms for r, _ in letters) - CLOCK_SKEW_MS
+        seen = self._dead_lettered_since(since)
+        new = [(r, reason) for r, reason in letters if (r.partition, r.offset) not in seen]
+        items = [
+            (
+                None,
+                bytes(r.value),
+                [("reason", reason.encode()), ("source", f"{self.topic}:{r.partition}:{r.offset}".encode())],
+            )
+            for r, reason in new
+        ]
+        self._send(self.dead_letter_topic, items)
+        seen.update((r.partition, r.offset) for r, _ in new)
+        for r, reason in new:
+            log.warning("log.dead_letter", reason=reason, source=(r.partition, r.offset), size=len(r.value))
+        return len(new)
+
+    def _dead_lettered_since(self, since_ms: int) -> set[tuple[int, int]]:
+        """Sources (partition, offset) of this topic's records in the dead-letter topic from ``since_ms`` on.
+
+        Read incrementally: what was read before is remembered (up to ``_SEEN_SOURCES_MAX`` sources), so a
+        consumer reads each dead letter about once, and only when it has one to write.
+        """
+        tp = TopicPartition(self.dead_letter_topic, 0)
+        reader = self.reader()
+        prefix = f"{self.topic}:".encode()
+        with self._lock:
+            try:
+                end = reader.end_offsets([tp])[tp]
+                since_ms = max(since_ms, 0)
+                if self._seen is not None and self._seen[0] <= since_ms and len(self._seen[2]) < _SEEN_SOURCES_MAX:
+                    from_ms, start, seen = self._seen
+                else:
+                    found = reader.offsets_for_times({tp: since_ms})[tp]
+                    from_ms, start, seen = since_ms, (found.offset if found is not None else end), set()
+                if start < end:
+                    reader.assign([tp])
+                    reader.seek(tp, start)
+                    while reader.position(tp) < end:
+                        batches = reader.poll(timeout_ms=self.settings.request_timeout_ms)
+                        if not batches:
+                            raise EventLogError(f"reading the dead-letter topic {self.dead_letter_topic!r} timed out")
+                        for record in (r for batch in batches.values() for r in batch):
+                            source = dict(record.headers or []).get("source", b"")
+                            if source.startswith(prefix):
+                                part, off = source[len(prefix) :].split(b":")
+                                seen.add((int(part), int(off)))
+                    reader.assign([])
+                self._seen = (from_ms, end, seen)
+            except UNREACHABLE as exc:
+                raise self._unavailable(exc) from exc
+        return seen
 
     # ---- reading outside a group ----------------------------------------------------------------------------
 

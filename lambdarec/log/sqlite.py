@@ -14,7 +14,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -26,10 +26,12 @@ from lambdarec.log.base import (
     EventLog,
     EventLogUnavailableError,
     PartitionCallback,
+    Record,
     keyed_values,
     partition_for,
 )
 from lambdarec.logs import get_logger
+from lambdarec.masking import mask_url
 from lambdarec.settings import LogSettings
 
 DB_FILE = "events.sqlite3"
@@ -54,7 +56,8 @@ DEAD_LETTER_SCHEMA = """
 CREATE TABLE IF NOT EXISTS {table} (
     id INTEGER PRIMARY KEY AUTOINCREMENT, value BLOB NOT NULL, reason TEXT NOT NULL,
     source_part INTEGER, source_pos INTEGER, appended_ms INTEGER NOT NULL
-)
+);
+CREATE INDEX IF NOT EXISTS {index} ON {table} (source_part, source_pos)
 """
 INSERT_RECORD = "INSERT INTO records (part, pos, key, value, appended_ms) VALUES (?, ?, ?, ?, ?)"
 UPDATE_NEXT = "UPDATE partitions SET next_pos = ? WHERE part = ?"
@@ -72,7 +75,7 @@ def sqlite_dir(url: str) -> Path:
     parts = urlsplit(url)
     path = parts.path[1:] if parts.path.startswith("/") else parts.path
     if parts.scheme != "sqlite" or parts.netloc or not path:
-        raise ValueError(f"log.url {url!r} is not sqlite:///relative/dir or sqlite:////absolute/dir")
+        raise ValueError(f"log.url {mask_url(url)!r} is not sqlite:///relative/dir or sqlite:////absolute/dir")
     return Path(path)
 
 
@@ -104,7 +107,10 @@ class SQLiteEventLog(EventLog):
         self._partitions: int | None = None
         self._conn = self.connect()
         with self._lock:  # CREATE ... IF NOT EXISTS: safe to repeat and to race
-            self._conn.executescript(SCHEMA + ";" + DEAD_LETTER_SCHEMA.format(table=self.dead_letter_table))
+            index = quote_ident(settings.dead_letter + "_source")
+            self._conn.executescript(
+                SCHEMA + ";" + DEAD_LETTER_SCHEMA.format(table=self.dead_letter_table, index=index)
+            )
 
     def connect(self) -> sqlite3.Connection:
         """A new connection in autocommit mode (transactions are explicit), WAL, waiting for locks."""
@@ -179,6 +185,24 @@ class SQLiteEventLog(EventLog):
                 (bytes(raw), reason, part, pos, now_ms()),
             )
         log.warning("log.dead_letter", reason=reason, source=source, size=len(raw))
+
+    def dead_letter_records(self, letters: Sequence[tuple[Record, str]]) -> int:
+        if not letters:
+            return 0
+        table, stamp = self.dead_letter_table, now_ms()
+        sql = (
+            f"INSERT INTO {table} (value, reason, source_part, source_pos, appended_ms) "  # noqa: S608
+            f"SELECT ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM {table} WHERE source_part = ? AND source_pos = ?)"
+        )
+        with self._lock, write_txn(self._conn) as conn:  # the check and the insert in one transaction
+            before = conn.total_changes
+            conn.executemany(
+                sql, ((r.value, reason, r.partition, r.offset, stamp, r.partition, r.offset) for r, reason in letters)
+            )
+            written = conn.total_changes - before
+        for r, reason in letters:
+            log.warning("log.dead_letter", reason=reason, source=(r.partition, r.offset), size=len(r.value))
+        return written
 
     def read_dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         with self._lock:

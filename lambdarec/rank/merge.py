@@ -27,6 +27,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from lambdarec.model.snapshot import SnapshotModel
+from lambdarec.rank.defects import count_nonfinite, finite_or_zero
 from lambdarec.rank.mmr import mmr_order
 from lambdarec.rank.trending import TrendingScores
 from lambdarec.settings import ServingSettings
@@ -78,10 +79,24 @@ class Ranked:
 
 
 def fresh_vector(model: SnapshotModel, fresh: FreshUser | None) -> np.ndarray | None:
-    """The fold-in vector if it was solved against this snapshot; a vector from another basis is not used."""
+    """The fold-in vector if it was solved against this snapshot; a vector from another basis is not used, nor
+    one holding NaN or inf (a defect, counted)."""
     if fresh is None or fresh.vector is None or fresh.basis != model.version:
         return None
-    return np.asarray(fresh.vector, dtype=np.float32)
+    vector = np.asarray(fresh.vector, dtype=np.float32)
+    if not np.isfinite(vector).all():
+        count_nonfinite("merge")
+        return None
+    return vector
+
+
+def _finite_batch_row(row: UserRow | None) -> UserRow | None:
+    """``row`` with non-finite candidate scores made unknown (NaN: scored as the floor), counted as defects."""
+    if row is None or np.isfinite(row.scores).all():
+        return row
+    bad = ~np.isfinite(row.scores)
+    count_nonfinite("merge", int(bad.sum()))
+    return replace(row, scores=np.where(bad, np.nan, row.scores).astype(np.float32))
 
 
 def merge(inp: MergeInput, weights: MergeWeights, k: int, offset: int = 0, explain: bool = False) -> list[Ranked]:
@@ -92,6 +107,8 @@ def merge(inp: MergeInput, weights: MergeWeights, k: int, offset: int = 0, expla
         return []
     if isinstance(inp.trending, np.ndarray):  # order the scores once per call, not in each step below
         inp = replace(inp, trending=TrendingScores.of(inp.trending))
+    if inp.batch_row is not None and (row := _finite_batch_row(inp.batch_row)) is not inp.batch_row:
+        inp = replace(inp, batch_row=row)
     vector = fresh_vector(model, inp.fresh)
     seeds = _seeds(inp, model.item_index, weights.session_half_life_s)  # item index -> recency weight
     seen = _seen(inp, seeds)
@@ -100,6 +117,7 @@ def merge(inp: MergeInput, weights: MergeWeights, k: int, offset: int = 0, expla
         return []
     parts = _components(inp, items, vector=vector, batch_scores=batch_scores, seeds=seeds)
     total = weights.cf * parts["cf"] + weights.session * parts["session"] + weights.trending * parts["trending"]
+    total, _ = finite_or_zero(total, "merge")  # the last guard: no NaN or inf ever reaches a response
     # by score, then popularity, then item index: equal scores (a pool of popular fallbacks all normalise to 1)
     # keep popularity order, so offset pages never overlap
     order = np.lexsort((items, -model.popularity_all[items], -total))
@@ -235,7 +253,10 @@ def _components(
     scores = inp.trending  # TrendingScores or None, see merge()
     if scores is not None and scores.order.size:
         trending = scores.scores[items] / scores.scores[scores.order[0]]
-    return {"cf": _minmax(cf), "session": session.astype(np.float32), "trending": trending.astype(np.float32)}
+    parts = {"cf": cf, "session": session, "trending": trending}
+    parts = {name: finite_or_zero(np.asarray(v, dtype=np.float32), "merge")[0] for name, v in parts.items()}
+    parts["cf"] = _minmax(parts["cf"])
+    return parts
 
 
 def _minmax(x: np.ndarray) -> np.ndarray:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lambdarec.model.snapshot import SnapshotModel
+from lambdarec.rank.defects import FLOAT32_MAX, count_nonfinite, finite_or_zero
 from lambdarec.store.base import TrendingItem
 
 
@@ -22,23 +23,39 @@ def decayed(count: float, from_s: float, to_s: float, half_life_s: float) -> flo
     return count * math.exp2(-max(to_s - from_s, 0.0) / half_life_s)
 
 
+def _live_count(t: TrendingItem, now_s: float, half_life_s: float) -> float:
+    """A shard's count decayed to ``now_s``; 0 (and counted) when it is not a finite, non-negative float32."""
+    try:
+        value = decayed(t.count, t.as_of, now_s, half_life_s)
+    except (OverflowError, ValueError):
+        value = math.nan
+    if not (0.0 <= value <= FLOAT32_MAX):  # also false for NaN
+        count_nonfinite("trending")
+        return 0.0
+    return value
+
+
 def trending_scores(
     rows: dict[str, TrendingItem], model: SnapshotModel, now_s: float, half_life_s: float
 ) -> np.ndarray:
-    """Counts decayed to ``now_s``, shards added up, as float32 over the snapshot's items (others left out)."""
-    out = np.zeros(len(model.item_ids), dtype=np.float32)
+    """Counts decayed to ``now_s``, shards added up, as float32 over the snapshot's items (others left out).
+
+    A shard whose count is NaN, infinite, negative or beyond float32 is a defect: it counts 0 (and is counted in
+    ``lambdarec_rank_nonfinite_total``), so one poisoned row never hides the other items.
+    """
+    out = np.zeros(len(model.item_ids), dtype=np.float64)
     index = model.item_index
     for t in rows.values():
         if (i := index.get(t.item_id)) is not None:
-            out[i] += decayed(t.count, t.as_of, now_s, half_life_s)
-    return out
+            out[i] += _live_count(t, now_s, half_life_s)
+    return finite_or_zero(out, "trending")[0].astype(np.float32)
 
 
 def total_counts(rows: dict[str, TrendingItem], now_s: float, half_life_s: float) -> dict[str, float]:
     """Every item's count decayed to ``now_s``, its shards added up; items the snapshot lacks included."""
     out: dict[str, float] = {}
     for t in rows.values():
-        out[t.item_id] = out.get(t.item_id, 0.0) + decayed(t.count, t.as_of, now_s, half_life_s)
+        out[t.item_id] = out.get(t.item_id, 0.0) + _live_count(t, now_s, half_life_s)
     return out
 
 
@@ -56,7 +73,9 @@ class TrendingScores:
     order: np.ndarray  # int64 item indices with a positive score, highest first (ties by index)
 
     @classmethod
-    def of(cls, scores: np.ndarray) -> TrendingScores:
-        scores = np.asarray(scores, dtype=np.float32)
+    def of(cls, scores: np.ndarray, where: str = "merge") -> TrendingScores:
+        """Order ``scores``; NaN, inf and negative values count 0 (and are counted at ``where``)."""
+        scores, _ = finite_or_zero(np.asarray(scores, dtype=np.float32), where)
+        scores = np.maximum(scores, 0, dtype=np.float32)
         live = np.flatnonzero(scores > 0)
         return cls(scores, live[np.lexsort((live, -scores[live]))])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from lambdarec.masking import mask_url
 from lambdarec.settings import Settings, StoreSettings
 from lambdarec.store.base import (
     FreshUser,
@@ -47,4 +48,4 @@ def open_store(settings: Settings | StoreSettings) -> OnlineStore:
         from lambdarec.store.cassandra import CassandraStore
 
         return CassandraStore(cfg)
-    raise ValueError(f"store.url {cfg.url!r}: unknown scheme {scheme!r}; expected sqlite or cassandra")
+    raise ValueError(f"store.url {mask_url(cfg.url)!r}: unknown scheme {scheme!r}; expected sqlite or cassandra")

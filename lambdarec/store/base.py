@@ -136,6 +136,9 @@ class TrendingItem(msgspec.Struct, kw_only=True):
         return trending_key(self.item_id, self.partition)
 
 
+LogPosition = tuple[int, int]  # (partition, offset) of a record in the event log
+
+
 def trending_key(item_id: str, partition: int = -1) -> str:
     """The store key of an item's trending row (see :class:`TrendingItem`)."""
     return item_id if partition < 0 else f"{item_id}@{partition}"
@@ -384,6 +387,17 @@ class OnlineStore(abc.ABC):
     @abc.abstractmethod
     def read_trending(self, item_ids: Iterable[str] | None = None) -> dict[str, TrendingItem]:
         """Trending rows by key (see :func:`trending_key`) for the given keys; every live one when None."""
+
+    # ---- event ids (speed layer: a repeated event_id is applied once) ---------------------------------------
+
+    @abc.abstractmethod
+    def claim_event_ids(self, claims: Mapping[str, LogPosition], ttl_s: float) -> dict[str, LogPosition]:
+        """Claim each event id for the log position of the record carrying it, unless a live claim holds it.
+
+        Returns, for every id in ``claims``, the position that owns it now: the one given (a new claim, or the
+        same record delivered again after a crash) or the earlier record's (a repeat: skip it). A claim lives
+        ``ttl_s`` seconds. Atomic per id, so consumers racing on one id agree on a single owner.
+        """
 
     # ---- coordination -------------------------------------------------------------------------------------
 

@@ -30,6 +30,7 @@ from cassandra.policies import DCAwareRoundRobinPolicy, ExponentialReconnectionP
 from cassandra.query import BatchStatement, PreparedStatement, tuple_factory
 
 from lambdarec.logs import get_logger
+from lambdarec.masking import mask_url
 from lambdarec.settings import StoreSettings
 from lambdarec.store import base, codec
 from lambdarec.store import cassandra_schema as schema
@@ -105,7 +106,7 @@ class CassandraStore(OnlineStore):
             raise base.StoreUnavailableError(f"Cassandra at {self.url.where} did not answer ({what}): {exc}") from exc
         except InvalidRequest as exc:
             missing = any(word in str(exc) for word in ("does not exist", "unconfigured table"))
-            hint = f"; create it with `lambdarec store init --store {self.settings.url}`" if missing else ""
+            hint = f"; create it with `lambdarec store init --store {mask_url(self.settings.url)}`" if missing else ""
             raise base.StoreError(f"Cassandra keyspace {self._ks} refused {what}: {exc}{hint}") from exc
         except DriverException as exc:
             raise base.StoreError(f"Cassandra at {self.url.where} failed ({what}): {exc}") from exc
@@ -293,6 +294,23 @@ class CassandraStore(OnlineStore):
             params = [(self._ns, schema.trending_bucket(i), i) for i in dict.fromkeys(item_ids)]
             results = self._many(schema.SELECT_TRENDING, params, EXEC_PROFILE_DEFAULT)
         return {item_id: base.decode_trending(data) for rs in results for item_id, data in rs}
+
+    # ---- event ids ------------------------------------------------------------------------------------------
+
+    def claim_event_ids(self, claims: Mapping[str, base.LogPosition], ttl_s: float) -> dict[str, base.LogPosition]:
+        # One lightweight transaction per id (Paxos on its own partition), run concurrently: consumers racing on
+        # an id agree on one owner, and a record claiming again after a crash finds its own position.
+        ttl = max(1, math.ceil(ttl_s))
+        ids = list(claims)
+        params = ((self._ns, eid, claims[eid][0], claims[eid][1], ttl) for eid in ids)
+        owners = {}
+        for eid, rs in zip(ids, self._many(schema.CLAIM_EVENT_ID, params), strict=True):
+            if rs.was_applied:
+                owners[eid] = claims[eid]
+            else:
+                row = dict(zip(rs.column_names, rs.one(), strict=True))
+                owners[eid] = (row["part"], row["pos"])
+        return owners
 
     # ---- coordination -----------------------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from cassandra import ConsistencyLevel
 
 from lambdarec.logs import get_logger
+from lambdarec.masking import mask_url
 from lambdarec.settings import StoreSettings
 
 log = get_logger(__name__)
@@ -62,25 +63,26 @@ def parse_url(url: str) -> CassandraURL:
     form = "expected cassandra://host1,host2:9042/keyspace?dc=DATACENTER"
     parts = urlsplit(url)
     if parts.scheme != "cassandra":
-        raise ValueError(f"store URL {url!r} is not a cassandra:// URL; {form}")
+        raise ValueError(f"store URL {mask_url(url)!r} is not a cassandra:// URL; {form}")
     userinfo, _, hostlist = parts.netloc.rpartition("@")
     user, _, password = userinfo.partition(":")
     hosts, ports = [], set()
     for entry in filter(None, hostlist.split(",")):
         host, sep, port = entry.rpartition(":") if not entry.endswith("]") else (entry, "", "")
         if sep and not port.isdigit():
-            raise ValueError(f"store URL {url!r}: port {port!r} of {entry!r} is not a number; {form}")
+            raise ValueError(f"store URL {mask_url(url)!r}: port {port!r} of {entry!r} is not a number; {form}")
         hosts.append((host if sep else entry).strip("[]"))
         ports.add(int(port) if sep else None)
     ports.discard(None)
     if not hosts:
-        raise ValueError(f"store URL {url!r} names no host; {form}")
+        raise ValueError(f"store URL {mask_url(url)!r} names no host; {form}")
     if len(ports) > 1:
-        raise ValueError(f"store URL {url!r}: every host must use the same port; got {sorted(ports)}; {form}")
+        raise ValueError(f"store URL {mask_url(url)!r}: every host must use the same port; got {sorted(ports)}; {form}")
     keyspace = parts.path.strip("/")
     if not _KEYSPACE.match(keyspace):
         raise ValueError(
-            f"store URL {url!r}: keyspace {keyspace!r} must be a letter then up to 47 letters, digits or '_'; {form}"
+            f"store URL {mask_url(url)!r}: keyspace {keyspace!r} must be a letter then up to 47 letters, digits "
+            f"or '_'; {form}"
         )
     dc = parse_qs(parts.query).get("dc", [None])[0]
     return CassandraURL(
@@ -168,7 +170,8 @@ TAKE_LOCK = "INSERT INTO {ks}.locks (ns, name, owner) VALUES (?, ?, ?) IF NOT EX
 RENEW_LOCK = "UPDATE {ks}.locks USING TTL ? SET owner = ? WHERE ns = ? AND name = ? IF owner = ?"
 RELEASE_LOCK = "DELETE FROM {ks}.locks WHERE ns = ? AND name = ? IF owner = ?"
 SELECT_LOCK = "SELECT owner, TTL(owner) FROM {ks}.locks WHERE ns = ? AND name = ?"
-LWT = (TAKE_LOCK, RENEW_LOCK, RELEASE_LOCK)
+CLAIM_EVENT_ID = "INSERT INTO {ks}.event_ids (ns, event_id, part, pos) VALUES (?, ?, ?, ?) IF NOT EXISTS USING TTL ?"
+LWT = (TAKE_LOCK, RENEW_LOCK, RELEASE_LOCK, CLAIM_EVENT_ID)
 
 # ---- schema, run by CassandraStore.init_schema -------------------------------------------------------------
 
@@ -196,6 +199,9 @@ TABLES: tuple[tuple[str, str | None, str], ...] = (
      "data blob, PRIMARY KEY ((ns, user_id)))"),
     ("trending", "fresh_ttl_s", "CREATE TABLE IF NOT EXISTS {ks}.trending (ns text, bucket int, item_id text, "
      "data blob, PRIMARY KEY ((ns, bucket), item_id))"),
+    # one partition per event id: a lightweight transaction claims it for one log position, for a TTL
+    ("event_ids", "fresh_ttl_s", "CREATE TABLE IF NOT EXISTS {ks}.event_ids (ns text, event_id text, part int, "
+     "pos bigint, PRIMARY KEY ((ns, event_id)))"),
 )  # fmt: skip
 
 SELECT_TABLE_OPTIONS = (

@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from lambdarec.logs import get_logger
+from lambdarec.masking import mask_url
 from lambdarec.settings import StoreSettings
 from lambdarec.store import base, codec
 from lambdarec.store.base import FreshUser, ItemRow, OnlineStore, SnapshotInfo, TrendingItem, UserRow
@@ -53,7 +54,19 @@ CREATE TABLE IF NOT EXISTS fresh_users (ns TEXT, user_id TEXT, data BLOB NOT NUL
   PRIMARY KEY (ns, user_id)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS trending (ns TEXT, item_id TEXT, data BLOB NOT NULL, expires_at REAL NOT NULL,
   PRIMARY KEY (ns, item_id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS event_ids (ns TEXT, event_id TEXT, part INTEGER NOT NULL, pos INTEGER NOT NULL,
+  expires_at REAL NOT NULL, PRIMARY KEY (ns, event_id)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS event_ids_expiry ON event_ids (ns, expires_at);
 """
+# A claim is taken unless a live one holds the id; an expired one is taken over in place.
+CLAIM_EVENT_ID = (
+    "INSERT INTO event_ids (ns, event_id, part, pos, expires_at) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT (ns, event_id) DO UPDATE SET part = excluded.part, pos = excluded.pos, "
+    "expires_at = excluded.expires_at WHERE event_ids.expires_at <= ?"
+)
+SELECT_EVENT_IDS = "SELECT event_id, part, pos FROM event_ids WHERE ns = ? AND event_id IN ({})"
+DROP_EXPIRED_EVENT_IDS = "DELETE FROM event_ids WHERE ns = ? AND expires_at <= ?"
+_EVENT_ID_SWEEP_S = 60.0  # how often claiming also deletes expired claims
 SNAPSHOTS_FILE, FRESH_FILE = "snapshots.sqlite", "fresh.sqlite"
 # 16 KiB pages keep a 2 KiB user row inside its b-tree page (4 KiB pages spill it to overflow pages: half the
 # write rate, twice the file); page_size only takes effect on a new file. A 64 MiB WAL between checkpoints
@@ -70,7 +83,7 @@ def store_dir(url: str) -> Path:
     """The directory a ``sqlite:///relative/dir`` or ``sqlite:////absolute/dir`` URL names."""
     parts = urlsplit(url)
     if parts.scheme != "sqlite" or parts.netloc or len(parts.path) < 2:
-        raise ValueError(f"store URL {url!r}: expected sqlite:///relative/dir or sqlite:////absolute/dir")
+        raise ValueError(f"store URL {mask_url(url)!r}: expected sqlite:///relative/dir or sqlite:////absolute/dir")
     return Path(parts.path[1:])
 
 
@@ -310,6 +323,22 @@ class SQLiteStore(OnlineStore):
             return
         sql = f"SELECT {key}, data FROM {table} WHERE ns = ? AND expires_at > ? AND {key} IN ({{}})"  # noqa: S608
         yield from self._select_in(conn, sql, (self._ns, now), list(keys))
+
+    # ---- event ids ------------------------------------------------------------------------------------------
+
+    def claim_event_ids(self, claims: Mapping[str, base.LogPosition], ttl_s: float) -> dict[str, base.LogPosition]:
+        if not claims:
+            return {}
+        now = time.time()
+        with self._write("fresh") as conn:
+            conn.executemany(
+                CLAIM_EVENT_ID, ((self._ns, eid, p, o, now + ttl_s, now) for eid, (p, o) in claims.items())
+            )
+            owners = {eid: (p, o) for eid, p, o in self._select_in(conn, SELECT_EVENT_IDS, (self._ns,), list(claims))}
+            if now - getattr(self, "_event_ids_swept", 0.0) >= _EVENT_ID_SWEEP_S:
+                conn.execute(DROP_EXPIRED_EVENT_IDS, (self._ns, now))
+                self._event_ids_swept = now
+        return owners
 
     # ---- coordination -----------------------------------------------------------------------------------------
 

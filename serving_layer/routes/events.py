@@ -7,6 +7,7 @@ from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 
+from lambdarec.events import json_depth
 from lambdarec.log import EventLogError, SendInterruptedError, send_events
 from lambdarec.settings import ServingSettings
 from serving_layer.deps import IngestKey, ServiceDep
@@ -55,7 +56,7 @@ def router(s: ServingSettings) -> APIRouter:
         "/events",
         status_code=202,
         response_model=IngestResult,
-        responses={**problem_responses(401, 403, 413, 422), 503: {"model": Problem, "description": UNAVAILABLE}},
+        responses={**problem_responses(401, 403, 413, 415, 422), 503: {"model": Problem, "description": UNAVAILABLE}},
         openapi_extra={"requestBody": _body_schema(s)},
         summary="Append events to the event log",
     )
@@ -69,6 +70,18 @@ def router(s: ServingSettings) -> APIRouter:
         each `event_id` is counted once by the speed layer and the master dataset. `Retry-After` says when.
         """
         raw = await request.body()
+        limit = service.rules.bounds.max_json_depth + 1  # the array around a batch of events
+        if (depth := json_depth(raw)) > limit:
+            raise RequestValidationError(
+                [
+                    {
+                        "loc": ("body",),
+                        "msg": f"nested {depth} deep; an event may nest at most "
+                        f"{limit - 1} deep (events.max_json_depth), inside at most one array",
+                        "type": "too_deep",
+                    }
+                ]
+            )
         try:
             data = _json.decode(raw)
         except msgspec.DecodeError as exc:

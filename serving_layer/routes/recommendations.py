@@ -75,7 +75,7 @@ def router(s: ServingSettings) -> APIRouter:
     @r.post(
         "/recommendations",
         response_model=RecommendationsBatch,
-        responses={**problem_responses(413, 422, 503), 200: {"headers": _DEGRADED_DOC}},
+        responses={**problem_responses(413, 415, 422, 503), 200: {"headers": _DEGRADED_DOC}},
         summary="Recommendations for many users, or for an anonymous session or basket",
     )
     async def many_recommendations(

@@ -281,3 +281,21 @@ class EventLogContract:
             (b'{"event_id": "e9"}', "missing field 'user_id'", None),
         ]
         assert [d.reason for d in log.read_dead_letters(1)] == ["missing field 'user_id'"]
+
+    def test_records_are_dead_lettered_once_per_position_even_from_another_process(self, make_log: MakeLog) -> None:
+        log = make_log()
+        log.ensure_topic(3)
+        now = int(time.time() * 1000)
+        bad = [Record(1, 4, "u1", b"{oops", now), Record(2, 9, None, b"[" * 50, now)]
+        assert log.dead_letter_records([(bad[0], "not JSON"), (bad[1], "nested too deep")]) == 2
+        assert log.dead_letter_records([(bad[0], "not JSON")]) == 0  # the same record delivered again
+        restarted = make_log()  # a consumer restarted after dying before its commit knows nothing in memory
+        later = Record(0, 3, "u2", b"{}", now)
+        assert restarted.dead_letter_records([(bad[1], "nested too deep"), (later, "missing field")]) == 1
+        letters = restarted.read_dead_letters(10)
+        assert sorted((d.source, d.value) for d in letters) == [
+            ((0, 3), b"{}"),
+            ((1, 4), b"{oops"),
+            ((2, 9), b"[" * 50),
+        ]
+        assert restarted.dead_letter_records([]) == 0

@@ -414,6 +414,47 @@ class StoreContract:
         store.write_trending([TrendingItem(item_id="hit", partition=1, count=7.0)])
         assert store.read_trending(["hit@1", "hit@2"])["hit@1"].count == 7.0
 
+    # ---- event ids (issue 12, finding 6) ----------------------------------------------------------------------
+
+    def test_an_event_id_is_claimed_once_and_its_own_record_may_claim_again(self) -> None:
+        store = self.make_store()
+        assert store.claim_event_ids({"e1": (0, 5), "e2": (1, 7)}, ttl_s=60) == {"e1": (0, 5), "e2": (1, 7)}
+        # a repeat elsewhere in the log finds the first owner; the same record redelivered finds itself
+        assert store.claim_event_ids({"e1": (2, 9), "e2": (1, 7), "e3": (0, 6)}, ttl_s=60) == {
+            "e1": (0, 5),
+            "e2": (1, 7),
+            "e3": (0, 6),
+        }
+        assert store.claim_event_ids({}, ttl_s=60) == {}
+        other = open_store(StoreSettings(url=self.store_url(), namespace=f"{self.namespace}x"))
+        self._opened.append(other)
+        assert other.claim_event_ids({"e1": (2, 9)}, ttl_s=60) == {"e1": (2, 9)}  # namespaces share no claims
+
+    def test_a_claim_lapses_after_its_ttl(self) -> None:
+        store = self.make_store()
+        assert store.claim_event_ids({"e1": (0, 1)}, ttl_s=1) == {"e1": (0, 1)}
+        assert store.claim_event_ids({"e1": (0, 2)}, ttl_s=1) == {"e1": (0, 1)}
+        time.sleep(2.2)
+        assert store.claim_event_ids({"e1": (0, 3)}, ttl_s=60) == {"e1": (0, 3)}
+
+    def test_consumers_racing_on_the_same_ids_agree_on_one_owner_each(self) -> None:
+        stores = [self.make_store() for _ in range(4)]
+        ids = [f"race-{i}" for i in range(200)]
+        results: list[dict] = [{} for _ in stores]
+
+        def claim(n: int) -> None:
+            results[n] = stores[n].claim_event_ids({e: (n, i) for i, e in enumerate(ids)}, ttl_s=60)
+
+        threads = [threading.Thread(target=claim, args=(n,)) for n in range(len(stores))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        for e in ids:
+            owners = {r[e] for r in results}
+            assert len(owners) == 1, (e, owners)  # every consumer saw the same single owner
+        assert sum(1 for n, r in enumerate(results) for i, e in enumerate(ids) if r[e] == (n, i)) == len(ids)
+
     # ---- coordination ---------------------------------------------------------------------------------------
 
     def test_locks_exclude_other_owners_and_lapse(self) -> None:

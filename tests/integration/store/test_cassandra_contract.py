@@ -54,7 +54,7 @@ def test_init_schema_sets_table_ttls_and_is_repeatable(cassandra_store_url: str)
         ttl = dict(rows.all())
         settings = StoreSettings()
         assert ttl["user_rows"] == ttl["item_rows"] == ttl["array_chunks"] == settings.snapshot_ttl_s
-        assert ttl["fresh_users"] == ttl["trending"] == settings.fresh_ttl_s
+        assert ttl["fresh_users"] == ttl["trending"] == ttl["event_ids"] == settings.fresh_ttl_s
         assert ttl["pointer"] == ttl["snapshots"] == ttl["locks"] == 0
     finally:
         store.close()

@@ -87,7 +87,7 @@ def test_a_chunked_body_over_the_limit_is_413(client: TestClient) -> None:
 def test_too_many_events_or_not_json_are_422(client: TestClient) -> None:
     many = client.post("/v1/events", json=[event(n) for n in range(1001)], headers=ingest())
     assert many.status_code == 422 and "serving.max_batch (1000)" in many.json()["message"]
-    garbage = client.post("/v1/events", content=b"{nope", headers=ingest())
+    garbage = client.post("/v1/events", content=b"{nope", headers={**ingest(), "Content-Type": "application/json"})
     assert garbage.status_code == 422 and "not JSON" in garbage.json()["message"]
     scalar = client.post("/v1/events", json=42, headers=ingest())
     assert scalar.status_code == 422 and "event object" in scalar.json()["message"]

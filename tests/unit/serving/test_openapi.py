@@ -6,10 +6,10 @@ from fastapi.testclient import TestClient
 
 ROUTES = {
     ("get", "/v1/users/{user_id}/recommendations"): {"200", "422", "503"},
-    ("post", "/v1/recommendations"): {"200", "413", "422", "503"},
+    ("post", "/v1/recommendations"): {"200", "413", "415", "422", "503"},
     ("get", "/v1/items/{item_id}/similar"): {"200", "404", "422", "503"},
     ("get", "/v1/popular"): {"200", "422", "503"},
-    ("post", "/v1/events"): {"202", "401", "403", "413", "422", "503"},
+    ("post", "/v1/events"): {"202", "401", "403", "413", "415", "422", "503"},
     ("get", "/v1/snapshots"): {"200", "401", "403", "503"},
     ("post", "/v1/snapshots/{version}/activate"): {"200", "401", "403", "404", "409", "422", "503"},
     ("get", "/livez"): {"200"},

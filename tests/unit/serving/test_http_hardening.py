@@ -1,0 +1,178 @@
+"""Bad input over HTTP gets a 4xx or a per-event refusal, never a 500 or a reset (issue 12, findings 1, 4, 14)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.unit.serving.conftest import ingest, make_settings
+
+NOW = time.time()
+
+
+def event(**fields: object) -> dict:
+    return {"event_id": f"h-{time.time_ns()}", "user_id": "u1", "item_id": "i1", "event_type": "view"} | {
+        "timestamp": NOW - 10,
+        **fields,
+    }
+
+
+def post_raw(client: TestClient, body: bytes, content_type: str = "application/json") -> httpx.Response:
+    return client.post("/v1/events", content=body, headers={**ingest(), "Content-Type": content_type})
+
+
+@pytest.mark.parametrize("depth", [1_000, 5_000])
+def test_a_deeply_nested_body_is_a_422_not_a_500(client: TestClient, depth: int) -> None:
+    response = post_raw(client, b"[" * depth + b"]" * depth)
+    assert response.status_code == 422, response.text
+    assert "nested" in response.text and "events.max_json_depth" in response.text
+
+
+def test_a_deeply_nested_event_in_a_batch_is_refused_on_its_own(client: TestClient) -> None:
+    deep = "[" * 1000 + "]" * 1000
+    good = json.dumps(event())
+    body = f'[{good}, {{"event_id": "d", "user_id": "u", "item_id": "i", "event_type": "view", "x": {deep}}}]'
+    response = post_raw(client, body.encode())
+    assert response.status_code in (202, 422), response.text
+    if response.status_code == 202:
+        assert response.json()["accepted"] == 1 and response.json()["rejections"][0]["index"] == 1
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({"timestamp": 1e30}, "timestamp"),
+        ({"weight": 1e308}, "events.max_weight"),
+        ({"user_id": "   "}, "field 'user_id'"),
+        ({"item_id": "a\u0000b"}, "field 'item_id'"),
+    ],
+)
+def test_out_of_range_values_are_refused_per_event(client: TestClient, fields: dict, reason: str) -> None:
+    response = client.post("/v1/events", json=[event(), event(**fields)], headers=ingest())
+    assert response.status_code == 202, response.text
+    body = response.json()
+    assert (body["accepted"], body["rejected"]) == (1, 1)
+    assert body["rejections"][0]["index"] == 1 and reason in body["rejections"][0]["reason"]
+
+
+def test_a_thirty_digit_timestamp_is_refused_per_event(client: TestClient) -> None:
+    raw = json.dumps(event(timestamp=0)).replace('"timestamp": 0', '"timestamp": ' + "1" * 30)
+    response = post_raw(client, raw.encode())
+    assert response.status_code == 202, response.text
+    assert response.json()["rejected"] == 1 and "out of range" in response.json()["rejections"][0]["reason"]
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "application/xml"])
+def test_json_endpoints_refuse_other_content_types_with_415(client: TestClient, content_type: str) -> None:
+    body = json.dumps(event()).encode()
+    response = post_raw(client, body, content_type)
+    assert response.status_code == 415, response.text
+    assert "application/json" in response.json()["message"]
+    response = client.post("/v1/recommendations", content=b'{"users": ["u1"]}', headers={"Content-Type": content_type})
+    assert response.status_code == 415, response.text
+
+
+def test_json_with_a_charset_or_a_json_suffix_is_accepted(client: TestClient) -> None:
+    for content_type in ("application/json; charset=utf-8", "application/problem+json", "Application/JSON"):
+        assert post_raw(client, json.dumps(event()).encode(), content_type).status_code == 202
+
+
+def test_a_missing_content_type_on_a_json_body_is_415(client: TestClient) -> None:
+    response = client.post("/v1/events", content=json.dumps(event()).encode(), headers=ingest())
+    assert response.status_code == 415, response.text
+
+
+@pytest.mark.parametrize("user", ["   ", "%20", "%09u1"])
+def test_a_blank_user_id_in_a_path_or_body_is_a_422(client: TestClient, user: str) -> None:
+    assert client.get(f"/v1/users/{user}/recommendations").status_code == 422
+    response = client.post("/v1/recommendations", json={"users": ["   "]})
+    assert response.status_code == 422, response.text
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _status_of_raw_request(port: int, head: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
+        conn.sendall(head)
+        data = b""
+        while b"\r\n" not in data:
+            chunk = conn.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    return data.split(b"\r\n", 1)[0]
+
+
+def test_a_one_megabyte_url_gets_414_from_the_real_server(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    port = _free_port()
+    cfg = tmp_path / "cfg.toml"
+    cfg.write_text(f'[store]\nurl = "{settings.store.url}"\n[log]\nurl = "{settings.log.url}"\n')
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lambdarec", "serve", "--port", str(port), "--config", str(cfg)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/livez", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise
+                time.sleep(0.2)
+        for size in (100_000, 1_000_000):
+            status = _status_of_raw_request(
+                port, b"GET /v1/users/u1/recommendations?x=" + b"a" * size + b" HTTP/1.1\r\nHost: t\r\n\r\n"
+            )
+            assert status == b"HTTP/1.1 414 Request-URI Too Long" or status.startswith(b"HTTP/1.1 414"), status
+        assert httpx.get(f"http://127.0.0.1:{port}/livez", timeout=5).status_code == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_a_poisoned_trending_row_leaves_every_list_finite_and_is_counted(fresh_store) -> None:
+    import math
+
+    from lambdarec.store import open_store
+    from lambdarec.store.base import TrendingItem
+    from tests.unit.serving.conftest import serving, wait_for
+
+    settings, _ = fresh_store
+    with open_store(settings) as store:
+        store.write_trending(
+            [
+                TrendingItem(item_id="i5", partition=0, count=math.inf, as_of=NOW),
+                TrendingItem(item_id="i7", partition=0, count=3.0, as_of=NOW),
+                TrendingItem(item_id="i8", partition=1, count=2.0, as_of=NOW),
+            ]
+        )
+    with serving(settings) as client:
+        wait_for(lambda: "i7" in client.get("/v1/users/nobody/recommendations").text, "trending items to serve")
+        for user in ("nobody", "u1"):
+            body = client.get(f"/v1/users/{user}/recommendations", params={"explain": "true"}).json()
+            assert body["items"]
+            for item in body["items"]:
+                assert math.isfinite(item["score"]) and all(math.isfinite(v) for v in item["components"].values())
+        anonymous = client.get("/v1/users/nobody/recommendations", params={"explain": "true"}).json()["items"]
+        assert [i["item_id"] for i in anonymous[:2]] == ["i7", "i8"]
+        assert anonymous[0]["components"]["trending"] == 1.0
+        known = client.get("/v1/users/u1/recommendations", params={"explain": "true"}).json()["items"]
+        assert len({i["score"] for i in known}) > 1 and any(i["components"]["cf"] > 0 for i in known)
+        metrics = client.get("/metrics").text
+        assert 'lambdarec_rank_nonfinite_total{where="trending"}' in metrics
