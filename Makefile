@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: setup setup-dev setup-browser setup-promtool demo test test-unit fuzz lint format docs services-up services-down bench clean
+.PHONY: setup setup-dev setup-browser setup-promtool demo test test-unit fuzz chaos lint format docs services-up services-down bench clean
 
 setup: $(STAMP)  ## Create .venv and install lambdarec without the heavy extras (no torch).
 
@@ -47,6 +47,10 @@ fuzz: setup-dev  ## The fuzz suite only, FUZZ_SCALE (default 10) times the examp
 	  lines="$$(deploy/local/services up)" || { echo "make fuzz: could not start Cassandra and Kafka (see above)" >&2; exit 1; }; \
 	  eval "$$lines"; fi; \
 	LAMBDAREC_TEST_FUZZ_SCALE=$(or $(FUZZ_SCALE),10) $(BIN)/python -m pytest -m fuzz $(PYTEST_ARGS)
+
+chaos: setup-dev  ## Every chaos scenario (tests/chaos) on its own Cassandra and Kafka, TRIALS (3) seeded trials each.
+	LAMBDAREC_TEST_CHAOS_FULL=1 LAMBDAREC_TEST_CHAOS_TRIALS=$(or $(TRIALS),3) \
+	  $(BIN)/python -m pytest tests/chaos -p no:cacheprovider $(PYTEST_ARGS)
 
 lint: setup-dev  ## ruff check and format check.
 	$(BIN)/ruff check .

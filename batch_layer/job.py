@@ -392,9 +392,12 @@ def _job_lock(store: OnlineStore, ttl_s: float) -> Iterator[OnlineStore]:
     """
     owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     if not store.try_lock(LOCK_NAME, owner, ttl_s):
+        holder = store.lock_holder(LOCK_NAME)
+        who, lapses = (f" ({holder[0]})", f"in {holder[1]:.0f} s") if holder else ("", f"{ttl_s:.0f} s after")
         raise JobLockedError(
-            f"another batch job holds the lock on this store; it lapses {ttl_s:.0f} s after that job stops. "
-            "Wait for it, or check `lambdarec snapshots list` for a version in state 'writing'."
+            f"another batch job{who} holds the lock on this store; it lapses {lapses} unless that job renews it "
+            f"(a running job renews it every {ttl_s / 3:.0f} s, a killed one does not; batch.lock_ttl_s = "
+            f"{ttl_s:.0f}). Rerun after that, or check `lambdarec snapshots list` for a version in state 'writing'."
         )
     lease = _Lease(store, owner, ttl_s)
     stop = threading.Event()
@@ -411,4 +414,7 @@ def _job_lock(store: OnlineStore, ttl_s: float) -> Iterator[OnlineStore]:
         stop.set()
         if thread.is_alive():
             thread.join(timeout=5)
-        store.unlock(LOCK_NAME, owner)
+        try:
+            store.unlock(LOCK_NAME, owner)
+        except Exception as exc:  # it lapses by its TTL; the release must not hide the job's own error (or result)
+            log.warning("batch.unlock_failed", error=str(exc), lapses_in_s=ttl_s)

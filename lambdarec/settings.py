@@ -130,6 +130,12 @@ class StoreSettings(_Section):
         "before `snapshots activate` moves the pointer; its arrays and item rows are always checked whole. 0 "
         "checks no user row.",
     )
+    reconnect_max_s: float = Field(
+        2.0,
+        gt=0,
+        description="Longest wait between the Cassandra driver's attempts to reconnect to a host that went down "
+        "(exponential from 0.1 s, capped here), so a store that comes back is used again within seconds.",
+    )
 
     _scheme = field_validator("url")(lambda v: _check_scheme(v, STORE_SCHEMES, "store"))
 
@@ -344,6 +350,17 @@ class SpeedSettings(_Section):
     future_tolerance_s: float = Field(
         300.0, ge=0, description="Events stamped further than this in the future go to the dead-letter log."
     )
+    # Waiting out a log or store that does not answer (capped exponential backoff with jitter).
+    retry_initial_s: float = Field(
+        0.2, gt=0, description="First wait before retrying a log or store call that failed; doubles each time."
+    )
+    retry_max_s: float = Field(10.0, gt=0, description="Longest wait between retries of a failing log or store.")
+    give_up_after_s: float = Field(
+        0.0,
+        ge=0,
+        description="Exit (non-zero) once the log or the store has failed for this long without a break; "
+        "0 retries forever, resuming by itself when it answers again.",
+    )
 
 
 class ServingSettings(_Section):
@@ -386,7 +403,10 @@ class ServingSettings(_Section):
         "(marked degraded) while the store is unavailable; 0 keeps none.",
     )
     store_retry_s: float = Field(
-        1.0, gt=0, description="After a failed store call, requests skip the store (degraded) this long."
+        0.5,
+        gt=0,
+        description="How often a background probe reads the store's current pointer; while the store is "
+        "degraded, requests skip it and only this probe (and the snapshot and trending watchers) try it.",
     )
     store_threads: int = Field(8, ge=1, description="Threads per worker that run store calls with the timeout.")
     store_reads: Literal["auto", "thread", "inline"] = Field(
@@ -397,6 +417,22 @@ class ServingSettings(_Section):
         "for SQLite, thread for Cassandra.",
     )
     access_log: bool = Field(False, description="Log every request (uvicorn's access log); costs throughput.")
+    # Store health (hysteresis): degraded after a sustained failure, healthy after a sustained success.
+    store_fail_after: int = Field(
+        3,
+        ge=1,
+        description="Failed or timed-out store calls in a row that put serving in degraded mode (requests skip "
+        "the store and are served from memory, `/readyz` is 503); one slow answer under load does not.",
+    )
+    store_recover_after: int = Field(
+        3, ge=1, description="Successful store calls (probes) in a row that end degraded mode."
+    )
+    store_probe_timeout_ms: int = Field(
+        1000,
+        ge=1,
+        description="Timeout of the background health probe; longer than `store_timeout_ms`, so a busy store is "
+        "not taken for a dead one.",
+    )
     max_url_bytes: int = Field(
         65536, ge=1024, description="Longest request URL (path and query) accepted; longer ones get 414."
     )

@@ -20,13 +20,14 @@ from lambdarec.log import EventLog, open_log
 from lambdarec.logs import get_logger
 from lambdarec.model.snapshot import SnapshotModel
 from lambdarec.rank.merge import MergeWeights
-from lambdarec.settings import Settings
+from lambdarec.settings import Settings, mask_url
 from lambdarec.store import OnlineStore, open_store
 from serving_layer.auth import Keyring
 from serving_layer.metrics import ServingMetrics
 from serving_layer.model_cache import ModelCache
 from serving_layer.recommend import CORRUPT_ROW, STORE_UNAVAILABLE, read_states
 from serving_layer.store_gate import StoreGate, StoreUnavailable
+from serving_layer.store_health import StoreHealth
 from serving_layer.trending_cache import TrendingCache
 from serving_layer.user_cache import NO_STATE, RecentUsers, UserState
 
@@ -43,7 +44,8 @@ class Service:
         self.weights = MergeWeights.from_settings(s)
         self.rules = EventRules.from_settings(settings)
         self.keys = Keyring(s.ingest_key_hashes, s.admin_key_hashes)
-        self.gate = StoreGate(s.store_timeout_ms / 1000, s.store_retry_s, s.store_threads)
+        self.health = StoreHealth(s.store_fail_after, s.store_recover_after)
+        self.gate = StoreGate(s.store_timeout_ms / 1000, s.store_retry_s, s.store_threads, self.health)
         self.trending = TrendingCache(
             settings.speed.trending_half_life_s, s.trending_refresh_s, settings.store.request_timeout_s
         )
@@ -82,6 +84,7 @@ class Service:
             asyncio.create_task(
                 self.trending.watch(self.store, self.gate, lambda: self.models.model), name="trending-watcher"
             ),
+            asyncio.create_task(self._probe_store(), name="store-probe"),
         ]
 
     async def stop(self) -> None:
@@ -115,6 +118,24 @@ class Service:
             await self._open_store()
         await self.models.watch(self.store, self.gate)
 
+    async def _probe_store(self) -> None:
+        """Read the current pointer every ``serving.store_retry_s`` so the store's health stays current (and
+        degraded mode ends) without waiting for a request to try it."""
+        s = self.settings.serving
+        while True:
+            with contextlib.suppress(StoreUnavailable):
+                if self._store is not None:
+                    await self.gate.call(self._store.ping, timeout_s=s.store_probe_timeout_ms / 1000, probe=True)
+            await asyncio.sleep(s.store_retry_s)
+
+    def store_problem(self) -> str | None:
+        """Why the store cannot be used now (not open, or degraded), or None."""
+        if self._store is None:
+            return self.store_error or "the store is not open yet"
+        if self.health.degraded:
+            return self.health.reason()
+        return None
+
     # ---- what routes use -----------------------------------------------------------------------------------
 
     def store(self) -> OnlineStore:
@@ -127,6 +148,13 @@ class Service:
         """The served snapshot (take it once per request); a 503 ``HTTPException`` until one is loaded."""
         model = self.models.model
         if model is None:
+            problem = self.store_problem()
+            if problem is not None:
+                raise HTTPException(
+                    503,
+                    f"no snapshot is loaded: the store ({mask_url(self.settings.store.url)}) is unavailable: "
+                    f"{problem}. Serving loads the snapshot by itself once the store answers.",
+                )
             raise HTTPException(
                 503,
                 "no snapshot is loaded yet: none has been published, or it is still loading; GET /readyz says which",
@@ -178,8 +206,11 @@ class Service:
         reasons = []
         if self.models.model is None:
             reasons.append(self.models.load_error or "no snapshot loaded yet (none published, or still loading)")
-        try:
-            await self.gate.call(self.store().ping, probe=True)
-        except StoreUnavailable as exc:
-            reasons.append(f"store unavailable: {exc}")
+        if not self.health.checked and self._store is not None:  # before the first probe: ask now
+            timeout_s = self.settings.serving.store_probe_timeout_ms / 1000
+            with contextlib.suppress(StoreUnavailable):
+                await self.gate.call(self._store.ping, timeout_s=timeout_s, probe=True)
+        problem = self.store_problem()
+        if problem is not None:
+            reasons.append(f"store unavailable: {problem}")
         return reasons

@@ -1,10 +1,11 @@
 """Store calls on the request path: in a small thread pool, under ``serving.store_timeout_ms``, with a breaker.
 
-A call that fails with a store error (``lambdarec.store.BACKEND_FAILURES``) or times out marks the store
-unavailable; for ``serving.store_retry_s`` afterwards requests do not wait on it at all (they are served degraded
-from memory), then the next request tries again. Any other exception is a bug: it passes through unchanged (the
-app answers 500, logs the traceback and counts it) and leaves the breaker as it was. Background
-tasks (snapshot watcher, readiness) probe it with :meth:`StoreGate.call` too, so one success closes the breaker.
+Every outcome feeds :class:`StoreHealth`: ``serving.store_fail_after`` failed or timed-out calls in a row put the
+store in degraded mode, where requests do not wait on it at all (they are served degraded from memory); only the
+background probes (health probe, snapshot watcher, trending) still call it (``probe=True``), and
+``serving.store_recover_after`` successes in a row end degraded mode. Only a store error
+(``lambdarec.store.BACKEND_FAILURES``) or a timeout counts as a failure: any other exception is a bug; it passes
+through unchanged (the app answers 500, logs the traceback and counts it) and leaves the store's health as it was.
 
 Example
 -------
@@ -15,13 +16,13 @@ Example
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from lambdarec.logs import get_logger
 from lambdarec.store import BACKEND_FAILURES
+from serving_layer.store_health import StoreHealth
 
 log = get_logger(__name__)
 T = TypeVar("T")
@@ -34,22 +35,28 @@ class StoreUnavailable(RuntimeError):
 class StoreGate:
     """Runs blocking store calls with a timeout and remembers the store's health."""
 
-    def __init__(self, timeout_s: float, retry_s: float, threads: int):
+    def __init__(self, timeout_s: float, retry_s: float, threads: int, health: StoreHealth | None = None):
         self.timeout_s = timeout_s
         self.retry_s = retry_s
         self.threads = threads
+        self.health = health or StoreHealth(fail_after=1, recover_after=1)
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="store")
-        self._failed_at: float | None = None
-        self.last_error: str | None = None
 
     @property
     def available(self) -> bool:
-        """False from a failed call until the next successful one."""
-        return self._failed_at is None
+        """False while the store is in degraded mode."""
+        return not self.health.degraded
+
+    @property
+    def last_error(self) -> str | None:
+        return self.health.last_error
 
     def skipping(self) -> bool:
-        """Whether requests should skip the store now (a call failed less than ``retry_s`` ago)."""
-        return self._failed_at is not None and time.monotonic() - self._failed_at < self.retry_s
+        """Whether requests should skip the store now (degraded mode: only probes call it)."""
+        return self.health.degraded
+
+    def _skipped(self) -> StoreUnavailable:
+        return StoreUnavailable(f"store skipped while degraded ({self.health.reason()})")
 
     async def call(self, fn: Callable[..., T], *args: object, timeout_s: float | None = None, probe: bool = False) -> T:
         """``fn(*args)`` in the pool; :class:`StoreUnavailable` on a store error or after the timeout.
@@ -64,7 +71,7 @@ class StoreGate:
             Call even while the breaker is open (health checks).
         """
         if not probe and self.skipping():
-            raise StoreUnavailable(f"store skipped for {self.retry_s:g} s after: {self.last_error}")
+            raise self._skipped()
         loop = asyncio.get_running_loop()
         limit = self.timeout_s if timeout_s is None else timeout_s
         try:
@@ -76,30 +83,23 @@ class StoreGate:
         except BACKEND_FAILURES as exc:  # the store failed: the request is served degraded instead of failing
             self._fail(f"{_name(fn)} failed: {type(exc).__name__}: {exc}")
             raise StoreUnavailable(self.last_error) from exc
-        if self._failed_at is not None:
-            log.info("serving.store_recovered", after=self.last_error)
-            self._failed_at = None
+        self.health.success()
         return result
 
     def call_inline(self, fn: Callable[..., T], *args: object) -> T:
         """``fn(*args)`` on the calling thread (fast local reads); store failures are recorded as in :meth:`call`."""
         if self.skipping():
-            raise StoreUnavailable(f"store skipped for {self.retry_s:g} s after: {self.last_error}")
+            raise self._skipped()
         try:
             result = fn(*args)
         except BACKEND_FAILURES as exc:  # the store failed: the request is served degraded instead of failing
             self._fail(f"{_name(fn)} failed: {type(exc).__name__}: {exc}")
             raise StoreUnavailable(self.last_error) from exc
-        if self._failed_at is not None:
-            log.info("serving.store_recovered", after=self.last_error)
-            self._failed_at = None
+        self.health.success()
         return result
 
     def _fail(self, reason: str) -> None:
-        if self._failed_at is None:
-            log.warning("serving.store_unavailable", reason=reason)
-        self._failed_at = time.monotonic()
-        self.last_error = reason
+        self.health.failure(reason)
 
     def close(self) -> None:
         """Stop the pool without waiting for calls stuck in a dead backend; :meth:`reopen` starts a new one."""

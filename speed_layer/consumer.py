@@ -1,7 +1,10 @@
 """The consumer loop: poll a batch, validate, apply, write state in bulk, then commit.
 
 Commit only after state is written: a crash between the two redelivers the batch, and the positions inside
-each state make the replay a no-op (no event lost, none counted twice). A bad record goes to the dead-letter
+each state make the replay a no-op (no event lost, none counted twice). A log or store that does not answer is
+waited out, not fatal: the loop backs off (capped exponential, with jitter; ``speed.retry_*``), rewinds to the
+committed positions so nothing polled but unwritten is skipped, and resumes by itself; ``health`` says what it
+waits for. A bad record goes to the dead-letter
 log with its reason and the loop carries on. The state for a batch is written and committed before the next
 poll, so a rebalance (which happens inside poll) never finds unflushed state.
 
@@ -20,9 +23,10 @@ from collections import OrderedDict, defaultdict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
+from lambdarec.backoff import Backoff
 from lambdarec.events import BadEvent, Event, EventRules
 from lambdarec.log import EventLog, open_log
-from lambdarec.log.base import Record, next_positions
+from lambdarec.log.base import CommitFailedError, EventLogError, Record, next_positions
 from lambdarec.logs import get_logger
 from lambdarec.model.freshstate import solve_many
 from lambdarec.model.snapshot import SnapshotModel
@@ -31,6 +35,7 @@ from lambdarec.store import CorruptRowError, OnlineStore, StoreError, open_store
 from lambdarec.store.base import FreshUser, TrendingItem, UserRow, trending_key
 from lambdarec.store.codec import check_user_indices
 from speed_layer import metrics
+from speed_layer.health import SpeedHealth
 from speed_layer.state import Position, apply_trending, apply_user_events
 
 log = get_logger(__name__)
@@ -100,9 +105,14 @@ class SpeedConsumer:
         log_: EventLog | None = None,
         group: str | None = None,
         observer: Callable[[list[Record], float], None] | None = None,
+        health: SpeedHealth | None = None,
     ) -> None:
         """``observer(records, written_at)`` is called after each batch is written and committed (benchmarks)."""
         self.settings = settings
+        self.health = health or SpeedHealth()
+        speed = settings.speed
+        self._backoff = Backoff(speed.retry_initial_s, speed.retry_max_s, speed.give_up_after_s)
+        self._rewind = False  # after a failure: back to the committed positions before the next poll
         self._observer = observer
         self._own = (store is None, log_ is None)
         self.store = store or open_store(settings)
@@ -134,14 +144,26 @@ class SpeedConsumer:
         """
         idle_since = lag_at = model_at = time.monotonic()
         while not self._stopping:
-            busy = self.step() > 0
-            if not busy and time.monotonic() - model_at >= _MODEL_EVERY_S:
-                self._refresh_idle()
-                model_at = time.monotonic()
-            if until_idle_s is None and time.monotonic() - lag_at >= _LAG_EVERY_S:
-                self._drained()  # a long-running consumer refreshes its lag gauge too
-                lag_at = time.monotonic()
-            if busy or (until_idle_s is not None and not self._drained()):
+            try:
+                busy = self.step() > 0
+                if not busy and time.monotonic() - model_at >= _MODEL_EVERY_S:
+                    self._refresh_idle()
+                    model_at = time.monotonic()
+                if until_idle_s is None and time.monotonic() - lag_at >= _LAG_EVERY_S:
+                    lag_at = time.monotonic()
+                    self._drained()  # a long-running consumer refreshes its lag gauge (and notices a dead broker)
+                drained = busy or until_idle_s is None or self._drained()
+            except CommitFailedError as exc:  # a rebalance took the partitions: their new owner replays them
+                log.info("speed.commit_refused", error=str(exc))
+                self._rewind = True
+                continue
+            except (EventLogError, StoreError) as exc:
+                self._wait_out(exc)
+                idle_since = time.monotonic()
+                continue
+            self._backoff.reset()
+            self.health.resumed()
+            if busy or not drained:
                 idle_since = time.monotonic()
             elif until_idle_s is not None and time.monotonic() - idle_since >= until_idle_s:
                 break
@@ -154,6 +176,18 @@ class SpeedConsumer:
             self._refresh_model()
         except StoreError as exc:
             log.warning("speed.idle_refresh_failed", reason=str(exc))
+
+    def _wait_out(self, exc: EventLogError | StoreError) -> None:
+        """Record what failed, back off, and rewind before the next poll: nothing polled but unwritten is lost,
+        and nothing is committed past what was written. Re-raises once ``speed.give_up_after_s`` has passed."""
+        dependency = "store" if isinstance(exc, StoreError) else "log"
+        self.health.waiting(dependency, f"{type(exc).__name__}: {exc}")
+        if self._backoff.expired():
+            log.error("speed.giving_up", waiting_for=dependency, after_s=self.settings.speed.give_up_after_s)
+            raise exc
+        self._rewind = True
+        delay = self._backoff.sleep(lambda: self._stopping)
+        log.info("speed.retrying", waiting_for=dependency, after_s=round(delay, 3), attempt=self._backoff.attempts)
 
     def _drained(self) -> bool:
         lag = self.consumer.lag()
@@ -171,6 +205,9 @@ class SpeedConsumer:
         log must wait for its fix rather than go to the dead-letter log whole.
         """
         speed = self.settings.speed
+        if self._rewind:
+            self.consumer.seek_to_committed()
+            self._rewind = False
         records = self.consumer.poll(speed.poll_max_records, timeout_ms=speed.max_wait_ms)
         if not records:
             return 0

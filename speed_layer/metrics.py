@@ -28,5 +28,15 @@ APPEND_TO_STATE = Histogram(
     buckets=_LATENCY_BUCKETS,
 )
 SNAPSHOT = Info("lambdarec_speed_snapshot", "The snapshot fresh vectors are being solved against.")
+WAITING = Gauge(
+    "lambdarec_speed_waiting",
+    "1 while the consumer waits for this dependency (log or store) to answer again, else 0.",
+    ["dependency"],
+)
+RETRIES = Counter(
+    "lambdarec_speed_retries_total",
+    "Failed calls to a dependency (log or store) retried after a backoff.",
+    ["dependency"],
+)
 
 REGISTRY.register(NONFINITE)  # lambdarec_rank_nonfinite_total{where="speed"}: a poisoned trending row reset

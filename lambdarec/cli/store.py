@@ -10,6 +10,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlsplit
 
 import typer
 
@@ -96,9 +97,29 @@ def _warn_without_datacenter(url: str, datacenters: list[str]) -> None:
 
 
 @app.command("ping")
-def ping(config: ConfigOption = None, store: StoreOption = None) -> None:
-    """Exit 0 when the store answers, 1 (with the hosts or path tried) when it does not."""
-    settings, opened = open_cli_store(config, store)
-    with opened, store_errors():
-        opened.ping()
-    typer.echo(f"store answers: {mask_url(settings.store.url)}")
+def ping(config: ConfigOption = None, store: StoreOption = None, as_json: JsonOption = False) -> None:
+    """Check what serving reads: the current pointer in the store's keyspace (or files) and namespace.
+
+    Exit 0 when it answers (and say which snapshot is current, or that none is published yet); 1 with what is
+    missing (no keyspace, no SQLite files) or the hosts or path tried. Creates nothing.
+    """
+    settings = load_settings(config, {"store": {"url": store}} if store else None)
+    url = mask_url(settings.store.url)
+    with store_errors():
+        if urlsplit(settings.store.url).scheme == "sqlite":
+            from lambdarec.store.sqlite import missing_files
+
+            if missing := missing_files(settings.store.url):
+                raise StoreError(
+                    f"no SQLite store at {url}: {', '.join(str(p) for p in missing)} missing; "
+                    f"`lambdarec store init --store {settings.store.url}` creates it"
+                )
+        opened = open_store(settings)
+        with opened:
+            opened.ping()
+            current = opened.current_version(max_age_s=0)
+    if as_json:
+        typer.echo(json.dumps({"url": url, "answers": True, "namespace": settings.store.namespace, "current": current}))
+        return
+    published = f"current snapshot {current}" if current else "no snapshot published yet (the batch job publishes one)"
+    typer.echo(f"store answers: {url} (namespace {settings.store.namespace}: {published})")

@@ -12,6 +12,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from lambdarec.log.base import (
+    AppendOutcomeUnknownError,
     CommitFailedError,
     Consumer,
     DeadLetter,
@@ -22,11 +23,12 @@ from lambdarec.log.base import (
     next_positions,
     partition_for,
 )
-from lambdarec.log.send import Rejection, SendResult, send_events
+from lambdarec.log.send import Rejection, SendInterruptedError, SendResult, SentRange, send_events
 from lambdarec.masking import mask_url
 from lambdarec.settings import LogSettings, Settings
 
 __all__ = [
+    "AppendOutcomeUnknownError",
     "CommitFailedError",
     "Consumer",
     "DeadLetter",
@@ -35,7 +37,9 @@ __all__ = [
     "EventLogUnavailableError",
     "Record",
     "Rejection",
+    "SendInterruptedError",
     "SendResult",
+    "SentRange",
     "next_positions",
     "open_log",
     "partition_for",

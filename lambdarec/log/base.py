@@ -37,6 +37,18 @@ class EventLogUnavailableError(EventLogError):
     """The backend cannot be reached; the message names the brokers or path tried."""
 
 
+class AppendOutcomeUnknownError(EventLogUnavailableError):
+    """The log took the events but did not confirm them in time: some or all may be (or may yet be) appended.
+
+    Resending the same events is the way out; their ``event_id`` makes a repeat count once. ``confirmed`` is how
+    many of the events the log did confirm before it stopped answering.
+    """
+
+    def __init__(self, message: str, confirmed: int = 0):
+        super().__init__(message)
+        self.confirmed = confirmed
+
+
 class CommitFailedError(EventLogError):
     """A commit was refused because the partition is no longer this consumer's (its group rebalanced).
 
@@ -155,8 +167,9 @@ class EventLog(abc.ABC):
 
         An ``Event`` is keyed by its ``user_id`` unless ``keys`` gives one key per event; raw bytes are
         appended as they are, under the matching key from ``keys`` (or none). The caller validates first:
-        see ``send_events``. SQLite appends all or nothing; when Kafka raises, some events may already be in
-        the log, so a retry can duplicate them (consumers apply events idempotently).
+        see ``send_events``. SQLite appends all or nothing. Kafka raises ``EventLogUnavailableError`` when
+        nothing was handed to a broker, and ``AppendOutcomeUnknownError`` when events were handed over but not
+        confirmed: some may be in the log, so resend them with the same ``event_id`` (counted once).
         """
 
     @abc.abstractmethod

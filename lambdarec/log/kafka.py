@@ -20,6 +20,7 @@ from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError, To
 
 from lambdarec.events import Event
 from lambdarec.log.base import (
+    AppendOutcomeUnknownError,
     Consumer,
     DeadLetter,
     EventLog,
@@ -124,19 +125,28 @@ class KafkaEventLog(EventLog):
 
     def _send(self, topic: str, items: Iterable[tuple[str | None, bytes, list[tuple[str, bytes]] | None]]) -> int:
         producer = self.producer()
+        futures: list[Any] = []
         try:
-            futures = [
-                producer.send(topic, key=key.encode() if key is not None else None, value=value, headers=headers)
-                for key, value, headers in items
-            ]
+            for key, value, headers in items:
+                futures.append(
+                    producer.send(topic, key=key.encode() if key is not None else None, value=value, headers=headers)
+                )
             producer.flush(timeout=self.settings.request_timeout_ms / 1000)
             for future in futures:
                 future.get(timeout=0)
-        except UNREACHABLE as exc:
-            raise self._unavailable(exc) from exc
-        except KafkaError as exc:
-            where = f"Kafka topic {topic!r} at {','.join(self.servers)}"
-            raise EventLogError(f"appending to {where} failed: {exc}") from exc
+        except (KafkaError, OSError) as exc:
+            if not futures:  # nothing was handed to the producer: nothing can reach the log
+                if isinstance(exc, UNREACHABLE):
+                    raise self._unavailable(exc) from exc
+                where = f"Kafka topic {topic!r} at {','.join(self.servers)}"
+                raise EventLogError(f"appending to {where} failed: {exc}") from exc
+            # Handed over but not confirmed: the producer may still deliver them, so the outcome is unknown.
+            confirmed = sum(1 for f in futures if f.succeeded())
+            raise AppendOutcomeUnknownError(
+                f"Kafka at {','.join(self.servers)} (topic {topic!r}) did not confirm {len(futures) - confirmed} of "
+                f"{len(futures)} events: {type(exc).__name__}: {exc}",
+                confirmed=confirmed,
+            ) from exc
         return len(futures)
 
     def append(self, events: Iterable[Event | bytes], keys: Iterable[str | None] | None = None) -> int:
@@ -284,7 +294,10 @@ class KafkaEventLog(EventLog):
             for attr in ("_producer", "_reader", "_admin"):
                 client = getattr(self, attr)
                 if client is not None:
-                    client.close()
+                    if attr == "_producer":  # a dead broker must not hold the process forever at exit
+                        client.close(timeout=self.settings.request_timeout_ms / 1000)
+                    else:
+                        client.close()
                     setattr(self, attr, None)
 
 

@@ -13,7 +13,8 @@ cannot be committed: ``on_revoke`` is called for them too, and a ``commit`` ther
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Literal
 
 from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
@@ -73,6 +74,7 @@ class KafkaGroupConsumer(Consumer):
         self._in_callback: Literal["revoke", "lost"] | None = None
         self._pending: dict[int, int] = {}
         s = event_log.settings
+        self._timeout_ms = s.request_timeout_ms  # kafka-python's committed() waits forever without one
         try:
             self._kc = KafkaConsumer(
                 **client_config(s),
@@ -131,8 +133,19 @@ class KafkaGroupConsumer(Consumer):
     def _offsets(self, positions: Mapping[int, int]) -> dict[TopicPartition, OffsetAndMetadata]:
         return {self._tp(p): OffsetAndMetadata(o, "", -1) for p, o in positions.items()}
 
+    @contextlib.contextmanager
+    def _guard(self, what: str) -> Iterator[None]:
+        """kafka-python's errors as the port's: a broker that does not answer is ``EventLogUnavailableError``."""
+        try:
+            yield
+        except UNREACHABLE as exc:
+            raise self._log._unavailable(exc) from exc
+        except KafkaError as exc:
+            raise EventLogError(f"{what} for group {self.group!r} on topic {self._topic!r} failed: {exc}") from exc
+
     def poll(self, max_records: int = 1000, timeout_ms: int = 100) -> list[Record]:
-        batches = self._kc.poll(timeout_ms=timeout_ms, max_records=max_records)
+        with self._guard("poll"):
+            batches = self._kc.poll(timeout_ms=timeout_ms, max_records=max_records)
         return [
             Record(tp.partition, r.offset, r.key.decode() if r.key is not None else None, r.value, r.timestamp)
             for tp in sorted(batches)
@@ -166,6 +179,8 @@ class KafkaGroupConsumer(Consumer):
                 f"group {self.group!r} rebalanced before the commit of {dict(positions)} on topic {self._topic!r}; "
                 f"those records will be delivered again ({type(exc).__name__})"
             ) from exc
+        except UNREACHABLE as exc:
+            raise self._log._unavailable(exc) from exc
         except KafkaError as exc:
             raise EventLogError(f"commit of {dict(positions)} for group {self.group!r} failed: {exc}") from exc
 
@@ -174,29 +189,32 @@ class KafkaGroupConsumer(Consumer):
 
     def committed(self) -> dict[int, int]:
         out = {}
-        for tp in self._all_partitions():
-            offset = self._kc.committed(tp)
-            if offset is not None:
-                out[tp.partition] = offset
+        with self._guard("reading committed positions"):
+            for tp in self._all_partitions():
+                offset = self._kc.committed(tp, timeout_ms=self._timeout_ms)
+                if offset is not None:
+                    out[tp.partition] = offset
         return out
 
     def assignment(self) -> set[int]:
         return self._parts(self._kc.assignment())
 
     def lag(self) -> dict[int, int]:
-        tps = self._all_partitions()
-        ends = self._kc.end_offsets(tps)
-        starts = self._kc.beginning_offsets(tps)
+        with self._guard("reading the lag"):
+            tps = self._all_partitions()
+            ends = self._kc.end_offsets(tps, timeout_ms=self._timeout_ms)
+            starts = self._kc.beginning_offsets(tps, timeout_ms=self._timeout_ms)
         committed = self.committed()
         return {tp.partition: ends[tp] - committed.get(tp.partition, starts[tp]) for tp in tps}
 
     def seek_to_committed(self) -> None:
-        for tp in self._kc.assignment():
-            offset = self._kc.committed(tp)
-            if offset is None:
-                self._kc.seek_to_beginning(tp)
-            else:
-                self._kc.seek(tp, offset)
+        with self._guard("rewinding to the committed positions"):
+            for tp in self._kc.assignment():
+                offset = self._kc.committed(tp, timeout_ms=self._timeout_ms)
+                if offset is None:
+                    self._kc.seek_to_beginning(tp)
+                else:
+                    self._kc.seek(tp, offset)
 
     def close(self) -> None:
         self._kc.close(autocommit=False)

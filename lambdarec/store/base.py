@@ -420,6 +420,11 @@ class OnlineStore(abc.ABC):
     def unlock(self, name: str, owner: str) -> None:
         """Release the lock if ``owner`` holds it."""
 
+    def lock_holder(self, name: str) -> tuple[str, float] | None:
+        """Who holds the named lock and in how many seconds it lapses unless renewed; None when it is free (or
+        the backend cannot tell)."""
+        return None
+
     def init_schema(self) -> None:
         """Create what the backend needs (keyspace, tables) if absent; safe to repeat.
 
@@ -429,7 +434,9 @@ class OnlineStore(abc.ABC):
 
     @abc.abstractmethod
     def ping(self) -> None:
-        """Raise ``StoreUnavailableError`` unless the backend answers."""
+        """Raise ``StoreUnavailableError`` unless the backend answers, reading what serving needs: the current
+        pointer in this store's keyspace (or files) and namespace. A store without its schema raises
+        ``StoreError`` saying what is missing."""
 
     @abc.abstractmethod
     def close(self) -> None:

@@ -26,7 +26,7 @@ from cassandra import ConsistencyLevel, DriverException, InvalidRequest, Operati
 from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable
 from cassandra.concurrent import execute_concurrent_with_args
-from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
+from cassandra.policies import DCAwareRoundRobinPolicy, ExponentialReconnectionPolicy, TokenAwarePolicy
 from cassandra.query import BatchStatement, PreparedStatement, tuple_factory
 
 from lambdarec.logs import get_logger
@@ -109,6 +109,7 @@ class CassandraStore(OnlineStore):
                 WRITE: profile(settings.write_consistency, "write_consistency"),
             },
             **connection,
+            reconnection_policy=ExponentialReconnectionPolicy(0.1, settings.reconnect_max_s, max_attempts=None),
         )
         try:
             with self._guard("connect"):
@@ -367,9 +368,13 @@ class CassandraStore(OnlineStore):
     def unlock(self, name: str, owner: str) -> None:
         self._run(schema.RELEASE_LOCK, (self._ns, name, owner), WRITE)
 
+    def lock_holder(self, name: str) -> tuple[str, float] | None:
+        row = self._run(schema.SELECT_LOCK, (self._ns, name), WRITE).one()
+        return (row[0], float(row[1] or 0)) if row else None
+
     def ping(self) -> None:
-        with self._guard("answer a query"):
-            self._session.execute(self._stmt(schema.PING), timeout=self.settings.request_timeout_s)
+        # What serving needs, not `system.local`: a node that answers without the keyspace serves nothing.
+        self._read_pointer()
 
     def close(self) -> None:
         self._cluster.shutdown()

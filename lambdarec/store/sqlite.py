@@ -98,6 +98,12 @@ def store_dir(url: str) -> Path:
     return Path(parts.path[1:])
 
 
+def missing_files(url: str) -> list[Path]:
+    """The database files of the store at ``url`` that do not exist (all of them when the directory is absent)."""
+    path = store_dir(url)
+    return [path / name for name in (SNAPSHOTS_FILE, FRESH_FILE) if not (path / name).is_file()]
+
+
 class SQLiteStore(OnlineStore):
     """``OnlineStore`` on SQLite files in the directory named by ``settings.url``."""
 
@@ -398,6 +404,16 @@ class SQLiteStore(OnlineStore):
     def unlock(self, name: str, owner: str) -> None:
         with self._write() as conn:
             conn.execute("DELETE FROM locks WHERE ns = ? AND name = ? AND owner = ?", (self._ns, name, owner))
+
+    def lock_holder(self, name: str) -> tuple[str, float] | None:
+        row = (
+            self._db("snapshots")
+            .execute("SELECT owner, expires_at FROM locks WHERE ns = ? AND name = ?", (self._ns, name))
+            .fetchone()
+        )
+        if row is None or row[1] <= time.time():
+            return None
+        return row[0], row[1] - time.time()
 
     def ping(self) -> None:
         self._check_files()

@@ -8,10 +8,10 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 
 from lambdarec.events import json_depth
-from lambdarec.log import EventLogError, send_events
+from lambdarec.log import EventLogError, SendInterruptedError, send_events
 from lambdarec.settings import ServingSettings
 from serving_layer.deps import IngestKey, ServiceDep
-from serving_layer.errors import problem_responses
+from serving_layer.errors import Problem, problem_responses
 from serving_layer.schemas import EventIn, IngestResult
 
 _json = msgspec.json.Decoder()
@@ -42,6 +42,13 @@ def _body_schema(s: ServingSettings) -> dict[str, object]:
     }
 
 
+UNAVAILABLE = (
+    "The event log is unavailable. The message says either that nothing was appended, or that the outcome is "
+    "unknown (some or all events may have been appended). Resending the same events with the same `event_id` "
+    "values is safe in both cases: each `event_id` is counted once."
+)
+
+
 def router(s: ServingSettings) -> APIRouter:
     r = APIRouter(prefix="/v1", tags=["events"])
 
@@ -49,13 +56,18 @@ def router(s: ServingSettings) -> APIRouter:
         "/events",
         status_code=202,
         response_model=IngestResult,
-        responses=problem_responses(401, 403, 413, 415, 422, 503),
+        responses={**problem_responses(401, 403, 413, 415, 422), 503: {"model": Problem, "description": UNAVAILABLE}},
         openapi_extra={"requestBody": _body_schema(s)},
         summary="Append events to the event log",
     )
     async def post_events(request: Request, service: ServiceDep, _key: IngestKey) -> IngestResult:
         """Each event is validated on its own: the valid ones are appended (keyed by `user_id`), the invalid ones
         are counted and reported with their position and reason. The speed layer picks the events up from the log.
+
+        A 503 says which of two things happened. *Nothing was appended*: the log could not be reached. *The
+        outcome is unknown*: the log took the events but did not confirm them, so some or all may be in it (or
+        arrive once it recovers). Either way, resending the same events with the same `event_id` values is safe:
+        each `event_id` is counted once by the speed layer and the master dataset. `Retry-After` says when.
         """
         raw = await request.body()
         limit = service.rules.bounds.max_json_depth + 1  # the array around a batch of events
@@ -110,12 +122,31 @@ def router(s: ServingSettings) -> APIRouter:
             )
 
         def append() -> IngestResult:
-            result = send_events(service.event_log(), events, service.rules)
+            # One batch: the request's events are appended, or not, or of unknown outcome, together.
+            result = send_events(service.event_log(), events, service.rules, batch=max(len(events), 1))
             return IngestResult.model_validate(result.to_json())
 
         try:
             return await asyncio.to_thread(append)
-        except EventLogError as exc:
-            raise HTTPException(503, f"the event log is unavailable, nothing was appended: {exc}") from exc
+        except SendInterruptedError as exc:
+            if exc.outcome_unknown:
+                raise HTTPException(503, unknown_outcome_message(exc), {"Retry-After": "1"}) from exc
+            raise HTTPException(
+                503, f"the event log is unavailable, nothing was appended: {exc}", {"Retry-After": "1"}
+            ) from exc
+        except EventLogError as exc:  # the log could not even be prepared (topic check): nothing was sent
+            raise HTTPException(
+                503, f"the event log is unavailable, nothing was appended: {exc}", {"Retry-After": "1"}
+            ) from exc
 
     return r
+
+
+def unknown_outcome_message(exc: SendInterruptedError) -> str:
+    """The 503 message when the log took the events but did not confirm them."""
+    sent = exc.result.ranges[-1]
+    return (
+        f"the event log did not confirm the append, so some or all of these {sent.events} events may have been "
+        f"appended (or may still be, once it recovers; {sent.confirmed} were confirmed). Resending the same "
+        f"events with the same event_id values is safe: each event_id is counted once. Cause: {exc}"
+    )

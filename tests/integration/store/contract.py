@@ -527,6 +527,15 @@ class StoreContract:
     def test_ping_answers(self) -> None:
         self.make_store().ping()
 
+    def test_lock_holder_names_the_owner_and_the_time_left(self) -> None:
+        store = self.make_store()
+        assert store.lock_holder("held") is None
+        assert store.try_lock("held", "job-a", ttl_s=30)
+        owner, left = store.lock_holder("held")
+        assert owner == "job-a" and 20 < left <= 30
+        store.unlock("held", "job-a")
+        assert store.lock_holder("held") is None
+
     # ---- the invariants ---------------------------------------------------------------------------------------
 
     def test_a_reader_during_publish_sees_the_old_or_the_new_version_never_a_mix(self) -> None:

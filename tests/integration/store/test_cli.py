@@ -186,6 +186,23 @@ def _local_dc(host: str, port: int) -> str:
         cluster.shutdown()
 
 
+def test_store_ping_without_a_config_creates_nothing_and_exits_1(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LAMBDAREC_STORE") and k != "LAMBDAREC_CONFIG"}
+    pinged = subprocess.run([str(LAMBDAREC), "store", "ping"], capture_output=True, text=True, env=env,
+                            cwd=tmp_path, timeout=60)  # fmt: skip
+    assert pinged.returncode == 1, pinged.stdout + pinged.stderr
+    assert "no SQLite store" in pinged.stderr and "store init" in pinged.stderr
+    assert list(tmp_path.iterdir()) == [], "store ping must not create var/store"
+
+
+def test_store_ping_names_what_serving_would_miss(url: str, namespace: str, store: OnlineStore) -> None:
+    code, out, _ = cli(url, namespace, "store", "ping")
+    assert code == 0 and "no snapshot published yet" in out
+    version = publish(store)
+    code, out, _ = cli(url, namespace, "store", "ping", "--json")
+    assert code == 0 and json.loads(out)["current"] == version
+
+
 @pytest.mark.integration
 @pytest.mark.cassandra
 def test_store_init_without_a_datacenter_warns_naming_the_one_to_add(cassandra_endpoint: tuple[str, int]) -> None:
@@ -216,3 +233,13 @@ def test_a_datacenter_the_cluster_lacks_is_exit_2_naming_the_right_one(cassandra
     result = script(f"cassandra://{host}:{port}/recs_{secrets.token_hex(4)}?dc=dc-nowhere", "default", "store", "init")
     assert result.returncode == 2, result.stderr
     assert "dc-nowhere" in result.stderr and f"?dc={dc}" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.integration
+@pytest.mark.cassandra
+def test_store_ping_fails_on_a_cassandra_without_the_keyspace(cassandra_endpoint: tuple[str, int]) -> None:
+    # It used to read system.local only, so a node that had lost the application's keyspace passed.
+    host, port = cassandra_endpoint
+    missing = f"lambdarec_absent_{secrets.token_hex(4)}"
+    code, _, err = cli(f"cassandra://{host}:{port}/{missing}", "default", "store", "ping")
+    assert code == 1 and missing in err and "store init" in err

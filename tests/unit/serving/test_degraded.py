@@ -73,18 +73,21 @@ def test_a_slow_store_is_cut_off_at_the_timeout(fresh_store) -> None:
     settings = settings.model_copy(deep=True)
     settings.serving.store_reads = "thread"
     settings.serving.store_timeout_ms = 50
+    settings.serving.store_probe_timeout_ms = 200
+    settings.store.request_timeout_s = 0.5  # the trending watcher's read
     store = Switchable(settings)
     try:
         with serving(settings, store=store) as client:  # type: ignore[arg-type]
-            store.delay_s = 1.0
+            store.delay_s = 2.0
             started = time.perf_counter()
             response = client.get("/v1/users/u1/recommendations")
             took = time.perf_counter() - started
             assert response.status_code == 200 and response.json()["degraded"] is True
             assert took < 0.5, f"the request waited {took:.2f} s for a stalled store"
+            wait_for(lambda: client.get("/readyz").status_code == 503, "degraded mode after a sustained failure")
             started = time.perf_counter()
             assert client.get("/v1/users/u3/recommendations").json()["degraded"] is True
-            assert time.perf_counter() - started < 0.05  # the breaker: no waiting on a store known to be down
+            assert time.perf_counter() - started < 0.05  # degraded mode: no waiting on a store known to be down
     finally:
         store.delay_s = 0.0
         store.store.close()

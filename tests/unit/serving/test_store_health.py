@@ -1,0 +1,110 @@
+"""The store's health has hysteresis (no flapping under load), readiness reads it, and a 503 names the store."""
+
+from __future__ import annotations
+
+import itertools
+import time
+
+import pytest
+
+from serving_layer.store_health import StoreHealth
+from tests.unit.serving.conftest import serving, wait_for
+from tests.unit.serving.test_degraded import Switchable
+
+
+def test_degraded_mode_needs_a_sustained_failure_and_a_sustained_success() -> None:
+    health = StoreHealth(fail_after=3, recover_after=2)
+    for _ in range(10):  # a busy store: every other call too slow
+        health.failure("timeout")
+        health.success()
+    assert not health.degraded
+    for _ in range(3):
+        health.failure("down")
+    assert health.degraded and "down" in health.reason()
+    health.success()
+    health.failure("down again")
+    health.success()
+    assert health.degraded, "one success between failures does not end degraded mode"
+    health.success()
+    assert not health.degraded
+
+
+class Flaky(Switchable):
+    """Every ``every``-th call stalls past the request timeout, as a healthy store under load sometimes does."""
+
+    def __init__(self, settings, every: int):  # type: ignore[no-untyped-def]
+        super().__init__(settings)
+        self._calls = itertools.count()
+        self.every = every
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        attr = getattr(self.store, name)
+        if not callable(attr) or name == "close":
+            return attr
+
+        def call(*args, **kwargs):  # type: ignore[no-untyped-def]
+            if next(self._calls) % self.every == 0:
+                time.sleep(1.0)
+            return attr(*args, **kwargs)
+
+        return call
+
+
+def test_occasional_slow_answers_under_load_do_not_flap_readiness(fresh_store, capfd) -> None:
+    # Before: one call over serving.store_timeout_ms made /readyz 503 and logged unavailable/recovered each time.
+    settings, _ = fresh_store
+    settings = settings.model_copy(deep=True)
+    settings.serving.store_reads = "thread"
+    settings.serving.store_timeout_ms = 400  # the fast calls stay well inside it even on a busy machine
+    store = Flaky(settings, every=3)
+    try:
+        with serving(settings, store=store) as client:  # type: ignore[arg-type]
+            codes = []
+            for n in range(24):
+                client.get(f"/v1/users/u{n % 7}/recommendations", params={"k": 5})
+                codes.append(client.get("/readyz").status_code)
+            assert codes == [200] * 24
+    finally:
+        store.store.close()
+    assert "serving.store_unavailable" not in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("path", ["/v1/users/u1/recommendations", "/v1/popular", "/v1/items/i1/similar"])
+def test_with_the_store_down_from_the_start_the_503_names_the_store(fresh_store, path: str) -> None:
+    settings, _ = fresh_store
+    store = Switchable(settings)
+    store.broken = True
+    try:
+        with serving(settings, store=store, ready=False) as client:  # type: ignore[arg-type]
+            wait_for(lambda: client.get("/readyz").status_code == 503, "not ready")
+            response = client.get(path)
+            assert response.status_code == 503
+            message = response.json()["message"]
+            assert "store" in message and "unavailable" in message and "test: the store is down" in message
+            ready = client.get("/readyz").json()
+            assert any("store unavailable" in r for r in ready["reasons"])
+            store.broken = False
+            wait_for(lambda: client.get("/readyz").status_code == 200, "recovery without a restart", 10)
+            assert client.get(path).status_code == 200
+    finally:
+        store.store.close()
+
+
+def test_store_errors_do_not_wait_past_their_budget_once_degraded(fresh_store) -> None:
+    settings, _ = fresh_store
+    settings = settings.model_copy(deep=True)
+    settings.serving.store_reads = "thread"
+    store = Switchable(settings)
+    try:
+        with serving(settings, store=store) as client:  # type: ignore[arg-type]
+            store.broken = True
+            wait_for(lambda: client.get("/readyz").status_code == 503, "degraded mode")
+            took = []
+            for n in range(200):
+                started = time.perf_counter()
+                assert client.get(f"/v1/users/u{n}/recommendations").json()["degraded"] is True
+                took.append(time.perf_counter() - started)
+            took.sort()
+            assert took[int(0.99 * len(took))] < 0.05, f"p99 {took[int(0.99 * len(took))] * 1000:.0f} ms"
+    finally:
+        store.store.close()
