@@ -10,10 +10,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from lambdarec.cli import app
+from lambdarec.model.snapshot import ITEM_FACTORS, ITEM_IDS, POPULARITY_ALL, POPULARITY_RECENT, USER_IDS, YTY
 from lambdarec.settings import StoreSettings
 from lambdarec.store import OnlineStore, open_store
 from tests.integration.store.writer import marked_rows
@@ -41,9 +43,18 @@ def store(url: str, namespace: str):  # type: ignore[no-untyped-def]
         yield opened
 
 
-def publish(store: OnlineStore, users: int = 3) -> str:
+def publish(store: OnlineStore, users: int = 3, model: bool = True) -> str:
+    """A published snapshot of ``users`` marked rows; with ``model``, the arrays a server loads (16 items)."""
     version = store.begin_snapshot({"source": "test"})
     store.write_users(version, marked_rows(0, users, 1.0), part="p")
+    if model:
+        n, f = 16, 4
+        factors = np.random.default_rng(0).standard_normal((n, f)).astype(np.float32)
+        arrays = {ITEM_IDS: np.array([f"i{i}" for i in range(n)]), USER_IDS: np.array([f"u{i}" for i in range(users)]),
+                  ITEM_FACTORS: factors, YTY: factors.T.astype(np.float64) @ factors,
+                  POPULARITY_ALL: np.ones(n, np.float32), POPULARITY_RECENT: np.ones(n, np.float32)}  # fmt: skip
+        for name, array in arrays.items():
+            store.write_array(version, name, array)
     store.publish(version, {"counts": {"user_rows": users, "item_rows": 0}})
     return version
 
@@ -102,6 +113,16 @@ def test_activate_rolls_back_and_refuses_what_cannot_be_current(url: str, namesp
     code, _, err = cli(url, namespace, "snapshots", "activate", "nope")
     assert code == 2 and "'nope'" in err
     assert store.current_version(max_age_s=0) == old
+
+
+def test_activate_refuses_a_snapshot_a_server_could_not_load_with_exit_3(
+    url: str, namespace: str, store: OnlineStore
+) -> None:
+    current, bare = publish(store), publish(store, model=False)  # `bare` holds rows but no model arrays
+    store.activate(current)
+    code, _, err = cli(url, namespace, "snapshots", "activate", bare)
+    assert code == 3 and bare in err and "item_ids" in err and current in err
+    assert store.current_version(max_age_s=0) == current
 
 
 def test_prune_keeps_the_newest_and_reports_what_it_retired(url: str, namespace: str, store: OnlineStore) -> None:
