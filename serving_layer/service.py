@@ -45,7 +45,9 @@ class Service:
         self.rules = EventRules.from_settings(settings)
         self.keys = Keyring(s.ingest_key_hashes, s.admin_key_hashes)
         self.health = StoreHealth(s.store_fail_after, s.store_recover_after)
-        self.gate = StoreGate(s.store_timeout_ms / 1000, s.store_retry_s, s.store_threads, self.health)
+        self.gate = StoreGate(
+            s.store_timeout_ms / 1000, s.store_retry_s, s.store_threads, self.health, s.store_probe_timeout_ms / 1000
+        )
         self.trending = TrendingCache(
             settings.speed.trending_half_life_s, s.trending_refresh_s, settings.store.request_timeout_s
         )

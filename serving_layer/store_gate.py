@@ -35,8 +35,18 @@ class StoreUnavailable(RuntimeError):
 class StoreGate:
     """Runs blocking store calls with a timeout and remembers the store's health."""
 
-    def __init__(self, timeout_s: float, retry_s: float, threads: int, health: StoreHealth | None = None):
+    def __init__(
+        self,
+        timeout_s: float,
+        retry_s: float,
+        threads: int,
+        health: StoreHealth | None = None,
+        probe_timeout_s: float | None = None,
+    ):
+        """``probe_timeout_s``: the default timeout of background probes (``probe=True``); a store warming up
+        after a restart answers them more slowly than requests may wait, and must still count as recovering."""
         self.timeout_s = timeout_s
+        self.probe_timeout_s = timeout_s if probe_timeout_s is None else probe_timeout_s
         self.retry_s = retry_s
         self.threads = threads
         self.health = health or StoreHealth(fail_after=1, recover_after=1)
@@ -73,7 +83,7 @@ class StoreGate:
         if not probe and self.skipping():
             raise self._skipped()
         loop = asyncio.get_running_loop()
-        limit = self.timeout_s if timeout_s is None else timeout_s
+        limit = timeout_s if timeout_s is not None else self.probe_timeout_s if probe else self.timeout_s
         try:
             async with asyncio.timeout(limit):
                 result = await loop.run_in_executor(self._pool, fn, *args)

@@ -19,7 +19,13 @@ import pytest
 from tests.chaos.conftest import TRIALS
 from tests.chaos.deployment import Deployment, get, wait_until
 
-pytestmark = [pytest.mark.integration, pytest.mark.cassandra, pytest.mark.kafka, pytest.mark.slow]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.cassandra,
+    pytest.mark.kafka,
+    pytest.mark.slow,
+    pytest.mark.timeout(1500),
+]
 
 HTTP_EVENTS = range(0, 3000)
 CLI_EVENTS = range(100_000, 120_000)

@@ -18,7 +18,13 @@ import pytest
 from tests.chaos.conftest import TRIALS
 from tests.chaos.deployment import Deployment, get, wait_until
 
-pytestmark = [pytest.mark.integration, pytest.mark.cassandra, pytest.mark.slow, pytest.mark.chaos_full]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.cassandra,
+    pytest.mark.slow,
+    pytest.mark.chaos_full,
+    pytest.mark.timeout(1500),
+]
 
 
 @pytest.mark.parametrize("trial", range(TRIALS))

@@ -44,7 +44,7 @@ class Flaky(Switchable):
 
         def call(*args, **kwargs):  # type: ignore[no-untyped-def]
             if next(self._calls) % self.every == 0:
-                time.sleep(1.0)
+                time.sleep(0.6)  # past a request's budget, inside a probe's
             return attr(*args, **kwargs)
 
         return call
@@ -56,6 +56,7 @@ def test_occasional_slow_answers_under_load_do_not_flap_readiness(fresh_store, c
     settings = settings.model_copy(deep=True)
     settings.serving.store_reads = "thread"
     settings.serving.store_timeout_ms = 400  # the fast calls stay well inside it even on a busy machine
+    settings.serving.snapshot_poll_s = settings.serving.trending_refresh_s = 0.5  # background calls of a real rate
     store = Flaky(settings, every=3)
     try:
         with serving(settings, store=store) as client:  # type: ignore[arg-type]
