@@ -145,9 +145,7 @@ def recommend(
             fresh = FreshUser(user_id=fresh.user_id, events=fresh.events, recent=fresh.recent, basis=model.version)
         session = session if variant.session else []
         trending = trending if variant.trending else None
-    query = RecommendQuery(
-        user_id=user_id, k=k, session_items=tuple(item for item, _ in session), exclude=exclude
-    )
+    query = RecommendQuery(user_id=user_id, k=k, session_items=tuple(item for item, _ in session), exclude=exclude)
     ranked, _ = rank(model, query, UserState(row, fresh), weights=variant.weights, trending=trending, now_s=now_s)
     return [r.item_id for r in ranked]
 
