@@ -27,7 +27,11 @@ def run(
     ] = None,
     as_of: Annotated[
         str | None,
-        typer.Option("--as-of", help="Cut-off: ISO-8601 or epoch s/ms; later events are ignored. Default now."),
+        typer.Option(
+            "--as-of",
+            help="Cut-off: ISO-8601 or epoch s/ms; later events are ignored. Default: the newest event time in "
+            "the input that is not in the future.",
+        ),
     ] = None,
     store: Annotated[str | None, typer.Option("--store", help="Store URL (store.url).")] = None,
     force: Annotated[
@@ -54,6 +58,8 @@ def run(
     except BadInputError as exc:
         _fail(f"bad input: {exc}", EXIT_BAD_INPUT, as_json, {"published": False, "error": str(exc)})
     except QualityGateError as exc:
+        for warning in exc.manifest.get("warnings") or []:
+            typer.echo(f"warning: {warning['message']}", err=True)
         _fail(str(exc), exc.exit_code, as_json, {**exc.manifest, "error": str(exc)})
     except JobLockedError as exc:
         _fail(str(exc), exc.exit_code, as_json, {"published": False, "error": str(exc)})
@@ -62,6 +68,8 @@ def run(
     if as_json:
         typer.echo(json.dumps(result.manifest, indent=2, sort_keys=True, default=str))
     else:
+        for warning in result.manifest.get("warnings") or []:
+            typer.echo(f"warning: {warning['message']}", err=True)
         typer.echo(result.message)
         m = result.manifest
         if m.get("published"):
@@ -69,6 +77,8 @@ def run(
             typer.echo(f"  users {counts['users']}, items {counts['items']}, interactions {counts['interactions']}")
             if "model" in gate:
                 typer.echo(f"  holdout: model {gate['model']}  popularity {gate['popularity']}")
+            if m.get("gate"):
+                typer.echo(f"  {m['gate']['line']}")
             typer.echo("  stages: " + ", ".join(f"{k} {v:.2f}s" for k, v in m["timings_s"].items()))
 
 
