@@ -83,8 +83,8 @@ def evaluate(
     if batch.holdout_fraction == 0 or holdout_frame.height == 0 or train_frame.height == 0:
         return {"skipped": "holdout_fraction is 0 or the window is too small to split"}
     data = build_matrix(train_frame)
-    held = _unseen_holdout(holdout_frame, data)
-    users = _sample_users(held, batch.gate.max_users, batch.seed)
+    held = unseen_holdout(holdout_frame, data)
+    users = sample_users(held, batch.gate.max_users, batch.seed)
     k = batch.gate_k
     if users.size == 0:
         return {"skipped": "no held-out user was seen in training", "k": k, "holdout_events": holdout_frame.height}
@@ -97,9 +97,9 @@ def evaluate(
         recent_days=batch.popularity_recent_days,
     )
     order = np.argsort(-np.asarray(pop.all_time, dtype=np.float64), kind="stable")
-    model_top = _model_top(factors, data.matrix, users, k, batch)
+    top = model_top(factors, data.matrix, users, k, batch)
     pop_top = popular_unseen(order, data.matrix[users], k)
-    model_recall, model_ndcg = user_metrics(model_top, held[users], k)
+    model_recall, model_ndcg = user_metrics(top, held[users], k)
     pop_recall, pop_ndcg = user_metrics(pop_top, held[users], k)
     doc: dict[str, Any] = {
         "k": k,
@@ -111,7 +111,7 @@ def evaluate(
     }
     doc["lift_vs_popular"] = _ratio(doc["model"][f"ndcg@{k}"], doc["popularity"][f"ndcg@{k}"])
     if current and store is not None:
-        doc["current"] = _versus_current(current, store, holdout_frame, data, users, model_top, order, k)
+        doc["current"] = _versus_current(current, store, holdout_frame, data, users, top, order, k)
     return doc
 
 
@@ -165,8 +165,10 @@ def decide(gate: dict[str, Any], batch: BatchSettings, *, force: bool) -> dict[s
     return record
 
 
-def _unseen_holdout(holdout: pl.DataFrame, data: Interactions) -> sp.csr_matrix:
-    """Held-out (user, item) pairs over the training layout, less what the user has in training."""
+def unseen_holdout(holdout: pl.DataFrame, data: Interactions) -> sp.csr_matrix:
+    """Held-out (user, item) pairs over the training layout, less what the user has in training.
+
+    The tuner (:mod:`batch_layer.tune`) validates with it too, so tuning and gating score alike."""
     users = index_of(holdout["user_id"], data.user_ids)
     items = index_of(holdout["item_id"], data.item_ids)
     keep = (users >= 0) & (items >= 0)
@@ -178,14 +180,16 @@ def _unseen_holdout(holdout: pl.DataFrame, data: Interactions) -> sp.csr_matrix:
     return m
 
 
-def _sample_users(held: sp.csr_matrix, most: int, seed: int) -> np.ndarray:
+def sample_users(held: sp.csr_matrix, most: int, seed: int) -> np.ndarray:
+    """Rows of ``held`` with at least one item; a seeded sample of ``most`` of them when there are more."""
     users = np.flatnonzero(np.diff(held.indptr))
     if users.size > most:
         users = np.sort(np.random.default_rng(seed).choice(users, size=most, replace=False))
     return users
 
 
-def _model_top(factors: Any, seen: sp.csr_matrix, users: np.ndarray, k: int, batch: BatchSettings) -> np.ndarray:
+def model_top(factors: Any, seen: sp.csr_matrix, users: np.ndarray, k: int, batch: BatchSettings) -> np.ndarray:
+    """``[len(users), k]`` top unseen items of ``users`` under trained ``factors``, as the batch layer scores."""
     from batch_layer.candidates import iter_candidates
 
     top = np.full((users.size, k), -1, dtype=np.int64)
@@ -218,7 +222,7 @@ def _versus_current(
     base: dict[str, Any] = {"version": version, "holdout_events": newer.height, "after_ms": int(newest_ms)}
     if newer.height == 0:
         return {**base, "users": 0, "skipped": f"no held-out event is newer than {version}'s data"}
-    held = _unseen_holdout(newer, data)[users]
+    held = unseen_holdout(newer, data)[users]
     rows = np.flatnonzero(np.diff(held.indptr))
     if rows.size == 0:
         return {**base, "users": 0, "skipped": f"no held-out user has an event newer than {version}'s data"}

@@ -128,6 +128,13 @@ def _run_locked(
         log.info("batch.unchanged", version=current["version"])
         return JobResult({**current, "published": False, "reason": "unchanged"}, msg)
 
+    if batch.tune_every_days is not None:
+        from batch_layer.tune import nightly_settings
+
+        with _stage("tune", timings):
+            batch, tuning = nightly_settings(frame, batch, current, as_of, progress=progress)
+    else:
+        tuning = None
     with _stage("gate", timings):
         gate = quality_gate.evaluate(frame, batch, current=current, store=store, progress=progress)
     try:
@@ -153,7 +160,7 @@ def _run_locked(
             as_of_ms=report.as_of_ms,
         )
     manifest = _manifest(settings, report, data, frame, as_of, data_fp, chash, gate, factors)
-    manifest.update(gate=decision, warnings=warnings)
+    manifest.update(gate=decision, warnings=warnings, tuning=tuning)
     version, stage_times = write_snapshot(
         store, data, factors, pop, manifest, batch, progress=progress, store_settings=settings.store
     )

@@ -323,7 +323,8 @@ class BatchSettings(_Section):
     tune_models: list[Literal["als", "bpr", "torch"]] = Field(
         default_factory=lambda: ["als", "bpr", "torch"],
         min_length=1,
-        description="Model families the tuner searches (torch only where it is installed).",
+        description="Model families the tuner searches. Torch only where it is installed, and by default only "
+        "on a GPU (set this list to search it on the CPU too).",
     )
     tune_validation_fraction: float = Field(
         0.1,
