@@ -154,11 +154,11 @@ def _popular(
     model: SnapshotModel, row: UserRow | None, fresh: FreshUser | None, k: int, exclude: frozenset[str]
 ) -> list[str]:
     seen: set[int] = set(row.history.tolist()) if row is not None else set()
-    index = model.item_index
     touched = list(exclude)
     if fresh is not None:
         touched += [e[0] for e in fresh.events] + [r[0] for r in fresh.recent]
-    seen.update(i for item in touched if (i := index.get(item)) is not None)
+    seen.update(map(model.item_index.get, touched))
+    seen.discard(None)  # type: ignore[arg-type]
     picked = []
     for i in model.popular_order[: k + len(seen)].tolist():
         if i not in seen:
