@@ -231,7 +231,7 @@ class BatchSettings(_Section):
         ge=0,
         description="L2 regularisation, on the scale of the model. Unset: the model's default, ALS 50 (added to "
         "each least-squares solve; from the study in docs/quality-study.md), BPR 0.01, torch 0.05. "
-        "The tuner searches it.",
+        "`lambdarec batch tune` searches it.",
     )
     alpha: float = Field(2.0, gt=0, description="ALS confidence scaling: confidence = 1 + alpha * weight.")
     learning_rate: float = Field(0.05, gt=0, description="BPR and torch learning rate.")
@@ -314,7 +314,7 @@ class BatchSettings(_Section):
     tune_every_days: float | None = Field(
         None,
         gt=0,
-        description="The nightly re-tunes the model when the last tuning is this many "
+        description="The nightly re-tunes the model (as `lambdarec batch tune` does) when the last tuning is this many "
         "days older than its cut-off, and otherwise trains with the last tuned parameters; unset: never tunes, "
         "trains with these settings.",
     )
