@@ -66,6 +66,7 @@ class Variant:
                 "weight_trending": w.trending,
                 "session_half_life_s": w.session_half_life_s,
                 "mmr_lambda": w.mmr_lambda,
+                "fresh_boost": w.fresh_boost,
             },
             "fold_in": self.fold_in,
             "session": self.session,

@@ -85,6 +85,30 @@ def test_no_variant_recommends_what_the_user_already_did(drift_log: Path, small_
     assert run.board.segments.count("cold") > 0 and run.board.segments.count("warm") > 0
 
 
+def test_after_a_taste_shift_lambda_follows_the_new_taste_by_day_two(drift_log: Path, small_config: Path) -> None:
+    """Fresh evidence outweighs the nightly list: the new clusters fill >= 60% of lambda's top-10 two days on."""
+    import numpy as np
+
+    from batch_layer.synth import SynthSpec, synthesize
+    from tests.e2e.replay.conftest import DRIFT, START
+
+    spec = SynthSpec(users=400, items=300, events=40_000, seed=7, days=30, start=START, drift_at=DRIFT)
+    synth = synthesize(spec)  # the same log as the drift_log fixture: its tastes and clusters
+    settings = Settings.load(small_config)
+    cfg = ReplayConfig(str(drift_log), split_at=SPLIT, sample=SAMPLE, seed=SEED, ks=(10,), progress=False)
+    run = run_replay(settings, cfg, standard_variants(MergeWeights.from_settings(settings.serving), ["lambda"]))
+    board, items, users = run.board, run.board.item_ids(), list(run.board._users)
+    shift_h = (DRIFT - SPLIT).total_seconds() / 3600
+    shares: list[float] = []
+    for j, top in enumerate(board.lists("lambda")):
+        if 2 <= (board.hours[j] - shift_h) / 24 < 3:  # day 2 after the shift
+            new = set(synth.tastes_after[int(users[board.user_codes[j]][1:])].tolist())
+            listed = [items[c] for c in top[:10].tolist() if c >= 0]
+            shares.append(float(np.mean([synth.item_cluster[int(i[1:])] in new for i in listed])))
+    assert len(shares) > 50
+    assert np.mean(shares) >= 0.6, np.mean(shares)
+
+
 def test_same_seed_same_numbers(replayed: tuple[dict, Path], drift_log: Path, small_config: Path) -> None:
     doc, _ = replayed
     settings = Settings.load(small_config)
