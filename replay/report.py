@@ -322,6 +322,7 @@ _SHORT = {
     "weight_trending": "w trending",
     "session_half_life_s": "half-life s",
     "mmr_lambda": "mmr λ",
+    "fresh_boost": "fresh boost",
 }
 
 _CSS = """
