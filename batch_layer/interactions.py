@@ -118,7 +118,8 @@ def read_interactions(
         Column names, event weights, lookback, timestamp unit and bad-row policy; defaults when None.
     as_of
         Data cut-off: later events are ignored, and the lookback window ends here. Naive datetimes are UTC.
-        Defaults to now (UTC).
+        Defaults to the newest event time in the log that is not in the future (now, for an empty log), so a
+        historical log such as MovieLens is read whole and a live one up to its last event.
 
     Returns
     -------
@@ -136,11 +137,6 @@ def read_interactions(
     source = source if source is not None else batch.interactions
     if source is None:
         raise BadInputError("no interaction log given: pass a path or set batch.interactions")
-    as_of = as_of or datetime.now(UTC)
-    as_of = as_of if as_of.tzinfo else as_of.replace(tzinfo=UTC)
-    as_of_ms = int(as_of.timestamp() * 1000)
-    start_ms = None if batch.lookback_days is None else as_of_ms - int(batch.lookback_days * _DAY_MS)
-
     files, root = discover(source)
     frames = [scan_file(path, index, root, batch) for index, path in enumerate(files)]
     try:
@@ -160,6 +156,8 @@ def read_interactions(
     repeat = pl.col("event_id").is_not_null() & ~pl.col("event_id").is_first_distinct()
     duplicates = int(good.select(repeat.sum()).item())
     good = good.filter(~repeat)
+    as_of_ms = _as_of_ms(as_of, good)
+    start_ms = None if batch.lookback_days is None else as_of_ms - int(batch.lookback_days * _DAY_MS)
     after = pl.col("ts") > as_of_ms
     before = pl.col("ts") < start_ms if start_ms is not None else pl.lit(False)
     after_n, before_n, first_ms, last_ms = good.select(
@@ -194,6 +192,28 @@ def read_interactions(
     # Looked up per call: a logger cached at import would keep writing to the stream of its first configuration.
     get_logger(__name__).info("interactions.read", **report.to_dict())
     return clean, report
+
+
+def _as_of_ms(as_of: datetime | None, good: pl.DataFrame) -> int:
+    """The cut-off in epoch ms: ``as_of``, or the newest event that is not in the future (now if none)."""
+    if as_of is not None:
+        return int((as_of if as_of.tzinfo else as_of.replace(tzinfo=UTC)).timestamp() * 1000)
+    now_ms = int(datetime.now(UTC).timestamp() * 1000)
+    newest = good.select(pl.col("ts").filter(pl.col("ts") <= now_ms).max()).item()
+    return int(newest) if newest is not None else now_ms
+
+
+def index_of(ids: pl.Series, sorted_ids: np.ndarray) -> np.ndarray:
+    """Positions of ``ids`` in the id array, -1 where absent (a hash join, fast for millions of rows).
+
+    Example
+    -------
+    >>> index_of(pl.Series(["b", "z", "a"]), np.array(["a", "b"])).tolist()
+    [1, -1, 0]
+    """
+    lookup = pl.DataFrame({"_id": sorted_ids.astype(str), "_idx": np.arange(len(sorted_ids), dtype=np.int64)})
+    joined = pl.DataFrame({"_id": ids.cast(pl.Utf8)}).join(lookup, on="_id", how="left", maintain_order="left")
+    return joined["_idx"].fill_null(-1).to_numpy()
 
 
 def fingerprint(files: list[Path], root: Path) -> str:
@@ -293,6 +313,7 @@ __all__ = [
     "ReadReport",
     "build_matrix",
     "fingerprint",
+    "index_of",
     "parse_time",
     "read_interactions",
     "split_holdout",

@@ -29,18 +29,20 @@ from datetime import UTC, datetime
 from importlib import metadata
 from typing import Any
 
-import numpy as np
 import polars as pl
 
+from batch_layer import gate as quality_gate
 from batch_layer.errors import BadInputError
+from batch_layer.gate import QualityGateError
 from batch_layer.interactions import (
     Interactions,
     build_matrix,
     empty_window_message,
+    index_of,
     read_interactions,
-    split_holdout,
 )
 from batch_layer.publish import write_snapshot
+from batch_layer.window import data_loss_warnings
 from lambdarec.logs import get_logger
 from lambdarec.settings import BatchSettings, Settings
 from lambdarec.store import OnlineStore, open_store
@@ -53,16 +55,6 @@ LOCK_NAME = "batch-job"
 _NOT_IN_CONFIG_HASH = {"interactions", "threads", "engine", "lock_ttl_s", "device"} | {
     name for name in BatchSettings.model_fields if name.startswith("ray_")
 }
-
-
-class QualityGateError(RuntimeError):
-    """The new model is worse than the current snapshot by more than ``batch.max_regression``."""
-
-    exit_code = EXIT_GATE
-
-    def __init__(self, message: str, manifest: dict[str, Any]):
-        super().__init__(message)
-        self.manifest = manifest
 
 
 class JobLockedError(RuntimeError):
@@ -101,7 +93,7 @@ def run_batch(
     BadInputError
         The interaction log is missing, malformed, or (with ``on_bad_rows = "fail"``) has a bad row.
     QualityGateError
-        The model regressed against the current snapshot and ``force`` is False.
+        The model failed the quality gate (:mod:`batch_layer.gate`) and ``force`` is False.
     JobLockedError
         Another job is running against the same store (``LockLostError``: it took the lock while this job ran,
         which then stopped before publishing).
@@ -114,7 +106,6 @@ def run_batch(
         from batch_layer.ray_cluster import check_ray_settings
 
         check_ray_settings(settings.store, batch)  # fail before training, not after
-    as_of = as_of or datetime.now(UTC)
     owned = store is None
     store = store or open_store(settings)
     try:
@@ -126,12 +117,14 @@ def run_batch(
 
 
 def _run_locked(
-    store: OnlineStore, settings: Settings, source: str, as_of: datetime, force: bool, progress: bool
+    store: OnlineStore, settings: Settings, source: str, as_of: datetime | None, force: bool, progress: bool
 ) -> JobResult:
     batch = settings.batch
     timings: dict[str, float] = {}
     with _stage("load", timings):
         frame, report = read_interactions(source, batch, as_of=as_of)
+    as_of = as_of or datetime.fromtimestamp(report.as_of_ms / 1000, UTC)  # default: the newest event
+    warnings = data_loss_warnings(report, batch)
     if frame.height == 0:
         raise BadInputError(empty_window_message(report, batch))
     data_fp = _data_fingerprint(report.fingerprint, frame)
@@ -142,9 +135,20 @@ def _run_locked(
         log.info("batch.unchanged", version=current["version"])
         return JobResult({**current, "published": False, "reason": "unchanged"}, msg)
 
+    if batch.tune_every_days is not None:
+        from batch_layer.tune import nightly_settings
+
+        with _stage("tune", timings):
+            batch, tuning = nightly_settings(frame, batch, current, as_of, progress=progress)
+    else:
+        tuning = None
     with _stage("gate", timings):
-        gate = _evaluate_gate(frame, batch, progress)
-    _check_gate(gate, current, batch, force)
+        gate = quality_gate.evaluate(frame, batch, current=current, store=store, progress=progress)
+    try:
+        decision = quality_gate.decide(gate, batch, force=force)
+    except QualityGateError as exc:
+        exc.manifest.update(published=False, metrics=gate, current=current and current["version"], warnings=warnings)
+        raise
 
     with _stage("fit", timings):
         data = build_matrix(frame)
@@ -155,7 +159,7 @@ def _run_locked(
         from batch_layer.popularity import popularity
 
         pop = popularity(
-            item_index=_index_of(frame["item_id"], data.item_ids),
+            item_index=index_of(frame["item_id"], data.item_ids),
             ts=frame["ts"].to_numpy(),
             weight=frame["weight"].to_numpy(),
             n_items=len(data.item_ids),
@@ -163,6 +167,7 @@ def _run_locked(
             as_of_ms=report.as_of_ms,
         )
     manifest = _manifest(settings, report, data, frame, as_of, data_fp, chash, gate, factors)
+    manifest.update(gate=decision, warnings=warnings, tuning=tuning)
     version, stage_times = write_snapshot(
         store, data, factors, pop, manifest, batch, progress=progress, store_settings=settings.store
     )
@@ -171,87 +176,6 @@ def _run_locked(
     retired = store.prune(settings.store.keep_versions)
     log.info("batch.published", version=version, users=manifest["counts"]["users"], pruned=retired)
     return JobResult(manifest, f"published snapshot {version}")
-
-
-def _evaluate_gate(frame: pl.DataFrame, batch: BatchSettings, progress: bool) -> dict[str, Any]:
-    from batch_layer.metrics import evaluate_gate
-    from batch_layer.popularity import popularity
-    from batch_layer.train import train
-
-    train_frame, holdout_frame = split_holdout(frame, batch.holdout_fraction)
-    if batch.holdout_fraction == 0 or holdout_frame.height == 0 or train_frame.height == 0:
-        return {"skipped": "holdout_fraction is 0 or the window is too small to split"}
-    data = build_matrix(train_frame)
-    holdout = _project(holdout_frame, data)
-    factors = train(data.matrix, batch, show_progress=progress)
-    item_idx = _index_of(train_frame["item_id"], data.item_ids)
-    pop = popularity(
-        item_index=item_idx,
-        ts=train_frame["ts"].to_numpy(),
-        n_items=len(data.item_ids),
-        weight=train_frame["weight"].to_numpy(),
-        recent_days=batch.popularity_recent_days,
-    )
-    metrics = evaluate_gate(
-        factors.user_factors,
-        factors.item_factors,
-        data.matrix,
-        holdout,
-        batch.gate_k,
-        popularity_scores=pop.all_time,
-        block=batch.user_block,
-        threads=batch.threads,
-    )
-    k = batch.gate_k
-    return {
-        "k": k,
-        "holdout_events": holdout_frame.height,
-        "users": metrics.model.users,
-        "model": {f"recall@{k}": round(metrics.model.recall, 6), f"ndcg@{k}": round(metrics.model.ndcg, 6)},
-        "popularity": {
-            f"recall@{k}": round(metrics.popularity.recall, 6),
-            f"ndcg@{k}": round(metrics.popularity.ndcg, 6),
-        },
-    }
-
-
-def _check_gate(gate: dict[str, Any], current: dict[str, Any] | None, batch: BatchSettings, force: bool) -> None:
-    if "model" not in gate or not current:
-        return
-    key = f"ndcg@{batch.gate_k}"
-    before = current.get("metrics", {}).get("model", {}).get(key)
-    now = gate["model"][key]
-    if before is None or now >= before * (1 - batch.max_regression):
-        return
-    message = (
-        f"quality gate: model {key} {now:.4f} is more than {batch.max_regression:.0%} below the current snapshot's "
-        f"{before:.4f} (popularity baseline {gate['popularity'][key]:.4f}); not publishing. --force overrides."
-    )
-    if force:
-        log.warning("batch.gate_overridden", detail=message)
-        return
-    raise QualityGateError(message, {"published": False, "metrics": gate, "current": current.get("version")})
-
-
-def _project(frame: pl.DataFrame, data: Interactions) -> Any:
-    """Held-out events as a CSR over the training layout; users or items unseen in training are dropped."""
-    import scipy.sparse as sp
-
-    users = _index_of(frame["user_id"], data.user_ids)
-    items = _index_of(frame["item_id"], data.item_ids)
-    keep = (users >= 0) & (items >= 0)
-    ones = np.ones(int(keep.sum()), dtype=np.float32)
-    m = sp.csr_matrix((ones, (users[keep], items[keep])), shape=data.shape)
-    m.sum_duplicates()
-    m.data[:] = 1.0
-    return m
-
-
-def _index_of(ids: pl.Series, sorted_ids: np.ndarray) -> np.ndarray:
-    """Positions of ``ids`` in the id array, -1 where absent (a hash join, fast for millions of rows)."""
-    lookup = pl.DataFrame({"_id": sorted_ids.astype(str), "_idx": np.arange(len(sorted_ids), dtype=np.int64)})
-    joined = pl.DataFrame({"_id": ids.cast(pl.Utf8)}).join(lookup, on="_id", how="left", maintain_order="left")
-    return joined["_idx"].fill_null(-1).to_numpy()
 
 
 def _data_fingerprint(files_fp: str, frame: pl.DataFrame) -> str:

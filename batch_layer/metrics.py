@@ -77,6 +77,29 @@ def _sums(top_items: np.ndarray, holdout: sp.csr_matrix, k: int) -> tuple[float,
     return float(recall.sum()), float(ndcg.sum()), int(users.sum())
 
 
+def user_metrics(top_items: np.ndarray, holdout: sp.csr_matrix, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row Recall@``k`` and NDCG@``k`` (as :func:`ranking_metrics` averages them); NaN for an empty row.
+
+    For paired comparisons: two models' values on the same rows differ user by user, not only on average.
+
+    Example
+    -------
+    >>> r, n = user_metrics(np.array([[0], [1]]), sp.csr_matrix(np.array([[1.0, 0.0], [0.0, 0.0]])), 1)
+    >>> r.tolist(), np.isnan(n).tolist()
+    ([1.0, nan], [False, True])
+    """
+    holdout = sp.csr_matrix(holdout)
+    sizes = np.diff(holdout.indptr)
+    hits = _hits(top_items[:, :k], holdout)
+    ideal = np.minimum(sizes, k)
+    disc = _discounts(k)
+    idcg = np.concatenate([[1.0], np.cumsum(disc)])[ideal]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        recall = np.where(ideal > 0, hits.sum(1) / ideal, np.nan)
+        ndcg = np.where(ideal > 0, (hits * disc[: hits.shape[1]]).sum(1) / idcg, np.nan)
+    return recall, ndcg
+
+
 def ranking_metrics(top_items: np.ndarray, holdout: sp.csr_matrix, k: int) -> RankingMetrics:
     """Recall@``k`` and NDCG@``k`` of ranked lists against held-out items (see the module docstring).
 

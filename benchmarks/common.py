@@ -55,8 +55,8 @@ def best_of(fn: Callable[[], object], repeats: int = 3) -> float:
 
 def table(results: list[Result]) -> str:
     """A human table of results."""
-    header = f"{'bench':<10} {'metric':<34} {'ours':>14} {'reference':>14} {'ratio':>8}  unit"
+    header = f"{'bench':<10} {'metric':<40} {'ours':>14} {'reference':>14} {'ratio':>8}  unit"
     lines = [header, "-" * len(header)]
     for r in results:
-        lines.append(f"{r.bench:<10} {r.metric:<34} {r.ours:>14.4g} {r.reference:>14.4g} {r.ratio:>8.3f}  {r.unit}")
+        lines.append(f"{r.bench:<10} {r.metric:<40} {r.ours:>14.4g} {r.reference:>14.4g} {r.ratio:>8.3f}  {r.unit}")
     return "\n".join(lines)

@@ -38,8 +38,7 @@ def _settings(tmp: str, name: str, gate: bool):  # type: ignore[no-untyped-def]
 def _parts(log: Path, tmp: str) -> dict[str, float]:
     """Each part of the job on its own, timed."""
     from batch_layer.candidates import iter_candidates
-    from batch_layer.interactions import build_matrix, read_interactions
-    from batch_layer.job import _index_of
+    from batch_layer.interactions import build_matrix, index_of, read_interactions
     from batch_layer.neighbours import item_neighbours
     from batch_layer.popularity import popularity
     from batch_layer.publish import _user_rows
@@ -65,7 +64,7 @@ def _parts(log: Path, tmp: str) -> dict[str, float]:
     parts["neighbours"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     popularity(
-        item_index=_index_of(frame["item_id"], data.item_ids),
+        item_index=index_of(frame["item_id"], data.item_ids),
         ts=frame["ts"].to_numpy(),
         weight=frame["weight"].to_numpy(),
         n_items=len(data.item_ids),

@@ -85,6 +85,9 @@ def replay(
     mmr_lambda: Annotated[
         float | None, typer.Option("--mmr-lambda", min=0, max=1, help="Override serving.mmr_lambda.")
     ] = None,
+    fresh_boost: Annotated[
+        float | None, typer.Option("--fresh-boost", min=0, help="Override serving.fresh_boost.")
+    ] = None,
     bootstrap: Annotated[int, typer.Option("--bootstrap", min=10, help="Bootstrap draws over users.")] = 1000,
     progress: Progress = True,
     config: ConfigOption = None,
@@ -106,6 +109,7 @@ def replay(
         "weight_trending": weight_trending,
         "session_half_life_s": session_half_life,
         "mmr_lambda": mmr_lambda,
+        "fresh_boost": fresh_boost,
     }
     settings = load_settings(config, {"serving": {key: v for key, v in overrides.items() if v is not None}})
     source = _required(interactions, "--interactions")

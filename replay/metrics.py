@@ -45,13 +45,23 @@ class Scoreboard:
         self._items: dict[str, int] = {}
         self.user_codes: list[int] = []
         self.hours: list[float] = []
+        self.segments: list[str] = []
         self.ranks: dict[str, array[int]] = {v: array("i") for v in self.variants}
         self._lists: dict[str, array[int]] = {v: array("i") for v in self.variants}
 
-    def add(self, user_id: str, hours_since_snapshot: float, target: str, lists: dict[str, list[str]]) -> None:
-        """Record one scored event and each variant's top-``k_max`` list for it."""
+    def add(
+        self,
+        user_id: str,
+        hours_since_snapshot: float,
+        target: str,
+        lists: dict[str, list[str]],
+        segment: str = "warm",
+    ) -> None:
+        """Record one scored event, its user segment (``warm``: in the snapshot, ``cold``: not), and each
+        variant's top-``k_max`` list for it."""
         self.user_codes.append(self._users.setdefault(user_id, len(self._users)))
         self.hours.append(hours_since_snapshot)
+        self.segments.append(segment)
         for name in self.variants:
             items = lists[name][: self.k_max]
             self.ranks[name].append(items.index(target) + 1 if target in items else 0)
@@ -73,6 +83,32 @@ class Scoreboard:
     def item_ids(self) -> list[str]:
         """Item id of each item code used in ``lists``."""
         return list(self._items)
+
+    def subset(self, segment: str) -> Scoreboard:
+        """A board with only the events of ``segment``, same variants, item codes and user codes renumbered."""
+        out = Scoreboard(self.variants, self.k_max)
+        keep = [j for j, s in enumerate(self.segments) if s == segment]
+        users = {code: user for user, code in self._users.items()}
+        items = self.item_ids()
+        for j in keep:
+            lists = {}
+            for name in self.variants:
+                row = self.lists(name)[j]
+                lists[name] = [items[c] for c in row.tolist() if c >= 0]
+            target_rank = {name: self.ranks[name][j] for name in self.variants}
+            out._add_ranked(users[self.user_codes[j]], self.hours[j], segment, lists, target_rank)
+        return out
+
+    def _add_ranked(
+        self, user_id: str, hours: float, segment: str, lists: dict[str, list[str]], ranks: dict[str, int]
+    ) -> None:
+        self.user_codes.append(self._users.setdefault(user_id, len(self._users)))
+        self.hours.append(hours)
+        self.segments.append(segment)
+        for name in self.variants:
+            self.ranks[name].append(ranks[name])
+            codes = [self._items.setdefault(i, len(self._items)) for i in lists[name]]
+            self._lists[name].extend(codes + [-1] * (self.k_max - len(codes)))
 
 
 def event_values(ranks: Sequence[int] | np.ndarray, k: int) -> dict[str, np.ndarray]:

@@ -59,6 +59,7 @@ class OnlineState:
         self._position = 0
         self._pending: dict[str, list[tuple[Event, tuple[int, int]]]] = defaultdict(list)
         self._history: dict[str, UserRow | None] = {}
+        self._touched: dict[str, set[str]] = defaultdict(set)
         self.model = model
         self._load_trending_arrays()
 
@@ -76,6 +77,10 @@ class OnlineState:
         rows = self.store.read_users(self.model.version, wanted) if wanted else {}
         for user_id in wanted:
             self._history[user_id] = rows.get(user_id)
+
+    def touched(self, user_id: str) -> frozenset[str]:
+        """Every item the user touched in the events applied so far (warm-up and replay): the fair seen set."""
+        return frozenset(self._touched.get(user_id, ()))
 
     def session(self, user_id: str, now_s: float, session_id: str | None = None) -> list[tuple[str, float]]:
         """The user's current session as (item, time), oldest first, seen just before an event at ``now_s``."""
@@ -102,6 +107,7 @@ class OnlineState:
             pos = (0, self._position)
             self._position += 1
             self._pending[event.user_id].append((event, pos))
+            self._touched[event.user_id].add(event.item_id)
             by_item[event.item_id].append((event, pos))
             self._extend_session(event)
         weights = self.model.event_weights or self.event_weights

@@ -10,7 +10,10 @@
 4. With ``rebatch_every_s``, at each period boundary the batch job runs again on every event before it, the new
    snapshot is loaded and every fresh state is rebased on it, as after a nightly flip.
 
-Every variant scores the same events, so their differences are paired.
+Every variant scores the same events, so their differences are paired, and removes the same seen set (the
+user's training history plus every item the user touched before the scored event), so none is flattered by
+recommending what the user has already consumed. Each scored event is ``warm`` (its user has a row in the current
+snapshot) or ``cold`` (not); the report gives every metric per segment too.
 
 Example
 -------
@@ -179,14 +182,17 @@ def _score(
     """Ask every variant for the user's list given the state just before the event, and record the target's rank."""
     user, now_s = row["user_id"], row["ts"] / 1000.0
     model = online.model
+    history = online.history(user)
     state = {
-        "row": online.history(user),
+        "row": history,
         "fresh": online.state(user),
         "session": online.session(user, now_s, row["session_id"]),
         "trending": online.trending(now_s) if trending else None,
     }
-    lists = {v.name: recommend(v, model, **state, now_s=now_s, k=k, user_id=user) for v in variants}
-    board.add(user, (now_s - model.cutoff_s) / 3600.0, row["item_id"], lists)
+    seen = online.touched(user)  # the same seen set for every variant: fair filtering
+    lists = {v.name: recommend(v, model, **state, now_s=now_s, k=k, user_id=user, exclude=seen) for v in variants}
+    segment = "warm" if history is not None else "cold"
+    board.add(user, (now_s - model.cutoff_s) / 3600.0, row["item_id"], lists, segment=segment)
 
 
 def _work_settings(settings: Settings, store_dir: Path) -> Settings:

@@ -28,8 +28,11 @@ PROTOCOL = (
     "before it; later events replayed in event-time order. Before each scored event (the user's first touch of "
     "the item; all of them, or a seeded sample), every variant asks serving's request path for the user's "
     "top-K with the current session's items, then the event is applied through the speed layer's state "
-    "functions. Point values average over scored events; intervals resample users."
+    "functions. Every variant removes the same seen set: the user's training history plus every item the "
+    "user touched before the scored event. Segments: warm (the user has a row in the snapshot) and cold. "
+    "Point values average over scored events; intervals resample users."
 )
+SEGMENTS = ("warm", "cold")
 
 
 def build_report(run: ReplayRun) -> dict[str, Any]:
@@ -44,9 +47,29 @@ def build_report(run: ReplayRun) -> dict[str, Any]:
         seed=cfg.seed,
         baselines=("popular", "batch", "batch+speed"),
     )
+    segments, segment_ratios, segment_events = {}, {}, {}
+    for name in SEGMENTS:
+        part = board.subset(name)
+        segment_events[name] = {"events": part.events, "users": part.users}
+        if part.events == 0:
+            segments[name], segment_ratios[name] = {}, {}
+            continue
+        seg = summarise(
+            part,
+            cfg.ks,
+            catalogue=run.catalogue,
+            popularity=run.popularity,
+            draws=cfg.bootstrap_draws,
+            seed=cfg.seed,
+            baselines=("popular", "batch", "batch+speed"),
+        )
+        segments[name], segment_ratios[name] = seg["variants"], seg["ratios"]
     return {
         "variants": summary["variants"],
         "ratios": summary["ratios"],
+        "segments": segments,
+        "segment_ratios": segment_ratios,
+        "segment_events": segment_events,
         "events_scored": board.events,
         "users": board.users,
         "events_replayed": run.events_replayed,
@@ -88,6 +111,16 @@ def format_table(doc: dict[str, Any]) -> str:
         if pair.endswith("/batch") or pair == "lambda/popular":
             lo, hi = ratio["ci"][f"ndcg@{k}"]
             lines.append(f"{pair} ndcg@{k}: {ratio[f'ndcg@{k}']:.3f} [{lo:.3f}, {hi:.3f}]")
+    for segment, ratios in doc.get("segment_ratios", {}).items():
+        counts = doc["segment_events"][segment]
+        for pair in ("lambda/batch", "lambda/popular"):
+            if pair in ratios:
+                r = ratios[pair]
+                lo, hi = r["ci"][f"ndcg@{k}"]
+                lines.append(
+                    f"{segment} ({counts['events']} events, {counts['users']} users) {pair} ndcg@{k}: "
+                    f"{r[f'ndcg@{k}']:.3f} [{lo:.3f}, {hi:.3f}]"
+                )
     lines.append("timings (s): " + ", ".join(f"{name} {sec:.1f}" for name, sec in doc["timings_s"].items()))
     return "\n".join(lines)
 
@@ -129,6 +162,7 @@ def render_html(doc: dict[str, Any]) -> str:
         "<h2>Setup</h2>" + _kv_table(setup),
         f"<h2>Metrics</h2>{_metrics_table(doc)}",
         f"<h2>Ratios (ndcg@{k}, paired 95% intervals)</h2>{_ratios_table(doc, k)}",
+        *_segment_sections(doc, k),
         f"<h2>Quality per variant (@{k}, 95% intervals over users)</h2>",
         f"<figure id='plot-metrics'>{_svg(_plot_metrics(doc, k))}</figure>",
         f"<h2>Staleness: ndcg@{k} against hours since the snapshot</h2>",
@@ -166,6 +200,23 @@ def _metrics_table(doc: dict[str, Any]) -> str:
             rows.append(f"<tr><th>{html.escape(name)}</th>{''.join(cells)}</tr>")
         tables.append(f"<table class='metrics'>{head}{''.join(rows)}</table>")
     return "\n".join(tables)
+
+
+def _segment_sections(doc: dict[str, Any], k: int) -> list[str]:
+    """Per segment (warm, cold): its metrics table and its ratios, each segment under its own heading."""
+    out = []
+    for name, variants in doc.get("segments", {}).items():
+        counts = doc["segment_events"][name]
+        title = f"Segment {name}: {counts['events']} events, {counts['users']} users"
+        if not variants:
+            out.append(f"<h2 id='segment-{name}'>{html.escape(title)}</h2><p class='note'>no scored event</p>")
+            continue
+        sub = {"k": doc["k"], "variants": variants, "ratios": doc["segment_ratios"][name]}
+        out.append(
+            f"<h2 id='segment-{name}'>{html.escape(title)}</h2>{_metrics_table(sub)}"
+            f"<h3>Ratios (ndcg@{k}, paired 95% intervals)</h3>{_ratios_table(sub, k)}"
+        )
+    return out
 
 
 def _ratios_table(doc: dict[str, Any], k: int) -> str:
@@ -271,6 +322,7 @@ _SHORT = {
     "weight_trending": "w trending",
     "session_half_life_s": "half-life s",
     "mmr_lambda": "mmr λ",
+    "fresh_boost": "fresh boost",
 }
 
 _CSS = """

@@ -36,6 +36,7 @@ WEIGHT_FIELDS = {
     "weight_trending": "trending",
     "session_half_life_s": "session_half_life_s",
     "mmr_lambda": "mmr_lambda",
+    "fresh_boost": "fresh_boost",
 }
 
 
@@ -91,6 +92,7 @@ def draw_trials(base: MergeWeights, trials: int, seed: int) -> list[MergeWeights
                 trending=0.0 if rng.random() < 0.3 else round(log_uniform(0.005, 1.0), 4),
                 session_half_life_s=round(log_uniform(300.0, 7 * 86400.0), 1),
                 mmr_lambda=0.0 if rng.random() < 0.5 else round(float(rng.uniform(0.0, 0.3)), 4),
+                fresh_boost=0.0 if rng.random() < 0.2 else round(log_uniform(0.25, 10.0), 4),
             )
         )
     return out

@@ -3,7 +3,7 @@
 =================  =======================================================================================
 variant            what it uses
 =================  =======================================================================================
-``popular``        the snapshot's all-time popularity, items the user has seen filtered out (a floor)
+``popular``        the snapshot's all-time popularity (a floor)
 ``batch``          the snapshot only: the user's precomputed candidates, no fresh state, no session
 ``batch+speed``    plus the speed layer's fresh state: fold-in vector and fresh seen items; no session weight
 ``lambda``         plus the session re-rank and trending, with the ``serving`` weights (or overrides)
@@ -12,6 +12,10 @@ variant            what it uses
 ``batch``, ``batch+speed`` and ``lambda`` go through serving's request path,
 :func:`serving_layer.recommend.recommend`, and so through the one merge (:func:`lambdarec.rank.merge.merge`);
 ``popular`` is the reference floor and ranks by popularity directly.
+
+**Fair filtering.** Every variant removes the same seen set: the user's training history (the snapshot row) plus
+every item the user touched before the scored event (``exclude``, which the replay keeps per user). A variant that
+ignores the fresh state still knows what the user has consumed, as a product service passing ``exclude`` would.
 
 Example
 -------
@@ -29,8 +33,7 @@ import numpy as np
 from lambdarec.model.snapshot import SnapshotModel
 from lambdarec.rank.merge import MergeWeights
 from lambdarec.store import FreshUser, UserRow
-from serving_layer.recommend import RecommendQuery
-from serving_layer.recommend import recommend as serve
+from serving_layer.recommend import RecommendQuery, rank
 from serving_layer.user_cache import UserState
 
 Kind = Literal["popular", "batch", "batch+speed", "lambda"]
@@ -63,6 +66,7 @@ class Variant:
                 "weight_trending": w.trending,
                 "session_half_life_s": w.session_half_life_s,
                 "mmr_lambda": w.mmr_lambda,
+                "fresh_boost": w.fresh_boost,
             },
             "fold_in": self.fold_in,
             "session": self.session,
@@ -124,14 +128,16 @@ def recommend(
     now_s: float,
     k: int,
     user_id: str | None = None,
+    exclude: frozenset[str] = frozenset(),
 ) -> list[str]:
     """The variant's top-``k`` item ids for one user at ``now_s``, given the state read for that moment.
 
-    The request is the one a product service would send: the user, ``k``, and the items of the current
-    session, which serving stamps with the request time.
+    The request is the one a product service would send: the user, ``k``, the items of the current
+    session, which serving stamps with the request time, and ``exclude``: what the user has already consumed
+    (the same for every variant, see the module docstring).
     """
     if variant.kind == "popular":
-        return _popular(model, row, fresh, k)
+        return _popular(model, row, fresh, k, exclude)
     if variant.kind == "batch":
         fresh, session, trending = None, [], None
     else:
@@ -140,17 +146,20 @@ def recommend(
             fresh = FreshUser(user_id=fresh.user_id, events=fresh.events, recent=fresh.recent, basis=model.version)
         session = session if variant.session else []
         trending = trending if variant.trending else None
-    query = RecommendQuery(user_id=user_id, k=k, session_items=tuple(item for item, _ in session))
-    body, _ = serve(model, query, UserState(row, fresh), weights=variant.weights, trending=trending, now_s=now_s)
-    return [item.item_id for item in body.items]
+    query = RecommendQuery(user_id=user_id, k=k, session_items=tuple(item for item, _ in session), exclude=exclude)
+    ranked, _ = rank(model, query, UserState(row, fresh), weights=variant.weights, trending=trending, now_s=now_s)
+    return [r.item_id for r in ranked]
 
 
-def _popular(model: SnapshotModel, row: UserRow | None, fresh: FreshUser | None, k: int) -> list[str]:
+def _popular(
+    model: SnapshotModel, row: UserRow | None, fresh: FreshUser | None, k: int, exclude: frozenset[str]
+) -> list[str]:
     seen: set[int] = set(row.history.tolist()) if row is not None else set()
+    touched = list(exclude)
     if fresh is not None:
-        index = model.item_index
-        touched = [e[0] for e in fresh.events] + [r[0] for r in fresh.recent]
-        seen.update(i for item in touched if (i := index.get(item)) is not None)
+        touched += [e[0] for e in fresh.events] + [r[0] for r in fresh.recent]
+    seen.update(map(model.item_index.get, touched))
+    seen.discard(None)  # type: ignore[arg-type]
     picked = []
     for i in model.popular_order[: k + len(seen)].tolist():
         if i not in seen:

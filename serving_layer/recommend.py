@@ -23,7 +23,7 @@ import numpy as np
 
 from lambdarec.model.freshstate import rebase
 from lambdarec.model.snapshot import SnapshotModel
-from lambdarec.rank.merge import MergeInput, MergeWeights, fresh_vector, merge
+from lambdarec.rank.merge import MergeInput, MergeWeights, Ranked, fresh_vector, merge
 from lambdarec.rank.trending import TrendingScores
 from lambdarec.store.base import OnlineStore
 from lambdarec.store.codec import check_user_indices
@@ -120,24 +120,7 @@ def recommend(
     (Recommendations, bool)
         The body, and whether it was a fallback list (no batch row and no usable fresh vector).
     """
-    fresh = state.fresh
-    if fresh is not None and fresh.basis != model.version:
-        fresh = rebase(fresh, model, state.batch_row)  # never score with a vector from another item space
-    ranked = merge(
-        MergeInput(
-            model,
-            batch_row=state.batch_row,
-            fresh=fresh,
-            session=[(item, now_s) for item in query.session_items],
-            exclude=query.exclude,
-            trending=trending,
-            now_s=now_s,
-        ),
-        weights,
-        k=query.k,
-        offset=query.offset,
-        explain=query.explain,
-    )
+    ranked, fallback = rank(model, query, state, weights=weights, trending=trending, now_s=now_s)
     # model_construct: the merge already produced exactly these types, so validating them again per item is waste
     items = [
         RecommendedItem.model_construct(
@@ -159,4 +142,39 @@ def recommend(
         offset=query.offset,
         items=items,
     )
-    return body, state.batch_row is None and fresh_vector(model, fresh) is None
+    return body, fallback
+
+
+def rank(
+    model: SnapshotModel,
+    query: RecommendQuery,
+    state: UserState,
+    *,
+    weights: MergeWeights,
+    trending: TrendingScores | np.ndarray | None,
+    now_s: float,
+) -> tuple[list[Ranked], bool]:
+    """The ranked items of :func:`recommend` before they are shaped into a response body.
+
+    Replay scores its variants here: the same rebase and the same merge, without building a body per item.
+    Returns the items and whether they are a fallback list (no batch row and no usable fresh vector).
+    """
+    fresh = state.fresh
+    if fresh is not None and fresh.basis != model.version:
+        fresh = rebase(fresh, model, state.batch_row)  # never score with a vector from another item space
+    ranked = merge(
+        MergeInput(
+            model,
+            batch_row=state.batch_row,
+            fresh=fresh,
+            session=[(item, now_s) for item in query.session_items],
+            exclude=query.exclude,
+            trending=trending,
+            now_s=now_s,
+        ),
+        weights,
+        k=query.k,
+        offset=query.offset,
+        explain=query.explain,
+    )
+    return ranked, state.batch_row is None and fresh_vector(model, fresh) is None

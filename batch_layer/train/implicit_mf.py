@@ -73,7 +73,7 @@ def train_implicit(matrix: sp.csr_matrix, settings: BatchSettings, *, show_progr
         if settings.model == "als":
             model = AlternatingLeastSquares(
                 factors=settings.factors,
-                regularization=settings.regularization,
+                regularization=settings.effective_regularization,
                 alpha=1.0,
                 iterations=settings.iterations,
                 use_gpu=use_gpu,
@@ -85,7 +85,7 @@ def train_implicit(matrix: sp.csr_matrix, settings: BatchSettings, *, show_progr
             model = BayesianPersonalizedRanking(
                 factors=settings.factors,
                 learning_rate=settings.learning_rate,
-                regularization=settings.regularization,
+                regularization=settings.effective_regularization,
                 iterations=settings.iterations,
                 use_gpu=use_gpu,
                 num_threads=settings.threads,
@@ -99,6 +99,6 @@ def train_implicit(matrix: sp.csr_matrix, settings: BatchSettings, *, show_progr
     users = np.ascontiguousarray(model.user_factors, dtype=np.float32)
     items = np.ascontiguousarray(model.item_factors, dtype=np.float32)
     terms = solver_terms(
-        items, regularization=settings.regularization, alpha=settings.alpha, exact=settings.model == "als"
+        items, regularization=settings.effective_regularization, alpha=settings.alpha, exact=settings.model == "als"
     )
     return Factors(user_factors=users, item_factors=items, solver=terms, model=settings.model)

@@ -120,7 +120,7 @@ def train_torch(matrix: sp.csr_matrix, settings: BatchSettings, *, show_progress
                     pick = order[start : start + batch]
                     per_pair, norms = loss_fn(users, items, pos_u[pick], pos_i[pick], n_items, gen, settings)
                     weight = conf[pick]
-                    loss = ((per_pair + settings.regularization * norms) * weight).sum() / weight.sum()
+                    loss = ((per_pair + settings.effective_regularization * norms) * weight).sum() / weight.sum()
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     optimizer.step()
@@ -131,5 +131,7 @@ def train_torch(matrix: sp.csr_matrix, settings: BatchSettings, *, show_progress
         item_factors = items.weight.detach().to("cpu").numpy().astype(np.float32)
     finally:
         torch.set_num_threads(threads_before)
-    terms = solver_terms(item_factors, regularization=settings.regularization, alpha=settings.alpha, exact=False)
+    terms = solver_terms(
+        item_factors, regularization=settings.effective_regularization, alpha=settings.alpha, exact=False
+    )
     return Factors(user_factors=user_factors, item_factors=item_factors, solver=terms, model="torch")

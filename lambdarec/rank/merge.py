@@ -48,10 +48,11 @@ class MergeWeights:
     trending: float = 0.1
     session_half_life_s: float = 1800.0
     mmr_lambda: float = 0.0
+    fresh_boost: float = 2.0  # see fresh_evidence(): the session weight grows with recent fresh events
 
     @classmethod
     def from_settings(cls, s: ServingSettings) -> MergeWeights:
-        return cls(s.weight_cf, s.weight_session, s.weight_trending, s.session_half_life_s, s.mmr_lambda)
+        return cls(s.weight_cf, s.weight_session, s.weight_trending, s.session_half_life_s, s.mmr_lambda, s.fresh_boost)
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,8 @@ def merge(inp: MergeInput, weights: MergeWeights, k: int, offset: int = 0, expla
     if items.size == 0:
         return []
     parts = _components(inp, items, vector=vector, batch_scores=batch_scores, seeds=seeds)
-    total = weights.cf * parts["cf"] + weights.session * parts["session"] + weights.trending * parts["trending"]
+    session_weight = weights.session * (1.0 + weights.fresh_boost * fresh_evidence(inp, weights.session_half_life_s))
+    total = weights.cf * parts["cf"] + session_weight * parts["session"] + weights.trending * parts["trending"]
     total, _ = finite_or_zero(total, "merge")  # the last guard: no NaN or inf ever reaches a response
     # by score, then popularity, then item index: equal scores (a pool of popular fallbacks all normalise to 1)
     # keep popularity order, so offset pages never overlap
@@ -133,6 +135,24 @@ def merge(inp: MergeInput, weights: MergeWeights, k: int, offset: int = 0, expla
         comps = {name: float(v[j]) for name, v in parts.items()} if explain else {}
         out.append(Ranked(str(model.item_ids[i]), float(total[j]), source, reason, comps))
     return out
+
+
+def fresh_evidence(inp: MergeInput, half_life_s: float) -> float:
+    """How much recent fresh evidence the user has, in [0, 1): ``e / (1 + e)`` with ``e`` the recency-weighted
+    count (halving every ``half_life_s``) of their events after the snapshot's cut-off and of the session's items.
+
+    When a user's recent events disagree with the nightly list (a taste drift), the session component, which
+    follows those events, then outweighs the batch score in proportion to how much and how recently they did.
+    """
+    if inp.fresh is None and not inp.session:
+        return 0.0
+    times = [ts for _, ts, _ in inp.fresh.events if ts > inp.model.cutoff_s] if inp.fresh is not None else []
+    times += [ts for _, ts in inp.session]
+    if not times or not inp.now_s:
+        return 0.0
+    age = np.maximum(inp.now_s - np.asarray(times, dtype=np.float64), 0.0)
+    e = float(np.exp2(-age / half_life_s).sum())
+    return e / (1.0 + e)
 
 
 def _seen(inp: MergeInput, seeds: dict[int, float]) -> np.ndarray:

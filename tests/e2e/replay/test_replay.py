@@ -44,6 +44,71 @@ def test_lambda_beats_batch_after_the_drift(replayed: tuple[dict, Path]) -> None
         assert set(v[name]["ci"]) >= {"ndcg@10", "recall@10", "hit@10", "mrr@10", "ndcg@20"}
 
 
+def test_segments_report_warm_and_cold_users(replayed: tuple[dict, Path]) -> None:
+    doc, out = replayed
+    counts = doc["segment_events"]
+    assert counts["warm"]["events"] + counts["cold"]["events"] == SAMPLE and counts["warm"]["events"] > 0
+    for segment, variants in doc["segments"].items():
+        if counts[segment]["events"]:
+            assert list(variants) == ["popular", "batch", "batch+speed", "lambda"]
+            assert "lambda/batch" in doc["segment_ratios"][segment]
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert "id='segment-warm'" in page and "id='segment-cold'" in page
+
+
+def test_no_variant_recommends_what_the_user_already_did(drift_log: Path, small_config: Path) -> None:
+    """Fair filtering: every list of every variant is free of the user's earlier items, warm or cold."""
+    from replay.log import load_log
+
+    settings = Settings.load(small_config)
+    until = SPLIT + (SPLIT - SPLIT.replace(day=19))  # two days of replay keep it quick
+    cfg = ReplayConfig(str(drift_log), split_at=SPLIT, until=until, ks=(10,), progress=False)
+    run = run_replay(settings, cfg, standard_variants(MergeWeights.from_settings(settings.serving)))
+    frame = load_log(str(drift_log), settings.batch, split_at=SPLIT, until=until).frame
+    seen: dict[str, set[str]] = {}
+    scored = 0
+    items = run.board.item_ids()
+    users = list(run.board._users)
+    lists = {v.name: run.board.lists(v.name) for v in run.variants}
+    for row in frame.iter_rows(named=True):
+        before = seen.setdefault(row["user_id"], set())
+        if row["ts"] > run.until_ms:
+            break
+        if row["ts"] > int(SPLIT.timestamp() * 1000) and row["novel"]:
+            assert users[run.board.user_codes[scored]] == row["user_id"]
+            for name, table in lists.items():
+                recommended = {items[c] for c in table[scored].tolist() if c >= 0}
+                assert not recommended & before, (name, row["user_id"], recommended & before)
+            scored += 1
+        before.add(row["item_id"])
+    assert scored == run.board.events > 100
+    assert run.board.segments.count("cold") > 0 and run.board.segments.count("warm") > 0
+
+
+def test_after_a_taste_shift_lambda_follows_the_new_taste_by_day_two(drift_log: Path, small_config: Path) -> None:
+    """Fresh evidence outweighs the nightly list: the new clusters fill >= 60% of lambda's top-10 two days on."""
+    import numpy as np
+
+    from batch_layer.synth import SynthSpec, synthesize
+    from tests.e2e.replay.conftest import DRIFT, START
+
+    spec = SynthSpec(users=400, items=300, events=40_000, seed=7, days=30, start=START, drift_at=DRIFT)
+    synth = synthesize(spec)  # the same log as the drift_log fixture: its tastes and clusters
+    settings = Settings.load(small_config)
+    cfg = ReplayConfig(str(drift_log), split_at=SPLIT, sample=SAMPLE, seed=SEED, ks=(10,), progress=False)
+    run = run_replay(settings, cfg, standard_variants(MergeWeights.from_settings(settings.serving), ["lambda"]))
+    board, items, users = run.board, run.board.item_ids(), list(run.board._users)
+    shift_h = (DRIFT - SPLIT).total_seconds() / 3600
+    shares: list[float] = []
+    for j, top in enumerate(board.lists("lambda")):
+        if 2 <= (board.hours[j] - shift_h) / 24 < 3:  # day 2 after the shift
+            new = set(synth.tastes_after[int(users[board.user_codes[j]][1:])].tolist())
+            listed = [items[c] for c in top[:10].tolist() if c >= 0]
+            shares.append(float(np.mean([synth.item_cluster[int(i[1:])] in new for i in listed])))
+    assert len(shares) > 50
+    assert np.mean(shares) >= 0.6, np.mean(shares)
+
+
 def test_same_seed_same_numbers(replayed: tuple[dict, Path], drift_log: Path, small_config: Path) -> None:
     doc, _ = replayed
     settings = Settings.load(small_config)

@@ -59,33 +59,112 @@ def test_publishes_then_rerun_is_a_noop(tmp_path: Path, log_file: Path) -> None:
     assert code == 0 and forced["published"] is True and forced["version"] != m["version"]
 
 
-def test_quality_gate_refuses_a_worse_model_with_exit_3(tmp_path: Path, log_file: Path) -> None:
+WEAK_MODEL = {"LAMBDAREC_BATCH__FACTORS": "2", "LAMBDAREC_BATCH__ITERATIONS": "1"}  # far below popularity
+
+
+@pytest.fixture
+def weak_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key, value in WEAK_MODEL.items():
+        monkeypatch.setenv(key, value)
+
+
+def test_quality_gate_refuses_a_model_below_popularity_with_exit_3(
+    tmp_path: Path, log_file: Path, weak_model: None
+) -> None:
+    """No snapshot yet: popularity alone is the bar, and a 2-factor model does not clear it."""
     url = f"sqlite:///{tmp_path}/store"
-    assert batch(url, "-i", str(log_file))[0] == 0
-    # A much weaker model (2 factors, 1 iteration) must be refused against the good one.
-    env = {
-        "LAMBDAREC_BATCH__FACTORS": "2",
-        "LAMBDAREC_BATCH__ITERATIONS": "1",
-        "LAMBDAREC_BATCH__MAX_REGRESSION": "0.05",
-    }
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        result = runner.invoke(
-            app, ["batch", "run", "--store", url, "-i", str(log_file), "--as-of", AS_OF, "--no-progress"]
-        )
-        assert result.exit_code == 3, result.output
-        assert "quality gate" in result.output and "popularity baseline" in result.output
-        forced = runner.invoke(
-            app, ["batch", "run", "--store", url, "-i", str(log_file), "--as-of", AS_OF, "--no-progress", "--force"]
-        )
-        assert forced.exit_code == 0, forced.output
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    result = runner.invoke(
+        app, ["batch", "run", "--store", url, "-i", str(log_file), "--as-of", AS_OF, "--no-progress"]
+    )
+    assert result.exit_code == 3, result.output
+    line = next(x for x in result.output.splitlines() if x.startswith("error: quality gate refused"))
+    assert "vs popularity ndcg@10" in line and "batch.gate.min_lift_vs_popular 1.1: FAIL" in line
+    assert "vs current snapshot: not compared (no current snapshot)" in line  # both comparisons, one line
+    with open_store(Settings.load(overrides={"store": {"url": url}})) as store:
+        assert store.current_version(max_age_s=0) is None
+    code, body = batch(url, "-i", str(log_file))
+    assert code == 3 and body["published"] is False
+    assert body["gate"]["checks"]["popularity"]["passed"] is False
+    assert body["gate"]["checks"]["popularity"]["lift"] < 1.0
+    assert body["metrics"]["model"]["ndcg@10"] < body["metrics"]["popularity"]["ndcg@10"]
+
+
+def test_force_publishes_a_refused_model_and_records_it(tmp_path: Path, log_file: Path, weak_model: None) -> None:
+    url = f"sqlite:///{tmp_path}/store"
+    code, m = batch(url, "-i", str(log_file), "--force")
+    assert code == 0 and m["published"] is True
+    assert m["gate"]["passed"] is False and m["gate"]["forced"] is True
+    assert "refused, published anyway (--force)" in m["gate"]["line"]
+    with open_store(Settings.load(overrides={"store": {"url": url}})) as store:
+        assert store.get_snapshot(m["version"]).manifest["gate"]["forced"] is True
+
+
+def test_quality_gate_compares_with_the_current_model_rescored_on_the_same_holdout(
+    tmp_path: Path, log_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The current snapshot (data to Jan 25) is re-scored on today's held-out events after its data."""
+    url = f"sqlite:///{tmp_path}/store"
+    code, first = batch(url, "-i", str(log_file), "--as-of", "2024-01-25T00:00:00Z")
+    assert code == 0, first
+    for key, value in WEAK_MODEL.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("LAMBDAREC_BATCH__GATE__MIN_LIFT_VS_POPULAR", "0")  # only the comparison with current
+    code, body = batch(url, "-i", str(log_file))
+    assert code == 3, body
+    cur = body["metrics"]["current"]
+    assert cur["version"] == first["version"] and cur["users"] > 100
+    assert cur["after_ms"] == first["window"]["last_event_ms"]
+    assert cur["model"]["ndcg@10"] < cur["current"]["ndcg@10"] * 0.9
+    assert body["gate"]["checks"]["current"]["passed"] is False
+    assert body["gate"]["checks"]["popularity"]["passed"] is True
+    assert f"vs current snapshot {first['version']} re-scored on the same holdout" in body["error"]
+    monkeypatch.delenv("LAMBDAREC_BATCH__FACTORS")
+    monkeypatch.delenv("LAMBDAREC_BATCH__ITERATIONS")
+    code, good = batch(url, "-i", str(log_file))
+    assert code == 0 and good["gate"]["passed"] is True, good.get("error")
+    assert good["gate"]["checks"]["current"]["change"] > -0.1
+
+
+def test_lookback_that_drops_most_events_warns_naming_the_setting(tmp_path: Path, log_file: Path) -> None:
+    """30 days of events, a 12-day lookback: the job publishes but warns in the log, --json and the manifest."""
+    url = f"sqlite:///{tmp_path}/store"
+    result = runner.invoke(
+        app,
+        ["batch", "run", "--store", url, "-i", str(log_file), "--as-of", AS_OF, "--no-progress", "--json"],
+        env={"LAMBDAREC_BATCH__LOOKBACK_DAYS": "12"},
+    )
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.stdout[result.stdout.index("{") :])
+    (warning,) = body["warnings"]
+    assert warning["setting"] == "batch.lookback_days" and warning["share"] > 0.5
+    assert "batch.lookback_days = 12" in warning["message"]
+    assert "batch.data_loss" in result.stderr  # the structured log line
+    with open_store(Settings.load(overrides={"store": {"url": url}})) as store:
+        assert store.get_snapshot(body["version"]).manifest["warnings"] == body["warnings"]
+    human = runner.invoke(
+        app,
+        ["batch", "run", "--store", url, "-i", str(log_file), "--as-of", AS_OF, "--no-progress", "--force"],
+        env={"LAMBDAREC_BATCH__LOOKBACK_DAYS": "12"},
+    )
+    assert human.exit_code == 0 and "warning: " in human.stderr and "batch.lookback_days" in human.stderr
+
+
+def test_without_as_of_a_historical_log_trains_up_to_its_newest_event(tmp_path: Path) -> None:
+    """A newcomer's first run on an old log (MovieLens-like, 1998) with no --as-of publishes a snapshot."""
+    from datetime import UTC, datetime
+
+    path = tmp_path / "old.parquet"
+    spec = SynthSpec(users=1500, items=600, events=60_000, seed=3, days=200, start=datetime(1997, 9, 20, tzinfo=UTC))
+    events = synthesize(spec).events
+    events.write_parquet(path)
+    url = f"sqlite:///{tmp_path}/store"
+    result = runner.invoke(app, ["batch", "run", "--store", url, "-i", str(path), "--no-progress", "--json"])
+    assert result.exit_code == 0, result.output
+    m = json.loads(result.stdout[result.stdout.index("{") :])
+    assert m["published"] is True and m["counts"]["interactions"] == events.height
+    assert m["window"]["end_ms"] == m["window"]["last_event_ms"]  # the cut-off is the newest event
+    assert m["as_of"].startswith("1998-")
+    assert m["warnings"] == []
 
 
 def test_second_job_on_the_same_store_exits_4(tmp_path: Path, log_file: Path) -> None:

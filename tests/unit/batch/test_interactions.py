@@ -128,7 +128,7 @@ def test_as_of_drops_later_events_and_lookback_drops_older_ones(tmp_path):
     assert report.window_start_ms == int((AS_OF - timedelta(days=30)).timestamp() * 1000)
 
 
-def test_as_of_defaults_to_now(tmp_path):
+def test_as_of_defaults_to_the_newest_event_that_is_not_in_the_future(tmp_path):
     path = tmp_path / "log.parquet"
     future = datetime.now(UTC) + timedelta(days=1)
     recent = datetime.now(UTC) - timedelta(days=1)
@@ -136,6 +136,17 @@ def test_as_of_defaults_to_now(tmp_path):
     frame, report = read_interactions(path)
     assert frame["user_id"].to_list() == ["a"]
     assert report.after_as_of == 1
+    assert report.as_of_ms == int(recent.timestamp() * 1000)
+
+
+def test_an_old_log_is_read_whole_without_as_of(tmp_path):
+    """MovieLens-100K's events are from 1997-98: the default cut-off is its newest event, not today."""
+    path = tmp_path / "log.parquet"
+    times = [datetime(1997, 9, 20, tzinfo=UTC), datetime(1998, 4, 22, tzinfo=UTC)]
+    pl.DataFrame({"user_id": ["a", "b"], "item_id": ["i", "j"], "timestamp": times}).write_parquet(path)
+    frame, report = read_interactions(path, BatchSettings(lookback_days=30))
+    assert frame["user_id"].to_list() == ["b"]  # the lookback counts back from 1998-04-22
+    assert report.as_of_ms == int(times[1].timestamp() * 1000) and report.before_window == 1
 
 
 def test_duplicates_by_event_id_keep_the_first_and_null_ids_are_kept(tmp_path):

@@ -16,7 +16,16 @@ runner = CliRunner(env={"COLUMNS": "200"})  # wide enough that rich does not cut
 def test_replay_runs_by_default_and_tune_is_a_subcommand() -> None:
     out = runner.invoke(app, ["replay", "--help"])
     assert out.exit_code == 0, out.output
-    for flag in ("--split-at", "--until", "--variants", "--sample", "--report", "--rebatch-every", "tune"):
+    for flag in (
+        "--split-at",
+        "--until",
+        "--variants",
+        "--sample",
+        "--report",
+        "--rebatch-every",
+        "--fresh-boost",
+        "tune",
+    ):
         assert flag in out.output
     tune = runner.invoke(app, ["replay", "tune", "--help"])
     assert tune.exit_code == 0, tune.output

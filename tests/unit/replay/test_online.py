@@ -97,3 +97,11 @@ def test_history_is_read_once_per_snapshot(model, store, user) -> None:
     reads = store.reads
     online.history(user)
     assert store.reads == reads
+
+
+def test_touched_collects_every_item_a_user_acted_on(model, store) -> None:
+    online = OnlineState(store, model, SpeedSettings(), WEIGHTS)
+    online.apply(EVENTS)
+    assert online.touched("u1") == frozenset({"i3", "i4", "i5"})
+    assert online.touched("u2") == frozenset({"i4", "i3"})
+    assert online.touched("nobody") == frozenset()

@@ -7,6 +7,8 @@ import re
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from lambdarec.rank.merge import MergeWeights
 from replay.metrics import Scoreboard
 from replay.protocol import ReplayConfig, ReplayRun
@@ -26,7 +28,7 @@ def _run() -> ReplayRun:
             "batch+speed": [target, *items[:19]] if n % 3 else items[20:40],
             "lambda": [target, *items[:19]] if n % 2 else items[:20],
         }
-        board.add(f"u{n % 13}", n * 0.7, target, lists)
+        board.add(f"u{n % 13}", n * 0.7, target, lists, segment="cold" if n % 13 == 0 else "warm")
     split = datetime(2024, 1, 20, tzinfo=UTC)
     return ReplayRun(
         config=ReplayConfig("log.parquet", split_at=split, sample=120, seed=1, bootstrap_draws=50),
@@ -70,3 +72,21 @@ def test_html_is_one_file_with_three_inline_plots(tmp_path: Path) -> None:
         assert re.search(rf"<figure id='{figure}'><svg", page), figure
     assert "<script" not in page and "<link" not in page and " src=" not in page  # nothing to fetch
     assert render_html(doc) == page  # same figures, same bytes
+
+
+def test_segments_split_the_events_by_whether_the_snapshot_knew_the_user(tmp_path: Path) -> None:
+    doc = build_report(_run())
+    assert set(doc["segments"]) == {"warm", "cold"}
+    assert doc["segment_events"]["cold"] == {"events": 10, "users": 1}  # u0: every 13th event
+    assert doc["segment_events"]["warm"] == {"events": 110, "users": 12}
+    for segment in ("warm", "cold"):
+        lam = doc["segments"][segment]["lambda"]
+        assert "ndcg@10" in lam and "ndcg@10" in lam["ci"]
+        assert "lambda/batch" in doc["segment_ratios"][segment]
+    # cold events are n = 0, 13, 26, ...: odd n has the target first; even n has items[:20], a hit@10 if n % 40 < 10
+    cold_hits = sum(1 for n in range(0, 120, 13) if n % 2 or n % 40 < 10)
+    assert doc["segments"]["cold"]["lambda"]["hit@10"] == pytest.approx(cold_hits / 10)
+    text = format_table(doc)
+    assert "warm (110 events, 12 users) lambda/batch ndcg@10" in text
+    page = render_html(doc)
+    assert "id='segment-warm'" in page and "id='segment-cold'" in page

@@ -65,3 +65,32 @@ def test_no_fold_in_drops_only_the_vector(model, store) -> None:
     inp = MergeInput(model, batch_row=state["row"], fresh=no_vector, now_s=2100.0)
     assert off == [r.item_id for r in merge(inp, make_variant("batch+speed", MergeWeights()).weights, 5)]
     assert on != off and "i2" not in off  # still filters the fresh item
+
+
+def test_every_variant_removes_what_the_user_consumed_after_the_split(model, store) -> None:
+    """Fair filtering: the batch list of a known user drops items consumed since the snapshot."""
+    state = _state(model, store)
+    consumed = frozenset({"i5", "i6", "i3"})  # i5, i6: the batch's own top candidates; i3: the most popular unseen
+    for kind in KINDS:
+        got = recommend(make_variant(kind, MergeWeights()), model, **state, k=6, exclude=consumed)
+        assert len(got) == 6, kind
+        assert not consumed & set(got), (kind, got)
+        assert not {"i0", "i1"} & set(got), (kind, got)  # the training history stays filtered too
+
+
+def test_a_cold_users_fallback_drops_what_they_consumed(model) -> None:
+    """A user the snapshot does not know gets popular items, minus the items they touched since the split."""
+    consumed = frozenset({"i0", "i2"})
+    for kind in ("popular", "batch"):
+        got = recommend(
+            make_variant(kind, MergeWeights()),
+            model,
+            row=None,
+            fresh=None,
+            session=[],
+            trending=None,
+            now_s=2100.0,
+            k=3,
+            exclude=consumed,
+        )
+        assert got == ["i1", "i3", "i4"], kind  # i0 and i2 are the most popular but already consumed
