@@ -84,11 +84,12 @@ class StoreGate:
             raise self._skipped()
         loop = asyncio.get_running_loop()
         limit = timeout_s if timeout_s is not None else self.probe_timeout_s if probe else self.timeout_s
+        budget = "its timeout" if timeout_s is not None else "serving.store_probe_timeout_ms" if probe else None
         try:
             async with asyncio.timeout(limit):
                 result = await loop.run_in_executor(self._pool, fn, *args)
         except TimeoutError:
-            self._fail(f"{_name(fn)} took longer than {limit * 1000:g} ms (serving.store_timeout_ms)")
+            self._fail(f"{_name(fn)} took longer than {limit * 1000:g} ms ({budget or 'serving.store_timeout_ms'})")
             raise StoreUnavailable(self.last_error) from None
         except BACKEND_FAILURES as exc:  # the store failed: the request is served degraded instead of failing
             self._fail(f"{_name(fn)} failed: {type(exc).__name__}: {exc}")
