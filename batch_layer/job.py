@@ -33,7 +33,8 @@ import numpy as np
 import polars as pl
 
 from batch_layer.errors import BadInputError
-from batch_layer.interactions import Interactions, build_matrix, read_interactions, split_holdout
+from batch_layer.interactions import Interactions, build_matrix, split_holdout
+from batch_layer.lake_source import InputPlan, plan_input, read_input
 from batch_layer.publish import write_snapshot
 from lambdarec.logs import get_logger
 from lambdarec.settings import BatchSettings, Settings
@@ -44,7 +45,7 @@ log = get_logger(__name__)
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_GATE, EXIT_LOCKED = 0, 1, 2, 3, 4
 LOCK_NAME = "batch-job"
 # Settings that do not change what the job computes, so they do not enter the config hash.
-_NOT_IN_CONFIG_HASH = {"interactions", "threads", "engine", "lock_ttl_s", "device"} | {
+_NOT_IN_CONFIG_HASH = {"interactions", "source", "threads", "engine", "lock_ttl_s", "device"} | {
     name for name in BatchSettings.model_fields if name.startswith("ray_")
 }
 
@@ -87,6 +88,7 @@ def run_batch(
     force: bool = False,
     progress: bool = True,
     store: OnlineStore | None = None,
+    lake_version: int | None = None,
 ) -> JobResult:
     """Run the nightly job once; see the module docstring.
 
@@ -100,9 +102,8 @@ def run_batch(
         Another job is running against the same store.
     """
     batch = settings.batch
-    source = interactions or batch.interactions
-    if not source:
-        raise BadInputError("no interaction log: pass --interactions PATH or set batch.interactions")
+    built_at = time.time()
+    source = plan_input(settings, interactions, lake_version)  # pins the lake version now
     if batch.engine == "ray":
         from batch_layer.ray_cluster import check_ray_settings
 
@@ -112,21 +113,27 @@ def run_batch(
     store = store or open_store(settings)
     try:
         with _job_lock(store, batch.lock_ttl_s):
-            return _run_locked(store, settings, source, as_of, force, progress)
+            return _run_locked(store, settings, source, as_of, force, progress, built_at)
     finally:
         if owned:
             store.close()
 
 
 def _run_locked(
-    store: OnlineStore, settings: Settings, source: str, as_of: datetime, force: bool, progress: bool
+    store: OnlineStore,
+    settings: Settings,
+    source: InputPlan,
+    as_of: datetime,
+    force: bool,
+    progress: bool,
+    built_at: float,
 ) -> JobResult:
     batch = settings.batch
     timings: dict[str, float] = {}
     with _stage("load", timings):
-        frame, report = read_interactions(source, batch, as_of=as_of)
+        frame, report, read_meta = read_input(source, batch, as_of=as_of)
     if frame.height == 0:
-        raise BadInputError(f"no interactions left in {source} after filtering: {report.to_dict()}")
+        raise BadInputError(f"no interactions left in {report.source} after filtering: {report.to_dict()}")
     data_fp = _data_fingerprint(report.fingerprint, frame)
     chash = config_hash(batch)
     current = _current_manifest(store)
@@ -156,6 +163,7 @@ def _run_locked(
             as_of_ms=report.as_of_ms,
         )
     manifest = _manifest(settings, report, data, frame, as_of, data_fp, chash, gate, factors)
+    manifest.update(read_meta, built_at_s=built_at)
     version, stage_times = write_snapshot(
         store, data, factors, pop, manifest, batch, progress=progress, store_settings=settings.store
     )

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from lambdarec.model.freshstate import rebase
+from lambdarec.model.freshstate import erased_for, rebase
 from lambdarec.model.snapshot import SnapshotModel
 from lambdarec.rank.merge import MergeInput, MergeWeights, fresh_vector, merge
 from lambdarec.rank.trending import TrendingScores
@@ -93,6 +93,8 @@ def recommend(
     (Recommendations, bool)
         The body, and whether it was a fallback list (no batch row and no usable fresh vector).
     """
+    if erased_for(state.fresh, model):  # a tombstone: nothing of the erased history may show
+        state = UserState(None, state.fresh)
     fresh = state.fresh
     if fresh is not None and fresh.basis != model.version:
         fresh = rebase(fresh, model, state.batch_row)  # never score with a vector from another item space

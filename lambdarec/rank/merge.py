@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from lambdarec.model.freshstate import uncovered
 from lambdarec.model.snapshot import SnapshotModel
 from lambdarec.rank.mmr import mmr_order
 from lambdarec.rank.trending import TrendingScores
@@ -118,12 +119,12 @@ def merge(inp: MergeInput, weights: MergeWeights, k: int, offset: int = 0, expla
 
 
 def _seen(inp: MergeInput, seeds: dict[int, float]) -> np.ndarray:
-    """Items never to recommend: batch history, fresh events after the cut-off, the session, ``exclude``."""
+    """Items never to recommend: batch history, fresh events the snapshot lacks, the session, ``exclude``."""
     model = inp.model
     seen = np.zeros(len(model.item_ids), dtype=bool)
     if inp.batch_row is not None:
         seen[inp.batch_row.history] = True
-    for item_id in [*_fresh_items(inp.fresh, model.cutoff_s), *inp.exclude]:
+    for item_id in [*_fresh_items(inp.fresh, model), *inp.exclude]:
         if (i := model.item_index.get(item_id)) is not None:
             seen[i] = True
     seen[list(seeds)] = True
@@ -176,13 +177,11 @@ def _unseen_first(
     return items[keep], np.concatenate(codes)[first][keep], np.concatenate(scores)[first][keep]
 
 
-def _fresh_items(fresh: FreshUser | None, cutoff_s: float) -> list[str]:
-    """Items the user touched after the snapshot's cut-off (older ones are in the batch history already)."""
+def _fresh_items(fresh: FreshUser | None, model: SnapshotModel) -> list[str]:
+    """Items the user touched that the snapshot lacks, and their recent items (covered ones are history too)."""
     if fresh is None:
         return []
-    return [item for item, ts, _w in fresh.events if ts > cutoff_s] + [
-        item for item, ts in fresh.recent if ts > cutoff_s
-    ]
+    return [item for item, _ts, _w in uncovered(fresh, model)[0]] + [item for item, _ts in fresh.recent]
 
 
 def _seeds(inp: MergeInput, index: dict[str, int], half_life_s: float) -> dict[int, float]:
