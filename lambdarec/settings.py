@@ -526,6 +526,12 @@ class Settings(BaseSettings):
         data = self.model_dump(mode="json")
         for section in ("store", "log"):
             data[section]["url"] = mask_url(data[section]["url"])
+        lake = data["lake"]
+        lake["url"] = mask_url(lake["url"]) if lake["url"] else None
+        secret = ("SECRET", "TOKEN", "PASSWORD", "ACCESS_KEY", "SAS", "ACCOUNT_KEY", "CREDENTIAL")
+        lake["storage_options"] = {
+            k: "***" if any(w in k.upper() for w in secret) else v for k, v in lake["storage_options"].items()
+        }
         return data
 
 
