@@ -145,7 +145,7 @@ def port_free(port: int) -> bool:
 def s3_request(port: int, method: str, path: str) -> int:
     req = urllib.request.Request(f"http://{HOST}:{port}{path}", method=method, data=b"" if method == "PUT" else None)
     try:
-        with urllib.request.urlopen(req, timeout=5) as resp:
+        with urllib.request.urlopen(req, timeout=5) as resp:  # noqa: S310 (a fixed http:// URL)
             return resp.status
     except urllib.error.HTTPError as exc:
         return exc.code
@@ -209,6 +209,64 @@ def env_line(dir_: Path) -> str:
     return f"export LAMBDAREC_TEST_S3={HOST}:{ports(dir_)['s3']}"
 
 
+def cmd_fetch(dir_: Path) -> int:
+    build()
+    return 0
+
+
+def cmd_env(dir_: Path) -> int:
+    if pid(dir_) is None:
+        log("is not running")
+        return 1
+    print(env_line(dir_))
+    return 0
+
+
+def cmd_status(dir_: Path) -> int:
+    n, port = pid(dir_), ports(dir_)["s3"]
+    state = "down" if n is None else ("up" if answering(port) else "starting")
+    print(f"{'seaweedfs':9} {state:9} pid {n or '':<7} {HOST}:{port}")
+    return 0 if state == "up" else 1
+
+
+def cmd_down(dir_: Path) -> int:
+    stop(dir_)
+    return 0
+
+
+def cmd_clean(dir_: Path) -> int:
+    stop(dir_)
+    log(f"removing {base(dir_)}")
+    shutil.rmtree(base(dir_), ignore_errors=True)
+    return 0
+
+
+def cmd_up(dir_: Path) -> int:
+    if pid(dir_) is None:
+        start(dir_)
+    deadline = time.monotonic() + TIMEOUT
+    port = ports(dir_)["s3"]
+    while not answering(port):
+        if pid(dir_) is None or time.monotonic() > deadline:
+            tail = (base(dir_) / "logs" / "weed.log").read_text(errors="replace").splitlines()[-30:]
+            if os.environ.get("LAMBDAREC_SERVICES_KEEP_ON_FAILURE", "0") != "1":
+                stop(dir_)
+            die(f"the S3 API on {HOST}:{port} did not answer within {TIMEOUT:g}s", *tail)
+        time.sleep(0.5)
+    print(env_line(dir_))
+    return 0
+
+
+COMMANDS = {
+    "up": cmd_up,
+    "down": cmd_down,
+    "status": cmd_status,
+    "env": cmd_env,
+    "fetch": cmd_fetch,
+    "clean": cmd_clean,
+}
+
+
 def main(argv: list[str]) -> int:
     dir_ = Path(os.environ.get("LAMBDAREC_SERVICES_DIR") or CACHE / "services")
     command = None
@@ -219,49 +277,16 @@ def main(argv: list[str]) -> int:
             dir_ = Path(rest.pop(0))
         elif arg.startswith("--dir="):
             dir_ = Path(arg.split("=", 1)[1])
-        elif arg in ("up", "down", "status", "env", "fetch", "clean") and command is None:
+        elif arg in COMMANDS and command is None:
             command = arg
         else:
-            print(__doc__, file=sys.stderr)
-            return 2
+            command = None
+            break
+    if command is None:
+        print(__doc__, file=sys.stderr)
+        return 2
     dir_.mkdir(parents=True, exist_ok=True)
-    dir_ = dir_.resolve()
-    if command == "fetch":
-        build()
-        return 0
-    if command == "env":
-        if pid(dir_) is None:
-            log("is not running")
-            return 1
-        print(env_line(dir_))
-        return 0
-    if command == "status":
-        n, port = pid(dir_), ports(dir_)["s3"]
-        state = "down" if n is None else ("up" if answering(port) else "starting")
-        print(f"{'seaweedfs':9} {state:9} pid {n or '':<7} {HOST}:{port}")
-        return 0 if state == "up" else 1
-    if command in ("down", "clean"):
-        stop(dir_)
-        if command == "clean":
-            log(f"removing {base(dir_)}")
-            shutil.rmtree(base(dir_), ignore_errors=True)
-        return 0
-    if command == "up":
-        if pid(dir_) is None:
-            start(dir_)
-        deadline = time.monotonic() + TIMEOUT
-        port = ports(dir_)["s3"]
-        while not answering(port):
-            if pid(dir_) is None or time.monotonic() > deadline:
-                tail = (base(dir_) / "logs" / "weed.log").read_text(errors="replace").splitlines()[-30:]
-                if os.environ.get("LAMBDAREC_SERVICES_KEEP_ON_FAILURE", "0") != "1":
-                    stop(dir_)
-                die(f"the S3 API on {HOST}:{port} did not answer within {TIMEOUT:g}s", *tail)
-            time.sleep(0.5)
-        print(env_line(dir_))
-        return 0
-    print(__doc__, file=sys.stderr)
-    return 2
+    return COMMANDS[command](dir_.resolve())
 
 
 if __name__ == "__main__":
