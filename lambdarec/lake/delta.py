@@ -27,7 +27,7 @@ import os
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -109,6 +109,7 @@ class Lake:
         self.settings = settings
         self.root, self.storage_options = _resolve(settings.url, settings.storage_options)
         self._erasures_dt: DeltaTable | None = None
+        self._latest: dict[str, DeltaTable] = {}  # handles brought up to date incrementally before each write
         self._erasures: tuple[int, dict[str, Erasure]] = (-1, {})
 
     # -- tables -------------------------------------------------------------------------------------------
@@ -126,12 +127,17 @@ class Lake:
             raise LakeError(f"cannot read the lake table {self.uri(table)}: {exc}") from exc
 
     def _open_or_create(self, table: str) -> DeltaTable:
+        """The latest version of ``table`` (created empty if absent); reads only the commits since the last call."""
+        if (dt := self._latest.get(table)) is not None:
+            dt.update_incremental()
+            return dt
         dt = self._open(table)
         if dt is not None:
+            self._latest[table] = dt
             return dt
         schema, partition_by = _SCHEMAS[table]
         try:
-            return DeltaTable.create(
+            dt = DeltaTable.create(
                 self.uri(table),
                 schema=schema,
                 partition_by=partition_by,
@@ -143,7 +149,8 @@ class Lake:
             dt = self._open(table)
             if dt is None:
                 raise
-            return dt
+        self._latest[table] = dt
+        return dt
 
     def table(self, version: int | None = None) -> DeltaTable:
         """The events table at ``version`` (latest when None); ``LakeEmptyError`` when there is none."""
@@ -286,12 +293,12 @@ class Lake:
     def record_erasure(self, user_ids: Iterable[str], log_end: Mapping[int, int]) -> None:
         """Remember that ``user_ids`` were erased when the log ended at ``log_end`` (the archiver reads this)."""
         users = sorted(set(user_ids))
-        now = datetime.now(UTC)
+        now_us = round(time.time() * 1_000_000)
         rows = pa.table(
             {
-                "user_id": users,
-                "erased_at": [now] * len(users),
-                "log_end": [json.dumps({str(p): n for p, n in log_end.items()})] * len(users),
+                "user_id": pa.array(users, pa.string()),
+                "erased_at": pa.array([now_us] * len(users), ERASURES_SCHEMA.field("erased_at").type),
+                "log_end": pa.array([json.dumps({str(p): n for p, n in log_end.items()})] * len(users), pa.string()),
             },
             schema=ERASURES_SCHEMA,
         )

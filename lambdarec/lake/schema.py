@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import UTC, datetime
 
 import pyarrow as pa
 
@@ -70,30 +69,32 @@ ERASURES_SCHEMA = pa.schema(
 Position = tuple[int, int]
 
 
-def _utc(seconds: float) -> datetime:
-    return datetime.fromtimestamp(seconds, UTC)
+def _us(seconds: float) -> int:
+    return round(seconds * 1_000_000)
 
 
 def event_rows(events: Sequence[tuple[Event, Position | None]], *, source: str, ingested_at: float) -> pa.Table:
     """The events table rows of ``events``, each with its log position (None for an import)."""
-    at = _utc(ingested_at)
-    cols: dict[str, list] = {f.name: [] for f in EVENTS_SCHEMA}
-    for event, pos in events:
-        when = _utc(event.timestamp)
-        cols["event_id"].append(event.event_id)
-        cols["user_id"].append(event.user_id)
-        cols["item_id"].append(event.item_id)
-        cols["event_type"].append(event.event_type)
-        cols["timestamp"].append(when)
-        cols["weight"].append(event.weight)
-        cols["session_id"].append(event.session_id)
-        cols["context"].append(json.dumps(event.context, sort_keys=True) if event.context else None)
-        cols["schema"].append(event.schema)
-        cols["log_partition"].append(None if pos is None else pos[0])
-        cols["log_offset"].append(None if pos is None else pos[1])
-        cols["ingested_at"].append(at)
-        cols["source"].append(source)
-        cols["event_date"].append(when.date())
+    n = len(events)
+    times = [_us(e.timestamp) for e, _ in events]
+    cols = {
+        "event_id": pa.array([e.event_id for e, _ in events], pa.string()),
+        "user_id": pa.array([e.user_id for e, _ in events], pa.string()),
+        "item_id": pa.array([e.item_id for e, _ in events], pa.string()),
+        "event_type": pa.array([e.event_type for e, _ in events], pa.string()),
+        "timestamp": pa.array(times, _TS),
+        "weight": pa.array([e.weight for e, _ in events], pa.float64()),
+        "session_id": pa.array([e.session_id for e, _ in events], pa.string()),
+        "context": pa.array(
+            [json.dumps(e.context, sort_keys=True) if e.context else None for e, _ in events], pa.string()
+        ),
+        "schema": pa.array([e.schema for e, _ in events], pa.int32()),
+        "log_partition": pa.array([None if p is None else p[0] for _, p in events], pa.int32()),
+        "log_offset": pa.array([None if p is None else p[1] for _, p in events], pa.int64()),
+        "ingested_at": pa.array([_us(ingested_at)] * n, _TS),
+        "source": pa.array([source] * n, pa.string()),
+        "event_date": pa.array([t // 86_400_000_000 for t in times], pa.date32()),
+    }
     return pa.table(cols, schema=EVENTS_SCHEMA)
 
 
@@ -101,15 +102,15 @@ def dead_letter_rows(
     letters: Sequence[tuple[bytes, str, Position | None]], *, source: str, ingested_at: float
 ) -> pa.Table:
     """Dead-letter rows: each refused record's original bytes, the reason, and its log position."""
-    at = _utc(ingested_at)
+    n = len(letters)
     return pa.table(
         {
-            "value": [v for v, _, _ in letters],
-            "reason": [r for _, r, _ in letters],
-            "log_partition": [None if p is None else p[0] for _, _, p in letters],
-            "log_offset": [None if p is None else p[1] for _, _, p in letters],
-            "source": [source] * len(letters),
-            "ingested_at": [at] * len(letters),
+            "value": pa.array([v for v, _, _ in letters], pa.binary()),
+            "reason": pa.array([r for _, r, _ in letters], pa.string()),
+            "log_partition": pa.array([None if p is None else p[0] for _, _, p in letters], pa.int32()),
+            "log_offset": pa.array([None if p is None else p[1] for _, _, p in letters], pa.int64()),
+            "source": pa.array([source] * n, pa.string()),
+            "ingested_at": pa.array([_us(ingested_at)] * n, _TS),
         },
         schema=DEAD_LETTERS_SCHEMA,
     )
