@@ -160,6 +160,10 @@ class Service:
                 self.users.put(model.version, user_id, state)
         return states, False
 
+    def forget_cached(self, user_id: str) -> None:
+        """An erased user's states kept for degraded serving are dropped at once."""
+        self.users.forget(user_id)
+
     async def readiness(self) -> list[str]:
         """Why this process is not ready; empty when a snapshot is loaded and the store answers."""
         reasons = []
