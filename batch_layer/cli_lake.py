@@ -7,6 +7,7 @@ the safety floor); ``lake wait``: 75 when the timeout passed before the lake cau
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -36,6 +37,16 @@ def _lake(config: Path | None, lake_url: str | None, log_url: str | None = None)
         typer.echo("error: no lake: set lake.url or pass --lake", err=True)
         raise typer.Exit(EXIT_BAD_INPUT)
     return settings, open_lake(settings)
+
+
+def cutoff_time(text: str, parse_time) -> float:  # type: ignore[no-untyped-def]
+    """``--until``: ``now``, ``midnight`` (the latest 00:00 UTC: a nightly's day boundary), or a time."""
+    now = time.time()
+    if text.strip().lower() == "now":
+        return now
+    if text.strip().lower() == "midnight":
+        return now - now % 86400
+    return parse_time(text).timestamp()
 
 
 def _fail(message: str, code: int) -> typer.Exit:
@@ -139,7 +150,10 @@ def vacuum(
 
 @app.command("wait")
 def wait(
-    until: Annotated[str, typer.Option("--until", help="Cut-off: ISO-8601 or epoch s/ms.")],
+    until: Annotated[
+        str,
+        typer.Option("--until", help="Cut-off: ISO-8601, epoch s/ms, `now`, or `midnight` (the latest 00:00 UTC)."),
+    ],
     timeout: Annotated[float, typer.Option("--timeout", help="Give up after this many seconds (exit 75).")] = 3600.0,
     log_url: Annotated[str | None, typer.Option("--log", help="Event log URL (log.url).")] = None,
     lake_url: LakeOption = None,
@@ -157,7 +171,7 @@ def wait(
     from lambdarec.log import EventLogError, open_log
 
     try:
-        until_s = parse_time(until).timestamp()
+        until_s = cutoff_time(until, parse_time)
     except BadInputError as exc:
         raise _fail(f"--until: {exc}", EXIT_BAD_INPUT) from None
     settings, lake = _lake(config, lake_url, log_url)
