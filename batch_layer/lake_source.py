@@ -185,3 +185,36 @@ def _erased_mask(raw: pl.DataFrame, lake: Lake) -> pl.Series:
         for n in hit:
             mask[n] = erasures[users[n]].covers(parts[n], offsets[n], ingested[n] / 1000.0)
     return pl.Series(mask, dtype=pl.Boolean)
+
+
+def export_lake(lake: Lake, out: str, version: int | None = None) -> tuple[str, int]:
+    """Write one pinned version of the lake (erased users left out) as an interaction-log parquet file.
+
+    For readers of files (``lambdarec replay --interactions lake``): the file has the batch reader's columns, so
+    every nightly the replay runs reads exactly that version. Returns (path, version).
+    """
+    latest = lake.version()
+    if latest is None:
+        raise BadInputError(f"the lake at {lake.uri()} is empty: nothing to replay")
+    if version is not None and not 0 <= version <= latest:
+        raise BadInputError(f"lake version {version} does not exist; the lake's versions are 0..{latest}")
+    version = latest if version is None else version
+    frame = (
+        pl.scan_delta(lake.table(version))
+        .select(
+            "event_id",
+            "user_id",
+            "item_id",
+            "event_type",
+            "timestamp",
+            "weight",
+            "session_id",
+            "log_partition",
+            "log_offset",
+            pl.col("ingested_at").dt.epoch("ms").alias("ingested_ms"),
+        )
+        .collect()
+    )
+    frame = frame.filter(~_erased_mask(frame, lake)).drop("log_partition", "log_offset", "ingested_ms")
+    frame.sort("timestamp", maintain_order=True).write_parquet(out)
+    return out, version

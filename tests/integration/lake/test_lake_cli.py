@@ -128,3 +128,19 @@ def test_forget_removes_the_user_from_the_lake_and_prints_vacuum_guidance(env: S
     assert code == 0 and body["lake_rows_deleted"] == 40 and "vacuum" in body["vacuum"]
     code, out = invoke("lake", "show", "--json")
     assert json.loads(out)["users"] == 28
+
+
+def test_replay_reads_the_lake(env: Settings, tmp_path: Path) -> None:
+    from batch_layer.synth import SynthSpec, synthesize
+
+    path = tmp_path / "synth.parquet"
+    synthesize(SynthSpec(users=150, items=80, events=6000, seed=2)).events.write_parquet(path)
+    invoke("lake", "import", str(path))
+    code, out = invoke(
+        "replay", "--interactions", "lake", "--split-at", "80%", "--sample", "200", "--no-progress", "--json"
+    )
+    assert code == 0, out
+    body = json.loads(out)
+    assert body["events_scored"] > 0
+    code, _ = invoke("replay", "--interactions", "lake@99", "--split-at", "80%", "--no-progress")
+    assert code == 2
