@@ -20,6 +20,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "speed": ("benchmarks.speed", "speed layer events/s vs a bare kafka-python poll loop; freshness p99"),
     "serve": ("benchmarks.serve", "recommendations QPS and p99 vs a hello-JSON endpoint"),
     "replay": ("benchmarks.replay", "lambda NDCG@10 vs batch-only and popularity"),
+    "archive": ("benchmarks.archive", "archiver events/s vs bare poll + write_deltalake; lake read vs one parquet"),
 }
 
 
