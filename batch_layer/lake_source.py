@@ -96,41 +96,40 @@ def read_lake(lake: Lake, version: int, batch: BatchSettings, *, as_of: datetime
     as_of = as_of if as_of.tzinfo else as_of.replace(tzinfo=UTC)
     as_of_ms = int(as_of.timestamp() * 1000)
     start_ms = None if batch.lookback_days is None else as_of_ms - int(batch.lookback_days * _DAY_MS)
-    try:
-        table = lake.table(version)
-        raw = (
-            pl.scan_delta(table)
-            .select(
-                "event_id",
-                "user_id",
-                "item_id",
-                "event_type",
-                pl.col("timestamp").dt.epoch("ms").alias("ts"),
-                "weight",
-                "log_partition",
-                "log_offset",
-                pl.col("ingested_at").dt.epoch("ms").alias("ingested_ms"),
-            )
-            .collect()
-        )
-    except LakeEmptyError as exc:
-        raise BadInputError(str(exc)) from exc
-    except (pl.exceptions.PolarsError, OSError) as exc:
-        raise BadInputError(f"cannot read the lake at {lake.uri()} version {version}: {exc}") from exc
-
-    erased = _erased_mask(raw, lake)
-    erased_n = int(erased.sum())
-    raw = raw.filter(~erased)
     keys, values = list(batch.event_weights), list(batch.event_weights.values())
     event_weight = (
         pl.when(pl.col("event_type").is_null())
         .then(pl.lit(1.0))
         .otherwise(pl.col("event_type").replace_strict(keys, values, default=None, return_dtype=pl.Float64))
     )
-    raw = raw.with_columns(event_weight.alias("__event_weight"))
-    unknown = raw.filter(pl.col("__event_weight").is_null())
-    if unknown.height and batch.on_bad_rows == "fail":
-        row = unknown.row(0, named=True)
+    erasures = lake.erasures()
+    columns = [
+        "event_id",
+        "user_id",
+        "item_id",
+        "event_type",
+        pl.col("timestamp").dt.epoch("ms").alias("ts"),
+        "weight",
+        event_weight.alias("__event_weight"),
+    ]
+    if erasures:  # only then are the positions and ingest times needed
+        columns += ["log_partition", "log_offset", pl.col("ingested_at").dt.epoch("ms").alias("ingested_ms")]
+    try:
+        table = lake.table(version)
+        raw = pl.scan_delta(table).select(columns).collect()
+    except LakeEmptyError as exc:
+        raise BadInputError(str(exc)) from exc
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise BadInputError(f"cannot read the lake at {lake.uri()} version {version}: {exc}") from exc
+
+    erased_n = 0
+    if erasures:
+        erased = _erased_mask(raw, lake)
+        erased_n = int(erased.sum())
+        raw = raw.filter(~erased)
+    unknown_n = raw["__event_weight"].null_count()
+    if unknown_n and batch.on_bad_rows == "fail":
+        row = raw.filter(pl.col("__event_weight").is_null()).row(0, named=True)
         raise BadRowError(
             f"lake {lake.uri()} version {version}: event {row['event_id']} has event_type {row['event_type']!r}, "
             f"not in batch.event_weights ({', '.join(keys)})",
@@ -138,21 +137,25 @@ def read_lake(lake: Lake, version: int, batch: BatchSettings, *, as_of: datetime
             row=0,
             reason="unknown_event_type",
         )
-    good = raw.filter(pl.col("__event_weight").is_not_null()).sort("ts", maintain_order=True)
-    repeat = ~pl.col("event_id").is_first_distinct()
-    duplicates = int(good.select(repeat.sum()).item())
-    good = good.filter(~repeat)
+    good = raw.filter(pl.col("__event_weight").is_not_null()) if unknown_n else raw
+    good = good.sort("ts", maintain_order=True)
+    first = pl.col("event_id").is_first_distinct()
     after = pl.col("ts") > as_of_ms
     before = pl.col("ts") < start_ms if start_ms is not None else pl.lit(False)
-    after_n, before_n = good.select(after.sum().alias("a"), before.sum().alias("b")).row(0)
-    clean = good.filter(~after & ~before).select(
+    flags = good.select(first.alias("first"), after.alias("after"), before.alias("before"))
+    duplicates = flags.height - int(flags["first"].sum())
+    deduped = flags["first"]
+    after_n = int((flags["after"] & deduped).sum())
+    before_n = int((flags["before"] & deduped).sum())
+    keep = deduped & ~flags["after"] & ~flags["before"]
+    clean = good.filter(keep).select(
         "user_id",
         "item_id",
         "ts",
         (pl.col("__event_weight") * pl.col("weight").fill_null(1.0)).cast(pl.Float32).alias("weight"),
         "event_type",
     )
-    bad = {"unknown_event_type": unknown.height} if unknown.height else {}
+    bad = {"unknown_event_type": unknown_n} if unknown_n else {}
     if erased_n:
         bad["erased_user"] = erased_n
     report = ReadReport(
