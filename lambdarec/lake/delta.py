@@ -162,14 +162,24 @@ class Lake:
             )
         return dt
 
+    def _latest_events(self) -> DeltaTable | None:
+        """The events table's latest version (a kept handle, brought up to date), None when it does not exist."""
+        if (dt := self._latest.get(EVENTS)) is not None:
+            dt.update_incremental()
+            return dt
+        dt = self._open(EVENTS)
+        if dt is not None:
+            self._latest[EVENTS] = dt
+        return dt
+
     def version(self) -> int | None:
         """The events table's latest version, None when it does not exist yet."""
-        dt = self._open(EVENTS)
+        dt = self._latest_events()
         return None if dt is None else dt.version()
 
     def positions(self, version: int | None = None, partitions: Iterable[int] | None = None) -> dict[int, int]:
         """Per log partition, the next offset not yet archived, as of ``version`` (latest when None)."""
-        dt = self._open(EVENTS, version)
+        dt = self._latest_events() if version is None else self._open(EVENTS, version)
         return {} if dt is None else _positions(dt, partitions, "log")
 
     # -- writes -------------------------------------------------------------------------------------------
