@@ -177,6 +177,7 @@ def start(dir_: Path) -> None:
         f"-volume.port={p['volume']}", f"-volume.port.grpc={p['volume_grpc']}", "-volume.max=32",
         "-filer", f"-filer.port={p['filer']}", f"-filer.port.grpc={p['filer_grpc']}",
         "-s3", f"-s3.port={p['s3']}", f"-s3.port.grpc={p['s3_grpc']}",
+        "-s3.port.iceberg=0", "-s3.port.lance=0",  # their catalogs' default ports (8181, 9101) stay free
     ]  # fmt: skip
     log(f"starting SeaweedFS {VERSION} (S3 {HOST}:{p['s3']}, data {b / 'data'})")
     with (b / "logs" / "weed.log").open("ab") as out:
