@@ -144,3 +144,12 @@ def test_replay_reads_the_lake(env: Settings, tmp_path: Path) -> None:
     assert body["events_scored"] > 0
     code, _ = invoke("replay", "--interactions", "lake@99", "--split-at", "80%", "--no-progress")
     assert code == 2
+
+
+def test_import_reads_the_public_dataset_formats(env: Settings, tmp_path: Path) -> None:
+    path = tmp_path / "u.data"  # MovieLens-100K's layout: user, item, rating, epoch seconds, tab-separated
+    path.write_text("1\t10\t5\t881250949\n2\t20\t3\t881250950\n")
+    code, out = invoke("lake", "import", str(path), "--json")
+    assert code == 0 and json.loads(out)["files"][0]["appended"] == 2
+    code, out = invoke("lake", "show", "--json")
+    assert json.loads(out)["min_ts"].startswith("1997-12-04T15:55:49")
