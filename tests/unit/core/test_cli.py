@@ -23,6 +23,9 @@ EXPECTED_GROUPS = {
     "recommend",
     "replay",
     "config",
+    "archive",
+    "lake",
+    "forget",
 }
 
 
