@@ -34,6 +34,9 @@ setup-promtool:  ## promtool, which checks and unit-tests deploy/prometheus/ (De
 	  else echo "make: install promtool for the alert rules tests: sudo apt-get install -y prometheus" >&2; fi; }
 
 test: setup-dev setup-browser setup-promtool  ## Provide real Cassandra and Kafka (unless LAMBDAREC_TEST_* name them), run the whole suite.
+	@# The lake's S3 server (SeaweedFS) is built once from source (~17 CPU-minutes, then cached) in the background
+	@# while the first tests run; the S3 fixture waits for that build (a lock) and starts it.
+	@if [ -z "$$LAMBDAREC_TEST_S3" ]; then (deploy/local/services fetch seaweedfs >/dev/null 2>&1 &); fi
 	@if [ -z "$$LAMBDAREC_TEST_CASSANDRA" ] || [ -z "$$LAMBDAREC_TEST_KAFKA" ]; then \
 	  lines="$$(deploy/local/services up)" || { echo "make test: could not start Cassandra and Kafka (see above)" >&2; exit 1; }; \
 	  eval "$$lines"; fi; \

@@ -25,7 +25,10 @@ def _group() -> None:
 @app.command("run")
 def run(
     interactions: Annotated[
-        str | None, typer.Option("--interactions", "-i", help="Parquet/CSV file, glob or folder (batch.interactions).")
+        str | None,
+        typer.Option(
+            "--interactions", "-i", help="Parquet/CSV file, glob or folder (batch.interactions); default: the lake."
+        ),
     ] = None,
     as_of: Annotated[
         str | None,
@@ -40,6 +43,10 @@ def run(
         bool, typer.Option("--force", help="Publish even if unchanged or if the quality gate refuses.")
     ] = False,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bars on stderr.")] = True,
+    lake_version: Annotated[
+        int | None,
+        typer.Option("--lake-version", help="Read this lake table version (reproduces a run; default: latest)."),
+    ] = None,
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -56,7 +63,9 @@ def run(
         typer.echo(f"error: --as-of {as_of!r}: {exc}", err=True)
         raise typer.Exit(EXIT_BAD_INPUT) from None
     try:
-        result = run_batch(settings, interactions=interactions, as_of=cutoff, force=force, progress=progress)
+        result = run_batch(
+            settings, interactions=interactions, as_of=cutoff, force=force, progress=progress, lake_version=lake_version
+        )
     except BadInputError as exc:
         _fail(f"bad input: {exc}", EXIT_BAD_INPUT, as_json, {"published": False, "error": str(exc)})
     except QualityGateError as exc:

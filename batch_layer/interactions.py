@@ -156,7 +156,7 @@ def read_interactions(
     repeat = pl.col("event_id").is_not_null() & ~pl.col("event_id").is_first_distinct()
     duplicates = int(good.select(repeat.sum()).item())
     good = good.filter(~repeat)
-    as_of_ms = _as_of_ms(as_of, good)
+    as_of_ms = cutoff_ms(as_of, good)
     start_ms = None if batch.lookback_days is None else as_of_ms - int(batch.lookback_days * _DAY_MS)
     after = pl.col("ts") > as_of_ms
     before = pl.col("ts") < start_ms if start_ms is not None else pl.lit(False)
@@ -194,7 +194,7 @@ def read_interactions(
     return clean, report
 
 
-def _as_of_ms(as_of: datetime | None, good: pl.DataFrame) -> int:
+def cutoff_ms(as_of: datetime | None, good: pl.DataFrame) -> int:
     """The cut-off in epoch ms: ``as_of``, or the newest event that is not in the future (now if none)."""
     if as_of is not None:
         return int((as_of if as_of.tzinfo else as_of.replace(tzinfo=UTC)).timestamp() * 1000)

@@ -39,8 +39,8 @@ from batch_layer.interactions import (
     build_matrix,
     empty_window_message,
     index_of,
-    read_interactions,
 )
+from batch_layer.lake_source import InputPlan, plan_input, read_input
 from batch_layer.publish import write_snapshot
 from batch_layer.window import data_loss_warnings
 from lambdarec.logs import get_logger
@@ -52,7 +52,7 @@ log = get_logger(__name__)
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_GATE, EXIT_LOCKED = 0, 1, 2, 3, 4
 LOCK_NAME = "batch-job"
 # Settings that do not change what the job computes, so they do not enter the config hash.
-_NOT_IN_CONFIG_HASH = {"interactions", "threads", "engine", "lock_ttl_s", "device"} | {
+_NOT_IN_CONFIG_HASH = {"interactions", "source", "threads", "engine", "lock_ttl_s", "device"} | {
     name for name in BatchSettings.model_fields if name.startswith("ray_")
 }
 
@@ -85,6 +85,7 @@ def run_batch(
     force: bool = False,
     progress: bool = True,
     store: OnlineStore | None = None,
+    lake_version: int | None = None,
 ) -> JobResult:
     """Run the nightly job once; see the module docstring.
 
@@ -99,9 +100,8 @@ def run_batch(
         which then stopped before publishing).
     """
     batch = settings.batch
-    source = interactions or batch.interactions
-    if not source:
-        raise BadInputError("no interaction log: pass --interactions PATH or set batch.interactions")
+    built_at = time.time()
+    source = plan_input(settings, interactions, lake_version)  # pins the lake version now
     if batch.engine == "ray":
         from batch_layer.ray_cluster import check_ray_settings
 
@@ -110,19 +110,25 @@ def run_batch(
     store = store or open_store(settings)
     try:
         with _job_lock(store, batch.lock_ttl_s) as locked:
-            return _run_locked(locked, settings, source, as_of, force, progress)
+            return _run_locked(locked, settings, source, as_of, force, progress, built_at)
     finally:
         if owned:
             store.close()
 
 
 def _run_locked(
-    store: OnlineStore, settings: Settings, source: str, as_of: datetime | None, force: bool, progress: bool
+    store: OnlineStore,
+    settings: Settings,
+    source: InputPlan,
+    as_of: datetime | None,
+    force: bool,
+    progress: bool,
+    built_at: float,
 ) -> JobResult:
     batch = settings.batch
     timings: dict[str, float] = {}
     with _stage("load", timings):
-        frame, report = read_interactions(source, batch, as_of=as_of)
+        frame, report, read_meta = read_input(source, batch, as_of=as_of)
     as_of = as_of or datetime.fromtimestamp(report.as_of_ms / 1000, UTC)  # default: the newest event
     warnings = data_loss_warnings(report, batch)
     if frame.height == 0:
@@ -167,6 +173,7 @@ def _run_locked(
             as_of_ms=report.as_of_ms,
         )
     manifest = _manifest(settings, report, data, frame, as_of, data_fp, chash, gate, factors)
+    manifest.update(read_meta, built_at_s=built_at)
     manifest.update(gate=decision, warnings=warnings, tuning=tuning)
     version, stage_times = write_snapshot(
         store, data, factors, pop, manifest, batch, progress=progress, store_settings=settings.store

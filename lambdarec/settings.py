@@ -48,6 +48,7 @@ _NOT_SETTINGS = (
     "LAMBDAREC_MVN",
     "LAMBDAREC_LOG_LEVEL",
     "LAMBDAREC_LOG_FORMAT",
+    "LAMBDAREC_SEAWEEDFS_",
 )
 
 STORE_SCHEMES = ("sqlite", "cassandra")
@@ -352,6 +353,11 @@ class BatchSettings(_Section):
         description="Object store of the local Ray (MiB; it holds the factors and seen matrix once). "
         "Unset: Ray's default share of memory.",
     )
+    source: Literal["auto", "lake", "files"] = Field(
+        "auto",
+        description="What the job reads. `lake`: one pinned version of the master dataset (`lake.url`). "
+        "`files`: `--interactions` / `batch.interactions`. `auto`: files when a path is given, else the lake.",
+    )
 
     # ---- quality: the gate, the tuner, the data-loss warning ----
     gate: GateSettings = Field(default_factory=GateSettings, description="The quality gate.")
@@ -583,6 +589,70 @@ class EventSettings(_Section):
         return pattern
 
 
+LAKE_SCHEMES = ("", "file", "s3", "s3a", "gs", "gcs", "az", "abfs", "abfss")
+
+
+class LakeSettings(_Section):
+    """The master dataset: the append-only Delta Lake table of every event that entered, and its dead letters."""
+
+    url: str | None = Field(
+        "var/lake",
+        description="Root of the lake: a local directory (relative or absolute, or `file:///...`), or "
+        "`s3://bucket/prefix`, `gs://bucket/prefix`, `az://container/prefix`. The events table lives at "
+        "`URL/events`, dead letters at `URL/dead_letters`, erasures at `URL/erasures`. Unset: no lake.",
+    )
+    storage_options: dict[str, str] = Field(
+        default_factory=dict,
+        description="delta-rs object-store options (e.g. `AWS_ENDPOINT_URL`, `AWS_REGION`, "
+        "`AWS_ALLOW_HTTP`); the usual `AWS_*`, `GOOGLE_*`, `AZURE_*` environment variables apply too. "
+        "On `s3://` the lake sets `AWS_CONDITIONAL_PUT=etag` unless given, so concurrent writers commit safely; "
+        "the unsafe-rename option is refused.",
+    )
+    target_file_mb: int = Field(128, ge=1, description="`lake compact` rewrites small files towards this size.")
+    vacuum_min_retain_hours: float = Field(
+        168.0,
+        ge=0,
+        description="Safety floor of `lake vacuum --retain-hours`: files a reader pinned to a version younger "
+        "than this may still need are never removed.",
+    )
+    commit_retries: int = Field(
+        20, ge=1, description="Attempts of one lake commit that races other writers before it fails."
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _lake_scheme(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        if not url.strip():
+            raise ValueError("lake URL must not be empty; unset it to run without a lake")
+        scheme = urlsplit(url).scheme
+        if len(scheme) > 1 and scheme not in LAKE_SCHEMES:  # one letter: a Windows drive
+            raise ValueError(f"lake URL {url!r} has scheme {scheme!r}; expected a path, file, s3, gs or az")
+        return url
+
+    @field_validator("storage_options")
+    @classmethod
+    def _no_unsafe_rename(cls, options: dict[str, str]) -> dict[str, str]:
+        if any(k.upper() == "AWS_S3_ALLOW_UNSAFE_RENAME" and v.lower() == "true" for k, v in options.items()):
+            raise ValueError(
+                "AWS_S3_ALLOW_UNSAFE_RENAME loses commits when two writers race; use conditional puts "
+                "(AWS_CONDITIONAL_PUT=etag) or a locking provider"
+            )
+        return options
+
+
+class ArchiveSettings(_Section):
+    """The archiver: event log -> lake, exactly once."""
+
+    consumer_group: str = Field("lambdarec-archive", description="The archiver's own consumer group on the event log.")
+    max_batch_events: int = Field(50_000, ge=1, description="Most events in one lake commit (a micro-batch).")
+    max_batch_s: float = Field(
+        10.0, gt=0, description="Longest time a micro-batch collects events before it is committed to the lake."
+    )
+    poll_max_records: int = Field(5000, ge=1, description="Records taken from the log per poll.")
+
+
 _config_path: contextvars.ContextVar[Path | None] = contextvars.ContextVar("lambdarec_config", default=None)
 
 
@@ -608,6 +678,8 @@ class Settings(BaseSettings):
     speed: SpeedSettings = Field(default_factory=SpeedSettings, description="The speed layer consumer.")
     serving: ServingSettings = Field(default_factory=ServingSettings, description="The HTTP serving layer.")
     events: EventSettings = Field(default_factory=EventSettings, description="Bounds on event values.")
+    lake: LakeSettings = Field(default_factory=LakeSettings, description="The master dataset (Delta Lake).")
+    archive: ArchiveSettings = Field(default_factory=ArchiveSettings, description="The archiver (log -> lake).")
 
     @model_validator(mode="after")
     def _ttl_covers_two_periods(self) -> Settings:
@@ -678,6 +750,12 @@ class Settings(BaseSettings):
         data = self.model_dump(mode="json")
         for section in ("store", "log"):
             data[section]["url"] = mask_url(data[section]["url"])
+        lake = data["lake"]
+        lake["url"] = mask_url(lake["url"]) if lake["url"] else None
+        secret = ("SECRET", "TOKEN", "PASSWORD", "ACCESS_KEY", "SAS", "ACCOUNT_KEY", "CREDENTIAL")
+        lake["storage_options"] = {
+            k: "***" if any(w in k.upper() for w in secret) else v for k, v in lake["storage_options"].items()
+        }
         return data
 
 

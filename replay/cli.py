@@ -10,7 +10,10 @@ Example
 
 from __future__ import annotations
 
+import atexit
 import json
+import shutil
+import tempfile
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -29,7 +32,12 @@ app = typer.Typer(
 )
 
 Interactions = Annotated[
-    str | None, typer.Option("--interactions", "-i", help="Interaction log: parquet/CSV file, glob or folder.")
+    str | None,
+    typer.Option(
+        "--interactions",
+        "-i",
+        help="Interaction log: parquet/CSV file, glob or folder; `lake` (its latest version) or `lake@V`.",
+    ),
 ]
 SplitAt = Annotated[
     str | None,
@@ -112,7 +120,7 @@ def replay(
         "fresh_boost": fresh_boost,
     }
     settings = load_settings(config, {"serving": {key: v for key, v in overrides.items() if v is not None}})
-    source = _required(interactions, "--interactions")
+    source = _lake_or_path(_required(interactions, "--interactions"), settings)
     with _bad_input():
         split = _time(_required(split_at, "--split-at"), "--split-at", source, settings)
         cfg = ReplayConfig(
@@ -170,7 +178,7 @@ def tune(
     from replay.tune import TuneConfig, run_tune, write_settings_toml
 
     settings = load_settings(config)
-    source = _required(interactions, "--interactions")
+    source = _lake_or_path(_required(interactions, "--interactions"), settings)
     with _bad_input():
         cfg = TuneConfig(
             source,
@@ -237,6 +245,26 @@ def _required(value: str | None, flag: str) -> str:
         typer.echo(f"error: {flag} is required", err=True)
         raise typer.Exit(EXIT_BAD_INPUT)
     return value
+
+
+def _lake_or_path(source: str, settings: Any) -> str:
+    """``lake`` or ``lake@V``: that lake version exported once to a temporary parquet file; else ``source``."""
+    if source != "lake" and not source.startswith("lake@"):
+        return source
+    from batch_layer.errors import BadInputError
+    from batch_layer.lake_source import export_lake
+    from lambdarec.lake import LakeError, open_lake
+
+    try:
+        version = int(source.split("@", 1)[1]) if "@" in source else None
+        folder = tempfile.mkdtemp(prefix="lambdarec-replay-lake-")
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        path, pinned = export_lake(open_lake(settings), f"{folder}/lake.parquet", version)
+    except (BadInputError, LakeError, ValueError) as exc:
+        typer.echo(f"error: --interactions {source}: {exc}", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    typer.echo(f"replaying the lake at version {pinned}", err=True)
+    return path
 
 
 def _time(text: str, flag: str, source: str, settings: Any) -> datetime:

@@ -15,7 +15,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-STEPS = 7
+STEPS = 8  # the demo's numbered steps (replay/demo_steps.py)
 _PLAIN_WIDTH = 120  # rich's width when not on a terminal (a file, a pipe, a test)
 
 
@@ -37,7 +37,7 @@ def shown(path: Path | str) -> str:
 
 
 def step(console: Console, n: int, title: str) -> None:
-    """A numbered step's heading, ``[n/7] title``."""
+    """A numbered step's heading, ``[n/8] title``."""
     console.print()
     console.print(f"[bold]\\[{n}/{STEPS}] {title}[/bold]")
 

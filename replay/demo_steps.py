@@ -1,8 +1,11 @@
-"""The demo's seven steps, in order; each prints what it did and adds it to the run's JSON summary.
+"""The demo's eight steps, in order; each prints what it did and adds it to the run's JSON summary.
 
-1. the interaction log (synthesised with a taste drift, or the caller's); 2. the nightly batch job into the
-embedded store; 3. the speed layer on the embedded event log; 4. the HTTP server; 5. one user's list before and
-after a burst of fresh events posted over HTTP; 6. a sampled replay with its HTML report; 7. where everything is.
+1. the interaction log (synthesised with a taste drift, or the caller's), imported into the lake; 2. the nightly
+batch job, reading the lake, into the embedded store; 3. the speed layer on the embedded event log; 4. the HTTP
+server; 5. one user's list before and after a burst of fresh events posted over HTTP; 6. the archiver puts the
+posted events into the lake, a second nightly reads it (its interaction count grows by exactly the events
+posted) and serving flips to it, the user's list still reflecting them; 7. a sampled replay with its HTML
+report; 8. where everything is.
 
 Example
 -------
@@ -77,6 +80,7 @@ class DemoRun:
             ("The speed layer, consuming the event log", self._speed),
             ("The HTTP server", self._serve),
             ("Fresh events change a user's list", self._live),
+            ("The archiver, the lake and the second nightly: the posted events reach the model", self._loop),
             ("Replay: the same code, scored on the log's future", self._replay),
             ("Where everything is, and what to try next", self._where),
         )
@@ -118,13 +122,15 @@ class DemoRun:
         )
         # The demo runs on its own embedded store and log whatever LAMBDAREC_STORE__URL and friends say.
         self.urls = {"store": sqlite_url(self.ws.store), "log": sqlite_url(self.ws.events)}
-        self.settings: Settings = load_settings(config, {k: {"url": v} for k, v in self.urls.items()})
+        urls = {**self.urls, "lake": str(self.ws.lake.resolve())}
+        self.settings: Settings = load_settings(config, {k: {"url": v} for k, v in urls.items()})
         self.summary["paths"] = {
             "dir": show.shown(self.ws.root),
             "config": show.shown(config),
             "log": show.shown(source),
             "store": show.shown(self.ws.store),
             "events": show.shown(self.ws.events),
+            "lake": show.shown(self.ws.lake),
             "logs": show.shown(self.ws.logs),
             "report": show.shown(self.ws.report / "report.html"),
         }
@@ -189,6 +195,25 @@ class DemoRun:
             self.summary["status"] = "failed"
             show.note(self.console, "the speed layer's output:\n" + self.services[0].tail())
         self.summary |= live
+
+    def _loop(self) -> None:
+        from batch_layer.archive import Archiver
+        from replay.demo_loop import close_the_loop
+
+        with Archiver(self.settings) as archiver:
+            archived = archiver.run(until_idle_s=1.0)
+        self.summary["loop"] = close_the_loop(
+            self.settings,
+            Api(self.url, self.key),
+            self.console,
+            archived=archived.to_json(),
+            user=self.summary.get("user"),
+            first=self.summary.get("batch", {}),
+            before=self.summary.get("after"),
+            run_batch=self._run_batch,
+        )
+        if not self.summary["loop"]["ok"]:
+            self.summary["status"] = "failed"
         if not self.opts.keep_serving:
             self._stop_services()
             show.note(self.console, "stopped the speed layer and the server (--keep-serving leaves them running)")
@@ -225,16 +250,26 @@ class DemoRun:
 
     # ---- helpers ---------------------------------------------------------------------------------------------
 
-    def _run_batch(self, *, force: bool) -> Any:
-        """``run_batch`` at the log's end; a job lock left by an interrupted earlier run is waited out (it lapses
-        ``batch.lock_ttl_s`` after that run stopped renewing it)."""
+    def _run_batch(self, *, force: bool, as_of: Any = None, settings: Settings | None = None) -> Any:
+        """``run_batch`` at the log's end (or ``as_of``), reading the lake (the log file is imported into it once);
+        a job lock left by an interrupted earlier run is waited out (it lapses ``batch.lock_ttl_s`` after that run
+        stopped renewing it)."""
+        from batch_layer.archive.imports import import_file
         from batch_layer.job import JobLockedError, run_batch
+        from lambdarec.lake import open_lake
 
-        ttl = self.settings.batch.lock_ttl_s
+        settings = settings or self.settings
+        imported = import_file(open_lake(settings), self.log.source, settings.batch)
+        self.summary.setdefault("lake_import", imported.to_dict())
+        if imported.appended:
+            show.note(
+                self.console, f"imported {imported.appended:,} events of {show.shown(self.log.source)} into the lake"
+            )
+        ttl = settings.batch.lock_ttl_s
         deadline, noted = time.monotonic() + ttl + 5, False
         while True:
             try:
-                return run_batch(self.settings, as_of=self.log.end, force=force, progress=self._bars)
+                return run_batch(settings, as_of=as_of or self.log.end, force=force, progress=self._bars)
             except JobLockedError:
                 if time.monotonic() > deadline:
                     raise

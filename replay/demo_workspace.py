@@ -70,6 +70,10 @@ class Workspace:
         return self.root / "events"
 
     @property
+    def lake(self) -> Path:
+        return self.root / "lake"
+
+    @property
     def logs(self) -> Path:
         return self.root / "logs"
 
@@ -108,7 +112,11 @@ class Workspace:
             f"url = {quote(sqlite_url(self.store))}",
             "[log]",
             f"url = {quote(sqlite_url(self.events))}",
+            "[lake]",
+            f"url = {quote(str(self.lake.resolve()))}",
             "[batch]",
+            "# the nightly reads the lake; the log file entered it once with `lambdarec lake import`",
+            'source = "lake"',
             f"interactions = {quote(interactions)}",
             "[serving]",
             f"host = {quote(host)}",

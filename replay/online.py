@@ -142,8 +142,16 @@ class OnlineState:
             if new is not None:
                 self.fresh[user_id] = new
 
+    @property
+    def position(self) -> int:
+        """The replay's log position: events applied so far (offsets 0..position-1 of partition 0)."""
+        return self._position
+
     def switch(self, model: SnapshotModel) -> None:
-        """A new snapshot was published: re-solve every fresh state against it, as serving does after a flip."""
+        """A new snapshot was published: re-solve every fresh state against it, as serving does after a flip.
+
+        The snapshot's ``log_positions`` decide which fresh events it has (see ``SnapshotModel.covers``).
+        """
         self.flush()
         self.model = model
         self._history = {}

@@ -162,7 +162,10 @@ def _loop(
                 t_batch = time.perf_counter()
                 limiter.restore_original_limits()
                 as_of = datetime.fromtimestamp(boundary / 1000, UTC)
-                online.switch(_snapshot(work, store, config.interactions, as_of, False, timings))
+                model = _snapshot(work, store, config.interactions, as_of, False, timings)
+                # the log file the batch read holds every event replayed so far, as the lake would have archived
+                model.manifest["log_positions"] = {"0": online.position}
+                online.switch(model)
                 limiter = threadpool_limits(limits=1, user_api="blas")
                 snapshots.append(_describe(online.model))
                 boundary += period_ms  # type: ignore[operator]

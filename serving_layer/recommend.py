@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from lambdarec.model.freshstate import rebase
+from lambdarec.model.freshstate import erased_for, rebase
 from lambdarec.model.snapshot import SnapshotModel
 from lambdarec.rank.merge import MergeInput, MergeWeights, Ranked, fresh_vector, merge
 from lambdarec.rank.trending import TrendingScores
@@ -159,6 +159,8 @@ def rank(
     Replay scores its variants here: the same rebase and the same merge, without building a body per item.
     Returns the items and whether they are a fallback list (no batch row and no usable fresh vector).
     """
+    if erased_for(state.fresh, model):  # a tombstone: nothing of the erased history may show
+        state = UserState(None, state.fresh)
     fresh = state.fresh
     if fresh is not None and fresh.basis != model.version:
         fresh = rebase(fresh, model, state.batch_row)  # never score with a vector from another item space

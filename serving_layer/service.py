@@ -202,6 +202,10 @@ class Service:
             log.warning("serving.corrupt_item_rows", snapshot=model.version, items=list(model.corrupt_items[:20]),
                         count=len(model.corrupt_items), effect="served without neighbours")  # fmt: skip
 
+    def forget_cached(self, user_id: str) -> None:
+        """An erased user's states kept for degraded serving are dropped at once."""
+        self.users.forget(user_id)
+
     async def readiness(self) -> list[str]:
         """Why this process is not ready, each reason naming its cause; empty when a snapshot is loaded and the
         store answers (the reason a snapshot could not be loaded, e.g. a checksum failure, is named as such)."""

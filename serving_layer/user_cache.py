@@ -62,5 +62,11 @@ class RecentUsers:
                 self._data.move_to_end((version, user_id))
             return state
 
+    def forget(self, user_id: str) -> None:
+        """Drop every remembered state of ``user_id`` (an erasure)."""
+        with self._lock:
+            for key in [k for k in self._data if k[1] == user_id]:
+                del self._data[key]
+
     def __len__(self) -> int:
         return len(self._data)

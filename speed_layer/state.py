@@ -14,11 +14,10 @@ Example
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 from lambdarec.events import Event
-from lambdarec.model.freshstate import solve
+from lambdarec.model.freshstate import positions_of, solve
 from lambdarec.model.snapshot import SnapshotModel
 from lambdarec.rank.defects import FLOAT32_MAX, count_nonfinite
 from lambdarec.rank.trending import decayed
@@ -60,29 +59,32 @@ def apply_user_events(
         return None
     state = state or FreshUser(user_id=events[0][0].user_id)
     positions = dict(state.positions)
-    fresh = [e for e in state.events]
+    fresh = list(zip(state.events, positions_of(state), strict=True))
     recent = [r for r in state.recent]
     weights = model.event_weights if model is not None and model.event_weights else (default_weights or {})
     applied = 0
     for event, pos in events:
         if not _is_new(positions, pos):
             continue
-        fresh.append((event.item_id, event.timestamp, event_weight(event, weights)))
+        fresh.append(((event.item_id, event.timestamp, event_weight(event, weights)), pos))
         recent.append((event.item_id, event.timestamp))
         positions[str(pos[0])] = pos[1] + 1
         applied += 1
     if applied == 0:
         return None
-    newest = max(ts for _, ts, _ in fresh)
+    newest = max(e[1] for e, _ in fresh)
+    kept = _bounded_events(fresh, model, settings)
     updated = FreshUser(
         user_id=state.user_id,
-        events=_bounded_events(fresh, model, settings),
+        events=[e for e, _ in kept],
         recent=_bounded_recent(recent, newest, settings),
         vector=state.vector,
         basis=state.basis,
         positions=positions,
         updated_at=max(state.updated_at, newest),
         appended_at=max(state.appended_at, appended_at),
+        event_positions=[p for _, p in kept if p is not None],
+        erased_at=state.erased_at if model is None or model.built_at_s < (state.erased_at or 0.0) else None,
     )
     return solve(updated, model, history) if model is not None and solve_vector else updated
 
@@ -137,8 +139,9 @@ def _bounded_recent(recent: list[tuple[str, float]], newest: float, settings: Sp
 
 
 def _bounded_events(
-    events: list[tuple[str, float, float]], model: SnapshotModel | None, settings: SpeedSettings
-) -> list[tuple[str, float, float]]:
-    cutoff = model.cutoff_s if model is not None else -math.inf
-    live = [e for e in events if e[1] > cutoff]
+    events: list[tuple[tuple[str, float, float], Position | None]], model: SnapshotModel | None, settings: SpeedSettings
+) -> list[tuple[tuple[str, float, float], Position | None]]:
+    """The newest ``max_fresh_events`` the snapshot does not cover (by log position); positions ride along."""
+    live = [(e, p) for e, p in events if model is None or not model.covers(p, e[1])]
+    # entries without a position (kept before positions were) all come first, so positions stay tail-aligned
     return live[-settings.max_fresh_events :]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -85,3 +86,73 @@ def cassandra_endpoint(request: pytest.FixtureRequest) -> tuple[str, int]:
 def kafka_endpoint(request: pytest.FixtureRequest) -> tuple[str, int]:
     """(host, port) of a real Apache Kafka broker in KRaft mode."""
     return _provide("kafka", "LAMBDAREC_TEST_KAFKA", request)
+
+
+# ---- the lake's S3-compatible server (SeaweedFS; never MinIO) ------------------------------------------------
+SEAWEEDFS_IMAGE = "chrislusf/seaweedfs:latest"  # only where a Docker engine answers; deploy/local pins a version
+S3_BUCKET = "lambdarec"  # deploy/local/seaweedfs.py creates it; the testcontainers branch below too
+
+
+def _create_bucket(host: str, port: int) -> None:
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            req = urllib.request.Request(f"http://{host}:{port}/{S3_BUCKET}", method="PUT", data=b"")
+            urllib.request.urlopen(req, timeout=5).close()
+            return
+        except urllib.error.HTTPError as exc:
+            if exc.code == 409:
+                return
+            error: Exception = exc
+        except OSError as exc:
+            error = exc
+        if time.monotonic() > deadline:
+            _unavailable(f"the S3 server at {host}:{port} did not create bucket {S3_BUCKET}: {error}")
+        time.sleep(0.5)
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(request: pytest.FixtureRequest) -> tuple[str, int]:
+    """(host, port) of a real S3-compatible server (SeaweedFS) with the bucket ``lambdarec``.
+
+    ``LAMBDAREC_TEST_S3`` when set; else testcontainers; else ``deploy/local/services up seaweedfs`` (which builds
+    the server once from source, about 17 CPU-minutes, and caches it).
+    """
+    var = "LAMBDAREC_TEST_S3"
+    if os.environ.get(var):
+        host, port = _parse(os.environ[var], var)
+    elif _docker_answers():
+        from testcontainers.core.container import DockerContainer
+
+        container = (
+            DockerContainer(SEAWEEDFS_IMAGE).with_command("server -s3 -ip.bind=0.0.0.0").with_exposed_ports(8333)
+        )
+        container.start()
+        request.addfinalizer(container.stop)
+        host, port = container.get_container_host_ip(), int(container.get_exposed_port(8333))
+    else:
+        proc = subprocess.run([str(SERVICES), "up", "seaweedfs"], capture_output=True, text=True, timeout=3600)
+        if proc.returncode != 0:
+            _unavailable(f"deploy/local/services up seaweedfs failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+        line = next((x for x in proc.stdout.splitlines() if x.startswith(f"export {var}=")), None)
+        if line is None:
+            _unavailable(f"deploy/local/services up seaweedfs printed no {var} line:\n{proc.stdout}")
+        host, port = _parse(line.split("=", 1)[1].strip("'\""), var)  # type: ignore[union-attr]
+    _create_bucket(host, port)
+    return host, port
+
+
+@pytest.fixture(scope="session")
+def s3_storage_options(s3_endpoint: tuple[str, int]) -> dict[str, str]:
+    """delta-rs storage options for the test S3 server (conditional puts are the lake's own default)."""
+    host, port = s3_endpoint
+    return {
+        "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+        "AWS_ALLOW_HTTP": "true",
+        "AWS_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "lambdarec",
+        "AWS_SECRET_ACCESS_KEY": "lambdarec",
+    }

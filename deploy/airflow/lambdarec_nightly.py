@@ -14,6 +14,10 @@ code   meaning                                             task
 4      locked: another batch job is running on the store   skipped: that job is doing the work
 =====  ==================================================  ==========================================
 
+First ``lake_wait`` runs ``lambdarec lake wait --until END`` (the data interval's end): it succeeds once the
+archiver has put into the lake every event the log held then, so a nightly never trains on a partial day; exit 75
+(still behind after ``--timeout``) fails the task, which is retried. The job then reads the lake.
+
 Each run passes its data interval's end as ``--as-of``, so a retry, a manual rerun or a backfill computes the
 same snapshot as the first try (and, if that try had published, ends at once with "nothing to do").
 
@@ -37,6 +41,9 @@ except ImportError:  # Airflow 2
 DAG_ID = "lambdarec_nightly"
 SCHEDULE = "30 2 * * *"  # 02:30 UTC, as deploy/k8s/batch-cronjob.yaml
 COMMAND = ["lambdarec", "batch", "run", "--json", "--no-progress"]
+# Before training, wait until the lake holds every event the log had at the end of the data interval.
+WAIT_COMMAND = ["lambdarec", "lake", "wait", "--timeout", "3600", "--json"]
+EXIT_WAIT_TIMEOUT = 75  # `lake wait`: the archiver is still behind; the task fails and is retried
 
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_GATE, EXIT_LOCKED = 1, 2, 3, 4
 
@@ -67,6 +74,17 @@ def run_batch(as_of: str | None) -> dict:
     raise AirflowException(f"lambdarec batch run failed with exit {proc.returncode}: {error}")
 
 
+def wait_for_lake(until: str | None) -> dict:
+    """``lambdarec lake wait``: 0 when the archiver has caught up; 75 (still behind) fails the task for a retry."""
+    argv = [*WAIT_COMMAND, "--until", until or "midnight"]
+    proc = subprocess.run(argv, stdout=subprocess.PIPE, text=True, check=False)
+    if proc.returncode == 0:
+        return json.loads(proc.stdout) if proc.stdout.strip() else {}
+    if proc.returncode == EXIT_WAIT_TIMEOUT:
+        raise AirflowException(f"the archiver has not caught up with {until}: {proc.stdout.strip()[-2000:]}")
+    raise AirflowException(f"lambdarec lake wait failed with exit {proc.returncode}: {proc.stdout.strip()[-2000:]}")
+
+
 @dag(
     dag_id=DAG_ID,
     schedule=SCHEDULE,
@@ -79,11 +97,15 @@ def run_batch(as_of: str | None) -> dict:
     doc_md=__doc__,
 )
 def lambdarec_nightly() -> None:
+    @task(task_id="lake_wait", execution_timeout=timedelta(hours=1, minutes=5))
+    def lake_wait(data_interval_end: datetime | None = None) -> dict:
+        return wait_for_lake(data_interval_end.isoformat() if data_interval_end else None)
+
     @task(task_id="batch_run", execution_timeout=timedelta(hours=4))
     def batch_run(data_interval_end: datetime | None = None) -> dict:
         return run_batch(data_interval_end.isoformat() if data_interval_end else None)
 
-    batch_run()
+    lake_wait() >> batch_run()
 
 
 lambdarec_nightly()

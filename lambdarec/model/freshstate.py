@@ -1,7 +1,9 @@
 """A user's fresh state solved against a snapshot: shared by the speed layer (writes it) and serving (reads it).
 
 Serving re-solves a state whose basis is an older snapshot in-process, so a flip never serves a vector from the
-wrong item space, even for users with no event since the flip.
+wrong item space, even for users with no event since the flip. What the snapshot already has is decided by log
+position (:meth:`SnapshotModel.covers`): a fresh event is dropped only when the snapshot's input covered its
+position, whatever its event time, so a late event is counted once, by fresh state until a snapshot has it.
 """
 
 from __future__ import annotations
@@ -14,17 +16,45 @@ from lambdarec.model.foldin import confidence, fold_in_many
 from lambdarec.model.snapshot import SnapshotModel
 from lambdarec.store.base import FreshUser, UserRow
 
+FreshEvent = tuple[str, float, float]
+
+
+def positions_of(state: FreshUser) -> list[tuple[int, int] | None]:
+    """The log position of each fresh event, None for entries recorded before positions were kept."""
+    if not state.events:
+        return []
+    known: list[tuple[int, int] | None] = [(int(p), int(o)) for p, o in state.event_positions[-len(state.events) :]]
+    return [None] * (len(state.events) - len(known)) + known
+
+
+def uncovered(state: FreshUser, model: SnapshotModel | None) -> tuple[list[FreshEvent], list[tuple[int, int]]]:
+    """The fresh events (and their positions) that ``model``'s snapshot does not have."""
+    if model is None:
+        return list(state.events), list(state.event_positions)
+    events, positions = [], []
+    for event, pos in zip(state.events, positions_of(state), strict=True):
+        if not model.covers(pos, event[1]):  # type: ignore[arg-type]
+            events.append(event)
+            if pos is not None:
+                positions.append(pos)
+    return events, positions
+
+
+def erased_for(state: FreshUser | None, model: SnapshotModel) -> bool:
+    """Whether ``state`` is a tombstone that ``model`` predates: its batch row must not be used."""
+    return state is not None and state.erased_at is not None and model.built_at_s < state.erased_at
+
 
 def rebase(state: FreshUser, model: SnapshotModel, history: UserRow | None) -> FreshUser:
-    """Re-solve ``state`` against a new snapshot: events at or before its cut-off are dropped (the batch has them)."""
+    """Re-solve ``state`` against a new snapshot, dropping the fresh events whose log position it covers."""
     if state.basis == model.version:
         return state
-    kept = [e for e in state.events if e[1] > model.cutoff_s]
-    return solve(replace(state, events=kept), model, history)
+    events, positions = uncovered(state, model)
+    return solve(replace(state, events=events, event_positions=positions), model, history)
 
 
 def solve(state: FreshUser, model: SnapshotModel, history: UserRow | None) -> FreshUser:
-    """The fold-in vector from the batch history plus fresh events after the cut-off, stamped with the basis."""
+    """The fold-in vector from the batch history plus the fresh events it lacks, stamped with the basis."""
     return solve_many([state], model, [history])[0]
 
 
@@ -35,7 +65,7 @@ def solve_many(
     alpha = model.solver.get("alpha", 1.0)
     problems, solvable = [], []
     for state, history in zip(states, histories, strict=True):
-        totals = _weights(state, model, history)
+        totals = _weights(state, model, None if erased_for(state, model) else history)
         solvable.append(bool(totals))
         items = np.fromiter(totals, dtype=np.int64, count=len(totals))
         problems.append((items, confidence(np.fromiter(totals.values(), dtype=np.float64, count=len(totals)), alpha)))
@@ -47,14 +77,14 @@ def solve_many(
 
 
 def _weights(state: FreshUser, model: SnapshotModel, history: UserRow | None) -> dict[int, float]:
-    """Summed weight per item index: batch history plus fresh events after the snapshot's cut-off."""
+    """Summed weight per item index: batch history plus the fresh events the snapshot does not cover."""
     totals: dict[int, float] = {}
     if history is not None:
         for i, w in zip(history.history.tolist(), history.history_weights.tolist(), strict=True):
             totals[i] = totals.get(i, 0.0) + w
     index = model.item_index
-    for item_id, ts, w in state.events:
-        if ts > model.cutoff_s and (i := index.get(item_id)) is not None:
+    for item_id, _ts, w in uncovered(state, model)[0]:
+        if (i := index.get(item_id)) is not None:
             totals[i] = totals.get(i, 0.0) + w
     return totals
 

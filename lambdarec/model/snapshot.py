@@ -67,6 +67,27 @@ class SnapshotModel:
         """Event time (epoch seconds) of the data cut-off: fresh events older than this are in the batch."""
         return float(self.manifest.get("data_cutoff_s", 0.0))
 
+    @cached_property
+    def log_positions(self) -> dict[int, int]:
+        """Per event-log partition, the next offset the snapshot's input did not cover (empty: it read no log)."""
+        return {int(p): int(n) for p, n in (self.manifest.get("log_positions") or {}).items()}
+
+    def covers(self, position: tuple[int, int] | None, event_time_s: float) -> bool:
+        """Whether the batch behind this snapshot has the event at ``position`` (log partition, offset).
+
+        Decided by log position only: an event the snapshot's input did not read stays fresh whatever its
+        event time. A fresh event recorded before positions were kept (``position`` None) falls back to the
+        event-time cut-off.
+        """
+        if position is None:
+            return event_time_s <= self.cutoff_s
+        return position[1] < self.log_positions.get(position[0], 0)
+
+    @property
+    def built_at_s(self) -> float:
+        """Wall-clock time the batch job that built this snapshot started (0 when unknown)."""
+        return float(self.manifest.get("built_at_s", 0.0))
+
     @property
     def event_weights(self) -> dict[str, float]:
         return dict(self.manifest.get("event_weights", {}))

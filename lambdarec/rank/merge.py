@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from lambdarec.model.freshstate import uncovered
 from lambdarec.model.snapshot import SnapshotModel
 from lambdarec.rank.defects import count_nonfinite, finite_or_zero
 from lambdarec.rank.mmr import mmr_order
@@ -156,12 +157,12 @@ def fresh_evidence(inp: MergeInput, half_life_s: float) -> float:
 
 
 def _seen(inp: MergeInput, seeds: dict[int, float]) -> np.ndarray:
-    """Items never to recommend: batch history, fresh events after the cut-off, the session, ``exclude``."""
+    """Items never to recommend: batch history, fresh events the snapshot lacks, the session, ``exclude``."""
     model = inp.model
     seen = np.zeros(len(model.item_ids), dtype=bool)
     if inp.batch_row is not None:
         seen[inp.batch_row.history] = True
-    for item_id in [*_fresh_items(inp.fresh, model.cutoff_s), *inp.exclude]:
+    for item_id in [*_fresh_items(inp.fresh, model), *inp.exclude]:
         if (i := model.item_index.get(item_id)) is not None:
             seen[i] = True
     seen[list(seeds)] = True
@@ -214,13 +215,11 @@ def _unseen_first(
     return items[keep], np.concatenate(codes)[first][keep], np.concatenate(scores)[first][keep]
 
 
-def _fresh_items(fresh: FreshUser | None, cutoff_s: float) -> list[str]:
-    """Items the user touched after the snapshot's cut-off (older ones are in the batch history already)."""
+def _fresh_items(fresh: FreshUser | None, model: SnapshotModel) -> list[str]:
+    """Items the user touched that the snapshot lacks, and their recent items (covered ones are history too)."""
     if fresh is None:
         return []
-    return [item for item, ts, _w in fresh.events if ts > cutoff_s] + [
-        item for item, ts in fresh.recent if ts > cutoff_s
-    ]
+    return [item for item, _ts, _w in uncovered(fresh, model)[0]] + [item for item, _ts in fresh.recent]
 
 
 def _seeds(inp: MergeInput, index: dict[str, int], half_life_s: float) -> dict[int, float]:

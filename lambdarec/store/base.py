@@ -99,6 +99,10 @@ class FreshUser(msgspec.Struct, kw_only=True):
     positions: dict[str, int] = {}  # log partition -> next position to apply (idempotence)
     updated_at: float = 0.0  # event time of the newest applied event
     appended_at: float = 0.0  # log append time (epoch s) of the newest applied event; 0: unknown (older rows)
+    # (log partition, offset) of each entry of `events`, same order: a flip drops exactly the entries the new
+    # snapshot's log positions cover (older states without it fall back to the snapshot's event-time cut-off)
+    event_positions: list[tuple[int, int]] = []
+    erased_at: float | None = None  # `forget` time: snapshots built before it must not serve this user's rows
 
 
 class TrendingItem(msgspec.Struct, kw_only=True):

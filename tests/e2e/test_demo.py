@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 SMALL = ("--users", "1500", "--items", "600", "--events", "60000")
 RUN_TIMEOUT_S = 120
-STEPS = [f"[{n}/7]" for n in range(1, 8)]
+STEPS = [f"[{n}/8]" for n in range(1, 9)]
 
 
 def demo(*args: str, timeout: float = RUN_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
@@ -113,6 +113,12 @@ def test_demo_runs_every_layer_and_leaves_nothing_running(first_run) -> None:
     assert {i["source"] for i in doc["after"]["items"]} & {"speed", "session"}
     assert set(doc["processes"]) == {"speed", "serve"}
     assert_nothing_left(doc, folder)
+    # the loop: posted events archived, the second nightly read the lake, counted each exactly once, flipped
+    loop, posted = doc["loop"], doc["burst"]["post"]["accepted"]
+    assert loop["ok"] and loop["archived"]["archived"] == posted
+    assert loop["grew_by"] == loop["log_events_in_lake"] == posted
+    assert loop["flipped"] and loop["burst_in_history"]
+    assert doc["lake_import"]["appended"] == 60_000
 
     config = (folder / "lambdarec.toml").read_text()
     assert "ingest_key_hashes" in config
@@ -127,8 +133,10 @@ def test_a_rerun_reuses_the_folder(first_run) -> None:
     again = demo("--dir", str(folder), *SMALL, "--json")
     assert again.returncode == 0, again.stderr[-4000:]
     doc = json.loads(again.stdout)
-    assert doc["log"]["reused"] and not doc["batch"]["published"]
-    assert doc["batch"]["version"] == first["batch"]["version"]
+    assert doc["log"]["reused"] and doc["lake_import"]["already_imported"]  # the same file enters the lake once
+    # every event posted by both runs is in the lake exactly once, and the rerun's second nightly counts them
+    assert doc["loop"]["log_events_in_lake"] == first["burst"]["post"]["accepted"] + doc["burst"]["post"]["accepted"]
+    assert doc["loop"]["grew_by"] == doc["loop"]["log_events_in_lake"]
     # The first run's user has fresh state now; the rerun shows the change on someone new.
     assert doc["user"] != first["user"] and doc["applied"]["seen"]
     assert_nothing_left(doc, folder)

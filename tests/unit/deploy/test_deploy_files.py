@@ -62,7 +62,12 @@ def _workloads() -> list[dict[str, Any]]:
 
 
 def _lambdarec_containers() -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    return [(o, c) for o in _workloads() for c in _pod_spec(o)["containers"] if c["image"] == IMAGE]
+    return [
+        (o, c)
+        for o in _workloads()
+        for c in [*_pod_spec(o).get("initContainers", []), *_pod_spec(o)["containers"]]
+        if c["image"] == IMAGE
+    ]
 
 
 def _compose() -> dict[str, Any]:
@@ -156,6 +161,23 @@ def test_speed_consumers_do_not_outnumber_partitions_and_stop_gracefully() -> No
     (container,) = _pod_spec(speed)["containers"]
     resolve(container["args"])
     assert container["args"][:2] == ["speed", "run"]
+
+
+def test_nightly_waits_for_the_archiver_and_reads_the_lake() -> None:
+    from batch_layer.cli_lake import EXIT_WAIT_TIMEOUT
+
+    (cron,) = _by_kind("CronJob")
+    job = cron["spec"]["jobTemplate"]["spec"]
+    (wait,) = _pod_spec(cron)["initContainers"]
+    assert wait["args"][:2] == ["lake", "wait"] and "--until" in wait["args"]
+    timeout = float(wait["args"][wait["args"].index("--timeout") + 1])
+    assert timeout < job["activeDeadlineSeconds"]
+    assert EXIT_WAIT_TIMEOUT not in job["podFailurePolicy"]["rules"][0]["onExitCodes"]["values"]  # retried
+    assert _configmap_settings().batch.source == "lake" and _configmap_settings().lake.url.startswith("s3://")
+    (archive,) = [o for o in _by_kind("Deployment") if o["metadata"]["name"] == "lambdarec-archive"]
+    (container,) = _pod_spec(archive)["containers"]
+    assert container["args"][:2] == ["archive", "run"]
+    assert _pod_spec(archive)["terminationGracePeriodSeconds"] >= 30
 
 
 def test_serving_probes_livez_and_readyz_and_has_a_service() -> None:
@@ -289,7 +311,7 @@ def test_compose_lambdarec_services_run_existing_commands_with_valid_settings(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     services = _compose_lambdarec_services()
-    assert set(services) == {"store-init", "batch", "speed", "serving"}
+    assert set(services) == {"store-init", "batch", "speed", "serving", "archive"}
     for name, service in services.items():
         resolve(service["command"])
         for var in service["environment"]:
@@ -419,6 +441,15 @@ def test_airflow_dag_runs_lambdarec_batch_run_json() -> None:
     assert command[:4] == ["lambdarec", "batch", "run", "--json"]
     path, _ = resolve([*command[1:], "--as-of", "2024-01-01"])
     assert path == ["lambdarec", "batch", "run"]
+
+
+def test_airflow_dag_waits_for_the_lake_with_the_cli_exit_code() -> None:
+    from batch_layer.cli_lake import EXIT_WAIT_TIMEOUT
+
+    _, constants = _dag_module()
+    resolve([*constants["WAIT_COMMAND"][1:], "--until", "2024-01-01"])
+    assert constants["EXIT_WAIT_TIMEOUT"] == EXIT_WAIT_TIMEOUT
+    assert "lake_wait() >> batch_run()" in DAG.read_text()
 
 
 def test_airflow_dag_exit_codes_match_the_job() -> None:

@@ -83,10 +83,11 @@ def test_a_new_snapshot_rebases_every_state(model, store) -> None:
     online = OnlineState(store, model, SpeedSettings(), WEIGHTS)
     online.apply(EVENTS)
     newer = make_model(version="v2", cutoff_s=2050.0, seed=1)
+    newer.manifest["log_positions"] = {"0": 3}  # the new batch read the log up to offset 3
     online.switch(newer)
     state = online.state("u1")
     assert state.basis == "v2"
-    assert [e[0] for e in state.events] == ["i5"]  # events at or before the new cut-off are in the batch now
+    assert [e[0] for e in state.events] == ["i5"]  # events below the new snapshot's log position are in the batch
     assert online.model is newer
 
 

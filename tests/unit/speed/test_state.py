@@ -20,9 +20,11 @@ SPEED = SpeedSettings(recent_items=3)
 WEIGHTS = {"view": 1.0, "purchase": 4.0}
 
 
-def model_at(version: str, cutoff: float):
+def model_at(version: str, cutoff: float, log_positions: dict[str, int] | None = None):
     m = snapshot_model(version=version)
     m.manifest.update({"data_cutoff_s": cutoff, "event_weights": WEIGHTS, "model": {"alpha": 2.0}})
+    if log_positions is not None:
+        m.manifest["log_positions"] = log_positions
     object.__setattr__(m, "solver", {"alpha": 2.0, "regularization": 0.1})
     return m
 
@@ -74,7 +76,7 @@ def test_recent_items_are_bounded_newest_kept() -> None:
 
 
 def test_rebase_drops_events_the_new_batch_contains_and_resolves() -> None:
-    old, new = model_at("v1", 1000.0), model_at("v2", 2500.0)
+    old, new = model_at("v1", 1000.0), model_at("v2", 2500.0, {"0": 1})
     batch = [(ev(1, "i1", 2000.0), (0, 0)), (ev(2, "i5", 3000.0), (0, 1))]
     state = apply_user_events(None, batch, old, None, settings=SPEED)
     moved = rebase(state, new, history=None)
@@ -83,6 +85,29 @@ def test_rebase_drops_events_the_new_batch_contains_and_resolves() -> None:
     expected = fold_in(new.item_factors, new.yty, [5], confidence([1.0], 2.0), 0.1)
     np.testing.assert_allclose(moved.vector, expected, rtol=1e-6)
     assert rebase(moved, new, None) is moved
+
+
+def test_a_late_event_the_batch_did_not_read_survives_the_flip_whatever_its_event_time() -> None:
+    # the new snapshot's input covered partition 0 up to offset 2 and partition 1 not at all
+    old, new = model_at("v1", 1000.0), model_at("v2", 5000.0, {"0": 2})
+    batch = [
+        (ev(1, "i1", 2000.0), (0, 0)),  # read by the batch: dropped
+        (ev(2, "i2", 1500.0), (0, 2)),  # late: event time before the cut-off, appended after the batch read
+        (ev(3, "i3", 1200.0, user="u1"), (1, 0)),  # another partition the batch never read
+    ]
+    state = apply_user_events(None, batch, old, None, settings=SPEED)
+    moved = rebase(state, new, history=None)
+    assert [e[0] for e in moved.events] == ["i2", "i3"]
+    assert moved.event_positions == [(0, 2), (1, 0)]
+    # and a further event under the new snapshot keeps them, dropping nothing the batch lacks
+    later = apply_user_events(moved, [(ev(4, "i4", 900.0), (0, 3))], new, None, settings=SPEED)
+    assert [e[0] for e in later.events] == ["i2", "i3", "i4"]
+
+
+def test_a_snapshot_built_from_files_covers_no_log_event() -> None:
+    old, files_only = model_at("v1", 1000.0), model_at("v2", 9000.0)  # no log_positions: read no log
+    state = apply_user_events(None, [(ev(1, "i1", 2000.0), (0, 0))], old, None, settings=SPEED)
+    assert [e[0] for e in rebase(state, files_only, None).events] == ["i1"]
 
 
 def test_events_without_a_snapshot_are_kept_without_vector() -> None:

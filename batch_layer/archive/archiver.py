@@ -1,0 +1,238 @@
+"""The archiver loop: poll the log into a micro-batch, validate, append to the lake, then commit the group.
+
+Exactly once: the lake commit records the log positions it covers (see :mod:`lambdarec.lake.delta`) and drops
+rows the table already holds, so a restart after a SIGKILL at any instant, or a race between archivers of one
+group, never writes a record twice; the group's committed offsets only save re-reading. A micro-batch closes
+at ``archive.max_batch_events`` records or ``archive.max_batch_s`` seconds (or when the log is drained). Bad
+records go to the lake's dead-letter table with their reason and original bytes; events of an erased user that
+were in the log before the erasure are dropped.
+
+Example
+-------
+>>> with Archiver(settings) as archiver:          # doctest: +SKIP
+...     stats = archiver.run(until_idle_s=2.0)
+>>> stats.to_json()["positions"]
+{'0': 1200, '1': 1187, '2': 1210}
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from batch_layer.archive import metrics
+from lambdarec.events import BadEvent, Event, EventRules
+from lambdarec.lake import Erasure, Lake, dead_letter_rows, event_rows, open_lake
+from lambdarec.lake.schema import SOURCE_LOG
+from lambdarec.log import CommitFailedError, EventLog, Record, next_positions, open_log
+from lambdarec.logs import get_logger
+from lambdarec.settings import Settings
+
+log = get_logger(__name__)
+_LAG_EVERY_S = 5.0
+
+
+@dataclass
+class ArchiveStats:
+    """Counts since the archiver started, and where the lake stands."""
+
+    archived: int = 0
+    dead_lettered: int = 0
+    erased: int = 0
+    already_archived: int = 0
+    commits: int = 0
+    lake_version: int | None = None
+    positions: dict[int, int] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, object]:
+        """``{"archived", "dead_lettered", "lake_version", "positions"}`` plus the other counts."""
+        return {
+            "archived": self.archived,
+            "dead_lettered": self.dead_lettered,
+            "erased": self.erased,
+            "already_archived": self.already_archived,
+            "commits": self.commits,
+            "lake_version": self.lake_version,
+            "positions": {str(p): n for p, n in sorted(self.positions.items())},
+        }
+
+
+class Archiver:
+    """One member of the archiver's consumer group."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        log_: EventLog | None = None,
+        lake: Lake | None = None,
+        group: str | None = None,
+        on_commit: Callable[[int], None] | None = None,
+    ) -> None:
+        """``on_commit(lake_version)`` is called after each lake commit (tests and benchmarks)."""
+        self.settings = settings
+        self._own_log = log_ is None
+        self.log = log_ or open_log(settings)
+        self.lake = lake or open_lake(settings)
+        self.rules = EventRules.from_settings(settings)
+        self.stats = ArchiveStats()
+        self._on_commit = on_commit
+        self._stopping = False
+        self._pending: list[Record] = []
+        self._erasures: dict[str, Erasure] = {}
+        self.log.ensure_topic()
+        self.consumer = self.log.consumer(
+            group or settings.archive.consumer_group,
+            on_assign=lambda p: log.info("archive.assigned", partitions=sorted(p)),
+            on_revoke=self._revoked,
+        )
+
+    def _revoked(self, partitions: set[int]) -> None:
+        # Records of a partition leaving us are dropped unarchived: its next owner reads them again from the
+        # group's position, and the lake's positions stop anyone from archiving them twice.
+        self._pending = [r for r in self._pending if r.partition not in partitions]
+        log.info("archive.revoked", partitions=sorted(partitions))
+
+    def stop(self) -> None:
+        """Finish the micro-batch in hand (append, commit) and return from ``run``."""
+        self._stopping = True
+
+    def run(self, until_idle_s: float | None = None) -> ArchiveStats:
+        """Archive until ``stop()``, or until the group has archived the whole log for ``until_idle_s`` seconds."""
+        idle_since = lag_at = time.monotonic()
+        while not self._stopping:
+            busy = self.step(drain=until_idle_s is not None) > 0
+            if time.monotonic() - lag_at >= _LAG_EVERY_S:
+                self._update_lag()
+                lag_at = time.monotonic()
+            if busy or (until_idle_s is not None and not self._drained()):
+                idle_since = time.monotonic()
+            elif until_idle_s is not None and time.monotonic() - idle_since >= until_idle_s:
+                break
+        self.stats.positions = self.lake.positions(partitions=self.log.end_offsets())
+        self.stats.lake_version = self.lake.version()
+        self._update_lag()
+        return self.stats
+
+    def _drained(self) -> bool:
+        ends = self.log.end_offsets()
+        done = self.lake.positions(partitions=ends)
+        return all(done.get(p, 0) >= end for p, end in ends.items() if end > 0)
+
+    def _update_lag(self) -> None:
+        ends = self.log.end_offsets()
+        done = self.lake.positions(partitions=ends)
+        for p, end in ends.items():
+            metrics.LAG.labels(partition=str(p)).set(max(end - done.get(p, 0), 0))
+            metrics.POSITION.labels(partition=str(p)).set(done.get(p, 0))
+
+    def step(self, drain: bool = False) -> int:
+        """Collect one micro-batch, archive it, commit the group; returns how many records it handled.
+
+        With ``drain`` the batch also closes when a poll finds nothing new (``--until-idle``).
+        """
+        cfg = self.settings.archive
+        started = time.monotonic()
+        while not self._stopping and len(self._pending) < cfg.max_batch_events:
+            wait_ms = int(max(0.0, cfg.max_batch_s - (time.monotonic() - started)) * 1000)
+            if wait_ms <= 0:
+                break
+            got = self.consumer.poll(
+                min(cfg.poll_max_records, cfg.max_batch_events - len(self._pending)), timeout_ms=min(wait_ms, 200)
+            )
+            self._pending.extend(got)
+            if not got and (drain or not self._pending):
+                if not self._pending:
+                    return 0
+                break
+        records, self._pending = self._pending, []
+        if records:
+            self._archive(records)
+        return len(records)
+
+    def _archive(self, records: list[Record]) -> None:
+        covers = next_positions(records)
+        erasures = self._current_erasures()
+        good: list[tuple[Event, tuple[int, int]]] = []
+        bad: list[tuple[bytes, str, tuple[int, int]]] = []
+        erased = 0
+        for r in records:
+            try:
+                event = self.rules.parse(r.value, now=r.timestamp_ms / 1000.0)
+            except BadEvent as exc:
+                bad.append((r.value, exc.reason, (r.partition, r.offset)))
+                continue
+            gone = erasures.get(event.user_id)
+            if gone is not None and gone.covers(r.partition, r.offset):
+                erased += 1
+                continue
+            good.append((event, (r.partition, r.offset)))
+        now = time.time()
+        t0 = time.perf_counter()
+        if bad:
+            dl = self.lake.dead_letter(dead_letter_rows(bad, source=SOURCE_LOG, ingested_at=now), covers)
+            self.stats.dead_lettered += dl.appended
+            metrics.DEAD_LETTERS.inc(dl.appended)
+        result = self.lake.append_log(event_rows(good, source=SOURCE_LOG, ingested_at=now), covers)
+        metrics.COMMIT_SECONDS.observe(time.perf_counter() - t0)
+        self.stats.archived += result.appended
+        self.stats.already_archived += result.skipped
+        self.stats.erased += erased
+        self.stats.commits += 1
+        self.stats.lake_version = result.version
+        self.stats.positions.update(result.positions)
+        metrics.ARCHIVED.inc(result.appended)
+        metrics.SKIPPED.inc(result.skipped)
+        metrics.ERASED.inc(erased)
+        metrics.COMMITS.inc()
+        if result.version is not None:
+            metrics.LAKE_VERSION.set(result.version)
+        log.info(
+            "archive.committed",
+            version=result.version,
+            appended=result.appended,
+            skipped=result.skipped,
+            dead_letters=len(bad),
+            erased=erased,
+            positions=covers,
+        )
+        self._recheck_erasures(good, erasures)
+        if self._on_commit is not None and result.version is not None:
+            self._on_commit(result.version)
+        try:  # only a hint for where to read next: the lake holds the truth
+            self.consumer.commit(result.positions if result.positions else covers)
+        except CommitFailedError as exc:
+            log.info("archive.group_commit_refused", reason=str(exc))
+
+    def _current_erasures(self) -> dict[str, Erasure]:
+        self._erasures = self.lake.erasures()
+        return self._erasures
+
+    def _recheck_erasures(self, good: list[tuple[Event, tuple[int, int]]], before: dict[str, Erasure]) -> None:
+        """Close the race with ``forget``: a user erased while this batch was being committed is deleted now.
+
+        ``forget`` records the erasure and then deletes; this runs after the commit. Either it sees the
+        erasure, or the erasure came after the commit and ``forget``'s own delete removes the rows.
+        """
+        after = self.lake.erasures()
+        late = {
+            e.user_id
+            for e, pos in good
+            if (gone := after.get(e.user_id)) is not None and gone is not before.get(e.user_id) and gone.covers(*pos)
+        }
+        if late:
+            version, deleted = self.lake.delete_users(late)
+            log.info("archive.erased_after_commit", users=len(late), rows=deleted, version=version)
+
+    def close(self) -> None:
+        """Leave the group and release the log if this archiver opened it."""
+        self.consumer.close()
+        if self._own_log:
+            self.log.close()
+
+    def __enter__(self) -> Archiver:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

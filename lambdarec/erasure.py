@@ -1,0 +1,106 @@
+"""Erasure of users: ``lambdarec forget USER...`` and ``DELETE /v1/users/{user_id}`` call :func:`forget_users`.
+
+In order:
+
+1. the event log's end offsets are read: every event of the user appended before now is "before the erasure";
+2. the erasure is recorded in the lake (the archiver drops the user's events before those offsets that it has
+   not archived yet, and the batch reader leaves out any row of theirs that predates it);
+3. the user's rows are deleted from the lake (a Delta delete: older table versions keep the files until
+   ``lambdarec lake vacuum`` removes them, hence the guidance in the result);
+4. the user's fresh state is replaced by a tombstone: no events, no vector, the log positions set to the end
+   offsets (the speed layer skips the user's older events still in the log), and ``erased_at``. Serving hides
+   the user's rows of every snapshot built before ``erased_at`` (a check on read), so nothing personal is
+   returned from the moment this returns; a snapshot built afterwards lacks the user and the tombstone stops
+   mattering.
+
+Example
+-------
+>>> forget_users(settings, ["u42"]).to_dict()["lake_rows_deleted"]     # doctest: +SKIP
+17
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+from lambdarec.lake import Lake, open_lake
+from lambdarec.log import EventLog, open_log
+from lambdarec.settings import Settings
+from lambdarec.store import OnlineStore, open_store
+from lambdarec.store.base import FreshUser
+
+
+@dataclass(frozen=True)
+class ForgetResult:
+    """What ``forget`` did, and what is left to the operator (vacuum)."""
+
+    users: list[str]
+    erased_at: float
+    lake_version: int | None
+    lake_rows_deleted: int
+    fresh_states_erased: int
+    log_end: dict[str, int]
+    vacuum: str
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def vacuum_guidance(settings: Settings) -> str:
+    floor = settings.lake.vacuum_min_retain_hours
+    return (
+        "the rows are gone from the lake's current version; older versions keep the files until "
+        f"`lambdarec lake vacuum --retain-hours {floor:g}` runs {floor:g} h from now (lake.vacuum_min_retain_hours); "
+        "older snapshots in the store expire with store.snapshot_ttl_s, `lambdarec snapshots prune` retires them"
+    )
+
+
+def tombstone(user_id: str, erased_at: float, log_end: dict[int, int]) -> FreshUser:
+    """The fresh state of an erased user: nothing personal, positions past every event before the erasure."""
+    return FreshUser(
+        user_id=user_id,
+        positions={str(p): n for p, n in log_end.items()},
+        updated_at=0.0,
+        erased_at=erased_at,
+    )
+
+
+def forget_users(
+    settings: Settings,
+    user_ids: list[str],
+    *,
+    store: OnlineStore | None = None,
+    log: EventLog | None = None,
+    lake: Lake | None = None,
+) -> ForgetResult:
+    """Erase ``user_ids`` from the lake, the fresh state and every response (see the module docstring)."""
+    users = sorted({u for u in user_ids if u})
+    if not users:
+        raise ValueError("name at least one non-empty user id to forget")
+    own_store, own_log = store is None, log is None
+    store = store or open_store(settings)
+    log = log or open_log(settings)
+    try:
+        erased_at = time.time()
+        log_end = log.end_offsets()
+        version, deleted = None, 0
+        if lake is not None or settings.lake.url is not None:
+            lake = lake or open_lake(settings)
+            lake.record_erasure(users, log_end)
+            version, deleted = lake.delete_users(users)
+        store.write_fresh_users([tombstone(u, erased_at, log_end) for u in users])
+    finally:
+        if own_log:
+            log.close()
+        if own_store:
+            store.close()
+    return ForgetResult(
+        users=users,
+        erased_at=erased_at,
+        lake_version=version,
+        lake_rows_deleted=deleted,
+        fresh_states_erased=len(users),
+        log_end={str(p): n for p, n in sorted(log_end.items())},
+        vacuum=vacuum_guidance(settings),
+    )
