@@ -14,6 +14,7 @@ Example
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from lambdarec.events import Event
