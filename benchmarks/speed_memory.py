@@ -7,7 +7,8 @@ events are appended and applied in chunks so the producer holds little. Before e
 pages go back to the system (``gc.collect``, glibc ``malloc_trim``), so RSS shows live memory. Reported: the whole
 RSS, its anonymous part (the process's own memory) and its file-backed part (the SQLite store's memory-mapped
 pages: they grow with the store file up to the store's ``mmap_size``, 1 GiB, and the kernel can drop them at any
-time; a Cassandra store has none).
+time; a Cassandra store has none). Run with ``PYTHONMALLOC=malloc`` to take pymalloc's arena fragmentation out
+of the anonymous figure: what remains is live memory.
 """
 
 from __future__ import annotations

@@ -40,6 +40,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated
 
 import msgspec
+import numpy as np
 
 if TYPE_CHECKING:
     from lambdarec.settings import Settings
@@ -148,12 +149,9 @@ def json_depth(data: bytes) -> int:
     opening = data.count(b"[") + data.count(b"{")
     if opening <= 1:
         return opening
-    brackets = _STRING.sub(b"", data).translate(None, _NOT_BRACKETS)
-    depth = deepest = 0
-    for c in brackets:
-        depth += 1 if c in (0x5B, 0x7B) else -1
-        deepest = max(deepest, depth)
-    return deepest
+    brackets = np.frombuffer(_STRING.sub(b"", data).translate(None, _NOT_BRACKETS), dtype=np.uint8)
+    steps = np.where((brackets == 0x5B) | (brackets == 0x7B), 1, -1)  # vectorised: a 1 MB body of '[' is cheap
+    return int(max(np.cumsum(steps).max(initial=0), 0))
 
 
 @dataclass(frozen=True)
