@@ -159,7 +159,7 @@ class EventBounds:
     """The range each value of an event must lie in (``events.*`` settings); defaults match the settings'."""
 
     max_weight: float = 1000.0
-    min_timestamp_s: float = 946684800.0  # 2000-01-01T00:00:00Z
+    min_timestamp_s: float = 631152000.0  # 1990-01-01T00:00:00Z
     max_id_chars: int = 256
     id_pattern: str = ID_PATTERN
     max_json_depth: int = 8

@@ -549,10 +549,10 @@ class EventSettings(_Section):
         1000.0, gt=0, description="Largest `weight` an event may carry; weights must be finite and in [0, this]."
     )
     min_timestamp_s: float = Field(
-        946684800.0,
+        631152000.0,
         ge=0,
-        description="Earliest event time accepted, in epoch seconds (default 2000-01-01T00:00:00Z). The latest is "
-        "now plus `speed.future_tolerance_s`.",
+        description="Earliest event time accepted, in epoch seconds (default 1990-01-01T00:00:00Z, before the public "
+        "datasets people replay, such as MovieLens). The latest is now plus `speed.future_tolerance_s`.",
     )
     max_id_chars: int = Field(
         256, ge=1, le=65536, description="Longest `event_id`, `user_id`, `item_id` or `session_id`, in characters."

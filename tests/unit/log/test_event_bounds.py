@@ -37,7 +37,7 @@ def parse(data: bytes | str, max_bytes: int = 16384, **bounds: object):
         ),
         (raw(timestamp="9999-12-31T23:59:59+00:00"), "in the future"),
         (raw(timestamp="0001-01-01T00:00:00-01:00"), "field 'timestamp' '0001-01-01T00:00:00-01:00' is not after 1970"),
-        (raw(timestamp=631152000), "before 2000-01-01T00:00:00+00:00 (events.min_timestamp_s)"),
+        (raw(timestamp=631152000 - 1), "before 1990-01-01T00:00:00+00:00 (events.min_timestamp_s)"),
         (raw(user_id="   "), "field 'user_id' '   ' is blank or has a control character"),
         (raw(item_id="a\nb"), "field 'item_id'"),
         (raw(event_id=" e1"), "field 'event_id'"),
