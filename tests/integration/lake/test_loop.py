@@ -27,7 +27,7 @@ from batch_layer.job import run_batch
 from batch_layer.synth import SynthSpec, synthesize
 from lambdarec.lake import open_lake
 from lambdarec.model.freshstate import rebase
-from lambdarec.model.snapshot import SnapshotModel
+from lambdarec.model.snapshot import USER_IDS, SnapshotModel
 from lambdarec.settings import Settings
 from lambdarec.store import open_store
 from serving_layer.auth import hash_key
@@ -156,7 +156,8 @@ def test_posted_events_reach_the_nightly_exactly_once_and_erasure_removes_the_us
     lake = open_lake(settings)
     base, counted = server, first.manifest["counts"]["interactions"]
     with open_store(settings) as store:
-        user = next(u for u in first.user_ids.tolist() if store.read_user(first.version, u) is not None)
+        users = store.read_array(first.version, USER_IDS).tolist()
+        user = next(u for u in users if store.read_user(first.version, u) is not None)
         row = store.read_user(first.version, user)
     seen = {str(first.item_ids[i]) for i in row.history.tolist()}
     unseen = [i for i in first.item_ids.tolist() if i not in seen][:2]
@@ -211,4 +212,6 @@ def test_posted_events_reach_the_nightly_exactly_once_and_erasure_removes_the_us
     assert {i["source"] for i in after["items"]} <= {"popular", "trending"}, after
     assert lake.scan().filter(pl.col("user_id") == user).collect().height == 0
     third = nightly(settings)
-    assert user not in third.known_users
+    with open_store(settings) as store:
+        assert user not in store.read_array(third.version, USER_IDS).tolist()
+        assert store.read_user(third.version, user) is None
