@@ -110,7 +110,7 @@ def test_production_in_ten_minutes_runs_as_written(
 
     body = json.loads(next(line for line in out.splitlines() if line.startswith("{") and '"user_id":"u42"' in line))
     assert body["snapshot"] == version and len(body["items"]) == 5
-    assert body["fresh_state_age_s"] is not None  # the list used the user's fresh state
+    assert body["fresh_state_age_s"] is not None, body  # the list used the user's fresh state
     assert {"i7", "i9"}.isdisjoint(item["item_id"] for item in body["items"])  # fresh items are not recommended back
     assert re.search(r'^lambdarec_event_to_served_seconds_count\{serve="first"\} 1\.0$', out, re.M), out
     assert re.search(rf'^lambdarec_speed_snapshot_info\{{version="{version}"\}} 1\.0$', out, re.M), out
