@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+import secrets
 import signal
 import threading
 import time
@@ -49,21 +50,28 @@ class Fault:
         return call
 
 
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings.load(
-        overrides={
-            "lake": {"url": str(tmp_path / "lake")},
-            "log": {"url": f"sqlite:///{tmp_path}/events", "session_timeout_ms": 1000, "heartbeat_interval_ms": 300},
-            "archive": {
-                "max_batch_events": 100,
-                "max_batch_s": 0.3,
-                "poll_max_records": 50,
-                "retry_initial_s": 0.05,
-                "retry_max_s": 0.3,
-            },
-        }
-    )
+@pytest.fixture(params=["sqlite", "kafka"])
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    s: dict = {
+        "lake": {"url": str(tmp_path / "lake")},
+        "log": {"url": f"sqlite:///{tmp_path}/events", "session_timeout_ms": 1000, "heartbeat_interval_ms": 300},
+        "archive": {
+            "max_batch_events": 100,
+            "max_batch_s": 0.3,
+            "poll_max_records": 50,
+            "retry_initial_s": 0.05,
+            "retry_max_s": 0.3,
+        },
+    }
+    if request.param == "kafka":
+        host, port = request.getfixturevalue("kafka_endpoint")
+        topic = f"archive-retry-{secrets.token_hex(4)}"
+        s["log"] = {"url": f"kafka://{host}:{port}/{topic}", "dead_letter": f"{topic}-dlq"}
+        s["archive"]["consumer_group"] = topic
+    return Settings.load(overrides=s)
+
+
+sqlite_only = pytest.mark.parametrize("settings", ["sqlite"], indirect=True)
 
 
 def run_through_outage(archiver: Archiver, fault: Fault, after_commits: int, seconds: float) -> list[dict]:
@@ -109,6 +117,7 @@ def test_a_log_outage_is_waited_out_and_each_record_is_archived_once(settings: S
     assert_exactly_once(settings)
 
 
+@sqlite_only
 def test_a_lake_outage_is_waited_out_and_each_record_is_archived_once(settings: Settings) -> None:
     append(settings, make_lines(random.Random(2), 3_000))
     lake = Fault(open_lake(settings), {"append_log", "dead_letter", "positions", "erasures"}, OSError)
@@ -132,6 +141,7 @@ def test_a_lake_commit_failing_n_times_loses_and_doubles_nothing(settings: Setti
     assert_exactly_once(settings)
 
 
+@sqlite_only
 def test_give_up_after_s_bounds_the_wait(settings: Settings) -> None:
     settings = settings.model_copy(deep=True)
     settings.archive.give_up_after_s = 0.5
@@ -164,6 +174,7 @@ def _readyz(port: int) -> tuple[int, dict] | None:
         return None
 
 
+@sqlite_only
 def test_archive_run_waits_for_a_lake_it_cannot_write_and_says_so(settings: Settings, tmp_path: Path) -> None:
     """``archive run`` used to exit 1 on the first failing lake write; now it waits, /readyz says why, and it
     archives everything once the lake can be written again, without a restart."""
