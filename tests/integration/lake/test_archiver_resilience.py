@@ -220,3 +220,29 @@ def test_archive_run_waits_for_a_lake_it_cannot_write_and_says_so(settings: Sett
     assert proc.returncode == 0
     assert sum(json.loads(out)["positions"].values()) == 500
     assert_exactly_once(settings)
+
+
+@sqlite_only
+def test_archive_run_gives_up_after_give_up_after_s_with_exit_1(settings: Settings, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    blocker = tmp_path / "blocked"
+    blocker.write_text("not a directory")
+    settings = settings.model_copy(deep=True)
+    settings.lake.url = str(blocker / "lake")
+    append(settings, make_lines(random.Random(6), 50))
+    cfg = config_file(settings, tmp_path / "archive.toml")
+    with cfg.open("a") as f:
+        f.write("retry_initial_s = 0.05\nretry_max_s = 0.2\ngive_up_after_s = 1.0\n")
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "lambdarec", "archive", "run", "--config", str(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert time.monotonic() - started >= 1.0
+    assert "gave up after archive.give_up_after_s (1 s)" in done.stderr
+    assert "cannot create the lake table" in done.stderr
