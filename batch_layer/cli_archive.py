@@ -1,18 +1,24 @@
 """``lambdarec archive``: the archiver, event log -> lake, exactly once.
 
-Exit codes: 0 stopped cleanly (SIGTERM/SIGINT, or drained with ``--until-idle``), 1 the lake or the log failed,
-2 bad settings.
+Exit codes: 0 stopped cleanly (SIGTERM/SIGINT, or drained with ``--until-idle``), 1 the lake or the log failed
+for longer than ``archive.give_up_after_s`` (by default it waits for them forever), 2 bad settings.
 """
 
 from __future__ import annotations
 
 import json
 import signal
-from typing import Annotated
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from lambdarec.cli.common import ConfigOption, JsonOption, load_settings
+
+if TYPE_CHECKING:
+    from batch_layer.archive import Archiver
+    from batch_layer.archive.health import ArchiveHealth
+    from lambdarec.settings import Settings
 
 app = typer.Typer(help="The archiver: event log -> master dataset (lake), exactly once.", no_args_is_help=True)
 
@@ -32,7 +38,8 @@ def run(
     ] = None,
     group: Annotated[str | None, typer.Option("--group", help="Consumer group (archive.consumer_group).")] = None,
     metrics_port: Annotated[
-        int | None, typer.Option("--metrics-port", help="Serve Prometheus metrics on this port.")
+        int | None,
+        typer.Option("--metrics-port", help="Serve /metrics, /readyz and /livez on this port."),
     ] = None,
     config: ConfigOption = None,
     as_json: JsonOption = False,
@@ -40,11 +47,11 @@ def run(
     """Archive events into the lake until stopped (SIGTERM/SIGINT finish the micro-batch in hand, then exit).
 
     --json prints {"archived", "dead_lettered", "lake_version", "positions"}: positions maps each log
-    partition to the next offset not yet archived.
+    partition to the next offset not yet archived. A log or lake that does not answer is waited out with
+    backoff (archive.retry_*), /readyz saying what it waits for, until archive.give_up_after_s (0: forever).
     """
-    from batch_layer.archive import Archiver
-    from lambdarec.lake import LakeError
-    from lambdarec.log import EventLogError
+    from batch_layer.archive.archiver import RETRIED
+    from batch_layer.archive.health import ArchiveHealth, serve_health
 
     settings = load_settings(
         config, {"log": {"url": log_url} if log_url else None, "lake": {"url": lake_url} if lake_url else None}
@@ -52,17 +59,34 @@ def run(
     if settings.lake.url is None:
         typer.echo("error: no lake: set lake.url or pass --lake", err=True)
         raise typer.Exit(2)
+    health = ArchiveHealth()
     if metrics_port:
-        from prometheus_client import start_http_server
+        serve_health(health, settings.serving.host, metrics_port)
+    stop: list[bool] = []  # set by a signal, before or after the archiver exists
+    running: list[Archiver] = []
 
-        start_http_server(metrics_port, addr=settings.serving.host)
+    def on_signal(*_: object) -> None:
+        stop.append(True)
+        for a in running:
+            a.stop()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
     try:
-        with Archiver(settings, group=group) as archiver:
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                signal.signal(sig, lambda *_: archiver.stop())
+        archiver = _connect(settings, group, health, lambda: bool(stop))
+        if archiver is None:  # stopped while waiting for the log
+            raise typer.Exit(0)
+        with archiver:
+            running.append(archiver)
+            if stop:
+                archiver.stop()
             stats = archiver.run(until_idle_s=until_idle)
-    except (LakeError, EventLogError, OSError) as exc:
-        typer.echo(f"error: {exc}", err=True)
+    except RETRIED as exc:  # only after archive.give_up_after_s
+        typer.echo(
+            f"error: gave up after archive.give_up_after_s ({settings.archive.give_up_after_s:g} s): "
+            f"{type(exc).__name__}: {exc}",
+            err=True,
+        )
         raise typer.Exit(1) from None
     body = stats.to_json()
     if as_json:
@@ -72,3 +96,25 @@ def run(
             f"archive: archived {body['archived']}, dead-lettered {body['dead_lettered']}, "
             f"lake version {body['lake_version']}, positions {body['positions']}"
         )
+
+
+def _connect(
+    settings: Settings, group: str | None, health: ArchiveHealth, stopping: Callable[[], bool]
+) -> Archiver | None:
+    """An archiver joined to its group, waiting out a log that does not answer; None if stopped first."""
+    from batch_layer.archive import Archiver
+    from batch_layer.archive.archiver import RETRIED
+    from lambdarec.backoff import Backoff
+    from lambdarec.log import EventLogError
+
+    cfg = settings.archive
+    backoff = Backoff(cfg.retry_initial_s, cfg.retry_max_s, cfg.give_up_after_s)
+    while not stopping():
+        try:
+            return Archiver(settings, group=group, health=health)
+        except RETRIED as exc:
+            health.waiting("log" if isinstance(exc, EventLogError) else "lake", f"{type(exc).__name__}: {exc}")
+            if backoff.expired():
+                raise
+            backoff.sleep(stopping)
+    return None

@@ -651,6 +651,17 @@ class ArchiveSettings(_Section):
         10.0, gt=0, description="Longest time a micro-batch collects events before it is committed to the lake."
     )
     poll_max_records: int = Field(5000, ge=1, description="Records taken from the log per poll.")
+    # Waiting out a log or lake that does not answer (capped exponential backoff with jitter).
+    retry_initial_s: float = Field(
+        0.2, gt=0, description="First wait before retrying a log or lake call that failed; doubles each time."
+    )
+    retry_max_s: float = Field(10.0, gt=0, description="Longest wait between retries of a failing log or lake.")
+    give_up_after_s: float = Field(
+        0.0,
+        ge=0,
+        description="Exit (non-zero) once the log or the lake has failed for this long without a break; "
+        "0 retries forever, resuming by itself when it answers again.",
+    )
 
 
 _config_path: contextvars.ContextVar[Path | None] = contextvars.ContextVar("lambdarec_config", default=None)

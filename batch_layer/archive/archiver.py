@@ -7,6 +7,11 @@ at ``archive.max_batch_events`` records or ``archive.max_batch_s`` seconds (or w
 records go to the lake's dead-letter table with their reason and original bytes; events of an erased user that
 were in the log before the erasure are dropped.
 
+A log or lake that does not answer (an ``EventLogError``; a ``LakeError`` or an ``OSError`` from the filesystem or
+the object store) is waited out, not fatal: the loop backs off (capped exponential, with jitter;
+``archive.retry_*``), drops what it polled but did not write, rewinds to the lake's positions, and resumes by
+itself; ``health`` says what it waits for. Nothing is committed to the group past what the lake holds.
+
 Example
 -------
 >>> with Archiver(settings) as archiver:          # doctest: +SKIP
@@ -22,15 +27,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from batch_layer.archive import metrics
+from batch_layer.archive.health import ArchiveHealth
+from lambdarec.backoff import Backoff
 from lambdarec.events import BadEvent, Event, EventRules
-from lambdarec.lake import Erasure, Lake, dead_letter_rows, event_rows, open_lake
+from lambdarec.lake import Erasure, Lake, LakeError, dead_letter_rows, event_rows, open_lake
 from lambdarec.lake.schema import SOURCE_LOG
-from lambdarec.log import CommitFailedError, EventLog, Record, next_positions, open_log
+from lambdarec.log import CommitFailedError, EventLog, EventLogError, Record, next_positions, open_log
 from lambdarec.logs import get_logger
 from lambdarec.settings import Settings
 
 log = get_logger(__name__)
 _LAG_EVERY_S = 5.0
+# What a down dependency raises: the log's errors, and the lake's (delta-rs reports I/O and object-store
+# failures as OSError). Other delta-rs errors (protocol, schema) are bugs or bad settings and end the run.
+RETRIED = (EventLogError, LakeError, OSError)
 
 
 @dataclass
@@ -69,9 +79,14 @@ class Archiver:
         lake: Lake | None = None,
         group: str | None = None,
         on_commit: Callable[[int], None] | None = None,
+        health: ArchiveHealth | None = None,
     ) -> None:
         """``on_commit(lake_version)`` is called after each lake commit (tests and benchmarks)."""
         self.settings = settings
+        self.health = health or ArchiveHealth()
+        cfg = settings.archive
+        self._backoff = Backoff(cfg.retry_initial_s, cfg.retry_max_s, cfg.give_up_after_s)
+        self._rewind = False  # after a failure: back to the lake's positions before the next poll
         self._own_log = log_ is None
         self.log = log_ or open_log(settings)
         self.lake = lake or open_lake(settings)
@@ -102,18 +117,53 @@ class Archiver:
         """Archive until ``stop()``, or until the group has archived the whole log for ``until_idle_s`` seconds."""
         idle_since = lag_at = time.monotonic()
         while not self._stopping:
-            busy = self.step(drain=until_idle_s is not None) > 0
-            if time.monotonic() - lag_at >= _LAG_EVERY_S:
-                self._update_lag()
-                lag_at = time.monotonic()
-            if busy or (until_idle_s is not None and not self._drained()):
+            try:
+                busy = self.step(drain=until_idle_s is not None) > 0
+                if time.monotonic() - lag_at >= _LAG_EVERY_S:
+                    lag_at = time.monotonic()
+                    self._update_lag()
+                drained = busy or until_idle_s is None or self._drained()
+            except RETRIED as exc:
+                self._wait_out(exc)
+                idle_since = time.monotonic()
+                continue
+            self._backoff.reset()
+            self.health.resumed()
+            if busy or not drained:
                 idle_since = time.monotonic()
             elif until_idle_s is not None and time.monotonic() - idle_since >= until_idle_s:
                 break
-        self.stats.positions = self.lake.positions(partitions=self.log.end_offsets())
-        self.stats.lake_version = self.lake.version()
-        self._update_lag()
+        try:
+            self.stats.positions = self.lake.positions(partitions=self.log.end_offsets())
+            self.stats.lake_version = self.lake.version()
+            self._update_lag()
+        except RETRIED as exc:  # stopped while a dependency is down: report the positions of the last commit
+            log.warning("archive.final_positions_unknown", error=f"{type(exc).__name__}: {exc}")
         return self.stats
+
+    def _wait_out(self, exc: BaseException) -> None:
+        """Record what failed, back off, and rewind before the next poll: nothing polled but unwritten is lost,
+        nothing is written twice. Re-raises once ``archive.give_up_after_s`` has passed."""
+        dependency = "log" if isinstance(exc, EventLogError) else "lake"
+        self.health.waiting(dependency, f"{type(exc).__name__}: {exc}")
+        if self._backoff.expired():
+            log.error("archive.giving_up", waiting_for=dependency, after_s=self.settings.archive.give_up_after_s)
+            raise exc
+        self._pending = []  # read again after the rewind
+        self._rewind = True
+        delay = self._backoff.sleep(lambda: self._stopping)
+        log.info("archive.retrying", waiting_for=dependency, after_s=round(delay, 3), attempt=self._backoff.attempts)
+
+    def _rewind_to_lake(self) -> None:
+        """Point the group, and this member's reads, at the lake's positions (what it holds, no further)."""
+        assigned = self.consumer.assignment()
+        held = {p: n for p, n in self.lake.positions(partitions=assigned).items() if p in assigned and n > 0}
+        try:
+            self.consumer.commit(held)
+        except CommitFailedError as exc:  # a rebalance took the partitions: their new owner starts from the lake
+            log.info("archive.group_commit_refused", reason=str(exc))
+        self.consumer.seek_to_committed()
+        log.info("archive.rewound", positions=held)
 
     def _drained(self) -> bool:
         ends = self.log.end_offsets()
@@ -133,6 +183,10 @@ class Archiver:
         With ``drain`` the batch also closes when a poll finds nothing new (``--until-idle``).
         """
         cfg = self.settings.archive
+        if self._rewind:
+            self._pending = []
+            self._rewind_to_lake()
+            self._rewind = False
         started = time.monotonic()
         while not self._stopping and len(self._pending) < cfg.max_batch_events:
             wait_ms = int(max(0.0, cfg.max_batch_s - (time.monotonic() - started)) * 1000)

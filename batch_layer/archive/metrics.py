@@ -21,3 +21,13 @@ COMMIT_SECONDS = Histogram(
     "Time of one lake commit.",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+WAITING = Gauge(
+    "lambdarec_archive_waiting",
+    "1 while the archiver waits for this dependency (log or lake) to answer again, else 0.",
+    ["dependency"],
+)
+RETRIES = Counter(
+    "lambdarec_archive_retries_total",
+    "Failed calls to a dependency (log or lake) retried after a backoff.",
+    ["dependency"],
+)

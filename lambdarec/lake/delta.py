@@ -149,6 +149,8 @@ class Lake:
             dt = self._open(table)
             if dt is None:
                 raise
+        except (OSError, TableNotFoundError) as exc:  # delta-rs reports a directory it cannot create as not found
+            raise LakeError(f"cannot create the lake table {self.uri(table)}: {exc}") from exc
         self._latest[table] = dt
         return dt
 
