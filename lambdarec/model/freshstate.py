@@ -97,8 +97,9 @@ def _weights(state: FreshUser, model: SnapshotModel, history: UserRow | None) ->
     idx, weights = np.concatenate(parts_i), np.concatenate(parts_w)
     if idx.size == 0:
         return idx, weights
-    items, inverse = np.unique(idx, return_inverse=True)
-    return items, np.bincount(inverse, weights=weights, minlength=items.size)
+    n = len(model.item_ids)  # indices are < n: counting per item is cheaper than np.unique's sort
+    items = np.flatnonzero(np.bincount(idx, minlength=n))
+    return items, np.bincount(idx, weights=weights, minlength=n)[items]
 
 
 def replace(state: FreshUser, **changes: object) -> FreshUser:

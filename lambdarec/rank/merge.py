@@ -141,12 +141,12 @@ def merge(inp: MergeInput, weights: MergeWeights, k: int, offset: int = 0, expla
     picked = order[offset : offset + k]
     nearest = _nearest_seed(model, items[picked], seeds) if explain else None
     out = []
+    ids, scores, codes = model.item_ids[items[picked]].tolist(), total[picked].tolist(), sources[picked].tolist()
     for rank, j in enumerate(picked.tolist()):
-        i = int(items[j])
-        source = SOURCES[sources[j]]
+        source = SOURCES[codes[rank]]
         reason = _reason(model, source, nearest[rank] if nearest is not None else -1) if explain else None
         comps = {name: float(v[j]) for name, v in parts.items()} if explain else {}
-        out.append(Ranked(str(model.item_ids[i]), float(total[j]), source, reason, comps))
+        out.append(Ranked(str(ids[rank]), float(scores[rank]), source, reason, comps))
     return out
 
 
