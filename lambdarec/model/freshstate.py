@@ -21,19 +21,28 @@ FreshEvent = tuple[str, float, float]
 
 def positions_of(state: FreshUser) -> list[tuple[int, int] | None]:
     """The log position of each fresh event, None for entries recorded before positions were kept."""
-    if not state.events:
+    n = len(state.events)
+    if not n:
         return []
-    known: list[tuple[int, int] | None] = [(int(p), int(o)) for p, o in state.event_positions[-len(state.events) :]]
-    return [None] * (len(state.events) - len(known)) + known
+    tail = state.event_positions[-n:]
+    if tail and type(tail[0]) is tuple and type(tail[-1]) is tuple and len(tail) == n:
+        return list(tail)  # decoded rows and the speed layer's own states already hold (int, int) tuples
+    known: list[tuple[int, int] | None] = [(int(p), int(o)) for p, o in tail]
+    return [None] * (n - len(known)) + known
 
 
 def uncovered(state: FreshUser, model: SnapshotModel | None) -> tuple[list[FreshEvent], list[tuple[int, int]]]:
     """The fresh events (and their positions) that ``model``'s snapshot does not have."""
     if model is None:
         return list(state.events), list(state.event_positions)
+    known = positions_of(state)
+    if not model.log_positions and (not known or known[0] is not None):
+        # every event has a position and the snapshot read no log: it covers none of them (the common case,
+        # checked per request, so without a call per event)
+        return list(state.events), known  # type: ignore[return-value]
     events, positions = [], []
-    for event, pos in zip(state.events, positions_of(state), strict=True):
-        if not model.covers(pos, event[1]):  # type: ignore[arg-type]
+    for event, pos in zip(state.events, known, strict=True):
+        if not model.covers(pos, event[1]):
             events.append(event)
             if pos is not None:
                 positions.append(pos)
@@ -65,10 +74,9 @@ def solve_many(
     alpha = model.solver.get("alpha", 1.0)
     problems, solvable = [], []
     for state, history in zip(states, histories, strict=True):
-        totals = _weights(state, model, None if erased_for(state, model) else history)
-        solvable.append(bool(totals))
-        items = np.fromiter(totals, dtype=np.int64, count=len(totals))
-        problems.append((items, confidence(np.fromiter(totals.values(), dtype=np.float64, count=len(totals)), alpha)))
+        items, totals = _weights(state, model, None if erased_for(state, model) else history)
+        solvable.append(bool(items.size))
+        problems.append((items, confidence(totals, alpha)))
     vectors = fold_in_many(model.item_factors, model.yty, problems, model.solver.get("regularization", 0.0))
     return [
         replace(state, vector=vectors[n].tolist() if ok else None, basis=model.version)
@@ -76,17 +84,22 @@ def solve_many(
     ]
 
 
-def _weights(state: FreshUser, model: SnapshotModel, history: UserRow | None) -> dict[int, float]:
-    """Summed weight per item index: batch history plus the fresh events the snapshot does not cover."""
-    totals: dict[int, float] = {}
-    if history is not None:
-        for i, w in zip(history.history.tolist(), history.history_weights.tolist(), strict=True):
-            totals[i] = totals.get(i, 0.0) + w
+def _weights(state: FreshUser, model: SnapshotModel, history: UserRow | None) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct item indices and their summed weight: batch history plus the fresh events the snapshot does not
+    cover (vectorised: the speed layer and replay solve on every event)."""
     index = model.item_index
-    for item_id, _ts, w in uncovered(state, model)[0]:
-        if (i := index.get(item_id)) is not None:
-            totals[i] = totals.get(i, 0.0) + w
-    return totals
+    fresh = [(i, w) for item_id, _ts, w in uncovered(state, model)[0] if (i := index.get(item_id)) is not None]
+    parts_i = [np.fromiter((i for i, _ in fresh), dtype=np.int64, count=len(fresh))]
+    parts_w = [np.fromiter((w for _, w in fresh), dtype=np.float64, count=len(fresh))]
+    if history is not None:
+        parts_i.insert(0, np.asarray(history.history, dtype=np.int64))
+        parts_w.insert(0, np.asarray(history.history_weights, dtype=np.float64))
+    idx, weights = np.concatenate(parts_i), np.concatenate(parts_w)
+    if idx.size == 0:
+        return idx, weights
+    n = len(model.item_ids)  # indices are < n: counting per item is cheaper than np.unique's sort
+    items = np.flatnonzero(np.bincount(idx, minlength=n))
+    return items, np.bincount(idx, weights=weights, minlength=n)[items]
 
 
 def replace(state: FreshUser, **changes: object) -> FreshUser:

@@ -40,6 +40,8 @@ def nonfinite_count(where: str) -> float:
 
 def finite_or_zero(x: np.ndarray, where: str, *, limit: float = FLOAT32_MAX) -> tuple[np.ndarray, int]:
     """``x`` with every NaN, inf or value beyond ``±limit`` replaced by 0, and how many were replaced (counted)."""
+    if x.size == 0 or float(np.abs(x).max()) <= limit:  # NaN fails the comparison: one pass when all is well
+        return x, 0
     bad = ~np.isfinite(x) | (np.abs(x) > limit)
     n = int(bad.sum())
     if n == 0:

@@ -117,8 +117,20 @@ def merge(inp: MergeInput, weights: MergeWeights, k: int, offset: int = 0, expla
     items, sources, batch_scores = _pool(inp, vector, seeds, seen, need=offset + k)
     if items.size == 0:
         return []
-    parts = _components(inp, items, vector=vector, batch_scores=batch_scores, seeds=seeds)
-    session_weight = weights.session * (1.0 + weights.fresh_boost * fresh_evidence(inp, weights.session_half_life_s))
+    # a component with weight 0 adds exactly 0 to every total: it is computed only when asked to explain
+    parts = _components(
+        inp,
+        items,
+        vector=vector,
+        batch_scores=batch_scores,
+        seeds=seeds if explain or weights.session != 0 else {},
+        trending=explain or weights.trending != 0,
+    )
+    session_weight = (
+        weights.session * (1.0 + weights.fresh_boost * fresh_evidence(inp, weights.session_half_life_s))
+        if weights.session != 0
+        else 0.0
+    )
     total = weights.cf * parts["cf"] + session_weight * parts["session"] + weights.trending * parts["trending"]
     total, _ = finite_or_zero(total, "merge")  # the last guard: no NaN or inf ever reaches a response
     # by score, then popularity, then item index: equal scores (a pool of popular fallbacks all normalise to 1)
@@ -129,12 +141,12 @@ def merge(inp: MergeInput, weights: MergeWeights, k: int, offset: int = 0, expla
     picked = order[offset : offset + k]
     nearest = _nearest_seed(model, items[picked], seeds) if explain else None
     out = []
+    ids, scores, codes = model.item_ids[items[picked]].tolist(), total[picked].tolist(), sources[picked].tolist()
     for rank, j in enumerate(picked.tolist()):
-        i = int(items[j])
-        source = SOURCES[sources[j]]
+        source = SOURCES[codes[rank]]
         reason = _reason(model, source, nearest[rank] if nearest is not None else -1) if explain else None
         comps = {name: float(v[j]) for name, v in parts.items()} if explain else {}
-        out.append(Ranked(str(model.item_ids[i]), float(total[j]), source, reason, comps))
+        out.append(Ranked(str(ids[rank]), float(scores[rank]), source, reason, comps))
     return out
 
 
@@ -210,9 +222,13 @@ def _unseen_first(
     if not parts:
         return np.empty(0, np.int64), np.empty(0, np.int8), np.empty(0, np.float32)
     all_items = np.concatenate(parts)
-    items, first = np.unique(all_items, return_index=True)
-    keep = ~seen[items]
-    return items[keep], np.concatenate(codes)[first][keep], np.concatenate(scores)[first][keep]
+    # np.unique(return_index=True) without its sort: item indices are < n_items, so a table of each item's
+    # first position does it (this runs on every request)
+    where = np.full(seen.size, all_items.size, dtype=np.int64)
+    np.minimum.at(where, all_items, np.arange(all_items.size))
+    items = np.flatnonzero((where < all_items.size) & ~seen)
+    first = where[items]
+    return items, np.concatenate(codes)[first], np.concatenate(scores)[first]
 
 
 def _fresh_items(fresh: FreshUser | None, model: SnapshotModel) -> list[str]:
@@ -253,6 +269,7 @@ def _components(
     vector: np.ndarray | None,
     batch_scores: np.ndarray,
     seeds: dict[int, float],
+    trending: bool = True,
 ) -> dict[str, np.ndarray]:
     model = inp.model
     if vector is not None:
@@ -268,11 +285,11 @@ def _components(
         decay = np.fromiter(seeds.values(), dtype=np.float32)
         if decay.sum() > 0:  # seeds older than ~150 half-lives all decay to 0.0 in float32: 0/0 would be NaN
             session = (unit[items] @ unit[seed_idx].T) @ decay / decay.sum()
-    trending = np.zeros(items.size, dtype=np.float32)
+    trend = np.zeros(items.size, dtype=np.float32)
     scores = inp.trending  # TrendingScores or None, see merge()
-    if scores is not None and scores.order.size:
-        trending = scores.scores[items] / scores.scores[scores.order[0]]
-    parts = {"cf": cf, "session": session, "trending": trending}
+    if trending and scores is not None and scores.order.size:
+        trend = scores.scores[items] / scores.scores[scores.order[0]]
+    parts = {"cf": cf, "session": session, "trending": trend}
     parts = {name: finite_or_zero(np.asarray(v, dtype=np.float32), "merge")[0] for name, v in parts.items()}
     parts["cf"] = _minmax(parts["cf"])
     return parts
