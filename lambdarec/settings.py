@@ -514,7 +514,8 @@ class ServingSettings(_Section):
         2 << 20,
         ge=16384,
         description="Most bytes of a request line and headers the server reads before giving up on a request "
-        "(uvicorn's h11 limit); keep it above `max_url_bytes` so long URLs get a 414 answer, not a reset.",
+        "(uvicorn's h11 limit): a longer head is answered 431 with a body naming this setting. Keep it above "
+        "`max_url_bytes` so long URLs get a 414 answer.",
     )
     fresh_boost: float = Field(
         2.0,
