@@ -137,6 +137,20 @@ class StoreSettings(_Section):
         description="Longest wait between the Cassandra driver's attempts to reconnect to a host that went down "
         "(exponential from 0.1 s, capped here), so a store that comes back is used again within seconds.",
     )
+    sqlite_mmap_mb: int = Field(
+        1024,
+        ge=0,
+        description="SQLite: MiB of the snapshots file a connection reads through a memory map (`PRAGMA mmap_size`) "
+        "instead of copying pages: a serving read of a user row costs about a third less. Mapped pages count in the "
+        "process's resident memory (file-backed, dropped by the kernel under pressure) up to the file's size or "
+        "this bound; 0 maps none.",
+    )
+    sqlite_fresh_mmap_mb: int = Field(
+        0,
+        ge=0,
+        description="SQLite: the same for the fresh-state file, which grows with every user and item the speed layer "
+        "sees; 0 (no map) keeps the speed consumer's memory flat however many users it has seen.",
+    )
 
     _scheme = field_validator("url")(lambda v: _check_scheme(v, STORE_SCHEMES, "store"))
 
