@@ -5,12 +5,12 @@ bounded by settings, not by users or events: the ratio (RSS at N/10 over RSS at 
 backends (SQLite log and store) at the default settings. A separate process appends the events to the log before
 the consumer starts, so the consumer's heap holds only what the consumer allocates (a producer in the same process
 leaves its own churn in pymalloc's arenas). Before each measure the heap's free pages go back to the system
-(``gc.collect``, glibc ``malloc_trim``), so RSS shows live memory. Reported, from ``/proc/self/status``: the whole
-RSS; its anonymous part (the process's own memory: bounded by ``speed.history_cache_users``,
-``speed.poll_max_records`` and SQLite's page cache); its file-backed part (the libraries' code, and the SQLite
-store's memory-mapped pages, which grow with a file up to ``store.sqlite_mmap_mb`` for the snapshots file and
-``store.sqlite_fresh_mmap_mb`` (default 0) for the fresh-state file, the one that grows with users; the kernel can
-drop them at any time; a Cassandra store has none).
+(``gc.collect``, glibc ``malloc_trim``), so RSS shows live memory. Reported, from ``/proc/self/status``: the
+whole RSS; its anonymous part (the process's own memory: bounded by ``speed.history_cache_users``,
+``speed.poll_max_records`` and SQLite's page caches, whose size ``sqlite_heap_mib`` reports); its file-backed part
+(the libraries' code, and the SQLite store's memory-mapped pages, which grow with a file up to
+``store.sqlite_mmap_mb`` for the snapshots file and ``store.sqlite_fresh_mmap_mb`` (default 0) for the fresh-state
+file, the one that grows with users; the kernel can drop them at any time; a Cassandra store has none).
 """
 
 from __future__ import annotations
@@ -37,6 +37,16 @@ def _status_kib(field: str) -> int:
         if line.startswith(field + ":"):
             return int(line.split()[1])
     return 0
+
+
+def _sqlite_heap_kib() -> int:
+    """Bytes SQLite's allocator holds now (page caches, statements), in KiB; 0 where the library is not shared."""
+    name = ctypes.util.find_library("sqlite3")
+    if not name:
+        return 0
+    used = ctypes.CDLL(name).sqlite3_memory_used
+    used.restype = ctypes.c_int64
+    return used() // 1024
 
 
 def _release_free_heap() -> None:
@@ -102,24 +112,31 @@ def run(scale: Scale, args) -> Iterator[Result]:  # type: ignore[no-untyped-def]
         producer.join()
         if producer.exitcode != 0:
             raise RuntimeError(f"the producer process failed (exit {producer.exitcode})")
-        measured: dict[int, tuple[int, int, int]] = {}
+        measured: dict[int, tuple[int, int, int, int]] = {}
         started = time.perf_counter()
         with SpeedConsumer(settings) as consumer:
             for target in (first, total):
                 while consumer.stats.processed < target:
                     consumer.step()
                 _release_free_heap()
-                measured[target] = (_status_kib("VmRSS"), _status_kib("RssAnon"), _status_kib("RssFile"))
+                measured[target] = (
+                    _status_kib("VmRSS"),
+                    _status_kib("RssAnon"),
+                    _status_kib("RssFile"),
+                    _sqlite_heap_kib(),
+                )
         seconds = time.perf_counter() - started
         speed, store = settings.speed, settings.store
         bounds = {
             "rss_mib": "the sum of the two below",
             "rss_anon_mib": f"speed.history_cache_users={speed.history_cache_users}, "
             f"speed.poll_max_records={speed.poll_max_records}, SQLite page cache",
+            "sqlite_heap_mib": "part of the anonymous memory: SQLite's page cache, 2 MiB per connection (its "
+            "default cache_size)",
             "rss_file_mib": f"store.sqlite_mmap_mb={store.sqlite_mmap_mb} (snapshots file), "
             f"store.sqlite_fresh_mmap_mb={store.sqlite_fresh_mmap_mb} (fresh-state file), the libraries' code",
         }
         note = f"{first:,} vs {total:,} events, each a new user and item; {total / seconds:,.0f} events/s; bounded by "
-        for n, metric in enumerate(("rss_mib", "rss_anon_mib", "rss_file_mib")):
+        for n, metric in enumerate(("rss_mib", "rss_anon_mib", "rss_file_mib", "sqlite_heap_mib")):
             ours, reference = measured[total][n] / 1024, measured[first][n] / 1024
             yield Result("speed_memory", metric, ours, reference, "MiB", scale, False, note + bounds[metric])
