@@ -63,7 +63,3 @@ def test_each_file_is_mapped_up_to_its_setting(tmp_path: Path, snapshots_mb: int
         if snapshots_mb == 0:
             assert mapped_bytes(tmp_path / "store" / SNAPSHOTS_FILE) == 0
 
-
-def test_by_default_the_fresh_state_file_is_not_mapped_and_the_snapshots_file_is() -> None:
-    store = Settings.load(overrides={}).store
-    assert store.sqlite_fresh_mmap_mb == 0 and store.sqlite_mmap_mb > 0
