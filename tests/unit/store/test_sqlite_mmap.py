@@ -62,4 +62,3 @@ def test_each_file_is_mapped_up_to_its_setting(tmp_path: Path, snapshots_mb: int
             assert 0 < mapped <= min(fresh_mb << 20, size + 65536), (mapped, size)
         if snapshots_mb == 0:
             assert mapped_bytes(tmp_path / "store" / SNAPSHOTS_FILE) == 0
-
