@@ -301,12 +301,14 @@ class _Lease:
 
 
 class _LeasedStore:
-    """The store as the locked job sees it: ``publish`` first checks that the job still holds its lock."""
+    """The store as the locked job sees it: ``publish`` first renews the lock itself and checks the job still
+    holds it, so a theft between two background renewals cannot let it publish beside the new holder."""
 
     def __init__(self, store: OnlineStore, lease: _Lease):
         self._store, self._lease = store, lease
 
     def publish(self, version: str, manifest: Any) -> None:
+        self._lease.renew()
         self._lease.check()
         self._store.publish(version, manifest)
 
