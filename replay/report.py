@@ -38,23 +38,9 @@ SEGMENTS = ("warm", "cold")
 def build_report(run: ReplayRun) -> dict[str, Any]:
     """The replay's figures as plain data (the JSON written by ``--json`` and to ``report.json``)."""
     cfg, board = run.config, run.board
-    summary = summarise(
-        board,
-        cfg.ks,
-        catalogue=run.catalogue,
-        popularity=run.popularity,
-        draws=cfg.bootstrap_draws,
-        seed=cfg.seed,
-        baselines=("popular", "batch", "batch+speed"),
-    )
-    segments, segment_ratios, segment_events = {}, {}, {}
-    for name in SEGMENTS:
-        part = board.subset(name)
-        segment_events[name] = {"events": part.events, "users": part.users}
-        if part.events == 0:
-            segments[name], segment_ratios[name] = {}, {}
-            continue
-        seg = summarise(
+
+    def summary_of(part: Any) -> dict[str, Any]:  # the whole board and each segment, scored alike
+        return summarise(
             part,
             cfg.ks,
             catalogue=run.catalogue,
@@ -63,6 +49,16 @@ def build_report(run: ReplayRun) -> dict[str, Any]:
             seed=cfg.seed,
             baselines=("popular", "batch", "batch+speed"),
         )
+
+    summary = summary_of(board)
+    segments, segment_ratios, segment_events = {}, {}, {}
+    for name in SEGMENTS:
+        part = board.subset(name)
+        segment_events[name] = {"events": part.events, "users": part.users}
+        if part.events == 0:
+            segments[name], segment_ratios[name] = {}, {}
+            continue
+        seg = summary_of(part)
         segments[name], segment_ratios[name] = seg["variants"], seg["ratios"]
     return {
         "variants": summary["variants"],
