@@ -110,8 +110,9 @@ class SQLiteStore(OnlineStore):
         self.path = store_dir(settings.url)
         self._ns = settings.namespace
         self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
+        self._all: list[tuple[threading.Thread, sqlite3.Connection]] = []  # (owner thread, its connection)
         self._all_lock = threading.Lock()
+        self._closed = False
         self._generation = 0  # bumped when the files are replaced under the store: every thread reconnects
         self._identity: dict[str, tuple[int, int] | None] = {}  # file -> (device, inode) the connections opened
         self._current = base.CurrentPointer(self._read_pointer, settings.current_cache_s)
@@ -129,10 +130,14 @@ class SQLiteStore(OnlineStore):
     # ---- connections ----------------------------------------------------------------------------------------
 
     def _db(self, which: str) -> sqlite3.Connection:
+        if self._closed:
+            raise base.StoreUnavailableError(f"the SQLite store in {self.path.resolve()} was closed")
         held = getattr(self._local, which, None)
         if held is not None and held[0] == self._generation:
             return held[1]
         if held is not None:  # the files were replaced (a restore): this thread's old connection reads the old ones
+            with self._all_lock:
+                self._all = [entry for entry in self._all if entry[1] is not held[1]]
             with contextlib.suppress(sqlite3.Error):
                 held[1].close()
         name = SNAPSHOTS_FILE if which == "snapshots" else FRESH_FILE
@@ -147,7 +152,7 @@ class SQLiteStore(OnlineStore):
         conn.execute(f"PRAGMA mmap_size={int(mmap_mb) << 20}")  # an int from the settings
         setattr(self._local, which, (generation, conn))
         with self._all_lock:
-            self._all.append(conn)
+            self._all.append((threading.current_thread(), conn))
             self._identity.setdefault(name, _identity(path))
         return conn
 
@@ -424,9 +429,19 @@ class SQLiteStore(OnlineStore):
             raise base.StoreUnavailableError(f"SQLite store in {self.path.resolve()} does not answer: {exc}") from exc
 
     def close(self) -> None:
+        """Close the connections of this thread and of threads that have ended; drop the others.
+
+        Another thread may be inside a query on its connection right now (a request or a watcher still finishing
+        as the server stops), and closing a connection under a running statement crashes the process. Dropping
+        the store's references instead closes each of those connections the moment its thread lets go of it.
+        Every call after ``close`` raises ``StoreUnavailableError``.
+        """
+        self._closed = True
         with self._all_lock:
-            for conn in self._all:
+            held, self._all = self._all, []
+        self._local = threading.local()
+        me = threading.current_thread()
+        for owner, conn in held:
+            if owner is me or not owner.is_alive():
                 with contextlib.suppress(sqlite3.Error):
                     conn.close()
-            self._all.clear()
-        self._local = threading.local()
