@@ -105,7 +105,7 @@ def _connect(
     from batch_layer.archive import Archiver
     from batch_layer.archive.archiver import RETRIED
     from lambdarec.backoff import Backoff
-    from lambdarec.log import EventLogError
+    from lambdarec.eventlog import EventLogError
 
     cfg = settings.archive
     backoff = Backoff(cfg.retry_initial_s, cfg.retry_max_s, cfg.give_up_after_s)

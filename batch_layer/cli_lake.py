@@ -167,8 +167,8 @@ def wait(
     from batch_layer.archive.wait import wait_for_archive
     from batch_layer.errors import BadInputError
     from batch_layer.interactions import parse_time
+    from lambdarec.eventlog import EventLogError, open_log
     from lambdarec.lake import LakeError
-    from lambdarec.log import EventLogError, open_log
 
     try:
         until_s = cutoff_time(until, parse_time)

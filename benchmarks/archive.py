@@ -88,8 +88,8 @@ def _reference(kafka: str, topic: str, out: Path, n: int) -> float:
 def run(scale: Scale, args) -> Iterator[Result]:  # type: ignore[no-untyped-def]
     from batch_layer.interactions import read_interactions
     from batch_layer.lake_source import read_lake
+    from lambdarec.eventlog import open_log
     from lambdarec.lake import open_lake
-    from lambdarec.log import open_log
 
     n = SIZES[scale]
     kafka = _kafka()

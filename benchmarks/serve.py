@@ -80,8 +80,8 @@ def _build(root: Path, scale: Scale) -> tuple[Path, list[str], list[str]]:
     """A published snapshot and fresh state for a share of the users; the config file, user and item ids."""
     from batch_layer.job import run_batch
     from batch_layer.synth import SynthSpec, synthesize
+    from lambdarec.eventlog import open_log
     from lambdarec.events import Event
-    from lambdarec.log import open_log
     from lambdarec.settings import Settings
     from speed_layer.consumer import SpeedConsumer
 

@@ -62,7 +62,7 @@ def _events(n: int, users: int, items: int, start: float, seed: int) -> list[byt
 
 def _freshness(settings, stream: list[bytes], rate: int) -> list[float]:  # type: ignore[no-untyped-def]
     """Append ``stream`` at ``rate`` events/s while a consumer runs; seconds from append to state written."""
-    from lambdarec.log import open_log
+    from lambdarec.eventlog import open_log
     from speed_layer.consumer import SpeedConsumer
 
     latencies: list[float] = []
@@ -94,7 +94,7 @@ def run(scale: Scale, args) -> Iterator[Result]:  # type: ignore[no-untyped-def]
 
     from batch_layer.job import run_batch
     from batch_layer.synth import SynthSpec, synthesize
-    from lambdarec.log import open_log
+    from lambdarec.eventlog import open_log
     from lambdarec.logs import configure_logging
     from lambdarec.settings import Settings
     from speed_layer.consumer import SpeedConsumer

@@ -76,7 +76,7 @@ def _events(start: int, n: int, t0: float) -> list[bytes]:
 
 def _produce(settings_overrides: dict, total: int, chunk: int, t0: float) -> None:
     """Append ``total`` events to the log in chunks (runs in its own process)."""
-    from lambdarec.log import open_log
+    from lambdarec.eventlog import open_log
     from lambdarec.settings import Settings
 
     with open_log(Settings.load(overrides=settings_overrides)) as log:

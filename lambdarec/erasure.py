@@ -24,8 +24,8 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 
+from lambdarec.eventlog import EventLog, open_log
 from lambdarec.lake import Lake, open_lake
-from lambdarec.log import EventLog, open_log
 from lambdarec.settings import Settings
 from lambdarec.store import OnlineStore, open_store
 from lambdarec.store.base import FreshUser

@@ -18,7 +18,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from lambdarec import __version__
-from lambdarec.log import EventLog
+from lambdarec.eventlog import EventLog
 from lambdarec.settings import Settings
 from lambdarec.store import OnlineStore
 from serving_layer import errors

@@ -15,8 +15,8 @@ from urllib.parse import urlsplit
 
 from starlette.exceptions import HTTPException
 
+from lambdarec.eventlog import EventLog, open_log
 from lambdarec.events import EventRules
-from lambdarec.log import EventLog, open_log
 from lambdarec.logs import get_logger
 from lambdarec.model.snapshot import SnapshotModel
 from lambdarec.rank.merge import MergeWeights

@@ -49,7 +49,7 @@ def run(
     Exit codes: 0 stopped or drained; 1 gave up after speed.give_up_after_s, or halted on a streak of failing
     records (events.max_consecutive_failures); 2 bad settings.
     """
-    from lambdarec.log import EventLogError
+    from lambdarec.eventlog import EventLogError
     from lambdarec.store import StoreError
     from speed_layer.consumer import ConsumerHaltedError
     from speed_layer.health import SpeedHealth, serve_health
@@ -98,7 +98,7 @@ def _connect(
     settings: Settings, group: str | None, health: SpeedHealth, stopping: Callable[[], bool]
 ) -> SpeedConsumer | None:
     """A consumer connected to the log and the store, waiting them out with backoff; None if stopped first."""
-    from lambdarec.log import EventLogError
+    from lambdarec.eventlog import EventLogError
     from lambdarec.store import StoreError
     from speed_layer.consumer import SpeedConsumer
 

@@ -24,9 +24,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from lambdarec.backoff import Backoff
+from lambdarec.eventlog import EventLog, open_log
+from lambdarec.eventlog.base import CommitFailedError, EventLogError, Record, next_positions
 from lambdarec.events import BadEvent, Event, EventRules
-from lambdarec.log import EventLog, open_log
-from lambdarec.log.base import CommitFailedError, EventLogError, Record, next_positions
 from lambdarec.logs import get_logger
 from lambdarec.model.freshstate import solve_many
 from lambdarec.model.snapshot import SnapshotModel

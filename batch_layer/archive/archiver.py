@@ -29,10 +29,10 @@ from dataclasses import dataclass, field
 from batch_layer.archive import metrics
 from batch_layer.archive.health import ArchiveHealth
 from lambdarec.backoff import Backoff
+from lambdarec.eventlog import CommitFailedError, EventLog, EventLogError, Record, next_positions, open_log
 from lambdarec.events import BadEvent, Event, EventRules
 from lambdarec.lake import Erasure, Lake, LakeError, dead_letter_rows, event_rows, open_lake
 from lambdarec.lake.schema import SOURCE_LOG
-from lambdarec.log import CommitFailedError, EventLog, EventLogError, Record, next_positions, open_log
 from lambdarec.logs import get_logger
 from lambdarec.settings import Settings
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from lambdarec.eventlog import EventLog
 from lambdarec.lake import Lake
-from lambdarec.log import EventLog
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from lambdarec.cli.common import EXIT_BAD_INPUT, ConfigOption, JsonOption, load_
 from lambdarec.settings import Settings, mask_url
 
 if TYPE_CHECKING:
-    from lambdarec.log import EventLog, SendInterruptedError, SendResult, SentRange
+    from lambdarec.eventlog import EventLog, SendInterruptedError, SendResult, SentRange
 
 EXIT_UNAVAILABLE = 1
 SHOWN_REJECTIONS = 20  # reasons printed in human output; --json has all that were kept
@@ -53,7 +53,7 @@ def _settings(config: Path | None, log_url: str | None) -> Settings:
 
 @contextmanager
 def _opened(settings: Settings) -> Iterator[EventLog]:
-    from lambdarec.log import EventLogError, open_log
+    from lambdarec.eventlog import EventLogError, open_log
 
     try:
         with open_log(settings) as log:
@@ -121,8 +121,8 @@ def send(
     what was appended, what is unknown, and the first line not known to be appended, to pass to --resume-from.
     Exits 0 when all lines were appended, 1 when the log failed, 2 when any line was rejected.
     """
+    from lambdarec.eventlog import EventLogError, SendInterruptedError, SendResult, open_log, send_events
     from lambdarec.events import EventRules
-    from lambdarec.log import EventLogError, SendInterruptedError, SendResult, open_log, send_events
 
     settings = _settings(config, log_url)
     rules = EventRules.from_settings(settings)

@@ -27,8 +27,8 @@ def run(
     The next nightly snapshot lacks them. Older lake versions keep the files until `lambdarec lake vacuum`.
     """
     from lambdarec.erasure import forget_users
+    from lambdarec.eventlog import EventLogError
     from lambdarec.lake import LakeError
-    from lambdarec.log import EventLogError
     from lambdarec.store import StoreError
 
     settings = load_settings(config)

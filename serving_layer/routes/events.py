@@ -7,8 +7,8 @@ from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 
+from lambdarec.eventlog import EventLogError, SendInterruptedError, send_events
 from lambdarec.events import json_depth
-from lambdarec.log import EventLogError, SendInterruptedError, send_events
 from lambdarec.settings import ServingSettings
 from serving_layer.deps import IngestKey, ServiceDep
 from serving_layer.errors import Problem, problem_responses

@@ -6,8 +6,8 @@ from fastapi import APIRouter
 from starlette.exceptions import HTTPException
 
 from lambdarec.erasure import forget_users
+from lambdarec.eventlog import EventLogError
 from lambdarec.lake import LakeError
-from lambdarec.log import EventLogError
 from lambdarec.settings import ServingSettings
 from lambdarec.store import StoreError
 from serving_layer.deps import AdminKey, ServiceDep, id_path

@@ -189,7 +189,7 @@ ingest_key_hashes = ["{hash_key(INGEST_KEY)}"]
 
     def logged(self) -> Counter[int]:
         """How many times each event (by number) is in the event log."""
-        from lambdarec.log import open_log
+        from lambdarec.eventlog import open_log
 
         counts: Counter[int] = Counter()
         with open_log(self.settings) as log, log.consumer(f"audit-{secrets.token_hex(3)}") as consumer:

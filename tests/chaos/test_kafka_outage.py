@@ -26,7 +26,7 @@ pytestmark = [
     pytest.mark.slow,
     # `make chaos` only: it failed once in a CI-like run on a loaded 2-core machine, for a reason not yet found
     # (it passed in the runs before and after). The regression tests of the findings it covers also run in every
-    # test run: tests/unit/serving/test_events_outcome.py, tests/unit/log/test_send_outcomes.py and
+    # test run: tests/unit/serving/test_events_outcome.py, tests/unit/eventlog/test_send_outcomes.py and
     # tests/integration/speed/test_speed_resilience.py.
     pytest.mark.chaos_full,
     pytest.mark.timeout(1500),

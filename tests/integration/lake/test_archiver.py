@@ -15,9 +15,9 @@ import polars as pl
 import pytest
 
 from batch_layer.archive import Archiver
+from lambdarec.eventlog import open_log
 from lambdarec.events import parse_event
 from lambdarec.lake import Lake, open_lake
-from lambdarec.log import open_log
 from lambdarec.settings import Settings
 
 T0 = 1_764_400_000.0

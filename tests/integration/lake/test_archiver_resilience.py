@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from batch_layer.archive import Archiver
+from lambdarec.eventlog.base import EventLogUnavailableError
 from lambdarec.lake import open_lake
-from lambdarec.log.base import EventLogUnavailableError
 from lambdarec.settings import Settings
 from tests.integration.lake.test_archiver import append, archive_cli, assert_exactly_once, config_file, make_lines
 

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lambdarec.cli import app
-from lambdarec.log import open_log
+from lambdarec.eventlog import open_log
 from lambdarec.settings import Settings
 
 runner = CliRunner()

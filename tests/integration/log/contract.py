@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from lambdarec.eventlog import CommitFailedError, Consumer, EventLog, Record, next_positions
 from lambdarec.events import Event, parse_event
-from lambdarec.log import CommitFailedError, Consumer, EventLog, Record, next_positions
 
 MakeLog = Callable[[], EventLog]
 WAIT_S = 45.0

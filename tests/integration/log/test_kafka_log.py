@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from lambdarec.log import EventLog, open_log
+from lambdarec.eventlog import EventLog, open_log
 from lambdarec.settings import LogSettings
 from tests.integration.log.contract import EventLogContract, MakeLog
 

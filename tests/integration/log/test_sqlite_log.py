@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lambdarec.log import CommitFailedError, EventLog, open_log
+from lambdarec.eventlog import CommitFailedError, EventLog, open_log
 from lambdarec.settings import LogSettings
 from tests.integration.log.contract import EventLogContract, MakeLog, drain, events
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from batch_layer.job import run_batch
 from batch_layer.synth import SynthSpec, synthesize
-from lambdarec.log import open_log
+from lambdarec.eventlog import open_log
 from lambdarec.settings import Settings
 from lambdarec.store import open_store
 from speed_layer.consumer import SpeedConsumer

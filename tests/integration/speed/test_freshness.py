@@ -14,8 +14,8 @@ from prometheus_client import REGISTRY
 
 from batch_layer.job import run_batch
 from batch_layer.synth import SynthSpec, synthesize
+from lambdarec.eventlog import open_log
 from lambdarec.events import Event
-from lambdarec.log import open_log
 from lambdarec.settings import Settings
 from lambdarec.store import open_store
 from speed_layer.consumer import SpeedConsumer

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from lambdarec.log import open_log
+from lambdarec.eventlog import open_log
 from speed_layer.consumer import SpeedConsumer
 from tests.fuzzing import examples, wire_bytes
 from tests.integration.speed.test_speed import settings  # noqa: F401  (fixture)

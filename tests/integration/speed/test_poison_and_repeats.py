@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 import pytest
 
 import speed_layer.consumer as consumer_module
-from lambdarec.log import open_log
+from lambdarec.eventlog import open_log
 from lambdarec.model.snapshot import SnapshotModel
 from lambdarec.rank.trending import total_counts
 from lambdarec.store import open_store

@@ -24,8 +24,8 @@ import pytest
 
 from batch_layer.job import run_batch
 from batch_layer.synth import SynthSpec, synthesize
+from lambdarec.eventlog import open_log
 from lambdarec.events import BadEvent, EventRules
-from lambdarec.log import open_log
 from lambdarec.model.snapshot import SnapshotModel
 from lambdarec.rank.trending import decayed, total_counts
 from lambdarec.settings import Settings

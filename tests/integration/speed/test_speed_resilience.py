@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from lambdarec.log import open_log
-from lambdarec.log.base import EventLogUnavailableError
+from lambdarec.eventlog import open_log
+from lambdarec.eventlog.base import EventLogUnavailableError
 from lambdarec.model.snapshot import SnapshotModel
 from lambdarec.settings import Settings
 from lambdarec.store import StoreUnavailableError, open_store

@@ -8,7 +8,7 @@ import time
 import pytest
 from fastapi.testclient import TestClient
 
-from lambdarec.log import open_log
+from lambdarec.eventlog import open_log
 from lambdarec.settings import ConfigError, Settings
 from serving_layer.auth import Keyring, hash_key, key_from_headers
 from tests.unit.serving.conftest import ADMIN_KEY, INGEST_KEY, ingest

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from lambdarec.log import open_log
-from tests.unit.log.test_send_outcomes import FailingAt
+from lambdarec.eventlog import open_log
+from tests.unit.eventlog.test_send_outcomes import FailingAt
 from tests.unit.serving.conftest import ingest, make_settings, serving
 
 

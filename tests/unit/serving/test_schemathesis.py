@@ -16,6 +16,11 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 
+# schemathesis loads its OpenAPI module on first use, and pytest's assertion rewriter parses it then. Parsed in the
+# middle of the run, it failed once with CPython 3.11's spurious "AST constructor recursion depth mismatch"
+# (cpython gh-106905, pytest #10763); loaded here, it is parsed at collection time, before any test has run.
+from schemathesis.specs.openapi import schemas as _openapi_schemas  # noqa: F401
+
 from serving_layer.app import create_app
 from tests.fuzzing import examples
 from tests.unit.serving.conftest import ADMIN_KEY, make_settings, publish, wait_for

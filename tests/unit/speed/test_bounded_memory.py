@@ -8,7 +8,7 @@ import json
 import tracemalloc
 from pathlib import Path
 
-from lambdarec.log import open_log
+from lambdarec.eventlog import open_log
 from lambdarec.settings import Settings
 from speed_layer.consumer import SpeedConsumer
 

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-import lambdarec.log as log_module
+import lambdarec.eventlog as log_module
 from lambdarec.cli import app
+from lambdarec.eventlog import AppendOutcomeUnknownError, EventLogUnavailableError, SendInterruptedError, send_events
+from lambdarec.eventlog import open_log as real_open_log
 from lambdarec.events import EventRules
-from lambdarec.log import AppendOutcomeUnknownError, EventLogUnavailableError, SendInterruptedError, send_events
-from lambdarec.log import open_log as real_open_log
 from lambdarec.settings import LogSettings
 
 runner = CliRunner()

@@ -29,12 +29,12 @@ from kafka.errors import (
     UnknownMemberIdError,
 )
 
-from lambdarec.log.base import CommitFailedError, Consumer, EventLogError, PartitionCallback, Record
-from lambdarec.log.kafka import UNREACHABLE, client_config
+from lambdarec.eventlog.base import CommitFailedError, Consumer, EventLogError, PartitionCallback, Record
+from lambdarec.eventlog.kafka import UNREACHABLE, client_config
 from lambdarec.logs import get_logger
 
 if TYPE_CHECKING:
-    from lambdarec.log.kafka import KafkaEventLog
+    from lambdarec.eventlog.kafka import KafkaEventLog
 
 _FENCED = (KafkaCommitFailedError, IllegalGenerationError, RebalanceInProgressError, UnknownMemberIdError)
 

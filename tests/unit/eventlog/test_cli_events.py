@@ -9,7 +9,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from lambdarec.cli import app
-from lambdarec.log import open_log
+from lambdarec.eventlog import open_log
 from lambdarec.settings import LogSettings
 
 runner = CliRunner()

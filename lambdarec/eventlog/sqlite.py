@@ -6,7 +6,7 @@ share it (the serving layer appending, a speed consumer reading).
 
 Like a Kafka topic, the log has a fixed number of partitions (``log.partitions`` when it is first created); a
 record goes to ``crc32(user_id) % partitions`` and gets the next position of that partition, counted from 0. See
-``lambdarec.log.sqlite_consumer`` for how a consumer group shares the partitions.
+``lambdarec.eventlog.sqlite_consumer`` for how a consumer group shares the partitions.
 """
 
 from __future__ import annotations
@@ -19,8 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from lambdarec.events import Event
-from lambdarec.log.base import (
+from lambdarec.eventlog.base import (
     Consumer,
     DeadLetter,
     EventLog,
@@ -30,6 +29,7 @@ from lambdarec.log.base import (
     keyed_values,
     partition_for,
 )
+from lambdarec.events import Event
 from lambdarec.logs import get_logger
 from lambdarec.masking import mask_url
 from lambdarec.settings import LogSettings
@@ -225,7 +225,7 @@ class SQLiteEventLog(EventLog):
         on_assign: PartitionCallback | None = None,
         on_revoke: PartitionCallback | None = None,
     ) -> Consumer:
-        from lambdarec.log.sqlite_consumer import SQLiteConsumer
+        from lambdarec.eventlog.sqlite_consumer import SQLiteConsumer
 
         return SQLiteConsumer(self, group or self.settings.consumer_group, on_assign=on_assign, on_revoke=on_revoke)
 

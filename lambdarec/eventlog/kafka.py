@@ -18,8 +18,7 @@ from urllib.parse import urlsplit
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
 
-from lambdarec.events import Event
-from lambdarec.log.base import (
+from lambdarec.eventlog.base import (
     AppendOutcomeUnknownError,
     Consumer,
     DeadLetter,
@@ -30,6 +29,7 @@ from lambdarec.log.base import (
     Record,
     keyed_values,
 )
+from lambdarec.events import Event
 from lambdarec.logs import get_logger
 from lambdarec.masking import mask_url
 from lambdarec.settings import LogSettings
@@ -279,7 +279,7 @@ class KafkaEventLog(EventLog):
         on_assign: PartitionCallback | None = None,
         on_revoke: PartitionCallback | None = None,
     ) -> Consumer:
-        from lambdarec.log.kafka_consumer import KafkaGroupConsumer
+        from lambdarec.eventlog.kafka_consumer import KafkaGroupConsumer
 
         return KafkaGroupConsumer(self, group or self.settings.consumer_group, on_assign=on_assign, on_revoke=on_revoke)
 

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from lambdarec.eventlog import EventLog, Record, next_positions, open_log, partition_for, send_events
+from lambdarec.eventlog.base import keyed_values
+from lambdarec.eventlog.kafka import client_config, kafka_target
+from lambdarec.eventlog.sqlite import sqlite_dir
 from lambdarec.events import Event, EventRules, parse_event
-from lambdarec.log import EventLog, Record, next_positions, open_log, partition_for, send_events
-from lambdarec.log.base import keyed_values
-from lambdarec.log.kafka import client_config, kafka_target
-from lambdarec.log.sqlite import sqlite_dir
 from lambdarec.settings import LogSettings
 
 NOW = 1_764_400_000.0
@@ -110,8 +110,8 @@ def test_kafka_credentials_turn_on_sasl() -> None:
 
 
 def test_open_log_picks_the_backend_by_scheme_and_kafka_connects_lazily(tmp_path: Path) -> None:
-    from lambdarec.log.kafka import KafkaEventLog
-    from lambdarec.log.sqlite import SQLiteEventLog
+    from lambdarec.eventlog.kafka import KafkaEventLog
+    from lambdarec.eventlog.sqlite import SQLiteEventLog
 
     with open_log(LogSettings(url=f"sqlite:///{tmp_path}/x")) as log:
         assert isinstance(log, SQLiteEventLog)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from lambdarec.log.base import (
+from lambdarec.eventlog.base import (
     AppendOutcomeUnknownError,
     CommitFailedError,
     Consumer,
@@ -23,7 +23,7 @@ from lambdarec.log.base import (
     next_positions,
     partition_for,
 )
-from lambdarec.log.send import Rejection, SendInterruptedError, SendResult, SentRange, send_events
+from lambdarec.eventlog.send import Rejection, SendInterruptedError, SendResult, SentRange, send_events
 from lambdarec.masking import mask_url
 from lambdarec.settings import LogSettings, Settings
 
@@ -52,11 +52,11 @@ def open_log(settings: Settings | LogSettings) -> EventLog:
     cfg = settings.log if isinstance(settings, Settings) else settings
     scheme = urlsplit(cfg.url).scheme
     if scheme == "sqlite":
-        from lambdarec.log.sqlite import SQLiteEventLog
+        from lambdarec.eventlog.sqlite import SQLiteEventLog
 
         return SQLiteEventLog(cfg)
     if scheme == "kafka":
-        from lambdarec.log.kafka import KafkaEventLog
+        from lambdarec.eventlog.kafka import KafkaEventLog
 
         return KafkaEventLog(cfg)
     raise ValueError(f"log.url {mask_url(cfg.url)!r}: unknown scheme {scheme!r}; expected sqlite or kafka")

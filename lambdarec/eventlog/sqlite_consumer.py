@@ -25,12 +25,12 @@ import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from lambdarec.log.base import CommitFailedError, Consumer, PartitionCallback, Record
-from lambdarec.log.sqlite import now_ms, write_txn
+from lambdarec.eventlog.base import CommitFailedError, Consumer, PartitionCallback, Record
+from lambdarec.eventlog.sqlite import now_ms, write_txn
 from lambdarec.logs import get_logger
 
 if TYPE_CHECKING:
-    from lambdarec.log.sqlite import SQLiteEventLog
+    from lambdarec.eventlog.sqlite import SQLiteEventLog
 
 SELECT_RECORDS = "SELECT pos, key, value, appended_ms FROM records WHERE part = ? AND pos >= ? ORDER BY pos LIMIT ?"
 UPSERT_MEMBER = (

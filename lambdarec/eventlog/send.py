@@ -18,8 +18,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from lambdarec.eventlog.base import AppendOutcomeUnknownError, EventLog, EventLogError
 from lambdarec.events import BadEvent, Event, EventRules, encode_event
-from lambdarec.log.base import AppendOutcomeUnknownError, EventLog, EventLogError
 
 BATCH = 1000  # events per append call: bounds memory and the size of one SQLite transaction or Kafka flush
 MAX_REPORTED = 1000  # rejections kept with their reason; more are only counted
