@@ -18,7 +18,7 @@ from lambdarec import __version__
 
 # name -> "module:attribute" of a typer app. Order is the order --help shows.
 GROUPS: dict[str, str] = {
-    "demo": "replay.demo:app",
+    "demo": "demo.cli:app",
     "datasets": "batch_layer.cli_datasets:app",
     "batch": "batch_layer.cli:app",
     "archive": "batch_layer.cli_archive:app",

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from replay.demo_workspace import Workspace
+from demo.workspace import Workspace
 
 STOP_GRACE_S = 12.0  # uvicorn's own graceful shutdown is given 10 s
 _PR_SET_PDEATHSIG = 1

@@ -3,7 +3,7 @@
 It synthesises a clickstream with a taste drift (or reads ``--interactions``), runs the nightly batch job into an
 embedded SQLite store, starts the speed layer and the HTTP server as child processes, shows one user's list
 before and after a burst of fresh events posted over HTTP, runs a sampled replay with its HTML report, and says
-where everything is. See :mod:`replay.demo_steps` for the steps and :mod:`replay.demo_workspace` for the folder.
+where everything is. See :mod:`demo.steps` for the steps and :mod:`demo.workspace` for the folder.
 
 Reruns reuse ``--dir``: the same log, so the batch job has nothing to do; the event log and fresh state carry
 over, and the demo picks a user the speed layer holds nothing for yet. ``--fresh`` starts from an empty folder.
@@ -91,9 +91,9 @@ def demo(
     Writes everything under --dir (default var/demo): settings, the embedded store and event log, the servers'
     output, the replay report. Progress goes to stdout, or to stderr with --json, which prints a JSON summary.
     """
+    from demo.console import make_console
+    from demo.steps import DemoOptions, DemoRun
     from lambdarec.logs import configure_logging
-    from replay.demo_console import make_console
-    from replay.demo_steps import DemoOptions, DemoRun
 
     configure_logging(level=os.environ.get("LAMBDAREC_LOG_LEVEL", "WARNING"))
     console = make_console(stderr=as_json)
@@ -113,9 +113,9 @@ def _run(run: Any, console: Any) -> int:
     """Run the demo with SIGINT and SIGTERM turned into a clean unwind; the exit code."""
     from batch_layer.errors import BadInputError
     from batch_layer.job import JobLockedError
+    from demo.live import LiveError
+    from demo.steps import ServiceError, WorkspaceError
     from lambdarec.settings import ConfigError
-    from replay.demo_live import LiveError
-    from replay.demo_steps import ServiceError, WorkspaceError
 
     signals = (signal.SIGINT, signal.SIGTERM)
     previous = {s: signal.signal(s, _interrupt) for s in signals}
@@ -157,8 +157,8 @@ def _failed(run: Any, console: Any, exc: BaseException, code: int) -> int:
 
 
 def _stop_only(directory: Path, console: Any, as_json: bool) -> None:
-    from replay.demo_services import stop_recorded
-    from replay.demo_workspace import Workspace
+    from demo.services import stop_recorded
+    from demo.workspace import Workspace
 
     stopped = stop_recorded(Workspace(directory))
     console.print(f"stopped pids {stopped}" if stopped else f"no demo server is running from {directory}", markup=False)

@@ -23,10 +23,9 @@ from typing import Any
 
 from rich.console import Console
 
-from lambdarec.settings import Settings
-from replay import demo_console as show
-from replay.demo_live import Api, SnapshotView, show_fresh_events
-from replay.demo_services import (
+from demo import console as show
+from demo.live import Api, SnapshotView, show_fresh_events
+from demo.services import (
     Service,
     ServiceError,
     free_port,
@@ -37,7 +36,8 @@ from replay.demo_services import (
     stop_services,
     wait_ready,
 )
-from replay.demo_workspace import DemoLog, Workspace, WorkspaceError, callers_log, sqlite_url, synth_spec, synthetic_log
+from demo.workspace import DemoLog, Workspace, WorkspaceError, callers_log, sqlite_url, synth_spec, synthetic_log
+from lambdarec.settings import Settings
 
 HOST = "127.0.0.1"
 READY_TIMEOUT_S = 90.0
@@ -190,7 +190,8 @@ class DemoRun:
 
     def _live(self) -> None:
         api = Api(self.url, self.key)
-        live = show_fresh_events(api, self.log, self.console, seed=self.opts.seed, snapshot=self._snapshot())
+        view = SnapshotView.served(self.settings, self.version)
+        live = show_fresh_events(api, self.log, self.console, seed=self.opts.seed, snapshot=view)
         if not live["applied"]["seen"]:
             self.summary["status"] = "failed"
             show.note(self.console, "the speed layer's output:\n" + self.services[0].tail())
@@ -198,7 +199,7 @@ class DemoRun:
 
     def _loop(self) -> None:
         from batch_layer.archive import Archiver
-        from replay.demo_loop import close_the_loop
+        from demo.loop import close_the_loop
 
         with Archiver(self.settings) as archiver:
             archived = archiver.run(until_idle_s=1.0)
@@ -281,21 +282,6 @@ class DemoRun:
                     noted = True
                 with self.console.status("waiting for the job lock"):
                     time.sleep(min(max(deadline - time.monotonic(), 0.5), 5.0))
-
-    def _snapshot(self) -> SnapshotView:
-        """The served snapshot as step 5 reads it, in-process from the embedded store."""
-        from lambdarec.model.snapshot import SnapshotModel
-        from lambdarec.store import open_store
-
-        with open_store(self.settings) as store:
-            model = SnapshotModel.load(store, self.version)
-
-        def candidates(user: str) -> list[str]:
-            with open_store(self.settings) as store:
-                row = store.read_user(model.version, user)
-            return [] if row is None else [str(model.item_ids[i]) for i in row.candidates]
-
-        return SnapshotView(model.item_ids, model.unit_factors, model.neighbours, candidates)
 
     def _processes(self) -> None:
         self.summary["processes"] = {s.name: {"pid": s.pid, "exit": None} for s in self.services}

@@ -15,7 +15,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-STEPS = 8  # the demo's numbered steps (replay/demo_steps.py)
+STEPS = 8  # the demo's numbered steps (demo/steps.py)
 _PLAIN_WIDTH = 120  # rich's width when not on a terminal (a file, a pipe, a test)
 
 

@@ -18,12 +18,12 @@ from typing import Any
 
 import polars as pl
 
+from demo import console as show
+from demo.live import Api
 from lambdarec.lake import SOURCE_LOG, open_lake
 from lambdarec.model.snapshot import SnapshotModel
 from lambdarec.settings import Settings
 from lambdarec.store import open_store
-from replay import demo_console as show
-from replay.demo_live import Api
 
 FLIP_TIMEOUT_S = 60.0
 

@@ -30,8 +30,9 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from replay import demo_console as show
-from replay.demo_workspace import DemoLog
+from demo import console as show
+from demo.workspace import DemoLog
+from lambdarec.settings import Settings
 
 APPLIED_TIMEOUT_S = 60.0  # covers a consumer-group hand-over from a member an earlier run left (10 s)
 BURST_ITEMS = 8
@@ -49,6 +50,22 @@ class SnapshotView:
     unit: np.ndarray
     neighbours: np.ndarray
     candidates: Callable[[str], list[str]]
+
+    @classmethod
+    def served(cls, settings: Settings, version: str) -> SnapshotView:
+        """Snapshot ``version`` as step 5 reads it, in-process from the embedded store."""
+        from lambdarec.model.snapshot import SnapshotModel
+        from lambdarec.store import open_store
+
+        with open_store(settings) as store:
+            model = SnapshotModel.load(store, version)
+
+        def candidates(user: str) -> list[str]:
+            with open_store(settings) as store:
+                row = store.read_user(model.version, user)
+            return [] if row is None else [str(model.item_ids[i]) for i in row.candidates]
+
+        return cls(model.item_ids, model.unit_factors, model.neighbours, candidates)
 
 
 @dataclass(frozen=True)
