@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -31,8 +31,8 @@ from batch_layer.ray_actors import UserBlockScorer
 from batch_layer.ray_cluster import ray_session
 from batch_layer.ray_engine import map_user_blocks, ray_data_quiet, share_model
 from batch_layer.train.device import resolve_threads
-from benchmarks.common import Result, Scale
-from benchmarks.topk import SIZES, K, synthetic
+from benchmarks.common import Result, Scale, best_of
+from benchmarks.topk_data import SIZES, K, synthetic
 from lambdarec.settings import BatchSettings
 
 ACTORS = (1, 2)
@@ -46,12 +46,6 @@ class TimedScorer(UserBlockScorer):
         t0 = time.perf_counter()
         out = super().__call__(block)
         return {**out, "busy_s": np.array([time.perf_counter() - t0])}
-
-
-def _timed(fn: Callable[[], object]) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
 
 
 def _on_ray(shared: dict[str, Any], users: int, batch: BatchSettings, actors: int) -> tuple[float, float]:
@@ -102,7 +96,7 @@ def run_ray(scale: Scale, args: argparse.Namespace) -> Iterator[Result]:
         local_s = float("inf")
         best: dict[int, tuple[float, float]] = dict.fromkeys(ACTORS, (float("inf"), 0.0))
         for _ in range(repeats):
-            local_s = min(local_s, _timed(local))
+            local_s = min(local_s, best_of(local, 1))
             for actors in ACTORS:
                 best[actors] = min(best[actors], _on_ray(shared, users, batch, actors))
 

@@ -26,16 +26,10 @@ from threadpoolctl import threadpool_info, threadpool_limits
 from batch_layer.candidates import ExactSearcher, iter_candidates
 from batch_layer.train.device import resolve_threads
 from benchmarks.common import Result, Scale
+from benchmarks.ray_topk import run_ray
+from benchmarks.topk_data import FACTORS, SIZES, K, synthetic
 from lambdarec.model.scoring import CHUNK_ROWS, tile_columns
 from lambdarec.model.topk import RunningTopK, Workspace, mask_excluded
-
-K, FACTORS = 100, 64
-# scale -> (users, items, users timed for ours, users timed for implicit)
-SIZES: dict[str, tuple[int, int, int, int]] = {
-    "small": (20_000, 20_000, 20_000, 20_000),
-    "medium": (200_000, 50_000, 200_000, 40_000),
-    "large": (1_000_000, 200_000, 200_000, 10_000),
-}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,21 +38,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--block", type=int, default=4096, help="users per block (batch.user_block)")
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats per block; the best counts")
     parser.add_argument("--engine", choices=("local", "ray"), default="local", help="ray: the Ray engine vs local")
-
-
-def synthetic(users: int, items: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, sp.csr_matrix]:
-    """Random factors and a power-law seen matrix: heavy-tailed per-user counts, Zipf-like item popularity."""
-    rng = np.random.default_rng(seed)
-    user_factors = rng.standard_normal((users, FACTORS), dtype=np.float32) * 0.1
-    item_factors = rng.standard_normal((items, FACTORS), dtype=np.float32) * 0.1
-    counts = np.minimum((rng.pareto(1.2, users) * 4 + 1).astype(np.int64), items // 10)
-    popularity = 1.0 / np.arange(1, items + 1) ** 0.8
-    cdf = np.cumsum(popularity / popularity.sum())
-    cols = np.minimum(np.searchsorted(cdf, rng.random(int(counts.sum()))), items - 1)
-    rows = np.repeat(np.arange(users), counts)
-    seen = sp.csr_matrix((np.ones(len(cols), np.float32), (rows, rng.permutation(items)[cols])), (users, items))
-    seen.sum_duplicates()
-    return user_factors, item_factors, seen
 
 
 def _blas_note() -> str:
@@ -193,8 +172,6 @@ def _profile(user_factors: np.ndarray, item_factors: np.ndarray, seen: sp.csr_ma
 
 def run(scale: Scale, args: argparse.Namespace) -> Iterator[Result]:
     if getattr(args, "engine", "local") == "ray":
-        from benchmarks.ray_topk import run_ray
-
         yield from run_ray(scale, args)
         return
     n_users, n_items, ours_users, ref_users = SIZES[scale]
