@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import os
 import random
-import re
 import shutil
 import socket
 import subprocess
@@ -31,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from benchmarks.common import Result, Scale
+from benchmarks.http_load import closed_loop_wrk, percentile_ms, request_loop
 
 ROOT = Path(__file__).resolve().parents[1]
 # users, items, events in the synthetic log; share of users given fresh speed-layer state
@@ -147,81 +147,6 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-# ---- load ----------------------------------------------------------------------------------------------------
-
-
-def closed_loop_wrk(port: int, paths: list[str], connections: int, duration_s: float, root: Path) -> float:
-    """Requests/s of ``wrk`` cycling through ``paths`` (one Lua script for both servers: same client cost)."""
-    script = root / f"paths-{port}.lua"
-    listed = ",\n".join(f'"{p}"' for p in paths)
-    script.write_text(
-        f"paths = {{\n{listed}\n}}\ni = 0\nrequest = function()\n  i = i % #paths + 1\n"
-        '  return wrk.format("GET", paths[i])\nend\n'
-    )
-    out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{duration_s:g}s", "-s", str(script), f"http://127.0.0.1:{port}"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    if "Non-2xx" in out or "Socket errors" in out:
-        raise RuntimeError(f"wrk saw failed requests:\n{out}")
-    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-
-
-async def _request(conn: tuple[asyncio.StreamReader, asyncio.StreamWriter], raw: bytes) -> None:
-    reader, writer = conn
-    writer.write(raw)
-    head = await reader.readuntil(b"\r\n\r\n")
-    if not head.startswith(b"HTTP/1.1 200"):
-        raise RuntimeError(f"request failed: {head[:200]!r}")
-    length = int(re.search(rb"(?i)content-length:\s*(\d+)", head).group(1))  # type: ignore[union-attr]
-    await reader.readexactly(length)
-
-
-async def _load(port: int, paths: list[str], connections: int, duration_s: float, rate: float | None) -> list[float]:
-    """Latencies (s): a closed loop when ``rate`` is None, else an open loop at ``rate`` requests/s."""
-    raws = [f"GET {p} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode() for p in paths]
-    pool: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
-    for _ in range(connections):
-        pool.put_nowait(await asyncio.open_connection("127.0.0.1", port))
-    loop = asyncio.get_running_loop()
-    latencies: list[float] = []
-    start = loop.time() + 0.05
-    end = start + duration_s
-
-    async def one(n: int, scheduled: float) -> None:
-        conn = await pool.get()
-        await _request(conn, raws[n % len(raws)])
-        latencies.append(loop.time() - scheduled)  # from the scheduled time: queueing counts
-        pool.put_nowait(conn)
-
-    async def closed(worker: int) -> None:
-        n = worker
-        while loop.time() < end:
-            await one(n, loop.time())
-            n += connections
-
-    if rate is None:
-        await asyncio.gather(*(closed(w) for w in range(connections)))
-    else:
-        tasks, n = [], 0
-        while (scheduled := start + n / rate) < end:
-            await asyncio.sleep(max(scheduled - loop.time(), 0))
-            while (due := start + n / rate) <= loop.time() and due < end:  # catch up after a late wake-up
-                tasks.append(asyncio.ensure_future(one(n, due)))
-                n += 1
-        await asyncio.gather(*tasks)
-    for _, writer in [pool.get_nowait() for _ in range(pool.qsize())]:
-        writer.close()
-    return latencies
-
-
-def _p(latencies: list[float], q: float) -> float:
-    ordered = sorted(latencies)
-    return ordered[min(int(q * len(ordered)), len(ordered) - 1)] * 1000
-
-
 # ---- the benchmark ---------------------------------------------------------------------------------------------
 
 
@@ -274,12 +199,12 @@ def run(scale: Scale, args: argparse.Namespace) -> Iterator[Result]:
                 # each: load from other processes on a shared machine then penalises both alike.
                 qps: dict[str, float] = {}
                 for name in ("ours", "hello"):
-                    asyncio.run(_load(ports[name], paths[name], conns, 1.0, None))  # warm-up
+                    asyncio.run(request_loop(ports[name], paths[name], conns, 1.0, None))  # warm-up
                 for name in ABBA:
                     if use_wrk:
                         got = closed_loop_wrk(ports[name], paths[name], conns, duration, root)
                     else:
-                        got = len(asyncio.run(_load(ports[name], paths[name], conns, duration, None))) / duration
+                        got = len(asyncio.run(request_loop(ports[name], paths[name], conns, duration, None))) / duration
                     qps[name] = max(qps.get(name, 0.0), got)
                 client = "wrk -t1" if use_wrk else "python asyncio closed loop"
                 note = f"{client}; best of 2, A-B-B-A; {pinning}; {workers} worker(s); goal >= {GOAL_QPS_RATIO}x"
@@ -290,9 +215,9 @@ def run(scale: Scale, args: argparse.Namespace) -> Iterator[Result]:
                 p99: dict[str, float] = {}
                 p50: dict[str, float] = {}
                 for name in ABBA:
-                    lat = asyncio.run(_load(ports[name], paths[name], OPEN_LOOP_CONNECTIONS, duration, rate))
-                    if _p(lat, 0.99) < p99.get(name, float("inf")):
-                        p99[name], p50[name] = _p(lat, 0.99), _p(lat, 0.5)
+                    lat = asyncio.run(request_loop(ports[name], paths[name], OPEN_LOOP_CONNECTIONS, duration, rate))
+                    if percentile_ms(lat, 0.99) < p99.get(name, float("inf")):
+                        p99[name], p50[name] = percentile_ms(lat, 0.99), percentile_ms(lat, 0.5)
                 note = (f"open loop at {rate:.0f} req/s (half our max) for both, latency from the scheduled send "
                         f"time; better of 2, A-B-B-A; p50 {p50['ours']:.2f} and {p50['hello']:.2f} ms; goal ours <= "
                         f"{GOAL_P99_MS:g} ms; {pinning}")  # fmt: skip

@@ -14,13 +14,13 @@ Example
 from __future__ import annotations
 
 import html
-import io
 import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from replay.metrics import staleness, summarise
+from replay.plots import coverage_plot, metrics_plot, staleness_plot, svg
 from replay.protocol import ReplayRun
 
 PROTOCOL = (
@@ -160,11 +160,11 @@ def render_html(doc: dict[str, Any]) -> str:
         f"<h2>Ratios (ndcg@{k}, paired 95% intervals)</h2>{_ratios_table(doc, k)}",
         *_segment_sections(doc, k),
         f"<h2>Quality per variant (@{k}, 95% intervals over users)</h2>",
-        f"<figure id='plot-metrics'>{_svg(_plot_metrics(doc, k))}</figure>",
+        f"<figure id='plot-metrics'>{svg(metrics_plot(doc, k))}</figure>",
         f"<h2>Staleness: ndcg@{k} against hours since the snapshot</h2>",
-        f"<figure id='plot-staleness'>{_svg(_plot_staleness(doc))}</figure>",
+        f"<figure id='plot-staleness'>{svg(staleness_plot(doc))}</figure>",
         f"<h2>Catalogue coverage and novelty (@{k})</h2>",
-        f"<figure id='plot-coverage'>{_svg(_plot_coverage(doc, k))}</figure>",
+        f"<figure id='plot-coverage'>{svg(coverage_plot(doc, k))}</figure>",
         "<h2>Variants</h2>" + _variants_table(doc),
         "</body></html>",
     ]
@@ -235,81 +235,6 @@ def _variants_table(doc: dict[str, Any]) -> str:
             f"<tr><th>{html.escape(name)}</th>" + "".join(f"<td>{html.escape(str(x))}</td>" for x in values) + "</tr>"
         )
     return f"<table class='metrics'>{head}{''.join(rows)}</table>"
-
-
-def _svg(fig: Any) -> str:
-    import matplotlib
-
-    buf = io.StringIO()
-    with matplotlib.rc_context({"svg.hashsalt": "lambdarec-replay", "svg.fonttype": "path"}):
-        fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
-    text = buf.getvalue()
-    return text[text.index("<svg") :]  # drop the XML prolog and doctype: inline SVG needs neither
-
-
-def _figure(width: float = 8.0, height: float = 3.6) -> Any:
-    try:
-        from matplotlib.figure import Figure
-    except ModuleNotFoundError as exc:  # the report is the only user of matplotlib
-        raise RuntimeError(
-            "the HTML report needs matplotlib: pip install 'matplotlib>=3.8' (or run without --report)"
-        ) from exc
-    return Figure(figsize=(width, height), dpi=100, layout="constrained")
-
-
-def _plot_metrics(doc: dict[str, Any], k: int) -> Any:
-    fig = _figure()
-    ax = fig.add_subplot()
-    names, metrics = list(doc["variants"]), [f"ndcg@{k}", f"hit@{k}", f"mrr@{k}"]
-    width = 0.8 / max(len(names), 1)
-    for j, name in enumerate(names):
-        m = doc["variants"][name]
-        values = [m[x] for x in metrics]
-        err = [[m[x] - m["ci"][x][0] for x in metrics], [m["ci"][x][1] - m[x] for x in metrics]]
-        xs = [i + (j - (len(names) - 1) / 2) * width for i in range(len(metrics))]
-        ax.bar(xs, values, width * 0.95, yerr=err, capsize=3, label=name)
-    ax.set_xticks(range(len(metrics)), metrics)
-    ax.set_ylabel("mean over scored events")
-    ax.legend(frameon=False, ncols=min(len(names), 4), loc="lower center", bbox_to_anchor=(0.5, 1.0))
-    ax.grid(axis="y", alpha=0.3)
-    return fig
-
-
-def _plot_staleness(doc: dict[str, Any]) -> Any:
-    """One line per variant over the doubling bins of hours since the snapshot, drawn evenly spaced."""
-    st = doc["staleness"]
-    fig = _figure()
-    ax = fig.add_subplot()
-    xs = list(range(len(st["bins_hours"])))
-    key = f"ndcg@{st['k']}"
-    for name, per in st["variants"].items():
-        ax.plot(xs, per[key], marker="o", label=name)
-    labels = [f"{_hours(lo)}-{_hours(hi)}\nn={n}" for (lo, hi), n in zip(st["bins_hours"], st["events"], strict=True)]
-    ax.set_xticks(xs, labels, fontsize=7)
-    ax.set_xlabel("hours since the snapshot's data cut-off (n: events scored in the bin)")
-    ax.set_ylabel(key)
-    ax.legend(frameon=False, ncols=min(len(st["variants"]), 4), loc="lower center", bbox_to_anchor=(0.5, 1.0))
-    ax.grid(alpha=0.3)
-    return fig
-
-
-def _hours(h: float) -> str:
-    return f"{h:g}h" if h < 48 else f"{h / 24:.0f}d"
-
-
-def _plot_coverage(doc: dict[str, Any], k: int) -> Any:
-    fig = _figure(8.0, 3.2)
-    names = list(doc["variants"])
-    for pos, (metric, label) in enumerate(
-        [(f"coverage@{k}", "share of catalogue recommended"), (f"novelty@{k}", "mean -log2 popularity share")]
-    ):
-        ax = fig.add_subplot(1, 2, pos + 1)
-        ax.bar(names, [doc["variants"][n][metric] for n in names], color=[f"C{i}" for i in range(len(names))])
-        ax.set_title(metric)
-        ax.set_ylabel(label)
-        ax.tick_params(axis="x", labelrotation=20)
-        ax.grid(axis="y", alpha=0.3)
-    return fig
 
 
 _SHORT = {

@@ -23,8 +23,8 @@ from lambdarec.rank.merge import MergeWeights
 from lambdarec.settings import Settings, mask_url
 from lambdarec.store import OnlineStore, open_store
 from serving_layer.auth import Keyring
-from serving_layer.metrics import ServingMetrics
 from serving_layer.model_cache import ModelCache
+from serving_layer.prometheus import ServingMetrics
 from serving_layer.recommend import CORRUPT_ROW, STORE_UNAVAILABLE, read_states
 from serving_layer.store_gate import StoreGate, StoreUnavailable
 from serving_layer.store_health import StoreHealth

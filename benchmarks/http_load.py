@@ -1,0 +1,84 @@
+"""HTTP load generators for ``python -m benchmarks serve``: ``wrk`` cycling through request paths, and a Python
+asyncio loop over keep-alive connections, closed (max QPS) or open at a fixed rate (latency from each request's
+scheduled send time, so a stalled server cannot hide its queue)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import subprocess
+from pathlib import Path
+
+
+def closed_loop_wrk(port: int, paths: list[str], connections: int, duration_s: float, root: Path) -> float:
+    """Requests/s of ``wrk`` cycling through ``paths`` (one Lua script for both servers: same client cost)."""
+    script = root / f"paths-{port}.lua"
+    listed = ",\n".join(f'"{p}"' for p in paths)
+    script.write_text(
+        f"paths = {{\n{listed}\n}}\ni = 0\nrequest = function()\n  i = i % #paths + 1\n"
+        '  return wrk.format("GET", paths[i])\nend\n'
+    )
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{duration_s:g}s", "-s", str(script), f"http://127.0.0.1:{port}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    if "Non-2xx" in out or "Socket errors" in out:
+        raise RuntimeError(f"wrk saw failed requests:\n{out}")
+    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+
+
+async def _request(conn: tuple[asyncio.StreamReader, asyncio.StreamWriter], raw: bytes) -> None:
+    reader, writer = conn
+    writer.write(raw)
+    head = await reader.readuntil(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 200"):
+        raise RuntimeError(f"request failed: {head[:200]!r}")
+    length = int(re.search(rb"(?i)content-length:\s*(\d+)", head).group(1))  # type: ignore[union-attr]
+    await reader.readexactly(length)
+
+
+async def request_loop(
+    port: int, paths: list[str], connections: int, duration_s: float, rate: float | None
+) -> list[float]:
+    """Latencies (s): a closed loop when ``rate`` is None, else an open loop at ``rate`` requests/s."""
+    raws = [f"GET {p} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode() for p in paths]
+    pool: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
+    for _ in range(connections):
+        pool.put_nowait(await asyncio.open_connection("127.0.0.1", port))
+    loop = asyncio.get_running_loop()
+    latencies: list[float] = []
+    start = loop.time() + 0.05
+    end = start + duration_s
+
+    async def one(n: int, scheduled: float) -> None:
+        conn = await pool.get()
+        await _request(conn, raws[n % len(raws)])
+        latencies.append(loop.time() - scheduled)  # from the scheduled time: queueing counts
+        pool.put_nowait(conn)
+
+    async def closed(worker: int) -> None:
+        n = worker
+        while loop.time() < end:
+            await one(n, loop.time())
+            n += connections
+
+    if rate is None:
+        await asyncio.gather(*(closed(w) for w in range(connections)))
+    else:
+        tasks, n = [], 0
+        while (scheduled := start + n / rate) < end:
+            await asyncio.sleep(max(scheduled - loop.time(), 0))
+            while (due := start + n / rate) <= loop.time() and due < end:  # catch up after a late wake-up
+                tasks.append(asyncio.ensure_future(one(n, due)))
+                n += 1
+        await asyncio.gather(*tasks)
+    for _, writer in [pool.get_nowait() for _ in range(pool.qsize())]:
+        writer.close()
+    return latencies
+
+
+def percentile_ms(latencies: list[float], q: float) -> float:
+    ordered = sorted(latencies)
+    return ordered[min(int(q * len(ordered)), len(ordered) - 1)] * 1000
