@@ -156,9 +156,3 @@ def paired_ratio(ours: np.ndarray, ref: np.ndarray, draws: int = 2000, seed: int
     ratios = np.divide(num, den, out=np.full(draws, np.inf), where=den > 0)
     lo, hi = np.percentile(ratios, [2.5, 97.5])
     return float(ours.mean() / ref.mean()) if ref.mean() > 0 else float("inf"), float(lo), float(hi)
-
-
-def mean_ci(values: np.ndarray, draws: int = 2000, seed: int = 0) -> tuple[float, float]:
-    idx = np.random.default_rng(seed).integers(0, values.size, size=(draws, values.size))
-    lo, hi = np.percentile(values[idx].mean(axis=1), [2.5, 97.5])
-    return float(lo), float(hi)
