@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from benchmarks.common import Result, Scale, best_of
-from benchmarks.speed import _events, _kafka
+from benchmarks.speed import event_lines, kafka_bootstrap
 
 SIZES = {"small": 20_000, "medium": 200_000, "large": 1_000_000}
 BATCH = 5_000  # records per micro-batch, ours and the reference's
@@ -92,12 +92,12 @@ def run(scale: Scale, args) -> Iterator[Result]:  # type: ignore[no-untyped-def]
     from lambdarec.lake import open_lake
 
     n = SIZES[scale]
-    kafka = _kafka()
+    kafka = kafka_bootstrap()
     topic = f"bench-archive-{secrets.token_hex(4)}"
     with tempfile.TemporaryDirectory(prefix="bench-archive-") as tmp:
         root = Path(tmp)
         settings = _settings(kafka, topic, root / "lake")
-        lines = _events(n, users=max(1000, n // 20), items=max(500, n // 50), start=time.time() - n * 0.01, seed=5)
+        lines = event_lines(n, users=max(1000, n // 20), items=max(500, n // 50), start=time.time() - n * 0.01, seed=5)
         with open_log(settings) as log:
             log.ensure_topic(3)
             log.append(lines, keys=[json.loads(x)["user_id"] for x in lines])

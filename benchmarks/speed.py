@@ -31,7 +31,8 @@ def add_arguments(parser) -> None:  # type: ignore[no-untyped-def]
     parser.add_argument("--freshness-seconds", type=float, default=8.0, help="length of the steady-rate phase")
 
 
-def _kafka() -> str:
+def kafka_bootstrap() -> str:
+    """The Kafka to measure on: `$LAMBDAREC_TEST_KAFKA`, else `deploy/local/services up kafka`."""
     if os.environ.get("LAMBDAREC_TEST_KAFKA"):
         return os.environ["LAMBDAREC_TEST_KAFKA"]
     out = subprocess.run(
@@ -41,7 +42,8 @@ def _kafka() -> str:
     return line.split("=", 1)[1].strip()
 
 
-def _events(n: int, users: int, items: int, start: float, seed: int) -> list[bytes]:
+def event_lines(n: int, users: int, items: int, start: float, seed: int) -> list[bytes]:
+    """`n` JSON events on the wire, Zipf-popular items, one every 10 ms of event time from `start`."""
     rng = np.random.default_rng(seed)
     u = rng.integers(0, users, n)
     i = np.minimum(rng.zipf(1.3, n) - 1, items - 1)
@@ -101,7 +103,7 @@ def run(scale: Scale, args) -> Iterator[Result]:  # type: ignore[no-untyped-def]
 
     configure_logging("WARNING")
     n, rate = SIZES[scale]
-    bootstrap = _kafka()
+    bootstrap = kafka_bootstrap()
     topic = f"bench-speed-{secrets.token_hex(4)}"
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings.load(
@@ -115,7 +117,7 @@ def run(scale: Scale, args) -> Iterator[Result]:  # type: ignore[no-untyped-def]
         synthesize(SynthSpec(users=5_000, items=2_000, events=200_000, seed=1)).events.write_parquet(log_path)
         run_batch(settings, interactions=str(log_path), as_of=datetime(2024, 2, 1, tzinfo=UTC), progress=False)
         start = datetime(2024, 2, 1, tzinfo=UTC).timestamp() + 60
-        lines = _events(n, 6_000, 2_100, start, seed=2)
+        lines = event_lines(n, 6_000, 2_100, start, seed=2)
         with open_log(settings) as log:
             log.ensure_topic(3)
             log.append(lines, keys=[json.loads(x)["user_id"] for x in lines])
@@ -154,7 +156,8 @@ def run(scale: Scale, args) -> Iterator[Result]:  # type: ignore[no-untyped-def]
         )
 
         # Freshness: a steady stream at `rate`/s while the consumer runs; append time -> state written.
-        latencies = _freshness(settings, _events(int(rate * args.freshness_seconds), 6_000, 2_100, start + n, 3), rate)
+        steady = event_lines(int(rate * args.freshness_seconds), 6_000, 2_100, start + n, 3)
+        latencies = _freshness(settings, steady, rate)
         p99 = float(np.percentile(latencies, 99)) * 1000 if latencies else float("nan")
         yield Result(
             "speed",
