@@ -41,7 +41,7 @@ def _parts(log: Path, tmp: str) -> dict[str, float]:
     from batch_layer.interactions import build_matrix, index_of, read_interactions
     from batch_layer.neighbours import item_neighbours
     from batch_layer.popularity import popularity
-    from batch_layer.publish import user_rows
+    from batch_layer.publish import _user_rows
     from batch_layer.train import train
     from lambdarec.store import open_store
 
@@ -75,7 +75,7 @@ def _parts(log: Path, tmp: str) -> dict[str, float]:
         version = store.begin_snapshot({})
         t0 = time.perf_counter()
         for block in blocks:
-            store.write_users(version, user_rows(data.user_ids, data.matrix, block), part=str(int(block.users[0])))
+            store.write_users(version, _user_rows(data, block), part=str(int(block.users[0])))
         parts["write"] = time.perf_counter() - t0
     return parts
 
