@@ -28,7 +28,7 @@ from lambdarec.rank.trending import TrendingScores
 from lambdarec.store.base import OnlineStore
 from lambdarec.store.codec import check_user_indices
 from lambdarec.store.errors import CorruptRowError
-from serving_layer.schemas.recommendations import Recommendations, RecommendedItem
+from serving_layer.schemas import Recommendations, RecommendedItem
 from serving_layer.user_cache import NO_STATE, UserState
 
 DEGRADED_HEADER = "X-Lambdarec-Degraded"

@@ -12,7 +12,7 @@ from lambdarec.events import json_depth
 from lambdarec.settings import ServingSettings
 from serving_layer.deps import IngestKey, ServiceDep
 from serving_layer.errors import Problem, problem_responses
-from serving_layer.schemas.events import EventIn, IngestResult
+from serving_layer.schemas import EventIn, IngestResult
 
 _json = msgspec.json.Decoder()
 _encode = msgspec.json.Encoder().encode

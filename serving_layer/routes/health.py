@@ -6,7 +6,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from lambdarec.settings import ServingSettings
 from serving_layer.deps import ServiceDep
-from serving_layer.schemas.health import Liveness, Readiness
+from serving_layer.schemas import Liveness, Readiness
 
 
 def router(_s: ServingSettings) -> APIRouter:

@@ -10,7 +10,7 @@ from lambdarec.model.snapshot import SnapshotModel
 from lambdarec.settings import ServingSettings
 from serving_layer.deps import ModelDep, id_path, k_query
 from serving_layer.errors import problem_responses
-from serving_layer.schemas.items import PopularItems, ScoredItem, SimilarItems
+from serving_layer.schemas import PopularItems, ScoredItem, SimilarItems
 
 WindowQuery = Annotated[
     Literal["recent", "all"],

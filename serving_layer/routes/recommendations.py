@@ -11,7 +11,7 @@ from lambdarec.settings import ServingSettings
 from serving_layer.deps import ModelDep, ServiceDep, id_path, item_list_query, k_query, offset_query
 from serving_layer.errors import problem_responses
 from serving_layer.recommend import CORRUPT_ROW, DEGRADED_HEADER, STORE_UNAVAILABLE, RecommendQuery, recommend
-from serving_layer.schemas.recommendations import Recommendations, RecommendationsBatch, batch_request_model
+from serving_layer.schemas import Recommendations, RecommendationsBatch, batch_request_model
 from serving_layer.service import Service
 from serving_layer.user_cache import NO_STATE, UserState
 

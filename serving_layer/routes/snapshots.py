@@ -18,7 +18,7 @@ from lambdarec.store import (
 from lambdarec.store.base import SnapshotInfo, require_activatable
 from serving_layer.deps import AdminKey, ServiceDep
 from serving_layer.errors import problem_responses
-from serving_layer.schemas.snapshots import Activation, SnapshotList, SnapshotSummary
+from serving_layer.schemas import Activation, SnapshotList, SnapshotSummary
 from serving_layer.store_gate import StoreUnavailable
 
 

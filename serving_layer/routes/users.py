@@ -12,7 +12,7 @@ from lambdarec.settings import ServingSettings
 from lambdarec.store import StoreError
 from serving_layer.deps import AdminKey, ServiceDep, id_path
 from serving_layer.errors import problem_responses
-from serving_layer.schemas.users import Erasure
+from serving_layer.schemas import Erasure
 from serving_layer.store_gate import StoreUnavailable
 
 
