@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from lambdarec.model.foldin import confidence, fold_in_many
+from lambdarec.model.rows import FreshUser, UserRow
 from lambdarec.model.snapshot import SnapshotModel
-from lambdarec.store.base import FreshUser, UserRow
 
 FreshEvent = tuple[str, float, float]
 

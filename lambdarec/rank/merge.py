@@ -27,12 +27,12 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from lambdarec.model.freshstate import uncovered
+from lambdarec.model.rows import FreshUser, UserRow
 from lambdarec.model.snapshot import SnapshotModel
 from lambdarec.rank.defects import count_nonfinite, finite_or_zero
 from lambdarec.rank.mmr import mmr_order
 from lambdarec.rank.trending import TrendingScores
 from lambdarec.settings import ServingSettings
-from lambdarec.store.base import FreshUser, UserRow
 
 SOURCES = ("batch", "speed", "session", "trending", "popular")
 _NEIGHBOURS_PER_SEED = 20

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lambdarec.model.rows import TrendingItem
 from lambdarec.model.snapshot import SnapshotModel
 from lambdarec.rank.defects import FLOAT32_MAX, count_nonfinite, finite_or_zero
-from lambdarec.store.base import TrendingItem
 
 
 def decayed(count: float, from_s: float, to_s: float, half_life_s: float) -> float:

@@ -31,10 +31,13 @@ from cassandra.query import BatchStatement, PreparedStatement, tuple_factory
 
 from lambdarec.logs import get_logger
 from lambdarec.masking import mask_url
+from lambdarec.model.rows import FreshUser, ItemRow, LogPosition, TrendingItem, UserRow
 from lambdarec.settings import StoreSettings
-from lambdarec.store import base, codec
 from lambdarec.store import cassandra_schema as schema
-from lambdarec.store.base import FreshUser, ItemRow, OnlineStore, SnapshotInfo, TrendingItem, UserRow
+from lambdarec.store import codec, lifecycle, versions
+from lambdarec.store.errors import SnapshotNotFoundError, StoreError, StoreUnavailableError
+from lambdarec.store.port import OnlineStore
+from lambdarec.store.snapshot_info import SnapshotInfo, stored_info
 
 log = get_logger(__name__)
 
@@ -114,7 +117,7 @@ class CassandraStore(OnlineStore):
         try:
             with self._guard("connect"):
                 self._session = self._cluster.connect()
-        except base.StoreUnavailableError as exc:
+        except StoreUnavailableError as exc:
             self._cluster.shutdown()
             # A datacenter the cluster lacks leaves the driver no host to try (a list, not a dict of host errors):
             # say so, rather than "unreachable". Only then is the cluster asked again, without a datacenter.
@@ -126,7 +129,7 @@ class CassandraStore(OnlineStore):
         """The cluster's datacenters, as its nodes report them (``store init`` names them)."""
         self._prepared: dict[str, PreparedStatement] = {}
         self._lock = threading.Lock()
-        self._current = base.CurrentPointer(self._read_pointer, settings.current_cache_s)
+        self._current = versions.CurrentPointer(self._read_pointer, settings.current_cache_s)
         log.debug("store.opened", backend="cassandra", hosts=self.url.where, keyspace=self._ks, namespace=self._ns)
 
     # ---- plumbing ---------------------------------------------------------------------------------------------
@@ -139,15 +142,15 @@ class CassandraStore(OnlineStore):
         except NoHostAvailable as exc:
             errors = exc.errors if isinstance(exc.errors, dict) else {}  # a list when no host was even tried
             tried = "; ".join(f"{host}: {err}" for host, err in errors.items()) or self.url.where
-            raise base.StoreUnavailableError(f"Cassandra did not answer ({what}); tried {tried}") from exc
+            raise StoreUnavailableError(f"Cassandra did not answer ({what}); tried {tried}") from exc
         except (OperationTimedOut, RequestExecutionException) as exc:
-            raise base.StoreUnavailableError(f"Cassandra at {self.url.where} did not answer ({what}): {exc}") from exc
+            raise StoreUnavailableError(f"Cassandra at {self.url.where} did not answer ({what}): {exc}") from exc
         except InvalidRequest as exc:
             missing = any(word in str(exc) for word in ("does not exist", "unconfigured table"))
             hint = f"; create it with `lambdarec store init --store {mask_url(self.settings.url)}`" if missing else ""
-            raise base.StoreError(f"Cassandra keyspace {self._ks} refused {what}: {exc}{hint}") from exc
+            raise StoreError(f"Cassandra keyspace {self._ks} refused {what}: {exc}{hint}") from exc
         except DriverException as exc:
-            raise base.StoreError(f"Cassandra at {self.url.where} failed ({what}): {exc}") from exc
+            raise StoreError(f"Cassandra at {self.url.where} failed ({what}): {exc}") from exc
 
     def _stmt(self, cql: str) -> PreparedStatement:
         stmt = self._prepared.get(cql)
@@ -190,13 +193,13 @@ class CassandraStore(OnlineStore):
             schema.create(self._session, self._ks, self.settings)
 
     def begin_snapshot(self, meta: Mapping[str, Any]) -> str:
-        version, text = base.new_version(), base.meta_json(meta, "meta")
+        version, text = versions.new_version(), lifecycle.meta_json(meta, "meta")
         self._run(schema.INSERT_SNAPSHOT, (self._ns, version, datetime.now(UTC), text), WRITE)
         log.info("snapshot.begun", version=version, backend="cassandra")
         return version
 
     def write_array(self, version: str, name: str, array: np.ndarray) -> None:
-        base.require_writing(version, self._state(version))
+        lifecycle.require_writing(version, self._state(version))
         data = codec.array_to_bytes(np.asarray(array))
         pieces = codec.chunk(data)
         self._write_many(schema.INSERT_CHUNK, ((version, name, i, p, self._snap_ttl) for i, p in enumerate(pieces)))
@@ -215,7 +218,7 @@ class CassandraStore(OnlineStore):
         return self._write_part(version, "items", part, schema.INSERT_ITEM, encoded)
 
     def _write_part(self, version: str, kind: str, part: str | None, cql: str, params: Iterable[Any]) -> int:
-        base.require_writing(version, self._state(version))
+        lifecycle.require_writing(version, self._state(version))
         written = self._write_many(cql, params)
         # The tally lands after its rows; a retried part rewrites the same tally row instead of adding one.
         self._run(schema.INSERT_PART, (version, kind, part or uuid.uuid4().hex, written, self._snap_ttl), WRITE)
@@ -231,11 +234,11 @@ class CassandraStore(OnlineStore):
             for kind, expected in (("users", expected_users), ("items", expected_items))
             if counts[kind] != expected
         ]
-        return problems + base.array_problems(self, version)
+        return problems + lifecycle.array_problems(self, version)
 
     def publish(self, version: str, manifest: Mapping[str, Any]) -> None:
-        text = base.meta_json(manifest, "manifest")
-        users, items = base.check_publishable(self, version, manifest)
+        text = lifecycle.meta_json(manifest, "manifest")
+        users, items = lifecycle.check_publishable(self, version, manifest)
         flip = BatchStatement()  # logged: the state change and the pointer land together or not at all
         flip.add(self._stmt(schema.MARK_PUBLISHED), (datetime.now(UTC), text, self._ns, version))
         flip.add(self._stmt(schema.SET_POINTER), (self._ns, version))
@@ -246,26 +249,26 @@ class CassandraStore(OnlineStore):
 
     def list_snapshots(self) -> list[SnapshotInfo]:
         current = self.current_version(max_age_s=0)
-        infos = [base.stored_info(row, current) for row in self._run(schema.SELECT_SNAPSHOTS, (self._ns,), WRITE)]
+        infos = [stored_info(row, current) for row in self._run(schema.SELECT_SNAPSHOTS, (self._ns,), WRITE)]
         return sorted(infos, key=lambda s: (s.created_at, s.version), reverse=True)
 
     def get_snapshot(self, version: str) -> SnapshotInfo:
         row = self._run(schema.SELECT_SNAPSHOT, (self._ns, version), WRITE).one()
         if row is None:
-            raise base.SnapshotNotFoundError(f"no snapshot has version {version!r} in namespace {self._ns!r}")
-        return base.stored_info(row, self.current_version(max_age_s=0))
+            raise SnapshotNotFoundError(f"no snapshot has version {version!r} in namespace {self._ns!r}")
+        return stored_info(row, self.current_version(max_age_s=0))
 
     def activate(self, version: str) -> None:
         info = self.get_snapshot(version)
         expired = datetime.now(UTC) - info.created_at > timedelta(seconds=self.settings.snapshot_ttl_s)
-        base.check_activatable(self, info, expired=expired)
+        lifecycle.check_activatable(self, info, expired=expired)
         self._run(schema.SET_POINTER, (self._ns, version), WRITE)
         self._current.set(version)
         log.info("snapshot.activated", version=version, backend="cassandra")
 
     def prune(self, keep: int) -> list[str]:
         # Rows of retired versions expire by the tables' TTL: no deletes, no tombstones to read past.
-        plan = base.prune_plan(self.list_snapshots(), keep, datetime.now(UTC), self.settings.abandon_after_s)
+        plan = lifecycle.prune_plan(self.list_snapshots(), keep, datetime.now(UTC), self.settings.abandon_after_s)
         self._write_many(schema.SET_STATE, (("retired", self._ns, v) for v in plan))
         log.info("snapshots.pruned", retired=plan, keep=keep, backend="cassandra")
         return plan
@@ -311,17 +314,17 @@ class CassandraStore(OnlineStore):
     # ---- fresh state ----------------------------------------------------------------------------------------
 
     def write_fresh_users(self, states: Iterable[FreshUser]) -> int:
-        params = ((self._ns, s.user_id, base.encode_fresh(s), self._fresh_ttl) for s in states)
+        params = ((self._ns, s.user_id, codec.encode_fresh(s), self._fresh_ttl) for s in states)
         return self._write_many(schema.UPSERT_FRESH_USER, params)
 
     def read_fresh_users(self, user_ids: Iterable[str]) -> dict[str, FreshUser]:
         params = [(self._ns, uid) for uid in dict.fromkeys(user_ids)]
         results = self._many(schema.SELECT_FRESH_USER, params, EXEC_PROFILE_DEFAULT)
-        return base.decode_fresh_users((uid, data) for rs in results for uid, data in rs)
+        return codec.decode_fresh_users((uid, data) for rs in results for uid, data in rs)
 
     def write_trending(self, items: Iterable[TrendingItem]) -> int:
         ttl, bucket = self._fresh_ttl, schema.trending_bucket
-        params = ((self._ns, bucket(t.key), t.key, base.encode_fresh(t), ttl) for t in items)
+        params = ((self._ns, bucket(t.key), t.key, codec.encode_fresh(t), ttl) for t in items)
         return self._write_many(schema.UPSERT_TRENDING, params)
 
     def read_trending(self, item_ids: Iterable[str] | None = None) -> dict[str, TrendingItem]:
@@ -331,11 +334,11 @@ class CassandraStore(OnlineStore):
         else:
             params = [(self._ns, schema.trending_bucket(i), i) for i in dict.fromkeys(item_ids)]
             results = self._many(schema.SELECT_TRENDING, params, EXEC_PROFILE_DEFAULT)
-        return {item_id: base.decode_trending(data) for rs in results for item_id, data in rs}
+        return {item_id: codec.decode_trending(data) for rs in results for item_id, data in rs}
 
     # ---- event ids ------------------------------------------------------------------------------------------
 
-    def claim_event_ids(self, claims: Mapping[str, base.LogPosition], ttl_s: float) -> dict[str, base.LogPosition]:
+    def claim_event_ids(self, claims: Mapping[str, LogPosition], ttl_s: float) -> dict[str, LogPosition]:
         # One lightweight transaction per id (Paxos on its own partition), run concurrently: consumers racing on
         # an id agree on one owner, and a record claiming again after a crash finds its own position.
         ttl = max(1, math.ceil(ttl_s))
@@ -350,7 +353,7 @@ class CassandraStore(OnlineStore):
                 owners[eid] = (row["part"], row["pos"])
         return owners
 
-    def release_event_ids(self, claims: Mapping[str, base.LogPosition]) -> None:
+    def release_event_ids(self, claims: Mapping[str, LogPosition]) -> None:
         params = [(self._ns, eid, p, o) for eid, (p, o) in claims.items()]
         for _ in self._many(schema.RELEASE_EVENT_ID, params):
             pass

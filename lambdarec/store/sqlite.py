@@ -27,9 +27,12 @@ import numpy as np
 
 from lambdarec.logs import get_logger
 from lambdarec.masking import mask_url
+from lambdarec.model.rows import FreshUser, ItemRow, LogPosition, TrendingItem, UserRow
 from lambdarec.settings import StoreSettings
-from lambdarec.store import base, codec
-from lambdarec.store.base import FreshUser, ItemRow, OnlineStore, SnapshotInfo, TrendingItem, UserRow
+from lambdarec.store import codec, lifecycle, versions
+from lambdarec.store.errors import SnapshotNotFoundError, StoreUnavailableError
+from lambdarec.store.port import OnlineStore
+from lambdarec.store.snapshot_info import SnapshotInfo, stored_info
 
 log = get_logger(__name__)
 
@@ -115,14 +118,14 @@ class SQLiteStore(OnlineStore):
         self._closed = False
         self._generation = 0  # bumped when the files are replaced under the store: every thread reconnects
         self._identity: dict[str, tuple[int, int] | None] = {}  # file -> (device, inode) the connections opened
-        self._current = base.CurrentPointer(self._read_pointer, settings.current_cache_s)
+        self._current = versions.CurrentPointer(self._read_pointer, settings.current_cache_s)
         self._creating = True
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             self._db("snapshots").executescript(SNAPSHOT_SCHEMA)
             self._db("fresh").executescript(FRESH_SCHEMA)
         except (OSError, sqlite3.Error) as exc:
-            raise base.StoreUnavailableError(f"cannot open the SQLite store in {self.path.resolve()}: {exc}") from exc
+            raise StoreUnavailableError(f"cannot open the SQLite store in {self.path.resolve()}: {exc}") from exc
         finally:
             self._creating = False
         log.debug("store.opened", backend="sqlite", path=str(self.path), namespace=self._ns)
@@ -131,7 +134,7 @@ class SQLiteStore(OnlineStore):
 
     def _db(self, which: str) -> sqlite3.Connection:
         if self._closed:
-            raise base.StoreUnavailableError(f"the SQLite store in {self.path.resolve()} was closed")
+            raise StoreUnavailableError(f"the SQLite store in {self.path.resolve()} was closed")
         held = getattr(self._local, which, None)
         if held is not None and held[0] == self._generation:
             return held[1]
@@ -163,7 +166,7 @@ class SQLiteStore(OnlineStore):
             path = self.path / name
             now = _identity(path)
             if now is None:
-                raise base.StoreUnavailableError(
+                raise StoreUnavailableError(
                     f"{name} was deleted from {self.path.resolve()} while the store had it open; restore the "
                     "store's files (the store reopens them by itself)"
                 )
@@ -194,11 +197,11 @@ class SQLiteStore(OnlineStore):
     # ---- snapshot lifecycle -----------------------------------------------------------------------------------
 
     def begin_snapshot(self, meta: Mapping[str, Any]) -> str:
-        version = base.new_version()
+        version = versions.new_version()
         with self._write() as conn:
             conn.execute(
                 "INSERT INTO snapshots (version, ns, state, created_at, meta) VALUES (?, ?, 'writing', ?, ?)",
-                (version, self._ns, time.time(), base.meta_json(meta, "meta")),
+                (version, self._ns, time.time(), lifecycle.meta_json(meta, "meta")),
             )
         log.info("snapshot.begun", version=version, backend="sqlite")
         return version
@@ -207,7 +210,7 @@ class SQLiteStore(OnlineStore):
         data = codec.array_to_bytes(np.asarray(array))
         pieces = codec.chunk(data)
         with self._write() as conn:
-            base.require_writing(version, self._state(conn, version))
+            lifecycle.require_writing(version, self._state(conn, version))
             conn.execute("DELETE FROM array_chunks WHERE version = ? AND name = ?", (version, name))
             chunks = ((version, name, i, piece) for i, piece in enumerate(pieces))
             conn.executemany("INSERT INTO array_chunks VALUES (?, ?, ?, ?)", chunks)
@@ -225,7 +228,7 @@ class SQLiteStore(OnlineStore):
 
     def _write_rows(self, version: str, sql: str, encoded: Iterator[tuple[Any, ...]]) -> int:
         with self._write() as conn:
-            base.require_writing(version, self._state(conn, version))
+            lifecycle.require_writing(version, self._state(conn, version))
             before = conn.total_changes
             conn.executemany(sql, encoded)
             return conn.total_changes - before
@@ -238,13 +241,13 @@ class SQLiteStore(OnlineStore):
             (stored,) = conn.execute(f"SELECT COUNT(*) FROM {table} WHERE version = ?", (version,)).fetchone()  # noqa: S608
             if stored != expected:
                 problems.append(f"{table[:-1]} rows: {stored} stored, the manifest expects {expected}")
-        return problems + base.array_problems(self, version)
+        return problems + lifecycle.array_problems(self, version)
 
     def publish(self, version: str, manifest: Mapping[str, Any]) -> None:
-        manifest_text = base.meta_json(manifest, "manifest")
-        users, items = base.check_publishable(self, version, manifest)
+        manifest_text = lifecycle.meta_json(manifest, "manifest")
+        users, items = lifecycle.check_publishable(self, version, manifest)
         with self._write() as conn:
-            base.require_writing(version, self._state(conn, version))
+            lifecycle.require_writing(version, self._state(conn, version))
             conn.execute(
                 "UPDATE snapshots SET state = 'published', published_at = ?, manifest = ? WHERE version = ?",
                 (time.time(), manifest_text, version),
@@ -256,25 +259,25 @@ class SQLiteStore(OnlineStore):
     def list_snapshots(self) -> list[SnapshotInfo]:
         rows = self._db("snapshots").execute(_INFO + " ORDER BY created_at DESC, version DESC", (self._ns,))
         current = self.current_version(max_age_s=0)
-        return [base.stored_info(row, current) for row in rows.fetchall()]
+        return [stored_info(row, current) for row in rows.fetchall()]
 
     def get_snapshot(self, version: str) -> SnapshotInfo:
         row = self._db("snapshots").execute(_INFO + " AND version = ?", (self._ns, version)).fetchone()
         if row is None:
-            raise base.SnapshotNotFoundError(f"no snapshot has version {version!r} in namespace {self._ns!r}")
-        return base.stored_info(row, self.current_version(max_age_s=0))
+            raise SnapshotNotFoundError(f"no snapshot has version {version!r} in namespace {self._ns!r}")
+        return stored_info(row, self.current_version(max_age_s=0))
 
     def activate(self, version: str) -> None:
-        base.check_activatable(self, self.get_snapshot(version))
+        lifecycle.check_activatable(self, self.get_snapshot(version))
         with self._write() as conn:
             if self._state(conn, version) != "published":  # pruned meanwhile
-                base.require_activatable(self.get_snapshot(version))
+                lifecycle.require_activatable(self.get_snapshot(version))
             conn.execute("INSERT OR REPLACE INTO pointer (ns, version) VALUES (?, ?)", (self._ns, version))
         self._current.set(version)
         log.info("snapshot.activated", version=version, backend="sqlite")
 
     def prune(self, keep: int) -> list[str]:
-        plan = base.prune_plan(self.list_snapshots(), keep, datetime.now(UTC), self.settings.abandon_after_s)
+        plan = lifecycle.prune_plan(self.list_snapshots(), keep, datetime.now(UTC), self.settings.abandon_after_s)
         for version in plan:
             with self._write() as conn:
                 if conn.execute("SELECT 1 FROM pointer WHERE version = ?", (version,)).fetchone():
@@ -341,16 +344,16 @@ class SQLiteStore(OnlineStore):
     # ---- fresh state ----------------------------------------------------------------------------------------
 
     def write_fresh_users(self, states: Iterable[FreshUser]) -> int:
-        return self._write_fresh("fresh_users", ((s.user_id, base.encode_fresh(s)) for s in states))
+        return self._write_fresh("fresh_users", ((s.user_id, codec.encode_fresh(s)) for s in states))
 
     def read_fresh_users(self, user_ids: Iterable[str]) -> dict[str, FreshUser]:
-        return base.decode_fresh_users(self._read_fresh("fresh_users", "user_id", user_ids))
+        return codec.decode_fresh_users(self._read_fresh("fresh_users", "user_id", user_ids))
 
     def write_trending(self, items: Iterable[TrendingItem]) -> int:
-        return self._write_fresh("trending", ((t.key, base.encode_fresh(t)) for t in items))
+        return self._write_fresh("trending", ((t.key, codec.encode_fresh(t)) for t in items))
 
     def read_trending(self, item_ids: Iterable[str] | None = None) -> dict[str, TrendingItem]:
-        return {k: base.decode_trending(v) for k, v in self._read_fresh("trending", "item_id", item_ids)}
+        return {k: codec.decode_trending(v) for k, v in self._read_fresh("trending", "item_id", item_ids)}
 
     def _write_fresh(self, table: str, pairs: Iterable[tuple[str, bytes]]) -> int:
         expires = time.time() + self.settings.fresh_ttl_s
@@ -374,7 +377,7 @@ class SQLiteStore(OnlineStore):
 
     # ---- event ids ------------------------------------------------------------------------------------------
 
-    def claim_event_ids(self, claims: Mapping[str, base.LogPosition], ttl_s: float) -> dict[str, base.LogPosition]:
+    def claim_event_ids(self, claims: Mapping[str, LogPosition], ttl_s: float) -> dict[str, LogPosition]:
         if not claims:
             return {}
         now = time.time()
@@ -388,7 +391,7 @@ class SQLiteStore(OnlineStore):
                 self._event_ids_swept = now
         return owners
 
-    def release_event_ids(self, claims: Mapping[str, base.LogPosition]) -> None:
+    def release_event_ids(self, claims: Mapping[str, LogPosition]) -> None:
         if claims:
             with self._write("fresh") as conn:
                 conn.executemany(RELEASE_EVENT_ID, ((self._ns, eid, p, o) for eid, (p, o) in claims.items()))
@@ -426,7 +429,7 @@ class SQLiteStore(OnlineStore):
             self._db("snapshots").execute("SELECT COUNT(*) FROM pointer").fetchone()
             self._db("fresh").execute("SELECT 1").fetchone()
         except sqlite3.Error as exc:
-            raise base.StoreUnavailableError(f"SQLite store in {self.path.resolve()} does not answer: {exc}") from exc
+            raise StoreUnavailableError(f"SQLite store in {self.path.resolve()} does not answer: {exc}") from exc
 
     def close(self) -> None:
         """Close the connections of this thread and of threads that have ended; drop the others.
