@@ -94,12 +94,13 @@ def _compare(backend: str, ours: Callable[[], None], reference: Callable[[], Non
 
 
 def run_sqlite(rows: list[UserRow], repeats: int, scale: Scale) -> Iterator[Result]:
-    from lambdarec.store.sqlite import _PRAGMAS, SNAPSHOT_SCHEMA, SQLiteStore
+    from lambdarec.store.sqlite import SQLiteStore
+    from lambdarec.store.sqlite_schema import PRAGMAS, SNAPSHOT_SCHEMA
 
     with tempfile.TemporaryDirectory(prefix="lambdarec-bench-") as tmp:
         store = SQLiteStore(StoreSettings(url=f"sqlite:///{Path(tmp).resolve()}/ours"))
         bare = sqlite3.connect(Path(tmp) / "reference.sqlite", isolation_level=None)
-        bare.executescript(_PRAGMAS + SNAPSHOT_SCHEMA)  # the same file settings and table as the store's
+        bare.executescript(PRAGMAS + SNAPSHOT_SCHEMA)  # the same file settings and table as the store's
 
         def reference() -> None:
             bare.execute("BEGIN")

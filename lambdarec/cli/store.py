@@ -18,6 +18,7 @@ from lambdarec.cli.common import EXIT_BAD_INPUT, ConfigOption, JsonOption, load_
 from lambdarec.logs import configure_logging
 from lambdarec.settings import Settings, mask_url
 from lambdarec.store import OnlineStore, SnapshotNotFoundError, SnapshotStateError, StoreError, open_store
+from lambdarec.store.sqlite_schema import missing_files
 
 EXIT_STORE_FAILED = 1
 
@@ -106,14 +107,11 @@ def ping(config: ConfigOption = None, store: StoreOption = None, as_json: JsonOp
     settings = load_settings(config, {"store": {"url": store}} if store else None)
     url = mask_url(settings.store.url)
     with store_errors():
-        if urlsplit(settings.store.url).scheme == "sqlite":
-            from lambdarec.store.sqlite import missing_files
-
-            if missing := missing_files(settings.store.url):
-                raise StoreError(
-                    f"no SQLite store at {url}: {', '.join(str(p) for p in missing)} missing; "
-                    f"`lambdarec store init --store {settings.store.url}` creates it"
-                )
+        if urlsplit(settings.store.url).scheme == "sqlite" and (missing := missing_files(settings.store.url)):
+            raise StoreError(
+                f"no SQLite store at {url}: {', '.join(str(p) for p in missing)} missing; "
+                f"`lambdarec store init --store {settings.store.url}` creates it"
+            )
         opened = open_store(settings)
         with opened:
             opened.ping()

@@ -12,7 +12,8 @@ import pytest
 
 from lambdarec.settings import StoreSettings
 from lambdarec.store import FreshUser, OnlineStore, StoreUnavailableError, TrendingItem, open_store
-from lambdarec.store.sqlite import SQLiteStore, store_dir
+from lambdarec.store.sqlite import SQLiteStore
+from lambdarec.store.sqlite_schema import store_dir
 from tests.integration.store.contract import StoreContract
 
 
