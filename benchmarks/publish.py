@@ -153,7 +153,7 @@ def run_cassandra(rows: list[UserRow], repeats: int, scale: Scale) -> Iterator[R
 
         yield _compare("cassandra", _ours(store, rows), reference, len(rows), repeats, scale, settle)
     finally:
-        store._session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=120)
+        store.drop_schema()
         store.close()
         cluster.shutdown()
 

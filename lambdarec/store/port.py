@@ -267,6 +267,11 @@ class OnlineStore(Coordination):
         return None  # nothing to create unless the backend says otherwise
 
     @abc.abstractmethod
+    def drop_schema(self) -> None:
+        """Delete what ``init_schema`` created, every namespace in it included: the Cassandra keyspace, or the
+        SQLite store's files (closing the store). Irreversible: for throwaway stores (tests, benchmarks)."""
+
+    @abc.abstractmethod
     def ping(self) -> None:
         """Raise ``StoreUnavailableError`` unless the backend answers, reading what serving needs: the current
         pointer in this store's keyspace (or files) and namespace. A store without its schema raises

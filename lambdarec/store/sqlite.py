@@ -27,7 +27,7 @@ from lambdarec.store.port import OnlineStore
 from lambdarec.store.snapshot_info import SnapshotInfo, stored_info
 from lambdarec.store.sqlite_files import Connections, select_in
 from lambdarec.store.sqlite_fresh import FreshTables
-from lambdarec.store.sqlite_schema import store_dir
+from lambdarec.store.sqlite_schema import FRESH_FILE, SNAPSHOTS_FILE, store_dir
 
 log = get_logger(__name__)
 
@@ -240,6 +240,13 @@ class SQLiteStore(OnlineStore):
             self._db("fresh").execute("SELECT 1").fetchone()
         except sqlite3.Error as exc:
             raise StoreUnavailableError(f"SQLite store in {self.path.resolve()} does not answer: {exc}") from exc
+
+    def drop_schema(self) -> None:
+        self.close()
+        for name in (SNAPSHOTS_FILE, FRESH_FILE):
+            for suffix in ("", "-wal", "-shm"):
+                (self.path / f"{name}{suffix}").unlink(missing_ok=True)
+        log.info("store.dropped", backend="sqlite", path=str(self.path))
 
     def close(self) -> None:
         """Release this thread's connections and those of ended threads (see ``Connections.close``); every call

@@ -186,7 +186,7 @@ def test_store_init_creates_a_cassandra_keyspace(cassandra_endpoint: tuple[str, 
             publish(store)
     finally:
         with open_store(StoreSettings(url=url)) as store:
-            store._session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=120)  # type: ignore[attr-defined]
+            store.drop_schema()
 
 
 @pytest.mark.integration
@@ -243,7 +243,7 @@ def test_store_init_without_a_datacenter_warns_naming_the_one_to_add(cassandra_e
         assert "datacenter" not in with_dc.stderr
     finally:
         with open_store(StoreSettings(url=url)) as store:
-            store._session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=120)  # type: ignore[attr-defined]
+            store.drop_schema()
 
 
 @pytest.mark.integration
