@@ -48,6 +48,7 @@ def open_store(settings: Settings | StoreSettings) -> OnlineStore:
     """Open the backend that ``store.url`` names (``sqlite://`` or ``cassandra://``)."""
     cfg = settings.store if isinstance(settings, Settings) else settings
     scheme = urlsplit(cfg.url).scheme
+    # A backend is imported when its scheme is used: an embedded deployment never loads cassandra-driver (heavy).
     if scheme == "sqlite":
         from lambdarec.store.sqlite import SQLiteStore
 
