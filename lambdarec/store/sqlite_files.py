@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 from lambdarec.logs import get_logger
 from lambdarec.settings import StoreSettings
+from lambdarec.sqlite_txn import write_txn
 from lambdarec.store.errors import StoreUnavailableError
 from lambdarec.store.sqlite_schema import FRESH_FILE, FRESH_SCHEMA, PRAGMAS, SNAPSHOT_SCHEMA, SNAPSHOTS_FILE
 
@@ -133,17 +134,9 @@ class Connections:
                 self._identity.clear()
             log.warning("store.files_replaced", path=str(self.path), file=replaced, effect="connections reopened")
 
-    @contextlib.contextmanager
-    def write(self, which: Which = "snapshots") -> Iterator[sqlite3.Connection]:
-        """One write transaction, taken up front so two writers never deadlock on an upgrade."""
-        conn = self.db(which)
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+    def write(self, which: Which = "snapshots") -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """One write transaction on this thread's connection to ``which``, taken up front (``write_txn``)."""
+        return write_txn(self.db(which))
 
     def close(self) -> None:
         """Close the connections of this thread and of threads that have ended; drop the others.

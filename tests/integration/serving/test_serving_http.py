@@ -33,36 +33,37 @@ INGEST_KEY, ADMIN_KEY = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
 
 
 @pytest.fixture(scope="module")
+def serving_keyspace(cassandra_endpoint: tuple[str, int]) -> Iterator[str]:
+    with throwaway_keyspace(cassandra_endpoint, "lambdarec_serve") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
 def real(
-    cassandra_endpoint, kafka_endpoint, tmp_path_factory: pytest.TempPathFactory
+    serving_keyspace: str, kafka_endpoint, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Settings, Path]]:
     """Settings on a throwaway keyspace and topic with one published snapshot, and the interaction log."""
-    (chost, cport), (khost, kport) = cassandra_endpoint, kafka_endpoint
-    with throwaway_keyspace((chost, cport), "lambdarec_serve") as url:
-        topic = f"serve-{secrets.token_hex(4)}"
-        settings = Settings.load(
-            overrides={
-                "store": {"url": url},
-                "log": {
-                    "url": f"kafka://{khost}:{kport}/{topic}",
-                    "dead_letter": f"{topic}-dlq",
-                    "consumer_group": topic,
-                },
-                "batch": {"top_k": 50, "iterations": 5, "factors": 16, "lock_ttl_s": 5},
-                "serving": {
-                    "ingest_key_hashes": [hash_key(INGEST_KEY)],
-                    "admin_key_hashes": [hash_key(ADMIN_KEY)],
-                    "snapshot_poll_s": 0.5,
-                    "trending_refresh_s": 0.5,
-                    "store_timeout_ms": 2000,
-                },
-            }
-        )
-        log_file = tmp_path_factory.mktemp("serve-real") / "log.parquet"
-        synthesize(SynthSpec(users=300, items=200, events=12_000, seed=9)).events.write_parquet(log_file)
-        with open_store(settings) as store:
-            run_batch(settings, interactions=str(log_file), as_of=AS_OF, force=True, progress=False, store=store)
-        yield settings, log_file
+    khost, kport = kafka_endpoint
+    topic = f"serve-{secrets.token_hex(4)}"
+    settings = Settings.load(
+        overrides={
+            "store": {"url": serving_keyspace},
+            "log": {"url": f"kafka://{khost}:{kport}/{topic}", "dead_letter": f"{topic}-dlq", "consumer_group": topic},
+            "batch": {"top_k": 50, "iterations": 5, "factors": 16, "lock_ttl_s": 5},
+            "serving": {
+                "ingest_key_hashes": [hash_key(INGEST_KEY)],
+                "admin_key_hashes": [hash_key(ADMIN_KEY)],
+                "snapshot_poll_s": 0.5,
+                "trending_refresh_s": 0.5,
+                "store_timeout_ms": 2000,
+            },
+        }
+    )
+    log_file = tmp_path_factory.mktemp("serve-real") / "log.parquet"
+    synthesize(SynthSpec(users=300, items=200, events=12_000, seed=9)).events.write_parquet(log_file)
+    with open_store(settings) as store:
+        run_batch(settings, interactions=str(log_file), as_of=AS_OF, force=True, progress=False, store=store)
+    yield settings, log_file
 
 
 def _free_port() -> int:
