@@ -94,12 +94,13 @@ def _compare(backend: str, ours: Callable[[], None], reference: Callable[[], Non
 
 
 def run_sqlite(rows: list[UserRow], repeats: int, scale: Scale) -> Iterator[Result]:
-    from lambdarec.store.sqlite import _PRAGMAS, SNAPSHOT_SCHEMA, SQLiteStore
+    from lambdarec.store.sqlite import SQLiteStore
+    from lambdarec.store.sqlite_schema import PRAGMAS, SNAPSHOT_SCHEMA
 
     with tempfile.TemporaryDirectory(prefix="lambdarec-bench-") as tmp:
         store = SQLiteStore(StoreSettings(url=f"sqlite:///{Path(tmp).resolve()}/ours"))
         bare = sqlite3.connect(Path(tmp) / "reference.sqlite", isolation_level=None)
-        bare.executescript(_PRAGMAS + SNAPSHOT_SCHEMA)  # the same file settings and table as the store's
+        bare.executescript(PRAGMAS + SNAPSHOT_SCHEMA)  # the same file settings and table as the store's
 
         def reference() -> None:
             bare.execute("BEGIN")
@@ -152,7 +153,7 @@ def run_cassandra(rows: list[UserRow], repeats: int, scale: Scale) -> Iterator[R
 
         yield _compare("cassandra", _ours(store, rows), reference, len(rows), repeats, scale, settle)
     finally:
-        store._session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=120)
+        store.drop_schema()
         store.close()
         cluster.shutdown()
 

@@ -2,7 +2,7 @@
 
 Every event names a new user and a new item, the worst case for anything that remembers ids. Memory must be
 bounded by settings, not by users or events: the ratio (RSS at N/10 over RSS at N) should stay >= 0.9. Embedded
-backends (SQLite log and store), default settings but ``store.sqlite_fresh_mmap_mb = 0``. A separate process
+backends (SQLite log and store) at the default settings (``store.sqlite_fresh_mmap_mb = 0``). A separate process
 appends the events to the log before the consumer starts, so the consumer's heap holds only what the consumer
 allocates (a producer in the same process leaves its own churn in pymalloc's arenas). Before each measure the
 heap's free pages go back to the system (``gc.collect``, glibc ``malloc_trim``), so RSS shows live memory.
@@ -10,7 +10,7 @@ Reported, from ``/proc/self/status``: the whole RSS; its anonymous part (the pro
 ``speed.history_cache_users``, ``speed.poll_max_records`` and SQLite's page caches, whose size
 ``sqlite_heap_mib`` reports); its file-backed part (the libraries' code, and the SQLite store's memory-mapped
 pages, which grow with a file up to ``store.sqlite_mmap_mb`` for the snapshots file and
-``store.sqlite_fresh_mmap_mb`` (0 here) for the fresh-state file, the one that grows with users; the kernel can
+``store.sqlite_fresh_mmap_mb`` (default 0) for the fresh-state file, the one that grows with users; the kernel can
 drop them at any time; a Cassandra store has none).
 """
 
@@ -98,7 +98,7 @@ def run(scale: Scale, args) -> Iterator[Result]:  # type: ignore[no-untyped-def]
     chunk = min(CHUNK, first)
     with tempfile.TemporaryDirectory() as tmp:
         overrides = {
-            "store": {"url": f"sqlite:///{tmp}/store", "sqlite_fresh_mmap_mb": 0},
+            "store": {"url": f"sqlite:///{tmp}/store"},
             "log": {"url": f"sqlite:///{tmp}/events"},
             "batch": {"iterations": 3, "top_k": 20, "factors": 16},
         }

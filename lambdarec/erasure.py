@@ -26,9 +26,9 @@ from dataclasses import asdict, dataclass
 
 from lambdarec.eventlog import EventLog, open_log
 from lambdarec.lake import Lake, open_lake
+from lambdarec.model.rows import FreshUser
 from lambdarec.settings import Settings
 from lambdarec.store import OnlineStore, open_store
-from lambdarec.store.base import FreshUser
 
 
 @dataclass(frozen=True)

@@ -146,10 +146,10 @@ class StoreSettings(_Section):
         "this bound; 0 maps none.",
     )
     sqlite_fresh_mmap_mb: int = Field(
-        1024,
+        0,
         ge=0,
         description="SQLite: the same for the fresh-state file, which grows with every user and item the speed layer "
-        "sees; 0 (no map) keeps the speed consumer's resident memory flat however many users it has seen.",
+        "sees; 0 (no map, the default) keeps the speed consumer's resident memory flat however many users it has seen.",
     )
 
     _scheme = field_validator("url")(lambda v: _check_scheme(v, STORE_SCHEMES, "store"))

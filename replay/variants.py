@@ -30,11 +30,11 @@ from typing import Literal
 
 import numpy as np
 
+from lambdarec.model.rows import UserState
 from lambdarec.model.snapshot import SnapshotModel
 from lambdarec.rank.merge import MergeWeights
 from lambdarec.store import FreshUser, UserRow
 from serving_layer.recommend import RecommendQuery, rank
-from serving_layer.user_cache import UserState
 
 Kind = Literal["popular", "batch", "batch+speed", "lambda"]
 KINDS: tuple[Kind, ...] = ("popular", "batch", "batch+speed", "lambda")

@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 from lambdarec.logs import get_logger
 from lambdarec.model.snapshot import SnapshotModel
-from lambdarec.store.base import OnlineStore
+from lambdarec.store import OnlineStore
 from serving_layer.store_gate import StoreGate, StoreUnavailable
 
 log = get_logger(__name__)

@@ -28,10 +28,10 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from lambdarec.model.rows import FreshUser
 from lambdarec.model.snapshot import SnapshotModel
 from lambdarec.rank.defects import NONFINITE
 from lambdarec.rank.merge import SOURCES
-from lambdarec.store.base import FreshUser
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 FRESHNESS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 21600.0, 86400.0)

@@ -22,14 +22,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lambdarec.model.freshstate import erased_for, rebase
+from lambdarec.model.rows import NO_STATE, UserState
 from lambdarec.model.snapshot import SnapshotModel
 from lambdarec.rank.merge import MergeInput, MergeWeights, Ranked, fresh_vector, merge
 from lambdarec.rank.trending import TrendingScores
-from lambdarec.store.base import OnlineStore
+from lambdarec.store import OnlineStore
 from lambdarec.store.codec import check_user_indices
 from lambdarec.store.errors import CorruptRowError
 from serving_layer.schemas import Recommendations, RecommendedItem
-from serving_layer.user_cache import NO_STATE, UserState
 
 DEGRADED_HEADER = "X-Lambdarec-Degraded"
 STORE_UNAVAILABLE = "store-unavailable"  # the store could not be read: the list comes from memory

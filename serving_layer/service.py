@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException
 from lambdarec.eventlog import EventLog, open_log
 from lambdarec.events import EventRules
 from lambdarec.logs import get_logger
+from lambdarec.model.rows import NO_STATE, UserState
 from lambdarec.model.snapshot import SnapshotModel
 from lambdarec.rank.merge import MergeWeights
 from lambdarec.settings import Settings, mask_url
@@ -29,7 +30,7 @@ from serving_layer.recommend import CORRUPT_ROW, STORE_UNAVAILABLE, read_states
 from serving_layer.store_gate import StoreGate, StoreUnavailable
 from serving_layer.store_health import StoreHealth
 from serving_layer.trending_cache import TrendingCache
-from serving_layer.user_cache import NO_STATE, RecentUsers, UserState
+from serving_layer.user_cache import RecentUsers
 
 log = get_logger(__name__)
 

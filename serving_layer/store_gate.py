@@ -53,11 +53,6 @@ class StoreGate:
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="store")
 
     @property
-    def available(self) -> bool:
-        """False while the store is in degraded mode."""
-        return not self.health.degraded
-
-    @property
     def last_error(self) -> str | None:
         return self.health.last_error
 

@@ -17,9 +17,10 @@ import asyncio
 from collections.abc import Callable
 
 from lambdarec.logs import get_logger
+from lambdarec.model.rows import TrendingItem
 from lambdarec.model.snapshot import SnapshotModel
 from lambdarec.rank.trending import TrendingScores, trending_scores
-from lambdarec.store.base import OnlineStore, TrendingItem
+from lambdarec.store import OnlineStore
 from serving_layer.store_gate import StoreGate, StoreUnavailable
 
 log = get_logger(__name__)

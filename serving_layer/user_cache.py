@@ -1,28 +1,12 @@
-"""The users' last store reads, kept in memory to serve personalised lists while the store is unavailable."""
+"""The users' last store reads (:class:`~lambdarec.model.rows.UserState`), kept in memory to serve personalised
+lists while the store is unavailable."""
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
 
-from lambdarec.store.base import FreshUser, UserRow
-
-
-@dataclass(frozen=True, slots=True)
-class UserState:
-    """What the store holds for one user: the snapshot's precomputed row and the speed layer's fresh state.
-
-    ``corrupt`` says why the user's batch row was left out (it failed its checksum or names items outside the
-    snapshot); the user is then served from the fresh state and the fallbacks, marked degraded.
-    """
-
-    batch_row: UserRow | None = None
-    fresh: FreshUser | None = None
-    corrupt: str | None = None
-
-
-NO_STATE = UserState()
+from lambdarec.model.rows import UserState
 
 
 class RecentUsers:
@@ -33,8 +17,9 @@ class RecentUsers:
     Example
     -------
     >>> cache = RecentUsers(2)
-    >>> cache.put("v1", "u1", NO_STATE)
-    >>> cache.get("v1", "u1") is NO_STATE, cache.get("v2", "u1")
+    >>> state = UserState()
+    >>> cache.put("v1", "u1", state)
+    >>> cache.get("v1", "u1") is state, cache.get("v2", "u1")
     (True, None)
     """
 

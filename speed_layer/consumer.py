@@ -29,10 +29,10 @@ from lambdarec.eventlog.base import CommitFailedError, EventLogError, Record, ne
 from lambdarec.events import BadEvent, Event, EventRules
 from lambdarec.logs import get_logger
 from lambdarec.model.freshstate import solve_many
+from lambdarec.model.rows import FreshUser, TrendingItem, UserRow, trending_key
 from lambdarec.model.snapshot import SnapshotModel
 from lambdarec.settings import Settings
 from lambdarec.store import CorruptRowError, OnlineStore, StoreError, open_store
-from lambdarec.store.base import FreshUser, TrendingItem, UserRow, trending_key
 from lambdarec.store.codec import check_user_indices
 from speed_layer import metrics
 from speed_layer.health import SpeedHealth

@@ -19,11 +19,11 @@ from collections.abc import Sequence
 
 from lambdarec.events import Event
 from lambdarec.model.freshstate import positions_of, solve
+from lambdarec.model.rows import FreshUser, TrendingItem, UserRow
 from lambdarec.model.snapshot import SnapshotModel
 from lambdarec.rank.defects import FLOAT32_MAX, count_nonfinite
 from lambdarec.rank.trending import decayed
 from lambdarec.settings import SpeedSettings
-from lambdarec.store.base import FreshUser, TrendingItem, UserRow
 
 Position = tuple[int, int]  # (partition, offset)
 

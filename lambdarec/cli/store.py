@@ -1,4 +1,4 @@
-"""``lambdarec store``: create the store's schema, check that it answers. Also the ``--store`` option and the
+"""``lambdarec store``: create the store's schema, check that it answers, drop it. Also the ``--store`` option and the
 error handling that ``lambdarec snapshots`` shares."""
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from lambdarec.cli.common import EXIT_BAD_INPUT, ConfigOption, JsonOption, load_
 from lambdarec.logs import configure_logging
 from lambdarec.settings import Settings, mask_url
 from lambdarec.store import OnlineStore, SnapshotNotFoundError, SnapshotStateError, StoreError, open_store
+from lambdarec.store.sqlite_schema import missing_files
 
 EXIT_STORE_FAILED = 1
 
@@ -30,7 +31,9 @@ StoreOption = Annotated[
     ),
 ]
 
-app = typer.Typer(help="Create the store's schema; check that it answers.", no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help="Create the store's schema; check that it answers; drop it.", no_args_is_help=True, add_completion=False
+)
 
 
 @app.callback()
@@ -106,14 +109,11 @@ def ping(config: ConfigOption = None, store: StoreOption = None, as_json: JsonOp
     settings = load_settings(config, {"store": {"url": store}} if store else None)
     url = mask_url(settings.store.url)
     with store_errors():
-        if urlsplit(settings.store.url).scheme == "sqlite":
-            from lambdarec.store.sqlite import missing_files
-
-            if missing := missing_files(settings.store.url):
-                raise StoreError(
-                    f"no SQLite store at {url}: {', '.join(str(p) for p in missing)} missing; "
-                    f"`lambdarec store init --store {settings.store.url}` creates it"
-                )
+        if urlsplit(settings.store.url).scheme == "sqlite" and (missing := missing_files(settings.store.url)):
+            raise StoreError(
+                f"no SQLite store at {url}: {', '.join(str(p) for p in missing)} missing; "
+                f"`lambdarec store init --store {settings.store.url}` creates it"
+            )
         opened = open_store(settings)
         with opened:
             opened.ping()
@@ -123,3 +123,27 @@ def ping(config: ConfigOption = None, store: StoreOption = None, as_json: JsonOp
         return
     published = f"current snapshot {current}" if current else "no snapshot published yet (the batch job publishes one)"
     typer.echo(f"store answers: {url} (namespace {settings.store.namespace}: {published})")
+
+
+@app.command("drop")
+def drop(
+    config: ConfigOption = None,
+    store: StoreOption = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Confirm the deletion; without it nothing is deleted.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Delete what `store init` created: the Cassandra keyspace, or the SQLite store's files, with every snapshot
+    and all fresh state of every namespace in them. Irreversible: for throwaway stores (tests, demos, trials).
+
+    Exit 2 without --yes (nothing deleted), 1 when the store does not answer.
+    """
+    settings = load_settings(config, {"store": {"url": store}} if store else None)
+    url = mask_url(settings.store.url)
+    if not yes:
+        typer.echo(f"error: store drop deletes every snapshot and all fresh state at {url}; add --yes", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT)
+    with store_errors():
+        opened = open_store(settings)
+        with opened:
+            opened.drop_schema()
+    typer.echo(json.dumps({"url": url, "dropped": True}) if as_json else f"store dropped: {url}")

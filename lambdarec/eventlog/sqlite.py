@@ -14,8 +14,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -33,6 +32,7 @@ from lambdarec.events import Event
 from lambdarec.logs import get_logger
 from lambdarec.masking import mask_url
 from lambdarec.settings import LogSettings
+from lambdarec.sqlite_txn import write_txn
 
 DB_FILE = "events.sqlite3"
 
@@ -82,18 +82,6 @@ def sqlite_dir(url: str) -> Path:
 def quote_ident(name: str) -> str:
     """``name`` as a quoted SQLite identifier (the dead-letter table comes from settings)."""
     return '"' + name.replace('"', '""') + '"'
-
-
-@contextmanager
-def write_txn(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """A write transaction taken up front (``BEGIN IMMEDIATE``), so concurrent writers queue, never deadlock."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield conn
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
 
 
 class SQLiteEventLog(EventLog):

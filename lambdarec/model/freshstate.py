@@ -9,12 +9,15 @@ position, whatever its event time, so a late event is counted once, by fresh sta
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from lambdarec.model.foldin import confidence, fold_in_many
-from lambdarec.model.snapshot import SnapshotModel
-from lambdarec.store.base import FreshUser, UserRow
+from lambdarec.model.rows import FreshUser, UserRow
+
+if TYPE_CHECKING:  # the model's loader reads the store; the math only reads a loaded model
+    from lambdarec.model.snapshot import SnapshotModel
 
 FreshEvent = tuple[str, float, float]
 

@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from lambdarec.store import codec
-from lambdarec.store.base import OnlineStore, check_activatable
+from lambdarec.store import OnlineStore, codec
 from lambdarec.store.errors import CorruptRowError, ValidationFailedError
+from lambdarec.store.lifecycle import check_activatable
 
 # Array names inside a snapshot: the contract between the batch writer and every reader.
 ITEM_IDS = "item_ids"  # <U, [n_items]

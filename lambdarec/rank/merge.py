@@ -23,16 +23,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from lambdarec.model.freshstate import uncovered
-from lambdarec.model.snapshot import SnapshotModel
+from lambdarec.model.rows import FreshUser, UserRow
 from lambdarec.rank.defects import count_nonfinite, finite_or_zero
 from lambdarec.rank.mmr import mmr_order
 from lambdarec.rank.trending import TrendingScores
 from lambdarec.settings import ServingSettings
-from lambdarec.store.base import FreshUser, UserRow
+
+if TYPE_CHECKING:  # the model's loader reads the store; the math only reads a loaded model
+    from lambdarec.model.snapshot import SnapshotModel
 
 SOURCES = ("batch", "speed", "session", "trending", "popular")
 _NEIGHBOURS_PER_SEED = 20

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from lambdarec.model.snapshot import SnapshotModel
+from lambdarec.model.rows import TrendingItem
 from lambdarec.rank.defects import FLOAT32_MAX, count_nonfinite, finite_or_zero
-from lambdarec.store.base import TrendingItem
+
+if TYPE_CHECKING:  # the model's loader reads the store; the math only reads a loaded model
+    from lambdarec.model.snapshot import SnapshotModel
 
 
 def decayed(count: float, from_s: float, to_s: float, half_life_s: float) -> float:

@@ -177,6 +177,7 @@ LWT = (TAKE_LOCK, RENEW_LOCK, RELEASE_LOCK, CLAIM_EVENT_ID, RELEASE_EVENT_ID)
 # ---- schema, run by CassandraStore.init_schema -------------------------------------------------------------
 
 CREATE_KEYSPACE = "CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = {replication}"
+DROP_KEYSPACE = "DROP KEYSPACE IF EXISTS {ks}"
 
 # (table, TTL setting or None, CREATE statement). Snapshot tables take `snapshot_ttl_s`, fresh ones `fresh_ttl_s`.
 TABLES: tuple[tuple[str, str | None, str], ...] = (
@@ -233,3 +234,9 @@ def create(session: Any, keyspace: str, settings: StoreSettings) -> None:
             alter = ALTER_TABLE_OPTIONS.format(ks=keyspace, table=table, ttl=want[0], grace=want[1])
             session.execute(alter, timeout=DDL_TIMEOUT_S)
     log.info("store.initialised", backend="cassandra", keyspace=keyspace, replication=replication)
+
+
+def drop(session: Any, keyspace: str) -> None:
+    """Drop the keyspace with every namespace and row in it (``OnlineStore.drop_schema``)."""
+    session.execute(DROP_KEYSPACE.format(ks=keyspace), timeout=DDL_TIMEOUT_S)
+    log.info("store.dropped", backend="cassandra", keyspace=keyspace)

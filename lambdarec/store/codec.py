@@ -1,9 +1,10 @@
-"""Byte encodings of what the store holds: arrays, per-user rows, per-item rows. Never pickle.
+"""Byte encodings of what the store holds: arrays, per-user rows, per-item rows, fresh state. Never pickle.
 
 Arrays travel as ``.npy`` bytes written and read with ``allow_pickle=False`` (dtype, shape and byte order are
 in the header), split into chunks of at most ``CHUNK_BYTES``, with a sha256 per array. Per-user and per-item rows
 are a fixed little-endian header, a crc32 over the row's key, header and arrays, then the raw arrays: an edited,
-truncated or misplaced row fails its checksum instead of being served.
+truncated or misplaced row fails its checksum instead of being served. Fresh state (``FreshUser``,
+``TrendingItem``) is msgpack, so fields may be added with defaults.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ import zlib
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import msgspec
 import numpy as np
 
-from lambdarec.store.base import ItemRow, UserRow
+from lambdarec.model.rows import FreshUser, ItemRow, TrendingItem, UserRow
 from lambdarec.store.errors import CorruptRowError
 
 CHUNK_BYTES = 1 << 20  # 1 MiB: Cassandra is happiest with cells well below its 16 MiB default limit.
@@ -246,3 +248,33 @@ def join_array(version: str, name: str, pieces: list[bytes], chunks: int, sha256
             f"sha256 {found[:12]}... where {sha256[:12]}... was written"
         )
     return array_from_bytes(data)
+
+
+# ---- fresh state (msgpack) ----------------------------------------------------------------------------------
+
+
+def encode_fresh(state: FreshUser | TrendingItem) -> bytes:
+    return msgspec.msgpack.encode(state)
+
+
+def decode_fresh_user(data: bytes) -> FreshUser:
+    return msgspec.msgpack.decode(data, type=FreshUser)
+
+
+def decode_fresh_users(pairs: Iterable[tuple[str, bytes]]) -> dict[str, FreshUser]:
+    """``user_id -> FreshUser`` of stored pairs; rows that do not decode raise one ``CorruptRowError`` naming them
+    (``keys``) and carrying every other row (``rows``), as for snapshot rows."""
+    rows, bad = {}, {}
+    for user_id, data in pairs:
+        try:
+            rows[user_id] = decode_fresh_user(data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            bad[user_id] = f"user {user_id!r}: fresh state does not decode: {exc}"
+    if bad:
+        raise CorruptRowError(f"{len(bad)} corrupt fresh state row(s): " + "; ".join(list(bad.values())[:5]),
+                              keys=list(bad), rows=rows)  # fmt: skip
+    return rows
+
+
+def decode_trending(data: bytes) -> TrendingItem:
+    return msgspec.msgpack.decode(data, type=TrendingItem)

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 
+from lambdarec.model.rows import NO_STATE, UserState
 from lambdarec.model.snapshot import SnapshotModel
 from lambdarec.settings import ServingSettings
 from serving_layer.deps import ModelDep, ServiceDep, id_path, item_list_query, k_query, offset_query
@@ -13,7 +14,6 @@ from serving_layer.errors import problem_responses
 from serving_layer.recommend import CORRUPT_ROW, DEGRADED_HEADER, STORE_UNAVAILABLE, RecommendQuery, recommend
 from serving_layer.schemas import Recommendations, RecommendationsBatch, batch_request_model
 from serving_layer.service import Service
-from serving_layer.user_cache import NO_STATE, UserState
 
 INLINE_LISTS = 4  # more lists than this are ranked in a worker thread, so one big batch never stalls the loop
 

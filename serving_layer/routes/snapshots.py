@@ -11,11 +11,12 @@ from lambdarec.settings import ServingSettings
 from lambdarec.store import (
     BACKEND_FAILURES,
     CorruptRowError,
+    SnapshotInfo,
     SnapshotNotFoundError,
     SnapshotStateError,
     ValidationFailedError,
 )
-from lambdarec.store.base import SnapshotInfo, require_activatable
+from lambdarec.store.lifecycle import require_activatable
 from serving_layer.deps import AdminKey, ServiceDep
 from serving_layer.errors import problem_responses
 from serving_layer.schemas import Activation, SnapshotList, SnapshotSummary

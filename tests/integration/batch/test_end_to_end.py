@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from batch_layer.job import run_batch
 from batch_layer.synth import SynthSpec, synthesize
 from lambdarec.settings import Settings
 from lambdarec.store import open_store
+from tests.cassandra import throwaway_keyspace
 
 
 @pytest.fixture(scope="module")
@@ -60,25 +60,17 @@ def test_one_million_events_into_sqlite(tmp_path: Path, synthetic_1m: Path) -> N
 @pytest.mark.integration
 @pytest.mark.cassandra
 def test_one_million_events_into_cassandra(cassandra_endpoint: tuple[str, int], synthetic_1m: Path) -> None:
-    host, port = cassandra_endpoint
-    keyspace = f"lambdarec_batch_{secrets.token_hex(4)}"
-    settings = Settings.load(
-        overrides={"store": {"url": f"cassandra://{host}:{port}/{keyspace}"}, "batch": {"top_k": 100}}
-    )
-    store = open_store(settings)
-    try:
-        store.init_schema()
-        m = run_batch(
-            settings,
-            interactions=str(synthetic_1m),
-            as_of=datetime(2024, 2, 1, tzinfo=UTC),
-            progress=False,
-            store=store,
-        ).manifest
-        assert m["published"] and m["counts"]["users"] == 20_000
-        assert store.current_version(max_age_s=0) == m["version"]
-        rows = store.read_users(m["version"], ["u1", "u2", "u3"])
-        assert rows and all(len(r.candidates) == 100 for r in rows.values())
-    finally:
-        store._session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=120)
-        store.close()
+    with throwaway_keyspace(cassandra_endpoint, "lambdarec_batch") as url:
+        settings = Settings.load(overrides={"store": {"url": url}, "batch": {"top_k": 100}})
+        with open_store(settings) as store:
+            m = run_batch(
+                settings,
+                interactions=str(synthetic_1m),
+                as_of=datetime(2024, 2, 1, tzinfo=UTC),
+                progress=False,
+                store=store,
+            ).manifest
+            assert m["published"] and m["counts"]["users"] == 20_000
+            assert store.current_version(max_age_s=0) == m["version"]
+            rows = store.read_users(m["version"], ["u1", "u2", "u3"])
+            assert rows and all(len(r.candidates) == 100 for r in rows.values())

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -26,6 +25,7 @@ from batch_layer.train import train
 from lambdarec.model.factors import Factors
 from lambdarec.settings import BatchSettings, Settings
 from lambdarec.store import OnlineStore, open_store
+from tests.cassandra import throwaway_keyspace
 from tests.numeric import assert_same_ranking, assert_scores_close, exact_scores
 
 if importlib.util.find_spec("ray") is None:
@@ -82,14 +82,8 @@ def model(log_file: Path) -> Model:
 
 @pytest.fixture(scope="module")
 def cassandra_url(cassandra_endpoint: tuple[str, int]) -> Iterator[str]:
-    host, port = cassandra_endpoint
-    keyspace = f"lambdarec_ray_{secrets.token_hex(4)}"
-    url = f"cassandra://{host}:{port}/{keyspace}"
-    store = open_store(Settings.load(overrides={"store": {"url": url}}))
-    store.init_schema()
-    yield url
-    store._session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=120)
-    store.close()
+    with throwaway_keyspace(cassandra_endpoint, "lambdarec_ray") as url:
+        yield url
 
 
 def _settings(url: str, namespace: str, **batch: Any) -> Settings:

@@ -9,6 +9,7 @@ snapshot holds their rows.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import socket
 import subprocess
@@ -32,6 +33,7 @@ from lambdarec.settings import Settings
 from lambdarec.store import open_store
 from serving_layer.auth import hash_key
 from speed_layer.consumer import SpeedConsumer
+from tests.cassandra import throwaway_keyspace
 from tests.conftest import S3_BUCKET
 
 INGEST_KEY, ADMIN_KEY = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
@@ -49,7 +51,7 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Setting
             "store_timeout_ms": 2000,
         },
     }
-    drop = None
+    keyspace = contextlib.ExitStack()
     if request.param == "embedded":
         s |= {
             "store": {"url": f"sqlite:///{tmp_path}/store"},
@@ -60,23 +62,15 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Setting
         (chost, cport) = request.getfixturevalue("cassandra_endpoint")
         (khost, kport) = request.getfixturevalue("kafka_endpoint")
         options = request.getfixturevalue("s3_storage_options")
-        keyspace, topic = f"lambdarec_loop_{secrets.token_hex(4)}", f"loop-{secrets.token_hex(4)}"
+        topic = f"loop-{secrets.token_hex(4)}"
         s |= {
-            "store": {"url": f"cassandra://{chost}:{cport}/{keyspace}"},
+            "store": {"url": keyspace.enter_context(throwaway_keyspace((chost, cport), "lambdarec_loop"))},
             "log": {"url": f"kafka://{khost}:{kport}/{topic}", "dead_letter": f"{topic}-dlq", "consumer_group": topic},
             "lake": {"url": f"s3://{S3_BUCKET}/{topic}/lake", "storage_options": options},
             "archive": {"consumer_group": f"{topic}-archive"},
         }
-        drop = keyspace
-    settings = Settings.load(overrides=s)
-    store = open_store(settings)
-    store.init_schema()
-    try:
-        yield settings
-    finally:
-        if drop:
-            store._session.execute(f"DROP KEYSPACE IF EXISTS {drop}", timeout=120)
-        store.close()
+    with keyspace:
+        yield Settings.load(overrides=s)
 
 
 def _toml(settings: Settings) -> str:

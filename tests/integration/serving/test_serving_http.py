@@ -24,6 +24,7 @@ from lambdarec.settings import Settings
 from lambdarec.store import open_store
 from serving_layer.auth import hash_key
 from speed_layer.consumer import SpeedConsumer
+from tests.cassandra import throwaway_keyspace
 
 pytestmark = [pytest.mark.integration, pytest.mark.cassandra, pytest.mark.kafka]
 
@@ -32,15 +33,21 @@ INGEST_KEY, ADMIN_KEY = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
 
 
 @pytest.fixture(scope="module")
+def serving_keyspace(cassandra_endpoint: tuple[str, int]) -> Iterator[str]:
+    with throwaway_keyspace(cassandra_endpoint, "lambdarec_serve") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
 def real(
-    cassandra_endpoint, kafka_endpoint, tmp_path_factory: pytest.TempPathFactory
+    serving_keyspace: str, kafka_endpoint, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Settings, Path]]:
     """Settings on a throwaway keyspace and topic with one published snapshot, and the interaction log."""
-    (chost, cport), (khost, kport) = cassandra_endpoint, kafka_endpoint
-    keyspace, topic = f"lambdarec_serve_{secrets.token_hex(4)}", f"serve-{secrets.token_hex(4)}"
+    khost, kport = kafka_endpoint
+    topic = f"serve-{secrets.token_hex(4)}"
     settings = Settings.load(
         overrides={
-            "store": {"url": f"cassandra://{chost}:{cport}/{keyspace}"},
+            "store": {"url": serving_keyspace},
             "log": {"url": f"kafka://{khost}:{kport}/{topic}", "dead_letter": f"{topic}-dlq", "consumer_group": topic},
             "batch": {"top_k": 50, "iterations": 5, "factors": 16, "lock_ttl_s": 5},
             "serving": {
@@ -54,14 +61,9 @@ def real(
     )
     log_file = tmp_path_factory.mktemp("serve-real") / "log.parquet"
     synthesize(SynthSpec(users=300, items=200, events=12_000, seed=9)).events.write_parquet(log_file)
-    store = open_store(settings)
-    store.init_schema()
-    run_batch(settings, interactions=str(log_file), as_of=AS_OF, force=True, progress=False, store=store)
-    try:
-        yield settings, log_file
-    finally:
-        store._session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=120)
-        store.close()
+    with open_store(settings) as store:
+        run_batch(settings, interactions=str(log_file), as_of=AS_OF, force=True, progress=False, store=store)
+    yield settings, log_file
 
 
 def _free_port() -> int:

@@ -6,6 +6,7 @@ The reference is the same events applied in-process, in log order, with the same
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -32,6 +33,7 @@ from lambdarec.settings import Settings
 from lambdarec.store import open_store
 from speed_layer.consumer import SpeedConsumer
 from speed_layer.state import apply_trending, apply_user_events
+from tests.cassandra import throwaway_keyspace
 
 T0 = datetime(2024, 2, 1, tzinfo=UTC).timestamp()  # the first snapshot's cut-off
 
@@ -51,18 +53,14 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
         return Settings.load(overrides=s)
     chost, cport = request.getfixturevalue("cassandra_endpoint")
     khost, kport = request.getfixturevalue("kafka_endpoint")
-    keyspace, topic = f"lambdarec_speed_{secrets.token_hex(4)}", f"speed-{secrets.token_hex(4)}"
+    keyspace = contextlib.ExitStack()
+    request.addfinalizer(keyspace.close)
+    topic = f"speed-{secrets.token_hex(4)}"
     s |= {
-        "store": {"url": f"cassandra://{chost}:{cport}/{keyspace}"},
+        "store": {"url": keyspace.enter_context(throwaway_keyspace((chost, cport), "lambdarec_speed"))},
         "log": {"url": f"kafka://{khost}:{kport}/{topic}", "dead_letter": f"{topic}-dlq", "consumer_group": topic},
     }
-    settings = Settings.load(overrides=s)
-    store = open_store(settings)
-    store.init_schema()
-    request.addfinalizer(
-        lambda: (store._session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=120), store.close())
-    )
-    return settings
+    return Settings.load(overrides=s)
 
 
 def publish(settings: Settings, log_file: Path, as_of: datetime) -> str:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 
 import pytest
 
-from lambdarec.settings import StoreSettings
+from tests.cassandra import throwaway_keyspace
 
 # The contract lives outside test_*.py files; have pytest explain its failed asserts all the same.
 pytest.register_assert_rewrite("tests.integration.store.contract")
@@ -16,15 +15,5 @@ pytest.register_assert_rewrite("tests.integration.store.contract")
 @pytest.fixture(scope="session")
 def cassandra_store_url(cassandra_endpoint: tuple[str, int]) -> Iterator[str]:
     """``cassandra://host:port/lambdarec_test_<random>`` with the store's schema in it."""
-    from lambdarec.store.cassandra import CassandraStore
-
-    host, port = cassandra_endpoint
-    keyspace = f"lambdarec_test_{secrets.token_hex(4)}"
-    url = f"cassandra://{host}:{port}/{keyspace}"
-    store = CassandraStore(StoreSettings(url=url))
-    try:
-        store.init_schema()
+    with throwaway_keyspace(cassandra_endpoint) as url:
         yield url
-    finally:
-        store._session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=120)
-        store.close()

@@ -7,8 +7,10 @@ from collections.abc import Callable
 import pytest
 
 from lambdarec.settings import StoreSettings
-from lambdarec.store import OnlineStore, StoreError, StoreUnavailableError
+from lambdarec.store import OnlineStore, StoreError, StoreUnavailableError, open_store
 from lambdarec.store import cassandra_schema as schema
+from lambdarec.store.cassandra import CassandraStore
+from tests.cassandra import throwaway_keyspace
 from tests.integration.store.contract import StoreContract
 
 pytestmark = [pytest.mark.integration, pytest.mark.cassandra]
@@ -23,46 +25,54 @@ class TestCassandraStore(StoreContract):
         return self.url
 
     def corrupt_array_chunk(self, store: OnlineStore, version: str, name: str) -> None:
-        ks = schema.parse_url(self.url).keyspace
-        store._session.execute(  # type: ignore[attr-defined]
-            f"INSERT INTO {ks}.array_chunks (version, name, chunk, data) VALUES (%s, %s, 0, %s)",
+        cql(store).execute(
+            "INSERT INTO {ks}.array_chunks (version, name, chunk, data) VALUES (?, ?, 0, ?)",
             (version, name, b"\x93NUMPY garbage"),
         )
 
     def tamper_row(self, store: OnlineStore, version: str, key: str | int, edit: Callable[[bytes], bytes]) -> None:
-        ks, session = schema.parse_url(self.url).keyspace, store._session  # type: ignore[attr-defined]
         if isinstance(key, str):
-            where, params = f"{ks}.user_rows WHERE version = %s AND user_id = %s", (version, key)
+            where, params = "{ks}.user_rows WHERE version = ? AND user_id = ?", (version, key)
         else:
-            where, params = f"{ks}.item_rows WHERE version = %s AND bucket = %s AND item = %s", (
+            where, params = "{ks}.item_rows WHERE version = ? AND bucket = ? AND item = ?", (
                 version, schema.item_bucket(key), key)  # fmt: skip
-        data = session.execute(f"SELECT data FROM {where}", params).one()[0]
-        session.execute(f"UPDATE {where.replace(' WHERE', ' SET data = %s WHERE')}", (edit(data), *params))
+        data = cql(store).execute(f"SELECT data FROM {where}", params).one()[0]
+        cql(store).execute(f"UPDATE {where.replace(' WHERE', ' SET data = ? WHERE')}", (edit(data), *params))
 
     def fresh_ttl_left(self, store: OnlineStore, table: str, key: str) -> float | None:
-        ks = schema.parse_url(self.url).keyspace
         if table == "fresh_users":
-            cql, params = (
-                f"SELECT TTL(data) FROM {ks}.fresh_users WHERE ns = %s AND user_id = %s",
-                (self.namespace, key),
-            )
+            query, params = "SELECT TTL(data) FROM {ks}.fresh_users WHERE ns = ? AND user_id = ?", (self.namespace, key)
         else:
-            cql = f"SELECT TTL(data) FROM {ks}.trending WHERE ns = %s AND bucket = %s AND item_id = %s"
+            query = "SELECT TTL(data) FROM {ks}.trending WHERE ns = ? AND bucket = ? AND item_id = ?"
             params = (self.namespace, schema.trending_bucket(key), key)
-        row = store._session.execute(cql, params).one()  # type: ignore[attr-defined]
+        row = cql(store).execute(query, params).one()
         return float(row[0]) if row and row[0] is not None else None
 
 
-def test_init_schema_sets_table_ttls_and_is_repeatable(cassandra_store_url: str) -> None:
-    from lambdarec.store.cassandra import CassandraStore
+def cql(store: OnlineStore) -> CassandraStore:
+    """The store, as the Cassandra backend whose ``execute`` the fault hooks use."""
+    assert isinstance(store, CassandraStore), store
+    return store
 
+
+def test_drop_schema_drops_the_keyspace_and_says_how_to_create_it_again(cassandra_endpoint: tuple[str, int]) -> None:
+    with throwaway_keyspace(cassandra_endpoint) as url, open_store(StoreSettings(url=url)) as store:
+        store.begin_snapshot({})
+        store.drop_schema()
+        keyspaces = store.execute("SELECT keyspace_name FROM system_schema.keyspaces")  # type: ignore[attr-defined]
+        assert schema.parse_url(url).keyspace not in {row[0] for row in keyspaces}
+        with pytest.raises(StoreError, match="lambdarec store init"):
+            store.list_snapshots()
+        store.drop_schema()  # again: nothing left to drop, no error
+
+
+def test_init_schema_sets_table_ttls_and_is_repeatable(cassandra_store_url: str) -> None:
     store = CassandraStore(StoreSettings(url=cassandra_store_url))
     try:
         store.init_schema()  # the second time: nothing to create, nothing changes
         ks = schema.parse_url(cassandra_store_url).keyspace
-        rows = store._session.execute(
-            "SELECT table_name, default_time_to_live FROM system_schema.tables WHERE keyspace_name = %s", (ks,)
-        )
+        query = "SELECT table_name, default_time_to_live FROM system_schema.tables WHERE keyspace_name = ?"
+        rows = store.execute(query, (ks,))
         ttl = dict(rows.all())
         settings = StoreSettings()
         assert ttl["user_rows"] == ttl["item_rows"] == ttl["array_chunks"] == settings.snapshot_ttl_s
@@ -73,8 +83,6 @@ def test_init_schema_sets_table_ttls_and_is_repeatable(cassandra_store_url: str)
 
 
 def test_a_missing_keyspace_names_the_fix(cassandra_endpoint: tuple[str, int]) -> None:
-    from lambdarec.store.cassandra import CassandraStore
-
     host, port = cassandra_endpoint
     store = CassandraStore(StoreSettings(url=f"cassandra://{host}:{port}/lambdarec_absent"))
     try:
@@ -85,8 +93,6 @@ def test_a_missing_keyspace_names_the_fix(cassandra_endpoint: tuple[str, int]) -
 
 
 def test_an_unreachable_cluster_names_the_hosts_tried() -> None:
-    from lambdarec.store.cassandra import CassandraStore
-
     with pytest.raises(StoreUnavailableError, match=r"127\.0\.0\.1:1"):
         CassandraStore(StoreSettings(url="cassandra://127.0.0.1:1/recs", connect_timeout_s=2))
 
@@ -95,7 +101,7 @@ def test_statements_are_prepared_idempotent_and_consistency_comes_from_settings(
     from cassandra import ConsistencyLevel
     from cassandra.cluster import EXEC_PROFILE_DEFAULT
 
-    from lambdarec.store.cassandra import WRITE, CassandraStore
+    from lambdarec.store.cassandra_session import WRITE
 
     settings = StoreSettings(url=cassandra_store_url, write_consistency="ONE", read_consistency="LOCAL_ONE")
     store = CassandraStore(settings)
@@ -103,7 +109,7 @@ def test_statements_are_prepared_idempotent_and_consistency_comes_from_settings(
         assert store._stmt(schema.INSERT_USER).is_idempotent
         assert store._stmt(schema.SELECT_USER).is_idempotent
         assert not store._stmt(schema.TAKE_LOCK).is_idempotent, "a retried LWT could take a lock twice"
-        profiles = store._cluster.profile_manager.profiles
+        profiles = store._cql.cluster.profile_manager.profiles
         assert profiles[WRITE].consistency_level == ConsistencyLevel.ONE
         assert profiles[EXEC_PROFILE_DEFAULT].consistency_level == ConsistencyLevel.LOCAL_ONE
     finally:

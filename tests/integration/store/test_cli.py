@@ -18,6 +18,7 @@ from lambdarec.cli import app
 from lambdarec.model.snapshot import ITEM_FACTORS, ITEM_IDS, POPULARITY_ALL, POPULARITY_RECENT, USER_IDS, YTY
 from lambdarec.settings import StoreSettings
 from lambdarec.store import OnlineStore, open_store
+from tests.cassandra import throwaway_keyspace
 from tests.integration.store.writer import marked_rows
 
 LAMBDAREC = Path(sys.executable).parent / "lambdarec"
@@ -186,7 +187,7 @@ def test_store_init_creates_a_cassandra_keyspace(cassandra_endpoint: tuple[str, 
             publish(store)
     finally:
         with open_store(StoreSettings(url=url)) as store:
-            store._session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=120)  # type: ignore[attr-defined]
+            store.drop_schema()
 
 
 @pytest.mark.integration
@@ -243,7 +244,7 @@ def test_store_init_without_a_datacenter_warns_naming_the_one_to_add(cassandra_e
         assert "datacenter" not in with_dc.stderr
     finally:
         with open_store(StoreSettings(url=url)) as store:
-            store._session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=120)  # type: ignore[attr-defined]
+            store.drop_schema()
 
 
 @pytest.mark.integration
@@ -264,3 +265,30 @@ def test_store_ping_fails_on_a_cassandra_without_the_keyspace(cassandra_endpoint
     missing = f"lambdarec_absent_{secrets.token_hex(4)}"
     code, _, err = cli(f"cassandra://{host}:{port}/{missing}", "default", "store", "ping")
     assert code == 1 and missing in err and "store init" in err
+
+
+def test_store_drop_needs_yes_then_deletes_every_namespace(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/store"
+    for namespace in ("a", "b"):
+        with open_store(StoreSettings(url=url, namespace=namespace)) as store:
+            publish(store)
+    code, _, err = cli(url, "a", "store", "drop")
+    assert code == 2 and "--yes" in err
+    with open_store(StoreSettings(url=url, namespace="b")) as store:
+        assert store.current_version(max_age_s=0) is not None, "without --yes nothing is deleted"
+    code, out, _ = cli(url, "a", "store", "drop", "--yes", "--json")
+    assert code == 0 and json.loads(out) == {"url": url, "dropped": True}
+    code, _, err = cli(url, "b", "store", "ping")
+    assert code == 1 and "no SQLite store" in err
+
+
+@pytest.mark.integration
+@pytest.mark.cassandra
+def test_store_drop_drops_the_cassandra_keyspace(cassandra_endpoint: tuple[str, int]) -> None:
+    with throwaway_keyspace(cassandra_endpoint) as url:
+        with open_store(StoreSettings(url=url)) as store:
+            publish(store)
+        dropped = script(url, "default", "store", "drop", "--yes")
+        assert dropped.returncode == 0, dropped.stderr
+        code, _, err = cli(url, "default", "store", "ping")
+        assert code == 1 and "lambdarec store init" in err

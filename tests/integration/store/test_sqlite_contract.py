@@ -12,7 +12,8 @@ import pytest
 
 from lambdarec.settings import StoreSettings
 from lambdarec.store import FreshUser, OnlineStore, StoreUnavailableError, TrendingItem, open_store
-from lambdarec.store.sqlite import SQLiteStore, store_dir
+from lambdarec.store.sqlite import SQLiteStore
+from lambdarec.store.sqlite_schema import store_dir
 from tests.integration.store.contract import StoreContract
 
 
@@ -99,3 +100,16 @@ def test_prune_deletes_the_rows_of_retired_versions(tmp_path: Path) -> None:
         left = conn.execute("SELECT DISTINCT version FROM array_chunks").fetchall()
     assert left == [(versions[2],)]
     store.close()
+
+
+def test_drop_schema_deletes_the_files_and_the_next_open_starts_empty(tmp_path: Path) -> None:
+    settings = StoreSettings(url=f"sqlite:///{tmp_path}/store")
+    store = open_store(settings)
+    store.begin_snapshot({"run": 1})
+    store.write_fresh_users([FreshUser(user_id="u1")])
+    store.drop_schema()
+    assert list((tmp_path / "store").iterdir()) == []
+    with pytest.raises(StoreUnavailableError):
+        store.list_snapshots()
+    with open_store(settings) as again:
+        assert again.list_snapshots() == [] and again.read_fresh_users(["u1"]) == {}

@@ -7,8 +7,8 @@ import pytest
 
 from lambdarec.erasure import tombstone
 from lambdarec.model.freshstate import erased_for, positions_of, rebase, solve, uncovered
+from lambdarec.model.rows import FreshUser, UserRow
 from lambdarec.settings import LakeSettings, Settings
-from lambdarec.store.base import FreshUser, UserRow
 from tests.factories import snapshot_model
 
 

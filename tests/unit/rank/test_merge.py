@@ -6,9 +6,9 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lambdarec.model.rows import FreshUser, UserRow
 from lambdarec.model.snapshot import SnapshotModel
 from lambdarec.rank import MergeInput, MergeWeights, merge
-from lambdarec.store.base import FreshUser, UserRow
 from tests.factories import snapshot_model
 
 N_ITEMS, F = 40, 8

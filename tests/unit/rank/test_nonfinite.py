@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from prometheus_client import generate_latest
 
+from lambdarec.model.rows import FreshUser, TrendingItem, UserRow
 from lambdarec.rank import MergeInput, MergeWeights, merge
 from lambdarec.rank.defects import NONFINITE, nonfinite_count
 from lambdarec.rank.trending import TrendingScores, total_counts, trending_scores
-from lambdarec.store.base import FreshUser, TrendingItem, UserRow
 from tests.factories import snapshot_model
 
 W = MergeWeights()

@@ -7,8 +7,8 @@ import time
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from lambdarec.model.rows import FreshUser
 from lambdarec.store import open_store
-from lambdarec.store.base import FreshUser
 
 from .conftest import serving
 

@@ -180,8 +180,8 @@ def test_request_headers_beyond_the_head_limit_get_431_naming_the_setting(tmp_pa
 def test_a_poisoned_trending_row_leaves_every_list_finite_and_is_counted(fresh_store) -> None:
     import math
 
+    from lambdarec.model.rows import TrendingItem
     from lambdarec.store import open_store
-    from lambdarec.store.base import TrendingItem
     from tests.unit.serving.conftest import serving, wait_for
 
     settings, _ = fresh_store

@@ -7,10 +7,10 @@ import math
 import pytest
 from fastapi.testclient import TestClient
 
+from lambdarec.model.rows import FreshUser
 from lambdarec.model.snapshot import USER_IDS, SnapshotModel
 from lambdarec.settings import Settings
 from lambdarec.store import open_store
-from lambdarec.store.base import FreshUser
 from tests.unit.serving.conftest import serving
 
 SOURCES = {"batch", "speed", "session", "trending", "popular"}

@@ -10,9 +10,9 @@ import pytest
 from lambdarec.events import Event
 from lambdarec.model.foldin import confidence, fold_in
 from lambdarec.model.freshstate import rebase
+from lambdarec.model.rows import UserRow
 from lambdarec.rank.trending import trending_scores
 from lambdarec.settings import SpeedSettings
-from lambdarec.store.base import UserRow
 from speed_layer.state import apply_trending, apply_user_events
 from tests.factories import snapshot_model
 

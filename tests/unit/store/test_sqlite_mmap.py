@@ -11,7 +11,7 @@ import pytest
 
 from lambdarec.settings import Settings
 from lambdarec.store import FreshUser, open_store
-from lambdarec.store.sqlite import FRESH_FILE, SNAPSHOTS_FILE
+from lambdarec.store.sqlite_schema import FRESH_FILE, SNAPSHOTS_FILE
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/maps")
 

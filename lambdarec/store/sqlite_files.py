@@ -1,0 +1,157 @@
+"""The SQLite store's connections: one per thread and file, following files restored under them, reporting deleted
+ones.
+
+A deleted file is noticed by its (device, inode), never by a failed read: an open connection keeps reading an
+unlinked file (through its memory map or not), so a read that succeeds says nothing. Once noticed, every call fails
+naming the file until it is back; a restored file (a new inode) makes every thread reconnect.
+
+Example
+-------
+>>> files = Connections(Path("var/store"), StoreSettings())     # doctest: +SKIP
+>>> with files.write("fresh") as conn:                           # doctest: +SKIP
+...     conn.execute("DELETE FROM trending")
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+from lambdarec.logs import get_logger
+from lambdarec.settings import StoreSettings
+from lambdarec.sqlite_txn import write_txn
+from lambdarec.store.errors import StoreUnavailableError
+from lambdarec.store.sqlite_schema import FRESH_FILE, FRESH_SCHEMA, PRAGMAS, SNAPSHOT_SCHEMA, SNAPSHOTS_FILE
+
+log = get_logger(__name__)
+
+Which = Literal["snapshots", "fresh"]
+FILES: dict[Which, str] = {"snapshots": SNAPSHOTS_FILE, "fresh": FRESH_FILE}
+CHECK_EVERY_S = 0.25  # how often a store call also compares the files' identities (two stat calls)
+IN_BATCH = 500  # keys per `IN (...)` query; SQLite allows 32766 host parameters, small is plenty
+
+
+def file_identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of ``path``, or None when it does not exist."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def select_in(conn: sqlite3.Connection, sql: str, lead: tuple[Any, ...], keys: list[Any]) -> Iterator[tuple[Any, ...]]:
+    """Rows of ``sql`` (with one ``IN ({})`` placeholder) for ``keys``, ``IN_BATCH`` keys a query."""
+    for i in range(0, len(keys), IN_BATCH):
+        batch = keys[i : i + IN_BATCH]
+        yield from conn.execute(sql.format(",".join("?" * len(batch))), (*lead, *batch))
+
+
+class Connections:
+    """The connections of one store directory; the constructor creates the files and tables if absent."""
+
+    def __init__(self, path: Path, settings: StoreSettings):
+        self.path = path
+        self.settings = settings
+        self._local = threading.local()
+        self._all: list[tuple[threading.Thread, sqlite3.Connection]] = []  # (owner thread, its connection)
+        self._all_lock = threading.Lock()
+        self._closed = False
+        self._generation = 0  # bumped when the files are replaced under the store: every thread reconnects
+        self._identity: dict[str, tuple[int, int] | None] = {}  # file -> (device, inode) the connections opened
+        self._checked_at = -float("inf")
+        self._deleted: str | None = None  # the message while a file is missing
+        self._creating = True
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self.db("snapshots").executescript(SNAPSHOT_SCHEMA)
+            self.db("fresh").executescript(FRESH_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreUnavailableError(f"cannot open the SQLite store in {self.path.resolve()}: {exc}") from exc
+        finally:
+            self._creating = False
+
+    def db(self, which: Which) -> sqlite3.Connection:
+        """This thread's connection to ``which`` file; ``StoreUnavailableError`` once the store is closed or while a
+        file is deleted (checked every ``CHECK_EVERY_S``, at every new connection, and on every call meanwhile)."""
+        if self._closed:
+            raise StoreUnavailableError(f"the SQLite store in {self.path.resolve()} was closed")
+        held = getattr(self._local, which, None)
+        due = held is None or self._deleted is not None or time.monotonic() - self._checked_at >= CHECK_EVERY_S
+        if due and not self._creating:
+            self.check_files()
+        if held is not None and held[0] == self._generation:
+            return held[1]
+        if held is not None:  # the files were replaced (a restore): this thread's old connection reads the old ones
+            with self._all_lock:
+                self._all = [entry for entry in self._all if entry[1] is not held[1]]
+            with contextlib.suppress(sqlite3.Error):
+                held[1].close()
+        return self._connect(which)
+
+    def _connect(self, which: Which) -> sqlite3.Connection:
+        name = FILES[which]
+        generation, path = self._generation, self.path / name
+        # mode=rw after the constructor: a deleted file must stay missing (and be reported), not come back empty.
+        uri = path.resolve().as_uri() + ("?mode=rwc" if self._creating else "?mode=rw")
+        # Autocommit (transactions are explicit); check_same_thread=False only so close() reaches all threads.
+        conn = sqlite3.connect(uri, self.settings.request_timeout_s, isolation_level=None, check_same_thread=False,
+                               uri=True)  # fmt: skip
+        conn.executescript(PRAGMAS)
+        mmap_mb = self.settings.sqlite_mmap_mb if which == "snapshots" else self.settings.sqlite_fresh_mmap_mb
+        conn.execute(f"PRAGMA mmap_size={int(mmap_mb) << 20}")  # an int from the settings
+        setattr(self._local, which, (generation, conn))
+        with self._all_lock:
+            self._all.append((threading.current_thread(), conn))
+            self._identity.setdefault(name, file_identity(path))
+        return conn
+
+    def check_files(self) -> None:
+        """Raise ``StoreUnavailableError`` if a database file was deleted; reopen every thread's connections if
+        one was replaced (restored from a backup), so the store follows the new files without a restart."""
+        self._checked_at = time.monotonic()
+        replaced = None
+        for name in FILES.values():
+            now = file_identity(self.path / name)
+            if now is None:
+                self._deleted = (
+                    f"{name} was deleted from {self.path.resolve()} while the store had it open; restore the "
+                    "store's files (the store reopens them by itself)"
+                )
+                raise StoreUnavailableError(self._deleted)
+            known = self._identity.get(name)
+            replaced = replaced or (name if known is not None and known != now else None)
+        self._deleted = None
+        if replaced:
+            with self._all_lock:
+                self._generation += 1
+                self._identity.clear()
+            log.warning("store.files_replaced", path=str(self.path), file=replaced, effect="connections reopened")
+
+    def write(self, which: Which = "snapshots") -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """One write transaction on this thread's connection to ``which``, taken up front (``write_txn``)."""
+        return write_txn(self.db(which))
+
+    def close(self) -> None:
+        """Close the connections of this thread and of threads that have ended; drop the others.
+
+        Another thread may be inside a query on its connection right now (a request or a watcher still finishing
+        as the server stops), and closing a connection under a running statement crashes the process. Dropping
+        the references instead closes each of those connections the moment its thread lets go of it. Every call
+        after ``close`` raises ``StoreUnavailableError``.
+        """
+        self._closed = True
+        with self._all_lock:
+            held, self._all = self._all, []
+        self._local = threading.local()
+        me = threading.current_thread()
+        for owner, conn in held:
+            if owner is me or not owner.is_alive():
+                with contextlib.suppress(sqlite3.Error):
+                    conn.close()

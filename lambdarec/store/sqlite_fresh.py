@@ -1,0 +1,95 @@
+"""The SQLite store's fresh state (``fresh.sqlite``): the speed layer's per-user state, trending shards and
+event-id claims, each row with its expiry time; expired rows are invisible at once and deleted by ``prune``.
+
+Example
+-------
+>>> fresh = FreshTables(Connections(path, settings), settings)   # doctest: +SKIP
+>>> fresh.write_users([FreshUser(user_id="u1")])                 # doctest: +SKIP
+1
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator, Mapping
+
+from lambdarec.model.rows import FreshUser, LogPosition, TrendingItem
+from lambdarec.settings import StoreSettings
+from lambdarec.store import codec
+from lambdarec.store.sqlite_files import Connections, select_in
+from lambdarec.store.sqlite_schema import (
+    CLAIM_EVENT_ID,
+    DROP_EXPIRED_EVENT_IDS,
+    EVENT_ID_SWEEP_S,
+    RELEASE_EVENT_ID,
+    SELECT_EVENT_IDS,
+)
+
+
+class FreshTables:
+    """Fresh state of one namespace, with ``settings.fresh_ttl_s`` as every row's time to live."""
+
+    def __init__(self, files: Connections, settings: StoreSettings):
+        self._files = files
+        self._ns = settings.namespace
+        self._ttl_s = settings.fresh_ttl_s
+        self._event_ids_swept = 0.0
+
+    def write_users(self, states: Iterable[FreshUser]) -> int:
+        return self._write("fresh_users", ((s.user_id, codec.encode_fresh(s)) for s in states))
+
+    def read_users(self, user_ids: Iterable[str]) -> dict[str, FreshUser]:
+        return codec.decode_fresh_users(self._read("fresh_users", "user_id", user_ids))
+
+    def write_trending(self, items: Iterable[TrendingItem]) -> int:
+        return self._write("trending", ((t.key, codec.encode_fresh(t)) for t in items))
+
+    def read_trending(self, item_ids: Iterable[str] | None = None) -> dict[str, TrendingItem]:
+        return {k: codec.decode_trending(v) for k, v in self._read("trending", "item_id", item_ids)}
+
+    def drop_expired(self) -> None:
+        """Delete expired fresh users and trending rows (already invisible) to reclaim their space."""
+        with self._files.write("fresh") as conn:
+            for table in ("fresh_users", "trending"):
+                conn.execute(f"DELETE FROM {table} WHERE ns = ? AND expires_at <= ?", (self._ns, time.time()))  # noqa: S608
+
+    def _write(self, table: str, pairs: Iterable[tuple[str, bytes]]) -> int:
+        expires = time.time() + self._ttl_s
+        with self._files.write("fresh") as conn:
+            before = conn.total_changes
+            conn.executemany(
+                f"INSERT OR REPLACE INTO {table} VALUES (?, ?, ?, ?)",  # noqa: S608
+                ((self._ns, key, data, expires) for key, data in pairs),
+            )
+            return conn.total_changes - before
+
+    def _read(self, table: str, key: str, keys: Iterable[str] | None) -> Iterator[tuple[str, bytes]]:
+        conn = self._files.db("fresh")
+        now = time.time()
+        if keys is None:
+            sql = f"SELECT {key}, data FROM {table} WHERE ns = ? AND expires_at > ?"  # noqa: S608
+            yield from conn.execute(sql, (self._ns, now))
+            return
+        sql = f"SELECT {key}, data FROM {table} WHERE ns = ? AND expires_at > ? AND {key} IN ({{}})"  # noqa: S608
+        yield from select_in(conn, sql, (self._ns, now), list(keys))
+
+    # ---- event ids ------------------------------------------------------------------------------------------
+
+    def claim_event_ids(self, claims: Mapping[str, LogPosition], ttl_s: float) -> dict[str, LogPosition]:
+        if not claims:
+            return {}
+        now = time.time()
+        with self._files.write("fresh") as conn:
+            conn.executemany(
+                CLAIM_EVENT_ID, ((self._ns, eid, p, o, now + ttl_s, now) for eid, (p, o) in claims.items())
+            )
+            owners = {eid: (p, o) for eid, p, o in select_in(conn, SELECT_EVENT_IDS, (self._ns,), list(claims))}
+            if now - self._event_ids_swept >= EVENT_ID_SWEEP_S:
+                conn.execute(DROP_EXPIRED_EVENT_IDS, (self._ns, now))
+                self._event_ids_swept = now
+        return owners
+
+    def release_event_ids(self, claims: Mapping[str, LogPosition]) -> None:
+        if claims:
+            with self._files.write("fresh") as conn:
+                conn.executemany(RELEASE_EVENT_ID, ((self._ns, eid, p, o) for eid, (p, o) in claims.items()))
