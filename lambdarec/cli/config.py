@@ -12,6 +12,7 @@ from pydantic import SecretStr
 
 from lambdarec.cli.common import EXIT_BAD_INPUT, ConfigOption, JsonOption, load_settings
 from lambdarec.settings import ENV_PREFIX, Settings
+from lambdarec.settings.reference import REGENERATE, render_reference
 
 EXIT_STALE = 1
 
@@ -73,8 +74,6 @@ def reference(
 ) -> None:
     """Print every setting (key, type, default, environment variable, description) as Markdown: the text of
     docs/configuration.md. It comes from the code alone, never from the environment or a config file."""
-    from lambdarec.settings_doc import REGENERATE, render_reference
-
     text = render_reference()
     if check:
         if out is None:

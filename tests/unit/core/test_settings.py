@@ -79,6 +79,25 @@ def test_test_endpoints_are_not_settings(monkeypatch: pytest.MonkeyPatch) -> Non
     Settings.load()
 
 
+def test_other_tools_variables_are_not_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    # deploy/local/services and the fixtures share the prefix; core settings know none of their names.
+    monkeypatch.setenv("LAMBDAREC_SERVICES_DIR", "/tmp/services")
+    monkeypatch.setenv("LAMBDAREC_SOME_FUTURE_TOOL", "1")
+    assert Settings.load().store.url == "sqlite:///var/store"
+
+
+def test_the_config_file_is_parsed_once(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tomllib
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[batch]\ntop_k = 60\n")
+    calls = []
+    real = tomllib.load
+    monkeypatch.setattr(tomllib, "load", lambda fh: calls.append(1) or real(fh))
+    assert Settings.load(cfg).batch.top_k == 60
+    assert len(calls) == 1
+
+
 def test_bad_url_scheme_and_value_are_explained() -> None:
     with pytest.raises(ConfigError, match=r"store\.url.*scheme 'postgres'"):
         Settings.load(overrides={"store": {"url": "postgres://h/db"}})

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lambdarec.cli import app
-from lambdarec.settings_doc import REGENERATE, render_reference
+from lambdarec.settings.reference import REGENERATE, render_reference
 
 from .usage import DEPLOY, DOCS, ROOT, commands_in_markdown, env_names_in, is_setting_or_known, resolve
 
@@ -50,9 +50,9 @@ def test_reference_documents_every_field_with_its_env_var() -> None:
 def test_settings_doc_example_runs() -> None:
     import doctest
 
-    import lambdarec.settings_doc
+    import lambdarec.settings.reference
 
-    result = doctest.testmod(lambdarec.settings_doc)
+    result = doctest.testmod(lambdarec.settings.reference)
     assert result.attempted and not result.failed
 
 

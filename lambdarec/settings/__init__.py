@@ -1,0 +1,52 @@
+"""One settings tree for every layer, read from a TOML file and ``LAMBDAREC_*`` environment variables.
+
+Precedence, highest first: keyword overrides (CLI flags), environment variables, the TOML file, defaults.
+Environment variables name a field by its path with ``__`` between parts, e.g. ``LAMBDAREC_STORE__URL`` or
+``LAMBDAREC_BATCH__FACTORS``. The file is ``--config PATH`` or ``LAMBDAREC_CONFIG``.
+
+One module per section (``store``, ``eventlog``, ``batch``, ...); :mod:`lambdarec.settings.tree` reads the whole
+tree; :mod:`lambdarec.settings.reference` renders ``docs/configuration.md`` from the fields' defaults and
+descriptions.
+
+Example
+-------
+>>> s = Settings.load(overrides={"batch": {"factors": 32}})
+>>> s.batch.factors
+32
+"""
+
+from lambdarec.masking import mask_url
+from lambdarec.settings.batch import DEFAULT_REGULARIZATION, BatchSettings, ColumnNames, GateSettings
+from lambdarec.settings.eventlog import LOG_SCHEMES, LogSettings, derived_log_name
+from lambdarec.settings.lake import LAKE_SCHEMES, ArchiveSettings, LakeSettings
+from lambdarec.settings.section import ConfigError, Section
+from lambdarec.settings.serving import ServingSettings
+from lambdarec.settings.speed import EventSettings, SpeedSettings
+from lambdarec.settings.store import STORE_SCHEMES, StoreSettings
+from lambdarec.settings.tree import CONFIG_ENV, ENV_PREFIX, PROGRAM_VARIABLES, Settings, is_setting_variable
+
+__all__ = [
+    "CONFIG_ENV",
+    "DEFAULT_REGULARIZATION",
+    "ENV_PREFIX",
+    "LAKE_SCHEMES",
+    "LOG_SCHEMES",
+    "PROGRAM_VARIABLES",
+    "STORE_SCHEMES",
+    "ArchiveSettings",
+    "BatchSettings",
+    "ColumnNames",
+    "ConfigError",
+    "EventSettings",
+    "GateSettings",
+    "LakeSettings",
+    "LogSettings",
+    "Section",
+    "ServingSettings",
+    "Settings",
+    "SpeedSettings",
+    "StoreSettings",
+    "derived_log_name",
+    "is_setting_variable",
+    "mask_url",
+]
