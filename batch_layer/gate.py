@@ -29,8 +29,11 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
-from batch_layer.interactions import Interactions, build_matrix, index_of, split_holdout
-from batch_layer.metrics import popular_unseen, user_metrics
+from batch_layer.candidates import iter_candidates
+from batch_layer.matrix import Interactions, build_matrix, index_of, split_holdout
+from batch_layer.popularity import frame_popularity
+from batch_layer.quality_metrics import popular_unseen, user_metrics
+from batch_layer.train import train
 from lambdarec.logs import get_logger
 from lambdarec.settings import BatchSettings
 from lambdarec.store import OnlineStore
@@ -76,9 +79,6 @@ def evaluate(
         ``{"k", "holdout_events", "users", "model": {...}, "popularity": {...}, "lift_vs_popular", "current":
         {...}}``, or ``{"skipped": reason}`` when the window is too small to split.
     """
-    from batch_layer.popularity import popularity
-    from batch_layer.train import train
-
     train_frame, holdout_frame = split_holdout(frame, batch.holdout_fraction)
     if batch.holdout_fraction == 0 or holdout_frame.height == 0 or train_frame.height == 0:
         return {"skipped": "holdout_fraction is 0 or the window is too small to split"}
@@ -89,13 +89,7 @@ def evaluate(
     if users.size == 0:
         return {"skipped": "no held-out user was seen in training", "k": k, "holdout_events": holdout_frame.height}
     factors = train(data.matrix, batch, show_progress=progress)
-    pop = popularity(
-        item_index=index_of(train_frame["item_id"], data.item_ids),
-        ts=train_frame["ts"].to_numpy(),
-        n_items=len(data.item_ids),
-        weight=train_frame["weight"].to_numpy(),
-        recent_days=batch.popularity_recent_days,
-    )
+    pop = frame_popularity(train_frame, data.item_ids, batch.popularity_recent_days)
     order = np.argsort(-np.asarray(pop.all_time, dtype=np.float64), kind="stable")
     top = model_top(factors, data.matrix, users, k, batch)
     pop_top = popular_unseen(order, data.matrix[users], k)
@@ -190,8 +184,6 @@ def sample_users(held: sp.csr_matrix, most: int, seed: int) -> np.ndarray:
 
 def model_top(factors: Any, seen: sp.csr_matrix, users: np.ndarray, k: int, batch: BatchSettings) -> np.ndarray:
     """``[len(users), k]`` top unseen items of ``users`` under trained ``factors``, as the batch layer scores."""
-    from batch_layer.candidates import iter_candidates
-
     top = np.full((users.size, k), -1, dtype=np.int64)
     where = {int(u): j for j, u in enumerate(users.tolist())}
     for rows, items, _ in iter_candidates(

@@ -70,7 +70,7 @@ def actor_count(store: StoreSettings, batch: BatchSettings) -> int:
         return 1
     if batch.ray_actors:
         return batch.ray_actors
-    import ray
+    import ray  # lazily: ray is an optional extra, off the local engine's import path
 
     resources = ray.cluster_resources()
     fits = int(resources.get("CPU", 1) // batch.ray_cpus_per_actor)
@@ -95,7 +95,7 @@ def ray_session(batch: BatchSettings) -> Iterator[None]:
 
     Joining a cluster needs the same lambdarec and Ray versions on the driver and the workers (one image).
     """
-    import ray
+    import ray  # lazily: ray is an optional extra, off the local engine's import path
 
     if ray.is_initialized():  # the caller's session (a test, a notebook): theirs to shut down
         yield

@@ -24,7 +24,6 @@ Example
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,9 +34,10 @@ import scipy.sparse as sp
 from tqdm import tqdm
 
 from batch_layer.candidates import Searcher
-from batch_layer.interactions import Interactions
-from batch_layer.ray_actors import FAULT_ENV, UserBlockScorer, UserBlockWriter, actor_settings
-from batch_layer.ray_cluster import actor_count, for_workers, ray_session
+from batch_layer.matrix import Interactions
+from batch_layer.model_index import FaissSearcher
+from batch_layer.ray_actors import UserBlockScorer, UserBlockWriter, actor_settings
+from batch_layer.ray_cluster import actor_count, check_ray_settings, for_workers, ray_session
 from lambdarec.logs import get_logger
 from lambdarec.model.factors import Factors
 from lambdarec.settings import BatchSettings, StoreSettings
@@ -95,8 +95,6 @@ def write_users_ray(
     RuntimeError
         The actors' row counts do not add up to one row per user.
     """
-    from batch_layer.ray_cluster import check_ray_settings
-
     check_ray_settings(store, batch)
     assert store is not None  # checked above
     n_users = len(data.user_ids)
@@ -104,7 +102,7 @@ def write_users_ray(
         shared = share_model(factors.user_factors, factors.item_factors, data.matrix, data.user_ids, searcher)
         actors = actor_count(store, batch)
         log.info("ray.scoring", version=version, users=n_users, actors=actors, block=batch.ray_block_users)
-        writer_args = {"store": for_workers(store), "version": version, "fault": os.environ.get(FAULT_ENV)}
+        writer_args = {"store": for_workers(store), "version": version}
         with ray_data_quiet():
             dataset = map_user_blocks(UserBlockWriter, shared, writer_args, n_users, batch, actors)
             written = count_rows(dataset, n_users, progress)
@@ -124,9 +122,7 @@ def share_model(
     A FAISS ``searcher`` is shipped as built (rebuilding it could give another index); exact searchers are rebuilt
     in each actor from the item factors, which gives the same results.
     """
-    import ray
-
-    from batch_layer.model_index import FaissSearcher
+    import ray  # lazily, as everywhere in the engine: ray is an optional extra
 
     shared = {
         "user_factors": ray.put(np.ascontiguousarray(user_factors, dtype=np.float32)),
@@ -152,8 +148,8 @@ def map_user_blocks(
     ``shared`` comes from :func:`share_model`; ``kwargs`` are the actor's other constructor arguments. Lazy:
     :func:`count_rows` runs it.
     """
-    import ray
-    from ray.data import ActorPoolStrategy
+    import ray  # lazily: ray is an optional extra, off the local engine's import path
+    from ray.data import ActorPoolStrategy  # lazily, as ray above
 
     with warnings.catch_warnings():
         # Ray 2.5x deprecates ray_remote_args, yet names no other way to set actor restarts.
@@ -174,7 +170,7 @@ def map_user_blocks(
 @contextmanager
 def ray_data_quiet() -> Iterator[None]:
     """Ray Data's own progress bars off while datasets are made and run here (ours counts users instead)."""
-    from ray.data import DataContext
+    from ray.data import DataContext  # lazily: ray is an optional extra
 
     with warnings.catch_warnings():  # Ray 2.60 warns about its own deprecated fields as it creates the context
         warnings.filterwarnings("ignore", category=DeprecationWarning, module="ray.data.context")

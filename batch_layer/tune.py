@@ -30,8 +30,8 @@ import polars as pl
 
 from batch_layer.errors import BadInputError
 from batch_layer.gate import model_top, sample_users, unseen_holdout
-from batch_layer.interactions import build_matrix, split_holdout
-from batch_layer.metrics import user_metrics
+from batch_layer.matrix import build_matrix, split_holdout
+from batch_layer.quality_metrics import user_metrics
 from batch_layer.train.device import resolve_device
 from lambdarec.logs import get_logger
 from lambdarec.settings import BatchSettings

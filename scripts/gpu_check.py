@@ -27,7 +27,7 @@ import scipy.sparse as sp
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from batch_layer.candidates import ExactSearcher, candidate_recall, iter_candidates, make_searcher
-from batch_layer.metrics import evaluate_gate
+from batch_layer.quality_metrics import evaluate_gate
 from batch_layer.train import train
 from lambdarec.model.scoring import Exclusions
 from lambdarec.settings import BatchSettings

@@ -260,7 +260,8 @@ def test_a_job_that_loses_its_lock_stops_before_publishing_with_exit_4(tmp_path:
     thief = threading.Thread(target=steal, daemon=True)
     thief.start()
     settings = Settings.load(overrides={"store": {"url": url}, "batch": {"lock_ttl_s": 3}})
-    from batch_layer.job import LockLostError, run_batch
+    from batch_layer.job import run_batch
+    from lambdarec.store.lock import LockLostError
 
     with pytest.raises(LockLostError, match="lost the job lock") as err:
         run_batch(settings, interactions=str(log_file), as_of=datetime(2024, 2, 1, tzinfo=UTC), progress=False)

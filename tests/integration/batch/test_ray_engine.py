@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from batch_layer.interactions import Interactions, build_matrix, read_interactions
+from batch_layer.interactions import read_interactions
+from batch_layer.matrix import Interactions, build_matrix
 from batch_layer.popularity import Popularity, popularity
 from batch_layer.publish import write_snapshot
 from batch_layer.synth import SynthSpec, synthesize
@@ -37,7 +38,8 @@ if importlib.util.find_spec("ray") is None:
 
 import ray
 
-from batch_layer.ray_actors import FAULT_ENV
+from batch_layer import ray_engine
+from batch_layer.ray_actors import UserBlockWriter
 from batch_layer.ray_cluster import RayConfigError
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -117,6 +119,23 @@ def _assert_same_rows(store: OnlineStore, a: str, b: str, model: Model) -> None:
         assert ra.history.tolist() == rb.history.tolist() and np.array_equal(ra.history_weights, rb.history_weights)
 
 
+def kill_an_actor_after(user: int, marker: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Have the engine use writers that exit abruptly right after writing the piece holding ``user``, once (the
+    first creates ``marker``). Defined here, so Ray ships the class by value to its workers."""
+
+    class KillingWriter(UserBlockWriter):
+        def written(self, piece: Any) -> None:
+            if user not in piece.users:
+                return
+            try:
+                os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            except FileExistsError:
+                return
+            os._exit(1)
+
+    monkeypatch.setattr(ray_engine, "UserBlockWriter", KillingWriter)
+
+
 @pytest.fixture(scope="module")
 def local_ray() -> Iterator[None]:
     """A small local Ray the engine joins (and leaves running) instead of starting its own."""
@@ -166,7 +185,7 @@ def test_a_killed_actor_fails_the_job_and_the_previous_snapshot_stays_current(
     with open_store(settings) as store:
         before = _write(store, model, _settings(cassandra_url, "killed"))
         marker = tmp_path / "killed"
-        monkeypatch.setenv(FAULT_ENV, f"1200:{marker}")  # after the block's first 500 users are written
+        kill_an_actor_after(1200, marker, monkeypatch)  # after the block's first 500 users are written
         with pytest.raises(ray.exceptions.RayError):
             _write(store, model, settings)
         assert marker.exists(), "the test hook did not kill an actor"
@@ -184,7 +203,7 @@ def test_a_killed_actor_is_restarted_and_its_block_retried(
     with open_store(settings) as store:
         local = _write(store, model, _settings(cassandra_url, "retried"))
         marker = tmp_path / "killed"
-        monkeypatch.setenv(FAULT_ENV, f"1200:{marker}")
+        kill_an_actor_after(1200, marker, monkeypatch)
         retried = _write(store, model, settings)  # publish validates the counts: the rewritten part counts once
         assert marker.exists(), "the test hook did not kill an actor"
         assert store.current_version(max_age_s=0) == retried

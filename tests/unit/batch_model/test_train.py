@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from batch_layer.metrics import evaluate_gate
+from batch_layer.quality_metrics import evaluate_gate
 from batch_layer.train import check_matrix, train
 from lambdarec.settings import BatchSettings
 from tests.numeric import assert_factors_close
