@@ -131,7 +131,7 @@ def _run_locked(
         log.info("batch.unchanged", version=current["version"])
         return JobResult({**current, "published": False, "reason": "unchanged"}, msg)
 
-    if batch.tune_every_days is not None:
+    if batch.tune.every_days is not None:
         with _stage("tune", timings):
             batch, tuning = nightly_settings(frame, batch, current, as_of, progress=progress)
     else:

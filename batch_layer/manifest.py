@@ -25,9 +25,7 @@ from lambdarec.settings import BatchSettings, Settings
 from lambdarec.store import OnlineStore
 
 # Settings that do not change what the job computes, so they do not enter the config hash.
-_NOT_IN_CONFIG_HASH = {"interactions", "source", "threads", "engine", "lock_ttl_s", "device"} | {
-    name for name in BatchSettings.model_fields if name.startswith("ray_")
-}
+_NOT_IN_CONFIG_HASH = {"interactions", "source", "threads", "engine", "lock_ttl_s", "device", "ray"}
 
 
 def config_hash(batch: BatchSettings) -> str:

@@ -86,7 +86,7 @@ def split_holdout(frame: pl.DataFrame, fraction: float) -> tuple[pl.DataFrame, p
     frame
         Canonical interactions (``ts`` column).
     fraction
-        Share of events to hold out, ``0 <= fraction < 1`` (``batch.holdout_fraction``).
+        Share of events to hold out, ``0 <= fraction < 1`` (``batch.gate.holdout_fraction``).
 
     Returns
     -------

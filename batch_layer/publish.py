@@ -71,7 +71,7 @@ def write_snapshot(
     timings["write"] += time.perf_counter() - t0
 
     searcher = make_searcher(factors.item_factors, batch)
-    if batch.index != "exact":
+    if batch.index.kind != "exact":
         t0 = time.perf_counter()
         recall = candidate_recall(
             searcher,
@@ -79,14 +79,14 @@ def write_snapshot(
             factors.item_factors,
             data.matrix,
             batch.top_k,
-            batch.recall_sample,
+            batch.index.recall_sample,
             seed=batch.seed,
             threads=batch.threads,
         )
         manifest["index"] = {
-            "kind": batch.index,
+            "kind": batch.index.kind,
             f"recall@{batch.top_k}": round(recall, 4),
-            "sample_users": min(batch.recall_sample, len(data.user_ids)),
+            "sample_users": min(batch.index.recall_sample, len(data.user_ids)),
         }
         timings["index_recall"] = time.perf_counter() - t0
     else:

@@ -108,6 +108,6 @@ class UserBlockWriter(UserBlockScorer):
 
 def actor_settings(batch: BatchSettings) -> BatchSettings:
     """``batch`` as one actor scores: ``ray_cpus_per_actor`` threads; on the CPU unless it was given GPUs."""
-    threads = max(1, int(batch.ray_cpus_per_actor))
-    device = batch.device if batch.ray_gpus_per_actor > 0 else "cpu"
+    threads = max(1, int(batch.ray.cpus_per_actor))
+    device = batch.device if batch.ray.gpus_per_actor > 0 else "cpu"
     return batch.model_copy(update={"threads": threads, "device": device})

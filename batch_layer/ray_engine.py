@@ -4,15 +4,15 @@ The driver has trained the model, begun the version and written its arrays; :fun
 
 * puts the user factors, the item factors, the seen matrix and (for a FAISS index) the driver's searcher in the
   object store once;
-* makes the user indices a Ray Dataset of ``batch.ray_block_users``-user blocks;
-* maps the blocks over ``batch.ray_actors`` actors (:class:`batch_layer.ray_actors.UserBlockWriter`, with
+* makes the user indices a Ray Dataset of ``batch.ray.block_users``-user blocks;
+* maps the blocks over ``batch.ray.actors`` actors (:class:`batch_layer.ray_actors.UserBlockWriter`, with
   ``ray_cpus_per_actor`` and ``ray_gpus_per_actor`` each). Each fetches the model once, scores its blocks with
   the local engine's code, and writes the rows to a store it opens itself, one part per ``batch.user_block``
   users (``users-{first user}``, as the local engine names them);
 * checks that the actors wrote every user once. The driver then writes neighbours and publishes, and
   ``publish`` validates the row counts exactly as for the local engine.
 
-A lost actor is restarted and its block retried up to ``batch.ray_max_restarts`` times; a retried block rewrites
+A lost actor is restarted and its block retried up to ``batch.ray.max_restarts`` times; a retried block rewrites
 the same parts, which the store counts once. Past that the job fails and the version stays ``writing``, so the
 previous snapshot stays current.
 
@@ -91,7 +91,7 @@ def write_users_ray(
     RayConfigError
         The settings cannot work (see :func:`batch_layer.ray_cluster.check_ray_settings`).
     ray.exceptions.RayError
-        An actor was lost more than ``batch.ray_max_restarts`` times, or failed; the version stays ``writing``.
+        An actor was lost more than ``batch.ray.max_restarts`` times, or failed; the version stays ``writing``.
     RuntimeError
         The actors' row counts do not add up to one row per user.
     """
@@ -101,7 +101,7 @@ def write_users_ray(
     with ray_session(batch):
         shared = share_model(factors.user_factors, factors.item_factors, data.matrix, data.user_ids, searcher)
         actors = actor_count(store, batch)
-        log.info("ray.scoring", version=version, users=n_users, actors=actors, block=batch.ray_block_users)
+        log.info("ray.scoring", version=version, users=n_users, actors=actors, block=batch.ray.block_users)
         writer_args = {"store": for_workers(store), "version": version}
         with ray_data_quiet():
             dataset = map_user_blocks(UserBlockWriter, shared, writer_args, n_users, batch, actors)
@@ -143,7 +143,7 @@ def map_user_blocks(
     batch: BatchSettings,
     actors: int,
 ) -> Any:
-    """The Ray Dataset of ``batch.ray_block_users``-user index blocks mapped over ``actors`` actors of ``actor``.
+    """The Ray Dataset of ``batch.ray.block_users``-user index blocks mapped over ``actors`` actors of ``actor``.
 
     ``shared`` comes from :func:`share_model`; ``kwargs`` are the actor's other constructor arguments. Lazy:
     :func:`count_rows` runs it.
@@ -154,16 +154,16 @@ def map_user_blocks(
     with warnings.catch_warnings():
         # Ray 2.5x deprecates ray_remote_args, yet names no other way to set actor restarts.
         warnings.filterwarnings("ignore", message=".*ray_remote_args.*", category=DeprecationWarning)
-        return ray.data.from_numpy(user_blocks(n_users, batch.ray_block_users)).map_batches(
+        return ray.data.from_numpy(user_blocks(n_users, batch.ray.block_users)).map_batches(
             actor,
             fn_constructor_kwargs={"shared": shared, "batch": actor_settings(batch), **kwargs},
-            batch_size=batch.ray_block_users,
+            batch_size=batch.ray.block_users,
             batch_format="numpy",
             compute=ActorPoolStrategy(size=actors),
-            num_cpus=batch.ray_cpus_per_actor,
-            num_gpus=batch.ray_gpus_per_actor or None,
-            max_restarts=batch.ray_max_restarts,
-            max_task_retries=batch.ray_max_restarts,
+            num_cpus=batch.ray.cpus_per_actor,
+            num_gpus=batch.ray.gpus_per_actor or None,
+            max_restarts=batch.ray.max_restarts,
+            max_task_retries=batch.ray.max_restarts,
         )
 
 

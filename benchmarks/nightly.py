@@ -30,7 +30,7 @@ def _settings(tmp: str, name: str, gate: bool):  # type: ignore[no-untyped-def]
     return Settings.load(
         overrides={
             "store": {"url": f"sqlite:///{tmp}/{name}"},
-            "batch": {"holdout_fraction": 0.05 if gate else 0.0, "top_k": 100},
+            "batch": {"gate": {"holdout_fraction": 0.05 if gate else 0.0}, "top_k": 100},
         }
     )
 

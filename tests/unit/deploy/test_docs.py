@@ -57,7 +57,7 @@ def test_settings_doc_example_runs() -> None:
 
 
 def test_reference_ignores_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LAMBDAREC_BATCH__FACTORS", "8")
+    monkeypatch.setenv("LAMBDAREC_BATCH__TRAIN__FACTORS", "8")
     assert "| `factors` | integer (≥ 2, ≤ 1024) | `64` |" in render_reference()
 
 
