@@ -25,13 +25,13 @@ from lambdarec.settings.batch_train import (
     TrainSettings,
     TuneSettings,
 )
-from lambdarec.settings.eventlog import LOG_SCHEMES, LogSettings, derived_log_name
+from lambdarec.settings.eventlog import LOG_SCHEMES, KafkaLogSettings, LogSettings, SQLiteLogSettings, derived_log_name
 from lambdarec.settings.lake import LAKE_SCHEMES, ArchiveSettings, LakeSettings
 from lambdarec.settings.renamed import RENAMED
 from lambdarec.settings.section import ConfigError, Section
 from lambdarec.settings.serving import MergeSettings, ServingSettings
 from lambdarec.settings.speed import EventSettings, SpeedSettings
-from lambdarec.settings.store import STORE_SCHEMES, StoreSettings
+from lambdarec.settings.store import STORE_SCHEMES, CassandraStoreSettings, SQLiteStoreSettings, StoreSettings
 from lambdarec.settings.tree import CONFIG_ENV, ENV_PREFIX, PROGRAM_VARIABLES, Settings, is_setting_variable
 
 __all__ = [
@@ -45,15 +45,19 @@ __all__ = [
     "STORE_SCHEMES",
     "ArchiveSettings",
     "BatchSettings",
+    "CassandraStoreSettings",
     "ColumnNames",
     "ConfigError",
     "EventSettings",
     "GateSettings",
     "IndexSettings",
+    "KafkaLogSettings",
     "LakeSettings",
     "LogSettings",
     "MergeSettings",
     "RaySettings",
+    "SQLiteLogSettings",
+    "SQLiteStoreSettings",
     "Section",
     "ServingSettings",
     "Settings",

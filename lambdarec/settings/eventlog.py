@@ -12,6 +12,34 @@ from lambdarec.settings.section import Section, check_scheme
 LOG_SCHEMES = ("sqlite", "kafka")
 
 
+class KafkaLogSettings(Section):
+    """The Kafka event log (``kafka://HOSTS/TOPIC``): credentials, topic creation and group membership."""
+
+    username: str | None = Field(None, description="Kafka SASL user name.")
+    password: SecretStr | None = Field(None, description="Kafka SASL password. Masked in `config show`.")
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] | None = Field(
+        None, description="Kafka security protocol; unset: SASL_PLAINTEXT when `username` is set, else PLAINTEXT."
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        "PLAIN", description="Kafka SASL mechanism used with `username` and `password`."
+    )
+    replication_factor: int = Field(1, ge=1, description="Replicas per partition when the Kafka topics are created.")
+    heartbeat_interval_ms: int = Field(
+        3000, ge=100, description="Kafka consumer heartbeat interval; keep it below a third of `session_timeout_ms`."
+    )
+    max_poll_interval_ms: int = Field(
+        300000, ge=1000, description="Kafka: the longest gap between two polls before a consumer leaves its group."
+    )
+
+
+class SQLiteLogSettings(Section):
+    """The embedded SQLite event log (``sqlite:///DIR``)."""
+
+    idle_poll_ms: int = Field(
+        50, ge=1, description="How often a consumer with nothing to read looks again while a poll waits."
+    )
+
+
 class LogSettings(Section):
     """The event log: fresh interactions flowing from producers to the speed layer."""
 
@@ -31,35 +59,19 @@ class LogSettings(Section):
     )
     partitions: int = Field(3, ge=1, description="Partitions when the speed layer creates the topic.")
     max_event_bytes: int = Field(16384, ge=256, description="Events larger than this go to the dead-letter log.")
-    username: str | None = Field(None, description="Kafka SASL user name.")
-    password: SecretStr | None = Field(None, description="Kafka SASL password. Masked in `config show`.")
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] | None = Field(
-        None, description="Kafka security protocol; unset: SASL_PLAINTEXT when `username` is set, else PLAINTEXT."
-    )
-    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
-        "PLAIN", description="Kafka SASL mechanism used with `username` and `password`."
-    )
-    replication_factor: int = Field(1, ge=1, description="Replicas per partition when the Kafka topics are created.")
     session_timeout_ms: int = Field(
         10000,
         ge=1000,
         description="A consumer not heard from for this long leaves its group and its partitions move to the "
         "others. Kafka hears heartbeats (the broker allows 6000 and up by default); SQLite hears polls and commits.",
     )
-    heartbeat_interval_ms: int = Field(
-        3000, ge=100, description="Kafka consumer heartbeat interval; keep it below a third of `session_timeout_ms`."
-    )
-    max_poll_interval_ms: int = Field(
-        300000, ge=1000, description="Kafka: the longest gap between two polls before a consumer leaves its group."
-    )
     request_timeout_ms: int = Field(
         30000,
         ge=1000,
         description="Timeout of one Kafka request or producer flush, and how long SQLite waits for a write lock.",
     )
-    idle_poll_ms: int = Field(
-        50, ge=1, description="SQLite: how often a consumer with nothing to read looks again while a poll waits."
-    )
+    kafka: KafkaLogSettings = Field(default_factory=KafkaLogSettings, description="The Kafka backend.")
+    sqlite: SQLiteLogSettings = Field(default_factory=SQLiteLogSettings, description="The SQLite backend.")
 
     _scheme = field_validator("url")(lambda v: check_scheme(v, LOG_SCHEMES, "log"))
 

@@ -42,8 +42,9 @@ One settings tree configures every layer. Settings are read from, highest preced
 4. the defaults below.
 
 In an environment variable a list or a map is written as JSON, e.g.
-`{ENV_PREFIX}SERVING__ADMIN_KEY_HASHES='["<64 hex characters>"]'` or `{ENV_PREFIX}STORE__REPLICATION='{{"dc1": 3}}'`;
-in the file, as TOML. An unknown key, in the file or in a `{ENV_PREFIX}*` variable, is an error that names it.
+`{ENV_PREFIX}SERVING__ADMIN_KEY_HASHES='["<64 hex characters>"]'` or
+`{ENV_PREFIX}STORE__CASSANDRA__REPLICATION='{{"dc1": 3}}'`; in the file, as TOML. An unknown key, in the file
+or in a `{ENV_PREFIX}*` variable, is an error that names it.
 `lambdarec config show [--json]` prints the effective settings with secrets masked.
 
 "Unset" means the setting has no value unless one is given; TOML has no null, so leave the key out.

@@ -31,6 +31,23 @@ RENAMED: dict[str, str] = {
     "batch.max_regression": "batch.gate.max_regression",
     **{f"batch.tune_{k}": f"batch.tune.{k}" for k in ("every_days", "budget_s", "trials", "models")},
     "batch.tune_validation_fraction": "batch.tune.validation_fraction",
+    "store.sqlite_mmap_mb": "store.sqlite.mmap_mb",
+    "store.sqlite_fresh_mmap_mb": "store.sqlite.fresh_mmap_mb",
+    **{
+        f"store.{k}": f"store.cassandra.{k}"
+        for k in ("username", "password", "write_concurrency", "read_concurrency", "replication")
+    },
+    **{
+        f"store.{k}": f"store.cassandra.{k}"
+        for k in ("write_consistency", "read_consistency", "protocol_version", "reconnect_max_s", "connect_timeout_s")
+    },
+    **{
+        f"log.{k}": f"log.kafka.{k}"
+        for k in ("username", "password", "security_protocol", "sasl_mechanism", "replication_factor")
+    },
+    "log.heartbeat_interval_ms": "log.kafka.heartbeat_interval_ms",
+    "log.max_poll_interval_ms": "log.kafka.max_poll_interval_ms",
+    "log.idle_poll_ms": "log.sqlite.idle_poll_ms",
 }
 
 

@@ -26,5 +26,7 @@ def check_scheme(url: str, allowed: tuple[str, ...], what: str) -> str:
             f"{what} URL {mask_url(url)!r} has scheme {parts.scheme!r}; expected one of {', '.join(allowed)}"
         )
     if parts.scheme == "kafka" and "@" in parts.netloc:
-        raise ValueError(f"{what} URL {mask_url(url)!r} carries credentials; set log.username and log.password instead")
+        raise ValueError(
+            f"{what} URL {mask_url(url)!r} carries credentials; set log.kafka.username and log.kafka.password instead"
+        )
     return url

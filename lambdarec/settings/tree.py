@@ -102,7 +102,7 @@ class Settings(BaseSettings):
 
     def register_secrets(self) -> None:
         """Have every secret of these settings masked in errors and logs (see ``lambdarec.masking``)."""
-        for secret in (self.store.password, self.log.password):
+        for secret in (self.store.cassandra.password, self.log.kafka.password):
             register_secret(secret.get_secret_value() if secret is not None else None)
         for url in (self.store.url, self.log.url):
             try:

@@ -2,7 +2,8 @@
 
 Prepared statements only, each marked idempotent unless it is a lightweight transaction; bulk writes go through
 ``execute_concurrent_with_args`` in bounded chunks; consistency comes from two execution profiles (``write``:
-``store.write_consistency``, default: ``store.read_consistency``). Tables are in ``cassandra_schema``.
+``store.cassandra.write_consistency``, default: ``store.cassandra.read_consistency``). Tables are in
+``cassandra_schema``.
 
 Example
 -------
@@ -81,8 +82,8 @@ class CassandraStore(OnlineStore):
         self.url = schema.parse_url(settings.url)
         self._ks, self._ns = self.url.keyspace, settings.namespace
         self._snap_ttl, self._fresh_ttl = settings.snapshot_ttl_s, settings.fresh_ttl_s
-        user = settings.username or self.url.username
-        password = settings.password.get_secret_value() if settings.password else self.url.password
+        user = settings.cassandra.username or self.url.username
+        password = settings.cassandra.password.get_secret_value() if settings.cassandra.password else self.url.password
         lbp = TokenAwarePolicy(DCAwareRoundRobinPolicy(local_dc=self.url.dc))
         timeout = settings.request_timeout_s
 
@@ -99,17 +100,19 @@ class CassandraStore(OnlineStore):
             "contact_points": list(self.url.hosts),
             "port": self.url.port,
             "auth_provider": PlainTextAuthProvider(user, password) if user else None,
-            "protocol_version": settings.protocol_version,
-            "connect_timeout": settings.connect_timeout_s,
-            "control_connection_timeout": settings.connect_timeout_s,
+            "protocol_version": settings.cassandra.protocol_version,
+            "connect_timeout": settings.cassandra.connect_timeout_s,
+            "control_connection_timeout": settings.cassandra.connect_timeout_s,
         }
         self._cluster = Cluster(
             execution_profiles={
-                EXEC_PROFILE_DEFAULT: profile(settings.read_consistency, "read_consistency"),
-                WRITE: profile(settings.write_consistency, "write_consistency"),
+                EXEC_PROFILE_DEFAULT: profile(settings.cassandra.read_consistency, "read_consistency"),
+                WRITE: profile(settings.cassandra.write_consistency, "write_consistency"),
             },
             **connection,
-            reconnection_policy=ExponentialReconnectionPolicy(0.1, settings.reconnect_max_s, max_attempts=None),
+            reconnection_policy=ExponentialReconnectionPolicy(
+                0.1, settings.cassandra.reconnect_max_s, max_attempts=None
+            ),
         )
         try:
             with self._guard("connect"):
@@ -167,7 +170,8 @@ class CassandraStore(OnlineStore):
     def _many(self, cql: str, params: Iterable[tuple[Any, ...]], profile: object = WRITE) -> Iterator[Any]:
         """Run ``cql`` once per parameter tuple, concurrently, ``BULK_CHUNK`` at a time; yield the result sets."""
         stmt = self._stmt(cql)
-        concurrency = self.settings.write_concurrency if profile == WRITE else self.settings.read_concurrency
+        backend = self.settings.cassandra
+        concurrency = backend.write_concurrency if profile == WRITE else backend.read_concurrency
         for piece in _chunks(params, BULK_CHUNK):
             with self._guard(schema.describe(cql)):
                 results = execute_concurrent_with_args(

@@ -72,8 +72,8 @@ _EVENT_ID_SWEEP_S = 60.0  # how often claiming also deletes expired claims
 SNAPSHOTS_FILE, FRESH_FILE = "snapshots.sqlite", "fresh.sqlite"
 # 16 KiB pages keep a 2 KiB user row inside its b-tree page (4 KiB pages spill it to overflow pages: half the
 # write rate, twice the file); page_size only takes effect on a new file. A 64 MiB WAL between checkpoints
-# (4000 pages) spares a bulk write most checkpoint fsyncs. The memory map (store.sqlite_mmap_mb,
-# store.sqlite_fresh_mmap_mb) is set per connection by `_db`.
+# (4000 pages) spares a bulk write most checkpoint fsyncs. The memory map (store.sqlite.mmap_mb,
+# store.sqlite.fresh_mmap_mb) is set per connection by `_db`.
 _PRAGMAS = "PRAGMA page_size=16384; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=4000;"
 _INFO = "SELECT version, state, created_at, published_at, meta, manifest FROM snapshots WHERE ns = ?"
 _IN_BATCH = 500  # keys per `IN (...)` query; SQLite allows 32766 host parameters, small is plenty
@@ -148,7 +148,7 @@ class SQLiteStore(OnlineStore):
         conn = sqlite3.connect(uri, self.settings.request_timeout_s, isolation_level=None, check_same_thread=False,
                                uri=True)  # fmt: skip
         conn.executescript(_PRAGMAS)
-        mmap_mb = self.settings.sqlite_mmap_mb if which == "snapshots" else self.settings.sqlite_fresh_mmap_mb
+        mmap_mb = self.settings.sqlite.mmap_mb if which == "snapshots" else self.settings.sqlite.fresh_mmap_mb
         conn.execute(f"PRAGMA mmap_size={int(mmap_mb) << 20}")  # an int from the settings
         setattr(self._local, which, (generation, conn))
         with self._all_lock:

@@ -121,7 +121,9 @@ def test_missing_or_broken_file(tmp_path) -> None:
 
 def test_secrets_are_masked() -> None:
     s = Settings.load(
-        overrides={"store": {"url": "cassandra://app:hunter2@h1,h2:9042/recs?dc=dc1", "password": "hunter2"}}
+        overrides={
+            "store": {"url": "cassandra://app:hunter2@h1,h2:9042/recs?dc=dc1", "cassandra": {"password": "hunter2"}}
+        }
     )
     shown = str(s.masked())
     assert "hunter2" not in shown
@@ -174,3 +176,18 @@ def test_every_renamed_key_points_at_a_setting() -> None:
         for part in new.split("."):
             assert part in model.model_fields, f"{old} -> {new}"
             model = model.model_fields[part].annotation
+
+
+def test_backend_options_live_under_their_backend(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = tmp_path / "old.toml"
+    cfg.write_text('[store]\nwrite_consistency = "ONE"\nsqlite_mmap_mb = 0\n[log]\nusername = "svc"\n')
+    with pytest.raises(ConfigError) as caught:
+        Settings.load(cfg)
+    message = str(caught.value)
+    assert "'store.write_consistency' was renamed 'store.cassandra.write_consistency'" in message
+    assert "'store.sqlite_mmap_mb' was renamed 'store.sqlite.mmap_mb'" in message
+    assert "'log.username' was renamed 'log.kafka.username'" in message
+    monkeypatch.setenv("LAMBDAREC_LOG__SQLITE__IDLE_POLL_MS", "7")
+    monkeypatch.setenv("LAMBDAREC_STORE__CASSANDRA__PASSWORD", "hunter2")
+    s = Settings.load()
+    assert s.log.sqlite.idle_poll_ms == 7 and s.store.cassandra.password.get_secret_value() == "hunter2"
