@@ -86,7 +86,7 @@ def test_config_show_output_loads_back_as_the_same_settings(tmp_path: Path) -> N
     cfg = tmp_path / "c.toml"
     cfg.write_text(
         '[store]\nurl = "cassandra://h1,h2:9042/recs?dc=datacenter1"\n'
-        '[store.cassandra]\nreplication = { datacenter1 = 3 }\n'
+        "[store.cassandra]\nreplication = { datacenter1 = 3 }\n"
         '[log]\nurl = "kafka://k1:9092/shop-events"\npartitions = 6\n'
         "[batch]\nlookback_days = 30.5\n[batch.train]\nfactors = 16\n[batch.event_weights]\nview = 1.0\nbuy = 8.0\n"
         '[serving]\nweight_session = 0.25\ningest_key_hashes = ["' + "a" * 64 + '"]\n'
