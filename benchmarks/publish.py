@@ -131,10 +131,10 @@ def run_cassandra(rows: list[UserRow], repeats: int, scale: Scale) -> Iterator[R
     store = CassandraStore(settings)
     same_as_ours = ExecutionProfile(  # routing and consistency as the store's write profile
         load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy()),
-        consistency_level=schema.consistency(settings.write_consistency, "write_consistency"),
+        consistency_level=schema.consistency(settings.cassandra.write_consistency, "write_consistency"),
         request_timeout=settings.request_timeout_s,
     )
-    cluster = Cluster([host], port=int(port), protocol_version=settings.protocol_version,
+    cluster = Cluster([host], port=int(port), protocol_version=settings.cassandra.protocol_version,
                       execution_profiles={EXEC_PROFILE_DEFAULT: same_as_ours})  # fmt: skip
     try:
         store.init_schema()
@@ -145,7 +145,7 @@ def run_cassandra(rows: list[UserRow], repeats: int, scale: Scale) -> Iterator[R
 
         def reference() -> None:
             params = ((*key, ttl) for key in _encoded(secrets.token_hex(8), rows))
-            execute_concurrent_with_args(session, insert, params, concurrency=settings.write_concurrency,
+            execute_concurrent_with_args(session, insert, params, concurrency=settings.cassandra.write_concurrency,
                                          raise_on_first_error=True)  # fmt: skip
 
         def settle() -> None:  # let the server flush what the previous run left in its memtables

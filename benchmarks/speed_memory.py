@@ -2,15 +2,15 @@
 
 Every event names a new user and a new item, the worst case for anything that remembers ids. Memory must be
 bounded by settings, not by users or events: the ratio (RSS at N/10 over RSS at N) should stay >= 0.9. Embedded
-backends (SQLite log and store) at the default settings (``store.sqlite_fresh_mmap_mb = 0``). A separate process
+backends (SQLite log and store) at the default settings (``store.sqlite.fresh_mmap_mb = 0``). A separate process
 appends the events to the log before the consumer starts, so the consumer's heap holds only what the consumer
 allocates (a producer in the same process leaves its own churn in pymalloc's arenas). Before each measure the
 heap's free pages go back to the system (``gc.collect``, glibc ``malloc_trim``), so RSS shows live memory.
 Reported, from ``/proc/self/status``: the whole RSS; its anonymous part (the process's own memory: bounded by
 ``speed.history_cache_users``, ``speed.poll_max_records`` and SQLite's page caches, whose size
 ``sqlite_heap_mib`` reports); its file-backed part (the libraries' code, and the SQLite store's memory-mapped
-pages, which grow with a file up to ``store.sqlite_mmap_mb`` for the snapshots file and
-``store.sqlite_fresh_mmap_mb`` (default 0) for the fresh-state file, the one that grows with users; the kernel can
+pages, which grow with a file up to ``store.sqlite.mmap_mb`` for the snapshots file and
+``store.sqlite.fresh_mmap_mb`` (default 0) for the fresh-state file, the one that grows with users; the kernel can
 drop them at any time; a Cassandra store has none).
 """
 
@@ -100,7 +100,7 @@ def run(scale: Scale, args) -> Iterator[Result]:  # type: ignore[no-untyped-def]
         overrides = {
             "store": {"url": f"sqlite:///{tmp}/store"},
             "log": {"url": f"sqlite:///{tmp}/events"},
-            "batch": {"iterations": 3, "top_k": 20, "factors": 16},
+            "batch": {"train": {"iterations": 3, "factors": 16}, "top_k": 20},
         }
         settings = Settings.load(overrides=overrides)
         log_path = Path(tmp) / "log.parquet"
@@ -134,8 +134,8 @@ def run(scale: Scale, args) -> Iterator[Result]:  # type: ignore[no-untyped-def]
             f"speed.poll_max_records={speed.poll_max_records}, SQLite page cache",
             "sqlite_heap_mib": "part of the anonymous memory: SQLite's page cache, 2 MiB per connection (its "
             "default cache_size)",
-            "rss_file_mib": f"store.sqlite_mmap_mb={store.sqlite_mmap_mb} (snapshots file), "
-            f"store.sqlite_fresh_mmap_mb={store.sqlite_fresh_mmap_mb} (fresh-state file), the libraries' code",
+            "rss_file_mib": f"store.sqlite.mmap_mb={store.sqlite.mmap_mb} (snapshots file), "
+            f"store.sqlite.fresh_mmap_mb={store.sqlite.fresh_mmap_mb} (fresh-state file), the libraries' code",
         }
         note = f"{first:,} vs {total:,} events, each a new user and item; {total / seconds:,.0f} events/s; bounded by "
         for n, metric in enumerate(("rss_mib", "rss_anon_mib", "rss_file_mib", "sqlite_heap_mib")):

@@ -4,8 +4,8 @@
 ``user_id`` and partitioned by Kafka's own (murmur2) partitioner, so one user's events stay in order and other
 Kafka producers agree on the partition. The producer is idempotent with ``acks='all'`` and ``append`` flushes
 before it returns. Dead letters go to the ``log.dead_letter`` topic (one partition): the value is the original
-bytes, headers ``reason`` and ``source`` (``topic:partition:offset``). Credentials come from ``log.username`` /
-``log.password`` (SASL), never from the URL.
+bytes, headers ``reason`` and ``source`` (``topic:partition:offset``). Credentials come from ``log.kafka.username`` /
+``log.kafka.password`` (SASL), never from the URL.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def kafka_target(url: str) -> tuple[list[str], str]:
     if parts.scheme != "kafka" or not servers or not topic or "/" in topic or "@" in parts.netloc:
         raise ValueError(
             f"log.url {mask_url(url)!r} is not kafka://host1:9092,host2:9092/topic "
-            "(credentials belong in log.username and log.password)"
+            "(credentials belong in log.kafka.username and log.kafka.password)"
         )
     return servers, topic
 
@@ -62,17 +62,18 @@ def kafka_target(url: str) -> tuple[list[str], str]:
 def client_config(settings: LogSettings) -> dict[str, Any]:
     """Connection options shared by the producer, consumers and admin client."""
     servers, _ = kafka_target(settings.url)
+    kafka = settings.kafka
     cfg: dict[str, Any] = {
         "bootstrap_servers": servers,
         "client_id": CLIENT_ID,
         "request_timeout_ms": settings.request_timeout_ms,
         "bootstrap_timeout_ms": settings.request_timeout_ms,
-        "security_protocol": settings.security_protocol or ("SASL_PLAINTEXT" if settings.username else "PLAINTEXT"),
+        "security_protocol": kafka.security_protocol or ("SASL_PLAINTEXT" if kafka.username else "PLAINTEXT"),
     }
-    if settings.username:
-        cfg["sasl_mechanism"] = settings.sasl_mechanism
-        cfg["sasl_plain_username"] = settings.username
-        cfg["sasl_plain_password"] = settings.password.get_secret_value() if settings.password else None
+    if kafka.username:
+        cfg["sasl_mechanism"] = kafka.sasl_mechanism
+        cfg["sasl_plain_username"] = kafka.username
+        cfg["sasl_plain_password"] = kafka.password.get_secret_value() if kafka.password else None
     return cfg
 
 
@@ -260,7 +261,7 @@ class KafkaEventLog(EventLog):
             missing = {t: n for t, n in wanted.items() if t not in existing}
             if missing:
                 spec = {
-                    t: {"num_partitions": n, "replication_factor": self.settings.replication_factor}
+                    t: {"num_partitions": n, "replication_factor": self.settings.kafka.replication_factor}
                     for t, n in missing.items()
                 }
                 try:

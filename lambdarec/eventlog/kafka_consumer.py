@@ -82,8 +82,8 @@ class KafkaGroupConsumer(Consumer):
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
                 session_timeout_ms=s.session_timeout_ms,
-                heartbeat_interval_ms=s.heartbeat_interval_ms,
-                max_poll_interval_ms=s.max_poll_interval_ms,
+                heartbeat_interval_ms=s.kafka.heartbeat_interval_ms,
+                max_poll_interval_ms=s.kafka.max_poll_interval_ms,
             )
         except UNREACHABLE as exc:
             raise event_log._unavailable(exc) from exc

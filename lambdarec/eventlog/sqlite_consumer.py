@@ -151,7 +151,7 @@ class SQLiteConsumer(Consumer):
         if self._closed:
             raise RuntimeError(f"consumer of group {self.group!r} is closed")
         deadline = time.monotonic() + timeout_ms / 1000
-        idle_s = self._log.settings.idle_poll_ms / 1000
+        idle_s = self._log.settings.sqlite.idle_poll_ms / 1000
         while True:
             self._sync_group()
             records = self._fetch(max_records)

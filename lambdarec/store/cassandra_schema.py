@@ -101,22 +101,26 @@ def replication_cql(replication: dict[str, int]) -> str:
         return f"{{'class': 'SimpleStrategy', 'replication_factor': {int(replication['replication_factor'])}}}"
     if not replication or "replication_factor" in replication:
         raise ValueError(
-            f"store.replication {replication!r}: give {{replication_factor = N}} or a map of datacenter to replicas"
+            f"store.cassandra.replication {replication!r}: give {{replication_factor = N}} or a map of datacenter "
+            "to replicas"
         )
     bad = [dc for dc in replication if not re.fullmatch(r"[A-Za-z0-9_.\-]+", dc)]
     if bad:
-        raise ValueError(f"store.replication: datacenter names {bad!r} may hold only letters, digits, '_', '.', '-'")
+        raise ValueError(
+            f"store.cassandra.replication: datacenter names {bad!r} may hold only letters, digits, '_', '.', '-'"
+        )
     dcs = ", ".join(f"'{dc}': {int(n)}" for dc, n in sorted(replication.items()))
     return f"{{'class': 'NetworkTopologyStrategy', {dcs}}}"
 
 
 def consistency(name: str, setting: str) -> int:
-    """The driver's value of a consistency level named in ``store.<setting>``."""
+    """The driver's value of a consistency level named in ``store.cassandra.<setting>``."""
     try:
         return ConsistencyLevel.name_to_value[name.upper()]
     except KeyError:
         raise ValueError(
-            f"store.{setting} {name!r} is not a consistency level; use one of LOCAL_ONE, LOCAL_QUORUM, QUORUM, ..."
+            f"store.cassandra.{setting} {name!r} is not a consistency level; use one of LOCAL_ONE, LOCAL_QUORUM, "
+            "QUORUM, ..."
         ) from None
 
 
@@ -222,7 +226,7 @@ def table_options(settings: StoreSettings, ttl_setting: str | None) -> tuple[int
 
 def create(session: Any, keyspace: str, settings: StoreSettings) -> None:
     """Create the keyspace and tables if absent, and give TTL tables the TTLs ``settings`` ask for."""
-    replication = replication_cql(settings.replication)
+    replication = replication_cql(settings.cassandra.replication)
     session.execute(CREATE_KEYSPACE.format(ks=keyspace, replication=replication), timeout=DDL_TIMEOUT_S)
     for _, _, ddl in TABLES:
         session.execute(ddl.format(ks=keyspace), timeout=DDL_TIMEOUT_S)

@@ -1,8 +1,8 @@
 """The Cassandra store's session: the cluster connection, its two execution profiles, prepared statements, bulk
 execution, and driver errors turned into store errors that name the hosts or the missing schema.
 
-Consistency comes from two execution profiles (``write``: ``store.write_consistency``, default:
-``store.read_consistency``). Every statement is prepared once and marked idempotent unless it is a lightweight
+Consistency comes from two execution profiles (``write``: ``store.cassandra.write_consistency``, default:
+``store.cassandra.read_consistency``). Every statement is prepared once and marked idempotent unless it is a lightweight
 transaction; bulk runs go through ``execute_concurrent_with_args`` in bounded chunks.
 
 Example
@@ -74,8 +74,9 @@ class CassandraSession:
         self.settings = settings
         self.url = schema.parse_url(settings.url)
         self.keyspace = self.url.keyspace
-        user = settings.username or self.url.username
-        password = settings.password.get_secret_value() if settings.password else self.url.password
+        backend = settings.cassandra
+        user = backend.username or self.url.username
+        password = backend.password.get_secret_value() if backend.password else self.url.password
         lbp = TokenAwarePolicy(DCAwareRoundRobinPolicy(local_dc=self.url.dc))
         timeout = settings.request_timeout_s
 
@@ -92,17 +93,17 @@ class CassandraSession:
             "contact_points": list(self.url.hosts),
             "port": self.url.port,
             "auth_provider": PlainTextAuthProvider(user, password) if user else None,
-            "protocol_version": settings.protocol_version,
-            "connect_timeout": settings.connect_timeout_s,
-            "control_connection_timeout": settings.connect_timeout_s,
+            "protocol_version": backend.protocol_version,
+            "connect_timeout": backend.connect_timeout_s,
+            "control_connection_timeout": backend.connect_timeout_s,
         }
         self.cluster = Cluster(
             execution_profiles={
-                EXEC_PROFILE_DEFAULT: profile(settings.read_consistency, "read_consistency"),
-                WRITE: profile(settings.write_consistency, "write_consistency"),
+                EXEC_PROFILE_DEFAULT: profile(backend.read_consistency, "read_consistency"),
+                WRITE: profile(backend.write_consistency, "write_consistency"),
             },
             **connection,
-            reconnection_policy=ExponentialReconnectionPolicy(0.1, settings.reconnect_max_s, max_attempts=None),
+            reconnection_policy=ExponentialReconnectionPolicy(0.1, backend.reconnect_max_s, max_attempts=None),
         )
         try:
             with self.guard("connect"):
@@ -156,7 +157,8 @@ class CassandraSession:
     def many(self, cql: str, params: Iterable[tuple[Any, ...]], profile: object = WRITE) -> Iterator[Any]:
         """Run ``cql`` once per parameter tuple, concurrently, ``BULK_CHUNK`` at a time; yield the result sets."""
         stmt = self.stmt(cql)
-        concurrency = self.settings.write_concurrency if profile == WRITE else self.settings.read_concurrency
+        backend = self.settings.cassandra
+        concurrency = backend.write_concurrency if profile == WRITE else backend.read_concurrency
         for piece in chunks(params, BULK_CHUNK):
             with self.guard(schema.describe(cql)):
                 results = execute_concurrent_with_args(

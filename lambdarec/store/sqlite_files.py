@@ -104,7 +104,7 @@ class Connections:
         conn = sqlite3.connect(uri, self.settings.request_timeout_s, isolation_level=None, check_same_thread=False,
                                uri=True)  # fmt: skip
         conn.executescript(PRAGMAS)
-        mmap_mb = self.settings.sqlite_mmap_mb if which == "snapshots" else self.settings.sqlite_fresh_mmap_mb
+        mmap_mb = self.settings.sqlite.mmap_mb if which == "snapshots" else self.settings.sqlite.fresh_mmap_mb
         conn.execute(f"PRAGMA mmap_size={int(mmap_mb) << 20}")  # an int from the settings
         setattr(self._local, which, (generation, conn))
         with self._all_lock:

@@ -56,8 +56,8 @@ EVENT_ID_SWEEP_S = 60.0  # how often claiming also deletes expired claims
 SNAPSHOTS_FILE, FRESH_FILE = "snapshots.sqlite", "fresh.sqlite"
 # 16 KiB pages keep a 2 KiB user row inside its b-tree page (4 KiB pages spill it to overflow pages: half the
 # write rate, twice the file); page_size only takes effect on a new file. A 64 MiB WAL between checkpoints
-# (4000 pages) spares a bulk write most checkpoint fsyncs. The memory map (store.sqlite_mmap_mb,
-# store.sqlite_fresh_mmap_mb) is set per connection by `Connections`.
+# (4000 pages) spares a bulk write most checkpoint fsyncs. The memory map (store.sqlite.mmap_mb,
+# store.sqlite.fresh_mmap_mb) is set per connection by `Connections`.
 PRAGMAS = "PRAGMA page_size=16384; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=4000;"
 
 

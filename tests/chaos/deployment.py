@@ -71,10 +71,12 @@ class Deployment:
         self.config.write_text(
             f"""[store]
 url = "cassandra://{services.cassandra}/{self.keyspace}?dc=datacenter1"
-connect_timeout_s = 3.0
 request_timeout_s = 3.0
-reconnect_max_s = 1.0
 current_cache_s = 0.5
+
+[store.cassandra]
+connect_timeout_s = 3.0
+reconnect_max_s = 1.0
 
 [log]
 url = "kafka://{services.kafka}/{self.topic}"
@@ -85,9 +87,11 @@ request_timeout_ms = 8000
 
 [batch]
 top_k = 30
+lock_ttl_s = 10
+
+[batch.train]
 iterations = 3
 factors = 8
-lock_ttl_s = 10
 
 [speed]
 poll_max_records = 200

@@ -32,7 +32,7 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
     }
     # a SIGKILLed member holds its partitions until its session lapses: keep that short (Kafka's floor is 6 s)
     if request.param == "sqlite":
-        s["log"] = {"url": f"sqlite:///{tmp_path}/events", "session_timeout_ms": 1000, "heartbeat_interval_ms": 300}
+        s["log"] = {"url": f"sqlite:///{tmp_path}/events", "session_timeout_ms": 1000}
     else:
         host, port = request.getfixturevalue("kafka_endpoint")
         topic = f"archive-{secrets.token_hex(4)}"
@@ -40,7 +40,7 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
             "url": f"kafka://{host}:{port}/{topic}",
             "dead_letter": f"{topic}-dlq",
             "session_timeout_ms": 6000,
-            "heartbeat_interval_ms": 1000,
+            "kafka": {"heartbeat_interval_ms": 1000},
         }
         s["archive"]["consumer_group"] = topic
     return Settings.load(overrides=s)
@@ -116,7 +116,7 @@ def config_file(settings: Settings, path: Path) -> Path:
     path.write_text(
         f'[log]\nurl = "{settings.log.url}"\ndead_letter = "{settings.log.dead_letter}"\n'
         f"session_timeout_ms = {settings.log.session_timeout_ms}\n"
-        f"heartbeat_interval_ms = {settings.log.heartbeat_interval_ms}\n"
+        f"[log.kafka]\nheartbeat_interval_ms = {settings.log.kafka.heartbeat_interval_ms}\n"
         f'[lake]\nurl = "{settings.lake.url}"\n'
         f'[archive]\nconsumer_group = "{a.consumer_group}"\nmax_batch_events = {a.max_batch_events}\n'
         f"max_batch_s = {a.max_batch_s}\npoll_max_records = {a.poll_max_records}\n"

@@ -54,7 +54,7 @@ class Fault:
 def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
     s: dict = {
         "lake": {"url": str(tmp_path / "lake")},
-        "log": {"url": f"sqlite:///{tmp_path}/events", "session_timeout_ms": 1000, "heartbeat_interval_ms": 300},
+        "log": {"url": f"sqlite:///{tmp_path}/events", "session_timeout_ms": 1000},
         "archive": {
             "max_batch_events": 100,
             "max_batch_s": 0.3,

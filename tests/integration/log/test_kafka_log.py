@@ -23,9 +23,8 @@ class TestKafkaEventLog(EventLogContract):
             url=f"kafka://{host}:{port}/events-{name}",
             dead_letter=f"dead-{name}",
             partitions=3,
-            session_timeout_ms=6000,  # the broker's group.min.session.timeout.ms
-            heartbeat_interval_ms=300,
-            max_poll_interval_ms=15000,
+            session_timeout_ms=6000,
+            kafka={"heartbeat_interval_ms": 300, "max_poll_interval_ms": 15000},
             request_timeout_ms=15000,
         )
         opened: list[EventLog] = []

@@ -18,7 +18,7 @@ class TestSQLiteEventLog(EventLogContract):
     def make_log(self, tmp_path: Path) -> Iterator[MakeLog]:
         opened: list[EventLog] = []
         settings = LogSettings(
-            url=f"sqlite:///{tmp_path / 'events'}", partitions=3, session_timeout_ms=6000, idle_poll_ms=10
+            url=f"sqlite:///{tmp_path / 'events'}", partitions=3, session_timeout_ms=6000, sqlite={"idle_poll_ms": 10}
         )
 
         def make() -> EventLog:

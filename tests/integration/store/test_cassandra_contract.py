@@ -94,7 +94,7 @@ def test_a_missing_keyspace_names_the_fix(cassandra_endpoint: tuple[str, int]) -
 
 def test_an_unreachable_cluster_names_the_hosts_tried() -> None:
     with pytest.raises(StoreUnavailableError, match=r"127\.0\.0\.1:1"):
-        CassandraStore(StoreSettings(url="cassandra://127.0.0.1:1/recs", connect_timeout_s=2))
+        CassandraStore(StoreSettings(url="cassandra://127.0.0.1:1/recs", cassandra={"connect_timeout_s": 2}))
 
 
 def test_statements_are_prepared_idempotent_and_consistency_comes_from_settings(cassandra_store_url: str) -> None:
@@ -103,7 +103,9 @@ def test_statements_are_prepared_idempotent_and_consistency_comes_from_settings(
 
     from lambdarec.store.cassandra_session import WRITE
 
-    settings = StoreSettings(url=cassandra_store_url, write_consistency="ONE", read_consistency="LOCAL_ONE")
+    settings = StoreSettings(
+        url=cassandra_store_url, cassandra={"write_consistency": "ONE", "read_consistency": "LOCAL_ONE"}
+    )
     store = CassandraStore(settings)
     try:
         assert store._stmt(schema.INSERT_USER).is_idempotent

@@ -38,13 +38,15 @@ def events_file(tmp_path: Path) -> Path:
 
 
 LOG_CASES = {
-    "kafka-userinfo": {"LAMBDAREC_LOG__URL": f"kafka://svc:{SECRET}@127.0.0.1:9/events"},  # refused: use log.password
+    "kafka-userinfo": {
+        "LAMBDAREC_LOG__URL": f"kafka://svc:{SECRET}@127.0.0.1:9/events"
+    },  # refused: use log.kafka.password
     "bad-scheme": {"LAMBDAREC_LOG__URL": f"kafkaa://svc:{SECRET}@127.0.0.1:9/events"},
     "sqlite-host": {"LAMBDAREC_LOG__URL": f"sqlite://svc:{SECRET}@host/var/events"},
     "kafka-sasl": {  # nobody answers; the password is a setting
         "LAMBDAREC_LOG__URL": "kafka://127.0.0.1:9/events",
-        "LAMBDAREC_LOG__USERNAME": "svc",
-        "LAMBDAREC_LOG__PASSWORD": SECRET,
+        "LAMBDAREC_LOG__KAFKA__USERNAME": "svc",
+        "LAMBDAREC_LOG__KAFKA__PASSWORD": SECRET,
         "LAMBDAREC_LOG__REQUEST_TIMEOUT_MS": "1000",
     },
 }

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lambdarec.cli import app
-from lambdarec.settings_doc import REGENERATE, render_reference
+from lambdarec.settings.reference import REGENERATE, render_reference
 
 from .usage import DEPLOY, DOCS, ROOT, commands_in_markdown, env_names_in, is_setting_or_known, resolve
 
@@ -30,7 +30,7 @@ METRIC_TYPES = {"Counter": "counter", "Gauge": "gauge", "Histogram": "histogram"
 def test_configuration_reference_is_up_to_date() -> None:
     assert CONFIGURATION.is_file(), f"docs/configuration.md is missing; run `{REGENERATE}`"
     if CONFIGURATION.read_text(encoding="utf-8") != render_reference():
-        pytest.fail(f"docs/configuration.md differs from the settings in lambdarec/settings.py; run `{REGENERATE}` "
+        pytest.fail(f"docs/configuration.md differs from the settings in lambdarec/settings/; run `{REGENERATE}` "
                     "(or `make docs`) and commit the result", pytrace=False)  # fmt: skip
 
 
@@ -50,14 +50,14 @@ def test_reference_documents_every_field_with_its_env_var() -> None:
 def test_settings_doc_example_runs() -> None:
     import doctest
 
-    import lambdarec.settings_doc
+    import lambdarec.settings.reference
 
-    result = doctest.testmod(lambdarec.settings_doc)
+    result = doctest.testmod(lambdarec.settings.reference)
     assert result.attempted and not result.failed
 
 
 def test_reference_ignores_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LAMBDAREC_BATCH__FACTORS", "8")
+    monkeypatch.setenv("LAMBDAREC_BATCH__TRAIN__FACTORS", "8")
     assert "| `factors` | integer (≥ 2, ≤ 1024) | `64` |" in render_reference()
 
 

@@ -101,7 +101,7 @@ def test_urls_name_a_directory_or_brokers_and_topic(tmp_path: Path) -> None:
 def test_kafka_credentials_turn_on_sasl() -> None:
     plain = client_config(LogSettings(url="kafka://h:9092/t"))
     assert plain["security_protocol"] == "PLAINTEXT" and "sasl_mechanism" not in plain
-    sasl = client_config(LogSettings(url="kafka://h:9092/t", username="svc", password="pw"))  # type: ignore[arg-type]
+    sasl = client_config(LogSettings(url="kafka://h:9092/t", kafka={"username": "svc", "password": "pw"}))  # type: ignore[arg-type]
     assert (sasl["security_protocol"], sasl["sasl_plain_username"], sasl["sasl_plain_password"]) == (
         "SASL_PLAINTEXT",
         "svc",

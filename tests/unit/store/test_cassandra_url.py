@@ -37,7 +37,7 @@ def test_replication() -> None:
     assert "SimpleStrategy" in schema.replication_cql({"replication_factor": 3})
     nts = schema.replication_cql({"dc2": 2, "dc1": 3})
     assert nts == "{'class': 'NetworkTopologyStrategy', 'dc1': 3, 'dc2': 2}"
-    with pytest.raises(ValueError, match=r"store\.replication"):
+    with pytest.raises(ValueError, match=r"store\.cassandra\.replication"):
         schema.replication_cql({"replication_factor": 1, "dc1": 3})
     with pytest.raises(ValueError, match="datacenter names"):  # a name is spliced into DDL: no quotes allowed
         schema.replication_cql({"dc1': 3, 'x": 1})
@@ -45,7 +45,7 @@ def test_replication() -> None:
 
 def test_consistency_names_the_setting() -> None:
     assert schema.consistency("local_quorum", "write_consistency") == 6
-    with pytest.raises(ValueError, match=r"store\.read_consistency 'MOSTLY'"):
+    with pytest.raises(ValueError, match=r"store\.cassandra\.read_consistency 'MOSTLY'"):
         schema.consistency("MOSTLY", "read_consistency")
 
 

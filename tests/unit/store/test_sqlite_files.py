@@ -1,7 +1,7 @@
 """Deleted and restored SQLite store files are noticed by every call, mapped or not (issue 13, left over from 12).
 
 An open connection keeps reading an unlinked file, so a read that succeeds says nothing. Before, only a pointer
-poll or a ping looked at the files: with the fresh-state file unmapped (``sqlite_fresh_mmap_mb=0``), the reads in
+poll or a ping looked at the files: with the fresh-state file unmapped (``store.sqlite.fresh_mmap_mb=0``), the reads in
 between kept succeeding, each success reset serving's failure count, and readiness never turned 503.
 """
 
@@ -23,8 +23,8 @@ CHECK_EVERY_S = 0.25  # the longest a call may go on reading a deleted file unno
 @pytest.fixture(params=[(0, 0), (1024, 1024)], ids=["unmapped", "mapped"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> OnlineStore:
     snapshots_mb, fresh_mb = request.param
-    settings = StoreSettings(url=f"sqlite:///{tmp_path}/store", sqlite_mmap_mb=snapshots_mb,
-                             sqlite_fresh_mmap_mb=fresh_mb, current_cache_s=60)  # fmt: skip
+    settings = StoreSettings(url=f"sqlite:///{tmp_path}/store", current_cache_s=60,
+                             sqlite={"mmap_mb": snapshots_mb, "fresh_mmap_mb": fresh_mb})  # fmt: skip
     with open_store(settings) as opened:
         yield opened
 

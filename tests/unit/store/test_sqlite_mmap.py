@@ -39,8 +39,7 @@ def test_each_file_is_mapped_up_to_its_setting(tmp_path: Path, snapshots_mb: int
         overrides={
             "store": {
                 "url": f"sqlite:///{tmp_path}/store",
-                "sqlite_mmap_mb": snapshots_mb,
-                "sqlite_fresh_mmap_mb": fresh_mb,
+                "sqlite": {"mmap_mb": snapshots_mb, "fresh_mmap_mb": fresh_mb},
             },
             "log": {"url": f"sqlite:///{tmp_path}/events"},
         }
