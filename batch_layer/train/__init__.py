@@ -72,4 +72,4 @@ def train(matrix: sp.spmatrix, settings: BatchSettings, *, show_progress: bool =
         from batch_layer.train.torch_mf import train_torch
 
         return train_torch(csr, settings, show_progress=show_progress)
-    raise ValueError(f"batch.model must be 'als', 'bpr' or 'torch'; got {settings.train.model!r}")
+    raise ValueError(f"batch.train.model must be 'als', 'bpr' or 'torch'; got {settings.train.model!r}")

@@ -50,7 +50,7 @@ def _use_gpu(device: str) -> bool:
         if device == "cuda":
             raise RuntimeError(
                 "batch.device = 'cuda' but this implicit build has no CUDA support; "
-                "use batch.model = 'torch' for GPU training, or batch.device = 'cpu' / 'auto'"
+                "use batch.train.model = 'torch' for GPU training, or batch.device = 'cpu' / 'auto'"
             )
         log.info("train.implicit_cpu", reason="implicit has no CUDA support; training on the CPU")
         return False
@@ -93,7 +93,7 @@ def train_implicit(matrix: sp.csr_matrix, settings: BatchSettings, *, show_progr
             )
             model.fit(matrix, show_progress=show_progress)
         else:
-            raise ValueError(f"train_implicit handles batch.model 'als' or 'bpr'; got {settings.train.model!r}")
+            raise ValueError(f"train_implicit handles batch.train.model 'als' or 'bpr'; got {settings.train.model!r}")
     if use_gpu:
         model = model.to_cpu()
     users = np.ascontiguousarray(model.user_factors, dtype=np.float32)

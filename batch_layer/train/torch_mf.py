@@ -6,7 +6,7 @@ softmax: ``batch.torch.negatives`` shared by the mini-batch, accidental hits mas
 updated with ``SparseAdam``, so a step touches only the rows of its mini-batch. Seeded: the same settings on the
 same device and thread count give the same factors.
 
-This module imports torch; :func:`batch_layer.train.train` imports it only when ``batch.model = "torch"``.
+This module imports torch; :func:`batch_layer.train.train` imports it only when ``batch.train.model = "torch"``.
 
 Example
 -------

@@ -64,7 +64,7 @@ class Factors:
 
     @property
     def factors(self) -> int:
-        """Embedding width ``f`` (BPR's is ``batch.factors + 1``: its last column carries the item bias)."""
+        """Embedding width ``f`` (BPR's is ``batch.train.factors + 1``: its last column carries the item bias)."""
         return int(self.item_factors.shape[1])
 
 
