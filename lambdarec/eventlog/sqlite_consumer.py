@@ -23,14 +23,10 @@ import sqlite3
 import time
 import uuid
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 from lambdarec.eventlog.base import CommitFailedError, Consumer, PartitionCallback, Record
-from lambdarec.eventlog.sqlite import now_ms, write_txn
+from lambdarec.eventlog.sqlite_db import EventDatabase, now_ms, write_txn
 from lambdarec.logs import get_logger
-
-if TYPE_CHECKING:
-    from lambdarec.eventlog.sqlite import SQLiteEventLog
 
 SELECT_RECORDS = "SELECT pos, key, value, appended_ms FROM records WHERE part = ? AND pos >= ? ORDER BY pos LIMIT ?"
 UPSERT_MEMBER = (
@@ -51,11 +47,11 @@ log = get_logger(__name__)
 
 
 class SQLiteConsumer(Consumer):
-    """One member of ``group`` on a ``SQLiteEventLog``; see the module docstring for the group semantics."""
+    """One member of ``group`` on a SQLite event log; see the module docstring for the group semantics."""
 
     def __init__(
         self,
-        event_log: SQLiteEventLog,
+        event_log: EventDatabase,
         group: str,
         *,
         on_assign: PartitionCallback | None = None,
