@@ -109,13 +109,18 @@ def test_broker_killed_mid_stream_during_http_and_cli_ingestion(deployment: Depl
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
+    deployment.mark("kafka killed")
     services.kill("kafka")
     time.sleep(rng.uniform(8, 12))
-    services.up("kafka")
+    deployment.mark("kafka starting")
+    deployment.mark(f"kafka answers again ({services.up('kafka'):.1f} s to start)")
     poster.join(600)
+    deployment.mark(f"HTTP client done: {len(poster.accepted)} events accepted, {len(poster.answers)} answers")
     cli.join(600)
     assert not cli.is_alive() and cli_reports, "events send did not finish"
-    wait_until(lambda: get(speed + "/readyz")[0] == 200, "speed to resume", 120)
+    deployment.mark(f"events send done after {len(cli_reports)} runs")
+    resumed = wait_until(lambda: get(speed + "/readyz")[0] == 200, "speed to resume", 120)
+    deployment.mark(f"speed ready after another {resumed:.1f} s")
     sampling.set()
     sampler.join(10)
 
@@ -127,7 +132,9 @@ def test_broker_killed_mid_stream_during_http_and_cli_ingestion(deployment: Depl
     accepted = poster.accepted | set(CLI_EVENTS)
     logged = deployment.logged()
     assert set(logged) >= accepted, f"{len(accepted - set(logged))} accepted events are not in the log"
-    wait_until(lambda: set(deployment.applied()) >= accepted, "every accepted event to be applied", 300)
+    deployment.mark(f"{len(logged)} events read back from the log")
+    waited = wait_until(lambda: set(deployment.applied()) >= accepted, "every accepted event to be applied", 300)
+    deployment.mark(f"every accepted event applied after {waited:.1f} s")
     applied = deployment.applied()
     assert set(applied) == accepted
     doubled = {n: c for n, c in applied.items() if c != 1}
