@@ -59,7 +59,7 @@ class SQLiteConsumer(Consumer):
     ):
         self.group = group
         self.member = uuid.uuid4().hex
-        self._log = event_log
+        self._event_log = event_log
         self._conn: sqlite3.Connection = event_log.connect()
         self._on_assign = on_assign
         self._on_revoke = on_revoke
@@ -82,11 +82,11 @@ class SQLiteConsumer(Consumer):
 
     def _sync_group(self) -> None:
         """Heartbeat, drop silent members, let go of partitions that are no longer ours, claim the free ones."""
-        n = self._log.partition_count()
+        n = self._event_log.partition_count()
         now = now_ms()
         with write_txn(self._conn) as conn:
             conn.execute(UPSERT_MEMBER, (self.group, self.member, now))
-            conn.execute(DROP_EXPIRED, (self.group, now - self._log.settings.session_timeout_ms))
+            conn.execute(DROP_EXPIRED, (self.group, now - self._event_log.settings.session_timeout_ms))
             conn.execute(FREE_ORPHANS, (self.group, self.group))
             members = [
                 m
@@ -147,7 +147,7 @@ class SQLiteConsumer(Consumer):
         if self._closed:
             raise RuntimeError(f"consumer of group {self.group!r} is closed")
         deadline = time.monotonic() + timeout_ms / 1000
-        idle_s = self._log.settings.idle_poll_ms / 1000
+        idle_s = self._event_log.settings.idle_poll_ms / 1000
         while True:
             self._sync_group()
             records = self._fetch(max_records)
@@ -189,7 +189,7 @@ class SQLiteConsumer(Consumer):
 
     def lag(self) -> dict[int, int]:
         committed = self.committed()
-        return {p: end - committed.get(p, 0) for p, end in self._log.end_offsets().items()}
+        return {p: end - committed.get(p, 0) for p, end in self._event_log.end_offsets().items()}
 
     def seek_to_committed(self) -> None:
         committed = self.committed()
