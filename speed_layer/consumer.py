@@ -2,11 +2,11 @@
 
 Commit only after state is written: a crash between the two redelivers the batch, and the positions inside
 each state make the replay a no-op (no event lost, none counted twice). A log or store that does not answer is
-waited out, not fatal: the loop backs off (capped exponential, with jitter; ``speed.retry_*``), rewinds to the
-committed positions so nothing polled but unwritten is skipped, and resumes by itself; ``health`` says what it
-waits for. A bad record goes to the dead-letter
-log with its reason and the loop carries on. The state for a batch is written and committed before the next
-poll, so a rebalance (which happens inside poll) never finds unflushed state.
+waited out, not fatal (:mod:`lambdarec.pollloop`, ``speed.retry_*``): the consumer rewinds to the committed
+positions so nothing polled but unwritten is skipped, and resumes by itself; ``health`` says what it waits for.
+A bad record goes to the dead-letter log with its reason and the loop carries on. The state for a batch is
+written and committed before the next poll, so a rebalance (which happens inside poll) never finds unflushed
+state. What a batch does to state is :mod:`speed_layer.apply`; what it reads is :mod:`speed_layer.rows`.
 
 Example
 -------
@@ -19,27 +19,25 @@ Example
 from __future__ import annotations
 
 import time
-from collections import OrderedDict, defaultdict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-from lambdarec.backoff import Backoff
 from lambdarec.eventlog import EventLog, open_log
-from lambdarec.eventlog.base import CommitFailedError, EventLogError, Record, next_positions
+from lambdarec.eventlog.base import EventLogError, Record, next_positions
 from lambdarec.events import BadEvent, Event, EventRules
 from lambdarec.logs import get_logger
-from lambdarec.model.freshstate import solve_many
-from lambdarec.model.rows import FreshUser, TrendingItem, UserRow, trending_key
+from lambdarec.model.rows import FreshUser, TrendingItem
 from lambdarec.model.snapshot import SnapshotModel
+from lambdarec.pollloop import PollLoop
 from lambdarec.settings import Settings
-from lambdarec.store import CorruptRowError, OnlineStore, StoreError, open_store
-from lambdarec.store.codec import check_user_indices
-from speed_layer import metrics
+from lambdarec.store import OnlineStore, StoreError, open_store
+from speed_layer import prometheus
+from speed_layer.apply import BatchInputs, compute_states, describe, group_events
 from speed_layer.health import SpeedHealth
-from speed_layer.state import Position, apply_trending, apply_user_events
+from speed_layer.rows import BatchRows, read_fresh_states
+from speed_layer.state import Position
 
 log = get_logger(__name__)
-_LAG_EVERY_S = 5.0  # how often a long-running consumer refreshes its lag gauge
 _MODEL_EVERY_S = 1.0  # how often an idle consumer looks for a new current snapshot
 
 
@@ -66,108 +64,57 @@ class SpeedStats:
         return asdict(self)
 
 
-def _describe(exc: BaseException) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text[:500]}" if text else type(exc).__name__
-
-
-def _isolated(apply, key: str, events: list, found: dict) -> object:
-    """``apply(key, events)``; when it raises, apply the events one at a time and record each one that raises in
-    ``found`` (position -> reason), so one poison record never holds back the others."""
-    if not events:
-        return None
-    try:
-        return apply(key, events)
-    except MemoryError:
-        raise
-    except Exception:
-        kept: list = []
-        for event, pos in events:
-            try:
-                apply(key, [*kept, (event, pos)])
-            except MemoryError:
-                raise
-            except Exception as exc:
-                found[pos] = f"could not be applied: {_describe(exc)}"
-                continue
-            kept.append((event, pos))
-        return apply(key, kept) if kept else None
-
-
-class SpeedConsumer:
+class SpeedConsumer(PollLoop[SpeedStats]):
     """One member of the speed layer's consumer group."""
+
+    name = "speed"
+    retried = (EventLogError, StoreError)
 
     def __init__(
         self,
         settings: Settings,
         *,
         store: OnlineStore | None = None,
-        log_: EventLog | None = None,
+        event_log: EventLog | None = None,
         group: str | None = None,
         observer: Callable[[list[Record], float], None] | None = None,
         health: SpeedHealth | None = None,
     ) -> None:
         """``observer(records, written_at)`` is called after each batch is written and committed (benchmarks)."""
+        super().__init__(health or SpeedHealth(), settings.speed)
         self.settings = settings
-        self.health = health or SpeedHealth()
-        speed = settings.speed
-        self._backoff = Backoff(speed.retry_initial_s, speed.retry_max_s, speed.give_up_after_s)
-        self._rewind = False  # after a failure: back to the committed positions before the next poll
         self._observer = observer
-        self._own = (store is None, log_ is None)
+        self._own = (store is None, event_log is None)
         self.store = store or open_store(settings)
-        self.log = log_ or open_log(settings)
+        self.event_log = event_log or open_log(settings)
         self.rules = EventRules.from_settings(settings)
         self.stats = SpeedStats()
         self.model: SnapshotModel | None = None
-        self._rows: OrderedDict[str, UserRow | None] = OrderedDict()  # batch rows of the current snapshot (LRU)
-        self._rows_version: str | None = None
+        self._rows = BatchRows(self.store, settings.speed.history_cache_users)  # of the current snapshot (LRU)
         self._failure_streak = 0  # records in a row whose application raised (events.max_consecutive_failures)
         self._bad_positions: set[Position] = set()
-        self._stopping = False  # a plain flag: stop() runs inside signal handlers, where locks can deadlock
-        self.log.ensure_topic()
-        self.consumer = self.log.consumer(
+        self._model_at = time.monotonic()
+        self.event_log.ensure_topic()
+        self.consumer = self.event_log.consumer(
             group,
             on_assign=lambda p: log.info("speed.assigned", partitions=sorted(p)),
             on_revoke=lambda p: log.info("speed.revoked", partitions=sorted(p)),
         )
 
-    def stop(self) -> None:
-        """Ask the loop to finish the batch in hand (write, commit) and return."""
-        self._stopping = True
+    @classmethod
+    def dependency(cls, exc: BaseException) -> str:
+        return "store" if isinstance(exc, StoreError) else "log"
 
-    def run(self, until_idle_s: float | None = None) -> SpeedStats:
-        """Loop until ``stop()``, or until the log has been drained for ``until_idle_s`` seconds.
-
-        Drained means the group has committed every partition to its end, not merely that this member polled
-        nothing: partitions still held by a crashed member count as work until the group hands them over.
-        """
-        idle_since = lag_at = model_at = time.monotonic()
-        while not self._stopping:
-            try:
-                busy = self.step() > 0
-                if not busy and time.monotonic() - model_at >= _MODEL_EVERY_S:
-                    self._refresh_idle()
-                    model_at = time.monotonic()
-                if until_idle_s is None and time.monotonic() - lag_at >= _LAG_EVERY_S:
-                    lag_at = time.monotonic()
-                    self._drained()  # a long-running consumer refreshes its lag gauge (and notices a dead broker)
-                drained = busy or until_idle_s is None or self._drained()
-            except CommitFailedError as exc:  # a rebalance took the partitions: their new owner replays them
-                log.info("speed.commit_refused", error=str(exc))
-                self._rewind = True
-                continue
-            except (EventLogError, StoreError) as exc:
-                self._wait_out(exc)
-                idle_since = time.monotonic()
-                continue
-            self._backoff.reset()
-            self.health.resumed()
-            if busy or not drained:
-                idle_since = time.monotonic()
-            elif until_idle_s is not None and time.monotonic() - idle_since >= until_idle_s:
-                break
+    def result(self) -> SpeedStats:
         return self.stats
+
+    def cycle(self, draining: bool) -> int:
+        return self.step()
+
+    def idle(self) -> None:
+        if time.monotonic() - self._model_at >= _MODEL_EVERY_S:
+            self._refresh_idle()
+            self._model_at = time.monotonic()
 
     def _refresh_idle(self) -> None:
         """An idle consumer follows flips too, so its snapshot gauge is current and the first event after a flip
@@ -177,22 +124,10 @@ class SpeedConsumer:
         except StoreError as exc:
             log.warning("speed.idle_refresh_failed", reason=str(exc))
 
-    def _wait_out(self, exc: EventLogError | StoreError) -> None:
-        """Record what failed, back off, and rewind before the next poll: nothing polled but unwritten is lost,
-        and nothing is committed past what was written. Re-raises once ``speed.give_up_after_s`` has passed."""
-        dependency = "store" if isinstance(exc, StoreError) else "log"
-        self.health.waiting(dependency, f"{type(exc).__name__}: {exc}")
-        if self._backoff.expired():
-            log.error("speed.giving_up", waiting_for=dependency, after_s=self.settings.speed.give_up_after_s)
-            raise exc
-        self._rewind = True
-        delay = self._backoff.sleep(lambda: self._stopping)
-        log.info("speed.retrying", waiting_for=dependency, after_s=round(delay, 3), attempt=self._backoff.attempts)
-
-    def _drained(self) -> bool:
+    def drained(self) -> bool:
         lag = self.consumer.lag()
         for partition, records in lag.items():
-            metrics.LAG.labels(partition=str(partition)).set(records)
+            prometheus.LAG.labels(partition=str(partition)).set(records)
         return sum(lag.values()) == 0
 
     def step(self) -> int:
@@ -224,7 +159,7 @@ class SpeedConsumer:
         by_pos = {(r.partition, r.offset): r for r in records}
         letters = [*bad, *((by_pos[pos], reason) for pos, reason in poison.items())]
         if letters:
-            self.log.dead_letter_records(letters)
+            self.event_log.dead_letter_records(letters)
         self.consumer.commit(next_positions(records))
         applied = [(event, pos) for event, pos in good if pos not in poison]
         self._count(records, applied, bad, poison, repeats, len(users), len(items), written_at)
@@ -251,14 +186,14 @@ class SpeedConsumer:
         st.batches += 1
         st.users += users
         st.items += items
-        metrics.EVENTS.inc(len(applied))
-        metrics.DEAD_LETTERS.inc(len(bad) + len(poison))
-        metrics.POISON.inc(len(poison))
-        metrics.DUPLICATES.inc(len(repeats))
+        prometheus.EVENTS.inc(len(applied))
+        prometheus.DEAD_LETTERS.inc(len(bad) + len(poison))
+        prometheus.POISON.inc(len(poison))
+        prometheus.DUPLICATES.inc(len(repeats))
         for event, _ in applied:
-            metrics.FRESHNESS.observe(max(written_at - event.timestamp, 0.0))
+            prometheus.FRESHNESS.observe(max(written_at - event.timestamp, 0.0))
         for r in records:
-            metrics.APPEND_TO_STATE.observe(max(written_at - r.timestamp_ms / 1000.0, 0.0))
+            prometheus.APPEND_TO_STATE.observe(max(written_at - r.timestamp_ms / 1000.0, 0.0))
 
     def _first_claims(self, good: list[tuple[Event, Position]]) -> tuple[list[tuple[Event, Position]], set[Position]]:
         """``good`` less repeats: events whose ``event_id`` a record at another log position carried first
@@ -296,60 +231,12 @@ class SpeedConsumer:
                 streak = 0
         self._failure_streak = streak
 
-    def _history(self, model: SnapshotModel, user_ids: list[str]) -> dict[str, UserRow]:
-        """Users' batch rows in ``model``'s snapshot. Published rows never change, so they are cached per
-        version (absent users too) and only the misses are read from the store."""
-        if self._rows_version != model.version:
-            self._rows, self._rows_version = OrderedDict(), model.version
-        missing = [u for u in user_ids if u not in self._rows]
-        if missing:
-            found = self._read_rows(model, missing)
-            for u in missing:
-                self._rows[u] = found.get(u)
-        out = {}
-        for u in user_ids:
-            self._rows.move_to_end(u)
-            if (row := self._rows[u]) is not None:
-                out[u] = row
-        while len(self._rows) > self.settings.speed.history_cache_users:
-            self._rows.popitem(last=False)
-        return out
-
-    def _fresh_states(self, user_ids: list[str]) -> dict[str, FreshUser]:
-        """The users' fresh state; a state that does not decode is started afresh (logged), never a crash loop."""
-        try:
-            return self.store.read_fresh_users(user_ids)
-        except CorruptRowError as exc:
-            log.error("speed.corrupt_fresh_state", users=[str(k) for k in exc.keys][:20], reason=str(exc),
-                      effect="their fresh state restarts from the events being applied")  # fmt: skip
-            return dict(exc.rows)
-
-    def _read_rows(self, model: SnapshotModel, user_ids: list[str]) -> dict[str, UserRow]:
-        """The users' batch rows; a row that fails its checksum or names unknown items is left out (that user is
-        folded in from fresh events alone), so one corrupt row never stops the consumer."""
-        try:
-            found = self.store.read_users(model.version, user_ids)
-        except CorruptRowError as exc:
-            found, bad = dict(exc.rows), {str(k): str(exc) for k in exc.keys}
-        else:
-            bad = {}
-        for user_id, row in list(found.items()):
-            try:
-                check_user_indices(row, len(model.item_ids))
-            except CorruptRowError as exc:
-                del found[user_id]
-                bad[user_id] = str(exc)
-        if bad:
-            log.warning("speed.corrupt_rows", snapshot=model.version, users=sorted(bad)[:20], count=len(bad),
-                        reason=next(iter(bad.values())), effect="folded in without their batch history")  # fmt: skip
-        return found
-
     def _refresh_model(self) -> None:
         version = self.store.current_version()
         if version is None or (self.model is not None and self.model.version == version):
             return
         self.model = SnapshotModel.load(self.store, version)
-        metrics.SNAPSHOT.info({"version": version})
+        prometheus.SNAPSHOT.info({"version": version})
         log.info("speed.snapshot", version=version, cutoff_s=self.model.cutoff_s)
 
     def _validate(self, records: list[Record]) -> tuple[list[tuple[Event, Position]], list[tuple[Record, str]]]:
@@ -367,7 +254,7 @@ class SpeedConsumer:
             except MemoryError:
                 raise
             except Exception as exc:  # a decoder bug must not stop the consumer: isolate the record
-                bad.append((r, f"could not be decoded: {_describe(exc)}"))
+                bad.append((r, f"could not be decoded: {describe(exc)}"))
                 self._bad_positions.add((r.partition, r.offset))
                 log.exception("speed.decode_failed", partition=r.partition, offset=r.offset)
                 continue
@@ -375,100 +262,29 @@ class SpeedConsumer:
         return good, bad
 
     def _compute(
-        self, good: list[tuple[Event, Position]], appended: dict[Position, float] | None = None
+        self, good: list[tuple[Event, Position]], appended: dict[Position, float]
     ) -> tuple[list[FreshUser], list[TrendingItem], dict[Position, str]]:
         """The new user states and trending shards for ``good``, and the poison records left out with the reason.
-        ``appended`` maps a position to its record's append time (epoch s), which each state row keeps for its
-        newest event.
-
-        The store is read once; the pure state functions run again without the records that raised, until none
-        does (each round drops at least one, so this ends).
-        """
-        appended = appended or {}
-        by_user: dict[str, list[tuple[Event, Position]]] = defaultdict(list)
-        by_item: dict[str, list[tuple[Event, Position]]] = defaultdict(list)  # per (item, partition) shard
-        for event, pos in good:
-            by_user[event.user_id].append((event, pos))
-            by_item[trending_key(event.item_id, pos[0])].append((event, pos))
+        ``appended`` maps a position to its record's append time (epoch s). The store is read once."""
         if not good:
             return [], [], {}
+        by_user, by_item = group_events(good)
         model = self.model
-        states = self._fresh_states(list(by_user))
-        history = self._history(model, list(by_user)) if model else {}
-        trending = self.store.read_trending(by_item)
-        weights = model.event_weights if model and model.event_weights else dict(self.settings.batch.event_weights)
-        poison: dict[Position, str] = {}
-        while True:
-            found: dict[Position, str] = {}
-            users = self._user_states(by_user, states, history, weights, poison, found, appended)
-            items = self._trending_shards(by_item, trending, weights, poison, found, appended)
-            if not found:
-                break
-            for pos, reason in found.items():
-                log.error("speed.poison_record", partition=pos[0], offset=pos[1], reason=reason)
-            poison.update(found)
-        return users, items, poison
-
-    def _user_states(self, by_user, states, history, weights, skip, found, appended) -> list[FreshUser]:
-        model, speed = self.model, self.settings.speed
-
-        def apply(user_id: str, events: list[tuple[Event, Position]]) -> FreshUser | None:
-            return apply_user_events(
-                states.get(user_id), events, model, history.get(user_id), settings=speed,
-                default_weights=weights, solve_vector=False,
-                appended_at=max((appended.get(pos, 0.0) for _, pos in events), default=0.0),
-            )  # fmt: skip
-
-        users = []
-        for user_id, events in by_user.items():
-            live = [(e, p) for e, p in events if p not in skip]
-            new = _isolated(apply, user_id, live, found)
-            if new is not None:
-                users.append(new)
-        if model is None or not users:
-            return users
-        try:
-            return solve_many(users, model, [history.get(u.user_id) for u in users])
-        except MemoryError:
-            raise
-        except Exception:  # one user's data breaks the batched solve: find whose, alone
-            solved = []
-            for user in users:
-                try:
-                    solved.extend(solve_many([user], model, [history.get(user.user_id)]))
-                except MemoryError:
-                    raise
-                except Exception as exc:
-                    for _, pos in by_user[user.user_id]:
-                        if pos not in skip:
-                            found[pos] = f"could not be applied (fold-in of user {user.user_id!r}): {_describe(exc)}"
-            return solved
-
-    def _trending_shards(self, by_item, trending, weights, skip, found, appended) -> list[TrendingItem]:
-        half_life = self.settings.speed.trending_half_life_s
-
-        def apply(key: str, events: list[tuple[Event, Position]]) -> TrendingItem | None:
-            newest = max((appended.get(pos, 0.0) for _, pos in events), default=0.0)
-            return apply_trending(trending.get(key), events, weights, half_life, newest)
-
-        items = []
-        for key, events in by_item.items():
-            live = [(e, p) for e, p in events if p not in skip and p not in found]
-            new = _isolated(apply, key, live, found)
-            if new is not None:
-                items.append(new)
-        return items
+        inputs = BatchInputs(
+            model=model,
+            states=read_fresh_states(self.store, list(by_user)),
+            history=self._rows.get(model, list(by_user)) if model else {},
+            trending=self.store.read_trending(by_item),
+            weights=model.event_weights if model and model.event_weights else dict(self.settings.batch.event_weights),
+            speed=self.settings.speed,
+            appended=appended,
+        )
+        return compute_states(by_user, by_item, inputs)
 
     def close(self) -> None:
         """Leave the group and release what this consumer opened."""
         self.consumer.close()
         if self._own[1]:
-            self.log.close()
+            self.event_log.close()
         if self._own[0]:
             self.store.close()
-
-    def __enter__(self) -> SpeedConsumer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

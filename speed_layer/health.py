@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Literal
 
 from lambdarec.health import Health, serve_health
-from speed_layer import metrics
+from speed_layer import prometheus
 
 __all__ = ["Dependency", "SpeedHealth", "serve_health"]
 Dependency = Literal["log", "store"]
@@ -29,4 +29,4 @@ class SpeedHealth(Health):
     """Whether the consumer is consuming, or waiting for the log or the store (and since when, and why)."""
 
     def __init__(self) -> None:
-        super().__init__("speed", ("log", "store"), metrics.WAITING, metrics.RETRIES)
+        super().__init__("speed", ("log", "store"), prometheus.WAITING, prometheus.RETRIES)

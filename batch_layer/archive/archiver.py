@@ -8,9 +8,9 @@ records go to the lake's dead-letter table with their reason and original bytes;
 were in the log before the erasure are dropped.
 
 A log or lake that does not answer (an ``EventLogError``; a ``LakeError`` or an ``OSError`` from the filesystem or
-the object store) is waited out, not fatal: the loop backs off (capped exponential, with jitter;
-``archive.retry_*``), drops what it polled but did not write, rewinds to the lake's positions, and resumes by
-itself; ``health`` says what it waits for. Nothing is committed to the group past what the lake holds.
+the object store) is waited out, not fatal (:mod:`lambdarec.pollloop`, ``archive.retry_*``): the archiver drops
+what it polled but did not write, rewinds to the lake's positions, and resumes by itself; ``health`` says what it
+waits for. Nothing is committed to the group past what the lake holds.
 
 Example
 -------
@@ -26,18 +26,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from batch_layer.archive import metrics
+from batch_layer.archive import prometheus
 from batch_layer.archive.health import ArchiveHealth
-from lambdarec.backoff import Backoff
 from lambdarec.eventlog import CommitFailedError, EventLog, EventLogError, Record, next_positions, open_log
 from lambdarec.events import BadEvent, Event, EventRules
 from lambdarec.lake import Erasure, Lake, LakeError, dead_letter_rows, event_rows, open_lake
 from lambdarec.lake.schema import SOURCE_LOG
 from lambdarec.logs import get_logger
+from lambdarec.pollloop import PollLoop
 from lambdarec.settings import Settings
 
 log = get_logger(__name__)
-_LAG_EVERY_S = 5.0
 # What a down dependency raises: the log's errors, and the lake's (delta-rs reports I/O and object-store
 # failures as OSError). Other delta-rs errors (protocol, schema) are bugs or bad settings and end the run.
 RETRIED = (EventLogError, LakeError, OSError)
@@ -68,40 +67,43 @@ class ArchiveStats:
         }
 
 
-class Archiver:
+class Archiver(PollLoop[ArchiveStats]):
     """One member of the archiver's consumer group."""
+
+    name = "archive"
+    retried = RETRIED
 
     def __init__(
         self,
         settings: Settings,
         *,
-        log_: EventLog | None = None,
+        event_log: EventLog | None = None,
         lake: Lake | None = None,
         group: str | None = None,
         on_commit: Callable[[int], None] | None = None,
         health: ArchiveHealth | None = None,
     ) -> None:
         """``on_commit(lake_version)`` is called after each lake commit (tests and benchmarks)."""
+        super().__init__(health or ArchiveHealth(), settings.archive)
         self.settings = settings
-        self.health = health or ArchiveHealth()
-        cfg = settings.archive
-        self._backoff = Backoff(cfg.retry_initial_s, cfg.retry_max_s, cfg.give_up_after_s)
-        self._rewind = False  # after a failure: back to the lake's positions before the next poll
-        self._own_log = log_ is None
-        self.log = log_ or open_log(settings)
+        self._own_log = event_log is None
+        self.event_log = event_log or open_log(settings)
         self.lake = lake or open_lake(settings)
         self.rules = EventRules.from_settings(settings)
         self.stats = ArchiveStats()
         self._on_commit = on_commit
-        self._stopping = False
         self._pending: list[Record] = []
         self._erasures: dict[str, Erasure] = {}
-        self.log.ensure_topic()
-        self.consumer = self.log.consumer(
+        self.event_log.ensure_topic()
+        self.consumer = self.event_log.consumer(
             group or settings.archive.consumer_group,
             on_assign=lambda p: log.info("archive.assigned", partitions=sorted(p)),
             on_revoke=self._revoked,
         )
+
+    @classmethod
+    def dependency(cls, exc: BaseException) -> str:
+        return "log" if isinstance(exc, EventLogError) else "lake"
 
     def _revoked(self, partitions: set[int]) -> None:
         # Records of a partition leaving us are dropped unarchived: its next owner reads them again from the
@@ -109,50 +111,18 @@ class Archiver:
         self._pending = [r for r in self._pending if r.partition not in partitions]
         log.info("archive.revoked", partitions=sorted(partitions))
 
-    def stop(self) -> None:
-        """Finish the micro-batch in hand (append, commit) and return from ``run``."""
-        self._stopping = True
+    def cycle(self, draining: bool) -> int:
+        return self.step(drain=draining)
 
-    def run(self, until_idle_s: float | None = None) -> ArchiveStats:
-        """Archive until ``stop()``, or until the group has archived the whole log for ``until_idle_s`` seconds."""
-        idle_since = lag_at = time.monotonic()
-        while not self._stopping:
-            try:
-                busy = self.step(drain=until_idle_s is not None) > 0
-                if time.monotonic() - lag_at >= _LAG_EVERY_S:
-                    lag_at = time.monotonic()
-                    self._update_lag()
-                drained = busy or until_idle_s is None or self._drained()
-            except RETRIED as exc:
-                self._wait_out(exc)
-                idle_since = time.monotonic()
-                continue
-            self._backoff.reset()
-            self.health.resumed()
-            if busy or not drained:
-                idle_since = time.monotonic()
-            elif until_idle_s is not None and time.monotonic() - idle_since >= until_idle_s:
-                break
+    def result(self) -> ArchiveStats:
+        """The counts, with the lake's positions and version as they stand now."""
         try:
-            self.stats.positions = self.lake.positions(partitions=self.log.end_offsets())
+            self.stats.positions = self.lake.positions(partitions=self.event_log.end_offsets())
             self.stats.lake_version = self.lake.version()
-            self._update_lag()
+            self.refresh_lag()
         except RETRIED as exc:  # stopped while a dependency is down: report the positions of the last commit
             log.warning("archive.final_positions_unknown", error=f"{type(exc).__name__}: {exc}")
         return self.stats
-
-    def _wait_out(self, exc: BaseException) -> None:
-        """Record what failed, back off, and rewind before the next poll: nothing polled but unwritten is lost,
-        nothing is written twice. Re-raises once ``archive.give_up_after_s`` has passed."""
-        dependency = "log" if isinstance(exc, EventLogError) else "lake"
-        self.health.waiting(dependency, f"{type(exc).__name__}: {exc}")
-        if self._backoff.expired():
-            log.error("archive.giving_up", waiting_for=dependency, after_s=self.settings.archive.give_up_after_s)
-            raise exc
-        self._pending = []  # read again after the rewind
-        self._rewind = True
-        delay = self._backoff.sleep(lambda: self._stopping)
-        log.info("archive.retrying", waiting_for=dependency, after_s=round(delay, 3), attempt=self._backoff.attempts)
 
     def _rewind_to_lake(self) -> None:
         """Point the group, and this member's reads, at the lake's positions (what it holds, no further)."""
@@ -165,17 +135,17 @@ class Archiver:
         self.consumer.seek_to_committed()
         log.info("archive.rewound", positions=held)
 
-    def _drained(self) -> bool:
-        ends = self.log.end_offsets()
+    def drained(self) -> bool:
+        ends = self.event_log.end_offsets()
         done = self.lake.positions(partitions=ends)
         return all(done.get(p, 0) >= end for p, end in ends.items() if end > 0)
 
-    def _update_lag(self) -> None:
-        ends = self.log.end_offsets()
+    def refresh_lag(self) -> None:
+        ends = self.event_log.end_offsets()
         done = self.lake.positions(partitions=ends)
         for p, end in ends.items():
-            metrics.LAG.labels(partition=str(p)).set(max(end - done.get(p, 0), 0))
-            metrics.POSITION.labels(partition=str(p)).set(done.get(p, 0))
+            prometheus.LAG.labels(partition=str(p)).set(max(end - done.get(p, 0), 0))
+            prometheus.POSITION.labels(partition=str(p)).set(done.get(p, 0))
 
     def step(self, drain: bool = False) -> int:
         """Collect one micro-batch, archive it, commit the group; returns how many records it handled.
@@ -227,21 +197,21 @@ class Archiver:
         if bad:
             dl = self.lake.dead_letter(dead_letter_rows(bad, source=SOURCE_LOG, ingested_at=now), covers)
             self.stats.dead_lettered += dl.appended
-            metrics.DEAD_LETTERS.inc(dl.appended)
+            prometheus.DEAD_LETTERS.inc(dl.appended)
         result = self.lake.append_log(event_rows(good, source=SOURCE_LOG, ingested_at=now), covers)
-        metrics.COMMIT_SECONDS.observe(time.perf_counter() - t0)
+        prometheus.COMMIT_SECONDS.observe(time.perf_counter() - t0)
         self.stats.archived += result.appended
         self.stats.already_archived += result.skipped
         self.stats.erased += erased
         self.stats.commits += 1
         self.stats.lake_version = result.version
         self.stats.positions.update(result.positions)
-        metrics.ARCHIVED.inc(result.appended)
-        metrics.SKIPPED.inc(result.skipped)
-        metrics.ERASED.inc(erased)
-        metrics.COMMITS.inc()
+        prometheus.ARCHIVED.inc(result.appended)
+        prometheus.SKIPPED.inc(result.skipped)
+        prometheus.ERASED.inc(erased)
+        prometheus.COMMITS.inc()
         if result.version is not None:
-            metrics.LAKE_VERSION.set(result.version)
+            prometheus.LAKE_VERSION.set(result.version)
         log.info(
             "archive.committed",
             version=result.version,
@@ -283,10 +253,4 @@ class Archiver:
         """Leave the group and release the log if this archiver opened it."""
         self.consumer.close()
         if self._own_log:
-            self.log.close()
-
-    def __enter__(self) -> Archiver:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+            self.event_log.close()

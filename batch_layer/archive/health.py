@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from batch_layer.archive import metrics
+from batch_layer.archive import prometheus
 from lambdarec.health import Health, serve_health
 
 __all__ = ["ArchiveHealth", "Dependency", "serve_health"]
@@ -28,4 +28,4 @@ class ArchiveHealth(Health):
     """Whether the archiver is archiving, or waiting for the log or the lake (and since when, and why)."""
 
     def __init__(self) -> None:
-        super().__init__("archive", ("log", "lake"), metrics.WAITING, metrics.RETRIES)
+        super().__init__("archive", ("log", "lake"), prometheus.WAITING, prometheus.RETRIES)

@@ -24,6 +24,7 @@ from lambdarec.eventlog.base import (
     partition_for,
 )
 from lambdarec.eventlog.send import Rejection, SendInterruptedError, SendResult, SentRange, send_events
+from lambdarec.eventlog.sqlite import SQLiteEventLog
 from lambdarec.masking import mask_url
 from lambdarec.settings import LogSettings, Settings
 
@@ -52,10 +53,9 @@ def open_log(settings: Settings | LogSettings) -> EventLog:
     cfg = settings.log if isinstance(settings, Settings) else settings
     scheme = urlsplit(cfg.url).scheme
     if scheme == "sqlite":
-        from lambdarec.eventlog.sqlite import SQLiteEventLog
-
         return SQLiteEventLog(cfg)
     if scheme == "kafka":
+        # Lazy: kafka-python takes about 0.3 s to import, paid only by processes that open a Kafka log.
         from lambdarec.eventlog.kafka import KafkaEventLog
 
         return KafkaEventLog(cfg)

@@ -13,10 +13,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
+from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from lambdarec.eventlog.base import (
     AppendOutcomeUnknownError,
@@ -24,57 +23,22 @@ from lambdarec.eventlog.base import (
     DeadLetter,
     EventLog,
     EventLogError,
-    EventLogUnavailableError,
     PartitionCallback,
     Record,
     keyed_values,
 )
+from lambdarec.eventlog.kafka_client import UNREACHABLE, client_config, kafka_target, unavailable
+from lambdarec.eventlog.kafka_consumer import KafkaGroupConsumer
 from lambdarec.events import Event
 from lambdarec.logs import get_logger
-from lambdarec.masking import mask_url
 from lambdarec.settings import LogSettings
 
-CLIENT_ID = "lambdarec"
 DEAD_LETTER_PARTITIONS = 1  # one partition keeps dead letters in arrival order for `read_dead_letters`
 # A dead letter is written after its source record was appended; the two producers' clocks may differ this much.
 CLOCK_SKEW_MS = 300_000
 _SEEN_SOURCES_MAX = 100_000  # sources remembered from the dead-letter topic before the memory is dropped
 
-# What kafka-python raises when no broker answers (at bootstrap, or while waiting for metadata or a flush).
-UNREACHABLE = (KafkaConnectionError, KafkaTimeoutError)
-
 log = get_logger(__name__)
-
-
-def kafka_target(url: str) -> tuple[list[str], str]:
-    """``kafka://h1:9092,h2:9092/topic`` -> (["h1:9092", "h2:9092"], "topic")."""
-    parts = urlsplit(url)
-    servers = [s.strip() for s in parts.netloc.split(",") if s.strip()]
-    topic = parts.path.strip("/")
-    if parts.scheme != "kafka" or not servers or not topic or "/" in topic or "@" in parts.netloc:
-        raise ValueError(
-            f"log.url {mask_url(url)!r} is not kafka://host1:9092,host2:9092/topic "
-            "(credentials belong in log.kafka.username and log.kafka.password)"
-        )
-    return servers, topic
-
-
-def client_config(settings: LogSettings) -> dict[str, Any]:
-    """Connection options shared by the producer, consumers and admin client."""
-    servers, _ = kafka_target(settings.url)
-    kafka = settings.kafka
-    cfg: dict[str, Any] = {
-        "bootstrap_servers": servers,
-        "client_id": CLIENT_ID,
-        "request_timeout_ms": settings.request_timeout_ms,
-        "bootstrap_timeout_ms": settings.request_timeout_ms,
-        "security_protocol": kafka.security_protocol or ("SASL_PLAINTEXT" if kafka.username else "PLAINTEXT"),
-    }
-    if kafka.username:
-        cfg["sasl_mechanism"] = kafka.sasl_mechanism
-        cfg["sasl_plain_username"] = kafka.username
-        cfg["sasl_plain_password"] = kafka.password.get_secret_value() if kafka.password else None
-    return cfg
 
 
 class KafkaEventLog(EventLog):
@@ -91,16 +55,13 @@ class KafkaEventLog(EventLog):
         # (from which timestamp, up to which offset) the dead-letter topic was read, and the sources found there
         self._seen: tuple[int, int, set[tuple[int, int]]] | None = None
 
-    def _unavailable(self, exc: Exception) -> EventLogUnavailableError:
-        return EventLogUnavailableError(f"Kafka at {','.join(self.servers)} (topic {self.topic!r}): {exc}")
-
     def _client(self, attr: str, factory: Any, **extra: Any) -> Any:
         with self._lock:
             if getattr(self, attr) is None:
                 try:
                     setattr(self, attr, factory(**client_config(self.settings), **extra))
                 except UNREACHABLE as exc:
-                    raise self._unavailable(exc) from exc
+                    raise unavailable(self.settings, exc) from exc
             return getattr(self, attr)
 
     def producer(self) -> KafkaProducer:
@@ -138,7 +99,7 @@ class KafkaEventLog(EventLog):
         except (KafkaError, OSError) as exc:
             if not futures:  # nothing was handed to the producer: nothing can reach the log
                 if isinstance(exc, UNREACHABLE):
-                    raise self._unavailable(exc) from exc
+                    raise unavailable(self.settings, exc) from exc
                 where = f"Kafka topic {topic!r} at {','.join(self.servers)}"
                 raise EventLogError(f"appending to {where} failed: {exc}") from exc
             # Handed over but not confirmed: the producer may still deliver them, so the outcome is unknown.
@@ -213,7 +174,7 @@ class KafkaEventLog(EventLog):
                     reader.assign([])
                 self._seen = (from_ms, end, seen)
             except UNREACHABLE as exc:
-                raise self._unavailable(exc) from exc
+                raise unavailable(self.settings, exc) from exc
         return seen
 
     # ---- reading outside a group ----------------------------------------------------------------------------
@@ -271,7 +232,7 @@ class KafkaEventLog(EventLog):
                     pass  # another process created it between our list and create
             return len(self._partitions(self.topic))
         except UNREACHABLE as exc:
-            raise self._unavailable(exc) from exc
+            raise unavailable(self.settings, exc) from exc
 
     def consumer(
         self,
@@ -280,15 +241,15 @@ class KafkaEventLog(EventLog):
         on_assign: PartitionCallback | None = None,
         on_revoke: PartitionCallback | None = None,
     ) -> Consumer:
-        from lambdarec.eventlog.kafka_consumer import KafkaGroupConsumer
-
-        return KafkaGroupConsumer(self, group or self.settings.consumer_group, on_assign=on_assign, on_revoke=on_revoke)
+        return KafkaGroupConsumer(
+            self.settings, group or self.settings.consumer_group, on_assign=on_assign, on_revoke=on_revoke
+        )
 
     def ping(self) -> None:
         try:
             self.admin().describe_cluster()
         except (KafkaError, OSError) as exc:
-            raise self._unavailable(exc) from exc
+            raise unavailable(self.settings, exc) from exc
 
     def close(self) -> None:
         with self._lock:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
 from kafka.consumer.subscription_state import AsyncConsumerRebalanceListener
@@ -30,11 +30,9 @@ from kafka.errors import (
 )
 
 from lambdarec.eventlog.base import CommitFailedError, Consumer, EventLogError, PartitionCallback, Record
-from lambdarec.eventlog.kafka import UNREACHABLE, client_config
+from lambdarec.eventlog.kafka_client import UNREACHABLE, client_config, kafka_target, unavailable
 from lambdarec.logs import get_logger
-
-if TYPE_CHECKING:
-    from lambdarec.eventlog.kafka import KafkaEventLog
+from lambdarec.settings import LogSettings
 
 _FENCED = (KafkaCommitFailedError, IllegalGenerationError, RebalanceInProgressError, UnknownMemberIdError)
 
@@ -56,24 +54,24 @@ class _Listener(AsyncConsumerRebalanceListener):
 
 
 class KafkaGroupConsumer(Consumer):
-    """One member of ``group`` reading the event log's topic."""
+    """One member of ``group`` reading the topic of ``settings.url``."""
 
     def __init__(
         self,
-        event_log: KafkaEventLog,
+        settings: LogSettings,
         group: str,
         *,
         on_assign: PartitionCallback | None = None,
         on_revoke: PartitionCallback | None = None,
     ):
         self.group = group
-        self._log = event_log
-        self._topic = event_log.topic
+        self._settings = settings
+        _, self._topic = kafka_target(settings.url)
         self._on_assign = on_assign
         self._on_revoke = on_revoke
         self._in_callback: Literal["revoke", "lost"] | None = None
         self._pending: dict[int, int] = {}
-        s = event_log.settings
+        s = settings
         self._timeout_ms = s.request_timeout_ms  # kafka-python's committed() waits forever without one
         try:
             self._kc = KafkaConsumer(
@@ -86,7 +84,7 @@ class KafkaGroupConsumer(Consumer):
                 max_poll_interval_ms=s.kafka.max_poll_interval_ms,
             )
         except UNREACHABLE as exc:
-            raise event_log._unavailable(exc) from exc
+            raise unavailable(settings, exc) from exc
         # Load the topic's metadata after subscribing and before the first poll joins the group: a leader that
         # assigns from empty metadata hands out nothing, then rebalances again at the next metadata refresh.
         try:
@@ -139,7 +137,7 @@ class KafkaGroupConsumer(Consumer):
         try:
             yield
         except UNREACHABLE as exc:
-            raise self._log._unavailable(exc) from exc
+            raise unavailable(self._settings, exc) from exc
         except KafkaError as exc:
             raise EventLogError(f"{what} for group {self.group!r} on topic {self._topic!r} failed: {exc}") from exc
 
@@ -173,14 +171,14 @@ class KafkaGroupConsumer(Consumer):
                 "this consumer; their records will be delivered again to their owner"
             )
         try:
-            self._kc.commit(self._offsets(positions), timeout_ms=self._log.settings.request_timeout_ms)
+            self._kc.commit(self._offsets(positions), timeout_ms=self._timeout_ms)
         except _FENCED as exc:
             raise CommitFailedError(
                 f"group {self.group!r} rebalanced before the commit of {dict(positions)} on topic {self._topic!r}; "
                 f"those records will be delivered again ({type(exc).__name__})"
             ) from exc
         except UNREACHABLE as exc:
-            raise self._log._unavailable(exc) from exc
+            raise unavailable(self._settings, exc) from exc
         except KafkaError as exc:
             raise EventLogError(f"commit of {dict(positions)} for group {self.group!r} failed: {exc}") from exc
 

@@ -6,17 +6,15 @@ share it (the serving layer appending, a speed consumer reading).
 
 Like a Kafka topic, the log has a fixed number of partitions (``log.partitions`` when it is first created); a
 record goes to ``crc32(user_id) % partitions`` and gets the next position of that partition, counted from 0. See
-``lambdarec.eventlog.sqlite_consumer`` for how a consumer group shares the partitions.
+``lambdarec.eventlog.sqlite_consumer`` for how a consumer group shares the partitions, and
+``lambdarec.eventlog.sqlite_db`` for the tables.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
-import time
 from collections.abc import Iterable, Sequence
-from pathlib import Path
-from urllib.parse import urlsplit
 
 from lambdarec.eventlog.base import (
     Consumer,
@@ -28,60 +26,23 @@ from lambdarec.eventlog.base import (
     keyed_values,
     partition_for,
 )
+from lambdarec.eventlog.sqlite_consumer import SQLiteConsumer
+from lambdarec.eventlog.sqlite_db import (
+    DB_FILE,
+    DEAD_LETTER_SCHEMA,
+    INSERT_RECORD,
+    SCHEMA,
+    UPDATE_NEXT,
+    now_ms,
+    quote_ident,
+    sqlite_dir,
+)
 from lambdarec.events import Event
 from lambdarec.logs import get_logger
-from lambdarec.masking import mask_url
 from lambdarec.settings import LogSettings
 from lambdarec.sqlite_txn import write_txn
 
-DB_FILE = "events.sqlite3"
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS partitions (part INTEGER PRIMARY KEY, next_pos INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS records (
-    part INTEGER NOT NULL, pos INTEGER NOT NULL, key TEXT, value BLOB NOT NULL, appended_ms INTEGER NOT NULL,
-    PRIMARY KEY (part, pos)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS group_positions (
-    grp TEXT NOT NULL, part INTEGER NOT NULL, next_pos INTEGER NOT NULL, PRIMARY KEY (grp, part)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS group_members (
-    grp TEXT NOT NULL, member TEXT NOT NULL, heartbeat_ms INTEGER NOT NULL, PRIMARY KEY (grp, member)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS group_owners (
-    grp TEXT NOT NULL, part INTEGER NOT NULL, member TEXT NOT NULL, PRIMARY KEY (grp, part)
-) WITHOUT ROWID;
-"""
-DEAD_LETTER_SCHEMA = """
-CREATE TABLE IF NOT EXISTS {table} (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, value BLOB NOT NULL, reason TEXT NOT NULL,
-    source_part INTEGER, source_pos INTEGER, appended_ms INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS {index} ON {table} (source_part, source_pos)
-"""
-INSERT_RECORD = "INSERT INTO records (part, pos, key, value, appended_ms) VALUES (?, ?, ?, ?, ?)"
-UPDATE_NEXT = "UPDATE partitions SET next_pos = ? WHERE part = ?"
-
 log = get_logger(__name__)
-
-
-def now_ms() -> int:
-    """Wall-clock epoch milliseconds."""
-    return time.time_ns() // 1_000_000
-
-
-def sqlite_dir(url: str) -> Path:
-    """The directory of a ``sqlite:///relative/dir`` or ``sqlite:////absolute/dir`` URL."""
-    parts = urlsplit(url)
-    path = parts.path[1:] if parts.path.startswith("/") else parts.path
-    if parts.scheme != "sqlite" or parts.netloc or not path:
-        raise ValueError(f"log.url {mask_url(url)!r} is not sqlite:///relative/dir or sqlite:////absolute/dir")
-    return Path(path)
-
-
-def quote_ident(name: str) -> str:
-    """``name`` as a quoted SQLite identifier (the dead-letter table comes from settings)."""
-    return '"' + name.replace('"', '""') + '"'
 
 
 class SQLiteEventLog(EventLog):
@@ -213,8 +174,6 @@ class SQLiteEventLog(EventLog):
         on_assign: PartitionCallback | None = None,
         on_revoke: PartitionCallback | None = None,
     ) -> Consumer:
-        from lambdarec.eventlog.sqlite_consumer import SQLiteConsumer
-
         return SQLiteConsumer(self, group or self.settings.consumer_group, on_assign=on_assign, on_revoke=on_revoke)
 
     # ---- lifecycle ------------------------------------------------------------------------------------------

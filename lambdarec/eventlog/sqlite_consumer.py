@@ -23,14 +23,11 @@ import sqlite3
 import time
 import uuid
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 from lambdarec.eventlog.base import CommitFailedError, Consumer, PartitionCallback, Record
-from lambdarec.eventlog.sqlite import now_ms, write_txn
+from lambdarec.eventlog.sqlite_db import EventDatabase, now_ms
 from lambdarec.logs import get_logger
-
-if TYPE_CHECKING:
-    from lambdarec.eventlog.sqlite import SQLiteEventLog
+from lambdarec.sqlite_txn import write_txn
 
 SELECT_RECORDS = "SELECT pos, key, value, appended_ms FROM records WHERE part = ? AND pos >= ? ORDER BY pos LIMIT ?"
 UPSERT_MEMBER = (
@@ -51,11 +48,11 @@ log = get_logger(__name__)
 
 
 class SQLiteConsumer(Consumer):
-    """One member of ``group`` on a ``SQLiteEventLog``; see the module docstring for the group semantics."""
+    """One member of ``group`` on a SQLite event log; see the module docstring for the group semantics."""
 
     def __init__(
         self,
-        event_log: SQLiteEventLog,
+        event_log: EventDatabase,
         group: str,
         *,
         on_assign: PartitionCallback | None = None,
@@ -63,7 +60,7 @@ class SQLiteConsumer(Consumer):
     ):
         self.group = group
         self.member = uuid.uuid4().hex
-        self._log = event_log
+        self._event_log = event_log
         self._conn: sqlite3.Connection = event_log.connect()
         self._on_assign = on_assign
         self._on_revoke = on_revoke
@@ -86,11 +83,11 @@ class SQLiteConsumer(Consumer):
 
     def _sync_group(self) -> None:
         """Heartbeat, drop silent members, let go of partitions that are no longer ours, claim the free ones."""
-        n = self._log.partition_count()
+        n = self._event_log.partition_count()
         now = now_ms()
         with write_txn(self._conn) as conn:
             conn.execute(UPSERT_MEMBER, (self.group, self.member, now))
-            conn.execute(DROP_EXPIRED, (self.group, now - self._log.settings.session_timeout_ms))
+            conn.execute(DROP_EXPIRED, (self.group, now - self._event_log.settings.session_timeout_ms))
             conn.execute(FREE_ORPHANS, (self.group, self.group))
             members = [
                 m
@@ -151,7 +148,7 @@ class SQLiteConsumer(Consumer):
         if self._closed:
             raise RuntimeError(f"consumer of group {self.group!r} is closed")
         deadline = time.monotonic() + timeout_ms / 1000
-        idle_s = self._log.settings.sqlite.idle_poll_ms / 1000
+        idle_s = self._event_log.settings.sqlite.idle_poll_ms / 1000
         while True:
             self._sync_group()
             records = self._fetch(max_records)
@@ -193,7 +190,7 @@ class SQLiteConsumer(Consumer):
 
     def lag(self) -> dict[int, int]:
         committed = self.committed()
-        return {p: end - committed.get(p, 0) for p, end in self._log.end_offsets().items()}
+        return {p: end - committed.get(p, 0) for p, end in self._event_log.end_offsets().items()}
 
     def seek_to_committed(self) -> None:
         committed = self.committed()

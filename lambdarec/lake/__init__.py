@@ -9,7 +9,10 @@ Example
 
 from __future__ import annotations
 
-from lambdarec.lake.delta import AppendResult, Erasure, Lake, LakeEmptyError, LakeError, app_id
+from lambdarec.lake.commits import AppendResult, app_id
+from lambdarec.lake.delta import Lake
+from lambdarec.lake.erasures import Erasure
+from lambdarec.lake.errors import LakeEmptyError, LakeError
 from lambdarec.lake.schema import EVENTS_SCHEMA, IMPORT_PREFIX, SOURCE_LOG, dead_letter_rows, event_rows
 from lambdarec.settings import LakeSettings, Settings
 

@@ -7,9 +7,8 @@ recorded the same app id since the writer read the table; the writer then re-rea
 lands once whatever crashes, restarts or races between archivers happen: the table, not the consumer group's
 committed offsets, is the truth. Imports use the same mechanism with app id ``import-<sha256 of the file>``.
 
-Storage: a local directory or ``s3://``, ``gs://``, ``az://`` with ``lake.storage_options`` and the usual
-environment variables. On S3 commits use conditional puts (``aws_conditional_put = etag``); the unsafe
-rename is never enabled.
+Storage: a local directory or object storage (:mod:`lambdarec.lake.location`); the positions a commit records:
+:mod:`lambdarec.lake.commits`; erased users: :mod:`lambdarec.lake.erasures`.
 
 Example
 -------
@@ -23,26 +22,26 @@ AppendResult(version=7, appended=20, skipped=0, positions={0: 18, 1: 4})
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import polars as pl
 import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
 
+from lambdarec.lake.commits import AppendResult, app_id, covered_positions, not_covered
+from lambdarec.lake.erasures import Erasure, erasure_rows, read_erasures, user_filter
+from lambdarec.lake.errors import LakeEmptyError, LakeError
+from lambdarec.lake.location import resolve_location
 from lambdarec.lake.schema import (
     DEAD_LETTERS_SCHEMA,
     ERASURES_SCHEMA,
     EVENTS_SCHEMA,
     PARTITION_BY,
 )
+from lambdarec.lake.summary import table_summary
 from lambdarec.logs import get_logger
 from lambdarec.settings import LakeSettings
 
@@ -54,50 +53,6 @@ _SCHEMAS = {
     DEAD_LETTERS: (DEAD_LETTERS_SCHEMA, None),
     ERASURES: (ERASURES_SCHEMA, None),
 }
-_PROBE_PARTITIONS = 1024  # log partitions looked for when a caller names none
-_OBJECT_SCHEMES = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss"}
-
-
-class LakeError(RuntimeError):
-    """The lake cannot do what was asked; the message says why and what would help."""
-
-
-class LakeEmptyError(LakeError):
-    """The lake has no events table yet (nothing archived or imported)."""
-
-
-@dataclass(frozen=True)
-class AppendResult:
-    """What one append did: the table version that holds it, rows written, rows the table already had."""
-
-    version: int | None
-    appended: int
-    skipped: int
-    positions: dict[int, int] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Erasure:
-    """An erased user: when, and the log's end offsets then (their earlier events are never archived)."""
-
-    user_id: str
-    erased_at: float
-    log_end: dict[int, int]
-
-    def covers(self, partition: int | None, offset: int | None, ingested_at: float | None = None) -> bool:
-        """Whether an event at this log position (or, imported, ingested then) predates the erasure."""
-        if partition is None or offset is None:
-            return ingested_at is None or ingested_at <= self.erased_at
-        return offset < self.log_end.get(partition, 0)
-
-
-def app_id(partition: int, prefix: str = "log") -> str:
-    """The application-transaction id that records a log partition's archived position."""
-    return f"{prefix}-p{partition}"
-
-
-def _sql_list(values: Iterable[str]) -> str:
-    return ", ".join("'" + v.replace("'", "''") + "'" for v in values)
 
 
 class Lake:
@@ -107,7 +62,7 @@ class Lake:
         if settings.url is None:
             raise LakeError("no lake: set lake.url (a directory, or s3://, gs://, az://)")
         self.settings = settings
-        self.root, self.storage_options = _resolve(settings.url, settings.storage_options)
+        self.root, self.storage_options = resolve_location(settings.url, settings.storage_options)
         self._erasures_dt: DeltaTable | None = None
         self._latest: dict[str, DeltaTable] = {}  # handles brought up to date incrementally before each write
         self._erasures: tuple[int, dict[str, Erasure]] = (-1, {})
@@ -128,12 +83,7 @@ class Lake:
 
     def _open_or_create(self, table: str) -> DeltaTable:
         """The latest version of ``table`` (created empty if absent); reads only the commits since the last call."""
-        if (dt := self._latest.get(table)) is not None:
-            dt.update_incremental()
-            return dt
-        dt = self._open(table)
-        if dt is not None:
-            self._latest[table] = dt
+        if (dt := self._latest_table(table)) is not None:
             return dt
         schema, partition_by = _SCHEMAS[table]
         try:
@@ -164,25 +114,25 @@ class Lake:
             )
         return dt
 
-    def _latest_events(self) -> DeltaTable | None:
-        """The events table's latest version (a kept handle, brought up to date), None when it does not exist."""
-        if (dt := self._latest.get(EVENTS)) is not None:
+    def _latest_table(self, table: str) -> DeltaTable | None:
+        """``table``'s latest version (a kept handle, brought up to date), None when it does not exist."""
+        if (dt := self._latest.get(table)) is not None:
             dt.update_incremental()
             return dt
-        dt = self._open(EVENTS)
+        dt = self._open(table)
         if dt is not None:
-            self._latest[EVENTS] = dt
+            self._latest[table] = dt
         return dt
 
     def version(self) -> int | None:
         """The events table's latest version, None when it does not exist yet."""
-        dt = self._latest_events()
+        dt = self._latest_table(EVENTS)
         return None if dt is None else dt.version()
 
     def positions(self, version: int | None = None, partitions: Iterable[int] | None = None) -> dict[int, int]:
         """Per log partition, the next offset not yet archived, as of ``version`` (latest when None)."""
-        dt = self._latest_events() if version is None else self._open(EVENTS, version)
-        return {} if dt is None else _positions(dt, partitions, "log")
+        dt = self._latest_table(EVENTS) if version is None else self._open(EVENTS, version)
+        return {} if dt is None else covered_positions(dt, partitions, "log")
 
     # -- writes -------------------------------------------------------------------------------------------
 
@@ -201,11 +151,11 @@ class Lake:
     def _append_once(self, table: str, rows: pa.Table, covers: Mapping[int, int], prefix: str) -> AppendResult:
         for attempt in range(self.settings.commit_retries):
             dt = self._open_or_create(table)
-            done = _positions(dt, covers, prefix)
+            done = covered_positions(dt, covers, prefix)
             ahead = {p: n for p, n in covers.items() if n > done.get(p, 0)}
             if not ahead:
                 return AppendResult(dt.version(), 0, rows.num_rows, done)
-            keep = _not_covered(rows, done)
+            keep = not_covered(rows, done)
             fresh = rows.filter(keep) if rows.num_rows else rows
             txns = [Transaction(app_id(p, prefix), n, int(time.time() * 1000)) for p, n in sorted(ahead.items())]
             try:
@@ -275,45 +225,13 @@ class Lake:
 
     def summary(self, version: int | None = None) -> dict[str, Any]:
         """``lake show``: version, rows, users, items, first and last event time, positions."""
-        dt = self._open(EVENTS, version)
-        if dt is None:
-            return {"version": None, "rows": 0, "users": 0, "items": 0, "min_ts": None, "max_ts": None, "positions": {}}
-        stats = (
-            pl.scan_delta(dt)
-            .select(
-                pl.len().alias("rows"),
-                pl.col("user_id").n_unique().alias("users"),
-                pl.col("item_id").n_unique().alias("items"),
-                pl.col("timestamp").min().alias("min_ts"),
-                pl.col("timestamp").max().alias("max_ts"),
-            )
-            .collect()
-            .row(0, named=True)
-        )
-        iso = {k: (v.isoformat() if v is not None else None) for k, v in stats.items() if k.endswith("_ts")}
-        return {
-            "version": dt.version(),
-            "rows": int(stats["rows"]),
-            "users": int(stats["users"]),
-            "items": int(stats["items"]),
-            **iso,
-            "positions": {str(p): n for p, n in sorted(_positions(dt, None, "log").items())},
-        }
+        return table_summary(self._open(EVENTS, version))
 
     # -- erasure ------------------------------------------------------------------------------------------
 
     def record_erasure(self, user_ids: Iterable[str], log_end: Mapping[int, int]) -> None:
         """Remember that ``user_ids`` were erased when the log ended at ``log_end`` (the archiver reads this)."""
-        users = sorted(set(user_ids))
-        now_us = round(time.time() * 1_000_000)
-        rows = pa.table(
-            {
-                "user_id": pa.array(users, pa.string()),
-                "erased_at": pa.array([now_us] * len(users), ERASURES_SCHEMA.field("erased_at").type),
-                "log_end": pa.array([json.dumps({str(p): n for p, n in log_end.items()})] * len(users), pa.string()),
-            },
-            schema=ERASURES_SCHEMA,
-        )
+        rows = erasure_rows(user_ids, log_end)
         dt = self._open_or_create(ERASURES)
         write_deltalake(
             dt, rows, mode="append", commit_properties=CommitProperties(max_commit_retries=self.settings.commit_retries)
@@ -330,13 +248,7 @@ class Lake:
             return {}
         if self._erasures[0] == dt.version():
             return self._erasures[1]
-        out: dict[str, Erasure] = {}
-        for row in pl.scan_delta(dt).sort("erased_at").collect().iter_rows(named=True):
-            out[row["user_id"]] = Erasure(
-                row["user_id"],
-                row["erased_at"].replace(tzinfo=UTC).timestamp(),
-                {int(p): int(n) for p, n in json.loads(row["log_end"]).items()},
-            )
+        out = read_erasures(dt)
         self._erasures = (dt.version(), out)
         return out
 
@@ -348,9 +260,7 @@ class Lake:
             return (None if dt is None else dt.version()), 0
         for attempt in range(self.settings.commit_retries):
             try:
-                metrics = dt.delete(
-                    f"user_id IN ({_sql_list(users)})", commit_properties=CommitProperties(max_commit_retries=0)
-                )
+                metrics = dt.delete(user_filter(users), commit_properties=CommitProperties(max_commit_retries=0))
             except CommitFailedError:
                 time.sleep(min(0.05 * 2**attempt, 1.0))
                 dt = self.table()
@@ -383,40 +293,3 @@ class Lake:
                     retention_hours=int(retain_hours), dry_run=dry_run, enforce_retention_duration=False
                 )
         return removed
-
-
-def _positions(dt: DeltaTable, partitions: Iterable[int] | None, prefix: str) -> dict[int, int]:
-    wanted = range(_PROBE_PARTITIONS) if partitions is None else partitions
-    out = {}
-    for p in wanted:
-        v = dt.transaction_version(app_id(int(p), prefix))
-        if v is not None:
-            out[int(p)] = int(v)
-    return out
-
-
-def _not_covered(rows: pa.Table, done: Mapping[int, int]) -> pa.Array:
-    """Mask of rows whose log position the table does not cover yet."""
-    if not done:
-        return pa.array([True] * rows.num_rows)
-    parts = rows.column("log_partition").to_pylist()
-    offsets = rows.column("log_offset").to_pylist()
-    return pa.array([o is None or o >= done.get(p, 0) for p, o in zip(parts, offsets, strict=True)])
-
-
-def _resolve(url: str, options: Mapping[str, str]) -> tuple[str, dict[str, str]]:
-    """The lake root as delta-rs wants it and the storage options (conditional puts on S3)."""
-    scheme = urlsplit(url).scheme
-    opts = dict(options)
-    if scheme in _OBJECT_SCHEMES:
-        if (
-            scheme in ("s3", "s3a")
-            and not any(k.lower() == "aws_conditional_put" for k in opts)
-            and not os.environ.get("AWS_CONDITIONAL_PUT")
-        ):
-            opts["aws_conditional_put"] = "etag"
-        if os.environ.get("AWS_S3_ALLOW_UNSAFE_RENAME", "").lower() == "true":
-            raise LakeError("AWS_S3_ALLOW_UNSAFE_RENAME=true loses commits when writers race; unset it")
-        return url, opts
-    path = Path(urlsplit(url).path if scheme == "file" else url).expanduser().resolve()
-    return str(path), opts

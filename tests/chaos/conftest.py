@@ -32,6 +32,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = [i for i in items if not i.get_closest_marker("chaos_full")]
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[pytest.TestReport]:
+    """A failed scenario's report carries its timeline and the tail of each process's log, so a failure in a
+    CI run can be told apart from the outside (a slow broker restart, a process that exited, an assertion)."""
+    report = yield
+    deployed = getattr(item, "funcargs", {}).get("deployment")
+    if report.failed and isinstance(deployed, Deployment):
+        if deployed.timeline:
+            report.sections.append(("chaos timeline", "\n".join(deployed.timeline)))
+        for name in deployed.procs:
+            report.sections.append((f"{name} log (tail)", deployed.output(name)[-6000:]))
+    return report
+
+
 @pytest.fixture(scope="session")
 def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServices]:
     """Cassandra and Kafka of this suite's own (own directory, own free ports), stopped at the end.

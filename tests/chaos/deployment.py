@@ -106,9 +106,15 @@ ingest_key_hashes = ["{hash_key(INGEST_KEY)}"]
         )
         self.settings = Settings.load(self.config)
         self.procs: dict[str, subprocess.Popen[str]] = {}
+        self.timeline: list[str] = []  # what the scenario did and when, for the failure report
+        self._started = time.monotonic()
         self.ports: dict[str, int] = {}
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("LAMBDAREC_")}
         self.env |= {"LAMBDAREC_CONFIG": str(self.config), "LAMBDAREC_LOG_FORMAT": "json"}
+
+    def mark(self, what: str) -> None:
+        """Note ``what`` in the timeline, with the seconds since the deployment was created."""
+        self.timeline.append(f"{time.monotonic() - self._started:7.1f} s  {what}")
 
     # ---- setup -------------------------------------------------------------------------------------------------
 

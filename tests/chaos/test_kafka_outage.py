@@ -24,9 +24,12 @@ pytestmark = [
     pytest.mark.cassandra,
     pytest.mark.kafka,
     pytest.mark.slow,
-    # `make chaos` only: it failed once in a CI-like run on a loaded 2-core machine, for a reason not yet found
-    # (it passed in the runs before and after). The regression tests of the findings it covers also run in every
-    # test run: tests/unit/serving/test_events_outcome.py, tests/unit/eventlog/test_send_outcomes.py and
+    # `make chaos` only: it takes 100-270 s on a loaded 2-core machine (the broker's restart alone 30-45 s), too
+    # long for every test run. It failed once in a CI-like run with the failing assertion not recorded; it passed
+    # five runs since, and a failure now reports its timeline and the process logs (tests/chaos/conftest.py). The
+    # speed layer's ~48 s wait there is the kill, the broker's restart and one request timeout (8 s), not a fault.
+    # The regression tests of the findings it covers also run in every test run:
+    # tests/unit/serving/test_events_outcome.py, tests/unit/eventlog/test_send_outcomes.py and
     # tests/integration/speed/test_speed_resilience.py.
     pytest.mark.chaos_full,
     pytest.mark.timeout(1500),
@@ -109,13 +112,18 @@ def test_broker_killed_mid_stream_during_http_and_cli_ingestion(deployment: Depl
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
+    deployment.mark("kafka killed")
     services.kill("kafka")
     time.sleep(rng.uniform(8, 12))
-    services.up("kafka")
+    deployment.mark("kafka starting")
+    deployment.mark(f"kafka answers again ({services.up('kafka'):.1f} s to start)")
     poster.join(600)
+    deployment.mark(f"HTTP client done: {len(poster.accepted)} events accepted, {len(poster.answers)} answers")
     cli.join(600)
     assert not cli.is_alive() and cli_reports, "events send did not finish"
-    wait_until(lambda: get(speed + "/readyz")[0] == 200, "speed to resume", 120)
+    deployment.mark(f"events send done after {len(cli_reports)} runs")
+    resumed = wait_until(lambda: get(speed + "/readyz")[0] == 200, "speed to resume", 120)
+    deployment.mark(f"speed ready after another {resumed:.1f} s")
     sampling.set()
     sampler.join(10)
 
@@ -127,7 +135,9 @@ def test_broker_killed_mid_stream_during_http_and_cli_ingestion(deployment: Depl
     accepted = poster.accepted | set(CLI_EVENTS)
     logged = deployment.logged()
     assert set(logged) >= accepted, f"{len(accepted - set(logged))} accepted events are not in the log"
-    wait_until(lambda: set(deployment.applied()) >= accepted, "every accepted event to be applied", 300)
+    deployment.mark(f"{len(logged)} events read back from the log")
+    waited = wait_until(lambda: set(deployment.applied()) >= accepted, "every accepted event to be applied", 300)
+    deployment.mark(f"every accepted event applied after {waited:.1f} s")
     applied = deployment.applied()
     assert set(applied) == accepted
     doubled = {n: c for n, c in applied.items() if c != 1}

@@ -12,7 +12,6 @@ import json
 import random
 import secrets
 import signal
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -25,29 +24,8 @@ from lambdarec.eventlog.base import EventLogUnavailableError
 from lambdarec.lake import open_lake
 from lambdarec.settings import Settings
 from tests.integration.lake.test_archiver import append, archive_cli, assert_exactly_once, config_file, make_lines
-
-
-class Fault:
-    """Fails the named methods of ``target`` while ``down`` is set, or for the next ``times`` calls."""
-
-    def __init__(self, target, methods: set[str], error: type[Exception], times: int = 0):  # type: ignore[no-untyped-def]
-        self.target, self.methods, self.error, self.times = target, methods, error, times
-        self.down = threading.Event()
-        self.failures = 0
-
-    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
-        attr = getattr(self.target, name)
-        if name not in self.methods:
-            return attr
-
-        def call(*args, **kwargs):  # type: ignore[no-untyped-def]
-            if self.down.is_set() or self.times > 0:
-                self.times = max(self.times - 1, 0)
-                self.failures += 1
-                raise self.error(f"test outage ({name})")
-            return attr(*args, **kwargs)
-
-        return call
+from tests.integration.outage import Fault, run_through_outage
+from tests.integration.serve_process import free_port
 
 
 @pytest.fixture(params=["sqlite", "kafka"])
@@ -74,43 +52,12 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
 sqlite_only = pytest.mark.parametrize("settings", ["sqlite"], indirect=True)
 
 
-def run_through_outage(archiver: Archiver, fault: Fault, after_commits: int, seconds: float) -> list[dict]:
-    """Run until drained; take the dependency down after ``after_commits`` lake commits for ``seconds``.
-    Returns what ``health`` said during the outage."""
-    seen: list[dict] = []
-    done = threading.Event()
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            archiver.run(until_idle_s=1.0)
-        except BaseException as exc:  # reported by the test
-            errors.append(exc)
-        done.set()
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while archiver.stats.commits < after_commits and time.monotonic() < deadline and not done.is_set():
-        time.sleep(0.005)
-    fault.down.set()
-    ends = time.monotonic() + seconds
-    while time.monotonic() < ends:
-        seen.append(archiver.health.to_json())
-        time.sleep(0.05)
-    fault.down.clear()
-    assert done.wait(120), "the archiver did not resume and drain after the outage"
-    thread.join()
-    assert not errors, f"the archiver stopped: {errors[0]!r}"
-    return seen
-
-
 @pytest.mark.parametrize("methods", [{"poll"}, {"commit"}, {"poll", "commit"}], ids=str)
 def test_a_log_outage_is_waited_out_and_each_record_is_archived_once(settings: Settings, methods: set[str]) -> None:
     append(settings, make_lines(random.Random(1), 3_000))
     with Archiver(settings) as archiver:
         archiver.consumer = fault = Fault(archiver.consumer, methods, EventLogUnavailableError)  # type: ignore[assignment]
-        seen = run_through_outage(archiver, fault, after_commits=3, seconds=1.2)
+        seen = run_through_outage(archiver, fault, lambda: archiver.stats.commits >= 3, 1.2)
         assert fault.failures >= 2, "the outage was retried"
         assert any(h["waiting_for"] == "log" and not h["ready"] and "test outage" in h["error"] for h in seen), seen
         assert archiver.health.to_json() == {"ready": True, "waiting_for": None}
@@ -122,7 +69,7 @@ def test_a_lake_outage_is_waited_out_and_each_record_is_archived_once(settings: 
     append(settings, make_lines(random.Random(2), 3_000))
     lake = Fault(open_lake(settings), {"append_log", "dead_letter", "positions", "erasures"}, OSError)
     with Archiver(settings, lake=lake) as archiver:  # type: ignore[arg-type]
-        seen = run_through_outage(archiver, lake, after_commits=3, seconds=1.2)
+        seen = run_through_outage(archiver, lake, lambda: archiver.stats.commits >= 3, 1.2)
         assert lake.failures >= 2
         assert any(h["waiting_for"] == "lake" and not h["ready"] and "OSError" in h["error"] for h in seen), seen
         assert archiver.health.to_json() == {"ready": True, "waiting_for": None}
@@ -156,14 +103,6 @@ def test_give_up_after_s_bounds_the_wait(settings: Settings) -> None:
     assert open_lake(settings).positions() == {}, "nothing was committed"
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _readyz(port: int) -> tuple[int, dict] | None:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as resp:
@@ -186,7 +125,7 @@ def test_archive_run_waits_for_a_lake_it_cannot_write_and_says_so(settings: Sett
     cfg = config_file(settings, tmp_path / "archive.toml")
     with cfg.open("a") as f:
         f.write("retry_initial_s = 0.05\nretry_max_s = 0.3\n")
-    port = _free_port()
+    port = free_port()
     proc = archive_cli(cfg, "--metrics-port", str(port), "--json")
     try:
         got, deadline = None, time.monotonic() + 60

@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,6 +32,7 @@ from serving_layer.auth import hash_key
 from speed_layer.consumer import SpeedConsumer
 from tests.cassandra import throwaway_keyspace
 from tests.conftest import S3_BUCKET
+from tests.integration.serve_process import serve_process
 
 INGEST_KEY, ADMIN_KEY = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
 NEW_ITEM = "brand-new-item"
@@ -73,18 +71,6 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Setting
         yield Settings.load(overrides=s)
 
 
-def _toml(settings: Settings) -> str:
-    s, lg, lake = settings.serving, settings.log, settings.lake
-    options = "".join(f'{k} = "{v}"\n' for k, v in lake.storage_options.items())
-    return (
-        f'[store]\nurl = "{settings.store.url}"\n'
-        f'[log]\nurl = "{lg.url}"\ndead_letter = "{lg.dead_letter}"\nconsumer_group = "{lg.consumer_group}"\n'
-        f'[lake]\nurl = "{lake.url}"\n[lake.storage_options]\n{options}'
-        f"[serving]\ningest_key_hashes = {s.ingest_key_hashes}\nadmin_key_hashes = {s.admin_key_hashes}\n"
-        f"snapshot_poll_s = {s.snapshot_poll_s}\nstore_timeout_ms = {s.store_timeout_ms}\n"
-    ).replace("'", '"')
-
-
 @pytest.fixture
 def first(settings: Settings, tmp_path: Path) -> SnapshotModel:
     """History imported into the lake and the first nightly read from it."""
@@ -100,36 +86,8 @@ def first(settings: Settings, tmp_path: Path) -> SnapshotModel:
 
 @pytest.fixture
 def server(settings: Settings, first: SnapshotModel, tmp_path: Path) -> Iterator[str]:
-    cfg = tmp_path / "serve.toml"
-    cfg.write_text(_toml(settings))
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    with (tmp_path / "server.log").open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "lambdarec", "serve", "--port", str(port), "--config", str(cfg)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"server not ready:\n{(tmp_path / 'server.log').read_text()[-3000:]}")
-            time.sleep(0.2)
+    with serve_process(settings, tmp_path) as base:
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def recs(base: str, user: str) -> dict:

@@ -7,9 +7,6 @@ An event posted to /v1/events changes the user's next list once the speed layer 
 from __future__ import annotations
 
 import secrets
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -25,6 +22,7 @@ from lambdarec.store import open_store
 from serving_layer.auth import hash_key
 from speed_layer.consumer import SpeedConsumer
 from tests.cassandra import throwaway_keyspace
+from tests.integration.serve_process import serve_process
 
 pytestmark = [pytest.mark.integration, pytest.mark.cassandra, pytest.mark.kafka]
 
@@ -66,56 +64,12 @@ def real(
     yield settings, log_file
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _toml(settings: Settings) -> str:
-    s, lg = settings.serving, settings.log
-    return (
-        f'[store]\nurl = "{settings.store.url}"\n'
-        f'[log]\nurl = "{lg.url}"\ndead_letter = "{lg.dead_letter}"\nconsumer_group = "{lg.consumer_group}"\n'
-        f"[serving]\ningest_key_hashes = {s.ingest_key_hashes}\nadmin_key_hashes = {s.admin_key_hashes}\n"
-        f"snapshot_poll_s = {s.snapshot_poll_s}\ntrending_refresh_s = {s.trending_refresh_s}\n"
-        f"store_timeout_ms = {s.store_timeout_ms}\n"
-    ).replace("'", '"')
-
-
 @pytest.fixture(scope="module")
 def server(real, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``lambdarec serve --port P --config cfg.toml`` in a subprocess; its base URL once /readyz says 200."""
     settings, _ = real
-    root = tmp_path_factory.mktemp("serve-process")
-    cfg = root / "cfg.toml"
-    cfg.write_text(_toml(settings))
-    port = _free_port()
-    with (root / "server.log").open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "lambdarec", "serve", "--port", str(port), "--config", str(cfg)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"server not ready (exit {proc.poll()}):\n{(root / 'server.log').read_text()}")
-            time.sleep(0.2)
+    with serve_process(settings, tmp_path_factory.mktemp("serve-process")) as base:
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def recommendations(base: str, user: str, **params: object) -> dict:

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-import speed_layer.consumer as consumer_module
+import speed_layer.apply as apply_module
 from lambdarec.eventlog import open_log
 from lambdarec.model.snapshot import SnapshotModel
 from lambdarec.rank.trending import total_counts
@@ -89,14 +89,14 @@ def test_a_record_whose_application_raises_is_isolated(settings, log_file, monke
     poison = json.dumps(
         {"event_id": "boom", "user_id": "u3", "item_id": "i-poison", "event_type": "view", "timestamp": T0 + 100}
     ).encode()
-    real_apply = consumer_module.apply_user_events
+    real_apply = apply_module.apply_user_events
 
     def apply(state, events, *args, **kwargs):  # a bug that only this record's data triggers
         if any(event.item_id == "i-poison" for event, _ in events):
             raise ZeroDivisionError("float division by zero")
         return real_apply(state, events, *args, **kwargs)
 
-    monkeypatch.setattr(consumer_module, "apply_user_events", apply)
+    monkeypatch.setattr(apply_module, "apply_user_events", apply)
     append(settings, [*lines[:500], poison, *lines[500:]])
     stats = drain(settings)
     assert (stats["processed"], stats["failed"], stats["dead_lettered"]) == (len(lines), 1, 1)
@@ -126,7 +126,7 @@ def test_a_bug_that_fails_every_record_stops_the_consumer_without_dead_lettering
     def broken(*args, **kwargs):
         raise AttributeError("'NoneType' object has no attribute 'item_factors'")
 
-    monkeypatch.setattr(consumer_module, "apply_user_events", broken)
+    monkeypatch.setattr(apply_module, "apply_user_events", broken)
     with SpeedConsumer(settings) as c, pytest.raises(ConsumerHaltedError, match="max_consecutive_failures") as info:
         c.run(until_idle_s=3.0)
     assert "AttributeError" in str(info.value)

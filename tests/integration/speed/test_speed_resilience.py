@@ -9,7 +9,6 @@ Cassandra, killed for real, is in ``tests/chaos``.
 
 from __future__ import annotations
 
-import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,29 +21,9 @@ from lambdarec.model.snapshot import SnapshotModel
 from lambdarec.settings import Settings
 from lambdarec.store import StoreUnavailableError, open_store
 from speed_layer.consumer import SpeedConsumer
+from tests.integration.outage import Fault, run_through_outage
+from tests.integration.serve_process import free_port
 from tests.integration.speed.test_speed import T0, append, assert_state_matches, make_events, publish, reference
-
-
-class Outage:
-    """Fails the named methods of ``target`` while ``down`` is set, counting the failures."""
-
-    def __init__(self, target, methods: set[str], error: type[Exception]):  # type: ignore[no-untyped-def]
-        self.target, self.methods, self.error = target, methods, error
-        self.down = threading.Event()
-        self.failures = 0
-
-    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
-        attr = getattr(self.target, name)
-        if name not in self.methods:
-            return attr
-
-        def call(*args, **kwargs):  # type: ignore[no-untyped-def]
-            if self.down.is_set():
-                self.failures += 1
-                raise self.error(f"test outage ({name})")
-            return attr(*args, **kwargs)
-
-        return call
 
 
 @pytest.fixture
@@ -68,32 +47,6 @@ def log_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def run_through_outage(consumer: SpeedConsumer, outage: Outage, after_batches: int, seconds: float) -> list[dict]:
-    """Run until drained; take the dependency down after ``after_batches`` batches for ``seconds``. Returns what
-    ``health`` said during the outage."""
-    seen: list[dict] = []
-    done = threading.Event()
-
-    def run() -> None:
-        consumer.run(until_idle_s=1.0)
-        done.set()
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while consumer.stats.batches < after_batches and time.monotonic() < deadline:
-        time.sleep(0.005)
-    outage.down.set()
-    ends = time.monotonic() + seconds
-    while time.monotonic() < ends:
-        seen.append(consumer.health.to_json())
-        time.sleep(0.05)
-    outage.down.clear()
-    assert done.wait(120), "the consumer did not resume and drain after the outage"
-    thread.join()
-    return seen
-
-
 @pytest.mark.parametrize(
     "methods", [{"read_fresh_users"}, {"write_trending"}, {"current_version", "read_trending"}], ids=str
 )
@@ -102,9 +55,9 @@ def test_a_store_outage_is_waited_out_with_exact_state(settings: Settings, log_f
     lines, bad = make_events(4_000, T0 + 60, seed=11)
     append(settings, lines)
     with open_store(settings) as real:
-        store = Outage(real, methods, StoreUnavailableError)
+        store = Fault(real, methods, StoreUnavailableError)
         with SpeedConsumer(settings, store=store) as consumer:  # type: ignore[arg-type]
-            seen = run_through_outage(consumer, store, after_batches=3, seconds=1.5)
+            seen = run_through_outage(consumer, store, lambda: consumer.stats.batches >= 3, 1.5)
             committed = consumer.consumer.committed()
         assert store.failures >= 2, "the outage was retried"
         assert any(h["waiting_for"] == "store" and not h["ready"] for h in seen), seen
@@ -121,8 +74,8 @@ def test_a_log_outage_at_commit_never_commits_past_what_was_written(settings: Se
     lines, _ = make_events(4_000, T0 + 60, seed=12)
     append(settings, lines)
     with open_store(settings) as real, SpeedConsumer(settings, store=real) as consumer:
-        consumer.consumer = log = Outage(consumer.consumer, {"commit", "poll"}, EventLogUnavailableError)
-        seen = run_through_outage(consumer, log, after_batches=2, seconds=1.5)
+        consumer.consumer = log = Fault(consumer.consumer, {"commit", "poll"}, EventLogUnavailableError)
+        seen = run_through_outage(consumer, log, lambda: consumer.stats.batches >= 2, 1.5)
         assert log.failures >= 2
         assert any(h["waiting_for"] == "log" for h in seen), seen
         with open_log(settings) as opened:
@@ -137,21 +90,13 @@ def test_give_up_after_s_bounds_the_wait(settings: Settings, log_file: Path) -> 
     publish(settings, log_file, datetime.fromtimestamp(T0, UTC))
     append(settings, make_events(500, T0 + 60, seed=13)[0])
     with open_store(settings) as real:
-        store = Outage(real, {"read_fresh_users"}, StoreUnavailableError)
+        store = Fault(real, {"read_fresh_users"}, StoreUnavailableError)
         store.down.set()
         with SpeedConsumer(settings, store=store) as consumer:  # type: ignore[arg-type]
             started = time.monotonic()
             with pytest.raises(StoreUnavailableError, match="test outage"):
                 consumer.run(until_idle_s=1.0)
             assert 0.5 <= time.monotonic() - started < 10
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_speed_run_waits_for_a_store_that_is_not_there_and_says_so(tmp_path: Path) -> None:
@@ -164,7 +109,7 @@ def test_speed_run_waits_for_a_store_that_is_not_there_and_says_so(tmp_path: Pat
     import urllib.error
     import urllib.request
 
-    port, dead = _free_port(), _free_port()
+    port, dead = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("LAMBDAREC_")}
     env |= {"LAMBDAREC_SPEED__RETRY_MAX_S": "0.5", "LAMBDAREC_STORE__CONNECT_TIMEOUT_S": "1"}
     proc = subprocess.Popen(

@@ -10,8 +10,8 @@ import pytest
 
 from lambdarec.eventlog import EventLog, Record, next_positions, open_log, partition_for, send_events
 from lambdarec.eventlog.base import keyed_values
-from lambdarec.eventlog.kafka import client_config, kafka_target
-from lambdarec.eventlog.sqlite import sqlite_dir
+from lambdarec.eventlog.kafka_client import client_config, kafka_target
+from lambdarec.eventlog.sqlite_db import sqlite_dir
 from lambdarec.events import Event, EventRules, parse_event
 from lambdarec.settings import LogSettings
 

@@ -1,185 +1,25 @@
-"""The interaction event: its wire format and the one function that validates it.
-
-On the wire an event is one JSON object per message (one line in a file, one Kafka record, one element of an
-ingest request)::
-
-    {"event_id": "e-1", "user_id": "u42", "item_id": "i7", "event_type": "click",
-     "timestamp": "2026-11-29T10:15:00Z", "weight": 1.0, "session_id": "s9",
-     "context": {"page": "home", "position": 3}, "schema": 1}
-
-``timestamp`` is the event time (not the time it reached the log). It may be an ISO-8601 date-time string (an
-offset or ``Z``; a naive one is read as UTC) or an epoch number whose unit is told by its size, the same rule as
-the batch layer's ``timestamp_unit = "auto"``: below ``1e11`` seconds (up to the year 5138), below ``1e14``
-milliseconds (from 1973-03-03), below ``1e17`` microseconds, else nanoseconds. After ``parse_event`` it is always
-float epoch seconds, UTC.
-
-Unknown fields are ignored so a newer producer can add fields without breaking older readers; a ``schema``
-newer than ``SCHEMA_VERSION`` is refused.
-
-Example
--------
->>> ev = parse_event(b'{"event_id":"e1","user_id":"u1","item_id":"i1","event_type":"view",'
-...                  b'"timestamp":1764400000000}', known_types={"view"}, now=1764400000.0)
->>> ev.timestamp
-1764400000.0
->>> parse_event(b'{"event_id":"e1"}', known_types={"view"})
-Traceback (most recent call last):
-...
-lambdarec.events.BadEvent: missing field 'user_id'
+"""Parsing an event: ``parse_event`` decodes and validates one from its wire bytes, ``EventRules`` bundles the
+rules from settings. The wire format is described in :mod:`lambdarec.events`.
 """
 
 from __future__ import annotations
 
-import functools
 import math
-import re
 import time
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING
 
-import msgspec
-import numpy as np
+from lambdarec.events.schema import DEFAULT_BOUNDS, SCHEMA_VERSION, BadEvent, Event, EventBounds
+from lambdarec.events.wire import decode_wire
 
 if TYPE_CHECKING:
     from lambdarec.settings import Settings
 
-SCHEMA_VERSION = 1
 # An epoch number's unit by its size: (upper bound, divisor to seconds); the batch layer's "auto" rule.
 _UNITS = ((1e11, 1.0), (1e14, 1e3), (1e17, 1e6), (math.inf, 1e9))
-# An id: no control character, not blank, no leading or trailing whitespace (``events.id_pattern``'s default).
-ID_PATTERN = r"^[^\s\x00-\x1f\x7f](?:[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f])?$"
 _MAX_EPOCH_S = 253402300799.0  # 9999-12-31T23:59:59Z, the last second a date-time can hold
-
-_NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
-Context = dict[str, str | int | float]
-
-
-class BadEvent(ValueError):
-    """An event that cannot be accepted; ``reason`` says precisely why, naming the field."""
-
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
-
-
-class Event(msgspec.Struct, kw_only=True, frozen=True):
-    """One validated interaction. ``timestamp`` is event time in float epoch seconds, UTC."""
-
-    event_id: str
-    user_id: str
-    item_id: str
-    event_type: str
-    timestamp: float
-    weight: float | None = None
-    session_id: str | None = None
-    context: Context = msgspec.field(default_factory=dict)
-    schema: int = SCHEMA_VERSION
-
-    @property
-    def timestamp_ms(self) -> int:
-        """Event time in integer epoch milliseconds."""
-        return round(self.timestamp * 1000)
-
-
-class _WireEvent(msgspec.Struct, kw_only=True, frozen=True):
-    """What the JSON may hold, before the timestamp is normalised and the rules are checked."""
-
-    event_id: _NonEmpty
-    user_id: _NonEmpty
-    item_id: _NonEmpty
-    event_type: _NonEmpty
-    timestamp: str | float
-    weight: float | None = None
-    session_id: str | None = None
-    context: Context = msgspec.field(default_factory=dict)
-    schema: int = SCHEMA_VERSION
-
-
-_DECODER = msgspec.json.Decoder(_WireEvent)
-_ENCODER = msgspec.json.Encoder()
-_AT = re.compile(r"^(?P<what>.*?)(?: - at `\$\.?(?P<path>[^`]*)`)?$", re.DOTALL)
-_EXPECTED = re.compile(r"^Expected `(?P<want>[^`]+)`(?P<rest>.*?)(?:, got `(?P<got>[^`]+)`)?$")
-_MISSING = re.compile(r"^Object missing required field `(?P<field>[^`]+)`$")
-
-
-def _field_name(path: str) -> str:
-    """``user_id`` -> ``field 'user_id'``; ``context[...]`` -> ``a value of field 'context'``."""
-    name, _, rest = path.partition("[")
-    return f"a value of field '{name}'" if rest else f"field '{name}'"
-
-
-def _explain(exc: msgspec.ValidationError) -> str:
-    """msgspec's message rewritten as a reason naming the field."""
-    m = _AT.match(str(exc))
-    what, path = (m["what"], m["path"] or "") if m else (str(exc), "")
-    if missing := _MISSING.match(what):
-        inner = f"{path}." if path else ""
-        return f"missing field '{inner}{missing['field']}'"
-    field = _field_name(path)
-    if not path:
-        if exp := _EXPECTED.match(what):
-            return f"not a JSON object (got {exp['got'] or 'something else'})"
-        return f"invalid event: {what}"
-    if exp := _EXPECTED.match(what):
-        if exp["rest"].startswith(" of length >= 1"):
-            return f"{field} must not be empty"
-        got = f", got {exp['got']}" if exp["got"] else ""
-        return f"{field} has wrong type: expected {exp['want']}{got}"
-    return f"{field} is invalid: {what}"
-
-
-_DEPTH_COUNTED = frozenset(b"[]{}")
-_NOT_BRACKETS = bytes(b for b in range(256) if b not in _DEPTH_COUNTED)
-_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
-
-
-def json_depth(data: bytes) -> int:
-    """How deeply arrays and objects nest in the JSON text ``data`` (brackets inside strings do not count).
-
-    Cheap enough to run before every decode: the JSON decoder recurses, so a deep document must be refused
-    before it is decoded.
-
-    Example
-    -------
-    >>> json_depth(b'{"a": [1, {"b": "[["}]}')
-    3
-    """
-    opening = data.count(b"[") + data.count(b"{")
-    if opening <= 1:
-        return opening
-    brackets = np.frombuffer(_STRING.sub(b"", data).translate(None, _NOT_BRACKETS), dtype=np.uint8)
-    steps = np.where((brackets == 0x5B) | (brackets == 0x7B), 1, -1)  # vectorised: a 1 MB body of '[' is cheap
-    return int(max(np.cumsum(steps).max(initial=0), 0))
-
-
-@dataclass(frozen=True)
-class EventBounds:
-    """The range each value of an event must lie in (``events.*`` settings); defaults match the settings'."""
-
-    max_weight: float = 1000.0
-    min_timestamp_s: float = 631152000.0  # 1990-01-01T00:00:00Z
-    max_id_chars: int = 256
-    id_pattern: str = ID_PATTERN
-    max_json_depth: int = 8
-
-    @property
-    def id_regex(self) -> re.Pattern[str]:
-        return _compiled(self.id_pattern)
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> EventBounds:
-        e = settings.events
-        return cls(e.max_weight, e.min_timestamp_s, e.max_id_chars, e.id_pattern, e.max_json_depth)
-
-
-DEFAULT_BOUNDS = EventBounds()
-
-
-@functools.cache
-def _compiled(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern)
 
 
 def _iso(seconds: float) -> str:
@@ -276,14 +116,7 @@ def parse_event(
     data = raw.encode(errors="surrogatepass") if isinstance(raw, str) else bytes(raw)
     if len(data) > max_bytes:
         raise BadEvent(f"event is {len(data)} bytes > limit {max_bytes} (log.max_event_bytes)")
-    if (depth := json_depth(data)) > bounds.max_json_depth:
-        raise BadEvent(f"event is nested {depth} deep > limit {bounds.max_json_depth} (events.max_json_depth)")
-    try:
-        wire = _DECODER.decode(data)
-    except msgspec.ValidationError as exc:
-        raise BadEvent(_explain(exc)) from None
-    except (msgspec.DecodeError, RecursionError, UnicodeError) as exc:
-        raise BadEvent(f"not JSON: {exc}") from None
+    wire = decode_wire(data, bounds.max_json_depth)
     if known_types is not None and wire.event_type not in known_types:
         raise BadEvent(f"unknown event_type {wire.event_type!r}; known: {', '.join(sorted(known_types))}")
     if wire.schema < 1 or wire.schema > SCHEMA_VERSION:
@@ -312,11 +145,6 @@ def parse_event(
         context=wire.context,
         schema=wire.schema,
     )
-
-
-def encode_event(event: Event) -> bytes:
-    """The wire bytes of ``event``: one compact JSON object, timestamp in epoch seconds."""
-    return _ENCODER.encode(event)
 
 
 @dataclass(frozen=True)
