@@ -22,7 +22,7 @@ CASSANDRA_IMAGE = "cassandra:5.0.9"  # the versions deploy/local and deploy/comp
 KAFKA_IMAGE = "apache/kafka:4.4.0"
 
 
-def _unavailable(reason: str) -> None:
+def service_unavailable(reason: str) -> None:
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
         pytest.fail(f"CI=true and a required service is unavailable: {reason}", pytrace=False)
     pytest.skip(reason)
@@ -47,12 +47,12 @@ def _docker_answers() -> bool:
 def _from_deploy_local(service: str, var: str) -> tuple[str, int]:
     proc = subprocess.run([str(SERVICES), "up", service], capture_output=True, text=True, timeout=600)
     if proc.returncode != 0:
-        _unavailable(f"deploy/local/services up {service} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+        service_unavailable(f"deploy/local/services up {service} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
     for raw in proc.stdout.splitlines():
         line = raw.removeprefix("export ").strip()
         if line.startswith(var + "="):
             return _parse(line.split("=", 1)[1].strip("'\""), var)
-    _unavailable(f"deploy/local/services up {service} printed no {var} line:\n{proc.stdout}")
+    service_unavailable(f"deploy/local/services up {service} printed no {var} line:\n{proc.stdout}")
     raise AssertionError("unreachable")
 
 
@@ -110,7 +110,7 @@ def _create_bucket(host: str, port: int) -> None:
         except OSError as exc:
             error = exc
         if time.monotonic() > deadline:
-            _unavailable(f"the S3 server at {host}:{port} did not create bucket {S3_BUCKET}: {error}")
+            service_unavailable(f"the S3 server at {host}:{port} did not create bucket {S3_BUCKET}: {error}")
         time.sleep(0.5)
 
 
@@ -136,10 +136,10 @@ def s3_endpoint(request: pytest.FixtureRequest) -> tuple[str, int]:
     else:
         proc = subprocess.run([str(SERVICES), "up", "seaweedfs"], capture_output=True, text=True, timeout=3600)
         if proc.returncode != 0:
-            _unavailable(f"deploy/local/services up seaweedfs failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+            service_unavailable(f"deploy/local/services up seaweedfs failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
         line = next((x for x in proc.stdout.splitlines() if x.startswith(f"export {var}=")), None)
         if line is None:
-            _unavailable(f"deploy/local/services up seaweedfs printed no {var} line:\n{proc.stdout}")
+            service_unavailable(f"deploy/local/services up seaweedfs printed no {var} line:\n{proc.stdout}")
         host, port = _parse(line.split("=", 1)[1].strip("'\""), var)  # type: ignore[union-attr]
     _create_bucket(host, port)
     return host, port

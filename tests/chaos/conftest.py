@@ -16,7 +16,7 @@ import pytest
 
 from tests.chaos.deployment import Deployment
 from tests.chaos.services import LocalServices
-from tests.conftest import _unavailable
+from tests.conftest import service_unavailable
 
 FULL = os.environ.get("LAMBDAREC_TEST_CHAOS_FULL", "") == "1"
 TRIALS = int(os.environ.get("LAMBDAREC_TEST_CHAOS_TRIALS", "1"))
@@ -58,7 +58,7 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServices
         svc.up()
     except (RuntimeError, OSError) as exc:
         svc.down()
-        _unavailable(f"the chaos suite could not start its own Cassandra and Kafka: {exc}")
+        service_unavailable(f"the chaos suite could not start its own Cassandra and Kafka: {exc}")
     try:
         yield svc
     finally:
