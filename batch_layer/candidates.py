@@ -1,6 +1,6 @@
 """Every user's top-K candidates, already-seen items excluded, streamed block by block.
 
-Searchers (one interface, picked by :func:`make_searcher` from ``batch.index`` and ``batch.device``):
+Searchers (one interface, picked by :func:`make_searcher` from ``batch.index.kind`` and ``batch.device``):
 
 * :class:`ExactSearcher`: CPU, exact. Chunks of users run on a thread pool; each chunk is a single-threaded
   sgemm per item tile followed by :class:`lambdarec.model.topk.RunningTopK`, so both the matmul and the
@@ -204,7 +204,7 @@ def _seen_rows(seen_csr: sp.csr_matrix | None, ids: np.ndarray, contiguous: bool
 
 
 def make_searcher(item_factors: np.ndarray, settings: BatchSettings) -> Searcher:
-    """The searcher ``batch.index`` and ``batch.device`` ask for.
+    """The searcher ``batch.index.kind`` and ``batch.device`` ask for.
 
     ``device = "cuda"`` scores exactly with torch on the GPU (or FAISS GPU for ``ivf``); ``"auto"`` does so
     when a CUDA device is present and torch is installed, else stays on the CPU.
@@ -215,7 +215,7 @@ def make_searcher(item_factors: np.ndarray, settings: BatchSettings) -> Searcher
     'ExactSearcher'
     """
     device = resolve_device(settings.device)
-    if settings.index != "exact":
+    if settings.index.kind != "exact":
         from batch_layer.model_index import FaissSearcher
 
         return FaissSearcher(item_factors, settings, use_gpu=device == "cuda")

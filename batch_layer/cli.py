@@ -110,12 +110,12 @@ def tune(
         typer.Option("--as-of", help="Cut-off, as for `batch run`; the validation window ends here."),
     ] = None,
     budget_s: Annotated[
-        float | None, typer.Option("--budget-s", min=1, help="Wall-clock budget in seconds (batch.tune_budget_s).")
+        float | None, typer.Option("--budget-s", min=1, help="Wall-clock budget in seconds (batch.tune.budget_s).")
     ] = None,
-    trials: Annotated[int | None, typer.Option("--trials", min=1, help="Most trials (batch.tune_trials).")] = None,
+    trials: Annotated[int | None, typer.Option("--trials", min=1, help="Most trials (batch.tune.trials).")] = None,
     apply: Annotated[
         Path | None,
-        typer.Option("--apply", help="Write the best parameters into the [batch] section of this settings file."),
+        typer.Option("--apply", help="Write the best parameters into the [batch.train] table of this settings file."),
     ] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar on stderr.")] = True,
     config: ConfigOption = None,
@@ -161,4 +161,4 @@ def tune(
     typer.echo(f"best {doc['metric']} {doc['value']:.4f} (current settings {doc['current_settings_value']:.4f})")
     typer.echo(f"best parameters: {doc['params']}")
     if apply is not None:
-        typer.echo(f"wrote them to [batch] in {doc['applied_to']}")
+        typer.echo(f"wrote them to [batch.train] in {doc['applied_to']}")

@@ -1,6 +1,6 @@
 """The quality gate: a new model is published only if, on the job's own holdout, it earns it.
 
-The job holds out the newest ``batch.holdout_fraction`` of its window (by time), trains a candidate on the rest
+The job holds out the newest ``batch.gate.holdout_fraction`` of its window (by time), trains a candidate on the rest
 with the settings it will publish with, and scores each held-out user (known in training, a seeded sample of at
 most ``batch.gate.max_users``) on their held-out items not seen in training. Two checks, both on the same users:
 
@@ -9,7 +9,7 @@ most ``batch.gate.max_users``) on their held-out items not seen in training. Two
 2. **Against the current snapshot.** The current snapshot's model is re-scored on the same holdout: its stored
    candidate list per user (what serving shows), with the user's training items removed, popular items for a
    user it does not know. Only held-out events newer than its data count: it may have trained on older ones.
-   The candidate may not fall more than ``batch.max_regression`` below it there.
+   The candidate may not fall more than ``batch.gate.max_regression`` below it there.
 
 A refusal raises :class:`QualityGateError` (exit code 3) with both comparisons in one line; ``--force`` publishes
 anyway and the manifest records that it did (``gate.forced``).
@@ -29,8 +29,11 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
-from batch_layer.interactions import Interactions, build_matrix, index_of, split_holdout
-from batch_layer.metrics import popular_unseen, user_metrics
+from batch_layer.candidates import iter_candidates
+from batch_layer.matrix import Interactions, build_matrix, index_of, split_holdout
+from batch_layer.popularity import frame_popularity
+from batch_layer.quality_metrics import popular_unseen, user_metrics
+from batch_layer.train import train
 from lambdarec.logs import get_logger
 from lambdarec.settings import BatchSettings
 from lambdarec.store import OnlineStore
@@ -76,26 +79,17 @@ def evaluate(
         ``{"k", "holdout_events", "users", "model": {...}, "popularity": {...}, "lift_vs_popular", "current":
         {...}}``, or ``{"skipped": reason}`` when the window is too small to split.
     """
-    from batch_layer.popularity import popularity
-    from batch_layer.train import train
-
-    train_frame, holdout_frame = split_holdout(frame, batch.holdout_fraction)
-    if batch.holdout_fraction == 0 or holdout_frame.height == 0 or train_frame.height == 0:
+    train_frame, holdout_frame = split_holdout(frame, batch.gate.holdout_fraction)
+    if batch.gate.holdout_fraction == 0 or holdout_frame.height == 0 or train_frame.height == 0:
         return {"skipped": "holdout_fraction is 0 or the window is too small to split"}
     data = build_matrix(train_frame)
     held = unseen_holdout(holdout_frame, data)
     users = sample_users(held, batch.gate.max_users, batch.seed)
-    k = batch.gate_k
+    k = batch.gate.k
     if users.size == 0:
         return {"skipped": "no held-out user was seen in training", "k": k, "holdout_events": holdout_frame.height}
     factors = train(data.matrix, batch, show_progress=progress)
-    pop = popularity(
-        item_index=index_of(train_frame["item_id"], data.item_ids),
-        ts=train_frame["ts"].to_numpy(),
-        n_items=len(data.item_ids),
-        weight=train_frame["weight"].to_numpy(),
-        recent_days=batch.popularity_recent_days,
-    )
+    pop = frame_popularity(train_frame, data.item_ids, batch.popularity_recent_days)
     order = np.argsort(-np.asarray(pop.all_time, dtype=np.float64), kind="stable")
     top = model_top(factors, data.matrix, users, k, batch)
     pop_top = popular_unseen(order, data.matrix[users], k)
@@ -139,13 +133,13 @@ def decide(gate: dict[str, Any], batch: BatchSettings, *, force: bool) -> dict[s
     cur = gate.get("current")
     if cur and cur.get("users"):
         ours, theirs = cur["model"][key], cur["current"][key]
-        cur_ok = ours >= theirs * (1 - batch.max_regression)
+        cur_ok = ours >= theirs * (1 - batch.gate.max_regression)
         change = _ratio(ours, theirs)
         checks["current"] = {"passed": cur_ok, "change": None if change is None else round(change - 1, 6)}
         cur_text = (
             f"vs current snapshot {cur['version']} re-scored on the same holdout ({cur['users']} users, events "
             f"newer than its data) {key} {ours:.4f} / {theirs:.4f} = {_fmt_change(change)} "
-            f"(batch.max_regression {batch.max_regression:.0%}: {'ok' if cur_ok else 'FAIL'})"
+            f"(batch.gate.max_regression {batch.gate.max_regression:.0%}: {'ok' if cur_ok else 'FAIL'})"
         )
     else:
         why = cur.get("skipped") if cur else "no current snapshot"
@@ -190,8 +184,6 @@ def sample_users(held: sp.csr_matrix, most: int, seed: int) -> np.ndarray:
 
 def model_top(factors: Any, seen: sp.csr_matrix, users: np.ndarray, k: int, batch: BatchSettings) -> np.ndarray:
     """``[len(users), k]`` top unseen items of ``users`` under trained ``factors``, as the batch layer scores."""
-    from batch_layer.candidates import iter_candidates
-
     top = np.full((users.size, k), -1, dtype=np.int64)
     where = {int(u): j for j, u in enumerate(users.tolist())}
     for rows, items, _ in iter_candidates(

@@ -1,4 +1,5 @@
-"""Read the interaction log into a clean frame, aggregate it into a user x item matrix, split a holdout by time.
+"""Read the interaction log into a clean frame (:mod:`batch_layer.matrix` aggregates it into a user x item matrix
+and splits a holdout by time).
 
 The clean frame has the canonical columns
 
@@ -21,8 +22,6 @@ Example
 >>> frame, report = read_interactions("var/interactions/", BatchSettings())  # doctest: +SKIP
 >>> report.bad_rows
 {'unknown_event_type': 3}
->>> data = build_matrix(frame)  # doctest: +SKIP
->>> train, holdout = split_holdout(frame, 0.05)  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -33,9 +32,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
 import polars as pl
-import scipy.sparse as sp
 
 from batch_layer.errors import BadInputError, BadRowError
 from batch_layer.parsing import REASONS, describe_row, discover, scan_file
@@ -82,24 +79,6 @@ class ReadReport:
     def to_dict(self) -> dict[str, object]:
         """Plain data for logs and JSON output, including the derived totals."""
         return {**asdict(self), "outside_window": self.outside_window, "bad_total": self.bad_total}
-
-
-@dataclass(frozen=True)
-class Interactions:
-    """Summed interaction weights as a user x item CSR matrix with its id maps.
-
-    ``matrix[u, i]`` belongs to user ``user_ids[u]`` and item ``item_ids[i]``; both id arrays are sorted
-    (code-point order of the text ids), so the same interactions always give the same layout.
-    """
-
-    user_ids: np.ndarray
-    item_ids: np.ndarray
-    matrix: sp.csr_matrix
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        """(users, items)."""
-        return (len(self.user_ids), len(self.item_ids))
 
 
 def read_interactions(
@@ -203,19 +182,6 @@ def cutoff_ms(as_of: datetime | None, good: pl.DataFrame) -> int:
     return int(newest) if newest is not None else now_ms
 
 
-def index_of(ids: pl.Series, sorted_ids: np.ndarray) -> np.ndarray:
-    """Positions of ``ids`` in the id array, -1 where absent (a hash join, fast for millions of rows).
-
-    Example
-    -------
-    >>> index_of(pl.Series(["b", "z", "a"]), np.array(["a", "b"])).tolist()
-    [1, -1, 0]
-    """
-    lookup = pl.DataFrame({"_id": sorted_ids.astype(str), "_idx": np.arange(len(sorted_ids), dtype=np.int64)})
-    joined = pl.DataFrame({"_id": ids.cast(pl.Utf8)}).join(lookup, on="_id", how="left", maintain_order="left")
-    return joined["_idx"].fill_null(-1).to_numpy()
-
-
 def fingerprint(files: list[Path], root: Path) -> str:
     """SHA-256 over each file's path relative to ``root`` and its content's SHA-256.
 
@@ -228,59 +194,6 @@ def fingerprint(files: list[Path], root: Path) -> str:
             digest = hashlib.file_digest(fh, "sha256").hexdigest()
         outer.update(f"{path.relative_to(root).as_posix()}\0{digest}\n".encode())
     return outer.hexdigest()
-
-
-def build_matrix(frame: pl.DataFrame) -> Interactions:
-    """Sum the weights of each (user, item) pair into a float32 CSR matrix.
-
-    Parameters
-    ----------
-    frame
-        Canonical interactions with at least ``user_id``, ``item_id`` and ``weight``.
-
-    Example
-    -------
-    >>> f = pl.DataFrame({"user_id": ["b", "a", "b"], "item_id": ["x", "x", "x"], "weight": [1.0, 2.0, 3.0]})
-    >>> m = build_matrix(f)
-    >>> m.user_ids.tolist(), m.matrix.toarray().ravel().tolist()
-    (['a', 'b'], [2.0, 4.0])
-    """
-    users = frame["user_id"].unique().drop_nulls().sort()
-    items = frame["item_id"].unique().drop_nulls().sort()
-    rows = frame["user_id"].cast(pl.Enum(users)).to_physical().to_numpy()
-    cols = frame["item_id"].cast(pl.Enum(items)).to_physical().to_numpy()
-    weights = frame["weight"].cast(pl.Float32).to_numpy()
-    matrix = sp.csr_matrix((weights, (rows, cols)), shape=(len(users), len(items)), dtype=np.float32)
-    matrix.sum_duplicates()
-    matrix.sort_indices()
-    return Interactions(user_ids=users.to_numpy().astype(str), item_ids=items.to_numpy().astype(str), matrix=matrix)
-
-
-def split_holdout(frame: pl.DataFrame, fraction: float) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Hold out the newest ``fraction`` of the events, by timestamp.
-
-    The cut is a time: every event at or after it is held out and every earlier one trains, so no
-    training event is newer than a held-out one. Events sharing the cut's timestamp all go to the holdout,
-    which can make it slightly larger than ``fraction``.
-
-    Parameters
-    ----------
-    frame
-        Canonical interactions (``ts`` column).
-    fraction
-        Share of events to hold out, ``0 <= fraction < 1`` (``batch.holdout_fraction``).
-
-    Returns
-    -------
-    (train, holdout)
-    """
-    if not 0 <= fraction < 1:
-        raise ValueError(f"holdout fraction must be in [0, 1); got {fraction}")
-    held = round(frame.height * fraction)
-    if held == 0:
-        return frame, frame.clear()
-    cut = frame["ts"].sort()[frame.height - held]
-    return frame.filter(pl.col("ts") < cut), frame.filter(pl.col("ts") >= cut)
 
 
 def parse_time(text: str) -> datetime:
@@ -309,14 +222,10 @@ def parse_time(text: str) -> datetime:
 __all__ = [
     "CANONICAL_SCHEMA",
     "REASONS",
-    "Interactions",
     "ReadReport",
-    "build_matrix",
     "fingerprint",
-    "index_of",
     "parse_time",
     "read_interactions",
-    "split_holdout",
 ]
 
 

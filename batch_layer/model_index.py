@@ -6,7 +6,7 @@ torch and FAISS are imported only when such a searcher is built.
 Example
 -------
 >>> from lambdarec.settings import BatchSettings
->>> s = FaissSearcher(np.eye(4, dtype=np.float32), BatchSettings(index="hnsw"))
+>>> s = FaissSearcher(np.eye(4, dtype=np.float32), BatchSettings(index={"kind": "hnsw"}))
 >>> s.search(np.array([[0, 0, 1, 0]], np.float32), None, 1)[0].tolist()
 [[2]]
 """
@@ -96,30 +96,30 @@ class FaissSearcher:
         items = np.ascontiguousarray(item_factors, dtype=np.float32)
         n_items, dim = items.shape
         faiss.omp_set_num_threads(resolve_threads(settings.threads))
-        self.kind = settings.index
+        self.kind = settings.index.kind
         self.n_items = n_items
         index: Any
-        if settings.index == "hnsw":
-            index = faiss.IndexHNSWFlat(dim, settings.hnsw_m, faiss.METRIC_INNER_PRODUCT)
-            index.hnsw.efConstruction = settings.hnsw_ef_construction
+        if settings.index.kind == "hnsw":
+            index = faiss.IndexHNSWFlat(dim, settings.index.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            index.hnsw.efConstruction = settings.index.hnsw_ef_construction
             index.add(items)
-            index.hnsw.efSearch = settings.hnsw_ef_search
-        elif settings.index == "ivf":
-            nlist = settings.ivf_nlist or max(1, int(4 * np.sqrt(n_items)))
+            index.hnsw.efSearch = settings.index.hnsw_ef_search
+        elif settings.index.kind == "ivf":
+            nlist = settings.index.ivf_nlist or max(1, int(4 * np.sqrt(n_items)))
             nlist = min(nlist, n_items)
             quantizer = faiss.IndexFlatIP(dim)
             index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
             index.cp.seed = settings.seed
             index.train(items)
             index.add(items)
-            index.nprobe = min(settings.ivf_nprobe, nlist)
+            index.nprobe = min(settings.index.ivf_nprobe, nlist)
             if use_gpu and hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0:
                 self._gpu_resources = faiss.StandardGpuResources()
                 index = faiss.index_cpu_to_gpu(self._gpu_resources, 0, index)
         else:
-            raise ValueError(f"FaissSearcher needs batch.index = 'ivf' or 'hnsw'; got {settings.index!r}")
+            raise ValueError(f"FaissSearcher needs batch.index.kind = 'ivf' or 'hnsw'; got {settings.index.kind!r}")
         self.index = index
-        self._quantizer = None if settings.index == "hnsw" else quantizer  # keep it alive with the index
+        self._quantizer = None if settings.index.kind == "hnsw" else quantizer  # keep it alive with the index
 
     def search(self, user_vectors: np.ndarray, seen: Exclusions | None, k: int) -> tuple[np.ndarray, np.ndarray]:
         users = np.ascontiguousarray(user_vectors, dtype=np.float32)

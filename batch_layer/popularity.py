@@ -6,6 +6,8 @@ timestamp, never the wall clock, so a replay of an old log computes what the bat
 Example
 -------
 >>> import polars as pl
+
+from batch_layer.matrix import index_of
 >>> ev = pl.DataFrame({"item_index": [0, 1, 1], "ts": [0, 9 * 86_400_000, 10 * 86_400_000], "weight": [5.0, 1, 1]})
 >>> p = popularity(ev, n_items=3, recent_days=7)
 >>> p.all_time.tolist(), p.recent.tolist(), ranking(p.recent).tolist()
@@ -18,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
+
+from batch_layer.matrix import index_of
 
 _DAY_MS = 86_400_000
 
@@ -88,6 +92,21 @@ def popularity(
         recent=np.bincount(item_index[recent], w[recent], minlength=n_items).astype(np.float32),
         as_of_ms=end,
         recent_days=float(recent_days),
+    )
+
+
+def frame_popularity(
+    frame: pl.DataFrame, item_ids: np.ndarray, recent_days: float, as_of_ms: int | None = None
+) -> Popularity:
+    """:func:`popularity` of a canonical interaction frame (``item_id``, ``ts``, ``weight``), its items joined to
+    their positions in the sorted ``item_ids`` of the matrix built from it."""
+    return popularity(
+        item_index=index_of(frame["item_id"], item_ids),
+        ts=frame["ts"].to_numpy(),
+        weight=frame["weight"].to_numpy(),
+        n_items=len(item_ids),
+        recent_days=recent_days,
+        as_of_ms=as_of_ms,
     )
 
 

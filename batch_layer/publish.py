@@ -7,25 +7,25 @@ row counts and array checksums first, so a snapshot missing a block is refused r
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 from tqdm import tqdm
 
-from batch_layer.candidates import CandidateBlock, Searcher, candidate_recall, iter_candidates, make_searcher
-from batch_layer.interactions import Interactions
+from batch_layer.candidates import Searcher, candidate_recall, iter_candidates, make_searcher
+from batch_layer.matrix import Interactions
 from batch_layer.neighbours import item_neighbours
 from batch_layer.popularity import Popularity
+from batch_layer.ray_cluster import check_ray_settings
+from batch_layer.ray_engine import write_users_ray
+from batch_layer.rows import ITEM_PART, item_rows, user_rows
 from lambdarec.logs import get_logger
 from lambdarec.model import snapshot as names
 from lambdarec.model.factors import Factors
 from lambdarec.settings import BatchSettings, StoreSettings
-from lambdarec.store import ItemRow, OnlineStore, UserRow
+from lambdarec.store import OnlineStore
 
 log = get_logger(__name__)
-_ITEM_PART = 8192  # item rows per write call
 
 
 def write_snapshot(
@@ -45,8 +45,6 @@ def write_snapshot(
     store from ``store_settings`` (required then); everything else runs here, as with the local engine.
     """
     if batch.engine == "ray":
-        from batch_layer.ray_cluster import check_ray_settings
-
         check_ray_settings(store_settings, batch)  # before begin_snapshot: a bad setting leaves no version behind
     timings = {"candidates": 0.0, "write": 0.0}
     version = store.begin_snapshot(
@@ -73,7 +71,7 @@ def write_snapshot(
     timings["write"] += time.perf_counter() - t0
 
     searcher = make_searcher(factors.item_factors, batch)
-    if batch.index != "exact":
+    if batch.index.kind != "exact":
         t0 = time.perf_counter()
         recall = candidate_recall(
             searcher,
@@ -81,22 +79,20 @@ def write_snapshot(
             factors.item_factors,
             data.matrix,
             batch.top_k,
-            batch.recall_sample,
+            batch.index.recall_sample,
             seed=batch.seed,
             threads=batch.threads,
         )
         manifest["index"] = {
-            "kind": batch.index,
+            "kind": batch.index.kind,
             f"recall@{batch.top_k}": round(recall, 4),
-            "sample_users": min(batch.recall_sample, len(data.user_ids)),
+            "sample_users": min(batch.index.recall_sample, len(data.user_ids)),
         }
         timings["index_recall"] = time.perf_counter() - t0
     else:
         manifest["index"] = {"kind": "exact"}
 
     if batch.engine == "ray":
-        from batch_layer.ray_engine import write_users_ray
-
         # Scoring and writing overlap in the actors, so the whole stage counts as candidates.
         t0 = time.perf_counter()
         write_users_ray(store_settings, version, data, factors, batch, searcher=searcher, progress=progress)
@@ -108,8 +104,8 @@ def write_snapshot(
     neigh = item_neighbours(factors.item_factors, batch.neighbours, block=batch.user_block, threads=batch.threads)
     timings["neighbours"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    for start in range(0, len(data.item_ids), _ITEM_PART):
-        store.write_items(version, _item_rows(neigh.items, neigh.scores, start), part=f"items-{start}")
+    for start in range(0, len(data.item_ids), ITEM_PART):
+        store.write_items(version, item_rows(neigh.items, neigh.scores, start), part=f"items-{start}")
     timings["write"] += time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -146,30 +142,7 @@ def _write_user_blocks(
         if block is None:
             break
         t0 = time.perf_counter()
-        store.write_users(version, _user_rows(data, block), part=f"users-{int(block.users[0])}")
+        store.write_users(version, user_rows(data.user_ids, data.matrix, block), part=f"users-{int(block.users[0])}")
         timings["write"] += time.perf_counter() - t0
         bar.update(len(block.users))
     bar.close()
-
-
-def _user_rows(data: Interactions, block: CandidateBlock) -> Iterator[UserRow]:
-    return user_rows(data.user_ids, data.matrix, block)
-
-
-def user_rows(user_ids: np.ndarray, matrix: sp.csr_matrix, block: CandidateBlock) -> Iterator[UserRow]:
-    """The store rows of one block of candidates: each user's candidates plus their history from ``matrix``.
-
-    Shared by the local and the Ray engine, so both write the same rows.
-    """
-    m = matrix
-    for row, (items, scores) in enumerate(zip(block.items, block.scores, strict=True)):
-        u = int(block.users[row])
-        keep = items >= 0
-        lo, hi = m.indptr[u], m.indptr[u + 1]
-        yield UserRow(str(user_ids[u]), items[keep], scores[keep], m.indices[lo:hi], m.data[lo:hi])
-
-
-def _item_rows(items: np.ndarray, scores: np.ndarray, start: int) -> Iterator[ItemRow]:
-    for i in range(start, min(start + _ITEM_PART, len(items))):
-        keep = items[i] >= 0
-        yield ItemRow(i, items[i][keep], scores[i][keep])

@@ -2,7 +2,7 @@
 
 :class:`UserBlockScorer` scores with the local engine's own code (:func:`batch_layer.candidates.iter_candidates`
 and a searcher from ``make_searcher``, or the driver's FAISS index); :class:`UserBlockWriter` also writes the
-rows, built by :func:`batch_layer.publish.user_rows`, to a store it opens itself. :mod:`batch_layer.ray_engine`
+rows, built by :func:`batch_layer.rows.user_rows`, to a store it opens itself. :mod:`batch_layer.ray_engine`
 runs them.
 
 Example
@@ -15,7 +15,6 @@ array([100])
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,14 +22,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from batch_layer.candidates import CandidateBlock, Searcher, iter_candidates, make_searcher
-from lambdarec.logs import get_logger
+from batch_layer.rows import user_rows
 from lambdarec.settings import BatchSettings, StoreSettings
-
-log = get_logger(__name__)
-
-# Test hook, read by the driver and handed to the actors: "USER:MARKER" makes the actor that writes the block
-# holding user index USER exit abruptly right after writing it, once (MARKER is a file it creates first).
-FAULT_ENV = "LAMBDAREC_TEST_RAY_KILL"
+from lambdarec.store import open_store
 
 
 class UserBlockScorer:
@@ -46,7 +40,7 @@ class UserBlockScorer:
     """
 
     def __init__(self, shared: dict[str, Any], batch: BatchSettings) -> None:
-        import ray
+        import ray  # lazily: ray is an optional extra, off the local engine's import path
 
         got = dict(zip(shared, ray.get(list(shared.values())), strict=True))
         self.user_factors, self.item_factors, self.user_ids = got["user_factors"], got["item_factors"], got["user_ids"]
@@ -86,35 +80,25 @@ class UserBlockWriter(UserBlockScorer):
         Store settings (:func:`batch_layer.ray_cluster.for_workers`); the actor opens its own store.
     version
         The snapshot version in state ``writing``.
-    fault
-        The test hook's value (see ``FAULT_ENV``), or None.
     """
 
-    def __init__(
-        self,
-        shared: dict[str, Any],
-        batch: BatchSettings,
-        store: StoreSettings,
-        version: str,
-        fault: str | None = None,
-    ) -> None:
-        from lambdarec.store import open_store
-
+    def __init__(self, shared: dict[str, Any], batch: BatchSettings, store: StoreSettings, version: str) -> None:
         super().__init__(shared, batch)
-        self.version, self.fault = version, fault
+        self.version = version
         self.store = open_store(store)
 
     def __call__(self, block: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Score and write the users in ``block["data"]``; returns their first user and the rows written."""
-        from batch_layer.publish import user_rows
-
         users = np.asarray(block["data"], dtype=np.int64)
         written = 0
         for piece in self.candidates(users):
             part = f"users-{int(piece.users[0])}"  # as the local engine names it: a retry rewrites the same part
             written += self.store.write_users(self.version, user_rows(self.user_ids, self.seen, piece), part=part)
-            _maybe_fail(self.fault, piece)
+            self.written(piece)
         return {"first_user": users[:1], "rows": np.array([written], dtype=np.int64)}
+
+    def written(self, piece: CandidateBlock) -> None:
+        """Called after each piece is written; nothing here (the tests' fault-injecting subclass kills the actor)."""
 
     def __del__(self) -> None:
         store = getattr(self, "store", None)
@@ -122,23 +106,8 @@ class UserBlockWriter(UserBlockScorer):
             store.close()
 
 
-def _maybe_fail(fault: str | None, piece: CandidateBlock) -> None:
-    """The test hook: exit this process abruptly, once, after writing the piece holding the chosen user."""
-    if not fault:
-        return
-    user, _, marker = fault.partition(":")
-    if int(user) not in piece.users:
-        return
-    try:
-        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-    except FileExistsError:
-        return
-    log.warning("ray.test_fault", user=int(user), pid=os.getpid())
-    os._exit(1)
-
-
 def actor_settings(batch: BatchSettings) -> BatchSettings:
     """``batch`` as one actor scores: ``ray_cpus_per_actor`` threads; on the CPU unless it was given GPUs."""
-    threads = max(1, int(batch.ray_cpus_per_actor))
-    device = batch.device if batch.ray_gpus_per_actor > 0 else "cpu"
+    threads = max(1, int(batch.ray.cpus_per_actor))
+    device = batch.device if batch.ray.gpus_per_actor > 0 else "cpu"
     return batch.model_copy(update={"threads": threads, "device": device})

@@ -1,10 +1,10 @@
-"""Where the Ray engine runs: join the cluster ``batch.ray_address`` (or ``$RAY_ADDRESS``) names, or start a local
+"""Where the Ray engine runs: join the cluster ``batch.ray.address`` (or ``$RAY_ADDRESS``) names, or start a local
 one, and size the actor pool. Ray is imported only here and in :mod:`batch_layer.ray_engine`, and only when
 ``batch.engine = "ray"``.
 
 Example
 -------
->>> with ray_session(BatchSettings(engine="ray", ray_local_cpus=2)):       # doctest: +SKIP
+>>> with ray_session(BatchSettings(engine="ray", ray={"local_cpus": 2})):       # doctest: +SKIP
 ...     actor_count(StoreSettings(url="cassandra://db:9042/recs"), BatchSettings(engine="ray"))
 2
 """
@@ -41,7 +41,7 @@ def check_ray_settings(store: StoreSettings | None, batch: BatchSettings) -> Non
     ------
     RayConfigError
         Ray is not installed; no store settings were given for the actors to open; or the store is SQLite
-        (one writer) and ``batch.ray_actors`` asks for more than one actor.
+        (one writer) and ``batch.ray.actors`` asks for more than one actor.
     """
     if importlib.util.find_spec("ray") is None:
         raise RayConfigError(
@@ -53,29 +53,29 @@ def check_ray_settings(store: StoreSettings | None, batch: BatchSettings) -> Non
             "batch.engine = 'ray': the actors open the store themselves, so write_snapshot needs "
             "store_settings=settings.store"
         )
-    if urlsplit(store.url).scheme == "sqlite" and batch.ray_actors > 1:
+    if urlsplit(store.url).scheme == "sqlite" and batch.ray.actors > 1:
         raise RayConfigError(
-            f"batch.ray_actors = {batch.ray_actors} with a SQLite store ({store.url}): SQLite takes one writer. "
-            "Set batch.ray_actors = 1 (or 0, which picks 1 for SQLite), or use a cassandra:// store to write "
+            f"batch.ray.actors = {batch.ray.actors} with a SQLite store ({store.url}): SQLite takes one writer. "
+            "Set batch.ray.actors = 1 (or 0, which picks 1 for SQLite), or use a cassandra:// store to write "
             "from several actors"
         )
 
 
 def actor_count(store: StoreSettings, batch: BatchSettings) -> int:
-    """``batch.ray_actors``, or with 0 as many actors as the connected cluster's CPUs (and GPUs) hold now.
+    """``batch.ray.actors``, or with 0 as many actors as the connected cluster's CPUs (and GPUs) hold now.
 
     A SQLite store always gets one actor: it takes one writer.
     """
     if urlsplit(store.url).scheme == "sqlite":
         return 1
-    if batch.ray_actors:
-        return batch.ray_actors
-    import ray
+    if batch.ray.actors:
+        return batch.ray.actors
+    import ray  # lazily: ray is an optional extra, off the local engine's import path
 
     resources = ray.cluster_resources()
-    fits = int(resources.get("CPU", 1) // batch.ray_cpus_per_actor)
-    if batch.ray_gpus_per_actor > 0:
-        fits = min(fits, int(resources.get("GPU", 0) // batch.ray_gpus_per_actor))
+    fits = int(resources.get("CPU", 1) // batch.ray.cpus_per_actor)
+    if batch.ray.gpus_per_actor > 0:
+        fits = min(fits, int(resources.get("GPU", 0) // batch.ray.gpus_per_actor))
     return max(1, fits)
 
 
@@ -90,17 +90,17 @@ def for_workers(store: StoreSettings) -> StoreSettings:
 
 @contextmanager
 def ray_session(batch: BatchSettings) -> Iterator[None]:
-    """Use the Ray this process already joined, else join ``batch.ray_address`` or ``$RAY_ADDRESS``, else start a
-    local Ray with ``batch.ray_local_cpus`` CPUs and ``batch.ray_object_store_mb``; leave only what it started.
+    """Use the Ray this process already joined, else join ``batch.ray.address`` or ``$RAY_ADDRESS``, else start a
+    local Ray with ``batch.ray.local_cpus`` CPUs and ``batch.ray.object_store_mb``; leave only what it started.
 
     Joining a cluster needs the same lambdarec and Ray versions on the driver and the workers (one image).
     """
-    import ray
+    import ray  # lazily: ray is an optional extra, off the local engine's import path
 
     if ray.is_initialized():  # the caller's session (a test, a notebook): theirs to shut down
         yield
         return
-    address = batch.ray_address or os.environ.get("RAY_ADDRESS")
+    address = batch.ray.address or os.environ.get("RAY_ADDRESS")
     # Ray's own logger renders through ours (configure_logging=False), and workers' output stays in Ray's session
     # logs (`ray logs`): forwarded to the driver it would arrive as "(pid=...)"-prefixed lines inside the JSON
     # stream. A worker's failure still reaches the driver as the task's exception.
@@ -112,9 +112,9 @@ def ray_session(batch: BatchSettings) -> Iterator[None]:
         log.info("ray.join", address=address)
         ray.init(address=address, **quiet)
     else:
-        store_mb = batch.ray_object_store_mb
+        store_mb = batch.ray.object_store_mb
         ray.init(
-            num_cpus=batch.ray_local_cpus or None,
+            num_cpus=batch.ray.local_cpus or None,
             object_store_memory=store_mb * (1 << 20) if store_mb else None,
             include_dashboard=False,
             **quiet,

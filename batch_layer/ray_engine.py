@@ -4,15 +4,15 @@ The driver has trained the model, begun the version and written its arrays; :fun
 
 * puts the user factors, the item factors, the seen matrix and (for a FAISS index) the driver's searcher in the
   object store once;
-* makes the user indices a Ray Dataset of ``batch.ray_block_users``-user blocks;
-* maps the blocks over ``batch.ray_actors`` actors (:class:`batch_layer.ray_actors.UserBlockWriter`, with
+* makes the user indices a Ray Dataset of ``batch.ray.block_users``-user blocks;
+* maps the blocks over ``batch.ray.actors`` actors (:class:`batch_layer.ray_actors.UserBlockWriter`, with
   ``ray_cpus_per_actor`` and ``ray_gpus_per_actor`` each). Each fetches the model once, scores its blocks with
   the local engine's code, and writes the rows to a store it opens itself, one part per ``batch.user_block``
   users (``users-{first user}``, as the local engine names them);
 * checks that the actors wrote every user once. The driver then writes neighbours and publishes, and
   ``publish`` validates the row counts exactly as for the local engine.
 
-A lost actor is restarted and its block retried up to ``batch.ray_max_restarts`` times; a retried block rewrites
+A lost actor is restarted and its block retried up to ``batch.ray.max_restarts`` times; a retried block rewrites
 the same parts, which the store counts once. Past that the job fails and the version stays ``writing``, so the
 previous snapshot stays current.
 
@@ -24,7 +24,6 @@ Example
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,9 +34,10 @@ import scipy.sparse as sp
 from tqdm import tqdm
 
 from batch_layer.candidates import Searcher
-from batch_layer.interactions import Interactions
-from batch_layer.ray_actors import FAULT_ENV, UserBlockScorer, UserBlockWriter, actor_settings
-from batch_layer.ray_cluster import actor_count, for_workers, ray_session
+from batch_layer.matrix import Interactions
+from batch_layer.model_index import FaissSearcher
+from batch_layer.ray_actors import UserBlockScorer, UserBlockWriter, actor_settings
+from batch_layer.ray_cluster import actor_count, check_ray_settings, for_workers, ray_session
 from lambdarec.logs import get_logger
 from lambdarec.model.factors import Factors
 from lambdarec.settings import BatchSettings, StoreSettings
@@ -91,20 +91,18 @@ def write_users_ray(
     RayConfigError
         The settings cannot work (see :func:`batch_layer.ray_cluster.check_ray_settings`).
     ray.exceptions.RayError
-        An actor was lost more than ``batch.ray_max_restarts`` times, or failed; the version stays ``writing``.
+        An actor was lost more than ``batch.ray.max_restarts`` times, or failed; the version stays ``writing``.
     RuntimeError
         The actors' row counts do not add up to one row per user.
     """
-    from batch_layer.ray_cluster import check_ray_settings
-
     check_ray_settings(store, batch)
     assert store is not None  # checked above
     n_users = len(data.user_ids)
     with ray_session(batch):
         shared = share_model(factors.user_factors, factors.item_factors, data.matrix, data.user_ids, searcher)
         actors = actor_count(store, batch)
-        log.info("ray.scoring", version=version, users=n_users, actors=actors, block=batch.ray_block_users)
-        writer_args = {"store": for_workers(store), "version": version, "fault": os.environ.get(FAULT_ENV)}
+        log.info("ray.scoring", version=version, users=n_users, actors=actors, block=batch.ray.block_users)
+        writer_args = {"store": for_workers(store), "version": version}
         with ray_data_quiet():
             dataset = map_user_blocks(UserBlockWriter, shared, writer_args, n_users, batch, actors)
             written = count_rows(dataset, n_users, progress)
@@ -124,9 +122,7 @@ def share_model(
     A FAISS ``searcher`` is shipped as built (rebuilding it could give another index); exact searchers are rebuilt
     in each actor from the item factors, which gives the same results.
     """
-    import ray
-
-    from batch_layer.model_index import FaissSearcher
+    import ray  # lazily, as everywhere in the engine: ray is an optional extra
 
     shared = {
         "user_factors": ray.put(np.ascontiguousarray(user_factors, dtype=np.float32)),
@@ -147,34 +143,34 @@ def map_user_blocks(
     batch: BatchSettings,
     actors: int,
 ) -> Any:
-    """The Ray Dataset of ``batch.ray_block_users``-user index blocks mapped over ``actors`` actors of ``actor``.
+    """The Ray Dataset of ``batch.ray.block_users``-user index blocks mapped over ``actors`` actors of ``actor``.
 
     ``shared`` comes from :func:`share_model`; ``kwargs`` are the actor's other constructor arguments. Lazy:
     :func:`count_rows` runs it.
     """
-    import ray
-    from ray.data import ActorPoolStrategy
+    import ray  # lazily: ray is an optional extra, off the local engine's import path
+    from ray.data import ActorPoolStrategy  # lazily, as ray above
 
     with warnings.catch_warnings():
         # Ray 2.5x deprecates ray_remote_args, yet names no other way to set actor restarts.
         warnings.filterwarnings("ignore", message=".*ray_remote_args.*", category=DeprecationWarning)
-        return ray.data.from_numpy(user_blocks(n_users, batch.ray_block_users)).map_batches(
+        return ray.data.from_numpy(user_blocks(n_users, batch.ray.block_users)).map_batches(
             actor,
             fn_constructor_kwargs={"shared": shared, "batch": actor_settings(batch), **kwargs},
-            batch_size=batch.ray_block_users,
+            batch_size=batch.ray.block_users,
             batch_format="numpy",
             compute=ActorPoolStrategy(size=actors),
-            num_cpus=batch.ray_cpus_per_actor,
-            num_gpus=batch.ray_gpus_per_actor or None,
-            max_restarts=batch.ray_max_restarts,
-            max_task_retries=batch.ray_max_restarts,
+            num_cpus=batch.ray.cpus_per_actor,
+            num_gpus=batch.ray.gpus_per_actor or None,
+            max_restarts=batch.ray.max_restarts,
+            max_task_retries=batch.ray.max_restarts,
         )
 
 
 @contextmanager
 def ray_data_quiet() -> Iterator[None]:
     """Ray Data's own progress bars off while datasets are made and run here (ours counts users instead)."""
-    from ray.data import DataContext
+    from ray.data import DataContext  # lazily: ray is an optional extra
 
     with warnings.catch_warnings():  # Ray 2.60 warns about its own deprecated fields as it creates the context
         warnings.filterwarnings("ignore", category=DeprecationWarning, module="ray.data.context")

@@ -1,7 +1,7 @@
 """Tune the nightly model on a time-based validation window just before the cut-off, with Optuna.
 
-The newest ``batch.tune_validation_fraction`` of the window (by time) validates; the rest trains. Each trial
-picks a model family from ``batch.tune_models`` (ALS, BPR, torch MF where torch is installed) and its
+The newest ``batch.tune.validation_fraction`` of the window (by time) validates; the rest trains. Each trial
+picks a model family from ``batch.tune.models`` (ALS, BPR, torch MF where torch is installed) and its
 hyper-parameters (factors, iterations, regularization, alpha for ALS, learning rate for BPR and torch), trains
 with the batch layer's own trainer and scores warm-user NDCG@K on the validation window, exactly as the gate
 scores (:mod:`batch_layer.gate`). The search is Optuna's TPE sampler, seeded with ``batch.seed``, with median
@@ -27,14 +27,15 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+import tomlkit
 
 from batch_layer.errors import BadInputError
 from batch_layer.gate import model_top, sample_users, unseen_holdout
-from batch_layer.interactions import build_matrix, split_holdout
-from batch_layer.metrics import user_metrics
+from batch_layer.matrix import build_matrix, split_holdout
+from batch_layer.quality_metrics import user_metrics
 from batch_layer.train.device import resolve_device
 from lambdarec.logs import get_logger
-from lambdarec.settings import BatchSettings
+from lambdarec.settings import BatchSettings, Settings
 
 log = get_logger(__name__)
 
@@ -70,17 +71,17 @@ class TuneResult:
 
 
 def available_models(batch: BatchSettings) -> list[str]:
-    """``batch.tune_models`` less torch where torch is not installed, and, unless the list was set explicitly,
+    """``batch.tune.models`` less torch where torch is not installed, and, unless the list was set explicitly,
     where it would train on the CPU (many times slower than ALS there: a few trials would eat the budget)."""
-    models = list(batch.tune_models)
+    models = list(batch.tune.models)
     if "torch" in models and (
         importlib.util.find_spec("torch") is None
-        or ("tune_models" not in batch.model_fields_set and resolve_device(batch.device) != "cuda")
+        or ("models" not in batch.tune.model_fields_set and resolve_device(batch.device) != "cuda")
     ):
         models.remove("torch")
         log.info("batch.tune_without_torch", reason="torch is not installed or there is no GPU")
     if not models:
-        raise BadInputError("batch.tune_models names only torch, which is not installed (pip install torch)")
+        raise BadInputError("batch.tune.models names only torch, which is not installed (pip install torch)")
     return models
 
 
@@ -102,9 +103,9 @@ def tune(
     import optuna
 
     t0 = time.perf_counter()
-    budget_s = batch.tune_budget_s if budget_s is None else budget_s
-    trials = batch.tune_trials if trials is None else trials
-    fit_frame, valid_frame = split_holdout(frame, batch.tune_validation_fraction)
+    budget_s = batch.tune.budget_s if budget_s is None else budget_s
+    trials = batch.tune.trials if trials is None else trials
+    fit_frame, valid_frame = split_holdout(frame, batch.tune.validation_fraction)
     if fit_frame.height == 0 or valid_frame.height == 0:
         raise BadInputError(f"{frame.height} events are too few to hold out a validation window for tuning")
     data = build_matrix(fit_frame)
@@ -112,7 +113,7 @@ def tune(
     users = sample_users(held, batch.gate.max_users, batch.seed)
     if users.size == 0:
         raise BadInputError("no user of the validation window was seen before it: nothing to tune on")
-    k = batch.gate_k
+    k = batch.gate.k
     models = available_models(batch)
 
     def score(settings: BatchSettings) -> float:
@@ -125,10 +126,10 @@ def tune(
 
     def objective(trial: optuna.Trial) -> float:
         params = _suggest(trial, models)
-        settings = batch.model_copy(update=params)
+        settings = apply_params(batch, params)
         half = max(1, params["iterations"] // 2)
         if half < params["iterations"]:
-            early = score(settings.model_copy(update={"iterations": half}))
+            early = score(apply_params(settings, {"iterations": half}))
             trial.report(early, step=0)
             if trial.should_prune():
                 raise optuna.TrialPruned()
@@ -180,16 +181,16 @@ def nightly_settings(
 ) -> tuple[BatchSettings, dict[str, Any] | None]:
     """The settings the nightly trains with, and the ``tuning`` record for its manifest.
 
-    With ``batch.tune_every_days`` unset: ``batch`` itself, no record. Otherwise the current snapshot's last
+    With ``batch.tune.every_days`` unset: ``batch`` itself, no record. Otherwise the current snapshot's last
     tuning, while it is younger than ``tune_every_days`` at ``as_of``; else a new tuning within
-    ``batch.tune_budget_s``.
+    ``batch.tune.budget_s``.
     """
-    if batch.tune_every_days is None:
+    if batch.tune.every_days is None:
         return batch, None
     last = (current or {}).get("tuning")
     if last and "params" in last and "at" in last:
         age_days = (as_of - datetime.fromisoformat(last["at"])).total_seconds() / 86400
-        if 0 <= age_days < batch.tune_every_days:
+        if 0 <= age_days < batch.tune.every_days:
             log.info("batch.tuning_reused", at=last["at"], params=last["params"])
             return apply_params(batch, last["params"]), {**last, "reused_from": (current or {}).get("version")}
     result = tune(frame, batch, progress=progress)
@@ -200,35 +201,33 @@ def nightly_settings(
 
 def current_params(batch: BatchSettings) -> dict[str, Any]:
     """The tuned keys as ``batch`` sets them (the model's default regularization filled in)."""
-    return {
-        "model": batch.model,
-        "factors": batch.factors,
-        "iterations": batch.iterations,
-        "regularization": batch.effective_regularization,
-        "alpha": batch.alpha,
-        "learning_rate": batch.learning_rate,
-    }
+    train = batch.train
+    return {**{key: getattr(train, key) for key in TUNED_KEYS}, "regularization": train.effective_regularization}
 
 
 def apply_params(batch: BatchSettings, params: dict[str, Any]) -> BatchSettings:
-    """``batch`` with a tuning's parameters in place of its own."""
-    return batch.model_copy(update={k: v for k, v in params.items() if k in TUNED_KEYS})
+    """``batch`` with a tuning's parameters in place of its own (``batch.train``)."""
+    train = batch.train.model_copy(update={k: v for k, v in params.items() if k in TUNED_KEYS})
+    return batch.model_copy(update={"train": train})
 
 
 def write_settings(params: dict[str, Any], path: Path, comment: str) -> Path:
-    """Set the tuned keys in the ``[batch]`` section of the settings file ``path`` (created if missing), keeping
-    its other keys, sections and comments; checked by loading it back before it replaces ``path``."""
-    import tomlkit
-
-    from lambdarec.settings import Settings
-
+    """Set the tuned keys in the ``[batch.train]`` table of the settings file ``path`` (created if missing), keeping
+    its other keys, sections and comments (a tuned key still under ``[batch]``, its name before 2026-11, moves);
+    checked by loading it back before it replaces ``path``."""
     doc = tomlkit.parse(path.read_text(encoding="utf-8")) if path.exists() else tomlkit.document()
-    section = doc.get("batch")
+    batch = doc.get("batch")
+    if batch is None:
+        batch = tomlkit.table(is_super_table=True)
+        doc["batch"] = batch
+    section = batch.get("train")
     if section is None:
         section = tomlkit.table()
-        doc["batch"] = section
+        batch["train"] = section
     section.comment(comment.replace("\n", " "))
     for key in TUNED_KEYS:
+        if key in batch:
+            del batch[key]
         if key in params:
             section[key] = params[key]
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -278,7 +277,7 @@ def _as_distribution_params(current: dict[str, Any]) -> dict[str, Any]:
 
 
 def _params_of(raw: dict[str, Any]) -> dict[str, Any]:
-    """Optuna's parameter names back to the ``[batch]`` keys."""
+    """Optuna's parameter names back to the ``[batch.train]`` keys."""
     out: dict[str, Any] = {"model": raw["model"], "factors": int(raw["factors"]), "iterations": int(raw["iterations"])}
     for name, value in raw.items():
         if name.endswith("_regularization"):

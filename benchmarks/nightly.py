@@ -30,7 +30,7 @@ def _settings(tmp: str, name: str, gate: bool):  # type: ignore[no-untyped-def]
     return Settings.load(
         overrides={
             "store": {"url": f"sqlite:///{tmp}/{name}"},
-            "batch": {"holdout_fraction": 0.05 if gate else 0.0, "top_k": 100},
+            "batch": {"gate": {"holdout_fraction": 0.05 if gate else 0.0}, "top_k": 100},
         }
     )
 
@@ -38,10 +38,11 @@ def _settings(tmp: str, name: str, gate: bool):  # type: ignore[no-untyped-def]
 def _parts(log: Path, tmp: str) -> dict[str, float]:
     """Each part of the job on its own, timed."""
     from batch_layer.candidates import iter_candidates
-    from batch_layer.interactions import build_matrix, index_of, read_interactions
+    from batch_layer.interactions import read_interactions
+    from batch_layer.matrix import build_matrix, index_of
     from batch_layer.neighbours import item_neighbours
     from batch_layer.popularity import popularity
-    from batch_layer.publish import _user_rows
+    from batch_layer.rows import user_rows
     from batch_layer.train import train
     from lambdarec.store import open_store
 
@@ -75,7 +76,7 @@ def _parts(log: Path, tmp: str) -> dict[str, float]:
         version = store.begin_snapshot({})
         t0 = time.perf_counter()
         for block in blocks:
-            store.write_users(version, _user_rows(data, block), part=str(int(block.users[0])))
+            store.write_users(version, user_rows(data.user_ids, data.matrix, block), part=str(int(block.users[0])))
         parts["write"] = time.perf_counter() - t0
     return parts
 

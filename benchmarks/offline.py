@@ -28,8 +28,9 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
-from batch_layer.interactions import Interactions, build_matrix, index_of, read_interactions
-from batch_layer.metrics import popular_unseen, user_metrics
+from batch_layer.interactions import read_interactions
+from batch_layer.matrix import Interactions, build_matrix, index_of
+from batch_layer.quality_metrics import popular_unseen, user_metrics
 from lambdarec.settings import BatchSettings
 
 K = 10

@@ -74,11 +74,13 @@ def run_ray(scale: Scale, args: argparse.Namespace) -> Iterator[Result]:
         top_k=K,
         user_block=min(block, ray_block),
         device="cpu",
-        ray_block_users=ray_block,
-        ray_cpus_per_actor=1,
-        ray_max_restarts=0,
-        ray_local_cpus=threads,
-        ray_object_store_mb=max(100, 3 * (user_factors.nbytes + item_factors.nbytes + seen.data.nbytes * 3) >> 20),
+        ray={
+            "block_users": ray_block,
+            "cpus_per_actor": 1,
+            "max_restarts": 0,
+            "local_cpus": threads,
+            "object_store_mb": max(100, 3 * (user_factors.nbytes + item_factors.nbytes + seen.data.nbytes * 3) >> 20),
+        },
     )
     searcher = ExactSearcher(item_factors, threads)
 

@@ -110,7 +110,7 @@ def run(scale: Scale, args) -> Iterator[Result]:  # type: ignore[no-untyped-def]
             overrides={
                 "store": {"url": f"sqlite:///{tmp}/store"},
                 "log": {"url": f"kafka://{bootstrap}/{topic}", "dead_letter": f"{topic}-dlq", "consumer_group": topic},
-                "batch": {"iterations": 5, "top_k": 50},
+                "batch": {"train": {"iterations": 5}, "top_k": 50},
             }
         )
         log_path = Path(tmp) / "log.parquet"

@@ -100,7 +100,7 @@ def run(scale: Scale, args) -> Iterator[Result]:  # type: ignore[no-untyped-def]
         overrides = {
             "store": {"url": f"sqlite:///{tmp}/store", "sqlite_fresh_mmap_mb": 0},
             "log": {"url": f"sqlite:///{tmp}/events"},
-            "batch": {"iterations": 3, "top_k": 20, "factors": 16},
+            "batch": {"train": {"iterations": 3, "factors": 16}, "top_k": 20},
         }
         settings = Settings.load(overrides=overrides)
         log_path = Path(tmp) / "log.parquet"

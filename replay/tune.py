@@ -86,7 +86,8 @@ def draw_trials(base: MergeWeights, trials: int, seed: int) -> list[MergeWeights
     out = [base]
     for _ in range(trials - 1):
         out.append(
-            MergeWeights(
+            replace(
+                base,
                 cf=round(log_uniform(0.25, 2.0), 4),
                 session=0.0 if rng.random() < 0.1 else round(log_uniform(0.01, 4.0), 4),
                 trending=0.0 if rng.random() < 0.3 else round(log_uniform(0.005, 1.0), 4),

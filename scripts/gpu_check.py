@@ -27,7 +27,7 @@ import scipy.sparse as sp
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from batch_layer.candidates import ExactSearcher, candidate_recall, iter_candidates, make_searcher
-from batch_layer.metrics import evaluate_gate
+from batch_layer.quality_metrics import evaluate_gate
 from batch_layer.train import train
 from lambdarec.model.scoring import Exclusions
 from lambdarec.settings import BatchSettings
@@ -115,13 +115,9 @@ def check_torch_trainer(users: int) -> None:
     train_m, holdout = planted(users)
     for loss in ("bpr", "softmax"):
         settings = BatchSettings(
-            model="torch",
-            torch_loss=loss,
+            train={"model": "torch", "factors": 32, "iterations": 20, "regularization": 1e-4},
+            torch={"loss": loss, "batch_size": 2048},
             device="cuda",
-            factors=32,
-            iterations=20,
-            torch_batch_size=2048,
-            regularization=1e-4,
             seed=3,
         )
         t0 = time.perf_counter()
@@ -147,7 +143,7 @@ def check_faiss_gpu(items: int) -> None:
         print(json.dumps({"check": "faiss_gpu_ivf", "skipped": "this FAISS build has no GPU support"}), flush=True)
         return
     u, y, seen = random_case(20_000, items)
-    searcher = make_searcher(y, BatchSettings(index="ivf", device="cuda", ivf_nprobe=64))
+    searcher = make_searcher(y, BatchSettings(index={"kind": "ivf", "ivf_nprobe": 64}, device="cuda"))
     recall = candidate_recall(searcher, u, y, seen, 100, sample=1000)
     report("faiss_gpu_ivf", recall > 0.5, recall=recall)
 

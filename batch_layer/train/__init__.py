@@ -1,14 +1,15 @@
 """Train embeddings from the user x item matrix: one entry point, one module per outside library.
 
-:func:`train` picks the trainer named by ``batch.model``: implicit ALS or BPR (:mod:`batch_layer.train.implicit_mf`)
-or torch matrix factorisation (:mod:`batch_layer.train.torch_mf`, imported only when asked for).
+:func:`train` picks the trainer named by ``batch.train.model``: implicit ALS or BPR
+(:mod:`batch_layer.train.implicit_mf`) or torch matrix factorisation (:mod:`batch_layer.train.torch_mf`, imported
+only when asked for).
 
 Example
 -------
 >>> import scipy.sparse as sp
 >>> from lambdarec.settings import BatchSettings
 >>> m = sp.random(20, 30, density=0.2, format="csr", dtype=np.float32, random_state=0)
->>> f = train(m, BatchSettings(factors=8, iterations=2, device="cpu"), show_progress=False)
+>>> f = train(m, BatchSettings(train={"factors": 8, "iterations": 2}, device="cpu"), show_progress=False)
 >>> f.user_factors.shape, f.item_factors.shape
 ((20, 8), (30, 8))
 """
@@ -44,7 +45,7 @@ def check_matrix(matrix: sp.spmatrix) -> sp.csr_matrix:
 
 
 def train(matrix: sp.spmatrix, settings: BatchSettings, *, show_progress: bool = True) -> Factors:
-    """Fit the model ``settings.model`` on ``matrix`` (users x items, float32 weights).
+    """Fit the model ``settings.train.model`` on ``matrix`` (users x items, float32 weights).
 
     Parameters
     ----------
@@ -63,12 +64,12 @@ def train(matrix: sp.spmatrix, settings: BatchSettings, *, show_progress: bool =
         float32 user and item factors and the solver terms for the speed layer's fold-in.
     """
     csr = check_matrix(matrix)
-    if settings.model in ("als", "bpr"):
+    if settings.train.model in ("als", "bpr"):
         from batch_layer.train.implicit_mf import train_implicit
 
         return train_implicit(csr, settings, show_progress=show_progress)
-    if settings.model == "torch":
+    if settings.train.model == "torch":
         from batch_layer.train.torch_mf import train_torch
 
         return train_torch(csr, settings, show_progress=show_progress)
-    raise ValueError(f"batch.model must be 'als', 'bpr' or 'torch'; got {settings.model!r}")
+    raise ValueError(f"batch.model must be 'als', 'bpr' or 'torch'; got {settings.train.model!r}")

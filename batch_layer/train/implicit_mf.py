@@ -11,7 +11,7 @@ Example
 >>> import scipy.sparse as sp
 >>> from lambdarec.settings import BatchSettings
 >>> m = sp.random(10, 12, density=0.3, format="csr", dtype=np.float32, random_state=0)
->>> train_implicit(m, BatchSettings(factors=4, iterations=1, device="cpu"), show_progress=False).factors
+>>> train_implicit(m, BatchSettings(train={"factors": 4, "iterations": 1}, device="cpu"), show_progress=False).factors
 4
 """
 
@@ -58,7 +58,7 @@ def _use_gpu(device: str) -> bool:
 
 
 def train_implicit(matrix: sp.csr_matrix, settings: BatchSettings, *, show_progress: bool = True) -> Factors:
-    """Fit implicit's ALS (``settings.model == "als"``) or BPR (``"bpr"``), seeded with ``settings.seed``.
+    """Fit implicit's ALS (``settings.train.model == "als"``) or BPR (``"bpr"``), seeded with ``settings.seed``.
 
     ALS is deterministic for a seed on any thread count. BPR's Hogwild updates are deterministic only with
     ``threads = 1``. BPR ignores weights and returns ``factors + 1`` columns, the last one the item bias (users
@@ -70,35 +70,35 @@ def train_implicit(matrix: sp.csr_matrix, settings: BatchSettings, *, show_progr
     use_gpu = _use_gpu(settings.device)
     # implicit runs its own thread pool; a multi-threaded BLAS underneath would fight it.
     with threadpool_limits(1, user_api="blas"):
-        if settings.model == "als":
+        if settings.train.model == "als":
             model = AlternatingLeastSquares(
-                factors=settings.factors,
-                regularization=settings.effective_regularization,
+                factors=settings.train.factors,
+                regularization=settings.train.effective_regularization,
                 alpha=1.0,
-                iterations=settings.iterations,
+                iterations=settings.train.iterations,
                 use_gpu=use_gpu,
                 num_threads=settings.threads,
                 random_state=settings.seed,
             )
-            model.fit(als_confidence(matrix, settings.alpha), show_progress=show_progress)
-        elif settings.model == "bpr":
+            model.fit(als_confidence(matrix, settings.train.alpha), show_progress=show_progress)
+        elif settings.train.model == "bpr":
             model = BayesianPersonalizedRanking(
-                factors=settings.factors,
-                learning_rate=settings.learning_rate,
-                regularization=settings.effective_regularization,
-                iterations=settings.iterations,
+                factors=settings.train.factors,
+                learning_rate=settings.train.learning_rate,
+                regularization=settings.train.effective_regularization,
+                iterations=settings.train.iterations,
                 use_gpu=use_gpu,
                 num_threads=settings.threads,
                 random_state=settings.seed,
             )
             model.fit(matrix, show_progress=show_progress)
         else:
-            raise ValueError(f"train_implicit handles batch.model 'als' or 'bpr'; got {settings.model!r}")
+            raise ValueError(f"train_implicit handles batch.model 'als' or 'bpr'; got {settings.train.model!r}")
     if use_gpu:
         model = model.to_cpu()
     users = np.ascontiguousarray(model.user_factors, dtype=np.float32)
     items = np.ascontiguousarray(model.item_factors, dtype=np.float32)
-    terms = solver_terms(
-        items, regularization=settings.effective_regularization, alpha=settings.alpha, exact=settings.model == "als"
-    )
-    return Factors(user_factors=users, item_factors=items, solver=terms, model=settings.model)
+    train = settings.train
+    exact = train.model == "als"
+    terms = solver_terms(items, regularization=train.effective_regularization, alpha=train.alpha, exact=exact)
+    return Factors(user_factors=users, item_factors=items, solver=terms, model=settings.train.model)

@@ -2,7 +2,7 @@
 
 Every stored (user, item) pair is a positive, seen once per epoch in a seeded random order, its loss weighted by
 its confidence ``1 + alpha * weight``. Negatives are drawn uniformly from all items (BPR: one per positive;
-softmax: ``batch.torch_negatives`` shared by the mini-batch, accidental hits masked). Embeddings are sparse and
+softmax: ``batch.torch.negatives`` shared by the mini-batch, accidental hits masked). Embeddings are sparse and
 updated with ``SparseAdam``, so a step touches only the rows of its mini-batch. Seeded: the same settings on the
 same device and thread count give the same factors.
 
@@ -13,7 +13,7 @@ Example
 >>> import scipy.sparse as sp
 >>> from lambdarec.settings import BatchSettings
 >>> m = sp.random(30, 20, density=0.2, format="csr", dtype=np.float32, random_state=0)
->>> s = BatchSettings(model="torch", factors=8, iterations=1, device="cpu")
+>>> s = BatchSettings(train={"model": "torch", "factors": 8, "iterations": 1}, device="cpu")
 >>> train_torch(m, s, show_progress=False).item_factors.shape
 (20, 8)
 """
@@ -74,7 +74,7 @@ def _softmax_loss(
     gen: torch.Generator,
     settings: BatchSettings,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    neg = torch.randint(0, n_items, (settings.torch_negatives,), generator=gen, device=i.device)
+    neg = torch.randint(0, n_items, (settings.torch.negatives,), generator=gen, device=i.device)
     xu, yi, yn = users(u), items(i), items(neg)
     positive = (xu * yi).sum(1, keepdim=True)
     negative = (xu @ yn.T).masked_fill(neg[None, :] == i[:, None], float("-inf"))
@@ -85,7 +85,7 @@ def _softmax_loss(
 
 
 def train_torch(matrix: sp.csr_matrix, settings: BatchSettings, *, show_progress: bool = True) -> Factors:
-    """Fit torch MF on ``matrix`` (users x items, weights) with ``settings.torch_loss``; see the module docstring.
+    """Fit torch MF on ``matrix`` (users x items, weights) with ``settings.torch.loss``; see the module docstring.
 
     Uses ``factors``, ``iterations`` (epochs), ``learning_rate``, ``regularization``, ``alpha``,
     ``torch_loss``, ``torch_negatives``, ``torch_batch_size``, ``seed``, ``threads`` and ``device``.
@@ -98,29 +98,29 @@ def train_torch(matrix: sp.csr_matrix, settings: BatchSettings, *, show_progress
     if device.type == "cpu":
         torch.set_num_threads(resolve_threads(settings.threads))
     try:
-        users = _embedding(n_users, settings.factors, gen_cpu, device)
-        items = _embedding(n_items, settings.factors, gen_cpu, device)
+        users = _embedding(n_users, settings.train.factors, gen_cpu, device)
+        items = _embedding(n_items, settings.train.factors, gen_cpu, device)
         row = np.repeat(np.arange(n_users, dtype=np.int64), np.diff(matrix.indptr))
         pos_u = torch.as_tensor(row, device=device)
         pos_i = torch.as_tensor(matrix.indices.astype(np.int64), device=device)
-        conf = torch.as_tensor(1.0 + settings.alpha * matrix.data.astype(np.float32), device=device)
-        loss_fn = _bpr_loss if settings.torch_loss == "bpr" else _softmax_loss
-        optimizer = torch.optim.SparseAdam([users.weight, items.weight], lr=settings.learning_rate)
-        batch = settings.torch_batch_size
+        conf = torch.as_tensor(1.0 + settings.train.alpha * matrix.data.astype(np.float32), device=device)
+        loss_fn = _bpr_loss if settings.torch.loss == "bpr" else _softmax_loss
+        optimizer = torch.optim.SparseAdam([users.weight, items.weight], lr=settings.train.learning_rate)
+        batch = settings.torch.batch_size
         steps = -(-len(row) // batch)
         with tqdm(
-            total=settings.iterations * steps,
-            desc=f"torch {settings.torch_loss}",
+            total=settings.train.iterations * steps,
+            desc=f"torch {settings.torch.loss}",
             disable=not show_progress,
             unit="batch",
         ) as progress:
-            for _epoch in range(settings.iterations):
+            for _epoch in range(settings.train.iterations):
                 order = torch.randperm(len(row), generator=gen, device=device)
                 for step, start in enumerate(range(0, len(row), batch)):
                     pick = order[start : start + batch]
                     per_pair, norms = loss_fn(users, items, pos_u[pick], pos_i[pick], n_items, gen, settings)
                     weight = conf[pick]
-                    loss = ((per_pair + settings.effective_regularization * norms) * weight).sum() / weight.sum()
+                    loss = ((per_pair + settings.train.effective_regularization * norms) * weight).sum() / weight.sum()
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     optimizer.step()
@@ -132,6 +132,6 @@ def train_torch(matrix: sp.csr_matrix, settings: BatchSettings, *, show_progress
     finally:
         torch.set_num_threads(threads_before)
     terms = solver_terms(
-        item_factors, regularization=settings.effective_regularization, alpha=settings.alpha, exact=False
+        item_factors, regularization=settings.train.effective_regularization, alpha=settings.train.alpha, exact=False
     )
     return Factors(user_factors=user_factors, item_factors=item_factors, solver=terms, model="torch")

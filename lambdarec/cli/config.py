@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import tomli_w
 import typer
-from pydantic import SecretStr
+from pydantic import BaseModel, SecretStr
 
 from lambdarec.cli.common import EXIT_BAD_INPUT, ConfigOption, JsonOption, load_settings
 from lambdarec.settings import ENV_PREFIX, Settings
+from lambdarec.settings.reference import REGENERATE, render_reference
 
 EXIT_STALE = 1
 
@@ -44,21 +45,30 @@ def settings_toml(settings: Settings) -> str:
     data = settings.masked()
     parts = []
     for section, values in data.items():
-        model = getattr(settings, section)
-        notes, kept = [], {}
-        for key, value in values.items():
-            env = f"${ENV_PREFIX}{section.upper()}__{key.upper()}"
-            if isinstance(getattr(model, key), SecretStr):
-                notes.append(f"# {key}: set, not shown; give it with {env}")
-            elif value is None:
-                notes.append(f"# {key}: unset")
-            else:
-                kept[key] = value
-                if key == "url" and value != getattr(model, key):
-                    notes.append(f"# url: its password is masked; give the whole URL with {env}")
+        notes: list[str] = []
+        kept = _kept(getattr(settings, section), values, (section,), notes)
         head, _, body = tomli_w.dumps({section: kept}).partition("\n")
         parts.append("\n".join([head, *notes, body]).rstrip("\n") + "\n")
     return "\n".join(parts)
+
+
+def _kept(model: BaseModel, values: dict[str, Any], path: tuple[str, ...], notes: list[str]) -> dict[str, Any]:
+    """``values`` (a table of ``model``) less unset values and secrets, which become ``notes``; sub-tables alike."""
+    kept: dict[str, Any] = {}
+    for key, value in values.items():
+        field = getattr(model, key)
+        name, env = ".".join((*path[1:], key)), "$" + ENV_PREFIX + "__".join((*path, key)).upper()
+        if isinstance(field, SecretStr):
+            notes.append(f"# {name}: set, not shown; give it with {env}")
+        elif value is None:
+            notes.append(f"# {name}: unset")
+        elif isinstance(field, BaseModel):
+            kept[key] = _kept(field, value, (*path, key), notes)
+        else:
+            kept[key] = value
+            if key == "url" and value != field:
+                notes.append(f"# {name}: its password is masked; give the whole URL with {env}")
+    return kept
 
 
 @app.command("reference")
@@ -73,8 +83,6 @@ def reference(
 ) -> None:
     """Print every setting (key, type, default, environment variable, description) as Markdown: the text of
     docs/configuration.md. It comes from the code alone, never from the environment or a config file."""
-    from lambdarec.settings_doc import REGENERATE, render_reference
-
     text = render_reference()
     if check:
         if out is None:

@@ -28,6 +28,7 @@ import numpy as np
 
 from lambdarec.model.freshstate import uncovered
 from lambdarec.model.snapshot import SnapshotModel
+from lambdarec.rank.components import nearest_seed, reason, score_components
 from lambdarec.rank.defects import count_nonfinite, finite_or_zero
 from lambdarec.rank.mmr import mmr_order
 from lambdarec.rank.trending import TrendingScores
@@ -35,14 +36,11 @@ from lambdarec.settings import ServingSettings
 from lambdarec.store.base import FreshUser, UserRow
 
 SOURCES = ("batch", "speed", "session", "trending", "popular")
-_NEIGHBOURS_PER_SEED = 20
-_SPEED_TOP_N = 100
-_TRENDING_TOP_N = 50
 
 
 @dataclass(frozen=True)
 class MergeWeights:
-    """Re-rank weights; ``from_settings`` reads them from the ``serving`` section."""
+    """Re-rank weights and pool sizes; ``from_settings`` reads them from ``[serving]`` and ``[serving.merge]``."""
 
     cf: float = 1.0
     session: float = 0.5
@@ -50,10 +48,15 @@ class MergeWeights:
     session_half_life_s: float = 1800.0
     mmr_lambda: float = 0.0
     fresh_boost: float = 2.0  # see fresh_evidence(): the session weight grows with recent fresh events
+    speed_top_n: int = 100  # items each pool source brings: serving.merge.*
+    neighbours_per_seed: int = 20
+    trending_top_n: int = 50
 
     @classmethod
     def from_settings(cls, s: ServingSettings) -> MergeWeights:
-        return cls(s.weight_cf, s.weight_session, s.weight_trending, s.session_half_life_s, s.mmr_lambda, s.fresh_boost)
+        pool = s.merge
+        return cls(s.weight_cf, s.weight_session, s.weight_trending, s.session_half_life_s, s.mmr_lambda, s.fresh_boost,
+                   pool.speed_top_n, pool.neighbours_per_seed, pool.trending_top_n)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -114,12 +117,13 @@ def merge(inp: MergeInput, weights: MergeWeights, k: int, offset: int = 0, expla
     vector = fresh_vector(model, inp.fresh)
     seeds = _seeds(inp, model.item_index, weights.session_half_life_s)  # item index -> recency weight
     seen = _seen(inp, seeds)
-    items, sources, batch_scores = _pool(inp, vector, seeds, seen, need=offset + k)
+    items, sources, batch_scores = _pool(inp, weights, vector, seeds, seen, need=offset + k)
     if items.size == 0:
         return []
     # a component with weight 0 adds exactly 0 to every total: it is computed only when asked to explain
-    parts = _components(
-        inp,
+    parts = score_components(
+        model,
+        inp.trending,  # TrendingScores or None: ordered on entry above
         items,
         vector=vector,
         batch_scores=batch_scores,
@@ -139,14 +143,14 @@ def merge(inp: MergeInput, weights: MergeWeights, k: int, offset: int = 0, expla
     if weights.mmr_lambda > 0:
         order = mmr_order(order, total, model.item_factors[items], weights.mmr_lambda, offset + k)
     picked = order[offset : offset + k]
-    nearest = _nearest_seed(model, items[picked], seeds) if explain else None
+    nearest = nearest_seed(model, items[picked], seeds) if explain else None
     out = []
     ids, scores, codes = model.item_ids[items[picked]].tolist(), total[picked].tolist(), sources[picked].tolist()
     for rank, j in enumerate(picked.tolist()):
         source = SOURCES[codes[rank]]
-        reason = _reason(model, source, nearest[rank] if nearest is not None else -1) if explain else None
+        why = reason(model, source, nearest[rank] if nearest is not None else -1) if explain else None
         comps = {name: float(v[j]) for name, v in parts.items()} if explain else {}
-        out.append(Ranked(str(ids[rank]), float(scores[rank]), source, reason, comps))
+        out.append(Ranked(str(ids[rank]), float(scores[rank]), source, why, comps))
     return out
 
 
@@ -182,7 +186,12 @@ def _seen(inp: MergeInput, seeds: dict[int, float]) -> np.ndarray:
 
 
 def _pool(
-    inp: MergeInput, vector: np.ndarray | None, seeds: dict[int, float], seen: np.ndarray, need: int
+    inp: MergeInput,
+    sizes: MergeWeights,
+    vector: np.ndarray | None,
+    seeds: dict[int, float],
+    seen: np.ndarray,
+    need: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Unseen candidate items, the index in SOURCES of the first source that brought each, and batch scores
     (NaN for items the batch did not propose). Vectorised: this runs on every request."""
@@ -200,14 +209,14 @@ def _pool(
     if inp.batch_row is not None:
         add(inp.batch_row.candidates, 0, inp.batch_row.scores)
     if vector is not None:
-        add(_top(model.item_factors @ vector, _SPEED_TOP_N, seen), 1)
+        add(_top(model.item_factors @ vector, sizes.speed_top_n, seen), 1)
     if seeds:
-        near = model.neighbours[np.fromiter(seeds, dtype=np.int64), :_NEIGHBOURS_PER_SEED]
+        near = model.neighbours[np.fromiter(seeds, dtype=np.int64), : sizes.neighbours_per_seed]
         add(near[near >= 0], 2)
     trending = inp.trending  # TrendingScores or None: merge() ordered any array on entry
     if trending is not None and trending.order.size:
         order = trending.order
-        add(order[~seen[order]][:_TRENDING_TOP_N], 3)
+        add(order[~seen[order]][: sizes.trending_top_n], 3)
     items, sources, batch_scores = _unseen_first(parts, codes, scores, seen)
     if items.size < need:
         add(model.popular_order[: need + int(seen.sum()) + items.size], 4)
@@ -260,61 +269,3 @@ def _top(scores: np.ndarray, n: int, seen: np.ndarray) -> np.ndarray:
         return np.empty(0, dtype=np.int64)
     top = np.argpartition(-masked, n - 1)[:n]
     return top[np.lexsort((top, -masked[top]))]
-
-
-def _components(
-    inp: MergeInput,
-    items: np.ndarray,
-    *,
-    vector: np.ndarray | None,
-    batch_scores: np.ndarray,
-    seeds: dict[int, float],
-    trending: bool = True,
-) -> dict[str, np.ndarray]:
-    model = inp.model
-    if vector is not None:
-        cf = model.item_factors[items] @ vector
-    else:
-        known = ~np.isnan(batch_scores)
-        floor = float(batch_scores[known].min()) if known.any() else 0.0
-        cf = np.where(known, batch_scores, floor).astype(np.float32)
-    session = np.zeros(items.size, dtype=np.float32)
-    if seeds:
-        unit = model.unit_factors
-        seed_idx = np.fromiter(seeds, dtype=np.int64)
-        decay = np.fromiter(seeds.values(), dtype=np.float32)
-        if decay.sum() > 0:  # seeds older than ~150 half-lives all decay to 0.0 in float32: 0/0 would be NaN
-            session = (unit[items] @ unit[seed_idx].T) @ decay / decay.sum()
-    trend = np.zeros(items.size, dtype=np.float32)
-    scores = inp.trending  # TrendingScores or None, see merge()
-    if trending and scores is not None and scores.order.size:
-        trend = scores.scores[items] / scores.scores[scores.order[0]]
-    parts = {"cf": cf, "session": session, "trending": trend}
-    parts = {name: finite_or_zero(np.asarray(v, dtype=np.float32), "merge")[0] for name, v in parts.items()}
-    parts["cf"] = _minmax(parts["cf"])
-    return parts
-
-
-def _minmax(x: np.ndarray) -> np.ndarray:
-    lo, hi = float(x.min()), float(x.max())
-    return np.ones_like(x, dtype=np.float32) if hi - lo < 1e-12 else ((x - lo) / (hi - lo)).astype(np.float32)
-
-
-def _nearest_seed(model: SnapshotModel, items: np.ndarray, seeds: dict[int, float]) -> np.ndarray:
-    if not seeds or items.size == 0:
-        return np.full(items.size, -1)
-    unit = model.unit_factors
-    seed_idx = np.fromiter(seeds, dtype=np.int64)
-    return seed_idx[np.argmax(unit[items] @ unit[seed_idx].T, axis=1)]
-
-
-def _reason(model: SnapshotModel, source: str, seed: int) -> str:
-    if source == "session" and seed >= 0:
-        return f"because you viewed {model.item_ids[seed]}"
-    return {
-        "batch": "picked for you in the nightly run",
-        "speed": "matches what you did recently",
-        "session": "similar to your session",
-        "trending": "trending now",
-        "popular": "popular overall",
-    }[source]

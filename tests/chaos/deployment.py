@@ -85,9 +85,11 @@ request_timeout_ms = 8000
 
 [batch]
 top_k = 30
+lock_ttl_s = 10
+
+[batch.train]
 iterations = 3
 factors = 8
-lock_ttl_s = 10
 
 [speed]
 poll_max_records = 200

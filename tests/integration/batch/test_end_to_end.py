@@ -34,7 +34,7 @@ def test_movielens_100k_beats_popularity(tmp_path: Path) -> None:
     settings = Settings.load(
         overrides={
             "store": {"url": f"sqlite:///{tmp_path}/store"},
-            "batch": {"lookback_days": None, "holdout_fraction": 0.1},
+            "batch": {"lookback_days": None, "gate": {"holdout_fraction": 0.1}},
         }
     )
     result = run_batch(settings, interactions=str(log), as_of=datetime(1998, 5, 1, tzinfo=UTC), progress=False)

@@ -59,7 +59,7 @@ def test_publishes_then_rerun_is_a_noop(tmp_path: Path, log_file: Path) -> None:
     assert code == 0 and forced["published"] is True and forced["version"] != m["version"]
 
 
-WEAK_MODEL = {"LAMBDAREC_BATCH__FACTORS": "2", "LAMBDAREC_BATCH__ITERATIONS": "1"}  # far below popularity
+WEAK_MODEL = {"LAMBDAREC_BATCH__TRAIN__FACTORS": "2", "LAMBDAREC_BATCH__TRAIN__ITERATIONS": "1"}  # far below popularity
 
 
 @pytest.fixture
@@ -118,8 +118,8 @@ def test_quality_gate_compares_with_the_current_model_rescored_on_the_same_holdo
     assert body["gate"]["checks"]["current"]["passed"] is False
     assert body["gate"]["checks"]["popularity"]["passed"] is True
     assert f"vs current snapshot {first['version']} re-scored on the same holdout" in body["error"]
-    monkeypatch.delenv("LAMBDAREC_BATCH__FACTORS")
-    monkeypatch.delenv("LAMBDAREC_BATCH__ITERATIONS")
+    monkeypatch.delenv("LAMBDAREC_BATCH__TRAIN__FACTORS")
+    monkeypatch.delenv("LAMBDAREC_BATCH__TRAIN__ITERATIONS")
     code, good = batch(url, "-i", str(log_file))
     assert code == 0 and good["gate"]["passed"] is True, good.get("error")
     assert good["gate"]["checks"]["current"]["change"] > -0.1
@@ -260,7 +260,8 @@ def test_a_job_that_loses_its_lock_stops_before_publishing_with_exit_4(tmp_path:
     thief = threading.Thread(target=steal, daemon=True)
     thief.start()
     settings = Settings.load(overrides={"store": {"url": url}, "batch": {"lock_ttl_s": 3}})
-    from batch_layer.job import LockLostError, run_batch
+    from batch_layer.job import run_batch
+    from lambdarec.store.lock import LockLostError
 
     with pytest.raises(LockLostError, match="lost the job lock") as err:
         run_batch(settings, interactions=str(log_file), as_of=datetime(2024, 2, 1, tzinfo=UTC), progress=False)

@@ -45,7 +45,7 @@ def setup(tmp_path: Path) -> tuple[Settings, Path]:
         overrides={
             "store": {"url": f"sqlite:///{tmp_path}/store"},
             # these tests are about errors, not model quality: a 3-iteration model need not beat popularity
-            "batch": {"iterations": 3, "lock_ttl_s": 60, "gate": {"min_lift_vs_popular": 0}},
+            "batch": {"train": {"iterations": 3}, "lock_ttl_s": 60, "gate": {"min_lift_vs_popular": 0}},
         }
     )
     return settings, path

@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from batch_layer.interactions import Interactions, build_matrix, read_interactions
+from batch_layer.interactions import read_interactions
+from batch_layer.matrix import Interactions, build_matrix
 from batch_layer.popularity import Popularity, popularity
 from batch_layer.publish import write_snapshot
 from batch_layer.synth import SynthSpec, synthesize
@@ -37,7 +38,8 @@ if importlib.util.find_spec("ray") is None:
 
 import ray
 
-from batch_layer.ray_actors import FAULT_ENV
+from batch_layer import ray_engine
+from batch_layer.ray_actors import UserBlockWriter
 from batch_layer.ray_cluster import RayConfigError
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -45,10 +47,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 AS_OF = datetime(2024, 2, 1, tzinfo=UTC)
 USERS, ITEMS, EVENTS = 2000, 500, 40_000
 # Both engines score on one thread in 500-user blocks; rows are still compared up to near-ties (tests/numeric.py).
-BATCH = {"factors": 32, "iterations": 5, "top_k": 50, "neighbours": 10, "threads": 1, "device": "cpu",
-         "user_block": 500, "holdout_fraction": 0.0, "lookback_days": None}  # fmt: skip
-RAY = {"ray_actors": 2, "ray_cpus_per_actor": 1, "ray_block_users": 500, "ray_max_restarts": 0}
-SMALL_RAY = {"ray_local_cpus": 2, "ray_object_store_mb": 100}
+BATCH = {"train": {"factors": 32, "iterations": 5}, "top_k": 50, "neighbours": 10, "threads": 1, "device": "cpu",
+         "user_block": 500, "gate": {"holdout_fraction": 0.0}, "lookback_days": None}  # fmt: skip
+RAY = {"actors": 2, "cpus_per_actor": 1, "block_users": 500, "max_restarts": 0}
+SMALL_RAY = {"local_cpus": 2, "object_store_mb": 100}
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,23 @@ def _assert_same_rows(store: OnlineStore, a: str, b: str, model: Model) -> None:
         assert ra.history.tolist() == rb.history.tolist() and np.array_equal(ra.history_weights, rb.history_weights)
 
 
+def kill_an_actor_after(user: int, marker: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Have the engine use writers that exit abruptly right after writing the piece holding ``user``, once (the
+    first creates ``marker``). Defined here, so Ray ships the class by value to its workers."""
+
+    class KillingWriter(UserBlockWriter):
+        def written(self, piece: Any) -> None:
+            if user not in piece.users:
+                return
+            try:
+                os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            except FileExistsError:
+                return
+            os._exit(1)
+
+    monkeypatch.setattr(ray_engine, "UserBlockWriter", KillingWriter)
+
+
 @pytest.fixture(scope="module")
 def local_ray() -> Iterator[None]:
     """A small local Ray the engine joins (and leaves running) instead of starting its own."""
@@ -137,7 +156,7 @@ def test_run_batch_on_ray_starts_a_local_ray_publishes_and_shuts_it_down(cassand
     from batch_layer.job import run_batch
 
     assert not ray.is_initialized()
-    settings = _settings(cassandra_url, "job", engine="ray", **RAY, **SMALL_RAY)
+    settings = _settings(cassandra_url, "job", engine="ray", ray=RAY | SMALL_RAY)
     with open_store(settings) as store:
         m = run_batch(settings, interactions=str(log_file), as_of=AS_OF, progress=False, store=store).manifest
         assert m["published"] and m["counts"]["users"] == USERS
@@ -152,7 +171,7 @@ def test_run_batch_on_ray_starts_a_local_ray_publishes_and_shuts_it_down(cassand
 def test_ray_engine_writes_the_same_rows_as_the_local_engine(cassandra_url: str, model: Model, local_ray: None) -> None:
     with open_store(_settings(cassandra_url, "same")) as store:
         local = _write(store, model, _settings(cassandra_url, "same"))
-        on_ray = _write(store, model, _settings(cassandra_url, "same", engine="ray", **RAY))
+        on_ray = _write(store, model, _settings(cassandra_url, "same", engine="ray", ray=RAY))
         assert store.current_version(max_age_s=0) == on_ray != local
         _assert_same_rows(store, local, on_ray, model)
         assert ray.is_initialized(), "the engine must leave the caller's Ray running"
@@ -162,11 +181,11 @@ def test_ray_engine_writes_the_same_rows_as_the_local_engine(cassandra_url: str,
 def test_a_killed_actor_fails_the_job_and_the_previous_snapshot_stays_current(
     cassandra_url: str, model: Model, local_ray: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    settings = _settings(cassandra_url, "killed", engine="ray", **{**RAY, "ray_block_users": 1000})
+    settings = _settings(cassandra_url, "killed", engine="ray", ray=RAY | {"block_users": 1000})
     with open_store(settings) as store:
         before = _write(store, model, _settings(cassandra_url, "killed"))
         marker = tmp_path / "killed"
-        monkeypatch.setenv(FAULT_ENV, f"1200:{marker}")  # after the block's first 500 users are written
+        kill_an_actor_after(1200, marker, monkeypatch)  # after the block's first 500 users are written
         with pytest.raises(ray.exceptions.RayError):
             _write(store, model, settings)
         assert marker.exists(), "the test hook did not kill an actor"
@@ -179,12 +198,12 @@ def test_a_killed_actor_fails_the_job_and_the_previous_snapshot_stays_current(
 def test_a_killed_actor_is_restarted_and_its_block_retried(
     cassandra_url: str, model: Model, local_ray: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    settings = _settings(cassandra_url, "retried", engine="ray", **{**RAY, "ray_block_users": 1000,
-                                                                      "ray_max_restarts": 2})  # fmt: skip
+    settings = _settings(cassandra_url, "retried", engine="ray",
+                         ray=RAY | {"block_users": 1000, "max_restarts": 2})  # fmt: skip
     with open_store(settings) as store:
         local = _write(store, model, _settings(cassandra_url, "retried"))
         marker = tmp_path / "killed"
-        monkeypatch.setenv(FAULT_ENV, f"1200:{marker}")
+        kill_an_actor_after(1200, marker, monkeypatch)
         retried = _write(store, model, settings)  # publish validates the counts: the rewritten part counts once
         assert marker.exists(), "the test hook did not kill an actor"
         assert store.current_version(max_age_s=0) == retried
@@ -197,9 +216,9 @@ def test_sqlite_takes_one_actor_and_refuses_two(
     monkeypatch.chdir(tmp_path)  # a relative store directory: the actors' working directory is not this one
     url = "sqlite:///store"
     with open_store(_settings(url, "sqlite")) as store:
-        with pytest.raises(RayConfigError, match="ray_actors = 1"):
-            _write(store, model, _settings(url, "sqlite", engine="ray", **RAY))
+        with pytest.raises(RayConfigError, match=r"ray\.actors = 1"):
+            _write(store, model, _settings(url, "sqlite", engine="ray", ray=RAY))
         assert store.list_snapshots() == [], "a refused setting must leave no version behind"
         local = _write(store, model, _settings(url, "sqlite"))
-        on_ray = _write(store, model, _settings(url, "sqlite", engine="ray", **{**RAY, "ray_actors": 0}))
+        on_ray = _write(store, model, _settings(url, "sqlite", engine="ray", ray=RAY | {"actors": 0}))
         _assert_same_rows(store, local, on_ray, model)

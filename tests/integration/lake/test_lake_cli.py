@@ -24,8 +24,8 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     monkeypatch.setenv("LAMBDAREC_LOG__URL", f"sqlite:///{tmp_path}/events")
     monkeypatch.setenv("LAMBDAREC_STORE__URL", f"sqlite:///{tmp_path}/store")
     monkeypatch.setenv("LAMBDAREC_BATCH__LOOKBACK_DAYS", "100000")
-    monkeypatch.setenv("LAMBDAREC_BATCH__ITERATIONS", "3")
-    monkeypatch.setenv("LAMBDAREC_BATCH__FACTORS", "8")
+    monkeypatch.setenv("LAMBDAREC_BATCH__TRAIN__ITERATIONS", "3")
+    monkeypatch.setenv("LAMBDAREC_BATCH__TRAIN__FACTORS", "8")
     monkeypatch.setenv("LAMBDAREC_BATCH__TOP_K", "20")
     return Settings.load()
 

@@ -41,7 +41,7 @@ NEW_ITEM = "brand-new-item"
 @pytest.fixture(params=["embedded", "real"])
 def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
     s: dict = {
-        "batch": {"top_k": 30, "iterations": 4, "factors": 8, "lock_ttl_s": 5, "lookback_days": None},
+        "batch": {"top_k": 30, "train": {"iterations": 4, "factors": 8}, "lock_ttl_s": 5, "lookback_days": None},
         "serving": {
             "ingest_key_hashes": [hash_key(INGEST_KEY)],
             "admin_key_hashes": [hash_key(ADMIN_KEY)],

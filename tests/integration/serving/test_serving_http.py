@@ -42,7 +42,7 @@ def real(
         overrides={
             "store": {"url": f"cassandra://{chost}:{cport}/{keyspace}"},
             "log": {"url": f"kafka://{khost}:{kport}/{topic}", "dead_letter": f"{topic}-dlq", "consumer_group": topic},
-            "batch": {"top_k": 50, "iterations": 5, "factors": 16, "lock_ttl_s": 5},
+            "batch": {"top_k": 50, "train": {"iterations": 5, "factors": 16}, "lock_ttl_s": 5},
             "serving": {
                 "ingest_key_hashes": [hash_key(INGEST_KEY)],
                 "admin_key_hashes": [hash_key(ADMIN_KEY)],

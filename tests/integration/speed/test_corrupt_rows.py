@@ -25,7 +25,7 @@ def test_a_corrupt_user_row_costs_that_user_its_history_not_the_consumer(tmp_pat
         overrides={
             "store": {"url": f"sqlite:///{tmp_path}/store"},
             "log": {"url": f"sqlite:///{tmp_path}/events"},
-            "batch": {"top_k": 20, "iterations": 3},
+            "batch": {"top_k": 20, "train": {"iterations": 3}},
         }
     )
     version = run_batch(settings, interactions=str(log_file), as_of=datetime.fromtimestamp(T0, UTC),

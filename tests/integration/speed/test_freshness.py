@@ -27,7 +27,12 @@ def settings(tmp_path: Path) -> Settings:
         overrides={
             "store": {"url": f"sqlite:///{tmp_path}/store", "current_cache_s": 0},
             "log": {"url": f"sqlite:///{tmp_path}/events"},
-            "batch": {"top_k": 20, "iterations": 2, "factors": 8, "neighbours": 5, "holdout_fraction": 0},
+            "batch": {
+                "top_k": 20,
+                "train": {"iterations": 2, "factors": 8},
+                "neighbours": 5,
+                "gate": {"holdout_fraction": 0},
+            },
         }
     )
 

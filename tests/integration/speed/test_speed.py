@@ -45,7 +45,7 @@ def log_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(params=["embedded", "real"])
 def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
-    s = {"speed": {"poll_max_records": 250}, "batch": {"top_k": 50, "iterations": 5, "lock_ttl_s": 5}}
+    s = {"speed": {"poll_max_records": 250}, "batch": {"top_k": 50, "train": {"iterations": 5}, "lock_ttl_s": 5}}
     if request.param == "embedded":
         s |= {"store": {"url": f"sqlite:///{tmp_path}/store"}, "log": {"url": f"sqlite:///{tmp_path}/events"}}
         return Settings.load(overrides=s)

@@ -54,7 +54,7 @@ def settings(tmp_path: Path) -> Settings:
             "store": {"url": f"sqlite:///{tmp_path}/store"},
             "log": {"url": f"sqlite:///{tmp_path}/events"},
             "speed": {"poll_max_records": 200, "retry_initial_s": 0.05, "retry_max_s": 0.4},
-            "batch": {"top_k": 50, "iterations": 5},
+            "batch": {"top_k": 50, "train": {"iterations": 5}},
         }
     )
 

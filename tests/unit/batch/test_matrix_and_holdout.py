@@ -7,7 +7,8 @@ import polars as pl
 import pytest
 import scipy.sparse as sp
 
-from batch_layer.interactions import CANONICAL_SCHEMA, build_matrix, split_holdout
+from batch_layer.interactions import CANONICAL_SCHEMA
+from batch_layer.matrix import build_matrix, split_holdout
 
 
 def frame(rows: list[tuple[str, str, int, float]]) -> pl.DataFrame:

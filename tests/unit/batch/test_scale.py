@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 import pytest
 
 from batch_layer.datasets import write_log
-from batch_layer.interactions import build_matrix, read_interactions
+from batch_layer.interactions import read_interactions
+from batch_layer.matrix import build_matrix
 from batch_layer.synth import SynthSpec, synthesize
 from lambdarec.settings import BatchSettings
 

@@ -16,7 +16,8 @@ from lambdarec.cli import app
 from lambdarec.settings import BatchSettings, Settings
 
 runner = CliRunner()
-FAST = {"threads": 1, "device": "cpu", "tune_models": ["als", "bpr"]}
+FAST = {"threads": 1, "device": "cpu"}
+MODELS = ["als", "bpr"]
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +30,8 @@ def tiny_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_tune_prints_trials_and_applies_the_best_to_a_settings_file(tiny_log: Path, tmp_path: Path) -> None:
     config = tmp_path / "settings.toml"
     config.write_text(
-        '# ours\n[batch]\nthreads = 1\ndevice = "cpu"\ntune_models = ["als", "bpr"]\n[serving]\nweight_session = 0.7\n'
+        '# ours\n[batch]\nthreads = 1\ndevice = "cpu"\n[batch.tune]\nmodels = ["als", "bpr"]\n'
+        "[serving]\nweight_session = 0.7\n"
     )
     out = runner.invoke(
         app,
@@ -58,13 +60,13 @@ def test_tune_prints_trials_and_applies_the_best_to_a_settings_file(tiny_log: Pa
     assert doc["value"] == max(finished) >= doc["current_settings_value"]
     assert set(doc["validation"]["models"]) == {"als", "bpr"}
     tuned = Settings.load(config)
-    assert tuned.batch.model == doc["params"]["model"] and tuned.batch.factors == doc["params"]["factors"]
+    assert tuned.batch.train.model == doc["params"]["model"] and tuned.batch.train.factors == doc["params"]["factors"]
     assert tuned.serving.weight_session == 0.7 and tuned.batch.threads == 1  # the rest of the file is kept
     assert config.read_text().startswith("# ours")
 
 
 def test_the_same_seed_gives_the_same_search(tiny_log: Path) -> None:
-    batch = BatchSettings(**FAST, tune_trials=3)
+    batch = BatchSettings(**FAST, tune={"models": MODELS, "trials": 3})
     frame, _ = read_interactions(tiny_log, batch)
     from batch_layer.tune import tune
 
@@ -74,15 +76,17 @@ def test_the_same_seed_gives_the_same_search(tiny_log: Path) -> None:
 
 
 def test_the_nightly_reuses_a_recent_tuning_and_retunes_an_old_one(tiny_log: Path) -> None:
-    batch = BatchSettings(**FAST, tune_every_days=7, tune_trials=2)
+    batch = BatchSettings(**FAST, tune={"models": MODELS, "every_days": 7, "trials": 2})
     frame, report = read_interactions(tiny_log, batch)
     as_of = datetime.fromtimestamp(report.as_of_ms / 1000, UTC)
     last = {"at": (as_of - timedelta(days=2)).isoformat(), "params": {"model": "als", "factors": 16, "alpha": 1.0}}
     used, record = nightly_settings(frame, batch, {"version": "v1", "tuning": last}, as_of)
-    assert used.factors == 16 and used.alpha == 1.0 and record["reused_from"] == "v1"
+    assert used.train.factors == 16 and used.train.alpha == 1.0 and record["reused_from"] == "v1"
     last["at"] = (as_of - timedelta(days=8)).isoformat()
     used, record = nightly_settings(frame, batch, {"version": "v1", "tuning": last}, as_of)
     assert "reused_from" not in record and record["at"] == as_of.isoformat()
-    assert used.factors == record["params"]["factors"]
-    off, none = nightly_settings(frame, batch.model_copy(update={"tune_every_days": None}), None, as_of)
-    assert none is None and off.factors == 64
+    assert used.train.factors == record["params"]["factors"]
+    off, none = nightly_settings(
+        frame, batch.model_copy(update={"tune": batch.tune.model_copy(update={"every_days": None})}), None, as_of
+    )
+    assert none is None and off.train.factors == 64

@@ -86,7 +86,7 @@ def test_inputs_are_checked_with_a_clear_message() -> None:
 
 def test_hnsw_recall_is_reported_and_high_on_a_small_case() -> None:
     u, y, seen = random_case(users=400, items=2000, seed=2)
-    searcher = make_searcher(y, BatchSettings(index="hnsw", device="cpu", hnsw_ef_search=128))
+    searcher = make_searcher(y, BatchSettings(index={"kind": "hnsw", "hnsw_ef_search": 128}, device="cpu"))
     recall = candidate_recall(searcher, u, y, seen, 50, sample=200, seed=0)
     assert 0.9 < recall <= 1.0
     _, items, _ = collect(iter_candidates(u, y, seen, 50, 128, searcher=searcher))
@@ -98,7 +98,7 @@ def test_hnsw_recall_is_reported_and_high_on_a_small_case() -> None:
 
 def test_ivf_search_never_returns_seen_items_and_exact_recall_is_one() -> None:
     u, y, seen = random_case(users=300, items=2000, seed=3)
-    ivf = make_searcher(y, BatchSettings(index="ivf", device="cpu", ivf_nlist=16, ivf_nprobe=16))
+    ivf = make_searcher(y, BatchSettings(index={"kind": "ivf", "ivf_nlist": 16, "ivf_nprobe": 16}, device="cpu"))
     _, items, _ = collect(iter_candidates(u, y, seen, 30, 64, searcher=ivf))
     rows = np.repeat(np.arange(len(u)), 30).reshape(items.shape)
     assert (items >= 0).all() and not seen[rows.ravel(), items.ravel()].any()

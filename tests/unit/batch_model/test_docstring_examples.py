@@ -20,7 +20,7 @@ MODULES = [
     "batch_layer.model_index",
     "batch_layer.neighbours",
     "batch_layer.popularity",
-    "batch_layer.metrics",
+    "batch_layer.quality_metrics",
 ]
 if importlib.util.find_spec("torch") is not None:
     MODULES.append("batch_layer.train.torch_mf")

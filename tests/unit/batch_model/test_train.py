@@ -10,17 +10,19 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from batch_layer.metrics import evaluate_gate
+from batch_layer.quality_metrics import evaluate_gate
 from batch_layer.train import check_matrix, train
-from lambdarec.settings import BatchSettings
+from lambdarec.settings import BatchSettings, TrainSettings
 from tests.numeric import assert_factors_close
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 
 
 def settings(**kw) -> BatchSettings:
-    base = {"factors": 16, "iterations": 8, "device": "cpu", "threads": 1, "seed": 7}
-    return BatchSettings(**(base | kw))
+    """Small, seeded, one thread on the CPU; keyword arguments of ``[batch.train]`` go there."""
+    train = {"factors": 16, "iterations": 8} | {k: v for k, v in kw.items() if k in TrainSettings.model_fields}
+    rest = {"device": "cpu", "threads": 1, "seed": 7} | {k: v for k, v in kw.items() if k not in train}
+    return BatchSettings(train=train, **rest)
 
 
 @pytest.mark.parametrize("model, width", [("als", 16), ("bpr", 17)])
@@ -83,7 +85,7 @@ def test_implicit_training_does_not_import_torch() -> None:
         "from batch_layer.train import train\nfrom batch_layer.candidates import iter_candidates\n"
         "from lambdarec.settings import BatchSettings\n"
         "m = sp.random(30, 20, density=0.2, format='csr', dtype=np.float32, random_state=0)\n"
-        "f = train(m, BatchSettings(factors=4, iterations=1, device='auto'), show_progress=False)\n"
+        "f = train(m, BatchSettings(train={'factors': 4, 'iterations': 1}, device='auto'), show_progress=False)\n"
         "list(iter_candidates(f.user_factors, f.item_factors, m, 5, 8))\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
@@ -96,10 +98,8 @@ def test_torch_trainer_learns_planted_clusters(planted_data, loss: str) -> None:
     train_m, holdout = planted_data
     s = settings(
         model="torch",
-        torch_loss=loss,
+        torch={"loss": loss, "batch_size": 512, "negatives": 32},
         iterations=25,
-        torch_batch_size=512,
-        torch_negatives=32,
         regularization=1e-4,
         learning_rate=0.05,
     )
@@ -113,7 +113,7 @@ def test_torch_trainer_learns_planted_clusters(planted_data, loss: str) -> None:
 @pytest.mark.skipif(not HAS_TORCH, reason="torch is not installed (make setup-dev installs the torch extra)")
 def test_torch_trainer_is_seeded(planted_data) -> None:
     train_m, _ = planted_data
-    s = settings(model="torch", iterations=2, torch_batch_size=1024)
+    s = settings(model="torch", iterations=2, torch={"batch_size": 1024})
     a = train(train_m, s, show_progress=False)
     b = train(train_m, s, show_progress=False)
     assert_factors_close(a.item_factors, b.item_factors)

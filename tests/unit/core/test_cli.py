@@ -38,12 +38,12 @@ def test_help_lists_every_group() -> None:
 
 def test_config_show_json_is_the_effective_settings(tmp_path: Path) -> None:
     cfg = tmp_path / "c.toml"
-    cfg.write_text('[store]\nurl = "cassandra://u:secret@h:9042/ks"\n[batch]\nfactors = 16\n')
+    cfg.write_text('[store]\nurl = "cassandra://u:secret@h:9042/ks"\n[batch.train]\nfactors = 16\n')
     result = runner.invoke(app, ["config", "show", "--json", "--config", str(cfg)])
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     assert set(data) == {"store", "log", "batch", "speed", "serving", "events", "lake", "archive"}
-    assert data["batch"]["factors"] == 16
+    assert data["batch"]["train"]["factors"] == 16
     assert data["store"]["url"] == "cassandra://u:***@h:9042/ks"
 
 
@@ -87,7 +87,7 @@ def test_config_show_output_loads_back_as_the_same_settings(tmp_path: Path) -> N
     cfg.write_text(
         '[store]\nurl = "cassandra://h1,h2:9042/recs?dc=datacenter1"\nreplication = { datacenter1 = 3 }\n'
         '[log]\nurl = "kafka://k1:9092/shop-events"\npartitions = 6\n'
-        "[batch]\nfactors = 16\nlookback_days = 30.5\n[batch.event_weights]\nview = 1.0\nbuy = 8.0\n"
+        "[batch]\nlookback_days = 30.5\n[batch.train]\nfactors = 16\n[batch.event_weights]\nview = 1.0\nbuy = 8.0\n"
         '[serving]\nweight_session = 0.25\ningest_key_hashes = ["' + "a" * 64 + '"]\n'
     )
     for cfg_path in (None, cfg):  # the defaults, and a file that sets nested tables, lists and floats

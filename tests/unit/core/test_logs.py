@@ -85,7 +85,7 @@ def test_a_local_ray_logs_json_only() -> None:
         "from lambdarec.settings import BatchSettings\n"
         "from batch_layer.ray_cluster import ray_session\n"
         "import ray\n"
-        "with ray_session(BatchSettings(ray_local_cpus=1, ray_object_store_mb=100)):\n"
+        'with ray_session(BatchSettings(ray={"local_cpus": 1, "object_store_mb": 100})):\n'
         "    @ray.remote\n"
         "    def f():\n        print('a worker prints'); return 1\n"
         "    assert ray.get(f.remote()) == 1\n"

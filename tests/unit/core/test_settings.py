@@ -39,10 +39,10 @@ def test_every_field_is_documented() -> None:
 
 def test_file_then_env_then_overrides(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = tmp_path / "lambdarec.toml"
-    cfg.write_text("[batch]\nfactors = 32\ntop_k = 50\n[serving]\nport = 9000\n")
+    cfg.write_text("[batch]\ntop_k = 50\n[batch.train]\nfactors = 32\n[serving]\nport = 9000\n")
     monkeypatch.setenv("LAMBDAREC_BATCH__TOP_K", "70")
     s = Settings.load(cfg, overrides={"serving": {"port": 9100}})
-    assert s.batch.factors == 32  # file
+    assert s.batch.train.factors == 32  # file
     assert s.batch.top_k == 70  # env beats file
     assert s.serving.port == 9100  # override beats both
 
@@ -77,6 +77,25 @@ def test_test_endpoints_are_not_settings(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("LAMBDAREC_TEST_CASSANDRA", "127.0.0.1:19042")
     monkeypatch.setenv("LAMBDAREC_TEST_KAFKA", "127.0.0.1:19092")
     Settings.load()
+
+
+def test_other_tools_variables_are_not_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    # deploy/local/services and the fixtures share the prefix; core settings know none of their names.
+    monkeypatch.setenv("LAMBDAREC_SERVICES_DIR", "/tmp/services")
+    monkeypatch.setenv("LAMBDAREC_SOME_FUTURE_TOOL", "1")
+    assert Settings.load().store.url == "sqlite:///var/store"
+
+
+def test_the_config_file_is_parsed_once(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tomllib
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[batch]\ntop_k = 60\n")
+    calls = []
+    real = tomllib.load
+    monkeypatch.setattr(tomllib, "load", lambda fh: calls.append(1) or real(fh))
+    assert Settings.load(cfg).batch.top_k == 60
+    assert len(calls) == 1
 
 
 def test_bad_url_scheme_and_value_are_explained() -> None:
@@ -128,3 +147,30 @@ def test_consumer_group_and_dead_letter_follow_the_topic_unless_set(monkeypatch)
     # a later change of the URL derives the unset ones again
     a.url = "kafka://k:9092/shop-c"
     assert (a.consumer_group, a.dead_letter) == ("shop-c-speed", "shop-c-dead-letter")
+
+
+def test_a_renamed_key_in_the_file_names_its_new_key(tmp_path) -> None:
+    cfg = tmp_path / "old.toml"
+    cfg.write_text('[batch]\nfactors = 32\nray_actors = 2\nindex = "hnsw"\n')
+    with pytest.raises(ConfigError) as caught:
+        Settings.load(cfg)
+    message = str(caught.value)
+    assert "'batch.factors' was renamed 'batch.train.factors'" in message
+    assert "'batch.ray_actors' was renamed 'batch.ray.actors'" in message
+    assert "'batch.index' was renamed 'batch.index.kind'" in message and "LAMBDAREC_BATCH__INDEX__KIND" in message
+
+
+def test_a_renamed_environment_variable_names_its_new_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LAMBDAREC_BATCH__TUNE_TRIALS", "5")
+    with pytest.raises(ConfigError, match=r"'batch\.tune_trials' was renamed 'batch\.tune\.trials'.*TUNE__TRIALS"):
+        Settings.load()
+
+
+def test_every_renamed_key_points_at_a_setting() -> None:
+    from lambdarec.settings import RENAMED
+
+    for old, new in RENAMED.items():
+        model: type = Settings
+        for part in new.split("."):
+            assert part in model.model_fields, f"{old} -> {new}"
+            model = model.model_fields[part].annotation

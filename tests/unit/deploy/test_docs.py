@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lambdarec.cli import app
-from lambdarec.settings_doc import REGENERATE, render_reference
+from lambdarec.settings.reference import REGENERATE, render_reference
 
 from .usage import DEPLOY, DOCS, ROOT, commands_in_markdown, env_names_in, is_setting_or_known, resolve
 
@@ -50,14 +50,14 @@ def test_reference_documents_every_field_with_its_env_var() -> None:
 def test_settings_doc_example_runs() -> None:
     import doctest
 
-    import lambdarec.settings_doc
+    import lambdarec.settings.reference
 
-    result = doctest.testmod(lambdarec.settings_doc)
+    result = doctest.testmod(lambdarec.settings.reference)
     assert result.attempted and not result.failed
 
 
 def test_reference_ignores_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LAMBDAREC_BATCH__FACTORS", "8")
+    monkeypatch.setenv("LAMBDAREC_BATCH__TRAIN__FACTORS", "8")
     assert "| `factors` | integer (≥ 2, ≤ 1024) | `64` |" in render_reference()
 
 

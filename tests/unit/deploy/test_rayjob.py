@@ -90,7 +90,7 @@ def test_rayjob_trains_on_the_head_and_scores_on_workers(rayjob: dict[str, Any])
     assert groups and all(g["replicas"] >= 1 for g in groups)
     (container,) = _head(rayjob)["template"]["spec"]["containers"]
     env = {e["name"]: e["value"] for e in container["env"]}
-    per_actor = float(env["LAMBDAREC_BATCH__RAY_CPUS_PER_ACTOR"])
+    per_actor = float(env["LAMBDAREC_BATCH__RAY__CPUS_PER_ACTOR"])
     for group in groups:
         (worker,) = group["template"]["spec"]["containers"]
         assert float(worker["resources"]["limits"]["cpu"]) >= per_actor, "an actor must fit in a worker pod"

@@ -11,11 +11,22 @@ from typing import Any
 import typer
 
 from lambdarec.cli import app
-from lambdarec.settings import _NOT_SETTINGS, ENV_PREFIX, Settings
+from lambdarec.settings import ENV_PREFIX, PROGRAM_VARIABLES, Settings
 
 ROOT = Path(__file__).resolve().parents[3]
 DEPLOY = ROOT / "deploy"
 DOCS = ROOT / "docs"
+
+# Variables of the other tools that share our prefix: the test fixtures and deploy/local/services.
+OTHER_TOOLS_VARIABLES = (
+    "LAMBDAREC_TEST_",
+    "LAMBDAREC_SERVICES_",
+    "LAMBDAREC_CASSANDRA_",
+    "LAMBDAREC_KAFKA_",
+    "LAMBDAREC_JAVA",
+    "LAMBDAREC_MVN",
+    "LAMBDAREC_SEAWEEDFS_",
+)
 
 _SHELL_OPERATORS = {"|", "||", "&&", ";", ">", ">>", "<", "2>&1", ")", "&"}
 
@@ -83,7 +94,7 @@ def env_names_in(text: str) -> set[str]:
 
 def is_setting_or_known(name: str) -> bool:
     """Whether ``name`` sets a field of the settings tree, or is one of the variables that are not settings."""
-    if name.startswith(_NOT_SETTINGS):
+    if name in PROGRAM_VARIABLES or name.startswith(OTHER_TOOLS_VARIABLES):
         return True
     model: type = Settings
     for part in name.removeprefix(ENV_PREFIX).lower().split("__"):

@@ -19,16 +19,18 @@ def trained():
     rng = np.random.default_rng(3)
     matrix = sp.random(300, 120, density=0.06, format="csr", dtype=np.float32, random_state=rng)
     matrix.data = (1 + 7 * matrix.data).astype(np.float32)
-    settings = BatchSettings(factors=12, iterations=4, regularization=0.3, alpha=1.5, device="cpu", threads=1)
+    settings = BatchSettings(
+        train={"factors": 12, "iterations": 4, "regularization": 0.3, "alpha": 1.5}, device="cpu", threads=1
+    )
     return matrix, settings, train(matrix, settings, show_progress=False)
 
 
 def test_fold_in_equals_implicit_recalculate_user(trained) -> None:
     matrix, settings, factors = trained
     # implicit's recalculate_user solves exactly (Cholesky) whatever use_cg says; its alpha stays 1 as in training.
-    model = AlternatingLeastSquares(factors=12, regularization=settings.regularization, alpha=1.0, use_cg=False)
+    model = AlternatingLeastSquares(factors=12, regularization=settings.train.regularization, alpha=1.0, use_cg=False)
     model.user_factors, model.item_factors = factors.user_factors, factors.item_factors
-    conf = als_confidence(matrix, settings.alpha)
+    conf = als_confidence(matrix, settings.train.alpha)
     users = [u for u in range(matrix.shape[0]) if matrix[u].nnz][:25]
     for u in users:
         expected = model.recalculate_user(u, conf[u])
@@ -37,7 +39,7 @@ def test_fold_in_equals_implicit_recalculate_user(trained) -> None:
             factors.item_factors,
             factors.solver.yty,
             row.indices,
-            confidence(row.data, settings.alpha),
+            confidence(row.data, settings.train.alpha),
             factors.solver.regularization,
         )
         np.testing.assert_allclose(got, expected, atol=1e-4)
@@ -62,7 +64,7 @@ def test_solver_terms_accumulate_yty_in_float64(trained) -> None:
     _, settings, factors = trained
     y = factors.item_factors.astype(np.float64)
     np.testing.assert_allclose(factors.solver.yty, y.T @ y, rtol=1e-10)
-    assert factors.solver.alpha == settings.alpha and factors.solver.exact
+    assert factors.solver.alpha == settings.train.alpha and factors.solver.exact
     big = solver_terms(np.ones((70_000, 2), np.float32), regularization=0, alpha=1, exact=False)
     assert big.yty.tolist() == [[70_000.0, 70_000.0], [70_000.0, 70_000.0]]
 
@@ -71,8 +73,8 @@ def test_fold_in_many_equals_fold_in_per_user(trained) -> None:
     from lambdarec.model.foldin import fold_in_many
 
     matrix, settings, factors = trained
-    problems = [(matrix[u].indices, confidence(matrix[u].data, settings.alpha)) for u in range(40)]
-    many = fold_in_many(factors.item_factors, factors.solver.yty, problems, settings.regularization)
-    one = [fold_in(factors.item_factors, factors.solver.yty, i, c, settings.regularization) for i, c in problems]
+    problems = [(matrix[u].indices, confidence(matrix[u].data, settings.train.alpha)) for u in range(40)]
+    many = fold_in_many(factors.item_factors, factors.solver.yty, problems, settings.train.regularization)
+    one = [fold_in(factors.item_factors, factors.solver.yty, i, c, settings.train.regularization) for i, c in problems]
     np.testing.assert_allclose(many, np.stack(one), atol=1e-5)
     assert fold_in_many(factors.item_factors, factors.solver.yty, [], 0.1).shape == (0, 12)

@@ -31,7 +31,7 @@ def make_settings(root: Path, **serving: Any) -> Settings:
         overrides={
             "store": {"url": f"sqlite:///{root}/store", "current_cache_s": 0},
             "log": {"url": f"sqlite:///{root}/events"},
-            "batch": {"top_k": 50, "iterations": 5, "factors": 16, "neighbours": 20},
+            "batch": {"top_k": 50, "train": {"iterations": 5, "factors": 16}, "neighbours": 20},
             "serving": {
                 "ingest_key_hashes": [hash_key(INGEST_KEY)],
                 "admin_key_hashes": [hash_key(ADMIN_KEY)],

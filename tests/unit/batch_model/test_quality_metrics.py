@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from batch_layer.metrics import evaluate_gate, popular_unseen, ranking_metrics
+from batch_layer.quality_metrics import evaluate_gate, popular_unseen, ranking_metrics
 
 
 def csr(rows: list[list[int]], n: int) -> sp.csr_matrix:

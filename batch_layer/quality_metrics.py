@@ -172,7 +172,7 @@ def evaluate_gate(
     train, holdout
         CSR ``[n_users, n_items]``: training interactions (excluded from every list) and held-out ones.
     k
-        ``batch.gate_k``.
+        ``batch.gate.k``.
     popularity_scores
         float ``[n_items]`` for the baseline; default the number of training users per item.
     block, threads, searcher

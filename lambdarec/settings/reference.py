@@ -24,14 +24,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, SecretStr
 from pydantic.fields import FieldInfo
 
-from lambdarec.settings import _NOT_SETTINGS, CONFIG_ENV, ENV_PREFIX, Settings
+from lambdarec.settings.tree import CONFIG_ENV, ENV_PREFIX, PROGRAM_VARIABLES, Settings
 
 REGENERATE = "lambdarec config reference --out docs/configuration.md"
 
 _INTRO = f"""\
 # Configuration reference
 
-<!-- Generated from lambdarec/settings.py by `{REGENERATE}`. Do not edit by hand. -->
+<!-- Generated from lambdarec/settings/ by `{REGENERATE}`. Do not edit by hand. -->
 
 One settings tree configures every layer. Settings are read from, highest precedence first:
 
@@ -101,15 +101,18 @@ def _render_section(path: tuple[str, ...], model: type[BaseModel], doc: str) -> 
 
 
 def _render_not_settings() -> str:
-    names = ", ".join(f"`{p}*`" if p.endswith("_") else f"`{p}`" for p in _NOT_SETTINGS)
+    names = ", ".join(f"`{p}`" for p in PROGRAM_VARIABLES)
     return (
         "## Variables that are not settings\n\n"
-        f"These `{ENV_PREFIX}` variables are read elsewhere and never taken for a setting: {names}. "
+        f"A `{ENV_PREFIX}` variable is a setting when it names a section (`{ENV_PREFIX}STORE`) or a key in one "
+        f"(`{ENV_PREFIX}STORE__URL`). The program reads these others itself: {names}. "
         f"`${CONFIG_ENV}` names the settings file; `LAMBDAREC_LOG_LEVEL` (default `INFO`) and "
         "`LAMBDAREC_LOG_FORMAT` (`json`, or `console`; default `console` on a terminal, else `json`) shape the "
         "logs on stderr, the libraries' messages (kafka-python, cassandra-driver, uvicorn, ray) included, in the "
-        "same format; the client libraries' INFO messages show only at `DEBUG`. The others belong to the test "
-        "fixtures and `deploy/local/services`.\n"
+        "same format; the client libraries' INFO messages show only at `DEBUG`; `LAMBDAREC_CACHE` is where "
+        "`lambdarec datasets fetch` keeps what it downloads. Any other prefixed name belongs to another tool (the "
+        "test fixtures, `deploy/local/services`) and is left alone, except a section name followed by a single `_`, "
+        "refused as a slip for `__`.\n"
     )
 
 
