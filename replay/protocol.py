@@ -43,7 +43,8 @@ from lambdarec.store import OnlineStore, open_store
 from replay.log import ReplayLog, load_log, sample_scored
 from replay.metrics import Scoreboard
 from replay.online import OnlineState
-from replay.variants import Variant, recommend
+from replay.scoring import BatchScorer, ScoredEvent
+from replay.variants import Variant
 
 
 @dataclass(frozen=True)
@@ -147,7 +148,13 @@ def _loop(
     online.prefetch(events["user_id"].unique().to_list())
     k_max = max(config.ks)
     board = Scoreboard([v.name for v in variants], k_max)
-    wants_trending = any(v.kind == "lambda" and v.trending for v in variants)
+
+    def record(event: ScoredEvent, lists: dict[str, list[str]]) -> None:
+        segment = "warm" if event.row is not None else "cold"
+        hours = (event.now_s - online.model.cutoff_s) / 3600.0
+        board.add(event.user_id, hours, event.target, lists, segment=segment)
+
+    scorer = BatchScorer(variants, k_max, record)  # fold-ins solved in batches; flushed before each flip
     period_ms = int(config.rebatch_every_s * 1000) if config.rebatch_every_s else None
     boundary = log.split_ms + period_ms if period_ms else None
     t0 = time.perf_counter()
@@ -159,6 +166,7 @@ def _loop(
             tqdm(rows, total=events.height, desc="replay", unit="ev", disable=not config.progress)
         ):
             while boundary is not None and row["ts"] > boundary:
+                scorer.flush(online)
                 t_batch = time.perf_counter()
                 limiter.restore_original_limits()
                 as_of = datetime.fromtimestamp(boundary / 1000, UTC)
@@ -171,31 +179,13 @@ def _loop(
                 boundary += period_ms  # type: ignore[operator]
                 t0 += time.perf_counter() - t_batch  # counted under "batch", not "replay"
             if scored[position]:
-                _score(row, online, variants, board, wants_trending, k_max)
+                scorer.add(online, row["user_id"], row["item_id"], row["ts"] / 1000.0, row["session_id"])
             online.apply([_event(row, online.event_weights)])
+        scorer.flush(online)
     finally:
         limiter.restore_original_limits()
     timings["replay"] += time.perf_counter() - t0
     return board
-
-
-def _score(
-    row: dict[str, Any], online: OnlineState, variants: list[Variant], board: Scoreboard, trending: bool, k: int
-) -> None:
-    """Ask every variant for the user's list given the state just before the event, and record the target's rank."""
-    user, now_s = row["user_id"], row["ts"] / 1000.0
-    model = online.model
-    history = online.history(user)
-    state = {
-        "row": history,
-        "fresh": online.state(user),
-        "session": online.session(user, now_s, row["session_id"]),
-        "trending": online.trending(now_s) if trending else None,
-    }
-    seen = online.touched(user)  # the same seen set for every variant: fair filtering
-    lists = {v.name: recommend(v, model, **state, now_s=now_s, k=k, user_id=user, exclude=seen) for v in variants}
-    segment = "warm" if history is not None else "cold"
-    board.add(user, (now_s - model.cutoff_s) / 3600.0, row["item_id"], lists, segment=segment)
 
 
 def _work_settings(settings: Settings, store_dir: Path) -> Settings:
