@@ -30,6 +30,7 @@ from lambdarec.model.freshstate import uncovered
 from lambdarec.model.snapshot import SnapshotModel
 from lambdarec.rank.components import nearest_seed, reason, score_components
 from lambdarec.rank.defects import count_nonfinite, finite_or_zero
+from lambdarec.rank.memo import item_indices, speed_top
 from lambdarec.rank.mmr import mmr_order
 from lambdarec.rank.trending import TrendingScores
 from lambdarec.settings import ServingSettings
@@ -163,7 +164,8 @@ def fresh_evidence(inp: MergeInput, half_life_s: float) -> float:
     """
     if inp.fresh is None and not inp.session:
         return 0.0
-    times = [ts for _, ts, _ in inp.fresh.events if ts > inp.model.cutoff_s] if inp.fresh is not None else []
+    cutoff_s = inp.model.cutoff_s
+    times = [ts for _, ts, _ in inp.fresh.events if ts > cutoff_s] if inp.fresh is not None else []
     times += [ts for _, ts in inp.session]
     if not times or not inp.now_s:
         return 0.0
@@ -178,9 +180,10 @@ def _seen(inp: MergeInput, seeds: dict[int, float]) -> np.ndarray:
     seen = np.zeros(len(model.item_ids), dtype=bool)
     if inp.batch_row is not None:
         seen[inp.batch_row.history] = True
-    for item_id in [*_fresh_items(inp.fresh, model), *inp.exclude]:
-        if (i := model.item_index.get(item_id)) is not None:
-            seen[i] = True
+    if inp.exclude:
+        seen[item_indices(model, inp.exclude, lambda: inp.exclude)] = True
+    if inp.fresh is not None:
+        seen[item_indices(model, inp.fresh, lambda: _fresh_items(inp.fresh, model))] = True
     seen[list(seeds)] = True
     return seen
 
@@ -209,7 +212,7 @@ def _pool(
     if inp.batch_row is not None:
         add(inp.batch_row.candidates, 0, inp.batch_row.scores)
     if vector is not None:
-        add(_top(model.item_factors @ vector, sizes.speed_top_n, seen), 1)
+        add(speed_top(model, inp.fresh, vector, sizes.speed_top_n, seen), 1)
     if seeds:
         near = model.neighbours[np.fromiter(seeds, dtype=np.int64), : sizes.neighbours_per_seed]
         add(near[near >= 0], 2)
@@ -253,19 +256,12 @@ def _seeds(inp: MergeInput, index: dict[str, int], half_life_s: float) -> dict[i
     if inp.fresh is not None:
         events += [(item, ts) for item, ts in inp.fresh.recent]
     seeds: dict[int, float] = {}
+    now_s = inp.now_s
     for item_id, ts in events:
         i = index.get(item_id)
         if i is None:
             continue
-        age = max(inp.now_s - ts, 0.0) if inp.now_s else 0.0
-        seeds[i] = max(seeds.get(i, 0.0), 0.5 ** (age / half_life_s))
+        weight = 0.5 ** ((now_s - ts if now_s > ts else 0.0) / half_life_s) if now_s else 1.0
+        if weight > seeds.get(i, -1.0):  # the largest weight, at the item's first place
+            seeds[i] = weight
     return seeds
-
-
-def _top(scores: np.ndarray, n: int, seen: np.ndarray) -> np.ndarray:
-    masked = np.where(seen, -np.inf, scores)
-    n = min(n, int((~seen).sum()))
-    if n <= 0:
-        return np.empty(0, dtype=np.int64)
-    top = np.argpartition(-masked, n - 1)[:n]
-    return top[np.lexsort((top, -masked[top]))]

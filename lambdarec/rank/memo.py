@@ -1,0 +1,59 @@
+"""Steps of the merge (:mod:`lambdarec.rank.merge`) whose answer depends only on the snapshot model and objects of
+the request, kept from one call to the next.
+
+Serving ranks each request once, and each answer is simply recomputed; a replay ranks several variants of one event
+with the same ``exclude`` set and the same fresh state, so every variant after the first reuses the item lookups and
+the speed layer's top items instead of recomputing them. Keys are the objects themselves (``is``), and the
+entries hold them, so a key can never be mistaken for a new object at a reused address.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import numpy as np
+
+from lambdarec.model.snapshot import SnapshotModel
+from lambdarec.store.base import FreshUser
+
+# The last answer of each step below that depends only on the model, a request object and (for "speed") the seen
+# set; swapped in whole, so threads never see half of one. A replay ranks the variants of one event with the same
+# ``exclude`` set and fresh state (often hundreds of items), so each variant after the first reuses them.
+_last: dict[str, tuple] = {}
+
+
+def item_indices(
+    model: SnapshotModel, key: frozenset[str] | FreshUser, items: Callable[[], Iterable[str]]
+) -> np.ndarray:
+    """The indices in ``model`` of the items ``items()`` names (those it has): a function of ``model`` and ``key``,
+    which is never changed in place (frozen sets, and fresh states the speed layer replaces, never edits)."""
+    kind = type(key).__name__
+    last = _last.get(kind)
+    if last is not None and last[0] is model and last[1] is key:
+        return last[2]
+    index = model.item_index
+    found = np.fromiter((i for item in items() if (i := index.get(item)) is not None), dtype=np.int64)
+    _last[kind] = (model, key, found)
+    return found
+
+
+def speed_top(
+    model: SnapshotModel, fresh: FreshUser | None, vector: np.ndarray, n: int, seen: np.ndarray
+) -> np.ndarray:
+    """The ``n`` best unseen items for the fresh vector (a function of ``model`` and ``fresh``), best first."""
+    last = _last.get("speed")
+    if last is not None and last[0] is model and last[1] is fresh and last[2] == n and np.array_equal(last[3], seen):
+        return last[4]
+    top = top_unseen(model.item_factors @ vector, n, seen)
+    _last["speed"] = (model, fresh, n, seen.copy(), top)
+    return top
+
+
+def top_unseen(scores: np.ndarray, n: int, seen: np.ndarray) -> np.ndarray:
+    """The ``n`` highest-scoring unseen items, best first (ties by index)."""
+    masked = np.where(seen, -np.inf, scores)
+    n = min(n, int((~seen).sum()))
+    if n <= 0:
+        return np.empty(0, dtype=np.int64)
+    top = np.argpartition(-masked, n - 1)[:n]
+    return top[np.lexsort((top, -masked[top]))]
