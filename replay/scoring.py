@@ -12,7 +12,7 @@ Example
 -------
 >>> scorer = BatchScorer(variants, k=10, record=board_add)            # doctest: +SKIP
 >>> scorer.add(online, "u1", "i3", now_s=t, session_id=None)          # doctest: +SKIP
->>> scorer.flush(online)                                              # before online.switch(...) and at the end
+>>> scorer.flush(online)  # before online.switch(...) and at the end   # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 import numpy as np
 
 from lambdarec.model.snapshot import SnapshotModel
-from lambdarec.store.base import FreshUser
+from lambdarec.store.base import FreshUser, UserRow
 
 # The last answer of each step below that depends only on the model, a request object and (for "speed") the seen
 # set; swapped in whole, so threads never see half of one. A replay ranks the variants of one event with the same
@@ -47,6 +47,17 @@ def speed_top(
     top = top_unseen(model.item_factors @ vector, n, seen)
     _last["speed"] = (model, fresh, n, seen.copy(), top)
     return top
+
+
+def candidate_arrays(row: UserRow) -> tuple[np.ndarray, np.ndarray]:
+    """The batch row's candidates as int64 indices and their scores as float32, as the merge's pool holds them."""
+    last = _last.get("row")
+    if last is not None and last[0] is row:
+        return last[1], last[2]
+    candidates = np.asarray(row.candidates, dtype=np.int64).reshape(-1)
+    scores = np.asarray(row.scores, dtype=np.float32).reshape(-1)
+    _last["row"] = (row, candidates, scores)
+    return candidates, scores
 
 
 def top_unseen(scores: np.ndarray, n: int, seen: np.ndarray) -> np.ndarray:

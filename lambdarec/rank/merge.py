@@ -30,7 +30,7 @@ from lambdarec.model.freshstate import uncovered
 from lambdarec.model.snapshot import SnapshotModel
 from lambdarec.rank.components import nearest_seed, reason, score_components
 from lambdarec.rank.defects import count_nonfinite, finite_or_zero
-from lambdarec.rank.memo import item_indices, speed_top
+from lambdarec.rank.memo import candidate_arrays, item_indices, speed_top
 from lambdarec.rank.mmr import mmr_order
 from lambdarec.rank.trending import TrendingScores
 from lambdarec.settings import ServingSettings
@@ -203,26 +203,26 @@ def _pool(
     codes: list[np.ndarray] = []
     scores: list[np.ndarray] = []
 
-    def add(found: np.ndarray, source: int, score: np.ndarray | None = None) -> None:
+    def add(found: np.ndarray, score: np.ndarray | None = None, *, source: int) -> None:
         found = np.asarray(found, dtype=np.int64).reshape(-1)
         parts.append(found)
         codes.append(np.full(found.size, source, dtype=np.int8))
-        scores.append(np.full(found.size, np.nan, np.float32) if score is None else score.astype(np.float32))
+        scores.append(np.full(found.size, np.nan, np.float32) if score is None else score)
 
     if inp.batch_row is not None:
-        add(inp.batch_row.candidates, 0, inp.batch_row.scores)
+        add(*candidate_arrays(inp.batch_row), source=0)
     if vector is not None:
-        add(speed_top(model, inp.fresh, vector, sizes.speed_top_n, seen), 1)
+        add(speed_top(model, inp.fresh, vector, sizes.speed_top_n, seen), source=1)
     if seeds:
         near = model.neighbours[np.fromiter(seeds, dtype=np.int64), : sizes.neighbours_per_seed]
-        add(near[near >= 0], 2)
+        add(near[near >= 0], source=2)
     trending = inp.trending  # TrendingScores or None: merge() ordered any array on entry
     if trending is not None and trending.order.size:
         order = trending.order
-        add(order[~seen[order]][: sizes.trending_top_n], 3)
+        add(order[~seen[order]][: sizes.trending_top_n], source=3)
     items, sources, batch_scores = _unseen_first(parts, codes, scores, seen)
     if items.size < need:
-        add(model.popular_order[: need + int(seen.sum()) + items.size], 4)
+        add(model.popular_order[: need + int(seen.sum()) + items.size], source=4)
         items, sources, batch_scores = _unseen_first(parts, codes, scores, seen)
     return items, sources, batch_scores
 
