@@ -14,12 +14,39 @@ from collections.abc import Callable, Iterable
 import numpy as np
 
 from lambdarec.model.snapshot import SnapshotModel
+from lambdarec.rank.defects import count_nonfinite
 from lambdarec.store.base import FreshUser, UserRow
 
 # The last answer of each step below that depends only on the model, a request object and (for "speed") the seen
 # set; swapped in whole, so threads never see half of one. A replay ranks the variants of one event with the same
 # ``exclude`` set and fresh state (often hundreds of items), so each variant after the first reuses them.
 _last: dict[str, tuple] = {}
+
+
+def last_answer(kind: str, key: tuple) -> np.ndarray | None:
+    """What :func:`keep` kept for ``kind`` if it was kept for the same objects ``key`` (compared with ``is``)."""
+    last = _last.get(kind)
+    if last is not None and len(last[0]) == len(key) and all(a is b for a, b in zip(last[0], key, strict=True)):
+        return last[1]
+    return None
+
+
+def keep(kind: str, key: tuple, answer: np.ndarray) -> None:
+    """Keep ``answer`` for the objects ``key``; the caller never changes it in place (it copies to edit it)."""
+    _last[kind] = (key, answer)
+
+
+def finite_vector(fresh: FreshUser) -> np.ndarray | None:
+    """The fresh state's vector as float32, None when it holds NaN or inf (a defect, counted at each call)."""
+    last = _last.get("vector")
+    if last is not None and last[0] is fresh:
+        return last[1]
+    vector = np.asarray(fresh.vector, dtype=np.float32)
+    if not np.isfinite(vector).all():
+        count_nonfinite("merge")
+        return None
+    _last["vector"] = (fresh, vector)
+    return vector
 
 
 def item_indices(

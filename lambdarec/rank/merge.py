@@ -30,7 +30,7 @@ from lambdarec.model.freshstate import uncovered
 from lambdarec.model.snapshot import SnapshotModel
 from lambdarec.rank.components import nearest_seed, reason, score_components
 from lambdarec.rank.defects import count_nonfinite, finite_or_zero
-from lambdarec.rank.memo import candidate_arrays, item_indices, speed_top
+from lambdarec.rank.memo import candidate_arrays, finite_vector, item_indices, keep, last_answer, speed_top
 from lambdarec.rank.mmr import mmr_order
 from lambdarec.rank.trending import TrendingScores
 from lambdarec.settings import ServingSettings
@@ -89,11 +89,7 @@ def fresh_vector(model: SnapshotModel, fresh: FreshUser | None) -> np.ndarray | 
     one holding NaN or inf (a defect, counted)."""
     if fresh is None or fresh.vector is None or fresh.basis != model.version:
         return None
-    vector = np.asarray(fresh.vector, dtype=np.float32)
-    if not np.isfinite(vector).all():
-        count_nonfinite("merge")
-        return None
-    return vector
+    return finite_vector(fresh)
 
 
 def _finite_batch_row(row: UserRow | None) -> UserRow | None:
@@ -177,13 +173,18 @@ def fresh_evidence(inp: MergeInput, half_life_s: float) -> float:
 def _seen(inp: MergeInput, seeds: dict[int, float]) -> np.ndarray:
     """Items never to recommend: batch history, fresh events the snapshot lacks, the session, ``exclude``."""
     model = inp.model
-    seen = np.zeros(len(model.item_ids), dtype=bool)
-    if inp.batch_row is not None:
-        seen[inp.batch_row.history] = True
-    if inp.exclude:
-        seen[item_indices(model, inp.exclude, lambda: inp.exclude)] = True
-    if inp.fresh is not None:
-        seen[item_indices(model, inp.fresh, lambda: _fresh_items(inp.fresh, model))] = True
+    key = (model, inp.batch_row, inp.exclude, inp.fresh)
+    found = last_answer("seen", key)
+    if found is None:
+        found = np.zeros(len(model.item_ids), dtype=bool)
+        if inp.batch_row is not None:
+            found[inp.batch_row.history] = True
+        if inp.exclude:
+            found[item_indices(model, inp.exclude, lambda: inp.exclude)] = True
+        if inp.fresh is not None:
+            found[item_indices(model, inp.fresh, lambda: _fresh_items(inp.fresh, model))] = True
+        keep("seen", key, found)
+    seen = found.copy()
     seen[list(seeds)] = True
     return seen
 
