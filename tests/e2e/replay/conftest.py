@@ -44,7 +44,7 @@ def drift_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def small_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Settings that keep the batch job quick on the small log."""
     path = tmp_path_factory.mktemp("replay-config") / "settings.toml"
-    path.write_text("[batch]\nfactors = 32\niterations = 10\n")
+    path.write_text("[batch.train]\nfactors = 32\niterations = 10\n")
     return path
 
 
