@@ -4,7 +4,8 @@ the request, kept from one call to the next.
 Serving ranks each request once, and each answer is simply recomputed; a replay ranks several variants of one event
 with the same ``exclude`` set and the same fresh state, so every variant after the first reuses the item lookups and
 the speed layer's top items instead of recomputing them. Keys are the objects themselves (``is``), and the
-entries hold them, so a key can never be mistaken for a new object at a reused address.
+entries hold them, so a key can never be mistaken for a new object at a reused address. One answer per kind is
+held: after a flip the old snapshot stays referenced only until the next request.
 """
 
 from __future__ import annotations
