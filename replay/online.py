@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lambdarec.events import Event
-from lambdarec.model.freshstate import rebase
+from lambdarec.model.freshstate import rebase, replace, solve_many
 from lambdarec.model.snapshot import SnapshotModel
 from lambdarec.settings import SpeedSettings
 from lambdarec.store import FreshUser, OnlineStore, TrendingItem, UserRow
@@ -60,6 +60,7 @@ class OnlineState:
         self._pending: dict[str, list[tuple[Event, tuple[int, int]]]] = defaultdict(list)
         self._history: dict[str, UserRow | None] = {}
         self._touched: dict[str, set[str]] = defaultdict(set)
+        self._unsolved: set[str] = set()  # users whose state holds their events but no fold-in vector yet
         self.model = model
         self._load_trending_arrays()
 
@@ -120,14 +121,33 @@ class OnlineState:
             if (i := index.get(item_id)) is not None:
                 self._count[i], self._as_of[i] = new_item.count, new_item.as_of
 
-    def state(self, user_id: str) -> FreshUser | None:
-        """The user's fresh state with every event applied so far (None for a user with no fresh event)."""
-        self.flush([user_id])
+    def state(self, user_id: str, solve: bool = True) -> FreshUser | None:
+        """The user's fresh state with every event applied so far (None for a user with no fresh event).
+
+        With ``solve`` False a state whose events changed comes without its fold-in vector (``vector`` and
+        ``basis`` None): the caller solves many of them in one batch (:meth:`solved`), as the speed layer does.
+        """
+        self.flush([user_id], solve=solve)
         return self.fresh.get(user_id)
 
-    def flush(self, user_ids: Iterable[str] | None = None) -> None:
-        """Apply the pending events of ``user_ids`` (default: every user) through the speed layer's function."""
-        for user_id in list(self._pending) if user_ids is None else user_ids:
+    def solved(self, states: Sequence[FreshUser | None]) -> list[FreshUser | None]:
+        """``states`` (taken from :meth:`state` with ``solve`` False, maybe at earlier moments) with their fold-in
+        vectors against the current snapshot, solved in one batch; a state that has its vector is kept."""
+        todo = {id(s): s for s in states if s is not None and s.basis != self.model.version}
+        if not todo:
+            return list(states)
+        vectors = solve_many(list(todo.values()), self.model, [self.history(s.user_id) for s in todo.values()])
+        done = dict(zip(todo, vectors, strict=True))
+        for user_id in [u for u in self._unsolved if id(self.fresh[u]) in done]:
+            self.fresh[user_id] = done[id(self.fresh[user_id])]  # the current state: no need to solve it again
+            self._unsolved.discard(user_id)
+        return [None if s is None else done.get(id(s), s) for s in states]
+
+    def flush(self, user_ids: Iterable[str] | None = None, solve: bool = True) -> None:
+        """Apply the pending events of ``user_ids`` (default: every user) through the speed layer's function,
+        then (with ``solve``) solve the fold-in vectors of the changed states in one batch."""
+        users = list(self._pending) if user_ids is None else list(user_ids)
+        for user_id in users:
             batch = self._pending.pop(user_id, None)
             if not batch:
                 continue
@@ -138,9 +158,14 @@ class OnlineState:
                 self.history(user_id),
                 settings=self.speed,
                 default_weights=self.event_weights,
+                solve_vector=False,
             )
             if new is not None:
-                self.fresh[user_id] = new
+                self.fresh[user_id] = replace(new, vector=None, basis=None)
+                self._unsolved.add(user_id)
+        if solve:
+            todo = list(self._unsolved) if user_ids is None else [u for u in users if u in self._unsolved]
+            self.solved([self.fresh[u] for u in todo])
 
     @property
     def position(self) -> int:
@@ -152,11 +177,12 @@ class OnlineState:
 
         The snapshot's ``log_positions`` decide which fresh events it has (see ``SnapshotModel.covers``).
         """
-        self.flush()
+        self.flush(solve=False)  # rebase() below solves every state against the new snapshot
         self.model = model
         self._history = {}
         self.prefetch(self.fresh)
         self.fresh = {u: rebase(state, model, self.history(u)) for u, state in self.fresh.items()}
+        self._unsolved.clear()
         self._load_trending_arrays()
 
     # ---- internals -----------------------------------------------------------------------------------------

@@ -43,7 +43,8 @@ from lambdarec.store import OnlineStore, open_store
 from replay.log import ReplayLog, load_log, sample_scored
 from replay.metrics import Scoreboard
 from replay.online import OnlineState
-from replay.variants import Variant, recommend
+from replay.scoring import BatchScorer, ScoredEvent
+from replay.variants import Variant
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,7 @@ def run_replay(settings: Settings, config: ReplayConfig, variants: list[Variant]
         raise ValueError("no variant to replay")
     t0 = time.perf_counter()
     log = load_log(config.interactions, settings.batch, split_at=config.split_at, until=config.until)
-    timings = {"load": time.perf_counter() - t0, "batch": 0.0, "replay": 0.0}
+    timings = {"load": time.perf_counter() - t0, "batch": 0.0, "replay": 0.0, "replay_cpu": 0.0}
     with tempfile.TemporaryDirectory(prefix="lambdarec-replay-") as tmp:
         work = _work_settings(settings, Path(tmp) / "store")
         with open_store(work) as store:
@@ -147,10 +148,16 @@ def _loop(
     online.prefetch(events["user_id"].unique().to_list())
     k_max = max(config.ks)
     board = Scoreboard([v.name for v in variants], k_max)
-    wants_trending = any(v.kind == "lambda" and v.trending for v in variants)
+
+    def record(event: ScoredEvent, lists: dict[str, list[str]]) -> None:
+        segment = "warm" if event.row is not None else "cold"
+        hours = (event.now_s - online.model.cutoff_s) / 3600.0
+        board.add(event.user_id, hours, event.target, lists, segment=segment)
+
+    scorer = BatchScorer(variants, k_max, record)  # fold-ins solved in batches; flushed before each flip
     period_ms = int(config.rebatch_every_s * 1000) if config.rebatch_every_s else None
     boundary = log.split_ms + period_ms if period_ms else None
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()  # CPU time too: on a shared machine wall time is not ours
     rows = events.iter_rows(named=True)
     # Per-event algebra is tiny (f x f solves, pool x f products): BLAS threads cost far more than they save.
     limiter = threadpool_limits(limits=1, user_api="blas")
@@ -159,7 +166,8 @@ def _loop(
             tqdm(rows, total=events.height, desc="replay", unit="ev", disable=not config.progress)
         ):
             while boundary is not None and row["ts"] > boundary:
-                t_batch = time.perf_counter()
+                scorer.flush(online)
+                t_batch, cpu_batch = time.perf_counter(), time.process_time()
                 limiter.restore_original_limits()
                 as_of = datetime.fromtimestamp(boundary / 1000, UTC)
                 model = _snapshot(work, store, config.interactions, as_of, False, timings)
@@ -170,32 +178,16 @@ def _loop(
                 snapshots.append(_describe(online.model))
                 boundary += period_ms  # type: ignore[operator]
                 t0 += time.perf_counter() - t_batch  # counted under "batch", not "replay"
+                cpu0 += time.process_time() - cpu_batch
             if scored[position]:
-                _score(row, online, variants, board, wants_trending, k_max)
+                scorer.add(online, row["user_id"], row["item_id"], row["ts"] / 1000.0, row["session_id"])
             online.apply([_event(row, online.event_weights)])
+        scorer.flush(online)
     finally:
         limiter.restore_original_limits()
     timings["replay"] += time.perf_counter() - t0
+    timings["replay_cpu"] += time.process_time() - cpu0
     return board
-
-
-def _score(
-    row: dict[str, Any], online: OnlineState, variants: list[Variant], board: Scoreboard, trending: bool, k: int
-) -> None:
-    """Ask every variant for the user's list given the state just before the event, and record the target's rank."""
-    user, now_s = row["user_id"], row["ts"] / 1000.0
-    model = online.model
-    history = online.history(user)
-    state = {
-        "row": history,
-        "fresh": online.state(user),
-        "session": online.session(user, now_s, row["session_id"]),
-        "trending": online.trending(now_s) if trending else None,
-    }
-    seen = online.touched(user)  # the same seen set for every variant: fair filtering
-    lists = {v.name: recommend(v, model, **state, now_s=now_s, k=k, user_id=user, exclude=seen) for v in variants}
-    segment = "warm" if history is not None else "cold"
-    board.add(user, (now_s - model.cutoff_s) / 3600.0, row["item_id"], lists, segment=segment)
 
 
 def _work_settings(settings: Settings, store_dir: Path) -> Settings:

@@ -33,6 +33,7 @@ import numpy as np
 from lambdarec.model.rows import UserState
 from lambdarec.model.snapshot import SnapshotModel
 from lambdarec.rank.merge import MergeWeights
+from lambdarec.rank.trending import TrendingScores
 from lambdarec.store import FreshUser, UserRow
 from serving_layer.recommend import RecommendQuery, rank
 
@@ -124,7 +125,7 @@ def recommend(
     row: UserRow | None,
     fresh: FreshUser | None,
     session: list[tuple[str, float]],
-    trending: np.ndarray | None,
+    trending: TrendingScores | np.ndarray | None,
     now_s: float,
     k: int,
     user_id: str | None = None,

@@ -31,6 +31,7 @@ from lambdarec.model.freshstate import uncovered
 from lambdarec.model.rows import FreshUser, UserRow
 from lambdarec.rank.components import nearest_seed, reason, score_components
 from lambdarec.rank.defects import count_nonfinite, finite_or_zero
+from lambdarec.rank.memo import candidate_arrays, finite_vector, item_indices, keep, last_answer, speed_top
 from lambdarec.rank.mmr import mmr_order
 from lambdarec.rank.trending import TrendingScores
 from lambdarec.settings import ServingSettings
@@ -91,11 +92,7 @@ def fresh_vector(model: SnapshotModel, fresh: FreshUser | None) -> np.ndarray | 
     one holding NaN or inf (a defect, counted)."""
     if fresh is None or fresh.vector is None or fresh.basis != model.version:
         return None
-    vector = np.asarray(fresh.vector, dtype=np.float32)
-    if not np.isfinite(vector).all():
-        count_nonfinite("merge")
-        return None
-    return vector
+    return finite_vector(fresh)
 
 
 def _finite_batch_row(row: UserRow | None) -> UserRow | None:
@@ -166,7 +163,8 @@ def fresh_evidence(inp: MergeInput, half_life_s: float) -> float:
     """
     if inp.fresh is None and not inp.session:
         return 0.0
-    times = [ts for _, ts, _ in inp.fresh.events if ts > inp.model.cutoff_s] if inp.fresh is not None else []
+    cutoff_s = inp.model.cutoff_s
+    times = [ts for _, ts, _ in inp.fresh.events if ts > cutoff_s] if inp.fresh is not None else []
     times += [ts for _, ts in inp.session]
     if not times or not inp.now_s:
         return 0.0
@@ -178,12 +176,18 @@ def fresh_evidence(inp: MergeInput, half_life_s: float) -> float:
 def _seen(inp: MergeInput, seeds: dict[int, float]) -> np.ndarray:
     """Items never to recommend: batch history, fresh events the snapshot lacks, the session, ``exclude``."""
     model = inp.model
-    seen = np.zeros(len(model.item_ids), dtype=bool)
-    if inp.batch_row is not None:
-        seen[inp.batch_row.history] = True
-    for item_id in [*_fresh_items(inp.fresh, model), *inp.exclude]:
-        if (i := model.item_index.get(item_id)) is not None:
-            seen[i] = True
+    key = (model, inp.batch_row, inp.exclude, inp.fresh)
+    found = last_answer("seen", key)
+    if found is None:
+        found = np.zeros(len(model.item_ids), dtype=bool)
+        if inp.batch_row is not None:
+            found[inp.batch_row.history] = True
+        if inp.exclude:
+            found[item_indices(model, inp.exclude, lambda: inp.exclude)] = True
+        if inp.fresh is not None:
+            found[item_indices(model, inp.fresh, lambda: _fresh_items(inp.fresh, model))] = True
+        keep("seen", key, found)
+    seen = found.copy()
     seen[list(seeds)] = True
     return seen
 
@@ -203,26 +207,26 @@ def _pool(
     codes: list[np.ndarray] = []
     scores: list[np.ndarray] = []
 
-    def add(found: np.ndarray, source: int, score: np.ndarray | None = None) -> None:
+    def add(found: np.ndarray, score: np.ndarray | None = None, *, source: int) -> None:
         found = np.asarray(found, dtype=np.int64).reshape(-1)
         parts.append(found)
         codes.append(np.full(found.size, source, dtype=np.int8))
-        scores.append(np.full(found.size, np.nan, np.float32) if score is None else score.astype(np.float32))
+        scores.append(np.full(found.size, np.nan, np.float32) if score is None else score)
 
     if inp.batch_row is not None:
-        add(inp.batch_row.candidates, 0, inp.batch_row.scores)
+        add(*candidate_arrays(inp.batch_row), source=0)
     if vector is not None:
-        add(_top(model.item_factors @ vector, sizes.speed_top_n, seen), 1)
+        add(speed_top(model, inp.fresh, vector, sizes.speed_top_n, seen), source=1)
     if seeds:
         near = model.neighbours[np.fromiter(seeds, dtype=np.int64), : sizes.neighbours_per_seed]
-        add(near[near >= 0], 2)
+        add(near[near >= 0], source=2)
     trending = inp.trending  # TrendingScores or None: merge() ordered any array on entry
     if trending is not None and trending.order.size:
         order = trending.order
-        add(order[~seen[order]][: sizes.trending_top_n], 3)
+        add(order[~seen[order]][: sizes.trending_top_n], source=3)
     items, sources, batch_scores = _unseen_first(parts, codes, scores, seen)
     if items.size < need:
-        add(model.popular_order[: need + int(seen.sum()) + items.size], 4)
+        add(model.popular_order[: need + int(seen.sum()) + items.size], source=4)
         items, sources, batch_scores = _unseen_first(parts, codes, scores, seen)
     return items, sources, batch_scores
 
@@ -256,19 +260,12 @@ def _seeds(inp: MergeInput, index: dict[str, int], half_life_s: float) -> dict[i
     if inp.fresh is not None:
         events += [(item, ts) for item, ts in inp.fresh.recent]
     seeds: dict[int, float] = {}
+    now_s = inp.now_s
     for item_id, ts in events:
         i = index.get(item_id)
         if i is None:
             continue
-        age = max(inp.now_s - ts, 0.0) if inp.now_s else 0.0
-        seeds[i] = max(seeds.get(i, 0.0), 0.5 ** (age / half_life_s))
+        weight = 0.5 ** ((now_s - ts if now_s > ts else 0.0) / half_life_s) if now_s else 1.0
+        if weight > seeds.get(i, -1.0):  # the largest weight, at the item's first place
+            seeds[i] = weight
     return seeds
-
-
-def _top(scores: np.ndarray, n: int, seen: np.ndarray) -> np.ndarray:
-    masked = np.where(seen, -np.inf, scores)
-    n = min(n, int((~seen).sum()))
-    if n <= 0:
-        return np.empty(0, dtype=np.int64)
-    top = np.argpartition(-masked, n - 1)[:n]
-    return top[np.lexsort((top, -masked[top]))]

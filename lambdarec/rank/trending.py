@@ -81,4 +81,4 @@ class TrendingScores:
         scores, _ = finite_or_zero(np.asarray(scores, dtype=np.float32), where)
         scores = np.maximum(scores, 0, dtype=np.float32)
         live = np.flatnonzero(scores > 0)
-        return cls(scores, live[np.lexsort((live, -scores[live]))])
+        return cls(scores, live[np.argsort(-scores[live], kind="stable")])  # live is ascending: ties by index

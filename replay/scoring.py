@@ -1,0 +1,89 @@
+"""Scoring replayed events in batches: what each scored event needs is read at its moment, the work is done later.
+
+A scored event asks every variant for the user's list given the state just before the event. Reading that state
+is cheap; solving the user's fold-in vector and ranking are not. So :class:`BatchScorer` takes a copy of the state
+at the event (the fresh state without its vector, the session, the trending scores ordered once, the seen set) and,
+every ``batch`` events or before the snapshot changes, solves the fold-ins of all of them in one batched solve
+(:meth:`replay.online.OnlineState.solved`, the speed layer's own ``solve_many``) and asks each variant through
+serving's request path (:func:`replay.variants.recommend`). The lists are those scoring each event at once gives:
+the state objects are immutable, and the vector of a state solved later is the vector it would have had then.
+
+Example
+-------
+>>> scorer = BatchScorer(variants, k=10, record=board_add)            # doctest: +SKIP
+>>> scorer.add(online, "u1", "i3", now_s=t, session_id=None)          # doctest: +SKIP
+>>> scorer.flush(online)  # before online.switch(...) and at the end   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from lambdarec.rank.trending import TrendingScores
+from lambdarec.store import FreshUser, UserRow
+from replay.online import OnlineState
+from replay.variants import Variant, recommend
+
+
+@dataclass(frozen=True)
+class ScoredEvent:
+    """A scored event and the state just before it, as serving would have read it then."""
+
+    user_id: str
+    target: str  # the event's item
+    now_s: float
+    row: UserRow | None
+    fresh: FreshUser | None  # maybe without its fold-in vector: solved in the batch
+    session: list[tuple[str, float]]
+    trending: TrendingScores | None
+    exclude: frozenset[str]
+
+
+Record = Callable[[ScoredEvent, dict[str, list[str]]], None]
+
+
+class BatchScorer:
+    """Collects scored events and ranks them ``batch`` at a time; ``record`` gets each event's lists in order."""
+
+    def __init__(self, variants: Sequence[Variant], k: int, record: Record, batch: int = 256) -> None:
+        self.variants = list(variants)
+        self.k = k
+        self.record = record
+        self.batch = batch
+        self.trending = any(v.kind == "lambda" and v.trending for v in self.variants)
+        self._events: list[ScoredEvent] = []
+
+    def add(self, online: OnlineState, user_id: str, target: str, now_s: float, session_id: str | None) -> None:
+        """Take the state of ``user_id`` just before an event at ``now_s``; rank when the batch is full."""
+        trending = TrendingScores.of(online.trending(now_s)) if self.trending else None  # ordered once, not per variant
+        self._events.append(
+            ScoredEvent(
+                user_id=user_id,
+                target=target,
+                now_s=now_s,
+                row=online.history(user_id),
+                fresh=online.state(user_id, solve=False),
+                session=online.session(user_id, now_s, session_id),
+                trending=trending,
+                exclude=online.touched(user_id),  # the same seen set for every variant: fair filtering
+            )
+        )
+        if len(self._events) >= self.batch:
+            self.flush(online)
+
+    def flush(self, online: OnlineState) -> None:
+        """Rank every collected event against ``online``'s current snapshot (call it before the snapshot changes)."""
+        events, self._events = self._events, []
+        if not events:
+            return
+        model = online.model
+        for event, fresh in zip(events, online.solved([e.fresh for e in events]), strict=True):
+            state = {"row": event.row, "fresh": fresh, "session": event.session, "trending": event.trending}
+            lists = {
+                v.name: recommend(
+                    v, model, **state, now_s=event.now_s, k=self.k, user_id=event.user_id, exclude=event.exclude
+                )
+                for v in self.variants
+            }
+            self.record(event, lists)

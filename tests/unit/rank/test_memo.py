@@ -1,0 +1,78 @@
+"""What the merge keeps from one call to the next (lambdarec.rank.memo) never changes a list: a request that shares
+objects with the previous one gets what a request with fresh copies of them gets."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from lambdarec.model.freshstate import solve
+from lambdarec.rank.memo import item_indices, speed_top
+from lambdarec.rank.merge import MergeInput, MergeWeights, merge
+from lambdarec.store import FreshUser, UserRow
+from tests.unit.replay.conftest import make_model
+
+NOW = 10_000.0
+
+
+def _inputs(model) -> list[MergeInput]:  # type: ignore[no-untyped-def]
+    """The variants of one event as the replay asks them: the same row, fresh state and ``exclude`` objects; the
+    session (which widens the seen set) only for some."""
+    row = UserRow("u", np.arange(10, 25, dtype=np.int32), np.linspace(1.0, 0.5, 15).astype(np.float32),
+                  np.array([0, 1, 12], np.int32), np.ones(3, np.float32))  # fmt: skip
+    recent = [("i25", NOW - 30.0), ("i27", NOW - 20.0)]
+    fresh = solve(FreshUser(user_id="u", events=[(i, t, 1.0) for i, t in recent], recent=recent), model, row)
+    exclude = frozenset({"i16", "i25", "i27", "i3"})
+    base = MergeInput(model, batch_row=row, fresh=fresh, exclude=exclude, now_s=NOW)
+    return [
+        replace(base, fresh=None),
+        base,
+        replace(base, session=[("i4", NOW), ("i5", NOW)]),  # seen grows by the session: the speed pool must follow
+        replace(base, session=[("i4", NOW)]),
+        base,
+    ]
+
+
+def _copied(inp: MergeInput) -> MergeInput:
+    """The same request made of new objects: nothing kept from an earlier call can match it."""
+    fresh = None if inp.fresh is None else FreshUser(**{f: getattr(inp.fresh, f) for f in inp.fresh.__struct_fields__})
+    return replace(inp, fresh=fresh, exclude=frozenset(set(inp.exclude)))
+
+
+def test_shared_objects_give_the_lists_of_new_ones() -> None:
+    model = make_model(cutoff_s=1000.0)
+    weights = MergeWeights(session=0.7, trending=0.0, speed_top_n=10)  # a small speed pool: the seen set matters
+    shared = [merge(inp, weights, k=30) for inp in _inputs(model)]
+    fresh = [merge(_copied(inp), weights, k=30) for inp in _inputs(model)]
+    assert [[(r.item_id, r.source) for r in ranked] for ranked in shared] == [
+        [(r.item_id, r.source) for r in ranked] for ranked in fresh
+    ]
+    for ranked in shared:
+        assert not {"i0", "i1", "i12", "i16", "i25", "i27", "i3"} & {r.item_id for r in ranked}
+    assert not {"i4", "i5"} & {r.item_id for r in shared[2]}
+    assert any(r.source == "speed" for r in shared[1])
+
+
+def test_speed_top_follows_the_seen_set_and_the_model() -> None:
+    model, other = make_model(), make_model(version="v2", seed=3)
+    fresh = FreshUser(user_id="u")
+    vector = np.ones(model.item_factors.shape[1], dtype=np.float32)
+    seen = np.zeros(len(model.item_ids), dtype=bool)
+    first = speed_top(model, fresh, vector, 5, seen)
+    seen[first[:2]] = True  # the same state asked again with its two best items now seen
+    again = speed_top(model, fresh, vector, 5, seen)
+    assert not set(first[:2].tolist()) & set(again.tolist()) and again.size == 5
+    assert speed_top(other, fresh, vector, 5, seen).tolist() != again.tolist()  # another model: recomputed
+
+
+def test_item_indices_follow_the_model() -> None:
+    model, other = make_model(), make_model(version="v2")
+    other.item_index  # noqa: B018  (the same ids: only the model object differs)
+    exclude = frozenset({"i3", "i7", "not-in-the-snapshot"})
+    assert sorted(item_indices(model, exclude, lambda: exclude).tolist()) == [3, 7]
+    calls: list[int] = []
+    assert sorted(item_indices(model, exclude, lambda: calls.append(1) or exclude).tolist()) == [3, 7]
+    assert calls == []  # the same model and set: looked up once
+    assert sorted(item_indices(other, exclude, lambda: calls.append(1) or exclude).tolist()) == [3, 7]
+    assert calls == [1]
