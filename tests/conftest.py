@@ -47,7 +47,9 @@ def _docker_answers() -> bool:
 def _from_deploy_local(service: str, var: str) -> tuple[str, int]:
     proc = subprocess.run([str(SERVICES), "up", service], capture_output=True, text=True, timeout=600)
     if proc.returncode != 0:
-        service_unavailable(f"deploy/local/services up {service} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+        service_unavailable(
+            f"deploy/local/services up {service} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}"
+        )
     for raw in proc.stdout.splitlines():
         line = raw.removeprefix("export ").strip()
         if line.startswith(var + "="):
@@ -136,7 +138,9 @@ def s3_endpoint(request: pytest.FixtureRequest) -> tuple[str, int]:
     else:
         proc = subprocess.run([str(SERVICES), "up", "seaweedfs"], capture_output=True, text=True, timeout=3600)
         if proc.returncode != 0:
-            service_unavailable(f"deploy/local/services up seaweedfs failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+            service_unavailable(
+                f"deploy/local/services up seaweedfs failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}"
+            )
         line = next((x for x in proc.stdout.splitlines() if x.startswith(f"export {var}=")), None)
         if line is None:
             service_unavailable(f"deploy/local/services up seaweedfs printed no {var} line:\n{proc.stdout}")

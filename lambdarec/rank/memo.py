@@ -11,12 +11,15 @@ held: after a flip the old snapshot stays referenced only until the next request
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from lambdarec.model.snapshot import SnapshotModel
+from lambdarec.model.rows import FreshUser, UserRow
 from lambdarec.rank.defects import count_nonfinite
-from lambdarec.store.base import FreshUser, UserRow
+
+if TYPE_CHECKING:  # the model's loader reads the store; the math only reads a loaded model
+    from lambdarec.model.snapshot import SnapshotModel
 
 # The last answer of each step below that depends only on the model, a request object and (for "speed") the seen
 # set; swapped in whole, so threads never see half of one. A replay ranks the variants of one event with the same
