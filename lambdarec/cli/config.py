@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Annotated, Any
 
-import tomli_w
+import tomlkit
 import typer
 from pydantic import BaseModel, SecretStr
 
@@ -47,7 +47,7 @@ def settings_toml(settings: Settings) -> str:
     for section, values in data.items():
         notes: list[str] = []
         kept = _kept(getattr(settings, section), values, (section,), notes)
-        head, _, body = tomli_w.dumps({section: kept}).partition("\n")
+        head, _, body = tomlkit.dumps({section: kept}).partition("\n")
         parts.append("\n".join([head, *notes, body]).rstrip("\n") + "\n")
     return "\n".join(parts)
 

@@ -471,4 +471,4 @@ def test_the_base_install_has_what_the_client_side_and_config_show_import() -> N
     """Issue 18 item 11: client code needs httpx, which `make setup` (the base install, no extras) lacked."""
     base = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     names = {re.split(r"[<>=!~\[ ]", requirement, maxsplit=1)[0].lower() for requirement in base}
-    assert {"httpx", "tomli-w"} <= names
+    assert {"httpx", "tomlkit"} <= names
