@@ -37,7 +37,8 @@ test: setup-dev setup-browser setup-promtool  ## Provide real Cassandra and Kafk
 	@# The lake's S3 server (SeaweedFS) is built once from source (~17 CPU-minutes, then cached) in the background
 	@# while the first tests run; the S3 fixture waits for that build (a lock) and starts it.
 	@if [ -z "$$LAMBDAREC_TEST_S3" ]; then (deploy/local/services fetch seaweedfs >/dev/null 2>&1 &); fi
-	@# Two interpreters: the unit tests apart from the threads, drivers and Ray workers the integration tests leave.
+	@# The unit tests first, in their own interpreter (about 2 min, and a failure there stops the run early), then the
+	@# suites that need the services.
 	@if [ -z "$$LAMBDAREC_TEST_CASSANDRA" ] || [ -z "$$LAMBDAREC_TEST_KAFKA" ]; then \
 	  lines="$$(deploy/local/services up)" || { echo "make test: could not start Cassandra and Kafka (see above)" >&2; exit 1; }; \
 	  eval "$$lines"; fi; \
