@@ -111,7 +111,7 @@ def test_speed_run_waits_for_a_store_that_is_not_there_and_says_so(tmp_path: Pat
 
     port, dead = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("LAMBDAREC_")}
-    env |= {"LAMBDAREC_SPEED__RETRY_MAX_S": "0.5", "LAMBDAREC_STORE__CONNECT_TIMEOUT_S": "1"}
+    env |= {"LAMBDAREC_SPEED__RETRY_MAX_S": "0.5", "LAMBDAREC_STORE__CASSANDRA__CONNECT_TIMEOUT_S": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "lambdarec", "speed", "run", "--metrics-port", str(port),
          "--store", f"cassandra://127.0.0.1:{dead}/nowhere", "--log", f"sqlite:///{tmp_path}/events"],
