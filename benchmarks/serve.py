@@ -90,7 +90,7 @@ def _build(root: Path, scale: Scale) -> tuple[Path, list[str], list[str]]:
     log.write_parquet(root / "log.parquet")
     cfg = root / "serve.toml"
     cfg.write_text(
-        f'[store]\nurl = "sqlite:///{root}/store"\n[log]\nurl = "sqlite:///{root}/events"\n[batch]\niterations = 5\n'
+        f'[store]\nurl = "sqlite:///{root}/store"\n[log]\nurl = "sqlite:///{root}/events"\n[batch.train]\niterations = 5\n'
     )
     settings = Settings.load(cfg)
     as_of = datetime(2024, 2, 1, tzinfo=UTC)
