@@ -75,9 +75,12 @@ def hello_app():  # type: ignore[no-untyped-def]
 def _uvicorn_hello(port: int, workers: int) -> None:
     import uvicorn
 
-    # the keyword arguments `lambdarec serve` passes (serving_layer/cli.py), so both servers run alike
+    from serving_layer.h11_protocol import HeadLimitProtocol
+
+    # the keyword arguments `lambdarec serve` passes (serving_layer/cli.py), so both servers run alike: the same
+    # h11 protocol (not httptools, should it be installed) and the same event loop (loop="auto": uvloop if present)
     uvicorn.run("benchmarks.serve:hello_app", factory=True, host="127.0.0.1", port=port, workers=workers,
-                access_log=False, log_config=None, timeout_graceful_shutdown=10)  # fmt: skip
+                access_log=False, log_config=None, timeout_graceful_shutdown=10, http=HeadLimitProtocol)  # fmt: skip
 
 
 # ---- data and servers ------------------------------------------------------------------------------------------
