@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: setup setup-dev setup-browser setup-promtool demo test test-unit fuzz chaos lint format docs services-up services-down bench clean
+.PHONY: setup setup-dev setup-browser setup-promtool demo test test-unit fuzz chaos lint format docs services-up services-down bench bench-tools clean
 
 setup: $(STAMP)  ## Create .venv and install lambdarec without the heavy extras (no torch).
 
@@ -75,8 +75,13 @@ services-up:  ## Start real Cassandra and Kafka on the JDK (prints LAMBDAREC_TES
 services-down:
 	@deploy/local/services down
 
-bench: setup-dev  ## make bench NAME=topk SCALE=small
+bench: setup-dev $(if $(filter serve,$(NAME)),bench-tools)  ## make bench NAME=topk SCALE=small
 	$(BIN)/python -m benchmarks $(NAME) --scale $(or $(SCALE),small)
+
+bench-tools:  ## wrk for the serve benchmark, from the distribution where this user may install it
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		apt-get install -y -qq wrk >/dev/null 2>&1 && echo "installed wrk"; } || \
+		echo "wrk not installed: the serve benchmark uses its Python load generator (and says so)"
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

@@ -22,6 +22,7 @@ from lambdarec.eventlog import EventLog
 from lambdarec.settings import Settings
 from lambdarec.store import OnlineStore
 from serving_layer import errors
+from serving_layer.fast_path import FastPath
 from serving_layer.middleware import BodyLimit, JsonBodiesOnly, RequestMetrics, UrlLimit
 from serving_layer.routes import events, health, items, recommendations, snapshots, users
 from serving_layer.service import Service
@@ -74,6 +75,7 @@ def create_app(
     errors.install(app, {"k": (1, s.max_k, "serving.max_k"), "offset": (0, s.max_offset, "serving.max_offset")})
     for module in (recommendations, items, events, snapshots, users, health):
         app.include_router(module.router(s))
+    app.add_middleware(FastPath, service=service, settings=s)  # innermost: the hot GET before FastAPI parses it
     app.add_middleware(JsonBodiesOnly)
     app.add_middleware(BodyLimit, max_bytes=s.max_body_bytes)
     app.add_middleware(UrlLimit, max_bytes=s.max_url_bytes)

@@ -105,6 +105,21 @@ def id_path(s: ServingSettings, what: str) -> Any:
     ]
 
 
+def parse_item_list(raw: str | None, s: ServingSettings) -> tuple[str, ...] | None:
+    """``a,b,c`` as a tuple of distinct, stripped, non-empty ids (None when absent); ValueError past the bounds."""
+    if raw is None:
+        return None
+    items = tuple(dict.fromkeys(p.strip() for p in raw.split(",") if p.strip()))
+    too_long = next((i for i in items if len(i) > s.max_id_chars), None)
+    if too_long is not None:
+        raise ValueError(
+            f"an item id of {len(too_long)} characters is longer than serving.max_id_chars ({s.max_id_chars})"
+        )
+    if len(items) > s.max_request_items:
+        raise ValueError(f"{len(items)} items is more than serving.max_request_items ({s.max_request_items})")
+    return items
+
+
 def item_list_query(s: ServingSettings, name: str, what: str) -> Any:
     """A comma-separated item list (``a,b,c``), parsed by its validator into a tuple (None when absent).
 
@@ -112,17 +127,7 @@ def item_list_query(s: ServingSettings, name: str, what: str) -> Any:
     """
 
     def parse(raw: str | None) -> tuple[str, ...] | None:
-        if raw is None:
-            return None
-        items = tuple(dict.fromkeys(p.strip() for p in raw.split(",") if p.strip()))
-        too_long = next((i for i in items if len(i) > s.max_id_chars), None)
-        if too_long is not None:
-            raise ValueError(
-                f"an item id of {len(too_long)} characters is longer than serving.max_id_chars ({s.max_id_chars})"
-            )
-        if len(items) > s.max_request_items:
-            raise ValueError(f"{len(items)} items is more than serving.max_request_items ({s.max_request_items})")
-        return items
+        return parse_item_list(raw, s)
 
     doc = f"{what} Comma-separated item ids, at most {s.max_request_items} (serving.max_request_items)."
     return Annotated[str | None, Query(alias=name, description=doc, examples=["i3,i9"]), AfterValidator(parse)]

@@ -16,13 +16,13 @@ Example
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from lambdarec.model.freshstate import erased_for, rebase
-from lambdarec.model.rows import NO_STATE, UserState
+from lambdarec.model.rows import NO_STATE, UserRow, UserState
 from lambdarec.model.snapshot import SnapshotModel
 from lambdarec.rank.merge import MergeInput, MergeWeights, Ranked, fresh_vector, merge
 from lambdarec.rank.trending import TrendingScores
@@ -48,23 +48,34 @@ class RecommendQuery:
     explain: bool = False
 
 
-def read_states(store: OnlineStore, version: str, user_ids: Iterable[str], n_items: int) -> dict[str, UserState]:
+def read_states(
+    store: OnlineStore,
+    version: str,
+    user_ids: Iterable[str],
+    n_items: int,
+    known_rows: Mapping[str, UserRow] | None = None,
+) -> dict[str, UserState]:
     """Every user's batch row in ``version`` and fresh state, in two store reads; unknown users get ``NO_STATE``.
 
     A batch row that fails its checksum, or names items outside the snapshot's ``n_items``, or a fresh state that
     does not decode, is left out and the user's state says why (``corrupt``): it costs that user that part of
-    their list, never the others theirs.
+    their list, never the others theirs. ``known_rows``: batch rows of ``version`` already read and checked (a
+    snapshot's rows never change), not read again; the fresh state is always read.
     """
     ids = list(dict.fromkeys(user_ids))
     if not ids:
         return {}
     corrupt: dict[str, str] = {}
+    known = known_rows or {}
+    unread = [u for u in ids if u not in known]
     try:
-        if len(ids) == 1:
-            row = store.read_user(version, ids[0])
-            rows = {ids[0]: row} if row is not None else {}
+        if not unread:
+            rows = {}
+        elif len(unread) == 1:
+            row = store.read_user(version, unread[0])
+            rows = {unread[0]: row} if row is not None else {}
         else:
-            rows = store.read_users(version, ids)
+            rows = store.read_users(version, unread)
     except CorruptRowError as exc:
         rows = dict(exc.rows)
         corrupt = {str(key): str(exc) for key in exc.keys}
@@ -74,6 +85,7 @@ def read_states(store: OnlineStore, version: str, user_ids: Iterable[str], n_ite
         except CorruptRowError as exc:
             del rows[user_id]
             corrupt[user_id] = str(exc)
+    rows.update((u, known[u]) for u in ids if u in known)
     try:
         fresh = store.read_fresh_users(ids)
     except CorruptRowError as exc:  # the fresh state is left out; the batch row still serves
@@ -121,6 +133,13 @@ def recommend(
         The body, and whether it was a fallback list (no batch row and no usable fresh vector).
     """
     ranked, fallback = rank(model, query, state, weights=weights, trending=trending, now_s=now_s)
+    return shape(model, query, state, ranked, now_s, degraded), fallback
+
+
+def shape(
+    model: SnapshotModel, query: RecommendQuery, state: UserState, ranked: list[Ranked], now_s: float, degraded: bool
+) -> Recommendations:
+    """The response body of :func:`recommend` for the items :func:`rank` gave."""
     # model_construct: the merge already produced exactly these types, so validating them again per item is waste
     items = [
         RecommendedItem.model_construct(
@@ -132,7 +151,7 @@ def recommend(
         )
         for r in ranked
     ]
-    body = Recommendations.model_construct(
+    return Recommendations.model_construct(
         user_id=query.user_id,
         snapshot=model.version,
         fresh_state_age_s=max(now_s - state.fresh.updated_at, 0.0) if state.fresh is not None else None,
@@ -142,7 +161,6 @@ def recommend(
         offset=query.offset,
         items=items,
     )
-    return body, fallback
 
 
 def rank(

@@ -14,6 +14,7 @@ from serving_layer.errors import problem_responses
 from serving_layer.recommend import CORRUPT_ROW, DEGRADED_HEADER, STORE_UNAVAILABLE, RecommendQuery, recommend
 from serving_layer.schemas import Recommendations, RecommendationsBatch, batch_request_model
 from serving_layer.service import Service
+from serving_layer.user_list import user_list
 
 INLINE_LISTS = 4  # more lists than this are ranked in a worker thread, so one big batch never stalls the loop
 
@@ -55,24 +56,12 @@ def router(s: ServingSettings) -> APIRouter:
         header say why.
         """
         # The hot path: no Depends (FastAPI solves each dependency anew per request, ~40 us apiece) and the body
-        # serialised once by pydantic (FastAPI would validate the returned model again first).
+        # encoded by msgspec; serving_layer.fast_path answers the usual requests before FastAPI parses them.
         service: Service = request.app.state.service
-        model = service.served_model()
-        states, degraded = await service.user_states(model, [user_id])
         query = RecommendQuery(user_id, k, offset, session_items or (), frozenset(exclude or ()), explain)
-        body, fallback = recommend(
-            model,
-            query,
-            states[user_id],
-            weights=service.weights,
-            trending=service.trending.scores_for(model),
-            now_s=time.time(),
-            degraded=degraded,
-        )
-        service.metrics.observe_list([item.source for item in body.items], fallback)
-        service.metrics.observe_freshness(user_id, states[user_id].fresh, model.cutoff_s, time.time())
-        headers = {DEGRADED_HEADER: body.degraded_reason} if body.degraded_reason else None
-        return Response(body.model_dump_json(), media_type="application/json", headers=headers)
+        body, degraded_reason = await user_list(service, query)
+        headers = {DEGRADED_HEADER: degraded_reason} if degraded_reason else None
+        return Response(body, media_type="application/json", headers=headers)
 
     @r.post(
         "/recommendations",

@@ -1,0 +1,78 @@
+"""The body of ``GET /v1/users/{user_id}/recommendations``: read the user's state, rank, encode the JSON with
+msgspec (no pydantic model per item on the hot path), count the list in the metrics.
+
+The bytes are those ``Recommendations.model_dump_json()`` gives (same fields, order and number formatting): a
+list holding a number msgspec would spell differently (an exponent of 16 or more: pydantic writes ``1e+16``,
+msgspec ``1e16``) is encoded by pydantic instead.
+
+Example
+-------
+>>> body, degraded_reason = await user_list(service, RecommendQuery("u1", k=10))     # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import msgspec
+
+from lambdarec.model.rows import UserState
+from lambdarec.model.snapshot import SnapshotModel
+from lambdarec.rank.merge import Ranked
+from serving_layer.recommend import CORRUPT_ROW, STORE_UNAVAILABLE, RecommendQuery, rank, shape
+from serving_layer.service import Service
+
+_encode = msgspec.json.Encoder().encode
+SAME_SPELLING = 1e16  # below this magnitude msgspec and pydantic write every float alike
+
+
+def encode_body(
+    model: SnapshotModel, query: RecommendQuery, state: UserState, ranked: list[Ranked], now_s: float, degraded: bool
+) -> bytes:
+    """``shape(...).model_dump_json()`` as bytes, without building the pydantic models when the numbers allow."""
+    age = max(now_s - state.fresh.updated_at, 0.0) if state.fresh is not None else None
+    items = [
+        {
+            "item_id": r.item_id,
+            "score": r.score if math.isfinite(r.score) else 0.0,
+            "source": r.source,
+            "reason": r.reason,
+            "components": r.components or None,
+        }
+        for r in ranked
+    ]
+    numbers = [abs(i["score"]) for i in items] + [abs(v) for r in ranked for v in r.components.values()]
+    if (age is not None and age >= SAME_SPELLING) or any(x >= SAME_SPELLING for x in numbers if math.isfinite(x)):
+        return shape(model, query, state, ranked, now_s, degraded).model_dump_json().encode()
+    return _encode(
+        {
+            "user_id": query.user_id,
+            "snapshot": model.version,
+            "fresh_state_age_s": age,
+            "degraded": degraded or state.corrupt is not None,
+            "degraded_reason": STORE_UNAVAILABLE if degraded else CORRUPT_ROW if state.corrupt is not None else None,
+            "k": query.k,
+            "offset": query.offset,
+            "items": items,
+        }
+    )
+
+
+async def user_list(service: Service, query: RecommendQuery) -> tuple[bytes, str | None]:
+    """The JSON body of one user's list and its degraded reason (the ``X-Lambdarec-Degraded`` header), or None.
+
+    Raises the 503 ``HTTPException`` of :meth:`Service.served_model` while no snapshot is loaded.
+    """
+    model = service.served_model()
+    user_id = query.user_id or ""
+    states, degraded = await service.user_states(model, [user_id])
+    state = states[user_id]
+    now = time.time()
+    trending = service.trending.scores_for(model)
+    ranked, fallback = rank(model, query, state, weights=service.weights, trending=trending, now_s=now)
+    body = encode_body(model, query, state, ranked, now, degraded)
+    service.metrics.observe_list([r.source for r in ranked], fallback)
+    service.metrics.observe_freshness(user_id, state.fresh, model.cutoff_s, time.time())
+    reason = STORE_UNAVAILABLE if degraded else CORRUPT_ROW if state.corrupt is not None else None
+    return body, reason
