@@ -68,16 +68,30 @@ def item_indices(
     return found
 
 
+def fresh_scores(model: SnapshotModel, fresh: FreshUser | None, vector: np.ndarray) -> np.ndarray:
+    """The fresh vector's score of every item in ``model`` (a function of ``model`` and ``fresh``)."""
+    last = _last.get("scores")
+    if last is not None and last[0] is model and last[1] is fresh:
+        return last[2]
+    scores = model.item_factors @ vector
+    _last["scores"] = (model, fresh, scores)
+    return scores
+
+
 def speed_top(
     model: SnapshotModel, fresh: FreshUser | None, vector: np.ndarray, n: int, seen: np.ndarray
 ) -> np.ndarray:
-    """The ``n`` best unseen items for the fresh vector (a function of ``model`` and ``fresh``), best first."""
+    """The ``n`` best unseen items for the fresh vector (a function of ``model``, ``fresh`` and ``seen``), best
+    first, ties by index. Every item's order is kept for the state, so a variant whose seen set differs (a
+    session widens it) only filters it."""
     last = _last.get("speed")
-    if last is not None and last[0] is model and last[1] is fresh and last[2] == n and np.array_equal(last[3], seen):
-        return last[4]
-    top = top_unseen(model.item_factors @ vector, n, seen)
-    _last["speed"] = (model, fresh, n, seen.copy(), top)
-    return top
+    if last is not None and last[0] is model and last[1] is fresh:
+        order = last[2]
+    else:
+        scores = fresh_scores(model, fresh, vector)
+        order = np.argsort(-scores, kind="stable")  # ties by index; NaN (never from a finite vector) last
+        _last["speed"] = (model, fresh, order)
+    return order[~seen[order]][:n]
 
 
 def candidate_arrays(row: UserRow) -> tuple[np.ndarray, np.ndarray]:
@@ -89,13 +103,3 @@ def candidate_arrays(row: UserRow) -> tuple[np.ndarray, np.ndarray]:
     scores = np.asarray(row.scores, dtype=np.float32).reshape(-1)
     _last["row"] = (row, candidates, scores)
     return candidates, scores
-
-
-def top_unseen(scores: np.ndarray, n: int, seen: np.ndarray) -> np.ndarray:
-    """The ``n`` highest-scoring unseen items, best first (ties by index)."""
-    masked = np.where(seen, -np.inf, scores)
-    n = min(n, int((~seen).sum()))
-    if n <= 0:
-        return np.empty(0, dtype=np.int64)
-    top = np.argpartition(-masked, n - 1)[:n]
-    return top[np.lexsort((top, -masked[top]))]

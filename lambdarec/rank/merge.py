@@ -40,6 +40,7 @@ if TYPE_CHECKING:  # the model's loader reads the store; the math only reads a l
     from lambdarec.model.snapshot import SnapshotModel
 
 SOURCES = ("batch", "speed", "session", "trending", "popular")
+_NONE = len(SOURCES)  # in the pool's source table: no source brought the item
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,7 @@ def merge(inp: MergeInput, weights: MergeWeights, k: int, offset: int = 0, expla
         batch_scores=batch_scores,
         seeds=seeds if explain or weights.session != 0 else {},
         trending=explain or weights.trending != 0,
+        fresh=inp.fresh,
     )
     session_weight = (
         weights.session * (1.0 + weights.fresh_boost * fresh_evidence(inp, weights.session_half_life_s))
@@ -139,9 +141,11 @@ def merge(inp: MergeInput, weights: MergeWeights, k: int, offset: int = 0, expla
     total, _ = finite_or_zero(total, "merge")  # the last guard: no NaN or inf ever reaches a response
     # by score, then popularity, then item index: equal scores (a pool of popular fallbacks all normalise to 1)
     # keep popularity order, so offset pages never overlap
-    order = np.lexsort((items, -model.popularity_all[items], -total))
     if weights.mmr_lambda > 0:
+        order = np.lexsort((items, -model.popularity_all[items], -total))
         order = mmr_order(order, total, model.item_factors[items], weights.mmr_lambda, offset + k)
+    else:
+        order = _best_first(items, total, model.popularity_all, offset + k)
     picked = order[offset : offset + k]
     nearest = nearest_seed(model, items[picked], seeds) if explain else None
     out = []
@@ -152,6 +156,16 @@ def merge(inp: MergeInput, weights: MergeWeights, k: int, offset: int = 0, expla
         comps = {name: float(v[j]) for name, v in parts.items()} if explain else {}
         out.append(Ranked(str(ids[rank]), float(scores[rank]), source, why, comps))
     return out
+
+
+def _best_first(items: np.ndarray, total: np.ndarray, popularity: np.ndarray, n: int) -> np.ndarray:
+    """Positions of the ``n`` best pooled items in order (score, then popularity, then item index): only the items
+    scoring at least the ``n``-th best score are sorted, which gives the head of the full order exactly."""
+    if total.size > n:
+        head = np.flatnonzero(total >= np.partition(total, total.size - n)[total.size - n])
+    else:
+        head = np.arange(total.size)
+    return head[np.lexsort((items[head], -popularity[items[head]], -total[head]))]
 
 
 def fresh_evidence(inp: MergeInput, half_life_s: float) -> float:
@@ -200,51 +214,42 @@ def _pool(
     seen: np.ndarray,
     need: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Unseen candidate items, the index in SOURCES of the first source that brought each, and batch scores
-    (NaN for items the batch did not propose). Vectorised: this runs on every request."""
+    """Unseen candidate items (ascending), the index in SOURCES of the first source that brought each, and batch
+    scores (NaN for items the batch did not propose). Vectorised: this runs on every request.
+
+    A table over the catalogue holds each item's first source: the sources are written last to first, so the
+    first one to bring an item is the one left in it.
+    """
     model = inp.model
-    parts: list[np.ndarray] = []
-    codes: list[np.ndarray] = []
-    scores: list[np.ndarray] = []
-
-    def add(found: np.ndarray, score: np.ndarray | None = None, *, source: int) -> None:
-        found = np.asarray(found, dtype=np.int64).reshape(-1)
-        parts.append(found)
-        codes.append(np.full(found.size, source, dtype=np.int8))
-        scores.append(np.full(found.size, np.nan, np.float32) if score is None else score)
-
+    found: list[tuple[int, np.ndarray]] = []
     if inp.batch_row is not None:
-        add(*candidate_arrays(inp.batch_row), source=0)
+        candidates, candidate_scores = candidate_arrays(inp.batch_row)
+        found.append((0, candidates))
     if vector is not None:
-        add(speed_top(model, inp.fresh, vector, sizes.speed_top_n, seen), source=1)
+        found.append((1, speed_top(model, inp.fresh, vector, sizes.speed_top_n, seen)))
     if seeds:
         near = model.neighbours[np.fromiter(seeds, dtype=np.int64), : sizes.neighbours_per_seed]
-        add(near[near >= 0], source=2)
+        found.append((2, near[near >= 0]))
     trending = inp.trending  # TrendingScores or None: merge() ordered any array on entry
     if trending is not None and trending.order.size:
         order = trending.order
-        add(order[~seen[order]][: sizes.trending_top_n], source=3)
-    items, sources, batch_scores = _unseen_first(parts, codes, scores, seen)
-    if items.size < need:
-        add(model.popular_order[: need + int(seen.sum()) + items.size], source=4)
-        items, sources, batch_scores = _unseen_first(parts, codes, scores, seen)
-    return items, sources, batch_scores
-
-
-def _unseen_first(
-    parts: list[np.ndarray], codes: list[np.ndarray], scores: list[np.ndarray], seen: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Each item once, with the source and score of its first occurrence; seen items dropped."""
-    if not parts:
-        return np.empty(0, np.int64), np.empty(0, np.int8), np.empty(0, np.float32)
-    all_items = np.concatenate(parts)
-    # np.unique(return_index=True) without its sort: item indices are < n_items, so a table of each item's
-    # first position does it (this runs on every request)
-    where = np.full(seen.size, all_items.size, dtype=np.int64)
-    np.minimum.at(where, all_items, np.arange(all_items.size))
-    items = np.flatnonzero((where < all_items.size) & ~seen)
-    first = where[items]
-    return items, np.concatenate(codes)[first], np.concatenate(scores)[first]
+        found.append((3, order[~seen[order]][: sizes.trending_top_n]))
+    source = np.full(seen.size, _NONE, dtype=np.int8)
+    for code, part in reversed(found):
+        source[part] = code
+    source[seen] = _NONE
+    items = np.flatnonzero(source != _NONE)
+    if items.size < need:  # popular items fill the rest, after every other source
+        popular = model.popular_order[: need + int(seen.sum()) + items.size]
+        fill = popular[(source[popular] == _NONE) & ~seen[popular]]
+        source[fill] = 4
+        items = np.flatnonzero(source != _NONE)
+    batch_scores = np.full(items.size, np.nan, dtype=np.float32)
+    if inp.batch_row is not None and candidates.size:
+        by_item = np.full(seen.size, np.nan, dtype=np.float32)
+        by_item[candidates[::-1]] = candidate_scores[::-1]  # a repeated candidate keeps its first score
+        batch_scores = by_item[items]
+    return items, source[items], batch_scores
 
 
 def _fresh_items(fresh: FreshUser | None, model: SnapshotModel) -> list[str]:
