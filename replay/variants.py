@@ -155,16 +155,12 @@ def recommend(
 def _popular(
     model: SnapshotModel, row: UserRow | None, fresh: FreshUser | None, k: int, exclude: frozenset[str]
 ) -> list[str]:
-    seen: set[int] = set(row.history.tolist()) if row is not None else set()
+    seen = np.zeros(len(model.item_ids), dtype=bool)
+    if row is not None:
+        seen[row.history] = True
     touched = list(exclude)
     if fresh is not None:
         touched += [e[0] for e in fresh.events] + [r[0] for r in fresh.recent]
-    seen.update(map(model.item_index.get, touched))
-    seen.discard(None)  # type: ignore[arg-type]
-    picked = []
-    for i in model.popular_order[: k + len(seen)].tolist():
-        if i not in seen:
-            picked.append(str(model.item_ids[i]))
-            if len(picked) == k:
-                break
-    return picked
+    seen[[i for i in map(model.item_index.get, touched) if i is not None]] = True
+    order = model.popular_order[: k + int(seen.sum())]
+    return [str(item) for item in model.item_ids[order[~seen[order]][:k]].tolist()]

@@ -62,10 +62,22 @@ def item_indices(
     last = _last.get(kind)
     if last is not None and last[0] is model and last[1] is key:
         return last[2]
-    index = model.item_index
-    found = np.fromiter((i for item in items() if (i := index.get(item)) is not None), dtype=np.int64)
+    found = np.array([i for i in map(model.item_index.get, items()) if i is not None], dtype=np.int64)
     _last[kind] = (model, key, found)
     return found
+
+
+def recent_seeds(
+    model: SnapshotModel, fresh: FreshUser, now_s: float, half_life_s: float, weigh: Callable[[], dict[int, float]]
+) -> dict[int, float]:
+    """``weigh()``: the fresh state's recent items and their recency weights at ``now_s`` (a function of ``model``,
+    ``fresh``, ``now_s`` and ``half_life_s``), which the caller never changes."""
+    last = _last.get("seeds")
+    if last is not None and last[0] is model and last[1] is fresh and last[2] == (now_s, half_life_s):
+        return last[3]
+    seeds = weigh()
+    _last["seeds"] = (model, fresh, (now_s, half_life_s), seeds)
+    return seeds
 
 
 def fresh_scores(model: SnapshotModel, fresh: FreshUser | None, vector: np.ndarray) -> np.ndarray:
@@ -82,16 +94,13 @@ def speed_top(
     model: SnapshotModel, fresh: FreshUser | None, vector: np.ndarray, n: int, seen: np.ndarray
 ) -> np.ndarray:
     """The ``n`` best unseen items for the fresh vector (a function of ``model``, ``fresh`` and ``seen``), best
-    first, ties by index. Every item's order is kept for the state, so a variant whose seen set differs (a
-    session widens it) only filters it."""
+    first, ties by index; the item scores are :func:`fresh_scores`, kept for the state."""
     last = _last.get("speed")
-    if last is not None and last[0] is model and last[1] is fresh:
-        order = last[2]
-    else:
-        scores = fresh_scores(model, fresh, vector)
-        order = np.argsort(-scores, kind="stable")  # ties by index; NaN (never from a finite vector) last
-        _last["speed"] = (model, fresh, order)
-    return order[~seen[order]][:n]
+    if last is not None and last[0] is model and last[1] is fresh and last[2] == n and np.array_equal(last[3], seen):
+        return last[4]
+    top = top_unseen(fresh_scores(model, fresh, vector), n, seen)
+    _last["speed"] = (model, fresh, n, seen.copy(), top)
+    return top
 
 
 def candidate_arrays(row: UserRow) -> tuple[np.ndarray, np.ndarray]:
@@ -103,3 +112,13 @@ def candidate_arrays(row: UserRow) -> tuple[np.ndarray, np.ndarray]:
     scores = np.asarray(row.scores, dtype=np.float32).reshape(-1)
     _last["row"] = (row, candidates, scores)
     return candidates, scores
+
+
+def top_unseen(scores: np.ndarray, n: int, seen: np.ndarray) -> np.ndarray:
+    """The ``n`` highest-scoring unseen items, best first (ties by index)."""
+    masked = np.where(seen, -np.inf, scores)
+    n = min(n, int((~seen).sum()))
+    if n <= 0:
+        return np.empty(0, dtype=np.int64)
+    top = np.argpartition(-masked, n - 1)[:n]
+    return top[np.lexsort((top, -masked[top]))]

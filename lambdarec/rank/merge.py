@@ -31,7 +31,15 @@ from lambdarec.model.freshstate import uncovered
 from lambdarec.model.rows import FreshUser, UserRow
 from lambdarec.rank.components import nearest_seed, reason, score_components
 from lambdarec.rank.defects import count_nonfinite, finite_or_zero
-from lambdarec.rank.memo import candidate_arrays, finite_vector, item_indices, keep, last_answer, speed_top
+from lambdarec.rank.memo import (
+    candidate_arrays,
+    finite_vector,
+    item_indices,
+    keep,
+    last_answer,
+    recent_seeds,
+    speed_top,
+)
 from lambdarec.rank.mmr import mmr_order
 from lambdarec.rank.trending import TrendingScores
 from lambdarec.settings import ServingSettings
@@ -177,12 +185,16 @@ def fresh_evidence(inp: MergeInput, half_life_s: float) -> float:
     """
     if inp.fresh is None and not inp.session:
         return 0.0
-    cutoff_s = inp.model.cutoff_s
-    times = [ts for _, ts, _ in inp.fresh.events if ts > cutoff_s] if inp.fresh is not None else []
-    times += [ts for _, ts in inp.session]
-    if not times or not inp.now_s:
+    if not inp.now_s:
         return 0.0
-    age = np.maximum(inp.now_s - np.asarray(times, dtype=np.float64), 0.0)
+    events = inp.fresh.events if inp.fresh is not None else []
+    fresh_times = np.fromiter((event[1] for event in events), dtype=np.float64, count=len(events))
+    times = np.concatenate(
+        (fresh_times[fresh_times > inp.model.cutoff_s], np.fromiter((ts for _, ts in inp.session), dtype=np.float64))
+    )
+    if not times.size:
+        return 0.0
+    age = np.maximum(inp.now_s - times, 0.0)
     e = float(np.exp2(-age / half_life_s).sum())
     return e / (1.0 + e)
 
@@ -260,12 +272,27 @@ def _fresh_items(fresh: FreshUser | None, model: SnapshotModel) -> list[str]:
 
 
 def _seeds(inp: MergeInput, index: dict[str, int], half_life_s: float) -> dict[int, float]:
-    """Session and recent items with their recency weights (the newest weighs 1)."""
-    events = list(inp.session)
-    if inp.fresh is not None:
-        events += [(item, ts) for item, ts in inp.fresh.recent]
+    """Session and recent items with their recency weights (the newest weighs 1): each item once, with its largest
+    weight, at its first place (session first). The recent items' part is kept for the state (never changed)."""
+    seeds = _weighted(inp.session, index, inp.now_s, half_life_s)
+    if inp.fresh is None:
+        return seeds
+    recent_items = inp.fresh.recent
+    recent = recent_seeds(
+        inp.model, inp.fresh, inp.now_s, half_life_s, lambda: _weighted(recent_items, index, inp.now_s, half_life_s)
+    )
+    if not seeds:
+        return recent
+    for i, weight in recent.items():
+        if weight > seeds.get(i, -1.0):
+            seeds[i] = weight
+    return seeds
+
+
+def _weighted(
+    events: Sequence[tuple[str, float]], index: dict[str, int], now_s: float, half_life_s: float
+) -> dict[int, float]:
     seeds: dict[int, float] = {}
-    now_s = inp.now_s
     for item_id, ts in events:
         i = index.get(item_id)
         if i is None:
