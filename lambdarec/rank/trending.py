@@ -81,8 +81,4 @@ class TrendingScores:
         scores, _ = finite_or_zero(np.asarray(scores, dtype=np.float32), where)
         scores = np.maximum(scores, 0, dtype=np.float32)
         live = np.flatnonzero(scores > 0)
-        order = live[np.argsort(-scores[live])]  # the faster unstable sort gives the stable order when no two tie
-        ranked = scores[order]
-        if (ranked[1:] == ranked[:-1]).any():
-            order = live[np.argsort(-scores[live], kind="stable")]  # live is ascending: ties by index
-        return cls(scores, order)
+        return cls(scores, live[np.argsort(-scores[live], kind="stable")])  # live is ascending: ties by index
