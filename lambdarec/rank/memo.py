@@ -103,15 +103,17 @@ def speed_top(
     return top
 
 
-def candidate_arrays(row: UserRow) -> tuple[np.ndarray, np.ndarray]:
-    """The batch row's candidates as int64 indices and their scores as float32, as the merge's pool holds them."""
+def candidate_arrays(row: UserRow, n_items: int) -> tuple[np.ndarray, np.ndarray]:
+    """The batch row's candidates as int64 indices, and each of the ``n_items`` items' batch score as float32 (NaN
+    for items it does not propose; a repeated candidate keeps its first score), as the merge's pool reads them."""
     last = _last.get("row")
-    if last is not None and last[0] is row:
-        return last[1], last[2]
+    if last is not None and last[0] is row and last[1] == n_items:
+        return last[2], last[3]
     candidates = np.asarray(row.candidates, dtype=np.int64).reshape(-1)
-    scores = np.asarray(row.scores, dtype=np.float32).reshape(-1)
-    _last["row"] = (row, candidates, scores)
-    return candidates, scores
+    by_item = np.full(n_items, np.nan, dtype=np.float32)
+    by_item[candidates[::-1]] = np.asarray(row.scores, dtype=np.float32).reshape(-1)[::-1]
+    _last["row"] = (row, n_items, candidates, by_item)
+    return candidates, by_item
 
 
 def top_unseen(scores: np.ndarray, n: int, seen: np.ndarray) -> np.ndarray:

@@ -235,7 +235,7 @@ def _pool(
     model = inp.model
     found: list[tuple[int, np.ndarray]] = []
     if inp.batch_row is not None:
-        candidates, candidate_scores = candidate_arrays(inp.batch_row)
+        candidates, scores_by_item = candidate_arrays(inp.batch_row, seen.size)
         found.append((0, candidates))
     if vector is not None:
         found.append((1, speed_top(model, inp.fresh, vector, sizes.speed_top_n, seen)))
@@ -256,12 +256,9 @@ def _pool(
         fill = popular[(source[popular] == _NONE) & ~seen[popular]]
         source[fill] = 4
         items = np.flatnonzero(source != _NONE)
-    batch_scores = np.full(items.size, np.nan, dtype=np.float32)
-    if inp.batch_row is not None and candidates.size:
-        by_item = np.full(seen.size, np.nan, dtype=np.float32)
-        by_item[candidates[::-1]] = candidate_scores[::-1]  # a repeated candidate keeps its first score
-        batch_scores = by_item[items]
-    return items, source[items], batch_scores
+    if inp.batch_row is None:
+        return items, source[items], np.full(items.size, np.nan, dtype=np.float32)
+    return items, source[items], scores_by_item[items]
 
 
 def _fresh_items(fresh: FreshUser | None, model: SnapshotModel) -> list[str]:
