@@ -32,6 +32,7 @@ import numpy as np
 
 from lambdarec.model.rows import UserState
 from lambdarec.model.snapshot import SnapshotModel
+from lambdarec.rank.memo import item_indices
 from lambdarec.rank.merge import MergeWeights
 from lambdarec.rank.trending import TrendingScores
 from lambdarec.store import FreshUser, UserRow
@@ -155,16 +156,12 @@ def recommend(
 def _popular(
     model: SnapshotModel, row: UserRow | None, fresh: FreshUser | None, k: int, exclude: frozenset[str]
 ) -> list[str]:
-    seen: set[int] = set(row.history.tolist()) if row is not None else set()
-    touched = list(exclude)
+    seen = np.zeros(len(model.item_ids), dtype=bool)
+    if row is not None:
+        seen[row.history] = True
+    seen[item_indices(model, exclude, lambda: exclude)] = True  # kept: the merges of the other variants reuse it
     if fresh is not None:
-        touched += [e[0] for e in fresh.events] + [r[0] for r in fresh.recent]
-    seen.update(map(model.item_index.get, touched))
-    seen.discard(None)  # type: ignore[arg-type]
-    picked = []
-    for i in model.popular_order[: k + len(seen)].tolist():
-        if i not in seen:
-            picked.append(str(model.item_ids[i]))
-            if len(picked) == k:
-                break
-    return picked
+        touched = [e[0] for e in fresh.events] + [r[0] for r in fresh.recent]
+        seen[[i for i in map(model.item_index.get, touched) if i is not None]] = True
+    order = model.popular_order[: k + int(seen.sum())]
+    return [str(item) for item in model.item_ids[order[~seen[order]][:k]].tolist()]

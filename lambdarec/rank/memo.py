@@ -62,33 +62,58 @@ def item_indices(
     last = _last.get(kind)
     if last is not None and last[0] is model and last[1] is key:
         return last[2]
-    index = model.item_index
-    found = np.fromiter((i for item in items() if (i := index.get(item)) is not None), dtype=np.int64)
+    found = np.array([i for i in map(model.item_index.get, items()) if i is not None], dtype=np.int64)
     _last[kind] = (model, key, found)
     return found
+
+
+def recent_seeds(
+    model: SnapshotModel, fresh: FreshUser, now_s: float, half_life_s: float, weigh: Callable[[], dict[int, float]]
+) -> dict[int, float]:
+    """``weigh()``: the fresh state's recent items and their recency weights at ``now_s`` (a function of ``model``,
+    ``fresh``, ``now_s`` and ``half_life_s``), which the caller never changes."""
+    last = _last.get("seeds")
+    if last is not None and last[0] is model and last[1] is fresh and last[2] == (now_s, half_life_s):
+        return last[3]
+    seeds = weigh()
+    _last["seeds"] = (model, fresh, (now_s, half_life_s), seeds)
+    return seeds
+
+
+def fresh_scores(model: SnapshotModel, fresh: FreshUser | None, vector: np.ndarray) -> np.ndarray:
+    """The fresh vector's score of every item in ``model`` (a function of ``model`` and ``fresh``)."""
+    last = _last.get("scores")
+    if last is not None and last[0] is model and last[1] is fresh:
+        return last[2]
+    scores = model.item_factors @ vector
+    _last["scores"] = (model, fresh, scores)
+    return scores
 
 
 def speed_top(
     model: SnapshotModel, fresh: FreshUser | None, vector: np.ndarray, n: int, seen: np.ndarray
 ) -> np.ndarray:
-    """The ``n`` best unseen items for the fresh vector (a function of ``model`` and ``fresh``), best first."""
+    """The ``n`` best unseen items for the fresh vector (a function of ``model``, ``fresh`` and ``seen``), best
+    first, ties by index; the item scores are :func:`fresh_scores`, kept for the state."""
     last = _last.get("speed")
     if last is not None and last[0] is model and last[1] is fresh and last[2] == n and np.array_equal(last[3], seen):
         return last[4]
-    top = top_unseen(model.item_factors @ vector, n, seen)
+    top = top_unseen(fresh_scores(model, fresh, vector), n, seen)
     _last["speed"] = (model, fresh, n, seen.copy(), top)
     return top
 
 
-def candidate_arrays(row: UserRow) -> tuple[np.ndarray, np.ndarray]:
-    """The batch row's candidates as int64 indices and their scores as float32, as the merge's pool holds them."""
+def candidate_arrays(row: UserRow, n_items: int) -> tuple[np.ndarray, np.ndarray]:
+    """The batch row's candidates as int64 indices, and each of the ``n_items`` items' batch score as float32 (NaN
+    for items it does not propose; a repeated candidate keeps its first score), as the merge's pool reads them."""
     last = _last.get("row")
-    if last is not None and last[0] is row:
-        return last[1], last[2]
+    if last is not None and last[0] is row and last[1] == n_items:
+        return last[2], last[3]
     candidates = np.asarray(row.candidates, dtype=np.int64).reshape(-1)
-    scores = np.asarray(row.scores, dtype=np.float32).reshape(-1)
-    _last["row"] = (row, candidates, scores)
-    return candidates, scores
+    by_item = np.full(n_items, np.nan, dtype=np.float32)
+    by_item[candidates[::-1]] = np.asarray(row.scores, dtype=np.float32).reshape(-1)[::-1]
+    _last["row"] = (row, n_items, candidates, by_item)
+    return candidates, by_item
 
 
 def top_unseen(scores: np.ndarray, n: int, seen: np.ndarray) -> np.ndarray:

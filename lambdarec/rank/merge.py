@@ -31,7 +31,15 @@ from lambdarec.model.freshstate import uncovered
 from lambdarec.model.rows import FreshUser, UserRow
 from lambdarec.rank.components import nearest_seed, reason, score_components
 from lambdarec.rank.defects import count_nonfinite, finite_or_zero
-from lambdarec.rank.memo import candidate_arrays, finite_vector, item_indices, keep, last_answer, speed_top
+from lambdarec.rank.memo import (
+    candidate_arrays,
+    finite_vector,
+    item_indices,
+    keep,
+    last_answer,
+    recent_seeds,
+    speed_top,
+)
 from lambdarec.rank.mmr import mmr_order
 from lambdarec.rank.trending import TrendingScores
 from lambdarec.settings import ServingSettings
@@ -40,6 +48,7 @@ if TYPE_CHECKING:  # the model's loader reads the store; the math only reads a l
     from lambdarec.model.snapshot import SnapshotModel
 
 SOURCES = ("batch", "speed", "session", "trending", "popular")
+_NONE = len(SOURCES)  # in the pool's source table: no source brought the item
 
 
 @dataclass(frozen=True)
@@ -129,6 +138,7 @@ def merge(inp: MergeInput, weights: MergeWeights, k: int, offset: int = 0, expla
         batch_scores=batch_scores,
         seeds=seeds if explain or weights.session != 0 else {},
         trending=explain or weights.trending != 0,
+        fresh=inp.fresh,
     )
     session_weight = (
         weights.session * (1.0 + weights.fresh_boost * fresh_evidence(inp, weights.session_half_life_s))
@@ -139,9 +149,11 @@ def merge(inp: MergeInput, weights: MergeWeights, k: int, offset: int = 0, expla
     total, _ = finite_or_zero(total, "merge")  # the last guard: no NaN or inf ever reaches a response
     # by score, then popularity, then item index: equal scores (a pool of popular fallbacks all normalise to 1)
     # keep popularity order, so offset pages never overlap
-    order = np.lexsort((items, -model.popularity_all[items], -total))
     if weights.mmr_lambda > 0:
+        order = np.lexsort((items, -model.popularity_all[items], -total))
         order = mmr_order(order, total, model.item_factors[items], weights.mmr_lambda, offset + k)
+    else:
+        order = _best_first(items, total, model.popularity_all, offset + k)
     picked = order[offset : offset + k]
     nearest = nearest_seed(model, items[picked], seeds) if explain else None
     out = []
@@ -154,6 +166,16 @@ def merge(inp: MergeInput, weights: MergeWeights, k: int, offset: int = 0, expla
     return out
 
 
+def _best_first(items: np.ndarray, total: np.ndarray, popularity: np.ndarray, n: int) -> np.ndarray:
+    """Positions of the ``n`` best pooled items in order (score, then popularity, then item index): only the items
+    scoring at least the ``n``-th best score are sorted, which gives the head of the full order exactly."""
+    if total.size > n:
+        head = np.flatnonzero(total >= np.partition(total, total.size - n)[total.size - n])
+    else:
+        head = np.arange(total.size)
+    return head[np.lexsort((items[head], -popularity[items[head]], -total[head]))]
+
+
 def fresh_evidence(inp: MergeInput, half_life_s: float) -> float:
     """How much recent fresh evidence the user has, in [0, 1): ``e / (1 + e)`` with ``e`` the recency-weighted
     count (halving every ``half_life_s``) of their events after the snapshot's cut-off and of the session's items.
@@ -163,12 +185,16 @@ def fresh_evidence(inp: MergeInput, half_life_s: float) -> float:
     """
     if inp.fresh is None and not inp.session:
         return 0.0
-    cutoff_s = inp.model.cutoff_s
-    times = [ts for _, ts, _ in inp.fresh.events if ts > cutoff_s] if inp.fresh is not None else []
-    times += [ts for _, ts in inp.session]
-    if not times or not inp.now_s:
+    if not inp.now_s:
         return 0.0
-    age = np.maximum(inp.now_s - np.asarray(times, dtype=np.float64), 0.0)
+    events = inp.fresh.events if inp.fresh is not None else []
+    fresh_times = np.fromiter((event[1] for event in events), dtype=np.float64, count=len(events))
+    times = np.concatenate(
+        (fresh_times[fresh_times > inp.model.cutoff_s], np.fromiter((ts for _, ts in inp.session), dtype=np.float64))
+    )
+    if not times.size:
+        return 0.0
+    age = np.maximum(inp.now_s - times, 0.0)
     e = float(np.exp2(-age / half_life_s).sum())
     return e / (1.0 + e)
 
@@ -200,51 +226,39 @@ def _pool(
     seen: np.ndarray,
     need: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Unseen candidate items, the index in SOURCES of the first source that brought each, and batch scores
-    (NaN for items the batch did not propose). Vectorised: this runs on every request."""
+    """Unseen candidate items (ascending), the index in SOURCES of the first source that brought each, and batch
+    scores (NaN for items the batch did not propose). Vectorised: this runs on every request.
+
+    A table over the catalogue holds each item's first source: the sources are written last to first, so the
+    first one to bring an item is the one left in it.
+    """
     model = inp.model
-    parts: list[np.ndarray] = []
-    codes: list[np.ndarray] = []
-    scores: list[np.ndarray] = []
-
-    def add(found: np.ndarray, score: np.ndarray | None = None, *, source: int) -> None:
-        found = np.asarray(found, dtype=np.int64).reshape(-1)
-        parts.append(found)
-        codes.append(np.full(found.size, source, dtype=np.int8))
-        scores.append(np.full(found.size, np.nan, np.float32) if score is None else score)
-
+    found: list[tuple[int, np.ndarray]] = []
     if inp.batch_row is not None:
-        add(*candidate_arrays(inp.batch_row), source=0)
+        candidates, scores_by_item = candidate_arrays(inp.batch_row, seen.size)
+        found.append((0, candidates))
     if vector is not None:
-        add(speed_top(model, inp.fresh, vector, sizes.speed_top_n, seen), source=1)
+        found.append((1, speed_top(model, inp.fresh, vector, sizes.speed_top_n, seen)))
     if seeds:
         near = model.neighbours[np.fromiter(seeds, dtype=np.int64), : sizes.neighbours_per_seed]
-        add(near[near >= 0], source=2)
+        found.append((2, near[near >= 0]))
     trending = inp.trending  # TrendingScores or None: merge() ordered any array on entry
     if trending is not None and trending.order.size:
         order = trending.order
-        add(order[~seen[order]][: sizes.trending_top_n], source=3)
-    items, sources, batch_scores = _unseen_first(parts, codes, scores, seen)
-    if items.size < need:
-        add(model.popular_order[: need + int(seen.sum()) + items.size], source=4)
-        items, sources, batch_scores = _unseen_first(parts, codes, scores, seen)
-    return items, sources, batch_scores
-
-
-def _unseen_first(
-    parts: list[np.ndarray], codes: list[np.ndarray], scores: list[np.ndarray], seen: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Each item once, with the source and score of its first occurrence; seen items dropped."""
-    if not parts:
-        return np.empty(0, np.int64), np.empty(0, np.int8), np.empty(0, np.float32)
-    all_items = np.concatenate(parts)
-    # np.unique(return_index=True) without its sort: item indices are < n_items, so a table of each item's
-    # first position does it (this runs on every request)
-    where = np.full(seen.size, all_items.size, dtype=np.int64)
-    np.minimum.at(where, all_items, np.arange(all_items.size))
-    items = np.flatnonzero((where < all_items.size) & ~seen)
-    first = where[items]
-    return items, np.concatenate(codes)[first], np.concatenate(scores)[first]
+        found.append((3, order[~seen[order]][: sizes.trending_top_n]))
+    source = np.full(seen.size, _NONE, dtype=np.int8)
+    for code, part in reversed(found):
+        source[part] = code
+    source[seen] = _NONE
+    items = np.flatnonzero(source != _NONE)
+    if items.size < need:  # popular items fill the rest, after every other source
+        popular = model.popular_order[: need + int(seen.sum()) + items.size]
+        fill = popular[(source[popular] == _NONE) & ~seen[popular]]
+        source[fill] = 4
+        items = np.flatnonzero(source != _NONE)
+    if inp.batch_row is None:
+        return items, source[items], np.full(items.size, np.nan, dtype=np.float32)
+    return items, source[items], scores_by_item[items]
 
 
 def _fresh_items(fresh: FreshUser | None, model: SnapshotModel) -> list[str]:
@@ -255,12 +269,27 @@ def _fresh_items(fresh: FreshUser | None, model: SnapshotModel) -> list[str]:
 
 
 def _seeds(inp: MergeInput, index: dict[str, int], half_life_s: float) -> dict[int, float]:
-    """Session and recent items with their recency weights (the newest weighs 1)."""
-    events = list(inp.session)
-    if inp.fresh is not None:
-        events += [(item, ts) for item, ts in inp.fresh.recent]
+    """Session and recent items with their recency weights (the newest weighs 1): each item once, with its largest
+    weight, at its first place (session first). The recent items' part is kept for the state (never changed)."""
+    seeds = _weighted(inp.session, index, inp.now_s, half_life_s)
+    if inp.fresh is None:
+        return seeds
+    recent_items = inp.fresh.recent
+    recent = recent_seeds(
+        inp.model, inp.fresh, inp.now_s, half_life_s, lambda: _weighted(recent_items, index, inp.now_s, half_life_s)
+    )
+    if not seeds:
+        return recent
+    for i, weight in recent.items():
+        if weight > seeds.get(i, -1.0):
+            seeds[i] = weight
+    return seeds
+
+
+def _weighted(
+    events: Sequence[tuple[str, float]], index: dict[str, int], now_s: float, half_life_s: float
+) -> dict[int, float]:
     seeds: dict[int, float] = {}
-    now_s = inp.now_s
     for item_id, ts in events:
         i = index.get(item_id)
         if i is None:

@@ -76,3 +76,30 @@ def test_item_indices_follow_the_model() -> None:
     assert calls == []  # the same model and set: looked up once
     assert sorted(item_indices(other, exclude, lambda: calls.append(1) or exclude).tolist()) == [3, 7]
     assert calls == [1]
+
+
+def _explained(ranked) -> list[tuple[str, str, float, float]]:  # type: ignore[no-untyped-def]
+    return [(r.item_id, r.source, round(r.score, 5), round(r.components["session"], 5)) for r in ranked]
+
+
+def test_variants_sharing_a_fresh_state_at_other_times_and_models_get_their_own_lists() -> None:
+    """What the variants of one event share (the recent items' seed weights, the fresh vector's item scores) is
+    kept per state *and* time and model: the same state asked later, or against another loaded model (here of
+    the same version name, so the vector is used with both), is weighed and scored again, as new objects are."""
+    model, other = make_model(cutoff_s=1000.0), make_model(cutoff_s=1000.0, seed=3)
+    weights = MergeWeights(session=0.7, trending=0.0, speed_top_n=10)
+    base = _inputs(model)[1]  # the fresh state solved against ``model``, with two recent items
+    again = replace(base, fresh=solve(base.fresh, other, base.batch_row), model=other)
+    asks = [
+        base,
+        replace(base, session=[("i4", NOW)]),  # the session part added to the kept recent part
+        replace(base, now_s=NOW + 3600.0),  # an hour later: the recent items weigh less
+        replace(base, now_s=NOW + 3600.0, session=[("i25", NOW + 3600.0)]),  # a recent item again, now weighing 1
+        replace(base, model=other),  # the same state against another model: other item scores
+        again,
+    ]
+    shared = [_explained(merge(inp, weights, k=12, explain=True)) for inp in asks]
+    fresh = [_explained(merge(_copied(inp), weights, k=12, explain=True)) for inp in asks]
+    assert shared == fresh
+    assert shared[0] != shared[2]  # the time matters: the sharing must not hide it
+    assert shared[0] != shared[4]

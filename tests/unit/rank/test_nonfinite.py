@@ -81,3 +81,13 @@ def test_the_counter_is_exposed_for_prometheus() -> None:
     registry = CollectorRegistry()
     registry.register(NONFINITE)
     assert b"lambdarec_rank_nonfinite_total" in generate_latest(registry)
+
+
+def test_trending_order_is_by_score_then_index_whatever_the_ties() -> None:
+    """The order's sort key packs the score and the index: it must give score descending, ties by index."""
+    rng = np.random.default_rng(7)
+    for scale in (3.0, 20.0, 1e30):  # many ties, some ties, almost none (and large floats)
+        scores = (np.round(rng.random(500) * 20) * scale / 20).astype(np.float32)
+        live = np.flatnonzero(scores > 0)
+        expected = sorted(live.tolist(), key=lambda i: (-float(scores[i]), i))
+        assert TrendingScores.of(scores).order.tolist() == expected
