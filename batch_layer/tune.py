@@ -35,7 +35,7 @@ from batch_layer.matrix import build_matrix, split_holdout
 from batch_layer.quality_metrics import user_metrics
 from batch_layer.train.device import resolve_device
 from lambdarec.logs import get_logger
-from lambdarec.settings import BatchSettings, Settings
+from lambdarec.settings import BatchSettings, write_config
 
 log = get_logger(__name__)
 
@@ -230,16 +230,7 @@ def write_settings(params: dict[str, Any], path: Path, comment: str) -> Path:
             del batch[key]
         if key in params:
             section[key] = params[key]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(tomlkit.dumps(doc), encoding="utf-8")
-    try:
-        Settings.load(tmp)
-    except Exception:
-        tmp.unlink(missing_ok=True)
-        raise
-    tmp.replace(path)
-    return path
+    return write_config(path, tomlkit.dumps(doc))
 
 
 def _suggest(trial: Any, models: list[str]) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from lambdarec.rank.merge import MergeWeights
-from lambdarec.settings import Settings
+from lambdarec.settings import Settings, write_config
 from replay.metrics import summarise
 from replay.protocol import ReplayConfig, ReplayRun, run_replay
 from replay.variants import Variant, make_variant
@@ -181,13 +181,4 @@ def write_settings_toml(weights: dict[str, float], path: Path, comment: str) -> 
     """
     lines = [f"# {line}" for line in comment.splitlines()]
     lines += ["[serving]", *(f"{key} = {float(value)!r}" for key, value in weights.items())]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    try:
-        Settings.load(tmp)
-    except Exception:
-        tmp.unlink(missing_ok=True)
-        raise
-    tmp.replace(path)
-    return path
+    return write_config(path, "\n".join(lines) + "\n")

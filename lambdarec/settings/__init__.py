@@ -32,7 +32,14 @@ from lambdarec.settings.section import ConfigError, Section
 from lambdarec.settings.serving import MergeSettings, ServingSettings
 from lambdarec.settings.speed import EventSettings, SpeedSettings
 from lambdarec.settings.store import STORE_SCHEMES, CassandraStoreSettings, SQLiteStoreSettings, StoreSettings
-from lambdarec.settings.tree import CONFIG_ENV, ENV_PREFIX, PROGRAM_VARIABLES, Settings, is_setting_variable
+from lambdarec.settings.tree import (
+    CONFIG_ENV,
+    ENV_PREFIX,
+    PROGRAM_VARIABLES,
+    Settings,
+    is_setting_variable,
+    write_config,
+)
 
 __all__ = [
     "CONFIG_ENV",
@@ -69,4 +76,5 @@ __all__ = [
     "derived_log_name",
     "is_setting_variable",
     "mask_url",
+    "write_config",
 ]

@@ -189,3 +189,18 @@ def describe_errors(exc: ValidationError, path: Path | None) -> str:
         else:
             lines.append(f"invalid setting '{key}': {err['msg']} (got {err.get('input')!r})")
     return mask_secrets("; ".join(lines))
+
+
+def write_config(path: Path, text: str) -> Path:
+    """Write a settings file only if it loads: ``text`` goes to a temporary file beside ``path``, is loaded as
+    settings (``ConfigError`` and the file left as it was if not), then replaces ``path`` in one rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    try:
+        Settings.load(tmp)
+    except Exception:
+        tmp.unlink(missing_ok=True)
+        raise
+    tmp.replace(path)
+    return path
