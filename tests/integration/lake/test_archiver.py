@@ -19,6 +19,7 @@ from lambdarec.eventlog import open_log
 from lambdarec.events import parse_event
 from lambdarec.lake import Lake, open_lake
 from lambdarec.settings import Settings
+from tests.integration.raw_log import append_raw
 
 T0 = 1_764_400_000.0
 KNOWN = {"view", "click", "cart", "purchase", "rating"}
@@ -61,18 +62,6 @@ def make_lines(rng: random.Random, n: int, start: int = 0, bad_share: float = 0.
         }
         lines.append(json.dumps(ev).encode())
     return lines
-
-
-def append(settings: Settings, lines: list[bytes]) -> None:
-    keys = []
-    for raw in lines:
-        try:
-            keys.append(json.loads(raw).get("user_id"))
-        except ValueError:
-            keys.append(None)
-    with open_log(settings) as log:
-        log.ensure_topic()
-        log.append(lines, keys=keys)
 
 
 def log_records(settings: Settings) -> tuple[dict[tuple[int, int], str], set[tuple[int, int]]]:
@@ -142,7 +131,7 @@ def test_sigkill_at_random_instants_leaves_each_record_exactly_once(
         update={"archive": settings.archive.model_copy(update={"max_batch_events": rng.choice([20, 50, 100])})}
     )
     cfg = config_file(settings, tmp_path / "archive.toml")
-    append(settings, make_lines(rng, 1200))
+    append_raw(settings, make_lines(rng, 1200))
     lake = open_lake(settings)
     for kill in range(2):
         proc = archive_cli(cfg)
@@ -154,7 +143,7 @@ def test_sigkill_at_random_instants_leaves_each_record_exactly_once(
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
         if kill == 0:
-            append(settings, make_lines(rng, 300, start=1200))
+            append_raw(settings, make_lines(rng, 300, start=1200))
     final = archive_cli(cfg, "--until-idle", "1", "--json")
     out, _ = final.communicate(timeout=240)
     assert final.returncode == 0, out
@@ -168,7 +157,7 @@ def test_sigkill_at_random_instants_leaves_each_record_exactly_once(
 
 def test_two_archivers_share_partitions_and_archive_each_record_once(settings: Settings, tmp_path: Path) -> None:
     rng = random.Random(5)
-    append(settings, make_lines(rng, 3000, bad_share=0.0))
+    append_raw(settings, make_lines(rng, 3000, bad_share=0.0))
     cfg = config_file(settings, tmp_path / "archive.toml")
     procs = [archive_cli(cfg, "--until-idle", "3", "--json") for _ in range(2)]
     bodies = []
@@ -184,13 +173,13 @@ def test_events_of_an_erased_user_not_yet_archived_are_dropped(settings: Setting
     before = [json.dumps({"event_id": f"g{i}", "user_id": "gone", "item_id": "i1", "event_type": "view",
                           "timestamp": T0 + i}).encode() for i in range(5)]  # fmt: skip
     others = make_lines(random.Random(3), 50, bad_share=0.0)
-    append(settings, before + others)
+    append_raw(settings, before + others)
     lake = open_lake(settings)
     with open_log(settings) as log:
         lake.record_erasure(["gone"], log.end_offsets())
     after = [json.dumps({"event_id": "g-new", "user_id": "gone", "item_id": "i2", "event_type": "view",
                          "timestamp": T0 + 99}).encode()]  # fmt: skip
-    append(settings, after)
+    append_raw(settings, after)
     with Archiver(settings) as archiver:
         stats = archiver.run(until_idle_s=0.5)
     assert stats.erased == 5

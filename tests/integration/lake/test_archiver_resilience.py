@@ -23,8 +23,9 @@ from batch_layer.archive import Archiver
 from lambdarec.eventlog.base import EventLogUnavailableError
 from lambdarec.lake import open_lake
 from lambdarec.settings import Settings
-from tests.integration.lake.test_archiver import append, archive_cli, assert_exactly_once, config_file, make_lines
+from tests.integration.lake.test_archiver import archive_cli, assert_exactly_once, config_file, make_lines
 from tests.integration.outage import Fault, run_through_outage
+from tests.integration.raw_log import append_raw
 from tests.integration.serve_process import free_port
 
 
@@ -54,7 +55,7 @@ sqlite_only = pytest.mark.parametrize("settings", ["sqlite"], indirect=True)
 
 @pytest.mark.parametrize("methods", [{"poll"}, {"commit"}, {"poll", "commit"}], ids=str)
 def test_a_log_outage_is_waited_out_and_each_record_is_archived_once(settings: Settings, methods: set[str]) -> None:
-    append(settings, make_lines(random.Random(1), 3_000))
+    append_raw(settings, make_lines(random.Random(1), 3_000))
     with Archiver(settings) as archiver:
         archiver.consumer = fault = Fault(archiver.consumer, methods, EventLogUnavailableError)  # type: ignore[assignment]
         seen = run_through_outage(archiver, fault, lambda: archiver.stats.commits >= 3, 1.2)
@@ -66,7 +67,7 @@ def test_a_log_outage_is_waited_out_and_each_record_is_archived_once(settings: S
 
 @sqlite_only
 def test_a_lake_outage_is_waited_out_and_each_record_is_archived_once(settings: Settings) -> None:
-    append(settings, make_lines(random.Random(2), 3_000))
+    append_raw(settings, make_lines(random.Random(2), 3_000))
     lake = Fault(open_lake(settings), {"append_log", "dead_letter", "positions", "erasures"}, OSError)
     with Archiver(settings, lake=lake) as archiver:  # type: ignore[arg-type]
         seen = run_through_outage(archiver, lake, lambda: archiver.stats.commits >= 3, 1.2)
@@ -79,7 +80,7 @@ def test_a_lake_outage_is_waited_out_and_each_record_is_archived_once(settings: 
 def test_a_lake_commit_failing_n_times_loses_and_doubles_nothing(settings: Settings) -> None:
     """The events commit fails after the dead-letter commit of the same batch went through: the retry must
     neither lose the polled records nor write the dead letters twice."""
-    append(settings, make_lines(random.Random(3), 2_000, bad_share=0.1))
+    append_raw(settings, make_lines(random.Random(3), 2_000, bad_share=0.1))
     lake = Fault(open_lake(settings), {"append_log"}, OSError, times=4)
     with Archiver(settings, lake=lake) as archiver:  # type: ignore[arg-type]
         stats = archiver.run(until_idle_s=1.0)
@@ -92,7 +93,7 @@ def test_a_lake_commit_failing_n_times_loses_and_doubles_nothing(settings: Setti
 def test_give_up_after_s_bounds_the_wait(settings: Settings) -> None:
     settings = settings.model_copy(deep=True)
     settings.archive.give_up_after_s = 0.5
-    append(settings, make_lines(random.Random(4), 200))
+    append_raw(settings, make_lines(random.Random(4), 200))
     lake = Fault(open_lake(settings), {"append_log"}, OSError)
     lake.down.set()
     with Archiver(settings, lake=lake) as archiver:  # type: ignore[arg-type]
@@ -121,7 +122,7 @@ def test_archive_run_waits_for_a_lake_it_cannot_write_and_says_so(settings: Sett
     blocker.write_text("a file where the lake's directory should be")
     settings = settings.model_copy(deep=True)
     settings.lake.url = str(blocker / "lake")
-    append(settings, make_lines(random.Random(5), 500))
+    append_raw(settings, make_lines(random.Random(5), 500))
     cfg = config_file(settings, tmp_path / "archive.toml")
     with cfg.open("a") as f:
         f.write("retry_initial_s = 0.05\nretry_max_s = 0.3\n")
@@ -170,7 +171,7 @@ def test_archive_run_gives_up_after_give_up_after_s_with_exit_1(settings: Settin
     blocker.write_text("not a directory")
     settings = settings.model_copy(deep=True)
     settings.lake.url = str(blocker / "lake")
-    append(settings, make_lines(random.Random(6), 50))
+    append_raw(settings, make_lines(random.Random(6), 50))
     cfg = config_file(settings, tmp_path / "archive.toml")
     with cfg.open("a") as f:
         f.write("retry_initial_s = 0.05\nretry_max_s = 0.2\ngive_up_after_s = 1.0\n")

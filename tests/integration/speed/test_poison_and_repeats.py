@@ -19,6 +19,7 @@ from lambdarec.model.snapshot import SnapshotModel
 from lambdarec.rank.trending import total_counts
 from lambdarec.store import open_store
 from speed_layer.consumer import ConsumerHaltedError, SpeedConsumer
+from tests.integration.raw_log import append_raw
 from tests.integration.speed.test_speed import (  # noqa: F401  (fixtures)
     T0,
     assert_state_matches,
@@ -41,19 +42,6 @@ POISON = [
 ]
 
 
-def append(settings, lines: list[bytes]) -> None:
-    """Append raw lines as a producer that skips validation would, keyed by user id where one can be read."""
-    keys = []
-    for raw in lines:
-        try:
-            keys.append(json.loads(raw).get("user_id"))
-        except (ValueError, RecursionError):
-            keys.append(None)
-    with open_log(settings) as log:
-        log.ensure_topic()
-        log.append(lines, keys=keys)
-
-
 def rewind(settings) -> None:
     """Move the group's committed positions back to 0, as if the consumer died before committing anything."""
     with open_log(settings) as log, log.consumer() as c:
@@ -68,7 +56,7 @@ def test_poison_records_are_dead_lettered_once_and_the_consumer_moves_on(setting
     publish(settings, log_file, datetime.fromtimestamp(T0, UTC))
     lines, _ = make_events(2_000, T0 + 60, seed=11, bad_share=0)
     mixed = lines[:700] + POISON + lines[700:]
-    append(settings, mixed)
+    append_raw(settings, mixed)
     stats = drain(settings)
     assert (stats["processed"], stats["dead_lettered"]) == (len(lines), len(POISON))
     rewind(settings)  # a crash after the dead letters, before the commit: every record comes again
@@ -97,7 +85,7 @@ def test_a_record_whose_application_raises_is_isolated(settings, log_file, monke
         return real_apply(state, events, *args, **kwargs)
 
     monkeypatch.setattr(apply_module, "apply_user_events", apply)
-    append(settings, [*lines[:500], poison, *lines[500:]])
+    append_raw(settings, [*lines[:500], poison, *lines[500:]])
     stats = drain(settings)
     assert (stats["processed"], stats["failed"], stats["dead_lettered"]) == (len(lines), 1, 1)
     with open_store(settings) as store, open_log(settings) as log:
@@ -107,7 +95,7 @@ def test_a_record_whose_application_raises_is_isolated(settings, log_file, monke
         assert_state_matches(store, *reference(settings, lines, model, store))
         assert "i-poison" not in total_counts(store.read_trending(None), T0 + 1e4, 21600)
     monkeypatch.undo()  # the bug is fixed: the producer resends the event under the same id
-    append(settings, [poison.replace(b"i-poison", b"i-fixed")])
+    append_raw(settings, [poison.replace(b"i-poison", b"i-fixed")])
     assert drain(settings)["processed"] == 1
     with open_store(settings) as store:
         assert ("i-fixed", T0 + 100) in [(i, ts) for i, ts, _ in store.read_fresh_users(["u3"])["u3"].events]
@@ -121,7 +109,7 @@ def test_a_bug_that_fails_every_record_stops_the_consumer_without_dead_lettering
         update={"events": settings.events.model_copy(update={"max_consecutive_failures": 5})}
     )
     lines, _ = make_events(300, T0 + 60, seed=13, bad_share=0)
-    append(settings, lines)
+    append_raw(settings, lines)
 
     def broken(*args, **kwargs):
         raise AttributeError("'NoneType' object has no attribute 'item_factors'")
@@ -145,15 +133,15 @@ def event(event_id: str, user: str, item: str, ts: float, etype: str = "click") 
 def test_a_repeated_event_id_changes_nothing_across_restarts_and_consumers(settings, log_file) -> None:
     publish(settings, log_file, datetime.fromtimestamp(T0, UTC))
     once = event("dup-1", "u5", "i7", T0 + 60)
-    append(settings, [once] * 5)
+    append_raw(settings, [once] * 5)
     first = drain(settings)
     assert (first["processed"], first["duplicates"]) == (1, 4)
-    append(settings, [once, event("dup-1", "u6", "i7", T0 + 61)])  # after a restart; another user's partition too
+    append_raw(settings, [once, event("dup-1", "u6", "i7", T0 + 61)])  # after a restart; another user's partition too
     second = drain(settings)
     assert (second["processed"], second["duplicates"]) == (0, 2)
     consumers = [SpeedConsumer(settings), SpeedConsumer(settings)]  # two members of one group
     try:
-        append(
+        append_raw(
             settings,
             [event("dup-1", f"u{n}", "i7", T0 + 62) for n in range(40)] + [event("new-1", "u5", "i7", T0 + 63)],
         )

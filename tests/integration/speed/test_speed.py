@@ -34,6 +34,7 @@ from lambdarec.store import open_store
 from speed_layer.consumer import SpeedConsumer
 from speed_layer.state import apply_trending, apply_user_events
 from tests.cassandra import throwaway_keyspace
+from tests.integration.raw_log import append_raw
 
 T0 = datetime(2024, 2, 1, tzinfo=UTC).timestamp()  # the first snapshot's cut-off
 
@@ -126,18 +127,6 @@ def make_events(n: int, start: float, seed: int, bad_share: float = 0.01) -> tup
     return lines, bad
 
 
-def append(settings: Settings, lines: list[bytes]) -> None:
-    keys = []
-    for raw in lines:
-        try:
-            keys.append(json.loads(raw).get("user_id"))
-        except ValueError:
-            keys.append(None)
-    with open_log(settings) as log:
-        log.ensure_topic()
-        log.append(lines, keys=keys)
-
-
 def reference(settings: Settings, lines: list[bytes], model: SnapshotModel, store) -> tuple[dict, dict]:
     rules = EventRules.from_settings(settings)
     by_user, by_item = defaultdict(list), defaultdict(list)
@@ -190,7 +179,7 @@ def drain(settings: Settings) -> dict:
 def test_bad_events_go_to_dead_letters_and_state_equals_reference(settings: Settings, log_file: Path) -> None:
     publish(settings, log_file, datetime.fromtimestamp(T0, UTC))
     lines, bad = make_events(10_000, T0 + 60, seed=1)
-    append(settings, lines)
+    append_raw(settings, lines)
     stats = drain(settings)
     assert stats["processed"] == len(lines) - len(bad)
     assert stats["dead_lettered"] == len(bad)
@@ -206,7 +195,7 @@ def test_bad_events_go_to_dead_letters_and_state_equals_reference(settings: Sett
 def test_sigkill_and_restart_equals_one_clean_pass(settings: Settings, log_file: Path, tmp_path: Path) -> None:
     publish(settings, log_file, datetime.fromtimestamp(T0, UTC))
     lines, _ = make_events(6_000, T0 + 60, seed=2)
-    append(settings, lines)
+    append_raw(settings, lines)
     cfg = tmp_path / "speed.toml"
     cfg.write_text(
         f'[store]\nurl = "{settings.store.url}"\n[log]\nurl = "{settings.log.url}"\n'
@@ -233,12 +222,12 @@ def test_sigkill_and_restart_equals_one_clean_pass(settings: Settings, log_file:
 def test_snapshot_published_mid_stream_rebases_vectors(settings: Settings, log_file: Path) -> None:
     first = publish(settings, log_file, datetime.fromtimestamp(T0, UTC))
     early, _ = make_events(1_000, T0 + 60, seed=3, bad_share=0)
-    append(settings, early)
+    append_raw(settings, early)
     drain(settings)
     second = publish(settings, log_file, datetime.fromtimestamp(T0 + 60 + 500, UTC))  # cut-off inside `early`
     assert second != first
     late, _ = make_events(1_000, T0 + 5_000, seed=4, bad_share=0)
-    append(settings, late)
+    append_raw(settings, late)
     drain(settings)
     with open_store(settings) as store:
         model = SnapshotModel.load(store, second)
@@ -273,7 +262,7 @@ def test_two_consumers_in_one_group_share_partitions(settings: Settings, log_fil
         assignments = [c.consumer.assignment() for c in consumers]
         assert all(assignments) and not assignments[0] & assignments[1], assignments
         lines, bad = make_events(6_000, T0 + 60, seed=5)
-        append(settings, lines)
+        append_raw(settings, lines)
         threads = [threading.Thread(target=c.run, kwargs={"until_idle_s": 3.0}) for c in consumers]
         for t in threads:
             t.start()

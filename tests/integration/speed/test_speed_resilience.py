@@ -22,8 +22,9 @@ from lambdarec.settings import Settings
 from lambdarec.store import StoreUnavailableError, open_store
 from speed_layer.consumer import SpeedConsumer
 from tests.integration.outage import Fault, run_through_outage
+from tests.integration.raw_log import append_raw
 from tests.integration.serve_process import free_port
-from tests.integration.speed.test_speed import T0, append, assert_state_matches, make_events, publish, reference
+from tests.integration.speed.test_speed import T0, assert_state_matches, make_events, publish, reference
 
 
 @pytest.fixture
@@ -53,7 +54,7 @@ def log_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_a_store_outage_is_waited_out_with_exact_state(settings: Settings, log_file: Path, methods: set[str]) -> None:
     publish(settings, log_file, datetime.fromtimestamp(T0, UTC))
     lines, bad = make_events(4_000, T0 + 60, seed=11)
-    append(settings, lines)
+    append_raw(settings, lines)
     with open_store(settings) as real:
         store = Fault(real, methods, StoreUnavailableError)
         with SpeedConsumer(settings, store=store) as consumer:  # type: ignore[arg-type]
@@ -72,7 +73,7 @@ def test_a_store_outage_is_waited_out_with_exact_state(settings: Settings, log_f
 def test_a_log_outage_at_commit_never_commits_past_what_was_written(settings: Settings, log_file: Path) -> None:
     publish(settings, log_file, datetime.fromtimestamp(T0, UTC))
     lines, _ = make_events(4_000, T0 + 60, seed=12)
-    append(settings, lines)
+    append_raw(settings, lines)
     with open_store(settings) as real, SpeedConsumer(settings, store=real) as consumer:
         consumer.consumer = log = Fault(consumer.consumer, {"commit", "poll"}, EventLogUnavailableError)
         seen = run_through_outage(consumer, log, lambda: consumer.stats.batches >= 2, 1.5)
@@ -88,7 +89,7 @@ def test_give_up_after_s_bounds_the_wait(settings: Settings, log_file: Path) -> 
     settings = settings.model_copy(deep=True)
     settings.speed.give_up_after_s = 0.5
     publish(settings, log_file, datetime.fromtimestamp(T0, UTC))
-    append(settings, make_events(500, T0 + 60, seed=13)[0])
+    append_raw(settings, make_events(500, T0 + 60, seed=13)[0])
     with open_store(settings) as real:
         store = Fault(real, {"read_fresh_users"}, StoreUnavailableError)
         store.down.set()
