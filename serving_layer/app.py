@@ -24,7 +24,7 @@ from lambdarec.store import OnlineStore
 from serving_layer import errors
 from serving_layer.fast_path import FastPath
 from serving_layer.middleware import BodyLimit, JsonBodiesOnly, RequestMetrics, UrlLimit
-from serving_layer.routes import events, health, items, recommendations, snapshots, users
+from serving_layer.routes import events, experiments, health, items, recommendations, snapshots, users
 from serving_layer.service import Service
 
 DESCRIPTION = """Recommendations merged from the nightly batch candidates and the speed layer's fresh state,
@@ -40,6 +40,7 @@ TAGS = [
     {"name": "snapshots", "description": "List snapshots and roll back without restart (admin key)."},
     {"name": "users", "description": "Erase a user from the lake, the fresh state and every response (admin key)."},
     {"name": "health", "description": "Liveness, readiness and Prometheus metrics."},
+    {"name": "experiments", "description": "Users' sticky arms in the A/B experiments (`[experiments.NAME]`)."},
 ]
 
 
@@ -73,7 +74,7 @@ def create_app(
     )
     app.state.service = service
     errors.install(app, {"k": (1, s.max_k, "serving.max_k"), "offset": (0, s.max_offset, "serving.max_offset")})
-    for module in (recommendations, items, events, snapshots, users, health):
+    for module in (recommendations, items, events, snapshots, users, health, experiments):
         app.include_router(module.router(s))
     app.add_middleware(FastPath, service=service, settings=s)  # innermost: the hot GET before FastAPI parses it
     app.add_middleware(JsonBodiesOnly)

@@ -90,8 +90,9 @@ class FastPath:
             await self.app(scope, receive, send)
             return
         scope["route"] = _ROUTE
-        body, degraded_reason = await user_list(self.service, query)
+        body, degraded_reason, arm = await user_list(self.service, query)
         headers = [(_DEGRADED, degraded_reason.encode())] if degraded_reason else []
+        headers += [(name.lower().encode(), value.encode()) for name, value in arm.items()]
         headers += [(b"content-length", str(len(body)).encode()), *_HEADERS]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": body})

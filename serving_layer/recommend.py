@@ -46,6 +46,10 @@ class RecommendQuery:
     session_items: tuple[str, ...] = ()  # oldest first; they happen "now"
     exclude: frozenset[str] = field(default_factory=frozenset)
     explain: bool = False
+    session_id: str | None = None  # assigns an anonymous request to an experiment arm
+    impressions: bool = False  # write an impression event for the returned items
+    experiment: str | None = None  # the experiment arm the list is served under (set by serving_layer.arms)
+    arm: str | None = None
 
 
 def read_states(
@@ -160,6 +164,8 @@ def shape(
         k=query.k,
         offset=query.offset,
         items=items,
+        experiment=query.experiment,
+        arm=query.arm,
     )
 
 

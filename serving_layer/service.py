@@ -24,10 +24,11 @@ from lambdarec.model.snapshot import SnapshotModel
 from lambdarec.rank.merge import MergeWeights
 from lambdarec.settings import Settings, mask_url
 from lambdarec.store import OnlineStore, open_store
+from serving_layer.arms import Arms, Served
 from serving_layer.auth import Keyring
 from serving_layer.model_cache import ModelCache
 from serving_layer.prometheus import ServingMetrics
-from serving_layer.recommend import CORRUPT_ROW, STORE_UNAVAILABLE, read_states
+from serving_layer.recommend import CORRUPT_ROW, STORE_UNAVAILABLE, RecommendQuery, read_states
 from serving_layer.store_gate import StoreGate, StoreUnavailable
 from serving_layer.store_health import StoreHealth
 from serving_layer.trending_cache import TrendingCache
@@ -58,6 +59,7 @@ class Service:
         scheme = urlsplit(settings.store.url).scheme
         self.inline_reads = s.store_reads == "inline" or (s.store_reads == "auto" and scheme == "sqlite")
         self.metrics = ServingMetrics(lambda: (self.models.model, self.models.published_at))
+        self.arms = Arms(settings, self.metrics.registry)
         self.models.on_swap.append(self._swapped)
         self._store, self._log = store, log_
         self._owned = (store is None, log_ is None)
@@ -236,3 +238,11 @@ class Service:
         if problem is not None:
             reasons.append(f"store unavailable: {problem}")
         return reasons
+
+    async def served_arm(self, query: RecommendQuery, model: SnapshotModel | None = None) -> Served:
+        """How ``query`` is ranked: its experiment arm (if any), snapshot, weights and trending. ``model``: the
+        current snapshot already taken for this request (default: take it now; 503 until one is loaded)."""
+        current = model if model is not None else self.served_model()
+        return await self.arms.serve(
+            query, current, self.store, self.weights, self.trending.scores_for, lambda: self.trending.rows
+        )

@@ -43,6 +43,11 @@ class TrendingCache:
         self._rows: dict[str, TrendingItem] = {}
         self._scores: dict[str, TrendingScores] = {}  # version -> scores; the served one and perhaps the next
 
+    @property
+    def rows(self) -> dict[str, TrendingItem]:
+        """The trending rows last read (scored for other snapshots, e.g. an experiment arm's pinned one)."""
+        return self._rows
+
     def scores_for(self, model: SnapshotModel) -> TrendingScores | None:
         """Scores over ``model``'s items, or None before the first read (the merge then skips trending)."""
         return self._scores.get(model.version)

@@ -68,6 +68,12 @@ class Recommendations(BaseModel):
     k: int = Field(description="How many items were asked for.")
     offset: int = Field(description="How many ranked items were skipped (paging).")
     items: list[RecommendedItem] = Field(description="Best first; fewer than `k` when the catalogue runs out.")
+    experiment: str | None = Field(
+        None,
+        description="The experiment the list was served under (also the `X-Lambdarec-Experiment` header); "
+        "null outside experiments. Send it back in events' `context` to attribute them.",
+    )
+    arm: str | None = Field(None, description="The experiment's arm (also the `X-Lambdarec-Arm` header).")
 
 
 def batch_request_model(s: ServingSettings) -> type[BaseModel]:
@@ -119,6 +125,14 @@ def batch_request_model(s: ServingSettings) -> type[BaseModel]:
         ),
         offset=(int, Field(0, ge=0, le=s.max_offset, description=f"Ranked items to skip, 0..{s.max_offset}.")),
         explain=(bool, Field(False, description="Add a reason and score parts to every item.")),
+        session_id=(
+            item_id | None,
+            Field(
+                None,
+                description="The anonymous caller's session id: assigns an anonymous request (no `users`) "
+                "to an experiment arm, sticky for the session.",
+            ),
+        ),
     )
 
 

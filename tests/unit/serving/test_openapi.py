@@ -16,6 +16,7 @@ ROUTES = {
     ("get", "/livez"): {"200"},
     ("get", "/readyz"): {"200", "503"},
     ("get", "/metrics"): {"200"},
+    ("get", "/v1/users/{user_id}/assignments"): {"200", "422"},
 }
 
 
