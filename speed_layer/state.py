@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from lambdarec.events import Event
+from lambdarec.events import FEEDBACK_TYPES, Event
 from lambdarec.model.freshstate import positions_of, solve
 from lambdarec.model.rows import FreshUser, TrendingItem, UserRow
 from lambdarec.model.snapshot import SnapshotModel
@@ -31,6 +31,12 @@ Position = tuple[int, int]  # (partition, offset)
 def event_weight(event: Event, event_weights: dict[str, float]) -> float:
     """The event type's weight times the event's own weight, as the batch layer weighs a row."""
     return event_weights.get(event.event_type, 1.0) * (1.0 if event.weight is None else event.weight)
+
+
+def is_positive(event: Event, event_weights: dict[str, float]) -> bool:
+    """Whether ``event`` counts as an interaction (fold-in, recent items, trending): any type but the feedback
+    types (``dislike``, ``hide``, ``impression``), unless the weights give one a weight to train on."""
+    return event.event_type not in FEEDBACK_TYPES or event.event_type in event_weights
 
 
 def _is_new(positions: dict[str, int], pos: Position) -> bool:
@@ -63,17 +69,19 @@ def apply_user_events(
     fresh = list(zip(state.events, positions_of(state), strict=True))
     recent = [r for r in state.recent]
     weights = model.event_weights if model is not None and model.event_weights else (default_weights or {})
-    applied = 0
+    applied, newest = 0, max((e[1] for e, _ in fresh), default=state.updated_at)
     for event, pos in events:
         if not _is_new(positions, pos):
             continue
-        fresh.append(((event.item_id, event.timestamp, event_weight(event, weights)), pos))
-        recent.append((event.item_id, event.timestamp))
         positions[str(pos[0])] = pos[1] + 1
         applied += 1
+        newest = max(newest, event.timestamp)
+        if not is_positive(event, weights):
+            continue
+        fresh.append(((event.item_id, event.timestamp, event_weight(event, weights)), pos))
+        recent.append((event.item_id, event.timestamp))
     if applied == 0:
         return None
-    newest = max(e[1] for e, _ in fresh)
     kept = _bounded_events(fresh, model, settings)
     updated = FreshUser(
         user_id=state.user_id,
@@ -113,14 +121,16 @@ def apply_trending(
     for event, pos in events:
         if not _is_new(positions, pos):
             continue
+        positions[str(pos[0])] = pos[1] + 1
+        applied += 1
+        if not is_positive(event, weights):
+            continue
         w = event_weight(event, weights)
         if event.timestamp >= as_of:
             count = decayed(count, as_of, event.timestamp, half_life_s) + w
             as_of = event.timestamp
         else:
             count += decayed(w, event.timestamp, as_of, half_life_s)
-        positions[str(pos[0])] = pos[1] + 1
-        applied += 1
     if applied == 0:
         return None
     return TrendingItem(

@@ -21,13 +21,14 @@ class WireEvent(msgspec.Struct, kw_only=True, frozen=True):
 
     event_id: _NonEmpty
     user_id: _NonEmpty
-    item_id: _NonEmpty
+    item_id: _NonEmpty | msgspec.UnsetType = msgspec.UNSET  # required, except for an impression with `item_ids`
     event_type: _NonEmpty
     timestamp: str | float
     weight: float | None = None
     session_id: str | None = None
     context: Context = msgspec.field(default_factory=dict)
     schema: int = SCHEMA_VERSION
+    item_ids: list[_NonEmpty] | None = None
 
 
 _DECODER = msgspec.json.Decoder(WireEvent)

@@ -83,6 +83,9 @@ class EventSettings(Section):
         "unexpected error (a bug, not a bad event), instead of dead-lettering the whole log; fewer are "
         "dead-lettered one by one and the consumer moves on.",
     )
+    max_impression_items: int = Field(
+        100, ge=1, le=100, description="Most `item_ids` one `impression` event may list (unique ids)."
+    )
 
     @field_validator("id_pattern")
     @classmethod
