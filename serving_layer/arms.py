@@ -103,6 +103,17 @@ class Arms:
         found = served_assignment(self.experiments, user_id or session_id, unit)
         return None if found is None else self.plans[found.experiment, found.arm]  # type: ignore[index]
 
+    def count_events(self, events: list[object], rejected: set[int]) -> None:
+        """Count the accepted events whose ``context`` names a configured experiment arm (other values are not
+        counted, so callers cannot grow the metric's label set)."""
+        for n, event in enumerate(events):
+            context = event.get("context") if isinstance(event, dict) and n not in rejected else None
+            if not isinstance(context, dict):
+                continue
+            key = (context.get("experiment"), context.get("arm"))
+            if key in self.plans:
+                self.metrics.events.labels(*key, str(event.get("event_type"))).inc()
+
     async def serve(
         self,
         query: RecommendQuery,

@@ -67,12 +67,14 @@ class FastPath:
         if len(given) != len(params):  # a repeated name: FastAPI's reading of it decides
             return None
         k, offset, explain = given.get("k", str(self.s.default_k)), given.get("offset", "0"), given.get("explain")
+        impressions = given.get("impressions")
         plain = (
             _POSITIVE.fullmatch(k) is not None
             and int(k) <= self.s.max_k
             and _NATURAL.fullmatch(offset) is not None
             and int(offset) <= self.s.max_offset
             and (explain is None or explain in _BOOLS)
+            and (impressions is None or impressions in _BOOLS)
         )
         try:
             session = parse_item_list(given.get("session_items"), self.s) or ()
@@ -81,7 +83,10 @@ class FastPath:
             return None
         if not plain:
             return None
-        return RecommendQuery(user_id, int(k), int(offset), session, frozenset(exclude), _BOOLS.get(explain, False))
+        return RecommendQuery(
+            user_id, int(k), int(offset), session, frozenset(exclude), _BOOLS.get(explain, False),
+            impressions=_BOOLS.get(impressions, False),
+        )  # fmt: skip
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         user_id = self.user_id(scope)

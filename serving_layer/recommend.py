@@ -50,6 +50,7 @@ class RecommendQuery:
     impressions: bool = False  # write an impression event for the returned items
     experiment: str | None = None  # the experiment arm the list is served under (set by serving_layer.arms)
     arm: str | None = None
+    impression_id: str | None = None  # the impression event serving wrote for this list (set by serving)
 
 
 def read_states(
@@ -166,6 +167,7 @@ def shape(
         items=items,
         experiment=query.experiment,
         arm=query.arm,
+        impression_id=query.impression_id,
     )
 
 

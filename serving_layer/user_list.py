@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import replace
 
 import msgspec
 
@@ -21,6 +22,7 @@ from lambdarec.model.rows import UserState
 from lambdarec.model.snapshot import SnapshotModel
 from lambdarec.rank.merge import Ranked
 from serving_layer.arms import arm_headers
+from serving_layer.impressions import stamp
 from serving_layer.recommend import CORRUPT_ROW, STORE_UNAVAILABLE, RecommendQuery, rank, shape
 from serving_layer.service import Service
 
@@ -58,6 +60,7 @@ def encode_body(
             "items": items,
             "experiment": query.experiment,
             "arm": query.arm,
+            "impression_id": query.impression_id,
         }
     )
 
@@ -78,6 +81,8 @@ async def user_list(service: Service, query: RecommendQuery) -> tuple[bytes, str
     ranked, fallback = rank(
         model, ranked_query, ranked_state, weights=served.weights, trending=served.trending, now_s=now
     )
+    if query.impressions:
+        query = replace(query, impression_id=await stamp(service, query, model.version, [r.item_id for r in ranked]))
     body = encode_body(model, query, state, ranked, now, degraded)
     service.metrics.observe_list([r.source for r in ranked], fallback)
     service.metrics.observe_freshness(user_id, state.fresh, model.cutoff_s, time.time())

@@ -31,6 +31,7 @@ GROUPS: dict[str, str] = {
     "serve": "serving_layer.cli:serve_app",
     "recommend": "serving_layer.cli:recommend_app",
     "replay": "replay.cli:app",
+    "experiments": "lambdarec.cli.experiments:app",
     "config": "lambdarec.cli.config:app",
 }
 

@@ -89,6 +89,14 @@ class ExperimentSettings(Section):
     )
     enabled: bool = Field(True, description="Whether serving applies the experiment (assignments still list it).")
     control: str | None = Field(None, description="The arm the report compares the others with (unset: the first arm).")
+    click_types: list[str] = Field(
+        default_factory=lambda: ["click"],
+        description="Event types the report counts as clicks (CTR = clicks / items shown).",
+    )
+    conversion_types: list[str] = Field(
+        default_factory=lambda: ["purchase"],
+        description="Event types the report counts as conversions (conversion rate = converting users / users).",
+    )
     arms: list[ArmSettings] = Field(min_length=1, description="The arms, at least one; `[[experiments.NAME.arms]]`.")
 
     @model_validator(mode="after")

@@ -12,6 +12,7 @@ from lambdarec.settings import ServingSettings
 from serving_layer.arms import ARM_HEADER, EXPERIMENT_HEADER, Served, arm_headers
 from serving_layer.deps import ModelDep, ServiceDep, id_path, item_list_query, k_query, offset_query
 from serving_layer.errors import problem_responses
+from serving_layer.impressions import stamp
 from serving_layer.recommend import CORRUPT_ROW, DEGRADED_HEADER, STORE_UNAVAILABLE, RecommendQuery, rank, shape
 from serving_layer.schemas import Recommendations, RecommendationsBatch, batch_request_model
 from serving_layer.service import Service
@@ -20,6 +21,13 @@ from serving_layer.user_list import user_list
 INLINE_LISTS = 4  # more lists than this are ranked in a worker thread, so one big batch never stalls the loop
 
 ExplainQuery = Annotated[bool, Query(description="Add a reason (and the score parts) to every item.")]
+ImpressionsQuery = Annotated[
+    bool,
+    Query(
+        description="Write an `impression` event for the items returned (attributed to the list's experiment "
+        "arm); the body's `impression_id` names it."
+    ),
+]
 
 
 def router(s: ServingSettings) -> APIRouter:
@@ -48,6 +56,7 @@ def router(s: ServingSettings) -> APIRouter:
         session_items: session_param = None,
         exclude: exclude_param = None,
         explain: ExplainQuery = False,
+        impressions: ImpressionsQuery = False,
     ) -> Response:
         """The user's batch candidates and fresh speed-layer state merged and re-ranked with the session.
 
@@ -59,7 +68,9 @@ def router(s: ServingSettings) -> APIRouter:
         # The hot path: no Depends (FastAPI solves each dependency anew per request, ~40 us apiece) and the body
         # encoded by msgspec; serving_layer.fast_path answers the usual requests before FastAPI parses them.
         service: Service = request.app.state.service
-        query = RecommendQuery(user_id, k, offset, session_items or (), frozenset(exclude or ()), explain)
+        query = RecommendQuery(
+            user_id, k, offset, session_items or (), frozenset(exclude or ()), explain, impressions=impressions
+        )
         body, degraded_reason, arm = await user_list(service, query)
         headers = {DEGRADED_HEADER: degraded_reason} | arm if degraded_reason else arm
         return Response(body, media_type="application/json", headers=headers)
@@ -83,13 +94,17 @@ def router(s: ServingSettings) -> APIRouter:
         k = body.k or s.default_k
         exclude = frozenset(body.exclude)
         queries = [
-            RecommendQuery(u, k, body.offset, tuple(body.items), exclude, body.explain, body.session_id)
+            RecommendQuery(
+                u, k, body.offset, tuple(body.items), exclude, body.explain, body.session_id, body.impressions
+            )
             for u in (body.users or [None])
         ]
         served = [await service.served_arm(q, model) for q in queries]
         states, degraded = await _read_states(service, served)
         args = (service, served, states, degraded)
         ranked = await asyncio.to_thread(_rank_all, *args) if len(queries) > INLINE_LISTS else _rank_all(*args)
+        if body.impressions:
+            ranked = await _stamp_all(service, served, ranked)
         now = time.time()
         for one, (result, fallback) in zip(served, ranked, strict=True):
             service.metrics.observe_list([item.source for item in result.items], fallback)
@@ -118,6 +133,18 @@ async def _read_states(service: Service, served: list[Served]) -> tuple[dict[tup
         states.update(((version, u), state) for u, state in found.items())
         degraded = degraded or from_memory
     return states, degraded
+
+
+async def _stamp_all(
+    service: Service, served: list[Served], ranked: list[tuple[Recommendations, bool]]
+) -> list[tuple[Recommendations, bool]]:
+    """Each list with the impression event written for it (``impression_id``)."""
+    out = []
+    for one, (result, fallback) in zip(served, ranked, strict=True):
+        ids = [item.item_id for item in result.items]
+        impression_id = await stamp(service, one.query, result.snapshot, ids)
+        out.append((result.model_copy(update={"impression_id": impression_id}), fallback))
+    return out
 
 
 def _rank_all(

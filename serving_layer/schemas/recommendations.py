@@ -74,6 +74,11 @@ class Recommendations(BaseModel):
         "null outside experiments. Send it back in events' `context` to attribute them.",
     )
     arm: str | None = Field(None, description="The experiment's arm (also the `X-Lambdarec-Arm` header).")
+    impression_id: str | None = Field(
+        None,
+        description="With `impressions=true`: the `event_id` of the `impression` event serving wrote for these "
+        "items (context: experiment, arm, snapshot); null when not asked or the event log was unavailable.",
+    )
 
 
 def batch_request_model(s: ServingSettings) -> type[BaseModel]:
@@ -125,6 +130,14 @@ def batch_request_model(s: ServingSettings) -> type[BaseModel]:
         ),
         offset=(int, Field(0, ge=0, le=s.max_offset, description=f"Ranked items to skip, 0..{s.max_offset}.")),
         explain=(bool, Field(False, description="Add a reason and score parts to every item.")),
+        impressions=(
+            bool,
+            Field(
+                False,
+                description="Write one `impression` event per list for the items returned, attributed to "
+                "the list's experiment arm; each list's `impression_id` names it.",
+            ),
+        ),
         session_id=(
             item_id | None,
             Field(

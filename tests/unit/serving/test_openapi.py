@@ -39,7 +39,7 @@ def test_bounds_from_settings_and_examples_are_in_the_document(client: TestClien
     doc = client.get("/openapi.json").json()
     params = {p["name"]: p for p in doc["paths"]["/v1/users/{user_id}/recommendations"]["get"]["parameters"]}
     assert params["k"]["schema"]["minimum"] == 1 and params["k"]["schema"]["maximum"] == 100
-    assert set(params) == {"user_id", "k", "offset", "session_items", "exclude", "explain"}
+    assert set(params) == {"user_id", "k", "offset", "session_items", "exclude", "explain", "impressions"}
     schemas = doc["components"]["schemas"]
     assert schemas["Recommendations"]["examples"][0]["items"]
     assert schemas["RecommendationsBatchRequest"]["properties"]["users"]["maxItems"] == 1000
