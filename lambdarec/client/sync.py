@@ -24,7 +24,6 @@ from lambdarec.client.core import CONTENT, Attempts, ClientBase
 from lambdarec.client.endpoints import Call
 from lambdarec.client.errors import LambdarecError
 from lambdarec.client.options import ClientConfig, ManyOptions, RecommendOptions, Window
-from lambdarec.client.retry import RetryPolicy
 from lambdarec.client.types import (
     Assignments,
     IngestResult,
