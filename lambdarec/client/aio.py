@@ -16,18 +16,11 @@ from typing import Any, Unpack
 import httpx
 
 from lambdarec.client import endpoints
+from lambdarec.client import types as api
 from lambdarec.client.core import CONTENT, Attempts, ClientBase
 from lambdarec.client.endpoints import Call
 from lambdarec.client.errors import LambdarecError
 from lambdarec.client.options import ClientConfig, ManyOptions, RecommendOptions, Window
-from lambdarec.client.types import (
-    Assignments,
-    IngestResult,
-    PopularItems,
-    Recommendations,
-    RecommendationsBatch,
-    SimilarItems,
-)
 
 
 class AsyncClient(ClientBase):
@@ -50,31 +43,31 @@ class AsyncClient(ClientBase):
     async def aclose(self) -> None:
         await self.http.aclose()
 
-    async def recommend(self, user_id: str, **options: Unpack[RecommendOptions]) -> Recommendations:
+    async def recommend(self, user_id: str, **options: Unpack[RecommendOptions]) -> api.Recommendations:
         """See :meth:`Client.recommend`."""
         return await self._run(self._recommend_call(user_id, options))
 
-    async def recommend_many(self, **options: Unpack[ManyOptions]) -> RecommendationsBatch:
+    async def recommend_many(self, **options: Unpack[ManyOptions]) -> api.RecommendationsBatch:
         """See :meth:`Client.recommend_many`."""
         return await self._run(self._many_call(options))
 
-    async def similar(self, item_id: str, k: int | None = None) -> SimilarItems:
+    async def similar(self, item_id: str, k: int | None = None) -> api.SimilarItems:
         """See :meth:`Client.similar`."""
         return await self._run(endpoints.similar(item_id, k))
 
-    async def popular(self, k: int | None = None, window: Window = "recent") -> PopularItems:
+    async def popular(self, k: int | None = None, window: Window = "recent") -> api.PopularItems:
         """See :meth:`Client.popular`."""
         return await self._run(endpoints.popular(k, window))
 
-    async def send_events(self, events: Iterable[Mapping[str, Any]]) -> IngestResult:
+    async def send_events(self, events: Iterable[Mapping[str, Any]]) -> api.IngestResult:
         """See :meth:`Client.send_events`."""
         return await self._run(endpoints.send_events(events))
 
-    async def send_items(self, items: Iterable[Mapping[str, Any]]) -> IngestResult:
+    async def send_items(self, items: Iterable[Mapping[str, Any]]) -> api.IngestResult:
         """See :meth:`Client.send_items`."""
         return await self._run(endpoints.send_items(items))
 
-    async def assignments(self, user_id: str) -> Assignments:
+    async def assignments(self, user_id: str) -> api.Assignments:
         """See :meth:`Client.assignments`."""
         return await self._run(endpoints.assignments(user_id))
 

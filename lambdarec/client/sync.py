@@ -20,18 +20,11 @@ from typing import Any, Unpack
 import httpx
 
 from lambdarec.client import endpoints
+from lambdarec.client import types as api
 from lambdarec.client.core import CONTENT, Attempts, ClientBase
 from lambdarec.client.endpoints import Call
 from lambdarec.client.errors import LambdarecError
 from lambdarec.client.options import ClientConfig, ManyOptions, RecommendOptions, Window
-from lambdarec.client.types import (
-    Assignments,
-    IngestResult,
-    PopularItems,
-    Recommendations,
-    RecommendationsBatch,
-    SimilarItems,
-)
 
 
 class Client(ClientBase):
@@ -54,31 +47,31 @@ class Client(ClientBase):
 
     # ---- endpoints --------------------------------------------------------------------------------------------
 
-    def recommend(self, user_id: str, **options: Unpack[RecommendOptions]) -> Recommendations:
+    def recommend(self, user_id: str, **options: Unpack[RecommendOptions]) -> api.Recommendations:
         """``GET /v1/users/{user_id}/recommendations``: the user's list (see :class:`RecommendOptions`)."""
         return self._run(self._recommend_call(user_id, options))
 
-    def recommend_many(self, **options: Unpack[ManyOptions]) -> RecommendationsBatch:
+    def recommend_many(self, **options: Unpack[ManyOptions]) -> api.RecommendationsBatch:
         """``POST /v1/recommendations``: one list per user, or one anonymous list (see :class:`ManyOptions`)."""
         return self._run(self._many_call(options))
 
-    def similar(self, item_id: str, k: int | None = None) -> SimilarItems:
+    def similar(self, item_id: str, k: int | None = None) -> api.SimilarItems:
         """``GET /v1/items/{item_id}/similar``; :class:`ApiError` 404 for an unknown item."""
         return self._run(endpoints.similar(item_id, k))
 
-    def popular(self, k: int | None = None, window: Window = "recent") -> PopularItems:
+    def popular(self, k: int | None = None, window: Window = "recent") -> api.PopularItems:
         """``GET /v1/popular``: the most popular items of the served snapshot."""
         return self._run(endpoints.popular(k, window))
 
-    def send_events(self, events: Iterable[Mapping[str, Any]]) -> IngestResult:
+    def send_events(self, events: Iterable[Mapping[str, Any]]) -> api.IngestResult:
         """``POST /v1/events`` (API key): valid events are appended, the others reported; resending is safe."""
         return self._run(endpoints.send_events(events))
 
-    def send_items(self, items: Iterable[Mapping[str, Any]]) -> IngestResult:
+    def send_items(self, items: Iterable[Mapping[str, Any]]) -> api.IngestResult:
         """``POST /v1/items`` (API key): upsert catalog items; resending is safe."""
         return self._run(endpoints.send_items(items))
 
-    def assignments(self, user_id: str) -> Assignments:
+    def assignments(self, user_id: str) -> api.Assignments:
         """``GET /v1/users/{user_id}/assignments``: the user's arm in every experiment."""
         return self._run(endpoints.assignments(user_id))
 

@@ -29,23 +29,21 @@ def with_experiments(settings: Settings, **experiments: dict) -> Settings:
 
 
 @pytest.fixture(scope="module")
-def users(published: tuple[Settings, str]) -> list[str]:
-    settings, version = published
-    with open_store(settings) as store:
-        return [str(u) for u in store.read_array(version, USER_IDS)]
-
-
-@pytest.fixture(scope="module")
-def model(published: tuple[Settings, str]) -> SnapshotModel:
-    settings, version = published
-    with open_store(settings) as store:
-        return SnapshotModel.load(store, version)
-
-
-@pytest.fixture(scope="module")
 def exp_client(published: tuple[Settings, str]):
     with serving(with_experiments(published[0], **{"home-v2": EXPERIMENT})) as c:
         yield c
+
+
+@pytest.fixture(scope="module")
+def snapshot(published: tuple[Settings, str]) -> tuple[SnapshotModel, list[str]]:
+    """The served snapshot's model and its users."""
+    with open_store(published[0]) as store:
+        return SnapshotModel.load(store, published[1]), [str(u) for u in store.read_array(published[1], USER_IDS)]
+
+
+@pytest.fixture(scope="module")
+def users(snapshot: tuple[SnapshotModel, list[str]]) -> list[str]:
+    return snapshot[1]
 
 
 def arm_of(user: str) -> str | None:
@@ -66,7 +64,8 @@ def test_every_list_says_its_arm_in_body_and_headers_on_both_paths(exp_client: T
     assert seen == {"control", "diverse", None}  # traffic 0.8: some users are outside
 
 
-def test_the_popular_only_control_serves_unseen_popular_items(published, exp_client: TestClient, users, model):
+def test_the_popular_only_control_serves_unseen_popular_items(published, exp_client: TestClient, snapshot):
+    model, users = snapshot
     user = next(u for u in users if arm_of(u) == "control")
     body = exp_client.get(f"/v1/users/{user}/recommendations", params={"k": 10}).json()
     assert {item["source"] for item in body["items"]} == {"popular"}
