@@ -100,6 +100,10 @@ def replay(
     progress: Progress = True,
     config: ConfigOption = None,
     as_json: JsonOption = False,
+    experiment: Annotated[
+        str | None,
+        typer.Option("--experiment", help="Score the arms of [experiments.NAME] (instead of --variants)."),
+    ] = None,
 ) -> None:
     """Replay the log after --split-at through the serving code and score every variant on the same events.
 
@@ -138,6 +142,12 @@ def replay(
         chosen = standard_variants(
             _weights(settings), parse_kinds(variants), fold_in=fold_in, session=session, trending=trending
         )
+        if experiment is not None:
+            from replay.experiment import experiment_variants
+
+            chosen, notes = experiment_variants(settings, experiment)
+            for note in notes:
+                typer.echo(f"note: {note}", err=True)
     with _bad_input(args=False):
         run = run_replay(settings, cfg, chosen)
     from replay.report import build_report, format_table, write_report
