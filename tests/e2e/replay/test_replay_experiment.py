@@ -50,7 +50,7 @@ def test_arms_score_as_the_variants_serving_would_be(drift_log: Path, small_conf
     assert arms["variants"]["home/same"][metric] == pytest.approx(plain["variants"]["lambda"][metric], rel=1e-9)
     assert arms["variants"]["home/control"][metric] == pytest.approx(plain["variants"]["popular"][metric], rel=1e-9)
     assert arms["variants"]["home/diverse"][metric] != arms["variants"]["home/same"][metric]
-    assert "pinned to snapshot 20240101T000000000Z-abc123" in notes
+    assert "replay.pinned_arm" in notes and "20240101T000000000Z-abc123" in notes
 
 
 def test_an_unknown_experiment_exits_2(drift_log: Path, small_config: Path) -> None:
