@@ -15,8 +15,8 @@ from typing import Any, Unpack
 
 import httpx
 
-from lambdarec.client import endpoints
-from lambdarec.client import types as api
+import lambdarec.client.endpoints as calls
+import lambdarec.client.types as api
 from lambdarec.client.core import CONTENT, Attempts, ClientBase
 from lambdarec.client.endpoints import Call
 from lambdarec.client.errors import LambdarecError
@@ -53,23 +53,23 @@ class AsyncClient(ClientBase):
 
     async def similar(self, item_id: str, k: int | None = None) -> api.SimilarItems:
         """See :meth:`Client.similar`."""
-        return await self._run(endpoints.similar(item_id, k))
+        return await self._run(calls.similar(item_id, k))
 
     async def popular(self, k: int | None = None, window: Window = "recent") -> api.PopularItems:
         """See :meth:`Client.popular`."""
-        return await self._run(endpoints.popular(k, window))
+        return await self._run(calls.popular(k, window))
 
     async def send_events(self, events: Iterable[Mapping[str, Any]]) -> api.IngestResult:
         """See :meth:`Client.send_events`."""
-        return await self._run(endpoints.send_events(events))
+        return await self._run(calls.send_events(events))
 
     async def send_items(self, items: Iterable[Mapping[str, Any]]) -> api.IngestResult:
         """See :meth:`Client.send_items`."""
-        return await self._run(endpoints.send_items(items))
+        return await self._run(calls.send_items(items))
 
     async def assignments(self, user_id: str) -> api.Assignments:
         """See :meth:`Client.assignments`."""
-        return await self._run(endpoints.assignments(user_id))
+        return await self._run(calls.assignments(user_id))
 
     async def _run(self, call: Call) -> Any:
         try:

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from lambdarec.client import endpoints
+import lambdarec.client.endpoints as calls
 from lambdarec.client.endpoints import Call
 from lambdarec.client.errors import ApiError, LambdarecError, Unavailable
 from lambdarec.client.fallback import LastKnownPopular
@@ -37,11 +37,11 @@ class Attempts:
     def settle(self, response: httpx.Response | None, error: httpx.TransportError | None) -> bool:
         self.made += 1
         if response is not None and response.status_code not in RETRY_STATUSES:
-            self.value = endpoints.read(self.call, response)  # 2xx, or an ApiError for a 4xx: never retried
+            self.value = calls.read(self.call, response)  # 2xx, or an ApiError for a 4xx: never retried
             return True
         failure: LambdarecError
         if response is not None:
-            failure = endpoints.api_error(response)
+            failure = calls.api_error(response)
             hint = failure.retry_after_s
         else:
             failure = Unavailable(
@@ -72,12 +72,12 @@ class ClientBase:
 
     def _recommend_call(self, user_id: str, options: RecommendOptions) -> Call:
         o = RECOMMEND_DEFAULTS | options
-        return endpoints.recommend(user_id, o["k"], o["offset"], o["session_items"], o["exclude"], o["explain"],
+        return calls.recommend(user_id, o["k"], o["offset"], o["session_items"], o["exclude"], o["explain"],
                                    o["impressions"])  # fmt: skip
 
     def _many_call(self, options: ManyOptions) -> Call:
         o = MANY_DEFAULTS | options
-        return endpoints.recommend_many(o["users"], o["items"], o["exclude"], o["k"], o["offset"], o["explain"],
+        return calls.recommend_many(o["users"], o["items"], o["exclude"], o["k"], o["offset"], o["explain"],
                                         o["session_id"], o["impressions"])  # fmt: skip
 
     def _local(self, call: Call, error: LambdarecError) -> Any:
@@ -106,7 +106,7 @@ class ClientBase:
         return self.config.fallback and call.name != "popular" and self.last_popular.due()
 
     def _popular_call(self) -> Call:
-        return endpoints.popular(self.config.popular_k, "recent")
+        return calls.popular(self.config.popular_k, "recent")
 
     def _kept(self, call: Call, value: Any) -> Any:
         if isinstance(value, PopularItems) and call.params.get("window") == "recent":

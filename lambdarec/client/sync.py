@@ -19,8 +19,8 @@ from typing import Any, Unpack
 
 import httpx
 
-from lambdarec.client import endpoints
-from lambdarec.client import types as api
+import lambdarec.client.endpoints as calls
+import lambdarec.client.types as api
 from lambdarec.client.core import CONTENT, Attempts, ClientBase
 from lambdarec.client.endpoints import Call
 from lambdarec.client.errors import LambdarecError
@@ -57,23 +57,23 @@ class Client(ClientBase):
 
     def similar(self, item_id: str, k: int | None = None) -> api.SimilarItems:
         """``GET /v1/items/{item_id}/similar``; :class:`ApiError` 404 for an unknown item."""
-        return self._run(endpoints.similar(item_id, k))
+        return self._run(calls.similar(item_id, k))
 
     def popular(self, k: int | None = None, window: Window = "recent") -> api.PopularItems:
         """``GET /v1/popular``: the most popular items of the served snapshot."""
-        return self._run(endpoints.popular(k, window))
+        return self._run(calls.popular(k, window))
 
     def send_events(self, events: Iterable[Mapping[str, Any]]) -> api.IngestResult:
         """``POST /v1/events`` (API key): valid events are appended, the others reported; resending is safe."""
-        return self._run(endpoints.send_events(events))
+        return self._run(calls.send_events(events))
 
     def send_items(self, items: Iterable[Mapping[str, Any]]) -> api.IngestResult:
         """``POST /v1/items`` (API key): upsert catalog items; resending is safe."""
-        return self._run(endpoints.send_items(items))
+        return self._run(calls.send_items(items))
 
     def assignments(self, user_id: str) -> api.Assignments:
         """``GET /v1/users/{user_id}/assignments``: the user's arm in every experiment."""
-        return self._run(endpoints.assignments(user_id))
+        return self._run(calls.assignments(user_id))
 
     # ---- the attempt loop ---------------------------------------------------------------------------------------
 
