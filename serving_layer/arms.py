@@ -18,13 +18,14 @@ Example
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from prometheus_client import CollectorRegistry, Counter
 
-from lambdarec.experiments import ArmPlan, arm_plans, popular_only_inputs, served_assignment
+from lambdarec.experiments import ArmPlan, Unit, arm_plans, popular_only_inputs, served_assignment
 from lambdarec.logs import get_logger
 from lambdarec.model.rows import TrendingItem, UserState
 from lambdarec.model.snapshot import SnapshotModel
@@ -38,6 +39,7 @@ from serving_layer.trending_cache import trending_for
 
 log = get_logger(__name__)
 
+ASSIGNMENTS_KEPT = 65536  # users and sessions whose arm is remembered per process
 EXPERIMENT_HEADER = "X-Lambdarec-Experiment"
 ARM_HEADER = "X-Lambdarec-Arm"
 
@@ -89,6 +91,7 @@ class Arms:
         self.experiments = settings.experiments
         self.plans = arm_plans(settings)
         self.metrics = ArmMetrics(registry)
+        self._lists = {key: self.metrics.lists.labels(*key) for key in self.plans}  # bound once: no lookup per list
         self.retry_s = settings.serving.snapshot_poll_s
         self.trending_half_life_s = settings.speed.trending_half_life_s
         self.trending_refresh_s = settings.serving.trending_refresh_s
@@ -96,11 +99,15 @@ class Arms:
         self._pinned_trending: dict[str, tuple[float, TrendingScores]] = {}
         self._failed: dict[str, float] = {}  # pinned version -> when it last failed to load
         self._lock = asyncio.Lock()
+        # an assignment is a pure function of the id: the recent ones are remembered (hashing costs ~15 us)
+        self._plan_of = functools.lru_cache(maxsize=ASSIGNMENTS_KEPT)(self._assigned_plan)
 
     def plan(self, user_id: str | None, session_id: str | None) -> ArmPlan | None:
         """The arm plan of a user, or of an anonymous session; None outside every enabled experiment."""
-        unit = "user" if user_id else "session"
-        found = served_assignment(self.experiments, user_id or session_id, unit)
+        return self._plan_of(user_id or session_id, "user" if user_id else "session")
+
+    def _assigned_plan(self, unit_id: str | None, unit: Unit) -> ArmPlan | None:
+        found = served_assignment(self.experiments, unit_id, unit)
         return None if found is None else self.plans[found.experiment, found.arm]  # type: ignore[index]
 
     def count_events(self, events: list[object], rejected: set[int]) -> None:
@@ -127,7 +134,7 @@ class Arms:
         plan = self.plan(query.user_id, query.session_id) if self.experiments else None
         if plan is None:
             return Served(query, current, weights, trending(current))
-        self.metrics.lists.labels(plan.experiment, plan.arm).inc()
+        self._lists[plan.experiment, plan.arm].inc()
         query = replace(query, experiment=plan.experiment, arm=plan.arm)
         model = await self._model(plan, current, store)
         if plan.popular_only:
