@@ -109,12 +109,13 @@ def recommend(
     store: StoreOption = None,
     config: ConfigOption = None,
 ) -> None:
-    """One user's recommendations, ranked in-process exactly as GET /v1/users/USER/recommendations ranks them;
-    --json prints the same body."""
+    """One user's recommendations, ranked in-process exactly as GET /v1/users/USER/recommendations ranks them
+    (in the user's experiment arm, if any); --json prints the same body."""
+    from lambdarec.experiments import arm_plans, served_assignment
     from lambdarec.rank.merge import MergeWeights
+    from serving_layer.arms import Served
     from serving_layer.model_cache import load_model
-    from serving_layer.recommend import RecommendQuery, read_states
-    from serving_layer.recommend import recommend as rank
+    from serving_layer.recommend import RecommendQuery, rank, read_states, shape
     from serving_layer.trending_cache import trending_for
 
     configure_cli_logging()
@@ -129,11 +130,21 @@ def recommend(
         if version is None:
             typer.echo("error: the store holds no published snapshot yet; run `lambdarec batch run` first", err=True)
             raise typer.Exit(EXIT_STORE_FAILED)
-        model = load_model(opened, version)
-        state = read_states(opened, version, [user], len(model.item_ids))[user]
+        found = served_assignment(settings.experiments, user)
+        plan = arm_plans(settings)[found.experiment, found.arm] if found is not None and found.arm else None
+        model = load_model(opened, plan.snapshot if plan is not None and plan.snapshot else version)
+        state = read_states(opened, model.version, [user], len(model.item_ids))[user]
         trending = trending_for(opened.read_trending(None), model, settings.speed.trending_half_life_s)
-    query = RecommendQuery(user, k, offset, _items(session), frozenset(_items(exclude)), explain)
-    body, _ = rank(model, query, state, weights=MergeWeights.from_settings(s), trending=trending, now_s=time.time())
+    query = RecommendQuery(user, k, offset, _items(session), frozenset(_items(exclude)), explain,
+                           experiment=found.experiment if plan else None, arm=plan.arm if plan else None)  # fmt: skip
+    if plan is None:
+        served = Served(query, model, MergeWeights.from_settings(s), trending)
+    else:
+        served = Served(query, model, plan.weights, None if plan.popular_only else trending, plan)
+    ranked_query, ranked_state = served.inputs(state)
+    now = time.time()
+    ranked, _ = rank(model, ranked_query, ranked_state, weights=served.weights, trending=served.trending, now_s=now)
+    body = shape(model, query, state, ranked, now, False)
     if as_json:
         typer.echo(body.model_dump_json())
         return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -152,3 +153,24 @@ def test_an_arm_pinned_to_an_older_snapshot_serves_it(tmp_path: Path, log_file: 
                 arm = assign_arm(exp, user)
                 assert body["arm"] == arm
                 assert body["snapshot"] == (want_old if arm == "old" else new)
+
+
+def test_the_recommend_command_ranks_in_the_users_arm(published, exp_client: TestClient, users, tmp_path: Path):
+    from typer.testing import CliRunner
+
+    from lambdarec.cli import app
+
+    settings = published[0]
+    config = tmp_path / "settings.toml"
+    config.write_text(
+        f'[store]\nurl = "{settings.store.url}"\n[log]\nurl = "{settings.log.url}"\n[experiments.home-v2]\n'
+        'salt = "home-v2"\ntraffic = 0.8\n[[experiments.home-v2.arms]]\nname = "control"\npopular_only = true\n'
+        '[[experiments.home-v2.arms]]\nname = "diverse"\nserving = { mmr_lambda = 0.4, weight_trending = 0.0 }\n'
+    )
+    for arm in ("control", "diverse", None):
+        user = next(u for u in users if arm_of(u) == arm)
+        result = CliRunner().invoke(app, ["recommend", user, "--k", "6", "--json", "--config", str(config)])
+        assert result.exit_code == 0, result.output
+        cli = json.loads(result.stdout)
+        http = exp_client.get(f"/v1/users/{user}/recommendations", params={"k": 6}).json()
+        assert cli["arm"] == arm and [i["item_id"] for i in cli["items"]] == [i["item_id"] for i in http["items"]]
