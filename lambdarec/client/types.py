@@ -34,6 +34,13 @@ class Recommendations(msgspec.Struct, frozen=True):
     impression_id: str | None = None
     local_fallback: bool = False  # client-side: served from the last-known-good popular list
 
+    def attribution(self) -> dict[str, str]:
+        """The ``context`` entries that attribute an event to the arm this list was served under (send them
+        with the clicks and purchases it leads to); empty outside experiments."""
+        if self.experiment is None or self.arm is None:
+            return {}
+        return {"experiment": self.experiment, "arm": self.arm}
+
 
 class RecommendationsBatch(msgspec.Struct, frozen=True):
     snapshot: str

@@ -62,6 +62,7 @@ def test_every_method_against_a_real_server(server: str, published) -> None:
         page = client.recommend(user, k=5, exclude=["i0"])
         assert len(page.items) == 5 and page.user_id == user and not page.local_fallback
         assert page.arm == assign_arm(ExperimentSettings.model_validate(EXPERIMENT), user)
+        assert page.attribution() == {"experiment": "home", "arm": page.arm}
         assigned = client.assignments(user)
         assert [(a.experiment, a.arm, a.served) for a in assigned.assignments] == [("home", page.arm, True)]
         many = client.recommend_many(users=users[:3], k=4)
@@ -75,7 +76,7 @@ def test_every_method_against_a_real_server(server: str, published) -> None:
         sent = client.send_events(
             [
                 {"event_id": "c-1", "user_id": user, "item_id": page.items[0].item_id, "event_type": "click",
-                 "timestamp": time.time(), "context": {"experiment": page.experiment, "arm": page.arm}},
+                 "timestamp": time.time(), "context": page.attribution()},
                 {"event_id": "c-2", "user_id": user, "event_type": "teleport", "item_id": "i1", "timestamp": 1},
             ]
         )  # fmt: skip
