@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,11 +21,12 @@ import numpy as np
 from cassandra.cluster import EXEC_PROFILE_DEFAULT
 from cassandra.query import BatchStatement
 
+from lambdarec.catalog.item import Item, ItemPatch
 from lambdarec.logs import get_logger
 from lambdarec.model.rows import FreshUser, ItemRow, LogPosition, TrendingItem, UserRow
 from lambdarec.settings import StoreSettings
+from lambdarec.store import cassandra_catalog, codec, lifecycle, versions
 from lambdarec.store import cassandra_schema as schema
-from lambdarec.store import codec, lifecycle, versions
 from lambdarec.store.cassandra_session import WRITE, CassandraSession
 from lambdarec.store.errors import SnapshotNotFoundError
 from lambdarec.store.port import OnlineStore
@@ -47,6 +48,7 @@ class CassandraStore(OnlineStore):
         self._stmt, self._run = self._cql.stmt, self._cql.run
         self._many, self._write_many = self._cql.many, self._cql.write_many
         self._current = versions.CurrentPointer(self._read_pointer, settings.current_cache_s)
+        self._catalog = cassandra_catalog.CassandraCatalog(self._cql, settings)
         log.debug("store.opened", backend="cassandra", hosts=self.url.where, keyspace=self._ks, namespace=self._ns)
 
     def _state(self, version: str) -> Any:
@@ -57,6 +59,7 @@ class CassandraStore(OnlineStore):
 
     def init_schema(self) -> None:
         self._cql.ddl("create the schema", lambda session: schema.create(session, self._ks, self.settings))
+        self._cql.ddl("create the catalog", lambda s: cassandra_catalog.create(s, self._ks, schema.DDL_TIMEOUT_S))
 
     def drop_schema(self) -> None:
         self._cql.ddl("drop the keyspace", lambda session: schema.drop(session, self._ks))
@@ -203,6 +206,17 @@ class CassandraStore(OnlineStore):
             params = [(self._ns, schema.trending_bucket(i), i) for i in dict.fromkeys(item_ids)]
             results = self._many(schema.SELECT_TRENDING, params, EXEC_PROFILE_DEFAULT)
         return {item_id: codec.decode_trending(data) for rs in results for item_id, data in rs}
+
+    # ---- catalog ----------------------------------------------------------------------------------------------
+
+    def upsert_items(self, patches: Sequence[ItemPatch], now_s: float) -> int:
+        return self._catalog.upsert(patches, now_s)
+
+    def read_catalog(self, item_ids: Iterable[str] | None = None) -> dict[str, Item]:
+        return self._catalog.read(item_ids)
+
+    def read_catalog_changes(self, since_s: float) -> dict[str, Item]:
+        return self._catalog.changes(since_s)
 
     # ---- event ids ------------------------------------------------------------------------------------------
 

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
+from lambdarec.catalog.item import Item, ItemPatch
 from lambdarec.logs import get_logger
 from lambdarec.model.rows import FreshUser, ItemRow, LogPosition, TrendingItem, UserRow
 from lambdarec.settings import StoreSettings
@@ -25,6 +26,7 @@ from lambdarec.store import codec, lifecycle, versions
 from lambdarec.store.errors import SnapshotNotFoundError, StoreUnavailableError
 from lambdarec.store.port import OnlineStore
 from lambdarec.store.snapshot_info import SnapshotInfo, stored_info
+from lambdarec.store.sqlite_catalog import CatalogRows
 from lambdarec.store.sqlite_files import Connections, select_in
 from lambdarec.store.sqlite_fresh import FreshTables
 from lambdarec.store.sqlite_schema import FRESH_FILE, SNAPSHOTS_FILE, store_dir
@@ -44,6 +46,7 @@ class SQLiteStore(OnlineStore):
         self._files = Connections(self.path, settings)
         self._db, self._write = self._files.db, self._files.write
         self._fresh = FreshTables(self._files, settings)
+        self._catalog = CatalogRows(self._files, settings)
         self._current = versions.CurrentPointer(self._read_pointer, settings.current_cache_s)
         log.debug("store.opened", backend="sqlite", path=str(self.path), namespace=self._ns)
 
@@ -205,6 +208,17 @@ class SQLiteStore(OnlineStore):
 
     def release_event_ids(self, claims: Mapping[str, LogPosition]) -> None:
         self._fresh.release_event_ids(claims)
+
+    # ---- catalog ----------------------------------------------------------------------------------------------
+
+    def upsert_items(self, patches: Sequence[ItemPatch], now_s: float) -> int:
+        return self._catalog.upsert(patches, now_s)
+
+    def read_catalog(self, item_ids: Iterable[str] | None = None) -> dict[str, Item]:
+        return self._catalog.read(item_ids)
+
+    def read_catalog_changes(self, since_s: float) -> dict[str, Item]:
+        return self._catalog.changes(since_s)
 
     # ---- coordination -----------------------------------------------------------------------------------------
 

@@ -1,0 +1,103 @@
+"""The catalog over one snapshot's item indices: the eligibility mask of the global rules, built once per catalog
+refresh (never per request), and per request the mask of its filters, cached by their text.
+
+Example
+-------
+>>> view = CatalogView(items, model.item_ids, rules, now_s=time.time())      # doctest: +SKIP
+>>> eligible = view.mask(RequestFilters(categories=frozenset({"shoes"})))    # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
+
+import numpy as np
+
+from lambdarec.catalog.item import Item
+from lambdarec.catalog.rules import (
+    UNLISTED,
+    CatalogRules,
+    RequestFilters,
+    global_reason,
+    ineligible_because,
+    request_reason,
+)
+
+
+class CatalogView:
+    """Eligibility over ``item_ids`` (a snapshot's items) for the catalog ``items`` at ``now_s``.
+
+    ``eligible`` is None when every item is eligible (nothing to filter: the merge then does no extra work).
+    ``valid_until`` is the next expiry: past it the view must be rebuilt (:meth:`CatalogCache.view` does).
+    """
+
+    def __init__(self, items: Mapping[str, Item], item_ids: np.ndarray, rules: CatalogRules, now_s: float,
+                 cache_size: int = 256):  # fmt: skip
+        self.items, self.rules, self.now_s = items, rules, now_s
+        self.n_items = len(item_ids)
+        self._cache: OrderedDict[tuple[object, ...], np.ndarray | None] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+        listed = [(i, items[str(item_id)]) for i, item_id in enumerate(item_ids.tolist()) if str(item_id) in items]
+        self.listed_index = np.fromiter((i for i, _ in listed), dtype=np.int64, count=len(listed))
+        self.listed = [item for _, item in listed]
+        mask = np.full(self.n_items, global_reason(None, rules, now_s) is None)
+        for i, item in listed:
+            mask[i] = global_reason(item, rules, now_s) is None
+        self.eligible: np.ndarray | None = None if mask.all() else mask
+        by_category: dict[str, list[int]] = {}
+        for i, item in listed:
+            for category in item.categories:
+                by_category.setdefault(category, []).append(i)
+        self._by_category = {c: np.asarray(ix, dtype=np.int64) for c, ix in by_category.items()}
+        expiries = [it.expires_at for it in items.values() if it.expires_at is not None and it.expires_at > now_s]
+        self.valid_until = min(expiries, default=math.inf)
+
+    def mask(self, filters: RequestFilters | None) -> np.ndarray | None:
+        """Eligible items of the snapshot for a request with ``filters`` (None: all are); cached by the filters."""
+        if filters is None or filters.empty:
+            return self.eligible
+        key = filters.key
+        with self._lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+        found = self._request_mask(filters)
+        with self._lock:
+            self._cache[key] = found
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return found
+
+    def _request_mask(self, filters: RequestFilters) -> np.ndarray:
+        mask = np.ones(self.n_items, dtype=bool) if self.eligible is None else self.eligible.copy()
+        if filters.categories:
+            wanted = np.zeros(self.n_items, dtype=bool)
+            for category in filters.categories:
+                wanted[self._by_category.get(category, [])] = True
+            mask &= wanted
+        for category in filters.exclude_categories:
+            mask[self._by_category.get(category, [])] = False
+        if filters.filter is not None:
+            passes = np.full(self.n_items, filters.filter.matches(UNLISTED.attributes))
+            hits = [filters.filter.matches(item.attributes) for item in self.listed]
+            passes[self.listed_index] = np.asarray(hits, dtype=bool)
+            mask &= passes
+        return mask
+
+    def reason(self, item_id: str, filters: RequestFilters | None) -> str | None:
+        """Why ``item_id`` may not be shown (a rule's name, see ``rules.GLOBAL_RULES``), or None."""
+        item = self.items.get(item_id)
+        if filters is None:
+            return global_reason(item, self.rules, self.now_s)
+        return ineligible_because(item, self.rules, filters, self.now_s)
+
+    def allows(self, item_id: str, filters: RequestFilters | None) -> bool:
+        """Whether an item, in the snapshot or not, may be shown (items outside the snapshot: fresh items)."""
+        return self.reason(item_id, filters) is None
+
+
+__all__ = ["CatalogView", "request_reason"]
