@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
+from typing import TypeVar
 
 import msgspec
 
@@ -25,6 +26,7 @@ from lambdarec.events import Event, EventRules
 
 ITEM_EVENT = "item"
 CATALOG_USER = "catalog"
+Position = TypeVar("Position")
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(ItemPatch).decode
 
@@ -56,3 +58,8 @@ def with_changes(rules: EventRules) -> EventRules:
     if rules.known_types is None or ITEM_EVENT in rules.known_types:
         return rules
     return dataclasses.replace(rules, known_types=rules.known_types | {ITEM_EVENT})
+
+
+def interactions(events: list[tuple[Event, Position]]) -> list[tuple[Event, Position]]:
+    """``events`` without catalog changes: what the speed layer applies."""
+    return [(e, p) for e, p in events if e.event_type != ITEM_EVENT]

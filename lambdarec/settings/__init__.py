@@ -25,6 +25,7 @@ from lambdarec.settings.batch_train import (
     TrainSettings,
     TuneSettings,
 )
+from lambdarec.settings.catalog import CatalogSettings
 from lambdarec.settings.eventlog import LOG_SCHEMES, KafkaLogSettings, LogSettings, SQLiteLogSettings, derived_log_name
 from lambdarec.settings.lake import LAKE_SCHEMES, ArchiveSettings, LakeSettings
 from lambdarec.settings.renamed import RENAMED
@@ -53,6 +54,7 @@ __all__ = [
     "ArchiveSettings",
     "BatchSettings",
     "CassandraStoreSettings",
+    "CatalogSettings",
     "ColumnNames",
     "ConfigError",
     "EventSettings",

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from lambdarec.catalog import ItemPatch
+from lambdarec.catalog.item import ItemPatch
 from lambdarec.store import OnlineStore
 
 
