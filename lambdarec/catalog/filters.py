@@ -119,7 +119,7 @@ class _Reader:
                 if self.text[self.at] == "\\":
                     self.at += 1
                     if self.at >= len(self.text) or self.text[self.at] not in '"\\':
-                        raise self.fail('only \\" and \\\\ may be escaped in a quoted value')
+                        raise self.fail('only \\" and \\\\ may be escaped in a quoted value', self.at - 1)
                 out.append(self.text[self.at])
                 self.at += 1
             if self.at >= len(self.text):
