@@ -19,7 +19,7 @@ def test_a_full_object_parses_with_times_as_epoch_seconds() -> None:
             "attributes": {"brand": "x", "p": 2},
             "created_at": "2026-01-01T00:00:00Z",
             "expires_at": 1767225600000,
-        },  # fmt: skip
+        },
         B,
     )
     assert patch.given() == {
