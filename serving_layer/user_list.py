@@ -70,7 +70,8 @@ async def user_list(service: Service, query: RecommendQuery) -> tuple[bytes, str
     state = states[user_id]
     now = time.time()
     trending = service.trending.scores_for(model)
-    ranked, fallback = rank(model, query, state, weights=service.weights, trending=trending, now_s=now)
+    catalog = service.catalog.view_for(model, now)
+    ranked, fallback = rank(model, query, state, weights=service.weights, trending=trending, now_s=now, catalog=catalog)
     body = encode_body(model, query, state, ranked, now, degraded)
     service.metrics.observe_list([r.source for r in ranked], fallback)
     service.metrics.observe_freshness(user_id, state.fresh, model.cutoff_s, time.time())

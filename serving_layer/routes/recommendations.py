@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request, Response
 from lambdarec.model.rows import NO_STATE, UserState
 from lambdarec.model.snapshot import SnapshotModel
 from lambdarec.settings import ServingSettings
+from serving_layer.catalog_params import FilterParams, parse_filter_param, request_filters
 from serving_layer.deps import ModelDep, ServiceDep, id_path, item_list_query, k_query, offset_query
 from serving_layer.errors import problem_responses
 from serving_layer.recommend import CORRUPT_ROW, DEGRADED_HEADER, STORE_UNAVAILABLE, RecommendQuery, recommend
@@ -32,6 +33,7 @@ def router(s: ServingSettings) -> APIRouter:
     )
     exclude_param = item_list_query(s, "exclude", "Items never to recommend.")
     batch_body = batch_request_model(s)
+    rules = FilterParams(s)
 
     @r.get(
         "/users/{user_id}/recommendations",
@@ -47,8 +49,12 @@ def router(s: ServingSettings) -> APIRouter:
         session_items: session_param = None,
         exclude: exclude_param = None,
         explain: ExplainQuery = False,
+        categories: rules.categories = None,
+        exclude_categories: rules.exclude = None,
+        filter_: rules.filter = None,
     ) -> Response:
-        """The user's batch candidates and fresh speed-layer state merged and re-ranked with the session.
+        """The user's batch candidates and fresh speed-layer state merged and re-ranked with the session, among
+        the items the catalog's rules and the request's filters allow (the list deepens past the others).
 
         An unknown user gets a fallback list (session neighbours, then trending, then popular), never an error.
         When the store is unavailable the list comes from memory; when the user's stored row is corrupt it comes
@@ -58,7 +64,8 @@ def router(s: ServingSettings) -> APIRouter:
         # The hot path: no Depends (FastAPI solves each dependency anew per request, ~40 us apiece) and the body
         # encoded by msgspec; serving_layer.fast_path answers the usual requests before FastAPI parses them.
         service: Service = request.app.state.service
-        query = RecommendQuery(user_id, k, offset, session_items or (), frozenset(exclude or ()), explain)
+        filters = request_filters(categories, exclude_categories, filter_)
+        query = RecommendQuery(user_id, k, offset, session_items or (), frozenset(exclude or ()), explain, filters)
         body, degraded_reason = await user_list(service, query)
         headers = {DEGRADED_HEADER: degraded_reason} if degraded_reason else None
         return Response(body, media_type="application/json", headers=headers)
@@ -80,8 +87,12 @@ def router(s: ServingSettings) -> APIRouter:
         states, degraded = await service.user_states(model, body.users) if body.users else ({}, False)
         k = body.k or s.default_k
         exclude = frozenset(body.exclude)
+        filters = request_filters(
+            frozenset(body.categories), frozenset(body.exclude_categories), parse_filter_param(body.filter, s)
+        )
         queries = [
-            RecommendQuery(u, k, body.offset, tuple(body.items), exclude, body.explain) for u in (body.users or [None])
+            RecommendQuery(u, k, body.offset, tuple(body.items), exclude, body.explain, filters)
+            for u in (body.users or [None])
         ]
         args = (service, model, queries, states, degraded)
         ranked = await asyncio.to_thread(_rank_all, *args) if len(queries) > INLINE_LISTS else _rank_all(*args)
@@ -101,6 +112,7 @@ def _rank_all(
     service: Service, model: SnapshotModel, queries: list[RecommendQuery], states: dict[str, UserState], degraded: bool
 ) -> list[tuple[Recommendations, bool]]:
     trending, now = service.trending.scores_for(model), time.time()
+    catalog = service.catalog.view_for(model, now)
     return [
         recommend(
             model,
@@ -110,6 +122,7 @@ def _rank_all(
             trending=trending,
             now_s=now,
             degraded=degraded,
+            catalog=catalog,
         )
         for q in queries
     ]
