@@ -17,12 +17,15 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from lambdarec.catalog.events import change_event
 from lambdarec.catalog.item import BadItem, ItemBounds, ItemPatch, parse_item
 from lambdarec.eventlog import EventLog
-from lambdarec.events import encode_event
+from lambdarec.events import EventBounds, encode_event
+
+if TYPE_CHECKING:
+    from lambdarec.settings import Settings
 
 MAX_REPORTED = 1000  # rejections reported with their reason; more are only counted
 
@@ -39,6 +42,13 @@ class ItemLimits:
 
     bounds: ItemBounds = field(default_factory=ItemBounds)
     max_event_bytes: int = 16384
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ItemLimits:
+        """From ``serving.catalog``, the id rules of ``events`` and ``log.max_event_bytes``."""
+        c = settings.serving.catalog
+        bounds = ItemBounds(c.max_categories, c.max_attributes, c.max_value_chars, EventBounds.from_settings(settings))
+        return cls(bounds, settings.log.max_event_bytes)
 
 
 @dataclass

@@ -8,9 +8,8 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 
 from lambdarec.catalog.ingest import ItemLimits, UpsertReport, upsert_items
-from lambdarec.catalog.item import ItemBounds
 from lambdarec.eventlog import EventLogError
-from lambdarec.events import EventBounds, json_depth
+from lambdarec.events import json_depth
 from lambdarec.settings import Settings
 from lambdarec.store import StoreError
 from serving_layer.deps import IngestKey, ServiceDep, id_path
@@ -31,17 +30,10 @@ def _invalid(msg: str, kind: str) -> RequestValidationError:
     return RequestValidationError([{"loc": ("body",), "msg": msg, "type": kind}])
 
 
-def limits_of(settings: Settings) -> ItemLimits:
-    """The bounds on item objects from ``serving.catalog``, ``events`` and ``log.max_event_bytes``."""
-    c = settings.serving.catalog
-    bounds = ItemBounds(c.max_categories, c.max_attributes, c.max_value_chars, EventBounds.from_settings(settings))
-    return ItemLimits(bounds, settings.log.max_event_bytes)
-
-
 def router(settings: Settings) -> APIRouter:
     s = settings.serving
     r = APIRouter(prefix="/v1", tags=["catalog"])
-    limits = limits_of(settings)
+    limits = ItemLimits.from_settings(settings)
     body_schema = {
         "required": True,
         "description": f"One item object, or an array of at most {s.max_batch} (serving.max_batch).",
