@@ -95,6 +95,15 @@ def iso(seconds: float | None) -> str | None:
     return None if seconds is None else datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")
 
 
+def _iso_seconds(text: str) -> float | None:
+    """An ISO-8601 date-time (naive is UTC) as epoch seconds; None when it is not one."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
 def epoch_seconds(name: str, value: Any) -> float | None:
     """An ISO-8601 date-time (naive is UTC) or epoch seconds or milliseconds, as epoch seconds; None stays None."""
     if value is None:
@@ -102,13 +111,10 @@ def epoch_seconds(name: str, value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise BadItem(f"field '{name}' must be an ISO-8601 date-time or epoch seconds, not {type(value).__name__}")
     if isinstance(value, str):
-        try:
-            moment = datetime.fromisoformat(value)
-        except ValueError:
-            raise BadItem(
-                f"field '{name}' {value!r} is not an ISO-8601 date-time (e.g. 2026-12-31T23:59:59Z)"
-            ) from None
-        return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+        seconds = _iso_seconds(value)
+        if seconds is None:
+            raise BadItem(f"field '{name}' {value!r} is not an ISO-8601 date-time (e.g. 2026-12-31T23:59:59Z)")
+        return seconds
     if not math.isfinite(value) or value <= 0:
         raise BadItem(f"field '{name}' {value!r} is not a positive finite epoch time")
     return value / 1000.0 if value >= 1e11 else float(value)  # milliseconds beyond the year 5138 in seconds

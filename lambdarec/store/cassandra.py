@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,13 +21,13 @@ import numpy as np
 from cassandra.cluster import EXEC_PROFILE_DEFAULT
 from cassandra.query import BatchStatement
 
-from lambdarec.catalog.item import Item, ItemPatch
 from lambdarec.logs import get_logger
 from lambdarec.model.rows import FreshUser, ItemRow, LogPosition, TrendingItem, UserRow
 from lambdarec.settings import StoreSettings
 from lambdarec.store import cassandra_catalog, codec, lifecycle, versions
 from lambdarec.store import cassandra_schema as schema
 from lambdarec.store.cassandra_session import WRITE, CassandraSession
+from lambdarec.store.catalog import CatalogOf
 from lambdarec.store.errors import SnapshotNotFoundError
 from lambdarec.store.port import OnlineStore
 from lambdarec.store.snapshot_info import SnapshotInfo, stored_info
@@ -35,7 +35,7 @@ from lambdarec.store.snapshot_info import SnapshotInfo, stored_info
 log = get_logger(__name__)
 
 
-class CassandraStore(OnlineStore):
+class CassandraStore(CatalogOf, OnlineStore):
     """``OnlineStore`` on the keyspace named by ``settings.url``; ``init_schema()`` creates it."""
 
     def __init__(self, settings: StoreSettings):
@@ -206,17 +206,6 @@ class CassandraStore(OnlineStore):
             params = [(self._ns, schema.trending_bucket(i), i) for i in dict.fromkeys(item_ids)]
             results = self._many(schema.SELECT_TRENDING, params, EXEC_PROFILE_DEFAULT)
         return {item_id: codec.decode_trending(data) for rs in results for item_id, data in rs}
-
-    # ---- catalog ----------------------------------------------------------------------------------------------
-
-    def upsert_items(self, patches: Sequence[ItemPatch], now_s: float) -> int:
-        return self._catalog.upsert(patches, now_s)
-
-    def read_catalog(self, item_ids: Iterable[str] | None = None) -> dict[str, Item]:
-        return self._catalog.read(item_ids)
-
-    def read_catalog_changes(self, since_s: float) -> dict[str, Item]:
-        return self._catalog.changes(since_s)
 
     # ---- event ids ------------------------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Iterable, Sequence
+from typing import Protocol
 
 import msgspec
 
@@ -59,3 +60,26 @@ class CatalogTable(abc.ABC):
     def read_catalog_changes(self, since_s: float) -> dict[str, Item]:
         """Items upserted at or after ``since_s`` (their ``updated_at``). ``since_s`` must lie within
         ``CHANGES_KEPT_S`` of now (``ValueError`` otherwise: read the whole catalog instead)."""
+
+
+class CatalogRows(Protocol):
+    """A backend's catalog table (``sqlite_catalog``, ``cassandra_catalog``)."""
+
+    def upsert(self, patches: Sequence[ItemPatch], now_s: float) -> int: ...
+    def read(self, item_ids: Iterable[str] | None) -> dict[str, Item]: ...
+    def changes(self, since_s: float) -> dict[str, Item]: ...
+
+
+class CatalogOf(CatalogTable):
+    """The port's catalog verbs on a backend's table, ``self._catalog``: both backends mix this in."""
+
+    _catalog: CatalogRows
+
+    def upsert_items(self, patches: Sequence[ItemPatch], now_s: float) -> int:
+        return self._catalog.upsert(patches, now_s)
+
+    def read_catalog(self, item_ids: Iterable[str] | None = None) -> dict[str, Item]:
+        return self._catalog.read(item_ids)
+
+    def read_catalog_changes(self, since_s: float) -> dict[str, Item]:
+        return self._catalog.changes(since_s)

@@ -12,21 +12,21 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
-from lambdarec.catalog.item import Item, ItemPatch
 from lambdarec.logs import get_logger
 from lambdarec.model.rows import FreshUser, ItemRow, LogPosition, TrendingItem, UserRow
 from lambdarec.settings import StoreSettings
 from lambdarec.store import codec, lifecycle, versions
+from lambdarec.store.catalog import CatalogOf
 from lambdarec.store.errors import SnapshotNotFoundError, StoreUnavailableError
 from lambdarec.store.port import OnlineStore
 from lambdarec.store.snapshot_info import SnapshotInfo, stored_info
-from lambdarec.store.sqlite_catalog import CatalogRows
+from lambdarec.store.sqlite_catalog import SQLiteCatalog
 from lambdarec.store.sqlite_files import Connections, select_in
 from lambdarec.store.sqlite_fresh import FreshTables
 from lambdarec.store.sqlite_schema import FRESH_FILE, SNAPSHOTS_FILE, store_dir
@@ -36,7 +36,7 @@ log = get_logger(__name__)
 _INFO = "SELECT version, state, created_at, published_at, meta, manifest FROM snapshots WHERE ns = ?"
 
 
-class SQLiteStore(OnlineStore):
+class SQLiteStore(CatalogOf, OnlineStore):
     """``OnlineStore`` on SQLite files in the directory named by ``settings.url``."""
 
     def __init__(self, settings: StoreSettings):
@@ -46,7 +46,7 @@ class SQLiteStore(OnlineStore):
         self._files = Connections(self.path, settings)
         self._db, self._write = self._files.db, self._files.write
         self._fresh = FreshTables(self._files, settings)
-        self._catalog = CatalogRows(self._files, settings)
+        self._catalog = SQLiteCatalog(self._files, settings)
         self._current = versions.CurrentPointer(self._read_pointer, settings.current_cache_s)
         log.debug("store.opened", backend="sqlite", path=str(self.path), namespace=self._ns)
 
@@ -208,17 +208,6 @@ class SQLiteStore(OnlineStore):
 
     def release_event_ids(self, claims: Mapping[str, LogPosition]) -> None:
         self._fresh.release_event_ids(claims)
-
-    # ---- catalog ----------------------------------------------------------------------------------------------
-
-    def upsert_items(self, patches: Sequence[ItemPatch], now_s: float) -> int:
-        return self._catalog.upsert(patches, now_s)
-
-    def read_catalog(self, item_ids: Iterable[str] | None = None) -> dict[str, Item]:
-        return self._catalog.read(item_ids)
-
-    def read_catalog_changes(self, since_s: float) -> dict[str, Item]:
-        return self._catalog.changes(since_s)
 
     # ---- coordination -----------------------------------------------------------------------------------------
 

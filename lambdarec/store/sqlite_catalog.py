@@ -3,7 +3,7 @@ batch layer's large transactions), without expiry. An upsert reads and writes it
 
 Example
 -------
->>> catalog = CatalogRows(Connections(path, settings), settings)      # doctest: +SKIP
+>>> catalog = SQLiteCatalog(Connections(path, settings), settings)      # doctest: +SKIP
 >>> catalog.upsert([ItemPatch(item_id="i7", available=False)], now_s=time.time())
 1
 """
@@ -29,7 +29,7 @@ SELECT_ALL = "SELECT data FROM catalog WHERE ns = ?"
 SELECT_SINCE = "SELECT data FROM catalog WHERE ns = ? AND updated_at >= ?"
 
 
-class CatalogRows:
+class SQLiteCatalog:
     """The catalog of one namespace."""
 
     def __init__(self, files: Connections, settings: StoreSettings):
