@@ -16,9 +16,12 @@ Example
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 import time
 from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Gauge
 
 from lambdarec.catalog.item import Item
 from lambdarec.catalog.rules import CatalogRules
@@ -47,6 +50,17 @@ class CatalogCache:
         self._read_at: float | None = None  # serving's clock at the start of the last successful read
         self._views: dict[str, CatalogView] = {}
         self._lock = threading.Lock()
+
+    def register(self, registry: CollectorRegistry) -> None:
+        """The catalog's gauges in serving's registry: items in hand, and seconds since the last successful read."""
+        Gauge("lambdarec_serving_catalog_items", "Items of the catalog in memory.", registry=registry).set_function(
+            lambda: len(self._items)
+        )
+        Gauge(
+            "lambdarec_serving_catalog_read_age_seconds",
+            "Seconds since the catalog was last read; NaN before the first read.",
+            registry=registry,
+        ).set_function(lambda: time.time() - self._read_at if self._read_at is not None else math.nan)
 
     @property
     def loaded(self) -> bool:

@@ -61,6 +61,7 @@ class Service:
         self.inline_reads = s.store_reads == "inline" or (s.store_reads == "auto" and scheme == "sqlite")
         self.metrics = ServingMetrics(lambda: (self.models.model, self.models.published_at))
         self.models.on_swap.append(self._swapped)
+        self.catalog.register(self.metrics.registry)
         self._store, self._log = store, log_
         self._owned = (store is None, log_ is None)
         self.store_error: str | None = None

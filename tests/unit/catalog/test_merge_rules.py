@@ -8,11 +8,13 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lambdarec.catalog.explain import with_rule_components
 from lambdarec.catalog.item import Item
 from lambdarec.catalog.rules import CatalogRules, RequestFilters
 from lambdarec.catalog.view import CatalogView
 from lambdarec.model.rows import FreshUser, UserRow
 from lambdarec.rank import MergeInput, MergeWeights, merge
+from lambdarec.rank.merge import Ranked
 from tests.factories import snapshot_model
 from tests.unit.catalog.strategies import NOW, catalogs, request_filters, rules
 
@@ -77,3 +79,14 @@ def test_filtered_candidates_are_replaced_by_the_next_eligible_ones() -> None:
     assert [r.source for r in out][:1] == ["batch"]
     only = RequestFilters(categories=frozenset({"nothing-has-this"}))
     assert merge(MergeInput(MODEL, eligible=view.mask(only), now_s=NOW), W, k=3) == []
+
+
+def test_explain_counts_the_items_each_rule_removed_above_an_item() -> None:
+    unfiltered = [Ranked(i, 1.0, "batch") for i in ("a", "b", "c", "d", "e")]
+    reasons = {"a": "unavailable", "c": "filter", "d": "unavailable"}
+    ranked = [Ranked("b", 1.0, "batch", components={"cf": 1.0}), Ranked("e", 0.5, "batch"), Ranked("z", 0.1, "popular")]
+    out = with_rule_components(ranked, unfiltered, reasons.get)
+    assert out[0].components == {"cf": 1.0, "rule:unavailable": 1.0}
+    assert out[1].components == {"rule:filter": 1.0, "rule:unavailable": 2.0}
+    assert out[2].components == {"rule:filter": 1.0, "rule:unavailable": 2.0}  # not in the unfiltered head: all above
+    assert with_rule_components([Ranked("a", 1.0, "batch")], unfiltered, reasons.get)[0].components == {}

@@ -63,6 +63,8 @@ def test_upserts_need_the_ingest_key_and_report_each_item(app_client: TestClient
     assert app_client.get("/v1/items/nope").status_code == 404
     assert post_items(app_client, {"item_id": "x1", "available": False})["accepted"] == 1  # one object is fine
     assert app_client.get("/v1/items/x1").json()["categories"] == ["c"]  # left out: kept
+    wait_for(lambda: "lambdarec_serving_catalog_items 1.0" in app_client.get("/metrics").text, "the catalog gauge")
+    assert "lambdarec_serving_catalog_read_age_seconds" in app_client.get("/metrics").text
 
 
 @pytest.mark.parametrize(
