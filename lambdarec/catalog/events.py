@@ -1,9 +1,9 @@
 """Catalog changes as events in the event log, so the archiver puts the catalog's history in the master dataset.
 
-A change is an event of the reserved type ``item`` from the reserved user ``catalog``, at the time of the upsert:
-its ``item_id`` is the item's and its ``context`` holds, under ``item``, the upsert as JSON text (the fields it
-set; the fields it left out kept their values). The lake keeps it as any event (``context`` is JSON text there
-too), so a nightly can rebuild the catalog as of any time by applying a item's changes in event-time order.
+A change is an event of the reserved type ``item`` from the reserved user ``lambdarec:catalog``, at the time of
+the upsert: its ``item_id`` is the item's and its ``context`` holds, under ``item``, the upsert as JSON text (the
+fields it set; the fields it left out kept their values). The lake keeps it as any event (``context`` is JSON text
+there too), so a nightly can rebuild the catalog as of any time by applying an item's changes in log order.
 The speed layer skips these events and the batch layer's reader leaves them out: they are not interactions.
 
 Example
@@ -25,7 +25,7 @@ from lambdarec.catalog.item import ItemPatch
 from lambdarec.events import Event, EventRules
 
 ITEM_EVENT = "item"
-CATALOG_USER = "catalog"
+CATALOG_USER = "lambdarec:catalog"  # no real user shares it by chance; forget never names it
 Position = TypeVar("Position")
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(ItemPatch).decode

@@ -1,7 +1,7 @@
 """Catalog changes travel through the event log and reach serving, on SQLite and on Kafka + Cassandra.
 
 An upsert lands in the store and as an ``item`` event in the log; the speed layer skips it (no dead letter, no
-state for the ``catalog`` user), the archiver puts it in the master dataset with the upsert as JSON, and the
+state for the catalog's reserved user), the archiver puts it in the master dataset with the upsert as JSON, and the
 nightly's lake reader leaves it out of the interactions (even with ``batch.on_bad_rows = fail``). Over HTTP, lists
 leave an item made unavailable within a few polls and stay full."""
 
