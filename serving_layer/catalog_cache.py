@@ -77,8 +77,12 @@ class CatalogCache:
                     view = self._build(model, now_s)
         return view
 
-    def prepare(self, model: SnapshotModel) -> None:
-        """Build the view for ``model`` (in the loading thread, before the model is swapped in)."""
+    def prepare(self, model: SnapshotModel, store: OnlineStore) -> None:
+        """Build the view for ``model`` (in the loading thread, before the model is swapped in), reading the whole
+        catalog first if it was never read: no model is served without the catalog's rules."""
+        if self._read_at is None:
+            started = time.time()
+            self.apply(store.read_catalog(None), True, started, None)
         with self._lock:
             self._build(model, time.time())
 

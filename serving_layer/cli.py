@@ -149,7 +149,7 @@ def recommend(
         state = read_states(opened, version, [user], len(model.item_ids))[user]
         trending = trending_for(opened.read_trending(None), model, settings.speed.trending_half_life_s)
         catalog = CatalogCache(s, settings.store.request_timeout_s)
-        catalog.apply(opened.read_catalog(None), True, time.time(), model)
+        catalog.prepare(model, opened)
     query = RecommendQuery(user, k, offset, _items(session), frozenset(_items(exclude)), explain, filters)
     now, weights = time.time(), MergeWeights.from_settings(s)
     body, _ = rank(

@@ -227,7 +227,7 @@ class Service:
     def _prepare(self, model: SnapshotModel) -> None:
         """Score trending and build the catalog's view for ``model`` before it is swapped in."""
         self.trending.prepare(model)
-        self.catalog.prepare(model)
+        self.catalog.prepare(model, self.store())
 
     def forget_cached(self, user_id: str) -> None:
         """An erased user's states kept for degraded serving are dropped at once."""

@@ -23,8 +23,6 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from lambdarec.catalog.item import FIELDS
-
 Format = Literal["jsonl", "csv", "parquet"]
 SUFFIXES: dict[str, Format] = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv",
                                ".parquet": "parquet", ".pq": "parquet"}  # fmt: skip
@@ -122,6 +120,3 @@ def read_items(path: Path, fmt: Format) -> Iterator[tuple[int, Any]]:
         return
     for number, row in enumerate(pl.read_parquet(path).iter_rows(named=True), start=1):
         yield number, _parquet_object(row)
-
-
-__all__ = ["FIELDS", "BadLine", "format_of", "read_items"]

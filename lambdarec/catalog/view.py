@@ -23,7 +23,6 @@ from lambdarec.catalog.rules import (
     RequestFilters,
     global_reason,
     ineligible_because,
-    request_reason,
 )
 
 
@@ -98,6 +97,3 @@ class CatalogView:
     def allows(self, item_id: str, filters: RequestFilters | None) -> bool:
         """Whether an item, in the snapshot or not, may be shown (items outside the snapshot: fresh items)."""
         return self.reason(item_id, filters) is None
-
-
-__all__ = ["CatalogView", "request_reason"]
