@@ -8,7 +8,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 
 from lambdarec.catalog.ingest import ItemLimits, UpsertReport, upsert_items
-from lambdarec.eventlog import EventLogError
+from lambdarec.eventlog import AppendOutcomeUnknownError, EventLogError
 from lambdarec.events import json_depth
 from lambdarec.settings import Settings
 from lambdarec.store import StoreError
@@ -70,6 +70,13 @@ def router(settings: Settings) -> APIRouter:
         try:
             store = service.store()
             await asyncio.to_thread(upsert_items, store, service.event_log(), objects, limits, report=report)
+        except AppendOutcomeUnknownError as exc:
+            raise HTTPException(
+                503,
+                f"the store was not written and the event log did not confirm the changes, so it may or may not hold "
+                f"them ({exc}); resend the same items (an upsert is idempotent)",
+                {"Retry-After": "1"},
+            ) from exc
         except (EventLogError, StoreUnavailable) as exc:
             raise HTTPException(503, f"nothing was written: {exc}; resend the items", {"Retry-After": "1"}) from exc
         except StoreError as exc:  # the log has the changes, the store did not take them

@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lambdarec.catalog.rules import RequestFilters
+from lambdarec.eventlog import AppendOutcomeUnknownError, EventLogUnavailableError
 from lambdarec.model.snapshot import USER_IDS
 from serving_layer.catalog_params import filters_of
 from tests.unit.catalog.strategies import CATEGORIES, FILTERS, catalogs, rules
@@ -202,3 +203,29 @@ def _body(params: dict) -> dict:
     if "filter" in params:
         out["filter"] = params["filter"]
     return out
+
+
+class _FailingLog:
+    def __init__(self, error: Exception):
+        self.error = error
+
+    def append(self, events, keys=None):  # type: ignore[no-untyped-def]
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    ("error", "words"),
+    [
+        (EventLogUnavailableError("broker down"), "nothing was written"),
+        (AppendOutcomeUnknownError("no ack"), "may or may not hold them"),
+    ],
+)
+def test_a_log_that_fails_is_a_503_and_the_store_is_not_written(
+    app_client: TestClient, monkeypatch: pytest.MonkeyPatch, error: Exception, words: str
+) -> None:
+    service = app_client.app.state.service
+    monkeypatch.setattr(service, "event_log", lambda: _FailingLog(error))
+    response = app_client.post("/v1/items", json=[{"item_id": "never-written"}], headers=ingest())
+    assert response.status_code == 503 and words in response.json()["message"], response.text
+    assert response.headers["Retry-After"] == "1"
+    assert app_client.get("/v1/items/never-written").status_code == 404
