@@ -30,6 +30,7 @@ import numpy as np
 from lambdarec.model.freshstate import uncovered
 from lambdarec.model.rows import FreshUser, UserRow
 from lambdarec.rank.components import nearest_seed, reason, score_components
+from lambdarec.rank.deepen import seed_neighbours
 from lambdarec.rank.defects import finite_batch_row, finite_or_zero
 from lambdarec.rank.memo import (
     candidate_arrays,
@@ -232,8 +233,10 @@ def _pool(
     if vector is not None:
         found.append((1, speed_top(model, inp.fresh, vector, sizes.speed_top_n, seen)))
     if seeds:
-        near = model.neighbours[np.fromiter(seeds, dtype=np.int64), : sizes.neighbours_per_seed]
-        found.append((2, near[near >= 0]))
+        blocked = seen if inp.eligible is not None else None  # under rules: past the neighbours they remove
+        found.append(
+            (2, seed_neighbours(model.neighbours, np.fromiter(seeds, np.int64), sizes.neighbours_per_seed, blocked))
+        )
     trending = inp.trending  # TrendingScores or None: merge() ordered any array on entry
     if trending is not None and trending.order.size:
         order = trending.order

@@ -90,3 +90,12 @@ def test_explain_counts_the_items_each_rule_removed_above_an_item() -> None:
     assert out[1].components == {"rule:filter": 1.0, "rule:unavailable": 2.0}
     assert out[2].components == {"rule:filter": 1.0, "rule:unavailable": 2.0}  # not in the unfiltered head: all above
     assert with_rule_components([Ranked("a", 1.0, "batch")], unfiltered, reasons.get)[0].components == {}
+
+
+def test_neighbours_deepen_past_the_ones_the_rules_remove() -> None:
+    near = MODEL.neighbours[7].tolist()
+    catalog = {f"i{i}": Item(item_id=f"i{i}", available=False) for i in near[:2]}  # of its 5 precomputed
+    view = CatalogView(catalog, MODEL.item_ids, CatalogRules(), NOW)
+    out = merge(MergeInput(MODEL, session=[("i7", NOW)], eligible=view.mask(None), now_s=NOW), W, k=3)
+    assert {r.source for r in out} == {"session"}
+    assert {r.item_id for r in out} == {f"i{i}" for i in near[2:5]}  # the next three of i7's neighbours
