@@ -16,6 +16,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from lambdarec.catalog.filters import Filter
 from lambdarec.catalog.item import Item
 from lambdarec.catalog.rules import (
     UNLISTED,
@@ -39,6 +40,7 @@ class CatalogView:
         self.n_items = len(item_ids)
         self._cache: OrderedDict[tuple[object, ...], np.ndarray | None] = OrderedDict()
         self._cache_size = cache_size
+        self._columns: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._lock = threading.Lock()
         listed = [(i, items[str(item_id)]) for i, item_id in enumerate(item_ids.tolist()) if str(item_id) in items]
         self.listed_index = np.fromiter((i for i, _ in listed), dtype=np.int64, count=len(listed))
@@ -82,10 +84,44 @@ class CatalogView:
             mask[self._by_category.get(category, [])] = False
         if filters.filter is not None:
             passes = np.full(self.n_items, filters.filter.matches(UNLISTED.attributes))
-            hits = [filters.filter.matches(item.attributes) for item in self.listed]
-            passes[self.listed_index] = np.asarray(hits, dtype=bool)
+            passes[self.listed_index] = self._matches(filters.filter)
             mask &= passes
         return mask
+
+    def _matches(self, filter_: Filter) -> np.ndarray:
+        """``filter_.matches`` of every listed item, vectorised over columns of the attributes it names (each
+        column built once per view): a new filter costs numpy work, not a Python call per item."""
+        hits = np.ones(len(self.listed), dtype=bool)
+        for clause in filter_.clauses:
+            numbers, texts = self._column(clause.name)
+            if clause.op in ("=", "!="):
+                hit = np.zeros(len(self.listed), dtype=bool)
+                for value, text in zip(clause.values, clause.texts, strict=True):
+                    hit |= texts == text  # a string attribute equals the value as written
+                    if isinstance(value, float):
+                        hit |= numbers == value  # a numeric one equals a bare number by value
+                hits &= hit if clause.op == "=" else ~hit
+            else:
+                low, high = clause.values[0], clause.values[-1]
+                with np.errstate(invalid="ignore"):  # NaN (missing, or text) compares False: the clause fails
+                    hits &= {
+                        "..": (numbers >= low) & (numbers <= high),
+                        "<": numbers < low,
+                        "<=": numbers <= low,
+                        ">": numbers > low,
+                        ">=": numbers >= low,
+                    }[clause.op]
+        return hits
+
+    def _column(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """(numeric values, NaN where missing or text; text values, None where missing or numeric) of ``name``."""
+        found = self._columns.get(name)
+        if found is None:
+            values = [item.attributes.get(name) for item in self.listed]
+            numbers = np.array([v if isinstance(v, int | float) else np.nan for v in values], dtype=np.float64)
+            texts = np.array([v if isinstance(v, str) else None for v in values], dtype=object)
+            found = self._columns[name] = (numbers, texts)
+        return found
 
     def reason(self, item_id: str, filters: RequestFilters | None) -> str | None:
         """Why ``item_id`` may not be shown (a rule's name, see ``rules.GLOBAL_RULES``), or None."""
