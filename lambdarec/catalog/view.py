@@ -42,12 +42,13 @@ class CatalogView:
         self._cache_size = cache_size
         self._columns: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._lock = threading.Lock()
-        listed = [(i, items[str(item_id)]) for i, item_id in enumerate(item_ids.tolist()) if str(item_id) in items]
+        found = list(map(items.get, item_ids.tolist()))  # str ids: the snapshot's item_ids are a str array
+        listed = [(i, item) for i, item in enumerate(found) if item is not None]
         self.listed_index = np.fromiter((i for i, _ in listed), dtype=np.int64, count=len(listed))
         self.listed = [item for _, item in listed]
         mask = np.full(self.n_items, global_reason(None, rules, now_s) is None)
-        for i, item in listed:
-            mask[i] = global_reason(item, rules, now_s) is None
+        allowed = [global_reason(item, rules, now_s) is None for item in self.listed]
+        mask[self.listed_index] = np.asarray(allowed, dtype=bool)
         self.eligible: np.ndarray | None = None if mask.all() else mask
         by_category: dict[str, list[int]] = {}
         for i, item in listed:
