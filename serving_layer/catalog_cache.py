@@ -87,24 +87,31 @@ class CatalogCache:
             self._build(model, time.time())
 
     def apply(self, items: dict[str, Item], whole: bool, read_at: float, model: SnapshotModel | None) -> int:
-        """Take a read's items (the whole catalog, or the changes); rebuild the view when something changed.
-        Returns how many items changed. Views keep the dict they were built from: it is replaced, never edited."""
-        changed = sum(1 for k, v in items.items() if self._items.get(k) != v)
+        """Take a read's items (the whole catalog, or the changes); update the view when something changed (a few
+        changes patch it, see ``CatalogView.patched``). Returns how many items changed. Views keep the dict they
+        were built from: it is replaced, never edited."""
+        changed = [k for k, v in items.items() if self._items.get(k) != v]
         with self._lock:
             if whole:
-                changed += len(self._items.keys() - items.keys())
+                changed += list(self._items.keys() - items.keys())
                 self._items = dict(items)
             elif changed:
                 self._items = {**self._items, **items}
             self._read_at = read_at
-            if model is not None and (changed or model.version not in self._views):
-                self._build(model, time.time())
-        return changed
+            if model is not None:
+                view = self._views.get(model.version)
+                if view is None or (changed and whole):
+                    self._build(model, time.time())
+                elif changed:
+                    self._keep(model.version, view.patched(self._items, changed, model.item_index, time.time()))
+        return len(changed)
 
     def _build(self, model: SnapshotModel, now_s: float) -> CatalogView:
-        view = CatalogView(self._items, model.item_ids, self.rules, now_s, self.cache_size)
-        keep = {v: w for v, w in self._views.items() if v != model.version}
-        self._views = dict(list(keep.items())[-1:]) | {model.version: view}  # the served version and the next
+        return self._keep(model.version, CatalogView(self._items, model.item_ids, self.rules, now_s, self.cache_size))
+
+    def _keep(self, version: str, view: CatalogView) -> CatalogView:
+        keep = {v: w for v, w in self._views.items() if v != version}
+        self._views = dict(list(keep.items())[-1:]) | {version: view}  # the served version and the next
         return view
 
     async def refresh(self, store: OnlineStore, gate: StoreGate, model: SnapshotModel | None) -> int:

@@ -9,10 +9,11 @@ Example
 
 from __future__ import annotations
 
+import copy
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 
@@ -41,6 +42,7 @@ class CatalogView:
         self._cache: OrderedDict[tuple[object, ...], np.ndarray | None] = OrderedDict()
         self._cache_size = cache_size
         self._columns: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._item_ids, self._position = item_ids, None
         self._lock = threading.Lock()
         found = list(map(items.get, item_ids.tolist()))  # str ids: the snapshot's item_ids are a str array
         listed = [(i, item) for i, item in enumerate(found) if item is not None]
@@ -57,6 +59,46 @@ class CatalogView:
         self._by_category = {c: np.asarray(ix, dtype=np.int64) for c, ix in by_category.items()}
         expiries = [it.expires_at for it in items.values() if it.expires_at is not None and it.expires_at > now_s]
         self.valid_until = min(expiries, default=math.inf)
+
+    def patched(
+        self, items: Mapping[str, Item], changed: Iterable[str], index: Mapping[str, int], now_s: float
+    ) -> CatalogView:
+        """This view after the items ``changed`` (ids, now as in ``items``; ``index`` maps the snapshot's item ids to
+        their indices): only what they touch is recomputed and the rest is shared, so a poll that brings a few
+        changes costs little however large the catalog. A full build when a change lists a new item of the
+        snapshot or changes an item's categories, or when an expiry has passed."""
+        changed = [i for i in changed if i in items]
+        position = self._positions()
+        if now_s >= self.valid_until or any(i not in position and i in index for i in changed):
+            return CatalogView(items, self._item_ids, self.rules, now_s, self._cache_size)
+        changes = [(position[i], items[i]) for i in changed if i in position]
+        if any(self.listed[p].categories != item.categories for p, item in changes):
+            return CatalogView(items, self._item_ids, self.rules, now_s, self._cache_size)
+        new = copy.copy(self)
+        new.items, new.now_s, new.listed = items, now_s, list(self.listed)
+        new._cache, new._lock = OrderedDict(), threading.Lock()
+        mask = np.ones(self.n_items, dtype=bool) if self.eligible is None else self.eligible.copy()
+        for p, item in changes:
+            new.listed[p] = item
+            mask[self.listed_index[p]] = global_reason(item, self.rules, now_s) is None
+        new.eligible = None if mask.all() else mask
+        new._columns = {}
+        for name, (old_numbers, old_texts) in self._columns.items():
+            numbers, texts = old_numbers.copy(), old_texts.copy()
+            for p, item in changes:
+                v = item.attributes.get(name)
+                numbers[p] = v if isinstance(v, int | float) else np.nan
+                texts[p] = v if isinstance(v, str) else None
+            new._columns[name] = (numbers, texts)
+        expiries = [it.expires_at for i in changed if (it := items[i]).expires_at is not None and it.expires_at > now_s]
+        new.valid_until = min([self.valid_until, *expiries])
+        return new
+
+    def _positions(self) -> dict[str, int]:
+        """Item id -> its position among the listed items (built once per view, when first patched)."""
+        if self._position is None:
+            self._position = {item.item_id: p for p, item in enumerate(self.listed)}
+        return self._position
 
     def mask(self, filters: RequestFilters | None) -> np.ndarray | None:
         """Eligible items of the snapshot for a request with ``filters`` (None: all are); cached by the filters."""

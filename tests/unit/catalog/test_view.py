@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lambdarec.catalog.filters import parse_filter
 from lambdarec.catalog.item import Item
@@ -65,3 +66,26 @@ def test_the_mask_cache_is_bounded() -> None:
     for text in ("a=1", "a=2", "a=3"):
         view.mask(RequestFilters(filter=parse_filter(text)))
     assert len(view._cache) == 2
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    before=catalogs(12),
+    after=catalogs(12),
+    extra=st.booleans(),
+    rules_=rules(),
+    filters=st.lists(request_filters(), min_size=1, max_size=3),
+)
+def test_a_patched_view_equals_a_fresh_build(before, after, extra, rules_, filters) -> None:
+    """Changes applied to a view (masks and attribute columns already built) give the masks of a fresh build."""
+    old = CatalogView(before, IDS, rules_, NOW)
+    for f in filters:
+        old.mask(f)  # builds columns the patch must carry over
+    items = {**before, **after} | ({"elsewhere": Item(item_id="elsewhere")} if extra else {})
+    index = {item_id: i for i, item_id in enumerate(IDS.tolist())}
+    patched = old.patched(items, [*after, *(["elsewhere"] if extra else [])], index, NOW)
+    fresh = CatalogView(items, IDS, rules_, NOW)
+    for f in [NO_FILTERS, *filters]:
+        got, want = patched.mask(f), fresh.mask(f)
+        assert (got is None and want is None) or np.array_equal(got, want), f
+    assert patched.valid_until <= fresh.valid_until
