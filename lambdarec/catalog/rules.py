@@ -80,15 +80,14 @@ def global_reason(item: Item | None, rules: CatalogRules, now_s: float) -> str |
 
 
 def request_reason(item: Item | None, filters: RequestFilters) -> str | None:
-    """The first of the request's filters that leaves ``item`` out, or None."""
+    """The first of the request's filters that leaves ``item`` out, or None (for explain; masks are vectorised)."""
     item = item or UNLISTED
-    if filters.categories and filters.categories.isdisjoint(item.categories):
-        return "categories"
-    if filters.exclude_categories and not filters.exclude_categories.isdisjoint(item.categories):
-        return "exclude_categories"
-    if filters.filter is not None and not filters.filter.matches(item.attributes):
-        return "filter"
-    return None
+    fails = (
+        ("categories", bool(filters.categories) and filters.categories.isdisjoint(item.categories)),
+        ("exclude_categories", not filters.exclude_categories.isdisjoint(item.categories)),
+        ("filter", filters.filter is not None and not filters.filter.matches(item.attributes)),
+    )
+    return next((name for name, failed in fails if failed), None)
 
 
 def ineligible_because(item: Item | None, rules: CatalogRules, filters: RequestFilters, now_s: float) -> str | None:
