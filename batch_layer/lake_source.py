@@ -27,6 +27,7 @@ import polars as pl
 from batch_layer.errors import BadInputError, BadRowError
 from batch_layer.interactions import ReadReport, cutoff_ms, read_interactions
 from batch_layer.parsing import positive, type_weights
+from lambdarec.catalog.events import ITEM_EVENT
 from lambdarec.lake import Lake, LakeEmptyError, LakeError, open_lake
 from lambdarec.logs import get_logger
 from lambdarec.settings import BatchSettings, Settings
@@ -117,7 +118,7 @@ def read_lake(
         columns += ["log_partition", "log_offset", pl.col("ingested_at").dt.epoch("ms").alias("ingested_ms")]
     try:
         table = lake.table(version)
-        raw = pl.scan_delta(table).select(columns).collect()
+        raw = pl.scan_delta(table).filter(pl.col("event_type").ne_missing(ITEM_EVENT)).select(columns).collect()
     except LakeEmptyError as exc:
         raise BadInputError(str(exc)) from exc
     except (pl.exceptions.PolarsError, OSError) as exc:

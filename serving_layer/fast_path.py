@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from lambdarec.settings import ServingSettings
+from serving_layer.catalog_params import filters_of
 from serving_layer.deps import parse_item_list
 from serving_layer.recommend import DEGRADED_HEADER, RecommendQuery
 from serving_layer.service import Service
@@ -79,13 +80,14 @@ class FastPath:
         try:
             session = parse_item_list(given.get("session_items"), self.s) or ()
             exclude = parse_item_list(given.get("exclude"), self.s) or ()
+            filters = filters_of(given.get("categories"), given.get("exclude_categories"), given.get("filter"), self.s)
         except ValueError:
             return None
         if not plain:
             return None
         return RecommendQuery(
             user_id, int(k), int(offset), session, frozenset(exclude), _BOOLS.get(explain, False),
-            impressions=_BOOLS.get(impressions, False),
+            impressions=_BOOLS.get(impressions, False), filters=filters,
         )  # fmt: skip
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from lambdarec.catalog.explain import EXPLAIN_DEPTH, with_rule_components
+from lambdarec.catalog.rules import RequestFilters
+from lambdarec.catalog.view import CatalogView
 from lambdarec.model.freshstate import erased_for, rebase
 from lambdarec.model.rows import NO_STATE, UserRow, UserState
 from lambdarec.model.snapshot import SnapshotModel
@@ -51,6 +54,7 @@ class RecommendQuery:
     experiment: str | None = None  # the experiment arm the list is served under (set by serving_layer.arms)
     arm: str | None = None
     impression_id: str | None = None  # the impression event serving wrote for this list (set by serving)
+    filters: RequestFilters | None = None  # categories, exclude_categories, filter; None: the global rules only
 
 
 def read_states(
@@ -111,6 +115,7 @@ def recommend(
     trending: TrendingScores | np.ndarray | None,
     now_s: float,
     degraded: bool = False,
+    catalog: CatalogView | None = None,
 ) -> tuple[Recommendations, bool]:
     """Rank for one user or session and shape the response body.
 
@@ -131,13 +136,15 @@ def recommend(
     degraded
         Whether ``state`` came from memory because the store was unavailable (reported in the body, reason
         ``store-unavailable``); a ``state`` whose batch row was corrupt is reported degraded with ``corrupt-row``.
+    catalog
+        The catalog's view over ``model``: its rules and the query's filters decide which items may be ranked.
 
     Returns
     -------
     (Recommendations, bool)
         The body, and whether it was a fallback list (no batch row and no usable fresh vector).
     """
-    ranked, fallback = rank(model, query, state, weights=weights, trending=trending, now_s=now_s)
+    ranked, fallback = rank(model, query, state, weights=weights, trending=trending, now_s=now_s, catalog=catalog)
     return shape(model, query, state, ranked, now_s, degraded), fallback
 
 
@@ -179,10 +186,12 @@ def rank(
     weights: MergeWeights,
     trending: TrendingScores | np.ndarray | None,
     now_s: float,
+    catalog: CatalogView | None = None,
 ) -> tuple[list[Ranked], bool]:
     """The ranked items of :func:`recommend` before they are shaped into a response body.
 
     Replay scores its variants here: the same rebase and the same merge, without building a body per item.
+    ``catalog``: the catalog's view over ``model`` (its rules and the query's filters); None ranks every item.
     Returns the items and whether they are a fallback list (no batch row and no usable fresh vector).
     """
     if erased_for(state.fresh, model):  # a tombstone: nothing of the erased history may show
@@ -190,19 +199,18 @@ def rank(
     fresh = state.fresh
     if fresh is not None and fresh.basis != model.version:
         fresh = rebase(fresh, model, state.batch_row)  # never score with a vector from another item space
-    ranked = merge(
-        MergeInput(
-            model,
-            batch_row=state.batch_row,
-            fresh=fresh,
-            session=[(item, now_s) for item in query.session_items],
-            exclude=query.exclude,
-            trending=trending,
-            now_s=now_s,
-        ),
-        weights,
-        k=query.k,
-        offset=query.offset,
-        explain=query.explain,
+    inp = MergeInput(
+        model,
+        batch_row=state.batch_row,
+        fresh=fresh,
+        session=[(item, now_s) for item in query.session_items],
+        exclude=query.exclude,
+        trending=trending,
+        now_s=now_s,
+        eligible=catalog.mask(query.filters) if catalog is not None else None,
     )
+    ranked = merge(inp, weights, k=query.k, offset=query.offset, explain=query.explain)
+    if query.explain and inp.eligible is not None and catalog is not None:  # which rule moved each item
+        unfiltered = merge(replace(inp, eligible=None), weights, k=query.offset + query.k + EXPLAIN_DEPTH)
+        ranked = with_rule_components(ranked, unfiltered, lambda item_id: catalog.reason(item_id, query.filters))
     return ranked, state.batch_row is None and fresh_vector(model, fresh) is None

@@ -26,6 +26,7 @@ from lambdarec.settings import Settings, mask_url
 from lambdarec.store import OnlineStore, open_store
 from serving_layer.arms import Arms, Served
 from serving_layer.auth import Keyring
+from serving_layer.catalog_cache import CatalogCache
 from serving_layer.model_cache import ModelCache
 from serving_layer.prometheus import ServingMetrics
 from serving_layer.recommend import CORRUPT_ROW, STORE_UNAVAILABLE, RecommendQuery, read_states
@@ -54,13 +55,15 @@ class Service:
         self.trending = TrendingCache(
             settings.speed.trending_half_life_s, s.trending_refresh_s, settings.store.request_timeout_s
         )
-        self.models = ModelCache(s.snapshot_poll_s, prepare=self.trending.prepare)
+        self.catalog = CatalogCache(s, settings.store.request_timeout_s)
+        self.models = ModelCache(s.snapshot_poll_s, prepare=self._prepare)
         self.users = RecentUsers(s.user_cache_size)
         scheme = urlsplit(settings.store.url).scheme
         self.inline_reads = s.store_reads == "inline" or (s.store_reads == "auto" and scheme == "sqlite")
         self.metrics = ServingMetrics(lambda: (self.models.model, self.models.published_at))
         self.arms = Arms(settings, self.metrics.registry)
         self.models.on_swap.append(self._swapped)
+        self.catalog.register(self.metrics.registry)
         self._store, self._log = store, log_
         self._owned = (store is None, log_ is None)
         self.store_error: str | None = None
@@ -89,6 +92,9 @@ class Service:
             asyncio.create_task(self._watch_snapshots(), name="snapshot-watcher"),
             asyncio.create_task(
                 self.trending.watch(self.store, self.gate, lambda: self.models.model), name="trending-watcher"
+            ),
+            asyncio.create_task(
+                self.catalog.watch(self.store, self.gate, lambda: self.models.model), name="catalog-watcher"
             ),
             asyncio.create_task(self._probe_store(), name="store-probe"),
         ]
@@ -220,6 +226,11 @@ class Service:
             log.warning("serving.corrupt_item_rows", snapshot=model.version, items=list(model.corrupt_items[:20]),
                         count=len(model.corrupt_items), effect="served without neighbours")  # fmt: skip
 
+    def _prepare(self, model: SnapshotModel) -> None:
+        """Score trending and build the catalog's view for ``model`` before it is swapped in."""
+        self.trending.prepare(model)
+        self.catalog.prepare(model, self.store())
+
     def forget_cached(self, user_id: str) -> None:
         """An erased user's states kept for degraded serving are dropped at once."""
         self.users.forget(user_id)
@@ -237,6 +248,8 @@ class Service:
         problem = self.store_problem()
         if problem is not None:
             reasons.append(f"store unavailable: {problem}")
+        if not self.catalog.loaded:
+            reasons.append("the item catalog is not read yet (serving.catalog_poll_s)")
         return reasons
 
     async def served_arm(self, query: RecommendQuery, model: SnapshotModel | None = None) -> Served:

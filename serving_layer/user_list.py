@@ -78,8 +78,9 @@ async def user_list(service: Service, query: RecommendQuery) -> tuple[bytes, str
     state = states[user_id]
     now = time.time()
     ranked_query, ranked_state = served.inputs(state)
+    catalog = service.catalog.view_for(model, now)
     ranked, fallback = rank(
-        model, ranked_query, ranked_state, weights=served.weights, trending=served.trending, now_s=now
+        model, ranked_query, ranked_state, weights=served.weights, trending=served.trending, now_s=now, catalog=catalog
     )
     if query.impressions:
         query = replace(query, impression_id=await stamp(service, query, model.version, [r.item_id for r in ranked]))

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
+from lambdarec.catalog.events import interactions, with_changes
 from lambdarec.eventlog import EventLog, open_log
 from lambdarec.eventlog.base import EventLogError, Record, next_positions
 from lambdarec.events import BadEvent, Event, EventRules
@@ -87,7 +88,7 @@ class SpeedConsumer(PollLoop[SpeedStats]):
         self._own = (store is None, event_log is None)
         self.store = store or open_store(settings)
         self.event_log = event_log or open_log(settings)
-        self.rules = EventRules.from_settings(settings)
+        self.rules = with_changes(EventRules.from_settings(settings))  # catalog changes are read, then skipped
         self.stats = SpeedStats()
         self.model: SnapshotModel | None = None
         self._rows = BatchRows(self.store, settings.speed.history_cache_users)  # of the current snapshot (LRU)
@@ -148,6 +149,7 @@ class SpeedConsumer(PollLoop[SpeedStats]):
             return 0
         self._refresh_model()
         good, bad = self._validate(records)
+        good = interactions(good)
         good, repeats = self._first_claims(good)
         users, items, poison = self._compute(good, {(r.partition, r.offset): r.timestamp_ms / 1000.0 for r in records})
         self._check_failure_streak(records, poison, repeats)

@@ -1,8 +1,8 @@
 """The one merge + re-rank function that serving and replay both call.
 
 Pool = the user's batch candidates, the top-N items for the fresh fold-in vector, neighbours of the session's
-and recent items, trending items, and popular items as the last resort. Seen items (batch history, fresh
-events, the session itself, ``exclude``) are removed. Each pooled item is scored by a weighted sum of
+and recent items, trending items, and popular items as the last resort. Seen items (history, fresh events, the session,
+``exclude``) and ineligible ones (``eligible``) are removed. Each pooled item is scored by a weighted sum of
 
 - **cf**: the fresh vector's dot product when the vector was solved against this snapshot, else the batch score;
   min-max normalised over the pool, so weights mean the same whatever the model's score scale;
@@ -30,7 +30,8 @@ import numpy as np
 from lambdarec.model.freshstate import uncovered
 from lambdarec.model.rows import FreshUser, UserRow
 from lambdarec.rank.components import nearest_seed, reason, score_components
-from lambdarec.rank.defects import count_nonfinite, finite_or_zero
+from lambdarec.rank.deepen import seed_neighbours
+from lambdarec.rank.defects import finite_batch_row, finite_or_zero
 from lambdarec.rank.memo import (
     candidate_arrays,
     finite_vector,
@@ -83,6 +84,7 @@ class MergeInput:
     exclude: frozenset[str] = frozenset()
     trending: TrendingScores | np.ndarray | None = None  # decayed counts per item; None when unknown
     now_s: float = 0.0
+    eligible: np.ndarray | None = None  # bool per item: the catalog's rules and the request's filters; None: all
 
 
 @dataclass(frozen=True)
@@ -104,15 +106,6 @@ def fresh_vector(model: SnapshotModel, fresh: FreshUser | None) -> np.ndarray | 
     return finite_vector(fresh)
 
 
-def _finite_batch_row(row: UserRow | None) -> UserRow | None:
-    """``row`` with non-finite candidate scores made unknown (NaN: scored as the floor), counted as defects."""
-    if row is None or np.isfinite(row.scores).all():
-        return row
-    bad = ~np.isfinite(row.scores)
-    count_nonfinite("merge", int(bad.sum()))
-    return replace(row, scores=np.where(bad, np.nan, row.scores).astype(np.float32))
-
-
 def merge(inp: MergeInput, weights: MergeWeights, k: int, offset: int = 0, explain: bool = False) -> list[Ranked]:
     """Rank items for one user or session; see the module docstring. Returns at most ``k`` items."""
     model = inp.model
@@ -121,7 +114,7 @@ def merge(inp: MergeInput, weights: MergeWeights, k: int, offset: int = 0, expla
         return []
     if isinstance(inp.trending, np.ndarray):  # order the scores once per call, not in each step below
         inp = replace(inp, trending=TrendingScores.of(inp.trending))
-    if inp.batch_row is not None and (row := _finite_batch_row(inp.batch_row)) is not inp.batch_row:
+    if inp.batch_row is not None and (row := finite_batch_row(inp.batch_row)) is not inp.batch_row:
         inp = replace(inp, batch_row=row)
     vector = fresh_vector(model, inp.fresh)
     seeds = _seeds(inp, model.item_index, weights.session_half_life_s)  # item index -> recency weight
@@ -213,7 +206,7 @@ def _seen(inp: MergeInput, seeds: dict[int, float]) -> np.ndarray:
         if inp.fresh is not None:
             found[item_indices(model, inp.fresh, lambda: _fresh_items(inp.fresh, model))] = True
         keep("seen", key, found)
-    seen = found.copy()
+    seen = found | ~inp.eligible if inp.eligible is not None else found.copy()  # ineligible: never picked
     seen[list(seeds)] = True
     return seen
 
@@ -240,8 +233,10 @@ def _pool(
     if vector is not None:
         found.append((1, speed_top(model, inp.fresh, vector, sizes.speed_top_n, seen)))
     if seeds:
-        near = model.neighbours[np.fromiter(seeds, dtype=np.int64), : sizes.neighbours_per_seed]
-        found.append((2, near[near >= 0]))
+        blocked = seen if inp.eligible is not None else None  # under rules: past the neighbours they remove
+        found.append(
+            (2, seed_neighbours(model.neighbours, np.fromiter(seeds, np.int64), sizes.neighbours_per_seed, blocked))
+        )
     trending = inp.trending  # TrendingScores or None: merge() ordered any array on entry
     if trending is not None and trending.order.size:
         order = trending.order

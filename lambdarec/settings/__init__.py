@@ -25,6 +25,7 @@ from lambdarec.settings.batch_train import (
     TrainSettings,
     TuneSettings,
 )
+from lambdarec.settings.catalog import CatalogSettings
 from lambdarec.settings.eventlog import LOG_SCHEMES, KafkaLogSettings, LogSettings, SQLiteLogSettings, derived_log_name
 from lambdarec.settings.experiments import ArmSettings, ExperimentSettings
 from lambdarec.settings.lake import LAKE_SCHEMES, ArchiveSettings, LakeSettings
@@ -55,6 +56,7 @@ __all__ = [
     "ArmSettings",
     "BatchSettings",
     "CassandraStoreSettings",
+    "CatalogSettings",
     "ColumnNames",
     "ConfigError",
     "EventSettings",

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
+from lambdarec.settings.catalog import CatalogSettings
 from lambdarec.settings.section import Section
 
 
@@ -111,6 +112,12 @@ class ServingSettings(Section):
         "warm-user NDCG@10 on MovieLens-100K from .073 to .085.",
     )
     merge: MergeSettings = Field(default_factory=MergeSettings, description="The merge's candidate pool.")
+    catalog_poll_s: float = Field(
+        5.0, gt=0, description="How often serving reads the catalog's changes: an upsert is served within this."
+    )
+    catalog: CatalogSettings = Field(
+        default_factory=CatalogSettings, description="The item catalog's bounds and the global business rules."
+    )
 
     @field_validator("ingest_key_hashes", "admin_key_hashes")
     @classmethod

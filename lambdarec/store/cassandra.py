@@ -24,9 +24,10 @@ from cassandra.query import BatchStatement
 from lambdarec.logs import get_logger
 from lambdarec.model.rows import FreshUser, ItemRow, LogPosition, TrendingItem, UserRow
 from lambdarec.settings import StoreSettings
+from lambdarec.store import cassandra_catalog, codec, lifecycle, versions
 from lambdarec.store import cassandra_schema as schema
-from lambdarec.store import codec, lifecycle, versions
 from lambdarec.store.cassandra_session import WRITE, CassandraSession
+from lambdarec.store.catalog import CatalogOf
 from lambdarec.store.errors import SnapshotNotFoundError
 from lambdarec.store.port import OnlineStore
 from lambdarec.store.snapshot_info import SnapshotInfo, stored_info
@@ -34,7 +35,7 @@ from lambdarec.store.snapshot_info import SnapshotInfo, stored_info
 log = get_logger(__name__)
 
 
-class CassandraStore(OnlineStore):
+class CassandraStore(CatalogOf, OnlineStore):
     """``OnlineStore`` on the keyspace named by ``settings.url``; ``init_schema()`` creates it."""
 
     def __init__(self, settings: StoreSettings):
@@ -47,6 +48,7 @@ class CassandraStore(OnlineStore):
         self._stmt, self._run = self._cql.stmt, self._cql.run
         self._many, self._write_many = self._cql.many, self._cql.write_many
         self._current = versions.CurrentPointer(self._read_pointer, settings.current_cache_s)
+        self._catalog = cassandra_catalog.CassandraCatalog(self._cql, settings)
         log.debug("store.opened", backend="cassandra", hosts=self.url.where, keyspace=self._ks, namespace=self._ns)
 
     def _state(self, version: str) -> Any:
@@ -57,6 +59,7 @@ class CassandraStore(OnlineStore):
 
     def init_schema(self) -> None:
         self._cql.ddl("create the schema", lambda session: schema.create(session, self._ks, self.settings))
+        self._cql.ddl("create the catalog", lambda s: cassandra_catalog.create(s, self._ks, schema.DDL_TIMEOUT_S))
 
     def drop_schema(self) -> None:
         self._cql.ddl("drop the keyspace", lambda session: schema.drop(session, self._ks))

@@ -10,6 +10,7 @@ from lambdarec.model.rows import NO_STATE, UserState
 from lambdarec.model.snapshot import SnapshotModel
 from lambdarec.settings import ServingSettings
 from serving_layer.arms import ARM_HEADER, EXPERIMENT_HEADER, Served, arm_headers
+from serving_layer.catalog_params import FilterParams, parse_filter_param, request_filters
 from serving_layer.deps import ModelDep, ServiceDep, id_path, item_list_query, k_query, offset_query
 from serving_layer.errors import problem_responses
 from serving_layer.impressions import stamp
@@ -41,6 +42,7 @@ def router(s: ServingSettings) -> APIRouter:
     )
     exclude_param = item_list_query(s, "exclude", "Items never to recommend.")
     batch_body = batch_request_model(s)
+    rules = FilterParams(s)
 
     @r.get(
         "/users/{user_id}/recommendations",
@@ -57,8 +59,12 @@ def router(s: ServingSettings) -> APIRouter:
         exclude: exclude_param = None,
         explain: ExplainQuery = False,
         impressions: ImpressionsQuery = False,
+        categories: rules.categories = None,
+        exclude_categories: rules.exclude = None,
+        filter_: rules.filter = None,
     ) -> Response:
-        """The user's batch candidates and fresh speed-layer state merged and re-ranked with the session.
+        """The user's batch candidates and fresh speed-layer state merged and re-ranked with the session, among
+        the items the catalog's rules and the request's filters allow (the list deepens past the others).
 
         An unknown user gets a fallback list (session neighbours, then trending, then popular), never an error.
         When the store is unavailable the list comes from memory; when the user's stored row is corrupt it comes
@@ -68,9 +74,11 @@ def router(s: ServingSettings) -> APIRouter:
         # The hot path: no Depends (FastAPI solves each dependency anew per request, ~40 us apiece) and the body
         # encoded by msgspec; serving_layer.fast_path answers the usual requests before FastAPI parses them.
         service: Service = request.app.state.service
+        filters = request_filters(categories, exclude_categories, filter_)
         query = RecommendQuery(
-            user_id, k, offset, session_items or (), frozenset(exclude or ()), explain, impressions=impressions
-        )
+            user_id, k, offset, session_items or (), frozenset(exclude or ()), explain, impressions=impressions,
+            filters=filters,
+        )  # fmt: skip
         body, degraded_reason, arm = await user_list(service, query)
         headers = {DEGRADED_HEADER: degraded_reason} | arm if degraded_reason else arm
         return Response(body, media_type="application/json", headers=headers)
@@ -93,9 +101,20 @@ def router(s: ServingSettings) -> APIRouter:
         the `X-Lambdarec-Experiment` and `X-Lambdarec-Arm` headers."""
         k = body.k or s.default_k
         exclude = frozenset(body.exclude)
+        filters = request_filters(
+            frozenset(body.categories), frozenset(body.exclude_categories), parse_filter_param(body.filter, s)
+        )
         queries = [
             RecommendQuery(
-                u, k, body.offset, tuple(body.items), exclude, body.explain, body.session_id, body.impressions
+                u,
+                k,
+                body.offset,
+                tuple(body.items),
+                exclude,
+                body.explain,
+                body.session_id,
+                body.impressions,
+                filters=filters,
             )
             for u in (body.users or [None])
         ]
@@ -157,9 +176,11 @@ def _rank_all(
         if query.user_id:
             state = states.get((one.model.version, query.user_id), NO_STATE)
         ranked_query, ranked_state = one.inputs(state)
+        catalog = service.catalog.view_for(one.model, now)
         ranked, fallback = rank(
-            one.model, ranked_query, ranked_state, weights=one.weights, trending=one.trending, now_s=now
-        )
+            one.model, ranked_query, ranked_state, weights=one.weights, trending=one.trending, now_s=now,
+            catalog=catalog,
+        )  # fmt: skip
         out.append((shape(one.model, query, state, ranked, now, degraded), fallback))
     return out
 

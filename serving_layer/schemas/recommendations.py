@@ -5,12 +5,13 @@ The recommendations body (:class:`Recommendations`) is also what ``lambdarec rec
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, create_model
 
 from lambdarec.events import ID_PATTERN
 from lambdarec.settings import ServingSettings
+from serving_layer.catalog_params import FILTER_DOC, parse_filter_param
 
 Source = Literal["batch", "speed", "session", "trending", "popular"]
 
@@ -26,7 +27,11 @@ class RecommendedItem(BaseModel):
     )
     reason: str | None = Field(None, description="Why it was picked, in words; only with `explain=true`.")
     components: dict[str, float] | None = Field(
-        None, description="Score parts (cf, session, trending) before weighting; only with `explain=true`."
+        None,
+        description="Score parts (cf, session, trending) before weighting; only with `explain=true`. Where the "
+        "catalog's rules or the request's filters moved the item up, `rule:<name>` says how many items that would "
+        "have ranked above it were removed by that rule (`unlisted`, `unavailable`, `expired`, `never_category`, "
+        "`default_filter`, `categories`, `exclude_categories`, `filter`).",
     )
 
 
@@ -146,7 +151,28 @@ def batch_request_model(s: ServingSettings) -> type[BaseModel]:
                 "to an experiment arm, sticky for the session.",
             ),
         ),
+        **filter_fields(s),
     )
+
+
+def filter_fields(s: ServingSettings) -> dict[str, Any]:
+    """The body's request filters (``categories``, ``exclude_categories``, ``filter``), as the GET parameters."""
+    c = s.catalog
+    category = Annotated[str, StringConstraints(min_length=1, max_length=c.max_value_chars)]
+
+    def parses(text: str | None) -> str | None:
+        parse_filter_param(text, s)  # ValueError pointing at the character at fault: a 422
+        return text
+
+    many = f"at most {c.max_request_categories} (serving.catalog.max_request_categories)"
+    return {
+        "categories": (list[category], Field(default_factory=list, max_length=c.max_request_categories,
+                                             description=f"Only items in at least one of these categories; {many}.")),
+        "exclude_categories": (list[category], Field(default_factory=list, max_length=c.max_request_categories,
+                                                     description=f"No item in any of these categories; {many}.")),
+        "filter": (Annotated[str | None, AfterValidator(parses)],
+                   Field(None, max_length=c.max_filter_chars, description=FILTER_DOC)),
+    }  # fmt: skip
 
 
 class RecommendationsBatch(BaseModel):

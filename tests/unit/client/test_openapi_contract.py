@@ -15,10 +15,6 @@ from lambdarec.client.types import CLIENT_ONLY_FIELDS
 from serving_layer.app import create_app
 from tests.unit.serving.conftest import make_settings
 
-# Routes another part of the system adds (the item catalog's POST /v1/items). While the served document lacks
-# one, this test says so; once it is there, it is checked like every other.
-PENDING = {"send_items"}
-
 CALLS = {
     "recommend": endpoints.recommend("u1", 5, 2, ["i1"], ["i2"], True, True),
     "recommend_many": endpoints.recommend_many(["u1"], ["i1"], ["i2"], 5, 1, True, "s1", True),
@@ -50,9 +46,7 @@ def test_every_client_method_has_a_call_here() -> None:
 def test_method_matches_the_served_document(document: dict[str, Any], name: str) -> None:
     method, template, returns = ENDPOINTS[name]
     operation = document["paths"].get(template, {}).get(method.lower())
-    if operation is None:
-        assert name in PENDING, f"{name}: {method} {template} is not in the served OpenAPI document"
-        return
+    assert operation is not None, f"{name}: {method} {template} is not in the served OpenAPI document"
     call = CALLS[name]
     declared = {p["name"] for p in operation.get("parameters", []) if p["in"] == "query"}
     assert set(call.params) <= declared, (name, set(call.params) - declared)
@@ -96,11 +90,3 @@ def _struct_of(kind: Any) -> type | None:
         if isinstance(arg, type) and issubclass(arg, msgspec.Struct):
             return arg
     return None
-
-
-def test_a_pending_route_really_is_missing(document: dict[str, Any]) -> None:
-    """A route in PENDING that the document now has should be checked in full: drop it from PENDING."""
-    for name in PENDING:
-        method, template, _ = ENDPOINTS[name]
-        if method.lower() in document["paths"].get(template, {}):
-            pytest.fail(f"{name}: {method} {template} is served now; remove it from PENDING", pytrace=False)
