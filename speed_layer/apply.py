@@ -24,7 +24,7 @@ from lambdarec.model.freshstate import solve_many
 from lambdarec.model.rows import FreshUser, TrendingItem, UserRow, trending_key
 from lambdarec.model.snapshot import SnapshotModel
 from lambdarec.settings import SpeedSettings
-from speed_layer.state import Position, apply_trending, apply_user_events
+from speed_layer.state import Position, apply_trending, apply_user_events, needs_solve
 
 log = get_logger(__name__)
 
@@ -123,8 +123,11 @@ def _user_states(
             users.append(new)
     if model is None or not users:
         return users
+    unchanged = [u for u in users if not needs_solve(u, inputs.states.get(u.user_id), model)]  # feedback only
+    if unchanged:
+        users = [u for u in users if needs_solve(u, inputs.states.get(u.user_id), model)]
     try:
-        return solve_many(users, model, [history.get(u.user_id) for u in users])
+        return unchanged + solve_many(users, model, [history.get(u.user_id) for u in users])
     except MemoryError:
         raise
     except Exception:  # one user's data breaks the batched solve: find whose, alone
@@ -138,7 +141,7 @@ def _user_states(
                 for _, pos in by_user[user.user_id]:
                     if pos not in skip:
                         found[pos] = f"could not be applied (fold-in of user {user.user_id!r}): {describe(exc)}"
-        return solved
+        return unchanged + solved
 
 
 def _trending_shards(

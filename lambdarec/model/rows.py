@@ -55,6 +55,15 @@ class FreshUser(msgspec.Struct, kw_only=True):
     # snapshot's log positions cover (older states without it fall back to the snapshot's event-time cut-off)
     event_positions: list[tuple[int, int]] = []
     erased_at: float | None = None  # `forget` time: snapshots built before it must not serve this user's rows
+    # ---- format 2: negative feedback and impressions (lambdarec.rank.feedback); format 1 rows read them empty.
+    # Kept across flips: the nightly never trains on them, so no snapshot covers them.
+    hidden: dict[str, float] = {}  # item -> event time it was hidden: never recommended to this user again
+    disliked: dict[str, float] = {}  # item -> event time: excluded, its nearest neighbours demoted
+    shown: dict[str, list[float]] = {}  # item -> event times of its impressions since its last positive event
+    format: int = 1  # FRESH_FORMAT when written by this version; rows without the field are format 1
+
+
+FRESH_FORMAT = 2  # the newest FreshUser format this version reads and writes
 
 
 class TrendingItem(msgspec.Struct, kw_only=True):

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
+from lambdarec.settings.feedback import FatigueSettings
 from lambdarec.settings.section import Section
 
 
@@ -111,6 +112,18 @@ class ServingSettings(Section):
         "warm-user NDCG@10 on MovieLens-100K from .073 to .085.",
     )
     merge: MergeSettings = Field(default_factory=MergeSettings, description="The merge's candidate pool.")
+    # ---- negative feedback and fatigue (lambdarec.rank.feedback) ----
+    dislike_neighbour_factor: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="A disliked item is never recommended to that user again, and the scores of its "
+        "`dislike_neighbours` nearest neighbours are multiplied by this; 1 demotes none.",
+    )
+    dislike_neighbours: int = Field(
+        10, ge=0, description="Nearest neighbours of a disliked item that are demoted (at most `batch.neighbours`)."
+    )
+    fatigue: FatigueSettings = Field(default_factory=FatigueSettings, description="Impression fatigue.")
 
     @field_validator("ingest_key_hashes", "admin_key_hashes")
     @classmethod
