@@ -163,7 +163,7 @@ class Service:
                 503,
                 "no snapshot is loaded yet: none has been published, or it is still loading; GET /readyz says which",
             )
-        return model
+        return self.trending.model_for(model)  # with the brand-new items (lambdarec.model.fresh_items)
 
     def event_log(self) -> EventLog:
         """The event log, its topic ensured once (blocking: call from a worker thread)."""

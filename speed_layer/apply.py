@@ -18,12 +18,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from lambdarec.events import Event
+from lambdarec.events import FEEDBACK_TYPES, Event
 from lambdarec.logs import get_logger
 from lambdarec.model.freshstate import solve_many
 from lambdarec.model.rows import FreshUser, TrendingItem, UserRow, trending_key
 from lambdarec.model.snapshot import SnapshotModel
 from lambdarec.settings import SpeedSettings
+from speed_layer.fresh_items import with_item_users
 from speed_layer.state import Position, apply_trending, apply_user_events, needs_solve
 
 log = get_logger(__name__)
@@ -57,7 +58,8 @@ def group_events(good: Events) -> tuple[dict[str, Events], dict[str, Events]]:
     by_item: dict[str, Events] = defaultdict(list)
     for event, pos in good:
         by_user[event.user_id].append((event, pos))
-        by_item[trending_key(event.item_id, pos[0])].append((event, pos))
+        if event.event_type not in FEEDBACK_TYPES:  # feedback never counts in trending: no shard read or written
+            by_item[trending_key(event.item_id, pos[0])].append((event, pos))
     return by_user, by_item
 
 
@@ -94,7 +96,7 @@ def compute_states(
         users = _user_states(by_user, inputs, poison, found)
         items = _trending_shards(by_item, inputs, poison, found)
         if not found:
-            return users, items, poison
+            return users, with_item_users(items, users, by_item, inputs), poison
         for pos, reason in found.items():
             log.error("speed.poison_record", partition=pos[0], offset=pos[1], reason=reason)
         poison.update(found)

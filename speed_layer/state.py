@@ -163,6 +163,8 @@ def apply_trending(
         as_of=as_of,
         positions=positions,
         appended_at=max(item.appended_at, appended_at),
+        basis=item.basis,
+        users=item.users,
     )
 
 

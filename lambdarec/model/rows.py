@@ -80,6 +80,10 @@ class TrendingItem(msgspec.Struct, kw_only=True):
     as_of: float = 0.0  # event time (s) the count refers to
     positions: dict[str, int] = {}  # log partition -> next position to apply (idempotence)
     appended_at: float = 0.0  # log append time (epoch s) of the newest applied event; 0: unknown (older rows)
+    # ---- a brand-new item (not in the basis snapshot): its users of this partition, user -> [summed weight,
+    # *fold-in vector] (vector solved against `basis`), for its item-step vector (lambdarec.model.fresh_items)
+    basis: str | None = None
+    users: dict[str, list[float]] = {}
 
     @property
     def key(self) -> str:

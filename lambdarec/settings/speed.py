@@ -42,6 +42,11 @@ class SpeedSettings(Section):
         description="Exit (non-zero) once the log or the store has failed for this long without a break; "
         "0 retries forever, resuming by itself when it answers again.",
     )
+    fresh_item_users: int = Field(
+        500,
+        ge=1,
+        description="Users kept per brand-new item and log partition (the strongest) to solve its vector from.",
+    )
     feedback: SpeedFeedbackSettings = Field(
         default_factory=SpeedFeedbackSettings, description="Negative feedback and impressions kept per user."
     )
