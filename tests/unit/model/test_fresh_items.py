@@ -140,7 +140,7 @@ def test_a_flip_re_solves_the_users_of_a_new_items_shard_against_the_new_snapsho
                        np.array([1.0], np.float32)) for u in ("u1", "u2")}  # fmt: skip
     event = Event(event_id="x", user_id="u3", item_id="new", event_type="view", timestamp=T)
     inputs = BatchInputs(new_model, {}, hist, {stale.key: stale}, {"view": 1.0}, SpeedSettings(), {})
-    users, items, _ = compute_states(*group_events([(event, (0, 9))]), inputs)
+    _, items, _ = compute_states(*group_events([(event, (0, 9))]), inputs)
     (rebased,) = items
     assert rebased.basis == "v2" and set(rebased.users) == {"u1", "u2", "u3"}
     assert rebased.users["u1"][0] == 3.0 and rebased.users["u1"][1:] != [0.5] * 8
