@@ -24,7 +24,7 @@ from lambdarec.model.freshstate import solve_many
 from lambdarec.model.rows import FreshUser, TrendingItem, UserRow, trending_key
 from lambdarec.model.snapshot import SnapshotModel
 from lambdarec.settings import SpeedSettings
-from speed_layer.fresh_items import with_item_users
+from speed_layer.fresh_items import ItemInputs, with_item_users
 from speed_layer.state import Position, apply_trending, apply_user_events, needs_solve
 
 log = get_logger(__name__)
@@ -44,6 +44,11 @@ class BatchInputs:
     weights: dict[str, float]
     speed: SpeedSettings
     appended: dict[Position, float]  # a record's append time (epoch s); each state row keeps its newest event's
+
+
+def item_inputs(i: BatchInputs) -> ItemInputs:
+    """What brand-new items' terms read of a batch's inputs (:mod:`speed_layer.fresh_items`)."""
+    return ItemInputs(i.model, i.states, i.history, i.trending, i.weights, i.speed.fresh_item_users)
 
 
 def describe(exc: BaseException) -> str:
@@ -96,7 +101,7 @@ def compute_states(
         users = _user_states(by_user, inputs, poison, found)
         items = _trending_shards(by_item, inputs, poison, found)
         if not found:
-            return users, with_item_users(items, users, by_item, inputs), poison
+            return users, with_item_users(items, users, by_item, item_inputs(inputs)), poison
         for pos, reason in found.items():
             log.error("speed.poison_record", partition=pos[0], offset=pos[1], reason=reason)
         poison.update(found)

@@ -16,25 +16,25 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterable, Mapping
-from typing import Protocol
+from dataclasses import dataclass
 
 from lambdarec.events import Event
 from lambdarec.model.freshstate import rebase
 from lambdarec.model.rows import FreshUser, TrendingItem, UserRow
 from lambdarec.model.snapshot import SnapshotModel
-from lambdarec.settings import SpeedSettings
 from speed_layer.state import Position, event_weight, is_positive
 
 
-class BatchInputs(Protocol):
-    """What :func:`with_item_users` reads of the speed layer's batch inputs (:class:`speed_layer.apply.BatchInputs`)."""
+@dataclass(frozen=True)
+class ItemInputs:
+    """What the store held for a batch, as :func:`with_item_users` reads it (from ``speed_layer.apply``'s)."""
 
     model: SnapshotModel | None
     states: dict[str, FreshUser]
     history: dict[str, UserRow]
     trending: dict[str, TrendingItem]
     weights: dict[str, float]
-    speed: SpeedSettings
+    max_users: int
 
 
 def stale_users(shards: Iterable[TrendingItem], model: SnapshotModel | None) -> list[str]:
@@ -51,7 +51,7 @@ def with_item_users(
     shards: list[TrendingItem],
     users: list[FreshUser],
     by_item: Mapping[str, list[tuple[Event, Position]]],
-    inputs: BatchInputs,
+    inputs: ItemInputs,
 ) -> list[TrendingItem]:
     """``shards`` (this batch's new trending shards) with each brand-new item's users and their vectors."""
     model = inputs.model
@@ -68,8 +68,8 @@ def with_item_users(
         for event, pos in by_item.get(shard.key, ()):
             if pos[1] >= old.get(str(pos[0]), 0) and is_positive(event, inputs.weights):
                 terms[event.user_id] = terms.get(event.user_id, 0.0) + event_weight(event, inputs.weights)
-        if len(terms) > inputs.speed.fresh_item_users:  # the strongest users carry the item
-            terms = {u: terms[u] for u in heapq.nlargest(inputs.speed.fresh_item_users, terms, key=terms.__getitem__)}
+        if len(terms) > inputs.max_users:  # the strongest users carry the item
+            terms = {u: terms[u] for u in heapq.nlargest(inputs.max_users, terms, key=terms.__getitem__)}
         fresh_basis = before is not None and before.basis == model.version
         vectors = {u: t[1:] for u, t in before.users.items()} if before is not None and fresh_basis else {}
         users_out = {u: [w, *_vector(u, solved, vectors, inputs, model)] for u, w in terms.items()}
@@ -78,7 +78,7 @@ def with_item_users(
 
 
 def _vector(
-    user_id: str, solved: dict[str, FreshUser], kept: dict[str, list[float]], inputs: BatchInputs, model: SnapshotModel
+    user_id: str, solved: dict[str, FreshUser], kept: dict[str, list[float]], inputs: ItemInputs, model: SnapshotModel
 ) -> list[float]:
     """The user's fold-in vector against ``model``: just solved in this batch, kept from the shard, or solved
     again from their fresh state and batch row ([] when they have no interaction the snapshot knows)."""

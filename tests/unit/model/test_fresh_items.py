@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import scipy.sparse as sp
 from implicit.cpu.als import AlternatingLeastSquares
 
-from batch_layer.train import train
 from batch_layer.train.implicit_mf import als_confidence
 from lambdarec.events import Event
 from lambdarec.model.factors import gram
@@ -16,23 +14,12 @@ from lambdarec.model.fresh_items import extend, fresh_item_vectors, item_step, w
 from lambdarec.model.rows import FreshUser, TrendingItem, UserRow
 from lambdarec.rank import MergeInput, MergeWeights, merge
 from lambdarec.rank.trending import trending_scores
-from lambdarec.settings import BatchSettings, SpeedSettings
+from lambdarec.settings import SpeedSettings
 from speed_layer.apply import BatchInputs, compute_states, group_events
 from speed_layer.fresh_items import stale_users
 from tests.factories import snapshot_model
 
 T = 1_764_400_000.0
-
-
-@pytest.fixture(scope="module")
-def trained():
-    rng = np.random.default_rng(5)
-    matrix = sp.random(300, 120, density=0.06, format="csr", dtype=np.float32, random_state=rng)
-    matrix.data = (1 + 7 * matrix.data).astype(np.float32)
-    settings = BatchSettings(
-        train={"factors": 12, "iterations": 4, "regularization": 0.3, "alpha": 1.5}, device="cpu", threads=1
-    )
-    return matrix, settings, train(matrix, settings, show_progress=False)
 
 
 def test_the_item_step_equals_implicit_recalculate_item(trained) -> None:
