@@ -64,38 +64,48 @@ def _apply(settings, lines: list[bytes]) -> tuple[float, int]:  # type: ignore[n
     marks: list[float] = []
     with SpeedConsumer(settings, observer=lambda recs, at: marks.append(at)) as consumer:
         consumer.step()  # the first batch also loads the snapshot: timed from its end
-        while consumer.stats.processed < len(lines):
+        st = consumer.stats
+        while st.processed + st.duplicates + st.dead_lettered < len(lines):
             consumer.step()
+        if st.processed != len(lines):
+            raise RuntimeError(f"{st.processed} of {len(lines)} events applied: {st.to_json()}")
     return marks[-1] - marks[0], len(lines)
 
 
-def run(scale: Scale, args) -> Iterator[Result]:  # type: ignore[no-untyped-def]
+def _published(tmp: str, name: str, log_path: Path):  # type: ignore[no-untyped-def]
+    """Settings of a store of its own (``name``) holding a snapshot of ``log_path``, and a log of its own."""
     from batch_layer.job import run_batch
+    from lambdarec.settings import Settings
+
+    settings = Settings.load(
+        overrides={
+            "store": {"url": f"sqlite:///{tmp}/{name}-store"},
+            "log": {"url": f"sqlite:///{tmp}/{name}-log"},
+            "batch": {"train": {"iterations": 5}, "top_k": 50},
+            "speed": {"poll_max_records": 1000},
+        }
+    )
+    run_batch(settings, interactions=str(log_path), as_of=datetime(2024, 2, 1, tzinfo=UTC), progress=False)
+    return settings
+
+
+def run(scale: Scale, args) -> Iterator[Result]:  # type: ignore[no-untyped-def]
     from batch_layer.synth import SynthSpec, synthesize
     from lambdarec.logs import configure_logging
-    from lambdarec.settings import Settings
 
     configure_logging("WARNING")
     n = SIZES[scale]
     with tempfile.TemporaryDirectory() as tmp:
-        base = {
-            "store": {"url": f"sqlite:///{tmp}/store"},
-            "batch": {"train": {"iterations": 5}, "top_k": 50},
-            "speed": {"poll_max_records": 1000},
-        }
-        settings = Settings.load(overrides={**base, "log": {"url": f"sqlite:///{tmp}/clicks"}})
         log_path = Path(tmp) / "log.parquet"
-        synthesize(SynthSpec(users=USERS, items=ITEMS, events=60_000, seed=1)).events.write_parquet(log_path)
-        run_batch(settings, interactions=str(log_path), as_of=datetime(2024, 2, 1, tzinfo=UTC), progress=False)
+        synthesize(SynthSpec(users=USERS, items=ITEMS, events=20_000, seed=1)).events.write_parquet(log_path)
         start = datetime(2024, 2, 1, tzinfo=UTC).timestamp() + 60
-        positives = event_lines(n + 1, USERS, ITEMS, start, seed=2)  # +1: the untimed first batch's share
+        positives = event_lines(n + 1000, USERS, ITEMS, start, seed=2)  # the untimed first batch's share added
         mixed = impression_lines(positives, args.impressions_per_event, args.shown, seed=3)
-
-        ref_s, _ = _apply(settings, positives)
-        with_imp = Settings.load(overrides={**base, "log": {"url": f"sqlite:///{tmp}/mixed"}})
-        ours_s, records = _apply(with_imp, mixed)
+        # the same snapshot in two stores of their own: both runs start from the same state
+        ref_s, _ = _apply(_published(tmp, "clicks", log_path), positives)
+        ours_s, records = _apply(_published(tmp, "mixed", log_path), mixed)
         share = len(positives) / records
-        # positives applied in the timed span: the untimed first batch holds about 1000 records of either mix
+        # positives applied in the timed span: the untimed first batch holds 1000 records of either mix
         ref_rate = (len(positives) - 1000) / ref_s
         ours_rate = (len(positives) - 1000 * share) / ours_s
         yield Result(
