@@ -33,7 +33,8 @@ class Feedback:
 
     @classmethod
     def of(cls, state: FreshUser) -> Feedback:
-        return cls(dict(state.hidden), dict(state.disliked), {i: list(t) for i, t in state.shown.items()})
+        # the lists are shared with the state, never changed in place: a changed item gets a new list
+        return cls(dict(state.hidden), dict(state.disliked), dict(state.shown))
 
     def add(self, event: Event) -> None:
         """Record one feedback event (``dislike``, ``hide`` or ``impression``); other types change nothing."""
@@ -42,8 +43,9 @@ class Feedback:
         elif event.event_type == DISLIKE:
             self.disliked[event.item_id] = max(event.timestamp, self.disliked.get(event.item_id, 0.0))
         elif event.event_type == IMPRESSION:
+            shown, ts = self.shown, event.timestamp
             for item in event.item_ids or (event.item_id,):
-                self.shown.setdefault(item, []).append(event.timestamp)
+                shown[item] = [*shown.get(item, ()), ts]
 
     def positive(self, item_id: str, timestamp: float) -> None:
         """A positive event on ``item_id``: its impressions before it stop counting, a dislike before it is undone."""
@@ -59,11 +61,12 @@ class Feedback:
     def bounded(self, limits: SpeedFeedbackSettings, newest: float) -> Feedback:
         """Within ``limits``: the newest hides and dislikes; for the most recently shown items, the newest
         impressions no older than ``impressions_kept_s`` before ``newest`` (event time)."""
-        horizon = newest - limits.impressions_kept_s
+        horizon, per_item = newest - limits.impressions_kept_s, limits.impressions_per_item
         shown: dict[str, list[float]] = {}
         for item, times in self.shown.items():
-            live = sorted(t for t in times if t >= horizon)[-limits.impressions_per_item :]
-            if live:
+            if len(times) <= per_item and min(times) >= horizon:  # the common case: nothing to drop
+                shown[item] = times
+            elif live := sorted(t for t in times if t >= horizon)[-per_item:]:
                 shown[item] = live
         if len(shown) > limits.max_shown_items:
             keep = heapq.nlargest(limits.max_shown_items, shown, key=lambda i: (shown[i][-1], i))
