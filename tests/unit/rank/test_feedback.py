@@ -122,3 +122,43 @@ def test_no_hidden_or_disliked_item_ever_comes_back_and_k_items_do_whenever_k_el
     eligible = N_ITEMS - len(banned)
     assert len(out) == min(k, max(eligible - offset, 0))
     assert len(set(out)) == len(out)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    hidden=st.sets(st.integers(0, N_ITEMS - 1), max_size=15),
+    disliked=st.sets(st.integers(0, N_ITEMS - 1), max_size=15),
+    exclude=st.sets(st.integers(0, N_ITEMS - 1), max_size=5),
+    session=st.lists(st.integers(0, N_ITEMS - 1), unique=True, max_size=3),
+    cands=st.lists(st.integers(0, N_ITEMS - 1), unique=True, max_size=20),
+    k=st.integers(1, N_ITEMS),
+    explain=st.booleans(),
+)
+def test_the_request_path_every_user_endpoint_shares_never_returns_hidden_or_disliked_items(
+    hidden, disliked, exclude, session, cands, k, explain
+) -> None:
+    """``serving_layer.recommend.recommend`` answers GET and POST recommendations and ``lambdarec recommend``."""
+    from lambdarec.model.rows import UserState
+    from serving_layer.recommend import RecommendQuery, recommend
+
+    fresh = FreshUser(
+        user_id="u1",
+        hidden={f"i{i}": NOW for i in hidden},
+        disliked={f"i{i}": NOW for i in disliked},
+        basis="v1",
+    )
+    query = RecommendQuery(
+        "u1",
+        k=k,
+        session_items=tuple(f"i{i}" for i in session),
+        exclude=frozenset(f"i{i}" for i in exclude),
+        explain=explain,
+    )
+    state = UserState(row(cands) if cands else None, fresh)
+    body, _ = recommend(MODEL, query, state, weights=MergeWeights(), trending=None, now_s=NOW)
+    out = [item.item_id for item in body.items]
+    banned = {f"i{i}" for i in hidden | disliked | exclude | set(session)}
+    assert not banned & set(out)
+    assert len(out) == min(k, N_ITEMS - len(banned))
+    if explain:
+        assert all({"dislike", "fatigue"} <= set(item.components or {}) for item in body.items) or not disliked
