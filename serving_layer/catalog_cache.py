@@ -48,7 +48,8 @@ class CatalogCache:
         self.cache_size = c.mask_cache_size
         self._items: dict[str, Item] = {}
         self._read_at: float | None = None  # serving's clock at the start of the last successful read
-        self._views: dict[str, CatalogView] = {}
+        # (version, items): the view of a snapshot, or of one extended with brand-new items (a longer item list)
+        self._views: dict[tuple[str, int], CatalogView] = {}
         self._lock = threading.Lock()
 
     def register(self, registry: CollectorRegistry) -> None:
@@ -69,10 +70,11 @@ class CatalogCache:
     def view_for(self, model: SnapshotModel, now_s: float) -> CatalogView:
         """The view over ``model``'s items at ``now_s``: rebuilt here only if an expiry passed since the last one
         (the watcher rebuilds on every change and swap, so a request rarely pays for it)."""
-        view = self._views.get(model.version)
+        key = (model.version, len(model.item_ids))
+        view = self._views.get(key)
         if view is None or now_s >= view.valid_until:
             with self._lock:
-                view = self._views.get(model.version)
+                view = self._views.get(key)
                 if view is None or now_s >= view.valid_until:
                     view = self._build(model, now_s)
         return view
@@ -99,19 +101,23 @@ class CatalogCache:
                 self._items = {**self._items, **items}
             self._read_at = read_at
             if model is not None:
-                view = self._views.get(model.version)
+                key = (model.version, len(model.item_ids))
+                view = self._views.get(key)
                 if view is None or (changed and whole):
                     self._build(model, time.time())
                 elif changed:
-                    self._keep(model.version, view.patched(self._items, changed, model.item_index, time.time()))
+                    self._keep(key, view.patched(self._items, changed, model.item_index, time.time()))
         return len(changed)
 
     def _build(self, model: SnapshotModel, now_s: float) -> CatalogView:
-        return self._keep(model.version, CatalogView(self._items, model.item_ids, self.rules, now_s, self.cache_size))
+        view = CatalogView(self._items, model.item_ids, self.rules, now_s, self.cache_size)
+        return self._keep((model.version, len(model.item_ids)), view)
 
-    def _keep(self, version: str, view: CatalogView) -> CatalogView:
-        keep = {v: w for v, w in self._views.items() if v != version}
-        self._views = dict(list(keep.items())[-1:]) | {version: view}  # the served version and the next
+    def _keep(self, key: tuple[str, int], view: CatalogView) -> CatalogView:
+        """Keep ``view`` and the newest three of other snapshots (the served one, the next, pinned experiment arms);
+        a view of the same snapshot with another count of brand-new items is dropped (serving has moved on)."""
+        keep = {k: w for k, w in self._views.items() if k[0] != key[0]}
+        self._views = dict(list(keep.items())[-3:]) | {key: view}
         return view
 
     async def refresh(self, store: OnlineStore, gate: StoreGate, model: SnapshotModel | None) -> int:

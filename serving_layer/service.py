@@ -94,7 +94,7 @@ class Service:
                 self.trending.watch(self.store, self.gate, lambda: self.models.model), name="trending-watcher"
             ),
             asyncio.create_task(
-                self.catalog.watch(self.store, self.gate, lambda: self.models.model), name="catalog-watcher"
+                self.catalog.watch(self.store, self.gate, self._served_or_none), name="catalog-watcher"
             ),
             asyncio.create_task(self._probe_store(), name="store-probe"),
         ]
@@ -171,7 +171,12 @@ class Service:
                 503,
                 "no snapshot is loaded yet: none has been published, or it is still loading; GET /readyz says which",
             )
-        return model
+        return self.trending.model_for(model)  # with the brand-new items (lambdarec.model.fresh_items)
+
+    def _served_or_none(self) -> SnapshotModel | None:
+        """The served snapshot with its brand-new items, as requests see it; None before one is loaded."""
+        model = self.models.model
+        return self.trending.model_for(model) if model is not None else None
 
     def event_log(self) -> EventLog:
         """The event log, its topic ensured once (blocking: call from a worker thread)."""

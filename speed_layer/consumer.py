@@ -34,6 +34,7 @@ from lambdarec.settings import Settings
 from lambdarec.store import OnlineStore, StoreError, open_store
 from speed_layer import prometheus
 from speed_layer.apply import BatchInputs, compute_states, describe, group_events
+from speed_layer.fresh_items import stale_users
 from speed_layer.health import SpeedHealth
 from speed_layer.rows import BatchRows, read_fresh_states
 from speed_layer.state import Position
@@ -272,11 +273,13 @@ class SpeedConsumer(PollLoop[SpeedStats]):
             return [], [], {}
         by_user, by_item = group_events(good)
         model = self.model
+        trending = self.store.read_trending(by_item)
+        users = list(by_user) + [u for u in stale_users(trending.values(), model) if u not in by_user]  # re-solved
         inputs = BatchInputs(
             model=model,
-            states=read_fresh_states(self.store, list(by_user)),
-            history=self._rows.get(model, list(by_user)) if model else {},
-            trending=self.store.read_trending(by_item),
+            states=read_fresh_states(self.store, users),
+            history=self._rows.get(model, users) if model else {},
+            trending=trending,
             weights=model.event_weights if model and model.event_weights else dict(self.settings.batch.event_weights),
             speed=self.settings.speed,
             appended=appended,

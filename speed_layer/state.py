@@ -19,11 +19,12 @@ from collections.abc import Sequence
 
 from lambdarec.events import FEEDBACK_TYPES, Event
 from lambdarec.model.freshstate import positions_of, solve
-from lambdarec.model.rows import FreshUser, TrendingItem, UserRow
+from lambdarec.model.rows import FRESH_FORMAT, FreshUser, TrendingItem, UserRow
 from lambdarec.model.snapshot import SnapshotModel
 from lambdarec.rank.defects import FLOAT32_MAX, count_nonfinite
 from lambdarec.rank.trending import decayed
 from lambdarec.settings import SpeedSettings
+from speed_layer.feedback import Feedback
 
 Position = tuple[int, int]  # (partition, offset)
 
@@ -64,12 +65,13 @@ def apply_user_events(
     """
     if not events:
         return None
-    state = state or FreshUser(user_id=events[0][0].user_id)
+    prior, state = state, state or FreshUser(user_id=events[0][0].user_id)
     positions = dict(state.positions)
     fresh = list(zip(state.events, positions_of(state), strict=True))
     recent = [r for r in state.recent]
     weights = model.event_weights if model is not None and model.event_weights else (default_weights or {})
-    applied, newest = 0, max((e[1] for e, _ in fresh), default=state.updated_at)
+    applied, positives, newest = 0, 0, max((e[1] for e, _ in fresh), default=state.updated_at)
+    feedback = Feedback.of(state)
     for event, pos in events:
         if not _is_new(positions, pos):
             continue
@@ -77,25 +79,46 @@ def apply_user_events(
         applied += 1
         newest = max(newest, event.timestamp)
         if not is_positive(event, weights):
+            feedback.add(event)
             continue
+        feedback.positive(event.item_id, event.timestamp)
+        positives += 1
         fresh.append(((event.item_id, event.timestamp, event_weight(event, weights)), pos))
         recent.append((event.item_id, event.timestamp))
     if applied == 0:
         return None
-    kept = _bounded_events(fresh, model, settings)
+    feedback = feedback.bounded(settings.feedback, newest)
+    if positives == 0:  # feedback only: the interactions, and so the vector, stay the very same objects
+        events_kept, positions_kept, recent = state.events, state.event_positions, state.recent
+    else:
+        kept = _bounded_events(fresh, model, settings)
+        events_kept, positions_kept = [e for e, _ in kept], [p for _, p in kept if p is not None]
+        recent = _bounded_recent(recent, newest, settings)
     updated = FreshUser(
         user_id=state.user_id,
-        events=[e for e, _ in kept],
-        recent=_bounded_recent(recent, newest, settings),
+        events=events_kept,
+        recent=recent,
         vector=state.vector,
         basis=state.basis,
         positions=positions,
         updated_at=max(state.updated_at, newest),
         appended_at=max(state.appended_at, appended_at),
-        event_positions=[p for _, p in kept if p is not None],
+        event_positions=positions_kept,
         erased_at=state.erased_at if model is None or model.built_at_s < (state.erased_at or 0.0) else None,
+        hidden=feedback.hidden,
+        disliked=feedback.disliked,
+        shown=feedback.shown,
+        format=FRESH_FORMAT,
     )
-    return solve(updated, model, history) if model is not None and solve_vector else updated
+    if model is None or not solve_vector or not needs_solve(updated, prior, model):
+        return updated
+    return solve(updated, model, history)
+
+
+def needs_solve(new: FreshUser, old: FreshUser | None, model: SnapshotModel) -> bool:
+    """Whether ``new``'s fold-in vector must be solved: its interactions changed (not the very same list as
+    ``old``'s: feedback alone keeps it), it has none yet for a new user, or it was solved on another snapshot."""
+    return old is None or new.events is not old.events or new.basis != model.version
 
 
 def apply_trending(
@@ -140,6 +163,8 @@ def apply_trending(
         as_of=as_of,
         positions=positions,
         appended_at=max(item.appended_at, appended_at),
+        basis=item.basis,
+        users=item.users,
     )
 
 

@@ -72,8 +72,21 @@ def _epoch_seconds(value: str | float, bounds: EventBounds, latest: float, toler
 
 
 def _check_id(name: str, value: str | None, bounds: EventBounds) -> None:
-    if value is None:
+    if value is None or value in _GOOD_IDS.get(bounds, ()):
         return
+    _check_new_id(name, value, bounds)
+    good = _GOOD_IDS.setdefault(bounds, {})
+    if len(good) >= _GOOD_IDS_KEPT:  # bounded: start again rather than grow
+        good.clear()
+    good[value] = None
+
+
+# Ids that passed under each bounds (item ids repeat across events, most of all in impressions): checked once.
+_GOOD_IDS: dict[EventBounds, dict[str, None]] = {}
+_GOOD_IDS_KEPT = 1024  # the popular head; small, so memory stays flat whatever the ids
+
+
+def _check_new_id(name: str, value: str, bounds: EventBounds) -> None:
     if len(value) > bounds.max_id_chars:
         raise BadEvent(f"field '{name}' is {len(value)} characters > limit {bounds.max_id_chars} (events.max_id_chars)")
     if bounds.id_regex.fullmatch(value) is None:

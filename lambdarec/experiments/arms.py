@@ -66,13 +66,15 @@ def popular_only_inputs(
 ) -> tuple[UserState, frozenset[str]]:
     """The popular-only control's inputs to the merge: the user's state without candidates, fresh vector or
     recent items, and the exclusions grown by everything the user has seen (batch history stays in the row,
-    fresh and session items join ``exclude``), so the control recommends nothing the user already has."""
+    fresh and session items join ``exclude``), so the control recommends nothing the user already has, nor
+    anything they hid or disliked."""
     row = state.batch_row
     history = None if row is None else UserRow(row.user_id, _EMPTY_I, _EMPTY_F, row.history, row.history_weights)
     seen = set(exclude) | set(session_items)
     if state.fresh is not None:
         seen.update(item for item, _ts, _w in uncovered(state.fresh, None)[0])
         seen.update(item for item, _ts in state.fresh.recent)
+        seen.update((*state.fresh.hidden, *state.fresh.disliked))  # negative feedback holds in every arm
     return UserState(history, None, state.corrupt), frozenset(seen)
 
 

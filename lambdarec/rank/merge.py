@@ -32,6 +32,7 @@ from lambdarec.model.rows import FreshUser, UserRow
 from lambdarec.rank.components import nearest_seed, reason, score_components
 from lambdarec.rank.deepen import seed_neighbours
 from lambdarec.rank.defects import finite_batch_row, finite_or_zero
+from lambdarec.rank.feedback import demote
 from lambdarec.rank.memo import (
     candidate_arrays,
     finite_vector,
@@ -43,34 +44,13 @@ from lambdarec.rank.memo import (
 )
 from lambdarec.rank.mmr import mmr_order
 from lambdarec.rank.trending import TrendingScores
-from lambdarec.settings import ServingSettings
+from lambdarec.rank.weights import MergeWeights
 
 if TYPE_CHECKING:  # the model's loader reads the store; the math only reads a loaded model
     from lambdarec.model.snapshot import SnapshotModel
 
 SOURCES = ("batch", "speed", "session", "trending", "popular")
 _NONE = len(SOURCES)  # in the pool's source table: no source brought the item
-
-
-@dataclass(frozen=True)
-class MergeWeights:
-    """Re-rank weights and pool sizes; ``from_settings`` reads them from ``[serving]`` and ``[serving.merge]``."""
-
-    cf: float = 1.0
-    session: float = 0.5
-    trending: float = 0.1
-    session_half_life_s: float = 1800.0
-    mmr_lambda: float = 0.0
-    fresh_boost: float = 2.0  # see fresh_evidence(): the session weight grows with recent fresh events
-    speed_top_n: int = 100  # items each pool source brings: serving.merge.*
-    neighbours_per_seed: int = 20
-    trending_top_n: int = 50
-
-    @classmethod
-    def from_settings(cls, s: ServingSettings) -> MergeWeights:
-        pool = s.merge
-        return cls(s.weight_cf, s.weight_session, s.weight_trending, s.session_half_life_s, s.mmr_lambda, s.fresh_boost,
-                   pool.speed_top_n, pool.neighbours_per_seed, pool.trending_top_n)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -140,6 +120,7 @@ def merge(inp: MergeInput, weights: MergeWeights, k: int, offset: int = 0, expla
     )
     total = weights.cf * parts["cf"] + session_weight * parts["session"] + weights.trending * parts["trending"]
     total, _ = finite_or_zero(total, "merge")  # the last guard: no NaN or inf ever reaches a response
+    total, demoted = demote(model, inp.fresh, items, total, weights.demote, now_s=inp.now_s)
     # by score, then popularity, then item index: equal scores (a pool of popular fallbacks all normalise to 1)
     # keep popularity order, so offset pages never overlap
     if weights.mmr_lambda > 0:
@@ -155,6 +136,7 @@ def merge(inp: MergeInput, weights: MergeWeights, k: int, offset: int = 0, expla
         source = SOURCES[codes[rank]]
         why = reason(model, source, nearest[rank] if nearest is not None else -1) if explain else None
         comps = {name: float(v[j]) for name, v in parts.items()} if explain else {}
+        why, comps = demoted.explained(j, why, comps) if explain and demoted else (why, comps)
         out.append(Ranked(str(ids[rank]), float(scores[rank]), source, why, comps))
     return out
 
@@ -257,10 +239,15 @@ def _pool(
 
 
 def _fresh_items(fresh: FreshUser | None, model: SnapshotModel) -> list[str]:
-    """Items the user touched that the snapshot lacks, and their recent items (covered ones are history too)."""
+    """Items the user touched that the snapshot lacks, their recent items (covered ones are history too), and the
+    items they hid or disliked (lambdarec.rank.feedback): none of them is recommended."""
     if fresh is None:
         return []
-    return [item for item, _ts, _w in uncovered(fresh, model)[0]] + [item for item, _ts in fresh.recent]
+    return (
+        [item for item, _ts, _w in uncovered(fresh, model)[0]]
+        + [item for item, _ts in fresh.recent]
+        + [*fresh.hidden, *fresh.disliked]
+    )
 
 
 def _seeds(inp: MergeInput, index: dict[str, int], half_life_s: float) -> dict[int, float]:

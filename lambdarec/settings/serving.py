@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from lambdarec.settings.catalog import CatalogSettings
+from lambdarec.settings.feedback import FatigueSettings
 from lambdarec.settings.section import Section
 
 
@@ -118,6 +119,18 @@ class ServingSettings(Section):
     catalog: CatalogSettings = Field(
         default_factory=CatalogSettings, description="The item catalog's bounds and the global business rules."
     )
+    # ---- negative feedback and fatigue (lambdarec.rank.feedback) ----
+    dislike_neighbour_factor: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="A disliked item is never recommended to that user again, and the scores of its "
+        "`dislike_neighbours` nearest neighbours are multiplied by this; 1 demotes none.",
+    )
+    dislike_neighbours: int = Field(
+        10, ge=0, description="Nearest neighbours of a disliked item that are demoted (at most `batch.neighbours`)."
+    )
+    fatigue: FatigueSettings = Field(default_factory=FatigueSettings, description="Impression fatigue.")
 
     @field_validator("ingest_key_hashes", "admin_key_hashes")
     @classmethod

@@ -28,10 +28,12 @@ class RecommendedItem(BaseModel):
     reason: str | None = Field(None, description="Why it was picked, in words; only with `explain=true`.")
     components: dict[str, float] | None = Field(
         None,
-        description="Score parts (cf, session, trending) before weighting; only with `explain=true`. Where the "
-        "catalog's rules or the request's filters moved the item up, `rule:<name>` says how many items that would "
-        "have ranked above it were removed by that rule (`unlisted`, `unavailable`, `expired`, `never_category`, "
-        "`default_filter`, `categories`, `exclude_categories`, `filter`).",
+        description="Score parts (cf, session, trending) before weighting, and for a user with feedback the "
+        "demotion factors applied after it (`dislike`: near an item they disliked; `fatigue`: shown "
+        "`serving.fatigue.after` times without a click; 1 when none, the reason then names the cause); only with "
+        "`explain=true`. Where the catalog's rules or the request's filters moved the item up, `rule:<name>` says "
+        "how many items that would have ranked above it were removed by that rule (`unlisted`, `unavailable`, "
+        "`expired`, `never_category`, `default_filter`, `categories`, `exclude_categories`, `filter`).",
     )
 
 

@@ -42,3 +42,9 @@ def test_popular_only_keeps_what_the_user_has_seen_out_of_the_list():
     assert state.batch_row is not None and state.batch_row.candidates.size == 0
     assert state.batch_row.history.tolist() == [2]
     assert exclude == {"i6", "i7", "i8", "i9"}
+
+
+def test_popular_only_never_shows_what_the_user_hid_or_disliked():
+    fresh = FreshUser(user_id="u1", hidden={"i3": 5.0}, disliked={"i4": 6.0})
+    _state, exclude = popular_only_inputs(UserState(None, fresh), (), frozenset())
+    assert {"i3", "i4"} <= exclude
