@@ -16,7 +16,7 @@ Example
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
@@ -77,17 +77,27 @@ class StoreGate:
         """
         if not probe and self.skipping():
             raise self._skipped()
-        loop = asyncio.get_running_loop()
         limit = timeout_s if timeout_s is not None else self.probe_timeout_s if probe else self.timeout_s
         budget = "its timeout" if timeout_s is not None else "serving.store_probe_timeout_ms" if probe else None
+        loop = asyncio.get_running_loop()
+        return await self._within(lambda: loop.run_in_executor(self._pool, fn, *args), _name(fn), limit, budget)
+
+    async def wait(self, read: Callable[[], Awaitable[T]], name: str) -> T:
+        """``await read()`` (a non-blocking store read, on this event loop) under ``serving.store_timeout_ms``;
+        :class:`StoreUnavailable` on a store error or after the timeout, as :meth:`call`."""
+        if self.skipping():
+            raise self._skipped()
+        return await self._within(read, name, self.timeout_s, None)
+
+    async def _within(self, start: Callable[[], Awaitable[T]], name: str, limit: float, budget: str | None) -> T:
         try:
             async with asyncio.timeout(limit):
-                result = await loop.run_in_executor(self._pool, fn, *args)
+                result = await start()
         except TimeoutError:
-            self._fail(f"{_name(fn)} took longer than {limit * 1000:g} ms ({budget or 'serving.store_timeout_ms'})")
+            self._fail(f"{name} took longer than {limit * 1000:g} ms ({budget or 'serving.store_timeout_ms'})")
             raise StoreUnavailable(self.last_error) from None
         except BACKEND_FAILURES as exc:  # the store failed: the request is served degraded instead of failing
-            self._fail(f"{_name(fn)} failed: {type(exc).__name__}: {exc}")
+            self._fail(f"{name} failed: {type(exc).__name__}: {exc}")
             raise StoreUnavailable(self.last_error) from exc
         self.health.success()
         return result
