@@ -16,6 +16,7 @@ Example
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -80,24 +81,30 @@ class StoreGate:
         limit = timeout_s if timeout_s is not None else self.probe_timeout_s if probe else self.timeout_s
         budget = "its timeout" if timeout_s is not None else "serving.store_probe_timeout_ms" if probe else None
         loop = asyncio.get_running_loop()
-        return await self._within(lambda: loop.run_in_executor(self._pool, fn, *args), _name(fn), limit, budget)
+        run = lambda: loop.run_in_executor(self._pool, fn, *args)  # noqa: E731
+        return await self._within(run, _name(fn), limit, budget, request=not probe)
 
     async def wait(self, read: Callable[[], Awaitable[T]], name: str) -> T:
         """``await read()`` (a non-blocking store read, on this event loop) under ``serving.store_timeout_ms``;
         :class:`StoreUnavailable` on a store error or after the timeout, as :meth:`call`."""
         if self.skipping():
             raise self._skipped()
-        return await self._within(read, name, self.timeout_s, None)
+        return await self._within(read, name, self.timeout_s, None, request=True)
 
-    async def _within(self, start: Callable[[], Awaitable[T]], name: str, limit: float, budget: str | None) -> T:
+    async def _within(
+        self, start: Callable[[], Awaitable[T]], name: str, limit: float, budget: str | None, request: bool
+    ) -> T:
+        # a request says when it was sent (requests failing together are one failure); a probe counts alone
+        started = time.monotonic() if request else None
         try:
             async with asyncio.timeout(limit):
                 result = await start()
         except TimeoutError:
-            self._fail(f"{name} took longer than {limit * 1000:g} ms ({budget or 'serving.store_timeout_ms'})")
+            budget = budget or "serving.store_timeout_ms"
+            self._fail(f"{name} took longer than {limit * 1000:g} ms ({budget})", started)
             raise StoreUnavailable(self.last_error) from None
         except BACKEND_FAILURES as exc:  # the store failed: the request is served degraded instead of failing
-            self._fail(f"{name} failed: {type(exc).__name__}: {exc}")
+            self._fail(f"{name} failed: {type(exc).__name__}: {exc}", started)
             raise StoreUnavailable(self.last_error) from exc
         self.health.success()
         return result
@@ -106,16 +113,17 @@ class StoreGate:
         """``fn(*args)`` on the calling thread (fast local reads); store failures are recorded as in :meth:`call`."""
         if self.skipping():
             raise self._skipped()
+        started = time.monotonic()
         try:
             result = fn(*args)
         except BACKEND_FAILURES as exc:  # the store failed: the request is served degraded instead of failing
-            self._fail(f"{_name(fn)} failed: {type(exc).__name__}: {exc}")
+            self._fail(f"{_name(fn)} failed: {type(exc).__name__}: {exc}", started)
             raise StoreUnavailable(self.last_error) from exc
         self.health.success()
         return result
 
-    def _fail(self, reason: str) -> None:
-        self.health.failure(reason)
+    def _fail(self, reason: str, started: float | None) -> None:
+        self.health.failure(reason, started)
 
     def close(self) -> None:
         """Stop the pool without waiting for calls stuck in a dead backend; :meth:`reopen` starts a new one."""

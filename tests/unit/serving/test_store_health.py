@@ -29,6 +29,22 @@ def test_degraded_mode_needs_a_sustained_failure_and_a_sustained_success() -> No
     assert not health.degraded
 
 
+def test_calls_that_fail_together_are_one_failure_not_a_streak() -> None:
+    """16 concurrent requests timing out in the same slow moment of the store are one failure: degraded mode
+    (every request skipping the store, known users served from memory) needs failures in a row over time."""
+    health = StoreHealth(fail_after=3, recover_after=1)
+    in_flight_since = time.monotonic()
+    for _ in range(16):  # all sent before the first of them failed
+        health.failure("timeout", started=in_flight_since)
+    assert not health.degraded
+    health.failure("timeout", started=time.monotonic())  # the next calls, sent after that moment, fail too
+    assert not health.degraded
+    health.failure("timeout", started=time.monotonic())
+    assert health.degraded, "three failures in a row, one after the other"
+    health.failure("legacy caller", started=None)  # a caller that does not say when it started counts alone
+    assert health.degraded
+
+
 class Flaky(Switchable):
     """Every ``every``-th call stalls past the request timeout, as a healthy store under load sometimes does."""
 
