@@ -81,7 +81,8 @@ class ServingSettings(Section):
         3,
         ge=1,
         description="Failed or timed-out store calls in a row that put serving in degraded mode (requests skip "
-        "the store and are served from memory, `/readyz` is 503); one slow answer under load does not.",
+        "the store and are served from memory, `/readyz` is 503); one slow answer under load does not, nor do "
+        "requests that were in flight together and time out in the same slow moment (they count once).",
     )
     store_recover_after: int = Field(
         3, ge=1, description="Successful store calls (probes) in a row that end degraded mode."
