@@ -194,7 +194,7 @@ class Service:
             if self.inline_reads:
                 states = self.gate.call_inline(read_states, *args)
             elif self.nonblocking_reads:
-                states = await self.gate.wait(lambda: read_states_nonblocking(*args), "read_states")  # type: ignore[arg-type]
+                states = await read_states_nonblocking(args[0], self.gate, *args[1:])  # type: ignore[arg-type]
             else:
                 states = await self.gate.call(read_states, *args)
         except StoreUnavailable:

@@ -9,32 +9,32 @@ Example
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable, Mapping
 
 from lambdarec.model.rows import UserRow, UserState
 from lambdarec.store import CorruptRowError
 from lambdarec.store.nonblocking import NonBlockingReads
 from serving_layer.recommend import assemble_states, plan_reads
+from serving_layer.store_gate import StoreGate
 
 
 async def read_states_nonblocking(
     store: NonBlockingReads,
+    gate: StoreGate,
     version: str,
     user_ids: Iterable[str],
     n_items: int,
     known_rows: Mapping[str, UserRow] | None = None,
 ) -> dict[str, UserState]:
-    """What :func:`~serving_layer.recommend.read_states` returns, read without blocking the event loop."""
+    """What :func:`~serving_layer.recommend.read_states` returns, read without blocking the event loop, within
+    ``gate``'s timeout (:class:`~serving_layer.store_gate.StoreUnavailable` past it or on a store error)."""
     ids, unread = plan_reads(user_ids, known_rows)
     if not ids:
         return {}
+    gate.refuse_while_skipping()  # degraded mode: nothing is sent to a store that is down
     sent = [store.read_fresh_users_future(ids)]
     if unread:
         sent.append(store.read_users_future(version, unread))
-    got = await asyncio.gather(*(asyncio.wrap_future(f) for f in sent), return_exceptions=True)
-    for outcome in got:
-        if isinstance(outcome, BaseException) and not isinstance(outcome, CorruptRowError):
-            raise outcome  # the store failed: the caller serves degraded
+    got = await gate.wait_all(sent, "read_states", keep=(CorruptRowError,))  # a corrupt row costs only itself
     fresh, rows = got[0], got[1] if unread else {}
     return assemble_states(ids, rows, fresh, n_items, known_rows)  # type: ignore[arg-type]

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, TypeVar
 
 from lambdarec.logs import get_logger
 from lambdarec.store import BACKEND_FAILURES
@@ -61,6 +61,11 @@ class StoreGate:
         """Whether requests should skip the store now (degraded mode: only probes call it)."""
         return self.health.degraded
 
+    def refuse_while_skipping(self) -> None:
+        """:class:`StoreUnavailable` while requests skip the store (before a request sends its reads)."""
+        if self.skipping():
+            raise self._skipped()
+
     def _skipped(self) -> StoreUnavailable:
         return StoreUnavailable(f"store skipped while degraded ({self.health.reason()})")
 
@@ -84,12 +89,33 @@ class StoreGate:
         run = lambda: loop.run_in_executor(self._pool, fn, *args)  # noqa: E731
         return await self._within(run, _name(fn), limit, budget, request=not probe)
 
-    async def wait(self, read: Callable[[], Awaitable[T]], name: str) -> T:
-        """``await read()`` (a non-blocking store read, on this event loop) under ``serving.store_timeout_ms``;
-        :class:`StoreUnavailable` on a store error or after the timeout, as :meth:`call`."""
-        if self.skipping():
-            raise self._skipped()
-        return await self._within(read, name, self.timeout_s, None, request=True)
+    async def wait_all(
+        self, futures: Sequence[Future[Any]], name: str, keep: tuple[type[BaseException], ...] = ()
+    ) -> list[Any]:
+        """The outcomes of non-blocking store reads already sent (each result, or an exception of a ``keep``
+        type), once all have answered, within ``serving.store_timeout_ms``.
+
+        An answer that is in when the time is up is used, even if this event loop, busy with other requests, was
+        late to see it: only a store that has not answered makes the request degraded. :class:`StoreUnavailable`
+        after the timeout (the reads are cancelled) or on a store error, as :meth:`call`.
+        """
+        started = time.monotonic()
+        if not all(f.done() for f in futures):
+            await asyncio.wait([asyncio.wrap_future(f) for f in futures], timeout=self.timeout_s)
+        if not all(f.done() for f in futures):
+            for future in futures:
+                future.cancel()
+            self._fail(f"{name} took longer than {self.timeout_s * 1000:g} ms (serving.store_timeout_ms)", started)
+            raise StoreUnavailable(self.last_error)
+        outcomes = [f.exception() or f.result() for f in futures]
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException) and not isinstance(outcome, keep):
+                if not isinstance(outcome, BACKEND_FAILURES):
+                    raise outcome  # a bug, not an outage: the app answers 500 and logs it
+                self._fail(f"{name} failed: {type(outcome).__name__}: {outcome}", started)
+                raise StoreUnavailable(self.last_error) from outcome
+        self.health.success()
+        return outcomes
 
     async def _within(
         self, start: Callable[[], Awaitable[T]], name: str, limit: float, budget: str | None, request: bool
