@@ -25,7 +25,7 @@ from lambdarec.catalog.explain import EXPLAIN_DEPTH, with_rule_components
 from lambdarec.catalog.rules import RequestFilters
 from lambdarec.catalog.view import CatalogView
 from lambdarec.model.freshstate import erased_for, rebase
-from lambdarec.model.rows import NO_STATE, UserRow, UserState
+from lambdarec.model.rows import NO_STATE, FreshUser, UserRow, UserState
 from lambdarec.model.snapshot import SnapshotModel
 from lambdarec.rank.merge import MergeInput, MergeWeights, Ranked, fresh_vector, merge
 from lambdarec.rank.trending import TrendingScores
@@ -71,12 +71,9 @@ def read_states(
     their list, never the others theirs. ``known_rows``: batch rows of ``version`` already read and checked (a
     snapshot's rows never change), not read again; the fresh state is always read.
     """
-    ids = list(dict.fromkeys(user_ids))
-    if not ids:
-        return {}
-    corrupt: dict[str, str] = {}
-    known = known_rows or {}
-    unread = [u for u in ids if u not in known]
+    ids, unread = plan_reads(user_ids, known_rows)
+    rows: dict[str, UserRow] | CorruptRowError
+    fresh: dict[str, FreshUser] | CorruptRowError
     try:
         if not unread:
             rows = {}
@@ -86,20 +83,46 @@ def read_states(
         else:
             rows = store.read_users(version, unread)
     except CorruptRowError as exc:
-        rows = dict(exc.rows)
-        corrupt = {str(key): str(exc) for key in exc.keys}
+        rows = exc
+    try:
+        fresh = store.read_fresh_users(ids) if ids else {}
+    except CorruptRowError as exc:
+        fresh = exc
+    return assemble_states(ids, rows, fresh, n_items, known_rows)
+
+
+def plan_reads(user_ids: Iterable[str], known_rows: Mapping[str, UserRow] | None) -> tuple[list[str], list[str]]:
+    """The distinct users, and those whose batch row must be read (not in ``known_rows``)."""
+    ids = list(dict.fromkeys(user_ids))
+    known = known_rows or {}
+    return ids, [u for u in ids if u not in known]
+
+
+def assemble_states(
+    ids: list[str],
+    rows: Mapping[str, UserRow] | CorruptRowError,
+    fresh: Mapping[str, FreshUser] | CorruptRowError,
+    n_items: int,
+    known_rows: Mapping[str, UserRow] | None = None,
+) -> dict[str, UserState]:
+    """The users' states from what the row and fresh-state reads gave (a ``CorruptRowError`` carries the good
+    rows and names the bad ones): see :func:`read_states`."""
+    corrupt: dict[str, str] = {}
+    if isinstance(rows, CorruptRowError):
+        corrupt = {str(key): str(rows) for key in rows.keys}
+        rows = rows.rows
+    rows = dict(rows)
     for user_id, row in list(rows.items()):
         try:
             check_user_indices(row, n_items)
         except CorruptRowError as exc:
             del rows[user_id]
             corrupt[user_id] = str(exc)
+    known = known_rows or {}
     rows.update((u, known[u]) for u in ids if u in known)
-    try:
-        fresh = store.read_fresh_users(ids)
-    except CorruptRowError as exc:  # the fresh state is left out; the batch row still serves
-        fresh = dict(exc.rows)
-        corrupt.update((str(key), str(exc)) for key in exc.keys)
+    if isinstance(fresh, CorruptRowError):  # the fresh state is left out; the batch row still serves
+        corrupt.update((str(key), str(fresh)) for key in fresh.keys)
+        fresh = fresh.rows
     return {
         u: UserState(rows.get(u), fresh.get(u), corrupt.get(u)) if u in rows or u in fresh or u in corrupt else NO_STATE
         for u in ids

@@ -24,12 +24,14 @@ from lambdarec.model.snapshot import SnapshotModel
 from lambdarec.rank.merge import MergeWeights
 from lambdarec.settings import Settings, mask_url
 from lambdarec.store import OnlineStore, open_store
+from lambdarec.store.nonblocking import NonBlockingReads
 from serving_layer.arms import Arms, Served
 from serving_layer.auth import Keyring
 from serving_layer.catalog_cache import CatalogCache
 from serving_layer.model_cache import ModelCache
 from serving_layer.prometheus import ServingMetrics
 from serving_layer.recommend import CORRUPT_ROW, STORE_UNAVAILABLE, RecommendQuery, read_states
+from serving_layer.state_reads import read_states_nonblocking
 from serving_layer.store_gate import StoreGate, StoreUnavailable
 from serving_layer.store_health import StoreHealth
 from serving_layer.trending_cache import TrendingCache
@@ -60,11 +62,13 @@ class Service:
         self.users = RecentUsers(s.user_cache_size)
         scheme = urlsplit(settings.store.url).scheme
         self.inline_reads = s.store_reads == "inline" or (s.store_reads == "auto" and scheme == "sqlite")
+        self.nonblocking_reads = False  # set once the store is open: whether it offers non-blocking reads
         self.metrics = ServingMetrics(lambda: (self.models.model, self.models.published_at))
         self.arms = Arms(settings, self.metrics.registry)
         self.models.on_swap.append(self._swapped)
         self.catalog.register(self.metrics.registry)
         self._store, self._log = store, log_
+        self._store_opened()
         self._owned = (store is None, log_ is None)
         self.store_error: str | None = None
         self._topic_ready = False
@@ -120,9 +124,15 @@ class Service:
         try:
             self._store = await asyncio.to_thread(open_store, self.settings)
             self.store_error = None
+            self._store_opened()
         except Exception as exc:  # keep running: not ready, and the watcher tries again
             self.store_error = f"cannot open the store: {type(exc).__name__}: {exc}"
             log.warning("serving.store_open_failed", reason=self.store_error)
+
+    def _store_opened(self) -> None:
+        """Reads go through the store's non-blocking API when it has one and ``serving.store_reads`` allows."""
+        reads = self.settings.serving.store_reads
+        self.nonblocking_reads = not self.inline_reads and reads == "auto" and isinstance(self._store, NonBlockingReads)
 
     async def _watch_snapshots(self) -> None:
         while self._store is None:
@@ -196,6 +206,8 @@ class Service:
             args = (self.store(), model.version, ids, len(model.item_ids), self._known_rows(model.version, ids))
             if self.inline_reads:
                 states = self.gate.call_inline(read_states, *args)
+            elif self.nonblocking_reads:
+                states = await read_states_nonblocking(args[0], self.gate, *args[1:])  # type: ignore[arg-type]
             else:
                 states = await self.gate.call(read_states, *args)
         except StoreUnavailable:

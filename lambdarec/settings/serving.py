@@ -74,7 +74,8 @@ class ServingSettings(Section):
         description="How requests read the store. `thread`: in the store threads, under `store_timeout_ms`. "
         "`inline`: on the event loop, bounded by the backend's own timeout (`store.request_timeout_s`); a hop "
         "to a thread costs more than a local SQLite read (WAL readers never wait on writers). `auto`: inline "
-        "for SQLite, thread for Cassandra.",
+        "for SQLite; for Cassandra, every read of a request sent at once without waiting (the driver's "
+        "non-blocking requests, awaited on the event loop under `store_timeout_ms`, no thread per request).",
     )
     access_log: bool = Field(False, description="Log every request (uvicorn's access log); costs throughput.")
     # Store health (hysteresis): degraded after a sustained failure, healthy after a sustained success.
@@ -82,7 +83,8 @@ class ServingSettings(Section):
         3,
         ge=1,
         description="Failed or timed-out store calls in a row that put serving in degraded mode (requests skip "
-        "the store and are served from memory, `/readyz` is 503); one slow answer under load does not.",
+        "the store and are served from memory, `/readyz` is 503); one slow answer under load does not, nor do "
+        "requests that were in flight together and time out in the same slow moment (they count once).",
     )
     store_recover_after: int = Field(
         3, ge=1, description="Successful store calls (probes) in a row that end degraded mode."
