@@ -23,6 +23,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "speed_memory": ("benchmarks.speed_memory", "speed consumer RSS after N events vs after N/10 (flat)"),
     "quality": ("benchmarks.quality", "nightly model vs popular, item-kNN, EASE, ALS grid; fair replay; events/s"),
     "archive": ("benchmarks.archive", "archiver events/s vs bare poll + write_deltalake; lake read vs one parquet"),
+    "gpu": ("benchmarks.gpu", "torch MF training and FAISS/torch GPU top-K vs the GPU's FP32 peak (CUDA only)"),
     "memory": ("benchmarks.memory", "nightly peak RSS 1x vs 10x users beyond its arrays; serving and consumer RSS"),
 }
 
