@@ -29,9 +29,10 @@ import numpy as np
 import scipy.sparse as sp
 
 from benchmarks.common import Result, Scale
+from benchmarks.topk_data import FACTORS, K, synthetic
 
 EXIT_NO_GPU = 4
-K, FACTORS, NEGATIVES = 100, 64, 64
+NEGATIVES = 64
 # scale -> (users, items, interactions per user on average)
 SIZES: dict[str, tuple[int, int, int]] = {
     "small": (100_000, 20_000, 50),
@@ -77,19 +78,6 @@ def missing() -> list[str]:
     if faiss_gpus() == 0:
         lacks.append("FAISS has no GPU support here (faiss-cpu; install the gpu extra: faiss-gpu-cu12)")
     return lacks
-
-
-def _interactions(users: int, items: int, per_user: int, seed: int = 0) -> sp.csr_matrix:
-    """A power-law user x item matrix with about ``users * per_user`` pairs (Zipf-like item popularity)."""
-    rng = np.random.default_rng(seed)
-    counts = np.minimum((rng.pareto(1.5, users) * per_user / 2 + 1).astype(np.int64), items // 10)
-    popularity = 1.0 / np.arange(1, items + 1) ** 0.8
-    cols = np.searchsorted(np.cumsum(popularity / popularity.sum()), rng.random(int(counts.sum())))
-    rows = np.repeat(np.arange(users), counts)
-    data = np.ones(len(cols), np.float32)
-    matrix = sp.csr_matrix((data, (rows, rng.permutation(items)[np.minimum(cols, items - 1)])), (users, items))
-    matrix.sum_duplicates()
-    return matrix
 
 
 def _sync() -> None:
@@ -175,10 +163,8 @@ def run(scale: Scale, args: argparse.Namespace) -> Iterator[Result]:
     spec = next((tflops for key, tflops in SPEC_TFLOPS if key in name), None)
     peak = f"{name}: measured FP32 matmul {measured:.1f} TFLOP/s" + (f", datasheet {spec} TFLOP/s" if spec else "")
     yield Result("gpu", "fp32_matmul_tflops_vs_datasheet", measured, spec or measured, "TFLOP/s", scale, note=peak)
-    matrix = _interactions(users, items, per_user)
-    rng = np.random.default_rng(1)
-    user_factors = rng.standard_normal((users, FACTORS), dtype=np.float32) * 0.1
-    item_factors = rng.standard_normal((items, FACTORS), dtype=np.float32) * 0.1
+    # Pareto(1.2) counts average about 3.3 x seen_scale + 1 per user (capped at items / 10).
+    user_factors, item_factors, matrix = synthetic(users, items, seed=1, seen_scale=(per_user - 1) / 3.3)
     flop = 2.0 * users * items * FACTORS
     shape = f"{users:,} users x {items:,} items, f={FACTORS}, K={K}, {matrix.nnz:,} seen pairs excluded"
     for label, fn in (("faiss", _faiss_topk), ("torch", _torch_topk)):
