@@ -87,6 +87,7 @@ def add_arguments(parser) -> None:  # type: ignore[no-untyped-def]
     parser.add_argument("--cassandra", default=None, help="large: host:port (default $LAMBDAREC_TEST_CASSANDRA)")
     parser.add_argument("--log", default=None, help="large: a synthetic log parquet to reuse")
     parser.add_argument("--fraction", type=float, default=1.0, help="large: run this fraction of every size")
+    parser.add_argument("--no-gate", action="store_true", help="large: without the quality gate's second training")
 
 
 def run(scale: Scale, args) -> Iterator[Result]:  # type: ignore[no-untyped-def]
