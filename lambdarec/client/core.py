@@ -72,17 +72,21 @@ class ClientBase:
 
     def _recommend_call(self, user_id: str, options: RecommendOptions) -> Call:
         o = RECOMMEND_DEFAULTS | options
+        filters = calls.Filters(tuple(o["categories"]), tuple(o["exclude_categories"]), o["filter"])
         return calls.recommend(user_id, o["k"], o["offset"], o["session_items"], o["exclude"], o["explain"],
-                                   o["impressions"])  # fmt: skip
+                               o["impressions"], filters)  # fmt: skip
 
     def _many_call(self, options: ManyOptions) -> Call:
         o = MANY_DEFAULTS | options
+        filters = calls.Filters(tuple(o["categories"]), tuple(o["exclude_categories"]), o["filter"])
         return calls.recommend_many(o["users"], o["items"], o["exclude"], o["k"], o["offset"], o["explain"],
-                                        o["session_id"], o["impressions"])  # fmt: skip
+                                    o["session_id"], o["impressions"], filters)  # fmt: skip
 
     def _local(self, call: Call, error: LambdarecError) -> Any:
         """The local fallback answer to a recommendations ``call`` the service could not answer; else re-raise."""
         if not (self.config.fallback and unreachable(error)) or call.name not in ("recommend", "recommend_many"):
+            raise error
+        if call.filtered:  # the popular list kept here knows no catalog: it could show what the filters forbid
             raise error
         body = call.body or {}
         k = int(call.params.get("k") or body.get("k") or self.config.default_k)

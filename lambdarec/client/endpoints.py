@@ -39,6 +39,19 @@ ENDPOINTS: dict[str, tuple[str, str, type]] = {
 
 
 @dataclass(frozen=True)
+class Filters:
+    """The catalog's request filters of a recommendations call: ``categories`` (any of), ``exclude_categories``,
+    and ``filter``, an attribute expression such as ``brand=acme;price<=50``."""
+
+    categories: tuple[str, ...] = ()
+    exclude_categories: tuple[str, ...] = ()
+    filter: str | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.categories or self.exclude_categories or self.filter is not None)
+
+
+@dataclass(frozen=True)
 class Call:
     """One request: which endpoint, its path, query parameters and JSON body."""
 
@@ -47,6 +60,7 @@ class Call:
     params: dict[str, str] = field(default_factory=dict)
     body: Any = None
     user_id: str | None = None  # whom a recommendations call is for (its local fallback names them)
+    filtered: bool = False  # the call has catalog filters: no local fallback can honour them
 
     @property
     def method(self) -> str:
@@ -76,6 +90,7 @@ def recommend(
     exclude: Iterable[str],
     explain: bool,
     impressions: bool,
+    filters: Filters | None = None,
 ) -> Call:
     params = {"offset": str(offset)} if offset else {}
     if k is not None:
@@ -88,7 +103,14 @@ def recommend(
         params["explain"] = _flag(explain)
     if impressions:
         params["impressions"] = _flag(impressions)
-    return Call("recommend", _path("recommend", user_id=user_id), params, user_id=user_id)
+    filters = filters or Filters()
+    if filters.categories:
+        params["categories"] = ",".join(filters.categories)
+    if filters.exclude_categories:
+        params["exclude_categories"] = ",".join(filters.exclude_categories)
+    if filters.filter is not None:
+        params["filter"] = filters.filter
+    return Call("recommend", _path("recommend", user_id=user_id), params, user_id=user_id, filtered=bool(filters))
 
 
 def recommend_many(
@@ -100,6 +122,7 @@ def recommend_many(
     explain: bool,
     session_id: str | None,
     impressions: bool,
+    filters: Filters | None = None,
 ) -> Call:
     body: dict[str, Any] = {"users": list(users), "items": list(items), "exclude": list(exclude), "offset": offset,
                             "explain": explain, "impressions": impressions}  # fmt: skip
@@ -107,7 +130,11 @@ def recommend_many(
         body["k"] = k
     if session_id is not None:
         body["session_id"] = session_id
-    return Call("recommend_many", ENDPOINTS["recommend_many"][1], body=body)
+    filters = filters or Filters()
+    if filters:
+        body |= {"categories": list(filters.categories), "exclude_categories": list(filters.exclude_categories),
+                 "filter": filters.filter}  # fmt: skip
+    return Call("recommend_many", ENDPOINTS["recommend_many"][1], body=body, filtered=bool(filters))
 
 
 def similar(item_id: str, k: int | None) -> Call:

@@ -14,7 +14,9 @@ from lambdarec.client.retry import RetryPolicy
 class RecommendOptions(TypedDict, total=False):
     """Options of ``recommend``: ``k`` (default: the service's), ``offset``, the session's items (oldest first),
     items to ``exclude``, ``explain`` (reasons and score parts), ``impressions`` (serving writes the impression
-    event; the list's ``impression_id`` names it)."""
+    event; the list's ``impression_id`` names it), and the catalog's request filters: ``categories`` (any of),
+    ``exclude_categories`` and ``filter`` (e.g. ``"brand=acme;price<=50"``). A list with filters is never answered
+    from the local fallback, which cannot apply them."""
 
     k: int | None
     offset: int
@@ -22,12 +24,15 @@ class RecommendOptions(TypedDict, total=False):
     exclude: Sequence[str]
     explain: bool
     impressions: bool
+    categories: Sequence[str]
+    exclude_categories: Sequence[str]
+    filter: str | None
 
 
 class ManyOptions(TypedDict, total=False):
     """Options of ``recommend_many``: ``users`` (one list each; none: one anonymous list), basket or session
     ``items``, ``exclude``, ``k``, ``offset``, ``explain``, ``session_id`` (assigns an anonymous list to an
-    experiment arm), ``impressions``."""
+    experiment arm), ``impressions``, and the request filters ``categories``, ``exclude_categories``, ``filter``."""
 
     users: Sequence[str]
     items: Sequence[str]
@@ -37,14 +42,19 @@ class ManyOptions(TypedDict, total=False):
     explain: bool
     session_id: str | None
     impressions: bool
+    categories: Sequence[str]
+    exclude_categories: Sequence[str]
+    filter: str | None
 
 
 Window = Literal["recent", "all"]
 
 RECOMMEND_DEFAULTS: RecommendOptions = {"k": None, "offset": 0, "session_items": (), "exclude": (), "explain": False,
-                                        "impressions": False}  # fmt: skip
+                                        "impressions": False, "categories": (), "exclude_categories": (),
+                                        "filter": None}  # fmt: skip
 MANY_DEFAULTS: ManyOptions = {"users": (), "items": (), "exclude": (), "k": None, "offset": 0, "explain": False,
-                              "session_id": None, "impressions": False}  # fmt: skip
+                              "session_id": None, "impressions": False, "categories": (), "exclude_categories": (),
+                              "filter": None}  # fmt: skip
 
 
 @dataclass(frozen=True)

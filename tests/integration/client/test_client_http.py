@@ -81,6 +81,13 @@ def test_every_method_against_a_real_server(server: str, published) -> None:
             ]
         )  # fmt: skip
         assert (sent.accepted, sent.rejected) == (1, 1) and "teleport" in sent.rejections[0].reason
+        # the catalog's request filters: no item has a brand yet, so an attribute filter leaves nothing to show
+        assert client.recommend(user, k=5, filter="brand=acme").items == []
+        assert client.recommend_many(users=[user], k=5, filter="brand=acme").results[0].items == []
+        assert len(client.recommend(user, k=5, exclude_categories=["none-such"]).items) == 5
+        with pytest.raises(ApiError) as bad_filter:
+            client.recommend(user, filter="price<=")
+        assert bad_filter.value.status == 422 and "filter" in bad_filter.value.detail
     with Client(server, retry=FAST) as anonymous_client:
         with pytest.raises(ApiError) as no_key:
             anonymous_client.send_events([{"event_id": "x"}])
@@ -125,6 +132,8 @@ def test_an_unreachable_service_gets_the_last_known_popular_list(published, tmp_
     assert [i.item_id for i in page.items] == [i.item_id for i in popular.items[1:6]]
     batch = client.recommend_many(users=users[:2], k=3)
     assert batch.local_fallback and [r.user_id for r in batch.results] == users[:2]
+    with pytest.raises(Unavailable):  # the kept popular list knows no catalog: it cannot honour filters
+        client.recommend(users[1], k=5, categories=["shoes"])
     with pytest.raises(Unavailable) as gone:
         client.similar("i1")
     assert gone.value.attempts == FAST.attempts

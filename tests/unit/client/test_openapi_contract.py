@@ -15,9 +15,10 @@ from lambdarec.client.types import CLIENT_ONLY_FIELDS
 from serving_layer.app import create_app
 from tests.unit.serving.conftest import make_settings
 
+FILTERS = endpoints.Filters(("shoes",), ("sale",), "brand=acme;price<=50")
 CALLS = {
-    "recommend": endpoints.recommend("u1", 5, 2, ["i1"], ["i2"], True, True),
-    "recommend_many": endpoints.recommend_many(["u1"], ["i1"], ["i2"], 5, 1, True, "s1", True),
+    "recommend": endpoints.recommend("u1", 5, 2, ["i1"], ["i2"], True, True, FILTERS),
+    "recommend_many": endpoints.recommend_many(["u1"], ["i1"], ["i2"], 5, 1, True, "s1", True, FILTERS),
     "similar": endpoints.similar("i1", 5),
     "popular": endpoints.popular(5, "all"),
     "send_events": endpoints.send_events([{"event_id": "e1"}]),
