@@ -36,7 +36,7 @@ from lambdarec.rank.memo import item_indices
 from lambdarec.rank.merge import MergeWeights
 from lambdarec.rank.trending import TrendingScores
 from lambdarec.store import FreshUser, UserRow
-from serving_layer.recommend import RecommendQuery, rank
+from serving_layer.recommend import RankRequest, RecommendQuery, rank_many
 
 Kind = Literal["popular", "batch", "batch+speed", "lambda"]
 KINDS: tuple[Kind, ...] = ("popular", "batch", "batch+speed", "lambda")
@@ -139,7 +139,29 @@ def recommend(
     (the same for every variant, see the module docstring).
     """
     if variant.kind == "popular":
-        return _popular(model, row, fresh, k, exclude)
+        return popular(model, row, fresh, k, exclude)
+    ask = request(
+        variant, model, row=row, fresh=fresh, session=session, trending=trending, now_s=now_s, k=k, user_id=user_id,
+        exclude=exclude,
+    )  # fmt: skip
+    return [r.item_id for r in rank_many(model, [ask])[0][0]]
+
+
+def request(
+    variant: Variant,
+    model: SnapshotModel,
+    *,
+    row: UserRow | None,
+    fresh: FreshUser | None,
+    session: list[tuple[str, float]],
+    trending: TrendingScores | np.ndarray | None,
+    now_s: float,
+    k: int,
+    user_id: str | None = None,
+    exclude: frozenset[str] = frozenset(),
+) -> RankRequest:
+    """The request serving gets for :func:`recommend` of a variant other than ``popular``, for
+    :func:`serving_layer.recommend.rank_many`: the replay ranks many of them in one block."""
     if variant.kind == "batch":
         fresh, session, trending = None, [], None
     else:
@@ -149,11 +171,10 @@ def recommend(
         session = session if variant.session else []
         trending = trending if variant.trending else None
     query = RecommendQuery(user_id=user_id, k=k, session_items=tuple(item for item, _ in session), exclude=exclude)
-    ranked, _ = rank(model, query, UserState(row, fresh), weights=variant.weights, trending=trending, now_s=now_s)
-    return [r.item_id for r in ranked]
+    return RankRequest(query, UserState(row, fresh), variant.weights, trending, now_s)
 
 
-def _popular(
+def popular(
     model: SnapshotModel, row: UserRow | None, fresh: FreshUser | None, k: int, exclude: frozenset[str]
 ) -> list[str]:
     seen = np.zeros(len(model.item_ids), dtype=bool)

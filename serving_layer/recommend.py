@@ -16,7 +16,7 @@ Example
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,7 +24,7 @@ import numpy as np
 from lambdarec.model.freshstate import erased_for, rebase
 from lambdarec.model.rows import NO_STATE, UserRow, UserState
 from lambdarec.model.snapshot import SnapshotModel
-from lambdarec.rank.merge import MergeInput, MergeWeights, Ranked, fresh_vector, merge
+from lambdarec.rank.merge import MergeInput, MergeWeights, Ranked, fresh_vector, merge_many
 from lambdarec.rank.trending import TrendingScores
 from lambdarec.store import OnlineStore
 from lambdarec.store.codec import check_user_indices
@@ -177,24 +177,49 @@ def rank(
     Replay scores its variants here: the same rebase and the same merge, without building a body per item.
     Returns the items and whether they are a fallback list (no batch row and no usable fresh vector).
     """
-    if erased_for(state.fresh, model):  # a tombstone: nothing of the erased history may show
-        state = UserState(None, state.fresh)
-    fresh = state.fresh
-    if fresh is not None and fresh.basis != model.version:
-        fresh = rebase(fresh, model, state.batch_row)  # never score with a vector from another item space
-    ranked = merge(
-        MergeInput(
-            model,
-            batch_row=state.batch_row,
-            fresh=fresh,
-            session=[(item, now_s) for item in query.session_items],
-            exclude=query.exclude,
-            trending=trending,
-            now_s=now_s,
-        ),
-        weights,
-        k=query.k,
-        offset=query.offset,
-        explain=query.explain,
+    return rank_many(model, [RankRequest(query, state, weights, trending, now_s)])[0]
+
+
+@dataclass(frozen=True)
+class RankRequest:
+    """One request of :func:`rank_many`: the arguments of :func:`rank`."""
+
+    query: RecommendQuery
+    state: UserState
+    weights: MergeWeights
+    trending: TrendingScores | np.ndarray | None
+    now_s: float
+
+
+def rank_many(model: SnapshotModel, requests: Sequence[RankRequest]) -> list[tuple[list[Ranked], bool]]:
+    """:func:`rank` of many requests in one block merge (:func:`lambdarec.rank.merge.merge_many`): a replay
+    ranks the variants of many events at once; each request gets what :func:`rank` gives it."""
+    inputs, fallback = [], []
+    for r in requests:
+        state = r.state
+        if erased_for(state.fresh, model):  # a tombstone: nothing of the erased history may show
+            state = UserState(None, state.fresh)
+        fresh = state.fresh
+        if fresh is not None and fresh.basis != model.version:
+            fresh = rebase(fresh, model, state.batch_row)  # never score with a vector from another item space
+        session = [(item, r.now_s) for item in r.query.session_items]
+        inputs.append(
+            MergeInput(
+                model,
+                batch_row=state.batch_row,
+                fresh=fresh,
+                session=session,
+                exclude=r.query.exclude,
+                trending=r.trending,
+                now_s=r.now_s,
+            )
+        )
+        fallback.append(state.batch_row is None and fresh_vector(model, fresh) is None)
+    ranked = merge_many(
+        inputs,
+        [r.weights for r in requests],
+        k=[r.query.k for r in requests],
+        offset=[r.query.offset for r in requests],
+        explain=[r.query.explain for r in requests],
     )
-    return ranked, state.batch_row is None and fresh_vector(model, fresh) is None
+    return list(zip(ranked, fallback, strict=True))

@@ -1,0 +1,115 @@
+"""The block merge (``merge_many``) gives each request the list that ``merge`` alone gives it: the replay ranks
+many requests in one block, serving ranks one, and both run the same code. Lists compare exactly except where two
+items score within float32 rounding of each other (the block scores the fresh vectors in one matrix product and the
+session against the seeds' weighted mean); scores compare within a tolerance."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from lambdarec.model.freshstate import solve
+from lambdarec.model.rows import FreshUser, UserRow
+from lambdarec.rank import block
+from lambdarec.rank.merge import MergeInput, MergeWeights, merge, merge_many
+from lambdarec.rank.trending import TrendingScores
+from tests.factories import snapshot_model
+
+N_ITEMS, F, NOW = 60, 8, 50_000.0
+
+
+def _requests(seed: int, n: int = 40) -> tuple[list[MergeInput], list[MergeWeights], list[int], list[int], list[bool]]:
+    """Varied requests against one model: warm and unknown users, fresh states with and without a vector, sessions,
+    trending, ``exclude``, several weights (MMR too), sizes and pages; the variants of one event share objects."""
+    rng = random.Random(seed)
+    model = snapshot_model(N_ITEMS, F, version="v1", seed=seed)
+    inputs, weights, ks, offsets, explains = [], [], [], [], []
+    for _ in range(n // 4):
+        row = None
+        if rng.random() < 0.6:
+            cands = rng.sample(range(N_ITEMS), rng.randrange(1, 25))
+            history = rng.sample(range(N_ITEMS), rng.randrange(0, 8))
+            scores = np.sort(np.array([rng.uniform(0, 3) for _ in cands], np.float32))[::-1].copy()
+            row = UserRow("u", np.array(cands, np.int32), scores, np.array(history, np.int32),
+                          np.ones(len(history), np.float32))  # fmt: skip
+        recent = [(f"i{rng.randrange(N_ITEMS + 5)}", NOW - rng.uniform(0, 7200)) for _ in range(rng.randrange(0, 6))]
+        fresh = None
+        if rng.random() < 0.7:
+            fresh = FreshUser(user_id="u", events=[(i, t, 1.0) for i, t in recent], recent=recent)
+            if rng.random() < 0.8:
+                fresh = solve(fresh, model, row)
+        session = [(f"i{rng.randrange(N_ITEMS)}", NOW - rng.uniform(0, 600)) for _ in range(rng.randrange(0, 4))]
+        exclude = frozenset(f"i{rng.randrange(N_ITEMS)}" for _ in range(rng.randrange(0, 10)))
+        counts = np.array([rng.choice([0.0, 0.0, rng.uniform(0, 9)]) for _ in range(N_ITEMS)], np.float32)
+        trending = TrendingScores.of(counts) if rng.random() < 0.5 else counts
+        for variant in range(4):  # like the replay's variants: shared row, fresh and exclude objects
+            inputs.append(MergeInput(
+                model,
+                batch_row=row,
+                fresh=None if variant == 0 else fresh,
+                session=session if variant >= 2 else (),
+                exclude=exclude,
+                trending=trending if variant >= 2 else None,
+                now_s=NOW,
+            ))  # fmt: skip
+            weights.append(MergeWeights(
+                session=0.0 if variant < 2 else rng.choice([0.5, 1.5]),
+                trending=0.0 if variant < 2 else rng.choice([0.0, 0.3]),
+                mmr_lambda=0.3 if variant == 3 and rng.random() < 0.3 else 0.0,
+                speed_top_n=rng.choice([10, 100]),
+                neighbours_per_seed=rng.choice([3, 20]),
+                trending_top_n=rng.choice([5, 50]),
+            ))  # fmt: skip
+            ks.append(rng.choice([1, 5, 10, 30]))
+            offsets.append(rng.choice([0, 0, 3]))
+            explains.append(rng.random() < 0.3)
+    return inputs, weights, ks, offsets, explains
+
+
+def _same(one, many) -> None:  # type: ignore[no-untyped-def]
+    """The same items in the same order (or swapped only within float32 rounding), same sources and scores."""
+    assert len(one) == len(many)
+    for a, b in zip(one, many, strict=True):
+        assert b.score == pytest.approx(a.score, abs=1e-5)
+        if a.item_id != b.item_id:  # a near-tie may swap: the two scores must be that close
+            assert {a.item_id, b.item_id} <= {r.item_id for r in one} & {r.item_id for r in many}
+            continue
+        assert (a.source, a.reason) == (b.source, b.reason)
+        assert a.components.keys() == b.components.keys()
+        for name, value in a.components.items():
+            assert b.components[name] == pytest.approx(value, abs=1e-5)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_a_block_gives_each_request_its_own_list(seed: int) -> None:
+    inputs, weights, ks, offsets, explains = _requests(seed)
+    blocked = merge_many(inputs, weights, ks, offsets, explains)
+    alone = [merge(i, w, k, o, e) for i, w, k, o, e in zip(inputs, weights, ks, offsets, explains, strict=True)]
+    for one, many in zip(alone, blocked, strict=True):
+        _same(one, many)
+    assert any(len(x) for x in blocked) and any(r.source == "speed" for x in blocked for r in x)
+
+
+def test_a_large_catalogue_is_cut_into_smaller_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Memory stays bounded: with room for 3 requests per block, 40 requests give the lists of one block."""
+    inputs, weights, ks, offsets, explains = _requests(5)
+    whole = merge_many(inputs, weights, ks, offsets, explains)
+    monkeypatch.setattr(block, "MAX_BLOCK_CELLS", 3 * N_ITEMS)
+    assert block.block_size(N_ITEMS) == 3
+    cut = merge_many(inputs, weights, ks, offsets, explains)
+    for a, b in zip(whole, cut, strict=True):
+        _same(a, b)
+
+
+def test_requests_of_other_models_and_empty_asks_in_one_call() -> None:
+    made = _requests(6, n=8)
+    inputs, ks = made[0], made[2]
+    other = snapshot_model(N_ITEMS, F, version="v2", seed=9)
+    mixed = [*inputs, MergeInput(other, now_s=NOW), MergeInput(other, now_s=NOW)]
+    out = merge_many(mixed, MergeWeights(), [*ks, 4, 0])
+    assert [r.item_id for r in out[-2]] == [r.item_id for r in merge(MergeInput(other, now_s=NOW), MergeWeights(), 4)]
+    assert out[-1] == []
+    for i, (inp, k) in enumerate(zip(inputs, ks, strict=True)):
+        _same(merge(inp, MergeWeights(), k), out[i])
