@@ -24,7 +24,7 @@ import numpy as np
 from lambdarec.model.freshstate import erased_for, rebase
 from lambdarec.model.rows import NO_STATE, UserRow, UserState
 from lambdarec.model.snapshot import SnapshotModel
-from lambdarec.rank.merge import MergeInput, MergeWeights, Ranked, fresh_vector, merge_many
+from lambdarec.rank.merge import MergeInput, MergeWeights, Ranked, fresh_vector, merge, merge_many
 from lambdarec.rank.trending import TrendingScores
 from lambdarec.store import OnlineStore
 from lambdarec.store.codec import check_user_indices
@@ -215,6 +215,9 @@ def rank_many(model: SnapshotModel, requests: Sequence[RankRequest]) -> list[tup
             )
         )
         fallback.append(state.batch_row is None and fresh_vector(model, fresh) is None)
+    if len(inputs) == 1:  # a serving request
+        r = requests[0]
+        return [(merge(inputs[0], r.weights, r.query.k, r.query.offset, r.query.explain), fallback[0])]
     ranked = merge_many(
         inputs,
         [r.weights for r in requests],

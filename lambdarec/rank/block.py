@@ -71,11 +71,18 @@ def source_table(seen: np.ndarray, found: Sequence[tuple[int, np.ndarray, np.nda
     return source
 
 
-def fill_popular(source: np.ndarray, seen: np.ndarray, popular_order: np.ndarray, need: np.ndarray) -> None:
+def fill_popular(
+    source: np.ndarray, pooled: np.ndarray, seen: np.ndarray, popular_order: np.ndarray, need: np.ndarray
+) -> None:
     """Popular items fill each request's pool that holds fewer than ``need[b]`` items, after every other source:
-    every unpooled unseen item among the ``need + seen + pooled`` most popular ones."""
-    count = (source != NONE).sum(axis=1)
-    short = np.flatnonzero(count < need)
+    every unpooled unseen item among the ``need + seen + pooled`` most popular ones (``pooled``: ``source != NONE``,
+    updated too)."""
+    if pooled.shape[0] == 1:  # one request (every serving call)
+        count = np.array([np.count_nonzero(pooled)])
+        short = np.flatnonzero(count < need)
+    else:
+        count = np.count_nonzero(pooled, axis=1)
+        short = np.flatnonzero(count < need)
     if short.size == 0:
         return
     length = need[short] + seen[short].sum(axis=1) + count[short]
@@ -83,6 +90,7 @@ def fill_popular(source: np.ndarray, seen: np.ndarray, popular_order: np.ndarray
     free = (source[short][:, head] == NONE) & ~seen[short][:, head] & (np.arange(head.size) < length[:, None])
     r, c = np.nonzero(free)
     source[short[r], head[c]] = POPULAR
+    pooled[short[r], head[c]] = True
 
 
 def segments(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -94,9 +94,11 @@ __all__ = ["SOURCES", "MergeInput", "MergeWeights", "Ranked", "fresh_evidence", 
 def merge(inp: MergeInput, weights: MergeWeights, k: int, offset: int = 0, explain: bool = False) -> list[Ranked]:
     """Rank items for one user or session; see the module docstring. Returns at most ``k`` items.
 
-    A block of one request through :func:`merge_many`: serving and replay run the same code.
+    A block of one request (what :func:`merge_many` does for each block): serving and replay run the same code.
     """
-    return merge_many([inp], weights, k, offset, explain)[0]
+    if k <= 0 or not len(inp.model.item_ids):
+        return []
+    return _rank_block([Ask(inp, weights, k, offset, explain)])[0]
 
 
 def merge_many(
@@ -139,8 +141,9 @@ def _rank_block(asks: list[Ask]) -> list[list[Ranked]]:
     found, scores, slot = pool_sources(model, asks, seen)
     source = block.source_table(seen, found)
     need = np.array([a.offset + a.k for a in asks], dtype=np.int64)
-    block.fill_popular(source, seen, model.popular_order, need)
-    rows, items = np.nonzero(source != NONE)
+    pooled = source != NONE
+    block.fill_popular(source, pooled, seen, model.popular_order, need)
+    rows, items = np.nonzero(pooled)
     codes = source[rows, items]
     parts = components(model, asks, rows, items, scores, slot)
     session_weight = [
@@ -152,7 +155,8 @@ def _rank_block(asks: list[Ask]) -> list[list[Ranked]]:
     w = np.array([(a.weights.cf, sw, a.weights.trending) for a, sw in zip(asks, session_weight, strict=True)],
                  dtype=np.float32).reshape(-1, 3)  # fmt: skip
     # float32 weights: the same sums as weight * component with a Python float weight
-    total = finite(w[rows, 0] * parts["cf"] + w[rows, 1] * parts["session"] + w[rows, 2] * parts["trending"])
+    w = w[rows] if len(asks) > 1 else w  # one request: its weights broadcast
+    total = finite(w[:, 0] * parts["cf"] + w[:, 1] * parts["session"] + w[:, 2] * parts["trending"])
     picks = best_rows(rows, items, total, model.popularity_all, need - np.array([a.k for a in asks]), need)
     for j, a in enumerate(asks):
         s, e = np.searchsorted(rows, [j, j + 1]) if a.weights.mmr_lambda > 0 else (0, 0)

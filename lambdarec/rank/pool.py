@@ -57,7 +57,7 @@ class Ask:
     explain: bool
     vector: np.ndarray | None = None
     seeds: dict[int, float] = field(default_factory=dict)  # item index -> recency weight
-    seed_items: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))  # the seeds' keys
+    seed_items: np.ndarray = field(default=None)  # type: ignore[assignment]  # the seeds' keys: set by prepare()
 
 
 def prepare(ask: Ask) -> np.ndarray:
@@ -89,6 +89,8 @@ def pool_sources(
 ) -> tuple[list[tuple[int, np.ndarray, np.ndarray]], np.ndarray, np.ndarray]:
     """What each source brings to each request's pool, as (code, rows, items) in ``SOURCES`` order; the fresh
     vectors' scores of every item (one row per distinct vector) and each request's row in them (-1: none)."""
+    if len(asks) == 1:
+        return _sources_of_one(model, asks[0], seen)
     n = len(asks)
     slot = np.full(n, -1, dtype=np.int64)
     index: dict[int, int] = {}  # the variants of one event share their fresh vector: scored once
@@ -120,6 +122,27 @@ def pool_sources(
             trend_rows.append(np.full(trend[-1].size, j))
     found.append((block.TRENDING, _cat(trend_rows), _cat(trend)))
     return found, scores, slot
+
+
+def _sources_of_one(
+    model: SnapshotModel, a: Ask, seen: np.ndarray
+) -> tuple[list[tuple[int, np.ndarray, np.ndarray]], np.ndarray, np.ndarray]:
+    """:func:`pool_sources` for a block of one request (every serving call), without the block's row bookkeeping."""
+    unseen = ~seen[0]
+    parts = []
+    if a.inp.batch_row is not None:
+        parts.append((block.BATCH, candidate_arrays(a.inp.batch_row, seen.shape[1])[0]))
+    scores, slot = np.empty((0, seen.shape[1]), dtype=np.float32), np.full(1, -1, dtype=np.int64)
+    if a.vector is not None:
+        scores, slot = (model.item_factors @ a.vector)[None, :], np.zeros(1, dtype=np.int64)
+        parts.append((block.SPEED, block.top_unseen(scores, seen, a.weights.speed_top_n)[1]))
+    if a.seeds:
+        near = model.neighbours[a.seed_items, : a.weights.neighbours_per_seed]
+        parts.append((block.SESSION, near[near >= 0]))
+    trending = a.inp.trending
+    if trending is not None and trending.order.size:
+        parts.append((block.TRENDING, trending.order[unseen[trending.order]][: a.weights.trending_top_n]))
+    return [(code, np.zeros(items.size, dtype=np.int64), items) for code, items in parts], scores, slot
 
 
 def _neighbours(model: SnapshotModel, asks: list[Ask]) -> tuple[np.ndarray, np.ndarray]:
@@ -156,6 +179,27 @@ def components(
     - **session**: recency-weighted mean cosine similarity to the seeds (0 unless weighted or explained);
     - **trending**: the item's trending score over the largest (0 unless weighted or explained).
     """
+    if len(asks) == 1:  # one request (every serving call): its vector's scores or its batch row's
+        row = asks[0].inp.batch_row
+        if slot[0] >= 0:
+            cf = scores[0][items]
+        elif row is not None:
+            cf = block.batch_cf(candidate_arrays(row, len(model.item_ids))[1][items], rows, 1)
+        else:
+            cf = np.zeros(items.size, dtype=np.float32)  # nothing known: every item at the floor
+    else:
+        cf = _cf(model, asks, rows, items, scores, slot)
+    return {
+        "cf": block.minmax_rows(finite(cf), rows),
+        "session": _session(model, asks, rows, items),
+        "trending": _trending(asks, rows, items),
+    }
+
+
+def _cf(
+    model: SnapshotModel, asks: list[Ask], rows: np.ndarray, items: np.ndarray, scores: np.ndarray, slot: np.ndarray
+) -> np.ndarray:
+    """The ``cf`` component of a block of several requests, before scaling."""
     cf = np.empty(rows.size, dtype=np.float32)
     fresh = slot[rows] >= 0
     cf[fresh] = scores[slot[rows[fresh]], items[fresh]]
@@ -172,11 +216,7 @@ def components(
         if tables:
             values[known] = np.stack(tables)[batch[stale_rows[known]], stale_items[known]]
         cf[~fresh] = block.batch_cf(values, stale_rows, len(asks))
-    return {
-        "cf": block.minmax_rows(finite(cf), rows),
-        "session": _session(model, asks, rows, items),
-        "trending": _trending(asks, rows, items),
-    }
+    return cf
 
 
 def _session(model: SnapshotModel, asks: list[Ask], rows: np.ndarray, items: np.ndarray) -> np.ndarray:
@@ -214,6 +254,11 @@ def _session(model: SnapshotModel, asks: list[Ask], rows: np.ndarray, items: np.
 def _trending(asks: list[Ask], rows: np.ndarray, items: np.ndarray) -> np.ndarray:
     """Each pooled item's trending score over its request's largest one (0 where not weighted nor explained)."""
     out = np.zeros(rows.size, dtype=np.float32)
+    if len(asks) == 1:  # one request (every serving call)
+        a, trend = asks[0], asks[0].inp.trending
+        if (a.explain or a.weights.trending != 0) and trend is not None and trend.order.size:
+            return finite(trend.scores[items] / trend.scores[trend.order[0]])
+        return out
     tables: dict[int, int] = {}
     which = np.full(len(asks), -1, dtype=np.int64)
     scores = []
