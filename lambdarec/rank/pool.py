@@ -229,16 +229,20 @@ def _session(model: SnapshotModel, asks: list[Ask], rows: np.ndarray, items: np.
     unit = model.unit_factors
     if len(asks) == 1:  # one request (every serving call): its seeds' similarities, recency-weighted
         a = asks[0]
-        decay1 = np.fromiter(a.seeds.values(), dtype=np.float32, count=len(a.seeds))
-        if decay1.sum() > 0:  # seeds older than ~150 half-lives all decay to 0.0 in float32: 0/0 would be NaN
+        decay64 = np.fromiter(a.seeds.values(), dtype=np.float64, count=len(a.seeds))
+        top = decay64.max()
+        if np.float32(top) > 0:  # seeds older than ~150 half-lives all decay to 0.0 in float32: they weigh nothing
+            decay1 = (decay64 / top).astype(np.float32)  # relative weights: float32 keeps their precision
             return finite((unit[items] @ unit[a.seed_items].T) @ decay1 / decay1.sum())
         return out
     mine = [asks[j] for j in on]
     counts = np.array([a.seed_items.size for a in mine])
-    decay = np.fromiter((w for a in mine for w in a.seeds.values()), dtype=np.float32, count=int(counts.sum()))
+    decay64 = np.fromiter((w for a in mine for w in a.seeds.values()), dtype=np.float64, count=int(counts.sum()))
     starts = np.cumsum(counts) - counts
+    top = np.maximum.reduceat(decay64, starts)
+    live = top.astype(np.float32) > 0  # seeds older than ~150 half-lives all decay to 0.0 in float32: no weight
+    decay = (decay64 / np.where(live, top, 1.0).repeat(counts)).astype(np.float32)  # relative weights: see above
     total = np.add.reduceat(decay, starts)
-    live = total > 0  # seeds older than ~150 half-lives all decay to 0.0 in float32: 0/0 would be NaN
     taste = np.add.reduceat(unit[_cat([a.seed_items for a in mine])] * decay[:, None], starts, axis=0)[live]
     taste /= total[live, None]
     which = np.full(len(asks), -1, dtype=np.int64)

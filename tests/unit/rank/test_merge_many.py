@@ -113,3 +113,22 @@ def test_requests_of_other_models_and_empty_asks_in_one_call() -> None:
     assert out[-1] == []
     for i, (inp, k) in enumerate(zip(inputs, ks, strict=True)):
         _same(merge(inp, MergeWeights(), k), out[i])
+
+
+def test_old_recent_items_still_weigh_by_their_similarity() -> None:
+    """Recent items ~145 half-lives old have float32 recency weights below the normal range (~1e-44): the session
+    component must still be their weighted mean cosine similarity (it came out as a few fixed fractions such as
+    0.8333 for every item, and differed between a block and a single request)."""
+    model = snapshot_model(N_ITEMS, F, version="v1", seed=4)
+    half_life = 1800.0
+    recent = [(f"i{i}", NOW - half_life * (145.0 + 0.3 * n)) for n, i in enumerate([3, 8, 15, 22, 40])]
+    fresh = FreshUser(user_id="u", recent=recent)
+    weights = MergeWeights(session=1.0, trending=0.0, session_half_life_s=half_life)
+    inp = MergeInput(model, fresh=fresh, now_s=NOW)
+    unit = model.unit_factors.astype(np.float64)
+    seeds = np.array([model.item_index[i] for i, _ in recent])
+    w = np.array([0.5 ** ((NOW - t) / half_life) for _, t in recent])
+    for ranked in (merge(inp, weights, k=10, explain=True), merge_many([inp] * 3, weights, 10, explain=True)[1]):
+        for r in ranked:
+            want = float(unit[model.item_index[r.item_id]] @ unit[seeds].T @ w / w.sum())
+            assert r.components["session"] == pytest.approx(want, abs=1e-4)
