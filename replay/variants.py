@@ -26,7 +26,7 @@ Example
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -120,30 +120,18 @@ def parse_kinds(text: str) -> list[Kind]:
 
 
 def recommend(
-    variant: Variant,
-    model: SnapshotModel,
-    *,
-    row: UserRow | None,
-    fresh: FreshUser | None,
-    session: list[tuple[str, float]],
-    trending: TrendingScores | np.ndarray | None,
-    now_s: float,
-    k: int,
-    user_id: str | None = None,
-    exclude: frozenset[str] = frozenset(),
+    variant: Variant, model: SnapshotModel, *, k: int, exclude: frozenset[str] = frozenset(), **state: Any
 ) -> list[str]:
-    """The variant's top-``k`` item ids for one user at ``now_s``, given the state read for that moment.
+    """The variant's top-``k`` item ids for one user at ``now_s``, given the state read for that moment (``row``,
+    ``fresh``, ``session``, ``trending``, ``now_s`` and ``user_id``, as :func:`request` takes them).
 
     The request is the one a product service would send: the user, ``k``, the items of the current
     session, which serving stamps with the request time, and ``exclude``: what the user has already consumed
     (the same for every variant, see the module docstring).
     """
     if variant.kind == "popular":
-        return popular(model, row, fresh, k, exclude)
-    ask = request(
-        variant, model, row=row, fresh=fresh, session=session, trending=trending, now_s=now_s, k=k, user_id=user_id,
-        exclude=exclude,
-    )  # fmt: skip
+        return popular(model, state["row"], state["fresh"], k, exclude)
+    ask = request(variant, model, k=k, exclude=exclude, **state)
     return [r.item_id for r in rank_many(model, [ask])[0][0]]
 
 
