@@ -35,6 +35,9 @@ def block_size(n_items: int) -> int:
 def seen_table(n_items: int, parts: Sequence[np.ndarray]) -> np.ndarray:
     """``[B, n_items]``: True where request ``b`` must not get the item; ``parts[b]`` the indices it has seen."""
     seen = np.zeros((len(parts), n_items), dtype=bool)
+    if len(parts) == 1:
+        seen[0, parts[0]] = True
+        return seen
     rows = np.repeat(np.arange(len(parts)), [p.size for p in parts])
     seen[rows, np.concatenate(parts).astype(np.int64, copy=False)] = True
     return seen

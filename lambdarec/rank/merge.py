@@ -143,8 +143,12 @@ def _rank_block(asks: list[Ask]) -> list[list[Ranked]]:
     need = np.array([a.offset + a.k for a in asks], dtype=np.int64)
     pooled = source != NONE
     block.fill_popular(source, pooled, seen, model.popular_order, need)
-    rows, items = np.nonzero(pooled)
-    codes = source[rows, items]
+    if len(asks) == 1:  # one request: its row of the tables
+        items = np.flatnonzero(pooled[0])
+        rows, codes = np.zeros(items.size, dtype=np.int64), source[0, items]
+    else:
+        rows, items = np.nonzero(pooled)
+        codes = source[rows, items]
     parts = components(model, asks, rows, items, scores, slot)
     session_weight = [
         a.weights.session * (1.0 + a.weights.fresh_boost * fresh_evidence(a.inp, a.weights.session_half_life_s))
@@ -178,7 +182,7 @@ def _answers(
     parts: dict[str, np.ndarray],
 ) -> list[list[Ranked]]:
     """Each request's picked (flat) positions as its ranked items, explained where asked."""
-    picked = np.concatenate(picks)
+    picked = np.concatenate(picks) if len(picks) > 1 else picks[0]
     ids, scores = model.item_ids[items[picked]].astype(str).tolist(), total[picked].tolist()
     sources = [SOURCES[c] for c in codes[picked].tolist()]
     out, at = [], 0
