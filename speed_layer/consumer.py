@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
+from lambdarec.catalog.events import interactions, with_changes
 from lambdarec.eventlog import EventLog, open_log
 from lambdarec.eventlog.base import EventLogError, Record, next_positions
 from lambdarec.events import BadEvent, Event, EventRules
@@ -33,6 +34,7 @@ from lambdarec.settings import Settings
 from lambdarec.store import OnlineStore, StoreError, open_store
 from speed_layer import prometheus
 from speed_layer.apply import BatchInputs, compute_states, describe, group_events
+from speed_layer.fresh_items import stale_users
 from speed_layer.health import SpeedHealth
 from speed_layer.rows import BatchRows, read_fresh_states
 from speed_layer.state import Position
@@ -87,7 +89,7 @@ class SpeedConsumer(PollLoop[SpeedStats]):
         self._own = (store is None, event_log is None)
         self.store = store or open_store(settings)
         self.event_log = event_log or open_log(settings)
-        self.rules = EventRules.from_settings(settings)
+        self.rules = with_changes(EventRules.from_settings(settings))  # catalog changes are read, then skipped
         self.stats = SpeedStats()
         self.model: SnapshotModel | None = None
         self._rows = BatchRows(self.store, settings.speed.history_cache_users)  # of the current snapshot (LRU)
@@ -148,6 +150,7 @@ class SpeedConsumer(PollLoop[SpeedStats]):
             return 0
         self._refresh_model()
         good, bad = self._validate(records)
+        good = interactions(good)
         good, repeats = self._first_claims(good)
         users, items, poison = self._compute(good, {(r.partition, r.offset): r.timestamp_ms / 1000.0 for r in records})
         self._check_failure_streak(records, poison, repeats)
@@ -270,11 +273,13 @@ class SpeedConsumer(PollLoop[SpeedStats]):
             return [], [], {}
         by_user, by_item = group_events(good)
         model = self.model
+        trending = self.store.read_trending(by_item)
+        users = list(by_user) + [u for u in stale_users(trending.values(), model) if u not in by_user]  # re-solved
         inputs = BatchInputs(
             model=model,
-            states=read_fresh_states(self.store, list(by_user)),
-            history=self._rows.get(model, list(by_user)) if model else {},
-            trending=self.store.read_trending(by_item),
+            states=read_fresh_states(self.store, users),
+            history=self._rows.get(model, users) if model else {},
+            trending=trending,
             weights=model.event_weights if model and model.event_weights else dict(self.settings.batch.event_weights),
             speed=self.settings.speed,
             appended=appended,

@@ -1,8 +1,8 @@
 """The one merge + re-rank function that serving and replay both call.
 
 Pool = the user's batch candidates, the top-N items for the fresh fold-in vector, neighbours of the session's
-and recent items, trending items, and popular items as the last resort. Seen items (batch history, fresh
-events, the session itself, ``exclude``) are removed. Each pooled item is scored by a weighted sum of
+and recent items, trending items, and popular items as the last resort. Seen items (history, fresh events, the session,
+``exclude``) and ineligible ones (``eligible``) are removed. Each pooled item is scored by a weighted sum of
 
 - **cf**: the fresh vector's dot product when the vector was solved against this snapshot, else the batch score;
   min-max normalised over the pool, so weights mean the same whatever the model's score scale;
@@ -32,37 +32,17 @@ from lambdarec.model.rows import FreshUser, UserRow
 from lambdarec.rank import block
 from lambdarec.rank.block import NONE, best_rows, finite, seen_table
 from lambdarec.rank.components import nearest_seed, reason
+from lambdarec.rank.feedback import Demotions, demote
 from lambdarec.rank.mmr import mmr_order
 from lambdarec.rank.pool import Ask, components, fresh_vector, pool_sources, prepare
 from lambdarec.rank.seeds import evidence
 from lambdarec.rank.trending import TrendingScores
-from lambdarec.settings import ServingSettings
+from lambdarec.rank.weights import MergeWeights
 
 if TYPE_CHECKING:  # the model's loader reads the store; the math only reads a loaded model
     from lambdarec.model.snapshot import SnapshotModel
 
 SOURCES = ("batch", "speed", "session", "trending", "popular")  # codes in lambdarec.rank.block's source table
-
-
-@dataclass(frozen=True)
-class MergeWeights:
-    """Re-rank weights and pool sizes; ``from_settings`` reads them from ``[serving]`` and ``[serving.merge]``."""
-
-    cf: float = 1.0
-    session: float = 0.5
-    trending: float = 0.1
-    session_half_life_s: float = 1800.0
-    mmr_lambda: float = 0.0
-    fresh_boost: float = 2.0  # see fresh_evidence(): the session weight grows with recent fresh events
-    speed_top_n: int = 100  # items each pool source brings: serving.merge.*
-    neighbours_per_seed: int = 20
-    trending_top_n: int = 50
-
-    @classmethod
-    def from_settings(cls, s: ServingSettings) -> MergeWeights:
-        pool = s.merge
-        return cls(s.weight_cf, s.weight_session, s.weight_trending, s.session_half_life_s, s.mmr_lambda, s.fresh_boost,
-                   pool.speed_top_n, pool.neighbours_per_seed, pool.trending_top_n)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -76,6 +56,7 @@ class MergeInput:
     exclude: frozenset[str] = frozenset()
     trending: TrendingScores | np.ndarray | None = None  # decayed counts per item; None when unknown
     now_s: float = 0.0
+    eligible: np.ndarray | None = None  # bool per item: the catalog's rules and the request's filters; None: all
 
 
 class Ranked(msgspec.Struct, frozen=True, gc=False):
@@ -138,6 +119,9 @@ def _rank_block(asks: list[Ask]) -> list[list[Ranked]]:
     model = asks[0].inp.model
     n_items = len(model.item_ids)
     seen = seen_table(n_items, [prepare(ask) for ask in asks])
+    for j, ask in enumerate(asks):
+        if ask.inp.eligible is not None:  # ineligible: never picked
+            seen[j] |= ~ask.inp.eligible
     found, scores, slot = pool_sources(model, asks, seen)
     source = block.source_table(seen, found)
     need = np.array([a.offset + a.k for a in asks], dtype=np.int64)
@@ -161,6 +145,7 @@ def _rank_block(asks: list[Ask]) -> list[list[Ranked]]:
     # float32 weights: the same sums as weight * component with a Python float weight
     w = w[rows] if len(asks) > 1 else w  # one request: its weights broadcast
     total = finite(w[:, 0] * parts["cf"] + w[:, 1] * parts["session"] + w[:, 2] * parts["trending"])
+    total, demoted = _demote(model, asks, rows, items, total)
     picks = best_rows(rows, items, total, model.popularity_all, need - np.array([a.k for a in asks]), need)
     for j, a in enumerate(asks):
         s, e = np.searchsorted(rows, [j, j + 1]) if a.weights.mmr_lambda > 0 else (0, 0)
@@ -169,7 +154,25 @@ def _rank_block(asks: list[Ask]) -> list[list[Ranked]]:
             order = mmr_order(np.lexsort((it, -model.popularity_all[it], -tot)), tot, model.item_factors[it],
                               a.weights.mmr_lambda, int(need[j]))  # fmt: skip
             picks[j] = s + order[a.offset : int(need[j])]
-    return _answers(model, asks, picks, items, total, codes, parts)
+    return _answers(model, asks, picks, items, total, codes, parts, demoted)
+
+
+def _demote(
+    model: SnapshotModel, asks: list[Ask], rows: np.ndarray, items: np.ndarray, total: np.ndarray
+) -> tuple[np.ndarray, list[tuple[int, Demotions] | None]]:
+    """``total`` with each request's dislike and fatigue demotions (:func:`lambdarec.rank.feedback.demote`) applied
+    to its segment, and per request its segment's first flat position and what was applied (None: nothing)."""
+    demoted: list[tuple[int, Demotions] | None] = [None] * len(asks)
+    for j, a in enumerate(asks):
+        fresh = a.inp.fresh
+        if fresh is None or not (fresh.disliked or fresh.shown):  # most requests: nothing to demote
+            continue
+        s, e = (0, total.size) if len(asks) == 1 else np.searchsorted(rows, [j, j + 1]).tolist()
+        part, why = demote(model, fresh, items[s:e], total[s:e], a.weights.demote, now_s=a.inp.now_s)
+        if why is not None:
+            total[s:e] = part
+            demoted[j] = (s, why)
+    return total, demoted
 
 
 def _answers(
@@ -180,8 +183,10 @@ def _answers(
     total: np.ndarray,
     codes: np.ndarray,
     parts: dict[str, np.ndarray],
+    demoted: list[tuple[int, Demotions] | None],
 ) -> list[list[Ranked]]:
-    """Each request's picked (flat) positions as its ranked items, explained where asked."""
+    """Each request's picked (flat) positions as its ranked items, explained where asked (with what demoted each
+    item: ``demoted[b]`` is request ``b``'s first flat position and its demotions, None when none)."""
     picked = np.concatenate(picks) if len(picks) > 1 else picks[0]
     ids, scores = model.item_ids[items[picked]].astype(str).tolist(), total[picked].tolist()
     sources = [SOURCES[c] for c in codes[picked].tolist()]
@@ -194,6 +199,12 @@ def _answers(
             nearest = nearest_seed(model, items[mine], a.seeds).tolist()
             why = [reason(model, source, seed) for source, seed in zip(sources[at:end], nearest, strict=True)]
             comps = [{name: float(v[j]) for name, v in parts.items()} for j in mine.tolist()]
+            if (d := demoted[len(out)]) is not None:
+                start, why_demoted = d
+                explained = [
+                    why_demoted.explained(j - start, r, c) for j, r, c in zip(mine.tolist(), why, comps, strict=True)
+                ]
+                why, comps = [r for r, _ in explained], [c for _, c in explained]
             out.append(list(map(Ranked, ids[at:end], scores[at:end], sources[at:end], why, comps)))
         at = end
     return out

@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from lambdarec.model.rows import FreshUser, UserRow
+from lambdarec.model.rows import FreshUser
 from lambdarec.rank import block
 from lambdarec.rank.block import finite
-from lambdarec.rank.defects import count_nonfinite
+from lambdarec.rank.deepen import seed_neighbours
+from lambdarec.rank.defects import finite_batch_row
 from lambdarec.rank.memo import candidate_arrays, finite_vector, item_indices
 from lambdarec.rank.seeds import fresh_items, seeds_of
 from lambdarec.rank.trending import TrendingScores
@@ -35,15 +36,6 @@ def fresh_vector(model: SnapshotModel, fresh: FreshUser | None) -> np.ndarray | 
     if fresh is None or fresh.vector is None or fresh.basis != model.version:
         return None
     return finite_vector(fresh)
-
-
-def finite_batch_row(row: UserRow | None) -> UserRow | None:
-    """``row`` with non-finite candidate scores made unknown (NaN: scored as the floor), counted as defects."""
-    if row is None or np.isfinite(row.scores).all():
-        return row
-    bad = ~np.isfinite(row.scores)
-    count_nonfinite("merge", int(bad.sum()))
-    return replace(row, scores=np.where(bad, np.nan, row.scores).astype(np.float32))
 
 
 @dataclass
@@ -112,7 +104,7 @@ def pool_sources(
         speed_rows.append(rows[r])
         speed_items.append(items)
     found.append((block.SPEED, _cat(speed_rows), _cat(speed_items)))
-    found.append((block.SESSION, *_neighbours(model, asks)))
+    found.append((block.SESSION, *_neighbours(model, asks, seen)))
     trend, trend_rows = [], []
     for j, a in enumerate(asks):
         trending = a.inp.trending  # TrendingScores or None: ordered in prepare()
@@ -137,31 +129,36 @@ def _sources_of_one(
         scores, slot = (model.item_factors @ a.vector)[None, :], np.zeros(1, dtype=np.int64)
         parts.append((block.SPEED, block.top_unseen(scores, seen, a.weights.speed_top_n)[1]))
     if a.seeds:
-        near = model.neighbours[a.seed_items, : a.weights.neighbours_per_seed]
-        parts.append((block.SESSION, near[near >= 0]))
+        blocked = seen[0] if a.inp.eligible is not None else None  # under rules: past the neighbours they remove
+        parts.append((block.SESSION, seed_neighbours(model.neighbours, a.seed_items, a.weights.neighbours_per_seed,
+                                                     blocked)))  # fmt: skip
     trending = a.inp.trending
     if trending is not None and trending.order.size:
         parts.append((block.TRENDING, trending.order[unseen[trending.order]][: a.weights.trending_top_n]))
     return [(code, np.zeros(items.size, dtype=np.int64), items) for code, items in parts], scores, slot
 
 
-def _neighbours(model: SnapshotModel, asks: list[Ask]) -> tuple[np.ndarray, np.ndarray]:
-    """(rows, items): each request's seeds' first ``neighbours_per_seed`` neighbours."""
-    rows, counts = seed_rows(asks)
-    if not rows.size:
-        return rows, rows
-    sizes = [a.weights.neighbours_per_seed for a in asks]
-    near = model.neighbours[_cat([a.seed_items for a in asks]), : max(sizes)]
-    keep = near >= 0
-    if min(sizes) != max(sizes):  # requests asking for fewer neighbours per seed than others
-        keep &= np.arange(near.shape[1]) < np.repeat(sizes, counts)[:, None]
-    return np.repeat(rows, near.shape[1]).reshape(near.shape)[keep], near[keep].astype(np.int64)
-
-
-def seed_rows(asks: list[Ask]) -> tuple[np.ndarray, np.ndarray]:
-    """The request of each seed of the block (the asks' ``seed_items`` one after the other), and each one's count."""
-    counts = np.array([a.seed_items.size for a in asks], dtype=np.int64)
-    return np.repeat(np.arange(len(asks)), counts), counts
+def _neighbours(model: SnapshotModel, asks: list[Ask], seen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, items): each request's seeds' first ``neighbours_per_seed`` neighbours; under the catalog's rules
+    (``eligible``), their first ones still allowed (:func:`lambdarec.rank.deepen.seed_neighbours`)."""
+    empty = np.empty(0, dtype=np.int64)
+    seeds = [a.seed_items if a.inp.eligible is None else empty for a in asks]  # ruled ones: one by one, below
+    counts = np.array([s.size for s in seeds], dtype=np.int64)
+    rows, items = np.repeat(np.arange(len(asks)), counts), empty
+    if rows.size:
+        sizes = [a.weights.neighbours_per_seed for a in asks]
+        near = model.neighbours[_cat(seeds), : max(sizes)]
+        keep = near >= 0
+        if min(sizes) != max(sizes):  # requests asking for fewer neighbours per seed than others
+            keep &= np.arange(near.shape[1]) < np.repeat(sizes, counts)[:, None]
+        rows, items = np.repeat(rows, near.shape[1]).reshape(near.shape)[keep], near[keep].astype(np.int64)
+    ruled = [j for j, a in enumerate(asks) if a.inp.eligible is not None and a.seeds]
+    if not ruled:
+        return rows, items
+    deep = [seed_neighbours(model.neighbours, asks[j].seed_items, asks[j].weights.neighbours_per_seed, seen[j])
+            for j in ruled]  # fmt: skip
+    ruled_rows = np.repeat(np.asarray(ruled, dtype=np.int64), [d.size for d in deep])
+    return np.concatenate((rows, ruled_rows)), np.concatenate((items, _cat(deep)))
 
 
 def _cat(parts: list[np.ndarray]) -> np.ndarray:

@@ -61,10 +61,15 @@ def weighted(
 
 
 def fresh_items(fresh: FreshUser | None, model: SnapshotModel) -> list[str]:
-    """Items the user touched that the snapshot lacks, and their recent items (covered ones are history too)."""
+    """Items the user touched that the snapshot lacks, their recent items (covered ones are history too), and the
+    items they hid or disliked (lambdarec.rank.feedback): none of them is recommended."""
     if fresh is None:
         return []
-    return [item for item, _ts, _w in uncovered(fresh, model)[0]] + [item for item, _ts in fresh.recent]
+    return (
+        [item for item, _ts, _w in uncovered(fresh, model)[0]]
+        + [item for item, _ts in fresh.recent]
+        + [*fresh.hidden, *fresh.disliked]
+    )
 
 
 def evidence(

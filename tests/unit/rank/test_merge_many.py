@@ -6,13 +6,16 @@ session against the seeds' weighted mean); scores compare within a tolerance."""
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
+import msgspec
 import numpy as np
 import pytest
 
 from lambdarec.model.freshstate import solve
 from lambdarec.model.rows import FreshUser, UserRow
 from lambdarec.rank import block
+from lambdarec.rank.feedback import DemoteSettings
 from lambdarec.rank.merge import MergeInput, MergeWeights, merge, merge_many
 from lambdarec.rank.trending import TrendingScores
 from tests.factories import snapshot_model
@@ -132,3 +135,44 @@ def test_old_recent_items_still_weigh_by_their_similarity() -> None:
         for r in ranked:
             want = float(unit[model.item_index[r.item_id]] @ unit[seeds].T @ w / w.sum())
             assert r.components["session"] == pytest.approx(want, abs=1e-4)
+
+
+def _ruled_and_fed(seed: int) -> tuple[list[MergeInput], list[MergeWeights], list[int], list[int], list[bool]]:
+    """:func:`_requests` where some requests carry the catalog's ``eligible`` mask (deepened neighbours) and some
+    users have hidden, disliked and shown items (the feedback steps)."""
+    rng = random.Random(100 + seed)
+    inputs, weights, ks, offsets, explains = _requests(seed)
+    masks = [np.array([rng.random() < 0.6 for _ in range(N_ITEMS)]) for _ in range(3)]
+    out = []
+    for inp in inputs:
+        fresh = inp.fresh
+        if fresh is not None and rng.random() < 0.6:
+            items = [f"i{rng.randrange(N_ITEMS)}" for _ in range(8)]
+            fresh = msgspec.structs.replace(
+                fresh,
+                hidden={items[0]: NOW - 50.0},
+                disliked={items[1]: NOW - 40.0, items[2]: NOW - 30.0},
+                shown={item: [NOW - 60.0 * j for j in range(rng.randrange(1, 8))] for item in items[3:]},
+            )
+        eligible = rng.choice([None, None, *masks])
+        out.append(replace(inp, fresh=fresh, eligible=eligible))
+    demote = DemoteSettings(dislike_neighbours=5, fatigue_after=3)
+    return out, [replace(w, demote=demote) for w in weights], ks, offsets, explains
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_block_applies_each_requests_rules_and_feedback(seed: int) -> None:
+    """The catalog's rules (an item outside ``eligible`` never comes back, neighbours deepen past them) and the
+    feedback steps (hidden and disliked items never come back, their neighbours and fatigued items are demoted,
+    explained) apply per request in a block, as in a request alone."""
+    inputs, weights, ks, offsets, explains = _ruled_and_fed(seed)
+    blocked = merge_many(inputs, weights, ks, offsets, explains)
+    alone = [merge(i, w, k, o, e) for i, w, k, o, e in zip(inputs, weights, ks, offsets, explains, strict=True)]
+    for inp, one, many in zip(inputs, alone, blocked, strict=True):
+        _same(one, many)
+        index = inp.model.item_index
+        for r in many:
+            assert inp.eligible is None or inp.eligible[index[r.item_id]]
+            assert inp.fresh is None or (r.item_id not in inp.fresh.hidden and r.item_id not in inp.fresh.disliked)
+    assert any("demoted" in (r.reason or "") for x in blocked for r in x)
+    assert any(inp.eligible is not None and len(x) for inp, x in zip(inputs, blocked, strict=True))
