@@ -35,9 +35,6 @@ def block_size(n_items: int) -> int:
 def seen_table(n_items: int, parts: Sequence[np.ndarray]) -> np.ndarray:
     """``[B, n_items]``: True where request ``b`` must not get the item; ``parts[b]`` the indices it has seen."""
     seen = np.zeros((len(parts), n_items), dtype=bool)
-    if len(parts) == 1:
-        seen[0, parts[0]] = True
-        return seen
     rows = np.repeat(np.arange(len(parts)), [p.size for p in parts])
     seen[rows, np.concatenate(parts).astype(np.int64, copy=False)] = True
     return seen
@@ -51,11 +48,6 @@ def top_unseen(scores: np.ndarray, seen: np.ndarray, n: int) -> tuple[np.ndarray
     n = min(n, scores.shape[1])
     if n <= 0 or scores.shape[0] == 0:
         return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
-    if scores.shape[0] == 1:  # one request (every serving call): a 1-D selection
-        masked1 = np.where(seen[0], -np.inf, scores[0])
-        n = min(n, scores.shape[1] - int(np.count_nonzero(seen[0])))
-        top1 = np.argpartition(-masked1, n - 1)[:n] if n > 0 else np.empty(0, dtype=np.int64)
-        return np.zeros(top1.size, dtype=np.int64), top1
     masked = np.where(seen, -np.inf, scores)
     top = np.argpartition(-masked, n - 1, axis=1)[:, :n]
     rows = np.repeat(np.arange(scores.shape[0]), n)
@@ -80,12 +72,8 @@ def fill_popular(
     """Popular items fill each request's pool that holds fewer than ``need[b]`` items, after every other source:
     every unpooled unseen item among the ``need + seen + pooled`` most popular ones (``pooled``: ``source != NONE``,
     updated too)."""
-    if pooled.shape[0] == 1:  # one request (every serving call)
-        count = np.array([np.count_nonzero(pooled)])
-        short = np.flatnonzero(count < need)
-    else:
-        count = np.count_nonzero(pooled, axis=1)
-        short = np.flatnonzero(count < need)
+    count = np.count_nonzero(pooled, axis=1)
+    short = np.flatnonzero(count < need)
     if short.size == 0:
         return
     length = need[short] + seen[short].sum(axis=1) + count[short]
@@ -107,10 +95,6 @@ def segments(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def batch_cf(values: np.ndarray, rows: np.ndarray, n_rows: int) -> np.ndarray:
     """Batch scores as the ``cf`` component: an item the batch did not score (NaN) gets its request's lowest
     known score, or 0 when it knows none."""
-    if n_rows == 1:  # one request (every serving call): no segments to find
-        known = ~np.isnan(values)
-        floor1 = values[known].min() if known.any() else np.float32(0.0)
-        return np.where(known, values, floor1).astype(np.float32)
     present, starts = segments(rows)
     floor = np.zeros(n_rows, dtype=np.float32)
     if present.size:
@@ -123,8 +107,7 @@ def batch_cf(values: np.ndarray, rows: np.ndarray, n_rows: int) -> np.ndarray:
 def minmax_rows(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """``x`` scaled to [0, 1] within each request's segment; all ones where a segment is constant."""
     if rows.size and rows[0] == rows[-1]:  # one request: one segment
-        lo1, hi1 = float(x.min()), float(x.max())
-        return np.ones_like(x, dtype=np.float32) if hi1 - lo1 < 1e-12 else ((x - lo1) / (hi1 - lo1)).astype(np.float32)
+        return minmax(x)
     present, starts = segments(rows)
     if not present.size:
         return x.astype(np.float32)
@@ -139,6 +122,12 @@ def minmax_rows(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return np.where(flat[rows], np.float32(1.0), (x - lows[rows]) / spans[rows]).astype(np.float32)
 
 
+def minmax(x: np.ndarray) -> np.ndarray:
+    """``x`` scaled to [0, 1]; all ones when it is constant."""
+    lo, hi = float(x.min()), float(x.max())
+    return np.ones_like(x, dtype=np.float32) if hi - lo < 1e-12 else ((x - lo) / (hi - lo)).astype(np.float32)
+
+
 def best_rows(
     rows: np.ndarray, items: np.ndarray, total: np.ndarray, popularity: np.ndarray, first: np.ndarray, n: np.ndarray
 ) -> list[np.ndarray]:
@@ -149,13 +138,6 @@ def best_rows(
     Only the items scoring at least a request's ``n``-th best score are sorted: the head of the full order.
     """
     n_rows = n.size
-    if n_rows == 1:  # one request (every serving call): sort the head of its pool
-        want1 = int(n[0])
-        head1 = np.arange(total.size)
-        if total.size > want1:
-            head1 = np.flatnonzero(total >= np.partition(total, total.size - want1)[total.size - want1])
-        order1 = head1[np.lexsort((items[head1], -popularity[items[head1]], -total[head1]))]
-        return [order1[int(first[0]) : want1]]
     present, starts = segments(rows)
     counts = np.diff(np.append(starts, rows.size))
     threshold = np.full(n_rows, -np.inf, dtype=np.float32)

@@ -34,6 +34,7 @@ from lambdarec.rank.block import NONE, best_rows, finite, seen_table
 from lambdarec.rank.components import nearest_seed, reason
 from lambdarec.rank.feedback import Demotions, demote
 from lambdarec.rank.mmr import mmr_order
+from lambdarec.rank.one import rank_one
 from lambdarec.rank.pool import Ask, components, fresh_vector, pool_sources, prepare
 from lambdarec.rank.seeds import evidence
 from lambdarec.rank.trending import TrendingScores
@@ -79,7 +80,7 @@ def merge(inp: MergeInput, weights: MergeWeights, k: int, offset: int = 0, expla
     """
     if k <= 0 or not len(inp.model.item_ids):
         return []
-    return _rank_block([Ask(inp, weights, k, offset, explain)])[0]
+    return _rank_one(Ask(inp, weights, k, offset, explain))
 
 
 def merge_many(
@@ -105,6 +106,9 @@ def merge_many(
         size = block.block_size(len(asks[todo[0]].inp.model.item_ids))
         for at in range(0, len(todo), size):
             part = todo[at : at + size]
+            if len(part) == 1:  # a block of one: no block bookkeeping
+                out[part[0]] = _rank_one(asks[part[0]])
+                continue
             for j, ranked in zip(part, _rank_block([asks[j] for j in part]), strict=True):
                 out[j] = ranked
     return out
@@ -112,6 +116,14 @@ def merge_many(
 
 def _each(value, n: int) -> list:  # type: ignore[no-untyped-def]
     return list(value) if isinstance(value, Sequence) else [value] * n
+
+
+def _rank_one(ask: Ask) -> list[Ranked]:
+    """The merge of one request (``lambdarec.rank.one`` has its steps on 1-D arrays)."""
+    picks, items, total, codes, parts, demoted = rank_one(ask)
+    if not picks.size:
+        return []
+    return _answers(ask.inp.model, [ask], [picks], items, total, codes, parts, [(0, demoted) if demoted else None])[0]
 
 
 def _rank_block(asks: list[Ask]) -> list[list[Ranked]]:
@@ -127,12 +139,8 @@ def _rank_block(asks: list[Ask]) -> list[list[Ranked]]:
     need = np.array([a.offset + a.k for a in asks], dtype=np.int64)
     pooled = source != NONE
     block.fill_popular(source, pooled, seen, model.popular_order, need)
-    if len(asks) == 1:  # one request: its row of the tables
-        items = np.flatnonzero(pooled[0])
-        rows, codes = np.zeros(items.size, dtype=np.int64), source[0, items]
-    else:
-        rows, items = np.nonzero(pooled)
-        codes = source[rows, items]
+    rows, items = np.nonzero(pooled)
+    codes = source[rows, items]
     parts = components(model, asks, rows, items, scores, slot)
     session_weight = [
         a.weights.session * (1.0 + a.weights.fresh_boost * fresh_evidence(a.inp, a.weights.session_half_life_s))
@@ -142,8 +150,7 @@ def _rank_block(asks: list[Ask]) -> list[list[Ranked]]:
     ]
     w = np.array([(a.weights.cf, sw, a.weights.trending) for a, sw in zip(asks, session_weight, strict=True)],
                  dtype=np.float32).reshape(-1, 3)  # fmt: skip
-    # float32 weights: the same sums as weight * component with a Python float weight
-    w = w[rows] if len(asks) > 1 else w  # one request: its weights broadcast
+    w = w[rows]  # float32 weights: the same sums as weight * component with a Python float weight
     total = finite(w[:, 0] * parts["cf"] + w[:, 1] * parts["session"] + w[:, 2] * parts["trending"])
     total, demoted = _demote(model, asks, rows, items, total)
     picks = best_rows(rows, items, total, model.popularity_all, need - np.array([a.k for a in asks]), need)
@@ -167,7 +174,7 @@ def _demote(
         fresh = a.inp.fresh
         if fresh is None or not (fresh.disliked or fresh.shown):  # most requests: nothing to demote
             continue
-        s, e = (0, total.size) if len(asks) == 1 else np.searchsorted(rows, [j, j + 1]).tolist()
+        s, e = np.searchsorted(rows, [j, j + 1]).tolist()
         part, why = demote(model, fresh, items[s:e], total[s:e], a.weights.demote, now_s=a.inp.now_s)
         if why is not None:
             total[s:e] = part

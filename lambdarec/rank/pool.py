@@ -81,8 +81,6 @@ def pool_sources(
 ) -> tuple[list[tuple[int, np.ndarray, np.ndarray]], np.ndarray, np.ndarray]:
     """What each source brings to each request's pool, as (code, rows, items) in ``SOURCES`` order; the fresh
     vectors' scores of every item (one row per distinct vector) and each request's row in them (-1: none)."""
-    if len(asks) == 1:
-        return _sources_of_one(model, asks[0], seen)
     n = len(asks)
     slot = np.full(n, -1, dtype=np.int64)
     index: dict[int, int] = {}  # the variants of one event share their fresh vector: scored once
@@ -114,28 +112,6 @@ def pool_sources(
             trend_rows.append(np.full(trend[-1].size, j))
     found.append((block.TRENDING, _cat(trend_rows), _cat(trend)))
     return found, scores, slot
-
-
-def _sources_of_one(
-    model: SnapshotModel, a: Ask, seen: np.ndarray
-) -> tuple[list[tuple[int, np.ndarray, np.ndarray]], np.ndarray, np.ndarray]:
-    """:func:`pool_sources` for a block of one request (every serving call), without the block's row bookkeeping."""
-    unseen = ~seen[0]
-    parts = []
-    if a.inp.batch_row is not None:
-        parts.append((block.BATCH, candidate_arrays(a.inp.batch_row, seen.shape[1])[0]))
-    scores, slot = np.empty((0, seen.shape[1]), dtype=np.float32), np.full(1, -1, dtype=np.int64)
-    if a.vector is not None:
-        scores, slot = (model.item_factors @ a.vector)[None, :], np.zeros(1, dtype=np.int64)
-        parts.append((block.SPEED, block.top_unseen(scores, seen, a.weights.speed_top_n)[1]))
-    if a.seeds:
-        blocked = seen[0] if a.inp.eligible is not None else None  # under rules: past the neighbours they remove
-        parts.append((block.SESSION, seed_neighbours(model.neighbours, a.seed_items, a.weights.neighbours_per_seed,
-                                                     blocked)))  # fmt: skip
-    trending = a.inp.trending
-    if trending is not None and trending.order.size:
-        parts.append((block.TRENDING, trending.order[unseen[trending.order]][: a.weights.trending_top_n]))
-    return [(code, np.zeros(items.size, dtype=np.int64), items) for code, items in parts], scores, slot
 
 
 def _neighbours(model: SnapshotModel, asks: list[Ask], seen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -176,16 +152,7 @@ def components(
     - **session**: recency-weighted mean cosine similarity to the seeds (0 unless weighted or explained);
     - **trending**: the item's trending score over the largest (0 unless weighted or explained).
     """
-    if len(asks) == 1:  # one request (every serving call): its vector's scores or its batch row's
-        row = asks[0].inp.batch_row
-        if slot[0] >= 0:
-            cf = scores[0][items]
-        elif row is not None:
-            cf = block.batch_cf(candidate_arrays(row, len(model.item_ids))[1][items], rows, 1)
-        else:
-            cf = np.zeros(items.size, dtype=np.float32)  # nothing known: every item at the floor
-    else:
-        cf = _cf(model, asks, rows, items, scores, slot)
+    cf = _cf(model, asks, rows, items, scores, slot)
     return {
         "cf": block.minmax_rows(finite(cf), rows),
         "session": _session(model, asks, rows, items),
@@ -224,14 +191,6 @@ def _session(model: SnapshotModel, asks: list[Ask], rows: np.ndarray, items: np.
     if not on:
         return out
     unit = model.unit_factors
-    if len(asks) == 1:  # one request (every serving call): its seeds' similarities, recency-weighted
-        a = asks[0]
-        decay64 = np.fromiter(a.seeds.values(), dtype=np.float64, count=len(a.seeds))
-        top = decay64.max()
-        if np.float32(top) > 0:  # seeds older than ~150 half-lives all decay to 0.0 in float32: they weigh nothing
-            decay1 = (decay64 / top).astype(np.float32)  # relative weights: float32 keeps their precision
-            return finite((unit[items] @ unit[a.seed_items].T) @ decay1 / decay1.sum())
-        return out
     mine = [asks[j] for j in on]
     counts = np.array([a.seed_items.size for a in mine])
     decay64 = np.fromiter((w for a in mine for w in a.seeds.values()), dtype=np.float64, count=int(counts.sum()))
@@ -255,11 +214,6 @@ def _session(model: SnapshotModel, asks: list[Ask], rows: np.ndarray, items: np.
 def _trending(asks: list[Ask], rows: np.ndarray, items: np.ndarray) -> np.ndarray:
     """Each pooled item's trending score over its request's largest one (0 where not weighted nor explained)."""
     out = np.zeros(rows.size, dtype=np.float32)
-    if len(asks) == 1:  # one request (every serving call)
-        a, trend = asks[0], asks[0].inp.trending
-        if (a.explain or a.weights.trending != 0) and trend is not None and trend.order.size:
-            return finite(trend.scores[items] / trend.scores[trend.order[0]])
-        return out
     tables: dict[int, int] = {}
     which = np.full(len(asks), -1, dtype=np.int64)
     scores = []
