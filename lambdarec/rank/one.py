@@ -114,7 +114,8 @@ def session_one(model: SnapshotModel, ask: Ask, items: np.ndarray) -> np.ndarray
         return np.zeros(items.size, dtype=np.float32)
     decay = (decay64 / top).astype(np.float32)  # relative weights: float32 keeps their precision
     unit = model.unit_factors
-    return finite((unit[items] @ unit[ask.seed_items].T) @ decay / decay.sum())
+    taste = decay @ unit[ask.seed_items] / decay.sum()  # the seeds' weighted mean: one product per item, as a block
+    return finite(unit[items] @ taste)
 
 
 def trending_one(ask: Ask, items: np.ndarray) -> np.ndarray:
