@@ -76,7 +76,8 @@ __all__ = ["SOURCES", "MergeInput", "MergeWeights", "Ranked", "fresh_evidence", 
 def merge(inp: MergeInput, weights: MergeWeights, k: int, offset: int = 0, explain: bool = False) -> list[Ranked]:
     """Rank items for one user or session; see the module docstring. Returns at most ``k`` items.
 
-    A block of one request (what :func:`merge_many` does for each block): serving and replay run the same code.
+    The steps of :func:`merge_many`'s blocks on 1-D arrays (:mod:`lambdarec.rank.one`), without a block's row
+    bookkeeping: serving and replay run the same steps, and a block gives each request this list.
     """
     if k <= 0 or not len(inp.model.item_ids):
         return []
