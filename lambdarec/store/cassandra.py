@@ -24,8 +24,8 @@ from cassandra.query import BatchStatement
 from lambdarec.logs import get_logger
 from lambdarec.model.rows import FreshUser, ItemRow, LogPosition, TrendingItem, UserRow
 from lambdarec.settings import StoreSettings
+from lambdarec.store import cassandra_fresh, codec, lifecycle, versions
 from lambdarec.store import cassandra_schema as schema
-from lambdarec.store import codec, lifecycle, versions
 from lambdarec.store.cassandra_session import WRITE, CassandraSession
 from lambdarec.store.errors import SnapshotNotFoundError
 from lambdarec.store.port import OnlineStore
@@ -186,9 +186,7 @@ class CassandraStore(OnlineStore):
         return self._write_many(schema.UPSERT_FRESH_USER, params)
 
     def read_fresh_users(self, user_ids: Iterable[str]) -> dict[str, FreshUser]:
-        params = [(self._ns, uid) for uid in dict.fromkeys(user_ids)]
-        results = self._many(schema.SELECT_FRESH_USER, params, EXEC_PROFILE_DEFAULT)
-        return codec.decode_fresh_users((uid, data) for rs in results for uid, data in rs)
+        return cassandra_fresh.read_fresh_users(self._cql, self._ns, user_ids)
 
     def write_trending(self, items: Iterable[TrendingItem]) -> int:
         ttl, bucket = self._fresh_ttl, schema.trending_bucket
@@ -200,8 +198,7 @@ class CassandraStore(OnlineStore):
             params = [(self._ns, b) for b in range(schema.TRENDING_BUCKETS)]
             results = self._many(schema.SELECT_TRENDING_BUCKET, params, EXEC_PROFILE_DEFAULT)
         else:
-            params = [(self._ns, schema.trending_bucket(i), i) for i in dict.fromkeys(item_ids)]
-            results = self._many(schema.SELECT_TRENDING, params, EXEC_PROFILE_DEFAULT)
+            return cassandra_fresh.read_trending(self._cql, self._ns, item_ids)
         return {item_id: codec.decode_trending(data) for rs in results for item_id, data in rs}
 
     # ---- event ids ------------------------------------------------------------------------------------------
