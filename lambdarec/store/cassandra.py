@@ -189,9 +189,7 @@ class CassandraStore(OnlineStore):
         return cassandra_fresh.read_fresh_users(self._cql, self._ns, user_ids)
 
     def write_trending(self, items: Iterable[TrendingItem]) -> int:
-        ttl, bucket = self._fresh_ttl, schema.trending_bucket
-        params = ((self._ns, bucket(t.key), t.key, codec.encode_fresh(t), ttl) for t in items)
-        return self._write_many(schema.UPSERT_TRENDING, params)
+        return cassandra_fresh.write_trending(self._cql, self._ns, items, self._fresh_ttl)
 
     def read_trending(self, item_ids: Iterable[str] | None = None) -> dict[str, TrendingItem]:
         if item_ids is None:

@@ -6,7 +6,8 @@ and each group is one prepared ``IN`` query, all groups in flight at once:
 
 * users (one partition each) are grouped by the replica that owns them (token-aware: the same token map the
   driver routes by), so every query reads partitions of one replica set, at most ``IN_KEYS`` keys a query;
-* trending shards are rows of a few bucket partitions, so a query reads one bucket's rows.
+* trending shards are rows of a few bucket partitions, so a query reads one bucket's rows, and the shards of one
+  bucket are written as single-partition unlogged batches (one mutation each, at most ``BATCH_BYTES``).
 
 Example
 -------
@@ -20,12 +21,14 @@ from collections import defaultdict
 from collections.abc import Iterable
 
 from cassandra.cluster import EXEC_PROFILE_DEFAULT
+from cassandra.query import BatchStatement, BatchType
 
 from lambdarec.model.rows import FreshUser, TrendingItem
 from lambdarec.store import cassandra_schema as schema
 from lambdarec.store import codec
 from lambdarec.store.cassandra_session import CassandraSession
 
+BATCH_BYTES = 4096  # below Cassandra's default batch_size_warn_threshold (5 KiB)
 IN_KEYS = 100  # keys per IN query: large enough to amortise a request, small enough for one page and no timeout
 SELECT_FRESH_USERS = "SELECT user_id, data FROM {ks}.fresh_users WHERE ns = ? AND user_id IN ?"
 SELECT_TRENDING_ROWS = "SELECT item_id, data FROM {ks}.trending WHERE ns = ? AND bucket = ? AND item_id IN ?"
@@ -73,3 +76,26 @@ def read_trending(cql: CassandraSession, ns: str, keys: Iterable[str]) -> dict[s
     params = [(ns, bucket, chunk) for bucket, group in buckets.items() for chunk in _chunks(group)]
     results = cql.many(SELECT_TRENDING_ROWS, params, EXEC_PROFILE_DEFAULT)
     return {item_id: codec.decode_trending(data) for rs in results for item_id, data in rs}
+
+
+def write_trending(cql: CassandraSession, ns: str, items: Iterable[TrendingItem], ttl_s: int) -> int:
+    """Upsert trending shards: one unlogged batch per bucket partition (and per ``BATCH_BYTES``), all in flight
+    at once. Rows of one partition in one batch are one mutation: no cross-partition batch, no batch log."""
+    stmt = cql.stmt(schema.UPSERT_TRENDING)
+    batches: list[BatchStatement] = []
+    open_batches: dict[int, tuple[BatchStatement, int]] = {}
+    written = 0
+    for item in items:
+        key, data = item.key, codec.encode_fresh(item)
+        bucket = schema.trending_bucket(key)
+        batch, size = open_batches.get(bucket, (None, 0))
+        if batch is None or size + len(data) > BATCH_BYTES:
+            batch, size = BatchStatement(batch_type=BatchType.UNLOGGED), 0
+            batch.is_idempotent = True  # an upsert of whole rows: safe for the driver to retry
+            batches.append(batch)
+        batch.add(stmt, (ns, bucket, key, data, ttl_s))
+        open_batches[bucket] = (batch, size + len(data) + len(key))
+        written += 1
+    if batches:
+        cql.run_batches(batches, "UPSERT trending")
+    return written
