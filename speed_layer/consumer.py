@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from lambdarec.eventlog import CommitFailedError, EventLog, open_log
 from lambdarec.eventlog.base import EventLogError, Record
-from lambdarec.events import BadEvent, Event, EventRules
+from lambdarec.events import Event, EventRules
 from lambdarec.logs import get_logger
 from lambdarec.model.rows import FreshUser, TrendingItem
 from lambdarec.model.snapshot import SnapshotModel
@@ -30,7 +31,8 @@ from lambdarec.pollloop import PollLoop
 from lambdarec.settings import Settings
 from lambdarec.store import OnlineStore, StoreError, open_store
 from speed_layer import prometheus
-from speed_layer.apply import BatchInputs, compute_states, describe, group_events
+from speed_layer.apply import BatchInputs, compute_states, group_events
+from speed_layer.decode import decode
 from speed_layer.health import SpeedHealth
 from speed_layer.pipeline import Batch, StateWriter
 from speed_layer.rows import BatchRows, read_fresh_states
@@ -72,6 +74,7 @@ class SpeedConsumer(PollLoop[SpeedStats]):
         self.stats = SpeedStats()
         self.model: SnapshotModel | None = None
         self._writer = StateWriter(self.store)  # writes a batch's state while the next one is polled
+        self._claimer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="speed-claims")
         self._rows = BatchRows(self.store, settings.speed.history_cache_users)  # of the current snapshot (LRU)
         self._failure_streak = 0  # records in a row whose application raised (events.max_consecutive_failures)
         self._bad_positions: set[Position] = set()
@@ -152,10 +155,15 @@ class SpeedConsumer(PollLoop[SpeedStats]):
         """Validate, claim event ids, read state and compute what ``records`` do to it (nothing written)."""
         self._refresh_model()
         batch = Batch(records)
-        good, batch.bad = self._validate(records)
-        batch.good, batch.repeats = self._first_claims(good)
-        appended = {(r.partition, r.offset): r.timestamp_ms / 1000.0 for r in records}
-        batch.users, batch.items, batch.poison = self._compute(batch.good, appended)
+        good, batch.bad = decode(self.rules, records)
+        self._bad_positions = {(r.partition, r.offset) for r, _ in batch.bad}
+        claims = self._claimer.submit(self._first_claims, good)  # event-id claims (LWTs) overlap the reads
+        try:
+            inputs = self._inputs(good, {(r.partition, r.offset): r.timestamp_ms / 1000.0 for r in records})
+        finally:
+            batch.good, batch.repeats = claims.result()
+        if batch.good:
+            batch.users, batch.items, batch.poison = compute_states(*group_events(batch.good), inputs)
         self._check_failure_streak(records, batch.poison, batch.repeats)
         if batch.poison and self.settings.events.dedup_window_s > 0:  # a corrected resend under the same id
             self.store.release_event_ids({event.event_id: pos for event, pos in batch.good if pos in batch.poison})
@@ -230,38 +238,12 @@ class SpeedConsumer(PollLoop[SpeedStats]):
         prometheus.SNAPSHOT.info({"version": version})
         log.info("speed.snapshot", version=version, cutoff_s=self.model.cutoff_s)
 
-    def _validate(self, records: list[Record]) -> tuple[list[tuple[Event, Position]], list[tuple[Record, str]]]:
-        """Decode every record: (good events with their positions, bad records with the reason)."""
-        good, bad = [], []
-        self._bad_positions = set()
-        for r in records:
-            try:
-                # "Too far in the future" is judged against when the record was appended: deterministic on replay.
-                event = self.rules.parse(r.value, now=r.timestamp_ms / 1000.0)
-            except BadEvent as exc:
-                bad.append((r, exc.reason))
-                self._bad_positions.add((r.partition, r.offset))
-                continue
-            except MemoryError:
-                raise
-            except Exception as exc:  # a decoder bug must not stop the consumer: isolate the record
-                bad.append((r, f"could not be decoded: {describe(exc)}"))
-                self._bad_positions.add((r.partition, r.offset))
-                log.exception("speed.decode_failed", partition=r.partition, offset=r.offset)
-                continue
-            good.append((event, (r.partition, r.offset)))
-        return good, bad
-
-    def _compute(
-        self, good: list[tuple[Event, Position]], appended: dict[Position, float]
-    ) -> tuple[list[FreshUser], list[TrendingItem], dict[Position, str]]:
-        """The new user states and trending shards for ``good``, and the poison records left out with the reason.
-        ``appended`` maps a position to its record's append time (epoch s). The store is read once."""
-        if not good:
-            return [], [], {}
+    def _inputs(self, good: list[tuple[Event, Position]], appended: dict[Position, float]) -> BatchInputs:
+        """What the store holds for ``good``'s users and trending shards (read once); ``appended`` maps a position
+        to its record's append time (epoch s)."""
         by_user, by_item = group_events(good)
         model = self.model
-        inputs = BatchInputs(
+        return BatchInputs(
             model=model,
             states=self._states(list(by_user)),
             history=self._rows.get(model, list(by_user)) if model else {},
@@ -270,7 +252,6 @@ class SpeedConsumer(PollLoop[SpeedStats]):
             speed=self.settings.speed,
             appended=appended,
         )
-        return compute_states(by_user, by_item, inputs)
 
     def _states(self, user_ids: list[str]) -> dict[str, FreshUser]:
         """Users' fresh state: what the writer is writing, else the store's."""
@@ -293,6 +274,7 @@ class SpeedConsumer(PollLoop[SpeedStats]):
             log.warning("speed.settle_failed", reason=str(exc), effect="the batch is delivered again")
         finally:
             self._writer.close()
+            self._claimer.shutdown(wait=True)
         self.consumer.close()
         if self._own[1]:
             self.event_log.close()
