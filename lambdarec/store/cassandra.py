@@ -182,8 +182,7 @@ class CassandraStore(OnlineStore):
     # ---- fresh state ----------------------------------------------------------------------------------------
 
     def write_fresh_users(self, states: Iterable[FreshUser]) -> int:
-        params = ((self._ns, s.user_id, codec.encode_fresh(s), self._fresh_ttl) for s in states)
-        return self._write_many(schema.UPSERT_FRESH_USER, params)
+        return cassandra_fresh.write_fresh_users(self._cql, self._ns, states, self._fresh_ttl)
 
     def read_fresh_users(self, user_ids: Iterable[str]) -> dict[str, FreshUser]:
         return cassandra_fresh.read_fresh_users(self._cql, self._ns, user_ids)

@@ -5,7 +5,9 @@ One request per key costs the driver and the coordinator more than the reads the
 and each group is one prepared ``IN`` query, all groups in flight at once:
 
 * users (one partition each) are grouped by the replica that owns them (token-aware: the same token map the
-  driver routes by), so every query reads partitions of one replica set, at most ``IN_KEYS`` keys a query;
+  driver routes by), so every query reads partitions of one replica set, at most ``IN_KEYS`` keys a query; their
+  states are written as unlogged batches of one replica's partitions (routed to that replica, under Cassandra's
+  batch warnings: at most ``BATCH_BYTES`` and ``BATCH_PARTITIONS``), a large state on its own;
 * trending shards are rows of a few bucket partitions, so a query reads one bucket's rows, and the shards of one
   bucket are written as single-partition unlogged batches (one mutation each, at most ``BATCH_BYTES``).
 
@@ -29,6 +31,7 @@ from lambdarec.store import codec
 from lambdarec.store.cassandra_session import CassandraSession
 
 BATCH_BYTES = 4096  # below Cassandra's default batch_size_warn_threshold (5 KiB)
+BATCH_PARTITIONS = 8  # below unlogged_batch_across_partitions_warn_threshold (10)
 IN_KEYS = 100  # keys per IN query: large enough to amortise a request, small enough for one page and no timeout
 SELECT_FRESH_USERS = "SELECT user_id, data FROM {ks}.fresh_users WHERE ns = ? AND user_id IN ?"
 SELECT_TRENDING_ROWS = "SELECT item_id, data FROM {ks}.trending WHERE ns = ? AND bucket = ? AND item_id IN ?"
@@ -99,3 +102,27 @@ def write_trending(cql: CassandraSession, ns: str, items: Iterable[TrendingItem]
     if batches:
         cql.run_batches(batches, "UPSERT trending")
     return written
+
+
+def write_fresh_users(cql: CassandraSession, ns: str, states: Iterable[FreshUser], ttl_s: int) -> int:
+    """Upsert users' fresh state: small states in unlogged batches of one replica's partitions, all in flight at
+    once (the coordinator is that replica: no cross-node batch); a state over ``BATCH_BYTES`` alone."""
+    stmt = cql.stmt(schema.UPSERT_FRESH_USER)
+    encoded = {s.user_id: codec.encode_fresh(s) for s in states}
+    large = [(ns, uid, data, ttl_s) for uid, data in encoded.items() if len(data) > BATCH_BYTES]
+    batches: list[BatchStatement] = []
+    for group in by_replica(cql, ns, [uid for uid, data in encoded.items() if len(data) <= BATCH_BYTES]):
+        batch, size = None, 0
+        for uid in group:
+            data = encoded[uid]
+            if batch is None or size + len(data) > BATCH_BYTES or len(batch) >= BATCH_PARTITIONS:
+                batch, size = BatchStatement(batch_type=BatchType.UNLOGGED), 0
+                batch.is_idempotent = True  # whole-row upserts: safe for the driver to retry
+                batches.append(batch)
+            batch.add(stmt, (ns, uid, data, ttl_s))
+            size += len(data) + len(uid)
+    if batches:
+        cql.run_batches(batches, "UPSERT fresh_users")
+    if large:
+        cql.write_many(schema.UPSERT_FRESH_USER, large)
+    return len(encoded)

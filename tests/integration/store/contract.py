@@ -459,11 +459,13 @@ class StoreContract:
 
     def test_fresh_reads_of_a_whole_poll_return_exactly_the_stored_keys(self) -> None:
         """A poll's worth of keys (more than one query's worth, every trending bucket, repeats, absent keys)
-        comes back in one call with exactly the stored rows (issue 17: reads batched per poll)."""
+        comes back in one call with exactly the stored rows, small and large states written together (issue 17:
+        reads and writes batched per poll)."""
         store = self.make_store()
         users = [FreshUser(user_id=f"user-{k}", positions={"0": k}) for k in range(0, 700, 2)]
+        users[7] = FreshUser(user_id="user-14", events=[(f"item-{k}", float(k), 1.0) for k in range(400)])  # ~10 kB
         shards = [TrendingItem(item_id=f"item-{k}", partition=k % 3, count=float(k)) for k in range(0, 500, 2)]
-        store.write_fresh_users(users)
+        assert store.write_fresh_users(users) == len(users)
         store.write_trending(shards)
         asked = [f"user-{k}" for k in range(700)] + ["user-4", "user-4"]
         assert store.read_fresh_users(asked) == {u.user_id: u for u in users}
