@@ -73,7 +73,8 @@ class SpeedConsumer(PollLoop[SpeedStats]):
         self.rules = EventRules.from_settings(settings)
         self.stats = SpeedStats()
         self.model: SnapshotModel | None = None
-        self._writer = StateWriter(self.store)  # writes a batch's state while the next one is polled
+        # a remote store's writes (and claims) overlap the next poll; an embedded store's run inline (GIL-bound)
+        self._writer = StateWriter(self.store, threaded=not self.store.embedded)
         self._claimer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="speed-claims")
         self._rows = BatchRows(self.store, settings.speed.history_cache_users)  # of the current snapshot (LRU)
         self._failure_streak = 0  # records in a row whose application raised (events.max_consecutive_failures)
@@ -157,11 +158,16 @@ class SpeedConsumer(PollLoop[SpeedStats]):
         batch = Batch(records)
         good, batch.bad = decode(self.rules, records)
         self._bad_positions = {(r.partition, r.offset) for r, _ in batch.bad}
-        claims = self._claimer.submit(self._first_claims, good)  # event-id claims (LWTs) overlap the reads
-        try:
-            inputs = self._inputs(good, {(r.partition, r.offset): r.timestamp_ms / 1000.0 for r in records})
-        finally:
-            batch.good, batch.repeats = claims.result()
+        appended = {(r.partition, r.offset): r.timestamp_ms / 1000.0 for r in records}
+        if self.store.embedded:
+            batch.good, batch.repeats = self._first_claims(good)
+            inputs = self._inputs(good, appended)
+        else:
+            claims = self._claimer.submit(self._first_claims, good)  # event-id claims (LWTs) overlap the reads
+            try:
+                inputs = self._inputs(good, appended)
+            finally:
+                batch.good, batch.repeats = claims.result()
         if batch.good:
             batch.users, batch.items, batch.poison = compute_states(*group_events(batch.good), inputs)
         self._check_failure_streak(records, batch.poison, batch.repeats)

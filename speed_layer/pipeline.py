@@ -60,9 +60,11 @@ class Batch:
 class StateWriter:
     """Writes one batch's fresh state and trending shards at a time, on its own thread."""
 
-    def __init__(self, store: OnlineStore) -> None:
+    def __init__(self, store: OnlineStore, *, threaded: bool = True) -> None:
+        """``threaded=False`` writes in ``submit`` itself: for an embedded store, whose writes are CPU in this
+        process, a writer thread only contends with the consumer for the GIL (and delays the write)."""
         self.store = store
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="speed-writer")
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="speed-writer") if threaded else None
         self._batch: Batch | None = None
         self._future: Future[float] | None = None
         self._users: dict[str, FreshUser] = {}
@@ -88,7 +90,14 @@ class StateWriter:
         self._batch = batch
         self._users = {u.user_id: u for u in batch.users}
         self._items = {t.key: t for t in batch.items}
-        self._future = self._pool.submit(self._write, batch.users, batch.items)
+        if self._pool is not None:
+            self._future = self._pool.submit(self._write, batch.users, batch.items)
+            return
+        self._future = Future()
+        try:
+            self._future.set_result(self._write(batch.users, batch.items))
+        except Exception as exc:  # raised by wait(), as a threaded write's error would be
+            self._future.set_exception(exc)
 
     def _write(self, users: list[FreshUser], items: list[TrendingItem]) -> float:
         self.store.write_fresh_users(users)
@@ -115,4 +124,5 @@ class StateWriter:
 
     def close(self) -> None:
         """Stop the writer thread (after the write in flight, if any)."""
-        self._pool.shutdown(wait=True)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)

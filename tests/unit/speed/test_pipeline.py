@@ -9,9 +9,12 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from lambdarec.eventlog import open_log
 from lambdarec.settings import Settings
 from lambdarec.store import StoreError, open_store
+from lambdarec.store.sqlite import SQLiteStore
 from speed_layer.consumer import SpeedConsumer
 
 T0 = 1_706_745_600.0  # 2024-02-01
@@ -51,13 +54,20 @@ def clean_pass(tmp_path: Path) -> dict:
         return dict(store.read_fresh_users([f"u{k}" for k in range(USERS)]))
 
 
+class RemoteLikeStore(SQLiteStore):
+    """The SQLite store as the consumer treats a remote one (Cassandra): writes and claims on their own threads."""
+
+    embedded = False
+
+
 def test_writes_overlap_the_next_poll_and_commits_follow_the_writes(tmp_path: Path) -> None:
     settings = settings_for(tmp_path, "store")
     append_events(settings)
     in_flight = threading.Event()
     written: dict[str, int] = {}  # partition -> highest next position whose state is written
     overlapped, early_commits = [], []
-    with SpeedConsumer(settings) as consumer:
+    store = RemoteLikeStore(settings.store)
+    with store, SpeedConsumer(settings, store=store) as consumer:
         write, poll, commit = consumer.store.write_fresh_users, consumer.consumer.poll, consumer.consumer.commit
 
         def slow_write(states):  # type: ignore[no-untyped-def]
@@ -91,11 +101,13 @@ def test_writes_overlap_the_next_poll_and_commits_follow_the_writes(tmp_path: Pa
         assert dict(store.read_fresh_users([f"u{k}" for k in range(USERS)])) == clean_pass(tmp_path)
 
 
-def test_a_write_failing_in_flight_is_redelivered_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize("store_kind", [SQLiteStore, RemoteLikeStore])
+def test_a_write_failing_in_flight_is_redelivered_once(tmp_path: Path, store_kind: type[SQLiteStore]) -> None:
     settings = settings_for(tmp_path, "store")
     append_events(settings)
     calls = []
-    with SpeedConsumer(settings) as consumer:
+    store = store_kind(settings.store)
+    with store, SpeedConsumer(settings, store=store) as consumer:
         write = consumer.store.write_fresh_users
 
         def failing_write(states):  # type: ignore[no-untyped-def]
