@@ -107,6 +107,9 @@ def synth(
         float | None, typer.Option(min=0.0, max=1.0, help="Drift after this share of the days.")
     ] = None,
     clusters: Annotated[int | None, typer.Option(min=1, help="Taste clusters (default ~sqrt(items)/2).")] = None,
+    impressions: Annotated[
+        int, typer.Option(min=0, help="Impression events per positive event (parquet only: item_ids is a list).")
+    ] = 0,
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -134,6 +137,7 @@ def synth(
             start=first,
             drift_at=drift,
             clusters=clusters,
+            impressions=impressions,
         )
     except (BadInputError, ValueError) as exc:
         raise _fail(str(exc)) from None

@@ -35,7 +35,7 @@ from pathlib import Path
 import polars as pl
 
 from batch_layer.errors import BadInputError, BadRowError
-from batch_layer.parsing import REASONS, describe_row, discover, scan_file
+from batch_layer.parsing import REASONS, describe_row, discover, positive, scan_file
 from lambdarec.logs import get_logger
 from lambdarec.settings import BatchSettings
 
@@ -49,7 +49,8 @@ _DAY_MS = 86_400_000
 class ReadReport:
     """What :func:`read_interactions` read, kept and dropped, and why.
 
-    Every row read is counted once: ``rows_read = rows_kept + bad_total + duplicates_dropped + outside_window``.
+    Every row read is counted once:
+    ``rows_read = rows_kept + bad_total + duplicates_dropped + outside_window + non_positive``.
     """
 
     source: str
@@ -65,6 +66,7 @@ class ReadReport:
     bad_rows: dict[str, int] = field(default_factory=dict)
     first_ms: int | None = None  # event time span of the valid, distinct rows, inside the window or not
     last_ms: int | None = None
+    non_positive: int = 0  # rows in the window of a `batch.non_positive_types` type: feedback, not trained on
 
     @property
     def outside_window(self) -> int:
@@ -142,8 +144,9 @@ def read_interactions(
     after_n, before_n, first_ms, last_ms = good.select(
         after.sum().alias("a"), before.sum().alias("b"), pl.col("ts").min().alias("f"), pl.col("ts").max().alias("l")
     ).row(0)
+    non_positive_n = int(good.select((~after & ~before & ~positive(batch)).sum()).item())
     clean = (
-        good.filter(~after & ~before)
+        good.filter(~after & ~before & positive(batch))
         .select(
             "user_id",
             "item_id",
@@ -167,6 +170,7 @@ def read_interactions(
         bad_rows={str(k): int(v) for k, v in counts.items()},
         first_ms=None if first_ms is None else int(first_ms),
         last_ms=None if last_ms is None else int(last_ms),
+        non_positive=non_positive_n,
     )
     # Looked up per call: a logger cached at import would keep writing to the stream of its first configuration.
     get_logger(__name__).info("interactions.read", **report.to_dict())

@@ -26,6 +26,8 @@ import polars as pl
 
 from batch_layer.errors import BadInputError, BadRowError
 from batch_layer.interactions import ReadReport, cutoff_ms, read_interactions
+from batch_layer.parsing import positive, type_weights
+from lambdarec.catalog.events import ITEM_EVENT
 from lambdarec.lake import Lake, LakeEmptyError, LakeError, open_lake
 from lambdarec.logs import get_logger
 from lambdarec.settings import BatchSettings, Settings
@@ -96,7 +98,7 @@ def read_lake(
 ) -> tuple[pl.DataFrame, ReadReport]:
     """The lake at ``version`` as the canonical frame of :mod:`batch_layer.interactions` (same rules as files);
     without ``as_of`` the cut-off is the newest event that is not in the future, as for files."""
-    keys, values = list(batch.event_weights), list(batch.event_weights.values())
+    keys, values = type_weights(batch)
     event_weight = (
         pl.when(pl.col("event_type").is_null())
         .then(pl.lit(1.0))
@@ -116,7 +118,7 @@ def read_lake(
         columns += ["log_partition", "log_offset", pl.col("ingested_at").dt.epoch("ms").alias("ingested_ms")]
     try:
         table = lake.table(version)
-        raw = pl.scan_delta(table).select(columns).collect()
+        raw = pl.scan_delta(table).filter(pl.col("event_type").ne_missing(ITEM_EVENT)).select(columns).collect()
     except LakeEmptyError as exc:
         raise BadInputError(str(exc)) from exc
     except (pl.exceptions.PolarsError, OSError) as exc:
@@ -149,7 +151,9 @@ def read_lake(
     deduped = flags["first"]
     after_n = int((flags["after"] & deduped).sum())
     before_n = int((flags["before"] & deduped).sum())
-    keep = deduped & ~flags["after"] & ~flags["before"]
+    trained = good.select(positive(batch)).to_series()
+    keep = deduped & ~flags["after"] & ~flags["before"] & trained
+    non_positive = int((deduped & ~flags["after"] & ~flags["before"] & ~trained).sum())
     distinct_ts = good["ts"].filter(deduped)
     span = (distinct_ts.min(), distinct_ts.max()) if distinct_ts.len() else (None, None)
     clean = good.filter(keep).select(
@@ -176,6 +180,7 @@ def read_lake(
         bad_rows=bad,
         first_ms=span[0],
         last_ms=span[1],
+        non_positive=non_positive,
     )
     get_logger(__name__).info("lake.read", version=version, **report.to_dict())
     return clean, report

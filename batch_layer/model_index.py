@@ -19,8 +19,11 @@ from typing import Any
 import numpy as np
 
 from batch_layer.train.device import resolve_threads
+from lambdarec.logs import get_logger
 from lambdarec.model.scoring import Exclusions
 from lambdarec.settings import BatchSettings
+
+log = get_logger(__name__)
 
 # Score-matrix elements per GPU step (1 GiB of float32), whatever the block size.
 _GPU_STEP_ELEMENTS = 1 << 28
@@ -29,6 +32,28 @@ _GPU_STEP_ELEMENTS = 1 << 28
 def torch_cuda_ready() -> bool:
     """True when torch is installed (CUDA itself is probed by :func:`batch_layer.train.device.cuda_available`)."""
     return importlib.util.find_spec("torch") is not None
+
+
+def faiss_gpus() -> int:
+    """CUDA devices this FAISS build can use: 0 for a CPU-only build (``faiss-cpu``)."""
+    import faiss
+
+    return faiss.get_num_gpus() if hasattr(faiss, "StandardGpuResources") else 0
+
+
+def _faiss_on_cpu(settings: BatchSettings) -> bool:
+    """Whether a GPU-wanting FAISS index must stay on the CPU: raises when ``batch.device = 'cuda'`` asked for it
+    explicitly (a GPU request that cannot be honoured says so), warns for ``'auto'``."""
+    if settings.index.kind == "hnsw":
+        reason = "FAISS has no GPU HNSW index; use batch.index.kind = 'ivf' or 'exact' on a GPU"
+    elif faiss_gpus() == 0:
+        reason = "this FAISS build has no GPU support or sees no device; install the gpu extra (lambdarec[gpu])"
+    else:
+        return False
+    if settings.device == "cuda":
+        raise RuntimeError(f"batch.device = 'cuda' cannot be honoured: {reason}, or set batch.device = 'cpu'")
+    log.warning("candidates.cpu_fallback", reason=reason, index=settings.index.kind)
+    return True
 
 
 def _seen_flat(seen: Exclusions, rows: int, n_items: int) -> np.ndarray:
@@ -95,6 +120,8 @@ class FaissSearcher:
 
         items = np.ascontiguousarray(item_factors, dtype=np.float32)
         n_items, dim = items.shape
+        if use_gpu and _faiss_on_cpu(settings):
+            use_gpu = False
         faiss.omp_set_num_threads(resolve_threads(settings.threads))
         self.kind = settings.index.kind
         self.n_items = n_items
@@ -113,7 +140,7 @@ class FaissSearcher:
             index.train(items)
             index.add(items)
             index.nprobe = min(settings.index.ivf_nprobe, nlist)
-            if use_gpu and hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0:
+            if use_gpu:
                 self._gpu_resources = faiss.StandardGpuResources()
                 index = faiss.index_cpu_to_gpu(self._gpu_resources, 0, index)
         else:

@@ -47,6 +47,18 @@ _HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
 _MAX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the last instant a date-time holds
 
 
+def type_weights(batch: BatchSettings) -> tuple[list[str], list[float]]:
+    """Event types and their weights: ``batch.event_weights`` plus the non-positive types (weight 0), which are
+    known (not bad rows) but left out of the matrix (:func:`positive`)."""
+    weights = {t: 0.0 for t in batch.non_positive_types} | dict(batch.event_weights)
+    return list(weights), list(weights.values())
+
+
+def positive(batch: BatchSettings) -> pl.Expr:
+    """True for rows the model trains on: an event type not in ``batch.non_positive_types`` (or none)."""
+    return pl.col("event_type").is_null() | ~pl.col("event_type").is_in(batch.non_positive_types)
+
+
 def discover(source: str | Path) -> tuple[list[Path], Path]:
     """The data files of ``source`` in a stable order, and the folder their relative names start from.
 
@@ -135,7 +147,7 @@ def scan_file(path: Path, index: int, root: Path, batch: BatchSettings) -> pl.La
     weight = _number(pl.col(cols.weight), available[cols.weight]) if has_weight else pl.lit(None, pl.Float64)
     weight_given = pl.col(cols.weight).is_not_null() if has_weight else pl.lit(False)
     event_type = pl.col(cols.event_type).cast(pl.String) if has_type else pl.lit(None, pl.String)
-    keys, values = list(batch.event_weights), list(batch.event_weights.values())
+    keys, values = type_weights(batch)
     event_weight = (
         event_type.replace_strict(keys, values, default=None, return_dtype=pl.Float64) if has_type else pl.lit(1.0)
     )

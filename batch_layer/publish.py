@@ -21,7 +21,7 @@ from batch_layer.ray_engine import write_users_ray
 from batch_layer.rows import ITEM_PART, item_rows, user_rows
 from lambdarec.logs import get_logger
 from lambdarec.model import snapshot as names
-from lambdarec.model.factors import Factors
+from lambdarec.model.factors import Factors, gram
 from lambdarec.settings import BatchSettings, StoreSettings
 from lambdarec.store import OnlineStore
 
@@ -64,6 +64,7 @@ def write_snapshot(
         names.YTY: factors.solver.yty,
         names.POPULARITY_ALL: pop.all_time,
         names.POPULARITY_RECENT: pop.recent,
+        names.XTX: gram(factors.user_factors),  # brand-new items' vectors (lambdarec.model.fresh_items)
     }
     for name, array in arrays.items():
         store.write_array(version, name, np.asarray(array))

@@ -52,6 +52,10 @@ class SynthSpec:
     session_gap_mean_s: float = 45.0
     session_max_s: float = 1800.0
     repeat: float = 0.4
+    impressions: int = 0
+    """Impression events per positive event (0: none): shown just before it, each listing ``impression_items``
+    items of the session's cluster (the event's own item among the first one's), as a product logs its lists."""
+    impression_items: int = 10
 
     def __post_init__(self) -> None:
         for name in ("users", "items", "events"):
@@ -59,6 +63,11 @@ class SynthSpec:
                 raise ValueError(f"synth {name} must be >= 1; got {getattr(self, name)}")
         if self.days <= 0:
             raise ValueError(f"synth days must be > 0; got {self.days}")
+        if self.impressions < 0 or (self.impressions and not 1 <= self.impression_items <= min(self.items, 100)):
+            raise ValueError(
+                f"synth impressions must be >= 0 and impression_items in [1, min(items, 100)]; got "
+                f"{self.impressions}, {self.impression_items}"
+            )
         if self.clusters is not None and not 1 <= self.clusters <= self.items:
             raise ValueError(f"synth clusters must be in [1, items={self.items}]; got {self.clusters}")
 
@@ -132,6 +141,9 @@ def synthesize(spec: SynthSpec, *, progress: bool = False) -> SynthLog:
         touch = np.minimum(index - first_touch, len(EVENT_TYPES) - 1).astype(np.uint8)
         bar.update()
         events = _frame(user, item[first_touch], ts, touch)
+        if spec.impressions:
+            cluster = session_cluster[np.cumsum(new_session) - 1]
+            events = _with_impressions(events, np.argsort(ts, kind="stable"), cluster, catalogue, spec, rng)
         bar.update()
     return SynthLog(events, catalogue.item_cluster, tastes, tastes_after, spec)
 
@@ -210,6 +222,31 @@ def _frame(user: np.ndarray, item: np.ndarray, ts: np.ndarray, touch: np.ndarray
         pl.col("touch").replace_strict(dict(enumerate(EVENT_TYPES)), return_dtype=pl.String).alias("event_type"),
         pl.int_range(pl.len(), dtype=pl.Int64).alias("event_id"),
     )
+
+
+def _with_impressions(
+    events: pl.DataFrame, order: np.ndarray, cluster: np.ndarray, catalogue: _Catalogue, spec: SynthSpec, rng
+) -> pl.DataFrame:
+    """``events`` with ``spec.impressions`` impression events before each (``item_ids`` lists the shown items; null
+    for the other events), all sorted by time."""
+    n, k, m = events.height, spec.impressions, spec.impression_items
+    shown = catalogue.pick(np.repeat(cluster[order], k * m), spec.explore, rng).reshape(n * k, m)
+    shown[::k, 0] = events["item_id"].str.slice(1).cast(pl.Int64).to_numpy()  # the clicked item was shown
+    lists = [[f"i{i}" for i in dict.fromkeys(row)] for row in shown.tolist()]
+    ts = events["timestamp"].dt.epoch("ms").to_numpy()
+    back = np.tile(np.arange(k, 0, -1, dtype=np.int64), n)  # k ms, k-1 ms, ... before the event
+    imp = pl.DataFrame(
+        {
+            "user_id": np.repeat(events["user_id"].to_numpy(), k),
+            "item_id": [row[0] for row in lists],
+            "timestamp": pl.Series(np.repeat(ts, k) - back).cast(pl.Datetime("ms", "UTC")),
+            "event_type": ["impression"] * (n * k),
+            "event_id": pl.int_range(n, n + n * k, dtype=pl.Int64, eager=True),
+            "item_ids": pl.Series(lists, dtype=pl.List(pl.String)),
+        }
+    )
+    out = pl.concat([events.with_columns(pl.lit(None, pl.List(pl.String)).alias("item_ids")), imp])
+    return out.sort("timestamp", maintain_order=True)
 
 
 def _drifted(tastes: np.ndarray, n_clusters: int, rng: np.random.Generator) -> np.ndarray:

@@ -22,7 +22,10 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "replay": ("benchmarks.replay", "lambda NDCG@10 vs batch-only and popularity"),
     "speed_memory": ("benchmarks.speed_memory", "speed consumer RSS after N events vs after N/10 (flat)"),
     "quality": ("benchmarks.quality", "nightly model vs popular, item-kNN, EASE, ALS grid; fair replay; events/s"),
+    "impressions": ("benchmarks.impressions", "speed layer positive events/s with 10x impressions vs alone"),
     "archive": ("benchmarks.archive", "archiver events/s vs bare poll + write_deltalake; lake read vs one parquet"),
+    "gpu": ("benchmarks.gpu", "torch MF training and FAISS/torch GPU top-K vs the GPU's FP32 peak (CUDA only)"),
+    "memory": ("benchmarks.memory", "nightly peak RSS 1x vs 10x users beyond its arrays; serving and consumer RSS"),
 }
 
 

@@ -10,18 +10,41 @@ import re
 import subprocess
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 T = TypeVar("T")
+DEGRADED = b"x-lambdarec-degraded"  # the header of a list served degraded (serving_layer.recommend)
+# Counts responses carrying the degraded header in every wrk thread, and prints the sum when wrk is done.
+_WRK_COUNT = """
+threads = {}
+degraded = 0
+setup = function(thread) table.insert(threads, thread) end
+response = function(status, headers, body)
+  if headers["x-lambdarec-degraded"] or headers["X-Lambdarec-Degraded"] then degraded = degraded + 1 end
+end
+done = function(summary, latency, requests)
+  local n = 0
+  for _, t in ipairs(threads) do n = n + t:get("degraded") end
+  io.write(string.format("requests: %d\\ndegraded: %d\\n", summary.requests, n))
+end
+"""
 
 
-def closed_loop_wrk(port: int, paths: list[str], connections: int, duration_s: float, root: Path) -> float:
-    """Requests/s of ``wrk`` cycling through ``paths`` (one Lua script for both servers: same client cost)."""
+class ClosedRun(NamedTuple):
+    """One closed-loop run: requests/s, requests answered, and how many carried the degraded header."""
+
+    qps: float
+    requests: int
+    degraded: int
+
+
+def closed_loop_wrk(port: int, paths: list[str], connections: int, duration_s: float, root: Path) -> ClosedRun:
+    """A run of ``wrk`` cycling through ``paths`` (one Lua script for every server: same client cost)."""
     script = root / f"paths-{port}.lua"
     listed = ",\n".join(f'"{p}"' for p in paths)
     script.write_text(
         f"paths = {{\n{listed}\n}}\ni = 0\nrequest = function()\n  i = i % #paths + 1\n"
-        '  return wrk.format("GET", paths[i])\nend\n'
+        '  return wrk.format("GET", paths[i])\nend\n' + _WRK_COUNT
     )
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{duration_s:g}s", "-s", str(script), f"http://127.0.0.1:{port}"],
@@ -31,10 +54,20 @@ def closed_loop_wrk(port: int, paths: list[str], connections: int, duration_s: f
     ).stdout
     if "Non-2xx" in out or "Socket errors" in out:
         raise RuntimeError(f"wrk saw failed requests:\n{out}")
-    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    qps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    requests = int(re.search(r"requests: (\d+)", out).group(1))  # type: ignore[union-attr]
+    return ClosedRun(qps, requests, int(re.search(r"degraded: (\d+)", out).group(1)))  # type: ignore[union-attr]
 
 
-async def _request(conn: tuple[asyncio.StreamReader, asyncio.StreamWriter], raw: bytes) -> None:
+def closed_loop_python(port: int, paths: list[str], connections: int, duration_s: float) -> ClosedRun:
+    """A run of the Python closed loop (when ``wrk`` is not installed)."""
+    degraded: list[int] = []
+    latencies = run_client(request_loop(port, paths, connections, duration_s, None, degraded))
+    return ClosedRun(len(latencies) / duration_s, len(latencies), len(degraded))
+
+
+async def _request(conn: tuple[asyncio.StreamReader, asyncio.StreamWriter], raw: bytes) -> bool:
+    """Send one request and read its answer; whether it carried the degraded header."""
     reader, writer = conn
     writer.write(raw)
     head = await reader.readuntil(b"\r\n\r\n")
@@ -42,12 +75,19 @@ async def _request(conn: tuple[asyncio.StreamReader, asyncio.StreamWriter], raw:
         raise RuntimeError(f"request failed: {head[:200]!r}")
     length = int(re.search(rb"(?i)content-length:\s*(\d+)", head).group(1))  # type: ignore[union-attr]
     await reader.readexactly(length)
+    return DEGRADED in head.lower()
 
 
 async def request_loop(
-    port: int, paths: list[str], connections: int, duration_s: float, rate: float | None
+    port: int,
+    paths: list[str],
+    connections: int,
+    duration_s: float,
+    rate: float | None,
+    degraded: list[int] | None = None,
 ) -> list[float]:
-    """Latencies (s): a closed loop when ``rate`` is None, else an open loop at ``rate`` requests/s."""
+    """Latencies (s): a closed loop when ``rate`` is None, else an open loop at ``rate`` requests/s; the number
+    of each request answered degraded is appended to ``degraded`` when given."""
     raws = [f"GET {p} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode() for p in paths]
     pool: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
     for _ in range(connections):
@@ -59,7 +99,8 @@ async def request_loop(
 
     async def one(n: int, scheduled: float) -> None:
         conn = await pool.get()
-        await _request(conn, raws[n % len(raws)])
+        if await _request(conn, raws[n % len(raws)]) and degraded is not None:
+            degraded.append(n)
         latencies.append(loop.time() - scheduled)  # from the scheduled time: queueing counts
         pool.put_nowait(conn)
 

@@ -14,12 +14,13 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+from benchmarks import nightly_large
 from benchmarks.common import Result, Scale
 
 SIZES = {
     "small": (20_000, 5_000, 1_000_000),
     "medium": (100_000, 20_000, 5_000_000),
-    "large": (500_000, 50_000, 20_000_000),
+    "large": (1_000_000, 100_000, 50_000_000),  # run by benchmarks.nightly_large
 }
 AS_OF = datetime(2024, 2, 1, tzinfo=UTC)
 
@@ -81,7 +82,18 @@ def _parts(log: Path, tmp: str) -> dict[str, float]:
     return parts
 
 
+def add_arguments(parser) -> None:  # type: ignore[no-untyped-def]
+    parser.add_argument("--stores", choices=("sqlite", "cassandra", "both"), default="both", help="large: stores")
+    parser.add_argument("--cassandra", default=None, help="large: host:port (default $LAMBDAREC_TEST_CASSANDRA)")
+    parser.add_argument("--log", default=None, help="large: a synthetic log parquet to reuse")
+    parser.add_argument("--fraction", type=float, default=1.0, help="large: run this fraction of every size")
+    parser.add_argument("--no-gate", action="store_true", help="large: without the quality gate's second training")
+
+
 def run(scale: Scale, args) -> Iterator[Result]:  # type: ignore[no-untyped-def]
+    if scale == "large":
+        yield from nightly_large.run(SIZES[scale], scale, args)
+        return
     from batch_layer.job import run_batch
     from batch_layer.synth import SynthSpec, synthesize
     from lambdarec.logs import configure_logging

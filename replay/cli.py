@@ -100,6 +100,7 @@ def replay(
     progress: Progress = True,
     config: ConfigOption = None,
     as_json: JsonOption = False,
+    experiment: Annotated[str | None, typer.Option("--experiment", help="The arms of [experiments.NAME].")] = None,
 ) -> None:
     """Replay the log after --split-at through the serving code and score every variant on the same events.
 
@@ -108,6 +109,7 @@ def replay(
     """
     if ctx.invoked_subcommand is not None:
         return
+    from replay.experiment import experiment_variants
     from replay.protocol import ReplayConfig, parse_period, run_replay
     from replay.variants import parse_kinds, standard_variants
 
@@ -138,6 +140,8 @@ def replay(
         chosen = standard_variants(
             _weights(settings), parse_kinds(variants), fold_in=fold_in, session=session, trending=trending
         )
+        if experiment is not None:  # the experiment's arms instead of --variants
+            chosen = experiment_variants(settings, experiment)
     with _bad_input(args=False):
         run = run_replay(settings, cfg, chosen)
     from replay.report import build_report, format_table, write_report

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from lambdarec.events import Event
+from lambdarec.events import FEEDBACK_TYPES, Event
 from lambdarec.model.freshstate import rebase, replace, solve_many
 from lambdarec.model.snapshot import SnapshotModel
 from lambdarec.settings import SpeedSettings
@@ -108,6 +108,8 @@ class OnlineState:
             pos = (0, self._position)
             self._position += 1
             self._pending[event.user_id].append((event, pos))
+            if event.event_type in FEEDBACK_TYPES:  # kept in the user's state; not seen, not a session, not trending
+                continue
             self._touched[event.user_id].add(event.item_id)
             by_item[event.item_id].append((event, pos))
             self._extend_session(event)

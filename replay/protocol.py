@@ -40,6 +40,7 @@ from lambdarec.events import Event
 from lambdarec.model.snapshot import SnapshotModel
 from lambdarec.settings import Settings
 from lambdarec.store import OnlineStore, open_store
+from replay.feedback import FeedbackFeed, load_feedback, with_fatigue_ablation
 from replay.log import ReplayLog, load_log, sample_scored
 from replay.metrics import Scoreboard
 from replay.online import OnlineState
@@ -102,6 +103,8 @@ def run_replay(settings: Settings, config: ReplayConfig, variants: list[Variant]
         raise ValueError("no variant to replay")
     t0 = time.perf_counter()
     log = load_log(config.interactions, settings.batch, split_at=config.split_at, until=config.until)
+    feed = FeedbackFeed(load_feedback(config.interactions, settings.batch, log.split_ms, log.until_ms))
+    variants = with_fatigue_ablation(variants, feed)  # lambda-no-fatigue when the log holds impressions
     timings = {"load": time.perf_counter() - t0, "batch": 0.0, "replay": 0.0, "replay_cpu": 0.0}
     with tempfile.TemporaryDirectory(prefix="lambdarec-replay-") as tmp:
         work = _work_settings(settings, Path(tmp) / "store")
@@ -115,7 +118,7 @@ def run_replay(settings: Settings, config: ReplayConfig, variants: list[Variant]
             warm = log.before(log.split_ms - int(work.speed.recent_ttl_s * 1000))
             online.prefetch(warm["user_id"].unique().to_list())
             online.apply([_event(row, online.event_weights) for row in warm.iter_rows(named=True)])
-            board = _loop(log, online, variants, config, work, store, snapshots, timings)
+            board = _loop(log, online, variants, config, work, store, snapshots, timings, feed)
     return ReplayRun(
         config=config,
         variants=variants,
@@ -140,6 +143,7 @@ def _loop(
     store: OnlineStore,
     snapshots: list[dict[str, Any]],
     timings: dict[str, float],
+    feed: FeedbackFeed,
 ) -> Scoreboard:
     """Score, then apply, every replayed event in event-time order; rebatch at period boundaries."""
     events = log.replay
@@ -179,6 +183,7 @@ def _loop(
                 boundary += period_ms  # type: ignore[operator]
                 t0 += time.perf_counter() - t_batch  # counted under "batch", not "replay"
                 cpu0 += time.process_time() - cpu_batch
+            online.apply(feed.until(row["ts"] - 1))  # impressions, dislikes, hides shown before it
             if scored[position]:
                 scorer.add(online, row["user_id"], row["item_id"], row["ts"] / 1000.0, row["session_id"])
             online.apply([_event(row, online.event_weights)])

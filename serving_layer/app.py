@@ -24,7 +24,7 @@ from lambdarec.store import OnlineStore
 from serving_layer import errors
 from serving_layer.fast_path import FastPath
 from serving_layer.middleware import BodyLimit, JsonBodiesOnly, RequestMetrics, UrlLimit
-from serving_layer.routes import events, health, items, recommendations, snapshots, users
+from serving_layer.routes import catalog, events, experiments, health, items, recommendations, snapshots, users
 from serving_layer.service import Service
 
 DESCRIPTION = """Recommendations merged from the nightly batch candidates and the speed layer's fresh state,
@@ -37,9 +37,11 @@ TAGS = [
     {"name": "recommendations", "description": "Ranked lists for users and anonymous sessions."},
     {"name": "items", "description": "Similar and popular items, from the served snapshot in memory."},
     {"name": "events", "description": "Ingest interactions into the event log (ingest key)."},
+    {"name": "catalog", "description": "Upsert items (ingest key) and read them: availability, categories..."},
     {"name": "snapshots", "description": "List snapshots and roll back without restart (admin key)."},
     {"name": "users", "description": "Erase a user from the lake, the fresh state and every response (admin key)."},
     {"name": "health", "description": "Liveness, readiness and Prometheus metrics."},
+    {"name": "experiments", "description": "Users' sticky arms in the A/B experiments (`[experiments.NAME]`)."},
 ]
 
 
@@ -73,8 +75,9 @@ def create_app(
     )
     app.state.service = service
     errors.install(app, {"k": (1, s.max_k, "serving.max_k"), "offset": (0, s.max_offset, "serving.max_offset")})
-    for module in (recommendations, items, events, snapshots, users, health):
+    for module in (recommendations, items, events, snapshots, users, health, experiments):
         app.include_router(module.router(s))
+    app.include_router(catalog.router(settings))
     app.add_middleware(FastPath, service=service, settings=s)  # innermost: the hot GET before FastAPI parses it
     app.add_middleware(JsonBodiesOnly)
     app.add_middleware(BodyLimit, max_bytes=s.max_body_bytes)

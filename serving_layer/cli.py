@@ -108,13 +108,26 @@ def recommend(
     as_json: JsonOption = False,
     store: StoreOption = None,
     config: ConfigOption = None,
+    categories: Annotated[
+        str | None, typer.Option("--categories", help="Only items in one of these categories, comma-separated.")
+    ] = None,
+    exclude_categories: Annotated[
+        str | None, typer.Option("--exclude-categories", help="No item in these categories, comma-separated.")
+    ] = None,
+    filter_: Annotated[
+        str | None, typer.Option("--filter", help="Attribute conditions, e.g. 'brand=acme;price<=50'.")
+    ] = None,
 ) -> None:
-    """One user's recommendations, ranked in-process exactly as GET /v1/users/USER/recommendations ranks them;
-    --json prints the same body."""
+    """One user's recommendations, ranked in-process exactly as GET /v1/users/USER/recommendations ranks them
+    (in the user's experiment arm, if any, the catalog's rules and the filters included); --json prints the same
+    body."""
+    from lambdarec.experiments import arm_plans, served_assignment
     from lambdarec.rank.merge import MergeWeights
+    from serving_layer.arms import Served
+    from serving_layer.catalog_cache import CatalogCache
+    from serving_layer.catalog_params import filters_of
     from serving_layer.model_cache import load_model
-    from serving_layer.recommend import RecommendQuery, read_states
-    from serving_layer.recommend import recommend as rank
+    from serving_layer.recommend import RecommendQuery, rank, read_states, shape
     from serving_layer.trending_cache import trending_for
 
     configure_cli_logging()
@@ -124,16 +137,37 @@ def recommend(
     if not 1 <= k <= s.max_k:
         typer.echo(f"error: --k must be between 1 and {s.max_k} (serving.max_k); got {k}", err=True)
         raise typer.Exit(EXIT_BAD_INPUT)
+    try:
+        filters = filters_of(categories, exclude_categories, filter_, s)
+    except ValueError as exc:
+        typer.echo(f"error: --filter or the categories: {exc}", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
     with opened, store_errors():
         version = opened.current_version(max_age_s=0)
         if version is None:
             typer.echo("error: the store holds no published snapshot yet; run `lambdarec batch run` first", err=True)
             raise typer.Exit(EXIT_STORE_FAILED)
-        model = load_model(opened, version)
-        state = read_states(opened, version, [user], len(model.item_ids))[user]
+        found = served_assignment(settings.experiments, user)
+        plan = arm_plans(settings)[found.experiment, found.arm] if found is not None and found.arm else None
+        model = load_model(opened, plan.snapshot if plan is not None and plan.snapshot else version)
+        state = read_states(opened, model.version, [user], len(model.item_ids))[user]
         trending = trending_for(opened.read_trending(None), model, settings.speed.trending_half_life_s)
-    query = RecommendQuery(user, k, offset, _items(session), frozenset(_items(exclude)), explain)
-    body, _ = rank(model, query, state, weights=MergeWeights.from_settings(s), trending=trending, now_s=time.time())
+        catalog = CatalogCache(s, settings.store.request_timeout_s)
+        catalog.prepare(model, opened)
+    query = RecommendQuery(user, k, offset, _items(session), frozenset(_items(exclude)), explain,
+                           experiment=found.experiment if plan else None, arm=plan.arm if plan else None,
+                           filters=filters)  # fmt: skip
+    if plan is None:
+        served = Served(query, model, MergeWeights.from_settings(s), trending)
+    else:
+        served = Served(query, model, plan.weights, None if plan.popular_only else trending, plan)
+    ranked_query, ranked_state = served.inputs(state)
+    now = time.time()
+    ranked, _ = rank(
+        model, ranked_query, ranked_state, weights=served.weights, trending=served.trending, now_s=now,
+        catalog=catalog.view_for(model, now),
+    )  # fmt: skip
+    body = shape(model, query, state, ranked, now, False)
     if as_json:
         typer.echo(body.model_dump_json())
         return

@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from lambdarec.settings import ServingSettings
+from serving_layer.catalog_params import filters_of
 from serving_layer.deps import parse_item_list
 from serving_layer.recommend import DEGRADED_HEADER, RecommendQuery
 from serving_layer.service import Service
@@ -67,21 +68,27 @@ class FastPath:
         if len(given) != len(params):  # a repeated name: FastAPI's reading of it decides
             return None
         k, offset, explain = given.get("k", str(self.s.default_k)), given.get("offset", "0"), given.get("explain")
+        impressions = given.get("impressions")
         plain = (
             _POSITIVE.fullmatch(k) is not None
             and int(k) <= self.s.max_k
             and _NATURAL.fullmatch(offset) is not None
             and int(offset) <= self.s.max_offset
             and (explain is None or explain in _BOOLS)
+            and (impressions is None or impressions in _BOOLS)
         )
         try:
             session = parse_item_list(given.get("session_items"), self.s) or ()
             exclude = parse_item_list(given.get("exclude"), self.s) or ()
+            filters = filters_of(given.get("categories"), given.get("exclude_categories"), given.get("filter"), self.s)
         except ValueError:
             return None
         if not plain:
             return None
-        return RecommendQuery(user_id, int(k), int(offset), session, frozenset(exclude), _BOOLS.get(explain, False))
+        return RecommendQuery(
+            user_id, int(k), int(offset), session, frozenset(exclude), _BOOLS.get(explain, False),
+            impressions=_BOOLS.get(impressions, False), filters=filters,
+        )  # fmt: skip
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         user_id = self.user_id(scope)
@@ -90,8 +97,9 @@ class FastPath:
             await self.app(scope, receive, send)
             return
         scope["route"] = _ROUTE
-        body, degraded_reason = await user_list(self.service, query)
+        body, degraded_reason, arm = await user_list(self.service, query)
         headers = [(_DEGRADED, degraded_reason.encode())] if degraded_reason else []
+        headers += [(name.lower().encode(), value.encode()) for name, value in arm.items()]
         headers += [(b"content-length", str(len(body)).encode()), *_HEADERS]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": body})

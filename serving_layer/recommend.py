@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from lambdarec.catalog.explain import EXPLAIN_DEPTH, with_rule_components
+from lambdarec.catalog.rules import RequestFilters
+from lambdarec.catalog.view import CatalogView
 from lambdarec.model.freshstate import erased_for, rebase
-from lambdarec.model.rows import NO_STATE, UserRow, UserState
+from lambdarec.model.rows import NO_STATE, FreshUser, UserRow, UserState
 from lambdarec.model.snapshot import SnapshotModel
 from lambdarec.rank.merge import MergeInput, MergeWeights, Ranked, fresh_vector, merge
 from lambdarec.rank.trending import TrendingScores
@@ -46,6 +49,12 @@ class RecommendQuery:
     session_items: tuple[str, ...] = ()  # oldest first; they happen "now"
     exclude: frozenset[str] = field(default_factory=frozenset)
     explain: bool = False
+    session_id: str | None = None  # assigns an anonymous request to an experiment arm
+    impressions: bool = False  # write an impression event for the returned items
+    experiment: str | None = None  # the experiment arm the list is served under (set by serving_layer.arms)
+    arm: str | None = None
+    impression_id: str | None = None  # the impression event serving wrote for this list (set by serving)
+    filters: RequestFilters | None = None  # categories, exclude_categories, filter; None: the global rules only
 
 
 def read_states(
@@ -62,12 +71,9 @@ def read_states(
     their list, never the others theirs. ``known_rows``: batch rows of ``version`` already read and checked (a
     snapshot's rows never change), not read again; the fresh state is always read.
     """
-    ids = list(dict.fromkeys(user_ids))
-    if not ids:
-        return {}
-    corrupt: dict[str, str] = {}
-    known = known_rows or {}
-    unread = [u for u in ids if u not in known]
+    ids, unread = plan_reads(user_ids, known_rows)
+    rows: dict[str, UserRow] | CorruptRowError
+    fresh: dict[str, FreshUser] | CorruptRowError
     try:
         if not unread:
             rows = {}
@@ -77,20 +83,46 @@ def read_states(
         else:
             rows = store.read_users(version, unread)
     except CorruptRowError as exc:
-        rows = dict(exc.rows)
-        corrupt = {str(key): str(exc) for key in exc.keys}
+        rows = exc
+    try:
+        fresh = store.read_fresh_users(ids) if ids else {}
+    except CorruptRowError as exc:
+        fresh = exc
+    return assemble_states(ids, rows, fresh, n_items, known_rows)
+
+
+def plan_reads(user_ids: Iterable[str], known_rows: Mapping[str, UserRow] | None) -> tuple[list[str], list[str]]:
+    """The distinct users, and those whose batch row must be read (not in ``known_rows``)."""
+    ids = list(dict.fromkeys(user_ids))
+    known = known_rows or {}
+    return ids, [u for u in ids if u not in known]
+
+
+def assemble_states(
+    ids: list[str],
+    rows: Mapping[str, UserRow] | CorruptRowError,
+    fresh: Mapping[str, FreshUser] | CorruptRowError,
+    n_items: int,
+    known_rows: Mapping[str, UserRow] | None = None,
+) -> dict[str, UserState]:
+    """The users' states from what the row and fresh-state reads gave (a ``CorruptRowError`` carries the good
+    rows and names the bad ones): see :func:`read_states`."""
+    corrupt: dict[str, str] = {}
+    if isinstance(rows, CorruptRowError):
+        corrupt = {str(key): str(rows) for key in rows.keys}
+        rows = rows.rows
+    rows = dict(rows)
     for user_id, row in list(rows.items()):
         try:
             check_user_indices(row, n_items)
         except CorruptRowError as exc:
             del rows[user_id]
             corrupt[user_id] = str(exc)
+    known = known_rows or {}
     rows.update((u, known[u]) for u in ids if u in known)
-    try:
-        fresh = store.read_fresh_users(ids)
-    except CorruptRowError as exc:  # the fresh state is left out; the batch row still serves
-        fresh = dict(exc.rows)
-        corrupt.update((str(key), str(exc)) for key in exc.keys)
+    if isinstance(fresh, CorruptRowError):  # the fresh state is left out; the batch row still serves
+        corrupt.update((str(key), str(fresh)) for key in fresh.keys)
+        fresh = fresh.rows
     return {
         u: UserState(rows.get(u), fresh.get(u), corrupt.get(u)) if u in rows or u in fresh or u in corrupt else NO_STATE
         for u in ids
@@ -106,6 +138,7 @@ def recommend(
     trending: TrendingScores | np.ndarray | None,
     now_s: float,
     degraded: bool = False,
+    catalog: CatalogView | None = None,
 ) -> tuple[Recommendations, bool]:
     """Rank for one user or session and shape the response body.
 
@@ -126,13 +159,15 @@ def recommend(
     degraded
         Whether ``state`` came from memory because the store was unavailable (reported in the body, reason
         ``store-unavailable``); a ``state`` whose batch row was corrupt is reported degraded with ``corrupt-row``.
+    catalog
+        The catalog's view over ``model``: its rules and the query's filters decide which items may be ranked.
 
     Returns
     -------
     (Recommendations, bool)
         The body, and whether it was a fallback list (no batch row and no usable fresh vector).
     """
-    ranked, fallback = rank(model, query, state, weights=weights, trending=trending, now_s=now_s)
+    ranked, fallback = rank(model, query, state, weights=weights, trending=trending, now_s=now_s, catalog=catalog)
     return shape(model, query, state, ranked, now_s, degraded), fallback
 
 
@@ -160,6 +195,9 @@ def shape(
         k=query.k,
         offset=query.offset,
         items=items,
+        experiment=query.experiment,
+        arm=query.arm,
+        impression_id=query.impression_id,
     )
 
 
@@ -171,10 +209,12 @@ def rank(
     weights: MergeWeights,
     trending: TrendingScores | np.ndarray | None,
     now_s: float,
+    catalog: CatalogView | None = None,
 ) -> tuple[list[Ranked], bool]:
     """The ranked items of :func:`recommend` before they are shaped into a response body.
 
     Replay scores its variants here: the same rebase and the same merge, without building a body per item.
+    ``catalog``: the catalog's view over ``model`` (its rules and the query's filters); None ranks every item.
     Returns the items and whether they are a fallback list (no batch row and no usable fresh vector).
     """
     if erased_for(state.fresh, model):  # a tombstone: nothing of the erased history may show
@@ -182,19 +222,18 @@ def rank(
     fresh = state.fresh
     if fresh is not None and fresh.basis != model.version:
         fresh = rebase(fresh, model, state.batch_row)  # never score with a vector from another item space
-    ranked = merge(
-        MergeInput(
-            model,
-            batch_row=state.batch_row,
-            fresh=fresh,
-            session=[(item, now_s) for item in query.session_items],
-            exclude=query.exclude,
-            trending=trending,
-            now_s=now_s,
-        ),
-        weights,
-        k=query.k,
-        offset=query.offset,
-        explain=query.explain,
+    inp = MergeInput(
+        model,
+        batch_row=state.batch_row,
+        fresh=fresh,
+        session=[(item, now_s) for item in query.session_items],
+        exclude=query.exclude,
+        trending=trending,
+        now_s=now_s,
+        eligible=catalog.mask(query.filters) if catalog is not None else None,
     )
+    ranked = merge(inp, weights, k=query.k, offset=query.offset, explain=query.explain)
+    if query.explain and inp.eligible is not None and catalog is not None:  # which rule moved each item
+        unfiltered = merge(replace(inp, eligible=None), weights, k=query.offset + query.k + EXPLAIN_DEPTH)
+        ranked = with_rule_components(ranked, unfiltered, lambda item_id: catalog.reason(item_id, query.filters))
     return ranked, state.batch_row is None and fresh_vector(model, fresh) is None

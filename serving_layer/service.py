@@ -24,10 +24,14 @@ from lambdarec.model.snapshot import SnapshotModel
 from lambdarec.rank.merge import MergeWeights
 from lambdarec.settings import Settings, mask_url
 from lambdarec.store import OnlineStore, open_store
+from lambdarec.store.nonblocking import NonBlockingReads
+from serving_layer.arms import Arms, Served
 from serving_layer.auth import Keyring
+from serving_layer.catalog_cache import CatalogCache
 from serving_layer.model_cache import ModelCache
 from serving_layer.prometheus import ServingMetrics
-from serving_layer.recommend import CORRUPT_ROW, STORE_UNAVAILABLE, read_states
+from serving_layer.recommend import CORRUPT_ROW, STORE_UNAVAILABLE, RecommendQuery, read_states
+from serving_layer.state_reads import read_states_nonblocking
 from serving_layer.store_gate import StoreGate, StoreUnavailable
 from serving_layer.store_health import StoreHealth
 from serving_layer.trending_cache import TrendingCache
@@ -53,13 +57,18 @@ class Service:
         self.trending = TrendingCache(
             settings.speed.trending_half_life_s, s.trending_refresh_s, settings.store.request_timeout_s
         )
-        self.models = ModelCache(s.snapshot_poll_s, prepare=self.trending.prepare)
+        self.catalog = CatalogCache(s, settings.store.request_timeout_s)
+        self.models = ModelCache(s.snapshot_poll_s, prepare=self._prepare)
         self.users = RecentUsers(s.user_cache_size)
         scheme = urlsplit(settings.store.url).scheme
         self.inline_reads = s.store_reads == "inline" or (s.store_reads == "auto" and scheme == "sqlite")
+        self.nonblocking_reads = False  # set once the store is open: whether it offers non-blocking reads
         self.metrics = ServingMetrics(lambda: (self.models.model, self.models.published_at))
+        self.arms = Arms(settings, self.metrics.registry)
         self.models.on_swap.append(self._swapped)
+        self.catalog.register(self.metrics.registry)
         self._store, self._log = store, log_
+        self._store_opened()
         self._owned = (store is None, log_ is None)
         self.store_error: str | None = None
         self._topic_ready = False
@@ -88,6 +97,9 @@ class Service:
             asyncio.create_task(
                 self.trending.watch(self.store, self.gate, lambda: self.models.model), name="trending-watcher"
             ),
+            asyncio.create_task(
+                self.catalog.watch(self.store, self.gate, self._served_or_none), name="catalog-watcher"
+            ),
             asyncio.create_task(self._probe_store(), name="store-probe"),
         ]
 
@@ -112,9 +124,15 @@ class Service:
         try:
             self._store = await asyncio.to_thread(open_store, self.settings)
             self.store_error = None
+            self._store_opened()
         except Exception as exc:  # keep running: not ready, and the watcher tries again
             self.store_error = f"cannot open the store: {type(exc).__name__}: {exc}"
             log.warning("serving.store_open_failed", reason=self.store_error)
+
+    def _store_opened(self) -> None:
+        """Reads go through the store's non-blocking API when it has one and ``serving.store_reads`` allows."""
+        reads = self.settings.serving.store_reads
+        self.nonblocking_reads = not self.inline_reads and reads == "auto" and isinstance(self._store, NonBlockingReads)
 
     async def _watch_snapshots(self) -> None:
         while self._store is None:
@@ -163,7 +181,12 @@ class Service:
                 503,
                 "no snapshot is loaded yet: none has been published, or it is still loading; GET /readyz says which",
             )
-        return model
+        return self.trending.model_for(model)  # with the brand-new items (lambdarec.model.fresh_items)
+
+    def _served_or_none(self) -> SnapshotModel | None:
+        """The served snapshot with its brand-new items, as requests see it; None before one is loaded."""
+        model = self.models.model
+        return self.trending.model_for(model) if model is not None else None
 
     def event_log(self) -> EventLog:
         """The event log, its topic ensured once (blocking: call from a worker thread)."""
@@ -183,6 +206,8 @@ class Service:
             args = (self.store(), model.version, ids, len(model.item_ids), self._known_rows(model.version, ids))
             if self.inline_reads:
                 states = self.gate.call_inline(read_states, *args)
+            elif self.nonblocking_reads:
+                states = await read_states_nonblocking(args[0], self.gate, *args[1:])  # type: ignore[arg-type]
             else:
                 states = await self.gate.call(read_states, *args)
         except StoreUnavailable:
@@ -218,6 +243,11 @@ class Service:
             log.warning("serving.corrupt_item_rows", snapshot=model.version, items=list(model.corrupt_items[:20]),
                         count=len(model.corrupt_items), effect="served without neighbours")  # fmt: skip
 
+    def _prepare(self, model: SnapshotModel) -> None:
+        """Score trending and build the catalog's view for ``model`` before it is swapped in."""
+        self.trending.prepare(model)
+        self.catalog.prepare(model, self.store())
+
     def forget_cached(self, user_id: str) -> None:
         """An erased user's states kept for degraded serving are dropped at once."""
         self.users.forget(user_id)
@@ -235,4 +265,14 @@ class Service:
         problem = self.store_problem()
         if problem is not None:
             reasons.append(f"store unavailable: {problem}")
+        if not self.catalog.loaded:
+            reasons.append("the item catalog is not read yet (serving.catalog_poll_s)")
         return reasons
+
+    async def served_arm(self, query: RecommendQuery, model: SnapshotModel | None = None) -> Served:
+        """How ``query`` is ranked: its experiment arm (if any), snapshot, weights and trending. ``model``: the
+        current snapshot already taken for this request (default: take it now; 503 until one is loaded)."""
+        current = model if model is not None else self.served_model()
+        return await self.arms.serve(
+            query, current, self.store, self.weights, self.trending.scores_for, lambda: self.trending.rows
+        )

@@ -16,9 +16,10 @@ Example
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, TypeVar
 
 from lambdarec.logs import get_logger
 from lambdarec.store import BACKEND_FAILURES
@@ -60,6 +61,11 @@ class StoreGate:
         """Whether requests should skip the store now (degraded mode: only probes call it)."""
         return self.health.degraded
 
+    def refuse_while_skipping(self) -> None:
+        """:class:`StoreUnavailable` while requests skip the store (before a request sends its reads)."""
+        if self.skipping():
+            raise self._skipped()
+
     def _skipped(self) -> StoreUnavailable:
         return StoreUnavailable(f"store skipped while degraded ({self.health.reason()})")
 
@@ -77,17 +83,54 @@ class StoreGate:
         """
         if not probe and self.skipping():
             raise self._skipped()
-        loop = asyncio.get_running_loop()
         limit = timeout_s if timeout_s is not None else self.probe_timeout_s if probe else self.timeout_s
         budget = "its timeout" if timeout_s is not None else "serving.store_probe_timeout_ms" if probe else None
+        loop = asyncio.get_running_loop()
+        run = lambda: loop.run_in_executor(self._pool, fn, *args)  # noqa: E731
+        return await self._within(run, _name(fn), limit, budget, request=not probe)
+
+    async def wait_all(
+        self, futures: Sequence[Future[Any]], name: str, keep: tuple[type[BaseException], ...] = ()
+    ) -> list[Any]:
+        """The outcomes of non-blocking store reads already sent (each result, or an exception of a ``keep``
+        type), once all have answered, within ``serving.store_timeout_ms``.
+
+        An answer that is in when the time is up is used, even if this event loop, busy with other requests, was
+        late to see it: only a store that has not answered makes the request degraded. :class:`StoreUnavailable`
+        after the timeout (the reads are cancelled) or on a store error, as :meth:`call`.
+        """
+        started = time.monotonic()
+        if not all(f.done() for f in futures):
+            await asyncio.wait([asyncio.wrap_future(f) for f in futures], timeout=self.timeout_s)
+        if not all(f.done() for f in futures):
+            for future in futures:
+                future.cancel()
+            self._fail(f"{name} took longer than {self.timeout_s * 1000:g} ms (serving.store_timeout_ms)", started)
+            raise StoreUnavailable(self.last_error)
+        outcomes = [f.exception() or f.result() for f in futures]
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException) and not isinstance(outcome, keep):
+                if not isinstance(outcome, BACKEND_FAILURES):
+                    raise outcome  # a bug, not an outage: the app answers 500 and logs it
+                self._fail(f"{name} failed: {type(outcome).__name__}: {outcome}", started)
+                raise StoreUnavailable(self.last_error) from outcome
+        self.health.success()
+        return outcomes
+
+    async def _within(
+        self, start: Callable[[], Awaitable[T]], name: str, limit: float, budget: str | None, request: bool
+    ) -> T:
+        # a request says when it was sent (requests failing together are one failure); a probe counts alone
+        started = time.monotonic() if request else None
         try:
             async with asyncio.timeout(limit):
-                result = await loop.run_in_executor(self._pool, fn, *args)
+                result = await start()
         except TimeoutError:
-            self._fail(f"{_name(fn)} took longer than {limit * 1000:g} ms ({budget or 'serving.store_timeout_ms'})")
+            budget = budget or "serving.store_timeout_ms"
+            self._fail(f"{name} took longer than {limit * 1000:g} ms ({budget})", started)
             raise StoreUnavailable(self.last_error) from None
         except BACKEND_FAILURES as exc:  # the store failed: the request is served degraded instead of failing
-            self._fail(f"{_name(fn)} failed: {type(exc).__name__}: {exc}")
+            self._fail(f"{name} failed: {type(exc).__name__}: {exc}", started)
             raise StoreUnavailable(self.last_error) from exc
         self.health.success()
         return result
@@ -96,16 +139,17 @@ class StoreGate:
         """``fn(*args)`` on the calling thread (fast local reads); store failures are recorded as in :meth:`call`."""
         if self.skipping():
             raise self._skipped()
+        started = time.monotonic()
         try:
             result = fn(*args)
         except BACKEND_FAILURES as exc:  # the store failed: the request is served degraded instead of failing
-            self._fail(f"{_name(fn)} failed: {type(exc).__name__}: {exc}")
+            self._fail(f"{_name(fn)} failed: {type(exc).__name__}: {exc}", started)
             raise StoreUnavailable(self.last_error) from exc
         self.health.success()
         return result
 
-    def _fail(self, reason: str) -> None:
-        self.health.failure(reason)
+    def _fail(self, reason: str, started: float | None) -> None:
+        self.health.failure(reason, started)
 
     def close(self) -> None:
         """Stop the pool without waiting for calls stuck in a dead backend; :meth:`reopen` starts a new one."""

@@ -2,8 +2,9 @@
 
 One slow answer under load must not send every request to the degraded path (and back a moment later): serving
 turns degraded only after ``fail_after`` store calls in a row have failed, and healthy again only after
-``recover_after`` calls in a row have succeeded. Each change is logged once (``serving.store_unavailable`` /
-``serving.store_recovered``), so the warnings do not flap.
+``recover_after`` calls in a row have succeeded. Requests that were in flight together when one of them failed
+are one failure, not a streak: a slow moment of the store times out every concurrent request at once. Each
+change is logged once (``serving.store_unavailable`` / ``serving.store_recovered``), so the warnings do not flap.
 
 Example
 -------
@@ -20,6 +21,7 @@ False
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 
@@ -40,14 +42,23 @@ class StoreHealth:
         self.last_error: str | None = None
         self._failures = 0
         self._successes = 0
+        self._failed_at = -math.inf  # time.monotonic() of the last failure
         self._lock = threading.Lock()
 
-    def failure(self, reason: str) -> None:
-        """A store call failed or timed out; ``fail_after`` of these in a row begin degraded mode."""
+    def failure(self, reason: str, started: float | None = None) -> None:
+        """A store call failed or timed out; ``fail_after`` of these in a row begin degraded mode.
+
+        ``started``: the call's ``time.monotonic()`` when it was sent; a call sent before the last failure was
+        in flight with it and fails in the same slow moment, so it does not lengthen the streak.
+        """
         with self._lock:
             self.checked = True
             self.last_error = reason
             self._successes = 0
+            together = started is not None and started < self._failed_at
+            self._failed_at = time.monotonic()
+            if together:
+                return
             self._failures += 1
             if self.degraded or self._failures < self.fail_after:
                 return

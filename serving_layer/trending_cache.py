@@ -17,6 +17,7 @@ import asyncio
 from collections.abc import Callable
 
 from lambdarec.logs import get_logger
+from lambdarec.model.fresh_items import with_fresh_items
 from lambdarec.model.rows import TrendingItem
 from lambdarec.model.snapshot import SnapshotModel
 from lambdarec.rank.trending import TrendingScores, trending_scores
@@ -41,26 +42,46 @@ class TrendingCache:
         self.refresh_s = refresh_s
         self.read_timeout_s = read_timeout_s
         self._rows: dict[str, TrendingItem] = {}
-        self._scores: dict[str, TrendingScores] = {}  # version -> scores; the served one and perhaps the next
+        # version -> (scores, the snapshot model with the brand-new items): the served one and perhaps the next
+        self._scores: dict[str, tuple[TrendingScores, SnapshotModel]] = {}
+
+    @property
+    def rows(self) -> dict[str, TrendingItem]:
+        """The trending rows last read (scored for other snapshots, e.g. an experiment arm's pinned one)."""
+        return self._rows
 
     def scores_for(self, model: SnapshotModel) -> TrendingScores | None:
         """Scores over ``model``'s items, or None before the first read (the merge then skips trending)."""
-        return self._scores.get(model.version)
+        kept = self._scores.get(model.version)
+        return kept[0] if kept is not None and kept[0].scores.size == len(model.item_ids) else None
+
+    def model_for(self, model: SnapshotModel) -> SnapshotModel:
+        """``model`` with the brand-new items of the last refresh appended (lambdarec.model.fresh_items)."""
+        kept = self._scores.get(model.version)
+        return (
+            kept[1]
+            if kept is not None and len(kept[1].item_ids) - kept[1].fresh_items == len(model.item_ids)
+            else model
+        )
 
     def prepare(self, model: SnapshotModel) -> None:
         """Score the rows in hand for ``model`` (called in the loading thread, before the model is swapped in)."""
-        self._keep(model.version, trending_for(self._rows, model, self.half_life_s))
+        self._keep(model.version, *self._score(self._rows, model))
+
+    def _score(self, rows: dict[str, TrendingItem], model: SnapshotModel) -> tuple[TrendingScores, SnapshotModel]:
+        extended = with_fresh_items(rows.values(), model)
+        return trending_for(rows, extended, self.half_life_s), extended
 
     async def refresh(self, store: OnlineStore, gate: StoreGate, model: SnapshotModel | None) -> None:
         """Re-read every trending row and re-score for ``model``; the previous scores stay on failure."""
         rows = await gate.call(store.read_trending, None, timeout_s=self.read_timeout_s, probe=True)
         self._rows = rows
         if model is not None:
-            scores = await asyncio.to_thread(trending_for, rows, model, self.half_life_s)
-            self._keep(model.version, scores)
+            scores, extended = await asyncio.to_thread(self._score, rows, model)
+            self._keep(model.version, scores, extended)
 
-    def _keep(self, version: str, scores: TrendingScores) -> None:
-        newest_last = {v: s for v, s in self._scores.items() if v != version} | {version: scores}
+    def _keep(self, version: str, scores: TrendingScores, extended: SnapshotModel) -> None:
+        newest_last = {v: s for v, s in self._scores.items() if v != version} | {version: (scores, extended)}
         self._scores = dict(list(newest_last.items())[-2:])  # the served version, and one being swapped in
 
     async def watch(

@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import replace
 
 import msgspec
 
 from lambdarec.model.rows import UserState
 from lambdarec.model.snapshot import SnapshotModel
 from lambdarec.rank.merge import Ranked
+from serving_layer.arms import arm_headers
+from serving_layer.impressions import stamp
 from serving_layer.recommend import CORRUPT_ROW, STORE_UNAVAILABLE, RecommendQuery, rank, shape
 from serving_layer.service import Service
 
@@ -55,24 +58,34 @@ def encode_body(
             "k": query.k,
             "offset": query.offset,
             "items": items,
+            "experiment": query.experiment,
+            "arm": query.arm,
+            "impression_id": query.impression_id,
         }
     )
 
 
-async def user_list(service: Service, query: RecommendQuery) -> tuple[bytes, str | None]:
-    """The JSON body of one user's list and its degraded reason (the ``X-Lambdarec-Degraded`` header), or None.
+async def user_list(service: Service, query: RecommendQuery) -> tuple[bytes, str | None, dict[str, str]]:
+    """The JSON body of one user's list, its degraded reason (the ``X-Lambdarec-Degraded`` header) or None, and
+    its experiment arm headers.
 
     Raises the 503 ``HTTPException`` of :meth:`Service.served_model` while no snapshot is loaded.
     """
-    model = service.served_model()
+    served = await service.served_arm(query)
+    model, query = served.model, served.query
     user_id = query.user_id or ""
     states, degraded = await service.user_states(model, [user_id])
     state = states[user_id]
     now = time.time()
-    trending = service.trending.scores_for(model)
-    ranked, fallback = rank(model, query, state, weights=service.weights, trending=trending, now_s=now)
+    ranked_query, ranked_state = served.inputs(state)
+    catalog = service.catalog.view_for(model, now)
+    ranked, fallback = rank(
+        model, ranked_query, ranked_state, weights=served.weights, trending=served.trending, now_s=now, catalog=catalog
+    )
+    if query.impressions:
+        query = replace(query, impression_id=await stamp(service, query, model.version, [r.item_id for r in ranked]))
     body = encode_body(model, query, state, ranked, now, degraded)
     service.metrics.observe_list([r.source for r in ranked], fallback)
     service.metrics.observe_freshness(user_id, state.fresh, model.cutoff_s, time.time())
     reason = STORE_UNAVAILABLE if degraded else CORRUPT_ROW if state.corrupt is not None else None
-    return body, reason
+    return body, reason, arm_headers(query)

@@ -18,13 +18,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from lambdarec.events import Event
+from lambdarec.events import FEEDBACK_TYPES, Event
 from lambdarec.logs import get_logger
 from lambdarec.model.freshstate import solve_many
 from lambdarec.model.rows import FreshUser, TrendingItem, UserRow, trending_key
 from lambdarec.model.snapshot import SnapshotModel
 from lambdarec.settings import SpeedSettings
-from speed_layer.state import Position, apply_trending, apply_user_events
+from speed_layer.fresh_items import ItemInputs, with_item_users
+from speed_layer.state import Position, apply_trending, apply_user_events, needs_solve
 
 log = get_logger(__name__)
 
@@ -45,6 +46,11 @@ class BatchInputs:
     appended: dict[Position, float]  # a record's append time (epoch s); each state row keeps its newest event's
 
 
+def item_inputs(i: BatchInputs) -> ItemInputs:
+    """What brand-new items' terms read of a batch's inputs (:mod:`speed_layer.fresh_items`)."""
+    return ItemInputs(i.model, i.states, i.history, i.trending, i.weights, i.speed.fresh_item_users)
+
+
 def describe(exc: BaseException) -> str:
     """``exc`` in one line, for a dead letter's reason."""
     text = str(exc)
@@ -57,7 +63,8 @@ def group_events(good: Events) -> tuple[dict[str, Events], dict[str, Events]]:
     by_item: dict[str, Events] = defaultdict(list)
     for event, pos in good:
         by_user[event.user_id].append((event, pos))
-        by_item[trending_key(event.item_id, pos[0])].append((event, pos))
+        if event.event_type not in FEEDBACK_TYPES:  # feedback never counts in trending: no shard read or written
+            by_item[trending_key(event.item_id, pos[0])].append((event, pos))
     return by_user, by_item
 
 
@@ -94,7 +101,7 @@ def compute_states(
         users = _user_states(by_user, inputs, poison, found)
         items = _trending_shards(by_item, inputs, poison, found)
         if not found:
-            return users, items, poison
+            return users, with_item_users(items, users, by_item, item_inputs(inputs)), poison
         for pos, reason in found.items():
             log.error("speed.poison_record", partition=pos[0], offset=pos[1], reason=reason)
         poison.update(found)
@@ -123,8 +130,11 @@ def _user_states(
             users.append(new)
     if model is None or not users:
         return users
+    unchanged = [u for u in users if not needs_solve(u, inputs.states.get(u.user_id), model)]  # feedback only
+    if unchanged:
+        users = [u for u in users if needs_solve(u, inputs.states.get(u.user_id), model)]
     try:
-        return solve_many(users, model, [history.get(u.user_id) for u in users])
+        return unchanged + solve_many(users, model, [history.get(u.user_id) for u in users])
     except MemoryError:
         raise
     except Exception:  # one user's data breaks the batched solve: find whose, alone
@@ -138,7 +148,7 @@ def _user_states(
                 for _, pos in by_user[user.user_id]:
                     if pos not in skip:
                         found[pos] = f"could not be applied (fold-in of user {user.user_id!r}): {describe(exc)}"
-        return solved
+        return unchanged + solved
 
 
 def _trending_shards(

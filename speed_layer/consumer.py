@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+from lambdarec.catalog.events import interactions, with_changes
 from lambdarec.eventlog import CommitFailedError, EventLog, open_log
 from lambdarec.eventlog.base import EventLogError, Record
 from lambdarec.events import Event, EventRules
@@ -33,6 +34,7 @@ from lambdarec.store import OnlineStore, StoreError, open_store
 from speed_layer import prometheus
 from speed_layer.apply import BatchInputs, compute_states, group_events
 from speed_layer.decode import decode
+from speed_layer.fresh_items import stale_users
 from speed_layer.health import SpeedHealth
 from speed_layer.pipeline import Batch, StateWriter
 from speed_layer.rows import BatchRows, read_fresh_states
@@ -70,7 +72,7 @@ class SpeedConsumer(PollLoop[SpeedStats]):
         self._own = (store is None, event_log is None)
         self.store = store or open_store(settings)
         self.event_log = event_log or open_log(settings)
-        self.rules = EventRules.from_settings(settings)
+        self.rules = with_changes(EventRules.from_settings(settings))  # catalog changes are read, then skipped
         self.stats = SpeedStats()
         self.model: SnapshotModel | None = None
         # a remote store's writes (and claims) overlap the next poll; an embedded store's run inline (GIL-bound)
@@ -160,6 +162,7 @@ class SpeedConsumer(PollLoop[SpeedStats]):
         self._refresh_model()
         batch = Batch(records)
         good, batch.bad = decode(self.rules, records)
+        good = interactions(good)  # catalog changes were decoded (a bad one is dead-lettered), not applied here
         self._bad_positions = {(r.partition, r.offset) for r, _ in batch.bad}
         appended = {(r.partition, r.offset): r.timestamp_ms / 1000.0 for r in records}
         if self.store.embedded:
@@ -252,11 +255,13 @@ class SpeedConsumer(PollLoop[SpeedStats]):
         to its record's append time (epoch s)."""
         by_user, by_item = group_events(good)
         model = self.model
+        trending = self._trending(list(by_item))
+        users = list(by_user) + [u for u in stale_users(trending.values(), model) if u not in by_user]  # re-solved
         return BatchInputs(
             model=model,
-            states=self._states(list(by_user)),
-            history=self._rows.get(model, list(by_user)) if model else {},
-            trending=self._trending(list(by_item)),
+            states=self._states(users),
+            history=self._rows.get(model, users) if model else {},
+            trending=trending,
             weights=model.event_weights if model and model.event_weights else dict(self.settings.batch.event_weights),
             speed=self.settings.speed,
             appended=appended,

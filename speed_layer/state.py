@@ -17,13 +17,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from lambdarec.events import Event
+from lambdarec.events import FEEDBACK_TYPES, Event
 from lambdarec.model.freshstate import positions_of, solve
-from lambdarec.model.rows import FreshUser, TrendingItem, UserRow
+from lambdarec.model.rows import FRESH_FORMAT, FreshUser, TrendingItem, UserRow
 from lambdarec.model.snapshot import SnapshotModel
 from lambdarec.rank.defects import FLOAT32_MAX, count_nonfinite
 from lambdarec.rank.trending import decayed
 from lambdarec.settings import SpeedSettings
+from speed_layer.feedback import Feedback
 
 Position = tuple[int, int]  # (partition, offset)
 
@@ -31,6 +32,12 @@ Position = tuple[int, int]  # (partition, offset)
 def event_weight(event: Event, event_weights: dict[str, float]) -> float:
     """The event type's weight times the event's own weight, as the batch layer weighs a row."""
     return event_weights.get(event.event_type, 1.0) * (1.0 if event.weight is None else event.weight)
+
+
+def is_positive(event: Event, event_weights: dict[str, float]) -> bool:
+    """Whether ``event`` counts as an interaction (fold-in, recent items, trending): any type but the feedback
+    types (``dislike``, ``hide``, ``impression``), unless the weights give one a weight to train on."""
+    return event.event_type not in FEEDBACK_TYPES or event.event_type in event_weights
 
 
 def _is_new(positions: dict[str, int], pos: Position) -> bool:
@@ -58,36 +65,60 @@ def apply_user_events(
     """
     if not events:
         return None
-    state = state or FreshUser(user_id=events[0][0].user_id)
+    prior, state = state, state or FreshUser(user_id=events[0][0].user_id)
     positions = dict(state.positions)
     fresh = list(zip(state.events, positions_of(state), strict=True))
     recent = [r for r in state.recent]
     weights = model.event_weights if model is not None and model.event_weights else (default_weights or {})
-    applied = 0
+    applied, positives, newest = 0, 0, max((e[1] for e, _ in fresh), default=state.updated_at)
+    feedback = Feedback.of(state)
     for event, pos in events:
         if not _is_new(positions, pos):
             continue
-        fresh.append(((event.item_id, event.timestamp, event_weight(event, weights)), pos))
-        recent.append((event.item_id, event.timestamp))
         positions[str(pos[0])] = pos[1] + 1
         applied += 1
+        newest = max(newest, event.timestamp)
+        if not is_positive(event, weights):
+            feedback.add(event)
+            continue
+        feedback.positive(event.item_id, event.timestamp)
+        positives += 1
+        fresh.append(((event.item_id, event.timestamp, event_weight(event, weights)), pos))
+        recent.append((event.item_id, event.timestamp))
     if applied == 0:
         return None
-    newest = max(e[1] for e, _ in fresh)
-    kept = _bounded_events(fresh, model, settings)
+    feedback = feedback.bounded(settings.feedback, newest)
+    if positives == 0:  # feedback only: the interactions, and so the vector, stay the very same objects
+        events_kept, positions_kept, recent = state.events, state.event_positions, state.recent
+    else:
+        kept = _bounded_events(fresh, model, settings)
+        events_kept, positions_kept = [e for e, _ in kept], [p for _, p in kept if p is not None]
+        recent = _bounded_recent(recent, newest, settings)
     updated = FreshUser(
         user_id=state.user_id,
-        events=[e for e, _ in kept],
-        recent=_bounded_recent(recent, newest, settings),
+        events=events_kept,
+        recent=recent,
         vector=state.vector,
         basis=state.basis,
         positions=positions,
         updated_at=max(state.updated_at, newest),
         appended_at=max(state.appended_at, appended_at),
-        event_positions=[p for _, p in kept if p is not None],
+        event_positions=positions_kept,
         erased_at=state.erased_at if model is None or model.built_at_s < (state.erased_at or 0.0) else None,
+        hidden=feedback.hidden,
+        disliked=feedback.disliked,
+        shown=feedback.shown,
+        format=FRESH_FORMAT,
     )
-    return solve(updated, model, history) if model is not None and solve_vector else updated
+    if model is None or not solve_vector or not needs_solve(updated, prior, model):
+        return updated
+    return solve(updated, model, history)
+
+
+def needs_solve(new: FreshUser, old: FreshUser | None, model: SnapshotModel) -> bool:
+    """Whether ``new``'s fold-in vector must be solved: its interactions changed (not the very same list as
+    ``old``'s: feedback alone keeps it), it has none yet for a new user, or it was solved on another snapshot."""
+    return old is None or new.events is not old.events or new.basis != model.version
 
 
 def apply_trending(
@@ -113,14 +144,16 @@ def apply_trending(
     for event, pos in events:
         if not _is_new(positions, pos):
             continue
+        positions[str(pos[0])] = pos[1] + 1
+        applied += 1
+        if not is_positive(event, weights):
+            continue
         w = event_weight(event, weights)
         if event.timestamp >= as_of:
             count = decayed(count, as_of, event.timestamp, half_life_s) + w
             as_of = event.timestamp
         else:
             count += decayed(w, event.timestamp, as_of, half_life_s)
-        positions[str(pos[0])] = pos[1] + 1
-        applied += 1
     if applied == 0:
         return None
     return TrendingItem(
@@ -130,6 +163,8 @@ def apply_trending(
         as_of=as_of,
         positions=positions,
         appended_at=max(item.appended_at, appended_at),
+        basis=item.basis,
+        users=item.users,
     )
 
 

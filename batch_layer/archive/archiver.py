@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 from batch_layer.archive import prometheus
 from batch_layer.archive.health import ArchiveHealth
+from lambdarec.catalog.events import with_changes
 from lambdarec.eventlog import CommitFailedError, EventLog, EventLogError, Record, next_positions, open_log
 from lambdarec.events import BadEvent, Event, EventRules
 from lambdarec.lake import Erasure, Lake, LakeError, dead_letter_rows, event_rows, open_lake
@@ -89,7 +90,7 @@ class Archiver(PollLoop[ArchiveStats]):
         self._own_log = event_log is None
         self.event_log = event_log or open_log(settings)
         self.lake = lake or open_lake(settings)
-        self.rules = EventRules.from_settings(settings)
+        self.rules = with_changes(EventRules.from_settings(settings))  # catalog changes: the catalog's history
         self.stats = ArchiveStats()
         self._on_commit = on_commit
         self._pending: list[Record] = []

@@ -103,5 +103,6 @@ def _rows(path: Path, digest: str, batch: BatchSettings) -> tuple[pa.Table, dict
         now.alias("ingested_at"),
         pl.lit(f"{IMPORT_PREFIX}{path.name}").alias("source"),
         ts.dt.date().alias("event_date"),
+        pl.lit(None, pl.List(pl.String)).alias("item_ids"),
     )
     return out.to_arrow().cast(EVENTS_SCHEMA), bad

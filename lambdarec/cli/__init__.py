@@ -27,10 +27,12 @@ GROUPS: dict[str, str] = {
     "snapshots": "lambdarec.cli.snapshots:app",
     "store": "lambdarec.cli.store:app",
     "events": "lambdarec.cli.events:app",
+    "items": "lambdarec.cli.items:app",
     "speed": "speed_layer.cli:app",
     "serve": "serving_layer.cli:serve_app",
     "recommend": "serving_layer.cli:recommend_app",
     "replay": "replay.cli:app",
+    "experiments": "lambdarec.cli.experiments:app",
     "config": "lambdarec.cli.config:app",
 }
 

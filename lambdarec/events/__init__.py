@@ -13,6 +13,13 @@ the batch layer's ``timestamp_unit = "auto"``: below ``1e11`` seconds (up to the
 milliseconds (from 1973-03-03), below ``1e17`` microseconds, else nanoseconds. After ``parse_event`` it is always
 float epoch seconds, UTC.
 
+Feedback types are accepted whatever ``batch.event_weights`` holds: ``dislike``, ``hide`` and ``impression``.
+An impression lists the items shown, 1 to ``events.max_impression_items`` unique ids, in ``item_ids``
+(``item_id`` may then be omitted and holds the first); no other type carries ``item_ids``::
+
+    {"event_id": "e-2", "user_id": "u42", "event_type": "impression", "item_ids": ["i7", "i9", "i2"],
+     "timestamp": "2026-11-29T10:15:00Z"}
+
 Unknown fields are ignored so a newer producer can add fields without breaking older readers; a ``schema``
 newer than ``SCHEMA_VERSION`` is refused.
 
@@ -33,7 +40,11 @@ from __future__ import annotations
 from lambdarec.events.parse import EventRules, parse_event
 from lambdarec.events.schema import (
     DEFAULT_BOUNDS,
+    DISLIKE,
+    FEEDBACK_TYPES,
+    HIDE,
     ID_PATTERN,
+    IMPRESSION,
     SCHEMA_VERSION,
     BadEvent,
     Context,
@@ -45,7 +56,11 @@ from lambdarec.events.wire import json_depth
 
 __all__ = [
     "DEFAULT_BOUNDS",
+    "DISLIKE",
+    "FEEDBACK_TYPES",
+    "HIDE",
     "ID_PATTERN",
+    "IMPRESSION",
     "SCHEMA_VERSION",
     "BadEvent",
     "Context",

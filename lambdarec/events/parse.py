@@ -11,7 +11,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from lambdarec.events.schema import DEFAULT_BOUNDS, SCHEMA_VERSION, BadEvent, Event, EventBounds
+import msgspec
+
+from lambdarec.events.schema import (
+    DEFAULT_BOUNDS,
+    FEEDBACK_TYPES,
+    IMPRESSION,
+    SCHEMA_VERSION,
+    BadEvent,
+    Event,
+    EventBounds,
+)
 from lambdarec.events.wire import decode_wire
 
 if TYPE_CHECKING:
@@ -62,8 +72,21 @@ def _epoch_seconds(value: str | float, bounds: EventBounds, latest: float, toler
 
 
 def _check_id(name: str, value: str | None, bounds: EventBounds) -> None:
-    if value is None:
+    if value is None or value in _GOOD_IDS.get(bounds, ()):
         return
+    _check_new_id(name, value, bounds)
+    good = _GOOD_IDS.setdefault(bounds, {})
+    if len(good) >= _GOOD_IDS_KEPT:  # bounded: start again rather than grow
+        good.clear()
+    good[value] = None
+
+
+# Ids that passed under each bounds (item ids repeat across events, most of all in impressions): checked once.
+_GOOD_IDS: dict[EventBounds, dict[str, None]] = {}
+_GOOD_IDS_KEPT = 1024  # the popular head; small, so memory stays flat whatever the ids
+
+
+def _check_new_id(name: str, value: str, bounds: EventBounds) -> None:
     if len(value) > bounds.max_id_chars:
         raise BadEvent(f"field '{name}' is {len(value)} characters > limit {bounds.max_id_chars} (events.max_id_chars)")
     if bounds.id_regex.fullmatch(value) is None:
@@ -73,6 +96,36 @@ def _check_id(name: str, value: str | None, bounds: EventBounds) -> None:
         else:
             why = f"does not match events.id_pattern {bounds.id_pattern!r}"
         raise BadEvent(f"field '{name}' {shown!r} {why}")
+
+
+def _shown_items(
+    item_id: str | None, item_ids: list[str] | None, event_type: str, bounds: EventBounds
+) -> tuple[str, tuple[str, ...]]:
+    """``(item_id, item_ids)`` of an event: an impression lists 1..``max_impression_items`` unique ids (``item_id``
+    then defaults to the first and must be one of them); any other type has one ``item_id`` and no list."""
+    if event_type != IMPRESSION:
+        if item_ids:  # an empty list is as absent
+            raise BadEvent(f"field 'item_ids' is only for event_type {IMPRESSION!r}, not {event_type!r}")
+        if item_id is None:
+            raise BadEvent("missing field 'item_id'")
+        _check_id("item_id", item_id, bounds)
+        return item_id, ()
+    shown = [item_id] if item_ids is None and item_id is not None else (item_ids or [])
+    if not shown:
+        raise BadEvent("an impression needs field 'item_ids' (the items shown, at least one) or 'item_id'")
+    if len(shown) > bounds.max_impression_items:
+        raise BadEvent(
+            f"field 'item_ids' lists {len(shown)} items > limit {bounds.max_impression_items} "
+            "(events.max_impression_items)"
+        )
+    if len(set(shown)) != len(shown):
+        repeated = next(i for n, i in enumerate(shown) if i in shown[:n])
+        raise BadEvent(f"field 'item_ids' lists {repeated!r} more than once; list each shown item once")
+    for n, shown_id in enumerate(shown):
+        _check_id(f"item_ids[{n}]", shown_id, bounds)
+    if item_id is not None and item_id not in shown:
+        raise BadEvent(f"field 'item_id' {item_id!r} is not in field 'item_ids'; omit it or name a shown item")
+    return item_id if item_id is not None else shown[0], tuple(shown)
 
 
 def parse_event(
@@ -91,7 +144,8 @@ def parse_event(
     raw
         One JSON object (UTF-8 bytes, or a str).
     known_types
-        The accepted ``event_type`` values (``batch.event_weights`` keys); None accepts any.
+        The accepted ``event_type`` values (``batch.event_weights`` keys) besides the feedback types ``dislike``,
+        ``hide`` and ``impression``, which are always accepted; None accepts any.
     max_bytes
         Largest accepted encoded size (``log.max_event_bytes``).
     now
@@ -117,12 +171,15 @@ def parse_event(
     if len(data) > max_bytes:
         raise BadEvent(f"event is {len(data)} bytes > limit {max_bytes} (log.max_event_bytes)")
     wire = decode_wire(data, bounds.max_json_depth)
-    if known_types is not None and wire.event_type not in known_types:
-        raise BadEvent(f"unknown event_type {wire.event_type!r}; known: {', '.join(sorted(known_types))}")
+    if known_types is not None and wire.event_type not in known_types and wire.event_type not in FEEDBACK_TYPES:
+        known = ", ".join(sorted({*known_types, *FEEDBACK_TYPES}))
+        raise BadEvent(f"unknown event_type {wire.event_type!r}; known: {known}")
     if wire.schema < 1 or wire.schema > SCHEMA_VERSION:
         raise BadEvent(f"field 'schema' is {wire.schema}; this reader supports 1..{SCHEMA_VERSION}")
-    for name in ("event_id", "user_id", "item_id", "session_id"):
+    for name in ("event_id", "user_id", "session_id"):
         _check_id(name, getattr(wire, name), bounds)
+    given = None if wire.item_id is msgspec.UNSET else wire.item_id
+    item_id, item_ids = _shown_items(given, wire.item_ids, wire.event_type, bounds)
     if wire.weight is not None:
         if not math.isfinite(wire.weight):
             raise BadEvent(f"field 'weight' {wire.weight} is not a finite number")
@@ -137,13 +194,14 @@ def parse_event(
     return Event(
         event_id=wire.event_id,
         user_id=wire.user_id,
-        item_id=wire.item_id,
+        item_id=item_id,
         event_type=wire.event_type,
         timestamp=seconds,
         weight=wire.weight,
         session_id=wire.session_id,
         context=wire.context,
         schema=wire.schema,
+        item_ids=item_ids,
     )
 
 
@@ -164,8 +222,8 @@ class EventRules:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EventRules:
-        """Known types from ``batch.event_weights``, size from ``log``, tolerance from ``speed``, bounds from
-        ``events``."""
+        """Known types from ``batch.event_weights`` (the feedback types are always known), size from ``log``,
+        tolerance from ``speed``, bounds from ``events``."""
         return cls(
             known_types=frozenset(settings.batch.event_weights),
             max_bytes=settings.log.max_event_bytes,

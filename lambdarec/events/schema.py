@@ -21,6 +21,11 @@ ID_PATTERN = r"^[^\s\x00-\x1f\x7f](?:[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f])?$"
 
 Context = dict[str, str | int | float]
 
+# Feedback event types, accepted whatever ``batch.event_weights`` holds: the user said "not this" (``dislike``),
+# "never this" (``hide``), or a list of items was shown (``impression``, the only type that carries ``item_ids``).
+DISLIKE, HIDE, IMPRESSION = "dislike", "hide", "impression"
+FEEDBACK_TYPES = frozenset({DISLIKE, HIDE, IMPRESSION})
+
 
 class BadEvent(ValueError):
     """An event that cannot be accepted; ``reason`` says precisely why, naming the field."""
@@ -42,6 +47,7 @@ class Event(msgspec.Struct, kw_only=True, frozen=True):
     session_id: str | None = None
     context: Context = msgspec.field(default_factory=dict)
     schema: int = SCHEMA_VERSION
+    item_ids: tuple[str, ...] = ()  # an impression's shown items, unique, in the order shown; () for other types
 
     @property
     def timestamp_ms(self) -> int:
@@ -58,6 +64,7 @@ class EventBounds:
     max_id_chars: int = 256
     id_pattern: str = ID_PATTERN
     max_json_depth: int = 8
+    max_impression_items: int = 100
 
     @property
     def id_regex(self) -> re.Pattern[str]:
@@ -66,7 +73,9 @@ class EventBounds:
     @classmethod
     def from_settings(cls, settings: Settings) -> EventBounds:
         e = settings.events
-        return cls(e.max_weight, e.min_timestamp_s, e.max_id_chars, e.id_pattern, e.max_json_depth)
+        return cls(
+            e.max_weight, e.min_timestamp_s, e.max_id_chars, e.id_pattern, e.max_json_depth, e.max_impression_items
+        )
 
 
 DEFAULT_BOUNDS = EventBounds()

@@ -163,6 +163,7 @@ class Lake:
                     dt,
                     fresh,
                     mode="append",
+                    schema_mode="merge",  # a table created before a column was added gains it
                     commit_properties=CommitProperties(
                         app_transactions=txns,
                         custom_metadata={"lambdarec": json.dumps({"covers": {str(p): n for p, n in ahead.items()}})},
@@ -195,6 +196,7 @@ class Lake:
                     dt,
                     rows,
                     mode="append",
+                    schema_mode="merge",  # a table created before a column was added gains it
                     commit_properties=CommitProperties(
                         app_transactions=[Transaction(f"import-{digest}", 1, int(time.time() * 1000))],
                         custom_metadata={"lambdarec": json.dumps({"import": name, "sha256": digest})},

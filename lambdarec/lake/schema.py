@@ -2,7 +2,8 @@
 
 The events table holds the event schema (:class:`lambdarec.events.Event`) plus where each event came from:
 ``log_partition`` and ``log_offset`` (null for imported history), ``ingested_at`` (when it was archived) and
-``source`` (``log`` or ``import:<file name>``). It is partitioned by ``event_date``, the UTC date of the event
+``source`` (``log`` or ``import:<file name>``). ``item_ids`` (added later, null in older rows) lists an
+impression's shown items. It is partitioned by ``event_date``, the UTC date of the event
 time, so a nightly window prunes whole directories.
 
 Example
@@ -42,6 +43,7 @@ EVENTS_SCHEMA = pa.schema(
         pa.field("ingested_at", _TS, nullable=False),
         pa.field("source", pa.string(), nullable=False),
         pa.field("event_date", pa.date32(), nullable=False),
+        pa.field("item_ids", pa.list_(pa.string())),  # an impression's shown items; null for other types
     ]
 )
 
@@ -94,6 +96,7 @@ def event_rows(events: Sequence[tuple[Event, Position | None]], *, source: str, 
         "ingested_at": pa.array([_us(ingested_at)] * n, _TS),
         "source": pa.array([source] * n, pa.string()),
         "event_date": pa.array([t // 86_400_000_000 for t in times], pa.date32()),
+        "item_ids": pa.array([list(e.item_ids) if e.item_ids else None for e, _ in events], pa.list_(pa.string())),
     }
     return pa.table(cols, schema=EVENTS_SCHEMA)
 

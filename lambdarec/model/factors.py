@@ -76,11 +76,24 @@ def solver_terms(item_factors: np.ndarray, *, regularization: float, alpha: floa
     >>> solver_terms(np.ones((3, 2), np.float32), regularization=0.0, alpha=1.0, exact=False).yty.tolist()
     [[3.0, 3.0], [3.0, 3.0]]
     """
-    y = np.asarray(item_factors)
+    yty = gram(item_factors, "item_factors")
+    return SolverTerms(yty=yty, regularization=float(regularization), alpha=float(alpha), exact=exact)
+
+
+def gram(factors: np.ndarray, name: str = "factors") -> np.ndarray:
+    """``F^T F`` in float64 of a 2-D factor matrix, accumulated in row blocks (``Y^T Y`` of the items for the
+    fold-in; ``X^T X`` of the users for brand-new items).
+
+    Example
+    -------
+    >>> gram(np.ones((3, 2), np.float32)).tolist()
+    [[3.0, 3.0], [3.0, 3.0]]
+    """
+    y = np.asarray(factors)
     if y.ndim != 2:
-        raise ValueError(f"item_factors must be 2-D [n_items, f]; got shape {y.shape}")
-    yty = np.zeros((y.shape[1], y.shape[1]), dtype=np.float64)
+        raise ValueError(f"{name} must be 2-D [rows, f]; got shape {y.shape}")
+    out = np.zeros((y.shape[1], y.shape[1]), dtype=np.float64)
     for start in range(0, y.shape[0], _YTY_ROWS):
         block = y[start : start + _YTY_ROWS].astype(np.float64)
-        yty += block.T @ block
-    return SolverTerms(yty=yty, regularization=float(regularization), alpha=float(alpha), exact=exact)
+        out += block.T @ block
+    return out

@@ -55,6 +55,15 @@ class FreshUser(msgspec.Struct, kw_only=True):
     # snapshot's log positions cover (older states without it fall back to the snapshot's event-time cut-off)
     event_positions: list[tuple[int, int]] = []
     erased_at: float | None = None  # `forget` time: snapshots built before it must not serve this user's rows
+    # ---- format 2: negative feedback and impressions (lambdarec.rank.feedback); format 1 rows read them empty.
+    # Kept across flips: the nightly never trains on them, so no snapshot covers them.
+    hidden: dict[str, float] = {}  # item -> event time it was hidden: never recommended to this user again
+    disliked: dict[str, float] = {}  # item -> event time: excluded, its nearest neighbours demoted
+    shown: dict[str, list[float]] = {}  # item -> event times of its impressions since its last positive event
+    format: int = 1  # FRESH_FORMAT when written by this version; rows without the field are format 1
+
+
+FRESH_FORMAT = 2  # the newest FreshUser format this version reads and writes
 
 
 class TrendingItem(msgspec.Struct, kw_only=True):
@@ -71,6 +80,10 @@ class TrendingItem(msgspec.Struct, kw_only=True):
     as_of: float = 0.0  # event time (s) the count refers to
     positions: dict[str, int] = {}  # log partition -> next position to apply (idempotence)
     appended_at: float = 0.0  # log append time (epoch s) of the newest applied event; 0: unknown (older rows)
+    # ---- a brand-new item (not in the basis snapshot): its users of this partition, user -> [summed weight,
+    # *fold-in vector] (vector solved against `basis`), for its item-step vector (lambdarec.model.fresh_items)
+    basis: str | None = None
+    users: dict[str, list[float]] = {}
 
     @property
     def key(self) -> str:

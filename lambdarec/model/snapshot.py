@@ -31,6 +31,8 @@ YTY = "yty"  # float64, [f, f]: Y^T Y for the ALS closed-form fold-in
 POPULARITY_ALL = "popularity_all"  # float32, [n_items]: weighted interactions in the window
 POPULARITY_RECENT = "popularity_recent"  # float32, [n_items]: the same over the recent window
 ARRAYS = (ITEM_IDS, USER_IDS, ITEM_FACTORS, YTY, POPULARITY_ALL, POPULARITY_RECENT)
+XTX = "xtx"  # float64, [f, f]: X^T X of the user factors, for brand-new items' vectors (optional: older snapshots
+# lack it; lambdarec.model.fresh_items)
 # What a reader loads: every array but the user ids, which no reader needs (memory is bounded by the catalogue).
 MODEL_ARRAYS = (ITEM_IDS, ITEM_FACTORS, YTY, POPULARITY_ALL, POPULARITY_RECENT)
 
@@ -50,6 +52,8 @@ class SnapshotModel:
     neighbour_scores: np.ndarray  # float32 [n_items, m]
     solver: dict[str, float] = field(default_factory=dict)  # regularization, alpha
     corrupt_items: tuple[int, ...] = ()  # item rows that failed their checks at load: served without neighbours
+    xtx: np.ndarray | None = None  # X^T X of the user factors; None for a snapshot published without it
+    fresh_items: int = 0  # brand-new items appended after the snapshot's own (lambdarec.model.fresh_items.extend)
 
     @cached_property
     def item_index(self) -> dict[str, int]:
@@ -112,6 +116,7 @@ class SnapshotModel:
         info = store.get_snapshot(version)
         manifest = dict(info.manifest or {})
         arrays = {name: store.read_array(version, name) for name in MODEL_ARRAYS}
+        xtx = store.read_array(version, XTX) if XTX in manifest.get("arrays", ()) else None
         n_items = len(arrays[ITEM_IDS])
         _check_shapes(version, arrays)
         try:
@@ -151,6 +156,7 @@ class SnapshotModel:
                 "alpha": float(model_meta.get("alpha", 1.0)),
             },
             corrupt_items=tuple(sorted(corrupt)),
+            xtx=None if xtx is None else np.asarray(xtx, dtype=np.float64),
         )
 
 

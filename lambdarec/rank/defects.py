@@ -13,8 +13,12 @@ Example
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 from prometheus_client import Counter
+
+from lambdarec.model.rows import UserRow
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
@@ -48,3 +52,12 @@ def finite_or_zero(x: np.ndarray, where: str, *, limit: float = FLOAT32_MAX) -> 
         return x, 0
     count_nonfinite(where, n)
     return np.where(bad, 0, x).astype(x.dtype, copy=False), n
+
+
+def finite_batch_row(row: UserRow | None) -> UserRow | None:
+    """``row`` with non-finite candidate scores made unknown (NaN: scored as the floor), counted as defects."""
+    if row is None or np.isfinite(row.scores).all():
+        return row
+    bad = ~np.isfinite(row.scores)
+    count_nonfinite("merge", int(bad.sum()))
+    return replace(row, scores=np.where(bad, np.nan, row.scores).astype(np.float32))

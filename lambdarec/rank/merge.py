@@ -1,8 +1,8 @@
 """The one merge + re-rank function that serving and replay both call.
 
 Pool = the user's batch candidates, the top-N items for the fresh fold-in vector, neighbours of the session's
-and recent items, trending items, and popular items as the last resort. Seen items (batch history, fresh
-events, the session itself, ``exclude``) are removed. Each pooled item is scored by a weighted sum of
+and recent items, trending items, and popular items as the last resort. Seen items (history, fresh events, the session,
+``exclude``) and ineligible ones (``eligible``) are removed. Each pooled item is scored by a weighted sum of
 
 - **cf**: the fresh vector's dot product when the vector was solved against this snapshot, else the batch score;
   min-max normalised over the pool, so weights mean the same whatever the model's score scale;
@@ -30,7 +30,9 @@ import numpy as np
 from lambdarec.model.freshstate import uncovered
 from lambdarec.model.rows import FreshUser, UserRow
 from lambdarec.rank.components import nearest_seed, reason, score_components
-from lambdarec.rank.defects import count_nonfinite, finite_or_zero
+from lambdarec.rank.deepen import seed_neighbours
+from lambdarec.rank.defects import finite_batch_row, finite_or_zero
+from lambdarec.rank.feedback import demote
 from lambdarec.rank.memo import (
     candidate_arrays,
     finite_vector,
@@ -42,34 +44,13 @@ from lambdarec.rank.memo import (
 )
 from lambdarec.rank.mmr import mmr_order
 from lambdarec.rank.trending import TrendingScores
-from lambdarec.settings import ServingSettings
+from lambdarec.rank.weights import MergeWeights
 
 if TYPE_CHECKING:  # the model's loader reads the store; the math only reads a loaded model
     from lambdarec.model.snapshot import SnapshotModel
 
 SOURCES = ("batch", "speed", "session", "trending", "popular")
 _NONE = len(SOURCES)  # in the pool's source table: no source brought the item
-
-
-@dataclass(frozen=True)
-class MergeWeights:
-    """Re-rank weights and pool sizes; ``from_settings`` reads them from ``[serving]`` and ``[serving.merge]``."""
-
-    cf: float = 1.0
-    session: float = 0.5
-    trending: float = 0.1
-    session_half_life_s: float = 1800.0
-    mmr_lambda: float = 0.0
-    fresh_boost: float = 2.0  # see fresh_evidence(): the session weight grows with recent fresh events
-    speed_top_n: int = 100  # items each pool source brings: serving.merge.*
-    neighbours_per_seed: int = 20
-    trending_top_n: int = 50
-
-    @classmethod
-    def from_settings(cls, s: ServingSettings) -> MergeWeights:
-        pool = s.merge
-        return cls(s.weight_cf, s.weight_session, s.weight_trending, s.session_half_life_s, s.mmr_lambda, s.fresh_boost,
-                   pool.speed_top_n, pool.neighbours_per_seed, pool.trending_top_n)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -83,6 +64,7 @@ class MergeInput:
     exclude: frozenset[str] = frozenset()
     trending: TrendingScores | np.ndarray | None = None  # decayed counts per item; None when unknown
     now_s: float = 0.0
+    eligible: np.ndarray | None = None  # bool per item: the catalog's rules and the request's filters; None: all
 
 
 @dataclass(frozen=True)
@@ -104,15 +86,6 @@ def fresh_vector(model: SnapshotModel, fresh: FreshUser | None) -> np.ndarray | 
     return finite_vector(fresh)
 
 
-def _finite_batch_row(row: UserRow | None) -> UserRow | None:
-    """``row`` with non-finite candidate scores made unknown (NaN: scored as the floor), counted as defects."""
-    if row is None or np.isfinite(row.scores).all():
-        return row
-    bad = ~np.isfinite(row.scores)
-    count_nonfinite("merge", int(bad.sum()))
-    return replace(row, scores=np.where(bad, np.nan, row.scores).astype(np.float32))
-
-
 def merge(inp: MergeInput, weights: MergeWeights, k: int, offset: int = 0, explain: bool = False) -> list[Ranked]:
     """Rank items for one user or session; see the module docstring. Returns at most ``k`` items."""
     model = inp.model
@@ -121,7 +94,7 @@ def merge(inp: MergeInput, weights: MergeWeights, k: int, offset: int = 0, expla
         return []
     if isinstance(inp.trending, np.ndarray):  # order the scores once per call, not in each step below
         inp = replace(inp, trending=TrendingScores.of(inp.trending))
-    if inp.batch_row is not None and (row := _finite_batch_row(inp.batch_row)) is not inp.batch_row:
+    if inp.batch_row is not None and (row := finite_batch_row(inp.batch_row)) is not inp.batch_row:
         inp = replace(inp, batch_row=row)
     vector = fresh_vector(model, inp.fresh)
     seeds = _seeds(inp, model.item_index, weights.session_half_life_s)  # item index -> recency weight
@@ -147,6 +120,7 @@ def merge(inp: MergeInput, weights: MergeWeights, k: int, offset: int = 0, expla
     )
     total = weights.cf * parts["cf"] + session_weight * parts["session"] + weights.trending * parts["trending"]
     total, _ = finite_or_zero(total, "merge")  # the last guard: no NaN or inf ever reaches a response
+    total, demoted = demote(model, inp.fresh, items, total, weights.demote, now_s=inp.now_s)
     # by score, then popularity, then item index: equal scores (a pool of popular fallbacks all normalise to 1)
     # keep popularity order, so offset pages never overlap
     if weights.mmr_lambda > 0:
@@ -162,6 +136,7 @@ def merge(inp: MergeInput, weights: MergeWeights, k: int, offset: int = 0, expla
         source = SOURCES[codes[rank]]
         why = reason(model, source, nearest[rank] if nearest is not None else -1) if explain else None
         comps = {name: float(v[j]) for name, v in parts.items()} if explain else {}
+        why, comps = demoted.explained(j, why, comps) if explain and demoted else (why, comps)
         out.append(Ranked(str(ids[rank]), float(scores[rank]), source, why, comps))
     return out
 
@@ -213,7 +188,7 @@ def _seen(inp: MergeInput, seeds: dict[int, float]) -> np.ndarray:
         if inp.fresh is not None:
             found[item_indices(model, inp.fresh, lambda: _fresh_items(inp.fresh, model))] = True
         keep("seen", key, found)
-    seen = found.copy()
+    seen = found | ~inp.eligible if inp.eligible is not None else found.copy()  # ineligible: never picked
     seen[list(seeds)] = True
     return seen
 
@@ -240,8 +215,10 @@ def _pool(
     if vector is not None:
         found.append((1, speed_top(model, inp.fresh, vector, sizes.speed_top_n, seen)))
     if seeds:
-        near = model.neighbours[np.fromiter(seeds, dtype=np.int64), : sizes.neighbours_per_seed]
-        found.append((2, near[near >= 0]))
+        blocked = seen if inp.eligible is not None else None  # under rules: past the neighbours they remove
+        found.append(
+            (2, seed_neighbours(model.neighbours, np.fromiter(seeds, np.int64), sizes.neighbours_per_seed, blocked))
+        )
     trending = inp.trending  # TrendingScores or None: merge() ordered any array on entry
     if trending is not None and trending.order.size:
         order = trending.order
@@ -262,10 +239,15 @@ def _pool(
 
 
 def _fresh_items(fresh: FreshUser | None, model: SnapshotModel) -> list[str]:
-    """Items the user touched that the snapshot lacks, and their recent items (covered ones are history too)."""
+    """Items the user touched that the snapshot lacks, their recent items (covered ones are history too), and the
+    items they hid or disliked (lambdarec.rank.feedback): none of them is recommended."""
     if fresh is None:
         return []
-    return [item for item, _ts, _w in uncovered(fresh, model)[0]] + [item for item, _ts in fresh.recent]
+    return (
+        [item for item, _ts, _w in uncovered(fresh, model)[0]]
+        + [item for item, _ts in fresh.recent]
+        + [*fresh.hidden, *fresh.disliked]
+    )
 
 
 def _seeds(inp: MergeInput, index: dict[str, int], half_life_s: float) -> dict[int, float]:

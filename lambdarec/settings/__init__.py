@@ -25,7 +25,9 @@ from lambdarec.settings.batch_train import (
     TrainSettings,
     TuneSettings,
 )
+from lambdarec.settings.catalog import CatalogSettings
 from lambdarec.settings.eventlog import LOG_SCHEMES, KafkaLogSettings, LogSettings, SQLiteLogSettings, derived_log_name
+from lambdarec.settings.experiments import ArmSettings, ExperimentSettings
 from lambdarec.settings.lake import LAKE_SCHEMES, ArchiveSettings, LakeSettings
 from lambdarec.settings.renamed import RENAMED
 from lambdarec.settings.section import ConfigError, Section
@@ -51,11 +53,14 @@ __all__ = [
     "RENAMED",
     "STORE_SCHEMES",
     "ArchiveSettings",
+    "ArmSettings",
     "BatchSettings",
     "CassandraStoreSettings",
+    "CatalogSettings",
     "ColumnNames",
     "ConfigError",
     "EventSettings",
+    "ExperimentSettings",
     "GateSettings",
     "IndexSettings",
     "KafkaLogSettings",

@@ -75,6 +75,13 @@ class BatchSettings(Section):
         "of the events at or before the cut-off.",
     )
 
+    non_positive_types: list[str] = Field(
+        default_factory=lambda: ["dislike", "hide", "impression"],
+        description="Event types the model never trains on as positive interactions (read, counted as "
+        "`non_positive` in the read report, left out of the matrix). Serving and the speed layer use them as "
+        "feedback. Take a type out of this list (and give it a weight in `event_weights`) to train on it.",
+    )
+
     # ---- sub-tables, one per concern ----
     train: TrainSettings = Field(default_factory=TrainSettings, description="The model trained.")
     torch: TorchSettings = Field(default_factory=TorchSettings, description="The torch trainer.")
@@ -88,4 +95,16 @@ class BatchSettings(Section):
         bad = {k: v for k, v in self.event_weights.items() if v < 0}
         if bad:
             raise ValueError(f"event_weights must be >= 0; got {bad}")
+        trained = {"dislike", "hide", "impression"} - set(self.non_positive_types) - set(self.event_weights)
+        if trained:
+            raise ValueError(
+                f"event type(s) {sorted(trained)} are not in non_positive_types, so the model trains on them: "
+                "give each a weight in event_weights"
+            )
+        both = set(self.non_positive_types) & set(self.event_weights)
+        if both:
+            raise ValueError(
+                f"event type(s) {sorted(both)} are in both event_weights and non_positive_types; a type is either "
+                "trained on or not"
+            )
         return self

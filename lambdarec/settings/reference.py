@@ -77,13 +77,23 @@ def _sections(path: tuple[str, ...], model: type[BaseModel]) -> list[tuple[tuple
     """(path, model, description) of every model under ``model``, depth first, in field order."""
     found = []
     for name, field in model.model_fields.items():
-        sub = _model_of(field.annotation)
+        sub, key = _model_of(field.annotation), (*path, name)
+        if sub is None and (sub := _collection_model(field.annotation)) is not None:
+            key = (*key, "NAME") if typing.get_origin(field.annotation) is dict else key
         if sub is None:
             continue
         doc = _first_paragraph(sub.__doc__) or field.description or ""
-        found.append(((*path, name), sub, doc))
-        found.extend(_sections((*path, name), sub))
+        found.append((key, sub, doc))
+        found.extend(_sections(key, sub))
     return found
+
+
+def _collection_model(annotation: Any) -> type[BaseModel] | None:
+    """The model of a ``dict[str, Model]`` (a table per name) or a ``list[Model]`` (an array of tables)."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is dict and args:
+        return _model_of(args[1])
+    return _model_of(args[0]) if origin is list and args else None
 
 
 def _render_section(path: tuple[str, ...], model: type[BaseModel], doc: str) -> str:
@@ -92,9 +102,15 @@ def _render_section(path: tuple[str, ...], model: type[BaseModel], doc: str) -> 
         sub = _model_of(field.annotation)
         if sub is not None:
             kind, default = f"table, see [`{'.'.join((*path, name))}`](#{_anchor((*path, name))})", "(table)"
+        elif _collection_model(field.annotation) is not None:
+            table = (*path, name, "NAME") if typing.get_origin(field.annotation) is dict else (*path, name)
+            kind = f"{_type_name(field.annotation)}, see [`{'.'.join(table)}`](#{_anchor(table)})"
+            default = _describe_default(field)
         else:
             kind, default = _describe_type(field), _describe_default(field)
         env = ENV_PREFIX + "__".join((*path, name)).upper()
+        if "NAME" in path:  # inside a map of tables: set through the map variable, as JSON
+            env = ENV_PREFIX + "__".join(path[: path.index("NAME")]).upper()
         cells = [f"`{name}`", kind, default, f"`{env}`", field.description or ""]
         rows.append("| " + " | ".join(_cell(c) for c in cells) + " |")
     heading = f"## `[{'.'.join(path)}]`"
@@ -126,7 +142,7 @@ def _model_of(annotation: Any) -> type[BaseModel] | None:
     return annotation if inspect.isclass(annotation) and issubclass(annotation, BaseModel) else None
 
 
-def _type_name(annotation: Any) -> str:
+def _type_name(annotation: Any) -> str:  # noqa: PLR0911 (one return per kind of type)
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if origin is Literal:
         return "one of " + ", ".join(f"`{a}`" for a in args)
@@ -140,6 +156,8 @@ def _type_name(annotation: Any) -> str:
         return f"list of {_type_name(args[0])}"
     if annotation in _SCALARS:
         return _SCALARS[annotation]
+    if annotation is Any:
+        return "value"
     return getattr(annotation, "__name__", str(annotation))
 
 
@@ -160,6 +178,8 @@ def _describe_type(field: FieldInfo) -> str:
 
 
 def _describe_default(field: FieldInfo) -> str:
+    if field.is_required():
+        return "required"
     value = field.get_default(call_default_factory=True)
     if value is None:
         return "unset"

@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
+from lambdarec.settings.catalog import CatalogSettings
+from lambdarec.settings.feedback import FatigueSettings
 from lambdarec.settings.section import Section
 
 
@@ -72,7 +74,8 @@ class ServingSettings(Section):
         description="How requests read the store. `thread`: in the store threads, under `store_timeout_ms`. "
         "`inline`: on the event loop, bounded by the backend's own timeout (`store.request_timeout_s`); a hop "
         "to a thread costs more than a local SQLite read (WAL readers never wait on writers). `auto`: inline "
-        "for SQLite, thread for Cassandra.",
+        "for SQLite; for Cassandra, every read of a request sent at once without waiting (the driver's "
+        "non-blocking requests, awaited on the event loop under `store_timeout_ms`, no thread per request).",
     )
     access_log: bool = Field(False, description="Log every request (uvicorn's access log); costs throughput.")
     # Store health (hysteresis): degraded after a sustained failure, healthy after a sustained success.
@@ -80,7 +83,8 @@ class ServingSettings(Section):
         3,
         ge=1,
         description="Failed or timed-out store calls in a row that put serving in degraded mode (requests skip "
-        "the store and are served from memory, `/readyz` is 503); one slow answer under load does not.",
+        "the store and are served from memory, `/readyz` is 503); one slow answer under load does not, nor do "
+        "requests that were in flight together and time out in the same slow moment (they count once).",
     )
     store_recover_after: int = Field(
         3, ge=1, description="Successful store calls (probes) in a row that end degraded mode."
@@ -111,6 +115,24 @@ class ServingSettings(Section):
         "warm-user NDCG@10 on MovieLens-100K from .073 to .085.",
     )
     merge: MergeSettings = Field(default_factory=MergeSettings, description="The merge's candidate pool.")
+    catalog_poll_s: float = Field(
+        5.0, gt=0, description="How often serving reads the catalog's changes: an upsert is served within this."
+    )
+    catalog: CatalogSettings = Field(
+        default_factory=CatalogSettings, description="The item catalog's bounds and the global business rules."
+    )
+    # ---- negative feedback and fatigue (lambdarec.rank.feedback) ----
+    dislike_neighbour_factor: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="A disliked item is never recommended to that user again, and the scores of its "
+        "`dislike_neighbours` nearest neighbours are multiplied by this; 1 demotes none.",
+    )
+    dislike_neighbours: int = Field(
+        10, ge=0, description="Nearest neighbours of a disliked item that are demoted (at most `batch.neighbours`)."
+    )
+    fatigue: FatigueSettings = Field(default_factory=FatigueSettings, description="Impression fatigue.")
 
     @field_validator("ingest_key_hashes", "admin_key_hashes")
     @classmethod

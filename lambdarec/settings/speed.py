@@ -6,6 +6,7 @@ import re
 
 from pydantic import Field, field_validator
 
+from lambdarec.settings.feedback import SpeedFeedbackSettings
 from lambdarec.settings.section import Section
 
 
@@ -40,6 +41,14 @@ class SpeedSettings(Section):
         ge=0,
         description="Exit (non-zero) once the log or the store has failed for this long without a break; "
         "0 retries forever, resuming by itself when it answers again.",
+    )
+    fresh_item_users: int = Field(
+        500,
+        ge=1,
+        description="Users kept per brand-new item and log partition (the strongest) to solve its vector from.",
+    )
+    feedback: SpeedFeedbackSettings = Field(
+        default_factory=SpeedFeedbackSettings, description="Negative feedback and impressions kept per user."
     )
 
 
@@ -82,6 +91,9 @@ class EventSettings(Section):
         description="The speed consumer stops with an error after this many records in a row fail with an "
         "unexpected error (a bug, not a bad event), instead of dead-lettering the whole log; fewer are "
         "dead-lettered one by one and the consumer moves on.",
+    )
+    max_impression_items: int = Field(
+        100, ge=1, le=100, description="Most `item_ids` one `impression` event may list (unique ids)."
     )
 
     @field_validator("id_pattern")

@@ -21,6 +21,7 @@ from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSetti
 from lambdarec.masking import mask_secrets, mask_url, register_secret
 from lambdarec.settings.batch import BatchSettings
 from lambdarec.settings.eventlog import LogSettings
+from lambdarec.settings.experiments import ExperimentSettings, check_names
 from lambdarec.settings.lake import ArchiveSettings, LakeSettings
 from lambdarec.settings.renamed import renamed_message
 from lambdarec.settings.section import ConfigError
@@ -57,6 +58,14 @@ class Settings(BaseSettings):
     events: EventSettings = Field(default_factory=EventSettings, description="Bounds on event values.")
     lake: LakeSettings = Field(default_factory=LakeSettings, description="The master dataset (Delta Lake).")
     archive: ArchiveSettings = Field(default_factory=ArchiveSettings, description="The archiver (log -> lake).")
+    experiments: dict[str, ExperimentSettings] = Field(
+        default_factory=dict, description="A/B experiments by name: `[experiments.NAME]` (see below)."
+    )
+
+    @model_validator(mode="after")
+    def _experiment_names(self) -> Settings:
+        check_names(self.experiments)
+        return self
 
     @model_validator(mode="after")
     def _ttl_covers_two_periods(self) -> Settings:

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,17 +25,19 @@ from cassandra.query import BatchStatement
 from lambdarec.logs import get_logger
 from lambdarec.model.rows import FreshUser, ItemRow, LogPosition, TrendingItem, UserRow
 from lambdarec.settings import StoreSettings
-from lambdarec.store import cassandra_fresh, codec, lifecycle, versions
+from lambdarec.store import cassandra_catalog, cassandra_fresh, codec, lifecycle, versions
 from lambdarec.store import cassandra_schema as schema
 from lambdarec.store.cassandra_session import WRITE, CassandraSession
+from lambdarec.store.catalog import CatalogOf
 from lambdarec.store.errors import SnapshotNotFoundError
+from lambdarec.store.nonblocking import gather
 from lambdarec.store.port import OnlineStore
 from lambdarec.store.snapshot_info import SnapshotInfo, stored_info
 
 log = get_logger(__name__)
 
 
-class CassandraStore(OnlineStore):
+class CassandraStore(CatalogOf, OnlineStore):
     """``OnlineStore`` on the keyspace named by ``settings.url``; ``init_schema()`` creates it."""
 
     def __init__(self, settings: StoreSettings):
@@ -47,6 +50,7 @@ class CassandraStore(OnlineStore):
         self._stmt, self._run = self._cql.stmt, self._cql.run
         self._many, self._write_many = self._cql.many, self._cql.write_many
         self._current = versions.CurrentPointer(self._read_pointer, settings.current_cache_s)
+        self._catalog = cassandra_catalog.CassandraCatalog(self._cql, settings)
         log.debug("store.opened", backend="cassandra", hosts=self.url.where, keyspace=self._ks, namespace=self._ns)
 
     def _state(self, version: str) -> Any:
@@ -57,6 +61,7 @@ class CassandraStore(OnlineStore):
 
     def init_schema(self) -> None:
         self._cql.ddl("create the schema", lambda session: schema.create(session, self._ks, self.settings))
+        self._cql.ddl("create the catalog", lambda s: cassandra_catalog.create(s, self._ks, schema.DDL_TIMEOUT_S))
 
     def drop_schema(self) -> None:
         self._cql.ddl("drop the keyspace", lambda session: schema.drop(session, self._ks))
@@ -169,6 +174,23 @@ class CassandraStore(OnlineStore):
     def read_user(self, version: str, user_id: str) -> UserRow | None:
         row = self._run(schema.SELECT_USER, (version, user_id)).one()
         return codec.decode_user(user_id, row[0]) if row else None
+
+    def read_users_future(self, version: str, user_ids: Sequence[str]) -> Future[dict[str, UserRow]]:
+        """:meth:`read_users`, its reads sent at once without waiting (see ``nonblocking.NonBlockingReads``)."""
+        ids = list(dict.fromkeys(user_ids))
+        sent = lambda: [self._cql.submit(schema.SELECT_USER, (version, uid)) for uid in ids]  # noqa: E731
+        return gather(sent, lambda answers: codec.decode_users(version, (
+            (uid, rows[0][0]) for uid, rows in zip(ids, answers, strict=True) if rows)), self._read_error)  # fmt: skip
+
+    def read_fresh_users_future(self, user_ids: Sequence[str]) -> Future[dict[str, FreshUser]]:
+        """:meth:`read_fresh_users`, its reads sent at once without waiting."""
+        ids = list(dict.fromkeys(user_ids))
+        sent = lambda: [self._cql.submit(schema.SELECT_FRESH_USER, (self._ns, uid)) for uid in ids]  # noqa: E731
+        return gather(sent, lambda answers: codec.decode_fresh_users(pair for rows in answers for pair in rows),
+                      self._read_error)  # fmt: skip
+
+    def _read_error(self, exc: BaseException) -> BaseException:
+        return self._cql.store_error(exc, "read user state")
 
     def read_items(self, version: str, items: Iterable[int] | None = None) -> dict[int, ItemRow]:
         if items is None:

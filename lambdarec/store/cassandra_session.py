@@ -21,7 +21,7 @@ from typing import Any
 
 from cassandra import ConsistencyLevel, DriverException, InvalidRequest, OperationTimedOut, RequestExecutionException
 from cassandra.auth import PlainTextAuthProvider
-from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable
+from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable, ResponseFuture
 from cassandra.concurrent import execute_concurrent, execute_concurrent_with_args
 from cassandra.policies import DCAwareRoundRobinPolicy, ExponentialReconnectionPolicy, TokenAwarePolicy
 from cassandra.query import BatchStatement, PreparedStatement, tuple_factory
@@ -126,18 +126,25 @@ class CassandraSession:
         """Driver errors as store errors that name the hosts, or the missing schema."""
         try:
             yield
-        except NoHostAvailable as exc:
+        except (NoHostAvailable, OperationTimedOut, RequestExecutionException, InvalidRequest, DriverException) as exc:
+            raise self.store_error(exc, what) from exc
+
+    def store_error(self, exc: BaseException, what: str) -> BaseException:
+        """The store error a driver error stands for (naming the hosts, or the missing schema); any other
+        exception as it is."""
+        if isinstance(exc, NoHostAvailable):
             errors = exc.errors if isinstance(exc.errors, dict) else {}  # a list when no host was even tried
             tried = "; ".join(f"{host}: {err}" for host, err in errors.items()) or self.url.where
-            raise StoreUnavailableError(f"Cassandra did not answer ({what}); tried {tried}") from exc
-        except (OperationTimedOut, RequestExecutionException) as exc:
-            raise StoreUnavailableError(f"Cassandra at {self.url.where} did not answer ({what}): {exc}") from exc
-        except InvalidRequest as exc:
+            return StoreUnavailableError(f"Cassandra did not answer ({what}); tried {tried}")
+        if isinstance(exc, (OperationTimedOut, RequestExecutionException)):
+            return StoreUnavailableError(f"Cassandra at {self.url.where} did not answer ({what}): {exc}")
+        if isinstance(exc, InvalidRequest):
             missing = any(word in str(exc) for word in ("does not exist", "unconfigured table"))
             hint = f"; create it with `lambdarec store init --store {mask_url(self.settings.url)}`" if missing else ""
-            raise StoreError(f"Cassandra keyspace {self.keyspace} refused {what}: {exc}{hint}") from exc
-        except DriverException as exc:
-            raise StoreError(f"Cassandra at {self.url.where} failed ({what}): {exc}") from exc
+            return StoreError(f"Cassandra keyspace {self.keyspace} refused {what}: {exc}{hint}")
+        if isinstance(exc, DriverException):
+            return StoreError(f"Cassandra at {self.url.where} failed ({what}): {exc}")
+        return exc
 
     def stmt(self, cql: str) -> PreparedStatement:
         stmt = self._prepared.get(cql)
@@ -153,6 +160,12 @@ class CassandraSession:
     def run(self, cql: str, params: tuple[Any, ...], profile: object = EXEC_PROFILE_DEFAULT) -> Any:
         with self.guard(schema.describe(cql)):
             return self._session.execute(self.stmt(cql), params, execution_profile=profile)
+
+    def submit(self, cql: str, params: tuple[Any, ...], profile: object = EXEC_PROFILE_DEFAULT) -> ResponseFuture:
+        """Send ``cql`` without waiting (the driver's own I/O thread reads the answer): its ``ResponseFuture``."""
+        stmt = self.stmt(cql)
+        with self.guard(schema.describe(cql)):
+            return self._session.execute_async(stmt, params, execution_profile=profile)
 
     def many(self, cql: str, params: Iterable[tuple[Any, ...]], profile: object = WRITE) -> Iterator[Any]:
         """Run ``cql`` once per parameter tuple, concurrently, ``BULK_CHUNK`` at a time; yield the result sets."""

@@ -19,7 +19,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from lambdarec.model.rows import FreshUser, ItemRow, TrendingItem, UserRow
+from lambdarec.model.rows import FRESH_FORMAT, FreshUser, ItemRow, TrendingItem, UserRow
 from lambdarec.store.errors import CorruptRowError
 
 CHUNK_BYTES = 1 << 20  # 1 MiB: Cassandra is happiest with cells well below its 16 MiB default limit.
@@ -258,7 +258,12 @@ def encode_fresh(state: FreshUser | TrendingItem) -> bytes:
 
 
 def decode_fresh_user(data: bytes) -> FreshUser:
-    return msgspec.msgpack.decode(data, type=FreshUser)
+    """A stored fresh state: format 1 rows (no feedback fields) read with empty feedback; a format newer than
+    ``FRESH_FORMAT`` (written by a newer version) is refused, not half-read."""
+    state = msgspec.msgpack.decode(data, type=FreshUser)
+    if state.format > FRESH_FORMAT:
+        raise msgspec.ValidationError(f"fresh state format {state.format}; this version reads 1..{FRESH_FORMAT}")
+    return state
 
 
 def decode_fresh_users(pairs: Iterable[tuple[str, bytes]]) -> dict[str, FreshUser]:

@@ -22,9 +22,11 @@ from lambdarec.logs import get_logger
 from lambdarec.model.rows import FreshUser, ItemRow, LogPosition, TrendingItem, UserRow
 from lambdarec.settings import StoreSettings
 from lambdarec.store import codec, lifecycle, versions
+from lambdarec.store.catalog import CatalogOf
 from lambdarec.store.errors import SnapshotNotFoundError, StoreUnavailableError
 from lambdarec.store.port import OnlineStore
 from lambdarec.store.snapshot_info import SnapshotInfo, stored_info
+from lambdarec.store.sqlite_catalog import SQLiteCatalog
 from lambdarec.store.sqlite_files import Connections, select_in
 from lambdarec.store.sqlite_fresh import FreshTables
 from lambdarec.store.sqlite_schema import FRESH_FILE, SNAPSHOTS_FILE, store_dir
@@ -34,7 +36,7 @@ log = get_logger(__name__)
 _INFO = "SELECT version, state, created_at, published_at, meta, manifest FROM snapshots WHERE ns = ?"
 
 
-class SQLiteStore(OnlineStore):
+class SQLiteStore(CatalogOf, OnlineStore):
     """``OnlineStore`` on SQLite files in the directory named by ``settings.url``."""
 
     embedded = True
@@ -46,6 +48,7 @@ class SQLiteStore(OnlineStore):
         self._files = Connections(self.path, settings)
         self._db, self._write = self._files.db, self._files.write
         self._fresh = FreshTables(self._files, settings)
+        self._catalog = SQLiteCatalog(self._files, settings)
         self._current = versions.CurrentPointer(self._read_pointer, settings.current_cache_s)
         log.debug("store.opened", backend="sqlite", path=str(self.path), namespace=self._ns)
 

@@ -127,7 +127,7 @@ def router(s: ServingSettings) -> APIRouter:
             return IngestResult.model_validate(result.to_json())
 
         try:
-            return await asyncio.to_thread(append)
+            result = await asyncio.to_thread(append)
         except SendInterruptedError as exc:
             if exc.outcome_unknown:
                 raise HTTPException(503, unknown_outcome_message(exc), {"Retry-After": "1"}) from exc
@@ -138,6 +138,8 @@ def router(s: ServingSettings) -> APIRouter:
             raise HTTPException(
                 503, f"the event log is unavailable, nothing was appended: {exc}", {"Retry-After": "1"}
             ) from exc
+        service.arms.count_events(data if isinstance(data, list) else [data], {r.index for r in result.rejections})
+        return result
 
     return r
 

@@ -1,6 +1,7 @@
 """Request and response bodies of the HTTP API, declared so the OpenAPI document is exact: one module per resource,
 as in ``routes/``, all importable from here."""
 
+from serving_layer.schemas.catalog import Item, ItemIn, ItemsResult
 from serving_layer.schemas.events import EventIn, IngestResult, Rejection
 from serving_layer.schemas.health import Liveness, Readiness
 from serving_layer.schemas.items import PopularItems, ScoredItem, SimilarItems
@@ -19,6 +20,9 @@ __all__ = [
     "Erasure",
     "EventIn",
     "IngestResult",
+    "Item",
+    "ItemIn",
+    "ItemsResult",
     "Liveness",
     "PopularItems",
     "Readiness",

@@ -24,7 +24,8 @@ class IngestResult(BaseModel):
                     "rejections": [
                         {
                             "index": 1,
-                            "reason": "unknown event_type 'teleport'; known: cart, click, purchase, rating, view",
+                            "reason": "unknown event_type 'teleport'; known: cart, click, dislike, hide, "
+                            "impression, purchase, rating, view",
                         }
                     ],
                 }
@@ -49,8 +50,16 @@ class EventIn(BaseModel):
         description=f"Unique per event; a repeat within `events.dedup_window_s` is skipped. {_ID}", examples=["e-1"]
     )
     user_id: str = Field(description=_ID, examples=["u42"])
-    item_id: str = Field(description=_ID, examples=["i7"])
-    event_type: str = Field(description="One of the keys of `batch.event_weights`.", examples=["click"])
+    item_id: str | None = Field(
+        None,
+        description=f"Required, except for an `impression` that lists `item_ids` (it then holds the first). {_ID}",
+        examples=["i7"],
+    )
+    event_type: str = Field(
+        description="One of the keys of `batch.event_weights`, or a feedback type: `dislike` (not this, and less "
+        "like it), `hide` (never this again) or `impression` (these items were shown).",
+        examples=["click"],
+    )
     timestamp: str | float = Field(
         description="Event time: ISO-8601 (e.g. 2026-11-29T10:15:00Z) or epoch seconds or milliseconds, between "
         "`events.min_timestamp_s` and now + `speed.future_tolerance_s`.",
@@ -60,3 +69,9 @@ class EventIn(BaseModel):
     session_id: str | None = None
     context: dict[str, str | int | float] | None = None
     schema_: int | None = Field(None, alias="schema")
+    item_ids: list[str] | None = Field(
+        None,
+        description="Only for an `impression`: the items shown, 1 to `events.max_impression_items` unique ids, in "
+        f"the order shown. {_ID}",
+        examples=[["i7", "i9", "i2"]],
+    )

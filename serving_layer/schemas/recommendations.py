@@ -5,12 +5,13 @@ The recommendations body (:class:`Recommendations`) is also what ``lambdarec rec
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, create_model
 
 from lambdarec.events import ID_PATTERN
 from lambdarec.settings import ServingSettings
+from serving_layer.catalog_params import FILTER_DOC, parse_filter_param
 
 Source = Literal["batch", "speed", "session", "trending", "popular"]
 
@@ -26,7 +27,13 @@ class RecommendedItem(BaseModel):
     )
     reason: str | None = Field(None, description="Why it was picked, in words; only with `explain=true`.")
     components: dict[str, float] | None = Field(
-        None, description="Score parts (cf, session, trending) before weighting; only with `explain=true`."
+        None,
+        description="Score parts (cf, session, trending) before weighting, and for a user with feedback the "
+        "demotion factors applied after it (`dislike`: near an item they disliked; `fatigue`: shown "
+        "`serving.fatigue.after` times without a click; 1 when none, the reason then names the cause); only with "
+        "`explain=true`. Where the catalog's rules or the request's filters moved the item up, `rule:<name>` says "
+        "how many items that would have ranked above it were removed by that rule (`unlisted`, `unavailable`, "
+        "`expired`, `never_category`, `default_filter`, `categories`, `exclude_categories`, `filter`).",
     )
 
 
@@ -68,6 +75,17 @@ class Recommendations(BaseModel):
     k: int = Field(description="How many items were asked for.")
     offset: int = Field(description="How many ranked items were skipped (paging).")
     items: list[RecommendedItem] = Field(description="Best first; fewer than `k` when the catalogue runs out.")
+    experiment: str | None = Field(
+        None,
+        description="The experiment the list was served under (also the `X-Lambdarec-Experiment` header); "
+        "null outside experiments. Send it back in events' `context` to attribute them.",
+    )
+    arm: str | None = Field(None, description="The experiment's arm (also the `X-Lambdarec-Arm` header).")
+    impression_id: str | None = Field(
+        None,
+        description="With `impressions=true`: the `event_id` of the `impression` event serving wrote for these "
+        "items (context: experiment, arm, snapshot); null when not asked or the event log was unavailable.",
+    )
 
 
 def batch_request_model(s: ServingSettings) -> type[BaseModel]:
@@ -119,7 +137,44 @@ def batch_request_model(s: ServingSettings) -> type[BaseModel]:
         ),
         offset=(int, Field(0, ge=0, le=s.max_offset, description=f"Ranked items to skip, 0..{s.max_offset}.")),
         explain=(bool, Field(False, description="Add a reason and score parts to every item.")),
+        impressions=(
+            bool,
+            Field(
+                False,
+                description="Write one `impression` event per list for the items returned, attributed to "
+                "the list's experiment arm; each list's `impression_id` names it.",
+            ),
+        ),
+        session_id=(
+            item_id | None,
+            Field(
+                None,
+                description="The anonymous caller's session id: assigns an anonymous request (no `users`) "
+                "to an experiment arm, sticky for the session.",
+            ),
+        ),
+        **filter_fields(s),
     )
+
+
+def filter_fields(s: ServingSettings) -> dict[str, Any]:
+    """The body's request filters (``categories``, ``exclude_categories``, ``filter``), as the GET parameters."""
+    c = s.catalog
+    category = Annotated[str, StringConstraints(min_length=1, max_length=c.max_value_chars)]
+
+    def parses(text: str | None) -> str | None:
+        parse_filter_param(text, s)  # ValueError pointing at the character at fault: a 422
+        return text
+
+    many = f"at most {c.max_request_categories} (serving.catalog.max_request_categories)"
+    return {
+        "categories": (list[category], Field(default_factory=list, max_length=c.max_request_categories,
+                                             description=f"Only items in at least one of these categories; {many}.")),
+        "exclude_categories": (list[category], Field(default_factory=list, max_length=c.max_request_categories,
+                                                     description=f"No item in any of these categories; {many}.")),
+        "filter": (Annotated[str | None, AfterValidator(parses)],
+                   Field(None, max_length=c.max_filter_chars, description=FILTER_DOC)),
+    }  # fmt: skip
 
 
 class RecommendationsBatch(BaseModel):

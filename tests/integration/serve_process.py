@@ -39,10 +39,14 @@ def settings_toml(settings: Settings) -> str:
 
 
 @contextmanager
-def serve_process(settings: Settings, root: Path, ready_s: float = 120) -> Iterator[str]:
-    """``lambdarec serve`` on ``settings`` (config and ``server.log`` under ``root``); yields its base URL."""
+def serve_process(
+    settings: Settings, root: Path, ready_s: float = 120, extra_toml: str = "", ready_path: str = "/readyz"
+) -> Iterator[str]:
+    """``lambdarec serve`` on ``settings`` (config and ``server.log`` under ``root``); yields its base URL once
+    ``ready_path`` answers 200 (``/livez``: a process that may have no snapshot). ``extra_toml``: more settings,
+    appended to the config file (e.g. ``[experiments.NAME]`` tables)."""
     cfg = root / "serve.toml"
-    cfg.write_text(settings_toml(settings))
+    cfg.write_text(settings_toml(settings) + extra_toml)
     port = free_port()
     with (root / "server.log").open("wb") as out:
         proc = subprocess.Popen(
@@ -55,7 +59,7 @@ def serve_process(settings: Settings, root: Path, ready_s: float = 120) -> Itera
         deadline = time.monotonic() + ready_s
         while True:
             try:
-                if httpx.get(f"{base}/readyz", timeout=5).status_code == 200:
+                if httpx.get(f"{base}{ready_path}", timeout=5).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass

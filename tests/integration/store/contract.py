@@ -36,6 +36,7 @@ from lambdarec.store import (
     open_store,
 )
 from lambdarec.store.codec import CHUNK_BYTES
+from tests.integration.store.catalog_contract import CatalogContract
 from tests.integration.store.writer import PART_SIZE, marked_rows
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -51,7 +52,7 @@ def item_rows(n: int) -> list[ItemRow]:
     ]
 
 
-class StoreContract:
+class StoreContract(CatalogContract):
     """Behaviour every backend must show. Subclasses implement the hooks below."""
 
     # ---- hooks ------------------------------------------------------------------------------------------------

@@ -154,3 +154,29 @@ def test_explicit_cuda_without_a_device_is_a_clear_error(monkeypatch) -> None:
     monkeypatch.setattr(candidates, "resolve_device", lambda requested: "cuda")
     with pytest.raises(RuntimeError, match=r"batch\.device = 'cuda'"):
         make_searcher(np.eye(3, dtype=np.float32), BatchSettings(device="cuda"))
+
+
+@pytest.mark.parametrize("kind", ["ivf", "hnsw"])
+def test_explicit_cuda_faiss_index_that_cannot_use_a_gpu_is_a_clear_error(kind: str) -> None:
+    import faiss
+
+    if kind == "ivf" and hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0:
+        pytest.skip("this FAISS build runs IVF on a GPU here")
+    y = np.random.default_rng(0).standard_normal((200, 8)).astype(np.float32)
+    settings = BatchSettings(device="cuda", index={"kind": kind, "ivf_nlist": 4})
+    with pytest.raises(RuntimeError, match=r"batch\.device = 'cuda'.*FAISS"):
+        make_searcher(y, settings)  # used to search on the CPU without a word
+
+
+def test_auto_device_faiss_index_without_a_gpu_searches_on_the_cpu_and_says_so(monkeypatch) -> None:
+    import batch_layer.candidates as candidates
+    import batch_layer.model_index as model_index
+
+    monkeypatch.setattr(candidates, "resolve_device", lambda requested: "cuda")
+    monkeypatch.setattr(model_index, "faiss_gpus", lambda: 0)
+    warned: list[dict] = []
+    monkeypatch.setattr(model_index.log, "warning", lambda event, **kw: warned.append({"event": event, **kw}))
+    y = np.random.default_rng(0).standard_normal((200, 8)).astype(np.float32)
+    searcher = make_searcher(y, BatchSettings(device="auto", index={"kind": "ivf", "ivf_nlist": 4}))
+    assert searcher.search(y[:2], None, 3)[0].shape == (2, 3)
+    assert warned and warned[0]["event"] == "candidates.cpu_fallback" and "FAISS" in warned[0]["reason"]

@@ -26,6 +26,7 @@ EXPECTED_GROUPS = {
     "archive",
     "lake",
     "forget",
+    "experiments",
 }
 
 
@@ -42,7 +43,7 @@ def test_config_show_json_is_the_effective_settings(tmp_path: Path) -> None:
     result = runner.invoke(app, ["config", "show", "--json", "--config", str(cfg)])
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
-    assert set(data) == {"store", "log", "batch", "speed", "serving", "events", "lake", "archive"}
+    assert set(data) == {"store", "log", "batch", "speed", "serving", "events", "lake", "archive", "experiments"}
     assert data["batch"]["train"]["factors"] == 16
     assert data["store"]["url"] == "cassandra://u:***@h:9042/ks"
 

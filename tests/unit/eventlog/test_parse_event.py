@@ -91,7 +91,10 @@ def test_optional_fields_default_and_zero_weight_is_fine() -> None:
         (wire(context={"a": [1]}), "a value of field 'context' has wrong type"),
         (wire(schema="1"), "field 'schema' has wrong type"),
         (wire(user_id=""), "field 'user_id' must not be empty"),
-        (wire(event_type="like"), "unknown event_type 'like'; known: cart, click, purchase, rating, view"),
+        (
+            wire(event_type="like"),
+            "unknown event_type 'like'; known: cart, click, dislike, hide, impression, purchase, rating, view",
+        ),
         (wire(weight=-0.5), "negative weight -0.5"),
         (wire(timestamp=NOW + 301), "s in the future (tolerance 300 s"),
         (wire(timestamp="2026-13-01T00:00:00Z"), "field 'timestamp' '2026-13-01T00:00:00Z' is not an ISO-8601"),
@@ -136,5 +139,5 @@ def test_rules_from_settings_use_event_weights_size_and_tolerance() -> None:
     rules = EventRules.from_settings(settings)
     assert rules == EventRules(known_types=frozenset({"play"}), max_bytes=300, future_tolerance_s=5.0)
     assert rules.parse(wire(event_type="play"), now=NOW).event_type == "play"
-    with pytest.raises(BadEvent, match="unknown event_type 'click'; known: play"):
+    with pytest.raises(BadEvent, match="unknown event_type 'click'; known: dislike, hide, impression, play"):
         rules.parse(wire(), now=NOW)

@@ -4,25 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import scipy.sparse as sp
 from implicit.cpu.als import AlternatingLeastSquares
 
-from batch_layer.train import train
 from batch_layer.train.implicit_mf import als_confidence
 from lambdarec.model.factors import solver_terms
 from lambdarec.model.foldin import confidence, fold_in
-from lambdarec.settings import BatchSettings
-
-
-@pytest.fixture(scope="module")
-def trained():
-    rng = np.random.default_rng(3)
-    matrix = sp.random(300, 120, density=0.06, format="csr", dtype=np.float32, random_state=rng)
-    matrix.data = (1 + 7 * matrix.data).astype(np.float32)
-    settings = BatchSettings(
-        train={"factors": 12, "iterations": 4, "regularization": 0.3, "alpha": 1.5}, device="cpu", threads=1
-    )
-    return matrix, settings, train(matrix, settings, show_progress=False)
 
 
 def test_fold_in_equals_implicit_recalculate_user(trained) -> None:

@@ -9,6 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from lambdarec.eventlog import open_log
+from lambdarec.events import EventRules
 from lambdarec.settings import ConfigError, Settings
 from serving_layer.auth import Keyring, hash_key, key_from_headers
 from tests.unit.serving.conftest import ADMIN_KEY, INGEST_KEY, ingest
@@ -58,7 +59,7 @@ def test_valid_events_are_appended_and_bad_ones_reported(client: TestClient, pub
     assert (body["accepted"], body["rejected"]) == (2, 3)
     reasons = {r["index"]: r["reason"] for r in body["rejections"]}
     assert set(reasons) == {1, 2, 4}
-    assert "item_id" in reasons[1] and "teleport" in reasons[2]
+    assert "missing field" in reasons[1] and "teleport" in reasons[2]  # event_type, item_id, timestamp missing
     assert appended(settings) == before + 2
 
 
@@ -110,3 +111,22 @@ def test_settings_refuse_a_key_instead_of_its_digest() -> None:
     assert Settings.load(overrides={"serving": {"admin_key_hashes": [upper]}}).serving.admin_key_hashes == [
         hash_key("k")
     ]
+
+
+def test_feedback_events_are_ingested_and_an_impression_keeps_its_items(client: TestClient, published) -> None:
+    settings, _ = published
+    before = appended(settings)
+    impression = {k: v for k, v in event(8, event_type="impression", item_ids=["i3", "i1"]).items() if k != "item_id"}
+    batch = [event(8, event_type="dislike"), event(8, event_type="hide"), impression]
+    batch.append({**impression, "item_ids": ["i1", "i1"]})
+    response = client.post("/v1/events", json=batch, headers=ingest())
+    assert response.status_code == 202, response.text
+    body = response.json()
+    assert (body["accepted"], body["rejected"]) == (3, 1)
+    assert "lists 'i1' more than once" in body["rejections"][0]["reason"]
+    assert appended(settings) == before + 3
+    with open_log(settings) as log, log.consumer(f"feedback-{time.time_ns()}") as consumer:
+        records = consumer.poll(max_records=100_000, timeout_ms=1000)
+    rules = EventRules.from_settings(settings)
+    shown = [e for r in records if (e := rules.parse(r.value)).event_id == impression["event_id"]]
+    assert [(e.event_type, e.item_id, e.item_ids) for e in shown] == [("impression", "i3", ("i3", "i1"))]

@@ -10,12 +10,15 @@ ROUTES = {
     ("get", "/v1/items/{item_id}/similar"): {"200", "404", "422", "503"},
     ("get", "/v1/popular"): {"200", "422", "503"},
     ("post", "/v1/events"): {"202", "401", "403", "413", "415", "422", "503"},
+    ("post", "/v1/items"): {"200", "401", "403", "413", "415", "422", "503"},
+    ("get", "/v1/items/{item_id}"): {"200", "404", "422", "503"},
     ("get", "/v1/snapshots"): {"200", "401", "403", "503"},
     ("post", "/v1/snapshots/{version}/activate"): {"200", "401", "403", "404", "409", "422", "503"},
     ("delete", "/v1/users/{user_id}"): {"200", "401", "403", "422", "503"},
     ("get", "/livez"): {"200"},
     ("get", "/readyz"): {"200", "503"},
     ("get", "/metrics"): {"200"},
+    ("get", "/v1/users/{user_id}/assignments"): {"200", "422"},
 }
 
 
@@ -38,7 +41,8 @@ def test_bounds_from_settings_and_examples_are_in_the_document(client: TestClien
     doc = client.get("/openapi.json").json()
     params = {p["name"]: p for p in doc["paths"]["/v1/users/{user_id}/recommendations"]["get"]["parameters"]}
     assert params["k"]["schema"]["minimum"] == 1 and params["k"]["schema"]["maximum"] == 100
-    assert set(params) == {"user_id", "k", "offset", "session_items", "exclude", "explain"}
+    assert set(params) == {"user_id", "k", "offset", "session_items", "exclude", "explain", "impressions",
+                           "categories", "exclude_categories", "filter"}  # fmt: skip
     schemas = doc["components"]["schemas"]
     assert schemas["Recommendations"]["examples"][0]["items"]
     assert schemas["RecommendationsBatchRequest"]["properties"]["users"]["maxItems"] == 1000

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import threading
 import time
+from concurrent.futures import Future
 
 import pytest
 
+from serving_layer.store_gate import StoreGate, StoreUnavailable
 from serving_layer.store_health import StoreHealth
 from tests.unit.serving.conftest import serving, wait_for
 from tests.unit.serving.test_degraded import Switchable
@@ -27,6 +31,22 @@ def test_degraded_mode_needs_a_sustained_failure_and_a_sustained_success() -> No
     assert health.degraded, "one success between failures does not end degraded mode"
     health.success()
     assert not health.degraded
+
+
+def test_calls_that_fail_together_are_one_failure_not_a_streak() -> None:
+    """16 concurrent requests timing out in the same slow moment of the store are one failure: degraded mode
+    (every request skipping the store, known users served from memory) needs failures in a row over time."""
+    health = StoreHealth(fail_after=3, recover_after=1)
+    in_flight_since = time.monotonic()
+    for _ in range(16):  # all sent before the first of them failed
+        health.failure("timeout", started=in_flight_since)
+    assert not health.degraded
+    health.failure("timeout", started=time.monotonic())  # the next calls, sent after that moment, fail too
+    assert not health.degraded
+    health.failure("timeout", started=time.monotonic())
+    assert health.degraded, "three failures in a row, one after the other"
+    health.failure("legacy caller", started=None)  # a caller that does not say when it started counts alone
+    assert health.degraded
 
 
 class Flaky(Switchable):
@@ -109,3 +129,27 @@ def test_store_errors_do_not_wait_past_their_budget_once_degraded(fresh_store) -
             assert took[int(0.99 * len(took))] < 0.05, f"p99 {took[int(0.99 * len(took))] * 1000:.0f} ms"
     finally:
         store.store.close()
+
+
+def test_an_answer_in_before_a_busy_event_loop_looks_is_used_not_thrown_away() -> None:
+    """The store answered within the timeout, but the event loop, busy with other requests, saw it only after the
+    timeout fired: the request is served from the answer, not degraded. A read still unanswered times out."""
+    gate = StoreGate(timeout_s=0.05, retry_s=1.0, threads=1)
+
+    async def scenario() -> tuple[list[object], str]:
+        loop = asyncio.get_running_loop()
+        answered: Future[str] = Future()
+        threading.Timer(0.01, answered.set_result, ("rows",)).start()  # the store answers after 10 ms
+        loop.call_soon(time.sleep, 0.2)  # other requests hold the loop for 200 ms, past the 50 ms budget
+        got = await gate.wait_all([answered], "read_states")
+        silent: Future[str] = Future()
+        try:
+            await gate.wait_all([silent], "read_states")
+        except StoreUnavailable as exc:
+            return got, str(exc)
+        return got, "no timeout"
+
+    got, timed_out = asyncio.run(scenario())
+    gate.close()
+    assert got == ["rows"]
+    assert "longer than 50 ms (serving.store_timeout_ms)" in timed_out

@@ -1,0 +1,49 @@
+"""Settings of negative feedback and impression fatigue: ``[serving.fatigue]`` and the speed layer's bounds on the
+feedback it keeps per user (``[speed.feedback]``)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from lambdarec.settings.section import Section
+
+
+class FatigueSettings(Section):
+    """An item shown often without a positive event is demoted: the user has seen it and passed."""
+
+    after: int = Field(
+        5,
+        ge=1,
+        description="Impressions (without a positive event on the item since) within `window_s` that make an "
+        "item fatigued. At most `speed.feedback.impressions_per_item`.",
+    )
+    window_s: float = Field(
+        86400.0,
+        gt=0,
+        description="The window, in event time before the request, the impressions must lie in; older ones stop "
+        "counting, so the demotion wears off as they age.",
+    )
+    factor: float = Field(
+        0.5, ge=0, le=1, description="A fatigued item's score is multiplied by this; 1 turns fatigue off."
+    )
+
+
+class SpeedFeedbackSettings(Section):
+    """How much negative feedback and impression history the speed layer keeps per user (in the fresh state)."""
+
+    max_hidden: int = Field(
+        1000, ge=0, description="Hidden items kept per user, newest first; a hidden item is never recommended again."
+    )
+    max_disliked: int = Field(200, ge=0, description="Disliked items kept per user, newest first.")
+    max_shown_items: int = Field(
+        500, ge=0, description="Items whose impressions are kept per user (the most recently shown ones)."
+    )
+    impressions_per_item: int = Field(
+        20, ge=1, description="Newest impressions kept per item (at least `serving.fatigue.after`)."
+    )
+    impressions_kept_s: float = Field(
+        7 * 86400.0,
+        gt=0,
+        description="Impressions older than this in event time (before the user's newest event) are dropped; at "
+        "least `serving.fatigue.window_s`.",
+    )

@@ -1,0 +1,40 @@
+"""A request's store reads on a backend with non-blocking reads (Cassandra): the batch rows not yet cached and
+the fresh state, sent together without waiting and awaited on the event loop, so a request costs one round trip
+and no pool thread; under many concurrent requests none waits for a free thread (and times out doing so).
+
+Example
+-------
+>>> states = await read_states_nonblocking(store, model.version, ["u1"], len(model.item_ids))   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from lambdarec.model.rows import UserRow, UserState
+from lambdarec.store import CorruptRowError
+from lambdarec.store.nonblocking import NonBlockingReads
+from serving_layer.recommend import assemble_states, plan_reads
+from serving_layer.store_gate import StoreGate
+
+
+async def read_states_nonblocking(
+    store: NonBlockingReads,
+    gate: StoreGate,
+    version: str,
+    user_ids: Iterable[str],
+    n_items: int,
+    known_rows: Mapping[str, UserRow] | None = None,
+) -> dict[str, UserState]:
+    """What :func:`~serving_layer.recommend.read_states` returns, read without blocking the event loop, within
+    ``gate``'s timeout (:class:`~serving_layer.store_gate.StoreUnavailable` past it or on a store error)."""
+    ids, unread = plan_reads(user_ids, known_rows)
+    if not ids:
+        return {}
+    gate.refuse_while_skipping()  # degraded mode: nothing is sent to a store that is down
+    sent = [store.read_fresh_users_future(ids)]
+    if unread:
+        sent.append(store.read_users_future(version, unread))
+    got = await gate.wait_all(sent, "read_states", keep=(CorruptRowError,))  # a corrupt row costs only itself
+    fresh, rows = got[0], got[1] if unread else {}
+    return assemble_states(ids, rows, fresh, n_items, known_rows)  # type: ignore[arg-type]

@@ -1,0 +1,75 @@
+"""Serving from Cassandra: a request's reads are sent without waiting and awaited on the event loop, so many
+concurrent requests never queue for the store threads (and never time out doing so: known users are never
+served degraded because the pool was busy)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from batch_layer.job import run_batch
+from batch_layer.synth import SynthSpec, synthesize
+from lambdarec.settings import Settings
+from lambdarec.store import open_store
+from serving_layer.app import create_app
+from tests.cassandra import throwaway_keyspace
+
+pytestmark = [pytest.mark.integration, pytest.mark.cassandra]
+
+AS_OF = datetime(2024, 2, 1, tzinfo=UTC)
+CLIENTS = 16
+
+
+@pytest.fixture(scope="module")
+def published(cassandra_endpoint: tuple[str, int], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """Settings on a throwaway keyspace holding one published snapshot of 200 users."""
+    root = tmp_path_factory.mktemp("cassandra-reads")
+    with throwaway_keyspace(cassandra_endpoint, "lambdarec_reads") as url:
+        settings = Settings.load(
+            overrides={
+                "store": {"url": url},
+                "log": {"url": f"sqlite:///{root}/events"},
+                "batch": {"top_k": 20, "train": {"iterations": 3, "factors": 8}, "neighbours": 10},
+                # one store thread, and room for a loaded machine's slow answer: only a queue can time out
+                "serving": {"store_threads": 1, "store_timeout_ms": 3000, "user_cache_size": 0},
+            }
+        )
+        synthesize(SynthSpec(users=200, items=100, events=6_000, seed=5)).events.write_parquet(root / "log.parquet")
+        with open_store(settings) as store:
+            run_batch(settings, interactions=str(root / "log.parquet"), as_of=AS_OF, force=True, progress=False,
+                      store=store)  # fmt: skip
+        yield settings
+
+
+def wait_ready(client: TestClient) -> None:
+    for _ in range(300):
+        if client.get("/readyz").status_code == 200:
+            return
+        threading.Event().wait(0.1)
+    raise AssertionError(client.get("/readyz").text)
+
+
+def test_concurrent_requests_do_not_queue_for_store_threads(published: Settings, tmp_path: Path) -> None:
+    app = create_app(published)
+    service = app.state.service
+    release = threading.Event()
+    with TestClient(app) as client:
+        wait_ready(client)
+        # the only store thread is busy for longer than a request may wait: a request that needs one times out
+        client.portal.start_task_soon(service.gate.call, release.wait, 30.0)
+        try:
+            users = [f"u{n}" for n in range(CLIENTS * 2)]
+            with ThreadPoolExecutor(CLIENTS) as pool:
+                answers = list(pool.map(lambda u: client.get(f"/v1/users/{u}/recommendations?k=5"), users))
+        finally:
+            release.set()
+    bodies = [a.json() for a in answers]
+    assert [a.status_code for a in answers] == [200] * len(users)
+    assert [b["user_id"] for b in bodies if b["degraded"]] == [], "known users served degraded"
+    assert all(b["items"] and b["items"][0]["source"] != "popular" for b in bodies), "known users get their lists"
