@@ -165,16 +165,16 @@ class SpeedConsumer(PollLoop[SpeedStats]):
         good = interactions(good)  # catalog changes were decoded (a bad one is dead-lettered), not applied here
         self._bad_positions = {(r.partition, r.offset) for r, _ in batch.bad}
         appended = {(r.partition, r.offset): r.timestamp_ms / 1000.0 for r in records}
-        if self.store.embedded:
+        if self.store.embedded:  # claims first: repeats (resends) read nothing
             batch.good, batch.repeats = self._first_claims(good)
-            inputs = self._inputs(good, appended)
+            inputs = self._inputs(batch.good, appended) if batch.good else None
         else:
             claims = self._claimer.submit(self._first_claims, good)  # event-id claims (LWTs) overlap the reads
             try:
-                inputs = self._inputs(good, appended)
+                inputs = self._inputs(good, appended) if good else None
             finally:
                 batch.good, batch.repeats = claims.result()
-        if batch.good:
+        if batch.good and inputs is not None:
             batch.users, batch.items, batch.poison = compute_states(*group_events(batch.good), inputs)
         self._check_failure_streak(records, batch.poison, batch.repeats)
         if batch.poison and self.settings.events.dedup_window_s > 0:  # a corrected resend under the same id
