@@ -4,9 +4,12 @@ Commit only after state is written: a crash between the two redelivers the batch
 each state make the replay a no-op (no event lost, none counted twice). A log or store that does not answer is
 waited out, not fatal (:mod:`lambdarec.pollloop`, ``speed.retry_*``): the consumer rewinds to the committed
 positions so nothing polled but unwritten is skipped, and resumes by itself; ``health`` says what it waits for.
-A bad record goes to the dead-letter log with its reason and the loop carries on. While running, a batch's state
-is written on the writer's thread as the next batch is polled and computed (:mod:`speed_layer.pipeline`); a
-rebalance (inside poll) first writes and commits it. What a batch does to state is :mod:`speed_layer.apply`.
+A bad record goes to the dead-letter log with its reason and the loop carries on. On a remote store a running
+consumer writes a batch's state on the writer's thread as the next batch is polled and computed
+(:mod:`speed_layer.pipeline`), and a rebalance (inside poll) first writes and commits it; on an embedded store each
+batch is written and committed before the next poll. Event ids are claimed before an embedded store is read, so
+resent events (repeats) cost no state reads. What a batch does to state is :mod:`speed_layer.apply`.
+
 Example
 -------
 >>> with SpeedConsumer(settings) as consumer:          # doctest: +SKIP
