@@ -3,8 +3,9 @@
 Searchers (one interface, picked by :func:`make_searcher` from ``batch.index.kind`` and ``batch.device``):
 
 * :class:`ExactSearcher`: CPU, exact. Chunks of users run on a thread pool; each chunk is a single-threaded
-  sgemm per item tile followed by :class:`lambdarec.model.topk.RunningTopK`, so both the matmul and the
-  selection (which numpy runs without the GIL) use every core.
+  sgemm per item tile followed by a selection that numpy runs without the GIL, so both use every core: the first
+  chunk by :class:`lambdarec.model.topk.RunningTopK`, the others only over the scores above a threshold learnt
+  from it (:mod:`lambdarec.model.topk_threshold`).
 * :class:`batch_layer.model_index.TorchSearcher`: CUDA, exact (matmul + ``topk`` on the GPU).
 * :class:`batch_layer.model_index.FaissSearcher`: approximate (FAISS IVF or HNSW, inner product), whose recall@K
   against exact :func:`candidate_recall` measures for the manifest.
@@ -29,8 +30,9 @@ import scipy.sparse as sp
 
 from batch_layer.train.device import resolve_device, resolve_threads
 from lambdarec.logs import get_logger
-from lambdarec.model.scoring import CHUNK_ROWS, Exclusions, topk_scores
+from lambdarec.model.scoring import CHUNK_ROWS, Exclusions, guessed_topk_scores, topk_scores
 from lambdarec.model.topk import Workspace
+from lambdarec.model.topk_threshold import ThresholdGuess
 from lambdarec.settings import BatchSettings
 
 log = get_logger(__name__)
@@ -79,6 +81,7 @@ class ExactSearcher:
         self._items_t = np.ascontiguousarray(self.item_factors.T)
         self.threads = resolve_threads(threads)
         self._local = threading.local()  # one Workspace per worker thread
+        self._guesses: dict[int, ThresholdGuess] = {}  # per k, shared by the threads; learns across blocks
         self._pool: ThreadPoolExecutor | None = None  # kept across blocks, so workspaces are reused
 
     def _workspace(self) -> Workspace:
@@ -94,20 +97,24 @@ class ExactSearcher:
         out_scores = np.empty((n_users, k), dtype=np.float32)
         # Full chunks amortise the sgemm best, but every thread needs a few chunks per block to stay busy.
         step = max(32, min(CHUNK_ROWS, -(-n_users // (4 * self.threads))))
+        guess = self._guesses.get(k)
+        if guess is None:
+            guess = self._guesses[k] = ThresholdGuess(self.item_factors, k)
+
+        short = np.zeros(n_users, dtype=bool)
 
         def run(start: int) -> None:
             stop = min(start + step, n_users)
             excl = None if seen is None else Exclusions(seen.indptr[start : stop + 1], seen.indices)
-            idx, val = topk_scores(
+            out_items[start:stop], out_scores[start:stop], short[start:stop] = guessed_topk_scores(
                 users[start:stop],
-                self.item_factors,
+                self._items_t,
                 k,
                 excl,
-                item_factors_t=self._items_t,
                 workspace=self._workspace(),
                 tile_elements=self.tile_elements,
+                guess=guess,
             )
-            out_items[start:stop], out_scores[start:stop] = idx, val
 
         starts = range(0, n_users, step)
         # One BLAS thread per chunk: our threads already fill the cores, nested BLAS threads would fight them.
@@ -119,6 +126,19 @@ class ExactSearcher:
                 if self._pool is None:
                     self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="topk")
                 list(self._pool.map(run, starts))  # list() re-raises a worker's exception here
+            if short.any():  # rows the guess was too high for, together: one more pass over the items for all
+                again = np.flatnonzero(short)
+                redo = None if seen is None else seen.take(again)
+                out_items[again], out_scores[again] = topk_scores(
+                    users[again],
+                    self.item_factors,
+                    k,
+                    redo,
+                    item_factors_t=self._items_t,
+                    workspace=self._workspace(),
+                    tile_elements=self.tile_elements,
+                )
+                guess.learn(users[again], out_scores[again, k - 1])
         return out_items, out_scores
 
 

@@ -13,12 +13,11 @@ Example
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-
 import numpy as np
 
+from lambdarec.model.exclusions import Exclusions, TileMask
 from lambdarec.model.topk import RunningTopK, Workspace, mask_excluded
+from lambdarec.model.topk_threshold import ThresholdGuess, ThresholdSelection
 
 # Queries scored together. The sgemm repacks the item factors on every call, so a call must serve many queries:
 # 256 rows made the whole top-K 10-20% faster than 64 at 50k items (measured on a 2-core AVX-512 VM).
@@ -26,54 +25,9 @@ CHUNK_ROWS = 256
 # Default score-tile elements (64 MiB of float32); ``batch.score_tile_mb`` sets it. Larger tiles mean fewer, wider
 # tiles: less per-tile selection work and fewer sgemm calls; the memory is per scoring thread.
 TILE_ELEMENTS = 1 << 24
-
-
-@dataclass(frozen=True)
-class Exclusions:
-    """Items to exclude per query, in CSR form: query ``q`` excludes ``indices[indptr[q]:indptr[q + 1]]``."""
-
-    indptr: np.ndarray
-    indices: np.ndarray
-
-    @classmethod
-    def of(cls, exclude: object, queries: int, n_items: int) -> Exclusions | None:
-        """Normalise ``None``, :class:`Exclusions`, a CSR matrix (one row per query) or a list of index lists.
-
-        Example
-        -------
-        >>> Exclusions.of([[1, 2], []], 2, 5).indptr.tolist()
-        [0, 2, 2]
-        """
-        if exclude is None:
-            return None
-        if isinstance(exclude, Exclusions):
-            if len(exclude.indptr) != queries + 1:
-                raise ValueError(f"exclude has {len(exclude.indptr) - 1} rows; expected one per query ({queries})")
-            return exclude
-        if hasattr(exclude, "indptr") and hasattr(exclude, "indices"):
-            indptr, indices = np.asarray(exclude.indptr), np.asarray(exclude.indices)
-            shape = getattr(exclude, "shape", (len(indptr) - 1, n_items))
-            if shape[0] != queries or shape[1] != n_items:
-                raise ValueError(
-                    f"exclude has shape {tuple(shape)}; expected one row per query and one column per item "
-                    f"({queries}, {n_items})"
-                )
-        elif isinstance(exclude, Sequence):
-            if len(exclude) != queries:
-                raise ValueError(f"exclude has {len(exclude)} lists; expected one per query ({queries})")
-            lists = [np.asarray(items, dtype=np.int64).reshape(-1) for items in exclude]
-            indptr = np.zeros(queries + 1, dtype=np.int64)
-            np.cumsum([len(x) for x in lists], out=indptr[1:])
-            indices = np.concatenate(lists) if lists else np.zeros(0, dtype=np.int64)
-        else:
-            raise TypeError(f"exclude must be None, a CSR matrix or a list of index lists; got {type(exclude)}")
-        if indices.size and (indices.min() < 0 or indices.max() >= n_items):
-            raise ValueError(f"exclude lists an item index outside [0, {n_items})")
-        return cls(indptr=indptr, indices=indices)
-
-    def rows(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
-        """The CSR pointers of queries ``start:stop`` (not rebased) and the shared indices array."""
-        return self.indptr[start : stop + 1], self.indices
+# Score-tile elements on the guessed-threshold path (4 MiB of float32): the tile is compared and read again soon
+# after the sgemm wrote it; narrower tiles cost more in per-tile calls than they save in cache misses.
+HOT_TILE_ELEMENTS = 1 << 20
 
 
 def tile_columns(n_items: int, rows: int, tile_elements: int | None = None) -> int:
@@ -98,6 +52,7 @@ def topk_scores(
     item_factors_t: np.ndarray | None = None,
     workspace: Workspace | None = None,
     tile_elements: int | None = None,
+    guess: ThresholdGuess | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-``k`` items by inner product for each query, excluded items removed, best first.
 
@@ -122,6 +77,9 @@ def topk_scores(
         Scratch buffers reused across calls from the same thread (one per thread: they are not shared safely).
     tile_elements
         Scores held at once (default :data:`TILE_ELEMENTS`): bounds the memory of a call.
+    guess
+        A :class:`ThresholdGuess` for these items and ``k``, shared by the calls of a batch: once it has learnt
+        from a first chunk, chunks select only the scores above a guessed threshold (same result, faster).
 
     Returns
     -------
@@ -134,6 +92,77 @@ def topk_scores(
     >>> idx.tolist()
     [[1]]
     """
+    queries, items_t, excl = _prepare(query_vectors, item_factors, exclude, item_factors_t)
+    idx, val, short = guessed_topk_scores(
+        queries, items_t, k, excl, workspace=workspace, tile_elements=tile_elements, guess=guess
+    )
+    if short.any():  # the guess was too high for these rows: all of them again, in one pass over the items
+        again = np.flatnonzero(short)
+        redo = None if excl is None else excl.take(again)
+        idx[again], val[again], _ = guessed_topk_scores(
+            queries[again], items_t, k, redo, workspace=workspace, tile_elements=tile_elements
+        )
+        if guess is not None:
+            guess.learn(queries[again], val[again, k - 1])
+    return idx, val
+
+
+def guessed_topk_scores(
+    queries: np.ndarray,
+    items_t: np.ndarray,
+    k: int,
+    excl: Exclusions | None,
+    *,
+    workspace: Workspace | None = None,
+    tile_elements: int | None = None,
+    guess: ThresholdGuess | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`topk_scores` that leaves the rows a guess was too high for unfilled, for the caller to redo together.
+
+    Parameters
+    ----------
+    queries, items_t
+        float32 ``[q, f]`` queries and C-contiguous ``[f, n_items]`` item factors (transposed).
+    k, excl, workspace, tile_elements, guess
+        As for :func:`topk_scores`; ``excl`` already an :class:`Exclusions` with one row per query.
+
+    Returns
+    -------
+    (indices, scores, short)
+        As :func:`topk_scores`, plus bool ``[q]``: rows whose entries are not filled (fewer than ``k`` scores
+        above their guessed threshold). Without a ready ``guess`` no row is short.
+
+    Example
+    -------
+    >>> items_t = np.ascontiguousarray(np.eye(3, dtype=np.float32).T)
+    >>> idx, _, short = guessed_topk_scores(np.eye(3, dtype=np.float32)[:1], items_t, 1, None)
+    >>> idx.tolist(), short.tolist()
+    ([[0]], [False])
+    """
+    work = workspace or Workspace()
+    if guess is not None and guess.k != k:
+        raise ValueError(f"guess was made for k={guess.k}; this call asks k={k}")
+    n_items = items_t.shape[1]
+    out_i = np.empty((len(queries), k), dtype=np.int32)
+    out_s = np.empty((len(queries), k), dtype=np.float32)
+    short = np.zeros(len(queries), dtype=bool)
+    for start in range(0, len(queries), CHUNK_ROWS):
+        stop = min(start + CHUNK_ROWS, len(queries))
+        rows = queries[start:stop]
+        chunk = None if excl is None else Exclusions(*excl.rows(start, stop))
+        if guess is not None and guess.ready and ThresholdSelection.fits(len(rows), n_items):
+            idx, val, short[start:stop] = _by_threshold(rows, items_t, k, chunk, work, tile_elements, guess)
+        else:
+            idx, val = _by_running_topk(rows, items_t, k, chunk, work, tile_elements)
+            if guess is not None:  # learn only from full results: a short row's K-th score is unknown here
+                guess.learn(rows, val[:, k - 1])
+        out_i[start:stop], out_s[start:stop] = idx, val
+    return out_i, out_s, short
+
+
+def _prepare(
+    query_vectors: np.ndarray, item_factors: np.ndarray, exclude: object, item_factors_t: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, Exclusions | None]:
     queries = np.atleast_2d(np.asarray(query_vectors, dtype=np.float32))
     items = np.asarray(item_factors, dtype=np.float32)
     if items.ndim != 2 or queries.shape[1] != items.shape[1]:
@@ -141,31 +170,50 @@ def topk_scores(
             f"query_vectors have {queries.shape[1]} factors and item_factors shape {items.shape}; "
             "expected item_factors [n_items, same factors]"
         )
-    n_items = items.shape[0]
-    excl = Exclusions.of(exclude, len(queries), n_items)
+    excl = Exclusions.of(exclude, len(queries), items.shape[0])
     items_t = np.ascontiguousarray(items.T) if item_factors_t is None else item_factors_t
-    work = workspace or Workspace()
-    parts_i, parts_s = [], []
-    for start in range(0, len(queries), CHUNK_ROWS):
-        stop = min(start + CHUNK_ROWS, len(queries))
-        rows = queries[start:stop]
-        top = RunningTopK(len(rows), n_items, k, work)
-        width = tile_columns(n_items, len(rows), tile_elements)
-        for first in range(0, n_items, width):
-            tile = items_t[:, first : first + width]
-            scores = np.matmul(rows, tile, out=work.array("scores", (len(rows), tile.shape[1]), np.float32))
-            if excl is not None:
-                indptr, indices = excl.rows(start, stop)
-                mask_excluded(scores, indptr, indices, offset=first)
-            top.add(scores, first)
-        idx, val = top.result()
-        parts_i.append(idx)
-        parts_s.append(val)
-    if not parts_i:
-        return np.zeros((0, k), np.int32), np.zeros((0, k), np.float32)
-    if len(parts_i) == 1:
-        return parts_i[0], parts_s[0]
-    return np.concatenate(parts_i), np.concatenate(parts_s)
+    return queries, items_t, excl
+
+
+def _by_running_topk(
+    rows: np.ndarray, items_t: np.ndarray, k: int, excl: Exclusions | None, work: Workspace, tile_elements: int | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """One chunk's top-k by :class:`RunningTopK`: any input, no learnt state."""
+    n_items = items_t.shape[1]
+    top = RunningTopK(len(rows), n_items, k, work)
+    width = tile_columns(n_items, len(rows), tile_elements)
+    for first in range(0, n_items, width):
+        tile = items_t[:, first : first + width]
+        scores = np.matmul(rows, tile, out=work.array("scores", (len(rows), tile.shape[1]), np.float32))
+        if excl is not None:
+            mask_excluded(scores, excl.indptr, excl.indices, offset=first)
+        top.add(scores, first)
+    return top.result()
+
+
+def _by_threshold(
+    rows: np.ndarray,
+    items_t: np.ndarray,
+    k: int,
+    excl: Exclusions | None,
+    work: Workspace,
+    tile_elements: int | None,
+    guess: ThresholdGuess,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One chunk's top-k by a guessed threshold; learns from its full rows, reports the short ones."""
+    n_items = items_t.shape[1]
+    select = ThresholdSelection(guess.thresholds(rows), n_items, k, work)
+    mask = None if excl is None else TileMask(excl.indptr, excl.indices)
+    width = tile_columns(n_items, len(rows), min(HOT_TILE_ELEMENTS, tile_elements or TILE_ELEMENTS))
+    for first in range(0, n_items, width):
+        tile = items_t[:, first : first + width]
+        scores = np.matmul(rows, tile, out=work.array("hot_scores", (len(rows), tile.shape[1]), np.float32))
+        if mask is not None:
+            mask.apply(scores, first)
+        select.add(scores, first)
+    idx, val, short = select.result()
+    guess.learn(rows, np.where(short, np.nan, val[:, k - 1]))
+    return idx, val, short
 
 
 def normalize_rows(vectors: np.ndarray) -> np.ndarray:

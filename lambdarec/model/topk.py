@@ -108,7 +108,8 @@ class RunningTopK:
         row = flat // width
         col = flat - row * width
         vals = scores.reshape(-1)[flat] if scores.flags.c_contiguous else scores[row, col]
-        keys = _encode_descending(vals).astype(np.uint64) << np.uint64(self._col_bits)
+        vals = vals + np.float32(0)  # -0.0 becomes 0.0: equal scores tie as in a sort
+        keys = encode_descending(vals).astype(np.uint64) << np.uint64(self._col_bits)
         keys |= (col + offset).astype(np.uint64)
         self._parts.append((row, vals, keys))
 
@@ -136,7 +137,7 @@ class RunningTopK:
         top = padded[:, :k]
         valid = top != _EMPTY
         indices[:] = np.where(valid, (top & np.uint64((1 << self._col_bits) - 1)).astype(np.int32), -1)
-        values[:] = np.where(valid, _decode(top >> np.uint64(self._col_bits)), -np.inf)
+        values[:] = np.where(valid, decode_descending(top >> np.uint64(self._col_bits)), -np.inf)
         return indices, values
 
 
@@ -171,15 +172,15 @@ def select_topk(scores: np.ndarray, k: int, workspace: Workspace | None = None) 
     return top.result()
 
 
-def _encode_descending(values: np.ndarray) -> np.ndarray:
+def encode_descending(values: np.ndarray) -> np.ndarray:
     """uint32 codes whose ascending order is the float32 values' descending order."""
     bits = values.view(np.uint32)
     ascending = np.where(bits >= _SIGN, ~bits, bits | _SIGN)
     return ~ascending
 
 
-def _decode(codes: np.ndarray) -> np.ndarray:
-    """The float32 values of (the low 32 bits of) codes made by :func:`_encode_descending`."""
+def decode_descending(codes: np.ndarray) -> np.ndarray:
+    """The float32 values of (the low 32 bits of) codes made by :func:`encode_descending`."""
     ascending = ~codes.astype(np.uint32)
     bits = np.where(ascending >= _SIGN, ascending & _MAGNITUDE, ~ascending)
     return bits.view(np.float32)

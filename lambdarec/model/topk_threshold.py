@@ -1,0 +1,178 @@
+"""Exact top-K behind a guessed per-query threshold, so most scores never enter the selection.
+
+For each query ``u`` the scores over all items have mean ``u . mean(items)`` and deviation
+``sqrt(u' cov(items) u)``; :class:`ThresholdGuess` guesses the K-th best score as ``mean + z * deviation``, with
+``z`` learnt from the exact K-th scores of the queries already selected (a low quantile of them). One vectorised
+pass keeps the scores at or above the guess (already-seen items are ``-inf`` and never pass). When at least K of a
+query's scores pass, its K-th best score is at or above the guess, so every item of its exact top-K passes, ties
+included, and only those few hundred survivors are ordered. A query with fewer than K survivors (a guess too
+high, a user who has seen nearly everything) is selected again over its full row by
+:class:`lambdarec.model.topk.RunningTopK`: a wrong guess costs time, never exactness.
+
+Finding the survivors is the costly part in numpy (``np.flatnonzero`` pays a branch miss per hit): the mask is
+packed to bits (``np.packbits``), whole zero words are skipped, and the set bits of the few other words are
+peeled one at a time.
+
+Example
+-------
+>>> y = np.random.default_rng(0).standard_normal((500, 4)).astype(np.float32)
+>>> guess = ThresholdGuess(y, k=5)
+>>> guess.learn(y[:64], np.sort(y[:64] @ y.T, axis=1)[:, -5])
+>>> guess.ready
+True
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from lambdarec.model.topk import Workspace, decode_descending, encode_descending
+
+# Share of queries whose guess may be too high (they are selected again over their full row): a lower share means
+# more survivors for every other query. 0.2-1% measured best at 20k items (benchmarks/topk.py).
+MISS_RATE = 0.005
+# Exact K-th scores remembered to learn z from; queries seen before z is learnt go through RunningTopK.
+WINDOW, WARM_UP, REFRESH = 4096, 64, 1024
+_LOWEST = np.finfo(np.float32).min
+_ONE = np.uint64(1)
+
+
+class ThresholdGuess:
+    """Guesses each query's K-th best score from the item factors' mean and covariance; learns its multiplier.
+
+    Thread-safe: one instance serves every scoring thread of a searcher.
+
+    Parameters
+    ----------
+    item_factors
+        float32 ``[n_items, f]``, the items scored.
+    k
+        Items selected per query.
+    miss_rate
+        The low quantile of learnt ratios used as ``z`` (the share of queries expected to be selected again).
+    """
+
+    def __init__(self, item_factors: np.ndarray, k: int, miss_rate: float = MISS_RATE) -> None:
+        items = np.asarray(item_factors, dtype=np.float64)
+        self.k, self.miss_rate = k, miss_rate
+        self.mean = items.mean(axis=0).astype(np.float32) if len(items) else np.zeros(items.shape[1], np.float32)
+        centred = items - self.mean
+        self.cov = (centred.T @ centred / max(1, len(items))).astype(np.float32)
+        self._ratios = np.zeros(0, dtype=np.float64)
+        self._fresh = 0
+        self._lock = threading.Lock()
+        self.z: float | None = None
+
+    @property
+    def ready(self) -> bool:
+        """Whether ``z`` has been learnt from enough exact results."""
+        return self.z is not None
+
+    def _moments(self, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        mean = queries @ self.mean
+        var = np.einsum("ij,ij->i", queries @ self.cov, queries)
+        return mean, np.sqrt(np.maximum(var, 0.0))
+
+    def thresholds(self, queries: np.ndarray) -> np.ndarray:
+        """float32 ``[q]`` guesses of each query's K-th best score, never below the lowest finite float32
+        (a ``-inf`` score never passes); NaN where a query's guess cannot be made (it then falls back)."""
+        if self.z is None:
+            raise RuntimeError("ThresholdGuess.thresholds called before learn(); check .ready first")
+        mean, dev = self._moments(queries)
+        with np.errstate(over="ignore", invalid="ignore"):
+            return np.maximum((mean + self.z * dev).astype(np.float32), _LOWEST)
+
+    def learn(self, queries: np.ndarray, kth: np.ndarray) -> None:
+        """Remember the exact K-th best scores ``kth`` of ``queries``; rows without K finite scores are ignored."""
+        mean, dev = self._moments(queries)
+        usable = np.isfinite(kth) & (dev > 0)
+        if not usable.any():
+            return
+        ratios = (kth[usable] - mean[usable]) / dev[usable]
+        with self._lock:
+            self._ratios = np.concatenate([self._ratios, ratios])[-WINDOW:]
+            self._fresh += len(ratios)
+            # The quantile costs more than the rest of a chunk's learning: redo it every REFRESH new ratios.
+            if len(self._ratios) >= WARM_UP and (self.z is None or self._fresh >= REFRESH):
+                self.z = float(np.quantile(self._ratios, self.miss_rate))
+                self._fresh = 0
+
+
+def flat_hits(scores: np.ndarray, thresholds: np.ndarray, workspace: Workspace) -> np.ndarray:
+    """int64 flat indices (unordered) of the entries of C-contiguous float32 ``scores [rows, width]`` at or above
+    their row's threshold.
+
+    Example
+    -------
+    >>> s = np.array([[1.0, 5.0, 3.0], [4.0, 0.0, 9.0]], np.float32)
+    >>> sorted(flat_hits(s, np.array([3.0, 5.0], np.float32), Workspace()).tolist())
+    [1, 2, 5]
+    """
+    n = scores.size
+    padded = -(-n // 64) * 64  # whole 64-bit words once packed
+    above = workspace.array("hits_mask", (padded,), np.bool_)
+    above[n:] = False
+    np.greater_equal(scores, thresholds[:, None], out=above[:n].reshape(scores.shape))
+    words = np.packbits(above, bitorder="little").view(np.uint64)  # bit b of word w: entry 64 * w + b
+    busy = workspace.array("hits_busy", words.shape, np.bool_)
+    where = np.flatnonzero(np.not_equal(words, 0, out=busy))  # bool input: numpy's fast nonzero path
+    bits = words[where]
+    found = []
+    while bits.size:  # peel the lowest set bit of every busy word; most hold one or two
+        low = bits & (~bits + _ONE)
+        found.append(where * 64 + (np.frexp(low.astype(np.float64))[1] - 1))  # exact: low is a power of two
+        bits ^= low
+        more = np.flatnonzero(np.not_equal(bits, 0))
+        bits, where = bits[more], where[more]
+    return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
+
+
+class ThresholdSelection:
+    """Survivors of a guessed threshold over column tiles, then each row's exact top-K among them.
+
+    Keys pack ``(row, descending score, column)`` into one uint64, so one sort orders every row at once; this
+    needs ``bits(rows - 1) + 32 + bits(n_cols - 1) <= 64`` (see :meth:`fits`).
+    """
+
+    def __init__(self, thresholds: np.ndarray, n_cols: int, k: int, workspace: Workspace) -> None:
+        self.rows, self.k, self._work = len(thresholds), k, workspace
+        self._thresholds = thresholds
+        self._col_bits = max(1, (n_cols - 1).bit_length())
+        self._parts: list[np.ndarray] = []
+
+    @staticmethod
+    def fits(rows: int, n_cols: int) -> bool:
+        """Whether ``rows`` x ``n_cols`` keys fit in 64 bits."""
+        return max(1, (rows - 1).bit_length()) + 32 + max(1, (n_cols - 1).bit_length()) <= 64
+
+    def add(self, scores: np.ndarray, offset: int) -> None:
+        """Take the tile ``scores`` (float32 ``[rows, width]``, C-contiguous) of columns ``offset:offset+width``."""
+        width = scores.shape[1]
+        flat = flat_hits(scores, self._thresholds, self._work)
+        row = flat // width
+        col = flat - row * width + offset
+        vals = scores.reshape(-1)[flat] + np.float32(0)  # -0.0 becomes 0.0: equal scores tie as in a sort
+        keys = encode_descending(vals).astype(np.uint64) << np.uint64(self._col_bits)
+        keys |= col.astype(np.uint64)
+        keys |= row.astype(np.uint64) << np.uint64(32 + self._col_bits)
+        self._parts.append(keys)
+
+    def result(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """int32 ``[rows, k]`` columns, float32 ``[rows, k]`` scores, best first, and the bool ``[rows]`` of rows
+        that had fewer than ``k`` survivors: their entries are not filled and must be selected again."""
+        k, rows, shift = self.k, self.rows, np.uint64(32 + self._col_bits)
+        keys = np.concatenate(self._parts) if len(self._parts) != 1 else self._parts[0]
+        keys.sort()
+        bounds = np.arange(rows + 1, dtype=np.uint64) << shift
+        starts = np.searchsorted(keys, bounds)
+        short = np.diff(starts) < k
+        top = keys[np.minimum(starts[:-1, None] + np.arange(k), max(0, len(keys) - 1))] if len(keys) else None
+        indices = np.full((rows, k), -1, dtype=np.int32)
+        values = np.full((rows, k), -np.inf, dtype=np.float32)
+        if top is not None:
+            mask = np.uint64((1 << self._col_bits) - 1)
+            indices[:] = (top & mask).astype(np.int32)
+            values[:] = decode_descending(top >> np.uint64(self._col_bits))
+        return indices, values, short

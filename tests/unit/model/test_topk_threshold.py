@@ -1,0 +1,166 @@
+"""Top-K behind a guessed threshold: equal to a plain full sort on random and adversarial scores, whatever the guess.
+
+The guess may only cost time: a row with K or more scores at or above it gets its exact top-K, a row with fewer
+is reported short and selected again over its full row.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from lambdarec.model.scoring import Exclusions, TileMask, guessed_topk_scores, topk_scores
+from lambdarec.model.topk import Workspace
+from lambdarec.model.topk_threshold import ThresholdGuess, ThresholdSelection, flat_hits
+from tests.numeric import assert_same_ranking, exact_scores
+from tests.unit.model.test_topk import brute_force
+
+
+def select(scores: np.ndarray, thresholds: np.ndarray, k: int, widths: list[int] | None = None):
+    """ThresholdSelection over ``scores`` fed in column tiles of ``widths``."""
+    sel = ThresholdSelection(np.asarray(thresholds, np.float32), scores.shape[1], k, Workspace())
+    first = 0
+    for w in widths or [scores.shape[1]]:
+        sel.add(np.ascontiguousarray(scores[:, first : first + w]), first)
+        first += w
+    return sel.result()
+
+
+def check_against_sort(scores: np.ndarray, thresholds: np.ndarray, k: int, widths: list[int] | None = None) -> None:
+    idx, vals, short = select(scores, thresholds, k, widths)
+    passing = (scores >= np.asarray(thresholds, np.float32)[:, None]).sum(axis=1)
+    np.testing.assert_array_equal(short, passing < k)
+    ref_idx, ref_vals = brute_force(scores + np.float32(0), k)  # + 0: -0.0 and 0.0 tie, as in a sort
+    full = ~short
+    np.testing.assert_array_equal(idx[full], ref_idx[full])
+    np.testing.assert_array_equal(vals[full], ref_vals[full])
+
+
+@pytest.mark.parametrize("n", [1, 63, 64, 65, 1000, 4099])
+@pytest.mark.parametrize("k", [1, 10, 100])
+def test_selection_equals_a_full_sort_on_random_scores_and_thresholds(n: int, k: int) -> None:
+    rng = np.random.default_rng(n * 7 + k)
+    scores = rng.standard_normal((41, n)).astype(np.float32)
+    scores[rng.random(scores.shape) < 0.2] = -np.inf
+    thresholds = rng.uniform(-1.0, 3.0, 41)  # some rows keep many survivors, some are short
+    check_against_sort(scores, thresholds, k)
+
+
+@pytest.mark.parametrize("widths", [[50, 50], [7, 93], [300, 1, 99, 600], [64, 64, 872]])
+def test_selection_over_column_tiles_equals_a_full_sort_with_ties_across_tiles(widths: list[int]) -> None:
+    rng = np.random.default_rng(len(widths))
+    n = sum(widths)
+    scores = rng.integers(-20, 20, size=(13, n)).astype(np.float32)  # heavy ties, negatives, zeros
+    scores[rng.random(scores.shape) < 0.1] = -np.inf
+    scores[:, 5] = -0.0
+    thresholds = np.quantile(scores[:, :], 0.9, axis=1).astype(np.float32) - rng.integers(0, 3, 13)
+    check_against_sort(scores, thresholds, 40, widths)
+
+
+def test_adversarial_rows_all_equal_all_excluded_fewer_than_k_and_nan_thresholds() -> None:
+    k = 30
+    scores = np.random.default_rng(5).standard_normal((6, 200)).astype(np.float32)
+    scores[0] = 0.25  # all equal: every item ties; the lowest indices win
+    scores[1] = -np.inf  # every item seen
+    scores[2, 20:] = -np.inf  # 20 unseen items, fewer than k
+    scores[3] = -np.abs(scores[3])  # only negative scores
+    thresholds = np.array([0.25, -np.inf, -1e30, -10.0, np.nan, np.float32(np.finfo(np.float32).min)])
+    thresholds = np.maximum(thresholds, np.finfo(np.float32).min)  # as ThresholdGuess.thresholds clamps
+    idx, _, short = select(scores, thresholds, k)
+    assert short.tolist() == [False, True, True, False, True, False]
+    np.testing.assert_array_equal(idx[0], np.arange(k))
+    check_against_sort(scores, thresholds, k)
+
+
+def test_a_nan_score_is_never_returned() -> None:
+    scores = np.array([[1.0, np.nan, 3.0, 2.0]], np.float32)
+    idx, _, short = select(scores, np.array([0.0]), 3)
+    assert not short[0] and idx.tolist() == [[2, 3, 0]]
+
+
+@pytest.mark.parametrize("density", [0.0, 0.003, 0.2, 1.0])
+@pytest.mark.parametrize("shape", [(1, 1), (3, 70), (17, 1000), (256, 333)])
+def test_flat_hits_finds_exactly_the_entries_at_or_above_the_threshold(density: float, shape) -> None:
+    rng = np.random.default_rng(int(density * 1000) + shape[1])
+    scores = rng.random(shape).astype(np.float32)
+    thresholds = np.full(shape[0], 1.0 - density, np.float32)
+    thresholds[::2] -= 0.1
+    got = np.sort(flat_hits(scores, thresholds, Workspace()))
+    np.testing.assert_array_equal(got, np.flatnonzero(scores >= thresholds[:, None]))
+
+
+def test_tile_mask_masks_each_tiles_own_cells() -> None:
+    seen = sp.random(9, 50, density=0.2, format="csr", random_state=1)
+    want = np.where(seen.toarray() != 0, -np.inf, 0.0)
+    got = np.zeros((9, 50), np.float32)
+    mask = TileMask(seen.indptr, seen.indices)
+    for first in (0, 16, 32, 48):
+        tile = np.zeros((9, min(16, 50 - first)), np.float32)
+        mask.apply(tile, first)
+        got[:, first : first + tile.shape[1]] = tile
+    np.testing.assert_array_equal(got, want)
+
+
+def learnt_guess(items: np.ndarray, queries: np.ndarray, k: int) -> ThresholdGuess:
+    guess = ThresholdGuess(items, k)
+    guess.learn(queries, np.sort(queries @ items.T, axis=1)[:, -k])
+    assert guess.ready
+    return guess
+
+
+def case(users: int = 600, items: int = 3000, f: int = 12, seed: int = 3):
+    rng = np.random.default_rng(seed)
+    queries = rng.standard_normal((users, f)).astype(np.float32)
+    item_factors = rng.standard_normal((items, f)).astype(np.float32)
+    counts = np.minimum(rng.zipf(1.5, users), items)
+    counts[:5] = [items, items - 1, items - 50, items - 150, 0]  # nearly everything seen, k > unseen
+    rows = np.repeat(np.arange(users), counts)
+    cols = np.concatenate([rng.permutation(items)[:c] for c in counts])
+    seen = sp.csr_matrix((np.ones(rows.size, np.float32), (rows, cols)), (users, items))
+    queries[5] = 0.0  # every score 0: all tie
+    queries[6] = -queries[6] * 1e3  # large negative and positive scores
+    return queries, item_factors, seen
+
+
+@pytest.mark.parametrize("z", [None, 50.0, -50.0])  # learnt; far too high (every row short); far too low
+def test_topk_scores_with_a_guess_equals_brute_force_whatever_the_guess(z: float | None) -> None:
+    queries, items, seen = case()
+    k = 100
+    guess = learnt_guess(items, queries[300:], k)
+    if z is not None:
+        guess.z = z
+    idx, vals = topk_scores(queries, items, k, seen, guess=guess)
+    exact = exact_scores(queries, items, seen)
+    ref = np.argsort(-exact, axis=1, kind="stable")[:, :k]
+    ref = np.where(np.isneginf(np.take_along_axis(exact, ref, 1)), -1, ref)
+    assert_same_ranking(idx, ref, exact)
+    assert (idx[0] == -1).all() and (idx[1, 1:] == -1).all() and (idx[2, 50:] == -1).all()
+    unseen = np.setdiff1d(np.arange(items.shape[0]), seen[5].indices)
+    np.testing.assert_array_equal(idx[5], unseen[:k])  # all-equal scores: the lowest unseen item indices
+    np.testing.assert_allclose(vals[idx >= 0], exact[np.nonzero(idx >= 0)[0], idx[idx >= 0]], rtol=1e-4, atol=1e-3)
+
+
+def test_short_rows_are_reported_and_left_for_the_caller() -> None:
+    queries, items, seen = case(users=300)
+    guess = learnt_guess(items, queries, 20)
+    items_t = np.ascontiguousarray(items.T)
+    _, _, short = guessed_topk_scores(queries, items_t, 20, Exclusions(seen.indptr, seen.indices), guess=guess)
+    assert short[:4].all()  # fewer than k unseen items: always short
+    assert short.mean() < 0.2
+    _, _, none_short = guessed_topk_scores(queries, items_t, 20, None)
+    assert not none_short.any()  # no guess: every row filled
+
+
+def test_the_guess_learns_a_low_quantile_and_refuses_another_k() -> None:
+    queries, items, _ = case(users=2000, seed=8)
+    guess = ThresholdGuess(items, 50)
+    assert not guess.ready
+    with pytest.raises(RuntimeError, match="before learn"):
+        guess.thresholds(queries)
+    kth = np.sort(queries @ items.T, axis=1)[:, -50]
+    guess.learn(queries, kth)
+    below = (kth < guess.thresholds(queries)).mean()
+    assert 0.0 < below < 0.05  # a few rows expected short, most not
+    with pytest.raises(ValueError, match="k=50"):
+        topk_scores(queries[:3], items, 10, guess=guess)
