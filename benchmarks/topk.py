@@ -28,8 +28,16 @@ from batch_layer.train.device import resolve_threads
 from benchmarks.common import Result, Scale
 from benchmarks.ray_topk import run_ray
 from benchmarks.topk_data import FACTORS, SIZES, K, synthetic
-from lambdarec.model.scoring import CHUNK_ROWS, tile_columns
-from lambdarec.model.topk import RunningTopK, Workspace, mask_excluded
+from lambdarec.model.exclusions import Exclusions, TileMask
+from lambdarec.model.scoring import (
+    CHUNK_ROWS,
+    HOT_TILE_ELEMENTS,
+    guessed_topk_scores,
+    tile_columns,
+    topk_scores,
+)
+from lambdarec.model.topk import Workspace
+from lambdarec.model.topk_threshold import ThresholdGuess, ThresholdSelection
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -134,40 +142,70 @@ def _per_block_best(
 
 
 def _profile(user_factors: np.ndarray, item_factors: np.ndarray, seen: sp.csr_matrix) -> str:
-    """Single-thread microseconds per user in each stage of our path (best of 3 per chunk), over a few chunks."""
+    """Single-thread CPU microseconds per user in each stage of our path (best of 3 per chunk), over a few chunks.
+
+    The stages of :func:`lambdarec.model.scoring.guessed_topk_scores` once its guess has learnt: the sgemm per
+    tile, the masking of seen items, and the selection (threshold, survivors, their sort, and the rows redone).
+    """
     items_t = np.ascontiguousarray(item_factors.T)
     n_items = len(item_factors)
     work = Workspace()
+    guess = ThresholdGuess(item_factors, K)
     stages = {"matmul": 0.0, "mask": 0.0, "select": 0.0}
-    users = min(len(user_factors), 8 * CHUNK_ROWS)
-    width = tile_columns(n_items, CHUNK_ROWS)
+    clock = time.thread_time  # CPU time of this thread: other processes on a shared machine count less
+    width = tile_columns(n_items, CHUNK_ROWS, HOT_TILE_ELEMENTS)
     with threadpool_limits(1, user_api="blas"):
-        for start in range(0, users, CHUNK_ROWS):
+        warm = slice(0, 2 * CHUNK_ROWS)
+        guessed_topk_scores(user_factors[warm], items_t, K, Exclusions.of(seen[warm], 2 * CHUNK_ROWS, n_items),
+                            workspace=work, guess=guess)  # fmt: skip
+        users = min(len(user_factors), 18 * CHUNK_ROWS) - 2 * CHUNK_ROWS
+        redo: list[int] = []
+        for start in range(2 * CHUNK_ROWS, 2 * CHUNK_ROWS + users, CHUNK_ROWS):
             rows = user_factors[start : start + CHUNK_ROWS]
-            indptr = seen.indptr[start : start + len(rows) + 1]
+            excl = Exclusions(seen.indptr[start : start + len(rows) + 1], seen.indices)
             best = dict.fromkeys(stages, float("inf"))
             for _ in range(3):
                 spent = dict.fromkeys(stages, 0.0)
-                top = RunningTopK(len(rows), n_items, K, work)
+                t0 = clock()
+                moments = guess.moments(rows)
+                thresholds = guess.thresholds(rows, moments)
+                select = ThresholdSelection(thresholds, n_items, K, work, shifted=True)
+                shifted = guess.shifted_queries(rows, thresholds)
+                mask = TileMask(excl.indptr, excl.indices)
+                spent["select"] += clock() - t0
                 for first in range(0, n_items, width):
-                    t0 = time.perf_counter()
-                    tile = items_t[:, first : first + width]
-                    scores = np.matmul(rows, tile, out=work.array("scores", (len(rows), tile.shape[1]), np.float32))
-                    t1 = time.perf_counter()
-                    mask_excluded(scores, indptr, seen.indices, offset=first)
-                    t2 = time.perf_counter()
-                    top.add(scores, first)
+                    t0 = clock()
+                    tile = guess.shifted_items_t[:, first : first + width]
+                    scores = np.matmul(shifted, tile, out=work.array("s", (len(rows), tile.shape[1]), np.float32))
+                    t1 = clock()
+                    mask.apply(scores, first)
+                    t2 = clock()
+                    select.add(scores, first)
                     spent["matmul"] += t1 - t0
                     spent["mask"] += t2 - t1
-                    spent["select"] += time.perf_counter() - t2
-                t3 = time.perf_counter()
-                top.result()
-                spent["select"] += time.perf_counter() - t3
+                    spent["select"] += clock() - t2
+                t3 = clock()
+                _, val, short = select.result()
+                guess.learn(rows, np.where(short, np.nan, val[:, K - 1]), moments)
+                spent["select"] += clock() - t3
                 for name in stages:
                     best[name] = min(best[name], spent[name])
             for name in stages:
                 stages[name] += best[name]
-    return "1-thread us/user: " + ", ".join(f"{k} {v / users * 1e6:.1f}" for k, v in stages.items())
+            redo.extend(start + np.flatnonzero(short))
+        # Rows the guess was too high for are selected again together, as ExactSearcher does once per block.
+        t0 = clock()
+        again = np.asarray(redo, dtype=np.int64)
+        excl = Exclusions(seen.indptr, seen.indices).take(again)
+        _, val = topk_scores(user_factors[again], item_factors, K, excl, item_factors_t=items_t, workspace=work)
+        guess.learn(user_factors[again], val[:, K - 1])
+        stages["select"] += clock() - t0
+    total = sum(stages.values())
+    return (
+        "1-thread CPU us/user: "
+        + ", ".join(f"{k} {v / users * 1e6:.1f}" for k, v in stages.items())
+        + f"; selection {stages['select'] / total:.0%} of the total (goal < 25%); {len(redo)} of {users} redone"
+    )
 
 
 def run(scale: Scale, args: argparse.Namespace) -> Iterator[Result]:
@@ -200,7 +238,7 @@ def run(scale: Scale, args: argparse.Namespace) -> Iterator[Result]:
         reference=ref_users / ref_s,
         unit="users/s",
         scale=scale,
-        note=f"{shape}; {timed}; goal ratio >= 4",
+        note=f"{shape}; {timed}; goal ratio >= 3 on 2 cores",
     )
     flops = 2.0 * n_items * FACTORS
     note = f"{_blas_note()}; sgemm {gemm_users}x{n_items}x{FACTORS}; goal ratio >= 0.5"

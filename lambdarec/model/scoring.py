@@ -202,17 +202,22 @@ def _by_threshold(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One chunk's top-k by a guessed threshold; learns from its full rows, reports the short ones."""
     n_items = items_t.shape[1]
-    select = ThresholdSelection(guess.thresholds(rows), n_items, k, work)
+    if guess.shifted_items_t.shape != (items_t.shape[0] + 1, n_items):
+        raise ValueError(f"guess was made for items of shape {guess.shifted_items_t.shape[::-1]} (with a bias)")
+    moments = guess.moments(rows)
+    thresholds = guess.thresholds(rows, moments)
+    select = ThresholdSelection(thresholds, n_items, k, work, shifted=True)
+    shifted = guess.shifted_queries(rows, thresholds)  # scores come out minus their row's threshold
     mask = None if excl is None else TileMask(excl.indptr, excl.indices)
     width = tile_columns(n_items, len(rows), min(HOT_TILE_ELEMENTS, tile_elements or TILE_ELEMENTS))
     for first in range(0, n_items, width):
-        tile = items_t[:, first : first + width]
-        scores = np.matmul(rows, tile, out=work.array("hot_scores", (len(rows), tile.shape[1]), np.float32))
+        tile = guess.shifted_items_t[:, first : first + width]
+        scores = np.matmul(shifted, tile, out=work.array("hot_scores", (len(rows), tile.shape[1]), np.float32))
         if mask is not None:
             mask.apply(scores, first)
         select.add(scores, first)
     idx, val, short = select.result()
-    guess.learn(rows, np.where(short, np.nan, val[:, k - 1]))
+    guess.learn(rows, np.where(short, np.nan, val[:, k - 1]), moments)  # short rows: learnt once redone
     return idx, val, short
 
 

@@ -35,7 +35,7 @@ from lambdarec.model.topk import Workspace, decode_descending, encode_descending
 MISS_RATE = 0.005
 # Exact K-th scores remembered to learn z from; queries seen before z is learnt go through RunningTopK.
 WINDOW, WARM_UP, REFRESH = 4096, 64, 1024
-_LOWEST = np.finfo(np.float32).min
+_TINY = np.finfo(np.float32).tiny
 _ONE = np.uint64(1)
 
 
@@ -60,6 +60,10 @@ class ThresholdGuess:
         self.mean = items.mean(axis=0).astype(np.float32) if len(items) else np.zeros(items.shape[1], np.float32)
         centred = items - self.mean
         self.cov = (centred.T @ centred / max(1, len(items))).astype(np.float32)
+        # [items.T; 1]: with a query [u, -t] the sgemm yields u.v - t, so the survivors test is one compare with
+        # the scalar 0, twice as fast in numpy as a compare with a per-row threshold.
+        self.shifted_items_t = np.ones((items.shape[1] + 1, len(items)), dtype=np.float32)
+        self.shifted_items_t[:-1] = items.T
         self._ratios = np.zeros(0, dtype=np.float64)
         self._fresh = 0
         self._lock = threading.Lock()
@@ -70,23 +74,35 @@ class ThresholdGuess:
         """Whether ``z`` has been learnt from enough exact results."""
         return self.z is not None
 
-    def _moments(self, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def moments(self, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and standard deviation of each query's scores over all items: float32 ``[q]`` each."""
         mean = queries @ self.mean
         var = np.einsum("ij,ij->i", queries @ self.cov, queries)
         return mean, np.sqrt(np.maximum(var, 0.0))
 
-    def thresholds(self, queries: np.ndarray) -> np.ndarray:
-        """float32 ``[q]`` guesses of each query's K-th best score, never below the lowest finite float32
-        (a ``-inf`` score never passes); NaN where a query's guess cannot be made (it then falls back)."""
+    def thresholds(self, queries: np.ndarray, moments: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+        """float32 ``[q]`` guesses of each query's K-th best score; NaN where no safe guess can be made (not
+        finite, or far outside the query's score range, where subtracting it would round its scores away): such
+        a query falls back. ``moments``: :meth:`moments` of ``queries`` when already computed."""
         if self.z is None:
             raise RuntimeError("ThresholdGuess.thresholds called before learn(); check .ready first")
-        mean, dev = self._moments(queries)
+        mean, dev = self.moments(queries) if moments is None else moments
         with np.errstate(over="ignore", invalid="ignore"):
-            return np.maximum((mean + self.z * dev).astype(np.float32), _LOWEST)
+            guess = (mean + self.z * dev).astype(np.float32)
+            safe = np.abs(guess) <= 2 * (np.abs(mean) + 8 * dev) + _TINY
+        return np.where(safe, guess, np.float32(np.nan))
 
-    def learn(self, queries: np.ndarray, kth: np.ndarray) -> None:
-        """Remember the exact K-th best scores ``kth`` of ``queries``; rows without K finite scores are ignored."""
-        mean, dev = self._moments(queries)
+    def shifted_queries(self, queries: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+        """float32 ``[q, f + 1]``: ``[u, -t]``, whose product with :attr:`shifted_items_t` is ``u.v - t``."""
+        out = np.empty((len(queries), queries.shape[1] + 1), dtype=np.float32)
+        out[:, :-1] = queries
+        out[:, -1] = -thresholds
+        return out
+
+    def learn(self, queries: np.ndarray, kth: np.ndarray, moments: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        """Remember the exact K-th best scores ``kth`` of ``queries``; NaN or rows without K finite scores are
+        ignored. ``moments``: :meth:`moments` of ``queries`` when already computed."""
+        mean, dev = self.moments(queries) if moments is None else moments
         usable = np.isfinite(kth) & (dev > 0)
         if not usable.any():
             return
@@ -100,9 +116,9 @@ class ThresholdGuess:
                 self._fresh = 0
 
 
-def flat_hits(scores: np.ndarray, thresholds: np.ndarray, workspace: Workspace) -> np.ndarray:
+def flat_hits(scores: np.ndarray, thresholds: np.ndarray | float, workspace: Workspace) -> np.ndarray:
     """int64 flat indices (unordered) of the entries of C-contiguous float32 ``scores [rows, width]`` at or above
-    their row's threshold.
+    their row's threshold (float32 ``[rows]``, or one number for all rows).
 
     Example
     -------
@@ -114,31 +130,39 @@ def flat_hits(scores: np.ndarray, thresholds: np.ndarray, workspace: Workspace) 
     padded = -(-n // 64) * 64  # whole 64-bit words once packed
     above = workspace.array("hits_mask", (padded,), np.bool_)
     above[n:] = False
-    np.greater_equal(scores, thresholds[:, None], out=above[:n].reshape(scores.shape))
+    bound = np.float32(thresholds) if np.ndim(thresholds) == 0 else np.asarray(thresholds, np.float32)[:, None]
+    np.greater_equal(scores, bound, out=above[:n].reshape(scores.shape))
     words = np.packbits(above, bitorder="little").view(np.uint64)  # bit b of word w: entry 64 * w + b
     busy = workspace.array("hits_busy", words.shape, np.bool_)
     where = np.flatnonzero(np.not_equal(words, 0, out=busy))  # bool input: numpy's fast nonzero path
     bits = words[where]
-    found = []
-    while bits.size:  # peel the lowest set bit of every busy word; most hold one or two
-        low = bits & (~bits + _ONE)
-        found.append(where * 64 + (np.frexp(low.astype(np.float64))[1] - 1))  # exact: low is a power of two
+    low = bits & (~bits + _ONE)  # the lowest set bit of each busy word, most of which hold only one
+    first = where * 64 + (np.frexp(low.astype(np.float64))[1] - 1)  # exact: low is a power of two
+    found = [first]
+    while True:  # the few words with more set bits: peel again
         bits ^= low
         more = np.flatnonzero(np.not_equal(bits, 0))
+        if not more.size:
+            return np.concatenate(found) if len(found) > 1 else first
         bits, where = bits[more], where[more]
-    return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
+        low = bits & (~bits + _ONE)
+        found.append(where * 64 + (np.frexp(low.astype(np.float64))[1] - 1))
 
 
 class ThresholdSelection:
     """Survivors of a guessed threshold over column tiles, then each row's exact top-K among them.
 
     Keys pack ``(row, descending score, column)`` into one uint64, so one sort orders every row at once; this
-    needs ``bits(rows - 1) + 32 + bits(n_cols - 1) <= 64`` (see :meth:`fits`).
+    needs ``bits(rows - 1) + 32 + bits(n_cols - 1) <= 64`` (see :meth:`fits`). With ``shifted``, the tiles hold
+    ``score - threshold`` (:meth:`ThresholdGuess.shifted_queries`): survivors are the entries ``>= 0``, and their
+    threshold is added back to report their score.
     """
 
-    def __init__(self, thresholds: np.ndarray, n_cols: int, k: int, workspace: Workspace) -> None:
-        self.rows, self.k, self._work = len(thresholds), k, workspace
-        self._thresholds = thresholds
+    def __init__(
+        self, thresholds: np.ndarray, n_cols: int, k: int, workspace: Workspace, shifted: bool = False
+    ) -> None:
+        self.rows, self.k, self._work, self._shifted = len(thresholds), k, workspace, shifted
+        self._thresholds = np.asarray(thresholds, dtype=np.float32)
         self._col_bits = max(1, (n_cols - 1).bit_length())
         self._parts: list[np.ndarray] = []
 
@@ -150,10 +174,12 @@ class ThresholdSelection:
     def add(self, scores: np.ndarray, offset: int) -> None:
         """Take the tile ``scores`` (float32 ``[rows, width]``, C-contiguous) of columns ``offset:offset+width``."""
         width = scores.shape[1]
-        flat = flat_hits(scores, self._thresholds, self._work)
+        flat = flat_hits(scores, 0.0 if self._shifted else self._thresholds, self._work)
         row = flat // width
         col = flat - row * width + offset
-        vals = scores.reshape(-1)[flat] + np.float32(0)  # -0.0 becomes 0.0: equal scores tie as in a sort
+        vals = scores.reshape(-1)[flat]
+        # + threshold: the score back from a shifted one; + 0: -0.0 becomes 0.0, so equal scores tie as in a sort
+        vals = vals + (self._thresholds[row] if self._shifted else np.float32(0))
         keys = encode_descending(vals).astype(np.uint64) << np.uint64(self._col_bits)
         keys |= col.astype(np.uint64)
         keys |= row.astype(np.uint64) << np.uint64(32 + self._col_bits)

@@ -73,6 +73,21 @@ def test_adversarial_rows_all_equal_all_excluded_fewer_than_k_and_nan_thresholds
     check_against_sort(scores, thresholds, k)
 
 
+def test_shifted_tiles_select_the_same_items_and_report_the_scores_back() -> None:
+    rng = np.random.default_rng(11)
+    scores = rng.integers(-50, 50, size=(20, 700)).astype(np.float32) / 8  # ties; exact in float32 when shifted
+    scores[rng.random(scores.shape) < 0.1] = -np.inf
+    thresholds = (rng.integers(0, 40, 20) / 8).astype(np.float32)
+    sel = ThresholdSelection(thresholds, 700, 25, Workspace(), shifted=True)
+    for first, stop in ((0, 400), (400, 700)):
+        sel.add(np.ascontiguousarray(scores[:, first:stop] - thresholds[:, None]), first)
+    idx, vals, short = sel.result()
+    want_idx, want_vals, want_short = select(scores, thresholds, 25)
+    np.testing.assert_array_equal(short, want_short)
+    np.testing.assert_array_equal(idx[~short], want_idx[~short])
+    np.testing.assert_array_equal(vals[~short], want_vals[~short])
+
+
 def test_a_nan_score_is_never_returned() -> None:
     scores = np.array([[1.0, np.nan, 3.0, 2.0]], np.float32)
     idx, _, short = select(scores, np.array([0.0]), 3)
@@ -123,7 +138,8 @@ def case(users: int = 600, items: int = 3000, f: int = 12, seed: int = 3):
     return queries, item_factors, seen
 
 
-@pytest.mark.parametrize("z", [None, 50.0, -50.0])  # learnt; far too high (every row short); far too low
+# learnt; far too high (every row short); far too low (every item survives); unsafe (no guess made: all redone)
+@pytest.mark.parametrize("z", [None, 50.0, -50.0, 1e30])
 def test_topk_scores_with_a_guess_equals_brute_force_whatever_the_guess(z: float | None) -> None:
     queries, items, seen = case()
     k = 100
