@@ -11,6 +11,8 @@ import pytest
 MODULES = [
     "lambdarec.model.topk",
     "lambdarec.model.scoring",
+    "lambdarec.model.exclusions",
+    "lambdarec.model.topk_threshold",
     "lambdarec.model.foldin",
     "lambdarec.model.factors",
     "batch_layer.train",
