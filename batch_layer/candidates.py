@@ -32,7 +32,7 @@ from batch_layer.train.device import resolve_device, resolve_threads
 from lambdarec.logs import get_logger
 from lambdarec.model.scoring import CHUNK_ROWS, Exclusions, guessed_topk_scores, topk_scores
 from lambdarec.model.topk import Workspace
-from lambdarec.model.topk_threshold import ThresholdGuess
+from lambdarec.model.topk_threshold import ThresholdGuess, shifted_transpose
 from lambdarec.settings import BatchSettings
 
 log = get_logger(__name__)
@@ -78,7 +78,9 @@ class ExactSearcher:
     def __init__(self, item_factors: np.ndarray, threads: int = 0, tile_mb: float | None = None) -> None:
         self.item_factors = np.ascontiguousarray(item_factors, dtype=np.float32)
         self.tile_elements = None if tile_mb is None else max(1, int(tile_mb * (1 << 20)) // 4)
-        self._items_t = np.ascontiguousarray(self.item_factors.T)
+        # [items.T; 1], shared with the guesses (ThresholdGuess); its first rows are the plain transpose.
+        self._shifted_t = shifted_transpose(self.item_factors)
+        self._items_t = self._shifted_t[:-1]
         self.threads = resolve_threads(threads)
         self._local = threading.local()  # one Workspace per worker thread
         self._guesses: dict[int, ThresholdGuess] = {}  # per k, shared by the threads; learns across blocks
@@ -99,7 +101,7 @@ class ExactSearcher:
         step = max(32, min(CHUNK_ROWS, -(-n_users // (4 * self.threads))))
         guess = self._guesses.get(k)
         if guess is None:
-            guess = self._guesses[k] = ThresholdGuess(self.item_factors, k)
+            guess = self._guesses[k] = ThresholdGuess(self.item_factors, k, shifted_items_t=self._shifted_t)
 
         short = np.zeros(n_users, dtype=bool)
 

@@ -52,18 +52,30 @@ class ThresholdGuess:
         Items selected per query.
     miss_rate
         The low quantile of learnt ratios used as ``z`` (the share of queries expected to be selected again).
+    shifted_items_t
+        :func:`shifted_transpose` of ``item_factors`` when the caller already holds it (shared, not copied).
     """
 
-    def __init__(self, item_factors: np.ndarray, k: int, miss_rate: float = MISS_RATE) -> None:
-        items = np.asarray(item_factors, dtype=np.float64)
+    def __init__(
+        self,
+        item_factors: np.ndarray,
+        k: int,
+        miss_rate: float = MISS_RATE,
+        shifted_items_t: np.ndarray | None = None,
+    ) -> None:
+        items = np.asarray(item_factors, dtype=np.float32)
+        n, f = items.shape
         self.k, self.miss_rate = k, miss_rate
-        self.mean = items.mean(axis=0).astype(np.float32) if len(items) else np.zeros(items.shape[1], np.float32)
-        centred = items - self.mean
-        self.cov = (centred.T @ centred / max(1, len(items))).astype(np.float32)
+        mean = items.mean(axis=0, dtype=np.float64) if n else np.zeros(f)
+        gram = np.zeros((f, f))
+        for first in range(0, n, 1 << 16):  # float64 in slices: no full float64 copy of a large catalogue
+            part = items[first : first + (1 << 16)].astype(np.float64)
+            gram += part.T @ part
+        self.mean = mean.astype(np.float32)
+        self.cov = (gram / max(1, n) - np.outer(mean, mean)).astype(np.float32)
         # [items.T; 1]: with a query [u, -t] the sgemm yields u.v - t, so the survivors test is one compare with
         # the scalar 0, twice as fast in numpy as a compare with a per-row threshold.
-        self.shifted_items_t = np.ones((items.shape[1] + 1, len(items)), dtype=np.float32)
-        self.shifted_items_t[:-1] = items.T
+        self.shifted_items_t = shifted_items_t if shifted_items_t is not None else shifted_transpose(items)
         self._ratios = np.zeros(0, dtype=np.float64)
         self._fresh = 0
         self._lock = threading.Lock()
@@ -114,6 +126,21 @@ class ThresholdGuess:
             if len(self._ratios) >= WARM_UP and (self.z is None or self._fresh >= REFRESH):
                 self.z = float(np.quantile(self._ratios, self.miss_rate))
                 self._fresh = 0
+
+
+def shifted_transpose(item_factors: np.ndarray) -> np.ndarray:
+    """C-contiguous float32 ``[f + 1, n_items]``: the item factors transposed over a row of ones; its first ``f``
+    rows are the plain transpose, for whoever needs both.
+
+    Example
+    -------
+    >>> shifted_transpose(np.array([[1.0, 2.0]], np.float32)).tolist()
+    [[1.0], [2.0], [1.0]]
+    """
+    items = np.asarray(item_factors, dtype=np.float32)
+    out = np.ones((items.shape[1] + 1, len(items)), dtype=np.float32)
+    out[:-1] = items.T
+    return out
 
 
 def flat_hits(scores: np.ndarray, thresholds: np.ndarray | float, workspace: Workspace) -> np.ndarray:

@@ -171,6 +171,8 @@ def test_short_rows_are_reported_and_left_for_the_caller() -> None:
 def test_the_guess_learns_a_low_quantile_and_refuses_another_k() -> None:
     queries, items, _ = case(users=2000, seed=8)
     guess = ThresholdGuess(items, 50)
+    np.testing.assert_allclose(guess.mean, items.mean(axis=0), atol=1e-6)
+    np.testing.assert_allclose(guess.cov, np.cov(items.T, bias=True), atol=1e-5)
     assert not guess.ready
     with pytest.raises(RuntimeError, match="before learn"):
         guess.thresholds(queries)
