@@ -164,7 +164,7 @@ def flat_hits(scores: np.ndarray, thresholds: np.ndarray | float, workspace: Wor
     where = np.flatnonzero(np.not_equal(words, 0, out=busy))  # bool input: numpy's fast nonzero path
     bits = words[where]
     low = bits & (~bits + _ONE)  # the lowest set bit of each busy word, most of which hold only one
-    first = where * 64 + (np.frexp(low.astype(np.float64))[1] - 1)  # exact: low is a power of two
+    first = where * 64 + _bit_index(low)
     found = [first]
     while True:  # the few words with more set bits: peel again
         bits ^= low
@@ -173,7 +173,12 @@ def flat_hits(scores: np.ndarray, thresholds: np.ndarray | float, workspace: Wor
             return np.concatenate(found) if len(found) > 1 else first
         bits, where = bits[more], where[more]
         low = bits & (~bits + _ONE)
-        found.append(where * 64 + (np.frexp(low.astype(np.float64))[1] - 1))
+        found.append(where * 64 + _bit_index(low))
+
+
+def _bit_index(powers: np.ndarray) -> np.ndarray:
+    """log2 of uint64 powers of two, from the exponent of their (exact) float64 values."""
+    return (powers.astype(np.float64).view(np.int64) >> 52) - 1023
 
 
 class ThresholdSelection:
@@ -216,16 +221,12 @@ class ThresholdSelection:
         """int32 ``[rows, k]`` columns, float32 ``[rows, k]`` scores, best first, and the bool ``[rows]`` of rows
         that had fewer than ``k`` survivors: their entries are not filled and must be selected again."""
         k, rows, shift = self.k, self.rows, np.uint64(32 + self._col_bits)
-        keys = np.concatenate(self._parts) if len(self._parts) != 1 else self._parts[0]
+        keys = np.concatenate([np.zeros(0, np.uint64), *self._parts]) if len(self._parts) != 1 else self._parts[0]
         keys.sort()
-        bounds = np.arange(rows + 1, dtype=np.uint64) << shift
-        starts = np.searchsorted(keys, bounds)
+        starts = np.searchsorted(keys, np.arange(rows + 1, dtype=np.uint64) << shift)
         short = np.diff(starts) < k
-        top = keys[np.minimum(starts[:-1, None] + np.arange(k), max(0, len(keys) - 1))] if len(keys) else None
-        indices = np.full((rows, k), -1, dtype=np.int32)
-        values = np.full((rows, k), -np.inf, dtype=np.float32)
-        if top is not None:
-            mask = np.uint64((1 << self._col_bits) - 1)
-            indices[:] = (top & mask).astype(np.int32)
-            values[:] = decode_descending(top >> np.uint64(self._col_bits))
-        return indices, values, short
+        if not len(keys):
+            return np.full((rows, k), -1, np.int32), np.full((rows, k), -np.inf, np.float32), short
+        top = keys[np.minimum(starts[:-1, None] + np.arange(k), len(keys) - 1)]  # short rows: filled later
+        indices = (top & np.uint64((1 << self._col_bits) - 1)).astype(np.int32)
+        return indices, decode_descending(top >> np.uint64(self._col_bits)), short

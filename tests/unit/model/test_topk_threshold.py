@@ -88,6 +88,12 @@ def test_shifted_tiles_select_the_same_items_and_report_the_scores_back() -> Non
     np.testing.assert_array_equal(vals[~short], want_vals[~short])
 
 
+def test_no_survivors_at_all_leaves_every_row_short() -> None:
+    idx, vals, short = select(np.full((3, 10), -np.inf, np.float32), np.zeros(3), 2)
+    assert short.all() and (idx == -1).all() and np.isneginf(vals).all()
+    assert ThresholdSelection(np.zeros(2, np.float32), 5, 1, Workspace()).result()[2].all()  # no tile added
+
+
 def test_a_nan_score_is_never_returned() -> None:
     scores = np.array([[1.0, np.nan, 3.0, 2.0]], np.float32)
     idx, _, short = select(scores, np.array([0.0]), 3)
