@@ -133,6 +133,22 @@ class ServingSettings(Section):
         10, ge=0, description="Nearest neighbours of a disliked item that are demoted (at most `batch.neighbours`)."
     )
     fatigue: FatigueSettings = Field(default_factory=FatigueSettings, description="Impression fatigue.")
+    # ---- the answer cache (serving_layer.answer_cache) ----
+    answer_cache_size: int = Field(
+        10000,
+        ge=0,
+        description="Users' lists kept per worker (about 2 KB each), so that a repeat of a request with nothing "
+        "changed is a lookup: the user's fresh state (read on every request), the snapshot, trending, the "
+        "catalog's view and the experiment arm must all be the ones it was ranked with; 0 turns it off.",
+    )
+    answer_cache_ttl_s: float = Field(
+        5.0,
+        gt=0,
+        description="Longest a cached list is reused even when nothing changed: it bounds how far the time decay "
+        "of session and fresh events (half-life `session_half_life_s`) and fatigue may lag; no longer than "
+        "serving already lags the snapshot, trending and catalog (`snapshot_poll_s`, `trending_refresh_s`, "
+        "`catalog_poll_s`).",
+    )
 
     @field_validator("ingest_key_hashes", "admin_key_hashes")
     @classmethod
