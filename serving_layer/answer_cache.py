@@ -5,8 +5,8 @@ An answer is reused only when every input of its ranking is the one it was ranke
 
 - the request (the key: user, ``k``, ``offset``, session items, exclusions, filters, ``explain``, and the arm);
 - the snapshot model, the merge weights, the trending scores and the catalog's view, compared by identity: serving
-  replaces each of them whole when a snapshot is swapped in (or rolled back), trending is refreshed, or the
-  catalog's rules, items or expiries change, so a new one never equals an old one;
+  replaces each of them whole when a snapshot is swapped in (or rolled back), a trending refresh changed a score
+  (or a brand-new item), or the catalog's rules, items or expiries change, so a new one never equals an old one;
 - the user's fresh state as read from the store on *this* request, compared by value: a fresh event, an
   impression, a hide or an erasure changes it (and the speed layer writes it from another process, so it is read
   anew every time, as without the cache);

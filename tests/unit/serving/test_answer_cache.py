@@ -197,3 +197,19 @@ def test_a_size_of_zero_turns_the_cache_off(tmp_path: Path, log_file: Path) -> N
     with serving(settings) as client:
         assert get(client, user)["items"] == get(client, user)["items"]
         assert cache_count(client, "hit") == 0
+
+
+def test_a_trending_refresh_that_changed_nothing_keeps_the_answers(tmp_path: Path, log_file: Path) -> None:
+    settings = make_settings(tmp_path, trending_refresh_s=0.05)
+    version = publish(settings, log_file)
+    user = user_of(settings, version)
+    with open_store(settings) as store:
+        store.write_trending([TrendingItem(item_id="i5", count=3.0, as_of=time.time())])
+    with serving(settings) as client:
+        service = client.app.state.service  # type: ignore[attr-defined]
+        wait_for(lambda: service.trending.rows, "serving's first trending read")
+        first = get(client, user)
+        time.sleep(0.3)  # several refreshes, each reading the same rows
+        hits = cache_count(client, "hit")
+        assert get(client, user)["items"] == first["items"]
+        assert cache_count(client, "hit") == hits + 1
