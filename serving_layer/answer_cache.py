@@ -19,7 +19,7 @@ answer given from here. The cache belongs to one event loop (one worker): no loc
 
 Example
 -------
->>> cache = AnswerCache(size=10_000, ttl_s=5.0)
+>>> cache = AnswerCache(max_bytes=32 << 20, ttl_s=5.0)
 >>> cache.get(query, inputs, state.fresh)                          # doctest: +SKIP
 >>> cache.put(query, inputs, state.fresh, model.version, body, age, sources, fallback)  # doctest: +SKIP
 """
@@ -38,6 +38,7 @@ from serving_layer.recommend import RecommendQuery
 
 _encode = msgspec.json.Encoder().encode
 _AGE_FIELD, _AFTER_AGE = b'"fresh_state_age_s":', b',"degraded":'
+ENTRY_BYTES = 1100  # an entry besides its body: the key, its strings, the tuples, the sources (measured)
 
 
 class CachedList(NamedTuple):
@@ -57,11 +58,13 @@ class CachedList(NamedTuple):
 
 
 class AnswerCache:
-    """A least-recently-used map ``RecommendQuery -> CachedList`` of at most ``size`` answers (see the module)."""
+    """A least-recently-used map ``RecommendQuery -> CachedList`` of at most ``max_bytes`` of answers (their bodies
+    and ``ENTRY_BYTES`` each for the rest; see the module)."""
 
-    def __init__(self, size: int, ttl_s: float):
-        self.size = size
+    def __init__(self, max_bytes: int, ttl_s: float):
+        self.max_bytes = max_bytes
         self.ttl_s = ttl_s
+        self.bytes = 0
         self._data: OrderedDict[RecommendQuery, CachedList] = OrderedDict()
         self._results: dict[str, object] = {}
 
@@ -85,7 +88,7 @@ class AnswerCache:
     def get(self, query: RecommendQuery, inputs: tuple[object, ...], fresh: FreshUser | None) -> CachedList | None:
         """The kept answer of ``query`` if it was ranked with exactly ``inputs`` and ``fresh`` and is young
         enough, else None (a kept answer that no longer holds is dropped)."""
-        if self.size <= 0:
+        if self.max_bytes <= 0:
             return None
         kept = self._data.get(query)
         if kept is None:
@@ -97,7 +100,7 @@ class AnswerCache:
             or any(a is not b for a, b in zip(kept.inputs, inputs, strict=True))
             or kept.fresh != fresh
         ):
-            del self._data[query]
+            self._drop(query)
             self._count("changed")
             return None
         self._data.move_to_end(query)
@@ -117,24 +120,34 @@ class AnswerCache:
     ) -> None:
         """Keep ``body``, the answer ranked for ``query`` from ``inputs`` and ``fresh`` in ``snapshot``, whose
         ``fresh_state_age_s`` is ``age_s``; a body that does not begin as the msgspec encoding lays it out is not
-        kept. The least recently used answer goes when the cache is full."""
-        if self.size <= 0:
+        kept. The least recently used answers go while the cache holds more than ``max_bytes``."""
+        if self.max_bytes <= 0:
             return
         split = split_at_age(body, query.user_id, snapshot, age_s)
         if split is None:
             return
+        self._drop(query)
         self._data[query] = CachedList(inputs, fresh, time.monotonic(), *split, sources, fallback)
-        self._data.move_to_end(query)
-        if len(self._data) > self.size:
-            self._data.popitem(last=False)
+        self.bytes += _size(self._data[query])
+        while self.bytes > self.max_bytes and self._data:
+            self._drop(next(iter(self._data)))
+
+    def _drop(self, query: RecommendQuery) -> None:
+        kept = self._data.pop(query, None)
+        if kept is not None:
+            self.bytes -= _size(kept)
 
     def forget(self, user_id: str) -> None:
         """Drop every kept answer of ``user_id`` (an erasure)."""
         for query in [q for q in self._data if q.user_id == user_id]:
-            del self._data[query]
+            self._drop(query)
 
     def __len__(self) -> int:
         return len(self._data)
+
+
+def _size(kept: CachedList) -> int:
+    return len(kept.head) + len(kept.tail) + ENTRY_BYTES
 
 
 def split_at_age(body: bytes, user_id: str | None, snapshot: str, age_s: float | None) -> tuple[bytes, bytes] | None:

@@ -61,7 +61,7 @@ class Service:
         self.catalog = CatalogCache(s, settings.store.request_timeout_s)
         self.models = ModelCache(s.snapshot_poll_s, prepare=self._prepare)
         self.users = RecentUsers(s.user_cache_size)
-        self.answers = AnswerCache(s.answer_cache_size, s.answer_cache_ttl_s)
+        self.answers = AnswerCache(int(s.answer_cache_mb * 2**20), s.answer_cache_ttl_s)
         scheme = urlsplit(settings.store.url).scheme
         self.inline_reads = s.store_reads == "inline" or (s.store_reads == "auto" and scheme == "sqlite")
         self.nonblocking_reads = False  # set once the store is open: whether it offers non-blocking reads

@@ -134,12 +134,13 @@ class ServingSettings(Section):
     )
     fatigue: FatigueSettings = Field(default_factory=FatigueSettings, description="Impression fatigue.")
     # ---- the answer cache (serving_layer.answer_cache) ----
-    answer_cache_size: int = Field(
-        10000,
+    answer_cache_mb: float = Field(
+        32.0,
         ge=0,
-        description="Users' lists kept per worker (about 2 KB each), so that a repeat of a request with nothing "
-        "changed is a lookup: the user's fresh state (read on every request), the snapshot, trending, the "
-        "catalog's view and the experiment arm must all be the ones it was ranked with; 0 turns it off.",
+        description="Memory per worker for users' kept lists (a list of 10 items takes about 2.2 KB), so that a "
+        "repeat of a request with nothing changed is a lookup: the user's fresh state (read on every request), "
+        "the snapshot, trending, the catalog's view and the experiment arm must all be the ones it was ranked "
+        "with; the least recently used lists go first; 0 turns it off.",
     )
     answer_cache_ttl_s: float = Field(
         5.0,

@@ -16,7 +16,8 @@ from fastapi.testclient import TestClient
 from lambdarec.model.rows import FRESH_FORMAT, FreshUser, TrendingItem
 from lambdarec.model.snapshot import USER_IDS
 from lambdarec.store import open_store
-from serving_layer.recommend import DEGRADED_HEADER
+from serving_layer.answer_cache import ENTRY_BYTES, AnswerCache
+from serving_layer.recommend import DEGRADED_HEADER, RecommendQuery
 from tests.unit.serving.conftest import admin, ingest, make_settings, publish, serving, wait_for
 from tests.unit.serving.test_degraded import Switchable
 
@@ -191,7 +192,7 @@ def test_a_store_outage_is_never_hidden_by_a_cached_answer(quiet_store) -> None:
 
 
 def test_a_size_of_zero_turns_the_cache_off(tmp_path: Path, log_file: Path) -> None:
-    settings = make_settings(tmp_path, answer_cache_size=0, **QUIET)
+    settings = make_settings(tmp_path, answer_cache_mb=0, **QUIET)
     version = publish(settings, log_file)
     user = user_of(settings, version)
     with serving(settings) as client:
@@ -213,3 +214,24 @@ def test_a_trending_refresh_that_changed_nothing_keeps_the_answers(tmp_path: Pat
         hits = cache_count(client, "hit")
         assert get(client, user)["items"] == first["items"]
         assert cache_count(client, "hit") == hits + 1
+
+
+def test_the_cache_holds_at_most_its_memory_bound_least_recently_used_first() -> None:
+    cache = AnswerCache(max_bytes=3 * (1000 + ENTRY_BYTES), ttl_s=60.0)
+    inputs = (object(),)
+
+    def body(user: str) -> bytes:
+        return b'{"user_id":"%s","snapshot":"v1","fresh_state_age_s":null,"degraded":false,"items":"%s"}' % (
+            user.encode(),
+            b"x" * 900,
+        )
+
+    queries = [RecommendQuery(f"u{n}", 10) for n in range(5)]
+    for q in queries[:3]:
+        cache.put(q, inputs, None, "v1", body(q.user_id or ""), None, [], False)
+    assert len(cache) == 3 and cache.bytes <= cache.max_bytes
+    assert cache.get(queries[0], inputs, None) is not None  # now the most recently used
+    cache.put(queries[3], inputs, None, "v1", body("u3"), None, [], False)
+    assert cache.bytes <= cache.max_bytes and len(cache) == 3
+    assert cache.get(queries[1], inputs, None) is None  # the least recently used went
+    assert cache.get(queries[0], inputs, None).body(None) == body("u0")  # type: ignore[union-attr]
