@@ -38,7 +38,8 @@ from serving_layer.recommend import RecommendQuery
 
 _encode = msgspec.json.Encoder().encode
 _AGE_FIELD, _AFTER_AGE = b'"fresh_state_age_s":', b',"degraded":'
-ENTRY_BYTES = 1100  # an entry besides its body: the key, its strings, the tuples, the sources (measured)
+ENTRY_BYTES = 1100  # an entry besides its body and the key's ids: the objects and tuples, the sources (measured)
+ID_BYTES = 50  # a str object's own size, besides its characters
 
 
 class CachedList(NamedTuple):
@@ -51,6 +52,7 @@ class CachedList(NamedTuple):
     tail: bytes  # the body from ',"degraded":' on
     sources: list[str]
     fallback: bool
+    size: int  # bytes counted against the cache's bound: the body, the key's ids and ENTRY_BYTES
 
     def body(self, age_s: float | None) -> bytes:
         """The answer's bytes with ``fresh_state_age_s`` as of now."""
@@ -58,8 +60,8 @@ class CachedList(NamedTuple):
 
 
 class AnswerCache:
-    """A least-recently-used map ``RecommendQuery -> CachedList`` of at most ``max_bytes`` of answers (their bodies
-    and ``ENTRY_BYTES`` each for the rest; see the module)."""
+    """A least-recently-used map ``RecommendQuery -> CachedList`` of at most ``max_bytes`` of answers (their bodies,
+    their keys' ids and ``ENTRY_BYTES`` each for the rest; see the module)."""
 
     def __init__(self, max_bytes: int, ttl_s: float):
         self.max_bytes = max_bytes
@@ -127,15 +129,16 @@ class AnswerCache:
         if split is None:
             return
         self._drop(query)
-        self._data[query] = CachedList(inputs, fresh, time.monotonic(), *split, sources, fallback)
-        self.bytes += _size(self._data[query])
+        size = len(body) + key_bytes(query) + ENTRY_BYTES
+        self._data[query] = CachedList(inputs, fresh, time.monotonic(), *split, sources, fallback, size)
+        self.bytes += size
         while self.bytes > self.max_bytes and self._data:
             self._drop(next(iter(self._data)))
 
     def _drop(self, query: RecommendQuery) -> None:
         kept = self._data.pop(query, None)
         if kept is not None:
-            self.bytes -= _size(kept)
+            self.bytes -= kept.size
 
     def forget(self, user_id: str) -> None:
         """Drop every kept answer of ``user_id`` (an erasure)."""
@@ -146,8 +149,10 @@ class AnswerCache:
         return len(self._data)
 
 
-def _size(kept: CachedList) -> int:
-    return len(kept.head) + len(kept.tail) + ENTRY_BYTES
+def key_bytes(query: RecommendQuery) -> int:
+    """About what ``query``'s ids hold (a request may name 100 session items of 256 characters)."""
+    ids = (query.user_id or "", *query.session_items, *query.exclude)
+    return sum(len(i) for i in ids) + ID_BYTES * len(ids)
 
 
 def split_at_age(body: bytes, user_id: str | None, snapshot: str, age_s: float | None) -> tuple[bytes, bytes] | None:

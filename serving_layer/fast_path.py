@@ -9,7 +9,8 @@ middleware and FastAPI unchanged, which answer it as before: the same body, head
 way; the route and its OpenAPI entry stay FastAPI's. Being outermost, it times and counts its answers itself
 (``lambdarec_serving_request_seconds`` and ``..._requests_total`` under the route template, as
 :class:`~serving_layer.middleware.RequestMetrics` would), and no other middleware has anything to do for a ``GET``
-without a body. A request's parameters are parsed once per distinct URL (the last ``PARSED_KEPT`` are kept).
+without a body. A request's parameters are parsed once per distinct URL (the last ``PARSED_KEPT`` of at most
+``PARSED_MAX_BYTES`` are kept).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ _BOOLS = dict.fromkeys(_TRUE, True) | dict.fromkeys(_FALSE, False)
 _HEADERS = [(b"content-type", b"application/json")]
 _DEGRADED = DEGRADED_HEADER.lower().encode()
 PARSED_KEPT = 10_000  # distinct (user, query string) pairs whose parsed query is kept
+PARSED_MAX_BYTES = 2048  # longer query strings are not kept: the memo stays within ~PARSED_KEPT x 2 KB x 3
 
 
 class _Route(NamedTuple):
@@ -107,6 +109,8 @@ class FastPath:
         query_string = scope["query_string"]
         if len(scope.get("raw_path") or scope["path"].encode()) + len(query_string) > self.s.max_url_bytes:
             return None  # UrlLimit's 414
+        if len(query_string) > PARSED_MAX_BYTES:  # a rare long one is parsed each time, never kept
+            return self.query(user_id, query_string)
         return self.parsed(user_id, query_string)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

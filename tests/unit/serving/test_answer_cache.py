@@ -217,7 +217,7 @@ def test_a_trending_refresh_that_changed_nothing_keeps_the_answers(tmp_path: Pat
 
 
 def test_the_cache_holds_at_most_its_memory_bound_least_recently_used_first() -> None:
-    cache = AnswerCache(max_bytes=3 * (1000 + ENTRY_BYTES), ttl_s=60.0)
+    cache = AnswerCache(max_bytes=3 * (1000 + ENTRY_BYTES + 100), ttl_s=60.0)
     inputs = (object(),)
 
     def body(user: str) -> bytes:
@@ -235,3 +235,14 @@ def test_the_cache_holds_at_most_its_memory_bound_least_recently_used_first() ->
     assert cache.bytes <= cache.max_bytes and len(cache) == 3
     assert cache.get(queries[1], inputs, None) is None  # the least recently used went
     assert cache.get(queries[0], inputs, None).body(None) == body("u0")  # type: ignore[union-attr]
+
+
+def test_long_session_lists_count_against_the_bound() -> None:
+    """A key naming 100 long item ids holds ~25 KB: the bound counts it, so such keys cannot outgrow the memory."""
+    cache = AnswerCache(max_bytes=200_000, ttl_s=60.0)
+    body = b'{"user_id":"u","snapshot":"v1","fresh_state_age_s":null,"degraded":false}'
+    for n in range(50):
+        session = tuple(f"{n:03d}-" + "x" * 250 for _ in range(100))
+        cache.put(RecommendQuery("u", 10, 0, session), (object(),), None, "v1", body, None, [], False)
+    assert cache.bytes <= cache.max_bytes
+    assert len(cache) <= 200_000 // (100 * 250)
