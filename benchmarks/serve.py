@@ -7,8 +7,14 @@ use two or more). Max QPS: a closed loop of ``--connections`` keep-alive connect
 else a Python closed loop), counting the lists answered degraded. p99: a Python open loop at half of our max
 QPS, the same rate for ours and its reference, latency measured from each request's scheduled send time (so a
 stalled server cannot hide its queue: no coordinated omission). Servers are measured alternately (A-B-B-A,
-best of two each). Goals: >= 0.6x the hello QPS, p99 <= 10 ms at half max; from Cassandra >= 0.6x the QPS from
-SQLite, and no degraded list for a known user under ``--connections`` clients at the default store timeout.
+best of two each).
+
+Two workloads for ours: ``PATHS`` request URLs cycled (each a user drawn from all the snapshot's users, with three
+random session items; a URL comes back every ``PATHS`` requests, so serving's answer cache answers the repeats
+that nothing changed in between), and one where no URL is ever sent twice (new session items on every request:
+every list is ranked), which is what the cache cannot help. Goals: >= 0.6x the hello QPS, p99 <= 10 ms at half
+max; from Cassandra >= 0.6x the QPS from SQLite, and no degraded list for a known user under ``--connections``
+clients at the default store timeout.
 
 ``--store cassandra|both`` needs ``$LAMBDAREC_TEST_CASSANDRA`` (``host:port``), ``--log kafka`` needs
 ``$LAMBDAREC_TEST_KAFKA``. ``python -m benchmarks.serve hello PORT`` runs the reference server.
@@ -20,10 +26,12 @@ import argparse
 import math
 import os
 import random
+import re
 import shutil
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -43,6 +51,7 @@ from benchmarks.serve_setup import CASSANDRA_ENV, KAFKA_ENV, backend_config, bui
 
 GOAL_QPS_RATIO, GOAL_P99_MS, GOAL_CASSANDRA_RATIO = 0.6, 10.0, 0.6
 PATHS = 2_000  # distinct request paths the load cycles through
+UNIQUE_PER_S = 8_000  # distinct paths generated per second of a no-repeat run: more than a saturated server takes
 OPEN_LOOP_CONNECTIONS = 64  # enough that requests wait on the server, not for a free connection
 
 
@@ -156,32 +165,77 @@ def run(scale: Scale, args: argparse.Namespace) -> Iterator[Result]:
         }
         for store in stores:
             cfg = stack.enter_context(backend_config(root, store, args.log if store == "cassandra" else "sqlite"))
-            users, items = build(cfg, root, scale)
+            users, items, fresh = build(cfg, root, scale)
             serve = ["lambdarec", "serve", "--config", str(cfg), "--port", "{port}", "--workers", str(workers)]
             commands[store] = (serve, "/readyz")
-        rng = random.Random(7)
-        ours = [f"/v1/users/{rng.choice(users)}/recommendations?k=10&session_items="
-                f"{','.join(rng.sample(items, 3))}" for _ in range(PATHS)]  # fmt: skip
+        ours = request_paths(users, items, PATHS, seed=7)
         paths = {name: ["/hello"] * PATHS if name == "hello" else ours for name in commands}
+        hit = {p.split("/")[3] for p in ours}
+        mix = (f"{len(hit)} distinct users of {len(users)} ({len(hit & fresh)} with fresh state: "
+               f"{len(hit & fresh) / len(hit):.0%})")  # fmt: skip
         with servers(commands, server_cpus) as (ports, pids):
             os.sched_setaffinity(0, load_cpus)
             try:
-                yield from _measure(stores, ports, pids, paths, conns, duration, root,
-                                    f"{client}; {pinned}; {workers} worker(s), loop {loop_name()}", scale)  # fmt: skip
+                how = f"{client}; {pinned}; {workers} worker(s), loop {loop_name()}"
+                yield from _measure(stores, ports, pids, paths, conns, duration, root, how, scale, mix)
+                yield from _no_repeats(stores[0], ports, pids, (users, items), conns, duration, root, how, scale)
             finally:
                 os.sched_setaffinity(0, own_affinity)
 
 
+def request_paths(users: list[str], items: list[str], n: int, seed: int) -> list[str]:
+    """``n`` request URLs: a user drawn from ``users``, three random session items each."""
+    rng = random.Random(seed)
+    return [f"/v1/users/{rng.choice(users)}/recommendations?k=10&session_items="
+            f"{','.join(rng.sample(items, 3))}" for _ in range(n)]  # fmt: skip
+
+
+def _cache_counts(port: int) -> dict[str, float]:
+    """The answer cache's counts of the worker that answers this scrape (``lambdarec_serving_answer_cache_total``)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return {k: float(v) for k, v in re.findall(r'answer_cache_total\{result="(\w+)"\} ([0-9.e+]+)', text)}
+
+
+def _no_repeats(name: str, ports: dict[str, int], pids: dict[str, int], data: tuple[list[str], list[str]],
+                conns: int, duration: float, root: Path, how: str, scale: Scale) -> Iterator[Result]:  # fmt: skip
+    """Max QPS of ``name`` and hello when no request URL is sent twice (new paths in every run, A-B-B-A)."""
+    best: dict[str, tuple[float, float]] = {}
+    n = int(duration * UNIQUE_PER_S)
+    for run, server in enumerate(_abba((name, "hello"))):
+        paths = ["/hello"] * 100 if server == "hello" else request_paths(*data, n, seed=1000 + run)
+        cpu0, t0 = cpu_seconds(pids[server]), time.perf_counter()
+        got = _closed(ports[server], paths, conns, duration, root)
+        cpu1, t1 = cpu_seconds(pids[server]), time.perf_counter()
+        per_cpu = got.qps * (t1 - t0) / (cpu1 - cpu0) if cpu0 is not None and cpu1 is not None and cpu1 > cpu0 else 0
+        kept = best.get(server, (0.0, 0.0))
+        best[server] = (max(kept[0], got.qps), max(kept[1], per_cpu))
+    note = f"{how}; every request a URL not sent before (no answer to reuse: each list ranked); best of 2, A-B-B-A"
+    yield Result("serve", f"{name}: max QPS, no repeated request, c={conns}", best[name][0], best["hello"][0],
+                 "req/s", scale, note=f"{note}; goal >= {GOAL_QPS_RATIO}x")  # fmt: skip
+    if best[name][1] and best["hello"][1]:
+        yield Result("serve", f"{name}: requests per server CPU-second, no repeated request", best[name][1],
+                     best["hello"][1], "req/cpu-s", scale, note=note)  # fmt: skip
+
+
 def _measure(stores: tuple[str, ...], ports: dict[str, int], pids: dict[str, int], paths: dict[str, list[str]],
-             conns: int, duration: float, root: Path, how: str, scale: Scale) -> Iterator[Result]:  # fmt: skip
+             conns: int, duration: float, root: Path, how: str, scale: Scale,
+             mix: str) -> Iterator[Result]:  # fmt: skip
     first = stores[0]
     names = (first, "hello", *stores[1:])
+    before = _cache_counts(ports[first])
     runs, busy, per_cpu = _max_qps(names, ports, pids, paths, conns, duration, root)
+    after = _cache_counts(ports[first])
+    counts = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in ("hit", "miss", "changed")}
+    looked_up = sum(counts.values())
+    cache = (f"answer cache of the worker scraped: {counts['hit'] / looked_up:.0%} hits "
+             f"({counts['hit']:.0f} hit, {counts['miss']:.0f} miss, {counts['changed']:.0f} changed)"
+             if looked_up else "answer cache off")  # fmt: skip
     cpu = ", ".join(f"{n} {busy[n]:.0%}" for n in names)
     yield Result("serve", f"{first}: max QPS, closed loop c={conns}", runs[first].qps, runs["hello"].qps, "req/s",
-                 scale, note=f"{how}; best of 2, A-B-B-A; server CPU in the best run: {cpu} (below ~90%: "
-                 f"not saturated: other processes took its CPU, or the generator was the limit); "
-                 f"goal >= {GOAL_QPS_RATIO}x")  # fmt: skip
+                 scale, note=f"{how}; {PATHS} request URLs cycled, {mix}; {cache}; best of 2, A-B-B-A; server "
+                 f"CPU in the best run: {cpu} (below ~90%: not saturated: other processes took its CPU, or the "
+                 f"generator was the limit); goal >= {GOAL_QPS_RATIO}x")  # fmt: skip
     if {first, "hello"} <= per_cpu.keys():
         yield Result("serve", f"{first}: requests per server CPU-second", per_cpu[first], per_cpu["hello"],
                      "req/cpu-s", scale, note=f"{how}; best of 2")  # fmt: skip

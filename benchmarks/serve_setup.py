@@ -68,9 +68,10 @@ def _service(env: str) -> str:
     return where
 
 
-def build(cfg: Path, root: Path, scale: Scale) -> tuple[list[str], list[str]]:
+def build(cfg: Path, root: Path, scale: Scale) -> tuple[list[str], list[str], set[str]]:
     """Publish a snapshot of a synthetic log and give a share of the users fresh state through the speed layer,
-    on the backends ``cfg`` names; the user and item ids (the same for every backend: the log is seeded)."""
+    on the backends ``cfg`` names; the user and item ids (the same for every backend: the log is seeded), and the
+    users given fresh state."""
     from batch_layer.job import run_batch
     from batch_layer.synth import SynthSpec, synthesize
     from lambdarec.eventlog import open_log
@@ -96,7 +97,7 @@ def build(cfg: Path, root: Path, scale: Scale) -> tuple[list[str], list[str]]:
         event_log.append(events)  # keyed by user_id
     with SpeedConsumer(settings) as consumer:
         consumer.run(until_idle_s=2.0)
-    return known, item_ids
+    return known, item_ids, set(fresh)
 
 
 # ---- server processes ------------------------------------------------------------------------------------------

@@ -78,11 +78,12 @@ def create_app(
     for module in (recommendations, items, events, snapshots, users, health, experiments):
         app.include_router(module.router(s))
     app.include_router(catalog.router(settings))
-    app.add_middleware(FastPath, service=service, settings=s)  # innermost: the hot GET before FastAPI parses it
     app.add_middleware(JsonBodiesOnly)
     app.add_middleware(BodyLimit, max_bytes=s.max_body_bytes)
     app.add_middleware(UrlLimit, max_bytes=s.max_url_bytes)
-    app.add_middleware(RequestMetrics, observe=service.metrics.observe_request)  # outermost: times the 413s too
+    app.add_middleware(RequestMetrics, observe=service.metrics.observe_request)  # times the 413s too
+    # outermost: the hot GET before any other layer (it checks the URL limit and times itself)
+    app.add_middleware(FastPath, service=service, settings=s)
     return app
 
 

@@ -1,16 +1,23 @@
 """``GET /v1/users/{user_id}/recommendations`` answered before FastAPI's routing and parameter solving.
 
 The serving layer's hot path. FastAPI validates a request's path and query parameters through pydantic anew on
-every request (about a tenth of one list's cost). :class:`FastPath`, the innermost middleware, answers the usual
+every request (about a tenth of one list's cost). :class:`FastPath`, the outermost middleware, answers the usual
 request itself: a plain user id and canonical parameters (``k=10``, ``offset=0``, ``explain=true``, item
 lists), each one within its bound. Anything else (a bound crossed, a spelling FastAPI would parse or refuse in
-its own way, a repeated parameter, no snapshot loaded yet) goes to FastAPI unchanged, which answers it as
-before: the same body, headers, status and errors either way; the route and its OpenAPI entry stay FastAPI's.
+its own way, a repeated parameter, a URL over ``serving.max_url_bytes``, no snapshot loaded yet) goes to the
+middleware and FastAPI unchanged, which answer it as before: the same body, headers, status and errors either
+way; the route and its OpenAPI entry stay FastAPI's. Being outermost, it times and counts its answers itself
+(``lambdarec_serving_request_seconds`` and ``..._requests_total`` under the route template, as
+:class:`~serving_layer.middleware.RequestMetrics` would), and no other middleware has anything to do for a ``GET``
+without a body. A request's parameters are parsed once per distinct URL (the last ``PARSED_KEPT`` of at most
+``PARSED_MAX_BYTES`` are kept).
 """
 
 from __future__ import annotations
 
+import functools
 import re
+import time
 from typing import NamedTuple
 from urllib.parse import parse_qsl
 
@@ -34,6 +41,8 @@ _TRUE, _FALSE = ("1", "on", "t", "true", "y", "yes"), ("0", "off", "f", "false",
 _BOOLS = dict.fromkeys(_TRUE, True) | dict.fromkeys(_FALSE, False)
 _HEADERS = [(b"content-type", b"application/json")]
 _DEGRADED = DEGRADED_HEADER.lower().encode()
+PARSED_KEPT = 10_000  # distinct (user, query string) pairs whose parsed query is kept
+PARSED_MAX_BYTES = 2048  # longer query strings are not kept: the memo stays within ~PARSED_KEPT x 2 KB x 3
 
 
 class _Route(NamedTuple):
@@ -52,6 +61,8 @@ class FastPath:
         self.app = app
         self.service = service
         self.s = settings
+        # a query is a pure function of its URL and the settings: parsed once per distinct URL
+        self.parsed = functools.lru_cache(maxsize=PARSED_KEPT)(self.query)
 
     def user_id(self, scope: Scope) -> str | None:
         """The user of a plain ``GET`` of this route, else None."""
@@ -90,16 +101,32 @@ class FastPath:
             impressions=_BOOLS.get(impressions, False), filters=filters,
         )  # fmt: skip
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def _plain(self, scope: Scope) -> RecommendQuery | None:
+        """The query of a request this path answers, else None (the stack answers it)."""
         user_id = self.user_id(scope)
-        query = self.query(user_id, scope["query_string"]) if user_id is not None else None
+        if user_id is None:
+            return None
+        query_string = scope["query_string"]
+        if len(scope.get("raw_path") or scope["path"].encode()) + len(query_string) > self.s.max_url_bytes:
+            return None  # UrlLimit's 414
+        if len(query_string) > PARSED_MAX_BYTES:  # a rare long one is parsed each time, never kept
+            return self.query(user_id, query_string)
+        return self.parsed(user_id, query_string)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        query = self._plain(scope)
         if query is None or self.service.models.model is None:
             await self.app(scope, receive, send)
             return
+        started, status = time.perf_counter(), 500
         scope["route"] = _ROUTE
-        body, degraded_reason, arm = await user_list(self.service, query)
-        headers = [(_DEGRADED, degraded_reason.encode())] if degraded_reason else []
-        headers += [(name.lower().encode(), value.encode()) for name, value in arm.items()]
-        headers += [(b"content-length", str(len(body)).encode()), *_HEADERS]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        try:
+            body, degraded_reason, arm = await user_list(self.service, query)
+            headers = [(_DEGRADED, degraded_reason.encode())] if degraded_reason else []
+            headers += [(name.lower().encode(), value.encode()) for name, value in arm.items()]
+            headers += [(b"content-length", str(len(body)).encode()), *_HEADERS]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            status = 200
+            await send({"type": "http.response.body", "body": body})
+        finally:  # what RequestMetrics records for every other request (a failure: 500, as the server answers)
+            self.service.metrics.observe_request(TEMPLATE, "GET", status, time.perf_counter() - started)

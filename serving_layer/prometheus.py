@@ -103,6 +103,7 @@ class ServingMetrics:
             registry=r,
         ).set_function(data_age)
         self._route_children: dict[tuple[str, str], Histogram] = {}
+        self._status_children: dict[tuple[str, str, int], Counter] = {}
         self._init_freshness(r)
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
@@ -111,7 +112,10 @@ class ServingMetrics:
         if child is None:
             child = self._route_children[key] = self.latency.labels(route, method)
         child.observe(seconds)
-        self.requests.labels(route, method, str(status)).inc()
+        counted = self._status_children.get((route, method, status))
+        if counted is None:  # bound once per route, method and status: labels() costs more than inc()
+            counted = self._status_children[route, method, status] = self.requests.labels(route, method, str(status))
+        counted.inc()
 
     def observe_list(self, sources: list[str], fallback: bool) -> None:
         """Count one served list: its kind and the source of each item."""

@@ -25,6 +25,7 @@ from lambdarec.rank.merge import MergeWeights
 from lambdarec.settings import Settings, mask_url
 from lambdarec.store import OnlineStore, open_store
 from lambdarec.store.nonblocking import NonBlockingReads
+from serving_layer.answer_cache import AnswerCache
 from serving_layer.arms import Arms, Served
 from serving_layer.auth import Keyring
 from serving_layer.catalog_cache import CatalogCache
@@ -60,6 +61,7 @@ class Service:
         self.catalog = CatalogCache(s, settings.store.request_timeout_s)
         self.models = ModelCache(s.snapshot_poll_s, prepare=self._prepare)
         self.users = RecentUsers(s.user_cache_size)
+        self.answers = AnswerCache(int(s.answer_cache_mb * 2**20), s.answer_cache_ttl_s)
         scheme = urlsplit(settings.store.url).scheme
         self.inline_reads = s.store_reads == "inline" or (s.store_reads == "auto" and scheme == "sqlite")
         self.nonblocking_reads = False  # set once the store is open: whether it offers non-blocking reads
@@ -67,6 +69,7 @@ class Service:
         self.arms = Arms(settings, self.metrics.registry)
         self.models.on_swap.append(self._swapped)
         self.catalog.register(self.metrics.registry)
+        self.answers.register(self.metrics.registry)
         self._store, self._log = store, log_
         self._store_opened()
         self._owned = (store is None, log_ is None)
@@ -249,8 +252,9 @@ class Service:
         self.catalog.prepare(model, self.store())
 
     def forget_cached(self, user_id: str) -> None:
-        """An erased user's states kept for degraded serving are dropped at once."""
+        """An erased user's states kept for degraded serving, and their kept answers, are dropped at once."""
         self.users.forget(user_id)
+        self.answers.forget(user_id)
 
     async def readiness(self) -> list[str]:
         """Why this process is not ready, each reason naming its cause; empty when a snapshot is loaded and the

@@ -1,4 +1,5 @@
-"""Trending scores over the served snapshot's items, refreshed in the background (never per request).
+"""Trending scores over the served snapshot's items, refreshed in the background (never per request); a refresh
+that changed no score keeps the objects in hand (answers cached with them stay valid).
 
 Counts decay in event time (architecture invariant 8): they are seen from the newest event time the speed
 layer has applied (the largest ``as_of`` among the rows), not from the wall clock, so a replayed or delayed
@@ -15,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+
+import numpy as np
 
 from lambdarec.logs import get_logger
 from lambdarec.model.fresh_items import with_fresh_items
@@ -81,6 +84,9 @@ class TrendingCache:
             self._keep(model.version, scores, extended)
 
     def _keep(self, version: str, scores: TrendingScores, extended: SnapshotModel) -> None:
+        kept = self._scores.get(version)
+        if kept is not None and kept[1] is extended and np.array_equal(kept[0].scores, scores.scores):
+            return  # nothing changed: the objects in hand stay, and so do the answers cached with them
         newest_last = {v: s for v, s in self._scores.items() if v != version} | {version: (scores, extended)}
         self._scores = dict(list(newest_last.items())[-2:])  # the served version, and one being swapped in
 

@@ -30,11 +30,16 @@ _encode = msgspec.json.Encoder().encode
 SAME_SPELLING = 1e16  # below this magnitude msgspec and pydantic write every float alike
 
 
+def fresh_age(state: UserState, now_s: float) -> float | None:
+    """The body's ``fresh_state_age_s``: seconds since the newest event of the user's fresh state, or None."""
+    return max(now_s - state.fresh.updated_at, 0.0) if state.fresh is not None else None
+
+
 def encode_body(
     model: SnapshotModel, query: RecommendQuery, state: UserState, ranked: list[Ranked], now_s: float, degraded: bool
 ) -> bytes:
     """``shape(...).model_dump_json()`` as bytes, without building the pydantic models when the numbers allow."""
-    age = max(now_s - state.fresh.updated_at, 0.0) if state.fresh is not None else None
+    age = fresh_age(state, now_s)
     items = [
         {
             "item_id": r.item_id,
@@ -67,7 +72,8 @@ def encode_body(
 
 async def user_list(service: Service, query: RecommendQuery) -> tuple[bytes, str | None, dict[str, str]]:
     """The JSON body of one user's list, its degraded reason (the ``X-Lambdarec-Degraded`` header) or None, and
-    its experiment arm headers.
+    its experiment arm headers. A repeat with nothing changed comes from ``service.answers``
+    (:mod:`serving_layer.answer_cache`): the user's state is read all the same, and compared.
 
     Raises the 503 ``HTTPException`` of :meth:`Service.served_model` while no snapshot is loaded.
     """
@@ -77,15 +83,25 @@ async def user_list(service: Service, query: RecommendQuery) -> tuple[bytes, str
     states, degraded = await service.user_states(model, [user_id])
     state = states[user_id]
     now = time.time()
-    ranked_query, ranked_state = served.inputs(state)
     catalog = service.catalog.view_for(model, now)
+    inputs = (model, served.weights, served.trending, catalog, served.plan)
+    cacheable = not degraded and state.corrupt is None and not query.impressions
+    kept = service.answers.get(query, inputs, state.fresh) if cacheable else None
+    if kept is not None:
+        service.metrics.observe_list(kept.sources, kept.fallback)
+        service.metrics.observe_freshness(user_id, state.fresh, model.cutoff_s, now)
+        return kept.body(fresh_age(state, now)), None, arm_headers(query)
+    ranked_query, ranked_state = served.inputs(state)
     ranked, fallback = rank(
         model, ranked_query, ranked_state, weights=served.weights, trending=served.trending, now_s=now, catalog=catalog
     )
     if query.impressions:
         query = replace(query, impression_id=await stamp(service, query, model.version, [r.item_id for r in ranked]))
     body = encode_body(model, query, state, ranked, now, degraded)
-    service.metrics.observe_list([r.source for r in ranked], fallback)
+    sources = [r.source for r in ranked]
+    if cacheable:
+        service.answers.put(query, inputs, state.fresh, model.version, body, fresh_age(state, now), sources, fallback)
+    service.metrics.observe_list(sources, fallback)
     service.metrics.observe_freshness(user_id, state.fresh, model.cutoff_s, time.time())
     reason = STORE_UNAVAILABLE if degraded else CORRUPT_ROW if state.corrupt is not None else None
     return body, reason, arm_headers(query)

@@ -133,6 +133,23 @@ class ServingSettings(Section):
         10, ge=0, description="Nearest neighbours of a disliked item that are demoted (at most `batch.neighbours`)."
     )
     fatigue: FatigueSettings = Field(default_factory=FatigueSettings, description="Impression fatigue.")
+    # ---- the answer cache (serving_layer.answer_cache) ----
+    answer_cache_mb: float = Field(
+        32.0,
+        ge=0,
+        description="Memory per worker for users' kept lists (a list of 10 items takes about 2.2 KB), so that a "
+        "repeat of a request with nothing changed is a lookup: the user's fresh state (read on every request), "
+        "the snapshot, trending, the catalog's view and the experiment arm must all be the ones it was ranked "
+        "with; the least recently used lists go first; 0 turns it off.",
+    )
+    answer_cache_ttl_s: float = Field(
+        5.0,
+        gt=0,
+        description="Longest a cached list is reused even when nothing changed: it bounds how far the time decay "
+        "of session and fresh events (half-life `session_half_life_s`) and fatigue may lag; no longer than "
+        "serving already lags the snapshot, trending and catalog (`snapshot_poll_s`, `trending_refresh_s`, "
+        "`catalog_poll_s`).",
+    )
 
     @field_validator("ingest_key_hashes", "admin_key_hashes")
     @classmethod

@@ -5,6 +5,7 @@ served degraded because the pool was busy)."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -15,6 +16,7 @@ from fastapi.testclient import TestClient
 
 from batch_layer.job import run_batch
 from batch_layer.synth import SynthSpec, synthesize
+from lambdarec.model.rows import FRESH_FORMAT, FreshUser
 from lambdarec.settings import Settings
 from lambdarec.store import open_store
 from serving_layer.app import create_app
@@ -73,3 +75,26 @@ def test_concurrent_requests_do_not_queue_for_store_threads(published: Settings,
     assert [a.status_code for a in answers] == [200] * len(users)
     assert [b["user_id"] for b in bodies if b["degraded"]] == [], "known users served degraded"
     assert all(b["items"] and b["items"][0]["source"] != "popular" for b in bodies), "known users get their lists"
+
+
+def test_a_repeat_is_answered_from_the_cache_until_the_users_fresh_state_changes(published: Settings) -> None:
+    """The answer cache compares the fresh state Cassandra gives on every request: equal reads of one row compare
+    equal (a hit), and a write by the speed layer in between is served at once."""
+    settings = published.model_copy(deep=True)
+    settings.serving.trending_refresh_s = 3600.0  # no refresh in between: each would start the answers anew
+    app = create_app(settings)
+    with TestClient(app) as client, open_store(settings) as store:
+        wait_ready(client)
+        now = time.time()
+        store.write_fresh_users([FreshUser(user_id="u3", recent=[("i5", now - 30)], updated_at=now - 30)])
+        first = client.get("/v1/users/u3/recommendations?k=5").json()
+        again = client.get("/v1/users/u3/recommendations?k=5").json()
+        metrics = client.get("/metrics").text
+        assert 'lambdarec_serving_answer_cache_total{result="hit"} 1.0' in metrics
+        assert again["items"] == first["items"] and again["fresh_state_age_s"] >= first["fresh_state_age_s"]
+        top = first["items"][0]["item_id"]
+        hidden = FreshUser(user_id="u3", recent=[("i5", now - 30)], updated_at=now, hidden={top: now},
+                           format=FRESH_FORMAT)  # fmt: skip
+        store.write_fresh_users([hidden])
+        after = client.get("/v1/users/u3/recommendations?k=5").json()
+    assert top not in [i["item_id"] for i in after["items"]]

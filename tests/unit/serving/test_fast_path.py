@@ -13,10 +13,11 @@ from lambdarec.model.snapshot import USER_IDS
 from lambdarec.rank.merge import Ranked
 from lambdarec.settings import Settings
 from lambdarec.store import open_store
+from serving_layer.app import create_app
 from serving_layer.fast_path import FastPath
 from serving_layer.recommend import RecommendQuery, shape
 from serving_layer.user_list import encode_body
-from tests.unit.serving.conftest import publish, serving, wait_for
+from tests.unit.serving.conftest import make_settings, publish, serving, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -131,3 +132,36 @@ def test_a_snapshots_batch_row_is_read_once_per_user_and_again_after_a_flip(fres
             again = client.get(f"/v1/users/{user}/recommendations?k=5").json()
             assert again["snapshot"] == newer
             assert counting.row_reads == reads + 1
+
+
+def test_a_plain_request_over_the_url_limit_gets_the_414_of_every_other(tmp_path, log_file) -> None:
+    """The fast path is the outermost layer: a URL it would answer still gets ``serving.max_url_bytes``' 414."""
+    settings = make_settings(tmp_path, max_url_bytes=1024)
+    publish(settings, log_file)
+    with serving(settings) as client:
+        under = client.get("/v1/users/u1/recommendations", params={"session_items": ",".join(["i1"] * 100)})
+        assert under.status_code == 200
+        over = client.get("/v1/users/u1/recommendations", params={"session_items": ",".join(["item-00010"] * 100)})
+        assert over.status_code == 414, over.text
+        assert "serving.max_url_bytes" in over.json()["message"]
+        metrics = client.get("/metrics").text
+    assert 'status="414"' in metrics and 'route="unmatched"' in metrics
+
+
+def test_a_failure_on_the_fast_path_is_the_500_of_every_other_and_counted(published, monkeypatch) -> None:
+    async def broken(service, query):  # type: ignore[no-untyped-def]
+        raise RuntimeError("a bug on the hot path")
+
+    monkeypatch.setattr("serving_layer.fast_path.user_list", broken)
+    app = create_app(published[0])
+    with TestClient(app, raise_server_exceptions=False) as client:
+        wait_for(lambda: app.state.service.models.model is not None, "a snapshot to load")
+        response = client.get("/v1/users/u1/recommendations")
+        assert response.status_code == 500
+        assert response.json()["message"] == "internal error; the server log has the details"
+        metrics = client.get("/metrics").text
+    assert (
+        'lambdarec_serving_requests_total{method="GET",route="/v1/users/{user_id}/recommendations",status="500"} 1.0'
+        in metrics
+    )
+    assert 'lambdarec_serving_errors_total{exception="RuntimeError"} 1.0' in metrics
