@@ -167,10 +167,7 @@ class CassandraStore(CatalogOf, OnlineStore):
         return [r[0] for r in self._run(schema.SELECT_ARRAY_NAMES, (version,))]
 
     def read_users(self, version: str, user_ids: Iterable[str]) -> dict[str, UserRow]:
-        ids = list(dict.fromkeys(user_ids))
-        results = self._many(schema.SELECT_USER, ((version, uid) for uid in ids), EXEC_PROFILE_DEFAULT)
-        rows = ((uid, rs.one()) for uid, rs in zip(ids, results, strict=True))
-        return codec.decode_users(version, ((uid, row[0]) for uid, row in rows if row))
+        return codec.decode_users(version, cassandra_fresh.read_user_rows(self._cql, version, user_ids))
 
     def read_user(self, version: str, user_id: str) -> UserRow | None:
         row = self._run(schema.SELECT_USER, (version, user_id)).one()
