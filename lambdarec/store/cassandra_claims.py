@@ -39,7 +39,9 @@ from lambdarec.store.errors import StoreError
 
 log = get_logger(__name__)
 
-BATCH_ROWS = 40  # claims per conditional batch: about 2 KiB, under Cassandra's 5 KiB batch warning
+# claims per conditional batch: about 2 KiB with ids of 20-30 characters, under Cassandra's 5 KiB batch warning;
+# 12 KiB at the longest ids (256 characters), a warning in the node's log, far under its 50 KiB refusal
+BATCH_ROWS = 40
 LEGACY_TABLE = "event_ids"
 SELECT_LEGACY = "SELECT ns, event_id, part, pos, TTL(pos) FROM {ks}.event_ids"
 HAS_TABLE = "SELECT table_name FROM system_schema.tables WHERE keyspace_name = ? AND table_name = ?"
