@@ -145,6 +145,7 @@ def test_a_poll_of_event_id_claims_costs_a_few_conditional_requests_not_one_per_
         claims = {f"req-{k}": (0, k) for k in range(1000)}
         assert store.claim_event_ids(claims, ttl_s=60) == claims
         assert len(sent) <= 100, f"{len(sent)} requests for 1,000 claims"
+        assert all(stmt.routing_key for stmt in sent), "each batch is routed to its partition's replicas"
         sent.clear()
         store.claim_event_ids({f"req-{k}": (1, k) for k in range(500, 1500)}, ttl_s=60)  # half of them repeats
         assert len(sent) <= 200, f"{len(sent)} requests for 1,000 claims, half of them repeats"
