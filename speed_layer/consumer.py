@@ -29,7 +29,6 @@ from lambdarec.eventlog import CommitFailedError, EventLog, open_log
 from lambdarec.eventlog.base import EventLogError, Record
 from lambdarec.events import Event, EventRules
 from lambdarec.logs import get_logger
-from lambdarec.model.rows import FreshUser, TrendingItem
 from lambdarec.model.snapshot import SnapshotModel
 from lambdarec.pollloop import PollLoop
 from lambdarec.settings import Settings
@@ -40,7 +39,7 @@ from speed_layer.decode import decode
 from speed_layer.fresh_items import stale_users
 from speed_layer.health import SpeedHealth
 from speed_layer.pipeline import Batch, StateWriter
-from speed_layer.rows import BatchRows, read_fresh_states
+from speed_layer.rows import BatchRows, FreshReads
 from speed_layer.state import Position
 from speed_layer.stats import SpeedStats, count_batch
 
@@ -80,8 +79,9 @@ class SpeedConsumer(PollLoop[SpeedStats]):
         self.model: SnapshotModel | None = None
         # a remote store's writes (and claims) overlap the next poll; an embedded store's run inline (GIL-bound)
         self._writer = StateWriter(self.store, threaded=not self.store.embedded)
-        self._claimer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="speed-claims")
+        self._io = ThreadPoolExecutor(max_workers=3, thread_name_prefix="speed-io")  # a remote store's claims, reads
         self._rows = BatchRows(self.store, settings.speed.history_cache_users)  # of the current snapshot (LRU)
+        self._fresh = FreshReads(self.store, self._writer)  # state and trending, through the writer's pending
         self._failure_streak = 0  # records in a row whose application raised (events.max_consecutive_failures)
         self._bad_positions: set[Position] = set()
         self._model_at = time.monotonic()
@@ -172,7 +172,7 @@ class SpeedConsumer(PollLoop[SpeedStats]):
             batch.good, batch.repeats = self._first_claims(good)
             inputs = self._inputs(batch.good, appended) if batch.good else None
         else:
-            claims = self._claimer.submit(self._first_claims, good)  # event-id claims (LWTs) overlap the reads
+            claims = self._io.submit(self._first_claims, good)  # event-id claims (conditional) overlap the reads
             try:
                 inputs = self._inputs(good, appended) if good else None
             finally:
@@ -254,34 +254,27 @@ class SpeedConsumer(PollLoop[SpeedStats]):
         log.info("speed.snapshot", version=version, cutoff_s=self.model.cutoff_s)
 
     def _inputs(self, good: list[tuple[Event, Position]], appended: dict[Position, float]) -> BatchInputs:
-        """What the store holds for ``good``'s users and trending shards (read once); ``appended`` maps a position
-        to its record's append time (epoch s)."""
+        """What the store holds for ``good``'s users and trending shards (read once; from a remote store, the
+        three reads at once); ``appended`` maps a position to its record's append time (epoch s)."""
         by_user, by_item = group_events(good)
-        model = self.model
-        trending = self._trending(list(by_item))
-        users = list(by_user) + [u for u in stale_users(trending.values(), model) if u not in by_user]  # re-solved
+        model, users, remote = self.model, list(by_user), not self.store.embedded
+        trending_f = self._io.submit(self._fresh.trending, list(by_item)) if remote else None
+        history_f = self._io.submit(self._rows.get, model, users) if remote and model else None
+        states = self._fresh.users(users)
+        trending = trending_f.result() if trending_f else self._fresh.trending(list(by_item))
+        history = history_f.result() if history_f else self._rows.get(model, users) if model else {}
+        if stale := [u for u in stale_users(trending.values(), model) if u not in by_user]:  # re-solved
+            states.update(self._fresh.users(stale))
+            history.update(self._rows.get(model, stale) if model else {})
         return BatchInputs(
             model=model,
-            states=self._states(users),
-            history=self._rows.get(model, users) if model else {},
+            states=states,
+            history=history,
             trending=trending,
             weights=model.event_weights if model and model.event_weights else dict(self.settings.batch.event_weights),
             speed=self.settings.speed,
             appended=appended,
         )
-
-    def _states(self, user_ids: list[str]) -> dict[str, FreshUser]:
-        """Users' fresh state: what the writer is writing, else the store's."""
-        pending = self._writer.pending_users()
-        states = read_fresh_states(self.store, [u for u in user_ids if u not in pending])
-        states.update((u, pending[u]) for u in user_ids if u in pending)
-        return states
-
-    def _trending(self, keys: list[str]) -> dict[str, TrendingItem]:
-        pending = self._writer.pending_trending()
-        shards = self.store.read_trending([k for k in keys if k not in pending])
-        shards.update((k, pending[k]) for k in keys if k in pending)
-        return shards
 
     def close(self) -> None:
         """Write and commit the batch in flight, then leave the group and release what this consumer opened."""
@@ -291,7 +284,7 @@ class SpeedConsumer(PollLoop[SpeedStats]):
             log.warning("speed.settle_failed", reason=str(exc), effect="the batch is delivered again")
         finally:
             self._writer.close()
-            self._claimer.shutdown(wait=True)
+            self._io.shutdown(wait=True)
         self.consumer.close()
         if self._own[1]:
             self.event_log.close()

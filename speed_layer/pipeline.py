@@ -16,8 +16,10 @@ Example
 from __future__ import annotations
 
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from typing import Any
 
 from lambdarec.eventlog.base import Record, next_positions
 from lambdarec.events import Event
@@ -64,9 +66,12 @@ class StateWriter:
         """``threaded=False`` writes in ``submit`` itself: for an embedded store, whose writes are CPU in this
         process, a writer thread only contends with the consumer for the GIL (and delays the write)."""
         self.store = store
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="speed-writer") if threaded else None
+        # two threads: a batch's trending shards are written beside its user states, not after them (either may
+        # land without the other when one fails: the batch is delivered again, and the positions inside each state
+        # and shard make that replay a no-op for what did land)
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="speed-writer") if threaded else None
         self._batch: Batch | None = None
-        self._future: Future[float] | None = None
+        self._futures: list[Future[float]] = []
         self._users: dict[str, FreshUser] = {}
         self._items: dict[str, TrendingItem] = {}
 
@@ -91,29 +96,35 @@ class StateWriter:
         self._users = {u.user_id: u for u in batch.users}
         self._items = {t.key: t for t in batch.items}
         if self._pool is not None:
-            self._future = self._pool.submit(self._write, batch.users, batch.items)
+            self._futures = [
+                self._pool.submit(self._write, self.store.write_fresh_users, batch.users),
+                self._pool.submit(self._write, self.store.write_trending, batch.items),
+            ]
             return
-        self._future = Future()
+        future: Future[float] = Future()
+        self._futures = [future]
         try:
-            self._future.set_result(self._write(batch.users, batch.items))
+            self._write(self.store.write_fresh_users, batch.users)
+            future.set_result(self._write(self.store.write_trending, batch.items))
         except Exception as exc:  # raised by wait(), as a threaded write's error would be
-            self._future.set_exception(exc)
+            future.set_exception(exc)
 
-    def _write(self, users: list[FreshUser], items: list[TrendingItem]) -> float:
-        self.store.write_fresh_users(users)
-        self.store.write_trending(items)
+    @staticmethod
+    def _write(write: Callable[[list[Any]], int], rows: list[Any]) -> float:
+        write(rows)
         return time.time()
 
     def wait(self) -> tuple[Batch, float] | None:
         """The batch handed over and when its state was written (epoch s); None if there was none. Re-raises
         the write's error, and the batch is dropped either way (a failed write is redelivered from the log)."""
-        batch, future = self._batch, self._future
-        if batch is None or future is None:
+        batch, futures = self._batch, self._futures
+        if batch is None or not futures:
             return None
         try:
-            return batch, future.result()
+            wait(futures)  # both writes over, whatever either did, before the batch is
+            return batch, max(f.result() for f in futures)
         finally:
-            self._batch, self._future, self._users, self._items = None, None, {}, {}
+            self._batch, self._futures, self._users, self._items = None, [], {}, {}
 
     def abandon(self) -> None:
         """Wait for a write in flight and forget its batch (nothing of it will be committed)."""

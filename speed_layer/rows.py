@@ -1,4 +1,5 @@
-"""What the speed consumer reads from the store for a batch: users' batch rows (cached) and their fresh state.
+"""What the speed consumer reads from the store for a batch: users' batch rows (cached), their fresh state and the
+trending shards (through what the writer is writing).
 
 A corrupt row never stops the consumer: a batch row that fails its checksum or names unknown items is left out
 (that user is folded in from fresh events alone), and a fresh state that does not decode is started afresh; both
@@ -10,10 +11,11 @@ from __future__ import annotations
 from collections import OrderedDict
 
 from lambdarec.logs import get_logger
-from lambdarec.model.rows import FreshUser, UserRow
+from lambdarec.model.rows import FreshUser, TrendingItem, UserRow
 from lambdarec.model.snapshot import SnapshotModel
 from lambdarec.store import CorruptRowError, OnlineStore
 from lambdarec.store.codec import check_user_indices
+from speed_layer.pipeline import StateWriter
 
 log = get_logger(__name__)
 
@@ -77,3 +79,22 @@ def read_fresh_states(store: OnlineStore, user_ids: list[str]) -> dict[str, Fres
         log.error("speed.corrupt_fresh_state", users=[str(k) for k in exc.keys][:20], reason=str(exc),
                   effect="their fresh state restarts from the events being applied")  # fmt: skip
         return dict(exc.rows)
+
+
+class FreshReads:
+    """Users' fresh state and trending shards: what the writer is writing (the newest), else the store's."""
+
+    def __init__(self, store: OnlineStore, writer: StateWriter) -> None:
+        self.store, self.writer = store, writer
+
+    def users(self, user_ids: list[str]) -> dict[str, FreshUser]:
+        pending = self.writer.pending_users()
+        states = read_fresh_states(self.store, [u for u in user_ids if u not in pending])
+        states.update((u, pending[u]) for u in user_ids if u in pending)
+        return states
+
+    def trending(self, keys: list[str]) -> dict[str, TrendingItem]:
+        pending = self.writer.pending_trending()
+        shards = self.store.read_trending([k for k in keys if k not in pending])
+        shards.update((k, pending[k]) for k in keys if k in pending)
+        return shards

@@ -25,7 +25,7 @@ from cassandra.query import BatchStatement
 from lambdarec.logs import get_logger
 from lambdarec.model.rows import FreshUser, ItemRow, LogPosition, TrendingItem, UserRow
 from lambdarec.settings import StoreSettings
-from lambdarec.store import cassandra_catalog, cassandra_fresh, codec, lifecycle, versions
+from lambdarec.store import cassandra_catalog, cassandra_claims, cassandra_fresh, codec, lifecycle, versions
 from lambdarec.store import cassandra_schema as schema
 from lambdarec.store.cassandra_session import WRITE, CassandraSession
 from lambdarec.store.catalog import CatalogOf
@@ -62,6 +62,7 @@ class CassandraStore(CatalogOf, OnlineStore):
     def init_schema(self) -> None:
         self._cql.ddl("create the schema", lambda session: schema.create(session, self._ks, self.settings))
         self._cql.ddl("create the catalog", lambda s: cassandra_catalog.create(s, self._ks, schema.DDL_TIMEOUT_S))
+        cassandra_claims.copy_legacy(self._cql, self._fresh_ttl)  # claims of the old `event_ids` table, once
 
     def drop_schema(self) -> None:
         self._cql.ddl("drop the keyspace", lambda session: schema.drop(session, self._ks))
@@ -166,10 +167,7 @@ class CassandraStore(CatalogOf, OnlineStore):
         return [r[0] for r in self._run(schema.SELECT_ARRAY_NAMES, (version,))]
 
     def read_users(self, version: str, user_ids: Iterable[str]) -> dict[str, UserRow]:
-        ids = list(dict.fromkeys(user_ids))
-        results = self._many(schema.SELECT_USER, ((version, uid) for uid in ids), EXEC_PROFILE_DEFAULT)
-        rows = ((uid, rs.one()) for uid, rs in zip(ids, results, strict=True))
-        return codec.decode_users(version, ((uid, row[0]) for uid, row in rows if row))
+        return codec.decode_users(version, cassandra_fresh.read_user_rows(self._cql, version, user_ids))
 
     def read_user(self, version: str, user_id: str) -> UserRow | None:
         row = self._run(schema.SELECT_USER, (version, user_id)).one()
@@ -223,24 +221,13 @@ class CassandraStore(CatalogOf, OnlineStore):
     # ---- event ids ------------------------------------------------------------------------------------------
 
     def claim_event_ids(self, claims: Mapping[str, LogPosition], ttl_s: float) -> dict[str, LogPosition]:
-        # One lightweight transaction per id (Paxos on its own partition), run concurrently: consumers racing on
-        # an id agree on one owner, and a record claiming again after a crash finds its own position.
+        # A conditional batch per bucket partition (one Paxos round for its ids): consumers racing on an id agree
+        # on one owner, and a record claiming again after a crash finds its own position (see cassandra_claims).
         ttl = max(1, math.ceil(ttl_s))
-        ids = list(claims)
-        params = ((self._ns, eid, claims[eid][0], claims[eid][1], ttl) for eid in ids)
-        owners = {}
-        for eid, rs in zip(ids, self._many(schema.CLAIM_EVENT_ID, params), strict=True):
-            if rs.was_applied:
-                owners[eid] = claims[eid]
-            else:
-                row = dict(zip(rs.column_names, rs.one(), strict=True))
-                owners[eid] = (row["part"], row["pos"])
-        return owners
+        return cassandra_claims.claim(self._cql, self._ns, ((eid, p, o, ttl) for eid, (p, o) in claims.items()))
 
     def release_event_ids(self, claims: Mapping[str, LogPosition]) -> None:
-        params = [(self._ns, eid, p, o) for eid, (p, o) in claims.items()]
-        for _ in self._many(schema.RELEASE_EVENT_ID, params):
-            pass
+        cassandra_claims.release(self._cql, self._ns, claims)
 
     # ---- coordination -----------------------------------------------------------------------------------------
 

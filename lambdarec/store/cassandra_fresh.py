@@ -1,4 +1,4 @@
-"""The Cassandra store's fresh-state reads, batched per poll: a few ``IN`` queries instead of one request per key.
+"""The Cassandra store's fresh-state (and batch-row) reads, batched per poll: a few ``IN`` queries, not one per key.
 
 The speed consumer reads the state of every user and trending shard in a batch (about a thousand keys a poll).
 One request per key costs the driver and the coordinator more than the reads themselves, so keys are grouped
@@ -20,7 +20,7 @@ Example
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from cassandra.cluster import EXEC_PROFILE_DEFAULT
 from cassandra.query import BatchStatement, BatchType
@@ -34,6 +34,7 @@ BATCH_BYTES = 4096  # below Cassandra's default batch_size_warn_threshold (5 KiB
 BATCH_PARTITIONS = 8  # below unlogged_batch_across_partitions_warn_threshold (10)
 IN_KEYS = 100  # keys per IN query: large enough to amortise a request, small enough for one page and no timeout
 SELECT_FRESH_USERS = "SELECT user_id, data FROM {ks}.fresh_users WHERE ns = ? AND user_id IN ?"
+SELECT_USER_ROWS = "SELECT user_id, data FROM {ks}.user_rows WHERE version = ? AND user_id IN ?"
 SELECT_TRENDING_ROWS = "SELECT item_id, data FROM {ks}.trending WHERE ns = ? AND bucket = ? AND item_id IN ?"
 
 
@@ -48,7 +49,8 @@ def partition_key(*parts: str) -> bytes:
 
 
 def by_replica(cql: CassandraSession, ns: str, user_ids: list[str]) -> list[list[str]]:
-    """``user_ids`` grouped by the first replica of their partition (one group on a one-node cluster)."""
+    """``user_ids`` grouped by the first replica of their partition, keyed ``(ns, user_id)`` (one group on a
+    one-node cluster); ``ns`` is the first text component of the key (a namespace, or a snapshot version)."""
     metadata = cql.cluster.metadata
     if len(metadata.all_hosts()) <= 1:
         return [user_ids]
@@ -69,6 +71,14 @@ def read_fresh_users(cql: CassandraSession, ns: str, user_ids: Iterable[str]) ->
     params = [(ns, chunk) for group in by_replica(cql, ns, ids) for chunk in _chunks(group)]
     results = cql.many(SELECT_FRESH_USERS, params, EXEC_PROFILE_DEFAULT)
     return codec.decode_fresh_users((uid, data) for rs in results for uid, data in rs)
+
+
+def read_user_rows(cql: CassandraSession, version: str, user_ids: Iterable[str]) -> Iterator[tuple[str, bytes]]:
+    """The stored batch rows of ``user_ids`` in snapshot ``version`` (absent users left out), undecoded: one ``IN``
+    query per replica group and chunk, as for fresh state (the speed layer reads a poll's users at once)."""
+    ids = list(dict.fromkeys(user_ids))
+    params = [(version, chunk) for group in by_replica(cql, version, ids) for chunk in _chunks(group)]
+    return ((uid, data) for rs in cql.many(SELECT_USER_ROWS, params, EXEC_PROFILE_DEFAULT) for uid, data in rs)
 
 
 def read_trending(cql: CassandraSession, ns: str, keys: Iterable[str]) -> dict[str, TrendingItem]:

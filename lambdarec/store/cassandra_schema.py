@@ -9,6 +9,8 @@ Data model, for a reader who knows Cassandra:
 * row counts for validation come from per-``part`` tallies, never from counting rows;
 * ``trending.item_id`` holds ``TrendingItem.key`` (``item_id`` or ``item_id@partition`` for a shard), bucketed
   by a stable hash of that key;
+* event-id claims live in ``EVENT_ID_BUCKETS`` partitions per namespace, so a poll claims its ids with one
+  conditional batch (one Paxos round) per bucket rather than one lightweight transaction per id;
 * snapshot tables expire by their default TTL (longer than two batch periods), so retired versions disappear
   without deletes; the snapshot list, the current pointer and locks are tiny tables without TTL.
 """
@@ -33,6 +35,7 @@ DEFAULT_PORT = 9042
 # Fixed by the data layout: changing either makes rows written before unreachable.
 ITEM_BUCKETS = 64
 TRENDING_BUCKETS = 16
+EVENT_ID_BUCKETS = 64  # event-id claims: one conditional batch per bucket and poll (see cassandra_claims)
 # Fresh tables only ever expire by TTL (no deletes), so tombstones need not outlive a repair cycle.
 FRESH_GC_GRACE_S = 3600
 DEFAULT_GC_GRACE_S = 864000  # Cassandra's own default, kept for snapshot tables
@@ -139,6 +142,10 @@ def trending_bucket(item_id: str) -> int:
     return zlib.crc32(item_id.encode()) % TRENDING_BUCKETS
 
 
+def event_id_bucket(event_id: str) -> int:
+    return zlib.crc32(event_id.encode()) % EVENT_ID_BUCKETS
+
+
 # ---- requests, prepared by CassandraStore._stmt (``{ks}`` is the keyspace) ----------------------------------
 # Writes to TTL tables say their TTL (from the settings in force) instead of trusting the table default, which
 # is only as fresh as the last `store init`.
@@ -174,8 +181,10 @@ TAKE_LOCK = "INSERT INTO {ks}.locks (ns, name, owner) VALUES (?, ?, ?) IF NOT EX
 RENEW_LOCK = "UPDATE {ks}.locks USING TTL ? SET owner = ? WHERE ns = ? AND name = ? IF owner = ?"
 RELEASE_LOCK = "DELETE FROM {ks}.locks WHERE ns = ? AND name = ? IF owner = ?"
 SELECT_LOCK = "SELECT owner, TTL(owner) FROM {ks}.locks WHERE ns = ? AND name = ?"
-CLAIM_EVENT_ID = "INSERT INTO {ks}.event_ids (ns, event_id, part, pos) VALUES (?, ?, ?, ?) IF NOT EXISTS USING TTL ?"
-RELEASE_EVENT_ID = "DELETE FROM {ks}.event_ids WHERE ns = ? AND event_id = ? IF part = ? AND pos = ?"
+CLAIM_EVENT_ID = (
+    "INSERT INTO {ks}.event_claims (ns, bucket, event_id, part, pos) VALUES (?, ?, ?, ?, ?) IF NOT EXISTS USING TTL ?"
+)
+RELEASE_EVENT_ID = "DELETE FROM {ks}.event_claims WHERE ns = ? AND bucket = ? AND event_id = ? IF part=? AND pos=?"
 LWT = (TAKE_LOCK, RENEW_LOCK, RELEASE_LOCK, CLAIM_EVENT_ID, RELEASE_EVENT_ID)
 
 # ---- schema, run by CassandraStore.init_schema -------------------------------------------------------------
@@ -205,9 +214,10 @@ TABLES: tuple[tuple[str, str | None, str], ...] = (
      "data blob, PRIMARY KEY ((ns, user_id)))"),
     ("trending", "fresh_ttl_s", "CREATE TABLE IF NOT EXISTS {ks}.trending (ns text, bucket int, item_id text, "
      "data blob, PRIMARY KEY ((ns, bucket), item_id))"),
-    # one partition per event id: a lightweight transaction claims it for one log position, for a TTL
-    ("event_ids", "fresh_ttl_s", "CREATE TABLE IF NOT EXISTS {ks}.event_ids (ns text, event_id text, part int, "
-     "pos bigint, PRIMARY KEY ((ns, event_id)))"),
+    # EVENT_ID_BUCKETS partitions of claims: one conditional batch claims a poll's ids of one bucket for their
+    # log positions, for a TTL (it replaces `event_ids`, one partition per id; `store init` copies its claims)
+    ("event_claims", "fresh_ttl_s", "CREATE TABLE IF NOT EXISTS {ks}.event_claims (ns text, bucket int, "
+     "event_id text, part int, pos bigint, PRIMARY KEY ((ns, bucket), event_id))"),
 )  # fmt: skip
 
 SELECT_TABLE_OPTIONS = (

@@ -200,14 +200,16 @@ class CassandraSession:
         with self.guard(what):
             run(self._session)
 
-    def run_batches(self, batches: list[BatchStatement], what: str) -> None:
-        """Run many batches concurrently (``write_concurrency`` in flight) with the write profile."""
+    def run_batches(self, batches: list[BatchStatement], what: str) -> list[Any]:
+        """Run many batches concurrently (``write_concurrency`` in flight) with the write profile; their result
+        sets, in order (a conditional batch's says whether it applied)."""
         concurrency = self.settings.cassandra.write_concurrency
         with self.guard(what):
-            execute_concurrent(
+            results = execute_concurrent(
                 self._session, [(b, None) for b in batches], concurrency=concurrency, raise_on_first_error=True,
                 execution_profile=WRITE,
             )  # fmt: skip
+        return [r.result_or_exc for r in results]
 
     def shutdown(self) -> None:
         self.cluster.shutdown()

@@ -509,6 +509,20 @@ class StoreContract(CatalogContract):
         time.sleep(max(0.0, 4.2 - (time.monotonic() - started)))
         assert store.claim_event_ids({"e1": (0, 3)}, ttl_s=60) == {"e1": (0, 3)}
 
+    def test_a_poll_of_claims_mixing_new_repeated_and_redelivered_ids_gets_every_owner_right(self) -> None:
+        """A poll's worth of ids (many per bucket on a bucketed store, so a batch conflicts on some ids and must
+        still claim the others): new ids are claimed, repeats find the first owner, redeliveries find
+        themselves (issue 17: claims batched per poll)."""
+        store = self.make_store()
+        first = {f"poll-{k}": (1, k) for k in range(0, 1200, 3)}
+        assert store.claim_event_ids(first, ttl_s=60) == first
+        claims = {f"poll-{k}": (2, 5000 + k) for k in range(1200)}
+        claims.update({f"poll-{k}": (1, k) for k in range(0, 1200, 9)})  # the same records, delivered again
+        owners = store.claim_event_ids(claims, ttl_s=60)
+        assert owners == {eid: first.get(eid, pos) for eid, pos in claims.items()}
+        again = store.claim_event_ids({eid: (3, 1) for eid in claims}, ttl_s=60)
+        assert again == owners, "every claim of the poll stuck, the new and the old"
+
     def test_consumers_racing_on_the_same_ids_agree_on_one_owner_each(self) -> None:
         stores = [self.make_store() for _ in range(4)]
         ids = [f"race-{i}" for i in range(200)]

@@ -76,7 +76,7 @@ def test_init_schema_sets_table_ttls_and_is_repeatable(cassandra_store_url: str)
         ttl = dict(rows.all())
         settings = StoreSettings()
         assert ttl["user_rows"] == ttl["item_rows"] == ttl["array_chunks"] == settings.snapshot_ttl_s
-        assert ttl["fresh_users"] == ttl["trending"] == ttl["event_ids"] == settings.fresh_ttl_s
+        assert ttl["fresh_users"] == ttl["trending"] == ttl["event_claims"] == settings.fresh_ttl_s
         assert ttl["pointer"] == ttl["snapshots"] == ttl["locks"] == 0
     finally:
         store.close()
@@ -131,3 +131,50 @@ def test_fresh_reads_group_users_by_the_routing_key_the_driver_uses(cassandra_st
             assert partition_key(ns, uid) == bound.routing_key
     finally:
         session.shutdown()
+
+
+def test_a_poll_of_event_id_claims_costs_a_few_conditional_requests_not_one_per_id(cassandra_store_url: str) -> None:
+    """Issue 17: one lightweight transaction (four Paxos round trips) per event id kept the speed layer on
+    Cassandra under 600 events/s; a poll's claims are conditional batches, one or a few per bucket partition."""
+    store = CassandraStore(StoreSettings(url=cassandra_store_url, namespace="claims-requests"))
+    session = store._cql._session
+    sent = []
+    send = session.execute_async
+    try:
+        session.execute_async = lambda *a, **kw: sent.append(a[0]) or send(*a, **kw)  # count what is sent
+        claims = {f"req-{k}": (0, k) for k in range(1000)}
+        assert store.claim_event_ids(claims, ttl_s=60) == claims
+        assert len(sent) <= 100, f"{len(sent)} requests for 1,000 claims"
+        assert all(stmt.routing_key for stmt in sent), "each batch is routed to its partition's replicas"
+        sent.clear()
+        store.claim_event_ids({f"req-{k}": (1, k) for k in range(500, 1500)}, ttl_s=60)  # half of them repeats
+        assert len(sent) <= 200, f"{len(sent)} requests for 1,000 claims, half of them repeats"
+    finally:
+        session.execute_async = send
+        store.close()
+
+
+def test_store_init_copies_the_live_claims_of_the_old_event_ids_table(cassandra_endpoint: tuple[str, int]) -> None:
+    """Upgrading a deployment whose claims live in the old one-partition-per-id table: ``store init`` copies
+    the live ones with their remaining TTL, so a repeat of an event applied before the upgrade is still a repeat,
+    and it never overwrites a claim already taken in the new table."""
+    with throwaway_keyspace(cassandra_endpoint) as url, CassandraStore(StoreSettings(url=url)) as store:
+        store.execute("CREATE TABLE {ks}.event_ids (ns text, event_id text, part int, pos bigint, "
+                      "PRIMARY KEY ((ns, event_id)))")  # fmt: skip
+        old = "INSERT INTO {ks}.event_ids (ns, event_id, part, pos) VALUES (?, ?, ?, ?) USING TTL ?"
+        for k in range(300):
+            store.execute(old, ("default", f"old-{k}", 0, k, 600))
+        store.execute(old, ("other", "old-1", 4, 44, 600))
+        store.execute(old, ("default", "taken", 0, 1, 600))
+        assert store.claim_event_ids({"taken": (2, 2)}, ttl_s=60) == {"taken": (2, 2)}
+        store.init_schema()
+        owners = store.claim_event_ids({f"old-{k}": (1, 1000 + k) for k in range(300)} | {"taken": (3, 3)}, 60)
+        assert owners == {f"old-{k}": (0, k) for k in range(300)} | {"taken": (2, 2)}
+        with CassandraStore(StoreSettings(url=url, namespace="other")) as other:
+            assert other.claim_event_ids({"old-1": (9, 9)}, ttl_s=60) == {"old-1": (4, 44)}
+        bucket = schema.event_id_bucket("old-7")
+        ttl = store.execute("SELECT TTL(pos) FROM {ks}.event_claims WHERE ns = ? AND bucket = ? AND event_id = ?",
+                            ("default", bucket, "old-7")).one()[0]  # fmt: skip
+        assert 0 < ttl <= 600, "the copy keeps the claim's remaining time, not a new full window"
+        store.init_schema()  # again: the copy is idempotent
+        assert store.claim_event_ids({"old-7": (5, 5)}, ttl_s=60) == {"old-7": (0, 7)}

@@ -1,0 +1,113 @@
+"""The Cassandra store's event-id claims: a poll's claims as a few conditional batches, one per bucket partition.
+
+The speed layer claims every event id of a poll for the log position that carries it (``claim_event_ids``), so
+a repeated id is applied once across restarts and consumers. A claim must be atomic per id (consumers racing on
+one id agree on one owner), which on Cassandra means a lightweight transaction: four Paxos round trips on the
+replicas. One per id capped the consumer near 500 events/s on a small node. Here ids live in
+``EVENT_ID_BUCKETS`` partitions (a stable hash of the id), and the ids of one bucket are claimed together by one
+conditional batch (``INSERT ... IF NOT EXISTS`` for each, a single Paxos round on that partition):
+
+* the batch applies only if none of its ids is claimed yet; all its claims then land together;
+* otherwise nothing of it lands and Cassandra returns the claims that exist (a repeat's first owner, or this
+  record's own claim when it is delivered again): those are the owners, and the rest are claimed again without
+  them, until every id has its owner. Each round removes at least one id, so it ends.
+
+Sizing: a bucket partition holds ``rate x events.dedup_window_s / EVENT_ID_BUCKETS`` live claims (about 2.7M
+small rows at 2,000 events/s and the default day); each claim expires by its TTL.
+
+The table used to be ``event_ids`` (one partition per id). ``store init`` copies its live claims into
+``event_claims`` with their remaining TTL (:func:`copy_legacy`) and leaves it to expire.
+
+Example
+-------
+>>> claim(cql, "default", [("e1", 0, 5, 86400)])   # doctest: +SKIP
+{'e1': (0, 5)}
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+
+from cassandra.query import BatchStatement, BatchType
+
+from lambdarec.logs import get_logger
+from lambdarec.model.rows import LogPosition
+from lambdarec.store import cassandra_schema as schema
+from lambdarec.store.cassandra_session import CassandraSession
+from lambdarec.store.errors import StoreError
+
+log = get_logger(__name__)
+
+# claims per conditional batch: about 2 KiB with ids of 20-30 characters, under Cassandra's 5 KiB batch warning;
+# 12 KiB at the longest ids (256 characters), a warning in the node's log, far under its 50 KiB refusal
+BATCH_ROWS = 40
+LEGACY_TABLE = "event_ids"
+SELECT_LEGACY = "SELECT ns, event_id, part, pos, TTL(pos) FROM {ks}.event_ids"
+HAS_TABLE = "SELECT table_name FROM system_schema.tables WHERE keyspace_name = ? AND table_name = ?"
+COPY_CHUNK = 5000  # legacy claims copied per round
+
+Claim = tuple[str, int, int, int]  # event id, log partition, offset, TTL in seconds
+
+
+def claim(cql: CassandraSession, ns: str, claims: Iterable[Claim]) -> dict[str, LogPosition]:
+    """Claim each id for its position unless a live claim holds it; the owner of every id."""
+    groups: dict[int, list[Claim]] = defaultdict(list)
+    for c in claims:
+        groups[schema.event_id_bucket(c[0])].append(c)
+    pending = [group[i : i + BATCH_ROWS] for group in groups.values() for i in range(0, len(group), BATCH_ROWS)]
+    owners: dict[str, LogPosition] = {}
+    stmt = cql.stmt(schema.CLAIM_EVENT_ID)
+    while pending:
+        batches = []
+        for group in pending:
+            batch = BatchStatement(batch_type=BatchType.UNLOGGED)  # one partition: one Paxos round, no batch log
+            for eid, part, pos, ttl in group:
+                batch.add(stmt, (ns, schema.event_id_bucket(eid), eid, part, pos, ttl))
+            batches.append(batch)
+        again = []
+        for group, rs in zip(pending, cql.run_batches(batches, "claim event ids"), strict=True):
+            rows = rs.current_rows
+            if rows and rows[0][0]:
+                owners.update((eid, (part, pos)) for eid, part, pos, _ in group)
+                continue
+            eid_at, part_at, pos_at = (rs.column_names.index(c) for c in ("event_id", "part", "pos"))
+            held = {row[eid_at]: (row[part_at], row[pos_at]) for row in rows}  # the claims that exist
+            rest = [c for c in group if c[0] not in held]
+            owners.update((eid, held[eid]) for eid, *_ in group if eid in held)
+            if len(rest) == len(group):
+                raise StoreError(f"Cassandra refused a claim of {len(group)} event ids without naming an owner")
+            if rest:
+                again.append(rest)
+        pending = again
+    return owners
+
+
+def release(cql: CassandraSession, ns: str, claims: Mapping[str, LogPosition]) -> None:
+    """Drop each id's claim if its owner is still the position given (rare: dead-lettered records only)."""
+    params = [(ns, schema.event_id_bucket(eid), eid, p, o) for eid, (p, o) in claims.items()]
+    for _ in cql.many(schema.RELEASE_EVENT_ID, params):
+        pass
+
+
+def copy_legacy(cql: CassandraSession, ttl_s: int) -> int:
+    """Copy the live claims of the old ``event_ids`` table (if the keyspace has one) into ``event_claims`` with
+    their remaining TTL, without overwriting a claim already there; how many were copied. Run by ``store init``,
+    while no speed consumer runs."""
+    if not cql.execute(HAS_TABLE, (cql.keyspace, LEGACY_TABLE)).one():
+        return 0
+    by_ns: dict[str, list[Claim]] = defaultdict(list)
+    copied = 0
+    for read, (ns, eid, part, pos, ttl) in enumerate(cql.execute(SELECT_LEGACY), 1):  # paged by the driver
+        by_ns[ns].append((eid, part, pos, ttl or ttl_s))
+        if read % COPY_CHUNK == 0:
+            copied += _flush(cql, by_ns)
+    copied += _flush(cql, by_ns)
+    log.info("store.event_ids_copied", claims=copied, source=LEGACY_TABLE, target="event_claims")
+    return copied
+
+
+def _flush(cql: CassandraSession, by_ns: dict[str, list[Claim]]) -> int:
+    copied = sum(len(claim(cql, ns, claims)) for ns, claims in by_ns.items())
+    by_ns.clear()
+    return copied
