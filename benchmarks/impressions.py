@@ -11,6 +11,7 @@ nor touch a trending row. Embedded backends (SQLite log and store), so it runs a
 from __future__ import annotations
 
 import json
+import multiprocessing
 import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -53,27 +54,56 @@ def impression_lines(positives: list[bytes], per_event: int, shown: int, seed: i
     return out
 
 
-def _apply(settings, lines: list[bytes]) -> tuple[float, int]:  # type: ignore[no-untyped-def]
-    """Append ``lines`` to the log and apply them: (seconds from the first batch to the last, records)."""
+def _drain_impressions(settings, expected: int, done) -> None:  # type: ignore[no-untyped-def]
+    """The impressions consumer, in a process of its own as deployed: apply until ``expected`` are applied."""
+    from lambdarec.logs import configure_logging
+    from speed_layer.impression_consumer import ImpressionConsumer
+
+    configure_logging("WARNING")
+    with ImpressionConsumer(settings) as consumer:
+        while consumer.stats.processed + consumer.stats.duplicates + consumer.stats.dead_lettered < expected:
+            consumer.step()
+        done.put(consumer.stats.processed)
+
+
+def _apply(settings, lines: list[bytes], impressions: int) -> tuple[float, int]:  # type: ignore[no-untyped-def]
+    """Append ``lines`` to the log and apply them: (seconds from the first batch to the last, records). With
+    ``speed.feedback.own_consumer`` the ``impressions`` go to an impressions consumer running meanwhile."""
     from lambdarec.eventlog import open_log
     from speed_layer.consumer import SpeedConsumer
 
     with open_log(settings) as log:
         log.ensure_topic(3)
         log.append(lines, keys=[json.loads(x)["user_id"] for x in lines])
+    apart = settings.speed.feedback.own_consumer
+    done: multiprocessing.Queue = multiprocessing.Queue()
+    side = multiprocessing.Process(target=_drain_impressions, args=(settings, impressions, done), daemon=True)
     marks: list[float] = []
-    with SpeedConsumer(settings, observer=lambda recs, at: marks.append(at)) as consumer:
+    seen = [0]
+
+    def observe(records, at: float) -> None:  # type: ignore[no-untyped-def]
+        marks.append(at)
+        seen[0] += len(records)
+
+    with SpeedConsumer(settings, observer=observe) as consumer:
         consumer.step()  # the first batch also loads the snapshot: timed from its end
-        st = consumer.stats
-        while st.processed + st.duplicates + st.dead_lettered < len(lines):
+        if apart:
+            side.start()
+        while seen[0] < len(lines):
             consumer.step()
-        if st.processed != len(lines):
-            raise RuntimeError(f"{st.processed} of {len(lines)} events applied: {st.to_json()}")
+        positives = len(lines) - impressions if apart else len(lines)
+        if consumer.stats.processed != positives:
+            raise RuntimeError(f"{consumer.stats.processed} of {positives} events applied: {consumer.stats.to_json()}")
+    if apart:
+        side.join(timeout=600)
+        if (applied := done.get(timeout=1)) != impressions:
+            raise RuntimeError(f"the impressions consumer applied {applied} of {impressions} impressions")
     return marks[-1] - marks[0], len(lines)
 
 
-def _published(tmp: str, name: str, log_path: Path):  # type: ignore[no-untyped-def]
-    """Settings of a store of its own (``name``) holding a snapshot of ``log_path``, and a log of its own."""
+def _published(tmp: str, name: str, log_path: Path, apart: bool = False):  # type: ignore[no-untyped-def]
+    """Settings of a store of its own (``name``) holding a snapshot of ``log_path``, and a log of its own;
+    ``apart``: impressions have their own consumer (``speed.feedback.own_consumer``)."""
     from batch_layer.job import run_batch
     from lambdarec.settings import Settings
 
@@ -82,7 +112,7 @@ def _published(tmp: str, name: str, log_path: Path):  # type: ignore[no-untyped-
             "store": {"url": f"sqlite:///{tmp}/{name}-store"},
             "log": {"url": f"sqlite:///{tmp}/{name}-log"},
             "batch": {"train": {"iterations": 5}, "top_k": 50},
-            "speed": {"poll_max_records": 1000},
+            "speed": {"poll_max_records": 1000, "feedback": {"own_consumer": apart}},
         }
     )
     run_batch(settings, interactions=str(log_path), as_of=datetime(2024, 2, 1, tzinfo=UTC), progress=False)
@@ -101,20 +131,17 @@ def run(scale: Scale, args) -> Iterator[Result]:  # type: ignore[no-untyped-def]
         start = datetime(2024, 2, 1, tzinfo=UTC).timestamp() + 60
         positives = event_lines(n + 1000, USERS, ITEMS, start, seed=2)  # the untimed first batch's share added
         mixed = impression_lines(positives, args.impressions_per_event, args.shown, seed=3)
-        # the same snapshot in two stores of their own: both runs start from the same state
-        ref_s, _ = _apply(_published(tmp, "clicks", log_path), positives)
-        ours_s, records = _apply(_published(tmp, "mixed", log_path), mixed)
-        share = len(positives) / records
-        # positives applied in the timed span: the untimed first batch holds 1000 records of either mix
-        ref_rate = (len(positives) - 1000) / ref_s
-        ours_rate = (len(positives) - 1000 * share) / ours_s
-        yield Result(
-            "impressions",
-            "positive_events_per_s_with_impressions",
-            ours_rate,
-            ref_rate,
-            "events/s",
-            scale,
-            note=f"{len(positives)} positive events, {args.impressions_per_event}x impressions of {args.shown} "
-            f"items ({records} records, {records / ours_s:.0f} records/s), SQLite log and store",
-        )
+        impressions = len(mixed) - len(positives)
+        # the same snapshot in stores of their own: every run starts from the same state
+        ref_s, _ = _apply(_published(tmp, "clicks", log_path), positives, 0)
+        share = len(positives) / len(mixed)
+        ref_rate = (len(positives) - 1000) / ref_s  # the untimed first batch holds 1000 records of either mix
+        mix = f"{len(positives)} positive events, {args.impressions_per_event}x impressions of {args.shown} items"
+        for metric, apart, how in (
+            ("positive_events_per_s_impressions_apart", True, "impressions consumer in its own process meanwhile"),
+            ("positive_events_per_s_one_consumer", False, "one consumer applies every event"),
+        ):
+            ours_s, records = _apply(_published(tmp, metric, log_path, apart), mixed, impressions)
+            ours_rate = (len(positives) - 1000 * share) / ours_s
+            note = f"{mix} ({records} records, {records / ours_s:.0f} records/s): {how}; SQLite log and store"
+            yield Result("impressions", metric, ours_rate, ref_rate, "events/s", scale, note=note)

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 
 from lambdarec.eventlog import EventLog, open_log
 from lambdarec.lake import Lake, open_lake
-from lambdarec.model.rows import FreshUser
+from lambdarec.model.rows import FreshUser, ShownItems
 from lambdarec.settings import Settings
 from lambdarec.store import OnlineStore, open_store
 
@@ -89,7 +89,10 @@ def forget_users(
             lake = lake or open_lake(settings)
             lake.record_erasure(users, log_end)
             version, deleted = lake.delete_users(users)
-        store.write_fresh_users([tombstone(u, erased_at, log_end) for u in users])
+        tombstones = [tombstone(u, erased_at, log_end) for u in users]
+        store.write_fresh_users(tombstones)
+        # impressions kept apart (speed.feedback.own_consumer): none shown, positions past the erasure
+        store.write_shown([ShownItems(user_id=t.user_id, positions=t.positions) for t in tombstones])
     finally:
         if own_log:
             log.close()

@@ -203,7 +203,8 @@ class Service:
         """The users' states for ``model``, and whether they came from memory because the store is unavailable."""
         ids = list(user_ids)
         try:
-            args = (self.store(), model.version, ids, len(model.item_ids), self._known_rows(model.version, ids))
+            shown = self.settings.speed.feedback.own_consumer  # impressions rows apart from the fresh rows
+            args = (self.store(), model.version, ids, len(model.item_ids), self._known_rows(model.version, ids), shown)
             if self.inline_reads:
                 states = self.gate.call_inline(read_states, *args)
             elif self.nonblocking_reads:

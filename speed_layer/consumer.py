@@ -36,6 +36,7 @@ from speed_layer import prometheus
 from speed_layer.apply import BatchInputs, compute_states, describe, group_events
 from speed_layer.fresh_items import stale_users
 from speed_layer.health import SpeedHealth
+from speed_layer.impressions import PositivePath
 from speed_layer.rows import BatchRows, read_fresh_states
 from speed_layer.state import Position
 
@@ -96,6 +97,7 @@ class SpeedConsumer(PollLoop[SpeedStats]):
         self._failure_streak = 0  # records in a row whose application raised (events.max_consecutive_failures)
         self._bad_positions: set[Position] = set()
         self._model_at = time.monotonic()
+        self._path = PositivePath(settings.speed)  # all records, or all but impressions (own consumer)
         self.event_log.ensure_topic()
         self.consumer = self.event_log.consumer(
             group,
@@ -145,19 +147,18 @@ class SpeedConsumer(PollLoop[SpeedStats]):
         if self._rewind:
             self.consumer.seek_to_committed()
             self._rewind = False
-        records = self.consumer.poll(speed.poll_max_records, timeout_ms=speed.max_wait_ms)
+        records = self.consumer.poll(self._path.size, timeout_ms=speed.max_wait_ms)
         if not records:
             return 0
         self._refresh_model()
-        good, bad = self._validate(records)
+        good, bad = self._validate(mine := self._path.of(records))
         good = interactions(good)
         good, repeats = self._first_claims(good)
         users, items, poison = self._compute(good, {(r.partition, r.offset): r.timestamp_ms / 1000.0 for r in records})
         self._check_failure_streak(records, poison, repeats)
         if poison and self.settings.events.dedup_window_s > 0:  # a corrected resend under the same id may apply
             self.store.release_event_ids({event.event_id: pos for event, pos in good if pos in poison})
-        self.store.write_fresh_users(users)
-        self.store.write_trending(items)
+        self._write(users, items)
         written_at = time.time()
         by_pos = {(r.partition, r.offset): r for r in records}
         letters = [*bad, *((by_pos[pos], reason) for pos, reason in poison.items())]
@@ -165,10 +166,14 @@ class SpeedConsumer(PollLoop[SpeedStats]):
             self.event_log.dead_letter_records(letters)
         self.consumer.commit(next_positions(records))
         applied = [(event, pos) for event, pos in good if pos not in poison]
-        self._count(records, applied, bad, poison, repeats, len(users), len(items), written_at)
+        self._count(mine, applied, bad, poison, repeats, len(users), len(items), written_at)
         if self._observer is not None:
             self._observer(records, written_at)
         return len(records)
+
+    def _write(self, users: list, items: list[TrendingItem]) -> None:
+        self.store.write_fresh_users(users)
+        self.store.write_trending(items)
 
     def _count(
         self,

@@ -1,0 +1,72 @@
+"""The impressions consumer (``speed.feedback.own_consumer``): a consumer group of its own that applies only
+``impression`` events, into each user's impressions row (:meth:`OnlineStore.write_shown`), so impressions never
+sit in front of positive events. It reads the same log as the positive-event consumer, which skips them.
+
+The loop is the speed consumer's (poll, validate, claim event ids, write, then commit; a crash redelivers and the
+row's log positions make the replay a no-op), less what impressions never need: no snapshot, no fold-in, no
+trending. A bad impression is dead-lettered here (the positive-event consumer leaves it alone), a record that is
+not an impression is committed past untouched.
+
+Example
+-------
+>>> with ImpressionConsumer(settings) as consumer:          # doctest: +SKIP
+...     stats = consumer.run(until_idle_s=2.0)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lambdarec.logs import get_logger
+from lambdarec.model.rows import ShownItems
+from lambdarec.settings import Settings
+from lambdarec.store import CorruptRowError
+from speed_layer.apply import Events, group_events, isolated
+from speed_layer.consumer import SpeedConsumer
+from speed_layer.impressions import ImpressionPath, apply_impressions
+from speed_layer.state import Position
+
+log = get_logger(__name__)
+
+
+def impressions_group(settings: Settings) -> str:
+    """The group: ``speed.feedback.impressions_group``, else the speed consumer's group + ``-impressions``."""
+    given = settings.speed.feedback.impressions_group
+    return given or f"{settings.log.consumer_group}-impressions"
+
+
+class ImpressionConsumer(SpeedConsumer):
+    """One member of the impressions consumer group: the speed consumer's loop with its own records, state and
+    writes (``_path``, ``_compute``, ``_write``)."""
+
+    name = "impressions"
+
+    def __init__(self, settings: Settings, *, group: str | None = None, **kwargs: Any) -> None:
+        super().__init__(settings, group=group or impressions_group(settings), **kwargs)
+        self._path = ImpressionPath(settings.speed)
+
+    def _refresh_model(self) -> None:
+        """Impressions need no snapshot."""
+
+    def _write(self, users: list, items: list) -> None:
+        self.store.write_shown(users)
+
+    def _compute(self, good: Events, appended: dict[Position, float]) -> tuple[list, list, dict[Position, str]]:
+        """The users' new impressions rows, no trending shard, and the poison records left out with the reason."""
+        if not good:
+            return [], [], {}
+        by_user, _ = group_events(good)
+        try:
+            stored = self.store.read_shown(list(by_user))
+        except CorruptRowError as exc:  # a row that does not decode starts afresh, never a crash loop
+            log.error("speed.corrupt_impressions_row", users=[str(k) for k in exc.keys][:20], reason=str(exc),
+                      effect="their impressions restart from the events being applied")  # fmt: skip
+            stored = dict(exc.rows)
+        limits = self.settings.speed.feedback
+        poison: dict[Position, str] = {}
+        rows: list[ShownItems] = []
+        for user_id, events in by_user.items():
+            row = isolated(lambda u, ev: apply_impressions(stored.get(u), ev, limits), user_id, events, poison)
+            if row is not None:
+                rows.append(row)
+        return rows, [], poison
