@@ -2,10 +2,12 @@
 
 Ours = positive events (views, clicks, carts, purchases) interleaved with ``--impressions-per-event`` times as
 many ``impression`` events (each listing ``--shown`` items), applied by the speed consumer against a published
-snapshot: positive events per second of the whole run. Reference = the same positive events alone, applied by
-the same consumer on the same snapshot in the same run. A ratio near 1 means impressions cost the positive path
-little: they are parsed, deduplicated and kept in the users' fresh state, but never re-solve a fold-in vector
-nor touch a trending row. Embedded backends (SQLite log and store), so it runs anywhere.
+snapshot: positive events per second of the whole run, three ways. ``impressions_apart``: impressions have their
+own consumer (``speed.feedback.own_consumer``), run in a process of its own meanwhile, as deployed; the
+positive-event consumer skips them. ``impressions_skipped``: the same, the impressions consumer not run (the
+positive path's own cost, as on a machine where the two consumers do not share cores). ``one_consumer``: one
+consumer applies every event (the setting off). Reference = the same positive events alone, applied by the same
+consumer on the same snapshot in the same run. Embedded backends (SQLite log and store), so it runs anywhere.
 """
 
 from __future__ import annotations
@@ -66,9 +68,10 @@ def _drain_impressions(settings, expected: int, done) -> None:  # type: ignore[n
         done.put(consumer.stats.processed)
 
 
-def _apply(settings, lines: list[bytes], impressions: int) -> tuple[float, int]:  # type: ignore[no-untyped-def]
+def _apply(settings, lines: list[bytes], impressions: int, side_too: bool = True) -> tuple[float, int]:  # type: ignore[no-untyped-def]
     """Append ``lines`` to the log and apply them: (seconds from the first batch to the last, records). With
-    ``speed.feedback.own_consumer`` the ``impressions`` go to an impressions consumer running meanwhile."""
+    ``speed.feedback.own_consumer`` the ``impressions`` go to an impressions consumer running meanwhile (unless
+    not ``side_too``: then the positive-event consumer alone skips them)."""
     from lambdarec.eventlog import open_log
     from speed_layer.consumer import SpeedConsumer
 
@@ -76,6 +79,7 @@ def _apply(settings, lines: list[bytes], impressions: int) -> tuple[float, int]:
         log.ensure_topic(3)
         log.append(lines, keys=[json.loads(x)["user_id"] for x in lines])
     apart = settings.speed.feedback.own_consumer
+    side_too = apart and side_too
     done: multiprocessing.Queue = multiprocessing.Queue()
     side = multiprocessing.Process(target=_drain_impressions, args=(settings, impressions, done), daemon=True)
     marks: list[float] = []
@@ -87,14 +91,14 @@ def _apply(settings, lines: list[bytes], impressions: int) -> tuple[float, int]:
 
     with SpeedConsumer(settings, observer=observe) as consumer:
         consumer.step()  # the first batch also loads the snapshot: timed from its end
-        if apart:
+        if side_too:
             side.start()
         while seen[0] < len(lines):
             consumer.step()
         positives = len(lines) - impressions if apart else len(lines)
         if consumer.stats.processed != positives:
             raise RuntimeError(f"{consumer.stats.processed} of {positives} events applied: {consumer.stats.to_json()}")
-    if apart:
+    if side_too:
         side.join(timeout=600)
         if (applied := done.get(timeout=1)) != impressions:
             raise RuntimeError(f"the impressions consumer applied {applied} of {impressions} impressions")
@@ -132,16 +136,24 @@ def run(scale: Scale, args) -> Iterator[Result]:  # type: ignore[no-untyped-def]
         positives = event_lines(n + 1000, USERS, ITEMS, start, seed=2)  # the untimed first batch's share added
         mixed = impression_lines(positives, args.impressions_per_event, args.shown, seed=3)
         impressions = len(mixed) - len(positives)
-        # the same snapshot in stores of their own: every run starts from the same state
-        ref_s, _ = _apply(_published(tmp, "clicks", log_path), positives, 0)
         share = len(positives) / len(mixed)
-        ref_rate = (len(positives) - 1000) / ref_s  # the untimed first batch holds 1000 records of either mix
         mix = f"{len(positives)} positive events, {args.impressions_per_event}x impressions of {args.shown} items"
-        for metric, apart, how in (
-            ("positive_events_per_s_impressions_apart", True, "impressions consumer in its own process meanwhile"),
-            ("positive_events_per_s_one_consumer", False, "one consumer applies every event"),
-        ):
-            ours_s, records = _apply(_published(tmp, metric, log_path, apart), mixed, impressions)
+        ways = (
+            (
+                "positive_events_per_s_impressions_apart",
+                True,
+                True,
+                "impressions consumer in its own process meanwhile",
+            ),
+            ("positive_events_per_s_impressions_skipped", True, False, "impressions skipped, their consumer not run"),
+            ("positive_events_per_s_one_consumer", False, False, "one consumer applies every event"),
+        )
+        for metric, apart, side_too, how in ways:
+            # the same snapshot in stores of their own, so every run starts from the same state; the reference is
+            # measured right before each way (a shared machine's load drifts within a run)
+            ref_s, _ = _apply(_published(tmp, f"clicks-{metric}", log_path), positives, 0)
+            ref_rate = (len(positives) - 1000) / ref_s  # the untimed first batch holds 1000 records of either mix
+            ours_s, records = _apply(_published(tmp, metric, log_path, apart), mixed, impressions, side_too)
             ours_rate = (len(positives) - 1000 * share) / ours_s
             note = f"{mix} ({records} records, {records / ours_s:.0f} records/s): {how}; SQLite log and store"
             yield Result("impressions", metric, ours_rate, ref_rate, "events/s", scale, note=note)

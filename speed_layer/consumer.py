@@ -154,13 +154,13 @@ class SpeedConsumer(PollLoop[SpeedStats]):
         good, bad = self._validate(mine := self._path.of(records))
         good = interactions(good)
         good, repeats = self._first_claims(good)
-        users, items, poison = self._compute(good, {(r.partition, r.offset): r.timestamp_ms / 1000.0 for r in records})
+        users, items, poison = self._compute(good, {(r.partition, r.offset): r.timestamp_ms / 1000.0 for r in mine})
         self._check_failure_streak(records, poison, repeats)
         if poison and self.settings.events.dedup_window_s > 0:  # a corrected resend under the same id may apply
             self.store.release_event_ids({event.event_id: pos for event, pos in good if pos in poison})
         self._write(users, items)
         written_at = time.time()
-        by_pos = {(r.partition, r.offset): r for r in records}
+        by_pos = {(r.partition, r.offset): r for r in mine}
         letters = [*bad, *((by_pos[pos], reason) for pos, reason in poison.items())]
         if letters:
             self.event_log.dead_letter_records(letters)

@@ -5,7 +5,8 @@ With ``speed.feedback.own_consumer`` the impressions consumer keeps a user's imp
 consumer keeps in the fresh row. The join drops, per item, the impressions at or before the user's newest
 positive event on it (the user acted on the item: it is not fatigued), exactly as the one-consumer path does when
 it applies them in order, and adds what the fresh row holds itself (impressions applied by the positive-event
-consumer, e.g. before the setting was turned on). The merge then reads ``FreshUser.shown`` as always.
+consumer before the setting was turned on; the impressions consumer, a new group, reads those again from the log:
+an item's impression at the same event time in both rows counts once). The merge reads ``FreshUser.shown``.
 
 Example
 -------
@@ -43,5 +44,5 @@ def join_shown(fresh: FreshUser | None, row: ShownItems | None, user_id: str) ->
         after = acted.get(item)
         kept = times if after is None else [t for t in times if t > after]
         if kept:
-            shown[item] = sorted([*shown[item], *kept]) if item in shown else kept
+            shown[item] = sorted({*shown[item], *kept}) if item in shown else kept  # once each (see above)
     return msgspec.structs.replace(base, shown=shown)

@@ -79,6 +79,8 @@ def test_the_join_drops_impressions_at_or_before_the_items_newest_positive_event
     row = ShownItems(user_id="u1", shown={"i1": [T + 4, T + 5, T + 6], "i2": [T + 2], "i3": [T + 1], "i4": [T + 2]})
     joined = join_shown(fresh, row, "u1")
     assert joined is not None and joined.shown == {"i1": [T + 6], "i3": [T + 1], "i4": [T + 1, T + 2]}
+    again = ShownItems(user_id="u1", shown={"i4": [T + 1, T + 3]})  # i4 at T+1: the one the fresh row holds
+    assert join_shown(fresh, again, "u1").shown == {"i4": [T + 1, T + 3]}
     assert joined.events == fresh.events and fresh.shown == {"i4": [T + 1]}  # the stored row is left as it was
     only = join_shown(None, row, "u1")  # impressions but no fresh row yet
     assert only is not None and only.shown == row.shown and only.vector is None
