@@ -155,7 +155,7 @@ class SpeedConsumer(PollLoop[SpeedStats]):
         good = interactions(good)
         good, repeats = self._first_claims(good)
         users, items, poison = self._compute(good, {(r.partition, r.offset): r.timestamp_ms / 1000.0 for r in mine})
-        self._check_failure_streak(records, poison, repeats)
+        self._check_failure_streak(mine, poison, repeats)
         if poison and self.settings.events.dedup_window_s > 0:  # a corrected resend under the same id may apply
             self.store.release_event_ids({event.event_id: pos for event, pos in good if pos in poison})
         self._write(users, items)

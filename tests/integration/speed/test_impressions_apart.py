@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+import speed_layer.apply as apply_module
 from batch_layer.job import run_batch
 from batch_layer.synth import SynthSpec, synthesize
 from lambdarec.cli import app
@@ -28,7 +29,7 @@ from lambdarec.settings import Settings
 from lambdarec.store import open_store
 from serving_layer.auth import hash_key
 from serving_layer.recommend import read_states
-from speed_layer.consumer import SpeedConsumer
+from speed_layer.consumer import ConsumerHaltedError, SpeedConsumer
 from speed_layer.impression_consumer import ImpressionConsumer
 from tests.integration.speed.backends import backend_settings
 from tests.unit.serving.conftest import serving
@@ -155,3 +156,30 @@ def test_speed_run_impressions_applies_impressions_and_refuses_without_the_setti
     )
     assert ran.exit_code == 0, ran.output
     assert json.loads(ran.output.strip().splitlines()[-1])["processed"] == 1  # the impression, not the view
+
+
+def test_a_bug_failing_every_positive_event_halts_the_consumer_though_impressions_lie_between(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The skipped impressions neither break nor extend the streak of failing records: a bug still halts the
+    positive-event consumer before it dead-letters the log (events.max_consecutive_failures)."""
+    settings = Settings.load(overrides={
+        "store": {"url": f"sqlite:///{tmp_path}/store"}, "log": {"url": f"sqlite:///{tmp_path}/events"},
+        "speed": {"feedback": {"own_consumer": True}}, "events": {"max_consecutive_failures": 5},
+    })  # fmt: skip
+    now = time.time() - 60
+    events = []
+    for n in range(20):
+        events += [event(2 * n, f"u{n}", "view", now + n, "i1"), event(2 * n + 1, f"u{n}", "impression", now, "i2")]
+    with open_log(settings) as log:
+        log.ensure_topic()
+        log.append(events, keys=["u0"] * len(events))  # one partition: the log order above
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise AttributeError("'NoneType' object has no attribute 'item_factors'")
+
+    monkeypatch.setattr(apply_module, "apply_user_events", broken)
+    with SpeedConsumer(settings) as c, pytest.raises(ConsumerHaltedError, match="max_consecutive_failures"):
+        c.run(until_idle_s=2.0)
+    with open_log(settings) as log:
+        assert log.read_dead_letters(limit=10) == []
