@@ -7,6 +7,8 @@ state), impressions by the impressions consumer (a repeated event id once, a bad
 a redelivery changes nothing; serving demotes the item shown six times, not the one clicked after being shown.
 """
 
+# ruff: noqa: F811  (the log_file fixture is imported by name and requested as an argument)
+
 from __future__ import annotations
 
 import json
@@ -20,7 +22,6 @@ from typer.testing import CliRunner
 
 import speed_layer.apply as apply_module
 from batch_layer.job import run_batch
-from batch_layer.synth import SynthSpec, synthesize
 from lambdarec.cli import app
 from lambdarec.erasure import forget_users
 from lambdarec.eventlog import open_log
@@ -32,16 +33,9 @@ from serving_layer.recommend import read_states
 from speed_layer.consumer import ConsumerHaltedError, SpeedConsumer
 from speed_layer.impression_consumer import ImpressionConsumer
 from tests.integration.speed.backends import backend_settings
-from tests.unit.serving.conftest import serving
+from tests.unit.serving.conftest import log_file, serving  # noqa: F401  (log_file: a fixture)
 
 AS_OF = datetime(2024, 2, 1, tzinfo=UTC)
-
-
-@pytest.fixture(scope="module")
-def log_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("impressions") / "log.parquet"
-    synthesize(SynthSpec(users=300, items=200, events=12_000, seed=5)).events.write_parquet(path)
-    return path
 
 
 @pytest.fixture(params=["embedded", "real"])
