@@ -1,9 +1,13 @@
-"""``speed``: events/s the speed layer applies from Kafka vs a bare kafka-python poll loop on the same topic,
-and the p99 time from an event being appended to its state being written (visible to serving).
+"""``speed``: events/s the speed layer applies vs a bare poll loop on the same log, the p99 time from an event
+being appended to its state being written (visible to serving), on each store and log asked for.
 
-Ours = parse, validate, fold-in against a published snapshot, write fresh state and trending in bulk, commit.
-Reference = a kafka-python ``KafkaConsumer`` polling the same records and doing nothing with them.
-Kafka comes from ``$LAMBDAREC_TEST_KAFKA`` or ``deploy/local/services up kafka``; the store is SQLite.
+Ours = parse, validate, claim event ids, fold-in against a published snapshot, write fresh state and trending in
+bulk, commit, pipelined as ``lambdarec speed run`` runs it. Reference = a bare poll loop on the same records:
+kafka-python's ``KafkaConsumer`` for Kafka, the port's own consumer (poll + commit) for the embedded log.
+``--store sqlite,cassandra`` / ``--log kafka,sqlite`` pick the backends (default: every one this machine has);
+with both stores it also reports Cassandra state against SQLite state, and ``--members`` 2 consumers (one process
+each) on 2 partitions against 1. Kafka comes from ``$LAMBDAREC_TEST_KAFKA`` or ``deploy/local/services up
+kafka``; Cassandra from ``$LAMBDAREC_TEST_CASSANDRA``.
 """
 
 from __future__ import annotations
@@ -28,7 +32,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def add_arguments(parser) -> None:  # type: ignore[no-untyped-def]
-    parser.add_argument("--freshness-seconds", type=float, default=8.0, help="length of the steady-rate phase")
+    stores = "sqlite,cassandra" if os.environ.get("LAMBDAREC_TEST_CASSANDRA") else "sqlite"
+    parser.add_argument("--freshness-seconds", type=float, default=5.0, help="length of the steady-rate phase")
+    parser.add_argument("--store", default=stores, help=f"stores, comma-separated (default here: {stores})")
+    parser.add_argument("--log", default="kafka,sqlite", help="logs, comma-separated (default: kafka,sqlite)")
+    parser.add_argument("--members", type=int, default=2, help="consumers on as many partitions vs 1 (0: skip)")
 
 
 def kafka_bootstrap() -> str:
@@ -42,8 +50,10 @@ def kafka_bootstrap() -> str:
     return line.split("=", 1)[1].strip()
 
 
-def event_lines(n: int, users: int, items: int, start: float, seed: int) -> list[bytes]:
-    """`n` JSON events on the wire, Zipf-popular items, one every 10 ms of event time from `start`."""
+def event_lines(n: int, users: int, items: int, start: float, seed: int, ids: str = "b") -> list[bytes]:
+    """`n` JSON events on the wire, Zipf-popular items, one every 10 ms of event time from `start`; their event ids
+    are ``ids`` and a number. Give every stream its own ``ids``: a store already holding an id skips the event as a
+    repeat (``events.dedup_window_s``), and the benchmark would time skipping instead of applying."""
     rng = np.random.default_rng(seed)
     u = rng.integers(0, users, n)
     i = np.minimum(rng.zipf(1.3, n) - 1, items - 1)
@@ -51,7 +61,7 @@ def event_lines(n: int, users: int, items: int, start: float, seed: int) -> list
     return [
         json.dumps(
             {
-                "event_id": f"b{k}",
+                "event_id": f"{ids}{k}",
                 "user_id": f"u{u[k]}",
                 "item_id": f"i{i[k]}",
                 "event_type": str(types[k]),
@@ -62,8 +72,9 @@ def event_lines(n: int, users: int, items: int, start: float, seed: int) -> list
     ]
 
 
-def _freshness(settings, stream: list[bytes], rate: int) -> list[float]:  # type: ignore[no-untyped-def]
-    """Append ``stream`` at ``rate`` events/s while a consumer runs; seconds from append to state written."""
+def freshness(settings, stream: list[bytes], rate: int) -> tuple[list[float], int]:  # type: ignore[no-untyped-def]
+    """Append ``stream`` at ``rate`` events/s while a consumer runs: seconds from append to state written, and how
+    many of the events were applied (not skipped as repeats)."""
     from lambdarec.eventlog import open_log
     from speed_layer.consumer import SpeedConsumer
 
@@ -88,85 +99,87 @@ def _freshness(settings, stream: list[bytes], rate: int) -> list[float]:  # type
             time.sleep(0.05)
         consumer.stop()
         runner.join()
-    return latencies
+    return latencies, consumer.stats.processed
 
 
 def run(scale: Scale, args) -> Iterator[Result]:  # type: ignore[no-untyped-def]
-    from kafka import KafkaConsumer
-
-    from batch_layer.job import run_batch
-    from batch_layer.synth import SynthSpec, synthesize
-    from lambdarec.eventlog import open_log
+    from benchmarks import speed_backends as sb
     from lambdarec.logs import configure_logging
     from lambdarec.settings import Settings
-    from speed_layer.consumer import SpeedConsumer
 
     configure_logging("WARNING")
     n, rate = SIZES[scale]
-    bootstrap = kafka_bootstrap()
-    topic = f"bench-speed-{secrets.token_hex(4)}"
-    with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings.load(
-            overrides={
-                "store": {"url": f"sqlite:///{tmp}/store"},
-                "log": {"url": f"kafka://{bootstrap}/{topic}", "dead_letter": f"{topic}-dlq", "consumer_group": topic},
-                "batch": {"train": {"iterations": 5}, "top_k": 50},
-            }
-        )
-        log_path = Path(tmp) / "log.parquet"
-        synthesize(SynthSpec(users=5_000, items=2_000, events=200_000, seed=1)).events.write_parquet(log_path)
-        run_batch(settings, interactions=str(log_path), as_of=datetime(2024, 2, 1, tzinfo=UTC), progress=False)
-        start = datetime(2024, 2, 1, tzinfo=UTC).timestamp() + 60
-        lines = event_lines(n, 6_000, 2_100, start, seed=2)
-        with open_log(settings) as log:
-            log.ensure_topic(3)
-            log.append(lines, keys=[json.loads(x)["user_id"] for x in lines])
+    stores, logs = args.store.split(","), args.log.split(",")
+    bootstrap = kafka_bootstrap() if "kafka" in logs else None
+    start = datetime(2024, 2, 1, tzinfo=UTC).timestamp() + 60
+    rates: dict[tuple[str, str], float] = {}
+    made: list[Settings] = []
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        try:
+            yield from _runs(stores, logs, n, tmp, bootstrap, scale, rate, start, args, rates, made)
+        finally:
+            for settings in made:
+                sb.drop(settings)
 
-        # Reference: a bare poll loop over the same records.
-        ref = KafkaConsumer(
-            topic,
-            bootstrap_servers=bootstrap,
-            group_id=f"{topic}-bare",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_poll_records=settings.speed.poll_max_records,
-        )
-        t0, seen = None, 0
-        while seen < n:
-            for batch in ref.poll(timeout_ms=200).values():
-                t0 = t0 or time.perf_counter()
-                seen += len(batch)
-        ref_rate = n / (time.perf_counter() - t0)
-        ref.close()
 
-        # Ours: the speed layer applying the same records, timed from its first batch to the last commit.
-        marks: list[float] = []
-        with SpeedConsumer(settings, observer=lambda recs, at: marks.append(at)) as consumer:
-            while consumer.stats.processed < n:
-                consumer.step()
-        ours_rate = n / (marks[-1] - marks[0]) if len(marks) > 1 else float("nan")
-        yield Result(
-            "speed",
-            "events_per_s_applied",
-            ours_rate,
-            ref_rate,
-            "events/s",
-            scale,
-            note=f"{n} events, 3 partitions, SQLite store, poll_max_records {settings.speed.poll_max_records}",
-        )
+def _runs(stores, logs, n, tmp, bootstrap, scale, rate, start, args, rates, made) -> Iterator[Result]:  # type: ignore[no-untyped-def]
+    from benchmarks import speed_backends as sb
+    from lambdarec.settings import Settings
 
-        # Freshness: a steady stream at `rate`/s while the consumer runs; append time -> state written.
-        steady = event_lines(int(rate * args.freshness_seconds), 6_000, 2_100, start + n, 3)
-        latencies = _freshness(settings, steady, rate)
-        p99 = float(np.percentile(latencies, 99)) * 1000 if latencies else float("nan")
-        yield Result(
-            "speed",
-            "freshness_p99_ms",
-            p99,
-            250.0,
-            "ms",
-            scale,
-            higher_is_better=False,
-            note=f"reference is the 250 ms goal; {len(latencies)} events at {rate}/s; "
-            f"p50 {np.percentile(latencies, 50) * 1000:.1f} ms",
-        )
+    for store_kind in stores:
+        base = sb.with_snapshot(sb.store_url(store_kind, tmp / store_kind), tmp)
+        made.append(base)
+        for log_kind in logs:
+            tag = secrets.token_hex(4)
+            name = f"bench-speed-{tag}"
+            lines = event_lines(n, 6_000, 2_100, start, 2, ids=f"{tag}b")
+            run_cfg = sb.overrides(base.store.url, sb.log_overrides(log_kind, tmp, name, bootstrap))
+            settings = Settings.load(overrides=run_cfg)
+            sb.fill(settings, lines, 3)
+            if log_kind == "kafka":
+                ref = sb.bare_kafka_rate(bootstrap, name, n, settings.speed.poll_max_records)  # type: ignore[arg-type]
+            else:
+                ref = sb.bare_log_rate(settings, n)
+            ours, cpu_ms = sb.apply_rate(settings, n)
+            rates[log_kind, store_kind] = ours
+            where = f"{log_kind} log, {store_kind} store"
+            yield Result("speed", f"events_per_s_applied[{log_kind},{store_kind}]", ours, ref, "events/s", scale,
+                         note=f"{n} events, 3 partitions, {where}; ours {cpu_ms:.0f} ms CPU per 1,000 events; "
+                         f"load average {os.getloadavg()[0]:.1f}")  # fmt: skip
+            steady = event_lines(int(rate * args.freshness_seconds), 6_000, 2_100, start + n, 3, ids=f"{tag}f")
+            latencies, applied = freshness(settings, steady, rate)
+            p99 = float(np.percentile(latencies, 99)) * 1000 if latencies else float("nan")
+            yield Result("speed", f"freshness_p99_ms[{log_kind},{store_kind}]", p99, 250.0, "ms", scale,
+                         higher_is_better=False,
+                         note=f"reference is the 250 ms goal; {len(latencies)} events at {rate}/s ({applied} "
+                         f"applied, the rest skipped as repeats), {where}; "
+                         f"p50 {np.percentile(latencies, 50) * 1000:.1f} ms")  # fmt: skip
+    for log_kind in logs:
+        if ("cassandra" in stores) and ("sqlite" in stores):
+            yield Result("speed", f"cassandra_vs_sqlite_state[{log_kind}]", rates[log_kind, "cassandra"],
+                         rates[log_kind, "sqlite"], "events/s", scale,
+                         note="events/s applied with Cassandra state vs with SQLite state, same log")  # fmt: skip
+    if args.members > 1:
+        yield from _members(args.members, stores[0], logs[0], n, start, tmp, bootstrap, scale, made)
+
+
+def _members(
+    members: int, store_kind: str, log_kind: str, n: int, start: float, tmp: Path, bootstrap, scale, made
+) -> Iterator[Result]:  # type: ignore[no-untyped-def]
+    from benchmarks import speed_backends as sb
+
+    base = sb.store_url(store_kind, tmp / f"{store_kind}-members")
+    settings = sb.with_snapshot(base, tmp)
+    made.append(settings)
+    measured = {}
+    for count in (1, members):
+        tag = secrets.token_hex(4)
+        name = f"bench-speed-members-{tag}"
+        lines = event_lines(n, 6_000, 2_100, start, 2, ids=f"{tag}b")  # one store: the second run's ids differ
+        run_cfg = sb.overrides(settings.store.url, sb.log_overrides(log_kind, tmp, name, bootstrap))
+        measured[count] = sb.group_rate(run_cfg, lines, count, partitions=members)
+    yield Result("speed", f"events_per_s_{members}_consumers_vs_1[{log_kind},{store_kind}]", measured[members],
+                 measured[1], "events/s", scale,
+                 note=f"{members} consumer processes on {members} partitions vs 1 consumer on the same "
+                 f"{members}-partition log; {os.cpu_count()} cores shared with the services")  # fmt: skip

@@ -111,6 +111,9 @@ class PollLoop(abc.ABC, Generic[Stats]):
         """Ask the loop to finish the batch in hand (write, commit) and return."""
         self._stopping = True
 
+    def settle(self) -> None:
+        """Write and commit what a pipelined ``cycle`` left in flight (the loop's end, a rebalance, ``close``)."""
+
     def run(self, until_idle_s: float | None = None) -> Stats:
         """Cycle until ``stop()``, or until the log has been drained for ``until_idle_s`` seconds; ``result()``.
 
@@ -141,6 +144,10 @@ class PollLoop(abc.ABC, Generic[Stats]):
                 idle_since = time.monotonic()
             elif until_idle_s is not None and time.monotonic() - idle_since >= until_idle_s:
                 break
+        try:
+            self.settle()
+        except (CommitFailedError, *self.retried) as exc:  # not committed: delivered again, to whoever owns it
+            log.warning(f"{self.name}.settle_failed", error=str(exc))
         return self.result()
 
     def _wait_out(self, exc: Exception) -> None:

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from lambdarec.rank.trending import TrendingScores
 from lambdarec.store import FreshUser, UserRow
 from replay.online import OnlineState
-from replay.variants import Variant, recommend
+from replay.variants import Variant, popular, request
+from serving_layer.recommend import rank_many
 
 
 @dataclass(frozen=True)
@@ -78,12 +79,20 @@ class BatchScorer:
         if not events:
             return
         model = online.model
+        asks, lists = [], []
         for event, fresh in zip(events, online.solved([e.fresh for e in events]), strict=True):
             state = {"row": event.row, "fresh": fresh, "session": event.session, "trending": event.trending}
-            lists = {
-                v.name: recommend(
-                    v, model, **state, now_s=event.now_s, k=self.k, user_id=event.user_id, exclude=event.exclude
-                )
-                for v in self.variants
-            }
-            self.record(event, lists)
+            mine: dict[str, list[str]] = {}
+            for v in self.variants:
+                if v.kind == "popular":
+                    mine[v.name] = popular(model, event.row, fresh, self.k, event.exclude)
+                else:
+                    ask = request(v, model, **state, now_s=event.now_s, k=self.k, user_id=event.user_id,
+                                  exclude=event.exclude)  # fmt: skip
+                    asks.append((mine, v.name, ask))
+            lists.append(mine)
+        ranked = rank_many(model, [ask for _, _, ask in asks])  # every variant of every event in one block merge
+        for (mine, name, _), (items, _) in zip(asks, ranked, strict=True):
+            mine[name] = [r.item_id for r in items]
+        for event, mine in zip(events, lists, strict=True):
+            self.record(event, {v.name: mine[v.name] for v in self.variants})

@@ -26,7 +26,7 @@ Example
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -36,7 +36,7 @@ from lambdarec.rank.memo import item_indices
 from lambdarec.rank.merge import MergeWeights
 from lambdarec.rank.trending import TrendingScores
 from lambdarec.store import FreshUser, UserRow
-from serving_layer.recommend import RecommendQuery, rank
+from serving_layer.recommend import RankRequest, RecommendQuery, rank_many
 
 Kind = Literal["popular", "batch", "batch+speed", "lambda"]
 KINDS: tuple[Kind, ...] = ("popular", "batch", "batch+speed", "lambda")
@@ -120,6 +120,22 @@ def parse_kinds(text: str) -> list[Kind]:
 
 
 def recommend(
+    variant: Variant, model: SnapshotModel, *, k: int, exclude: frozenset[str] = frozenset(), **state: Any
+) -> list[str]:
+    """The variant's top-``k`` item ids for one user at ``now_s``, given the state read for that moment (``row``,
+    ``fresh``, ``session``, ``trending``, ``now_s`` and ``user_id``, as :func:`request` takes them).
+
+    The request is the one a product service would send: the user, ``k``, the items of the current
+    session, which serving stamps with the request time, and ``exclude``: what the user has already consumed
+    (the same for every variant, see the module docstring).
+    """
+    if variant.kind == "popular":
+        return popular(model, state["row"], state["fresh"], k, exclude)
+    ask = request(variant, model, k=k, exclude=exclude, **state)
+    return [r.item_id for r in rank_many(model, [ask])[0][0]]
+
+
+def request(
     variant: Variant,
     model: SnapshotModel,
     *,
@@ -131,15 +147,9 @@ def recommend(
     k: int,
     user_id: str | None = None,
     exclude: frozenset[str] = frozenset(),
-) -> list[str]:
-    """The variant's top-``k`` item ids for one user at ``now_s``, given the state read for that moment.
-
-    The request is the one a product service would send: the user, ``k``, the items of the current
-    session, which serving stamps with the request time, and ``exclude``: what the user has already consumed
-    (the same for every variant, see the module docstring).
-    """
-    if variant.kind == "popular":
-        return _popular(model, row, fresh, k, exclude)
+) -> RankRequest:
+    """The request serving gets for :func:`recommend` of a variant other than ``popular``, for
+    :func:`serving_layer.recommend.rank_many`: the replay ranks many of them in one block."""
     if variant.kind == "batch":
         fresh, session, trending = None, [], None
     else:
@@ -149,11 +159,10 @@ def recommend(
         session = session if variant.session else []
         trending = trending if variant.trending else None
     query = RecommendQuery(user_id=user_id, k=k, session_items=tuple(item for item, _ in session), exclude=exclude)
-    ranked, _ = rank(model, query, UserState(row, fresh), weights=variant.weights, trending=trending, now_s=now_s)
-    return [r.item_id for r in ranked]
+    return RankRequest(query, UserState(row, fresh), variant.weights, trending, now_s)
 
 
-def _popular(
+def popular(
     model: SnapshotModel, row: UserRow | None, fresh: FreshUser | None, k: int, exclude: frozenset[str]
 ) -> list[str]:
     seen = np.zeros(len(model.item_ids), dtype=bool)

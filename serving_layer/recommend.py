@@ -16,7 +16,7 @@ Example
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -27,7 +27,7 @@ from lambdarec.catalog.view import CatalogView
 from lambdarec.model.freshstate import erased_for, rebase
 from lambdarec.model.rows import NO_STATE, FreshUser, UserRow, UserState
 from lambdarec.model.snapshot import SnapshotModel
-from lambdarec.rank.merge import MergeInput, MergeWeights, Ranked, fresh_vector, merge
+from lambdarec.rank.merge import MergeInput, MergeWeights, Ranked, fresh_vector, merge, merge_many
 from lambdarec.rank.trending import TrendingScores
 from lambdarec.store import OnlineStore
 from lambdarec.store.codec import check_user_indices
@@ -222,6 +222,50 @@ def rank(
     ``catalog``: the catalog's view over ``model`` (its rules and the query's filters); None ranks every item.
     Returns the items and whether they are a fallback list (no batch row and no usable fresh vector).
     """
+    inp, fallback = merge_input(model, query, state, trending, now_s, catalog)
+    ranked = merge(inp, weights, k=query.k, offset=query.offset, explain=query.explain)
+    return _with_rules(ranked, inp, query, weights, catalog), fallback
+
+
+@dataclass(frozen=True)
+class RankRequest:
+    """One request of :func:`rank_many`: the arguments of :func:`rank`."""
+
+    query: RecommendQuery
+    state: UserState
+    weights: MergeWeights
+    trending: TrendingScores | np.ndarray | None
+    now_s: float
+    catalog: CatalogView | None = None
+
+
+def rank_many(model: SnapshotModel, requests: Sequence[RankRequest]) -> list[tuple[list[Ranked], bool]]:
+    """:func:`rank` of many requests in one block merge (:func:`lambdarec.rank.merge.merge_many`): a replay
+    ranks the variants of many events at once; each request gets what :func:`rank` gives it."""
+    prepared = [merge_input(model, r.query, r.state, r.trending, r.now_s, r.catalog) for r in requests]
+    ranked = merge_many(
+        [inp for inp, _ in prepared],
+        [r.weights for r in requests],
+        k=[r.query.k for r in requests],
+        offset=[r.query.offset for r in requests],
+        explain=[r.query.explain for r in requests],
+    )
+    return [
+        (_with_rules(items, inp, r.query, r.weights, r.catalog), fallback)
+        for items, (inp, fallback), r in zip(ranked, prepared, requests, strict=True)
+    ]
+
+
+def merge_input(
+    model: SnapshotModel,
+    query: RecommendQuery,
+    state: UserState,
+    trending: TrendingScores | np.ndarray | None,
+    now_s: float,
+    catalog: CatalogView | None,
+) -> tuple[MergeInput, bool]:
+    """The merge's input for one request (erased history dropped, the fresh state rebased onto ``model``), and
+    whether its list is a fallback list (no batch row and no usable fresh vector)."""
     if erased_for(state.fresh, model):  # a tombstone: nothing of the erased history may show
         state = UserState(None, state.fresh)
     fresh = state.fresh
@@ -237,8 +281,14 @@ def rank(
         now_s=now_s,
         eligible=catalog.mask(query.filters) if catalog is not None else None,
     )
-    ranked = merge(inp, weights, k=query.k, offset=query.offset, explain=query.explain)
-    if query.explain and inp.eligible is not None and catalog is not None:  # which rule moved each item
+    return inp, state.batch_row is None and fresh_vector(model, fresh) is None
+
+
+def _with_rules(
+    ranked: list[Ranked], inp: MergeInput, query: RecommendQuery, weights: MergeWeights, catalog: CatalogView | None
+) -> list[Ranked]:
+    """``ranked`` with, in explain mode under the catalog's rules, which rule moved each item."""
+    if query.explain and inp.eligible is not None and catalog is not None:
         unfiltered = merge(replace(inp, eligible=None), weights, k=query.offset + query.k + EXPLAIN_DEPTH)
-        ranked = with_rule_components(ranked, unfiltered, lambda item_id: catalog.reason(item_id, query.filters))
-    return ranked, state.batch_row is None and fresh_vector(model, fresh) is None
+        return with_rule_components(ranked, unfiltered, lambda item_id: catalog.reason(item_id, query.filters))
+    return ranked

@@ -38,7 +38,7 @@ async def read_states_nonblocking(
     if unread:
         sent.append(store.read_users_future(version, unread))
     if shown:  # the impressions rows (speed.feedback.own_consumer), in the same round trip
-        sent.append(store.read_shown_future(ids))  # type: ignore[attr-defined]
+        sent.append(store.read_shown_future(ids))
     got = await gate.wait_all(sent, "read_states", keep=(CorruptRowError,))  # a corrupt row costs only itself
     fresh, rows = got[0], got[1] if unread else {}
     states = assemble_states(ids, rows, fresh, n_items, known_rows)  # type: ignore[arg-type]

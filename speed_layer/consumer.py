@@ -4,9 +4,11 @@ Commit only after state is written: a crash between the two redelivers the batch
 each state make the replay a no-op (no event lost, none counted twice). A log or store that does not answer is
 waited out, not fatal (:mod:`lambdarec.pollloop`, ``speed.retry_*``): the consumer rewinds to the committed
 positions so nothing polled but unwritten is skipped, and resumes by itself; ``health`` says what it waits for.
-A bad record goes to the dead-letter log with its reason and the loop carries on. The state for a batch is
-written and committed before the next poll, so a rebalance (which happens inside poll) never finds unflushed
-state. What a batch does to state is :mod:`speed_layer.apply`; what it reads is :mod:`speed_layer.rows`.
+A bad record goes to the dead-letter log with its reason and the loop carries on. On a remote store a running
+consumer writes a batch's state on the writer's thread as the next batch is polled and computed
+(:mod:`speed_layer.pipeline`), and a rebalance (inside poll) first writes and commits it; on an embedded store each
+batch is written and committed before the next poll. Event ids are claimed before an embedded store is read, so
+resent events (repeats) cost no state reads. What a batch does to state is :mod:`speed_layer.apply`.
 
 Example
 -------
@@ -20,12 +22,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from lambdarec.catalog.events import interactions, with_changes
-from lambdarec.eventlog import EventLog, open_log
-from lambdarec.eventlog.base import EventLogError, Record, next_positions
-from lambdarec.events import BadEvent, Event, EventRules
+from lambdarec.eventlog import CommitFailedError, EventLog, open_log
+from lambdarec.eventlog.base import EventLogError, Record
+from lambdarec.events import Event, EventRules
 from lambdarec.logs import get_logger
 from lambdarec.model.rows import FreshUser, TrendingItem
 from lambdarec.model.snapshot import SnapshotModel
@@ -33,38 +36,21 @@ from lambdarec.pollloop import PollLoop
 from lambdarec.settings import Settings
 from lambdarec.store import OnlineStore, StoreError, open_store
 from speed_layer import prometheus
-from speed_layer.apply import BatchInputs, compute_states, describe, group_events
+from speed_layer.apply import BatchInputs, compute_states, group_events
+from speed_layer.decode import decode
+from speed_layer.failures import ConsumerHaltedError, FailureStreak
 from speed_layer.fresh_items import stale_users
 from speed_layer.health import SpeedHealth
 from speed_layer.impressions import PositivePath
+from speed_layer.pipeline import Batch, StateWriter
 from speed_layer.rows import BatchRows, read_fresh_states
 from speed_layer.state import Position
+from speed_layer.stats import SpeedStats, count_batch
+
+__all__ = ["ConsumerHaltedError", "SpeedConsumer"]
 
 log = get_logger(__name__)
 _MODEL_EVERY_S = 1.0  # how often an idle consumer looks for a new current snapshot
-
-
-class ConsumerHaltedError(RuntimeError):
-    """Too many records in a row failed with an unexpected error: a bug to fix, not bad events to dead-letter."""
-
-
-@dataclass
-class SpeedStats:
-    """Counts since the consumer started: plain counters, so memory does not grow with users or events.
-
-    ``users`` and ``items`` count state rows written (a user or trending shard once per batch it appears in).
-    """
-
-    processed: int = 0  # events applied
-    dead_lettered: int = 0  # bad events and poison records sent to the dead-letter log
-    batches: int = 0
-    users: int = 0
-    items: int = 0
-    duplicates: int = 0  # events skipped because their event_id was applied already
-    failed: int = 0  # poison records: valid events whose application raised (dead-lettered too)
-
-    def to_json(self) -> dict[str, int]:
-        return asdict(self)
 
 
 class SpeedConsumer(PollLoop[SpeedStats]):
@@ -72,6 +58,7 @@ class SpeedConsumer(PollLoop[SpeedStats]):
 
     name = "speed"
     retried = (EventLogError, StoreError)
+    state_writer = StateWriter  # what writes a batch's state (the impressions consumer writes other rows)
 
     def __init__(
         self,
@@ -93,16 +80,18 @@ class SpeedConsumer(PollLoop[SpeedStats]):
         self.rules = with_changes(EventRules.from_settings(settings))  # catalog changes are read, then skipped
         self.stats = SpeedStats()
         self.model: SnapshotModel | None = None
+        # a remote store's writes (and claims) overlap the next poll; an embedded store's run inline (GIL-bound)
+        self._writer = self.state_writer(self.store, threaded=not self.store.embedded)
+        self._claimer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="speed-claims")
         self._rows = BatchRows(self.store, settings.speed.history_cache_users)  # of the current snapshot (LRU)
-        self._failure_streak = 0  # records in a row whose application raised (events.max_consecutive_failures)
-        self._bad_positions: set[Position] = set()
+        self._failures = FailureStreak(settings.events.max_consecutive_failures)
         self._model_at = time.monotonic()
         self._path = PositivePath(settings.speed)  # all records, or all but impressions (own consumer)
         self.event_log.ensure_topic()
         self.consumer = self.event_log.consumer(
             group,
             on_assign=lambda p: log.info("speed.assigned", partitions=sorted(p)),
-            on_revoke=lambda p: log.info("speed.revoked", partitions=sorted(p)),
+            on_revoke=self._on_revoke,
         )
 
     @classmethod
@@ -111,9 +100,6 @@ class SpeedConsumer(PollLoop[SpeedStats]):
 
     def result(self) -> SpeedStats:
         return self.stats
-
-    def cycle(self, draining: bool) -> int:
-        return self.step()
 
     def idle(self) -> None:
         if time.monotonic() - self._model_at >= _MODEL_EVERY_S:
@@ -135,7 +121,7 @@ class SpeedConsumer(PollLoop[SpeedStats]):
         return sum(lag.values()) == 0
 
     def step(self) -> int:
-        """One poll-apply-write-commit cycle; returns how many records it handled.
+        """One poll-apply-write-commit cycle, start to end; returns how many records it handled.
 
         Each record is isolated: one that cannot be decoded (a bad event) or whose application raises (a poison
         record) is dead-lettered once with the reason and the others are applied. A repeated ``event_id`` is
@@ -143,65 +129,87 @@ class SpeedConsumer(PollLoop[SpeedStats]):
         consumer raises ``ConsumerHaltedError`` before dead-lettering or committing them: that is a bug, and the
         log must wait for its fix rather than go to the dead-letter log whole.
         """
-        speed = self.settings.speed
-        if self._rewind:
-            self.consumer.seek_to_committed()
-            self._rewind = False
-        records = self.consumer.poll(self._path.size, timeout_ms=speed.max_wait_ms)
-        if not records:
-            return 0
-        self._refresh_model()
-        good, bad = self._validate(mine := self._path.of(records))
-        good = interactions(good)
-        good, repeats = self._first_claims(good)
-        users, items, poison = self._compute(good, {(r.partition, r.offset): r.timestamp_ms / 1000.0 for r in mine})
-        self._check_failure_streak(mine, poison, repeats)
-        if poison and self.settings.events.dedup_window_s > 0:  # a corrected resend under the same id may apply
-            self.store.release_event_ids({event.event_id: pos for event, pos in good if pos in poison})
-        self._write(users, items)
-        written_at = time.time()
-        by_pos = {(r.partition, r.offset): r for r in mine}
-        letters = [*bad, *((by_pos[pos], reason) for pos, reason in poison.items())]
-        if letters:
-            self.event_log.dead_letter_records(letters)
-        self.consumer.commit(next_positions(records))
-        applied = [(event, pos) for event, pos in good if pos not in poison]
-        self._count(mine, applied, bad, poison, repeats, len(users), len(items), written_at)
-        if self._observer is not None:
-            self._observer(records, written_at)
+        self.settle()
+        records = self._poll()
+        if records:
+            self._writer.submit(self._prepare(records))
+            self._finish()
         return len(records)
 
-    def _write(self, users: list, items: list[TrendingItem]) -> None:
-        self.store.write_fresh_users(users)
-        self.store.write_trending(items)
+    def cycle(self, draining: bool) -> int:
+        """:meth:`step` pipelined: poll and compute the next batch while the previous one's state is written,
+        then commit the previous one and hand this one to the writer. Polling nothing commits what is in flight.
+        On an embedded store there is no wait to hide, and the cycle is :meth:`step`."""
+        if self.store.embedded:
+            return self.step()
+        records = self._poll()
+        if not records:
+            self._finish()
+            return 0
+        batch = self._prepare(records)
+        self._finish()
+        self._writer.submit(batch)
+        return len(records)
 
-    def _count(
-        self,
-        records: list[Record],
-        applied: list[tuple[Event, Position]],
-        bad: list[tuple[Record, str]],
-        poison: dict[Position, str],
-        repeats: set[Position],
-        users: int,
-        items: int,
-        written_at: float,
-    ) -> None:
-        st = self.stats
-        st.processed += len(applied)
-        st.dead_lettered += len(bad) + len(poison)
-        st.failed += len(poison)
-        st.duplicates += len(repeats)
-        st.batches += 1
-        st.users += users
-        st.items += items
-        prometheus.EVENTS.inc(len(applied))
-        prometheus.DEAD_LETTERS.inc(len(bad) + len(poison))
-        prometheus.POISON.inc(len(poison))
-        prometheus.DUPLICATES.inc(len(repeats))
-        for event, _ in applied:
-            prometheus.FRESHNESS.observe(max(written_at - event.timestamp, 0.0))
-        for r in records:
-            prometheus.APPEND_TO_STATE.observe(max(written_at - r.timestamp_ms / 1000.0, 0.0))
+    def settle(self) -> None:
+        self._finish()
+
+    def _poll(self) -> list[Record]:
+        speed = self.settings.speed
+        if self._rewind:
+            self._writer.abandon()  # nothing in flight is committed: the rewind redelivers it
+            self.consumer.seek_to_committed()
+            self._rewind = False
+        return self.consumer.poll(self._path.size, timeout_ms=speed.max_wait_ms)
+
+    def _prepare(self, records: list[Record]) -> Batch:
+        """Validate, claim event ids, read state and compute what ``records`` do to it (nothing written)."""
+        self._refresh_model()
+        mine = self._path.of(records)  # those this consumer applies; the others are committed past untouched
+        batch = Batch(mine, polled=records)
+        good, batch.bad = decode(self.rules, mine)
+        good = interactions(good)  # catalog changes were decoded (a bad one is dead-lettered), not applied here
+        appended = {(r.partition, r.offset): r.timestamp_ms / 1000.0 for r in mine}
+        if self.store.embedded:  # claims first: repeats (resends) read nothing
+            batch.good, batch.repeats = self._first_claims(good)
+            inputs = self._inputs(batch.good, appended) if batch.good else None
+        else:
+            claims = self._claimer.submit(self._first_claims, good)  # event-id claims (LWTs) overlap the reads
+            try:
+                inputs = self._inputs(good, appended) if good else None
+            finally:
+                batch.good, batch.repeats = claims.result()
+        if batch.good and inputs is not None:
+            batch.users, batch.items, batch.poison = self._compute(batch.good, inputs)
+        self._failures.check(mine, batch.poison, batch.repeats, {(r.partition, r.offset) for r, _ in batch.bad})
+        if batch.poison and self.settings.events.dedup_window_s > 0:  # a corrected resend under the same id
+            self.store.release_event_ids({event.event_id: pos for event, pos in batch.good if pos in batch.poison})
+        return batch
+
+    def _finish(self) -> None:
+        """Wait for the batch in flight to be written, dead-letter its bad records, commit, count."""
+        done = self._writer.wait()
+        if done is None:
+            return
+        batch, written_at = done
+        if letters := batch.letters:
+            self.event_log.dead_letter_records(letters)
+        self.consumer.commit(batch.positions)
+        count_batch(self.stats, batch, written_at)
+        if self._observer is not None:
+            self._observer(batch.polled or batch.records, written_at)
+
+    def _on_revoke(self, partitions: set[int]) -> None:
+        """Before partitions go to another member: the state in flight is written and its positions committed
+        (a failure leaves them to be redelivered to the new owner, and this member rewinds)."""
+        log.info("speed.revoked", partitions=sorted(partitions))
+        try:
+            self.settle()
+        except CommitFailedError as exc:
+            log.info("speed.commit_refused", error=str(exc))
+        except self.retried as exc:
+            log.warning("speed.settle_failed", reason=str(exc), effect="the batch is delivered again")
+            self._rewind = True
 
     def _first_claims(self, good: list[tuple[Event, Position]]) -> tuple[list[tuple[Event, Position]], set[Position]]:
         """``good`` less repeats: events whose ``event_id`` a record at another log position carried first
@@ -219,26 +227,6 @@ class SpeedConsumer(PollLoop[SpeedStats]):
             log.info("speed.repeated_event_ids", skipped=len(repeats))
         return kept, repeats
 
-    def _check_failure_streak(self, records: list[Record], poison: dict[Position, str], repeats: set[Position]) -> None:
-        """Raise ``ConsumerHaltedError`` once ``events.max_consecutive_failures`` records in a row failed with an
-        unexpected error (bad events neither break nor extend the streak: they are the producer's fault)."""
-        limit = self.settings.events.max_consecutive_failures
-        streak = self._failure_streak
-        for r in records:
-            pos = (r.partition, r.offset)
-            if pos in poison:
-                streak += 1
-                if streak >= limit:
-                    raise ConsumerHaltedError(
-                        f"{streak} records in a row failed with an unexpected error (events.max_consecutive_failures "
-                        f"= {limit}); the last, at partition {pos[0]} offset {pos[1]}: {poison[pos]}. This looks like "
-                        "a bug rather than bad events: nothing of this batch was dead-lettered or committed, so the "
-                        "records will be applied once the consumer is fixed and restarted"
-                    )
-            elif pos in repeats or pos not in self._bad_positions:
-                streak = 0
-        self._failure_streak = streak
-
     def _refresh_model(self) -> None:
         version = self.store.current_version()
         if version is None or (self.model is not None and self.model.version == version):
@@ -247,52 +235,49 @@ class SpeedConsumer(PollLoop[SpeedStats]):
         prometheus.SNAPSHOT.info({"version": version})
         log.info("speed.snapshot", version=version, cutoff_s=self.model.cutoff_s)
 
-    def _validate(self, records: list[Record]) -> tuple[list[tuple[Event, Position]], list[tuple[Record, str]]]:
-        """Decode every record: (good events with their positions, bad records with the reason)."""
-        good, bad = [], []
-        self._bad_positions = set()
-        for r in records:
-            try:
-                # "Too far in the future" is judged against when the record was appended: deterministic on replay.
-                event = self.rules.parse(r.value, now=r.timestamp_ms / 1000.0)
-            except BadEvent as exc:
-                bad.append((r, exc.reason))
-                self._bad_positions.add((r.partition, r.offset))
-                continue
-            except MemoryError:
-                raise
-            except Exception as exc:  # a decoder bug must not stop the consumer: isolate the record
-                bad.append((r, f"could not be decoded: {describe(exc)}"))
-                self._bad_positions.add((r.partition, r.offset))
-                log.exception("speed.decode_failed", partition=r.partition, offset=r.offset)
-                continue
-            good.append((event, (r.partition, r.offset)))
-        return good, bad
-
-    def _compute(
-        self, good: list[tuple[Event, Position]], appended: dict[Position, float]
-    ) -> tuple[list[FreshUser], list[TrendingItem], dict[Position, str]]:
-        """The new user states and trending shards for ``good``, and the poison records left out with the reason.
-        ``appended`` maps a position to its record's append time (epoch s). The store is read once."""
-        if not good:
-            return [], [], {}
+    def _inputs(self, good: list[tuple[Event, Position]], appended: dict[Position, float]) -> BatchInputs:
+        """What the store holds for ``good``'s users and trending shards (read once); ``appended`` maps a position
+        to its record's append time (epoch s)."""
         by_user, by_item = group_events(good)
         model = self.model
-        trending = self.store.read_trending(by_item)
+        trending = self._trending(list(by_item))
         users = list(by_user) + [u for u in stale_users(trending.values(), model) if u not in by_user]  # re-solved
-        inputs = BatchInputs(
+        return BatchInputs(
             model=model,
-            states=read_fresh_states(self.store, users),
+            states=self._states(users),
             history=self._rows.get(model, users) if model else {},
             trending=trending,
             weights=model.event_weights if model and model.event_weights else dict(self.settings.batch.event_weights),
             speed=self.settings.speed,
             appended=appended,
         )
-        return compute_states(by_user, by_item, inputs)
+
+    def _compute(self, good: list[tuple[Event, Position]], inputs: Any) -> tuple[list, list, dict[Position, str]]:
+        """The users' new states, the trending shards, and the poison records left out with the reason."""
+        return compute_states(*group_events(good), inputs)
+
+    def _states(self, user_ids: list[str]) -> dict[str, FreshUser]:
+        """Users' fresh state: what the writer is writing, else the store's."""
+        pending = self._writer.pending_users()
+        states = read_fresh_states(self.store, [u for u in user_ids if u not in pending])
+        states.update((u, pending[u]) for u in user_ids if u in pending)
+        return states
+
+    def _trending(self, keys: list[str]) -> dict[str, TrendingItem]:
+        pending = self._writer.pending_trending()
+        shards = self.store.read_trending([k for k in keys if k not in pending])
+        shards.update((k, pending[k]) for k in keys if k in pending)
+        return shards
 
     def close(self) -> None:
-        """Leave the group and release what this consumer opened."""
+        """Write and commit the batch in flight, then leave the group and release what this consumer opened."""
+        try:
+            self.settle()
+        except (CommitFailedError, *self.retried) as exc:
+            log.warning("speed.settle_failed", reason=str(exc), effect="the batch is delivered again")
+        finally:
+            self._writer.close()
+            self._claimer.shutdown(wait=True)
         self.consumer.close()
         if self._own[1]:
             self.event_log.close()

@@ -15,6 +15,7 @@ Example
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from lambdarec.logs import get_logger
@@ -24,6 +25,7 @@ from lambdarec.store import CorruptRowError
 from speed_layer.apply import Events, group_events, isolated
 from speed_layer.consumer import SpeedConsumer
 from speed_layer.impressions import ImpressionPath, apply_impressions
+from speed_layer.pipeline import StateWriter
 from speed_layer.state import Position
 
 log = get_logger(__name__)
@@ -35,11 +37,20 @@ def impressions_group(settings: Settings) -> str:
     return given or f"{settings.log.consumer_group}-impressions"
 
 
+class ShownWriter(StateWriter):
+    """Writes one batch's impressions rows (its ``users``; it has no trending shards)."""
+
+    def _write(self, users: list, items: list) -> float:
+        self.store.write_shown(users)
+        return time.time()
+
+
 class ImpressionConsumer(SpeedConsumer):
-    """One member of the impressions consumer group: the speed consumer's loop with its own records, state and
-    writes (``_path``, ``_compute``, ``_write``)."""
+    """One member of the impressions consumer group: the speed consumer's loop (pipelined on a remote store) with
+    its own records, state and writes (``_path``, ``_inputs``, ``_compute``, ``state_writer``)."""
 
     name = "impressions"
+    state_writer = ShownWriter
 
     def __init__(self, settings: Settings, *, group: str | None = None, **kwargs: Any) -> None:
         super().__init__(settings, group=group or impressions_group(settings), **kwargs)
@@ -48,25 +59,27 @@ class ImpressionConsumer(SpeedConsumer):
     def _refresh_model(self) -> None:
         """Impressions need no snapshot."""
 
-    def _write(self, users: list, items: list) -> None:
-        self.store.write_shown(users)
-
-    def _compute(self, good: Events, appended: dict[Position, float]) -> tuple[list, list, dict[Position, str]]:
-        """The users' new impressions rows, no trending shard, and the poison records left out with the reason."""
-        if not good:
-            return [], [], {}
+    def _inputs(self, good: Events, appended: dict[Position, float]) -> dict[str, ShownItems]:
+        """The users' impressions rows: those being written, else the store's."""
         by_user, _ = group_events(good)
+        pending = self._writer.pending_users()
         try:
-            stored = self.store.read_shown(list(by_user))
+            stored = self.store.read_shown([u for u in by_user if u not in pending])
         except CorruptRowError as exc:  # a row that does not decode starts afresh, never a crash loop
             log.error("speed.corrupt_impressions_row", users=[str(k) for k in exc.keys][:20], reason=str(exc),
                       effect="their impressions restart from the events being applied")  # fmt: skip
             stored = dict(exc.rows)
+        stored.update((u, pending[u]) for u in by_user if u in pending)  # type: ignore[misc]
+        return stored
+
+    def _compute(self, good: Events, inputs: Any) -> tuple[list, list, dict[Position, str]]:
+        """The users' new impressions rows, no trending shard, and the poison records left out with the reason."""
+        by_user, _ = group_events(good)
         limits = self.settings.speed.feedback
         poison: dict[Position, str] = {}
         rows: list[ShownItems] = []
         for user_id, events in by_user.items():
-            row = isolated(lambda u, ev: apply_impressions(stored.get(u), ev, limits), user_id, events, poison)
+            row = isolated(lambda u, ev: apply_impressions(inputs.get(u), ev, limits), user_id, events, poison)
             if row is not None:
                 rows.append(row)
         return rows, [], poison

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import replace
+
+import msgspec
 
 from lambdarec.rank.merge import Ranked
 
@@ -30,5 +31,5 @@ def with_rule_components(
     for item in ranked:
         above = Counter(x for x in reasons[: position.get(item.item_id, len(reasons))] if x is not None)
         moved = {f"rule:{name}": float(n) for name, n in sorted(above.items())}
-        out.append(replace(item, components={**item.components, **moved}) if moved else item)
+        out.append(msgspec.structs.replace(item, components={**item.components, **moved}) if moved else item)
     return out

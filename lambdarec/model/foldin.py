@@ -103,18 +103,52 @@ def fold_in_many(
     array([[0.75, 0.  ],
            [0.  , 0.  ]], dtype=float32)
     """
+    counts = np.fromiter((len(idx) for idx, _ in users), dtype=np.int64, count=len(users))
+    if not len(users):
+        return np.zeros((0, np.asarray(item_factors).shape[1]), dtype=np.float32)
+    idx = np.concatenate([np.asarray(i, dtype=np.int64).reshape(-1) for i, _ in users])
+    conf = np.concatenate([np.asarray(c, dtype=np.float64).reshape(-1) for _, c in users])
+    return fold_in_segments(item_factors, yty, idx, conf, counts, regularization)
+
+
+def fold_in_segments(
+    item_factors: np.ndarray,
+    yty: np.ndarray,
+    item_indices: np.ndarray,
+    confidences: np.ndarray,
+    counts: np.ndarray,
+    regularization: float,
+) -> np.ndarray:
+    """:func:`fold_in_many` with the users' problems laid end to end: user ``u`` owns the next ``counts[u]``
+    entries of ``item_indices`` and ``confidences`` (the layout a vectorised caller builds without a list per
+    user). Each user's ``sum (c - 1) y y^T`` is one small product whose temporaries stay in cache (gathering every
+    user's rows at once, or padding users to batched products, measured 2-3x slower), then one batched solve.
+    Returns float32 ``[len(counts), f]``; zeros for a user with no items.
+
+    Example
+    -------
+    >>> y = np.eye(2, dtype=np.float32)
+    >>> fold_in_segments(y, np.eye(2), np.array([0, 1]), np.array([3.0, 2.0]), np.array([1, 0, 1]), 1.0).round(3)
+    array([[0.75 , 0.   ],
+           [0.   , 0.   ],
+           [0.   , 0.667]], dtype=float32)
+    """
     y = np.asarray(item_factors)
     f = y.shape[1]
-    a = np.empty((len(users), f, f))
-    a[:] = np.asarray(yty, dtype=np.float64) + float(regularization) * np.eye(f)
-    b = np.zeros((len(users), f))
-    for u, (idx, conf) in enumerate(users):
-        if len(idx) == 0:
-            continue
-        yu = y[np.asarray(idx, dtype=np.int64)].astype(np.float64)
-        c = np.asarray(conf, dtype=np.float64)
-        a[u] += (yu * (c - 1.0)[:, None]).T @ yu
-        b[u] = yu.T @ c
-    if not len(users):
+    counts = np.asarray(counts, dtype=np.int64)
+    n = counts.size
+    if n == 0:
         return np.zeros((0, f), dtype=np.float32)
+    a = np.empty((n, f, f))
+    a[:] = np.asarray(yty, dtype=np.float64) + float(regularization) * np.eye(f)
+    b = np.zeros((n, f))
+    idx = np.asarray(item_indices, dtype=np.int64)
+    conf = np.asarray(confidences, dtype=np.float64)
+    ends = np.cumsum(counts).tolist()
+    for u, (end, count) in enumerate(zip(ends, counts.tolist(), strict=True)):
+        if count:  # per user: small temporaries that stay in cache (one gather of every row would not)
+            yu = y[idx[end - count : end]].astype(np.float64)
+            c = conf[end - count : end]
+            a[u] += (yu * (c - 1.0)[:, None]).T @ yu
+            b[u] = yu.T @ c
     return np.linalg.solve(a, b[..., None])[..., 0].astype(np.float32)

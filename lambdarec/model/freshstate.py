@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from lambdarec.model.foldin import confidence, fold_in_many
+from lambdarec.model.foldin import confidence, fold_in_segments
 from lambdarec.model.rows import FreshUser, UserRow
 
 if TYPE_CHECKING:  # the model's loader reads the store; the math only reads a loaded model
@@ -73,36 +73,34 @@ def solve(state: FreshUser, model: SnapshotModel, history: UserRow | None) -> Fr
 def solve_many(
     states: Sequence[FreshUser], model: SnapshotModel, histories: Sequence[UserRow | None]
 ) -> list[FreshUser]:
-    """:func:`solve` for many users with one batched solve (the speed layer's hot path)."""
-    alpha = model.solver.get("alpha", 1.0)
-    problems, solvable = [], []
-    for state, history in zip(states, histories, strict=True):
-        items, totals = _weights(state, model, None if erased_for(state, model) else history)
-        solvable.append(bool(items.size))
-        problems.append((items, confidence(totals, alpha)))
-    vectors = fold_in_many(model.item_factors, model.yty, problems, model.solver.get("regularization", 0.0))
-    return [
-        replace(state, vector=vectors[n].tolist() if ok else None, basis=model.version)
-        for n, (state, ok) in enumerate(zip(states, solvable, strict=True))
-    ]
-
-
-def _weights(state: FreshUser, model: SnapshotModel, history: UserRow | None) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct item indices and their summed weight: batch history plus the fresh events the snapshot does not
-    cover (vectorised: the speed layer and replay solve on every event)."""
+    """:func:`solve` for many users with one batched solve (the speed layer's hot path): the users' weights are
+    summed per (user, item) in one vectorised pass and their fold-ins solved together (:func:`fold_in_segments`)."""
     index = model.item_index
-    fresh = [(i, w) for item_id, _ts, w in uncovered(state, model)[0] if (i := index.get(item_id)) is not None]
-    parts_i = [np.fromiter((i for i, _ in fresh), dtype=np.int64, count=len(fresh))]
-    parts_w = [np.fromiter((w for _, w in fresh), dtype=np.float64, count=len(fresh))]
-    if history is not None:
-        parts_i.insert(0, np.asarray(history.history, dtype=np.int64))
-        parts_w.insert(0, np.asarray(history.history_weights, dtype=np.float64))
-    idx, weights = np.concatenate(parts_i), np.concatenate(parts_w)
-    if idx.size == 0:
-        return idx, weights
-    n = len(model.item_ids)  # indices are < n: counting per item is cheaper than np.unique's sort
-    items = np.flatnonzero(np.bincount(idx, minlength=n))
-    return items, np.bincount(idx, weights=weights, minlength=n)[items]
+    n_items = len(model.item_ids)
+    keys, weights = [], []
+    for u, (state, history) in enumerate(zip(states, histories, strict=True)):
+        fresh = [(i, w) for item_id, _ts, w in uncovered(state, model)[0] if (i := index.get(item_id)) is not None]
+        base = u * n_items  # one key per (user, item): users stay in order once the keys are sorted
+        keys.append(np.fromiter((base + i for i, _ in fresh), dtype=np.int64, count=len(fresh)))
+        weights.append(np.fromiter((w for _, w in fresh), dtype=np.float64, count=len(fresh)))
+        if history is not None and not erased_for(state, model):
+            seen = np.asarray(history.history, dtype=np.int64)
+            if seen.size and (seen.min() < 0 or seen.max() >= n_items):  # would name another user's entries
+                raise ValueError(f"batch row of user {state.user_id!r} names items outside [0, {n_items})")
+            keys.append(seen + base)
+            weights.append(np.asarray(history.history_weights, dtype=np.float64))
+    flat = np.concatenate(keys) if keys else np.zeros(0, dtype=np.int64)
+    distinct, where = np.unique(flat, return_inverse=True)
+    totals = np.bincount(where, weights=np.concatenate(weights) if weights else None, minlength=distinct.size)
+    counts = np.bincount(distinct // max(n_items, 1), minlength=len(states))
+    conf = confidence(totals, model.solver.get("alpha", 1.0))
+    vectors = fold_in_segments(
+        model.item_factors, model.yty, distinct % max(n_items, 1), conf, counts, model.solver.get("regularization", 0.0)
+    )
+    return [
+        replace(state, vector=vectors[n].tolist() if counts[n] else None, basis=model.version)
+        for n, state in enumerate(states)
+    ]
 
 
 def replace(state: FreshUser, **changes: object) -> FreshUser:

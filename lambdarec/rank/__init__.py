@@ -1,5 +1,5 @@
 """Merge and re-rank: the one function serving and replay share."""
 
-from lambdarec.rank.merge import SOURCES, MergeInput, MergeWeights, Ranked, fresh_vector, merge
+from lambdarec.rank.merge import SOURCES, MergeInput, MergeWeights, Ranked, fresh_vector, merge, merge_many
 
-__all__ = ["SOURCES", "MergeInput", "MergeWeights", "Ranked", "fresh_vector", "merge"]
+__all__ = ["SOURCES", "MergeInput", "MergeWeights", "Ranked", "fresh_vector", "merge", "merge_many"]

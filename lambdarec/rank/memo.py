@@ -2,10 +2,10 @@
 the request, kept from one call to the next.
 
 Serving ranks each request once, and each answer is simply recomputed; a replay ranks several variants of one event
-with the same ``exclude`` set and the same fresh state, so every variant after the first reuses the item lookups and
-the speed layer's top items instead of recomputing them. Keys are the objects themselves (``is``), and the
-entries hold them, so a key can never be mistaken for a new object at a reused address. One answer per kind is
-held: after a flip the old snapshot stays referenced only until the next request.
+with the same ``exclude`` set, batch row and fresh state, so every variant after the first reuses the item lookups,
+the recent items' weights and the batch row's arrays instead of recomputing them. Keys are the objects themselves
+(``is``), and the entries hold them, so a key can never be mistaken for a new object at a reused address. One answer
+per kind is held: after a flip the old snapshot stays referenced only until the next request.
 """
 
 from __future__ import annotations
@@ -21,23 +21,10 @@ from lambdarec.rank.defects import count_nonfinite
 if TYPE_CHECKING:  # the model's loader reads the store; the math only reads a loaded model
     from lambdarec.model.snapshot import SnapshotModel
 
-# The last answer of each step below that depends only on the model, a request object and (for "speed") the seen
-# set; swapped in whole, so threads never see half of one. A replay ranks the variants of one event with the same
-# ``exclude`` set and fresh state (often hundreds of items), so each variant after the first reuses them.
+# The last answer of each step below that depends only on the model and a request object; swapped in whole, so
+# threads never see half of one. A replay ranks the variants of one event with the same ``exclude`` set and fresh
+# state (often hundreds of items), so each variant after the first reuses them.
 _last: dict[str, tuple] = {}
-
-
-def last_answer(kind: str, key: tuple) -> np.ndarray | None:
-    """What :func:`keep` kept for ``kind`` if it was kept for the same objects ``key`` (compared with ``is``)."""
-    last = _last.get(kind)
-    if last is not None and len(last[0]) == len(key) and all(a is b for a, b in zip(last[0], key, strict=True)):
-        return last[1]
-    return None
-
-
-def keep(kind: str, key: tuple, answer: np.ndarray) -> None:
-    """Keep ``answer`` for the objects ``key``; the caller never changes it in place (it copies to edit it)."""
-    _last[kind] = (key, answer)
 
 
 def finite_vector(fresh: FreshUser) -> np.ndarray | None:
@@ -80,29 +67,6 @@ def recent_seeds(
     return seeds
 
 
-def fresh_scores(model: SnapshotModel, fresh: FreshUser | None, vector: np.ndarray) -> np.ndarray:
-    """The fresh vector's score of every item in ``model`` (a function of ``model`` and ``fresh``)."""
-    last = _last.get("scores")
-    if last is not None and last[0] is model and last[1] is fresh:
-        return last[2]
-    scores = model.item_factors @ vector
-    _last["scores"] = (model, fresh, scores)
-    return scores
-
-
-def speed_top(
-    model: SnapshotModel, fresh: FreshUser | None, vector: np.ndarray, n: int, seen: np.ndarray
-) -> np.ndarray:
-    """The ``n`` best unseen items for the fresh vector (a function of ``model``, ``fresh`` and ``seen``), best
-    first, ties by index; the item scores are :func:`fresh_scores`, kept for the state."""
-    last = _last.get("speed")
-    if last is not None and last[0] is model and last[1] is fresh and last[2] == n and np.array_equal(last[3], seen):
-        return last[4]
-    top = top_unseen(fresh_scores(model, fresh, vector), n, seen)
-    _last["speed"] = (model, fresh, n, seen.copy(), top)
-    return top
-
-
 def candidate_arrays(row: UserRow, n_items: int) -> tuple[np.ndarray, np.ndarray]:
     """The batch row's candidates as int64 indices, and each of the ``n_items`` items' batch score as float32 (NaN
     for items it does not propose; a repeated candidate keeps its first score), as the merge's pool reads them."""
@@ -114,13 +78,3 @@ def candidate_arrays(row: UserRow, n_items: int) -> tuple[np.ndarray, np.ndarray
     by_item[candidates[::-1]] = np.asarray(row.scores, dtype=np.float32).reshape(-1)[::-1]
     _last["row"] = (row, n_items, candidates, by_item)
     return candidates, by_item
-
-
-def top_unseen(scores: np.ndarray, n: int, seen: np.ndarray) -> np.ndarray:
-    """The ``n`` highest-scoring unseen items, best first (ties by index)."""
-    masked = np.where(seen, -np.inf, scores)
-    n = min(n, int((~seen).sum()))
-    if n <= 0:
-        return np.empty(0, dtype=np.int64)
-    top = np.argpartition(-masked, n - 1)[:n]
-    return top[np.lexsort((top, -masked[top]))]

@@ -22,35 +22,28 @@ Example
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import msgspec
 import numpy as np
 
-from lambdarec.model.freshstate import uncovered
 from lambdarec.model.rows import FreshUser, UserRow
-from lambdarec.rank.components import nearest_seed, reason, score_components
-from lambdarec.rank.deepen import seed_neighbours
-from lambdarec.rank.defects import finite_batch_row, finite_or_zero
-from lambdarec.rank.feedback import demote
-from lambdarec.rank.memo import (
-    candidate_arrays,
-    finite_vector,
-    item_indices,
-    keep,
-    last_answer,
-    recent_seeds,
-    speed_top,
-)
+from lambdarec.rank import block
+from lambdarec.rank.block import NONE, best_rows, finite, seen_table
+from lambdarec.rank.components import nearest_seed, reason
+from lambdarec.rank.feedback import Demotions, demote
 from lambdarec.rank.mmr import mmr_order
+from lambdarec.rank.one import rank_one
+from lambdarec.rank.pool import Ask, components, fresh_vector, pool_sources, prepare
+from lambdarec.rank.seeds import evidence
 from lambdarec.rank.trending import TrendingScores
 from lambdarec.rank.weights import MergeWeights
 
 if TYPE_CHECKING:  # the model's loader reads the store; the math only reads a loaded model
     from lambdarec.model.snapshot import SnapshotModel
 
-SOURCES = ("batch", "speed", "session", "trending", "popular")
-_NONE = len(SOURCES)  # in the pool's source table: no source brought the item
+SOURCES = ("batch", "speed", "session", "trending", "popular")  # codes in lambdarec.rank.block's source table
 
 
 @dataclass(frozen=True)
@@ -67,88 +60,162 @@ class MergeInput:
     eligible: np.ndarray | None = None  # bool per item: the catalog's rules and the request's filters; None: all
 
 
-@dataclass(frozen=True)
-class Ranked:
-    """One recommended item."""
+class Ranked(msgspec.Struct, frozen=True, gc=False):
+    """One recommended item (a struct the garbage collector need not track: a replay builds millions of them)."""
 
     item_id: str
     score: float
     source: str
     reason: str | None = None
-    components: dict[str, float] = field(default_factory=dict)
+    components: dict[str, float] = {}
 
 
-def fresh_vector(model: SnapshotModel, fresh: FreshUser | None) -> np.ndarray | None:
-    """The fold-in vector if it was solved against this snapshot; a vector from another basis is not used, nor
-    one holding NaN or inf (a defect, counted)."""
-    if fresh is None or fresh.vector is None or fresh.basis != model.version:
-        return None
-    return finite_vector(fresh)
+__all__ = ["SOURCES", "MergeInput", "MergeWeights", "Ranked", "fresh_evidence", "fresh_vector", "merge", "merge_many"]
 
 
 def merge(inp: MergeInput, weights: MergeWeights, k: int, offset: int = 0, explain: bool = False) -> list[Ranked]:
-    """Rank items for one user or session; see the module docstring. Returns at most ``k`` items."""
-    model = inp.model
-    n_items = len(model.item_ids)
-    if k <= 0 or n_items == 0:
+    """Rank items for one user or session; see the module docstring. Returns at most ``k`` items.
+
+    The steps of :func:`merge_many`'s blocks on 1-D arrays (:mod:`lambdarec.rank.one`), without a block's row
+    bookkeeping: serving and replay run the same steps, and a block gives each request this list.
+    """
+    if k <= 0 or not len(inp.model.item_ids):
         return []
-    if isinstance(inp.trending, np.ndarray):  # order the scores once per call, not in each step below
-        inp = replace(inp, trending=TrendingScores.of(inp.trending))
-    if inp.batch_row is not None and (row := finite_batch_row(inp.batch_row)) is not inp.batch_row:
-        inp = replace(inp, batch_row=row)
-    vector = fresh_vector(model, inp.fresh)
-    seeds = _seeds(inp, model.item_index, weights.session_half_life_s)  # item index -> recency weight
-    seen = _seen(inp, seeds)
-    items, sources, batch_scores = _pool(inp, weights, vector, seeds, seen, need=offset + k)
-    if items.size == 0:
-        return []
-    # a component with weight 0 adds exactly 0 to every total: it is computed only when asked to explain
-    parts = score_components(
-        model,
-        inp.trending,  # TrendingScores or None: ordered on entry above
-        items,
-        vector=vector,
-        batch_scores=batch_scores,
-        seeds=seeds if explain or weights.session != 0 else {},
-        trending=explain or weights.trending != 0,
-        fresh=inp.fresh,
-    )
-    session_weight = (
-        weights.session * (1.0 + weights.fresh_boost * fresh_evidence(inp, weights.session_half_life_s))
-        if weights.session != 0
-        else 0.0
-    )
-    total = weights.cf * parts["cf"] + session_weight * parts["session"] + weights.trending * parts["trending"]
-    total, _ = finite_or_zero(total, "merge")  # the last guard: no NaN or inf ever reaches a response
-    total, demoted = demote(model, inp.fresh, items, total, weights.demote, now_s=inp.now_s)
-    # by score, then popularity, then item index: equal scores (a pool of popular fallbacks all normalise to 1)
-    # keep popularity order, so offset pages never overlap
-    if weights.mmr_lambda > 0:
-        order = np.lexsort((items, -model.popularity_all[items], -total))
-        order = mmr_order(order, total, model.item_factors[items], weights.mmr_lambda, offset + k)
-    else:
-        order = _best_first(items, total, model.popularity_all, offset + k)
-    picked = order[offset : offset + k]
-    nearest = nearest_seed(model, items[picked], seeds) if explain else None
-    out = []
-    ids, scores, codes = model.item_ids[items[picked]].tolist(), total[picked].tolist(), sources[picked].tolist()
-    for rank, j in enumerate(picked.tolist()):
-        source = SOURCES[codes[rank]]
-        why = reason(model, source, nearest[rank] if nearest is not None else -1) if explain else None
-        comps = {name: float(v[j]) for name, v in parts.items()} if explain else {}
-        why, comps = demoted.explained(j, why, comps) if explain and demoted else (why, comps)
-        out.append(Ranked(str(ids[rank]), float(scores[rank]), source, why, comps))
+    return _rank_one(Ask(inp, weights, k, offset, explain))
+
+
+def merge_many(
+    inputs: Sequence[MergeInput],
+    weights: MergeWeights | Sequence[MergeWeights],
+    k: int | Sequence[int],
+    offset: int | Sequence[int] = 0,
+    explain: bool | Sequence[bool] = False,
+) -> list[list[Ranked]]:
+    """:func:`merge` of many requests, each with its own weights, ``k``, ``offset`` and ``explain`` (a single value
+    applies to all). The lists are those of one :func:`merge` per request; the work is done step by step for a
+    block of requests against one snapshot (a replay ranks the variants of many events together).
+    """
+    n = len(inputs)
+    each = zip(inputs, _each(weights, n), _each(k, n), _each(offset, n), _each(explain, n), strict=True)
+    asks = [Ask(inp, w, kk, off, ex) for inp, w, kk, off, ex in each]
+    out: list[list[Ranked]] = [[] for _ in range(n)]
+    by_model: dict[int, list[int]] = {}
+    for j, ask in enumerate(asks):
+        if ask.k > 0 and len(ask.inp.model.item_ids):
+            by_model.setdefault(id(ask.inp.model), []).append(j)
+    for todo in by_model.values():
+        size = block.block_size(len(asks[todo[0]].inp.model.item_ids))
+        for at in range(0, len(todo), size):
+            part = todo[at : at + size]
+            if len(part) == 1:  # a block of one: no block bookkeeping
+                out[part[0]] = _rank_one(asks[part[0]])
+                continue
+            for j, ranked in zip(part, _rank_block([asks[j] for j in part]), strict=True):
+                out[j] = ranked
     return out
 
 
-def _best_first(items: np.ndarray, total: np.ndarray, popularity: np.ndarray, n: int) -> np.ndarray:
-    """Positions of the ``n`` best pooled items in order (score, then popularity, then item index): only the items
-    scoring at least the ``n``-th best score are sorted, which gives the head of the full order exactly."""
-    if total.size > n:
-        head = np.flatnonzero(total >= np.partition(total, total.size - n)[total.size - n])
-    else:
-        head = np.arange(total.size)
-    return head[np.lexsort((items[head], -popularity[items[head]], -total[head]))]
+def _each(value, n: int) -> list:  # type: ignore[no-untyped-def]
+    return list(value) if isinstance(value, Sequence) else [value] * n
+
+
+def _rank_one(ask: Ask) -> list[Ranked]:
+    """The merge of one request (``lambdarec.rank.one`` has its steps on 1-D arrays)."""
+    picks, items, total, codes, parts, demoted = rank_one(ask)
+    if not picks.size:
+        return []
+    return _answers(ask.inp.model, [ask], [picks], items, total, codes, parts, [(0, demoted) if demoted else None])[0]
+
+
+def _rank_block(asks: list[Ask]) -> list[list[Ranked]]:
+    """The merge of a block of requests against one snapshot (``lambdarec.rank.block`` has the array steps)."""
+    model = asks[0].inp.model
+    n_items = len(model.item_ids)
+    seen = seen_table(n_items, [prepare(ask) for ask in asks])
+    for j, ask in enumerate(asks):
+        if ask.inp.eligible is not None:  # ineligible: never picked
+            seen[j] |= ~ask.inp.eligible
+    found, scores, slot = pool_sources(model, asks, seen)
+    source = block.source_table(seen, found)
+    need = np.array([a.offset + a.k for a in asks], dtype=np.int64)
+    pooled = source != NONE
+    block.fill_popular(source, pooled, seen, model.popular_order, need)
+    rows, items = np.nonzero(pooled)
+    codes = source[rows, items]
+    parts = components(model, asks, rows, items, scores, slot)
+    session_weight = [
+        a.weights.session * (1.0 + a.weights.fresh_boost * fresh_evidence(a.inp, a.weights.session_half_life_s))
+        if a.weights.session != 0
+        else 0.0
+        for a in asks
+    ]
+    w = np.array([(a.weights.cf, sw, a.weights.trending) for a, sw in zip(asks, session_weight, strict=True)],
+                 dtype=np.float32).reshape(-1, 3)  # fmt: skip
+    w = w[rows]  # float32 weights: the same sums as weight * component with a Python float weight
+    total = finite(w[:, 0] * parts["cf"] + w[:, 1] * parts["session"] + w[:, 2] * parts["trending"])
+    total, demoted = _demote(model, asks, rows, items, total)
+    picks = best_rows(rows, items, total, model.popularity_all, need - np.array([a.k for a in asks]), need)
+    for j, a in enumerate(asks):
+        s, e = np.searchsorted(rows, [j, j + 1]) if a.weights.mmr_lambda > 0 else (0, 0)
+        if e > s:
+            it, tot = items[s:e], total[s:e]
+            order = mmr_order(np.lexsort((it, -model.popularity_all[it], -tot)), tot, model.item_factors[it],
+                              a.weights.mmr_lambda, int(need[j]))  # fmt: skip
+            picks[j] = s + order[a.offset : int(need[j])]
+    return _answers(model, asks, picks, items, total, codes, parts, demoted)
+
+
+def _demote(
+    model: SnapshotModel, asks: list[Ask], rows: np.ndarray, items: np.ndarray, total: np.ndarray
+) -> tuple[np.ndarray, list[tuple[int, Demotions] | None]]:
+    """``total`` with each request's dislike and fatigue demotions (:func:`lambdarec.rank.feedback.demote`) applied
+    to its segment, and per request its segment's first flat position and what was applied (None: nothing)."""
+    demoted: list[tuple[int, Demotions] | None] = [None] * len(asks)
+    for j, a in enumerate(asks):
+        fresh = a.inp.fresh
+        if fresh is None or not (fresh.disliked or fresh.shown):  # most requests: nothing to demote
+            continue
+        s, e = np.searchsorted(rows, [j, j + 1]).tolist()
+        part, why = demote(model, fresh, items[s:e], total[s:e], a.weights.demote, now_s=a.inp.now_s)
+        if why is not None:
+            total[s:e] = part
+            demoted[j] = (s, why)
+    return total, demoted
+
+
+def _answers(
+    model: SnapshotModel,
+    asks: list[Ask],
+    picks: list[np.ndarray],
+    items: np.ndarray,
+    total: np.ndarray,
+    codes: np.ndarray,
+    parts: dict[str, np.ndarray],
+    demoted: list[tuple[int, Demotions] | None],
+) -> list[list[Ranked]]:
+    """Each request's picked (flat) positions as its ranked items, explained where asked (with what demoted each
+    item: ``demoted[b]`` is request ``b``'s first flat position and its demotions, None when none)."""
+    picked = np.concatenate(picks) if len(picks) > 1 else picks[0]
+    ids, scores = model.item_ids[items[picked]].astype(str).tolist(), total[picked].tolist()
+    sources = [SOURCES[c] for c in codes[picked].tolist()]
+    out, at = [], 0
+    for a, mine in zip(asks, picks, strict=True):
+        end = at + mine.size
+        if not a.explain:
+            out.append(list(map(Ranked, ids[at:end], scores[at:end], sources[at:end])))
+        else:
+            nearest = nearest_seed(model, items[mine], a.seeds).tolist()
+            why = [reason(model, source, seed) for source, seed in zip(sources[at:end], nearest, strict=True)]
+            comps = [{name: float(v[j]) for name, v in parts.items()} for j in mine.tolist()]
+            if (d := demoted[len(out)]) is not None:
+                start, why_demoted = d
+                explained = [
+                    why_demoted.explained(j - start, r, c) for j, r, c in zip(mine.tolist(), why, comps, strict=True)
+                ]
+                why, comps = [r for r, _ in explained], [c for _, c in explained]
+            out.append(list(map(Ranked, ids[at:end], scores[at:end], sources[at:end], why, comps)))
+        at = end
+    return out
 
 
 def fresh_evidence(inp: MergeInput, half_life_s: float) -> float:
@@ -158,125 +225,4 @@ def fresh_evidence(inp: MergeInput, half_life_s: float) -> float:
     When a user's recent events disagree with the nightly list (a taste drift), the session component, which
     follows those events, then outweighs the batch score in proportion to how much and how recently they did.
     """
-    if inp.fresh is None and not inp.session:
-        return 0.0
-    if not inp.now_s:
-        return 0.0
-    events = inp.fresh.events if inp.fresh is not None else []
-    fresh_times = np.fromiter((event[1] for event in events), dtype=np.float64, count=len(events))
-    times = np.concatenate(
-        (fresh_times[fresh_times > inp.model.cutoff_s], np.fromiter((ts for _, ts in inp.session), dtype=np.float64))
-    )
-    if not times.size:
-        return 0.0
-    age = np.maximum(inp.now_s - times, 0.0)
-    e = float(np.exp2(-age / half_life_s).sum())
-    return e / (1.0 + e)
-
-
-def _seen(inp: MergeInput, seeds: dict[int, float]) -> np.ndarray:
-    """Items never to recommend: batch history, fresh events the snapshot lacks, the session, ``exclude``."""
-    model = inp.model
-    key = (model, inp.batch_row, inp.exclude, inp.fresh)
-    found = last_answer("seen", key)
-    if found is None:
-        found = np.zeros(len(model.item_ids), dtype=bool)
-        if inp.batch_row is not None:
-            found[inp.batch_row.history] = True
-        if inp.exclude:
-            found[item_indices(model, inp.exclude, lambda: inp.exclude)] = True
-        if inp.fresh is not None:
-            found[item_indices(model, inp.fresh, lambda: _fresh_items(inp.fresh, model))] = True
-        keep("seen", key, found)
-    seen = found | ~inp.eligible if inp.eligible is not None else found.copy()  # ineligible: never picked
-    seen[list(seeds)] = True
-    return seen
-
-
-def _pool(
-    inp: MergeInput,
-    sizes: MergeWeights,
-    vector: np.ndarray | None,
-    seeds: dict[int, float],
-    seen: np.ndarray,
-    need: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Unseen candidate items (ascending), the index in SOURCES of the first source that brought each, and batch
-    scores (NaN for items the batch did not propose). Vectorised: this runs on every request.
-
-    A table over the catalogue holds each item's first source: the sources are written last to first, so the
-    first one to bring an item is the one left in it.
-    """
-    model = inp.model
-    found: list[tuple[int, np.ndarray]] = []
-    if inp.batch_row is not None:
-        candidates, scores_by_item = candidate_arrays(inp.batch_row, seen.size)
-        found.append((0, candidates))
-    if vector is not None:
-        found.append((1, speed_top(model, inp.fresh, vector, sizes.speed_top_n, seen)))
-    if seeds:
-        blocked = seen if inp.eligible is not None else None  # under rules: past the neighbours they remove
-        found.append(
-            (2, seed_neighbours(model.neighbours, np.fromiter(seeds, np.int64), sizes.neighbours_per_seed, blocked))
-        )
-    trending = inp.trending  # TrendingScores or None: merge() ordered any array on entry
-    if trending is not None and trending.order.size:
-        order = trending.order
-        found.append((3, order[~seen[order]][: sizes.trending_top_n]))
-    source = np.full(seen.size, _NONE, dtype=np.int8)
-    for code, part in reversed(found):
-        source[part] = code
-    source[seen] = _NONE
-    items = np.flatnonzero(source != _NONE)
-    if items.size < need:  # popular items fill the rest, after every other source
-        popular = model.popular_order[: need + int(seen.sum()) + items.size]
-        fill = popular[(source[popular] == _NONE) & ~seen[popular]]
-        source[fill] = 4
-        items = np.flatnonzero(source != _NONE)
-    if inp.batch_row is None:
-        return items, source[items], np.full(items.size, np.nan, dtype=np.float32)
-    return items, source[items], scores_by_item[items]
-
-
-def _fresh_items(fresh: FreshUser | None, model: SnapshotModel) -> list[str]:
-    """Items the user touched that the snapshot lacks, their recent items (covered ones are history too), and the
-    items they hid or disliked (lambdarec.rank.feedback): none of them is recommended."""
-    if fresh is None:
-        return []
-    return (
-        [item for item, _ts, _w in uncovered(fresh, model)[0]]
-        + [item for item, _ts in fresh.recent]
-        + [*fresh.hidden, *fresh.disliked]
-    )
-
-
-def _seeds(inp: MergeInput, index: dict[str, int], half_life_s: float) -> dict[int, float]:
-    """Session and recent items with their recency weights (the newest weighs 1): each item once, with its largest
-    weight, at its first place (session first). The recent items' part is kept for the state (never changed)."""
-    seeds = _weighted(inp.session, index, inp.now_s, half_life_s)
-    if inp.fresh is None:
-        return seeds
-    recent_items = inp.fresh.recent
-    recent = recent_seeds(
-        inp.model, inp.fresh, inp.now_s, half_life_s, lambda: _weighted(recent_items, index, inp.now_s, half_life_s)
-    )
-    if not seeds:
-        return recent
-    for i, weight in recent.items():
-        if weight > seeds.get(i, -1.0):
-            seeds[i] = weight
-    return seeds
-
-
-def _weighted(
-    events: Sequence[tuple[str, float]], index: dict[str, int], now_s: float, half_life_s: float
-) -> dict[int, float]:
-    seeds: dict[int, float] = {}
-    for item_id, ts in events:
-        i = index.get(item_id)
-        if i is None:
-            continue
-        weight = 0.5 ** ((now_s - ts if now_s > ts else 0.0) / half_life_s) if now_s else 1.0
-        if weight > seeds.get(i, -1.0):  # the largest weight, at the item's first place
-            seeds[i] = weight
-    return seeds
+    return evidence(inp.model, inp.fresh, inp.session, inp.now_s, half_life_s)

@@ -25,7 +25,7 @@ from cassandra.query import BatchStatement
 from lambdarec.logs import get_logger
 from lambdarec.model.rows import FreshUser, ItemRow, LogPosition, ShownItems, TrendingItem, UserRow
 from lambdarec.settings import StoreSettings
-from lambdarec.store import cassandra_catalog, codec, lifecycle, versions
+from lambdarec.store import cassandra_catalog, cassandra_fresh, codec, lifecycle, versions
 from lambdarec.store import cassandra_schema as schema
 from lambdarec.store.cassandra_session import WRITE, CassandraSession
 from lambdarec.store.catalog import CatalogOf
@@ -205,13 +205,10 @@ class CassandraStore(CatalogOf, OnlineStore):
     # ---- fresh state ----------------------------------------------------------------------------------------
 
     def write_fresh_users(self, states: Iterable[FreshUser]) -> int:
-        params = ((self._ns, s.user_id, codec.encode_fresh(s), self._fresh_ttl) for s in states)
-        return self._write_many(schema.UPSERT_FRESH_USER, params)
+        return cassandra_fresh.write_fresh_users(self._cql, self._ns, states, self._fresh_ttl)
 
     def read_fresh_users(self, user_ids: Iterable[str]) -> dict[str, FreshUser]:
-        params = [(self._ns, uid) for uid in dict.fromkeys(user_ids)]
-        results = self._many(schema.SELECT_FRESH_USER, params, EXEC_PROFILE_DEFAULT)
-        return codec.decode_fresh_users((uid, data) for rs in results for uid, data in rs)
+        return cassandra_fresh.read_fresh_users(self._cql, self._ns, user_ids)
 
     def write_shown(self, rows: Iterable[ShownItems]) -> int:
         params = ((self._ns, r.user_id, encode_shown(r), self._fresh_ttl) for r in rows)
@@ -228,17 +225,14 @@ class CassandraStore(CatalogOf, OnlineStore):
                       self._read_error)  # fmt: skip
 
     def write_trending(self, items: Iterable[TrendingItem]) -> int:
-        ttl, bucket = self._fresh_ttl, schema.trending_bucket
-        params = ((self._ns, bucket(t.key), t.key, codec.encode_fresh(t), ttl) for t in items)
-        return self._write_many(schema.UPSERT_TRENDING, params)
+        return cassandra_fresh.write_trending(self._cql, self._ns, items, self._fresh_ttl)
 
     def read_trending(self, item_ids: Iterable[str] | None = None) -> dict[str, TrendingItem]:
         if item_ids is None:
             params = [(self._ns, b) for b in range(schema.TRENDING_BUCKETS)]
             results = self._many(schema.SELECT_TRENDING_BUCKET, params, EXEC_PROFILE_DEFAULT)
         else:
-            params = [(self._ns, schema.trending_bucket(i), i) for i in dict.fromkeys(item_ids)]
-            results = self._many(schema.SELECT_TRENDING, params, EXEC_PROFILE_DEFAULT)
+            return cassandra_fresh.read_trending(self._cql, self._ns, item_ids)
         return {item_id: codec.decode_trending(data) for rs in results for item_id, data in rs}
 
     # ---- event ids ------------------------------------------------------------------------------------------

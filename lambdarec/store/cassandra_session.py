@@ -22,7 +22,7 @@ from typing import Any
 from cassandra import ConsistencyLevel, DriverException, InvalidRequest, OperationTimedOut, RequestExecutionException
 from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable, ResponseFuture
-from cassandra.concurrent import execute_concurrent_with_args
+from cassandra.concurrent import execute_concurrent, execute_concurrent_with_args
 from cassandra.policies import DCAwareRoundRobinPolicy, ExponentialReconnectionPolicy, TokenAwarePolicy
 from cassandra.query import BatchStatement, PreparedStatement, tuple_factory
 
@@ -199,6 +199,15 @@ class CassandraSession:
         """Run ``run(session)`` (a schema change) with driver errors as store errors naming ``what``."""
         with self.guard(what):
             run(self._session)
+
+    def run_batches(self, batches: list[BatchStatement], what: str) -> None:
+        """Run many batches concurrently (``write_concurrency`` in flight) with the write profile."""
+        concurrency = self.settings.cassandra.write_concurrency
+        with self.guard(what):
+            execute_concurrent(
+                self._session, [(b, None) for b in batches], concurrency=concurrency, raise_on_first_error=True,
+                execution_profile=WRITE,
+            )  # fmt: skip
 
     def shutdown(self) -> None:
         self.cluster.shutdown()

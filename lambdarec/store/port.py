@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -36,6 +36,10 @@ class OnlineStore(Coordination, CatalogTable, ShownTable):
     Writes of snapshot data go to versions in state ``writing`` only. ``publish`` validates and flips the
     current pointer atomically. All methods are safe to call from several threads.
     """
+
+    embedded: ClassVar[bool] = False
+    """Whether the store runs inside this process (SQLite): its calls are CPU here, not a wait on a server, so a
+    caller gains nothing from overlapping them on another thread (the threads would only contend for the GIL)."""
 
     # ---- snapshot lifecycle -------------------------------------------------------------------------------
 

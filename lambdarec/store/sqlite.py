@@ -39,6 +39,8 @@ _INFO = "SELECT version, state, created_at, published_at, meta, manifest FROM sn
 class SQLiteStore(CatalogOf, OnlineStore):
     """``OnlineStore`` on SQLite files in the directory named by ``settings.url``."""
 
+    embedded = True
+
     def __init__(self, settings: StoreSettings):
         self.settings = settings
         self.path = store_dir(settings.url)

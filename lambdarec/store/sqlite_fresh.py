@@ -10,6 +10,9 @@ Example
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
+import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 
@@ -35,6 +38,14 @@ class FreshTables:
         self._ns = settings.namespace
         self._ttl_s = settings.fresh_ttl_s
         self._event_ids_swept = 0.0
+        # This process's writers (the speed consumer's writer thread, its claims) queue here: SQLite's busy
+        # handler would make them sleep and retry, up to 100 ms a time, while the other thread holds the lock.
+        self._writing = threading.Lock()
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._writing, self._files.write("fresh") as conn:
+            yield conn
 
     def write_users(self, states: Iterable[FreshUser]) -> int:
         return self._write("fresh_users", ((s.user_id, codec.encode_fresh(s)) for s in states))
@@ -56,13 +67,13 @@ class FreshTables:
 
     def drop_expired(self) -> None:
         """Delete expired fresh users, impressions and trending rows (already invisible) to reclaim their space."""
-        with self._files.write("fresh") as conn:
+        with self._transaction() as conn:
             for table in ("fresh_users", "trending", "shown_users"):
                 conn.execute(f"DELETE FROM {table} WHERE ns = ? AND expires_at <= ?", (self._ns, time.time()))  # noqa: S608
 
     def _write(self, table: str, pairs: Iterable[tuple[str, bytes]]) -> int:
         expires = time.time() + self._ttl_s
-        with self._files.write("fresh") as conn:
+        with self._transaction() as conn:
             before = conn.total_changes
             conn.executemany(
                 f"INSERT OR REPLACE INTO {table} VALUES (?, ?, ?, ?)",  # noqa: S608
@@ -86,7 +97,7 @@ class FreshTables:
         if not claims:
             return {}
         now = time.time()
-        with self._files.write("fresh") as conn:
+        with self._transaction() as conn:
             conn.executemany(
                 CLAIM_EVENT_ID, ((self._ns, eid, p, o, now + ttl_s, now) for eid, (p, o) in claims.items())
             )
@@ -98,5 +109,5 @@ class FreshTables:
 
     def release_event_ids(self, claims: Mapping[str, LogPosition]) -> None:
         if claims:
-            with self._files.write("fresh") as conn:
+            with self._transaction() as conn:
                 conn.executemany(RELEASE_EVENT_ID, ((self._ns, eid, p, o) for eid, (p, o) in claims.items()))

@@ -473,6 +473,22 @@ class StoreContract(CatalogContract):
         store.write_trending([TrendingItem(item_id="hit", partition=1, count=7.0)])
         assert store.read_trending(["hit@1", "hit@2"])["hit@1"].count == 7.0
 
+    def test_fresh_reads_of_a_whole_poll_return_exactly_the_stored_keys(self) -> None:
+        """A poll's worth of keys (more than one query's worth, every trending bucket, repeats, absent keys)
+        comes back in one call with exactly the stored rows, small and large states written together (issue 17:
+        reads and writes batched per poll)."""
+        store = self.make_store()
+        users = [FreshUser(user_id=f"user-{k}", positions={"0": k}) for k in range(0, 700, 2)]
+        users[7] = FreshUser(user_id="user-14", events=[(f"item-{k}", float(k), 1.0) for k in range(400)])  # ~10 kB
+        shards = [TrendingItem(item_id=f"item-{k}", partition=k % 3, count=float(k)) for k in range(0, 500, 2)]
+        assert store.write_fresh_users(users) == len(users)
+        store.write_trending(shards)
+        asked = [f"user-{k}" for k in range(700)] + ["user-4", "user-4"]
+        assert store.read_fresh_users(asked) == {u.user_id: u for u in users}
+        keys = [f"item-{k}@{k % 3}" for k in range(500)] + ["item-2@2", "item-2@0"]
+        assert store.read_trending(keys) == {t.key: t for t in shards}
+        assert store.read_fresh_users([]) == {} and store.read_trending([]) == {}
+
     # ---- event ids (issue 12, finding 6) ----------------------------------------------------------------------
 
     def test_an_event_id_is_claimed_once_and_its_own_record_may_claim_again(self) -> None:

@@ -116,3 +116,18 @@ def test_statements_are_prepared_idempotent_and_consistency_comes_from_settings(
         assert profiles[EXEC_PROFILE_DEFAULT].consistency_level == ConsistencyLevel.LOCAL_ONE
     finally:
         store.close()
+
+
+def test_fresh_reads_group_users_by_the_routing_key_the_driver_uses(cassandra_store_url: str) -> None:
+    """The fresh-state reads group users by replica from a routing key computed without binding a statement:
+    it must be byte for byte the key the driver routes by, or groups would not match replicas."""
+    from lambdarec.store.cassandra_fresh import partition_key
+    from lambdarec.store.cassandra_session import CassandraSession
+
+    session = CassandraSession(StoreSettings(url=cassandra_store_url))
+    try:
+        for ns, uid in (("default", "u1"), ("ns-é", "user with spaces"), ("", "x" * 300)):
+            bound = session.stmt(schema.SELECT_FRESH_USER).bind((ns, uid))
+            assert partition_key(ns, uid) == bound.routing_key
+    finally:
+        session.shutdown()

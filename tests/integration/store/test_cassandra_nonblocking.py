@@ -15,6 +15,7 @@ from lambdarec.store import CorruptRowError, StoreError, open_store
 from lambdarec.store.cassandra import CassandraStore
 from lambdarec.store.nonblocking import NonBlockingReads
 from lambdarec.store.sqlite import SQLiteStore
+from tests.cassandra import throwaway_keyspace
 from tests.integration.store.contract import counts
 from tests.integration.store.writer import marked_rows
 
@@ -62,11 +63,16 @@ def test_a_corrupt_row_read_without_blocking_costs_only_itself(store: CassandraS
     assert caught.value.keys == ["u2"] and sorted(caught.value.rows) == ["u0", "u3"]
 
 
-def test_a_failed_nonblocking_read_is_a_store_error_in_the_future_naming_it(store: CassandraStore) -> None:
-    store.read_fresh_users_future(["u1"]).result(timeout=10)  # prepared: the next failure comes from the server
-    store.execute("DROP TABLE {ks}.user_rows")
-    with pytest.raises(StoreError, match=r"user_rows.*lambdarec store init"):
-        store.read_users_future("v1", ["u1"]).result(timeout=10)  # never prepared: fails while sending
-    store.execute("DROP TABLE {ks}.fresh_users")
-    with pytest.raises(StoreError, match="read user state"):
-        store.read_fresh_users_future(["u1"]).result(timeout=10)
+def test_a_failed_nonblocking_read_is_a_store_error_in_the_future_naming_it(
+    cassandra_endpoint: tuple[str, int],
+) -> None:
+    # its own keyspace: the tables it drops must not vanish under the other tests sharing the session's keyspace
+    with throwaway_keyspace(cassandra_endpoint, "lambdarec_nb") as url, open_store(StoreSettings(url=url)) as store:
+        assert isinstance(store, CassandraStore)
+        store.read_fresh_users_future(["u1"]).result(timeout=10)  # prepared: the next failure comes from the server
+        store.execute("DROP TABLE {ks}.user_rows")
+        with pytest.raises(StoreError, match=r"user_rows.*lambdarec store init"):
+            store.read_users_future("v1", ["u1"]).result(timeout=10)  # never prepared: fails while sending
+        store.execute("DROP TABLE {ks}.fresh_users")
+        with pytest.raises(StoreError, match="read user state"):
+            store.read_fresh_users_future(["u1"]).result(timeout=10)

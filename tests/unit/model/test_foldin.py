@@ -64,3 +64,65 @@ def test_fold_in_many_equals_fold_in_per_user(trained) -> None:
     one = [fold_in(factors.item_factors, factors.solver.yty, i, c, settings.train.regularization) for i, c in problems]
     np.testing.assert_allclose(many, np.stack(one), atol=1e-5)
     assert fold_in_many(factors.item_factors, factors.solver.yty, [], 0.1).shape == (0, 12)
+
+
+def test_fold_in_segments_equals_fold_in_for_mixed_lengths() -> None:
+    """Users of very different lengths (none, one, long ones) laid end to end each get their own vector."""
+    from lambdarec.model.foldin import fold_in_many, fold_in_segments
+
+    rng = np.random.default_rng(7)
+    y = rng.normal(size=(500, 16)).astype(np.float32)
+    yty = y.astype(np.float64).T @ y
+    lengths = [0, 1, 2, 3, 8, 9, 70, 300, 0, 5]
+    problems = [(rng.choice(500, n, replace=False), confidence(rng.uniform(0.1, 3.0, n), 2.0)) for n in lengths]
+    one = np.stack([fold_in(y, yty, i, c, regularization=0.5) for i, c in problems])
+    np.testing.assert_allclose(fold_in_many(y, yty, problems, 0.5), one, atol=1e-5)
+    flat_i = np.concatenate([i for i, _ in problems])
+    flat_c = np.concatenate([c for _, c in problems])
+    np.testing.assert_allclose(fold_in_segments(y, yty, flat_i, flat_c, np.array(lengths), 0.5), one, atol=1e-5)
+    assert not fold_in_many(y, yty, problems, 0.5)[0].any()
+
+
+def test_solve_many_equals_solve_per_user_and_refuses_rows_outside_the_catalogue() -> None:
+    """The speed layer's batched solve gives every user the vector a solve of that user alone gives (fresh
+    events on items of the batch history add up with them), and a batch row naming an item the snapshot lacks
+    is refused instead of spilling into another user's problem."""
+    from types import SimpleNamespace
+
+    from lambdarec.model.freshstate import solve, solve_many
+    from lambdarec.model.rows import FreshUser, UserRow
+
+    rng = np.random.default_rng(3)
+    y = rng.normal(size=(50, 8)).astype(np.float32)
+    ids = [f"i{k}" for k in range(50)]
+    model = SimpleNamespace(
+        version="v1", item_ids=ids, item_index={x: k for k, x in enumerate(ids)}, item_factors=y,
+        yty=y.astype(np.float64).T @ y, solver={"alpha": 2.0, "regularization": 0.3}, log_positions={},
+        built_at_s=0.0, cutoff_s=0.0,
+    )  # fmt: skip
+
+    def row(user: str, items: list[int]) -> UserRow:
+        h = np.array(items, dtype=np.int32)
+        return UserRow(user_id=user, candidates=np.zeros(0, np.int32), scores=np.zeros(0, np.float32),
+                       history=h, history_weights=np.ones(h.size, np.float32))  # fmt: skip
+
+    states = [
+        FreshUser(
+            user_id="a",
+            events=[("i1", 5.0, 1.0), ("i1", 6.0, 2.0), ("i7", 7.0, 1.0)],
+            event_positions=[(0, 1), (0, 2), (0, 3)],
+        ),
+        FreshUser(user_id="b"),
+        FreshUser(user_id="c", events=[("i49", 5.0, 3.0), ("unknown", 5.0, 1.0)], event_positions=[(0, 4), (0, 5)]),
+    ]
+    histories = [row("a", [1, 2, 3]), None, row("c", [0])]
+    many = solve_many(states, model, histories)
+    yty = model.yty
+    expect_a = fold_in(y, yty, [1, 2, 3, 7], confidence([4.0, 1.0, 1.0, 1.0], 2.0), regularization=0.3)
+    expect_c = fold_in(y, yty, [0, 49], confidence([1.0, 3.0], 2.0), regularization=0.3)
+    np.testing.assert_allclose(many[0].vector, expect_a, atol=1e-6)
+    np.testing.assert_allclose(many[2].vector, expect_c, atol=1e-6)
+    assert [s.basis for s in many] == ["v1"] * 3 and many[1].vector is None
+    np.testing.assert_allclose(solve(states[0], model, histories[0]).vector, expect_a, atol=1e-6)
+    with pytest.raises(ValueError, match="user 'c'"):
+        solve_many(states, model, [histories[0], None, row("c", [50])])

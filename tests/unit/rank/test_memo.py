@@ -8,7 +8,7 @@ from dataclasses import replace
 import numpy as np
 
 from lambdarec.model.freshstate import solve
-from lambdarec.rank.memo import item_indices, speed_top
+from lambdarec.rank.memo import item_indices
 from lambdarec.rank.merge import MergeInput, MergeWeights, merge
 from lambdarec.store import FreshUser, UserRow
 from tests.unit.replay.conftest import make_model
@@ -52,18 +52,6 @@ def test_shared_objects_give_the_lists_of_new_ones() -> None:
         assert not {"i0", "i1", "i12", "i16", "i25", "i27", "i3"} & {r.item_id for r in ranked}
     assert not {"i4", "i5"} & {r.item_id for r in shared[2]}
     assert any(r.source == "speed" for r in shared[1])
-
-
-def test_speed_top_follows_the_seen_set_and_the_model() -> None:
-    model, other = make_model(), make_model(version="v2", seed=3)
-    fresh = FreshUser(user_id="u")
-    vector = np.ones(model.item_factors.shape[1], dtype=np.float32)
-    seen = np.zeros(len(model.item_ids), dtype=bool)
-    first = speed_top(model, fresh, vector, 5, seen)
-    seen[first[:2]] = True  # the same state asked again with its two best items now seen
-    again = speed_top(model, fresh, vector, 5, seen)
-    assert not set(first[:2].tolist()) & set(again.tolist()) and again.size == 5
-    assert speed_top(other, fresh, vector, 5, seen).tolist() != again.tolist()  # another model: recomputed
 
 
 def test_item_indices_follow_the_model() -> None:

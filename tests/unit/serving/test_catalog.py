@@ -38,6 +38,12 @@ def model_of(client: TestClient):
     return client.app.state.service.models.model
 
 
+def served_allows(client: TestClient, item_id: str, filters: RequestFilters | None = None) -> bool:
+    """Whether serving's catalog view, as requests see it now, allows ``item_id``."""
+    service = client.app.state.service
+    return service.catalog.view_for(service.served_model(), time.time()).allows(item_id, filters)
+
+
 def users_of(client: TestClient) -> list[str]:
     """Five of the snapshot's users (serving itself never loads them)."""
     service = client.app.state.service
@@ -90,7 +96,7 @@ def test_an_unavailable_item_leaves_every_endpoint_within_the_poll_and_lists_sta
     gone = [before[0], before[3], popular[0]]
     similar_to = model_of(app_client).item_ids[0]
     post_items(app_client, [{"item_id": i, "available": False} for i in gone])
-    time.sleep(POLL_S * 4)
+    wait_for(lambda: not any(served_allows(app_client, i) for i in gone), "serving to poll the withdrawn items")
     lists = [
         ids(app_client.get(f"/v1/users/{user}/recommendations", params={"k": 10}).json()),  # the fast path
         ids(app_client.get(f"/v1/users/{user}/recommendations", params={"k": 10, "offset": "00"}).json()),  # FastAPI
@@ -104,6 +110,7 @@ def test_an_unavailable_item_leaves_every_endpoint_within_the_poll_and_lists_sta
     assert [len(x) for x in lists] == [10, 10, 5, 10, 10, 10]
     assert lists[0][:2] == [before[1], before[2]]  # the others keep their order
     post_items(app_client, [{"item_id": i, "available": True} for i in gone])
+    wait_for(lambda: all(served_allows(app_client, i) for i in gone), "serving to poll the items back")
 
 
 def test_request_filters_and_explain(app_client: TestClient) -> None:
@@ -112,7 +119,8 @@ def test_request_filters_and_explain(app_client: TestClient) -> None:
     shoes = item_ids[::3]
     post_items(app_client, [{"item_id": i, "categories": ["shoes"], "attributes": {"price": n % 100}}
                             for n, i in enumerate(shoes)])  # fmt: skip
-    time.sleep(POLL_S * 4)
+    shoe = RequestFilters(categories=frozenset({"shoes"}))
+    wait_for(lambda: all(served_allows(app_client, i, shoe) for i in shoes), "serving to poll the shoes")
     params = {"k": 8, "categories": "shoes", "filter": "price<50", "explain": "true"}
     body = app_client.get(f"/v1/users/{user}/recommendations", params=params).json()
     assert len(body["items"]) == 8

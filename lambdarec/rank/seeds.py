@@ -1,0 +1,95 @@
+"""What the merge reads from a request's session and fresh state: the seed items and their recency weights, the
+items the user already has, and how much recent fresh evidence there is (see :mod:`lambdarec.rank.merge`).
+
+Example
+-------
+>>> weighted([("a", 0.0), ("b", 10.0)], {"a": 0, "b": 1}, now_s=10.0, half_life_s=10.0)
+{0: 0.5, 1: 1.0}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from lambdarec.model.freshstate import uncovered
+from lambdarec.model.rows import FreshUser
+from lambdarec.rank.memo import recent_seeds
+
+if TYPE_CHECKING:  # the model's loader reads the store; the math only reads a loaded model
+    from lambdarec.model.snapshot import SnapshotModel
+
+
+def seeds_of(
+    model: SnapshotModel,
+    session: Sequence[tuple[str, float]],
+    fresh: FreshUser | None,
+    now_s: float,
+    half_life_s: float,
+) -> dict[int, float]:
+    """Session and recent items with their recency weights (the newest weighs 1): each item once, with its largest
+    weight, at its first place (session first). The recent items' part is kept for the state (never changed)."""
+    index = model.item_index
+    seeds = weighted(session, index, now_s, half_life_s)
+    if fresh is None:
+        return seeds
+    recent_items = fresh.recent
+    recent = recent_seeds(model, fresh, now_s, half_life_s, lambda: weighted(recent_items, index, now_s, half_life_s))
+    if not seeds:
+        return recent
+    for i, weight in recent.items():
+        if weight > seeds.get(i, -1.0):
+            seeds[i] = weight
+    return seeds
+
+
+def weighted(
+    events: Sequence[tuple[str, float]], index: dict[str, int], now_s: float, half_life_s: float
+) -> dict[int, float]:
+    """The items of ``events`` (item, time) with weight ``0.5 ** (age / half_life_s)`` (1 without a time)."""
+    seeds: dict[int, float] = {}
+    for item_id, ts in events:
+        i = index.get(item_id)
+        if i is None:
+            continue
+        weight = 0.5 ** ((now_s - ts if now_s > ts else 0.0) / half_life_s) if now_s else 1.0
+        if weight > seeds.get(i, -1.0):  # the largest weight, at the item's first place
+            seeds[i] = weight
+    return seeds
+
+
+def fresh_items(fresh: FreshUser | None, model: SnapshotModel) -> list[str]:
+    """Items the user touched that the snapshot lacks, their recent items (covered ones are history too), and the
+    items they hid or disliked (lambdarec.rank.feedback): none of them is recommended."""
+    if fresh is None:
+        return []
+    return (
+        [item for item, _ts, _w in uncovered(fresh, model)[0]]
+        + [item for item, _ts in fresh.recent]
+        + [*fresh.hidden, *fresh.disliked]
+    )
+
+
+def evidence(
+    model: SnapshotModel,
+    fresh: FreshUser | None,
+    session: Sequence[tuple[str, float]],
+    now_s: float,
+    half_life_s: float,
+) -> float:
+    """``e / (1 + e)`` with ``e`` the recency-weighted count of the fresh events after the snapshot's cut-off and
+    of the session's items: see :func:`lambdarec.rank.merge.fresh_evidence`."""
+    if (fresh is None and not session) or not now_s:
+        return 0.0
+    events = fresh.events if fresh is not None else []
+    fresh_times = np.fromiter((event[1] for event in events), dtype=np.float64, count=len(events))
+    times = np.concatenate(
+        (fresh_times[fresh_times > model.cutoff_s], np.fromiter((ts for _, ts in session), dtype=np.float64))
+    )
+    if not times.size:
+        return 0.0
+    age = np.maximum(now_s - times, 0.0)
+    e = float(np.exp2(-age / half_life_s).sum())
+    return e / (1.0 + e)

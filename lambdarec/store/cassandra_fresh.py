@@ -1,0 +1,128 @@
+"""The Cassandra store's fresh-state reads, batched per poll: a few ``IN`` queries instead of one request per key.
+
+The speed consumer reads the state of every user and trending shard in a batch (about a thousand keys a poll).
+One request per key costs the driver and the coordinator more than the reads themselves, so keys are grouped
+and each group is one prepared ``IN`` query, all groups in flight at once:
+
+* users (one partition each) are grouped by the replica that owns them (token-aware: the same token map the
+  driver routes by), so every query reads partitions of one replica set, at most ``IN_KEYS`` keys a query; their
+  states are written as unlogged batches of one replica's partitions (routed to that replica, under Cassandra's
+  batch warnings: at most ``BATCH_BYTES`` and ``BATCH_PARTITIONS``), a large state on its own;
+* trending shards are rows of a few bucket partitions, so a query reads one bucket's rows, and the shards of one
+  bucket are written as single-partition unlogged batches (one mutation each, at most ``BATCH_BYTES``).
+
+Example
+-------
+>>> read_fresh_users(cql, "default", ["u1", "u2"])   # doctest: +SKIP
+{'u1': FreshUser(user_id='u1', ...)}
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+
+from cassandra.cluster import EXEC_PROFILE_DEFAULT
+from cassandra.query import BatchStatement, BatchType
+
+from lambdarec.model.rows import FreshUser, TrendingItem
+from lambdarec.store import cassandra_schema as schema
+from lambdarec.store import codec
+from lambdarec.store.cassandra_session import CassandraSession
+
+BATCH_BYTES = 4096  # below Cassandra's default batch_size_warn_threshold (5 KiB)
+BATCH_PARTITIONS = 8  # below unlogged_batch_across_partitions_warn_threshold (10)
+IN_KEYS = 100  # keys per IN query: large enough to amortise a request, small enough for one page and no timeout
+SELECT_FRESH_USERS = "SELECT user_id, data FROM {ks}.fresh_users WHERE ns = ? AND user_id IN ?"
+SELECT_TRENDING_ROWS = "SELECT item_id, data FROM {ks}.trending WHERE ns = ? AND bucket = ? AND item_id IN ?"
+
+
+def partition_key(*parts: str) -> bytes:
+    """The routing key of a composite text partition key, as the token map hashes it (each component: 2-byte
+    length, bytes, 0)."""
+    out = bytearray()
+    for part in parts:
+        raw = part.encode()
+        out += len(raw).to_bytes(2, "big") + raw + b"\x00"
+    return bytes(out)
+
+
+def by_replica(cql: CassandraSession, ns: str, user_ids: list[str]) -> list[list[str]]:
+    """``user_ids`` grouped by the first replica of their partition (one group on a one-node cluster)."""
+    metadata = cql.cluster.metadata
+    if len(metadata.all_hosts()) <= 1:
+        return [user_ids]
+    groups: dict[object, list[str]] = defaultdict(list)
+    for uid in user_ids:
+        replicas = metadata.get_replicas(cql.keyspace, partition_key(ns, uid))
+        groups[replicas[0] if replicas else None].append(uid)
+    return list(groups.values())
+
+
+def _chunks(keys: list[str]) -> Iterable[list[str]]:
+    return (keys[i : i + IN_KEYS] for i in range(0, len(keys), IN_KEYS))
+
+
+def read_fresh_users(cql: CassandraSession, ns: str, user_ids: Iterable[str]) -> dict[str, FreshUser]:
+    """The users' fresh state (absent users left out): one ``IN`` query per replica group and chunk."""
+    ids = list(dict.fromkeys(user_ids))
+    params = [(ns, chunk) for group in by_replica(cql, ns, ids) for chunk in _chunks(group)]
+    results = cql.many(SELECT_FRESH_USERS, params, EXEC_PROFILE_DEFAULT)
+    return codec.decode_fresh_users((uid, data) for rs in results for uid, data in rs)
+
+
+def read_trending(cql: CassandraSession, ns: str, keys: Iterable[str]) -> dict[str, TrendingItem]:
+    """The trending shards stored under ``keys``: one ``IN`` query per bucket partition and chunk."""
+    buckets: dict[int, list[str]] = defaultdict(list)
+    for key in dict.fromkeys(keys):
+        buckets[schema.trending_bucket(key)].append(key)
+    params = [(ns, bucket, chunk) for bucket, group in buckets.items() for chunk in _chunks(group)]
+    results = cql.many(SELECT_TRENDING_ROWS, params, EXEC_PROFILE_DEFAULT)
+    return {item_id: codec.decode_trending(data) for rs in results for item_id, data in rs}
+
+
+def write_trending(cql: CassandraSession, ns: str, items: Iterable[TrendingItem], ttl_s: int) -> int:
+    """Upsert trending shards: one unlogged batch per bucket partition (and per ``BATCH_BYTES``), all in flight
+    at once. Rows of one partition in one batch are one mutation: no cross-partition batch, no batch log."""
+    stmt = cql.stmt(schema.UPSERT_TRENDING)
+    batches: list[BatchStatement] = []
+    open_batches: dict[int, tuple[BatchStatement, int]] = {}
+    written = 0
+    for item in items:
+        key, data = item.key, codec.encode_fresh(item)
+        bucket = schema.trending_bucket(key)
+        batch, size = open_batches.get(bucket, (None, 0))
+        if batch is None or size + len(data) > BATCH_BYTES:
+            batch, size = BatchStatement(batch_type=BatchType.UNLOGGED), 0
+            batch.is_idempotent = True  # an upsert of whole rows: safe for the driver to retry
+            batches.append(batch)
+        batch.add(stmt, (ns, bucket, key, data, ttl_s))
+        open_batches[bucket] = (batch, size + len(data) + len(key))
+        written += 1
+    if batches:
+        cql.run_batches(batches, "UPSERT trending")
+    return written
+
+
+def write_fresh_users(cql: CassandraSession, ns: str, states: Iterable[FreshUser], ttl_s: int) -> int:
+    """Upsert users' fresh state: small states in unlogged batches of one replica's partitions, all in flight at
+    once (the coordinator is that replica: no cross-node batch); a state over ``BATCH_BYTES`` alone."""
+    stmt = cql.stmt(schema.UPSERT_FRESH_USER)
+    encoded = {s.user_id: codec.encode_fresh(s) for s in states}
+    large = [(ns, uid, data, ttl_s) for uid, data in encoded.items() if len(data) > BATCH_BYTES]
+    batches: list[BatchStatement] = []
+    for group in by_replica(cql, ns, [uid for uid, data in encoded.items() if len(data) <= BATCH_BYTES]):
+        batch, size = None, 0
+        for uid in group:
+            data = encoded[uid]
+            if batch is None or size + len(data) > BATCH_BYTES or len(batch) >= BATCH_PARTITIONS:
+                batch, size = BatchStatement(batch_type=BatchType.UNLOGGED), 0
+                batch.is_idempotent = True  # whole-row upserts: safe for the driver to retry
+                batches.append(batch)
+            batch.add(stmt, (ns, uid, data, ttl_s))
+            size += len(data) + len(uid)
+    if batches:
+        cql.run_batches(batches, "UPSERT fresh_users")
+    if large:
+        cql.write_many(schema.UPSERT_FRESH_USER, large)
+    return len(encoded)
