@@ -36,7 +36,7 @@ def run(
         typer.Option(
             "--impressions",
             help="Run the impressions consumer (speed.feedback.own_consumer): only `impression` events, into their "
-            "own store rows, in group speed.feedback.impressions_group.",
+            "own store rows, in group speed.feedback.impressions_group; from log.impressions_topic when set.",
         ),
     ] = False,
     config: ConfigOption = None,

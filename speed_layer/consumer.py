@@ -76,7 +76,7 @@ class SpeedConsumer(PollLoop[SpeedStats]):
         self._observer = observer
         self._own = (store is None, event_log is None)
         self.store = store or open_store(settings)
-        self.event_log = event_log or open_log(settings)
+        self.event_log = event_log or self.open_log(settings)
         self.rules = with_changes(EventRules.from_settings(settings))  # catalog changes are read, then skipped
         self.stats = SpeedStats()
         self.model: SnapshotModel | None = None
@@ -86,13 +86,18 @@ class SpeedConsumer(PollLoop[SpeedStats]):
         self._rows = BatchRows(self.store, settings.speed.history_cache_users)  # of the current snapshot (LRU)
         self._failures = FailureStreak(settings.events.max_consecutive_failures)
         self._model_at = time.monotonic()
-        self._path = PositivePath(settings.speed)  # all records, or all but impressions (own consumer)
+        self._path = PositivePath(settings.speed, settings.log)  # all records, or all but impressions
         self.event_log.ensure_topic()
         self.consumer = self.event_log.consumer(
             group,
             on_assign=lambda p: log.info("speed.assigned", partitions=sorted(p)),
             on_revoke=self._on_revoke,
         )
+
+    @staticmethod
+    def open_log(settings: Settings) -> EventLog:
+        """The log this consumer reads: ``log.url``'s."""
+        return open_log(settings)
 
     @classmethod
     def dependency(cls, exc: BaseException) -> str:

@@ -1,6 +1,7 @@
 """The impressions consumer (``speed.feedback.own_consumer``): a consumer group of its own that applies only
 ``impression`` events, into each user's impressions row (:meth:`OnlineStore.write_shown`), so impressions never
-sit in front of positive events. It reads the same log as the positive-event consumer, which skips them.
+sit in front of positive events. It reads the log of ``log.impressions_topic``, where ingest sends them, so the
+positive-event consumer never reads one; unset, it reads the positive-event consumer's log, which skips them.
 
 The loop is the speed consumer's (poll, validate, claim event ids, write, then commit; a crash redelivers and the
 row's log positions make the replay a no-op), less what impressions never need: no snapshot, no fold-in, no
@@ -18,6 +19,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from lambdarec.eventlog import EventLog, open_impressions_log
 from lambdarec.logs import get_logger
 from lambdarec.model.rows import ShownItems
 from lambdarec.settings import Settings
@@ -55,6 +57,11 @@ class ImpressionConsumer(SpeedConsumer):
     def __init__(self, settings: Settings, *, group: str | None = None, **kwargs: Any) -> None:
         super().__init__(settings, group=group or impressions_group(settings), **kwargs)
         self._path = ImpressionPath(settings.speed)
+
+    @staticmethod
+    def open_log(settings: Settings) -> EventLog:
+        """The log impressions are read from: ``log.impressions_topic``'s when set, else ``log.url``'s."""
+        return open_impressions_log(settings)
 
     def _refresh_model(self) -> None:
         """Impressions need no snapshot."""

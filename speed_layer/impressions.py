@@ -1,52 +1,32 @@
 """Impressions apart from positive events (``speed.feedback.own_consumer``), as pure functions. No I/O here.
 
 The positive-event consumer leaves ``impression`` records to the impressions consumer, which tells them apart
-without decoding the whole event (:func:`is_impression`: one substring test, then a decode of ``event_type``
-alone), so an impression costs the positive path a read and a look, not a parse, a claim and a state write. The
+without decoding the whole event (:func:`~lambdarec.events.peek.is_impression`: one substring test, then a
+decode of ``event_type`` alone), so an impression costs the positive path a read and a look, not a parse, a claim
+and a state write; with ``log.impressions_topic`` it costs nothing, for they are in a log of their own. The
 impressions consumer keeps each user's impressions in a row of their own (:class:`ShownItems`), idempotent by log
 position as the fresh state is; serving joins it to the fresh row (:mod:`lambdarec.model.shown`).
 
 Example
 -------
+>>> from lambdarec.events.peek import is_impression
 >>> is_impression(b'{"event_type": "impression", "user_id": "u1", "item_ids": ["i1"]}')
 True
->>> is_impression(b'{"event_type": "click", "user_id": "u1", "item_id": "i1"}')
-False
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import msgspec
-
 from lambdarec.eventlog.base import Record
-from lambdarec.events import IMPRESSION, Event
+from lambdarec.events import Event
+from lambdarec.events.peek import is_impression
 from lambdarec.model.rows import ShownItems
-from lambdarec.settings import SpeedSettings
+from lambdarec.settings import LogSettings, SpeedSettings
 from lambdarec.settings.feedback import SpeedFeedbackSettings
 from speed_layer.feedback import Feedback
 
 Position = tuple[int, int]  # (partition, offset)
-_MARK = IMPRESSION.encode()
-
-
-class _EventType(msgspec.Struct):
-    event_type: str = ""
-
-
-_peek = msgspec.json.Decoder(_EventType).decode
-
-
-def is_impression(raw: bytes) -> bool:
-    """Whether the record ``raw`` is an ``impression`` event (by its ``event_type`` alone). A record that does not
-    decode is not: the positive-event consumer decodes it and dead-letters it with the reason."""
-    if _MARK not in raw:
-        return False
-    try:
-        return _peek(raw).event_type == IMPRESSION
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        return False
 
 
 class PositivePath:
@@ -55,10 +35,12 @@ class PositivePath:
     about ``speed.poll_max_records`` positive events (the poll grows with the share of impressions it has seen,
     up to ``speed.feedback.apart_poll_records``), so the per-batch cost is spread as it is without impressions.
     One poll per batch still: state is written and committed before the next poll, where a rebalance may happen.
+    With ``log.impressions_topic`` ingest sends impressions to a log of their own, which this consumer never reads;
+    any that still reach its log (a producer writing to the topic directly) it applies itself: none is lost.
     """
 
-    def __init__(self, speed: SpeedSettings) -> None:
-        self.apart = speed.feedback.own_consumer
+    def __init__(self, speed: SpeedSettings, log: LogSettings) -> None:
+        self.apart = speed.feedback.own_consumer and log.impressions_topic is None  # else they are elsewhere
         self.wanted, self.most = speed.poll_max_records, max(speed.poll_max_records, speed.feedback.apart_poll_records)
         self.size = self.wanted
 

@@ -121,7 +121,7 @@ def send(
     what was appended, what is unknown, and the first line not known to be appended, to pass to --resume-from.
     Exits 0 when all lines were appended, 1 when the log failed, 2 when any line was rejected.
     """
-    from lambdarec.eventlog import EventLogError, SendInterruptedError, SendResult, open_log, send_events
+    from lambdarec.eventlog import EventLogError, SendInterruptedError, SendResult, open_ingest_log, send_events
     from lambdarec.events import EventRules
 
     settings = _settings(config, log_url)
@@ -137,7 +137,7 @@ def send(
             typer.echo(f"lines {first}-{last}: {_OUTCOME[sent.outcome]} ({sent.events} events)", err=True)
 
         try:
-            with open_log(settings) as log:
+            with open_ingest_log(settings) as log:  # impressions to log.impressions_topic when set
                 log.ensure_topic()
                 result = send_events(log, lines, rules, on_batch=None if as_json else progress)
         except SendInterruptedError as exc:

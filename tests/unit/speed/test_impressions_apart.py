@@ -11,15 +11,17 @@ from hypothesis import strategies as st
 
 from lambdarec.eventlog.base import Record
 from lambdarec.events import Event
+from lambdarec.events.peek import is_impression
 from lambdarec.model.rows import FreshUser, ShownItems
 from lambdarec.model.shown import join_shown
-from lambdarec.settings import SpeedSettings
-from speed_layer.impressions import PositivePath, apply_impressions, is_impression
+from lambdarec.settings import LogSettings, SpeedSettings
+from speed_layer.impressions import PositivePath, apply_impressions
 from speed_layer.state import apply_user_events
 
 T = 1_764_400_000.0
 SPEED = SpeedSettings()
 WEIGHTS = {"view": 1.0, "click": 2.0}
+LOG = LogSettings()
 
 
 def ev(n: int, etype: str, item: str = "i1", items: tuple[str, ...] = (), ts: float | None = None):
@@ -51,17 +53,20 @@ def record(n: int, value: dict) -> Record:
 
 def test_the_positive_path_skips_impressions_only_when_they_have_their_own_consumer_and_polls_more() -> None:
     records = [record(n, {"event_type": "impression" if n % 10 else "click"}) for n in range(100)]
-    together = PositivePath(SpeedSettings(poll_max_records=100))
+    together = PositivePath(SpeedSettings(poll_max_records=100), LOG)
     assert together.of(records) == records and together.size == 100
-    apart = PositivePath(SpeedSettings(poll_max_records=100, feedback={"own_consumer": True}))
+    apart = PositivePath(SpeedSettings(poll_max_records=100, feedback={"own_consumer": True}), LOG)
     assert [r.offset for r in apart.of(records)] == list(range(0, 100, 10))
     assert apart.size == 1000  # a tenth were positive: ten times the records for a batch of 100 positive events
     capped = PositivePath(SpeedSettings(poll_max_records=100, feedback={"own_consumer": True,
-                                                                        "apart_poll_records": 300}))  # fmt: skip
+                                                                        "apart_poll_records": 300}), LOG)  # fmt: skip
     capped.of(records)
     assert capped.size == 300
     capped.of(records[:50])  # a short poll (the log ran dry) says nothing about the share
     assert capped.size == 300
+    own_topic = LogSettings(impressions_topic="impressions")  # ingest sends them elsewhere: any left here apply
+    elsewhere = PositivePath(SpeedSettings(poll_max_records=100, feedback={"own_consumer": True}), own_topic)
+    assert elsewhere.of(records) == records and elsewhere.size == 100
 
 
 def test_impressions_rows_are_idempotent_by_log_position_and_bounded() -> None:
