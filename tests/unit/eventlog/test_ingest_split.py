@@ -11,7 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from lambdarec.cli import app
 from lambdarec.eventlog import (
     AppendOutcomeUnknownError,
     EventLogUnavailableError,
@@ -118,3 +120,21 @@ def test_without_an_impressions_topic_producers_append_to_the_main_log_alone(tmp
         send_events(log, [view(1), shown(1)], RULES)
         assert len(values(log)) == 2
     assert not (tmp_path / "events" / "shown").exists()
+
+
+def test_events_dead_letters_impressions_shows_the_impressions_log_dead_letters(tmp_path: Path) -> None:
+    config = tmp_path / "lambdarec.toml"
+    config.write_text(
+        f'[log]\nurl = "sqlite:///{tmp_path}/events"\nimpressions_topic = "shown"\n'
+        "[speed.feedback]\nown_consumer = true\n"
+    )
+    with open_impressions_log(settings(tmp_path)) as own:
+        own.dead_letter(b'{"event_type": "impression"}', "missing field 'user_id'", (1, 7))
+    shown = CliRunner().invoke(app, ["events", "dead-letters", "--impressions", "--json", "--config", str(config)])
+    assert shown.exit_code == 0, shown.output
+    assert [(d["source"], d["reason"]) for d in json.loads(shown.output)] == [([1, 7], "missing field 'user_id'")]
+    main = CliRunner().invoke(app, ["events", "dead-letters", "--json", "--config", str(config)])
+    assert json.loads(main.output) == []
+    config.write_text(f'[log]\nurl = "sqlite:///{tmp_path}/events"\n')
+    unset = CliRunner().invoke(app, ["events", "dead-letters", "--impressions", "--config", str(config)])
+    assert unset.exit_code == 2 and "needs log.impressions_topic" in unset.output
