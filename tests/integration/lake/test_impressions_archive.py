@@ -93,6 +93,9 @@ def test_both_logs_reach_the_lake_exactly_once_and_an_erasure_covers_both(settin
         main_end, own_end = main.end_offsets(), own.end_offsets()
     assert lake.positions(partitions=main_end) == {p: n for p, n in main_end.items() if n}
     assert lake.positions(partitions=own_end, log="impressions") == {p: n for p, n in own_end.items() if n}
+    shown = lake.summary()
+    assert shown["impressions_positions"] == {str(p): n for p, n in sorted(own_end.items()) if n}
+    assert shown["positions"] == {str(p): n for p, n in sorted(main_end.items()) if n}
     letters = lake.dead_letters()
     assert letters.height == 1 and "more than once" in letters["reason"][0]
 
