@@ -34,6 +34,14 @@ def run(
         int | None,
         typer.Option("--metrics-port", help="Serve /metrics, /readyz and /livez on this port."),
     ] = None,
+    impressions: Annotated[
+        bool,
+        typer.Option(
+            "--impressions",
+            help="Archive the impressions log (log.impressions_topic) instead, in group archive.consumer_group + "
+            "`-impressions`; its rows say source = impressions. Run one of each.",
+        ),
+    ] = False,
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -42,6 +50,7 @@ def run(
     --json prints {"archived", "dead_lettered", "lake_version", "positions"}: positions maps each log
     partition to the next offset not yet archived. A log or lake that does not answer is waited out with
     backoff (archive.retry_*), /readyz saying what it waits for, until archive.give_up_after_s (0: forever).
+    With log.impressions_topic set, run a second archiver with --impressions for that log.
     """
     from batch_layer.archive import Archiver
     from batch_layer.archive.archiver import RETRIED
@@ -54,12 +63,20 @@ def run(
     if settings.lake.url is None:
         typer.echo("error: no lake: set lake.url or pass --lake", err=True)
         raise typer.Exit(2)
+    if impressions and settings.log.impressions_topic is None:
+        typer.echo("error: --impressions needs log.impressions_topic (without it impressions are in log.url's topic, "
+                   "which the archiver without --impressions archives)", err=True)  # fmt: skip
+        raise typer.Exit(2)
     health = ArchiveHealth()
     if metrics_port:
         serve_health(health, settings.serving.host, metrics_port)
     try:
         stats = run_until_stopped(
-            Archiver, lambda: Archiver(settings, group=group, health=health), settings.archive, health, until_idle
+            Archiver,
+            lambda: Archiver(settings, group=group, health=health, impressions=impressions),
+            settings.archive,
+            health,
+            until_idle,
         )
     except RETRIED as exc:  # only after archive.give_up_after_s
         typer.echo(

@@ -160,14 +160,14 @@ def wait(
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Wait until the lake holds every event appended to the log before --until.
+    """Wait until the lake holds every event appended to the log (and the impressions log) before --until.
 
     Exit 0 when it does, 75 when --timeout passed first, 1 when the lake or the log failed, 2 on a bad time.
     """
     from batch_layer.archive.wait import wait_for_archive
     from batch_layer.errors import BadInputError
     from batch_layer.interactions import parse_time
-    from lambdarec.eventlog import EventLogError, open_log
+    from lambdarec.eventlog import EventLogError, open_impressions_log, open_log
     from lambdarec.lake import LakeError
 
     try:
@@ -178,9 +178,13 @@ def wait(
     try:
         with open_log(settings) as log:
             result = wait_for_archive(lake, log, until_s, timeout)
+        body = result.to_dict()
+        if result.reached and settings.log.impressions_topic is not None:  # the impressions log too
+            with open_impressions_log(settings) as own:
+                result = wait_for_archive(lake, own, until_s, max(timeout - result.waited_s, 0.0), source="impressions")
+            body |= {"reached": result.reached, "impressions": result.to_dict()}
     except (LakeError, EventLogError) as exc:
         raise _fail(str(exc), 1) from None
-    body = result.to_dict()
     typer.echo(json.dumps(body) if as_json else ("lake caught up: " if result.reached else "timed out: ") + str(body))
     if not result.reached:
         raise typer.Exit(EXIT_WAIT_TIMEOUT)

@@ -29,6 +29,7 @@ from batch_layer.interactions import ReadReport, cutoff_ms, read_interactions
 from batch_layer.parsing import positive, type_weights
 from lambdarec.catalog.events import ITEM_EVENT
 from lambdarec.lake import Lake, LakeEmptyError, LakeError, open_lake
+from lambdarec.lake.schema import SOURCE_IMPRESSIONS
 from lambdarec.logs import get_logger
 from lambdarec.settings import BatchSettings, Settings
 
@@ -115,7 +116,7 @@ def read_lake(
         event_weight.alias("__event_weight"),
     ]
     if erasures:  # only then are the positions and ingest times needed
-        columns += ["log_partition", "log_offset", pl.col("ingested_at").dt.epoch("ms").alias("ingested_ms")]
+        columns += ["log_partition", "log_offset", pl.col("ingested_at").dt.epoch("ms").alias("ingested_ms"), "source"]
     try:
         table = lake.table(version)
         raw = pl.scan_delta(table).filter(pl.col("event_type").ne_missing(ITEM_EVENT)).select(columns).collect()
@@ -195,9 +196,11 @@ def _erased_mask(raw: pl.DataFrame, lake: Lake) -> pl.Series:
     mask = [False] * raw.height
     hit = candidates.arg_true().to_list()
     if hit:
-        users, parts, offsets, ingested = (raw[c] for c in ("user_id", "log_partition", "log_offset", "ingested_ms"))
-        for n in hit:
-            mask[n] = erasures[users[n]].covers(parts[n], offsets[n], ingested[n] / 1000.0)
+        cols = ("user_id", "log_partition", "log_offset", "ingested_ms", "source")
+        users, parts, offsets, ingested, source = (raw[c] for c in cols)
+        for n in hit:  # a position in the impressions log (log.impressions_topic) is judged by that log's end
+            shown = source[n] == SOURCE_IMPRESSIONS
+            mask[n] = erasures[users[n]].covers(parts[n], offsets[n], ingested[n] / 1000.0, shown)
     return pl.Series(mask, dtype=pl.Boolean)
 
 

@@ -1,17 +1,27 @@
 """``impressions``: the speed layer's positive-event path while impressions arrive at ten times the click volume.
 
 Ours = positive events (views, clicks, carts, purchases) interleaved with ``--impressions-per-event`` times as
-many ``impression`` events (each listing ``--shown`` items), applied by the speed consumer against a published
-snapshot: positive events per second of the whole run. Reference = the same positive events alone, applied by
-the same consumer on the same snapshot in the same run. A ratio near 1 means impressions cost the positive path
-little: they are parsed, deduplicated and kept in the users' fresh state, but never re-solve a fold-in vector
-nor touch a trending row. Embedded backends (SQLite log and store), so it runs anywhere.
+many ``impression`` events (each listing ``--shown`` items), appended through the ingest log and applied by the
+speed consumer against a published snapshot: positive events per second, from the end of the first batch (which
+also loads the snapshot) to the last, four ways (``--ways``). ``impressions_topic``: impressions on a log of their
+own (``log.impressions_topic``), their consumer in a process of its own meanwhile, as deployed; the positive-event
+consumer never reads one. ``impressions_apart``: one log, impressions with their own consumer
+(``speed.feedback.own_consumer``) meanwhile; the positive-event consumer skips them. ``impressions_skipped``: the
+same, the impressions consumer not run (the positive path's own cost, as on a machine where the two consumers do
+not share cores). ``one_consumer``: one consumer applies every event (both settings off). Reference = the same
+positive events alone, applied by the same consumer on the same snapshot, measured right before each way.
+SQLite log and store by default (runs anywhere); ``--log kafka`` (``$LAMBDAREC_TEST_KAFKA``) and ``--store
+cassandra`` (``$LAMBDAREC_TEST_CASSANDRA``) measure on the real ones.
 """
 
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
+import secrets
 import tempfile
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +30,7 @@ import numpy as np
 
 from benchmarks.common import Result, Scale
 from benchmarks.speed import event_lines
+from benchmarks.speed_backends import drop
 
 SIZES = {"small": 3_000, "medium": 20_000, "large": 100_000}  # positive events
 USERS, ITEMS = 2_000, 1_000
@@ -28,6 +39,11 @@ USERS, ITEMS = 2_000, 1_000
 def add_arguments(parser) -> None:  # type: ignore[no-untyped-def]
     parser.add_argument("--impressions-per-event", type=int, default=10, help="impression events per positive one")
     parser.add_argument("--shown", type=int, default=10, help="items listed by each impression")
+    parser.add_argument("--log", default="sqlite", choices=("sqlite", "kafka"), help="event log backend")
+    parser.add_argument("--store", default="sqlite", choices=("sqlite", "cassandra"), help="store backend")
+    parser.add_argument(
+        "--ways", default="topic,apart,skipped,one", help="comma-separated: topic, apart, skipped, one (see above)"
+    )
 
 
 def impression_lines(positives: list[bytes], per_event: int, shown: int, seed: int) -> list[bytes]:
@@ -53,38 +69,93 @@ def impression_lines(positives: list[bytes], per_event: int, shown: int, seed: i
     return out
 
 
-def _apply(settings, lines: list[bytes]) -> tuple[float, int]:  # type: ignore[no-untyped-def]
-    """Append ``lines`` to the log and apply them: (seconds from the first batch to the last, records)."""
-    from lambdarec.eventlog import open_log
+def _drain_impressions(settings, expected: int, done) -> None:  # type: ignore[no-untyped-def]
+    """The impressions consumer, in a process of its own as deployed: apply until ``expected`` are applied."""
+    from lambdarec.logs import configure_logging
+    from speed_layer.impression_consumer import ImpressionConsumer
+
+    configure_logging("WARNING")
+    with ImpressionConsumer(settings) as consumer:
+        while consumer.stats.processed + consumer.stats.duplicates + consumer.stats.dead_lettered < expected:
+            consumer.step()
+        done.put(consumer.stats.processed)
+
+
+def _apply(settings, lines: list[bytes], impressions: int, side_too: bool = True) -> tuple[float, float, int, int]:  # type: ignore[no-untyped-def]
+    """Append ``lines`` through the ingest log and apply them: (seconds from the first batch to the last, CPU
+    seconds the positive-event consumer's process spent meanwhile, positive events applied then, records). With
+    ``speed.feedback.own_consumer`` the ``impressions`` go to an impressions consumer running meanwhile (unless not
+    ``side_too``: then the positive-event consumer alone skips them); with ``log.impressions_topic`` they are in a
+    log of their own, which the positive consumer never reads."""
+    from lambdarec.eventlog import open_ingest_log
+    from lambdarec.events.peek import is_impression
     from speed_layer.consumer import SpeedConsumer
 
-    with open_log(settings) as log:
+    with open_ingest_log(settings) as log:
         log.ensure_topic(3)
         log.append(lines, keys=[json.loads(x)["user_id"] for x in lines])
+    apart, topic = settings.speed.feedback.own_consumer, settings.log.impressions_topic is not None
+    side_too = apart and (side_too or topic)
+    done: multiprocessing.Queue = multiprocessing.Queue()
+    side = multiprocessing.Process(target=_drain_impressions, args=(settings, impressions, done), daemon=True)
     marks: list[float] = []
-    with SpeedConsumer(settings, observer=lambda recs, at: marks.append(at)) as consumer:
-        consumer.step()  # the first batch also loads the snapshot: timed from its end
-        st = consumer.stats
-        while st.processed + st.duplicates + st.dead_lettered < len(lines):
+    cpu: list[float] = []
+    seen, first = [0], [0]
+    polled = len(lines) - impressions if topic else len(lines)
+
+    def observe(records, at: float) -> None:  # type: ignore[no-untyped-def]
+        if not marks:  # the first batch also loads the snapshot: timed from its end, its positive events left out
+            first[0] = sum(not is_impression(r.value) for r in records)
+        marks.append(at)
+        cpu.append(time.process_time())
+        seen[0] += len(records)
+
+    with SpeedConsumer(settings, observer=observe) as consumer:
+        while not marks:
             consumer.step()
-        if st.processed != len(lines):
-            raise RuntimeError(f"{st.processed} of {len(lines)} events applied: {st.to_json()}")
-    return marks[-1] - marks[0], len(lines)
+        if side_too:
+            side.start()
+        while seen[0] < polled:
+            consumer.step()
+        positives = len(lines) - impressions if apart else len(lines)
+        if consumer.stats.processed != positives:
+            raise RuntimeError(f"{consumer.stats.processed} of {positives} events applied: {consumer.stats.to_json()}")
+    if side_too:
+        side.join(timeout=600)
+        if (applied := done.get(timeout=1)) != impressions:
+            raise RuntimeError(f"the impressions consumer applied {applied} of {impressions} impressions")
+    return marks[-1] - marks[0], cpu[-1] - cpu[0], len(lines) - impressions - first[0], len(lines)
 
 
-def _published(tmp: str, name: str, log_path: Path):  # type: ignore[no-untyped-def]
-    """Settings of a store of its own (``name``) holding a snapshot of ``log_path``, and a log of its own."""
+def _published(
+    tmp: str, name: str, log_path: Path, backends: tuple[str, str], apart: bool = False, topic: bool = False
+):  # type: ignore[no-untyped-def]
+    """Settings of a store of its own (``name``) holding a snapshot of ``log_path``, and a log of its own, on
+    ``backends`` (log, store); ``apart``: impressions have their own consumer (``speed.feedback.own_consumer``),
+    ``topic``: and a log of their own (``log.impressions_topic``)."""
     from batch_layer.job import run_batch
+    from benchmarks.speed import kafka_bootstrap
+    from benchmarks.speed_backends import log_overrides, store_url
     from lambdarec.settings import Settings
+    from lambdarec.store import open_store
 
+    log_kind, store_kind = backends
+    unique = f"{name.replace('_', '-')}-{secrets.token_hex(3)}"
+    log = log_overrides(log_kind, Path(tmp), unique, kafka_bootstrap() if log_kind == "kafka" else None)
+    if topic:
+        log["impressions_topic"] = f"{unique}-impressions"
+    store = f"sqlite:///{tmp}/{name}-store" if store_kind == "sqlite" else store_url(store_kind, Path(tmp))
     settings = Settings.load(
         overrides={
-            "store": {"url": f"sqlite:///{tmp}/{name}-store"},
-            "log": {"url": f"sqlite:///{tmp}/{name}-log"},
+            "store": {"url": store},
+            "log": log,
             "batch": {"train": {"iterations": 5}, "top_k": 50},
-            "speed": {"poll_max_records": 1000},
+            "speed": {"poll_max_records": 1000, "feedback": {"own_consumer": apart}},
         }
     )
+    if store_kind == "cassandra":
+        with open_store(settings) as opened:
+            opened.init_schema()
     run_batch(settings, interactions=str(log_path), as_of=datetime(2024, 2, 1, tzinfo=UTC), progress=False)
     return settings
 
@@ -101,20 +172,38 @@ def run(scale: Scale, args) -> Iterator[Result]:  # type: ignore[no-untyped-def]
         start = datetime(2024, 2, 1, tzinfo=UTC).timestamp() + 60
         positives = event_lines(n + 1000, USERS, ITEMS, start, seed=2)  # the untimed first batch's share added
         mixed = impression_lines(positives, args.impressions_per_event, args.shown, seed=3)
-        # the same snapshot in two stores of their own: both runs start from the same state
-        ref_s, _ = _apply(_published(tmp, "clicks", log_path), positives)
-        ours_s, records = _apply(_published(tmp, "mixed", log_path), mixed)
-        share = len(positives) / records
-        # positives applied in the timed span: the untimed first batch holds 1000 records of either mix
-        ref_rate = (len(positives) - 1000) / ref_s
-        ours_rate = (len(positives) - 1000 * share) / ours_s
-        yield Result(
-            "impressions",
-            "positive_events_per_s_with_impressions",
-            ours_rate,
-            ref_rate,
-            "events/s",
-            scale,
-            note=f"{len(positives)} positive events, {args.impressions_per_event}x impressions of {args.shown} "
-            f"items ({records} records, {records / ours_s:.0f} records/s), SQLite log and store",
-        )
+        impressions = len(mixed) - len(positives)
+        mix = f"{len(positives)} positive events, {args.impressions_per_event}x impressions of {args.shown} items"
+        ways = {
+            "topic": ("positive_events_per_s_impressions_topic", True, True, True,
+                      "impressions on their own log, their consumer in its own process meanwhile"),
+            "apart": ("positive_events_per_s_impressions_apart", True, False, True,
+                      "impressions consumer in its own process meanwhile, one log"),
+            "skipped": ("positive_events_per_s_impressions_skipped", True, False, False,
+                        "impressions skipped, their consumer not run"),
+            "one": ("positive_events_per_s_one_consumer", False, False, False, "one consumer applies every event"),
+        }  # fmt: skip
+        backends = (args.log, args.store)
+        for way in args.ways.split(","):
+            metric, apart, topic, side_too, how = ways[way]
+            # the same snapshot in stores of their own, so every run starts from the same state; the reference is
+            # measured right before each way (a shared machine's load drifts within a run)
+            ref = _published(tmp, f"clicks-{metric}", log_path, backends)
+            ref_s, ref_cpu, ref_n, _ = _apply(ref, positives, 0)
+            ref_rate = ref_n / ref_s
+            ours = _published(tmp, metric, log_path, backends, apart, topic)
+            ours_s, ours_cpu, ours_n, records = _apply(ours, mixed, impressions, side_too)
+            ours_rate = ours_n / ours_s
+            for used in (ref, ours):
+                drop(used)
+            note = (
+                f"{mix} ({records} records, {records / ours_s:.0f} records/s): {how}; {args.log} log, {args.store} "
+                f"store; load average {os.getloadavg()[0]:.2f}"
+            )
+            yield Result("impressions", metric, ours_rate, ref_rate, "events/s", scale, note=note)
+            # the positive consumer's own CPU per positive event: what the path costs, whatever else runs
+            per_cpu = metric.replace("positive_events_per_s", "positive_events_per_cpu_s")
+            cpu_note = f"{how}; CPU s of the positive consumer's process: {ours_cpu:.2f} vs {ref_cpu:.2f} alone"
+            yield Result(
+                "impressions", per_cpu, ours_n / ours_cpu, ref_n / ref_cpu, "events/cpu-s", scale, note=cpu_note
+            )

@@ -24,9 +24,9 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 
-from lambdarec.eventlog import EventLog, open_log
+from lambdarec.eventlog import EventLog, IngestLog, open_impressions_log, open_ingest_log
 from lambdarec.lake import Lake, open_lake
-from lambdarec.model.rows import FreshUser
+from lambdarec.model.rows import FreshUser, ShownItems
 from lambdarec.settings import Settings
 from lambdarec.store import OnlineStore, open_store
 
@@ -66,6 +66,16 @@ def tombstone(user_id: str, erased_at: float, log_end: dict[int, int]) -> FreshU
     )
 
 
+def impressions_end(settings: Settings, log: EventLog) -> dict[int, int] | None:
+    """The impressions log's end offsets when impressions have a log of their own (``log.impressions_topic``)."""
+    if isinstance(log, IngestLog):
+        return log.impressions.end_offsets()
+    if settings.log.impressions_topic is None:
+        return None
+    with open_impressions_log(settings) as own:
+        return own.end_offsets()
+
+
 def forget_users(
     settings: Settings,
     user_ids: list[str],
@@ -80,16 +90,21 @@ def forget_users(
         raise ValueError("name at least one non-empty user id to forget")
     own_store, own_log = store is None, log is None
     store = store or open_store(settings)
-    log = log or open_log(settings)
+    log = log or open_ingest_log(settings)
     try:
         erased_at = time.time()
         log_end = log.end_offsets()
+        shown_end = impressions_end(settings, log)  # log.impressions_topic's, when impressions have their own log
         version, deleted = None, 0
         if lake is not None or settings.lake.url is not None:
             lake = lake or open_lake(settings)
-            lake.record_erasure(users, log_end)
+            lake.record_erasure(users, log_end, shown_end)
             version, deleted = lake.delete_users(users)
-        store.write_fresh_users([tombstone(u, erased_at, log_end) for u in users])
+        tombstones = [tombstone(u, erased_at, log_end) for u in users]
+        store.write_fresh_users(tombstones)
+        # impressions kept apart (speed.feedback.own_consumer): none shown, positions past the erasure in their log
+        shown_at = {str(p): n for p, n in (log_end if shown_end is None else shown_end).items()}
+        store.write_shown([ShownItems(user_id=u, positions=shown_at) for u in users])
     finally:
         if own_log:
             log.close()

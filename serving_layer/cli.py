@@ -150,7 +150,8 @@ def recommend(
         found = served_assignment(settings.experiments, user)
         plan = arm_plans(settings)[found.experiment, found.arm] if found is not None and found.arm else None
         model = load_model(opened, plan.snapshot if plan is not None and plan.snapshot else version)
-        state = read_states(opened, model.version, [user], len(model.item_ids))[user]
+        shown = settings.speed.feedback.own_consumer
+        state = read_states(opened, model.version, [user], len(model.item_ids), None, shown)[user]
         trending = trending_for(opened.read_trending(None), model, settings.speed.trending_half_life_s)
         catalog = CatalogCache(s, settings.store.request_timeout_s)
         catalog.prepare(model, opened)

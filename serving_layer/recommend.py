@@ -33,6 +33,7 @@ from lambdarec.store import OnlineStore
 from lambdarec.store.codec import check_user_indices
 from lambdarec.store.errors import CorruptRowError
 from serving_layer.schemas import Recommendations, RecommendedItem
+from serving_layer.shown_reads import read_shown_rows, with_shown
 
 DEGRADED_HEADER = "X-Lambdarec-Degraded"
 STORE_UNAVAILABLE = "store-unavailable"  # the store could not be read: the list comes from memory
@@ -63,8 +64,10 @@ def read_states(
     user_ids: Iterable[str],
     n_items: int,
     known_rows: Mapping[str, UserRow] | None = None,
+    shown: bool = False,
 ) -> dict[str, UserState]:
     """Every user's batch row in ``version`` and fresh state, in two store reads; unknown users get ``NO_STATE``.
+    ``shown``: their impressions rows too, joined to the fresh state (``speed.feedback.own_consumer``).
 
     A batch row that fails its checksum, or names items outside the snapshot's ``n_items``, or a fresh state that
     does not decode, is left out and the user's state says why (``corrupt``): it costs that user that part of
@@ -88,7 +91,9 @@ def read_states(
         fresh = store.read_fresh_users(ids) if ids else {}
     except CorruptRowError as exc:
         fresh = exc
-    return assemble_states(ids, rows, fresh, n_items, known_rows)
+    return with_shown(
+        assemble_states(ids, rows, fresh, n_items, known_rows), read_shown_rows(store, ids) if shown else {}
+    )
 
 
 def plan_reads(user_ids: Iterable[str], known_rows: Mapping[str, UserRow] | None) -> tuple[list[str], list[str]]:

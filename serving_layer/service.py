@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from starlette.exceptions import HTTPException
 
-from lambdarec.eventlog import EventLog, open_log
+from lambdarec.eventlog import EventLog, open_ingest_log
 from lambdarec.events import EventRules
 from lambdarec.logs import get_logger
 from lambdarec.model.rows import NO_STATE, UserRow, UserState
@@ -92,7 +92,7 @@ class Service:
         if self._store is None:
             await self._open_store()
         if self._log is None:
-            self._log = open_log(self.settings)  # Kafka connects on first use
+            self._log = open_ingest_log(self.settings)  # Kafka connects on first use; impressions to their topic
         if self.keys.empty:
             log.warning("serving.no_api_keys", effect="POST /v1/events and /v1/snapshots refuse every request")
         self._tasks = [
@@ -206,7 +206,8 @@ class Service:
         """The users' states for ``model``, and whether they came from memory because the store is unavailable."""
         ids = list(user_ids)
         try:
-            args = (self.store(), model.version, ids, len(model.item_ids), self._known_rows(model.version, ids))
+            shown = self.settings.speed.feedback.own_consumer  # impressions rows apart from the fresh rows
+            args = (self.store(), model.version, ids, len(model.item_ids), self._known_rows(model.version, ids), shown)
             if self.inline_reads:
                 states = self.gate.call_inline(read_states, *args)
             elif self.nonblocking_reads:

@@ -15,6 +15,7 @@ from lambdarec.model.rows import UserRow, UserState
 from lambdarec.store import CorruptRowError
 from lambdarec.store.nonblocking import NonBlockingReads
 from serving_layer.recommend import assemble_states, plan_reads
+from serving_layer.shown_reads import usable, with_shown
 from serving_layer.store_gate import StoreGate
 
 
@@ -25,6 +26,7 @@ async def read_states_nonblocking(
     user_ids: Iterable[str],
     n_items: int,
     known_rows: Mapping[str, UserRow] | None = None,
+    shown: bool = False,
 ) -> dict[str, UserState]:
     """What :func:`~serving_layer.recommend.read_states` returns, read without blocking the event loop, within
     ``gate``'s timeout (:class:`~serving_layer.store_gate.StoreUnavailable` past it or on a store error)."""
@@ -35,6 +37,9 @@ async def read_states_nonblocking(
     sent = [store.read_fresh_users_future(ids)]
     if unread:
         sent.append(store.read_users_future(version, unread))
+    if shown:  # the impressions rows (speed.feedback.own_consumer), in the same round trip
+        sent.append(store.read_shown_future(ids))
     got = await gate.wait_all(sent, "read_states", keep=(CorruptRowError,))  # a corrupt row costs only itself
     fresh, rows = got[0], got[1] if unread else {}
-    return assemble_states(ids, rows, fresh, n_items, known_rows)  # type: ignore[arg-type]
+    states = assemble_states(ids, rows, fresh, n_items, known_rows)  # type: ignore[arg-type]
+    return with_shown(states, usable(got[-1])) if shown else states

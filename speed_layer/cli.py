@@ -31,6 +31,14 @@ def run(
     metrics_port: Annotated[
         int | None, typer.Option("--metrics-port", help="Serve Prometheus metrics on this port.")
     ] = None,
+    impressions: Annotated[
+        bool,
+        typer.Option(
+            "--impressions",
+            help="Run the impressions consumer (speed.feedback.own_consumer): only `impression` events, into their "
+            "own store rows, in group speed.feedback.impressions_group; from log.impressions_topic when set.",
+        ),
+    ] = False,
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -38,6 +46,8 @@ def run(
 
     A log or store that does not answer (at start or later) is waited out with backoff and the consumer resumes
     by itself; `--metrics-port` serves /readyz (503 with `waiting_for` meanwhile), /livez and /metrics.
+    With `--impressions`, run the impressions consumer instead (speed.feedback.own_consumer: only `impression`
+    events, into their own store rows; the positive-event consumer skips them). Run one of each.
     Exit codes: 0 stopped or drained; 1 gave up after speed.give_up_after_s, or halted on a streak of failing
     records (events.max_consecutive_failures); 2 bad settings.
     """
@@ -46,6 +56,7 @@ def run(
     from lambdarec.store import StoreError
     from speed_layer.consumer import ConsumerHaltedError, SpeedConsumer
     from speed_layer.health import SpeedHealth, serve_health
+    from speed_layer.impression_consumer import ImpressionConsumer
 
     overrides = {}
     if store:
@@ -54,12 +65,17 @@ def run(
         overrides["log"] = {"url": log_url}
     settings = load_settings(config, overrides)
     health = SpeedHealth()
+    kind = ImpressionConsumer if impressions else SpeedConsumer
+    if impressions and not settings.speed.feedback.own_consumer:
+        typer.echo("error: --impressions needs speed.feedback.own_consumer = true (else the positive-event "
+                   "consumer applies impressions too, and they would count twice)", err=True)  # fmt: skip
+        raise typer.Exit(2)
     if metrics_port:
         serve_health(health, settings.serving.host, metrics_port)
     try:
         stats = run_until_stopped(
-            SpeedConsumer,
-            lambda: SpeedConsumer(settings, group=group, health=health),
+            kind,
+            lambda: kind(settings, group=group, health=health),
             settings.speed,
             health,
             until_idle,

@@ -23,6 +23,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from lambdarec.catalog.events import interactions, with_changes
 from lambdarec.eventlog import CommitFailedError, EventLog, open_log
@@ -36,19 +37,19 @@ from lambdarec.store import OnlineStore, StoreError, open_store
 from speed_layer import prometheus
 from speed_layer.apply import BatchInputs, compute_states, group_events
 from speed_layer.decode import decode
+from speed_layer.failures import ConsumerHaltedError, FailureStreak
 from speed_layer.fresh_items import stale_users
 from speed_layer.health import SpeedHealth
+from speed_layer.impressions import PositivePath
 from speed_layer.pipeline import Batch, StateWriter
 from speed_layer.rows import BatchRows, FreshReads
 from speed_layer.state import Position
 from speed_layer.stats import SpeedStats, count_batch
 
+__all__ = ["ConsumerHaltedError", "SpeedConsumer"]
+
 log = get_logger(__name__)
 _MODEL_EVERY_S = 1.0  # how often an idle consumer looks for a new current snapshot
-
-
-class ConsumerHaltedError(RuntimeError):
-    """Too many records in a row failed with an unexpected error: a bug to fix, not bad events to dead-letter."""
 
 
 class SpeedConsumer(PollLoop[SpeedStats]):
@@ -56,6 +57,7 @@ class SpeedConsumer(PollLoop[SpeedStats]):
 
     name = "speed"
     retried = (EventLogError, StoreError)
+    state_writer = StateWriter  # what writes a batch's state (the impressions consumer writes other rows)
 
     def __init__(
         self,
@@ -73,24 +75,29 @@ class SpeedConsumer(PollLoop[SpeedStats]):
         self._observer = observer
         self._own = (store is None, event_log is None)
         self.store = store or open_store(settings)
-        self.event_log = event_log or open_log(settings)
+        self.event_log = event_log or self.open_log(settings)
         self.rules = with_changes(EventRules.from_settings(settings))  # catalog changes are read, then skipped
         self.stats = SpeedStats()
         self.model: SnapshotModel | None = None
         # a remote store's writes (and claims) overlap the next poll; an embedded store's run inline (GIL-bound)
-        self._writer = StateWriter(self.store, threaded=not self.store.embedded)
+        self._writer = self.state_writer(self.store, threaded=not self.store.embedded)
         self._io = ThreadPoolExecutor(max_workers=3, thread_name_prefix="speed-io")  # a remote store's claims, reads
         self._rows = BatchRows(self.store, settings.speed.history_cache_users)  # of the current snapshot (LRU)
         self._fresh = FreshReads(self.store, self._writer)  # state and trending, through the writer's pending
-        self._failure_streak = 0  # records in a row whose application raised (events.max_consecutive_failures)
-        self._bad_positions: set[Position] = set()
+        self._failures = FailureStreak(settings.events.max_consecutive_failures)
         self._model_at = time.monotonic()
+        self._path = PositivePath(settings.speed, settings.log)  # all records, or all but impressions
         self.event_log.ensure_topic()
         self.consumer = self.event_log.consumer(
             group,
             on_assign=lambda p: log.info("speed.assigned", partitions=sorted(p)),
             on_revoke=self._on_revoke,
         )
+
+    @staticmethod
+    def open_log(settings: Settings) -> EventLog:
+        """The log this consumer reads: ``log.url``'s."""
+        return open_log(settings)
 
     @classmethod
     def dependency(cls, exc: BaseException) -> str:
@@ -158,16 +165,16 @@ class SpeedConsumer(PollLoop[SpeedStats]):
             self._writer.abandon()  # nothing in flight is committed: the rewind redelivers it
             self.consumer.seek_to_committed()
             self._rewind = False
-        return self.consumer.poll(speed.poll_max_records, timeout_ms=speed.max_wait_ms)
+        return self.consumer.poll(self._path.size, timeout_ms=speed.max_wait_ms)
 
     def _prepare(self, records: list[Record]) -> Batch:
         """Validate, claim event ids, read state and compute what ``records`` do to it (nothing written)."""
         self._refresh_model()
-        batch = Batch(records)
-        good, batch.bad = decode(self.rules, records)
+        mine = self._path.of(records)  # those this consumer applies; the others are committed past untouched
+        batch = Batch(mine, polled=records)
+        good, batch.bad = decode(self.rules, mine)
         good = interactions(good)  # catalog changes were decoded (a bad one is dead-lettered), not applied here
-        self._bad_positions = {(r.partition, r.offset) for r, _ in batch.bad}
-        appended = {(r.partition, r.offset): r.timestamp_ms / 1000.0 for r in records}
+        appended = {(r.partition, r.offset): r.timestamp_ms / 1000.0 for r in mine}
         if self.store.embedded:  # claims first: repeats (resends) read nothing
             batch.good, batch.repeats = self._first_claims(good)
             inputs = self._inputs(batch.good, appended) if batch.good else None
@@ -178,8 +185,8 @@ class SpeedConsumer(PollLoop[SpeedStats]):
             finally:
                 batch.good, batch.repeats = claims.result()
         if batch.good and inputs is not None:
-            batch.users, batch.items, batch.poison = compute_states(*group_events(batch.good), inputs)
-        self._check_failure_streak(records, batch.poison, batch.repeats)
+            batch.users, batch.items, batch.poison = self._compute(batch.good, inputs)
+        self._failures.check(mine, batch.poison, batch.repeats, {(r.partition, r.offset) for r, _ in batch.bad})
         if batch.poison and self.settings.events.dedup_window_s > 0:  # a corrected resend under the same id
             self.store.release_event_ids({event.event_id: pos for event, pos in batch.good if pos in batch.poison})
         return batch
@@ -195,7 +202,7 @@ class SpeedConsumer(PollLoop[SpeedStats]):
         self.consumer.commit(batch.positions)
         count_batch(self.stats, batch, written_at)
         if self._observer is not None:
-            self._observer(batch.records, written_at)
+            self._observer(batch.polled or batch.records, written_at)
 
     def _on_revoke(self, partitions: set[int]) -> None:
         """Before partitions go to another member: the state in flight is written and its positions committed
@@ -224,26 +231,6 @@ class SpeedConsumer(PollLoop[SpeedStats]):
         if repeats:
             log.info("speed.repeated_event_ids", skipped=len(repeats))
         return kept, repeats
-
-    def _check_failure_streak(self, records: list[Record], poison: dict[Position, str], repeats: set[Position]) -> None:
-        """Raise ``ConsumerHaltedError`` once ``events.max_consecutive_failures`` records in a row failed with an
-        unexpected error (bad events neither break nor extend the streak: they are the producer's fault)."""
-        limit = self.settings.events.max_consecutive_failures
-        streak = self._failure_streak
-        for r in records:
-            pos = (r.partition, r.offset)
-            if pos in poison:
-                streak += 1
-                if streak >= limit:
-                    raise ConsumerHaltedError(
-                        f"{streak} records in a row failed with an unexpected error (events.max_consecutive_failures "
-                        f"= {limit}); the last, at partition {pos[0]} offset {pos[1]}: {poison[pos]}. This looks like "
-                        "a bug rather than bad events: nothing of this batch was dead-lettered or committed, so the "
-                        "records will be applied once the consumer is fixed and restarted"
-                    )
-            elif pos in repeats or pos not in self._bad_positions:
-                streak = 0
-        self._failure_streak = streak
 
     def _refresh_model(self) -> None:
         version = self.store.current_version()
@@ -275,6 +262,10 @@ class SpeedConsumer(PollLoop[SpeedStats]):
             speed=self.settings.speed,
             appended=appended,
         )
+
+    def _compute(self, good: list[tuple[Event, Position]], inputs: Any) -> tuple[list, list, dict[Position, str]]:
+        """The users' new states, the trending shards, and the poison records left out with the reason."""
+        return compute_states(*group_events(good), inputs)
 
     def close(self) -> None:
         """Write and commit the batch in flight, then leave the group and release what this consumer opened."""

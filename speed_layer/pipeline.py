@@ -42,11 +42,16 @@ class Batch:
     repeats: set[Position] = field(default_factory=set)  # event ids claimed before by another position
     users: list[FreshUser] = field(default_factory=list)
     items: list[TrendingItem] = field(default_factory=list)
+    polled: list[Record] | None = None  # every record polled, those left to another consumer too; None: records
+
+    def __post_init__(self) -> None:
+        if self.polled is None:
+            self.polled = self.records
 
     @property
     def positions(self) -> dict[int, int]:
-        """Per partition, the next position to commit once the state is written."""
-        return next_positions(self.records)
+        """Per partition, the next position to commit once the state is written (past every record polled)."""
+        return next_positions(self.polled or self.records)
 
     @property
     def applied(self) -> list[tuple[Event, Position]]:

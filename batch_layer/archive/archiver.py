@@ -7,6 +7,11 @@ at ``archive.max_batch_events`` records or ``archive.max_batch_s`` seconds (or w
 records go to the lake's dead-letter table with their reason and original bytes; events of an erased user that
 were in the log before the erasure are dropped.
 
+With ``log.impressions_topic`` impressions have a log of their own, archived by an archiver of its own
+(``impressions=True``, ``lambdarec archive run --impressions``) into the same table: its rows say ``source =
+"impressions"`` and its commits record that log's positions apart (``Lake.positions(log="impressions")``), so
+each log's events land exactly once.
+
 A log or lake that does not answer (an ``EventLogError``; a ``LakeError`` or an ``OSError`` from the filesystem or
 the object store) is waited out, not fatal (:mod:`lambdarec.pollloop`, ``archive.retry_*``): the archiver drops
 what it polled but did not write, rewinds to the lake's positions, and resumes by itself; ``health`` says what it
@@ -29,10 +34,18 @@ from dataclasses import dataclass, field
 from batch_layer.archive import prometheus
 from batch_layer.archive.health import ArchiveHealth
 from lambdarec.catalog.events import with_changes
-from lambdarec.eventlog import CommitFailedError, EventLog, EventLogError, Record, next_positions, open_log
+from lambdarec.eventlog import (
+    CommitFailedError,
+    EventLog,
+    EventLogError,
+    Record,
+    next_positions,
+    open_impressions_log,
+    open_log,
+)
 from lambdarec.events import BadEvent, Event, EventRules
 from lambdarec.lake import Erasure, Lake, LakeError, dead_letter_rows, event_rows, open_lake
-from lambdarec.lake.schema import SOURCE_LOG
+from lambdarec.lake.schema import SOURCE_IMPRESSIONS, SOURCE_LOG
 from lambdarec.logs import get_logger
 from lambdarec.pollloop import PollLoop
 from lambdarec.settings import Settings
@@ -83,12 +96,17 @@ class Archiver(PollLoop[ArchiveStats]):
         group: str | None = None,
         on_commit: Callable[[int], None] | None = None,
         health: ArchiveHealth | None = None,
+        impressions: bool = False,
     ) -> None:
-        """``on_commit(lake_version)`` is called after each lake commit (tests and benchmarks)."""
+        """``on_commit(lake_version)`` is called after each lake commit (tests and benchmarks); ``impressions``:
+        archive the impressions log (``log.impressions_topic``), in group ``archive.consumer_group-impressions``."""
         super().__init__(health or ArchiveHealth(), settings.archive)
+        if impressions and settings.log.impressions_topic is None:
+            raise ValueError("archiving the impressions log needs log.impressions_topic (else they are in log.url's)")
         self.settings = settings
+        self.source = SOURCE_IMPRESSIONS if impressions else SOURCE_LOG  # the log, as the lake names it
         self._own_log = event_log is None
-        self.event_log = event_log or open_log(settings)
+        self.event_log = event_log or (open_impressions_log(settings) if impressions else open_log(settings))
         self.lake = lake or open_lake(settings)
         self.rules = with_changes(EventRules.from_settings(settings))  # catalog changes: the catalog's history
         self.stats = ArchiveStats()
@@ -97,7 +115,7 @@ class Archiver(PollLoop[ArchiveStats]):
         self._erasures: dict[str, Erasure] = {}
         self.event_log.ensure_topic()
         self.consumer = self.event_log.consumer(
-            group or settings.archive.consumer_group,
+            group or settings.archive.consumer_group + ("-impressions" if impressions else ""),
             on_assign=lambda p: log.info("archive.assigned", partitions=sorted(p)),
             on_revoke=self._revoked,
         )
@@ -118,7 +136,7 @@ class Archiver(PollLoop[ArchiveStats]):
     def result(self) -> ArchiveStats:
         """The counts, with the lake's positions and version as they stand now."""
         try:
-            self.stats.positions = self.lake.positions(partitions=self.event_log.end_offsets())
+            self.stats.positions = self.lake.positions(partitions=self.event_log.end_offsets(), log=self.source)
             self.stats.lake_version = self.lake.version()
             self.refresh_lag()
         except RETRIED as exc:  # stopped while a dependency is down: report the positions of the last commit
@@ -128,7 +146,8 @@ class Archiver(PollLoop[ArchiveStats]):
     def _rewind_to_lake(self) -> None:
         """Point the group, and this member's reads, at the lake's positions (what it holds, no further)."""
         assigned = self.consumer.assignment()
-        held = {p: n for p, n in self.lake.positions(partitions=assigned).items() if p in assigned and n > 0}
+        done = self.lake.positions(partitions=assigned, log=self.source)
+        held = {p: n for p, n in done.items() if p in assigned and n > 0}
         try:
             self.consumer.commit(held)
         except CommitFailedError as exc:  # a rebalance took the partitions: their new owner starts from the lake
@@ -138,12 +157,12 @@ class Archiver(PollLoop[ArchiveStats]):
 
     def drained(self) -> bool:
         ends = self.event_log.end_offsets()
-        done = self.lake.positions(partitions=ends)
+        done = self.lake.positions(partitions=ends, log=self.source)
         return all(done.get(p, 0) >= end for p, end in ends.items() if end > 0)
 
     def refresh_lag(self) -> None:
         ends = self.event_log.end_offsets()
-        done = self.lake.positions(partitions=ends)
+        done = self.lake.positions(partitions=ends, log=self.source)
         for p, end in ends.items():
             prometheus.LAG.labels(partition=str(p)).set(max(end - done.get(p, 0), 0))
             prometheus.POSITION.labels(partition=str(p)).set(done.get(p, 0))
@@ -189,17 +208,17 @@ class Archiver(PollLoop[ArchiveStats]):
                 bad.append((r.value, exc.reason, (r.partition, r.offset)))
                 continue
             gone = erasures.get(event.user_id)
-            if gone is not None and gone.covers(r.partition, r.offset):
+            if gone is not None and gone.covers(r.partition, r.offset, r.timestamp_ms / 1000, self._impressions):
                 erased += 1
                 continue
             good.append((event, (r.partition, r.offset)))
         now = time.time()
         t0 = time.perf_counter()
         if bad:
-            dl = self.lake.dead_letter(dead_letter_rows(bad, source=SOURCE_LOG, ingested_at=now), covers)
+            dl = self.lake.dead_letter(dead_letter_rows(bad, source=self.source, ingested_at=now), covers, self.source)
             self.stats.dead_lettered += dl.appended
             prometheus.DEAD_LETTERS.inc(dl.appended)
-        result = self.lake.append_log(event_rows(good, source=SOURCE_LOG, ingested_at=now), covers)
+        result = self.lake.append_log(event_rows(good, source=self.source, ingested_at=now), covers, self.source)
         prometheus.COMMIT_SECONDS.observe(time.perf_counter() - t0)
         self.stats.archived += result.appended
         self.stats.already_archived += result.skipped
@@ -244,11 +263,17 @@ class Archiver(PollLoop[ArchiveStats]):
         late = {
             e.user_id
             for e, pos in good
-            if (gone := after.get(e.user_id)) is not None and gone is not before.get(e.user_id) and gone.covers(*pos)
+            if (gone := after.get(e.user_id)) is not None
+            and gone is not before.get(e.user_id)
+            and gone.covers(*pos, impressions=self._impressions)
         }
         if late:
             version, deleted = self.lake.delete_users(late)
             log.info("archive.erased_after_commit", users=len(late), rows=deleted, version=version)
+
+    @property
+    def _impressions(self) -> bool:
+        return self.source == SOURCE_IMPRESSIONS
 
     def close(self) -> None:
         """Leave the group and release the log if this archiver opened it."""

@@ -32,17 +32,20 @@ class WaitResult:
         }
 
 
-def wait_for_archive(lake: Lake, log: EventLog, until_s: float, timeout_s: float, poll_s: float = 1.0) -> WaitResult:
-    """Wait (at most ``timeout_s``) until the lake covers every record appended before ``until_s`` (epoch s)."""
+def wait_for_archive(
+    lake: Lake, log: EventLog, until_s: float, timeout_s: float, poll_s: float = 1.0, source: str = "log"
+) -> WaitResult:
+    """Wait (at most ``timeout_s``) until the lake covers every record appended to ``log`` before ``until_s``
+    (epoch s); ``source``: the log as the lake names it (``impressions``: the impressions log)."""
     started = time.monotonic()
     deadline = started + timeout_s
     while time.time() < until_s:
         if time.monotonic() >= deadline:
-            return WaitResult(False, {}, lake.positions(), time.monotonic() - started)
+            return WaitResult(False, {}, lake.positions(log=source), time.monotonic() - started)
         time.sleep(min(poll_s, max(until_s - time.time(), 0.01), max(deadline - time.monotonic(), 0.01)))
     targets = {p: n for p, n in log.end_offsets().items() if n > 0}
     while True:
-        positions = lake.positions(partitions=targets)
+        positions = lake.positions(partitions=targets, log=source)
         if all(positions.get(p, 0) >= n for p, n in targets.items()):
             return WaitResult(True, targets, positions, time.monotonic() - started)
         if time.monotonic() >= deadline:

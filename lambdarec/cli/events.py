@@ -23,6 +23,7 @@ import typer
 
 from lambdarec.cli.common import EXIT_BAD_INPUT, ConfigOption, JsonOption, load_settings
 from lambdarec.settings import Settings, mask_url
+from lambdarec.settings.eventlog import impressions_log
 
 if TYPE_CHECKING:
     from lambdarec.eventlog import EventLog, SendInterruptedError, SendResult, SentRange
@@ -121,7 +122,7 @@ def send(
     what was appended, what is unknown, and the first line not known to be appended, to pass to --resume-from.
     Exits 0 when all lines were appended, 1 when the log failed, 2 when any line was rejected.
     """
-    from lambdarec.eventlog import EventLogError, SendInterruptedError, SendResult, open_log, send_events
+    from lambdarec.eventlog import EventLogError, SendInterruptedError, SendResult, open_ingest_log, send_events
     from lambdarec.events import EventRules
 
     settings = _settings(config, log_url)
@@ -137,7 +138,7 @@ def send(
             typer.echo(f"lines {first}-{last}: {_OUTCOME[sent.outcome]} ({sent.events} events)", err=True)
 
         try:
-            with open_log(settings) as log:
+            with open_ingest_log(settings) as log:  # impressions to log.impressions_topic when set
                 log.ensure_topic()
                 result = send_events(log, lines, rules, on_batch=None if as_json else progress)
         except SendInterruptedError as exc:
@@ -222,12 +223,19 @@ def _print_report(report: dict[str, Any], source: str) -> None:
 def dead_letters(
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="Show the newest N dead letters.")] = 20,
     log_url: LogOption = None,
+    impressions: Annotated[
+        bool, typer.Option("--impressions", help="The impressions log's dead letters (log.impressions_topic).")
+    ] = False,
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Show the newest dead letters (oldest first): when, where from, why, and the original bytes."""
     settings = _settings(config, log_url)
-    with _opened(settings) as log:
+    cfg = impressions_log(settings.log) if impressions else settings.log
+    if cfg is None:
+        typer.echo("error: --impressions needs log.impressions_topic (unset: impressions share log.url's)", err=True)
+        raise typer.Exit(2)
+    with _opened(settings.model_copy(update={"log": cfg})) as log:
         found = log.read_dead_letters(limit)
     rows = [
         {
@@ -243,7 +251,7 @@ def dead_letters(
         typer.echo(json.dumps(rows))
         return
     if not rows:
-        typer.echo(f"no dead letters ({mask_url(settings.log.url)}, {settings.log.dead_letter})")
+        typer.echo(f"no dead letters ({mask_url(cfg.url)}, {cfg.dead_letter})")
     for r in rows:
         where = f"partition {r['source'][0]} offset {r['source'][1]}" if r["source"] else "no source"
         preview = r["value"] if len(r["value"]) <= 200 else r["value"][:200] + "..."

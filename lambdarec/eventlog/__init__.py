@@ -24,9 +24,11 @@ from lambdarec.eventlog.base import (
     partition_for,
 )
 from lambdarec.eventlog.send import Rejection, SendInterruptedError, SendResult, SentRange, send_events
+from lambdarec.eventlog.split import IngestLog
 from lambdarec.eventlog.sqlite import SQLiteEventLog
 from lambdarec.masking import mask_url
 from lambdarec.settings import LogSettings, Settings
+from lambdarec.settings.eventlog import impressions_log
 
 __all__ = [
     "AppendOutcomeUnknownError",
@@ -36,12 +38,15 @@ __all__ = [
     "EventLog",
     "EventLogError",
     "EventLogUnavailableError",
+    "IngestLog",
     "Record",
     "Rejection",
     "SendInterruptedError",
     "SendResult",
     "SentRange",
     "next_positions",
+    "open_impressions_log",
+    "open_ingest_log",
     "open_log",
     "partition_for",
     "send_events",
@@ -60,3 +65,17 @@ def open_log(settings: Settings | LogSettings) -> EventLog:
 
         return KafkaEventLog(cfg)
     raise ValueError(f"log.url {mask_url(cfg.url)!r}: unknown scheme {scheme!r}; expected sqlite or kafka")
+
+
+def open_impressions_log(settings: Settings) -> EventLog:
+    """The log ``impression`` events are read from: ``log.impressions_topic``'s, else the main log."""
+    own = impressions_log(settings.log)
+    return open_log(settings if own is None else own)
+
+
+def open_ingest_log(settings: Settings) -> EventLog:
+    """The log producers append to: the main log, routing ``impression`` events to ``log.impressions_topic`` when
+    it is set (:class:`IngestLog`)."""
+    own = impressions_log(settings.log)
+    main = open_log(settings)
+    return main if own is None else IngestLog(main, open_log(own))

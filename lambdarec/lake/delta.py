@@ -32,7 +32,7 @@ from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
 
 from lambdarec.lake.commits import AppendResult, app_id, covered_positions, not_covered
-from lambdarec.lake.erasures import Erasure, erasure_rows, read_erasures, user_filter
+from lambdarec.lake.erasures import Ends, Erasure, Pos, erasure_rows, read_erasures, user_filter
 from lambdarec.lake.errors import LakeEmptyError, LakeError
 from lambdarec.lake.location import resolve_location
 from lambdarec.lake.schema import (
@@ -129,24 +129,26 @@ class Lake:
         dt = self._latest_table(EVENTS)
         return None if dt is None else dt.version()
 
-    def positions(self, version: int | None = None, partitions: Iterable[int] | None = None) -> dict[int, int]:
-        """Per log partition, the next offset not yet archived, as of ``version`` (latest when None)."""
+    def positions(self, version: int | None = None, partitions: Iterable[int] | None = None, log: str = "log") -> Pos:
+        """Per partition of ``log`` (``impressions``: the impressions log), the next offset not yet archived, as
+        of ``version`` (latest when None)."""
         dt = self._latest_table(EVENTS) if version is None else self._open(EVENTS, version)
-        return {} if dt is None else covered_positions(dt, partitions, "log")
+        return {} if dt is None else covered_positions(dt, partitions, log)
 
     # -- writes -------------------------------------------------------------------------------------------
 
-    def append_log(self, rows: pa.Table, covers: Mapping[int, int]) -> AppendResult:
+    def append_log(self, rows: pa.Table, covers: Mapping[int, int], log: str = "log") -> AppendResult:
         """Append log events with the positions they cover, exactly once (see the module docstring).
 
         ``covers`` maps each partition in the batch to the next offset after it, including records that were
-        not written as rows (dead letters, erased users): the commit records that they were handled.
+        not written as rows (dead letters, erased users): the commit records that they were handled. ``log``
+        names the log the positions are in (``impressions``: the impressions log, positions of its own).
         """
-        return self._append_once(EVENTS, rows, covers, "log")
+        return self._append_once(EVENTS, rows, covers, log)
 
-    def dead_letter(self, rows: pa.Table, covers: Mapping[int, int]) -> AppendResult:
+    def dead_letter(self, rows: pa.Table, covers: Mapping[int, int], log: str = "log") -> AppendResult:
         """Append dead letters, exactly once per log position (their own application transactions)."""
-        return self._append_once(DEAD_LETTERS, rows, covers, "log")
+        return self._append_once(DEAD_LETTERS, rows, covers, log)
 
     def _append_once(self, table: str, rows: pa.Table, covers: Mapping[int, int], prefix: str) -> AppendResult:
         for attempt in range(self.settings.commit_retries):
@@ -231,9 +233,10 @@ class Lake:
 
     # -- erasure ------------------------------------------------------------------------------------------
 
-    def record_erasure(self, user_ids: Iterable[str], log_end: Mapping[int, int]) -> None:
-        """Remember that ``user_ids`` were erased when the log ended at ``log_end`` (the archiver reads this)."""
-        rows = erasure_rows(user_ids, log_end)
+    def record_erasure(self, user_ids: Iterable[str], log_end: Mapping[int, int], shown_end: Ends = None) -> None:
+        """Remember that ``user_ids`` were erased when the log (and the impressions log) ended at ``log_end``
+        (``shown_end``): the archiver reads this."""
+        rows = erasure_rows(user_ids, log_end, shown_end)
         dt = self._open_or_create(ERASURES)
         write_deltalake(
             dt, rows, mode="append", commit_properties=CommitProperties(max_commit_retries=self.settings.commit_retries)

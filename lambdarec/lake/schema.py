@@ -23,6 +23,7 @@ import pyarrow as pa
 from lambdarec.events import Event
 
 SOURCE_LOG = "log"
+SOURCE_IMPRESSIONS = "impressions"  # the impressions log (``log.impressions_topic``): positions of its own
 IMPORT_PREFIX = "import:"
 PARTITION_BY = ["event_date"]
 _TS = pa.timestamp("us", tz="UTC")

@@ -11,7 +11,8 @@ from lambdarec.lake.commits import covered_positions
 
 
 def table_summary(dt: DeltaTable | None) -> dict[str, Any]:
-    """Version, rows, users, items, first and last event time and log positions of the events table ``dt``."""
+    """Version, rows, users, items, first and last event time and log positions of the events table ``dt`` (and
+    ``impressions_positions``, the impressions log's, when it has any)."""
     if dt is None:
         return {"version": None, "rows": 0, "users": 0, "items": 0, "min_ts": None, "max_ts": None, "positions": {}}
     stats = (
@@ -27,6 +28,7 @@ def table_summary(dt: DeltaTable | None) -> dict[str, Any]:
         .row(0, named=True)
     )
     iso = {k: (v.isoformat() if v is not None else None) for k, v in stats.items() if k.endswith("_ts")}
+    shown = covered_positions(dt, None, "impressions")  # the impressions log's (log.impressions_topic), if any
     return {
         "version": dt.version(),
         "rows": int(stats["rows"]),
@@ -34,4 +36,5 @@ def table_summary(dt: DeltaTable | None) -> dict[str, Any]:
         "items": int(stats["items"]),
         **iso,
         "positions": {str(p): n for p, n in sorted(covered_positions(dt, None, "log").items())},
+        **({"impressions_positions": {str(p): n for p, n in sorted(shown.items())}} if shown else {}),
     }

@@ -110,3 +110,14 @@ class UserState:
 
 
 NO_STATE = UserState()
+
+
+class ShownItems(msgspec.Struct, kw_only=True):
+    """A user's impressions, kept apart from their :class:`FreshUser` row when impressions have their own consumer
+    (``speed.feedback.own_consumer``): two consumers never write one row. Serving joins the two per request
+    (:func:`lambdarec.model.shown.join_shown`). Stored as msgpack; fields may be added with defaults."""
+
+    user_id: str
+    shown: dict[str, list[float]] = {}  # item -> event times of its impressions (positives are in the fresh row)
+    positions: dict[str, int] = {}  # log partition -> next position to apply (idempotence)
+    updated_at: float = 0.0  # event time of the newest applied impression

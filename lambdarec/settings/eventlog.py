@@ -72,6 +72,16 @@ class LogSettings(Section):
     )
     kafka: KafkaLogSettings = Field(default_factory=KafkaLogSettings, description="The Kafka backend.")
     sqlite: SQLiteLogSettings = Field(default_factory=SQLiteLogSettings, description="The SQLite backend.")
+    impressions_topic: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}$",  # a Kafka topic name, never . or ..
+        description="Where `impression` events go, apart from the others: a Kafka topic of this name on the same "
+        "brokers, or on SQLite a log of its own in the sub-directory of this name. Ingest (`POST /v1/events`, "
+        "`lambdarec events send`, impressions stamped by serving) appends them there; the impressions consumer "
+        "(`lambdarec speed run --impressions`) and the impressions archiver (`lambdarec archive run --impressions`) "
+        "read it, so the positive-event consumer never reads them. Needs `speed.feedback.own_consumer`. Unset: "
+        "impressions share the topic of `url`.",
+    )
 
     _scheme = field_validator("url")(lambda v: check_scheme(v, LOG_SCHEMES, "log"))
 
@@ -94,3 +104,25 @@ def derived_log_name(url: str, suffix: str) -> str:
     parts = urlsplit(url)
     topic = parts.path.strip("/") if parts.scheme == "kafka" else ""
     return f"{topic or 'lambdarec'}-{suffix}"
+
+
+def impressions_log(log: LogSettings) -> LogSettings | None:
+    """The settings of the impressions log (``log.impressions_topic``), None when impressions share ``log.url``:
+    its URL names that topic (Kafka) or sub-directory (SQLite); its consumer group and dead-letter names derive
+    from it as ``log.url``'s do, every other option is ``log``'s.
+
+    >>> impressions_log(LogSettings(url="kafka://h:9092/shop", impressions_topic="shop-imp")).url
+    'kafka://h:9092/shop-imp'
+    >>> impressions_log(LogSettings(url="sqlite:///var/events", impressions_topic="impressions")).url
+    'sqlite:///var/events/impressions'
+    """
+    if log.impressions_topic is None:
+        return None
+    parts = urlsplit(log.url)
+    if parts.scheme == "kafka":
+        path = "/" + log.impressions_topic
+    else:
+        path = parts.path.rstrip("/") + "/" + log.impressions_topic
+    fields = log.model_dump(exclude={"url", "consumer_group", "dead_letter", "impressions_topic"}, exclude_unset=True)
+    url = f"{parts.scheme}://{parts.netloc}{path}" + (f"?{parts.query}" if parts.query else "")
+    return LogSettings.model_validate({**fields, "url": url})

@@ -47,3 +47,19 @@ class SpeedFeedbackSettings(Section):
         description="Impressions older than this in event time (before the user's newest event) are dropped; at "
         "least `serving.fatigue.window_s`.",
     )
+    own_consumer: bool = Field(
+        False,
+        description="Impressions are applied by a consumer of their own (`lambdarec speed run --impressions`, "
+        "group `impressions_group`) into a store row of their own per user, which serving joins to the user's fresh "
+        "row; the positive-event consumer skips them after a look at `event_type`, so ten times the click volume of "
+        "impressions does not slow it. Run both consumers when set. Off: one consumer applies every event.",
+    )
+    impressions_group: str | None = Field(
+        None, description="Consumer group of the impressions consumer. Unset: `log.consumer_group` + `-impressions`."
+    )
+    apart_poll_records: int = Field(
+        16000,
+        ge=1,
+        description="Most records the positive-event consumer polls at once when impressions have their own consumer: "
+        "it skips them, so it polls more to keep about `speed.poll_max_records` positive events per batch.",
+    )

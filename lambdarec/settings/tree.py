@@ -76,6 +76,15 @@ class Settings(BaseSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _impressions_topic_has_consumer(self) -> Settings:
+        if self.log.impressions_topic is not None and not self.speed.feedback.own_consumer:
+            raise ValueError(
+                f"log.impressions_topic ({self.log.impressions_topic!r}) needs speed.feedback.own_consumer = true: "
+                "only the impressions consumer (`lambdarec speed run --impressions`) reads that topic"
+            )
+        return self
+
     @classmethod
     def settings_customise_sources(
         cls,

@@ -23,7 +23,7 @@ from cassandra.cluster import EXEC_PROFILE_DEFAULT
 from cassandra.query import BatchStatement
 
 from lambdarec.logs import get_logger
-from lambdarec.model.rows import FreshUser, ItemRow, LogPosition, TrendingItem, UserRow
+from lambdarec.model.rows import FreshUser, ItemRow, LogPosition, ShownItems, TrendingItem, UserRow
 from lambdarec.settings import StoreSettings
 from lambdarec.store import cassandra_catalog, cassandra_claims, cassandra_fresh, codec, lifecycle, versions
 from lambdarec.store import cassandra_schema as schema
@@ -32,6 +32,7 @@ from lambdarec.store.catalog import CatalogOf
 from lambdarec.store.errors import SnapshotNotFoundError
 from lambdarec.store.nonblocking import gather
 from lambdarec.store.port import OnlineStore
+from lambdarec.store.shown_codec import decode_shown_rows, encode_shown
 from lambdarec.store.snapshot_info import SnapshotInfo, stored_info
 
 log = get_logger(__name__)
@@ -206,6 +207,20 @@ class CassandraStore(CatalogOf, OnlineStore):
 
     def read_fresh_users(self, user_ids: Iterable[str]) -> dict[str, FreshUser]:
         return cassandra_fresh.read_fresh_users(self._cql, self._ns, user_ids)
+
+    def write_shown(self, rows: Iterable[ShownItems]) -> int:
+        params = ((self._ns, r.user_id, encode_shown(r), self._fresh_ttl) for r in rows)
+        return self._write_many(schema.UPSERT_SHOWN, params)
+
+    def read_shown(self, user_ids: Iterable[str]) -> dict[str, ShownItems]:
+        return self.read_shown_future(list(user_ids)).result()
+
+    def read_shown_future(self, user_ids: Sequence[str]) -> Future[dict[str, ShownItems]]:
+        """:meth:`read_shown`, its reads sent at once without waiting."""
+        ids = list(dict.fromkeys(user_ids))
+        sent = lambda: [self._cql.submit(schema.SELECT_SHOWN, (self._ns, uid)) for uid in ids]  # noqa: E731
+        return gather(sent, lambda answers: decode_shown_rows(pair for rows in answers for pair in rows),
+                      self._read_error)  # fmt: skip
 
     def write_trending(self, items: Iterable[TrendingItem]) -> int:
         return cassandra_fresh.write_trending(self._cql, self._ns, items, self._fresh_ttl)

@@ -177,6 +177,8 @@ SELECT_FRESH_USER = "SELECT user_id, data FROM {ks}.fresh_users WHERE ns = ? AND
 UPSERT_TRENDING = "INSERT INTO {ks}.trending (ns, bucket, item_id, data) VALUES (?, ?, ?, ?) USING TTL ?"
 SELECT_TRENDING = "SELECT item_id, data FROM {ks}.trending WHERE ns = ? AND bucket = ? AND item_id = ?"
 SELECT_TRENDING_BUCKET = "SELECT item_id, data FROM {ks}.trending WHERE ns = ? AND bucket = ?"
+UPSERT_SHOWN = "INSERT INTO {ks}.shown_users (ns, user_id, data) VALUES (?, ?, ?) USING TTL ?"
+SELECT_SHOWN = "SELECT user_id, data FROM {ks}.shown_users WHERE ns = ? AND user_id = ?"
 TAKE_LOCK = "INSERT INTO {ks}.locks (ns, name, owner) VALUES (?, ?, ?) IF NOT EXISTS USING TTL ?"
 RENEW_LOCK = "UPDATE {ks}.locks USING TTL ? SET owner = ? WHERE ns = ? AND name = ? IF owner = ?"
 RELEASE_LOCK = "DELETE FROM {ks}.locks WHERE ns = ? AND name = ? IF owner = ?"
@@ -218,6 +220,9 @@ TABLES: tuple[tuple[str, str | None, str], ...] = (
     # log positions, for a TTL (it replaces `event_ids`, one partition per id; `store init` copies its claims)
     ("event_claims", "fresh_ttl_s", "CREATE TABLE IF NOT EXISTS {ks}.event_claims (ns text, bucket int, "
      "event_id text, part int, pos bigint, PRIMARY KEY ((ns, bucket), event_id))"),
+    # a user's impressions, written by the impressions consumer only (speed.feedback.own_consumer)
+    ("shown_users", "fresh_ttl_s", "CREATE TABLE IF NOT EXISTS {ks}.shown_users (ns text, user_id text, "
+     "data blob, PRIMARY KEY ((ns, user_id)))"),
 )  # fmt: skip
 
 SELECT_TABLE_OPTIONS = (

@@ -14,13 +14,15 @@ import io
 import struct
 import zlib
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 import numpy as np
 
 from lambdarec.model.rows import FRESH_FORMAT, FreshUser, ItemRow, TrendingItem, UserRow
 from lambdarec.store.errors import CorruptRowError
+
+T = TypeVar("T")
 
 CHUNK_BYTES = 1 << 20  # 1 MiB: Cassandra is happiest with cells well below its 16 MiB default limit.
 
@@ -267,16 +269,20 @@ def decode_fresh_user(data: bytes) -> FreshUser:
 
 
 def decode_fresh_users(pairs: Iterable[tuple[str, bytes]]) -> dict[str, FreshUser]:
-    """``user_id -> FreshUser`` of stored pairs; rows that do not decode raise one ``CorruptRowError`` naming them
-    (``keys``) and carrying every other row (``rows``), as for snapshot rows."""
+    return decode_keyed(pairs, decode_fresh_user, "fresh state")
+
+
+def decode_keyed(pairs: Iterable[tuple[str, bytes]], decode: Callable[[bytes], T], what: str) -> dict[str, T]:
+    """``user_id -> decode(data)`` of stored pairs; rows that do not decode raise one ``CorruptRowError`` naming
+    them (``keys``) and carrying every other row (``rows``), as for snapshot rows."""
     rows, bad = {}, {}
     for user_id, data in pairs:
         try:
-            rows[user_id] = decode_fresh_user(data)
+            rows[user_id] = decode(data)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            bad[user_id] = f"user {user_id!r}: fresh state does not decode: {exc}"
+            bad[user_id] = f"user {user_id!r}: {what} does not decode: {exc}"
     if bad:
-        raise CorruptRowError(f"{len(bad)} corrupt fresh state row(s): " + "; ".join(list(bad.values())[:5]),
+        raise CorruptRowError(f"{len(bad)} corrupt {what} row(s): " + "; ".join(list(bad.values())[:5]),
                               keys=list(bad), rows=rows)  # fmt: skip
     return rows
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, InvalidStateError
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
-from lambdarec.model.rows import FreshUser, UserRow
+from lambdarec.model.rows import FreshUser, ShownItems, UserRow
 
 T = TypeVar("T")
 
@@ -25,13 +25,15 @@ T = TypeVar("T")
 class NonBlockingReads(Protocol):
     """A store whose per-user reads can be sent without waiting.
 
-    Each future resolves to exactly what the blocking read (``read_users``, ``read_fresh_users``) returns, or
-    raises what it raises: a ``CorruptRowError`` carrying the good rows, a ``StoreUnavailableError``...
+    Each future resolves to exactly what the blocking read (``read_users``, ``read_fresh_users``, ``read_shown``)
+    returns, or raises what it raises: a ``CorruptRowError`` carrying the good rows, a ``StoreUnavailableError``...
     """
 
     def read_users_future(self, version: str, user_ids: Sequence[str]) -> Future[dict[str, UserRow]]: ...
 
     def read_fresh_users_future(self, user_ids: Sequence[str]) -> Future[dict[str, FreshUser]]: ...
+
+    def read_shown_future(self, user_ids: Sequence[str]) -> Future[dict[str, ShownItems]]: ...
 
 
 def gather(

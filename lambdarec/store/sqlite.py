@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from lambdarec.logs import get_logger
-from lambdarec.model.rows import FreshUser, ItemRow, LogPosition, TrendingItem, UserRow
+from lambdarec.model.rows import FreshUser, ItemRow, LogPosition, ShownItems, TrendingItem, UserRow
 from lambdarec.settings import StoreSettings
 from lambdarec.store import codec, lifecycle, versions
 from lambdarec.store.catalog import CatalogOf
@@ -204,6 +204,12 @@ class SQLiteStore(CatalogOf, OnlineStore):
 
     def read_trending(self, item_ids: Iterable[str] | None = None) -> dict[str, TrendingItem]:
         return self._fresh.read_trending(item_ids)
+
+    def write_shown(self, rows: Iterable[ShownItems]) -> int:
+        return self._fresh.write_shown(rows)
+
+    def read_shown(self, user_ids: Iterable[str]) -> dict[str, ShownItems]:
+        return self._fresh.read_shown(user_ids)
 
     def claim_event_ids(self, claims: Mapping[str, LogPosition], ttl_s: float) -> dict[str, LogPosition]:
         return self._fresh.claim_event_ids(claims, ttl_s)

@@ -16,9 +16,10 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 
-from lambdarec.model.rows import FreshUser, LogPosition, TrendingItem
+from lambdarec.model.rows import FreshUser, LogPosition, ShownItems, TrendingItem
 from lambdarec.settings import StoreSettings
 from lambdarec.store import codec
+from lambdarec.store.shown_codec import decode_shown_rows, encode_shown
 from lambdarec.store.sqlite_files import Connections, select_in
 from lambdarec.store.sqlite_schema import (
     CLAIM_EVENT_ID,
@@ -58,10 +59,16 @@ class FreshTables:
     def read_trending(self, item_ids: Iterable[str] | None = None) -> dict[str, TrendingItem]:
         return {k: codec.decode_trending(v) for k, v in self._read("trending", "item_id", item_ids)}
 
+    def write_shown(self, rows: Iterable[ShownItems]) -> int:
+        return self._write("shown_users", ((r.user_id, encode_shown(r)) for r in rows))
+
+    def read_shown(self, user_ids: Iterable[str]) -> dict[str, ShownItems]:
+        return decode_shown_rows(self._read("shown_users", "user_id", user_ids))
+
     def drop_expired(self) -> None:
-        """Delete expired fresh users and trending rows (already invisible) to reclaim their space."""
+        """Delete expired fresh users, impressions and trending rows (already invisible) to reclaim their space."""
         with self._transaction() as conn:
-            for table in ("fresh_users", "trending"):
+            for table in ("fresh_users", "trending", "shown_users"):
                 conn.execute(f"DELETE FROM {table} WHERE ns = ? AND expires_at <= ?", (self._ns, time.time()))  # noqa: S608
 
     def _write(self, table: str, pairs: Iterable[tuple[str, bytes]]) -> int:

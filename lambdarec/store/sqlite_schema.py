@@ -42,6 +42,8 @@ CREATE TABLE IF NOT EXISTS trending (ns TEXT, item_id TEXT, data BLOB NOT NULL, 
 CREATE TABLE IF NOT EXISTS event_ids (ns TEXT, event_id TEXT, part INTEGER NOT NULL, pos INTEGER NOT NULL,
   expires_at REAL NOT NULL, PRIMARY KEY (ns, event_id)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS event_ids_expiry ON event_ids (ns, expires_at);
+CREATE TABLE IF NOT EXISTS shown_users (ns TEXT, user_id TEXT, data BLOB NOT NULL, expires_at REAL NOT NULL,
+  PRIMARY KEY (ns, user_id)) WITHOUT ROWID;
 """
 # A claim is taken unless a live one holds the id; an expired one is taken over in place.
 CLAIM_EVENT_ID = (

@@ -7,7 +7,6 @@ that cluster's active users, and in trending, before the next nightly run.
 
 from __future__ import annotations
 
-import contextlib
 import secrets
 import time
 from collections import Counter
@@ -25,7 +24,7 @@ from lambdarec.events import Event
 from lambdarec.settings import Settings
 from serving_layer.auth import hash_key
 from speed_layer.consumer import SpeedConsumer
-from tests.cassandra import throwaway_keyspace
+from tests.integration.speed.backends import backend_settings
 from tests.unit.serving.conftest import serving, wait_for
 
 AS_OF = datetime(2024, 2, 1, tzinfo=UTC)
@@ -51,18 +50,7 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
         "serving": {"trending_refresh_s": 0.1, "snapshot_poll_s": 0.1, "ingest_key_hashes": [hash_key("k")]},
         "store": {"current_cache_s": 0},
     }
-    if request.param == "embedded":
-        s["store"] |= {"url": f"sqlite:///{tmp_path}/store"}
-        s |= {"log": {"url": f"sqlite:///{tmp_path}/events"}}
-        return Settings.load(overrides=s)
-    chost, cport = request.getfixturevalue("cassandra_endpoint")
-    khost, kport = request.getfixturevalue("kafka_endpoint")
-    keyspace = contextlib.ExitStack()
-    request.addfinalizer(keyspace.close)
-    topic = f"feedback-{secrets.token_hex(4)}"
-    s["store"] |= {"url": keyspace.enter_context(throwaway_keyspace((chost, cport), "lambdarec_feedback"))}
-    s |= {"log": {"url": f"kafka://{khost}:{kport}/{topic}", "dead_letter": f"{topic}-dlq", "consumer_group": topic}}
-    return Settings.load(overrides=s)
+    return backend_settings(request, tmp_path, s, "feedback")
 
 
 def cluster_users(synth: SynthLog) -> tuple[int, list[str]]:

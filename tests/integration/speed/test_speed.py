@@ -6,11 +6,9 @@ The reference is the same events applied in-process, in log order, with the same
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import random
-import secrets
 import signal
 import subprocess
 import sys
@@ -33,8 +31,8 @@ from lambdarec.settings import Settings
 from lambdarec.store import open_store
 from speed_layer.consumer import SpeedConsumer
 from speed_layer.state import apply_trending, apply_user_events
-from tests.cassandra import throwaway_keyspace
 from tests.integration.raw_log import append_raw
+from tests.integration.speed.backends import backend_settings
 
 T0 = datetime(2024, 2, 1, tzinfo=UTC).timestamp()  # the first snapshot's cut-off
 
@@ -49,19 +47,7 @@ def log_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(params=["embedded", "real"])
 def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
     s = {"speed": {"poll_max_records": 250}, "batch": {"top_k": 50, "train": {"iterations": 5}, "lock_ttl_s": 5}}
-    if request.param == "embedded":
-        s |= {"store": {"url": f"sqlite:///{tmp_path}/store"}, "log": {"url": f"sqlite:///{tmp_path}/events"}}
-        return Settings.load(overrides=s)
-    chost, cport = request.getfixturevalue("cassandra_endpoint")
-    khost, kport = request.getfixturevalue("kafka_endpoint")
-    keyspace = contextlib.ExitStack()
-    request.addfinalizer(keyspace.close)
-    topic = f"speed-{secrets.token_hex(4)}"
-    s |= {
-        "store": {"url": keyspace.enter_context(throwaway_keyspace((chost, cport), "lambdarec_speed"))},
-        "log": {"url": f"kafka://{khost}:{kport}/{topic}", "dead_letter": f"{topic}-dlq", "consumer_group": topic},
-    }
-    return Settings.load(overrides=s)
+    return backend_settings(request, tmp_path, s, "speed")
 
 
 def publish(settings: Settings, log_file: Path, as_of: datetime) -> str:

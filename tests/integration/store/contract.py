@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from lambdarec.model.rows import ShownItems
 from lambdarec.settings import StoreSettings
 from lambdarec.store import (
     CorruptRowError,
@@ -438,6 +439,20 @@ class StoreContract(CatalogContract):
         store.write_fresh_users([newer])
         assert store.read_fresh_users(["u1"]) == {"u1": newer}
         left = self.fresh_ttl_left(store, "fresh_users", "u1")
+        assert left is not None and 3500 < left <= 3600
+
+    def test_impressions_rows_are_apart_from_the_fresh_row_and_carry_the_ttl(self) -> None:
+        store = self.make_store(fresh_ttl_s=3600)
+        fresh = FreshUser(user_id="u1", recent=[("i1", 10.0)], updated_at=10.0)
+        shown = ShownItems(user_id="u1", shown={"i2": [11.0, 12.0], "i3": [12.0]}, positions={"1": 8}, updated_at=12.0)
+        store.write_fresh_users([fresh])
+        assert store.write_shown([shown, ShownItems(user_id="u2")]) == 2
+        # neither write touches the other's row: two consumers may write them at once
+        assert store.read_fresh_users(["u1", "u2"]) == {"u1": fresh}
+        assert store.read_shown(["u1", "u2", "nobody"]) == {"u1": shown, "u2": ShownItems(user_id="u2")}
+        store.write_fresh_users([FreshUser(user_id="u1", updated_at=13.0)])
+        assert store.read_shown(["u1"]) == {"u1": shown}
+        left = self.fresh_ttl_left(store, "shown_users", "u1")
         assert left is not None and 3500 < left <= 3600
 
     def test_trending_by_id_and_all_live_items(self) -> None:

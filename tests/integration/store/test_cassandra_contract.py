@@ -40,8 +40,8 @@ class TestCassandraStore(StoreContract):
         cql(store).execute(f"UPDATE {where.replace(' WHERE', ' SET data = ? WHERE')}", (edit(data), *params))
 
     def fresh_ttl_left(self, store: OnlineStore, table: str, key: str) -> float | None:
-        if table == "fresh_users":
-            query, params = "SELECT TTL(data) FROM {ks}.fresh_users WHERE ns = ? AND user_id = ?", (self.namespace, key)
+        if table in ("fresh_users", "shown_users"):
+            query, params = f"SELECT TTL(data) FROM {{ks}}.{table} WHERE ns = ? AND user_id = ?", (self.namespace, key)
         else:
             query = "SELECT TTL(data) FROM {ks}.trending WHERE ns = ? AND bucket = ? AND item_id = ?"
             params = (self.namespace, schema.trending_bucket(key), key)

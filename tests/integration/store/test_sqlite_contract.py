@@ -41,7 +41,7 @@ class TestSQLiteStore(StoreContract):
                   (edit(data), version, key))  # fmt: skip
 
     def fresh_ttl_left(self, store: OnlineStore, table: str, key: str) -> float | None:
-        column = "user_id" if table == "fresh_users" else "item_id"
+        column = "user_id" if table in ("fresh_users", "shown_users") else "item_id"
         rows = self._sql("fresh.sqlite", f"SELECT expires_at FROM {table} WHERE ns = ? AND {column} = ?",
                          (self.namespace, key))  # fmt: skip
         return rows[0][0] - time.time() if rows else None

@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 from batch_layer.job import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_GATE, EXIT_LOCKED
 from lambdarec.cli import app
 from lambdarec.settings import Settings
+from lambdarec.settings.eventlog import impressions_log
 
 from .usage import DEPLOY, ROOT, is_setting_or_known, resolve
 
@@ -304,14 +305,21 @@ def test_compose_kafka_init_creates_the_topics_the_settings_name() -> None:
     dead_letter = Settings.load(overrides={"log": {"url": env["LAMBDAREC_LOG__URL"]}}).log.dead_letter
     assert dead_letter == f"{topic}-dead-letter"  # derived from the topic: deployments on one Kafka never collide
     assert f"--topic {dead_letter} --partitions 1" in script
-    assert script.count("--if-not-exists") == 2
+    impressions = Settings.load(overrides={"log": {"url": env["LAMBDAREC_LOG__URL"],
+                                                   "impressions_topic": env["LAMBDAREC_LOG__IMPRESSIONS_TOPIC"]},
+                                           "speed": {"feedback": {"own_consumer": True}}})  # fmt: skip
+    own = impressions_log(impressions.log)
+    assert own is not None and f"--topic {own.url.rsplit('/', 1)[1]} --partitions" in script
+    assert f"--topic {own.dead_letter} --partitions 1" in script  # bad impressions: their own dead letters
+    assert script.count("--if-not-exists") == 4
 
 
 def test_compose_lambdarec_services_run_existing_commands_with_valid_settings(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     services = _compose_lambdarec_services()
-    assert set(services) == {"store-init", "batch", "speed", "serving", "archive"}
+    assert set(services) == {"store-init", "batch", "speed", "serving", "archive", "speed-impressions",
+                             "archive-impressions"}  # fmt: skip
     for name, service in services.items():
         resolve(service["command"])
         for var in service["environment"]:

@@ -1,0 +1,92 @@
+"""The impressions consumer (``speed.feedback.own_consumer``): a consumer group of its own that applies only
+``impression`` events, into each user's impressions row (:meth:`OnlineStore.write_shown`), so impressions never
+sit in front of positive events. It reads the log of ``log.impressions_topic``, where ingest sends them, so the
+positive-event consumer never reads one; unset, it reads the positive-event consumer's log, which skips them.
+
+The loop is the speed consumer's (poll, validate, claim event ids, write, then commit; a crash redelivers and the
+row's log positions make the replay a no-op), less what impressions never need: no snapshot, no fold-in, no
+trending. A bad impression is dead-lettered here (the positive-event consumer leaves it alone), a record that is
+not an impression is committed past untouched.
+
+Example
+-------
+>>> with ImpressionConsumer(settings) as consumer:          # doctest: +SKIP
+...     stats = consumer.run(until_idle_s=2.0)
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from lambdarec.eventlog import EventLog, open_impressions_log
+from lambdarec.logs import get_logger
+from lambdarec.model.rows import ShownItems
+from lambdarec.settings import Settings
+from lambdarec.store import CorruptRowError
+from speed_layer.apply import Events, group_events, isolated
+from speed_layer.consumer import SpeedConsumer
+from speed_layer.impressions import ImpressionPath, apply_impressions
+from speed_layer.pipeline import StateWriter
+from speed_layer.state import Position
+
+log = get_logger(__name__)
+
+
+def impressions_group(settings: Settings) -> str:
+    """The group: ``speed.feedback.impressions_group``, else the speed consumer's group + ``-impressions``."""
+    given = settings.speed.feedback.impressions_group
+    return given or f"{settings.log.consumer_group}-impressions"
+
+
+class ShownWriter(StateWriter):
+    """Writes one batch's impressions rows (its ``users``; it has no trending shards)."""
+
+    def _write(self, users: list, items: list) -> float:
+        self.store.write_shown(users)
+        return time.time()
+
+
+class ImpressionConsumer(SpeedConsumer):
+    """One member of the impressions consumer group: the speed consumer's loop (pipelined on a remote store) with
+    its own records, state and writes (``_path``, ``_inputs``, ``_compute``, ``state_writer``)."""
+
+    name = "impressions"
+    state_writer = ShownWriter
+
+    def __init__(self, settings: Settings, *, group: str | None = None, **kwargs: Any) -> None:
+        super().__init__(settings, group=group or impressions_group(settings), **kwargs)
+        self._path = ImpressionPath(settings.speed)
+
+    @staticmethod
+    def open_log(settings: Settings) -> EventLog:
+        """The log impressions are read from: ``log.impressions_topic``'s when set, else ``log.url``'s."""
+        return open_impressions_log(settings)
+
+    def _refresh_model(self) -> None:
+        """Impressions need no snapshot."""
+
+    def _inputs(self, good: Events, appended: dict[Position, float]) -> dict[str, ShownItems]:
+        """The users' impressions rows: those being written, else the store's."""
+        by_user, _ = group_events(good)
+        pending = self._writer.pending_users()
+        try:
+            stored = self.store.read_shown([u for u in by_user if u not in pending])
+        except CorruptRowError as exc:  # a row that does not decode starts afresh, never a crash loop
+            log.error("speed.corrupt_impressions_row", users=[str(k) for k in exc.keys][:20], reason=str(exc),
+                      effect="their impressions restart from the events being applied")  # fmt: skip
+            stored = dict(exc.rows)
+        stored.update((u, pending[u]) for u in by_user if u in pending)  # type: ignore[misc]
+        return stored
+
+    def _compute(self, good: Events, inputs: Any) -> tuple[list, list, dict[Position, str]]:
+        """The users' new impressions rows, no trending shard, and the poison records left out with the reason."""
+        by_user, _ = group_events(good)
+        limits = self.settings.speed.feedback
+        poison: dict[Position, str] = {}
+        rows: list[ShownItems] = []
+        for user_id, events in by_user.items():
+            row = isolated(lambda u, ev: apply_impressions(inputs.get(u), ev, limits), user_id, events, poison)
+            if row is not None:
+                rows.append(row)
+        return rows, [], poison

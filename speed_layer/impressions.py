@@ -1,0 +1,88 @@
+"""Impressions apart from positive events (``speed.feedback.own_consumer``), as pure functions. No I/O here.
+
+The positive-event consumer leaves ``impression`` records to the impressions consumer, which tells them apart
+without decoding the whole event (:func:`~lambdarec.events.peek.is_impression`: one substring test, then a
+decode of ``event_type`` alone), so an impression costs the positive path a read and a look, not a parse, a claim
+and a state write; with ``log.impressions_topic`` it costs nothing, for they are in a log of their own. The
+impressions consumer keeps each user's impressions in a row of their own (:class:`ShownItems`), idempotent by log
+position as the fresh state is; serving joins it to the fresh row (:mod:`lambdarec.model.shown`).
+
+Example
+-------
+>>> from lambdarec.events.peek import is_impression
+>>> is_impression(b'{"event_type": "impression", "user_id": "u1", "item_ids": ["i1"]}')
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from lambdarec.eventlog.base import Record
+from lambdarec.events import Event
+from lambdarec.events.peek import is_impression
+from lambdarec.model.rows import ShownItems
+from lambdarec.settings import LogSettings, SpeedSettings
+from lambdarec.settings.feedback import SpeedFeedbackSettings
+from speed_layer.feedback import Feedback
+
+Position = tuple[int, int]  # (partition, offset)
+
+
+class PositivePath:
+    """What the positive-event consumer polls and applies when impressions have their own consumer
+    (``speed.feedback.own_consumer``): it skips them, and polls enough records at once that a batch still holds
+    about ``speed.poll_max_records`` positive events (the poll grows with the share of impressions it has seen,
+    up to ``speed.feedback.apart_poll_records``), so the per-batch cost is spread as it is without impressions.
+    One poll per batch still: state is written and committed before the next poll, where a rebalance may happen.
+    With ``log.impressions_topic`` ingest sends impressions to a log of their own, which this consumer never reads;
+    any that still reach its log (a producer writing to the topic directly) it applies itself: none is lost.
+    """
+
+    def __init__(self, speed: SpeedSettings, log: LogSettings) -> None:
+        self.apart = speed.feedback.own_consumer and log.impressions_topic is None  # else they are elsewhere
+        self.wanted, self.most = speed.poll_max_records, max(speed.poll_max_records, speed.feedback.apart_poll_records)
+        self.size = self.wanted
+
+    def of(self, records: list[Record]) -> list[Record]:
+        """The records to apply: all, or all but the impressions (and the next poll's size learnt from them)."""
+        if not self.apart:
+            return records
+        mine = [r for r in records if not is_impression(r.value)]
+        if len(records) >= self.size:  # a full poll: its share of positive events sizes the next one
+            self.size = min(self.most, max(self.wanted, self.wanted * len(records) // max(len(mine), 1)))
+        return mine
+
+
+class ImpressionPath:
+    """What the impressions consumer polls and applies: ``speed.poll_max_records`` records, their impressions."""
+
+    def __init__(self, speed: SpeedSettings) -> None:
+        self.size = speed.poll_max_records
+
+    def of(self, records: list[Record]) -> list[Record]:
+        return [r for r in records if is_impression(r.value)]
+
+
+def apply_impressions(
+    row: ShownItems | None, events: Sequence[tuple[Event, Position]], limits: SpeedFeedbackSettings
+) -> ShownItems | None:
+    """One user's impression ``events`` (log order) added to their impressions ``row``, bounded by ``limits`` as
+    the fresh row's are; None when every event had been applied before (a redelivery: nothing to write)."""
+    if not events:
+        return None
+    row = row or ShownItems(user_id=events[0][0].user_id)
+    positions = dict(row.positions)
+    feedback = Feedback(hidden={}, disliked={}, shown=dict(row.shown))
+    applied, newest = 0, row.updated_at
+    for event, (partition, offset) in events:
+        if offset < positions.get(str(partition), 0):
+            continue
+        positions[str(partition)] = offset + 1
+        applied += 1
+        newest = max(newest, event.timestamp)
+        feedback.add(event)
+    if applied == 0:
+        return None
+    shown = feedback.bounded(limits, newest).shown
+    return ShownItems(user_id=row.user_id, shown=shown, positions=positions, updated_at=newest)

@@ -1,0 +1,132 @@
+"""Impressions apart from positive events (``speed.feedback.own_consumer``): the look that tells them apart, the
+impressions row, and the join serving makes, which must give the very impressions the one-consumer path keeps."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lambdarec.eventlog.base import Record
+from lambdarec.events import Event
+from lambdarec.events.peek import is_impression
+from lambdarec.model.rows import FreshUser, ShownItems
+from lambdarec.model.shown import join_shown
+from lambdarec.settings import LogSettings, SpeedSettings
+from speed_layer.impressions import PositivePath, apply_impressions
+from speed_layer.state import apply_user_events
+
+T = 1_764_400_000.0
+SPEED = SpeedSettings()
+WEIGHTS = {"view": 1.0, "click": 2.0}
+LOG = LogSettings()
+
+
+def ev(n: int, etype: str, item: str = "i1", items: tuple[str, ...] = (), ts: float | None = None):
+    event = Event(event_id=f"e{n}", user_id="u1", item_id=item, event_type=etype,
+                  timestamp=T + n if ts is None else ts, item_ids=items)  # fmt: skip
+    return event, (0, n)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (b'{"event_type":"impression","user_id":"u1","item_ids":["i1"]}', True),
+        (b'{ "user_id": "u1", "item_ids": ["i1"],  "event_type" : "impression" }', True),
+        (b'{"event_type":"click","user_id":"u1","item_id":"impression"}', False),  # the word elsewhere
+        (b'{"event_type":"impression-ish","user_id":"u1","item_id":"i1"}', False),
+        (b'["impression"]', False),  # not an object: the positive-event consumer dead-letters it
+        (b'{"event_type":"impression", broken', False),  # does not decode: likewise
+        (b'{"event_type": 7, "x": "impression"}', False),
+        (b"", False),
+    ],
+)
+def test_an_impression_is_told_apart_by_its_event_type_alone(raw: bytes, expected: bool) -> None:
+    assert is_impression(raw) is expected
+
+
+def record(n: int, value: dict) -> Record:
+    return Record(0, n, "u1", json.dumps(value).encode(), 0)
+
+
+def test_the_positive_path_skips_impressions_only_when_they_have_their_own_consumer_and_polls_more() -> None:
+    records = [record(n, {"event_type": "impression" if n % 10 else "click"}) for n in range(100)]
+    together = PositivePath(SpeedSettings(poll_max_records=100), LOG)
+    assert together.of(records) == records and together.size == 100
+    apart = PositivePath(SpeedSettings(poll_max_records=100, feedback={"own_consumer": True}), LOG)
+    assert [r.offset for r in apart.of(records)] == list(range(0, 100, 10))
+    assert apart.size == 1000  # a tenth were positive: ten times the records for a batch of 100 positive events
+    capped = PositivePath(SpeedSettings(poll_max_records=100, feedback={"own_consumer": True,
+                                                                        "apart_poll_records": 300}), LOG)  # fmt: skip
+    capped.of(records)
+    assert capped.size == 300
+    capped.of(records[:50])  # a short poll (the log ran dry) says nothing about the share
+    assert capped.size == 300
+    own_topic = LogSettings(impressions_topic="impressions")  # ingest sends them elsewhere: any left here apply
+    elsewhere = PositivePath(SpeedSettings(poll_max_records=100, feedback={"own_consumer": True}), own_topic)
+    assert elsewhere.of(records) == records and elsewhere.size == 100
+
+
+def test_impressions_rows_are_idempotent_by_log_position_and_bounded() -> None:
+    limits = SpeedSettings(feedback={"impressions_per_item": 2}).feedback
+    row = apply_impressions(None, [ev(1, "impression", items=("i1", "i2")), ev(2, "impression", items=("i1",))], limits)
+    assert row == ShownItems(user_id="u1", shown={"i1": [T + 1, T + 2], "i2": [T + 1]}, positions={"0": 3},
+                             updated_at=T + 2)  # fmt: skip
+    assert apply_impressions(row, [ev(2, "impression", items=("i1",))], limits) is None  # a redelivery
+    newer = apply_impressions(row, [ev(2, "impression", items=("i1",)), ev(3, "impression", items=("i1",))], limits)
+    assert newer is not None and newer.shown["i1"] == [T + 2, T + 3] and newer.positions == {"0": 4}
+
+
+def test_the_join_drops_impressions_at_or_before_the_items_newest_positive_event() -> None:
+    fresh = FreshUser(user_id="u1", events=[("i1", T + 5, 1.0)], recent=[("i2", T + 3)], shown={"i4": [T + 1]})
+    row = ShownItems(user_id="u1", shown={"i1": [T + 4, T + 5, T + 6], "i2": [T + 2], "i3": [T + 1], "i4": [T + 2]})
+    joined = join_shown(fresh, row, "u1")
+    assert joined is not None and joined.shown == {"i1": [T + 6], "i3": [T + 1], "i4": [T + 1, T + 2]}
+    again = ShownItems(user_id="u1", shown={"i4": [T + 1, T + 3]})  # i4 at T+1: the one the fresh row holds
+    assert join_shown(fresh, again, "u1").shown == {"i4": [T + 1, T + 3]}
+    assert joined.events == fresh.events and fresh.shown == {"i4": [T + 1]}  # the stored row is left as it was
+    only = join_shown(None, row, "u1")  # impressions but no fresh row yet
+    assert only is not None and only.shown == row.shown and only.vector is None
+    assert join_shown(fresh, None, "u1") is fresh and join_shown(fresh, ShownItems(user_id="u1"), "u1") is fresh
+
+
+def test_an_impression_that_arrives_after_a_later_click_does_not_count_in_event_time() -> None:
+    """Out of log order, event time decides (the one-consumer path counts it: it cleared the item's impressions
+    when the click arrived, before this one came in)."""
+    fresh = apply_user_events(None, [ev(2, "click", "i1", ts=T + 10)], None, None, settings=SPEED,
+                              default_weights=WEIGHTS)  # fmt: skip
+    row = apply_impressions(None, [ev(3, "impression", items=("i1",), ts=T + 5)], SPEED.feedback)
+    joined = join_shown(fresh, row, "u1")
+    assert joined is not None and joined.shown == {}
+    tie = apply_impressions(None, [ev(3, "impression", items=("i1",), ts=T + 10)], SPEED.feedback)
+    assert join_shown(fresh, tie, "u1").shown == {}  # at the click's very time: shown, then clicked
+
+
+kinds = st.sampled_from(["view", "click", "impression", "impression", "impression", "hide", "dislike"])
+items = st.sampled_from(["i1", "i2", "i3", "i4"])
+
+
+steps_ = st.lists(st.tuples(kinds, items, st.lists(items, min_size=1, max_size=4, unique=True), st.integers(0, 40)))
+
+
+@settings(max_examples=200, deadline=None)
+@given(steps_, st.integers(1, 5))
+def test_impressions_apart_give_the_impressions_the_one_consumer_path_keeps(steps, batches) -> None:
+    """Any events in event-time order, in any batching: the positive-event consumer's fresh row joined
+    to the impressions consumer's row holds the same impressions as one consumer applying everything in order."""
+    events = []
+    times = sorted(ts for *_, ts in steps)
+    for n, ((kind, item, shown, _), ts) in enumerate(zip(steps, times, strict=True)):
+        events.append(ev(n, kind, item, tuple(shown) if kind == "impression" else (), T + ts + n / 1000))
+    one = apply_user_events(None, events, None, None, settings=SPEED, default_weights=WEIGHTS)
+    fresh, row = None, None
+    size = max(1, len(events) // batches)
+    for start in range(0, len(events), size):
+        chunk = events[start : start + size]
+        others = [(e, p) for e, p in chunk if e.event_type != "impression"]
+        fresh = apply_user_events(fresh, others, None, None, settings=SPEED, default_weights=WEIGHTS) or fresh
+        row = apply_impressions(row, [(e, p) for e, p in chunk if e.event_type == "impression"], SPEED.feedback) or row
+    joined = join_shown(fresh, row, "u1")
+    assert (joined.shown if joined else {}) == (one.shown if one else {})
