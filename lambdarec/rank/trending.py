@@ -85,3 +85,64 @@ class TrendingScores:
         # does, so (bits << 32) - index is unique and the faster unstable sort gives the stable order
         key = (scores[live].view(np.int32).astype(np.int64) << 32) - live
         return cls(scores, live[np.argsort(-key)])
+
+
+class TrendingOrder:
+    """Trending counts over a snapshot's items, kept in score order as counts change one item at a time.
+
+    A count decayed in event time keeps its rank whatever the time it is seen from: ``count * 2 ** (-(now - as_of)
+    / half_life)`` orders as ``log2(count) + as_of / half_life`` does. So the order moves only where a count
+    changes, one item at a time, instead of a sort of every item at each read; :meth:`at` checks that order
+    against the float32 scores it gives (ties by index) and sorts afresh where rounding disagrees, so it always
+    equals :meth:`TrendingScores.of` of :meth:`scores`.
+
+    Example
+    -------
+    >>> order = TrendingOrder(3, half_life_s=10.0)
+    >>> order.set(1, 2.0, 0.0); order.set(2, 2.0, 10.0)
+    >>> order.at(10.0).order.tolist(), order.scores(10.0).tolist()
+    ([2, 1], [0.0, 1.0, 2.0])
+    """
+
+    def __init__(self, n_items: int, half_life_s: float) -> None:
+        self.half_life_s = half_life_s
+        self.count = np.zeros(n_items, dtype=np.float64)
+        self.as_of = np.zeros(n_items, dtype=np.float64)
+        self._key = np.full(n_items, -np.inf)  # log2(count) + as_of / half_life: the order at any time
+        self._order = np.empty(0, dtype=np.int64)  # items with a positive count, highest key first, ties by index
+        self._odd = 0  # items whose count is not a finite positive float: read through TrendingScores.of
+
+    def set(self, i: int, count: float, as_of: float) -> None:
+        """Item ``i``'s count is now ``count`` as of ``as_of`` (event time, seconds)."""
+        was_odd = not (0.0 < self.count[i] < math.inf) and self.count[i] != 0.0
+        self.count[i], self.as_of[i] = count, as_of
+        odd = not (0.0 < count < math.inf) and count != 0.0
+        self._odd += int(odd) - int(was_odd)
+        if self._key[i] > -np.inf:
+            self._order = self._order[self._order != i]
+        if not 0.0 < count < math.inf:
+            self._key[i] = -np.inf
+            return
+        key = self._key[i] = math.log2(count) + as_of / self.half_life_s
+        ranked = -self._key[self._order]
+        lo, hi = np.searchsorted(ranked, -key, "left"), np.searchsorted(ranked, -key, "right")
+        at = lo + int(np.searchsorted(self._order[lo:hi], i))  # equal keys: by index
+        self._order = np.insert(self._order, at, i)
+
+    def scores(self, now_s: float) -> np.ndarray:
+        """The counts decayed to ``now_s``, float32 per item."""
+        age = np.maximum(now_s - self.as_of, 0.0)
+        return (self.count * np.exp2(-age / self.half_life_s)).astype(np.float32)
+
+    def at(self, now_s: float, where: str = "merge") -> TrendingScores:
+        """``TrendingScores.of(self.scores(now_s))``, without sorting every item when the kept order holds."""
+        scores = self.scores(now_s)
+        if self._odd:
+            return TrendingScores.of(scores, where)
+        s = scores[self._order]
+        if s.size and not (s[0] <= FLOAT32_MAX):  # an overflow to inf: counted and zeroed as of() does
+            return TrendingScores.of(scores, where)
+        step = s[:-1] - s[1:]  # the kept order must be the float32 order: non-increasing, equal scores by index
+        if (step < 0).any() or ((step == 0) & (s[1:] > 0) & (self._order[:-1] > self._order[1:])).any():
+            return TrendingScores.of(scores, where)
+        return TrendingScores(scores, self._order[: int(np.count_nonzero(s > 0))])
