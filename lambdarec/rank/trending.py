@@ -92,9 +92,9 @@ class TrendingOrder:
 
     A count decayed in event time keeps its rank whatever the time it is seen from: ``count * 2 ** (-(now - as_of)
     / half_life)`` orders as ``log2(count) + as_of / half_life`` does. So the order moves only where a count
-    changes, one item at a time, instead of a sort of every item at each read; :meth:`at` checks that order
-    against the float32 scores it gives (ties by index) and sorts afresh where rounding disagrees, so it always
-    equals :meth:`TrendingScores.of` of :meth:`scores`.
+    changes, one item at a time, instead of a sort of every item at each read. :meth:`at` reads the float32
+    scores in that order and puts equal ones (float32 rounding, counts decayed below its range) by index, so it
+    always equals ``TrendingScores.of(self.scores(now_s))``.
 
     Example
     -------
@@ -108,26 +108,23 @@ class TrendingOrder:
         self.half_life_s = half_life_s
         self.count = np.zeros(n_items, dtype=np.float64)
         self.as_of = np.zeros(n_items, dtype=np.float64)
-        self._key = np.full(n_items, -np.inf)  # log2(count) + as_of / half_life: the order at any time
-        self._order = np.empty(0, dtype=np.int64)  # items with a positive count, highest key first, ties by index
-        self._odd = 0  # items whose count is not a finite positive float: read through TrendingScores.of
+        self._order = np.arange(n_items, dtype=np.int64)  # every item, highest key first, equal keys by index
+        self._key = np.full(n_items, np.inf)  # -(log2(count) + as_of / half_life) of each place of the order
+        self._odd = 0  # items whose count is not a finite float >= 0: read through TrendingScores.of
 
     def set(self, i: int, count: float, as_of: float) -> None:
         """Item ``i``'s count is now ``count`` as of ``as_of`` (event time, seconds)."""
-        was_odd = not (0.0 < self.count[i] < math.inf) and self.count[i] != 0.0
+        self._odd += int(_odd(count)) - int(_odd(self.count[i]))
         self.count[i], self.as_of[i] = count, as_of
-        odd = not (0.0 < count < math.inf) and count != 0.0
-        self._odd += int(odd) - int(was_odd)
-        if self._key[i] > -np.inf:
-            self._order = self._order[self._order != i]
-        if not 0.0 < count < math.inf:
-            self._key[i] = -np.inf
-            return
-        key = self._key[i] = math.log2(count) + as_of / self.half_life_s
-        ranked = -self._key[self._order]
-        lo, hi = np.searchsorted(ranked, -key, "left"), np.searchsorted(ranked, -key, "right")
-        at = lo + int(np.searchsorted(self._order[lo:hi], i))  # equal keys: by index
-        self._order = np.insert(self._order, at, i)
+        key = -(math.log2(count) + as_of / self.half_life_s) if 0.0 < count < math.inf else math.inf
+        order, keys, last = self._order, self._key, self._order.size - 1
+        at = int(np.flatnonzero(order == i)[0])
+        order[at:last], keys[at:last] = order[at + 1 :], keys[at + 1 :]  # out of the order (numpy copies overlaps)
+        to = int(np.searchsorted(keys[:last], key))
+        if to < last and keys[to] == key:  # equal keys: by index
+            to += int(np.searchsorted(order[to : np.searchsorted(keys[:last], key, "right")], i))
+        order[to + 1 :], keys[to + 1 :] = order[to:last], keys[to:last]  # ...and back in at its key's place
+        order[to], keys[to] = i, key
 
     def scores(self, now_s: float) -> np.ndarray:
         """The counts decayed to ``now_s``, float32 per item."""
@@ -135,14 +132,19 @@ class TrendingOrder:
         return (self.count * np.exp2(-age / self.half_life_s)).astype(np.float32)
 
     def at(self, now_s: float, where: str = "merge") -> TrendingScores:
-        """``TrendingScores.of(self.scores(now_s))``, without sorting every item when the kept order holds."""
+        """``TrendingScores.of(self.scores(now_s))``, without sorting every item."""
         scores = self.scores(now_s)
-        if self._odd:
-            return TrendingScores.of(scores, where)
         s = scores[self._order]
-        if s.size and not (s[0] <= FLOAT32_MAX):  # an overflow to inf: counted and zeroed as of() does
+        live = int(np.count_nonzero(s > 0))
+        if self._odd or (live and not s[0] <= FLOAT32_MAX) or s[live:].any():  # defects, or rounding off order
             return TrendingScores.of(scores, where)
-        step = s[:-1] - s[1:]  # the kept order must be the float32 order: non-increasing, equal scores by index
-        if (step < 0).any() or ((step == 0) & (s[1:] > 0) & (self._order[:-1] > self._order[1:])).any():
-            return TrendingScores.of(scores, where)
-        return TrendingScores(scores, self._order[: int(np.count_nonzero(s > 0))])
+        order = self._order[:live]
+        key = (s[:live].view(np.int32).astype(np.int64) << 32) - order  # as TrendingScores.of orders them
+        if live > 1 and not (key[:-1] > key[1:]).all():  # equal float32 scores: by index
+            order = order[np.argsort(-key, kind="stable")]  # nearly sorted already: one quick merge pass
+        return TrendingScores(scores, order.copy())
+
+
+def _odd(count: float) -> bool:
+    """Whether a count is a defect: NaN, infinite or negative."""
+    return not 0.0 <= count < math.inf
