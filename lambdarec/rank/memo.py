@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from lambdarec.model.rows import FreshUser, UserRow
-from lambdarec.rank.defects import count_nonfinite
+from lambdarec.rank.defects import count_nonfinite, finite_batch_row
 
 if TYPE_CHECKING:  # the model's loader reads the store; the math only reads a loaded model
     from lambdarec.model.snapshot import SnapshotModel
@@ -38,6 +38,18 @@ def finite_vector(fresh: FreshUser) -> np.ndarray | None:
         return None
     _last["vector"] = (fresh, vector)
     return vector
+
+
+def finite_row(row: UserRow) -> UserRow:
+    """``finite_batch_row(row)``: the row itself when its scores are finite (remembered for the row), else a copy
+    with the non-finite scores made unknown (checked, and counted as defects, at each call)."""
+    last = _last.get("finite_row")
+    if last is not None and last[0] is row:
+        return row
+    checked = finite_batch_row(row)
+    if checked is row:
+        _last["finite_row"] = (row,)
+    return checked  # type: ignore[return-value]
 
 
 def item_indices(
