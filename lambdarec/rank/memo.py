@@ -11,6 +11,7 @@ per kind is held: after a flip the old snapshot stays referenced only until the 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from itertools import repeat
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -61,7 +62,8 @@ def item_indices(
     last = _last.get(kind)
     if last is not None and last[0] is model and last[1] is key:
         return last[2]
-    found = np.array([i for i in map(model.item_index.get, items()) if i is not None], dtype=np.int64)
+    found = np.fromiter(map(model.item_index.get, items(), repeat(-1)), dtype=np.int64)  # no Python frame per item
+    found = found[found >= 0]
     _last[kind] = (model, key, found)
     return found
 
