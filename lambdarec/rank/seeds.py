@@ -85,7 +85,13 @@ def evidence(
 ) -> float:
     """``e / (1 + e)`` with ``e`` the recency-weighted count of the fresh events after the snapshot's cut-off and
     of the session's items: see :func:`lambdarec.rank.merge.fresh_evidence`."""
-    return float(evidence_many(model, [fresh], [session], [now_s], [half_life_s])[0])
+    if (fresh is None and not session) or not now_s:
+        return 0.0
+    events = fresh.events if fresh is not None else []
+    fresh_times = np.fromiter(map(_time, events), dtype=np.float64, count=len(events))  # map: no Python frame each
+    times = np.concatenate((fresh_times[fresh_times > model.cutoff_s], np.fromiter(map(_time, session), np.float64)))
+    e = sum(np.exp2(-np.maximum(now_s - times, 0.0) / half_life_s).tolist())  # in order, as evidence_many sums
+    return e / (1.0 + e)
 
 
 def evidence_many(
@@ -95,7 +101,8 @@ def evidence_many(
     now_s: Sequence[float],
     half_life_s: Sequence[float],
 ) -> np.ndarray:
-    """:func:`evidence` of many requests (float64, one per request) in one pass over all their event times."""
+    """:func:`evidence` of many requests (float64, one per request) in one pass over all their event times, each
+    request's summed in the same order (a block gives each request what a request alone gets)."""
     n = len(fresh)
     events = [f.events if f is not None and now else () for f, now in zip(fresh, now_s, strict=True)]
     sessions = [s if now else () for s, now in zip(sessions, now_s, strict=True)]
