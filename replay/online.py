@@ -25,7 +25,6 @@ from msgspec import structs
 from lambdarec.events import FEEDBACK_TYPES, Event
 from lambdarec.model.freshstate import rebase, solve_many
 from lambdarec.model.snapshot import SnapshotModel
-from lambdarec.rank.trending import TrendingOrder, TrendingScores
 from lambdarec.settings import SpeedSettings
 from lambdarec.store import FreshUser, OnlineStore, TrendingItem, UserRow
 from speed_layer.state import apply_trending, apply_user_events
@@ -94,11 +93,8 @@ class OnlineState:
 
     def trending(self, now_s: float) -> np.ndarray:
         """Trending counts over the snapshot's items decayed to ``now_s``: ``trending_scores`` of the rows."""
-        return self._trending.scores(now_s)
-
-    def trending_ordered(self, now_s: float) -> TrendingScores:
-        """``TrendingScores.of(self.trending(now_s))``; the order is kept as events arrive, not sorted per read."""
-        return self._trending.at(now_s)
+        age = np.maximum(now_s - self._as_of, 0.0)
+        return (self._count * np.exp2(-age / self.speed.trending_half_life_s)).astype(np.float32)
 
     # ---- writes --------------------------------------------------------------------------------------------
 
@@ -126,7 +122,7 @@ class OnlineState:
                 continue
             self.trending_rows[item_id] = new_item
             if (i := index.get(item_id)) is not None:
-                self._trending.set(i, new_item.count, new_item.as_of)
+                self._count[i], self._as_of[i] = new_item.count, new_item.as_of
 
     def state(self, user_id: str, solve: bool = True) -> FreshUser | None:
         """The user's fresh state with every event applied so far (None for a user with no fresh event).
@@ -208,8 +204,10 @@ class OnlineState:
         del s.items[: -self.speed.recent_items]
 
     def _load_trending_arrays(self) -> None:
-        self._trending = TrendingOrder(len(self.model.item_ids), self.speed.trending_half_life_s)
+        n = len(self.model.item_ids)
+        self._count = np.zeros(n, dtype=np.float64)
+        self._as_of = np.zeros(n, dtype=np.float64)
         index = self.model.item_index
         for t in self.trending_rows.values():
             if (i := index.get(t.item_id)) is not None:
-                self._trending.set(i, t.count, t.as_of)
+                self._count[i], self._as_of[i] = t.count, t.as_of

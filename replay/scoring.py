@@ -2,7 +2,7 @@
 
 A scored event asks every variant for the user's list given the state just before the event. Reading that state
 is cheap; solving the user's fold-in vector and ranking are not. So :class:`BatchScorer` takes a copy of the state
-at the event (the fresh state without its vector, the session, the trending scores in kept order, the seen set) and,
+at the event (the fresh state without its vector, the session, the trending scores ordered once, the seen set) and,
 every ``batch`` events or before the snapshot changes, solves the fold-ins of all of them in one batched solve
 (:meth:`replay.online.OnlineState.solved`, the speed layer's own ``solve_many``) and asks each variant through
 serving's request path (:func:`replay.variants.recommend`). The lists are those scoring each event at once gives:
@@ -57,7 +57,7 @@ class BatchScorer:
 
     def add(self, online: OnlineState, user_id: str, target: str, now_s: float, session_id: str | None) -> None:
         """Take the state of ``user_id`` just before an event at ``now_s``; rank when the batch is full."""
-        trending = online.trending_ordered(now_s) if self.trending else None  # ordered once, not per variant
+        trending = TrendingScores.of(online.trending(now_s)) if self.trending else None  # ordered once, not per variant
         self._events.append(
             ScoredEvent(
                 user_id=user_id,
