@@ -20,9 +20,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from msgspec import structs
 
 from lambdarec.events import FEEDBACK_TYPES, Event
-from lambdarec.model.freshstate import rebase, replace, solve_many
+from lambdarec.model.freshstate import rebase, solve_many
 from lambdarec.model.snapshot import SnapshotModel
 from lambdarec.settings import SpeedSettings
 from lambdarec.store import FreshUser, OnlineStore, TrendingItem, UserRow
@@ -163,7 +164,7 @@ class OnlineState:
                 solve_vector=False,
             )
             if new is not None:
-                self.fresh[user_id] = replace(new, vector=None, basis=None)
+                self.fresh[user_id] = structs.replace(new, vector=None, basis=None)  # msgspec's: no dict per call
                 self._unsolved.add(user_id)
         if solve:
             todo = list(self._unsolved) if user_ids is None else [u for u in users if u in self._unsolved]

@@ -24,6 +24,7 @@ Example
 
 from __future__ import annotations
 
+import gc
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -165,6 +166,9 @@ def _loop(
     rows = events.iter_rows(named=True)
     # Per-event algebra is tiny (f x f solves, pool x f products): BLAS threads cost far more than they save.
     limiter = threadpool_limits(limits=1, user_api="blas")
+    # What exists now (modules, the snapshot, the log) outlives the loop: the collector's full passes, which the
+    # loop's many small objects trigger, need not walk it again and again (about a tenth of the loop's CPU).
+    gc.freeze()
     try:
         for position, row in enumerate(
             tqdm(rows, total=events.height, desc="replay", unit="ev", disable=not config.progress)
@@ -189,6 +193,7 @@ def _loop(
             online.apply([_event(row, online.event_weights)])
         scorer.flush(online)
     finally:
+        gc.unfreeze()
         limiter.restore_original_limits()
     timings["replay"] += time.perf_counter() - t0
     timings["replay_cpu"] += time.process_time() - cpu0

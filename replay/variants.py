@@ -26,6 +26,8 @@ Example
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from itertools import chain, repeat
+from operator import itemgetter
 from typing import Any, Literal
 
 import numpy as np
@@ -40,6 +42,7 @@ from serving_layer.recommend import RankRequest, RecommendQuery, rank_many
 
 Kind = Literal["popular", "batch", "batch+speed", "lambda"]
 KINDS: tuple[Kind, ...] = ("popular", "batch", "batch+speed", "lambda")
+_item = itemgetter(0)  # a fresh event's or recent entry's item id
 
 
 @dataclass(frozen=True)
@@ -170,7 +173,8 @@ def popular(
         seen[row.history] = True
     seen[item_indices(model, exclude, lambda: exclude)] = True  # kept: the merges of the other variants reuse it
     if fresh is not None:
-        touched = [e[0] for e in fresh.events] + [r[0] for r in fresh.recent]
-        seen[[i for i in map(model.item_index.get, touched) if i is not None]] = True
+        touched = chain(map(_item, fresh.events), map(_item, fresh.recent))
+        found = np.fromiter(map(model.item_index.get, touched, repeat(-1)), dtype=np.int64)
+        seen[found[found >= 0]] = True
     order = model.popular_order[: k + int(seen.sum())]
     return [str(item) for item in model.item_ids[order[~seen[order]][:k]].tolist()]

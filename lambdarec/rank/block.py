@@ -56,6 +56,26 @@ def top_unseen(scores: np.ndarray, seen: np.ndarray, n: int) -> tuple[np.ndarray
     return rows[keep], items[keep]
 
 
+def top_unseen_shared(
+    scores: np.ndarray, slot: np.ndarray, seen: np.ndarray, rows: np.ndarray, n: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`top_unseen` of the requests ``rows`` (request ``b`` scores with ``scores[slot[b]]``): (request, item)
+    of each one's ``n`` best unseen items. Neighbours in ``rows`` with the same vector and the same seen row (the
+    variants of one replayed event) share one selection."""
+    lead = np.ones(rows.size, dtype=bool)
+    if rows.size > 1:
+        before, after = rows[:-1], rows[1:]
+        lead[1:] = (slot[before] != slot[after]) | (seen[before] != seen[after]).any(axis=1)
+    r, items = top_unseen(scores[slot[rows[lead]]], seen[rows[lead]], n)
+    if lead.all():
+        return rows[r], items
+    owner = np.cumsum(lead) - 1  # the selection each request shares: a position in rows[lead]
+    counts = np.bincount(r, minlength=int(lead.sum()))
+    per = counts[owner]
+    offset = np.arange(int(per.sum())) - np.repeat(np.cumsum(per) - per, per)
+    return np.repeat(rows, per), items[np.repeat((np.cumsum(counts) - counts)[owner], per) + offset]
+
+
 def source_table(seen: np.ndarray, found: Sequence[tuple[int, np.ndarray, np.ndarray]]) -> np.ndarray:
     """``[B, n_items]`` int8: the first source (in ``found``'s order) of each (request, item), ``NONE`` where no
     source brought it or it is seen. ``found`` holds (source code, rows, items)."""

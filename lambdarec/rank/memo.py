@@ -11,12 +11,13 @@ per kind is held: after a flip the old snapshot stays referenced only until the 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from itertools import repeat
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from lambdarec.model.rows import FreshUser, UserRow
-from lambdarec.rank.defects import count_nonfinite
+from lambdarec.rank.defects import count_nonfinite, finite_batch_row
 
 if TYPE_CHECKING:  # the model's loader reads the store; the math only reads a loaded model
     from lambdarec.model.snapshot import SnapshotModel
@@ -40,6 +41,18 @@ def finite_vector(fresh: FreshUser) -> np.ndarray | None:
     return vector
 
 
+def finite_row(row: UserRow) -> UserRow:
+    """``finite_batch_row(row)``: the row itself when its scores are finite (remembered for the row), else a copy
+    with the non-finite scores made unknown (checked, and counted as defects, at each call)."""
+    last = _last.get("finite_row")
+    if last is not None and last[0] is row:
+        return row
+    checked = finite_batch_row(row)
+    if checked is row:
+        _last["finite_row"] = (row,)
+    return checked  # type: ignore[return-value]
+
+
 def item_indices(
     model: SnapshotModel, key: frozenset[str] | FreshUser, items: Callable[[], Iterable[str]]
 ) -> np.ndarray:
@@ -49,7 +62,8 @@ def item_indices(
     last = _last.get(kind)
     if last is not None and last[0] is model and last[1] is key:
         return last[2]
-    found = np.array([i for i in map(model.item_index.get, items()) if i is not None], dtype=np.int64)
+    found = np.fromiter(map(model.item_index.get, items(), repeat(-1)), dtype=np.int64)  # no Python frame per item
+    found = found[found >= 0]
     _last[kind] = (model, key, found)
     return found
 

@@ -36,7 +36,7 @@ from lambdarec.rank.feedback import Demotions, demote
 from lambdarec.rank.mmr import mmr_order
 from lambdarec.rank.one import rank_one
 from lambdarec.rank.pool import Ask, components, fresh_vector, pool_sources, prepare
-from lambdarec.rank.seeds import evidence
+from lambdarec.rank.seeds import evidence, evidence_many
 from lambdarec.rank.trending import TrendingScores
 from lambdarec.rank.weights import MergeWeights
 
@@ -143,10 +143,11 @@ def _rank_block(asks: list[Ask]) -> list[list[Ranked]]:
     rows, items = np.nonzero(pooled)
     codes = source[rows, items]
     parts = components(model, asks, rows, items, scores, slot)
+    on = [a for a in asks if a.weights.session != 0]  # the evidence of the others is never used
+    found = iter(evidence_many(model, [a.inp.fresh for a in on], [a.inp.session for a in on],
+                               [a.inp.now_s for a in on], [a.weights.session_half_life_s for a in on]))  # fmt: skip
     session_weight = [
-        a.weights.session * (1.0 + a.weights.fresh_boost * fresh_evidence(a.inp, a.weights.session_half_life_s))
-        if a.weights.session != 0
-        else 0.0
+        a.weights.session * (1.0 + a.weights.fresh_boost * float(next(found))) if a.weights.session != 0 else 0.0
         for a in asks
     ]
     w = np.array([(a.weights.cf, sw, a.weights.trending) for a, sw in zip(asks, session_weight, strict=True)],

@@ -20,8 +20,7 @@ from lambdarec.model.rows import FreshUser
 from lambdarec.rank import block
 from lambdarec.rank.block import finite
 from lambdarec.rank.deepen import seed_neighbours
-from lambdarec.rank.defects import finite_batch_row
-from lambdarec.rank.memo import candidate_arrays, finite_vector, item_indices
+from lambdarec.rank.memo import candidate_arrays, finite_row, finite_vector, item_indices
 from lambdarec.rank.seeds import fresh_items, seeds_of
 from lambdarec.rank.trending import TrendingScores
 
@@ -59,7 +58,7 @@ def prepare(ask: Ask) -> np.ndarray:
     inp, model = ask.inp, ask.inp.model
     if isinstance(inp.trending, np.ndarray):  # ordered once per request, not in each step
         inp = replace(inp, trending=TrendingScores.of(inp.trending))
-    if inp.batch_row is not None and (row := finite_batch_row(inp.batch_row)) is not inp.batch_row:
+    if inp.batch_row is not None and (row := finite_row(inp.batch_row)) is not inp.batch_row:
         inp = replace(inp, batch_row=row)
     ask.inp = inp
     ask.vector = fresh_vector(model, inp.fresh)
@@ -98,8 +97,8 @@ def pool_sources(
     speed_rows, speed_items = [], []
     for top_n in {a.weights.speed_top_n for a in asks}:
         rows = np.flatnonzero((slot >= 0) & np.array([a.weights.speed_top_n == top_n for a in asks]))
-        r, items = block.top_unseen(scores[slot[rows]], seen[rows], top_n)
-        speed_rows.append(rows[r])
+        r, items = block.top_unseen_shared(scores, slot, seen, rows, top_n)
+        speed_rows.append(r)
         speed_items.append(items)
     found.append((block.SPEED, _cat(speed_rows), _cat(speed_items)))
     found.append((block.SESSION, *_neighbours(model, asks, seen)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from pathlib import Path
 
@@ -64,6 +65,7 @@ def test_no_variant_recommends_what_the_user_already_did(drift_log: Path, small_
     until = SPLIT + (SPLIT - SPLIT.replace(day=19))  # two days of replay keep it quick
     cfg = ReplayConfig(str(drift_log), split_at=SPLIT, until=until, ks=(10,), progress=False)
     run = run_replay(settings, cfg, standard_variants(MergeWeights.from_settings(settings.serving)))
+    assert gc.get_freeze_count() == 0 and gc.isenabled()  # the loop froze what existed before it, and let go after
     frame = load_log(str(drift_log), settings.batch, split_at=SPLIT, until=until).frame
     seen: dict[str, set[str]] = {}
     scored = 0
