@@ -16,7 +16,7 @@ Example
 
 from __future__ import annotations
 
-import time
+from collections.abc import Callable
 from typing import Any
 
 from lambdarec.eventlog import EventLog, open_impressions_log
@@ -27,7 +27,7 @@ from lambdarec.store import CorruptRowError
 from speed_layer.apply import Events, group_events, isolated
 from speed_layer.consumer import SpeedConsumer
 from speed_layer.impressions import ImpressionPath, apply_impressions
-from speed_layer.pipeline import StateWriter
+from speed_layer.pipeline import Batch, StateWriter
 from speed_layer.state import Position
 
 log = get_logger(__name__)
@@ -42,9 +42,8 @@ def impressions_group(settings: Settings) -> str:
 class ShownWriter(StateWriter):
     """Writes one batch's impressions rows (its ``users``; it has no trending shards)."""
 
-    def _write(self, users: list, items: list) -> float:
-        self.store.write_shown(users)
-        return time.time()
+    def _jobs(self, batch: Batch) -> list[tuple[Callable[[list[Any]], int], list[Any]]]:
+        return [(self.store.write_shown, batch.users)]
 
 
 class ImpressionConsumer(SpeedConsumer):
