@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from lambdarec.model.rows import FRESH_FORMAT, FreshUser, TrendingItem
+from lambdarec.model.rows import FRESH_FORMAT, FreshUser, ShownItems, TrendingItem
 from lambdarec.model.snapshot import USER_IDS
 from lambdarec.store import open_store
 from serving_layer.answer_cache import ENTRY_BYTES, AnswerCache
@@ -246,3 +246,23 @@ def test_long_session_lists_count_against_the_bound() -> None:
         cache.put(RecommendQuery("u", 10, 0, session), (object(),), None, "v1", body, None, [], False)
     assert cache.bytes <= cache.max_bytes
     assert len(cache) <= 200_000 // (100 * 250)
+
+
+def test_new_impressions_in_the_users_own_impressions_row_are_served_at_once(tmp_path: Path, log_file: Path) -> None:
+    # with speed.feedback.own_consumer the impressions live in a row of their own, joined per request: a change
+    # there (the impressions consumer's write) must reach the next identical request, not a cached answer
+    base = make_settings(tmp_path, **QUIET)
+    settings = base.model_copy(update={"speed": base.speed.model_copy(update={
+        "feedback": base.speed.feedback.model_copy(update={"own_consumer": True})})})  # fmt: skip
+    version = publish(settings, log_file)
+    user = user_of(settings, version)
+    with serving(settings) as client, open_store(settings) as store:
+        before = get(client, user, explain="true")
+        hits = cache_count(client, "hit")
+        assert ids(get(client, user, explain="true")) == ids(before) and cache_count(client, "hit") == hits + 1
+        top = ids(before)[0]
+        now = time.time()
+        store.write_shown([ShownItems(user_id=user, shown={top: [now - 60 + n for n in range(6)]}, updated_at=now)])
+        after = {i["item_id"]: i for i in get(client, user, explain="true")["items"]}
+    assert cache_count(client, "hit") == hits + 1  # the changed row was not answered from the cache
+    assert top not in after or after[top]["components"]["fatigue"] < 1.0
