@@ -44,6 +44,12 @@ def add_arguments(parser) -> None:  # type: ignore[no-untyped-def]
     parser.add_argument(
         "--ways", default="topic,apart,skipped,one", help="comma-separated: topic, apart, skipped, one (see above)"
     )
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="as deployed on cores of their own: the positive-event consumer (and the "
+        "reference) on one CPU, the impressions consumer on another (needs 2 CPUs)",
+    )
 
 
 def impression_lines(positives: list[bytes], per_event: int, shown: int, seed: int) -> list[bytes]:
@@ -69,11 +75,14 @@ def impression_lines(positives: list[bytes], per_event: int, shown: int, seed: i
     return out
 
 
-def _drain_impressions(settings, expected: int, done) -> None:  # type: ignore[no-untyped-def]
-    """The impressions consumer, in a process of its own as deployed: apply until ``expected`` are applied."""
+def _drain_impressions(settings, expected: int, done, cpu: int | None) -> None:  # type: ignore[no-untyped-def]
+    """The impressions consumer, in a process of its own as deployed: apply until ``expected`` are applied (on
+    CPU ``cpu`` alone when given)."""
     from lambdarec.logs import configure_logging
     from speed_layer.impression_consumer import ImpressionConsumer
 
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})
     configure_logging("WARNING")
     with ImpressionConsumer(settings) as consumer:
         while consumer.stats.processed + consumer.stats.duplicates + consumer.stats.dead_lettered < expected:
@@ -81,7 +90,9 @@ def _drain_impressions(settings, expected: int, done) -> None:  # type: ignore[n
         done.put(consumer.stats.processed)
 
 
-def _apply(settings, lines: list[bytes], impressions: int, side_too: bool = True) -> tuple[float, float, int, int]:  # type: ignore[no-untyped-def]
+def _apply(
+    settings, lines: list[bytes], impressions: int, side_too: bool = True, side_cpu: int | None = None
+) -> tuple[float, float, int, int]:  # type: ignore[no-untyped-def]
     """Append ``lines`` through the ingest log and apply them: (seconds from the first batch to the last, CPU
     seconds the positive-event consumer's process spent meanwhile, positive events applied then, records). With
     ``speed.feedback.own_consumer`` the ``impressions`` go to an impressions consumer running meanwhile (unless not
@@ -97,7 +108,7 @@ def _apply(settings, lines: list[bytes], impressions: int, side_too: bool = True
     apart, topic = settings.speed.feedback.own_consumer, settings.log.impressions_topic is not None
     side_too = apart and (side_too or topic)
     done: multiprocessing.Queue = multiprocessing.Queue()
-    side = multiprocessing.Process(target=_drain_impressions, args=(settings, impressions, done), daemon=True)
+    side = multiprocessing.Process(target=_drain_impressions, args=(settings, impressions, done, side_cpu), daemon=True)
     marks: list[float] = []
     cpu: list[float] = []
     seen, first = [0], [0]
@@ -125,6 +136,16 @@ def _apply(settings, lines: list[bytes], impressions: int, side_too: bool = True
         if (applied := done.get(timeout=1)) != impressions:
             raise RuntimeError(f"the impressions consumer applied {applied} of {impressions} impressions")
     return marks[-1] - marks[0], cpu[-1] - cpu[0], len(lines) - impressions - first[0], len(lines)
+
+
+def pin_cpus() -> tuple[int, int]:
+    """Pin this process (the positive-event consumer, and the reference's) to one CPU; the other, for the
+    impressions consumer. A clear error where the machine cannot give two."""
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if len(cpus) < 2:
+        raise SystemExit(f"--pin needs 2 CPUs this process may run on; it has {len(cpus) or 'an unknown number'}")
+    os.sched_setaffinity(0, {cpus[0]})
+    return cpus[0], cpus[1]
 
 
 def _published(
@@ -166,6 +187,7 @@ def run(scale: Scale, args) -> Iterator[Result]:  # type: ignore[no-untyped-def]
 
     configure_logging("WARNING")
     n = SIZES[scale]
+    pinned = pin_cpus() if args.pin else None  # (this process's CPU, the impressions consumer's)
     with tempfile.TemporaryDirectory() as tmp:
         log_path = Path(tmp) / "log.parquet"
         synthesize(SynthSpec(users=USERS, items=ITEMS, events=20_000, seed=1)).events.write_parquet(log_path)
@@ -192,13 +214,14 @@ def run(scale: Scale, args) -> Iterator[Result]:  # type: ignore[no-untyped-def]
             ref_s, ref_cpu, ref_n, _ = _apply(ref, positives, 0)
             ref_rate = ref_n / ref_s
             ours = _published(tmp, metric, log_path, backends, apart, topic)
-            ours_s, ours_cpu, ours_n, records = _apply(ours, mixed, impressions, side_too)
+            ours_s, ours_cpu, ours_n, records = _apply(ours, mixed, impressions, side_too, pinned and pinned[1])
             ours_rate = ours_n / ours_s
             for used in (ref, ours):
                 drop(used)
             note = (
                 f"{mix} ({records} records, {records / ours_s:.0f} records/s): {how}; {args.log} log, {args.store} "
                 f"store; load average {os.getloadavg()[0]:.2f}"
+                + (f"; positive consumer on CPU {pinned[0]}, impressions consumer on CPU {pinned[1]}" if pinned else "")
             )
             yield Result("impressions", metric, ours_rate, ref_rate, "events/s", scale, note=note)
             # the positive consumer's own CPU per positive event: what the path costs, whatever else runs
