@@ -116,7 +116,7 @@ def read_lake(
         event_weight.alias("__event_weight"),
     ]
     if erasures:  # only then are the positions and ingest times needed
-        columns += ["log_partition", "log_offset", pl.col("ingested_at").dt.epoch("ms").alias("ingested_ms"), "source"]
+        columns += erasure_columns()
     try:
         table = lake.table(version)
         raw = pl.scan_delta(table).filter(pl.col("event_type").ne_missing(ITEM_EVENT)).select(columns).collect()
@@ -187,6 +187,11 @@ def read_lake(
     return clean, report
 
 
+def erasure_columns() -> list[str | pl.Expr]:
+    """The columns :func:`_erased_mask` judges a row by (a reader selects them beside its own, then drops them)."""
+    return ["log_partition", "log_offset", pl.col("ingested_at").dt.epoch("ms").alias("ingested_ms"), "source"]
+
+
 def _erased_mask(raw: pl.DataFrame, lake: Lake) -> pl.Series:
     """Rows of erased users that predate their erasure (a delete racing an archiver, or an older version)."""
     erasures = lake.erasures()
@@ -226,12 +231,10 @@ def export_lake(lake: Lake, out: str, version: int | None = None) -> tuple[str, 
             "timestamp",
             "weight",
             "session_id",
-            "log_partition",
-            "log_offset",
-            pl.col("ingested_at").dt.epoch("ms").alias("ingested_ms"),
+            *erasure_columns(),
         )
         .collect()
     )
-    frame = frame.filter(~_erased_mask(frame, lake)).drop("log_partition", "log_offset", "ingested_ms")
+    frame = frame.filter(~_erased_mask(frame, lake)).drop("log_partition", "log_offset", "ingested_ms", "source")
     frame.sort("timestamp", maintain_order=True).write_parquet(out)
     return out, version

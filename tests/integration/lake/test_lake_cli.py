@@ -146,6 +146,21 @@ def test_replay_reads_the_lake(env: Settings, tmp_path: Path) -> None:
     assert code == 2
 
 
+def test_replay_exports_the_lake_when_an_erased_user_came_back(env: Settings, tmp_path: Path) -> None:
+    from batch_layer.lake_source import export_lake
+    from lambdarec.lake import Lake
+
+    invoke("lake", "import", str(history(tmp_path)))
+    assert invoke("forget", "u1", "--json")[0] == 0
+    back = tmp_path / "back.parquet"  # the erased user returns: their new events are archived after the erasure
+    pl.DataFrame([{"user_id": "u1", "item_id": "i3", "timestamp": T0 + 900, "event_type": "view"}]).write_parquet(back)
+    invoke("lake", "import", str(back))
+    out, _ = export_lake(Lake(env.lake), str(tmp_path / "export.parquet"))
+    exported = pl.read_parquet(out)
+    assert exported.filter(pl.col("user_id") == "u1")["item_id"].to_list() == ["i3"]  # only what came after
+    assert exported.height == 600 - 20 + 1
+
+
 def test_import_reads_the_public_dataset_formats(env: Settings, tmp_path: Path) -> None:
     path = tmp_path / "u.data"  # MovieLens-100K's layout: user, item, rating, epoch seconds, tab-separated
     path.write_text("1\t10\t5\t881250949\n2\t20\t3\t881250950\n")
