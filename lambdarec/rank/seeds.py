@@ -90,7 +90,9 @@ def evidence(
     events = fresh.events if fresh is not None else []
     fresh_times = np.fromiter(map(_time, events), dtype=np.float64, count=len(events))  # map: no Python frame each
     times = np.concatenate((fresh_times[fresh_times > model.cutoff_s], np.fromiter(map(_time, session), np.float64)))
-    e = sum(np.exp2(-np.maximum(now_s - times, 0.0) / half_life_s).tolist())  # in order, as evidence_many sums
+    weights = np.exp2(-np.maximum(now_s - times, 0.0) / half_life_s)
+    # summed by the same kernel as evidence_many (bincount adds in order): Python's sum() compensates from 3.12 on
+    e = float(np.bincount(np.zeros(weights.size, dtype=np.intp), weights=weights, minlength=1)[0])
     return e / (1.0 + e)
 
 
