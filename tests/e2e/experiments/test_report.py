@@ -108,7 +108,9 @@ def report(settings: Settings, root: Path, name: str, *args: str) -> dict:
 def test_planted_lifts_are_recovered_within_their_intervals(tmp_path: Path) -> None:
     settings = settings_at(tmp_path)
     rng = random.Random(7)
-    start = time.time() - 4 * DAY
+    # 01:00 UTC of a day four to five days ago: each planted day's events (the first half of the day, and the
+    # purchases at 2.6 days) fall on three calendar dates whatever the time of day the test runs at
+    start = (time.time() - 4 * DAY) // DAY * DAY + 3600
     events = traffic("home", 6000, rng, start) + traffic("leaky", 3000, rng, start, drop=0.25)
     with open_log(settings) as log:
         log.ensure_topic()
