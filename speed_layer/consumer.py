@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
 from lambdarec.catalog.events import interactions, with_changes
@@ -247,9 +247,12 @@ class SpeedConsumer(PollLoop[SpeedStats]):
         model, users, remote = self.model, list(by_user), not self.store.embedded
         trending_f = self._io.submit(self._fresh.trending, list(by_item)) if remote else None
         history_f = self._io.submit(self._rows.get, model, users) if remote and model else None
-        states = self._fresh.users(users)
-        trending = trending_f.result() if trending_f else self._fresh.trending(list(by_item))
-        history = history_f.result() if history_f else self._rows.get(model, users) if model else {}
+        try:
+            states = self._fresh.users(users)
+            trending = trending_f.result() if trending_f else self._fresh.trending(list(by_item))
+            history = history_f.result() if history_f else self._rows.get(model, users) if model else {}
+        finally:  # a failed read leaves none running into the retry (the snapshot-row cache is not thread-safe)
+            wait([f for f in (trending_f, history_f) if f is not None])
         if stale := [u for u in stale_users(trending.values(), model) if u not in by_user]:  # re-solved
             states.update(self._fresh.users(stale))
             history.update(self._rows.get(model, stale) if model else {})
