@@ -121,3 +121,40 @@ def test_a_write_failing_in_flight_is_redelivered_once(tmp_path: Path, store_kin
     assert len(calls) > 4 and stats.processed == EVENTS
     with open_store(settings) as store:
         assert dict(store.read_fresh_users([f"u{k}" for k in range(USERS)])) == clean_pass(tmp_path)
+
+
+def test_a_failed_state_read_leaves_no_read_running_into_the_retry(tmp_path: Path) -> None:
+    """A poll's reads of a remote store run side by side; when one fails, the others are waited for before the
+    batch is tried again, so no read of the failed attempt runs beside the retry's."""
+    settings = settings_for(tmp_path, "store")
+    append_events(settings)
+    store = RemoteLikeStore(settings.store)
+    running, most, failed, calls = [0], [0], [], [0]
+    lock = threading.Lock()
+    with store, SpeedConsumer(settings, store=store) as consumer:
+        read_fresh, read_trending = consumer.store.read_fresh_users, consumer.store.read_trending
+
+        def failing_read(user_ids):  # type: ignore[no-untyped-def]
+            if not failed:
+                failed.append(1)
+                raise StoreError("store went away mid-read (test)")
+            return read_fresh(user_ids)
+
+        def slow_read(keys=None):  # type: ignore[no-untyped-def]
+            with lock:
+                running[0] += 1
+                most[0] = max(most[0], running[0])
+                calls[0] += 1
+                first = calls[0] == 1
+            try:
+                time.sleep(0.2 if first else 0.0)  # the failed attempt's read outlasts the retry's back-off
+                return read_trending(keys)
+            finally:
+                with lock:
+                    running[0] -= 1
+
+        consumer.store.read_fresh_users = failing_read  # type: ignore[method-assign]
+        consumer.store.read_trending = slow_read  # type: ignore[method-assign]
+        stats = consumer.run(until_idle_s=0.3)
+    assert failed and stats.processed == EVENTS
+    assert most[0] == 1, "a read of the failed attempt was still running when the retry's began"
