@@ -85,9 +85,9 @@ class TrendingCache:
 
     def _keep(self, version: str, scores: TrendingScores, extended: SnapshotModel) -> None:
         kept = self._scores.get(version)
-        if kept is not None and kept[1] is extended and np.array_equal(kept[0].scores, scores.scores):
-            return  # nothing changed: the objects in hand stay, and so do the answers cached with them
-        newest_last = {v: s for v, s in self._scores.items() if v != version} | {version: (scores, extended)}
+        if kept is None or kept[1] is not extended or not np.array_equal(kept[0].scores, scores.scores):
+            kept = (scores, extended)  # else unchanged: the objects in hand stay, so do answers cached with them
+        newest_last = {v: s for v, s in self._scores.items() if v != version} | {version: kept}
         self._scores = dict(list(newest_last.items())[-2:])  # the served version, and one being swapped in
 
     async def watch(
