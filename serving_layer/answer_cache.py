@@ -150,8 +150,9 @@ class AnswerCache:
 
 
 def key_bytes(query: RecommendQuery) -> int:
-    """About what ``query``'s ids hold (a request may name 100 session items of 256 characters)."""
-    ids = (query.user_id or "", *query.session_items, *query.exclude)
+    """About what ``query``'s ids hold (a request may name 100 session items of 256 characters, and filters)."""
+    categories, excluded, text = query.filters.key if query.filters is not None else ((), (), "")
+    ids = (query.user_id or "", *query.session_items, *query.exclude, *categories, *excluded, text)
     return sum(len(i) for i in ids) + ID_BYTES * len(ids)
 
 

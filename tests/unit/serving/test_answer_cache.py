@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from lambdarec.catalog.rules import RequestFilters
 from lambdarec.model.rows import FRESH_FORMAT, FreshUser, ShownItems, TrendingItem
 from lambdarec.model.snapshot import USER_IDS
 from lambdarec.store import open_store
@@ -244,6 +245,17 @@ def test_long_session_lists_count_against_the_bound() -> None:
     for n in range(50):
         session = tuple(f"{n:03d}-" + "x" * 250 for _ in range(100))
         cache.put(RecommendQuery("u", 10, 0, session), (object(),), None, "v1", body, None, [], False)
+    assert cache.bytes <= cache.max_bytes
+    assert len(cache) <= 200_000 // (100 * 250)
+
+
+def test_long_category_filters_count_against_the_bound() -> None:
+    """Filters are part of the key too: a request naming many long categories is counted as what it holds."""
+    cache = AnswerCache(max_bytes=200_000, ttl_s=60.0)
+    body = b'{"user_id":"u","snapshot":"v1","fresh_state_age_s":null,"degraded":false}'
+    for n in range(50):
+        wanted = RequestFilters(categories=frozenset(f"{n:03d}-{k:03d}-" + "x" * 250 for k in range(100)))
+        cache.put(RecommendQuery("u", 10, filters=wanted), (object(),), None, "v1", body, None, [], False)
     assert cache.bytes <= cache.max_bytes
     assert len(cache) <= 200_000 // (100 * 250)
 
