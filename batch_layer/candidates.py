@@ -30,7 +30,7 @@ import scipy.sparse as sp
 
 from batch_layer.train.device import resolve_device, resolve_threads
 from lambdarec.logs import get_logger
-from lambdarec.model.scoring import CHUNK_ROWS, Exclusions, guessed_topk_scores, topk_scores
+from lambdarec.model.scoring import CHUNK_ROWS, Exclusions, guessed_topk_scores, redo_short
 from lambdarec.model.topk import Workspace
 from lambdarec.model.topk_threshold import ThresholdGuess, shifted_transpose
 from lambdarec.settings import BatchSettings
@@ -128,19 +128,9 @@ class ExactSearcher:
                 if self._pool is None:
                     self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="topk")
                 list(self._pool.map(run, starts))  # list() re-raises a worker's exception here
-            if short.any():  # rows the guess was too high for, together: one more pass over the items for all
-                again = np.flatnonzero(short)
-                redo = None if seen is None else seen.take(again)
-                out_items[again], out_scores[again] = topk_scores(
-                    users[again],
-                    self.item_factors,
-                    k,
-                    redo,
-                    item_factors_t=self._items_t,
-                    workspace=self._workspace(),
-                    tile_elements=self.tile_elements,
-                )
-                guess.learn(users[again], out_scores[again, k - 1])
+            # rows the guess was too high for, together: one more pass over the items for all of them
+            redo_short(short, users, self._items_t, k, seen, out_items, out_scores, workspace=self._workspace(),
+                       tile_elements=self.tile_elements, guess=guess)  # fmt: skip
         return out_items, out_scores
 
 

@@ -97,15 +97,36 @@ def topk_scores(
     idx, val, short = guessed_topk_scores(
         queries, items_t, k, excl, workspace=workspace, tile_elements=tile_elements, guess=guess
     )
-    if short.any():  # the guess was too high for these rows: all of them again, in one pass over the items
-        again = np.flatnonzero(short)
-        redo = None if excl is None else excl.take(again)
-        idx[again], val[again], _ = guessed_topk_scores(
-            queries[again], items_t, k, redo, workspace=workspace, tile_elements=tile_elements
-        )
-        if guess is not None:
-            guess.learn(queries[again], val[again, k - 1])
+    redo_short(
+        short, queries, items_t, k, excl, idx, val, workspace=workspace, tile_elements=tile_elements, guess=guess
+    )
     return idx, val
+
+
+def redo_short(
+    short: np.ndarray,
+    queries: np.ndarray,
+    items_t: np.ndarray,
+    k: int,
+    excl: Exclusions | None,
+    idx: np.ndarray,
+    val: np.ndarray,
+    *,
+    workspace: Workspace | None = None,
+    tile_elements: int | None = None,
+    guess: ThresholdGuess | None = None,
+) -> None:
+    """Rows ``short`` of ``idx``/``val`` (those a guess was too high for) selected again over their full rows, in
+    place, all of them in one pass over the items; ``guess`` learns from their K-th scores."""
+    if not short.any():
+        return
+    again = np.flatnonzero(short)
+    redo = None if excl is None else excl.take(again)
+    idx[again], val[again], _ = guessed_topk_scores(
+        queries[again], items_t, k, redo, workspace=workspace, tile_elements=tile_elements
+    )
+    if guess is not None:
+        guess.learn(queries[again], val[again, k - 1])
 
 
 def guessed_topk_scores(
