@@ -11,7 +11,9 @@ An answer is reused only when every input of its ranking is the one it was ranke
   impression, a hide or an erasure changes it (and the speed layer writes it from another process, so it is read
   anew every time, as without the cache);
 - and its age, at most ``serving.answer_cache_ttl_s``: the time decay of session and fresh events moves scores
-  slowly (half-life ``serving.session_half_life_s``), never by a step this limit could hide for long.
+  slowly (half-life ``serving.session_half_life_s``), never by a step this limit could hide for long. Each answer
+  lives a random 50-100% of that limit, so answers ranked together (a burst of users) do not all expire together
+  and come back as one burst of rankings that queue behind each other.
 
 Lists that write an impression, lists served degraded or from a corrupt row, and bodies pydantic had to encode are
 never kept. ``fresh_state_age_s`` is the one field that changes with the clock alone: it is written anew into every
@@ -26,6 +28,7 @@ Example
 
 from __future__ import annotations
 
+import random
 import time
 from collections import OrderedDict
 from typing import NamedTuple
@@ -40,6 +43,7 @@ _encode = msgspec.json.Encoder().encode
 _AGE_FIELD, _AFTER_AGE = b'"fresh_state_age_s":', b',"degraded":'
 ENTRY_BYTES = 1100  # an entry besides its body and the key's ids: the objects and tuples, the sources (measured)
 ID_BYTES = 50  # a str object's own size, besides its characters
+TTL_JITTER = 0.5  # an answer lives (1 - TTL_JITTER .. 1) x ttl_s: expiries spread, not one burst of rankings
 
 
 class CachedList(NamedTuple):
@@ -47,7 +51,7 @@ class CachedList(NamedTuple):
 
     inputs: tuple[object, ...]  # model, weights, trending, catalog view, arm plan: compared by identity
     fresh: FreshUser | None  # compared by value
-    made_at: float  # time.monotonic()
+    expires_at: float  # time.monotonic() after which it is ranked again
     head: bytes  # the body up to and including '"fresh_state_age_s":'
     tail: bytes  # the body from ',"degraded":' on
     sources: list[str]
@@ -97,7 +101,7 @@ class AnswerCache:
             self._count("miss")
             return None
         if (
-            time.monotonic() - kept.made_at >= self.ttl_s
+            time.monotonic() >= kept.expires_at
             or len(kept.inputs) != len(inputs)
             or any(a is not b for a, b in zip(kept.inputs, inputs, strict=True))
             or kept.fresh != fresh
@@ -130,7 +134,8 @@ class AnswerCache:
             return
         self._drop(query)
         size = len(body) + key_bytes(query) + ENTRY_BYTES
-        self._data[query] = CachedList(inputs, fresh, time.monotonic(), *split, sources, fallback, size)
+        expires = time.monotonic() + self.ttl_s * (1.0 - TTL_JITTER * random.random())  # noqa: S311 (not secret)
+        self._data[query] = CachedList(inputs, fresh, expires, *split, sources, fallback, size)
         self.bytes += size
         while self.bytes > self.max_bytes and self._data:
             self._drop(next(iter(self._data)))

@@ -157,6 +157,19 @@ def test_the_time_limit_bounds_a_cached_answer(tmp_path: Path, log_file: Path) -
         assert cache_count(client, "hit") == hits
 
 
+def test_answers_ranked_together_expire_spread_over_half_the_limit_not_at_once() -> None:
+    """A burst of users ranked together must not all be ranked again in the same moment (their rankings would
+    queue): each answer lives a random 50-100% of ``answer_cache_ttl_s``, never longer."""
+    cache = AnswerCache(max_bytes=32 << 20, ttl_s=10.0)
+    body = b'{"user_id":"u%d","snapshot":"v1","fresh_state_age_s":null,"degraded":false}'
+    start = time.monotonic()
+    for n in range(200):
+        cache.put(RecommendQuery(f"u{n}", 10), (object(),), None, "v1", body % n, None, [], False)
+    lives = [kept.expires_at - start for kept in cache._data.values()]
+    assert min(lives) >= 5.0 and max(lives) <= 10.0 + (time.monotonic() - start)
+    assert max(lives) - min(lives) > 2.5  # spread over the half of the limit, not one moment
+
+
 def test_an_erased_user_is_never_answered_from_the_cache(quiet_store) -> None:
     settings, version = quiet_store
     user = user_of(settings, version)
