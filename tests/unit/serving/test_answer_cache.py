@@ -223,7 +223,8 @@ def test_a_trending_refresh_that_changed_nothing_keeps_the_answers(tmp_path: Pat
         store.write_trending([TrendingItem(item_id="i5", count=3.0, as_of=time.time())])
     with serving(settings) as client:
         service = client.app.state.service  # type: ignore[attr-defined]
-        wait_for(lambda: service.trending.rows, "serving's first trending read")
+        # the rows are kept before they are scored: wait for the scores, or the first list is ranked without them
+        wait_for(lambda: service.trending.scores_for(service.models.model) is not None, "the first trending scores")
         first = get(client, user)
         time.sleep(0.3)  # several refreshes, each reading the same rows
         hits = cache_count(client, "hit")
