@@ -40,5 +40,12 @@ def render(template: str, out: str, values: dict[str, str]) -> None:
 
 
 def cluster_id() -> str:
-    """A random Kafka cluster id (a base64url uuid without padding, as ``kafka-storage random-uuid`` prints)."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A random Kafka cluster id (a base64url uuid without padding, as ``kafka-storage random-uuid`` prints).
+
+    Like Kafka's own ``Uuid.randomUuid``, an id that would start with ``-`` is drawn again: a command-line parser
+    reads ``-t -l_Zw...`` as an option, not as the id (one uuid in 64 encodes that way).
+    """
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid

@@ -187,6 +187,26 @@ def test_cluster_ids_are_fresh_base64url_uuids() -> None:
         assert uuid.UUID(bytes=base64.urlsafe_b64decode(cid + "=="))
 
 
+def test_a_cluster_id_never_starts_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``kafka-storage format -t -l_Zw...`` reads the id as an option and fails; one uuid in 64 encodes that way."""
+    import uuid
+
+    from svc import templates
+
+    dash_first = uuid.UUID(bytes=bytes([0xF8]) + bytes(15))  # base64url of 0xF8 starts with "-"
+    draws = iter([dash_first, uuid.UUID(int=1)])
+    monkeypatch.setattr(templates.uuid, "uuid4", lambda: next(draws))
+    cid = templates.cluster_id()
+    assert cid == "AAAAAAAAAAAAAAAAAAAAAQ"
+
+
+def test_the_kafka_format_passes_the_cluster_id_as_one_argument() -> None:
+    """An id read back from ``cluster.id`` (an older one may start with ``-``) is given as ``--cluster-id=ID``."""
+    script = (SVCTOOL.parent / "services").read_text(encoding="utf-8")
+    fmt = script[script.index("kafka.tools.StorageTool format") :].split("\n", 2)[:2]
+    assert '"--cluster-id=$(cat "$base/cluster.id")"' in "\n".join(fmt)
+
+
 def test_an_unknown_command_or_wrong_arguments_exit_2_with_the_usage() -> None:
     unknown = svctool("restart")
     assert unknown.returncode == 2 and "Subcommands" in unknown.stderr
