@@ -102,6 +102,19 @@ class SnapshotModel:
         return np.argsort(-self.popularity_all, kind="stable").astype(np.int32)
 
     @cached_property
+    def popular_rank(self) -> np.ndarray:
+        """Each item's place in ``popular_order`` (int64): the merge's tie-break, popularity then item index, as
+        one sort key, computed once per snapshot instead of per list."""
+        rank = np.empty(len(self.popular_order), dtype=np.int64)
+        rank[self.popular_order] = np.arange(len(self.popular_order))
+        return rank
+
+    @cached_property
+    def neighbours_full(self) -> bool:
+        """Whether every item has a full row of neighbours (no -1): the merge then reads them without a mask."""
+        return not self.neighbours.size or int(self.neighbours.min()) >= 0
+
+    @cached_property
     def recent_order(self) -> np.ndarray:
         """Item indices by recent popularity, most popular first."""
         return np.argsort(-self.popularity_recent, kind="stable").astype(np.int32)

@@ -10,6 +10,7 @@ per kind is held: after a flip the old snapshot stays referenced only until the 
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterable
 from itertools import repeat
 from typing import TYPE_CHECKING
@@ -41,15 +42,19 @@ def finite_vector(fresh: FreshUser) -> np.ndarray | None:
     return vector
 
 
+# Batch rows whose scores were found finite, by id: an entry goes with its row (so an id reused by a later row never
+# matches), and serving keeps a user's row for the whole snapshot (serving_layer.user_cache), so each is checked once
+_finite_rows: weakref.WeakValueDictionary[int, UserRow] = weakref.WeakValueDictionary()
+
+
 def finite_row(row: UserRow) -> UserRow:
-    """``finite_batch_row(row)``: the row itself when its scores are finite (remembered for the row), else a copy
-    with the non-finite scores made unknown (checked, and counted as defects, at each call)."""
-    last = _last.get("finite_row")
-    if last is not None and last[0] is row:
+    """``finite_batch_row(row)``: the row itself when its scores are finite (remembered for as long as the row
+    lives), else a copy with the non-finite scores made unknown (checked, and counted as defects, at each call)."""
+    if _finite_rows.get(id(row)) is row:
         return row
     checked = finite_batch_row(row)
     if checked is row:
-        _last["finite_row"] = (row,)
+        _finite_rows[id(row)] = row
     return checked  # type: ignore[return-value]
 
 

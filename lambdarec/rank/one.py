@@ -2,6 +2,10 @@
 (:mod:`lambdarec.rank.pool`, :mod:`lambdarec.rank.block`) on 1-D arrays over the catalogue, without the block's
 row bookkeeping (no ``[B, n_items]`` tables, no request of each pooled item, no per-request segments).
 
+Serving pays this per list, so what depends only on the snapshot or a trending refresh is read from it, computed
+once (``SnapshotModel.popular_rank``: the popularity-then-index tie-break as one key; ``TrendingScores.share``:
+every item's trending component), and each step is a handful of numpy calls over the pool or the catalogue.
+
 Example
 -------
 >>> picks, items, total, codes, parts, demoted = rank_one(Ask(inp, weights, 10, 0, False))  # doctest: +SKIP
@@ -9,6 +13,7 @@ Example
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -25,42 +30,34 @@ if TYPE_CHECKING:  # the model's loader reads the store; the math only reads a l
     from lambdarec.model.snapshot import SnapshotModel
 
 Ranking = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray], Demotions | None]
+_add, _min, _max = np.add.reduce, np.minimum.reduce, np.maximum.reduce
+_fmin, _fmax = np.fmin.reduce, np.fmax.reduce
+# the session component scores every item when the catalogue is at most this many times the pool (measured: a
+# product over 1k items costs less than gathering 300 pooled rows; over 10k items ten times more)
+FULL_PRODUCT_SHARE = 4
 
 
 def rank_one(ask: Ask) -> Ranking:
     """One request's merge: the positions of its picked items in the pool (in rank order), the pooled items,
     their totals, first sources and components, and what demoted them (None: nothing)."""
     model, w = ask.inp.model, ask.weights
-    n_items = len(model.item_ids)
-    seen = np.zeros(n_items, dtype=bool)
-    seen[prepare(ask)] = True
+    had = prepare(ask)
     inp = ask.inp  # prepared: trending ordered, batch scores checked
-    if inp.eligible is not None:  # ineligible: never picked
-        seen |= ~inp.eligible
-    source = np.full(n_items, NONE, dtype=np.int8)  # written last source first: the first one's code is left
-    trending = inp.trending  # TrendingScores or None: ordered in prepare()
-    if trending is not None and trending.order.size:
-        source[trending.order[~seen[trending.order]][: w.trending_top_n]] = TRENDING
-    if ask.seeds:
-        blocked = seen if inp.eligible is not None else None  # under rules: past the neighbours they remove
-        source[seed_neighbours(model.neighbours, ask.seed_items, w.neighbours_per_seed, blocked)] = SESSION
-    scores = model.item_factors @ ask.vector if ask.vector is not None else None
-    if scores is not None:
-        source[top_unseen(scores, seen, w.speed_top_n)] = SPEED
-    if inp.batch_row is not None:
-        source[candidate_arrays(inp.batch_row, n_items)[0]] = BATCH
-    source[seen] = NONE
+    seen = ~inp.eligible if inp.eligible is not None else np.zeros(len(model.item_ids), dtype=bool)  # ineligible
+    seen[had] = True
+    n_seen = int(np.count_nonzero(seen))
+    source, scores = _sources(ask, seen, n_seen)
     items = np.flatnonzero(source != NONE)
     need = ask.offset + ask.k
     if items.size < need:  # popular items fill the rest, after every other source
-        popular = model.popular_order[: need + int(np.count_nonzero(seen)) + items.size]
+        popular = model.popular_order[: need + n_seen + items.size]
         source[popular[(source[popular] == NONE) & ~seen[popular]]] = POPULAR
         items = np.flatnonzero(source != NONE)
     if items.size == 0:  # every item seen or ineligible
         return items, items, np.empty(0, dtype=np.float32), source[items], {}, None
     parts = components_one(ask, items, scores)
     session_weight = w.session * (1.0 + w.fresh_boost * _evidence(ask)) if w.session != 0 else 0.0
-    total = finite(w.cf * parts["cf"] + session_weight * parts["session"] + w.trending * parts["trending"])
+    total = _finite(w.cf * parts["cf"] + session_weight * parts["session"] + w.trending * parts["trending"])
     demoted = None
     if inp.fresh is not None and (inp.fresh.disliked or inp.fresh.shown):
         total, demoted = demote(model, inp.fresh, items, total, w.demote, now_s=inp.now_s)
@@ -68,18 +65,75 @@ def rank_one(ask: Ask) -> Ranking:
         order = np.lexsort((items, -model.popularity_all[items], -total))
         order = mmr_order(order, total, model.item_factors[items], w.mmr_lambda, need)
     else:
-        order = best_first(items, total, model.popularity_all, need)
+        order = best_first(items, total, model.popular_rank, need)
     return order[ask.offset : need], items, total, source[items], parts, demoted
+
+
+def _sources(ask: Ask, seen: np.ndarray, n_seen: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Each item's first source (``NONE``: not pooled; seen items never pooled), and the fresh vector's score of
+    every item (None without a usable vector)."""
+    inp, model, w = ask.inp, ask.inp.model, ask.weights
+    source = np.full(len(model.item_ids), NONE, dtype=np.int8)  # written last source first: the first one's is left
+    trending = inp.trending  # TrendingScores or None: ordered in prepare()
+    if trending is not None and trending.order.size:
+        # the first trending_top_n unseen items are among the first trending_top_n + n_seen: no pass over all
+        order = trending.order[: w.trending_top_n + n_seen]
+        source[order[~seen[order]][: w.trending_top_n]] = TRENDING
+    if ask.seeds and inp.eligible is None and model.neighbours_full:  # every neighbour row full: no -1 to drop
+        source[model.neighbours[ask.seed_items, : w.neighbours_per_seed]] = SESSION
+    elif ask.seeds:
+        blocked = seen if inp.eligible is not None else None  # under rules: past the neighbours they remove
+        source[seed_neighbours(model.neighbours, ask.seed_items, w.neighbours_per_seed, blocked)] = SESSION
+    scores = model.item_factors @ ask.vector if ask.vector is not None else None
+    if scores is not None:
+        source[top_unseen(scores, seen, w.speed_top_n, n_seen)] = SPEED
+    if inp.batch_row is not None:
+        source[candidate_arrays(inp.batch_row, len(model.item_ids))[0]] = BATCH
+    source[seen] = NONE
+    return source, scores
+
+
+def _finite(x: np.ndarray) -> np.ndarray:
+    """:func:`~lambdarec.rank.block.finite` of a float array after one check: a finite sum means every value is
+    finite (a sum that overflows is checked value by value, and only the non-finite ones are replaced)."""
+    return x if math.isfinite(_add(x)) else finite(x)
+
+
+def _scaled(x: np.ndarray) -> np.ndarray:
+    """``minmax(finite(x))`` (:mod:`lambdarec.rank.block`) of a new, non-empty float32 array, scaled in place: its
+    minimum and maximum are finite exactly when every value is (NaN and inf carry through both): the only check."""
+    lo, hi = float(_min(x)), float(_max(x))
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return minmax(finite(x))
+    return np.ones(x.size, dtype=np.float32) if hi - lo < 1e-12 else _to_unit(x, lo, hi)
+
+
+def _to_unit(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """``(x - lo) / (hi - lo)`` as minmax computes it (float32, the Python floats cast to it), in place."""
+    np.subtract(x, lo, out=x)
+    return np.divide(x, hi - lo, out=x)
+
+
+def _batch_cf(values: np.ndarray) -> np.ndarray:
+    """The scaled ``cf`` of pooled items from their batch scores (NaN: not proposed by the batch; the rest finite,
+    checked with the row): an unscored item gets the lowest known score, then minmax as :func:`_scaled`."""
+    lo, hi = float(_fmin(values)), float(_fmax(values))  # NaN-ignoring: NaN only when no item is known
+    if math.isnan(lo) or hi - lo < 1e-12:
+        return np.ones(values.size, dtype=np.float32)  # all at one score (or all unknown: all at the floor)
+    return _to_unit(np.fmax(values, np.float32(lo)), lo, hi)  # fmax: every known value is >= lo, NaN becomes lo
 
 
 def _evidence(ask: Ask) -> float:
     inp = ask.inp
+    if inp.fresh is None and inp.now_s and all(t >= inp.now_s for _, t in inp.session):
+        return len(inp.session) / (1.0 + len(inp.session))  # each weighs exp2(-0.0) = 1: what evidence() sums
     return evidence(inp.model, inp.fresh, inp.session, inp.now_s, ask.weights.session_half_life_s)
 
 
-def top_unseen(scores: np.ndarray, seen: np.ndarray, n: int) -> np.ndarray:
-    """The ``n`` highest-scoring unseen items (all of them when fewer), in no order."""
-    n = min(n, scores.size - int(np.count_nonzero(seen)))
+def top_unseen(scores: np.ndarray, seen: np.ndarray, n: int, n_seen: int | None = None) -> np.ndarray:
+    """The ``n`` highest-scoring unseen items (all of them when fewer), in no order; ``n_seen``: how many are
+    seen, when already counted."""
+    n = min(n, scores.size - (int(np.count_nonzero(seen)) if n_seen is None else n_seen))
     if n <= 0:
         return np.empty(0, dtype=np.int64)
     return np.argpartition(-np.where(seen, -np.inf, scores), n - 1)[:n]
@@ -91,45 +145,41 @@ def components_one(ask: Ask, items: np.ndarray, scores: np.ndarray | None) -> di
     inp, w = ask.inp, ask.weights
     model = inp.model
     if scores is not None:
-        cf = scores[items]
+        cf = _scaled(scores[items])
     elif inp.batch_row is not None:
-        values = candidate_arrays(inp.batch_row, len(model.item_ids))[1][items]
-        known = ~np.isnan(values)  # an item the batch did not score: the lowest known score
-        cf = np.where(known, values, values[known].min() if known.any() else np.float32(0.0)).astype(np.float32)
+        cf = _batch_cf(candidate_arrays(inp.batch_row, len(model.item_ids))[1][items])
     else:
-        cf = np.zeros(items.size, dtype=np.float32)  # nothing known: every item at the floor
+        cf = np.ones(items.size, dtype=np.float32)  # nothing known: every item at the floor, scaled as constant
     zeros = np.zeros(items.size, dtype=np.float32)
+    trend = inp.trending
     return {
-        "cf": minmax(finite(cf)),
+        "cf": cf,
         "session": session_one(model, ask, items) if ask.seeds and (ask.explain or w.session != 0) else zeros,
-        "trending": trending_one(ask, items) if ask.explain or w.trending != 0 else zeros,
+        "trending": trend.share[items]
+        if (ask.explain or w.trending != 0) and trend is not None and trend.order.size
+        else zeros,
     }
 
 
 def session_one(model: SnapshotModel, ask: Ask, items: np.ndarray) -> np.ndarray:
     """Each item's cosine similarity to the seeds, weighted by their recency relative to the newest."""
-    decay64 = np.fromiter(ask.seeds.values(), dtype=np.float64, count=len(ask.seeds))
-    top = decay64.max()
+    weights = list(ask.seeds.values())
+    top = max(weights)
     if not np.float32(top) > 0:  # seeds older than ~150 half-lives all decay to 0.0 in float32: they weigh nothing
         return np.zeros(items.size, dtype=np.float32)
-    decay = (decay64 / top).astype(np.float32)  # relative weights: float32 keeps their precision
+    decay = np.array([x / top for x in weights], dtype=np.float32)  # relative weights: float32 keeps their precision
     unit = model.unit_factors
-    taste = decay @ unit[ask.seed_items] / decay.sum()  # the seeds' weighted mean: one product per item, as a block
-    return finite(unit[items] @ taste)
+    taste = decay @ unit[ask.seed_items] / _add(decay)  # the seeds' weighted mean: one product per item, as a block
+    if unit.shape[0] <= FULL_PRODUCT_SHARE * items.size:  # scoring every item costs less than gathering the pool's
+        return _finite((unit @ taste)[items])
+    return _finite(unit[items] @ taste)
 
 
-def trending_one(ask: Ask, items: np.ndarray) -> np.ndarray:
-    """Each item's trending score over the largest (0 without trending scores)."""
-    trend = ask.inp.trending
-    if trend is None or not trend.order.size:
-        return np.zeros(items.size, dtype=np.float32)
-    return finite(trend.scores[items] / trend.scores[trend.order[0]])
-
-
-def best_first(items: np.ndarray, total: np.ndarray, popularity: np.ndarray, n: int) -> np.ndarray:
-    """Positions of the ``n`` best pooled items in order (score, then popularity, then item index): only the items
-    scoring at least the ``n``-th best score are sorted, which gives the head of the full order exactly."""
-    head = np.arange(total.size)
+def best_first(items: np.ndarray, total: np.ndarray, popular_rank: np.ndarray, n: int) -> np.ndarray:
+    """Positions of the ``n`` best pooled items in order (score, then popularity, then item index: ``popular_rank``,
+    each item's place in the snapshot's popularity order, is that tie-break as one key): only the items scoring at
+    least the ``n``-th best score are sorted, which gives the head of the full order exactly."""
     if total.size > n:
         head = np.flatnonzero(total >= np.partition(total, total.size - n)[total.size - n])
-    return head[np.lexsort((items[head], -popularity[items[head]], -total[head]))]
+        return head[np.lexsort((popular_rank[items[head]], -total[head]))]
+    return np.lexsort((popular_rank[items], -total))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -85,3 +86,11 @@ class TrendingScores:
         # does, so (bits << 32) - index is unique and the faster unstable sort gives the stable order
         key = (scores[live].view(np.int32).astype(np.int64) << 32) - live
         return cls(scores, live[np.argsort(-key)])
+
+    @cached_property
+    def share(self) -> np.ndarray:
+        """Every item's score over the largest (float32; all 0 without a positive score): the merge's trending
+        component, computed once per refresh instead of per list."""
+        if not self.order.size:
+            return np.zeros(self.scores.size, dtype=np.float32)
+        return self.scores / self.scores[self.order[0]]
