@@ -110,6 +110,11 @@ class SnapshotModel:
         return rank
 
     @cached_property
+    def item_id_list(self) -> list[str]:
+        """``item_ids`` as Python strings, once per snapshot: a list names its items without a conversion each."""
+        return [str(item) for item in self.item_ids.tolist()]
+
+    @cached_property
     def neighbours_full(self) -> bool:
         """Whether every item has a full row of neighbours (no -1): the merge then reads them without a mask."""
         return not self.neighbours.size or int(self.neighbours.min()) >= 0

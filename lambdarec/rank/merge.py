@@ -197,7 +197,8 @@ def _answers(
     """Each request's picked (flat) positions as its ranked items, explained where asked (with what demoted each
     item: ``demoted[b]`` is request ``b``'s first flat position and its demotions, None when none)."""
     picked = np.concatenate(picks) if len(picks) > 1 else picks[0]
-    ids, scores = model.item_ids[items[picked]].astype(str).tolist(), total[picked].tolist()
+    names = model.item_id_list
+    ids, scores = [names[i] for i in items[picked].tolist()], total[picked].tolist()
     sources = [SOURCES[c] for c in codes[picked].tolist()]
     out, at = [], 0
     for a, mine in zip(asks, picks, strict=True):

@@ -47,6 +47,7 @@ def rank_one(ask: Ask) -> Ranking:
     seen[had] = True
     n_seen = int(np.count_nonzero(seen))
     source, scores = _sources(ask, seen, n_seen)
+    source[had if inp.eligible is None else seen] = NONE  # seen items are never pooled (by index: fewer to write)
     items = np.flatnonzero(source != NONE)
     need = ask.offset + ask.k
     if items.size < need:  # popular items fill the rest, after every other source
@@ -70,8 +71,8 @@ def rank_one(ask: Ask) -> Ranking:
 
 
 def _sources(ask: Ask, seen: np.ndarray, n_seen: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """Each item's first source (``NONE``: not pooled; seen items never pooled), and the fresh vector's score of
-    every item (None without a usable vector)."""
+    """Each item's first source (``NONE``: not pooled; seen items still to be cleared), and the fresh vector's
+    score of every item (None without a usable vector)."""
     inp, model, w = ask.inp, ask.inp.model, ask.weights
     source = np.full(len(model.item_ids), NONE, dtype=np.int8)  # written last source first: the first one's is left
     trending = inp.trending  # TrendingScores or None: ordered in prepare()
@@ -89,7 +90,6 @@ def _sources(ask: Ask, seen: np.ndarray, n_seen: int) -> tuple[np.ndarray, np.nd
         source[top_unseen(scores, seen, w.speed_top_n, n_seen)] = SPEED
     if inp.batch_row is not None:
         source[candidate_arrays(inp.batch_row, len(model.item_ids))[0]] = BATCH
-    source[seen] = NONE
     return source, scores
 
 

@@ -87,12 +87,13 @@ def evidence(
     of the session's items: see :func:`lambdarec.rank.merge.fresh_evidence`."""
     if (fresh is None and not session) or not now_s:
         return 0.0
-    events = fresh.events if fresh is not None else []
-    fresh_times = np.fromiter(map(_time, events), dtype=np.float64, count=len(events))  # map: no Python frame each
-    times = np.concatenate((fresh_times[fresh_times > model.cutoff_s], np.fromiter(map(_time, session), np.float64)))
-    weights = np.exp2(-np.maximum(now_s - times, 0.0) / half_life_s)
-    # summed by the same kernel as evidence_many (bincount adds in order): Python's sum() compensates from 3.12 on
-    e = float(np.bincount(np.zeros(weights.size, dtype=np.intp), weights=weights, minlength=1)[0])
+    cutoff = model.cutoff_s
+    # each age as evidence_many computes it (max(now - t, 0) in float64), fresh events after the cut-off first
+    ages = [now_s - t if now_s > t else 0.0 for _, t, _ in (fresh.events if fresh is not None else ()) if t > cutoff]
+    ages += [now_s - t if now_s > t else 0.0 for _, t in session]
+    e = 0.0
+    for weight in np.exp2(-np.array(ages, dtype=np.float64) / half_life_s).tolist():
+        e += weight  # in order, as evidence_many's bincount adds (Python's sum() compensates from 3.12 on)
     return e / (1.0 + e)
 
 
