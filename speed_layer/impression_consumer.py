@@ -5,8 +5,10 @@ positive-event consumer never reads one; unset, it reads the positive-event cons
 
 The loop is the speed consumer's (poll, validate, claim event ids, write, then commit; a crash redelivers and the
 row's log positions make the replay a no-op), less what impressions never need: no snapshot, no fold-in, no
-trending. A bad impression is dead-lettered here (the positive-event consumer leaves it alone), a record that is
-not an impression is committed past untouched.
+trending. A bad impression is dead-lettered here (the positive-event consumer leaves it alone). On the impressions
+log (``log.impressions_topic``) a record that is not an impression is dead-lettered too, with the reason (a
+producer wrote it straight there; nothing applies or archives it, so a resend through ingest lands once); on the
+shared log it is the positive-event consumer's, committed past untouched.
 
 Example
 -------
@@ -19,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from lambdarec.eventlog import EventLog, open_impressions_log
+from lambdarec.eventlog import EventLog, Record, open_impressions_log
 from lambdarec.logs import get_logger
 from lambdarec.model.rows import ShownItems
 from lambdarec.settings import Settings
@@ -55,7 +57,7 @@ class ImpressionConsumer(SpeedConsumer):
 
     def __init__(self, settings: Settings, *, group: str | None = None, **kwargs: Any) -> None:
         super().__init__(settings, group=group or impressions_group(settings), **kwargs)
-        self._path = ImpressionPath(settings.speed)
+        self._path = ImpressionPath(settings.speed, settings.log)
 
     @staticmethod
     def open_log(settings: Settings) -> EventLog:
@@ -64,6 +66,10 @@ class ImpressionConsumer(SpeedConsumer):
 
     def _refresh_model(self) -> None:
         """Impressions need no snapshot."""
+
+    def _applicable(self, good: Events, records: list[Record]) -> tuple[list, list]:
+        """Impressions only: on their own log any other event is refused (dead-lettered with the reason)."""
+        return self._path.applicable(good, records)
 
     def _inputs(self, good: Events, appended: dict[Position, float]) -> dict[str, ShownItems]:
         """The users' impressions rows: those being written, else the store's."""

@@ -19,7 +19,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from lambdarec.eventlog.base import Record
-from lambdarec.events import Event
+from lambdarec.eventlog.split import NOT_AN_IMPRESSION
+from lambdarec.events import IMPRESSION, Event
 from lambdarec.events.peek import is_impression
 from lambdarec.model.rows import ShownItems
 from lambdarec.settings import LogSettings, SpeedSettings
@@ -55,13 +56,25 @@ class PositivePath:
 
 
 class ImpressionPath:
-    """What the impressions consumer polls and applies: ``speed.poll_max_records`` records, their impressions."""
+    """What the impressions consumer polls and applies: ``speed.poll_max_records`` records, their impressions.
+    On a log of their own (``log.impressions_topic``) every record is its own: one that is not an impression is
+    refused with :data:`NOT_AN_IMPRESSION` (dead-lettered, never claimed nor applied); on the shared log the
+    others are the positive-event consumer's, skipped after a look at ``event_type``."""
 
-    def __init__(self, speed: SpeedSettings) -> None:
+    def __init__(self, speed: SpeedSettings, log: LogSettings) -> None:
         self.size = speed.poll_max_records
+        self.own_log = log.impressions_topic is not None
 
     def of(self, records: list[Record]) -> list[Record]:
-        return [r for r in records if is_impression(r.value)]
+        return records if self.own_log else [r for r in records if is_impression(r.value)]
+
+    def applicable(self, good: list[tuple[Event, Position]], records: list[Record]) -> tuple[list, list]:
+        """``good``'s impressions, and the records of its other events with the reason they are refused."""
+        kept = [(e, pos) for e, pos in good if e.event_type == IMPRESSION]
+        if len(kept) == len(good):
+            return kept, []
+        by_pos = {(r.partition, r.offset): r for r in records}
+        return kept, [(by_pos[pos], NOT_AN_IMPRESSION) for e, pos in good if e.event_type != IMPRESSION]
 
 
 def apply_impressions(
