@@ -26,7 +26,7 @@ from lambdarec.logs import get_logger
 from lambdarec.model.rows import ShownItems
 from lambdarec.settings import Settings
 from lambdarec.store import CorruptRowError
-from speed_layer.apply import Events, group_events, isolated
+from speed_layer.apply import Events, isolated
 from speed_layer.consumer import SpeedConsumer
 from speed_layer.impressions import ImpressionPath, apply_impressions
 from speed_layer.pipeline import Batch, StateWriter
@@ -73,20 +73,26 @@ class ImpressionConsumer(SpeedConsumer):
 
     def _inputs(self, good: Events, appended: dict[Position, float]) -> dict[str, ShownItems]:
         """The users' impressions rows: those being written, else the store's."""
-        by_user, _ = group_events(good)
+        users = {event.user_id for event, _ in good}
         pending = self._writer.pending_users()
         try:
-            stored = self.store.read_shown([u for u in by_user if u not in pending])
+            stored = self.store.read_shown([u for u in users if u not in pending])
         except CorruptRowError as exc:  # a row that does not decode starts afresh, never a crash loop
             log.error("speed.corrupt_impressions_row", users=[str(k) for k in exc.keys][:20], reason=str(exc),
                       effect="their impressions restart from the events being applied")  # fmt: skip
             stored = dict(exc.rows)
-        stored.update((u, pending[u]) for u in by_user if u in pending)  # type: ignore[misc]
+        stored.update((u, pending[u]) for u in users if u in pending)  # type: ignore[misc]
         return stored
 
     def _compute(self, good: Events, inputs: Any) -> tuple[list, list, dict[Position, str]]:
-        """The users' new impressions rows, no trending shard, and the poison records left out with the reason."""
-        by_user, _ = group_events(good)
+        """The users' new impressions rows, no trending shard, and the poison records left out with the reason.
+        ``good`` is what the claims left (on a remote store the rows were read beside the claims, for more)."""
+        by_user: dict[str, Events] = {}
+        for event, pos in good:  # one pass, by user alone: impressions have no trending shard
+            if (mine := by_user.get(event.user_id)) is None:
+                by_user[event.user_id] = [(event, pos)]
+            else:
+                mine.append((event, pos))
         limits = self.settings.speed.feedback
         poison: dict[Position, str] = {}
         rows: list[ShownItems] = []
