@@ -18,6 +18,7 @@ Example
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -33,6 +34,12 @@ from speed_layer.pipeline import Batch, StateWriter
 from speed_layer.state import Position
 
 log = get_logger(__name__)
+
+
+def lower_priority(settings: Settings) -> int:
+    """Lower this process's CPU priority by ``speed.feedback.impressions_nice`` (the impressions consumer's
+    process, at start), so that on shared cores the positive-event path runs first; the niceness it now has."""
+    return os.nice(settings.speed.feedback.impressions_nice)
 
 
 def impressions_group(settings: Settings) -> str:

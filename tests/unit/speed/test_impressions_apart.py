@@ -4,6 +4,8 @@ impressions row, and the join serving makes, which must give the very impression
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
 
 import pytest
 from hypothesis import given, settings
@@ -14,8 +16,9 @@ from lambdarec.events import Event
 from lambdarec.events.peek import is_impression
 from lambdarec.model.rows import FreshUser, ShownItems
 from lambdarec.model.shown import join_shown
-from lambdarec.settings import LogSettings, SpeedSettings
+from lambdarec.settings import LogSettings, Settings, SpeedSettings
 from speed_layer.feedback import Feedback
+from speed_layer.impression_consumer import lower_priority
 from speed_layer.impressions import ImpressionPath, PositivePath, apply_impressions
 from speed_layer.state import apply_user_events
 
@@ -176,3 +179,16 @@ def test_an_impressions_row_is_the_rows_of_the_one_consumer_path_under_tight_bou
 def test_the_impressions_consumer_polls_impressions_poll_records_at_once() -> None:
     path = ImpressionPath(SpeedSettings(poll_max_records=100, feedback={"impressions_poll_records": 5000}), LOG)
     assert path.size == 5000 and SpeedSettings().feedback.impressions_poll_records == 10000
+
+
+def _niceness_after_lowering(settings) -> int:  # type: ignore[no-untyped-def]
+    before = os.nice(0)
+    return lower_priority(settings) - before
+
+
+@pytest.mark.parametrize("nice", [0, 7])
+def test_the_impressions_consumer_lowers_its_cpu_priority_by_impressions_nice(nice: int) -> None:
+    settings = Settings.load(overrides={"speed": {"feedback": {"impressions_nice": nice}}})
+    with multiprocessing.get_context("spawn").Pool(1) as pool:  # a process of its own: this one keeps its priority
+        assert pool.apply(_niceness_after_lowering, (settings,)) == min(nice, 19 - os.nice(0))
+    assert Settings.load().speed.feedback.impressions_nice == 10
