@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import Result, Scale
+from benchmarks.impressions_freshness import measure, summary
 from benchmarks.speed import event_lines
 from benchmarks.speed_backends import drop
 
@@ -42,8 +43,12 @@ def add_arguments(parser) -> None:  # type: ignore[no-untyped-def]
     parser.add_argument("--log", default="sqlite", choices=("sqlite", "kafka"), help="event log backend")
     parser.add_argument("--store", default="sqlite", choices=("sqlite", "cassandra"), help="store backend")
     parser.add_argument(
-        "--ways", default="topic,apart,skipped,one", help="comma-separated: topic, apart, skipped, one (see above)"
+        "--ways",
+        default="topic,apart,skipped,one",
+        help="comma-separated: topic, apart, skipped, one, freshness (see above)",
     )
+    parser.add_argument("--rate", type=float, default=2000.0, help="freshness way: positive events appended per second")
+    parser.add_argument("--freshness-seconds", type=float, default=5.0, help="freshness way: seconds of appends")
     parser.add_argument(
         "--pin",
         action="store_true",
@@ -52,7 +57,7 @@ def add_arguments(parser) -> None:  # type: ignore[no-untyped-def]
     )
 
 
-def impression_lines(positives: list[bytes], per_event: int, shown: int, seed: int) -> list[bytes]:
+def impression_lines(positives: list[bytes], per_event: int, shown: int, seed: int, ids: str = "imp") -> list[bytes]:
     """``positives`` with ``per_event`` impressions of the same user before each, ``shown`` items apiece."""
     rng = np.random.default_rng(seed)
     out = []
@@ -63,7 +68,7 @@ def impression_lines(positives: list[bytes], per_event: int, shown: int, seed: i
             out.append(
                 json.dumps(
                     {
-                        "event_id": f"imp{k}-{j}",
+                        "event_id": f"{ids}{k}-{j}",
                         "user_id": event["user_id"],
                         "event_type": "impression",
                         "item_ids": [f"i{i}" for i in items],
@@ -77,24 +82,27 @@ def impression_lines(positives: list[bytes], per_event: int, shown: int, seed: i
 
 def _drain_impressions(settings, expected: int, done, cpu: int | None) -> None:  # type: ignore[no-untyped-def]
     """The impressions consumer, in a process of its own as deployed: apply until ``expected`` are applied (on
-    CPU ``cpu`` alone when given)."""
+    CPU ``cpu`` alone when given); put (impressions applied, CPU s it took)."""
     from lambdarec.logs import configure_logging
-    from speed_layer.impression_consumer import ImpressionConsumer
+    from speed_layer.impression_consumer import ImpressionConsumer, lower_priority
 
     if cpu is not None:
         os.sched_setaffinity(0, {cpu})
+    lower_priority(settings)  # as `lambdarec speed run --impressions` does
     configure_logging("WARNING")
     with ImpressionConsumer(settings) as consumer:
+        c0 = time.process_time()
         while consumer.stats.processed + consumer.stats.duplicates + consumer.stats.dead_lettered < expected:
             consumer.step()
-        done.put(consumer.stats.processed)
+        done.put((consumer.stats.processed, time.process_time() - c0))
 
 
 def _apply(
     settings, lines: list[bytes], impressions: int, side_too: bool = True, side_cpu: int | None = None
-) -> tuple[float, float, int, int]:  # type: ignore[no-untyped-def]
+) -> tuple[float, float, int, int, float | None]:  # type: ignore[no-untyped-def]
     """Append ``lines`` through the ingest log and apply them: (seconds from the first batch to the last, CPU
-    seconds the positive-event consumer's process spent meanwhile, positive events applied then, records). With
+    seconds the positive-event consumer's process spent meanwhile, positive events applied then, records, CPU
+    seconds of the impressions consumer's process or None where it did not run). With
     ``speed.feedback.own_consumer`` the ``impressions`` go to an impressions consumer running meanwhile (unless not
     ``side_too``: then the positive-event consumer alone skips them); with ``log.impressions_topic`` they are in a
     log of their own, which the positive consumer never reads."""
@@ -131,11 +139,13 @@ def _apply(
         positives = len(lines) - impressions if apart else len(lines)
         if consumer.stats.processed != positives:
             raise RuntimeError(f"{consumer.stats.processed} of {positives} events applied: {consumer.stats.to_json()}")
+    side_cpu_s = None
     if side_too:
         side.join(timeout=600)
-        if (applied := done.get(timeout=1)) != impressions:
+        applied, side_cpu_s = done.get(timeout=1)
+        if applied != impressions:
             raise RuntimeError(f"the impressions consumer applied {applied} of {impressions} impressions")
-    return marks[-1] - marks[0], cpu[-1] - cpu[0], len(lines) - impressions - first[0], len(lines)
+    return marks[-1] - marks[0], cpu[-1] - cpu[0], len(lines) - impressions - first[0], len(lines), side_cpu_s
 
 
 def pin_cpus() -> tuple[int, int]:
@@ -207,14 +217,19 @@ def run(scale: Scale, args) -> Iterator[Result]:  # type: ignore[no-untyped-def]
         }  # fmt: skip
         backends = (args.log, args.store)
         for way in args.ways.split(","):
+            if way == "freshness":
+                yield from _freshness(tmp, log_path, backends, args, scale, pinned)
+                continue
             metric, apart, topic, side_too, how = ways[way]
             # the same snapshot in stores of their own, so every run starts from the same state; the reference is
             # measured right before each way (a shared machine's load drifts within a run)
             ref = _published(tmp, f"clicks-{metric}", log_path, backends)
-            ref_s, ref_cpu, ref_n, _ = _apply(ref, positives, 0)
+            ref_s, ref_cpu, ref_n, _, _ = _apply(ref, positives, 0)
             ref_rate = ref_n / ref_s
             ours = _published(tmp, metric, log_path, backends, apart, topic)
-            ours_s, ours_cpu, ours_n, records = _apply(ours, mixed, impressions, side_too, pinned and pinned[1])
+            ours_s, ours_cpu, ours_n, records, side_cpu = _apply(
+                ours, mixed, impressions, side_too, pinned and pinned[1]
+            )
             ours_rate = ours_n / ours_s
             for used in (ref, ours):
                 drop(used)
@@ -230,3 +245,37 @@ def run(scale: Scale, args) -> Iterator[Result]:  # type: ignore[no-untyped-def]
             yield Result(
                 "impressions", per_cpu, ours_n / ours_cpu, ref_n / ref_cpu, "events/cpu-s", scale, note=cpu_note
             )
+            if side_cpu is not None:  # what an impression costs its consumer, against a positive event's cost
+                side_metric = metric.replace("positive_events_per_s", "impressions_consumer_cpu_s_per_10k")
+                yield Result("impressions", side_metric, side_cpu / impressions * 1e4, ref_cpu / ref_n * 1e4, "cpu-s",
+                             scale, higher_is_better=False,
+                             note=f"{how}; reference: the positive consumer's CPU s per 10k positive events alone; "
+                             f"{impressions} impressions of {args.shown} items took {side_cpu:.2f} CPU s")  # fmt: skip
+
+
+def _freshness(tmp, log_path, backends, args, scale, pinned) -> Iterator[Result]:  # type: ignore[no-untyped-def]
+    """Positive events' append-to-written p50 and p99 at ``--rate`` with impressions at ten times the volume on
+    their own log and their consumer running, against the same positive events alone
+    (:mod:`benchmarks.impressions_freshness`)."""
+
+    n = max(1, int(args.rate * args.freshness_seconds))
+    start = datetime(2024, 2, 1, tzinfo=UTC).timestamp() + 60
+    warm = event_lines(2000, USERS, ITEMS, start, seed=4, ids="w")
+    stream = event_lines(n, USERS, ITEMS, start + 100, seed=5, ids="f")
+    warm_mixed = impression_lines(warm, args.impressions_per_event, args.shown, seed=6, ids="wimp")
+    mixed = impression_lines(stream, args.impressions_per_event, args.shown, seed=7, ids="fimp")
+    where = f"{args.log} log, {args.store} store"
+    ref = _published(tmp, "fresh-ref", log_path, backends)
+    alone = measure(ref, (warm, 0), stream, args.rate, 0, None)
+    ours = _published(tmp, "fresh-topic", log_path, backends, apart=True, topic=True)
+    beside = measure(ours, (warm_mixed, len(warm_mixed) - len(warm)), mixed, args.rate, len(mixed) - n,
+                     pinned and pinned[1])  # fmt: skip
+    for used in (ref, ours):
+        drop(used)
+    (ref50, ref99, ref_note), (our50, our99, our_note) = summary(alone), summary(beside)
+    load = f"load average {os.getloadavg()[0]:.2f}"
+    head = (f"{n} positive events at {args.rate:.0f}/s with {args.impressions_per_event}x impressions of "
+            f"{args.shown} items on their own log, their consumer running; {where}; {load}")  # fmt: skip
+    for q, ours_ms, ref_ms in (("p50", our50, ref50), ("p99", our99, ref99)):
+        yield Result("impressions", f"positive_freshness_{q}_ms[{args.log},{args.store}]", ours_ms, ref_ms, "ms",
+                     scale, higher_is_better=False, note=f"{head}. Ours: {our_note}. Alone: {ref_note}")  # fmt: skip

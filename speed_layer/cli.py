@@ -47,7 +47,8 @@ def run(
     A log or store that does not answer (at start or later) is waited out with backoff and the consumer resumes
     by itself; `--metrics-port` serves /readyz (503 with `waiting_for` meanwhile), /livez and /metrics.
     With `--impressions`, run the impressions consumer instead (speed.feedback.own_consumer: only `impression`
-    events, into their own store rows; the positive-event consumer skips them). Run one of each.
+    events, into their own store rows; the positive-event consumer skips them), at the CPU niceness
+    speed.feedback.impressions_nice (10) so that on shared cores positive events are applied first. Run one of each.
     Exit codes: 0 stopped or drained; 1 gave up after speed.give_up_after_s, or halted on a streak of failing
     records (events.max_consecutive_failures); 2 bad settings.
     """
@@ -56,7 +57,7 @@ def run(
     from lambdarec.store import StoreError
     from speed_layer.consumer import ConsumerHaltedError, SpeedConsumer
     from speed_layer.health import SpeedHealth, serve_health
-    from speed_layer.impression_consumer import ImpressionConsumer
+    from speed_layer.impression_consumer import ImpressionConsumer, lower_priority
 
     overrides = {}
     if store:
@@ -70,6 +71,8 @@ def run(
         typer.echo("error: --impressions needs speed.feedback.own_consumer = true (else the positive-event "
                    "consumer applies impressions too, and they would count twice)", err=True)  # fmt: skip
         raise typer.Exit(2)
+    if impressions:
+        lower_priority(settings)  # speed.feedback.impressions_nice: on shared cores the positive path runs first
     if metrics_port:
         serve_health(health, settings.serving.host, metrics_port)
     try:

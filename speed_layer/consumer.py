@@ -173,7 +173,8 @@ class SpeedConsumer(PollLoop[SpeedStats]):
         mine = self._path.of(records)  # those this consumer applies; the others are committed past untouched
         batch = Batch(mine, polled=records)
         good, batch.bad = decode(self.rules, mine)
-        good = interactions(good)  # catalog changes were decoded (a bad one is dead-lettered), not applied here
+        good, refused = self._applicable(good, mine)
+        batch.bad.extend(refused)
         appended = {(r.partition, r.offset): r.timestamp_ms / 1000.0 for r in mine}
         if self.store.embedded:  # claims first: repeats (resends) read nothing
             batch.good, batch.repeats = self._first_claims(good)
@@ -215,6 +216,11 @@ class SpeedConsumer(PollLoop[SpeedStats]):
         except self.retried as exc:
             log.warning("speed.settle_failed", reason=str(exc), effect="the batch is delivered again")
             self._rewind = True
+
+    def _applicable(self, good: list[tuple[Event, Position]], records: list[Record]) -> tuple[list, list]:
+        """The decoded events this consumer applies, and the records it refuses with the reason (none: catalog
+        changes were decoded, a bad one dead-lettered, and are skipped here)."""
+        return interactions(good), []
 
     def _first_claims(self, good: list[tuple[Event, Position]]) -> tuple[list[tuple[Event, Position]], set[Position]]:
         """``good`` less repeats: events whose ``event_id`` a record at another log position carried first

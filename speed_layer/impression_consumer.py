@@ -5,8 +5,10 @@ positive-event consumer never reads one; unset, it reads the positive-event cons
 
 The loop is the speed consumer's (poll, validate, claim event ids, write, then commit; a crash redelivers and the
 row's log positions make the replay a no-op), less what impressions never need: no snapshot, no fold-in, no
-trending. A bad impression is dead-lettered here (the positive-event consumer leaves it alone), a record that is
-not an impression is committed past untouched.
+trending. A bad impression is dead-lettered here (the positive-event consumer leaves it alone). On the impressions
+log (``log.impressions_topic``) a record that is not an impression is dead-lettered too, with the reason (a
+producer wrote it straight there; nothing applies or archives it, so a resend through ingest lands once); on the
+shared log it is the positive-event consumer's, committed past untouched.
 
 Example
 -------
@@ -16,21 +18,28 @@ Example
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
-from lambdarec.eventlog import EventLog, open_impressions_log
+from lambdarec.eventlog import EventLog, Record, open_impressions_log
 from lambdarec.logs import get_logger
 from lambdarec.model.rows import ShownItems
 from lambdarec.settings import Settings
 from lambdarec.store import CorruptRowError
-from speed_layer.apply import Events, group_events, isolated
+from speed_layer.apply import Events, isolated
 from speed_layer.consumer import SpeedConsumer
 from speed_layer.impressions import ImpressionPath, apply_impressions
 from speed_layer.pipeline import Batch, StateWriter
 from speed_layer.state import Position
 
 log = get_logger(__name__)
+
+
+def lower_priority(settings: Settings) -> int:
+    """Lower this process's CPU priority by ``speed.feedback.impressions_nice`` (the impressions consumer's
+    process, at start), so that on shared cores the positive-event path runs first; the niceness it now has."""
+    return os.nice(settings.speed.feedback.impressions_nice)
 
 
 def impressions_group(settings: Settings) -> str:
@@ -55,7 +64,7 @@ class ImpressionConsumer(SpeedConsumer):
 
     def __init__(self, settings: Settings, *, group: str | None = None, **kwargs: Any) -> None:
         super().__init__(settings, group=group or impressions_group(settings), **kwargs)
-        self._path = ImpressionPath(settings.speed)
+        self._path = ImpressionPath(settings.speed, settings.log)
 
     @staticmethod
     def open_log(settings: Settings) -> EventLog:
@@ -65,22 +74,32 @@ class ImpressionConsumer(SpeedConsumer):
     def _refresh_model(self) -> None:
         """Impressions need no snapshot."""
 
+    def _applicable(self, good: Events, records: list[Record]) -> tuple[list, list]:
+        """Impressions only: on their own log any other event is refused (dead-lettered with the reason)."""
+        return self._path.applicable(good, records)
+
     def _inputs(self, good: Events, appended: dict[Position, float]) -> dict[str, ShownItems]:
         """The users' impressions rows: those being written, else the store's."""
-        by_user, _ = group_events(good)
+        users = {event.user_id for event, _ in good}
         pending = self._writer.pending_users()
         try:
-            stored = self.store.read_shown([u for u in by_user if u not in pending])
+            stored = self.store.read_shown([u for u in users if u not in pending])
         except CorruptRowError as exc:  # a row that does not decode starts afresh, never a crash loop
             log.error("speed.corrupt_impressions_row", users=[str(k) for k in exc.keys][:20], reason=str(exc),
                       effect="their impressions restart from the events being applied")  # fmt: skip
             stored = dict(exc.rows)
-        stored.update((u, pending[u]) for u in by_user if u in pending)  # type: ignore[misc]
+        stored.update((u, pending[u]) for u in users if u in pending)  # type: ignore[misc]
         return stored
 
     def _compute(self, good: Events, inputs: Any) -> tuple[list, list, dict[Position, str]]:
-        """The users' new impressions rows, no trending shard, and the poison records left out with the reason."""
-        by_user, _ = group_events(good)
+        """The users' new impressions rows, no trending shard, and the poison records left out with the reason.
+        ``good`` is what the claims left (on a remote store the rows were read beside the claims, for more)."""
+        by_user: dict[str, Events] = {}
+        for event, pos in good:  # one pass, by user alone: impressions have no trending shard
+            if (mine := by_user.get(event.user_id)) is None:
+                by_user[event.user_id] = [(event, pos)]
+            else:
+                mine.append((event, pos))
         limits = self.settings.speed.feedback
         poison: dict[Position, str] = {}
         rows: list[ShownItems] = []

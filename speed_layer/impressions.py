@@ -16,10 +16,12 @@ True
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Sequence
 
 from lambdarec.eventlog.base import Record
-from lambdarec.events import Event
+from lambdarec.eventlog.split import NOT_AN_IMPRESSION
+from lambdarec.events import IMPRESSION, Event
 from lambdarec.events.peek import is_impression
 from lambdarec.model.rows import ShownItems
 from lambdarec.settings import LogSettings, SpeedSettings
@@ -55,34 +57,68 @@ class PositivePath:
 
 
 class ImpressionPath:
-    """What the impressions consumer polls and applies: ``speed.poll_max_records`` records, their impressions."""
+    """What the impressions consumer polls and applies: ``speed.feedback.impressions_poll_records`` records, their
+    impressions (one read and one write of each user's row per poll, so a large poll is cheap per impression).
+    On a log of their own (``log.impressions_topic``) every record is its own: one that is not an impression is
+    refused with :data:`NOT_AN_IMPRESSION` (dead-lettered, never claimed nor applied); on the shared log the
+    others are the positive-event consumer's, skipped after a look at ``event_type``."""
 
-    def __init__(self, speed: SpeedSettings) -> None:
-        self.size = speed.poll_max_records
+    def __init__(self, speed: SpeedSettings, log: LogSettings) -> None:
+        self.size = speed.feedback.impressions_poll_records
+        self.own_log = log.impressions_topic is not None
 
     def of(self, records: list[Record]) -> list[Record]:
-        return [r for r in records if is_impression(r.value)]
+        return records if self.own_log else [r for r in records if is_impression(r.value)]
+
+    def applicable(self, good: list[tuple[Event, Position]], records: list[Record]) -> tuple[list, list]:
+        """``good``'s impressions, and the records of its other events with the reason they are refused."""
+        kept = [(e, pos) for e, pos in good if e.event_type == IMPRESSION]
+        if len(kept) == len(good):
+            return kept, []
+        by_pos = {(r.partition, r.offset): r for r in records}
+        return kept, [(by_pos[pos], NOT_AN_IMPRESSION) for e, pos in good if e.event_type != IMPRESSION]
 
 
 def apply_impressions(
     row: ShownItems | None, events: Sequence[tuple[Event, Position]], limits: SpeedFeedbackSettings
 ) -> ShownItems | None:
     """One user's impression ``events`` (log order) added to their impressions ``row``, bounded by ``limits`` as
-    the fresh row's are; None when every event had been applied before (a redelivery: nothing to write)."""
+    the fresh row's are (:meth:`Feedback.bounded`, the same result); None when every event had been applied before
+    (a redelivery: nothing to write).
+
+    The cost is per item the events show, not per item the row holds: the events' times are gathered per item
+    first, and the row's other items are only looked at (in C: ``min``, ``len``) to learn whether any needs
+    bounding, which after the first write none does until its impressions age past ``impressions_kept_s``."""
     if not events:
         return None
-    row = row or ShownItems(user_id=events[0][0].user_id)
-    positions = dict(row.positions)
-    feedback = Feedback(hidden={}, disliked={}, shown=dict(row.shown))
-    applied, newest = 0, row.updated_at
+    positions = dict(row.positions) if row is not None else {}
+    newest = row.updated_at if row is not None else 0.0
+    added: dict[str, list[float]] = {}
     for event, (partition, offset) in events:
-        if offset < positions.get(str(partition), 0):
+        key = str(partition)
+        if offset < positions.get(key, 0):
             continue
-        positions[str(partition)] = offset + 1
-        applied += 1
-        newest = max(newest, event.timestamp)
-        feedback.add(event)
-    if applied == 0:
+        positions[key] = offset + 1
+        ts = event.timestamp
+        newest = ts if ts > newest else newest
+        for item in event.item_ids or (event.item_id,):
+            if (times := added.get(item)) is None:
+                added[item] = [ts]
+            else:
+                times.append(ts)
+    if not added:
         return None
-    shown = feedback.bounded(limits, newest).shown
-    return ShownItems(user_id=row.user_id, shown=shown, positions=positions, updated_at=newest)
+    old = row.shown if row is not None else {}
+    shown = dict(old)
+    for item, times in added.items():
+        if (before := old.get(item)) is not None:
+            times[:0] = before
+        shown[item] = times
+    horizon, per_item = newest - limits.impressions_kept_s, limits.impressions_per_item
+    if shown and (min(map(min, shown.values())) < horizon or max(map(len, shown.values())) > per_item):
+        shown = Feedback(hidden={}, disliked={}, shown=shown).bounded(limits, newest).shown  # some to drop
+    elif len(shown) > limits.max_shown_items:
+        keep = heapq.nlargest(limits.max_shown_items, shown, key=lambda i: (shown[i][-1], i))
+        shown = {i: shown[i] for i in keep}
+    return ShownItems(user_id=events[0][0].user_id if row is None else row.user_id, shown=shown,
+                      positions=positions, updated_at=newest)  # fmt: skip

@@ -10,7 +10,8 @@ were in the log before the erasure are dropped.
 With ``log.impressions_topic`` impressions have a log of their own, archived by an archiver of its own
 (``impressions=True``, ``lambdarec archive run --impressions``) into the same table: its rows say ``source =
 "impressions"`` and its commits record that log's positions apart (``Lake.positions(log="impressions")``), so
-each log's events land exactly once.
+each log's events land exactly once. Any other event on the impressions log (written straight to that topic) goes
+to the dead letters, as the impressions consumer never applies it: resent through ingest, it lands once.
 
 A log or lake that does not answer (an ``EventLogError``; a ``LakeError`` or an ``OSError`` from the filesystem or
 the object store) is waited out, not fatal (:mod:`lambdarec.pollloop`, ``archive.retry_*``): the archiver drops
@@ -35,6 +36,7 @@ from batch_layer.archive import prometheus
 from batch_layer.archive.health import ArchiveHealth
 from lambdarec.catalog.events import with_changes
 from lambdarec.eventlog import (
+    NOT_AN_IMPRESSION,
     CommitFailedError,
     EventLog,
     EventLogError,
@@ -43,7 +45,7 @@ from lambdarec.eventlog import (
     open_impressions_log,
     open_log,
 )
-from lambdarec.events import BadEvent, Event, EventRules
+from lambdarec.events import IMPRESSION, BadEvent, Event, EventRules
 from lambdarec.lake import Erasure, Lake, LakeError, dead_letter_rows, event_rows, open_lake
 from lambdarec.lake.schema import SOURCE_IMPRESSIONS, SOURCE_LOG
 from lambdarec.logs import get_logger
@@ -206,6 +208,9 @@ class Archiver(PollLoop[ArchiveStats]):
                 event = self.rules.parse(r.value, now=r.timestamp_ms / 1000.0)
             except BadEvent as exc:
                 bad.append((r.value, exc.reason, (r.partition, r.offset)))
+                continue
+            if self._impressions and event.event_type != IMPRESSION:  # never applied: never archived as if it were
+                bad.append((r.value, NOT_AN_IMPRESSION, (r.partition, r.offset)))
                 continue
             gone = erasures.get(event.user_id)
             if gone is not None and gone.covers(r.partition, r.offset, r.timestamp_ms / 1000, self._impressions):

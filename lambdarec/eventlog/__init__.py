@@ -24,13 +24,14 @@ from lambdarec.eventlog.base import (
     partition_for,
 )
 from lambdarec.eventlog.send import Rejection, SendInterruptedError, SendResult, SentRange, send_events
-from lambdarec.eventlog.split import IngestLog
+from lambdarec.eventlog.split import NOT_AN_IMPRESSION, IngestLog
 from lambdarec.eventlog.sqlite import SQLiteEventLog
 from lambdarec.masking import mask_url
 from lambdarec.settings import LogSettings, Settings
 from lambdarec.settings.eventlog import impressions_log
 
 __all__ = [
+    "NOT_AN_IMPRESSION",
     "AppendOutcomeUnknownError",
     "CommitFailedError",
     "Consumer",

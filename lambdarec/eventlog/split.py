@@ -7,6 +7,10 @@ An append that reaches the main log but not the impressions log is reported as a
 (:class:`~lambdarec.eventlog.base.AppendOutcomeUnknownError`, with what was confirmed): resending the batch under
 the same ``event_id``s is safe, as for any unconfirmed append.
 
+Any other event found on the impressions log (a producer wrote it straight to that topic) is dead-lettered with
+:data:`NOT_AN_IMPRESSION` by the impressions consumer and by the impressions archiver: it is neither applied nor
+archived, so a resend through ingest (to the main log) lands once.
+
 Example
 -------
 >>> log = IngestLog(open_log(settings), open_log(impressions_log(settings.log)))   # doctest: +SKIP
@@ -30,6 +34,14 @@ from lambdarec.eventlog.base import (
 )
 from lambdarec.events import Event
 from lambdarec.events.peek import is_impression
+
+# Why an event other than an impression found on the impressions log is dead-lettered (by the impressions
+# consumer and the impressions archiver alike): ingest never sends one there, so a producer wrote it straight to
+# that topic; no consumer applies it, so the master dataset does not hold it either until it is resent.
+NOT_AN_IMPRESSION = (
+    "not an impression: the impressions log (log.impressions_topic) holds impression events only; resend it "
+    "through ingest (POST /v1/events, lambdarec events send), which sends it to log.url's log"
+)
 
 
 class IngestLog(EventLog):

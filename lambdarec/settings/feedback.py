@@ -63,3 +63,18 @@ class SpeedFeedbackSettings(Section):
         description="Most records the positive-event consumer polls at once when impressions have their own consumer: "
         "it skips them, so it polls more to keep about `speed.poll_max_records` positive events per batch.",
     )
+    impressions_poll_records: int = Field(
+        10000,
+        ge=1,
+        description="Most records the impressions consumer (`lambdarec speed run --impressions`) polls at once: a "
+        "user's impressions in one poll cost one read and one write of their impressions row, so a larger poll "
+        "costs less per impression (fatigue is seen up to one poll later).",
+    )
+    impressions_nice: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="CPU niceness the impressions consumer takes at start (`lambdarec speed run --impressions`): "
+        "where it shares cores with the positive-event consumer, the positive path gets the CPU first and fatigue "
+        "waits (its lag is its own). 0 keeps the priority it was started with.",
+    )

@@ -27,12 +27,20 @@ from lambdarec.logs import get_logger
 from lambdarec.settings import StoreSettings
 from lambdarec.sqlite_txn import write_txn
 from lambdarec.store.errors import StoreUnavailableError
-from lambdarec.store.sqlite_schema import FRESH_FILE, FRESH_SCHEMA, PRAGMAS, SNAPSHOT_SCHEMA, SNAPSHOTS_FILE
+from lambdarec.store.sqlite_schema import (
+    FRESH_FILE,
+    FRESH_SCHEMA,
+    PRAGMAS,
+    SHOWN_FILE,
+    SHOWN_SCHEMA,
+    SNAPSHOT_SCHEMA,
+    SNAPSHOTS_FILE,
+)
 
 log = get_logger(__name__)
 
-Which = Literal["snapshots", "fresh"]
-FILES: dict[Which, str] = {"snapshots": SNAPSHOTS_FILE, "fresh": FRESH_FILE}
+Which = Literal["snapshots", "fresh", "shown"]
+FILES: dict[Which, str] = {"snapshots": SNAPSHOTS_FILE, "fresh": FRESH_FILE, "shown": SHOWN_FILE}
 CHECK_EVERY_S = 0.25  # how often a store call also compares the files' identities (two stat calls)
 IN_BATCH = 500  # keys per `IN (...)` query; SQLite allows 32766 host parameters, small is plenty
 
@@ -72,10 +80,27 @@ class Connections:
             self.path.mkdir(parents=True, exist_ok=True)
             self.db("snapshots").executescript(SNAPSHOT_SCHEMA)
             self.db("fresh").executescript(FRESH_SCHEMA)
+            self.db("shown").executescript(SHOWN_SCHEMA)
+            self._move_shown_rows()
         except (OSError, sqlite3.Error) as exc:
             raise StoreUnavailableError(f"cannot open the SQLite store in {self.path.resolve()}: {exc}") from exc
         finally:
             self._creating = False
+
+    def _move_shown_rows(self) -> None:
+        """Impressions rows an older release kept in fresh.sqlite, moved to shown.sqlite (once: a store whose
+        shown.sqlite holds rows already is left alone; a crash between the two steps leaves rows nobody reads)."""
+        fresh = self.db("fresh")
+        if fresh.execute("SELECT 1 FROM shown_users LIMIT 1").fetchone() is None:
+            return
+        with self.write("shown") as conn:
+            if conn.execute("SELECT 1 FROM shown_users LIMIT 1").fetchone() is None:
+                conn.executemany(
+                    "INSERT INTO shown_users VALUES (?, ?, ?, ?)", fresh.execute("SELECT * FROM shown_users")
+                )
+        with self.write("fresh") as conn:
+            conn.execute("DELETE FROM shown_users")
+        log.info("store.shown_rows_moved", path=str(self.path), to=SHOWN_FILE)
 
     def db(self, which: Which) -> sqlite3.Connection:
         """This thread's connection to ``which`` file; ``StoreUnavailableError`` once the store is closed or while a

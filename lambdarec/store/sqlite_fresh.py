@@ -1,5 +1,6 @@
 """The SQLite store's fresh state (``fresh.sqlite``): the speed layer's per-user state, trending shards and
-event-id claims, each row with its expiry time; expired rows are invisible at once and deleted by ``prune``.
+event-id claims (the impressions consumer's rows in ``shown.sqlite``, so its writes never delay the others),
+each row with its expiry time; expired rows are invisible at once and deleted by ``prune``.
 
 Example
 -------
@@ -20,7 +21,7 @@ from lambdarec.model.rows import FreshUser, LogPosition, ShownItems, TrendingIte
 from lambdarec.settings import StoreSettings
 from lambdarec.store import codec
 from lambdarec.store.shown_codec import decode_shown_rows, encode_shown
-from lambdarec.store.sqlite_files import Connections, select_in
+from lambdarec.store.sqlite_files import Connections, Which, select_in
 from lambdarec.store.sqlite_schema import (
     CLAIM_EVENT_ID,
     DROP_EXPIRED_EVENT_IDS,
@@ -43,8 +44,8 @@ class FreshTables:
         self._writing = threading.Lock()
 
     @contextlib.contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._writing, self._files.write("fresh") as conn:
+    def _transaction(self, which: Which = "fresh") -> Iterator[sqlite3.Connection]:
+        with self._writing, self._files.write(which) as conn:
             yield conn
 
     def write_users(self, states: Iterable[FreshUser]) -> int:
@@ -60,20 +61,21 @@ class FreshTables:
         return {k: codec.decode_trending(v) for k, v in self._read("trending", "item_id", item_ids)}
 
     def write_shown(self, rows: Iterable[ShownItems]) -> int:
-        return self._write("shown_users", ((r.user_id, encode_shown(r)) for r in rows))
+        return self._write("shown_users", ((r.user_id, encode_shown(r)) for r in rows), "shown")
 
     def read_shown(self, user_ids: Iterable[str]) -> dict[str, ShownItems]:
-        return decode_shown_rows(self._read("shown_users", "user_id", user_ids))
+        return decode_shown_rows(self._read("shown_users", "user_id", user_ids, "shown"))
 
     def drop_expired(self) -> None:
         """Delete expired fresh users, impressions and trending rows (already invisible) to reclaim their space."""
-        with self._transaction() as conn:
-            for table in ("fresh_users", "trending", "shown_users"):
-                conn.execute(f"DELETE FROM {table} WHERE ns = ? AND expires_at <= ?", (self._ns, time.time()))  # noqa: S608
+        for which, tables in (("fresh", ("fresh_users", "trending")), ("shown", ("shown_users",))):
+            with self._transaction(which) as conn:
+                for table in tables:
+                    conn.execute(f"DELETE FROM {table} WHERE ns = ? AND expires_at <= ?", (self._ns, time.time()))  # noqa: S608
 
-    def _write(self, table: str, pairs: Iterable[tuple[str, bytes]]) -> int:
+    def _write(self, table: str, pairs: Iterable[tuple[str, bytes]], which: Which = "fresh") -> int:
         expires = time.time() + self._ttl_s
-        with self._transaction() as conn:
+        with self._transaction(which) as conn:
             before = conn.total_changes
             conn.executemany(
                 f"INSERT OR REPLACE INTO {table} VALUES (?, ?, ?, ?)",  # noqa: S608
@@ -81,8 +83,10 @@ class FreshTables:
             )
             return conn.total_changes - before
 
-    def _read(self, table: str, key: str, keys: Iterable[str] | None) -> Iterator[tuple[str, bytes]]:
-        conn = self._files.db("fresh")
+    def _read(
+        self, table: str, key: str, keys: Iterable[str] | None, which: Which = "fresh"
+    ) -> Iterator[tuple[str, bytes]]:
+        conn = self._files.db(which)
         now = time.time()
         if keys is None:
             sql = f"SELECT {key}, data FROM {table} WHERE ns = ? AND expires_at > ?"  # noqa: S608

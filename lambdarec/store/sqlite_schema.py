@@ -2,7 +2,8 @@
 WITHOUT ROWID tables, so a serving read is one b-tree lookup.
 
 ``snapshots.sqlite`` holds snapshot metadata, the current pointer, rows, arrays and locks; ``fresh.sqlite`` the
-speed layer's state, so the batch layer's large write transactions never delay the speed layer's small ones.
+speed layer's state, so the batch layer's large write transactions never delay the speed layer's small ones;
+``shown.sqlite`` the impressions consumer's rows, so its writes never delay the positive-event consumer's.
 
 Example
 -------
@@ -56,6 +57,14 @@ RELEASE_EVENT_ID = "DELETE FROM event_ids WHERE ns = ? AND event_id = ? AND part
 DROP_EXPIRED_EVENT_IDS = "DELETE FROM event_ids WHERE ns = ? AND expires_at <= ?"
 EVENT_ID_SWEEP_S = 60.0  # how often claiming also deletes expired claims
 SNAPSHOTS_FILE, FRESH_FILE = "snapshots.sqlite", "fresh.sqlite"
+# The impressions consumer's rows (ten times the click volume) in a file of their own: the positive-event
+# consumer's writes to fresh.sqlite never queue behind its transactions nor pay its write-ahead log's checkpoints.
+# (fresh.sqlite keeps its old shown_users table: rows found there are moved here on open.)
+SHOWN_FILE = "shown.sqlite"
+SHOWN_SCHEMA = """
+CREATE TABLE IF NOT EXISTS shown_users (ns TEXT, user_id TEXT, data BLOB NOT NULL, expires_at REAL NOT NULL,
+  PRIMARY KEY (ns, user_id)) WITHOUT ROWID;
+"""
 # 16 KiB pages keep a 2 KiB user row inside its b-tree page (4 KiB pages spill it to overflow pages: half the
 # write rate, twice the file); page_size only takes effect on a new file. A 64 MiB WAL between checkpoints
 # (4000 pages) spares a bulk write most checkpoint fsyncs. The memory map (store.sqlite.mmap_mb,

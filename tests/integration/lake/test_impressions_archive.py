@@ -134,3 +134,29 @@ def test_lake_wait_waits_for_the_impressions_log_too(tmp_path: Path) -> None:
     assert done.exit_code == 0, done.output
     body = json.loads(done.output.splitlines()[-1])
     assert body["reached"] and sum(body["impressions"]["targets"].values()) == 20
+
+
+def test_an_event_on_the_impressions_log_that_is_not_an_impression_goes_to_the_lakes_dead_letters(
+    settings: Settings,
+) -> None:
+    now = time.time() - 3600
+    click = Event(event_id="stray-click", user_id="u1", item_id="i3", event_type="click", timestamp=now)
+    send(settings, events(now, ["u2"], "k"))
+    with open_impressions_log(settings) as own:
+        own.append([encode_event(click)], keys=["u1"])  # a producer writing it straight to the impressions topic
+    archive(settings)
+    lake = open_lake(settings)
+    ids = lake.scan().select("event_id").collect()["event_id"].to_list()
+    assert "stray-click" not in ids and len(ids) == 11  # never applied by the speed layer: not archived as if it were
+    letters = lake.dead_letters()
+    assert letters.height == 1 and "not an impression" in letters["reason"][0]
+    with open_impressions_log(settings) as own:
+        own_end = own.end_offsets()
+    assert lake.positions(partitions=own_end, log="impressions") == {p: n for p, n in own_end.items() if n}
+
+    send(settings, [click])  # resent through ingest: to the main log, archived there once
+    archive(settings)
+    archive(settings, group=f"again-{secrets.token_hex(3)}")
+    rows = lake.scan().filter(pl.col("event_id") == "stray-click").select("source").collect()
+    assert rows["source"].to_list() == ["log"]
+    assert lake.dead_letters().height == 1

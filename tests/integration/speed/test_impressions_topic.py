@@ -120,3 +120,43 @@ def test_post_events_and_events_send_route_impressions_to_their_own_log(tmp_path
 def test_an_impressions_topic_without_the_impressions_consumer_is_refused() -> None:
     with pytest.raises(Exception, match=r"needs speed\.feedback\.own_consumer"):
         Settings.load(overrides={"log": {"impressions_topic": "impressions"}})
+
+
+def test_an_event_written_straight_to_the_impressions_log_that_is_not_an_impression_is_dead_lettered(
+    settings: Settings, tmp_path: Path
+) -> None:
+    now = time.time() - 600
+    click = Event(event_id="stray-click", user_id="u1", item_id="i3", event_type="click", timestamp=now)
+    shown = Event(event_id="s-ok", user_id="u1", item_id="i4", event_type="impression", timestamp=now + 1,
+                  item_ids=("i4",))  # fmt: skip
+    with open_impressions_log(settings) as own:
+        own.ensure_topic()
+        own.append([encode_event(click), encode_event(shown)], keys=["u1", "u1"])  # a producer writing it there
+    with ImpressionConsumer(settings) as impressions:
+        impressions.run(until_idle_s=2.0)
+    assert (impressions.stats.processed, impressions.stats.dead_lettered) == (1, 1)
+    with open_impressions_log(settings) as own:
+        letters = own.read_dead_letters(10)
+    assert [json.loads(d.value)["event_id"] for d in letters] == ["stray-click"]
+    assert "not an impression" in letters[0].reason and "log.impressions_topic" in letters[0].reason
+    with open_store(settings) as store:
+        assert store.read_shown(["u1"])["u1"].shown == {"i4": [now + 1]}
+        assert store.read_fresh_users(["u1"]) == {}  # the click reached no state
+
+    # resent through ingest it goes to the positive log and is applied there, once: its event id was not claimed
+    with open_ingest_log(settings) as log:
+        send_events(log, [encode_event(click)], EventRules.from_settings(settings))
+    with SpeedConsumer(settings) as positives:
+        positives.run(until_idle_s=2.0)
+    assert (positives.stats.processed, positives.stats.duplicates, positives.stats.dead_lettered) == (1, 0, 0)
+    with open_store(settings) as store:
+        assert [i for i, _ in store.read_fresh_users(["u1"])["u1"].recent] == ["i3"]
+
+    config = tmp_path / "lambdarec.toml"
+    log_cfg = settings.log
+    config.write_text(f'[log]\nurl = "{log_cfg.url}"\nimpressions_topic = "{log_cfg.impressions_topic}"\n'
+                      "[speed.feedback]\nown_consumer = true\n")  # fmt: skip
+    shown_cli = CliRunner().invoke(app, ["events", "dead-letters", "--impressions", "--json", "--config", str(config)])
+    assert shown_cli.exit_code == 0, shown_cli.output
+    rows = json.loads(shown_cli.output.splitlines()[-1])
+    assert len(rows) == 1 and "not an impression" in rows[0]["reason"]

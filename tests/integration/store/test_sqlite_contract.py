@@ -10,8 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lambdarec.model.rows import ShownItems
 from lambdarec.settings import StoreSettings
 from lambdarec.store import FreshUser, OnlineStore, StoreUnavailableError, TrendingItem, open_store
+from lambdarec.store.shown_codec import encode_shown
 from lambdarec.store.sqlite import SQLiteStore
 from lambdarec.store.sqlite_schema import store_dir
 from tests.integration.store.contract import StoreContract
@@ -42,7 +44,8 @@ class TestSQLiteStore(StoreContract):
 
     def fresh_ttl_left(self, store: OnlineStore, table: str, key: str) -> float | None:
         column = "user_id" if table in ("fresh_users", "shown_users") else "item_id"
-        rows = self._sql("fresh.sqlite", f"SELECT expires_at FROM {table} WHERE ns = ? AND {column} = ?",
+        file = "shown.sqlite" if table == "shown_users" else "fresh.sqlite"  # impressions rows: a file of their own
+        rows = self._sql(file, f"SELECT expires_at FROM {table} WHERE ns = ? AND {column} = ?",
                          (self.namespace, key))  # fmt: skip
         return rows[0][0] - time.time() if rows else None
 
@@ -61,7 +64,7 @@ def test_relative_and_absolute_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 def test_files_are_in_wal_mode(tmp_path: Path) -> None:
     with open_store(StoreSettings(url=f"sqlite:///{tmp_path}")) as store:
         store.begin_snapshot({})
-    for name in ("snapshots.sqlite", "fresh.sqlite"):
+    for name in ("snapshots.sqlite", "fresh.sqlite", "shown.sqlite"):
         with sqlite3.connect(tmp_path / name) as conn:
             assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
@@ -113,3 +116,32 @@ def test_drop_schema_deletes_the_files_and_the_next_open_starts_empty(tmp_path: 
         store.list_snapshots()
     with open_store(settings) as again:
         assert again.list_snapshots() == [] and again.read_fresh_users(["u1"]) == {}
+
+
+def test_impressions_rows_live_in_a_file_of_their_own_and_an_older_stores_rows_move_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    SQLiteStore(StoreSettings(url=f"sqlite:///{tmp_path}")).close()
+    for suffix in ("", "-wal", "-shm"):  # a store of an older release: impressions rows in fresh.sqlite
+        (tmp_path / f"shown.sqlite{suffix}").unlink(missing_ok=True)
+    old = ShownItems(user_id="u-old", shown={"i1": [1.0e9]}, positions={"0": 3}, updated_at=1.0e9)
+    with sqlite3.connect(tmp_path / "fresh.sqlite") as conn:
+        conn.execute("INSERT INTO shown_users VALUES (?, ?, ?, ?)", ("default", "u-old", encode_shown(old),
+                                                                     time.time() + 3600))  # fmt: skip
+
+    store = SQLiteStore(StoreSettings(url=f"sqlite:///{tmp_path}", fresh_ttl_s=60))
+    assert store.read_shown(["u-old"]) == {"u-old": old}  # moved on open
+    store.write_shown([ShownItems(user_id="u-new", shown={"i2": [2.0e9]})])
+    count = "SELECT COUNT(*) FROM shown_users"
+    with sqlite3.connect(tmp_path / "fresh.sqlite") as fresh, sqlite3.connect(tmp_path / "shown.sqlite") as shown:
+        assert fresh.execute(count).fetchone() == (0,)  # the positive-event consumer's file holds none
+        assert shown.execute(count).fetchone() == (2,)
+    store.close()
+    again = SQLiteStore(StoreSettings(url=f"sqlite:///{tmp_path}", fresh_ttl_s=60))  # nothing moved twice
+    assert set(again.read_shown(["u-old", "u-new"])) == {"u-old", "u-new"}
+    later = time.time() + 3601
+    monkeypatch.setattr("lambdarec.store.sqlite.time.time", lambda: later)
+    again.prune(3)
+    with sqlite3.connect(tmp_path / "shown.sqlite") as shown:
+        assert shown.execute(count).fetchone() == (0,)  # expired impressions rows are reclaimed too
+    again.close()

@@ -4,6 +4,8 @@ impressions row, and the join serving makes, which must give the very impression
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
 
 import pytest
 from hypothesis import given, settings
@@ -14,8 +16,10 @@ from lambdarec.events import Event
 from lambdarec.events.peek import is_impression
 from lambdarec.model.rows import FreshUser, ShownItems
 from lambdarec.model.shown import join_shown
-from lambdarec.settings import LogSettings, SpeedSettings
-from speed_layer.impressions import PositivePath, apply_impressions
+from lambdarec.settings import LogSettings, Settings, SpeedSettings
+from speed_layer.feedback import Feedback
+from speed_layer.impression_consumer import lower_priority
+from speed_layer.impressions import ImpressionPath, PositivePath, apply_impressions
 from speed_layer.state import apply_user_events
 
 T = 1_764_400_000.0
@@ -130,3 +134,61 @@ def test_impressions_apart_give_the_impressions_the_one_consumer_path_keeps(step
         row = apply_impressions(row, [(e, p) for e, p in chunk if e.event_type == "impression"], SPEED.feedback) or row
     joined = join_shown(fresh, row, "u1")
     assert (joined.shown if joined else {}) == (one.shown if one else {})
+
+
+def reference_row(row: ShownItems | None, events, limits) -> ShownItems | None:  # type: ignore[no-untyped-def]
+    """The impressions row as the one-consumer path keeps impressions: each event added through ``Feedback`` in
+    log order, then the whole row bounded (what :func:`apply_impressions` must equal, whatever it skips)."""
+    row = row or ShownItems(user_id="u1")
+    positions, feedback, newest, applied = dict(row.positions), Feedback({}, {}, dict(row.shown)), row.updated_at, 0
+    for event, (partition, offset) in events:
+        if offset < positions.get(str(partition), 0):
+            continue
+        positions[str(partition)], newest, applied = offset + 1, max(newest, event.timestamp), applied + 1
+        feedback.add(event)
+    if not applied:
+        return None
+    return ShownItems(user_id="u1", shown=feedback.bounded(limits, newest).shown, positions=positions,
+                      updated_at=newest)  # fmt: skip
+
+
+many_items = st.sampled_from([f"i{k}" for k in range(8)])
+shown_steps = st.lists(st.tuples(st.lists(many_items, min_size=1, max_size=5, unique=True), st.integers(0, 100)),
+                       max_size=40)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(shown_steps, st.integers(1, 6), st.integers(1, 4), st.integers(0, 6), st.integers(5, 60), st.booleans())
+def test_an_impressions_row_is_the_rows_of_the_one_consumer_path_under_tight_bounds(
+    steps, batches, per_item, max_items, kept_s, redeliver
+) -> None:  # type: ignore[no-untyped-def]
+    """Out-of-order event times, redeliveries, any batching, bounds that bite: the same row as applying each
+    event through ``Feedback`` and bounding the whole row."""
+    limits = SpeedSettings(feedback={"impressions_per_item": per_item, "max_shown_items": max_items,
+                                     "impressions_kept_s": kept_s}).feedback  # fmt: skip
+    events = [ev(n, "impression", items=tuple(shown), ts=T + ts) for n, (shown, ts) in enumerate(steps)]
+    ours = ref = None
+    size = max(1, len(events) // batches)
+    for start in range(0, len(events), size):
+        chunk = events[max(0, start - size // 2) if redeliver else start : start + size]  # some applied before
+        ours = apply_impressions(ours, chunk, limits) or ours
+        ref = reference_row(ref, chunk, limits) or ref
+    assert ours == ref
+
+
+def test_the_impressions_consumer_polls_impressions_poll_records_at_once() -> None:
+    path = ImpressionPath(SpeedSettings(poll_max_records=100, feedback={"impressions_poll_records": 5000}), LOG)
+    assert path.size == 5000 and SpeedSettings().feedback.impressions_poll_records == 10000
+
+
+def _niceness_after_lowering(settings) -> int:  # type: ignore[no-untyped-def]
+    before = os.nice(0)
+    return lower_priority(settings) - before
+
+
+@pytest.mark.parametrize("nice", [0, 7])
+def test_the_impressions_consumer_lowers_its_cpu_priority_by_impressions_nice(nice: int) -> None:
+    settings = Settings.load(overrides={"speed": {"feedback": {"impressions_nice": nice}}})
+    with multiprocessing.get_context("spawn").Pool(1) as pool:  # a process of its own: this one keeps its priority
+        assert pool.apply(_niceness_after_lowering, (settings,)) == min(nice, 19 - os.nice(0))
+    assert Settings.load().speed.feedback.impressions_nice == 10
