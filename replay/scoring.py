@@ -2,7 +2,7 @@
 
 A scored event asks every variant for the user's list given the state just before the event. Reading that state
 is cheap; solving the user's fold-in vector and ranking are not. So :class:`BatchScorer` takes a copy of the state
-at the event (the fresh state without its vector, the session, the trending scores ordered once, the seen set) and,
+at the event (the fresh state without its vector, the session, the trending scores, the seen set) and,
 every ``batch`` events or before the snapshot changes, solves the fold-ins of all of them in one batched solve
 (:meth:`replay.online.OnlineState.solved`, the speed layer's own ``solve_many``) and asks each variant through
 serving's request path (:func:`replay.variants.recommend`). The lists are those scoring each event at once gives:
@@ -20,7 +20,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from lambdarec.rank.trending import TrendingScores
+import numpy as np
+
 from lambdarec.store import FreshUser, UserRow
 from replay.online import OnlineState
 from replay.variants import Variant, popular, request
@@ -37,7 +38,7 @@ class ScoredEvent:
     row: UserRow | None
     fresh: FreshUser | None  # maybe without its fold-in vector: solved in the batch
     session: list[tuple[str, float]]
-    trending: TrendingScores | None
+    trending: np.ndarray | None  # decayed counts: the block merge takes the head of their order for many at once
     exclude: frozenset[str]
 
 
@@ -57,7 +58,7 @@ class BatchScorer:
 
     def add(self, online: OnlineState, user_id: str, target: str, now_s: float, session_id: str | None) -> None:
         """Take the state of ``user_id`` just before an event at ``now_s``; rank when the batch is full."""
-        trending = TrendingScores.of(online.trending(now_s)) if self.trending else None  # ordered once, not per variant
+        trending = online.trending(now_s) if self.trending else None
         self._events.append(
             ScoredEvent(
                 user_id=user_id,

@@ -76,6 +76,24 @@ def top_unseen_shared(
     return np.repeat(rows, per), items[np.repeat((np.cumsum(counts) - counts)[owner], per) + offset]
 
 
+def top_trending(scores: np.ndarray, seen: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(row, item) of each row's ``n`` best unseen items with a positive score, best first (ties by index): the
+    head of :class:`lambdarec.rank.trending.TrendingScores`'s order, for a block of rows at once and without a
+    full sort per row. ``scores`` (finite, non-negative float32) and ``seen`` are ``[R, n_items]``."""
+    n = min(n, scores.shape[1])
+    if n <= 0 or scores.shape[0] == 0:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+    live = np.where(seen, np.float32(0), scores)  # an item counts when unseen and positive
+    # each row's n-th best score: every live item at or above it, ties at it included, then sorted
+    floor = -np.partition(-live, n - 1, axis=1)[:, n - 1]
+    rows, items = np.nonzero((live >= floor[:, None]) & (live > 0))
+    order = np.lexsort((items, -live[rows, items], rows))
+    rows, items = rows[order], items[order]
+    starts = np.searchsorted(rows, rows, side="left")
+    keep = np.arange(rows.size) - starts < n  # ties at the n-th score: the lowest indices
+    return rows[keep], items[keep]
+
+
 def source_table(seen: np.ndarray, found: Sequence[tuple[int, np.ndarray, np.ndarray]]) -> np.ndarray:
     """``[B, n_items]`` int8: the first source (in ``found``'s order) of each (request, item), ``NONE`` where no
     source brought it or it is seen. ``found`` holds (source code, rows, items)."""
