@@ -61,6 +61,7 @@ class OnlineState:
         self._pending: dict[str, list[tuple[Event, tuple[int, int]]]] = defaultdict(list)
         self._history: dict[str, UserRow | None] = {}
         self._touched: dict[str, set[str]] = defaultdict(set)
+        self._touched_at: dict[str, list[int]] = defaultdict(list)  # the touched items' indices in the snapshot
         self._unsolved: set[str] = set()  # users whose state holds their events but no fold-in vector yet
         self.model = model
         self._load_trending_arrays()
@@ -84,6 +85,10 @@ class OnlineState:
         """Every item the user touched in the events applied so far (warm-up and replay): the fair seen set."""
         return frozenset(self._touched.get(user_id, ()))
 
+    def touched_indices(self, user_id: str) -> np.ndarray:
+        """The indices in the current snapshot of :meth:`touched`'s items (those it has), kept as events arrive."""
+        return np.array(self._touched_at.get(user_id, ()), dtype=np.int64)
+
     def session(self, user_id: str, now_s: float, session_id: str | None = None) -> list[tuple[str, float]]:
         """The user's current session as (item, time), oldest first, seen just before an event at ``now_s``."""
         s = self.sessions.get(user_id)
@@ -105,17 +110,21 @@ class OnlineState:
         the state is read, which gives the state that applying them one at a time would give.
         """
         by_item: dict[str, list[tuple[Event, tuple[int, int]]]] = defaultdict(list)
+        index = self.model.item_index
         for event in events:
             pos = (0, self._position)
             self._position += 1
             self._pending[event.user_id].append((event, pos))
             if event.event_type in FEEDBACK_TYPES:  # kept in the user's state; not seen, not a session, not trending
                 continue
-            self._touched[event.user_id].add(event.item_id)
+            touched = self._touched[event.user_id]
+            if event.item_id not in touched:
+                touched.add(event.item_id)
+                if (i := index.get(event.item_id)) is not None:
+                    self._touched_at[event.user_id].append(i)
             by_item[event.item_id].append((event, pos))
             self._extend_session(event)
         weights = self.model.event_weights or self.event_weights
-        index = self.model.item_index
         for item_id, batch in by_item.items():
             new_item = apply_trending(self.trending_rows.get(item_id), batch, weights, self.speed.trending_half_life_s)
             if new_item is None:
@@ -186,6 +195,9 @@ class OnlineState:
         self.prefetch(self.fresh)
         self.fresh = {u: rebase(state, model, self.history(u)) for u, state in self.fresh.items()}
         self._unsolved.clear()
+        self._touched_at = defaultdict(list)
+        for user_id, items in self._touched.items():
+            self._touched_at[user_id] = [i for item in items if (i := model.item_index.get(item)) is not None]
         self._load_trending_arrays()
 
     # ---- internals -----------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ import numpy as np
 
 from lambdarec.store import FreshUser, UserRow
 from replay.online import OnlineState
-from replay.variants import Variant, popular, request
+from replay.variants import Variant, popular_many, request
 from serving_layer.recommend import rank_many
 
 
@@ -40,6 +40,7 @@ class ScoredEvent:
     session: list[tuple[str, float]]
     trending: np.ndarray | None  # decayed counts: the block merge takes the head of their order for many at once
     exclude: frozenset[str]
+    exclude_indices: np.ndarray  # ``exclude``'s items in the snapshot (the popular floor's seen set reads them)
 
 
 Record = Callable[[ScoredEvent, dict[str, list[str]]], None]
@@ -69,6 +70,7 @@ class BatchScorer:
                 session=online.session(user_id, now_s, session_id),
                 trending=trending,
                 exclude=online.touched(user_id),  # the same seen set for every variant: fair filtering
+                exclude_indices=online.touched_indices(user_id),
             )
         )
         if len(self._events) >= self.batch:
@@ -81,12 +83,15 @@ class BatchScorer:
             return
         model = online.model
         asks, lists = [], []
-        for event, fresh in zip(events, online.solved([e.fresh for e in events]), strict=True):
+        solved = online.solved([e.fresh for e in events])
+        floor = (popular_many(model, [e.row for e in events], solved, self.k, [e.exclude_indices for e in events])
+                 if any(v.kind == "popular" for v in self.variants) else [])  # fmt: skip
+        for at, (event, fresh) in enumerate(zip(events, solved, strict=True)):
             state = {"row": event.row, "fresh": fresh, "session": event.session, "trending": event.trending}
             mine: dict[str, list[str]] = {}
             for v in self.variants:
                 if v.kind == "popular":
-                    mine[v.name] = popular(model, event.row, fresh, self.k, event.exclude)
+                    mine[v.name] = floor[at]
                 else:
                     ask = request(v, model, **state, now_s=event.now_s, k=self.k, user_id=event.user_id,
                                   exclude=event.exclude)  # fmt: skip
