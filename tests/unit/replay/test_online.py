@@ -106,3 +106,20 @@ def test_touched_collects_every_item_a_user_acted_on(model, store) -> None:
     assert online.touched("u1") == frozenset({"i3", "i4", "i5"})
     assert online.touched("u2") == frozenset({"i4", "i3"})
     assert online.touched("nobody") == frozenset()
+
+
+def test_touched_indices_name_the_touched_items_the_snapshot_has(model, store) -> None:
+    online = OnlineState(store, model, SpeedSettings(), WEIGHTS)
+    online.apply([*EVENTS, ev(5, "u1", "i3", 9100.0), ev(6, "u1", "not-in-the-snapshot", 9200.0)])
+
+    def expected(user: str) -> list[int]:
+        return sorted(online.model.item_index[i] for i in online.touched(user) if i in online.model.item_index)
+
+    assert (
+        sorted(online.touched_indices("u1").tolist())
+        == expected("u1")
+        == sorted(model.item_index[i] for i in ("i3", "i4", "i5"))
+    )  # i3 once, the unknown item left out
+    assert online.touched_indices("nobody").tolist() == []
+    online.switch(make_model(version="v2", cutoff_s=2050.0, seed=1))
+    assert sorted(online.touched_indices("u1").tolist()) == expected("u1")
