@@ -145,9 +145,11 @@ def fold_in_segments(
     idx = np.asarray(item_indices, dtype=np.int64)
     conf = np.asarray(confidences, dtype=np.float64)
     ends = np.cumsum(counts).tolist()
+    if idx.size > y.shape[0]:  # more rows to gather than the catalogue has: convert it once, not each gather
+        y = y.astype(np.float64)
     for u, (end, count) in enumerate(zip(ends, counts.tolist(), strict=True)):
         if count:  # per user: small temporaries that stay in cache (one gather of every row would not)
-            yu = y[idx[end - count : end]].astype(np.float64)
+            yu = y[idx[end - count : end]].astype(np.float64, copy=False)
             c = conf[end - count : end]
             a[u] += (yu * (c - 1.0)[:, None]).T @ yu
             b[u] = yu.T @ c
