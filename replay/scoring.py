@@ -26,7 +26,7 @@ import numpy as np
 from lambdarec.store import FreshUser, UserRow
 from replay.online import OnlineState
 from replay.variants import Variant, popular_many, request
-from serving_layer.recommend import rank_many
+from serving_layer.recommend import RecommendQuery, rank_many
 
 
 @dataclass(frozen=True)
@@ -101,12 +101,13 @@ class BatchScorer:
         for at, (event, fresh) in enumerate(zip(events, solved, strict=True)):
             state = {"row": event.row, "fresh": fresh, "session": event.session, "trending": event.trending}
             mine: dict[str, list[str]] = {}
+            queries: dict[tuple[str, ...], RecommendQuery] = {}  # the variants of one event share equal queries
             for v in self.variants:
                 if v.kind == "popular":
                     mine[v.name] = floor[at]
                 else:
                     ask = request(v, model, **state, now_s=event.now_s, k=self.k, user_id=event.user_id,
-                                  exclude=event.exclude)  # fmt: skip
+                                  exclude=event.exclude, queries=queries)  # fmt: skip
                     asks.append((mine, v.name, ask))
             lists.append(mine)
         ranked = rank_many(model, [ask for _, _, ask in asks])  # every variant of every event in one block merge

@@ -152,9 +152,12 @@ def request(
     k: int,
     user_id: str | None = None,
     exclude: frozenset[str] = frozenset(),
+    queries: dict[tuple[str, ...], RecommendQuery] | None = None,
 ) -> RankRequest:
     """The request serving gets for :func:`recommend` of a variant other than ``popular``, for
-    :func:`serving_layer.recommend.rank_many`: the replay ranks many of them in one block."""
+    :func:`serving_layer.recommend.rank_many`: the replay ranks many of them in one block. ``queries``: the
+    queries already built for the same user, ``k``, ``exclude`` and moment (the variants of one event), by
+    session items: a variant asking the same query shares it (queries are immutable)."""
     if variant.kind == "batch":
         fresh, session, trending = None, [], None
     else:
@@ -163,7 +166,12 @@ def request(
             fresh = FreshUser(user_id=fresh.user_id, events=fresh.events, recent=fresh.recent, basis=model.version)
         session = session if variant.session else []
         trending = trending if variant.trending else None
-    query = RecommendQuery(user_id=user_id, k=k, session_items=tuple(item for item, _ in session), exclude=exclude)
+    items = tuple(map(_item, session))
+    query = queries.get(items) if queries is not None else None
+    if query is None:
+        query = RecommendQuery(user_id=user_id, k=k, session_items=items, exclude=exclude)
+        if queries is not None:
+            queries[items] = query
     return RankRequest(query, UserState(row, fresh), variant.weights, trending, now_s)
 
 
