@@ -65,7 +65,9 @@ def top_unseen_shared(
     lead = np.ones(rows.size, dtype=bool)
     if rows.size > 1:
         before, after = rows[:-1], rows[1:]
-        lead[1:] = (slot[before] != slot[after]) | (seen[before] != seen[after]).any(axis=1)
+        pair = np.flatnonzero(slot[before] == slot[after])  # only neighbours with one vector compare seen rows
+        lead[1:] = True
+        lead[1 + pair] = (seen[before[pair]] != seen[after[pair]]).any(axis=1)
     r, items = top_unseen(scores[slot[rows[lead]]], seen[rows[lead]], n)
     if lead.all():
         return rows[r], items
