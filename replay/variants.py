@@ -196,15 +196,15 @@ def popular_many(
     touched = [() if f is None else chain(map(_item, f.events), map(_item, f.recent)) for f in fresh]
     counts = [0 if f is None else len(f.events) + len(f.recent) for f in fresh]
     found = np.fromiter(map(index.get, chain.from_iterable(touched), repeat(-1)), dtype=np.int64)
-    parts = np.split(found, np.cumsum(counts)[:-1])
-    seen = seen_table(len(model.item_ids), [
-        np.concatenate((np.asarray(r.history if r is not None else (), dtype=np.int64), x, f[f >= 0]))
-        for r, x, f in zip(rows, exclude, parts, strict=True)
-    ])  # fmt: skip
+    owner = np.repeat(np.arange(len(fresh)), counts)
+    history = [np.asarray(r.history, dtype=np.int64) if r is not None else np.empty(0, np.int64) for r in rows]
+    seen = seen_table(len(model.item_ids), history)
+    seen[np.repeat(np.arange(len(exclude)), [x.size for x in exclude]), np.concatenate(exclude)] = True
+    seen[owner[found >= 0], found[found >= 0]] = True
     head = model.popular_order[: k + int(seen.sum(axis=1).max(initial=0))]
     user, at = np.nonzero(~seen[:, head])  # by user, then popularity
     first = np.searchsorted(user, user)
     keep = np.arange(user.size) - first < k
-    user, picked = user[keep], model.item_ids[head[at[keep]]].tolist()
+    user, picked = user[keep], model.item_ids[head[at[keep]]].astype(str).tolist()
     bounds = np.searchsorted(user, np.arange(len(fresh) + 1)).tolist()
-    return [[str(item) for item in picked[s:e]] for s, e in pairwise(bounds)]
+    return [picked[s:e] for s, e in pairwise(bounds)]
