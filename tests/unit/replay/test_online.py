@@ -10,7 +10,7 @@ from lambdarec.rank.trending import trending_scores
 from lambdarec.settings import SpeedSettings
 from replay.online import OnlineState
 from speed_layer.state import apply_user_events
-from tests.unit.replay.conftest import make_model
+from tests.unit.replay.conftest import RowStore, make_model
 
 WEIGHTS = {"view": 1.0, "click": 2.0}
 
@@ -123,3 +123,18 @@ def test_touched_indices_name_the_touched_items_the_snapshot_has(model, store) -
     assert online.touched_indices("nobody").tolist() == []
     online.switch(make_model(version="v2", cutoff_s=2050.0, seed=1))
     assert sorted(online.touched_indices("u1").tolist()) == expected("u1")
+
+
+def test_trending_at_the_time_of_the_previous_call_is_the_full_decay() -> None:
+    online = OnlineState(RowStore({}), make_model(), SpeedSettings(trending_half_life_s=3600.0), WEIGHTS)
+    rng = np.random.default_rng(4)
+    t = 5000.0
+    for n in range(300):
+        t += float(rng.choice([0.0, 0.0, 7.0, 600.0]))  # most events share the previous one's time
+        online.apply([ev(n, f"u{n % 7}", f"i{rng.integers(30)}", t, kind=str(rng.choice(["view", "click"])))])
+        got = online.trending(t)
+        age = np.maximum(t - online._as_of, 0.0)
+        full = (online._count * np.exp2(-age / 3600.0)).astype(np.float32)
+        assert np.array_equal(got, full)
+        assert got is not online.trending(t)  # each call's array is its own: a scored event keeps it
+    assert online.trending(t + 1.0).tolist() != got.tolist()
