@@ -133,8 +133,11 @@ def test_trending_at_the_time_of_the_previous_call_is_the_full_decay() -> None:
         t += float(rng.choice([0.0, 0.0, 7.0, 600.0]))  # most events share the previous one's time
         online.apply([ev(n, f"u{n % 7}", f"i{rng.integers(30)}", t, kind=str(rng.choice(["view", "click"])))])
         got = online.trending(t)
-        age = np.maximum(t - online._as_of, 0.0)
-        full = (online._count * np.exp2(-age / 3600.0)).astype(np.float32)
+        count, as_of = np.zeros(len(got)), np.zeros(len(got))
+        for row in online.trending_rows.values():
+            i = online.model.item_index[row.item_id]
+            count[i], as_of[i] = row.count, row.as_of
+        full = (count * np.exp2(-np.maximum(t - as_of, 0.0) / 3600.0)).astype(np.float32)  # every item decayed
         assert np.array_equal(got, full)
         assert got is not online.trending(t)  # each call's array is its own: a scored event keeps it
     assert online.trending(t + 1.0).tolist() != got.tolist()
