@@ -27,7 +27,7 @@ from lambdarec.model.freshstate import rebase, solve_many
 from lambdarec.model.snapshot import SnapshotModel
 from lambdarec.settings import SpeedSettings
 from lambdarec.store import FreshUser, OnlineStore, TrendingItem, UserRow
-from speed_layer.state import apply_trending, apply_user_events
+from speed_layer.state import append_user_events, apply_trending, apply_user_events
 
 
 @dataclass
@@ -176,15 +176,22 @@ class OnlineState:
             batch = self._pending.pop(user_id, None)
             if not batch:
                 continue
-            new = apply_user_events(
-                self.fresh.get(user_id),
-                batch,
-                self.model,
-                self.history(user_id),
-                settings=self.speed,
-                default_weights=self.event_weights,
-                solve_vector=False,
+            state = self.fresh.get(user_id)
+            # every state held was bounded against self.model (here, or rebased in switch()): none of its events
+            # is covered, so new positive events are appended without re-checking the user's kept ones
+            new = state and append_user_events(
+                state, batch, self.model, settings=self.speed, default_weights=self.event_weights
             )
+            if new is None:  # a new user, feedback, a redelivery: the speed layer's full update
+                new = apply_user_events(
+                    state,
+                    batch,
+                    self.model,
+                    self.history(user_id),
+                    settings=self.speed,
+                    default_weights=self.event_weights,
+                    solve_vector=False,
+                )
             if new is not None:
                 self.fresh[user_id] = structs.replace(new, vector=None, basis=None)  # msgspec's: no dict per call
                 self._unsolved.add(user_id)

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lambdarec.events import Event
 from lambdarec.rank.trending import trending_scores
 from lambdarec.settings import SpeedSettings
 from replay.online import OnlineState
-from speed_layer.state import apply_user_events
-from tests.unit.replay.conftest import RowStore, make_model
+from speed_layer.state import append_user_events, apply_user_events
+from tests.unit.replay.conftest import RowStore, make_model, user_row
 
 WEIGHTS = {"view": 1.0, "click": 2.0}
 
@@ -141,3 +143,57 @@ def test_trending_at_the_time_of_the_previous_call_is_the_full_decay() -> None:
         assert np.array_equal(got, full)
         assert got is not online.trending(t)  # each call's array is its own: a scored event keeps it
     assert online.trending(t + 1.0).tolist() != got.tolist()
+
+
+KINDS = ["view", "click", "view", "dislike", "hide", "impression"]
+step = st.tuples(
+    st.sampled_from(["u1", "u2", "u3"]),
+    st.sampled_from([f"i{i}" for i in range(8)] + ["unknown"]),
+    st.sampled_from(KINDS),
+    st.floats(900.0, 1200.0).map(lambda t: round(t, 1)),  # some before the snapshot's cut-off, some out of order
+    st.booleans(),  # read the user's state right after the event (the replay reads it at each scored event)
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(steps=st.lists(step, min_size=1, max_size=40), flip_at=st.integers(0, 40), keep=st.integers(1, 6))
+def test_appending_events_gives_the_states_of_the_full_update(steps, flip_at, keep) -> None:
+    """The shortcut for new positive events (append_user_events) gives, after every event and across a snapshot
+    flip whose log positions cover the first events, the very states of the speed layer's full update."""
+    speed = SpeedSettings(max_fresh_events=keep, recent_items=3)
+    store = RowStore({"u1": user_row("u1", [5, 6, 7], [0, 1])})
+    fast, full = (OnlineState(store, make_model(), speed, WEIGHTS) for _ in range(2))
+    flipped = make_model("v2", cutoff_s=1100.0, seed=1)
+    flipped.manifest["log_positions"] = {"0": min(flip_at, len(steps)) // 2}
+    for n, (user, item, kind, t, read) in enumerate(steps):
+        if n == flip_at:
+            for online in (fast, full):
+                online.switch(flipped)
+        event = ev(n, user, item, t, kind=kind)
+        fast.apply([event])
+        full.apply([event])
+        if read:
+            with pytest.MonkeyPatch.context() as m:
+                m.setattr("replay.online.append_user_events", lambda *a, **k: None)  # always the full update
+                want = full.state(user, solve=False)
+            assert fast.state(user, solve=False) == want
+    fast.flush(solve=False)
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr("replay.online.append_user_events", lambda *a, **k: None)
+        full.flush(solve=False)
+    assert fast.fresh == full.fresh
+
+
+def test_appending_positive_events_takes_the_shortcut(model) -> None:
+    """A new positive event on a state without feedback is appended (the shortcut runs, it does not bail out),
+    giving what apply_user_events gives; a dislike or a redelivered position falls back (None)."""
+    speed = SpeedSettings()
+    first = apply_user_events(None, [(ev(0, "u1", "i3", 2000.0), (0, 0))], model, None, settings=speed,
+                              solve_vector=False)  # fmt: skip
+    later = [(ev(1, "u1", "i4", 2010.0, kind="click"), (0, 1))]
+    got = append_user_events(first, later, model, settings=speed)
+    assert got is not None
+    assert got == apply_user_events(first, later, model, None, settings=speed, solve_vector=False)
+    dislike, again = ev(1, "u1", "i4", 2010.0, kind="dislike"), ev(1, "u1", "i4", 2010.0)
+    assert append_user_events(first, [(dislike, (0, 1))], model, settings=speed) is None
+    assert append_user_events(first, [(again, (0, 0))], model, settings=speed) is None
