@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lambdarec.rank.memo import known_indices
 from lambdarec.store import FreshUser, UserRow
 from replay.online import OnlineState
 from replay.variants import Variant, popular_many, request
@@ -110,7 +111,9 @@ class BatchScorer:
                                   exclude=event.exclude, queries=queries)  # fmt: skip
                     asks.append((mine, v.name, ask))
             lists.append(mine)
-        ranked = rank_many(model, [ask for _, _, ask in asks])  # every variant of every event in one block merge
+        # every variant of every event in one block merge; the exclude sets' indices are those the replay keeps
+        with known_indices(model, [(e.exclude, e.exclude_indices) for e in events]):
+            ranked = rank_many(model, [ask for _, _, ask in asks])
         for (mine, name, _), (items, _) in zip(asks, ranked, strict=True):
             mine[name] = [r.item_id for r in items]
         for event, mine in zip(events, lists, strict=True):
