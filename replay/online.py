@@ -27,7 +27,7 @@ from lambdarec.model.freshstate import rebase, solve_many
 from lambdarec.model.snapshot import SnapshotModel
 from lambdarec.settings import SpeedSettings
 from lambdarec.store import FreshUser, OnlineStore, TrendingItem, UserRow
-from speed_layer.state import apply_trending, apply_user_events
+from speed_layer.state import append_user_events, apply_trending, apply_user_events
 
 
 @dataclass
@@ -61,6 +61,7 @@ class OnlineState:
         self._pending: dict[str, list[tuple[Event, tuple[int, int]]]] = defaultdict(list)
         self._history: dict[str, UserRow | None] = {}
         self._touched: dict[str, set[str]] = defaultdict(set)
+        self._touched_at: dict[str, list[int]] = defaultdict(list)  # the touched items' indices in the snapshot
         self._unsolved: set[str] = set()  # users whose state holds their events but no fold-in vector yet
         self.model = model
         self._load_trending_arrays()
@@ -84,6 +85,10 @@ class OnlineState:
         """Every item the user touched in the events applied so far (warm-up and replay): the fair seen set."""
         return frozenset(self._touched.get(user_id, ()))
 
+    def touched_indices(self, user_id: str) -> np.ndarray:
+        """The indices in the current snapshot of :meth:`touched`'s items (those it has), kept as events arrive."""
+        return np.array(self._touched_at.get(user_id, ()), dtype=np.int64)
+
     def session(self, user_id: str, now_s: float, session_id: str | None = None) -> list[tuple[str, float]]:
         """The user's current session as (item, time), oldest first, seen just before an event at ``now_s``."""
         s = self.sessions.get(user_id)
@@ -92,9 +97,21 @@ class OnlineState:
         return list(s.items)
 
     def trending(self, now_s: float) -> np.ndarray:
-        """Trending counts over the snapshot's items decayed to ``now_s``: ``trending_scores`` of the rows."""
-        age = np.maximum(now_s - self._as_of, 0.0)
-        return (self._count * np.exp2(-age / self.speed.trending_half_life_s)).astype(np.float32)
+        """Trending counts over the snapshot's items decayed to ``now_s``: ``trending_scores`` of the rows.
+
+        Events often share their time (half of MovieLens' replayed events have their predecessor's): at the time
+        of the previous call only the items whose count changed since are decayed again (the same values)."""
+        last, changed = self._trending_last, self._trending_changed
+        self._trending_changed = set()
+        if last is not None and last[0] == now_s:
+            out = last[1].copy()
+            if changed:
+                at = np.fromiter(changed, dtype=np.int64, count=len(changed))
+                out[at] = self._decayed(at, now_s)
+        else:
+            out = self._decayed(slice(None), now_s)
+        self._trending_last = (now_s, out)
+        return out
 
     # ---- writes --------------------------------------------------------------------------------------------
 
@@ -105,17 +122,21 @@ class OnlineState:
         the state is read, which gives the state that applying them one at a time would give.
         """
         by_item: dict[str, list[tuple[Event, tuple[int, int]]]] = defaultdict(list)
+        index = self.model.item_index
         for event in events:
             pos = (0, self._position)
             self._position += 1
             self._pending[event.user_id].append((event, pos))
             if event.event_type in FEEDBACK_TYPES:  # kept in the user's state; not seen, not a session, not trending
                 continue
-            self._touched[event.user_id].add(event.item_id)
+            touched = self._touched[event.user_id]
+            if event.item_id not in touched:
+                touched.add(event.item_id)
+                if (i := index.get(event.item_id)) is not None:
+                    self._touched_at[event.user_id].append(i)
             by_item[event.item_id].append((event, pos))
             self._extend_session(event)
         weights = self.model.event_weights or self.event_weights
-        index = self.model.item_index
         for item_id, batch in by_item.items():
             new_item = apply_trending(self.trending_rows.get(item_id), batch, weights, self.speed.trending_half_life_s)
             if new_item is None:
@@ -123,6 +144,7 @@ class OnlineState:
             self.trending_rows[item_id] = new_item
             if (i := index.get(item_id)) is not None:
                 self._count[i], self._as_of[i] = new_item.count, new_item.as_of
+                self._trending_changed.add(i)
 
     def state(self, user_id: str, solve: bool = True) -> FreshUser | None:
         """The user's fresh state with every event applied so far (None for a user with no fresh event).
@@ -154,15 +176,22 @@ class OnlineState:
             batch = self._pending.pop(user_id, None)
             if not batch:
                 continue
-            new = apply_user_events(
-                self.fresh.get(user_id),
-                batch,
-                self.model,
-                self.history(user_id),
-                settings=self.speed,
-                default_weights=self.event_weights,
-                solve_vector=False,
+            state = self.fresh.get(user_id)
+            # every state held was bounded against self.model (here, or rebased in switch()): none of its events
+            # is covered, so new positive events are appended without re-checking the user's kept ones
+            new = state and append_user_events(
+                state, batch, self.model, settings=self.speed, default_weights=self.event_weights
             )
+            if new is None:  # a new user, feedback, a redelivery: the speed layer's full update
+                new = apply_user_events(
+                    state,
+                    batch,
+                    self.model,
+                    self.history(user_id),
+                    settings=self.speed,
+                    default_weights=self.event_weights,
+                    solve_vector=False,
+                )
             if new is not None:
                 self.fresh[user_id] = structs.replace(new, vector=None, basis=None)  # msgspec's: no dict per call
                 self._unsolved.add(user_id)
@@ -186,6 +215,9 @@ class OnlineState:
         self.prefetch(self.fresh)
         self.fresh = {u: rebase(state, model, self.history(u)) for u, state in self.fresh.items()}
         self._unsolved.clear()
+        self._touched_at = defaultdict(list)
+        for user_id, items in self._touched.items():
+            self._touched_at[user_id] = [i for item in items if (i := model.item_index.get(item)) is not None]
         self._load_trending_arrays()
 
     # ---- internals -----------------------------------------------------------------------------------------
@@ -203,10 +235,16 @@ class OnlineState:
         s.items.append((event.item_id, event.timestamp))
         del s.items[: -self.speed.recent_items]
 
+    def _decayed(self, at: np.ndarray | slice, now_s: float) -> np.ndarray:
+        age = np.maximum(now_s - self._as_of[at], 0.0)
+        return (self._count[at] * np.exp2(-age / self.speed.trending_half_life_s)).astype(np.float32)
+
     def _load_trending_arrays(self) -> None:
         n = len(self.model.item_ids)
         self._count = np.zeros(n, dtype=np.float64)
         self._as_of = np.zeros(n, dtype=np.float64)
+        self._trending_last: tuple[float, np.ndarray] | None = None  # the last call's time and scores
+        self._trending_changed: set[int] = set()  # items whose count changed since that call
         index = self.model.item_index
         for t in self.trending_rows.values():
             if (i := index.get(t.item_id)) is not None:

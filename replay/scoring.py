@@ -2,7 +2,7 @@
 
 A scored event asks every variant for the user's list given the state just before the event. Reading that state
 is cheap; solving the user's fold-in vector and ranking are not. So :class:`BatchScorer` takes a copy of the state
-at the event (the fresh state without its vector, the session, the trending scores ordered once, the seen set) and,
+at the event (the fresh state without its vector, the session, the trending scores, the seen set) and,
 every ``batch`` events or before the snapshot changes, solves the fold-ins of all of them in one batched solve
 (:meth:`replay.online.OnlineState.solved`, the speed layer's own ``solve_many``) and asks each variant through
 serving's request path (:func:`replay.variants.recommend`). The lists are those scoring each event at once gives:
@@ -17,14 +17,17 @@ Example
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from lambdarec.rank.trending import TrendingScores
+import numpy as np
+
+from lambdarec.rank.memo import known_indices
 from lambdarec.store import FreshUser, UserRow
 from replay.online import OnlineState
-from replay.variants import Variant, popular, request
-from serving_layer.recommend import rank_many
+from replay.variants import Variant, popular_many, request
+from serving_layer.recommend import RecommendQuery, rank_many
 
 
 @dataclass(frozen=True)
@@ -37,8 +40,9 @@ class ScoredEvent:
     row: UserRow | None
     fresh: FreshUser | None  # maybe without its fold-in vector: solved in the batch
     session: list[tuple[str, float]]
-    trending: TrendingScores | None
+    trending: np.ndarray | None  # decayed counts: the block merge takes the head of their order for many at once
     exclude: frozenset[str]
+    exclude_indices: np.ndarray  # ``exclude``'s items in the snapshot (the popular floor's seen set reads them)
 
 
 Record = Callable[[ScoredEvent, dict[str, list[str]]], None]
@@ -57,7 +61,7 @@ class BatchScorer:
 
     def add(self, online: OnlineState, user_id: str, target: str, now_s: float, session_id: str | None) -> None:
         """Take the state of ``user_id`` just before an event at ``now_s``; rank when the batch is full."""
-        trending = TrendingScores.of(online.trending(now_s)) if self.trending else None  # ordered once, not per variant
+        trending = online.trending(now_s) if self.trending else None
         self._events.append(
             ScoredEvent(
                 user_id=user_id,
@@ -68,6 +72,7 @@ class BatchScorer:
                 session=online.session(user_id, now_s, session_id),
                 trending=trending,
                 exclude=online.touched(user_id),  # the same seen set for every variant: fair filtering
+                exclude_indices=online.touched_indices(user_id),
             )
         )
         if len(self._events) >= self.batch:
@@ -78,20 +83,37 @@ class BatchScorer:
         events, self._events = self._events, []
         if not events:
             return
+        enabled = gc.isenabled()
+        # A flush builds thousands of short-lived objects (requests, merge inputs, lists) that reference no cycle and
+        # are freed as it returns: the collector's passes over them, which their number triggers, find nothing.
+        gc.disable()
+        try:
+            self._rank(online, events)
+        finally:
+            if enabled:
+                gc.enable()
+
+    def _rank(self, online: OnlineState, events: list[ScoredEvent]) -> None:
         model = online.model
         asks, lists = [], []
-        for event, fresh in zip(events, online.solved([e.fresh for e in events]), strict=True):
+        solved = online.solved([e.fresh for e in events])
+        floor = (popular_many(model, [e.row for e in events], solved, self.k, [e.exclude_indices for e in events])
+                 if any(v.kind == "popular" for v in self.variants) else [])  # fmt: skip
+        for at, (event, fresh) in enumerate(zip(events, solved, strict=True)):
             state = {"row": event.row, "fresh": fresh, "session": event.session, "trending": event.trending}
             mine: dict[str, list[str]] = {}
+            queries: dict[tuple[str, ...], RecommendQuery] = {}  # the variants of one event share equal queries
             for v in self.variants:
                 if v.kind == "popular":
-                    mine[v.name] = popular(model, event.row, fresh, self.k, event.exclude)
+                    mine[v.name] = floor[at]
                 else:
                     ask = request(v, model, **state, now_s=event.now_s, k=self.k, user_id=event.user_id,
-                                  exclude=event.exclude)  # fmt: skip
+                                  exclude=event.exclude, queries=queries)  # fmt: skip
                     asks.append((mine, v.name, ask))
             lists.append(mine)
-        ranked = rank_many(model, [ask for _, _, ask in asks])  # every variant of every event in one block merge
+        # every variant of every event in one block merge; the exclude sets' indices are those the replay keeps
+        with known_indices(model, [(e.exclude, e.exclude_indices) for e in events]):
+            ranked = rank_many(model, [ask for _, _, ask in asks])
         for (mine, name, _), (items, _) in zip(asks, ranked, strict=True):
             mine[name] = [r.item_id for r in items]
         for event, mine in zip(events, lists, strict=True):

@@ -25,8 +25,9 @@ Example
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from itertools import chain, repeat
+from itertools import chain, pairwise, repeat
 from operator import itemgetter
 from typing import Any, Literal
 
@@ -34,6 +35,7 @@ import numpy as np
 
 from lambdarec.model.rows import UserState
 from lambdarec.model.snapshot import SnapshotModel
+from lambdarec.rank.block import seen_table
 from lambdarec.rank.memo import item_indices
 from lambdarec.rank.merge import MergeWeights
 from lambdarec.rank.trending import TrendingScores
@@ -150,9 +152,12 @@ def request(
     k: int,
     user_id: str | None = None,
     exclude: frozenset[str] = frozenset(),
+    queries: dict[tuple[str, ...], RecommendQuery] | None = None,
 ) -> RankRequest:
     """The request serving gets for :func:`recommend` of a variant other than ``popular``, for
-    :func:`serving_layer.recommend.rank_many`: the replay ranks many of them in one block."""
+    :func:`serving_layer.recommend.rank_many`: the replay ranks many of them in one block. ``queries``: the
+    queries already built for the same user, ``k``, ``exclude`` and moment (the variants of one event), by
+    session items: a variant asking the same query shares it (queries are immutable)."""
     if variant.kind == "batch":
         fresh, session, trending = None, [], None
     else:
@@ -161,20 +166,45 @@ def request(
             fresh = FreshUser(user_id=fresh.user_id, events=fresh.events, recent=fresh.recent, basis=model.version)
         session = session if variant.session else []
         trending = trending if variant.trending else None
-    query = RecommendQuery(user_id=user_id, k=k, session_items=tuple(item for item, _ in session), exclude=exclude)
+    items = tuple(map(_item, session))
+    query = queries.get(items) if queries is not None else None
+    if query is None:
+        query = RecommendQuery(user_id=user_id, k=k, session_items=items, exclude=exclude)
+        if queries is not None:
+            queries[items] = query
     return RankRequest(query, UserState(row, fresh), variant.weights, trending, now_s)
 
 
 def popular(
     model: SnapshotModel, row: UserRow | None, fresh: FreshUser | None, k: int, exclude: frozenset[str]
 ) -> list[str]:
-    seen = np.zeros(len(model.item_ids), dtype=bool)
-    if row is not None:
-        seen[row.history] = True
-    seen[item_indices(model, exclude, lambda: exclude)] = True  # kept: the merges of the other variants reuse it
-    if fresh is not None:
-        touched = chain(map(_item, fresh.events), map(_item, fresh.recent))
-        found = np.fromiter(map(model.item_index.get, touched, repeat(-1)), dtype=np.int64)
-        seen[found[found >= 0]] = True
-    order = model.popular_order[: k + int(seen.sum())]
-    return [str(item) for item in model.item_ids[order[~seen[order]][:k]].tolist()]
+    """The ``k`` most popular items the user has not seen (batch history, ``exclude``, fresh events and recent
+    items): the ``popular`` variant's list."""
+    return popular_many(model, [row], [fresh], k, [item_indices(model, exclude, lambda: exclude)])[0]
+
+
+def popular_many(
+    model: SnapshotModel,
+    rows: Sequence[UserRow | None],
+    fresh: Sequence[FreshUser | None],
+    k: int,
+    exclude: Sequence[np.ndarray],
+) -> list[list[str]]:
+    """:func:`popular` of many users at once (one seen table, one pass over the popular order's head);
+    ``exclude[u]``: the indices in ``model`` of the items user ``u``'s ``exclude`` names."""
+    index = model.item_index
+    touched = [() if f is None else chain(map(_item, f.events), map(_item, f.recent)) for f in fresh]
+    counts = [0 if f is None else len(f.events) + len(f.recent) for f in fresh]
+    found = np.fromiter(map(index.get, chain.from_iterable(touched), repeat(-1)), dtype=np.int64)
+    owner = np.repeat(np.arange(len(fresh)), counts)
+    history = [np.asarray(r.history, dtype=np.int64) if r is not None else np.empty(0, np.int64) for r in rows]
+    seen = seen_table(len(model.item_ids), history)
+    seen[np.repeat(np.arange(len(exclude)), [x.size for x in exclude]), np.concatenate(exclude)] = True
+    seen[owner[found >= 0], found[found >= 0]] = True
+    head = model.popular_order[: k + int(seen.sum(axis=1).max(initial=0))]
+    user, at = np.nonzero(~seen[:, head])  # by user, then popularity
+    first = np.searchsorted(user, user)
+    keep = np.arange(user.size) - first < k
+    user, picked = user[keep], model.item_ids[head[at[keep]]].astype(str).tolist()
+    bounds = np.searchsorted(user, np.arange(len(fresh) + 1)).tolist()
+    return [picked[s:e] for s, e in pairwise(bounds)]

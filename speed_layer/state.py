@@ -17,6 +17,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from msgspec import structs
+
 from lambdarec.events import FEEDBACK_TYPES, Event
 from lambdarec.model.freshstate import positions_of, solve
 from lambdarec.model.rows import FRESH_FORMAT, FreshUser, TrendingItem, UserRow
@@ -181,3 +183,55 @@ def _bounded_events(
     live = [(e, p) for e, p in events if model is None or not model.covers(p, e[1])]
     # entries without a position (kept before positions were) all come first, so positions stay tail-aligned
     return live[-settings.max_fresh_events :]
+
+
+def append_user_events(
+    state: FreshUser,
+    events: Sequence[tuple[Event, Position]],
+    model: SnapshotModel,
+    *,
+    settings: SpeedSettings,
+    default_weights: dict[str, float] | None = None,
+    appended_at: float = 0.0,
+) -> FreshUser | None:
+    """:func:`apply_user_events` without solving, for the case an in-memory replay meets at almost every event:
+    every event is new and positive, ``state`` holds no feedback and has a position for each event, and none of
+    its events is covered by ``model`` (the caller bounded them against this very snapshot, which it must
+    guarantee). The same state, without copying and re-checking every kept event; None when the case does not
+    hold (call :func:`apply_user_events`) or for no event."""
+    n_kept = len(state.events)
+    if not events or state.hidden or state.disliked or state.shown or len(state.event_positions) != n_kept:
+        return None
+    weights = model.event_weights or (default_weights or {})
+    positions = dict(state.positions)
+    added, added_at, recent = [], [], list(state.recent)
+    newest = max(map(_event_time, state.events), default=state.updated_at)
+    for event, pos in events:
+        if not _is_new(positions, pos) or not is_positive(event, weights):
+            return None
+        positions[str(pos[0])] = pos[1] + 1
+        newest = max(newest, event.timestamp)
+        if not model.covers(pos, event.timestamp):
+            added.append((event.item_id, event.timestamp, event_weight(event, weights)))
+            added_at.append(pos)
+        recent.append((event.item_id, event.timestamp))
+    keep = settings.max_fresh_events
+    erased = state.erased_at if model.built_at_s < (state.erased_at or 0.0) else None
+    return structs.replace(
+        state,
+        events=[*state.events, *added][-keep:],
+        event_positions=[*state.event_positions, *added_at][-keep:],
+        recent=_bounded_recent(recent, newest, settings),
+        positions=positions,
+        updated_at=max(state.updated_at, newest),
+        appended_at=max(state.appended_at, appended_at),
+        erased_at=erased,
+        hidden={},
+        disliked={},
+        shown={},
+        format=FRESH_FORMAT,
+    )
+
+
+def _event_time(event: tuple[str, float, float]) -> float:
+    return event[1]

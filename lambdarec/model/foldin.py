@@ -139,16 +139,20 @@ def fold_in_segments(
     n = counts.size
     if n == 0:
         return np.zeros((0, f), dtype=np.float32)
-    a = np.empty((n, f, f))
-    a[:] = np.asarray(yty, dtype=np.float64) + float(regularization) * np.eye(f)
+    base = np.asarray(yty, dtype=np.float64) + float(regularization) * np.eye(f)
+    a = np.empty((n, f, f))  # each user's base + its product written once (no fill of every matrix first)
     b = np.zeros((n, f))
     idx = np.asarray(item_indices, dtype=np.int64)
     conf = np.asarray(confidences, dtype=np.float64)
     ends = np.cumsum(counts).tolist()
+    if idx.size > y.shape[0]:  # more rows to gather than the catalogue has: convert it once, not each gather
+        y = y.astype(np.float64)
     for u, (end, count) in enumerate(zip(ends, counts.tolist(), strict=True)):
         if count:  # per user: small temporaries that stay in cache (one gather of every row would not)
-            yu = y[idx[end - count : end]].astype(np.float64)
+            yu = y[idx[end - count : end]].astype(np.float64, copy=False)
             c = conf[end - count : end]
-            a[u] += (yu * (c - 1.0)[:, None]).T @ yu
+            np.add(base, (yu * (c - 1.0)[:, None]).T @ yu, out=a[u])
             b[u] = yu.T @ c
+        else:
+            a[u] = base
     return np.linalg.solve(a, b[..., None])[..., 0].astype(np.float32)

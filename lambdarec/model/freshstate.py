@@ -9,9 +9,12 @@ position, whatever its event time, so a late event is counted once, by fresh sta
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import repeat
+from operator import itemgetter
 from typing import TYPE_CHECKING
 
 import numpy as np
+from msgspec import structs
 
 from lambdarec.model.foldin import confidence, fold_in_segments
 from lambdarec.model.rows import FreshUser, UserRow
@@ -20,6 +23,7 @@ if TYPE_CHECKING:  # the model's loader reads the store; the math only reads a l
     from lambdarec.model.snapshot import SnapshotModel
 
 FreshEvent = tuple[str, float, float]
+_item, _weight = itemgetter(0), itemgetter(2)  # a fresh event's item id and weight
 
 
 def positions_of(state: FreshUser) -> list[tuple[int, int] | None]:
@@ -79,10 +83,13 @@ def solve_many(
     n_items = len(model.item_ids)
     keys, weights = [], []
     for u, (state, history) in enumerate(zip(states, histories, strict=True)):
-        fresh = [(i, w) for item_id, _ts, w in uncovered(state, model)[0] if (i := index.get(item_id)) is not None]
+        events = uncovered(state, model)[0]
+        # map over the events: no Python frame per event (a replay solves hundreds of events per user)
+        found = np.fromiter(map(index.get, map(_item, events), repeat(-1)), dtype=np.int64, count=len(events))
+        known = found >= 0  # items the snapshot lacks are left out
         base = u * n_items  # one key per (user, item): users stay in order once the keys are sorted
-        keys.append(np.fromiter((base + i for i, _ in fresh), dtype=np.int64, count=len(fresh)))
-        weights.append(np.fromiter((w for _, w in fresh), dtype=np.float64, count=len(fresh)))
+        keys.append(found[known] + base)
+        weights.append(np.fromiter(map(_weight, events), dtype=np.float64, count=len(events))[known])
         if history is not None and not erased_for(state, model):
             seen = np.asarray(history.history, dtype=np.int64)
             if seen.size and (seen.min() < 0 or seen.max() >= n_items):  # would name another user's entries
@@ -98,7 +105,7 @@ def solve_many(
         model.item_factors, model.yty, distinct % max(n_items, 1), conf, counts, model.solver.get("regularization", 0.0)
     )
     return [
-        replace(state, vector=vectors[n].tolist() if counts[n] else None, basis=model.version)
+        structs.replace(state, vector=vectors[n].tolist() if counts[n] else None, basis=model.version)
         for n, state in enumerate(states)
     ]
 

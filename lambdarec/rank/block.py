@@ -65,7 +65,9 @@ def top_unseen_shared(
     lead = np.ones(rows.size, dtype=bool)
     if rows.size > 1:
         before, after = rows[:-1], rows[1:]
-        lead[1:] = (slot[before] != slot[after]) | (seen[before] != seen[after]).any(axis=1)
+        pair = np.flatnonzero(slot[before] == slot[after])  # only neighbours with one vector compare seen rows
+        lead[1:] = True
+        lead[1 + pair] = (seen[before[pair]] != seen[after[pair]]).any(axis=1)
     r, items = top_unseen(scores[slot[rows[lead]]], seen[rows[lead]], n)
     if lead.all():
         return rows[r], items
@@ -74,6 +76,24 @@ def top_unseen_shared(
     per = counts[owner]
     offset = np.arange(int(per.sum())) - np.repeat(np.cumsum(per) - per, per)
     return np.repeat(rows, per), items[np.repeat((np.cumsum(counts) - counts)[owner], per) + offset]
+
+
+def top_trending(scores: np.ndarray, seen: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(row, item) of each row's ``n`` best unseen items with a positive score, best first (ties by index): the
+    head of :class:`lambdarec.rank.trending.TrendingScores`'s order, for a block of rows at once and without a
+    full sort per row. ``scores`` (finite, non-negative float32) and ``seen`` are ``[R, n_items]``."""
+    n = min(n, scores.shape[1])
+    if n <= 0 or scores.shape[0] == 0:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+    live = np.where(seen, np.float32(0), scores)  # an item counts when unseen and positive
+    # each row's n-th best score: every live item at or above it, ties at it included, then sorted
+    floor = -np.partition(-live, n - 1, axis=1)[:, n - 1]
+    rows, items = np.nonzero((live >= floor[:, None]) & (live > 0))
+    order = np.lexsort((items, -live[rows, items], rows))
+    rows, items = rows[order], items[order]
+    starts = np.searchsorted(rows, rows, side="left")
+    keep = np.arange(rows.size) - starts < n  # ties at the n-th score: the lowest indices
+    return rows[keep], items[keep]
 
 
 def source_table(seen: np.ndarray, found: Sequence[tuple[int, np.ndarray, np.ndarray]]) -> np.ndarray:

@@ -11,7 +11,9 @@ per kind is held: after a flip the old snapshot stays referenced only until the 
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from itertools import repeat
 from typing import TYPE_CHECKING
 
@@ -27,6 +29,10 @@ if TYPE_CHECKING:  # the model's loader reads the store; the math only reads a l
 # threads never see half of one. A replay ranks the variants of one event with the same ``exclude`` set and fresh
 # state (often hundreds of items), so each variant after the first reuses them.
 _last: dict[str, tuple] = {}
+# Item indices a caller already holds for request objects (a replay keeps each user's touched items' indices as
+# events arrive), by the object's id: :func:`item_indices` takes them instead of looking every name up. Set per
+# context (so per thread) for the span of one call (:func:`known_indices`); entries hold their key and model.
+_known: ContextVar[dict[int, tuple[object, SnapshotModel, np.ndarray]] | None] = ContextVar("known", default=None)
 
 
 def finite_vector(fresh: FreshUser) -> np.ndarray | None:
@@ -34,7 +40,8 @@ def finite_vector(fresh: FreshUser) -> np.ndarray | None:
     last = _last.get("vector")
     if last is not None and last[0] is fresh:
         return last[1]
-    vector = np.asarray(fresh.vector, dtype=np.float32)
+    # a list of Python floats reads fastest as float64 (no per-element type discovery), then rounds to float32
+    vector = np.asarray(fresh.vector, dtype=np.float64).astype(np.float32)
     if not np.isfinite(vector).all():
         count_nonfinite("merge")
         return None
@@ -67,10 +74,26 @@ def item_indices(
     last = _last.get(kind)
     if last is not None and last[0] is model and last[1] is key:
         return last[2]
-    found = np.fromiter(map(model.item_index.get, items(), repeat(-1)), dtype=np.int64)  # no Python frame per item
-    found = found[found >= 0]
+    known = _known.get()
+    if known is not None and (hit := known.get(id(key))) is not None and hit[0] is key and hit[1] is model:
+        found = hit[2]
+    else:
+        found = np.fromiter(map(model.item_index.get, items(), repeat(-1)), dtype=np.int64)  # no frame per item
+        found = found[found >= 0]
     _last[kind] = (model, key, found)
     return found
+
+
+@contextmanager
+def known_indices(model: SnapshotModel, pairs: Iterable[tuple[frozenset[str], np.ndarray]]) -> Iterator[None]:
+    """Within the block, :func:`item_indices` of each ``(key, indices)`` of ``pairs`` in ``model`` is
+    ``indices``, which the caller guarantees are the indices in ``model`` of the items ``key`` names that it has
+    (in any order): a replay hands each event's ``exclude`` set with the indices it keeps as events arrive."""
+    token = _known.set({id(key): (key, model, np.asarray(idx, dtype=np.int64)) for key, idx in pairs})
+    try:
+        yield
+    finally:
+        _known.reset(token)
 
 
 def recent_seeds(

@@ -35,7 +35,7 @@ from lambdarec.rank.components import nearest_seed, reason
 from lambdarec.rank.feedback import Demotions, demote
 from lambdarec.rank.mmr import mmr_order
 from lambdarec.rank.one import rank_one
-from lambdarec.rank.pool import Ask, components, fresh_vector, pool_sources, prepare
+from lambdarec.rank.pool import Ask, components, fresh_vector, pool_sources, prepare, trending_table
 from lambdarec.rank.seeds import evidence, evidence_many
 from lambdarec.rank.trending import TrendingScores
 from lambdarec.rank.weights import MergeWeights
@@ -131,18 +131,19 @@ def _rank_block(asks: list[Ask]) -> list[list[Ranked]]:
     """The merge of a block of requests against one snapshot (``lambdarec.rank.block`` has the array steps)."""
     model = asks[0].inp.model
     n_items = len(model.item_ids)
-    seen = seen_table(n_items, [prepare(ask) for ask in asks])
+    seen = seen_table(n_items, [prepare(ask, order_trending=False) for ask in asks])
+    trend = trending_table(asks)  # trending given as arrays: one table, its heads taken for the block at once
     for j, ask in enumerate(asks):
         if ask.inp.eligible is not None:  # ineligible: never picked
             seen[j] |= ~ask.inp.eligible
-    found, scores, slot = pool_sources(model, asks, seen)
+    found, scores, slot = pool_sources(model, asks, seen, trend)
     source = block.source_table(seen, found)
     need = np.array([a.offset + a.k for a in asks], dtype=np.int64)
     pooled = source != NONE
     block.fill_popular(source, pooled, seen, model.popular_order, need)
     rows, items = np.nonzero(pooled)
     codes = source[rows, items]
-    parts = components(model, asks, rows, items, scores, slot)
+    parts = components(model, asks, rows, items, scores, slot, trend)
     on = [a for a in asks if a.weights.session != 0]  # the evidence of the others is never used
     found = iter(evidence_many(model, [a.inp.fresh for a in on], [a.inp.session for a in on],
                                [a.inp.now_s for a in on], [a.weights.session_half_life_s for a in on]))  # fmt: skip

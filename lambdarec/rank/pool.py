@@ -51,12 +51,13 @@ class Ask:
     seed_items: np.ndarray = field(default=None)  # type: ignore[assignment]  # the seeds' keys: set by prepare()
 
 
-def prepare(ask: Ask) -> np.ndarray:
+def prepare(ask: Ask, order_trending: bool = True) -> np.ndarray:
     """Read what the block's steps need from one request (trending ordered, batch scores checked, fresh vector,
     seeds); returns the indices of the items it has seen: batch history, fresh events the snapshot lacks, the
-    session, ``exclude``."""
+    session, ``exclude``. ``order_trending`` False leaves trending scores given as an array to the block, which
+    takes the head of their order for all its requests at once (:func:`trending_table`)."""
     inp, model = ask.inp, ask.inp.model
-    if isinstance(inp.trending, np.ndarray):  # ordered once per request, not in each step
+    if order_trending and isinstance(inp.trending, np.ndarray):  # ordered once per request, not in each step
         inp = replace(inp, trending=TrendingScores.of(inp.trending))
     if inp.batch_row is not None and (row := finite_row(inp.batch_row)) is not inp.batch_row:
         inp = replace(inp, batch_row=row)
@@ -75,11 +76,25 @@ def prepare(ask: Ask) -> np.ndarray:
     return np.concatenate(parts) if len(parts) > 1 else parts[0]
 
 
+def trending_table(asks: list[Ask]) -> tuple[np.ndarray, np.ndarray]:
+    """The trending scores of the requests that gave them as an array, as the rows of one ``[T, n_items]`` table
+    (NaN, inf and negative values count 0 and are counted, as :meth:`TrendingScores.of` does per request), and
+    each request's row in it (-1: none, or given already ordered)."""
+    which = np.full(len(asks), -1, dtype=np.int64)
+    raw = [j for j, a in enumerate(asks) if isinstance(a.inp.trending, np.ndarray)]
+    if not raw:
+        return np.empty((0, 0), dtype=np.float32), which
+    which[raw] = np.arange(len(raw))
+    table = np.stack([asks[j].inp.trending for j in raw]).astype(np.float32, copy=False)  # type: ignore[misc]
+    return np.maximum(finite(table), 0, dtype=np.float32), which
+
+
 def pool_sources(
-    model: SnapshotModel, asks: list[Ask], seen: np.ndarray
+    model: SnapshotModel, asks: list[Ask], seen: np.ndarray, trend: tuple[np.ndarray, np.ndarray]
 ) -> tuple[list[tuple[int, np.ndarray, np.ndarray]], np.ndarray, np.ndarray]:
     """What each source brings to each request's pool, as (code, rows, items) in ``SOURCES`` order; the fresh
-    vectors' scores of every item (one row per distinct vector) and each request's row in them (-1: none)."""
+    vectors' scores of every item (one row per distinct vector) and each request's row in them (-1: none).
+    ``trend``: :func:`trending_table`."""
     n = len(asks)
     slot = np.full(n, -1, dtype=np.int64)
     index: dict[int, int] = {}  # the variants of one event share their fresh vector: scored once
@@ -102,15 +117,30 @@ def pool_sources(
         speed_items.append(items)
     found.append((block.SPEED, _cat(speed_rows), _cat(speed_items)))
     found.append((block.SESSION, *_neighbours(model, asks, seen)))
-    trend, trend_rows = [], []
-    for j, a in enumerate(asks):
-        trending = a.inp.trending  # TrendingScores or None: ordered in prepare()
-        if trending is not None and trending.order.size:
-            order = trending.order
-            trend.append(order[~seen[j, order]][: a.weights.trending_top_n])
-            trend_rows.append(np.full(trend[-1].size, j))
-    found.append((block.TRENDING, _cat(trend_rows), _cat(trend)))
+    found.append((block.TRENDING, *_trending_pool(asks, seen, trend)))
     return found, scores, slot
+
+
+def _trending_pool(
+    asks: list[Ask], seen: np.ndarray, trend: tuple[np.ndarray, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, items): each request's ``trending_top_n`` best unseen trending items; the rows of ``trend``'s table
+    in one step per ``trending_top_n`` (:func:`lambdarec.rank.block.top_trending`), ordered ones one by one."""
+    table, which = trend
+    rows, items = [], []
+    for j, a in enumerate(asks):
+        trending = a.inp.trending
+        if isinstance(trending, TrendingScores) and trending.order.size:
+            order = trending.order
+            items.append(order[~seen[j, order]][: a.weights.trending_top_n])
+            rows.append(np.full(items[-1].size, j))
+    raw = np.flatnonzero(which >= 0)
+    for top_n in {asks[j].weights.trending_top_n for j in raw.tolist()}:
+        mine = raw[np.array([asks[j].weights.trending_top_n == top_n for j in raw.tolist()])]
+        r, top = block.top_trending(table[which[mine]], seen[mine], top_n)
+        rows.append(mine[r])
+        items.append(top)
+    return _cat(rows), _cat(items)
 
 
 def _neighbours(model: SnapshotModel, asks: list[Ask], seen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -141,7 +171,13 @@ def _cat(parts: list[np.ndarray]) -> np.ndarray:
 
 
 def components(
-    model: SnapshotModel, asks: list[Ask], rows: np.ndarray, items: np.ndarray, scores: np.ndarray, slot: np.ndarray
+    model: SnapshotModel,
+    asks: list[Ask],
+    rows: np.ndarray,
+    items: np.ndarray,
+    scores: np.ndarray,
+    slot: np.ndarray,
+    trend: tuple[np.ndarray, np.ndarray],
 ) -> dict[str, np.ndarray]:
     """The ``cf``, ``session`` and ``trending`` components of every pooled (row, item), finite, ``cf`` min-max
     scaled per request.
@@ -155,7 +191,7 @@ def components(
     return {
         "cf": block.minmax_rows(finite(cf), rows),
         "session": _session(model, asks, rows, items),
-        "trending": _trending(asks, rows, items),
+        "trending": _trending(asks, rows, items, trend),
     }
 
 
@@ -210,15 +246,26 @@ def _session(model: SnapshotModel, asks: list[Ask], rows: np.ndarray, items: np.
     return finite(out)
 
 
-def _trending(asks: list[Ask], rows: np.ndarray, items: np.ndarray) -> np.ndarray:
+def _trending(
+    asks: list[Ask], rows: np.ndarray, items: np.ndarray, trend_table: tuple[np.ndarray, np.ndarray]
+) -> np.ndarray:
     """Each pooled item's trending score over its request's largest one (0 where not weighted nor explained)."""
     out = np.zeros(rows.size, dtype=np.float32)
+    table, in_table = trend_table
+    wanted = np.array([a.explain or a.weights.trending != 0 for a in asks], dtype=bool)
+    if table.size:  # the rows of trending_table: over each row's largest, where it has a positive one
+        top = table.max(axis=1)
+        on = (in_table >= 0) & wanted
+        on[on] = top[in_table[on]] > 0
+        pooled = np.flatnonzero(on[rows])
+        t = in_table[rows[pooled]]
+        out[pooled] = table[t, items[pooled]] / top[t]
     tables: dict[int, int] = {}
     which = np.full(len(asks), -1, dtype=np.int64)
     scores = []
     for j, a in enumerate(asks):
         trend = a.inp.trending
-        if (a.explain or a.weights.trending != 0) and trend is not None and trend.order.size:
+        if wanted[j] and isinstance(trend, TrendingScores) and trend.order.size:
             if id(trend) not in tables:
                 tables[id(trend)] = len(scores)
                 scores.append(trend.scores / trend.scores[trend.order[0]])
@@ -226,5 +273,4 @@ def _trending(asks: list[Ask], rows: np.ndarray, items: np.ndarray) -> np.ndarra
     if scores:
         pooled = which[rows] >= 0
         out[pooled] = np.stack(scores)[which[rows[pooled]], items[pooled]]
-        return finite(out)
-    return out
+    return finite(out) if scores or table.size else out

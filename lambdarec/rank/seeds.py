@@ -9,7 +9,7 @@ Example
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from itertools import chain
 from operator import itemgetter
 from typing import TYPE_CHECKING
@@ -20,7 +20,7 @@ from lambdarec.model.freshstate import uncovered
 from lambdarec.model.rows import FreshUser
 from lambdarec.rank.memo import recent_seeds
 
-_time = itemgetter(1)  # an event's or a session item's time
+_item, _time = itemgetter(0), itemgetter(1)  # an event's or a session item's id and time
 
 if TYPE_CHECKING:  # the model's loader reads the store; the math only reads a loaded model
     from lambdarec.model.snapshot import SnapshotModel
@@ -64,16 +64,13 @@ def weighted(
     return seeds
 
 
-def fresh_items(fresh: FreshUser | None, model: SnapshotModel) -> list[str]:
+def fresh_items(fresh: FreshUser | None, model: SnapshotModel) -> Iterable[str]:
     """Items the user touched that the snapshot lacks, their recent items (covered ones are history too), and the
-    items they hid or disliked (lambdarec.rank.feedback): none of them is recommended."""
+    items they hid or disliked (lambdarec.rank.feedback): none of them is recommended. Read once, in that order."""
     if fresh is None:
-        return []
-    return (
-        [item for item, _ts, _w in uncovered(fresh, model)[0]]
-        + [item for item, _ts in fresh.recent]
-        + [*fresh.hidden, *fresh.disliked]
-    )
+        return ()
+    # map: no Python frame per event (a replayed user may hold hundreds)
+    return chain(map(_item, uncovered(fresh, model)[0]), map(_item, fresh.recent), fresh.hidden, fresh.disliked)
 
 
 def evidence(

@@ -3,6 +3,7 @@ variant through serving's ``rank``, across batches of any size and a snapshot fl
 
 from __future__ import annotations
 
+import gc
 import random
 from dataclasses import replace
 
@@ -128,3 +129,21 @@ def test_batched_scoring_gives_the_plain_lists(batch: int) -> None:
             personal += ranked[0].source != "popular"
         assert lists["popular"] == plain_popular and len(plain_popular) == K
     assert personal > 200  # the lists come from fresh vectors, sessions and batch rows, not only the fallback
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_the_collector_pauses_while_a_flush_ranks_and_is_left_as_it_was(enabled: bool) -> None:
+    online = OnlineState(_store(), make_model("v1", cutoff_s=1000.0), SpeedSettings(), WEIGHTS)
+    during: list[bool] = []
+    scorer = BatchScorer(VARIANTS, K, lambda event, lists: during.append(gc.isenabled()), batch=1000)
+    for event in _log(40):
+        scorer.add(online, event.user_id, event.item_id, event.timestamp, event.session_id)
+        online.apply([event])
+    was = gc.isenabled()
+    (gc.enable if enabled else gc.disable)()
+    try:
+        scorer.flush(online)
+        assert gc.isenabled() is enabled
+    finally:
+        (gc.enable if was else gc.disable)()
+    assert during == [False] * 40

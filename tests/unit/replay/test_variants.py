@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from lambdarec.model.freshstate import rebase
+from lambdarec.rank.memo import item_indices
 from lambdarec.rank.merge import MergeInput, MergeWeights, merge
 from lambdarec.store import FreshUser
-from replay.variants import KINDS, make_variant, parse_kinds, recommend, standard_variants
+from replay.variants import KINDS, make_variant, parse_kinds, popular, popular_many, recommend, standard_variants
 
 
 def test_parse_kinds() -> None:
@@ -94,3 +95,19 @@ def test_a_cold_users_fallback_drops_what_they_consumed(model) -> None:
             exclude=consumed,
         )
         assert got == ["i1", "i3", "i4"], kind  # i0 and i2 are the most popular but already consumed
+
+
+def test_popular_of_many_users_is_each_ones_popular_list(model, store) -> None:
+    fresh = _state(model, store)["fresh"]
+    other = FreshUser(user_id="u2", events=[("i3", 2000.0, 1.0), ("i0", 2001.0, 1.0)], recent=[("i7", 2002.0)])
+    users = [
+        (store.rows["u1"], fresh, frozenset({"i9", "nope"})),
+        (None, None, frozenset()),
+        (None, other, frozenset({"i4"})),
+        (store.rows["u1"], None, frozenset({"i3", "i5"})),
+    ]
+    for k in (1, 4, len(model.item_ids) + 5):  # more than the catalogue: every unseen item
+        alone = [popular(model, row, f, k, exclude) for row, f, exclude in users]
+        indices = [item_indices(model, exclude, lambda e=exclude: e) for _, _, exclude in users]
+        assert popular_many(model, [u[0] for u in users], [u[1] for u in users], k, indices) == alone
+        assert alone[2][:3] == ["i1", "i2", "i5"][:k]  # i0, i3 fresh events, i4 excluded
