@@ -72,18 +72,30 @@ def event_lines(n: int, users: int, items: int, start: float, seed: int, ids: st
     ]
 
 
-def freshness(settings, stream: list[bytes], rate: int) -> tuple[list[float], int]:  # type: ignore[no-untyped-def]
-    """Append ``stream`` at ``rate`` events/s while a consumer runs: seconds from append to state written, and how
-    many of the events were applied (not skipped as repeats)."""
+STAGES = ("append_to_poll", "poll_to_computed", "computed_to_written", "written_to_committed")
+
+
+def freshness(settings, stream: list[bytes], rate: int) -> tuple[list[float], int, str]:  # type: ignore[no-untyped-def]
+    """Append ``stream`` at ``rate`` events/s while a consumer runs: seconds from append to state written, how
+    many of the events were applied (not skipped as repeats), and where their latency went (p50/p99 per stage,
+    over events, and the batches' sizes)."""
     from lambdarec.eventlog import open_log
     from speed_layer.consumer import SpeedConsumer
 
     latencies: list[float] = []
+    stages: dict[str, list[float]] = {stage: [] for stage in STAGES}
+    sizes: list[int] = []
 
-    def observe(records, written_at: float) -> None:  # type: ignore[no-untyped-def]
-        latencies.extend(written_at - r.timestamp_ms / 1000 for r in records)
+    def observe(batch) -> None:  # type: ignore[no-untyped-def]
+        records = batch.polled or batch.records
+        latencies.extend(batch.written_at - r.timestamp_ms / 1000 for r in records)
+        stages["append_to_poll"].extend(batch.polled_at - r.timestamp_ms / 1000 for r in records)
+        for stage, start, end in zip(STAGES[1:], ("polled_at", "computed_at", "written_at"),
+                                     ("computed_at", "written_at", "committed_at"), strict=True):  # fmt: skip
+            stages[stage].extend([getattr(batch, end) - getattr(batch, start)] * len(records))
+        sizes.append(len(records))
 
-    with SpeedConsumer(settings, observer=observe) as consumer, open_log(settings) as log:
+    with SpeedConsumer(settings, on_batch=observe) as consumer, open_log(settings) as log:
         consumer.step()
         runner = threading.Thread(target=consumer.run)
         runner.start()
@@ -99,7 +111,14 @@ def freshness(settings, stream: list[bytes], rate: int) -> tuple[list[float], in
             time.sleep(0.05)
         consumer.stop()
         runner.join()
-    return latencies, consumer.stats.processed
+    where = "; ".join(
+        f"{stage} p50 {np.percentile(v, 50) * 1000:.0f} p99 {np.percentile(v, 99) * 1000:.0f} ms"
+        for stage, v in stages.items()
+        if v
+    )
+    if sizes:
+        where += f"; {len(sizes)} batches of {np.mean(sizes):.0f} records on average, at most {max(sizes)}"
+    return latencies, consumer.stats.processed, where
 
 
 def run(scale: Scale, args) -> Iterator[Result]:  # type: ignore[no-untyped-def]
@@ -148,13 +167,16 @@ def _runs(stores, logs, n, tmp, bootstrap, scale, rate, start, args, rates, made
                          note=f"{n} events, 3 partitions, {where}; ours {cpu_ms:.0f} ms CPU per 1,000 events; "
                          f"load average {os.getloadavg()[0]:.1f}")  # fmt: skip
             steady = event_lines(int(rate * args.freshness_seconds), 6_000, 2_100, start + n, 3, ids=f"{tag}f")
-            latencies, applied = freshness(settings, steady, rate)
+            cpu0 = time.process_time()
+            latencies, applied, stages = freshness(settings, steady, rate)
+            cpu_s = time.process_time() - cpu0
             p99 = float(np.percentile(latencies, 99)) * 1000 if latencies else float("nan")
             yield Result("speed", f"freshness_p99_ms[{log_kind},{store_kind}]", p99, 250.0, "ms", scale,
                          higher_is_better=False,
                          note=f"reference is the 250 ms goal; {len(latencies)} events at {rate}/s ({applied} "
                          f"applied, the rest skipped as repeats), {where}; "
-                         f"p50 {np.percentile(latencies, 50) * 1000:.1f} ms")  # fmt: skip
+                         f"p50 {np.percentile(latencies, 50) * 1000:.1f} ms; {stages}; {cpu_s:.1f} CPU s in "
+                         f"this process (consumer and producer); load average {os.getloadavg()[0]:.1f}")  # fmt: skip
     for log_kind in logs:
         if ("cassandra" in stores) and ("sqlite" in stores):
             yield Result("speed", f"cassandra_vs_sqlite_state[{log_kind}]", rates[log_kind, "cassandra"],

@@ -14,6 +14,7 @@ cannot be committed: ``on_revoke`` is called for them too, and a ``commit`` ther
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator, Mapping
 from typing import Literal
 
@@ -142,6 +143,31 @@ class KafkaGroupConsumer(Consumer):
             raise EventLogError(f"{what} for group {self.group!r} on topic {self._topic!r} failed: {exc}") from exc
 
     def poll(self, max_records: int = 1000, timeout_ms: int = 100) -> list[Record]:
+        """Up to ``max_records`` records, waiting at most ``timeout_ms`` for the first.
+
+        kafka-python returns what an earlier fetch buffered (fetched while the caller was busy) and only then asks
+        the broker for more, so a busy consumer's batch would be one cycle old and what was appended since would
+        wait a whole cycle more. When the records in hand are older than ``log.kafka.poll_drain_ms``, the poll
+        takes what has been appended since too, waiting at most that long for it (the broker answers a fetch at
+        once when it has records).
+        """
+        records = self._poll_once(max_records, timeout_ms)
+        drain_ms = self._settings.kafka.poll_drain_ms
+        if not records or drain_ms <= 0:
+            return records
+        deadline = time.monotonic() + drain_ms / 1000
+        while len(records) < max_records:
+            # records appended less than drain_ms ago came from a fetch just answered: nothing newer to wait for
+            if time.time() * 1000 - max(r.timestamp_ms for r in records) < drain_ms:
+                break
+            left_ms = int((deadline - time.monotonic()) * 1000)
+            more = self._poll_once(max_records - len(records), left_ms) if left_ms > 0 else []
+            if not more:
+                break
+            records.extend(more)
+        return sorted(records, key=lambda r: (r.partition, r.offset))
+
+    def _poll_once(self, max_records: int, timeout_ms: int) -> list[Record]:
         with self._guard("poll"):
             batches = self._kc.poll(timeout_ms=timeout_ms, max_records=max_records)
         return [
