@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def add_arguments(parser) -> None:  # type: ignore[no-untyped-def]
     stores = "sqlite,cassandra" if os.environ.get("LAMBDAREC_TEST_CASSANDRA") else "sqlite"
     parser.add_argument("--freshness-seconds", type=float, default=5.0, help="length of the steady-rate phase")
+    parser.add_argument("--freshness-rate", type=int, default=0, help="events/s of the steady phase (0: the scale's)")
     parser.add_argument("--store", default=stores, help=f"stores, comma-separated (default here: {stores})")
     parser.add_argument("--log", default="kafka,sqlite", help="logs, comma-separated (default: kafka,sqlite)")
     parser.add_argument("--members", type=int, default=2, help="consumers on as many partitions vs 1 (0: skip)")
@@ -128,6 +129,7 @@ def run(scale: Scale, args) -> Iterator[Result]:  # type: ignore[no-untyped-def]
 
     configure_logging("WARNING")
     n, rate = SIZES[scale]
+    rate = args.freshness_rate or rate
     stores, logs = args.store.split(","), args.log.split(",")
     bootstrap = kafka_bootstrap() if "kafka" in logs else None
     start = datetime(2024, 2, 1, tzinfo=UTC).timestamp() + 60

@@ -72,6 +72,7 @@ class KafkaGroupConsumer(Consumer):
         self._on_revoke = on_revoke
         self._in_callback: Literal["revoke", "lost"] | None = None
         self._pending: dict[int, int] = {}
+        self._revoked: set[int] = set()  # partitions revoked or lost since a poll began (see ``poll``)
         s = settings
         self._timeout_ms = s.request_timeout_ms  # kafka-python's committed() waits forever without one
         try:
@@ -104,6 +105,7 @@ class KafkaGroupConsumer(Consumer):
         parts = self._parts(tps)
         if not parts:
             return
+        self._revoked |= parts
         log.info("log.partitions_revoked", group=self.group, partitions=sorted(parts), mode=mode)
         if self._on_revoke is None:
             return
@@ -161,7 +163,13 @@ class KafkaGroupConsumer(Consumer):
             if time.time() * 1000 - max(r.timestamp_ms for r in records) < drain_ms:
                 break
             left_ms = int((deadline - time.monotonic()) * 1000)
-            more = self._poll_once(max_records - len(records), left_ms) if left_ms > 0 else []
+            if left_ms <= 0:
+                break
+            self._revoked = set()
+            more = self._poll_once(max_records - len(records), left_ms)
+            if self._revoked:  # a rebalance inside that poll: what was in hand of those partitions is their new
+                # owner's now (it reads from the committed positions, as this member does if they come back)
+                records = [r for r in records if r.partition not in self._revoked]
             if not more:
                 break
             records.extend(more)
