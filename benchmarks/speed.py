@@ -13,6 +13,7 @@ kafka``; Cassandra from ``$LAMBDAREC_TEST_CASSANDRA``.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import secrets
 import subprocess
@@ -35,6 +36,8 @@ def add_arguments(parser) -> None:  # type: ignore[no-untyped-def]
     stores = "sqlite,cassandra" if os.environ.get("LAMBDAREC_TEST_CASSANDRA") else "sqlite"
     parser.add_argument("--freshness-seconds", type=float, default=5.0, help="length of the steady-rate phase")
     parser.add_argument("--freshness-rate", type=int, default=0, help="events/s of the steady phase (0: the scale's)")
+    parser.add_argument("--producer", choices=("process", "thread"), default="process",
+                        help="the steady phase's producer: its own process or a thread of the consumer's")  # fmt: skip
     parser.add_argument("--store", default=stores, help=f"stores, comma-separated (default here: {stores})")
     parser.add_argument("--log", default="kafka,sqlite", help="logs, comma-separated (default: kafka,sqlite)")
     parser.add_argument("--members", type=int, default=2, help="consumers on as many partitions vs 1 (0: skip)")
@@ -76,11 +79,25 @@ def event_lines(n: int, users: int, items: int, start: float, seed: int, ids: st
 STAGES = ("append_to_poll", "poll_to_computed", "computed_to_written", "written_to_committed")
 
 
-def freshness(settings, stream: list[bytes], rate: int) -> tuple[list[float], int, str]:  # type: ignore[no-untyped-def]
+def produce(settings, stream: list[bytes], rate: int) -> None:  # type: ignore[no-untyped-def]
+    """Append ``stream`` to the log at ``rate`` events/s, 50 appends a second."""
+    from lambdarec.eventlog import open_log
+
+    with open_log(settings) as log:
+        per_tick = max(1, rate // 50)
+        t_next = time.perf_counter()
+        for k in range(0, len(stream), per_tick):
+            chunk = stream[k : k + per_tick]
+            log.append(chunk, keys=[json.loads(x)["user_id"] for x in chunk])
+            t_next += per_tick / rate
+            time.sleep(max(0.0, t_next - time.perf_counter()))
+
+
+def freshness(settings, stream: list[bytes], rate: int, producer: str = "process") -> tuple[list[float], int, str]:  # type: ignore[no-untyped-def]
     """Append ``stream`` at ``rate`` events/s while a consumer runs: seconds from append to state written, how
     many of the events were applied (not skipped as repeats), and where their latency went (p50/p99 per stage,
-    over events, and the batches' sizes)."""
-    from lambdarec.eventlog import open_log
+    over events, and the batches' sizes). ``producer``: ``process`` appends from a process of its own, as
+    producers do; ``thread`` from this process, sharing the consumer's interpreter (as this benchmark did before)."""
     from speed_layer.consumer import SpeedConsumer
 
     latencies: list[float] = []
@@ -96,17 +113,16 @@ def freshness(settings, stream: list[bytes], rate: int) -> tuple[list[float], in
             stages[stage].extend([getattr(batch, end) - getattr(batch, start)] * len(records))
         sizes.append(len(records))
 
-    with SpeedConsumer(settings, on_batch=observe) as consumer, open_log(settings) as log:
+    with SpeedConsumer(settings, on_batch=observe) as consumer:
         consumer.step()
         runner = threading.Thread(target=consumer.run)
         runner.start()
-        per_tick = max(1, rate // 50)
-        t_next = time.perf_counter()
-        for k in range(0, len(stream), per_tick):
-            chunk = stream[k : k + per_tick]
-            log.append(chunk, keys=[json.loads(x)["user_id"] for x in chunk])
-            t_next += per_tick / rate
-            time.sleep(max(0.0, t_next - time.perf_counter()))
+        if producer == "process":  # as producers run: apart from the consumer (and its GIL)
+            proc = multiprocessing.get_context("spawn").Process(target=produce, args=(settings, stream, rate))
+            proc.start()
+            proc.join()
+        else:
+            produce(settings, stream, rate)
         deadline = time.time() + 30
         while len(latencies) < len(stream) and time.time() < deadline:
             time.sleep(0.05)
@@ -170,15 +186,16 @@ def _runs(stores, logs, n, tmp, bootstrap, scale, rate, start, args, rates, made
                          f"load average {os.getloadavg()[0]:.1f}")  # fmt: skip
             steady = event_lines(int(rate * args.freshness_seconds), 6_000, 2_100, start + n, 3, ids=f"{tag}f")
             cpu0 = time.process_time()
-            latencies, applied, stages = freshness(settings, steady, rate)
+            latencies, applied, stages = freshness(settings, steady, rate, args.producer)
             cpu_s = time.process_time() - cpu0
             p99 = float(np.percentile(latencies, 99)) * 1000 if latencies else float("nan")
             yield Result("speed", f"freshness_p99_ms[{log_kind},{store_kind}]", p99, 250.0, "ms", scale,
                          higher_is_better=False,
                          note=f"reference is the 250 ms goal; {len(latencies)} events at {rate}/s ({applied} "
                          f"applied, the rest skipped as repeats), {where}; "
-                         f"p50 {np.percentile(latencies, 50) * 1000:.1f} ms; {stages}; {cpu_s:.1f} CPU s in "
-                         f"this process (consumer and producer); load average {os.getloadavg()[0]:.1f}")  # fmt: skip
+                         f"p50 {np.percentile(latencies, 50) * 1000:.1f} ms; {stages}; producer: {args.producer}; "
+                         f"{cpu_s:.1f} CPU s in the consumer's process; "
+                         f"load average {os.getloadavg()[0]:.1f}")  # fmt: skip
     for log_kind in logs:
         if ("cassandra" in stores) and ("sqlite" in stores):
             yield Result("speed", f"cassandra_vs_sqlite_state[{log_kind}]", rates[log_kind, "cassandra"],
