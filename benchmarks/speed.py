@@ -36,7 +36,7 @@ def add_arguments(parser) -> None:  # type: ignore[no-untyped-def]
     stores = "sqlite,cassandra" if os.environ.get("LAMBDAREC_TEST_CASSANDRA") else "sqlite"
     parser.add_argument("--freshness-seconds", type=float, default=5.0, help="length of the steady-rate phase")
     parser.add_argument("--freshness-rate", type=int, default=0, help="events/s of the steady phase (0: the scale's)")
-    parser.add_argument("--producer", choices=("process", "thread"), default="process",
+    parser.add_argument("--producer", choices=("thread", "process"), default="thread",
                         help="the steady phase's producer: its own process or a thread of the consumer's")  # fmt: skip
     parser.add_argument("--store", default=stores, help=f"stores, comma-separated (default here: {stores})")
     parser.add_argument("--log", default="kafka,sqlite", help="logs, comma-separated (default: kafka,sqlite)")
@@ -93,11 +93,12 @@ def produce(settings, stream: list[bytes], rate: int) -> None:  # type: ignore[n
             time.sleep(max(0.0, t_next - time.perf_counter()))
 
 
-def freshness(settings, stream: list[bytes], rate: int, producer: str = "process") -> tuple[list[float], int, str]:  # type: ignore[no-untyped-def]
+def freshness(settings, stream: list[bytes], rate: int, producer: str = "thread") -> tuple[list[float], int, str]:  # type: ignore[no-untyped-def]
     """Append ``stream`` at ``rate`` events/s while a consumer runs: seconds from append to state written, how
     many of the events were applied (not skipped as repeats), and where their latency went (p50/p99 per stage,
-    over events, and the batches' sizes). ``producer``: ``process`` appends from a process of its own, as
-    producers do; ``thread`` from this process, sharing the consumer's interpreter (as this benchmark did before)."""
+    over events, and the batches' sizes). ``producer``: ``thread`` appends from this process, sharing the consumer's
+    interpreter; ``process`` from a process of its own, as producers run (measured no better on a loaded 2-core
+    box: the spawned interpreter's start and the extra process cost the consumer CPU)."""
     from speed_layer.consumer import SpeedConsumer
 
     latencies: list[float] = []
@@ -117,7 +118,7 @@ def freshness(settings, stream: list[bytes], rate: int, producer: str = "process
         consumer.step()
         runner = threading.Thread(target=consumer.run)
         runner.start()
-        if producer == "process":  # as producers run: apart from the consumer (and its GIL)
+        if producer == "process":  # apart from the consumer (and its GIL), as producers run
             proc = multiprocessing.get_context("spawn").Process(target=produce, args=(settings, stream, rate))
             proc.start()
             proc.join()
