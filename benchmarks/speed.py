@@ -13,6 +13,7 @@ kafka``; Cassandra from ``$LAMBDAREC_TEST_CASSANDRA``.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import secrets
 import subprocess
@@ -34,6 +35,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def add_arguments(parser) -> None:  # type: ignore[no-untyped-def]
     stores = "sqlite,cassandra" if os.environ.get("LAMBDAREC_TEST_CASSANDRA") else "sqlite"
     parser.add_argument("--freshness-seconds", type=float, default=5.0, help="length of the steady-rate phase")
+    parser.add_argument("--freshness-rate", type=int, default=0, help="events/s of the steady phase (0: the scale's)")
+    parser.add_argument("--producer", choices=("thread", "process"), default="thread",
+                        help="the steady phase's producer: its own process or a thread of the consumer's")  # fmt: skip
     parser.add_argument("--store", default=stores, help=f"stores, comma-separated (default here: {stores})")
     parser.add_argument("--log", default="kafka,sqlite", help="logs, comma-separated (default: kafka,sqlite)")
     parser.add_argument("--members", type=int, default=2, help="consumers on as many partitions vs 1 (0: skip)")
@@ -72,21 +76,14 @@ def event_lines(n: int, users: int, items: int, start: float, seed: int, ids: st
     ]
 
 
-def freshness(settings, stream: list[bytes], rate: int) -> tuple[list[float], int]:  # type: ignore[no-untyped-def]
-    """Append ``stream`` at ``rate`` events/s while a consumer runs: seconds from append to state written, and how
-    many of the events were applied (not skipped as repeats)."""
+STAGES = ("append_to_poll", "poll_to_computed", "computed_to_written", "written_to_committed")
+
+
+def produce(settings, stream: list[bytes], rate: int) -> None:  # type: ignore[no-untyped-def]
+    """Append ``stream`` to the log at ``rate`` events/s, 50 appends a second."""
     from lambdarec.eventlog import open_log
-    from speed_layer.consumer import SpeedConsumer
 
-    latencies: list[float] = []
-
-    def observe(records, written_at: float) -> None:  # type: ignore[no-untyped-def]
-        latencies.extend(written_at - r.timestamp_ms / 1000 for r in records)
-
-    with SpeedConsumer(settings, observer=observe) as consumer, open_log(settings) as log:
-        consumer.step()
-        runner = threading.Thread(target=consumer.run)
-        runner.start()
+    with open_log(settings) as log:
         per_tick = max(1, rate // 50)
         t_next = time.perf_counter()
         for k in range(0, len(stream), per_tick):
@@ -94,12 +91,52 @@ def freshness(settings, stream: list[bytes], rate: int) -> tuple[list[float], in
             log.append(chunk, keys=[json.loads(x)["user_id"] for x in chunk])
             t_next += per_tick / rate
             time.sleep(max(0.0, t_next - time.perf_counter()))
+
+
+def freshness(settings, stream: list[bytes], rate: int, producer: str = "thread") -> tuple[list[float], int, str]:  # type: ignore[no-untyped-def]
+    """Append ``stream`` at ``rate`` events/s while a consumer runs: seconds from append to state written, how
+    many of the events were applied (not skipped as repeats), and where their latency went (p50/p99 per stage,
+    over events, and the batches' sizes). ``producer``: ``thread`` appends from this process, sharing the consumer's
+    interpreter; ``process`` from a process of its own, as producers run (measured no better on a loaded 2-core
+    box: the spawned interpreter's start and the extra process cost the consumer CPU)."""
+    from speed_layer.consumer import SpeedConsumer
+
+    latencies: list[float] = []
+    stages: dict[str, list[float]] = {stage: [] for stage in STAGES}
+    sizes: list[int] = []
+
+    def observe(batch) -> None:  # type: ignore[no-untyped-def]
+        records = batch.polled or batch.records
+        latencies.extend(batch.written_at - r.timestamp_ms / 1000 for r in records)
+        stages["append_to_poll"].extend(batch.polled_at - r.timestamp_ms / 1000 for r in records)
+        for stage, start, end in zip(STAGES[1:], ("polled_at", "computed_at", "written_at"),
+                                     ("computed_at", "written_at", "committed_at"), strict=True):  # fmt: skip
+            stages[stage].extend([getattr(batch, end) - getattr(batch, start)] * len(records))
+        sizes.append(len(records))
+
+    with SpeedConsumer(settings, on_batch=observe) as consumer:
+        consumer.step()
+        runner = threading.Thread(target=consumer.run)
+        runner.start()
+        if producer == "process":  # apart from the consumer (and its GIL), as producers run
+            proc = multiprocessing.get_context("spawn").Process(target=produce, args=(settings, stream, rate))
+            proc.start()
+            proc.join()
+        else:
+            produce(settings, stream, rate)
         deadline = time.time() + 30
         while len(latencies) < len(stream) and time.time() < deadline:
             time.sleep(0.05)
         consumer.stop()
         runner.join()
-    return latencies, consumer.stats.processed
+    where = "; ".join(
+        f"{stage} p50 {np.percentile(v, 50) * 1000:.0f} p99 {np.percentile(v, 99) * 1000:.0f} ms"
+        for stage, v in stages.items()
+        if v
+    )
+    if sizes:
+        where += f"; {len(sizes)} batches of {np.mean(sizes):.0f} records on average, at most {max(sizes)}"
+    return latencies, consumer.stats.processed, where
 
 
 def run(scale: Scale, args) -> Iterator[Result]:  # type: ignore[no-untyped-def]
@@ -109,6 +146,7 @@ def run(scale: Scale, args) -> Iterator[Result]:  # type: ignore[no-untyped-def]
 
     configure_logging("WARNING")
     n, rate = SIZES[scale]
+    rate = args.freshness_rate or rate
     stores, logs = args.store.split(","), args.log.split(",")
     bootstrap = kafka_bootstrap() if "kafka" in logs else None
     start = datetime(2024, 2, 1, tzinfo=UTC).timestamp() + 60
@@ -148,13 +186,17 @@ def _runs(stores, logs, n, tmp, bootstrap, scale, rate, start, args, rates, made
                          note=f"{n} events, 3 partitions, {where}; ours {cpu_ms:.0f} ms CPU per 1,000 events; "
                          f"load average {os.getloadavg()[0]:.1f}")  # fmt: skip
             steady = event_lines(int(rate * args.freshness_seconds), 6_000, 2_100, start + n, 3, ids=f"{tag}f")
-            latencies, applied = freshness(settings, steady, rate)
+            cpu0 = time.process_time()
+            latencies, applied, stages = freshness(settings, steady, rate, args.producer)
+            cpu_s = time.process_time() - cpu0
             p99 = float(np.percentile(latencies, 99)) * 1000 if latencies else float("nan")
             yield Result("speed", f"freshness_p99_ms[{log_kind},{store_kind}]", p99, 250.0, "ms", scale,
                          higher_is_better=False,
                          note=f"reference is the 250 ms goal; {len(latencies)} events at {rate}/s ({applied} "
                          f"applied, the rest skipped as repeats), {where}; "
-                         f"p50 {np.percentile(latencies, 50) * 1000:.1f} ms")  # fmt: skip
+                         f"p50 {np.percentile(latencies, 50) * 1000:.1f} ms; {stages}; producer: {args.producer}; "
+                         f"{cpu_s:.1f} CPU s in the consumer's process; "
+                         f"load average {os.getloadavg()[0]:.1f}")  # fmt: skip
     for log_kind in logs:
         if ("cassandra" in stores) and ("sqlite" in stores):
             yield Result("speed", f"cassandra_vs_sqlite_state[{log_kind}]", rates[log_kind, "cassandra"],

@@ -68,11 +68,14 @@ class SpeedConsumer(PollLoop[SpeedStats]):
         group: str | None = None,
         observer: Callable[[list[Record], float], None] | None = None,
         health: SpeedHealth | None = None,
+        on_batch: Callable[[Batch], None] | None = None,
     ) -> None:
-        """``observer(records, written_at)`` is called after each batch is written and committed (benchmarks)."""
+        """``observer(records, written_at)`` is called after each batch is written and committed (benchmarks), and
+        ``on_batch(batch)`` with the whole batch and its stage times."""
         super().__init__(health or SpeedHealth(), settings.speed)
         self.settings = settings
         self._observer = observer
+        self._on_batch = on_batch
         self._own = (store is None, event_log is None)
         self.store = store or open_store(settings)
         self.event_log = event_log or self.open_log(settings)
@@ -137,7 +140,7 @@ class SpeedConsumer(PollLoop[SpeedStats]):
         self.settle()
         records = self._poll()
         if records:
-            self._writer.submit(self._prepare(records))
+            self._writer.submit(self._prepare(records, time.time()))
             self._finish()
         return len(records)
 
@@ -151,7 +154,7 @@ class SpeedConsumer(PollLoop[SpeedStats]):
         if not records:
             self._finish()
             return 0
-        batch = self._prepare(records)
+        batch = self._prepare(records, time.time())
         self._finish()
         self._writer.submit(batch)
         return len(records)
@@ -167,11 +170,12 @@ class SpeedConsumer(PollLoop[SpeedStats]):
             self._rewind = False
         return self.consumer.poll(self._path.size, timeout_ms=speed.max_wait_ms)
 
-    def _prepare(self, records: list[Record]) -> Batch:
-        """Validate, claim event ids, read state and compute what ``records`` do to it (nothing written)."""
+    def _prepare(self, records: list[Record], polled_at: float) -> Batch:
+        """Validate, claim event ids, read state and compute what ``records`` do to it (nothing written);
+        ``polled_at``: when the poll returned them (epoch s)."""
         self._refresh_model()
         mine = self._path.of(records)  # those this consumer applies; the others are committed past untouched
-        batch = Batch(mine, polled=records)
+        batch = Batch(mine, polled=records, polled_at=polled_at)
         good, batch.bad = decode(self.rules, mine)
         good, refused = self._applicable(good, mine)
         batch.bad.extend(refused)
@@ -190,6 +194,7 @@ class SpeedConsumer(PollLoop[SpeedStats]):
         self._failures.check(mine, batch.poison, batch.repeats, {(r.partition, r.offset) for r, _ in batch.bad})
         if batch.poison and self.settings.events.dedup_window_s > 0:  # a corrected resend under the same id
             self.store.release_event_ids({event.event_id: pos for event, pos in batch.good if pos in batch.poison})
+        batch.computed_at = time.time()
         return batch
 
     def _finish(self) -> None:
@@ -201,9 +206,12 @@ class SpeedConsumer(PollLoop[SpeedStats]):
         if letters := batch.letters:
             self.event_log.dead_letter_records(letters)
         self.consumer.commit(batch.positions)
+        batch.written_at, batch.committed_at = written_at, time.time()
         count_batch(self.stats, batch, written_at)
         if self._observer is not None:
             self._observer(batch.polled or batch.records, written_at)
+        if self._on_batch is not None:
+            self._on_batch(batch)
 
     def _on_revoke(self, partitions: set[int]) -> None:
         """Before partitions go to another member: the state in flight is written and its positions committed

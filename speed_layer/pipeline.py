@@ -43,6 +43,12 @@ class Batch:
     users: list[FreshUser] = field(default_factory=list)
     items: list[TrendingItem] = field(default_factory=list)
     polled: list[Record] | None = None  # every record polled, those left to another consumer too; None: records
+    # when (epoch s) the poll returned, the state was computed, written and the positions committed: where the
+    # latency of a batch's events went (``lambdarec_speed_stage_seconds``, the ``speed`` benchmark)
+    polled_at: float = 0.0
+    computed_at: float = 0.0
+    written_at: float = 0.0
+    committed_at: float = 0.0
 
     def __post_init__(self) -> None:
         if self.polled is None:

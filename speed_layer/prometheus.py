@@ -27,6 +27,13 @@ APPEND_TO_STATE = Histogram(
     "Record appended to the log to fresh state written.",
     buckets=_LATENCY_BUCKETS,
 )
+STAGE = Histogram(
+    "lambdarec_speed_stage_seconds",
+    "Where a batch's latency goes, per batch: append_to_poll (its oldest record appended to the poll returning "
+    "it), poll_to_computed, computed_to_written (including the wait for the writer), written_to_committed.",
+    ["stage"],
+    buckets=_LATENCY_BUCKETS,
+)
 SNAPSHOT = Info("lambdarec_speed_snapshot", "The snapshot fresh vectors are being solved against.")
 WAITING = Gauge(
     "lambdarec_speed_waiting",

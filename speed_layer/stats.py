@@ -45,3 +45,17 @@ def count_batch(stats: SpeedStats, batch: Batch, written_at: float) -> None:
         prometheus.FRESHNESS.observe(max(written_at - event.timestamp, 0.0))
     for r in batch.records:
         prometheus.APPEND_TO_STATE.observe(max(written_at - r.timestamp_ms / 1000.0, 0.0))
+    if batch.polled_at and batch.records:
+        for stage, seconds in stage_seconds(batch).items():
+            prometheus.STAGE.labels(stage=stage).observe(max(seconds, 0.0))
+
+
+def stage_seconds(batch: Batch) -> dict[str, float]:
+    """Where ``batch``'s latency went (seconds per stage; the append stage from its oldest record)."""
+    appended = min(r.timestamp_ms for r in batch.records) / 1000.0 if batch.records else batch.polled_at
+    return {
+        "append_to_poll": batch.polled_at - appended,
+        "poll_to_computed": batch.computed_at - batch.polled_at,
+        "computed_to_written": batch.written_at - batch.computed_at,
+        "written_to_committed": batch.committed_at - batch.written_at,
+    }

@@ -14,6 +14,7 @@ cannot be committed: ``on_revoke`` is called for them too, and a ``commit`` ther
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator, Mapping
 from typing import Literal
 
@@ -71,6 +72,7 @@ class KafkaGroupConsumer(Consumer):
         self._on_revoke = on_revoke
         self._in_callback: Literal["revoke", "lost"] | None = None
         self._pending: dict[int, int] = {}
+        self._revoked: set[int] = set()  # partitions revoked or lost since a poll began (see ``poll``)
         s = settings
         self._timeout_ms = s.request_timeout_ms  # kafka-python's committed() waits forever without one
         try:
@@ -103,6 +105,7 @@ class KafkaGroupConsumer(Consumer):
         parts = self._parts(tps)
         if not parts:
             return
+        self._revoked |= parts
         log.info("log.partitions_revoked", group=self.group, partitions=sorted(parts), mode=mode)
         if self._on_revoke is None:
             return
@@ -142,6 +145,37 @@ class KafkaGroupConsumer(Consumer):
             raise EventLogError(f"{what} for group {self.group!r} on topic {self._topic!r} failed: {exc}") from exc
 
     def poll(self, max_records: int = 1000, timeout_ms: int = 100) -> list[Record]:
+        """Up to ``max_records`` records, waiting at most ``timeout_ms`` for the first.
+
+        kafka-python returns what an earlier fetch buffered (fetched while the caller was busy) and only then asks
+        the broker for more, so a busy consumer's batch would be one cycle old and what was appended since would
+        wait a whole cycle more. When the records in hand are older than ``log.kafka.poll_drain_ms``, the poll
+        takes what has been appended since too, waiting at most that long for it (the broker answers a fetch at
+        once when it has records).
+        """
+        records = self._poll_once(max_records, timeout_ms)
+        drain_ms = self._settings.kafka.poll_drain_ms
+        if not records or drain_ms <= 0:
+            return records
+        deadline = time.monotonic() + drain_ms / 1000
+        while len(records) < max_records:
+            # records appended less than drain_ms ago came from a fetch just answered: nothing newer to wait for
+            if time.time() * 1000 - max(r.timestamp_ms for r in records) < drain_ms:
+                break
+            left_ms = int((deadline - time.monotonic()) * 1000)
+            if left_ms <= 0:
+                break
+            self._revoked = set()
+            more = self._poll_once(max_records - len(records), left_ms)
+            if self._revoked:  # a rebalance inside that poll: what was in hand of those partitions is their new
+                # owner's now (it reads from the committed positions, as this member does if they come back)
+                records = [r for r in records if r.partition not in self._revoked]
+            if not more:
+                break
+            records.extend(more)
+        return sorted(records, key=lambda r: (r.partition, r.offset))
+
+    def _poll_once(self, max_records: int, timeout_ms: int) -> list[Record]:
         with self._guard("poll"):
             batches = self._kc.poll(timeout_ms=timeout_ms, max_records=max_records)
         return [

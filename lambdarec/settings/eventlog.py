@@ -30,6 +30,13 @@ class KafkaLogSettings(Section):
     max_poll_interval_ms: int = Field(
         300000, ge=1000, description="Kafka: the longest gap between two polls before a consumer leaves its group."
     )
+    poll_drain_ms: int = Field(
+        20,
+        ge=0,
+        description="Kafka: once a poll has records that were fetched a while ago (buffered while the consumer was "
+        "busy), how long it may wait for what has been appended since, so a batch holds everything the log has "
+        "and its newest events do not wait for the next cycle; 0 returns the buffered records alone.",
+    )
 
 
 class SQLiteLogSettings(Section):

@@ -82,3 +82,27 @@ def test_an_idle_consumer_follows_flips_and_rows_carry_their_append_time(setting
         consumer.stop()
         runner.join(timeout=30)
         consumer.close()
+
+
+def _stage_count(stage: str) -> float:
+    return REGISTRY.get_sample_value("lambdarec_speed_stage_seconds_count", {"stage": stage}) or 0.0
+
+
+def test_each_batch_says_where_its_latency_went(settings: Settings, tmp_path: Path) -> None:
+    """Append, poll, computed, written, committed: in that order for every batch, each stage in the metric."""
+    _publish(settings, tmp_path, 1)
+    before = {stage: _stage_count(stage) for stage in ("append_to_poll", "computed_to_written")}
+    batches = []
+    start = time.time()
+    with open_log(settings) as log:
+        log.append([Event(event_id=f"s{k}", user_id=f"u{k % 3}", item_id="i1", event_type="view", timestamp=start)
+                    for k in range(6)])  # fmt: skip
+    with SpeedConsumer(settings, on_batch=batches.append) as consumer:
+        consumer.run(until_idle_s=0.5)
+    assert sum(len(b.records) for b in batches) == 6
+    for batch in batches:
+        appended = min(r.timestamp_ms for r in batch.records) / 1000
+        assert start - 0.01 <= appended <= batch.polled_at <= batch.computed_at <= batch.written_at
+        assert batch.written_at <= batch.committed_at <= time.time()
+    for stage, count in before.items():
+        assert _stage_count(stage) == count + len(batches)
