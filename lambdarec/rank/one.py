@@ -136,8 +136,8 @@ def top_unseen(scores: np.ndarray, seen: np.ndarray, n: int, n_seen: int | None 
     n = min(n, scores.size - (int(np.count_nonzero(seen)) if n_seen is None else n_seen))
     if n <= 0:
         return np.empty(0, dtype=np.int64)
-    masked = np.where(seen, -np.inf, scores)
-    return np.argpartition(masked, masked.size - n)[masked.size - n :]  # the n largest, without negating them
+    # negated, as the block's top_unseen does: a NaN score (a corrupt item vector) then sorts last, never first
+    return np.argpartition(-np.where(seen, -np.inf, scores), n - 1)[:n]
 
 
 def components_one(ask: Ask, items: np.ndarray, scores: np.ndarray | None) -> dict[str, np.ndarray]:
