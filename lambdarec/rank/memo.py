@@ -76,10 +76,9 @@ def item_indices(
         return last[2]
     known = _known.get()
     if known is not None and (hit := known.get(id(key))) is not None and hit[0] is key and hit[1] is model:
-        found = hit[2]
-    else:
-        found = np.fromiter(map(model.item_index.get, items(), repeat(-1)), dtype=np.int64)  # no frame per item
-        found = found[found >= 0]
+        return hit[2]  # not remembered: handed indices hold only within their block
+    found = np.fromiter(map(model.item_index.get, items(), repeat(-1)), dtype=np.int64)  # no frame per item
+    found = found[found >= 0]
     _last[kind] = (model, key, found)
     return found
 

@@ -50,3 +50,13 @@ def test_handed_indices_are_taken_for_their_set_and_model_only_within_the_block(
     assert equal_set == plain  # another (equal) set object: its names are looked up
     assert "i2" not in other_model  # another model: its names are looked up
     assert _ids(merge_many(_inputs(model, [exclude]), MergeWeights(), k=5))[0] == plain  # after the block
+
+
+def test_the_first_merge_after_the_block_looks_the_names_up_again() -> None:
+    """Handed indices are not remembered past their block, even for the very next merge of the same set."""
+    model = snapshot_model(N_ITEMS, F, version="v1", seed=3)
+    exclude = frozenset({"i2"})
+    plain = _ids(merge_many(_inputs(model, [frozenset({"i2"})]), MergeWeights(), k=5))[0]
+    with known_indices(model, [(exclude, np.array([model.item_index[plain[0]]]))]):
+        assert "i2" in _ids(merge_many(_inputs(model, [exclude]), MergeWeights(), k=5))[0]
+    assert _ids(merge_many(_inputs(model, [exclude]), MergeWeights(), k=5))[0] == plain
