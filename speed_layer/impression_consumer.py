@@ -75,12 +75,16 @@ class ImpressionConsumer(SpeedConsumer):
         """Impressions need no snapshot."""
 
     def _applicable(self, good: Events, records: list[Record]) -> tuple[list, list]:
-        """Impressions only: on their own log any other event is refused (dead-lettered with the reason)."""
-        return self._path.applicable(good, records)
+        """Impressions only: on their own log any other event is refused (dead-lettered with the reason), but
+        silently where its user's erasure covers it (their rows read first: no erased data in the dead letters)."""
+        strays = self._path.strays(good)
+        return self._path.applicable(good, records, self._shown_rows(strays) if strays else None)
 
     def _inputs(self, good: Events, appended: dict[Position, float]) -> dict[str, ShownItems]:
+        return self._shown_rows({event.user_id for event, _ in good})
+
+    def _shown_rows(self, users: set[str]) -> dict[str, ShownItems]:
         """The users' impressions rows: those being written, else the store's."""
-        users = {event.user_id for event, _ in good}
         pending = self._writer.pending_users()
         try:
             stored = self.store.read_shown([u for u in users if u not in pending])
