@@ -36,10 +36,18 @@ from speed_layer.state import Position
 log = get_logger(__name__)
 
 
-def lower_priority(settings: Settings) -> int:
-    """Lower this process's CPU priority by ``speed.feedback.impressions_nice`` (the impressions consumer's
-    process, at start), so that on shared cores the positive-event path runs first; the niceness it now has."""
-    return os.nice(settings.speed.feedback.impressions_nice)
+def lower_priority(settings: Settings) -> int | None:
+    """Raise this process's niceness by ``speed.feedback.impressions_nice`` (the impressions consumer's process,
+    at start), so that on shared cores the positive-event path runs first; the niceness it now has, or None when
+    it was left alone (0, a platform without ``os.nice``, or refused: a warning, and the consumer runs on)."""
+    by = settings.speed.feedback.impressions_nice
+    if by == 0 or not hasattr(os, "nice"):
+        return None
+    try:
+        return os.nice(by)
+    except OSError as exc:
+        log.warning("speed.impressions_nice_refused", by=by, reason=str(exc), effect="runs at its current priority")
+        return None
 
 
 def impressions_group(settings: Settings) -> str:
