@@ -75,13 +75,10 @@ def measure(
     latencies: list[float] = []
     spawn = multiprocessing.get_context("spawn")  # never a fork of a process holding SQLite connections
     stop, side_out, app_out = spawn.Event(), spawn.Queue(), spawn.Queue()
-    side = None
+    side = appender = None
     with open_ingest_log(settings) as log:
         log.ensure_topic(3)
         log.append(warm_lines, keys=[json.loads(x)["user_id"] for x in warm_lines])
-    if impressions:
-        side = spawn.Process(target=_impressions, args=(settings, warm_impressions, stop, side_out, side_cpu))
-        side.start()
     positives = len(stream) - impressions
     share = len(stream) / positives  # records per positive event
     per_tick = max(1, round(rate * share / TICKS_PER_S))
@@ -92,31 +89,57 @@ def measure(
         if armed.is_set():
             latencies.extend(at - r.timestamp_ms / 1000 for r in records if not is_impression(r.value))
 
-    with SpeedConsumer(settings, observer=observe) as consumer:
-        while consumer.stats.processed < len(warm_lines) - warm_impressions:
-            consumer.step()
+    try:  # whatever fails, no child is left behind (the impressions one loops until `stop`)
+        if impressions:
+            side = spawn.Process(target=_impressions, args=(settings, warm_impressions, stop, side_out, side_cpu))
+            side.start()
+        with SpeedConsumer(settings, observer=observe) as consumer:
+            while consumer.stats.processed < len(warm_lines) - warm_impressions:
+                consumer.step()
+            if side is not None:
+                _result(side_out, side, "the impressions consumer")  # warmed up
+            armed.set()
+            appender = spawn.Process(target=_append, args=(settings, stream, keys, per_tick, app_out))
+            took, cpu = _run_while_appending(consumer, appender, app_out, lambda: len(latencies) >= positives)
+        appender.join()
+        side_result = None
         if side is not None:
-            _result(side_out, side, "the impressions consumer")  # warmed up
-        armed.set()
-        runner = threading.Thread(target=consumer.run)
-        appender = spawn.Process(target=_append, args=(settings, stream, keys, per_tick, app_out))
-        c0 = time.process_time()
-        runner.start()
+            stop.set()
+            side_result = _result(side_out, side, "the impressions consumer")
+            side.join()
+    finally:
+        stop.set()
+        _end(appender, side)
+    return {"latencies": latencies, "positives": positives, "cpu_s": cpu, "append_s": took, "side": side_result}
+
+
+def _run_while_appending(consumer, appender, app_out, seen_all) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+    """Run ``consumer`` in a thread while ``appender`` appends, until ``seen_all()`` (60 s at most after the last
+    append); the consumer always stopped. (seconds the appends took, the consumer's process CPU s)."""
+    runner = threading.Thread(target=consumer.run)
+    c0 = time.process_time()
+    runner.start()
+    try:
         appender.start()
         took = _result(app_out, appender, "the appender")
         deadline = time.time() + 60
-        while len(latencies) < positives and time.time() < deadline:
+        while not seen_all() and time.time() < deadline:
             time.sleep(0.05)
+    finally:
         consumer.stop()
         runner.join()
-        cpu = time.process_time() - c0
-    appender.join()
-    side_result = None
-    if side is not None:
-        stop.set()
-        side_result = _result(side_out, side, "the impressions consumer")
-        side.join()
-    return {"latencies": latencies, "positives": positives, "cpu_s": cpu, "append_s": took, "side": side_result}
+    return took, time.process_time() - c0
+
+
+def _end(*processes) -> None:  # type: ignore[no-untyped-def]
+    """Let each started child finish (a few seconds), else terminate it: none outlives ``measure``."""
+    for process in processes:
+        if process is None or process.pid is None:
+            continue
+        process.join(10)
+        if process.is_alive():
+            process.terminate()
+            process.join(5)
 
 
 def _result(queue, process, who: str):  # type: ignore[no-untyped-def]

@@ -36,10 +36,18 @@ from speed_layer.state import Position
 log = get_logger(__name__)
 
 
-def lower_priority(settings: Settings) -> int:
-    """Lower this process's CPU priority by ``speed.feedback.impressions_nice`` (the impressions consumer's
-    process, at start), so that on shared cores the positive-event path runs first; the niceness it now has."""
-    return os.nice(settings.speed.feedback.impressions_nice)
+def lower_priority(settings: Settings) -> int | None:
+    """Raise this process's niceness by ``speed.feedback.impressions_nice`` (the impressions consumer's process,
+    at start), so that on shared cores the positive-event path runs first; the niceness it now has, or None when
+    it was left alone (0, a platform without ``os.nice``, or refused: a warning, and the consumer runs on)."""
+    by = settings.speed.feedback.impressions_nice
+    if by == 0 or not hasattr(os, "nice"):
+        return None
+    try:
+        return os.nice(by)
+    except OSError as exc:
+        log.warning("speed.impressions_nice_refused", by=by, reason=str(exc), effect="runs at its current priority")
+        return None
 
 
 def impressions_group(settings: Settings) -> str:
@@ -75,12 +83,16 @@ class ImpressionConsumer(SpeedConsumer):
         """Impressions need no snapshot."""
 
     def _applicable(self, good: Events, records: list[Record]) -> tuple[list, list]:
-        """Impressions only: on their own log any other event is refused (dead-lettered with the reason)."""
-        return self._path.applicable(good, records)
+        """Impressions only: on their own log any other event is refused (dead-lettered with the reason), but
+        silently where its user's erasure covers it (their rows read first: no erased data in the dead letters)."""
+        strays = self._path.strays(good)
+        return self._path.applicable(good, records, self._shown_rows(strays) if strays else None)
 
     def _inputs(self, good: Events, appended: dict[Position, float]) -> dict[str, ShownItems]:
+        return self._shown_rows({event.user_id for event, _ in good})
+
+    def _shown_rows(self, users: set[str]) -> dict[str, ShownItems]:
         """The users' impressions rows: those being written, else the store's."""
-        users = {event.user_id for event, _ in good}
         pending = self._writer.pending_users()
         try:
             stored = self.store.read_shown([u for u in users if u not in pending])

@@ -17,7 +17,7 @@ True
 from __future__ import annotations
 
 import heapq
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from lambdarec.eventlog.base import Record
 from lambdarec.eventlog.split import NOT_AN_IMPRESSION
@@ -60,7 +60,8 @@ class ImpressionPath:
     """What the impressions consumer polls and applies: ``speed.feedback.impressions_poll_records`` records, their
     impressions (one read and one write of each user's row per poll, so a large poll is cheap per impression).
     On a log of their own (``log.impressions_topic``) every record is its own: one that is not an impression is
-    refused with :data:`NOT_AN_IMPRESSION` (dead-lettered, never claimed nor applied); on the shared log the
+    refused with :data:`NOT_AN_IMPRESSION` (dead-lettered, never claimed nor applied; silently when an erasure of
+    its user covers it); on the shared log the
     others are the positive-event consumer's, skipped after a look at ``event_type``."""
 
     def __init__(self, speed: SpeedSettings, log: LogSettings) -> None:
@@ -70,13 +71,33 @@ class ImpressionPath:
     def of(self, records: list[Record]) -> list[Record]:
         return records if self.own_log else [r for r in records if is_impression(r.value)]
 
-    def applicable(self, good: list[tuple[Event, Position]], records: list[Record]) -> tuple[list, list]:
-        """``good``'s impressions, and the records of its other events with the reason they are refused."""
+    def applicable(
+        self, good: list[tuple[Event, Position]], records: list[Record], rows: Mapping[str, ShownItems] | None = None
+    ) -> tuple[list, list]:
+        """``good``'s impressions, and the records of its other events with the reason they are refused.
+
+        ``rows``: the impressions rows of the users of those other events. One at a position its user's row has
+        passed (``forget`` sets the row past the log's end) is refused silently, as an erased impression is: an
+        erased user's data never reaches the dead letters."""
         kept = [(e, pos) for e, pos in good if e.event_type == IMPRESSION]
         if len(kept) == len(good):
             return kept, []
         by_pos = {(r.partition, r.offset): r for r in records}
-        return kept, [(by_pos[pos], NOT_AN_IMPRESSION) for e, pos in good if e.event_type != IMPRESSION]
+        rows = rows or {}
+        refused = []
+        for event, (partition, offset) in good:
+            if event.event_type == IMPRESSION:
+                continue
+            row = rows.get(event.user_id)
+            if row is None or offset >= row.positions.get(str(partition), 0):
+                refused.append((by_pos[(partition, offset)], NOT_AN_IMPRESSION))
+        return kept, refused
+
+    @staticmethod
+    def strays(good: list[tuple[Event, Position]]) -> set[str]:
+        """The users of ``good``'s events that are not impressions (their rows tell :meth:`applicable` which an
+        erasure covers)."""
+        return {e.user_id for e, _ in good if e.event_type != IMPRESSION}
 
 
 def apply_impressions(

@@ -209,12 +209,12 @@ class Archiver(PollLoop[ArchiveStats]):
             except BadEvent as exc:
                 bad.append((r.value, exc.reason, (r.partition, r.offset)))
                 continue
-            if self._impressions and event.event_type != IMPRESSION:  # never applied: never archived as if it were
-                bad.append((r.value, NOT_AN_IMPRESSION, (r.partition, r.offset)))
-                continue
-            gone = erasures.get(event.user_id)
+            gone = erasures.get(event.user_id)  # erasure first: an erased user's bytes never reach dead letters
             if gone is not None and gone.covers(r.partition, r.offset, r.timestamp_ms / 1000, self._impressions):
                 erased += 1
+                continue
+            if self._impressions and event.event_type != IMPRESSION:  # never applied: never archived as if it were
+                bad.append((r.value, NOT_AN_IMPRESSION, (r.partition, r.offset)))
                 continue
             good.append((event, (r.partition, r.offset)))
         now = time.time()

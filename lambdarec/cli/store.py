@@ -104,7 +104,8 @@ def ping(config: ConfigOption = None, store: StoreOption = None, as_json: JsonOp
     """Check what serving reads: the current pointer in the store's keyspace (or files) and namespace.
 
     Exit 0 when it answers (and say which snapshot is current, or that none is published yet); 1 with what is
-    missing (no keyspace, no SQLite files) or the hosts or path tried. Creates nothing.
+    missing (no keyspace, no SQLite files) or the hosts or path tried. Creates no store; a SQLite store of an
+    older release gains its shown.sqlite (impressions rows moved there), as on any open.
     """
     settings = load_settings(config, {"store": {"url": store}} if store else None)
     url = mask_url(settings.store.url)

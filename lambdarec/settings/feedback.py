@@ -74,7 +74,8 @@ class SpeedFeedbackSettings(Section):
         10,
         ge=0,
         le=19,
-        description="CPU niceness the impressions consumer takes at start (`lambdarec speed run --impressions`): "
-        "where it shares cores with the positive-event consumer, the positive path gets the CPU first and fatigue "
-        "waits (its lag is its own). 0 keeps the priority it was started with.",
+        description="How much the impressions consumer raises its CPU niceness by at start (`lambdarec speed run "
+        "--impressions`; added to the niceness it was started with, capped at 19): where it shares cores with the "
+        "positive-event consumer, the positive path gets the CPU first and fatigue waits (its lag is its own). 0 "
+        "keeps the priority it was started with.",
     )

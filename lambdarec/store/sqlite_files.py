@@ -88,19 +88,22 @@ class Connections:
             self._creating = False
 
     def _move_shown_rows(self) -> None:
-        """Impressions rows an older release kept in fresh.sqlite, moved to shown.sqlite (once: a store whose
-        shown.sqlite holds rows already is left alone; a crash between the two steps leaves rows nobody reads)."""
+        """Impressions rows an older release kept in fresh.sqlite, moved to shown.sqlite. A row shown.sqlite holds
+        already was written later (this release never writes fresh.sqlite's) and is kept (``INSERT OR IGNORE``).
+        fresh.sqlite's write transaction spans the read, the copy and the delete of exactly the keys read, so a row
+        written meanwhile waits for it and stays; a crash before the delete moves the same rows again next time."""
         fresh = self.db("fresh")
         if fresh.execute("SELECT 1 FROM shown_users LIMIT 1").fetchone() is None:
             return
-        with self.write("shown") as conn:
-            if conn.execute("SELECT 1 FROM shown_users LIMIT 1").fetchone() is None:
-                conn.executemany(
-                    "INSERT INTO shown_users VALUES (?, ?, ?, ?)", fresh.execute("SELECT * FROM shown_users")
-                )
-        with self.write("fresh") as conn:
-            conn.execute("DELETE FROM shown_users")
-        log.info("store.shown_rows_moved", path=str(self.path), to=SHOWN_FILE)
+        with self.write("fresh") as source:
+            rows = source.execute("SELECT ns, user_id, data, expires_at FROM shown_users").fetchall()
+            with self.write("shown") as conn:
+                before = conn.total_changes
+                conn.executemany("INSERT OR IGNORE INTO shown_users VALUES (?, ?, ?, ?)", rows)
+                moved = conn.total_changes - before
+            source.executemany("DELETE FROM shown_users WHERE ns = ? AND user_id = ?", [r[:2] for r in rows])
+        log.info("store.shown_rows_moved", path=str(self.path), to=SHOWN_FILE, moved=moved,
+                 kept_newer=len(rows) - moved)  # fmt: skip
 
     def db(self, which: Which) -> sqlite3.Connection:
         """This thread's connection to ``which`` file; ``StoreUnavailableError`` once the store is closed or while a

@@ -160,3 +160,20 @@ def test_an_event_on_the_impressions_log_that_is_not_an_impression_goes_to_the_l
     rows = lake.scan().filter(pl.col("event_id") == "stray-click").select("source").collect()
     assert rows["source"].to_list() == ["log"]
     assert lake.dead_letters().height == 1
+
+
+def test_an_erased_users_stray_click_on_the_impressions_log_is_erased_not_kept_in_the_dead_letters(
+    settings: Settings,
+) -> None:
+    now = time.time() - 3600
+    click = Event(event_id="u9-click", user_id="u9", item_id="i3", event_type="click", timestamp=now)
+    send(settings, events(now, ["u2"], "e"))
+    with open_impressions_log(settings) as own:
+        own.append([encode_event(click)], keys=["u9"])  # a producer writing it straight to the impressions topic
+    forget_users(settings, ["u9"])  # before the archiver read it: u9's bytes must reach no table of the lake
+    with Archiver(settings, impressions=True) as archiver:
+        archiver.run(until_idle_s=1.0)
+        assert (archiver.stats.erased, archiver.stats.dead_lettered) == (1, 0)
+    lake = open_lake(settings)
+    assert lake.dead_letters().height == 0
+    assert "u9" not in lake.scan().select("user_id").collect()["user_id"].to_list()

@@ -12,6 +12,7 @@ a redelivery changes nothing; serving demotes the item shown six times, not the 
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import time
 from datetime import UTC, datetime
@@ -144,11 +145,13 @@ def test_speed_run_impressions_applies_impressions_and_refuses_without_the_setti
             [event(1, "u1", "impression", time.time(), "i1", ("i1",)), event(2, "u1", "view", time.time(), "i2")]
         )
     cfg = tmp_path / "lambdarec.toml"
-    cfg.write_text("[speed.feedback]\nown_consumer = true\n")
+    cfg.write_text("[speed.feedback]\nown_consumer = true\nimpressions_nice = 0\n")  # CliRunner: this process
+    niceness = os.nice(0)
     ran = runner.invoke(
         app, ["speed", "run", "--impressions", *urls, "--until-idle", "0.5", "--json", "--config", str(cfg)]
     )
     assert ran.exit_code == 0, ran.output
+    assert os.nice(0) == niceness  # in process: the test process keeps its priority (unit tests cover the child's)
     assert json.loads(ran.output.strip().splitlines()[-1])["processed"] == 1  # the impression, not the view
 
 

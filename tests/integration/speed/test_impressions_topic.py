@@ -122,6 +122,26 @@ def test_an_impressions_topic_without_the_impressions_consumer_is_refused() -> N
         Settings.load(overrides={"log": {"impressions_topic": "impressions"}})
 
 
+def test_an_erased_users_stray_click_on_the_impressions_log_is_refused_silently_not_dead_lettered(
+    settings: Settings,
+) -> None:
+    now = time.time() - 600
+    click = Event(event_id="u9-click", user_id="u9", item_id="i3", event_type="click", timestamp=now)
+    shown = Event(event_id="u9-shown", user_id="u9", item_id="i4", event_type="impression", timestamp=now + 1,
+                  item_ids=("i4",))  # fmt: skip
+    with open_impressions_log(settings) as own:
+        own.ensure_topic()
+        own.append([encode_event(click), encode_event(shown)], keys=["u9", "u9"])  # straight to the topic
+    forget_users(settings, ["u9"])  # covers both: neither may be applied nor kept with u9's data
+    with ImpressionConsumer(settings) as impressions:
+        impressions.run(until_idle_s=2.0)
+    assert impressions.stats.dead_lettered == 0
+    with open_impressions_log(settings) as own:
+        assert own.read_dead_letters(10) == []
+    with open_store(settings) as store:
+        assert store.read_shown(["u9"])["u9"].shown == {}
+
+
 def test_an_event_written_straight_to_the_impressions_log_that_is_not_an_impression_is_dead_lettered(
     settings: Settings, tmp_path: Path
 ) -> None:

@@ -145,3 +145,22 @@ def test_impressions_rows_live_in_a_file_of_their_own_and_an_older_stores_rows_m
     with sqlite3.connect(tmp_path / "shown.sqlite") as shown:
         assert shown.execute(count).fetchone() == (0,)  # expired impressions rows are reclaimed too
     again.close()
+
+
+def test_an_old_impressions_row_left_in_fresh_sqlite_is_moved_though_shown_sqlite_has_rows(tmp_path: Path) -> None:
+    """A crash (or an older release run again) leaves a row in fresh.sqlite beside a shown.sqlite that has rows:
+    the next open moves it (a row already in shown.sqlite, written later, wins), never deletes it unmoved."""
+    newer = ShownItems(user_id="u-new", shown={"i2": [2.0e9]}, positions={"0": 9}, updated_at=2.0e9)
+    with SQLiteStore(StoreSettings(url=f"sqlite:///{tmp_path}")) as store:
+        store.write_shown([newer])
+    old = ShownItems(user_id="u-old", shown={"i1": [1.0e9]}, positions={"0": 3}, updated_at=1.0e9)
+    stale = ShownItems(user_id="u-new", shown={"i0": [0.5e9]}, positions={"0": 1}, updated_at=0.5e9)
+    with sqlite3.connect(tmp_path / "fresh.sqlite") as conn:
+        rows = [("default", r.user_id, encode_shown(r), time.time() + 3600) for r in (old, stale)]
+        conn.executemany("INSERT INTO shown_users VALUES (?, ?, ?, ?)", rows)
+    with SQLiteStore(StoreSettings(url=f"sqlite:///{tmp_path}", fresh_ttl_s=60)) as store:
+        assert store.read_shown(["u-old", "u-new"]) == {"u-old": old, "u-new": newer}
+    with SQLiteStore(StoreSettings(url=f"sqlite:///{tmp_path}", fresh_ttl_s=60)) as store:  # and again: the same
+        assert store.read_shown(["u-old", "u-new"]) == {"u-old": old, "u-new": newer}
+    with sqlite3.connect(tmp_path / "fresh.sqlite") as fresh:
+        assert fresh.execute("SELECT COUNT(*) FROM shown_users").fetchone() == (0,)

@@ -183,7 +183,8 @@ def test_the_impressions_consumer_polls_impressions_poll_records_at_once() -> No
 
 def _niceness_after_lowering(settings) -> int:  # type: ignore[no-untyped-def]
     before = os.nice(0)
-    return lower_priority(settings) - before
+    lower_priority(settings)
+    return os.nice(0) - before  # read back from the process itself
 
 
 @pytest.mark.parametrize("nice", [0, 7])
@@ -192,3 +193,18 @@ def test_the_impressions_consumer_lowers_its_cpu_priority_by_impressions_nice(ni
     with multiprocessing.get_context("spawn").Pool(1) as pool:  # a process of its own: this one keeps its priority
         assert pool.apply(_niceness_after_lowering, (settings,)) == min(nice, 19 - os.nice(0))
     assert Settings.load().speed.feedback.impressions_nice == 10
+
+
+def test_lowering_the_priority_is_skipped_at_0_and_never_fails_the_consumer(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    monkeypatch.setattr(os, "nice", lambda n: calls.append(n) or 0)  # this process's priority is never touched
+    assert lower_priority(Settings.load(overrides={"speed": {"feedback": {"impressions_nice": 0}}})) is None
+    assert calls == []  # 0: nothing to raise, no call
+
+    def refused(n: int) -> int:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "nice", refused)  # a sandbox that forbids it: the consumer runs on, at its priority
+    assert lower_priority(Settings.load()) is None
+    monkeypatch.delattr(os, "nice")  # a platform without it
+    assert lower_priority(Settings.load()) is None
