@@ -136,14 +136,21 @@ def test_lake_wait_waits_for_the_impressions_log_too(tmp_path: Path) -> None:
     assert body["reached"] and sum(body["impressions"]["targets"].values()) == 20
 
 
+def _stray_click(settings: Settings, user: str, event_id: str, *, other: str, prefix: str) -> Event:
+    """Events of ``other`` sent through ingest, and a click of ``user`` written straight to the impressions topic
+    (a producer's mistake); returns the click."""
+    now = time.time() - 3600
+    click = Event(event_id=event_id, user_id=user, item_id="i3", event_type="click", timestamp=now)
+    send(settings, events(now, [other], prefix))
+    with open_impressions_log(settings) as own:
+        own.append([encode_event(click)], keys=[user])
+    return click
+
+
 def test_an_event_on_the_impressions_log_that_is_not_an_impression_goes_to_the_lakes_dead_letters(
     settings: Settings,
 ) -> None:
-    now = time.time() - 3600
-    click = Event(event_id="stray-click", user_id="u1", item_id="i3", event_type="click", timestamp=now)
-    send(settings, events(now, ["u2"], "k"))
-    with open_impressions_log(settings) as own:
-        own.append([encode_event(click)], keys=["u1"])  # a producer writing it straight to the impressions topic
+    click = _stray_click(settings, "u1", "stray-click", other="u2", prefix="k")
     archive(settings)
     lake = open_lake(settings)
     ids = lake.scan().select("event_id").collect()["event_id"].to_list()
@@ -165,11 +172,7 @@ def test_an_event_on_the_impressions_log_that_is_not_an_impression_goes_to_the_l
 def test_an_erased_users_stray_click_on_the_impressions_log_is_erased_not_kept_in_the_dead_letters(
     settings: Settings,
 ) -> None:
-    now = time.time() - 3600
-    click = Event(event_id="u9-click", user_id="u9", item_id="i3", event_type="click", timestamp=now)
-    send(settings, events(now, ["u2"], "e"))
-    with open_impressions_log(settings) as own:
-        own.append([encode_event(click)], keys=["u9"])  # a producer writing it straight to the impressions topic
+    _stray_click(settings, "u9", "u9-click", other="u2", prefix="e")
     forget_users(settings, ["u9"])  # before the archiver read it: u9's bytes must reach no table of the lake
     with Archiver(settings, impressions=True) as archiver:
         archiver.run(until_idle_s=1.0)

@@ -122,16 +122,25 @@ def test_an_impressions_topic_without_the_impressions_consumer_is_refused() -> N
         Settings.load(overrides={"log": {"impressions_topic": "impressions"}})
 
 
-def test_an_erased_users_stray_click_on_the_impressions_log_is_refused_silently_not_dead_lettered(
-    settings: Settings,
-) -> None:
+def _click_then_impression_on_the_impressions_log(
+    settings: Settings, user: str, click_id: str, shown_id: str
+) -> tuple[float, Event]:
+    """A producer writing a click (not an impression) and then an impression of ``user`` straight to the topic;
+    returns the click's time and the click."""
     now = time.time() - 600
-    click = Event(event_id="u9-click", user_id="u9", item_id="i3", event_type="click", timestamp=now)
-    shown = Event(event_id="u9-shown", user_id="u9", item_id="i4", event_type="impression", timestamp=now + 1,
+    click = Event(event_id=click_id, user_id=user, item_id="i3", event_type="click", timestamp=now)
+    shown = Event(event_id=shown_id, user_id=user, item_id="i4", event_type="impression", timestamp=now + 1,
                   item_ids=("i4",))  # fmt: skip
     with open_impressions_log(settings) as own:
         own.ensure_topic()
-        own.append([encode_event(click), encode_event(shown)], keys=["u9", "u9"])  # straight to the topic
+        own.append([encode_event(click), encode_event(shown)], keys=[user, user])
+    return now, click
+
+
+def test_an_erased_users_stray_click_on_the_impressions_log_is_refused_silently_not_dead_lettered(
+    settings: Settings,
+) -> None:
+    _click_then_impression_on_the_impressions_log(settings, "u9", "u9-click", "u9-shown")
     forget_users(settings, ["u9"])  # covers both: neither may be applied nor kept with u9's data
     with ImpressionConsumer(settings) as impressions:
         impressions.run(until_idle_s=2.0)
@@ -145,13 +154,7 @@ def test_an_erased_users_stray_click_on_the_impressions_log_is_refused_silently_
 def test_an_event_written_straight_to_the_impressions_log_that_is_not_an_impression_is_dead_lettered(
     settings: Settings, tmp_path: Path
 ) -> None:
-    now = time.time() - 600
-    click = Event(event_id="stray-click", user_id="u1", item_id="i3", event_type="click", timestamp=now)
-    shown = Event(event_id="s-ok", user_id="u1", item_id="i4", event_type="impression", timestamp=now + 1,
-                  item_ids=("i4",))  # fmt: skip
-    with open_impressions_log(settings) as own:
-        own.ensure_topic()
-        own.append([encode_event(click), encode_event(shown)], keys=["u1", "u1"])  # a producer writing it there
+    now, click = _click_then_impression_on_the_impressions_log(settings, "u1", "stray-click", "s-ok")
     with ImpressionConsumer(settings) as impressions:
         impressions.run(until_idle_s=2.0)
     assert (impressions.stats.processed, impressions.stats.dead_lettered) == (1, 1)
