@@ -63,6 +63,9 @@ class OnlineState:
         self._touched: dict[str, set[str]] = defaultdict(set)
         self._touched_at: dict[str, list[int]] = defaultdict(list)  # the touched items' indices in the snapshot
         self._unsolved: set[str] = set()  # users whose state holds their events but no fold-in vector yet
+        # No feedback event (hide, dislike, impression) applied yet: every item a fresh state names is then one its
+        # user touched, so ``touched`` holds it (a feedback type may count as positive when weighted: is_positive)
+        self.touched_holds_fresh = True
         self.model = model
         self._load_trending_arrays()
 
@@ -128,6 +131,7 @@ class OnlineState:
             self._position += 1
             self._pending[event.user_id].append((event, pos))
             if event.event_type in FEEDBACK_TYPES:  # kept in the user's state; not seen, not a session, not trending
+                self.touched_holds_fresh = False
                 continue
             touched = self._touched[event.user_id]
             if event.item_id not in touched:

@@ -97,7 +97,11 @@ class BatchScorer:
         model = online.model
         asks, lists = [], []
         solved = online.solved([e.fresh for e in events])
-        floor = (popular_many(model, [e.row for e in events], solved, self.k, [e.exclude_indices for e in events])
+        # with no feedback applied, an event's fresh state names only items its ``exclude`` (the touched items, whose
+        # indices the replay keeps) holds: neither the popular floor nor the block looks their names up again
+        fresh_seen = [None] * len(events) if online.touched_holds_fresh else solved
+        floor = (popular_many(model, [e.row for e in events], fresh_seen, self.k,
+                              [e.exclude_indices for e in events])
                  if any(v.kind == "popular" for v in self.variants) else [])  # fmt: skip
         for at, (event, fresh) in enumerate(zip(events, solved, strict=True)):
             state = {"row": event.row, "fresh": fresh, "session": event.session, "trending": event.trending}
@@ -112,7 +116,10 @@ class BatchScorer:
                     asks.append((mine, v.name, ask))
             lists.append(mine)
         # every variant of every event in one block merge; the exclude sets' indices are those the replay keeps
-        with known_indices(model, [(e.exclude, e.exclude_indices) for e in events]):
+        handed: list[tuple[frozenset[str] | FreshUser, np.ndarray]] = [(e.exclude, e.exclude_indices) for e in events]
+        if online.touched_holds_fresh:
+            handed += [(f, e.exclude_indices) for e, f in zip(events, solved, strict=True) if f is not None]
+        with known_indices(model, handed):
             ranked = rank_many(model, [ask for _, _, ask in asks])
         for (mine, name, _), (items, _) in zip(asks, ranked, strict=True):
             mine[name] = [r.item_id for r in items]

@@ -84,10 +84,15 @@ def item_indices(
 
 
 @contextmanager
-def known_indices(model: SnapshotModel, pairs: Iterable[tuple[frozenset[str], np.ndarray]]) -> Iterator[None]:
+def known_indices(
+    model: SnapshotModel, pairs: Iterable[tuple[frozenset[str] | FreshUser, np.ndarray]]
+) -> Iterator[None]:
     """Within the block, :func:`item_indices` of each ``(key, indices)`` of ``pairs`` in ``model`` is
     ``indices``, which the caller guarantees are the indices in ``model`` of the items ``key`` names that it has
-    (in any order): a replay hands each event's ``exclude`` set with the indices it keeps as events arrive."""
+    (in any order): a replay hands each event's ``exclude`` set with the indices it keeps as events arrive. For a
+    fresh state the indices of its seen items (``seeds.fresh_items``) may also name items of ``exclude`` of every
+    request that holds that state: the block only unions the two into a request's seen set, so the replay hands a
+    state whose items its ``exclude`` holds with the ``exclude`` indices, and no name is looked up."""
     token = _known.set({id(key): (key, model, np.asarray(idx, dtype=np.int64)) for key, idx in pairs})
     try:
         yield

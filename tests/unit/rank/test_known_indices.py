@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lambdarec.model.rows import UserRow
+from lambdarec.model.rows import FreshUser, UserRow
 from lambdarec.rank.memo import known_indices
 from lambdarec.rank.merge import MergeInput, MergeWeights, merge_many
 from tests.factories import snapshot_model
@@ -60,3 +60,24 @@ def test_the_first_merge_after_the_block_looks_the_names_up_again() -> None:
     with known_indices(model, [(exclude, np.array([model.item_index[plain[0]]]))]):
         assert "i2" in _ids(merge_many(_inputs(model, [exclude]), MergeWeights(), k=5))[0]
     assert _ids(merge_many(_inputs(model, [exclude]), MergeWeights(), k=5))[0] == plain
+
+
+def test_a_fresh_state_handed_with_its_exclude_indices_gives_the_lists_of_the_name_lookups() -> None:
+    """A replay whose ``exclude`` holds every item of a fresh state hands the state with the ``exclude`` indices:
+    the block unions both into the seen set, so the lists are those of looking the state's names up."""
+    model = snapshot_model(N_ITEMS, F, version="v1", seed=3)
+    rng = np.random.default_rng(1)
+    inputs, pairs = [], []
+    for u in range(6):
+        items = [f"i{i}" for i in rng.choice(N_ITEMS + 5, size=10, replace=False)]
+        fresh = FreshUser(user_id=f"u{u}", events=[(i, 5.0 + n, 1.0) for n, i in enumerate(items[:6])],
+                          recent=[(i, 5.0 + n) for n, i in enumerate(items[4:])])  # fmt: skip
+        exclude = frozenset(items) | {f"i{rng.integers(N_ITEMS)}"}
+        inputs.append(MergeInput(model, fresh=fresh, exclude=exclude, now_s=20.0))
+        held = np.array([model.item_index[i] for i in exclude if i in model.item_index])
+        pairs += [(exclude, held), (fresh, held)]
+    looked_up = _ids(merge_many(inputs, MergeWeights(), k=10))
+    with known_indices(model, pairs):
+        handed = _ids(merge_many(inputs, MergeWeights(), k=10))
+    assert handed == looked_up
+    assert all(not set(items) & inp.exclude for items, inp in zip(handed, inputs, strict=True))

@@ -8,6 +8,7 @@ import random
 from dataclasses import replace
 
 import pytest
+from msgspec import structs
 
 from lambdarec.events import Event
 from lambdarec.rank.merge import MergeWeights, Ranked
@@ -96,13 +97,26 @@ def _same_up_to_ties(got: list[str], plain: list[Ranked], tol: float = 1e-5) -> 
     return True
 
 
+def _with_feedback(events: list[Event]) -> list[Event]:
+    """Every fifth event a hide, a dislike or a weighted impression (``FEEDBACK_WEIGHTS``: it counts as a positive
+    event, so the user's fresh state keeps an item the user did not touch)."""
+    kinds = ["hide", "dislike", "impression"]
+    return [structs.replace(e, event_type=kinds[n // 5 % 3]) if n % 5 == 4 else e for n, e in enumerate(events)]
+
+
+FEEDBACK_WEIGHTS = {**WEIGHTS, "impression": 0.5}
+
+
+@pytest.mark.parametrize("feedback", [False, True])
 @pytest.mark.parametrize("batch", [1, 7, 1000])
-def test_batched_scoring_gives_the_plain_lists(batch: int) -> None:
-    events = _log()
+def test_batched_scoring_gives_the_plain_lists(batch: int, feedback: bool) -> None:
+    """Without feedback the replay hands the touched items' indices for the fresh states' items too (no name is
+    looked up); with feedback (a fresh state then names items the user did not touch) the names are looked up."""
+    events, weights = (_with_feedback(_log()), FEEDBACK_WEIGHTS) if feedback else (_log(), WEIGHTS)
     first, second = make_model("v1", cutoff_s=1000.0), make_model("v2", cutoff_s=1500.0, seed=1)
     second.manifest["log_positions"] = {"0": 150}
-    plain = OnlineState(_store(), first, SpeedSettings(), WEIGHTS)
-    fast = OnlineState(_store(), first, SpeedSettings(), WEIGHTS)
+    plain = OnlineState(_store(), first, SpeedSettings(), weights)
+    fast = OnlineState(_store(), first, SpeedSettings(), weights)
     expected: list[dict[str, list[Ranked]]] = []
     got: list[tuple[ScoredEvent, dict[str, list[str]]]] = []
     scorer = BatchScorer(VARIANTS, K, lambda event, lists: got.append((event, lists)), batch=batch)
@@ -120,6 +134,7 @@ def test_batched_scoring_gives_the_plain_lists(batch: int) -> None:
         plain.apply([event])
         fast.apply([event])
     scorer.flush(fast)
+    assert fast.touched_holds_fresh is not feedback
     assert len(got) == len(expected) == 120
     assert [e.target for e, _ in got] == [e.item_id for n, e in enumerate(events) if n % 2 == 0]
     personal = 0
