@@ -2,9 +2,11 @@
 
 Ours: ``OnlineStore.write_users`` in parts of ``PART`` rows (as the batch layer calls it), state checks and part
 tallies included. Reference, on the same rows and settings: a bare loop of the backend's bulk API writing the
-same encoded rows into the same table layout: one ``executemany`` in one transaction (SQLite), or one
-``execute_concurrent_with_args`` with the same prepared insert and concurrency (Cassandra). Both encode the rows
-inside the timed section. The two are interleaved, best of ``--repeats``.
+same encoded rows into the same table layout: one ``executemany`` in one transaction (SQLite), or (Cassandra) the
+same rows grouped by bucket partition into one-partition unlogged batches of the same size, sent with
+``execute_concurrent`` at the same concurrency. Both encode the rows inside the timed section. The two are
+interleaved, best of ``--repeats``. Cassandra also runs the layout before buckets (one row per partition and per
+request, ``execute_concurrent_with_args``), so one run shows what the bucket partitions changed.
 
 Cassandra runs where ``LAMBDAREC_TEST_CASSANDRA=host:port`` names one (e.g. from ``deploy/local/services up``),
 in a throwaway keyspace that is dropped afterwards.
@@ -68,7 +70,7 @@ def _time(fn: Callable[[], object]) -> float:
 
 def _ours(store, rows: list[UserRow]) -> Callable[[], None]:  # type: ignore[no-untyped-def]
     def write() -> None:
-        version = store.begin_snapshot({"bench": "publish"})
+        version = store.begin_snapshot({"bench": "publish", "counts": {"user_rows": len(rows)}})  # as the nightly
         for i in range(0, len(rows), PART):
             store.write_users(version, rows[i : i + PART], part=f"p{i // PART}")
 
@@ -80,7 +82,8 @@ def _encoded(version: str, rows: list[UserRow]) -> Iterator[tuple[str, str, byte
 
 
 def _compare(backend: str, ours: Callable[[], None], reference: Callable[[], None], n: int, repeats: int,
-             scale: Scale, settle: Callable[[], None] = lambda: None) -> Result:  # fmt: skip
+             scale: Scale, settle: Callable[[], None] = lambda: None, what: str = "user rows written",
+             against: str = "") -> Result:  # fmt: skip
     """Best of ``repeats`` each, in A-B-B-A order: a server that slows as it fills (Cassandra flushing and
     compacting on a small machine) then penalises both paths alike. ``settle`` runs untimed before each write."""
     best = {"ours": float("inf"), "reference": float("inf")}
@@ -89,8 +92,8 @@ def _compare(backend: str, ours: Callable[[], None], reference: Callable[[], Non
         for name, fn in order if i % 2 == 0 else order[::-1]:
             settle()
             best[name] = min(best[name], _time(fn))
-    return Result("publish", f"{backend} user rows written", n / best["ours"], n / best["reference"], "rows/s",
-                  scale, note=f"best of {repeats}, A-B-B-A order; {n} rows, parts of {PART}")  # fmt: skip
+    return Result("publish", f"{backend} {what}", n / best["ours"], n / best["reference"], "rows/s",
+                  scale, note=f"best of {repeats}, A-B-B-A order; {n} rows, parts of {PART}{against}")  # fmt: skip
 
 
 def run_sqlite(rows: list[UserRow], repeats: int, scale: Scale) -> Iterator[Result]:
@@ -119,10 +122,12 @@ def run_sqlite(rows: list[UserRow], repeats: int, scale: Scale) -> Iterator[Resu
 
 def run_cassandra(rows: list[UserRow], repeats: int, scale: Scale) -> Iterator[Result]:
     from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
-    from cassandra.concurrent import execute_concurrent_with_args
+    from cassandra.concurrent import execute_concurrent, execute_concurrent_with_args
     from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
+    from cassandra.query import BatchStatement, BatchType
 
     from lambdarec.store import cassandra_schema as schema
+    from lambdarec.store import cassandra_users as users
     from lambdarec.store.cassandra import CassandraStore
 
     host, _, port = os.environ["LAMBDAREC_TEST_CASSANDRA"].rpartition(":")
@@ -141,17 +146,35 @@ def run_cassandra(rows: list[UserRow], repeats: int, scale: Scale) -> Iterator[R
         session = cluster.connect()
         insert = session.prepare(schema.INSERT_USER.format(ks=keyspace))
         insert.is_idempotent = True
-        ttl = settings.snapshot_ttl_s
+        insert_bucket = session.prepare(users.INSERT_ROW.format(ks=keyspace))
+        ttl, concurrency = settings.snapshot_ttl_s, settings.cassandra.write_concurrency
+        buckets = users.bucket_count({"counts": {"user_rows": len(rows)}}, settings.cassandra.user_rows_per_partition)
 
-        def reference() -> None:
+        def reference() -> None:  # the same partitions and batch sizes, straight through the driver
+            version, batches, open_batch = secrets.token_hex(8), [], {}
+            for _, uid, data in _encoded(version, rows):
+                bucket = users.user_bucket(uid, buckets)
+                batch, size = open_batch.get(bucket, (None, 0))
+                if batch is None or size + len(data) > users.BATCH_BYTES:
+                    batch, size = BatchStatement(batch_type=BatchType.UNLOGGED), 0
+                    batches.append((batch, None))
+                batch.add(insert_bucket, (version, bucket, uid, data, ttl))
+                open_batch[bucket] = (batch, size + len(data) + len(uid))
+            in_flight = min(concurrency, users.IN_FLIGHT_BYTES // users.BATCH_BYTES)
+            execute_concurrent(session, batches, concurrency=in_flight, raise_on_first_error=True)
+
+        def row_per_request() -> None:  # the layout before buckets: one partition and one request per user
             params = ((*key, ttl) for key in _encoded(secrets.token_hex(8), rows))
-            execute_concurrent_with_args(session, insert, params, concurrency=settings.cassandra.write_concurrency,
-                                         raise_on_first_error=True)  # fmt: skip
+            execute_concurrent_with_args(session, insert, params, concurrency=concurrency, raise_on_first_error=True)
 
         def settle() -> None:  # let the server flush what the previous run left in its memtables
             time.sleep(CASSANDRA_SETTLE_S)
 
-        yield _compare("cassandra", _ours(store, rows), reference, len(rows), repeats, scale, settle)
+        yield _compare("cassandra", _ours(store, rows), reference, len(rows), repeats, scale, settle,
+                       against=f"; reference: the driver's one-partition batches, {buckets} partitions")  # fmt: skip
+        yield _compare("cassandra", _ours(store, rows), row_per_request, len(rows), repeats, scale, settle,
+                       what="user rows vs one row per request",
+                       against="; reference: the layout before buckets")  # fmt: skip
     finally:
         store.drop_schema()
         store.close()

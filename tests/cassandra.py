@@ -28,3 +28,15 @@ def throwaway_keyspace(endpoint: tuple[str, int], prefix: str = "lambdarec_test"
             yield url
         finally:
             store.drop_schema()
+
+
+def user_row_where(store: object, version: str, user_id: str) -> tuple[str, tuple[object, ...]]:
+    """``(table WHERE clause, params)`` that address one stored batch row of ``version``, in the layout the version
+    was begun with (bucket partitions, or one partition per user for a version begun before them)."""
+    from lambdarec.store import cassandra_users
+
+    buckets = store._users.buckets(version)  # type: ignore[attr-defined]
+    if buckets is None:
+        return "{ks}.user_rows WHERE version = ? AND user_id = ?", (version, user_id)
+    bucket = cassandra_users.user_bucket(user_id, buckets)
+    return "{ks}.user_rows_by_bucket WHERE version = ? AND bucket = ? AND user_id = ?", (version, bucket, user_id)

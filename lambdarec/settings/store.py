@@ -57,6 +57,15 @@ class CassandraStoreSettings(Section):
         "(exponential from 0.1 s, capped here), so a store that comes back is used again within seconds.",
     )
     connect_timeout_s: float = Field(10.0, gt=0, description="Timeout for opening a store connection.")
+    user_rows_per_partition: int = Field(
+        2048,
+        ge=1,
+        le=1_000_000,
+        description="About how many users' batch rows share one partition of a new snapshot (at K = 200 about 3.5 "
+        "MiB): the partition count comes from the user count the nightly announces when it begins the version, "
+        "and each partition's rows are written as one-partition batches (one mutation per batch, not per row). "
+        "Fixed per version when it begins; older versions keep their layout.",
+    )
 
 
 class StoreSettings(Section):

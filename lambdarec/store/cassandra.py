@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -28,6 +28,7 @@ from lambdarec.settings import StoreSettings
 from lambdarec.store import cassandra_catalog, cassandra_claims, cassandra_fresh, codec, lifecycle, versions
 from lambdarec.store import cassandra_schema as schema
 from lambdarec.store.cassandra_session import WRITE, CassandraSession
+from lambdarec.store.cassandra_users import UserRows
 from lambdarec.store.catalog import CatalogOf
 from lambdarec.store.errors import SnapshotNotFoundError
 from lambdarec.store.nonblocking import gather
@@ -52,6 +53,7 @@ class CassandraStore(CatalogOf, OnlineStore):
         self._many, self._write_many = self._cql.many, self._cql.write_many
         self._current = versions.CurrentPointer(self._read_pointer, settings.current_cache_s)
         self._catalog = cassandra_catalog.CassandraCatalog(self._cql, settings)
+        self._users = UserRows(self._cql, settings)
         log.debug("store.opened", backend="cassandra", hosts=self.url.where, keyspace=self._ks, namespace=self._ns)
 
     def _state(self, version: str) -> Any:
@@ -70,6 +72,7 @@ class CassandraStore(CatalogOf, OnlineStore):
 
     def begin_snapshot(self, meta: Mapping[str, Any]) -> str:
         version, text = versions.new_version(), lifecycle.meta_json(meta, "meta")
+        self._users.begin(version, meta)  # the users' partitions, before the version exists
         self._run(schema.INSERT_SNAPSHOT, (self._ns, version, datetime.now(UTC), text), WRITE)
         log.info("snapshot.begun", version=version, backend="cassandra")
         return version
@@ -84,18 +87,18 @@ class CassandraStore(CatalogOf, OnlineStore):
         )
 
     def write_users(self, version: str, rows: Iterable[UserRow], part: str | None = None) -> int:
-        return self._write_part(version, "users", part, schema.INSERT_USER,
-                                ((version, r.user_id, codec.encode_user(r), self._snap_ttl) for r in rows))  # fmt: skip
+        encoded = ((r.user_id, codec.encode_user(r)) for r in rows)
+        return self._write_part(version, "users", part, lambda: self._users.write(version, encoded))
 
     def write_items(self, version: str, rows: Iterable[ItemRow], part: str | None = None) -> int:
         encoded = (
             (version, schema.item_bucket(int(r.item)), int(r.item), codec.encode_item(r), self._snap_ttl) for r in rows
         )
-        return self._write_part(version, "items", part, schema.INSERT_ITEM, encoded)
+        return self._write_part(version, "items", part, lambda: self._write_many(schema.INSERT_ITEM, encoded))
 
-    def _write_part(self, version: str, kind: str, part: str | None, cql: str, params: Iterable[Any]) -> int:
+    def _write_part(self, version: str, kind: str, part: str | None, write: Callable[[], int]) -> int:
         lifecycle.require_writing(version, self._state(version))
-        written = self._write_many(cql, params)
+        written = write()
         # The tally lands after its rows; a retried part rewrites the same tally row instead of adding one.
         self._run(schema.INSERT_PART, (version, kind, part or uuid.uuid4().hex, written, self._snap_ttl), WRITE)
         return written
@@ -168,16 +171,16 @@ class CassandraStore(CatalogOf, OnlineStore):
         return [r[0] for r in self._run(schema.SELECT_ARRAY_NAMES, (version,))]
 
     def read_users(self, version: str, user_ids: Iterable[str]) -> dict[str, UserRow]:
-        return codec.decode_users(version, cassandra_fresh.read_user_rows(self._cql, version, user_ids))
+        return codec.decode_users(version, self._users.read(version, user_ids))
 
     def read_user(self, version: str, user_id: str) -> UserRow | None:
-        row = self._run(schema.SELECT_USER, (version, user_id)).one()
-        return codec.decode_user(user_id, row[0]) if row else None
+        data = self._users.read_one(version, user_id)
+        return codec.decode_user(user_id, data) if data is not None else None
 
     def read_users_future(self, version: str, user_ids: Sequence[str]) -> Future[dict[str, UserRow]]:
         """:meth:`read_users`, its reads sent at once without waiting (see ``nonblocking.NonBlockingReads``)."""
         ids = list(dict.fromkeys(user_ids))
-        sent = lambda: [self._cql.submit(schema.SELECT_USER, (version, uid)) for uid in ids]  # noqa: E731
+        sent = lambda: self._users.submit(version, ids)  # noqa: E731
         return gather(sent, lambda answers: codec.decode_users(version, (
             (uid, rows[0][0]) for uid, rows in zip(ids, answers, strict=True) if rows)), self._read_error)  # fmt: skip
 

@@ -202,8 +202,14 @@ TABLES: tuple[tuple[str, str | None, str], ...] = (
     ("pointer", None, "CREATE TABLE IF NOT EXISTS {ks}.pointer (ns text PRIMARY KEY, version text)"),
     ("locks", None, "CREATE TABLE IF NOT EXISTS {ks}.locks (ns text, name text, owner text, "
      "PRIMARY KEY ((ns, name)))"),
+    # one partition per user: snapshots begun before user_rows_by_bucket (read, never written by new versions)
     ("user_rows", "snapshot_ttl_s", "CREATE TABLE IF NOT EXISTS {ks}.user_rows (version text, user_id text, "
      "data blob, PRIMARY KEY ((version, user_id)))"),
+    # a snapshot's users in bucket partitions (cassandra_users), and each version's bucket count
+    ("user_rows_by_bucket", "snapshot_ttl_s", "CREATE TABLE IF NOT EXISTS {ks}.user_rows_by_bucket (version text, "
+     "bucket int, user_id text, data blob, PRIMARY KEY ((version, bucket), user_id))"),
+    ("user_row_layout", "snapshot_ttl_s", "CREATE TABLE IF NOT EXISTS {ks}.user_row_layout (version text PRIMARY KEY, "
+     "buckets int)"),
     ("item_rows", "snapshot_ttl_s", "CREATE TABLE IF NOT EXISTS {ks}.item_rows (version text, bucket int, "
      "item int, data blob, PRIMARY KEY ((version, bucket), item))"),
     ("arrays", "snapshot_ttl_s", "CREATE TABLE IF NOT EXISTS {ks}.arrays (version text, name text, chunks int, "

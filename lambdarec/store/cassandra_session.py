@@ -200,10 +200,10 @@ class CassandraSession:
         with self.guard(what):
             run(self._session)
 
-    def run_batches(self, batches: list[BatchStatement], what: str) -> list[Any]:
-        """Run many batches concurrently (``write_concurrency`` in flight) with the write profile; their result
-        sets, in order (a conditional batch's says whether it applied)."""
-        concurrency = self.settings.cassandra.write_concurrency
+    def run_batches(self, batches: list[BatchStatement], what: str, in_flight: int | None = None) -> list[Any]:
+        """Run many batches concurrently (``write_concurrency`` in flight, or fewer if ``in_flight`` says so) with
+        the write profile; their result sets, in order (a conditional batch's says whether it applied)."""
+        concurrency = min(self.settings.cassandra.write_concurrency, in_flight or 1 << 30)
         with self.guard(what):
             results = execute_concurrent(
                 self._session, [(b, None) for b in batches], concurrency=concurrency, raise_on_first_error=True,

@@ -10,7 +10,7 @@ from lambdarec.settings import StoreSettings
 from lambdarec.store import OnlineStore, StoreError, StoreUnavailableError, open_store
 from lambdarec.store import cassandra_schema as schema
 from lambdarec.store.cassandra import CassandraStore
-from tests.cassandra import throwaway_keyspace
+from tests.cassandra import throwaway_keyspace, user_row_where
 from tests.integration.store.contract import StoreContract
 
 pytestmark = [pytest.mark.integration, pytest.mark.cassandra]
@@ -32,7 +32,7 @@ class TestCassandraStore(StoreContract):
 
     def tamper_row(self, store: OnlineStore, version: str, key: str | int, edit: Callable[[bytes], bytes]) -> None:
         if isinstance(key, str):
-            where, params = "{ks}.user_rows WHERE version = ? AND user_id = ?", (version, key)
+            where, params = user_row_where(store, version, key)
         else:
             where, params = "{ks}.item_rows WHERE version = ? AND bucket = ? AND item = ?", (
                 version, schema.item_bucket(key), key)  # fmt: skip
@@ -76,6 +76,7 @@ def test_init_schema_sets_table_ttls_and_is_repeatable(cassandra_store_url: str)
         ttl = dict(rows.all())
         settings = StoreSettings()
         assert ttl["user_rows"] == ttl["item_rows"] == ttl["array_chunks"] == settings.snapshot_ttl_s
+        assert ttl["user_rows_by_bucket"] == ttl["user_row_layout"] == settings.snapshot_ttl_s
         assert ttl["fresh_users"] == ttl["trending"] == ttl["event_claims"] == settings.fresh_ttl_s
         assert ttl["pointer"] == ttl["snapshots"] == ttl["locks"] == 0
     finally:

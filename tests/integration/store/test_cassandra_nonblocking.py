@@ -15,7 +15,7 @@ from lambdarec.store import CorruptRowError, StoreError, open_store
 from lambdarec.store.cassandra import CassandraStore
 from lambdarec.store.nonblocking import NonBlockingReads
 from lambdarec.store.sqlite import SQLiteStore
-from tests.cassandra import throwaway_keyspace
+from tests.cassandra import throwaway_keyspace, user_row_where
 from tests.integration.store.contract import counts
 from tests.integration.store.writer import marked_rows
 
@@ -56,8 +56,9 @@ def test_nonblocking_reads_give_what_the_blocking_reads_give(store: CassandraSto
 
 def test_a_corrupt_row_read_without_blocking_costs_only_itself(store: CassandraStore) -> None:
     version = published(store, 4)
-    data = store.execute("SELECT data FROM {ks}.user_rows WHERE version = ? AND user_id = ?", (version, "u2")).one()[0]
-    store.execute("UPDATE {ks}.user_rows SET data = ? WHERE version = ? AND user_id = ?", (data[:-1], version, "u2"))
+    where, params = user_row_where(store, version, "u2")
+    data = store.execute(f"SELECT data FROM {where}", params).one()[0]
+    store.execute(f"UPDATE {where.replace(' WHERE', ' SET data = ? WHERE')}", (data[:-1], *params))
     with pytest.raises(CorruptRowError, match="'u2'") as caught:
         store.read_users_future(version, ["u0", "u2", "u3"]).result(timeout=10)
     assert caught.value.keys == ["u2"] and sorted(caught.value.rows) == ["u0", "u3"]
@@ -70,9 +71,13 @@ def test_a_failed_nonblocking_read_is_a_store_error_in_the_future_naming_it(
     with throwaway_keyspace(cassandra_endpoint, "lambdarec_nb") as url, open_store(StoreSettings(url=url)) as store:
         assert isinstance(store, CassandraStore)
         store.read_fresh_users_future(["u1"]).result(timeout=10)  # prepared: the next failure comes from the server
+        version = store.begin_snapshot({})
+        store.execute("DROP TABLE {ks}.user_rows_by_bucket")
+        with pytest.raises(StoreError, match=r"user_rows_by_bucket.*lambdarec store init"):
+            store.read_users_future(version, ["u1"]).result(timeout=10)  # never prepared: fails while sending
         store.execute("DROP TABLE {ks}.user_rows")
         with pytest.raises(StoreError, match=r"user_rows.*lambdarec store init"):
-            store.read_users_future("v1", ["u1"]).result(timeout=10)  # never prepared: fails while sending
+            store.read_users_future("v1", ["u1"]).result(timeout=10)  # a version begun before buckets
         store.execute("DROP TABLE {ks}.fresh_users")
         with pytest.raises(StoreError, match="read user state"):
             store.read_fresh_users_future(["u1"]).result(timeout=10)
