@@ -134,6 +134,9 @@ class CassandraStore(CatalogOf, OnlineStore):
         row = self._run(schema.SELECT_SNAPSHOT, (self._ns, version), WRITE).one()
         if row is None:
             raise SnapshotNotFoundError(f"no snapshot has version {version!r} in namespace {self._ns!r}")
+        # a reader loads a version through here first: where its user rows live is then known (cached), so
+        # serving's non-blocking reads never wait for that lookup on the event loop
+        self._users.buckets(version)
         return stored_info(row, self.current_version(max_age_s=0))
 
     def activate(self, version: str) -> None:

@@ -13,6 +13,7 @@ from lambdarec.model.rows import UserRow
 from lambdarec.settings import StoreSettings
 from lambdarec.store import cassandra_users, open_store
 from lambdarec.store.cassandra import CassandraStore
+from tests.cassandra import throwaway_keyspace
 from tests.integration.store.contract import counts
 from tests.integration.store.writer import marked_rows
 
@@ -97,3 +98,19 @@ def test_a_version_begun_before_buckets_keeps_its_rows_in_user_rows(
         assert len(upgraded.read_users(version, [f"u{i}" for i in range(25)])) == 20
         assert sorted(upgraded.read_users_future(version, ["u3", "u30"]).result(timeout=10)) == ["u3"]
         assert float(upgraded.read_user(version, "u7").scores[0]) == 3.0
+
+
+def test_a_reader_learns_where_a_version_s_rows_live_when_it_loads_the_version_not_per_request(
+    cassandra_endpoint: tuple[str, int],
+) -> None:
+    # its own keyspace: the table it drops must not vanish under the other tests sharing the session's keyspace
+    with throwaway_keyspace(cassandra_endpoint, "lambdarec_ub") as url, open_store(StoreSettings(url=url)) as writer:
+        version = writer.begin_snapshot(counts(10))
+        writer.write_users(version, marked_rows(0, 10, 1.0), part="all")
+        writer.publish(version, counts(10))
+        with open_store(StoreSettings(url=url)) as reader:  # serving's process
+            assert isinstance(reader, CassandraStore)
+            reader.get_snapshot(version)  # as loading the model does, off the event loop
+            writer.execute("DROP TABLE {ks}.user_row_layout")
+            rows = reader.read_users_future(version, ["u1", "u9"]).result(timeout=10)
+            assert sorted(rows) == ["u1", "u9"], "no lookup left for a request to wait on"
