@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -38,6 +38,8 @@ from lambdarec.store.snapshot_info import SnapshotInfo, stored_info
 
 log = get_logger(__name__)
 
+BUCKETED_USERS = "bucketed_users"  # the parts tally's kind for user rows in bucket partitions
+
 
 class CassandraStore(CatalogOf, OnlineStore):
     """``OnlineStore`` on the keyspace named by ``settings.url``; ``init_schema()`` creates it."""
@@ -54,6 +56,7 @@ class CassandraStore(CatalogOf, OnlineStore):
         self._current = versions.CurrentPointer(self._read_pointer, settings.current_cache_s)
         self._catalog = cassandra_catalog.CassandraCatalog(self._cql, settings)
         self._users = UserRows(self._cql, settings)
+        self._lookups = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cassandra-layout")
         log.debug("store.opened", backend="cassandra", hosts=self.url.where, keyspace=self._ks, namespace=self._ns)
 
     def _state(self, version: str) -> Any:
@@ -88,7 +91,10 @@ class CassandraStore(CatalogOf, OnlineStore):
 
     def write_users(self, version: str, rows: Iterable[UserRow], part: str | None = None) -> int:
         encoded = ((r.user_id, codec.encode_user(r)) for r in rows)
-        return self._write_part(version, "users", part, lambda: self._users.write(version, encoded))
+        # tallied as "bucketed_users" in bucket partitions: validate then refuses rows an older release's writer
+        # (a Ray worker not yet upgraded) put where this version's readers never look
+        kind = "users" if self._users.buckets(version) is None else BUCKETED_USERS
+        return self._write_part(version, kind, part, lambda: self._users.write(version, encoded))
 
     def write_items(self, version: str, rows: Iterable[ItemRow], part: str | None = None) -> int:
         encoded = (
@@ -105,10 +111,16 @@ class CassandraStore(CatalogOf, OnlineStore):
 
     def validate(self, version: str, expected_users: int, expected_items: int) -> list[str]:
         self.get_snapshot(version)
-        counts = {"users": 0, "items": 0}
+        counts = {"users": 0, "items": 0, BUCKETED_USERS: 0}
         for kind, rows in self._run(schema.SELECT_PARTS, (version,), WRITE):
-            counts[kind] += rows
-        problems = [
+            counts[kind] = counts.get(kind, 0) + rows
+        misplaced = []
+        if self._users.buckets(version) is not None:
+            if counts["users"]:
+                misplaced.append(f"{counts['users']} user rows written one partition per user, where readers of this "
+                                 "version never look (a writer of an older release?)")  # fmt: skip
+            counts["users"] = counts[BUCKETED_USERS]
+        problems = misplaced + [
             f"{kind[:-1]} rows: {counts[kind]} stored, the manifest expects {expected}"
             for kind, expected in (("users", expected_users), ("items", expected_items))
             if counts[kind] != expected
@@ -181,7 +193,10 @@ class CassandraStore(CatalogOf, OnlineStore):
         return codec.decode_user(user_id, data) if data is not None else None
 
     def read_users_future(self, version: str, user_ids: Sequence[str]) -> Future[dict[str, UserRow]]:
-        """:meth:`read_users`, its reads sent at once without waiting (see ``nonblocking.NonBlockingReads``)."""
+        """:meth:`read_users`, its reads sent at once without waiting (see ``nonblocking.NonBlockingReads``). A
+        version whose layout this process has not looked up yet (``get_snapshot`` does) is read on a thread."""
+        if not self._users.knows(version):
+            return self._lookups.submit(self.read_users, version, user_ids)
         ids = list(dict.fromkeys(user_ids))
         sent = lambda: self._users.submit(version, ids)  # noqa: E731
         return gather(sent, lambda answers: codec.decode_users(version, (
@@ -277,4 +292,5 @@ class CassandraStore(CatalogOf, OnlineStore):
         return self._cql.execute(cql, params)
 
     def close(self) -> None:
+        self._lookups.shutdown(wait=False, cancel_futures=True)
         self._cql.shutdown()

@@ -32,16 +32,20 @@ from typing import Any
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, ResponseFuture
 from cassandra.query import BatchStatement, BatchType
 
+from lambdarec.logs import get_logger
 from lambdarec.settings import StoreSettings
 from lambdarec.store import cassandra_fresh
 from lambdarec.store import cassandra_schema as schema
 from lambdarec.store.cassandra_fresh import _chunks
 from lambdarec.store.cassandra_session import WRITE, CassandraSession
 
+log = get_logger(__name__)
+
 UNKNOWN_USERS_BUCKETS = 64  # a writer that does not say how many users it writes (a few MiB a partition at 100k)
 MAX_BUCKETS = 1 << 20
-BATCH_BYTES = 64 * 1024  # rows of one partition per batch: large enough to amortise a request, small enough to
-# stay well inside the request timeout on a loaded node
+BATCH_BYTES = 48 * 1024  # rows of one partition per batch: large enough to amortise a request, small enough to
+# stay well inside the request timeout on a loaded node and under the 50 KiB batch_size_fail_threshold of the
+# Cassandra releases before 3.6, which applied it to one-partition batches too
 IN_FLIGHT_BYTES = 1024 * 1024  # batches in flight at most: the driver refuses a request ("connection overloaded")
 # while its socket's send buffer is full, which a few MiB of large batches to a busy node can fill
 PENDING_BYTES = 8 * 1024 * 1024  # encoded rows held before they are sent: bounds a long iterable's memory
@@ -54,11 +58,19 @@ SELECT_ROW = "SELECT data FROM {ks}.user_rows_by_bucket WHERE version = ? AND bu
 SELECT_ROWS = "SELECT user_id, data FROM {ks}.user_rows_by_bucket WHERE version = ? AND bucket = ? AND user_id IN ?"
 
 
-def bucket_count(meta: Mapping[str, Any], per_partition: int) -> int:
-    """Partitions for a snapshot whose writer announced ``meta["counts"]["user_rows"]`` users (64 if it did not)."""
+def announced_users(meta: Mapping[str, Any]) -> int | None:
+    """The user count a writer announced in ``meta["counts"]["user_rows"]`` (None if it did not)."""
     counts = meta.get("counts")
     users = counts.get("user_rows") if isinstance(counts, Mapping) else None
     if not isinstance(users, int) or isinstance(users, bool) or users < 0:
+        return None
+    return users
+
+
+def bucket_count(meta: Mapping[str, Any], per_partition: int) -> int:
+    """Partitions for a snapshot whose writer announced ``meta["counts"]["user_rows"]`` users (64 if it did not)."""
+    users = announced_users(meta)
+    if users is None:
         return UNKNOWN_USERS_BUCKETS
     return max(1, min(MAX_BUCKETS, math.ceil(users / per_partition)))
 
@@ -80,6 +92,9 @@ class UserRows:
     def begin(self, version: str, meta: Mapping[str, Any]) -> int:
         """Record ``version``'s bucket count (before its snapshot row exists, so every version has its layout)."""
         buckets = bucket_count(meta, self._per_partition)
+        if announced_users(meta) is None:
+            hint = 'begin_snapshot({"counts": {"user_rows": N}}) sizes the partitions for N users'
+            log.warning("snapshot.users_not_announced", version=version, partitions=buckets, hint=hint)
         self._cql.run(INSERT_LAYOUT, (version, buckets, self._ttl), WRITE)
         self._remember(version, buckets)
         return buckets
@@ -90,8 +105,15 @@ class UserRows:
             if version in self._layouts:
                 self._layouts.move_to_end(version)
                 return self._layouts[version]
-        row = self._cql.run(SELECT_LAYOUT, (version,)).one()
+        # at the write consistency, as the layout was written: a quorum read after the version exists sees it,
+        # so None means a version begun before buckets, never a replica that missed the write
+        row = self._cql.run(SELECT_LAYOUT, (version,), WRITE).one()
         return self._remember(version, row[0] if row else None)
+
+    def knows(self, version: str) -> bool:
+        """Whether ``version``'s layout is cached (a read needs no lookup first)."""
+        with self._lock:
+            return version in self._layouts
 
     def _remember(self, version: str, buckets: int | None) -> int | None:
         with self._lock:
@@ -119,6 +141,7 @@ class UserRows:
 
     def _send(self, stmt: Any, version: str, pending: Mapping[int, list[tuple[str, bytes]]]) -> None:
         batches: list[BatchStatement] = []
+        total = 0
         for bucket, rows in pending.items():
             batch, size = None, 0
             for uid, data in rows:
@@ -128,8 +151,10 @@ class UserRows:
                     batches.append(batch)
                 batch.add(stmt, (version, bucket, uid, data, self._ttl))
                 size += len(data) + len(uid)
-        if batches:
-            self._cql.run_batches(batches, "INSERT user_rows_by_bucket", in_flight=IN_FLIGHT_BYTES // BATCH_BYTES)
+                total += len(data) + len(uid)
+        if batches:  # in flight: about IN_FLIGHT_BYTES of these batches (small ones: write_concurrency)
+            in_flight = max(1, IN_FLIGHT_BYTES * len(batches) // max(total, 1))
+            self._cql.run_batches(batches, "INSERT user_rows_by_bucket", in_flight=in_flight)
 
     def read(self, version: str, user_ids: Iterable[str]) -> Iterator[tuple[str, bytes]]:
         """The stored ``(user_id, data)`` of ``user_ids`` (absent users left out): one ``IN`` query per bucket

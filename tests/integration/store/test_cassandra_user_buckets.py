@@ -11,8 +11,10 @@ import pytest
 
 from lambdarec.model.rows import UserRow
 from lambdarec.settings import StoreSettings
-from lambdarec.store import cassandra_users, open_store
+from lambdarec.store import cassandra_schema as schema
+from lambdarec.store import cassandra_users, codec, open_store
 from lambdarec.store.cassandra import CassandraStore
+from lambdarec.store.errors import ValidationFailedError
 from tests.cassandra import throwaway_keyspace
 from tests.integration.store.contract import counts
 from tests.integration.store.writer import marked_rows
@@ -114,3 +116,30 @@ def test_a_reader_learns_where_a_version_s_rows_live_when_it_loads_the_version_n
             writer.execute("DROP TABLE {ks}.user_row_layout")
             rows = reader.read_users_future(version, ["u1", "u9"]).result(timeout=10)
             assert sorted(rows) == ["u1", "u9"], "no lookup left for a request to wait on"
+
+
+def test_rows_an_older_release_wrote_one_partition_per_user_into_a_bucketed_version_fail_validation(
+    store: CassandraStore,
+) -> None:
+    version = store.begin_snapshot(counts(8))
+    store.write_users(version, marked_rows(0, 5, 1.0), part="new")
+    for row in marked_rows(5, 8, 1.0):  # what a Ray worker of the previous release does with its block
+        store.execute(schema.INSERT_USER, (version, row.user_id, codec.encode_user(row), 3600))
+    store.execute(schema.INSERT_PART, (version, "users", "old", 3, 3600))
+    problems = store.validate(version, 8, 0)
+    assert any("3 user rows written one partition per user" in p for p in problems), problems
+    with pytest.raises(ValidationFailedError, match="one partition per user"):
+        store.publish(version, counts(8))
+    assert store.current_version(max_age_s=0) != version
+
+
+def test_a_reader_that_never_loaded_the_version_still_gets_its_rows_without_blocking_the_caller(
+    store: CassandraStore, cassandra_store_url: str, namespace: str
+) -> None:
+    version = store.begin_snapshot(counts(6))
+    store.write_users(version, marked_rows(0, 6, 1.0), part="all")
+    store.publish(version, counts(6))
+    with opened(cassandra_store_url, namespace) as restarted:  # e.g. serving's store reopened, its model kept
+        rows = restarted.read_users_future(version, ["u0", "u5", "nobody"]).result(timeout=10)
+        assert sorted(rows) == ["u0", "u5"]
+        assert sorted(restarted.read_users_future(version, ["u2"]).result(timeout=10)) == ["u2"]
