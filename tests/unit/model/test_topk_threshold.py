@@ -88,6 +88,47 @@ def test_shifted_tiles_select_the_same_items_and_report_the_scores_back() -> Non
     np.testing.assert_array_equal(vals[~short], want_vals[~short])
 
 
+@pytest.mark.parametrize("shifted", [False, True])
+def test_a_threshold_at_the_kth_score_leaving_exactly_k_survivors_is_exact_and_one_above_is_short(
+    shifted: bool,
+) -> None:
+    k, n = 20, 600
+    rng = np.random.default_rng(21)
+    scores = (rng.permuted(np.tile(np.arange(n), (4, 1)), axis=1) / 4).astype(np.float32)  # distinct, exact
+    scores[:, ::7] = -np.inf  # seen items never count as survivors
+    kth = np.sort(scores, axis=1)[:, -k]
+    # rows 0-1: the threshold is the K-th score (exactly K survive); rows 2-3: one step above it (K - 1 survive)
+    thresholds = np.where(np.arange(4) < 2, kth, kth + np.float32(0.25)).astype(np.float32)
+    sel = ThresholdSelection(thresholds, n, k, Workspace(), shifted=shifted)
+    for first, stop in ((0, 250), (250, 251), (251, n)):  # a one-column tile too
+        tile = scores[:, first:stop] - (thresholds[:, None] if shifted else np.float32(0))
+        sel.add(np.ascontiguousarray(tile), first)
+    idx, vals, short = sel.result()
+    assert short.tolist() == [False, False, True, True]
+    ref_idx, ref_vals = brute_force(scores, k)
+    np.testing.assert_array_equal(idx[:2], ref_idx[:2])
+    np.testing.assert_array_equal(vals[:2], ref_vals[:2])
+
+
+@pytest.mark.parametrize("widths", [[1000], [333, 667], [64, 1, 935]])
+def test_ties_at_the_kth_score_on_the_threshold_go_to_the_lowest_items_across_tiles(widths: list[int]) -> None:
+    k, n = 30, 1000
+    rng = np.random.default_rng(len(widths))
+    scores = rng.uniform(-5.0, 1.0, (3, n)).astype(np.float32)
+    scores[:, rng.permutation(n)[:10]] = 4.0  # 10 clear winners per row, then 200 items tied at the K-th score
+    tied = np.sort(rng.permutation(np.flatnonzero(scores[0] < 1.5))[:200])
+    scores[:, tied] = 2.0
+    scores[1, tied[::3]] = -np.inf  # some tied items seen
+    scores[2, tied[:150]] = -np.inf  # only 50 tied items left, the last 50
+    idx, vals, short = select(scores, np.full(3, 2.0, np.float32), k, widths)  # the threshold is the tie
+    assert not short.any()
+    for row in range(3):
+        left = [c for c in tied if np.isfinite(scores[row, c])][: k - 10]
+        assert sorted(idx[row, 10:].tolist()) == idx[row, 10:].tolist() == left  # lowest tied items, in order
+        assert (vals[row, 10:] == 2.0).all() and (vals[row, :10] == 4.0).all()
+    check_against_sort(scores, np.full(3, 2.0, np.float32), k, widths)
+
+
 def test_no_survivors_at_all_leaves_every_row_short() -> None:
     idx, vals, short = select(np.full((3, 10), -np.inf, np.float32), np.zeros(3), 2)
     assert short.all() and (idx == -1).all() and np.isneginf(vals).all()
