@@ -35,6 +35,9 @@ from lambdarec.model.topk import Workspace, decode_descending, encode_descending
 MISS_RATE = 0.005
 # Exact K-th scores remembered to learn z from; queries seen before z is learnt go through RunningTopK.
 WINDOW, WARM_UP, REFRESH = 4096, 64, 1024
+# The second guess, for the queries the first was too high for: the lowest learnt ratio less FLOOR_MARGIN, but at
+# most FLOOR_SPAN below z, so that one outlier cannot turn the second pass into a selection over every score.
+FLOOR_MARGIN, FLOOR_SPAN = 0.1, 0.5
 _TINY = np.finfo(np.float32).tiny
 _ONE = np.uint64(1)
 
@@ -80,6 +83,7 @@ class ThresholdGuess:
         self._fresh = 0
         self._lock = threading.Lock()
         self.z: float | None = None
+        self.z_floor: float | None = None  # the second guess's multiplier (FLOOR_MARGIN); learnt with z
 
     @property
     def ready(self) -> bool:
@@ -92,15 +96,21 @@ class ThresholdGuess:
         var = np.einsum("ij,ij->i", queries @ self.cov, queries)
         return mean, np.sqrt(np.maximum(var, 0.0))
 
-    def thresholds(self, queries: np.ndarray, moments: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    def thresholds(
+        self,
+        queries: np.ndarray,
+        moments: tuple[np.ndarray, np.ndarray] | None = None,
+        z: float | None = None,
+    ) -> np.ndarray:
         """float32 ``[q]`` guesses of each query's K-th best score; NaN where no safe guess can be made (not
         finite, or far outside the query's score range, where subtracting it would round its scores away): such
-        a query falls back. ``moments``: :meth:`moments` of ``queries`` when already computed."""
+        a query falls back. ``moments``: :meth:`moments` of ``queries`` when already computed; ``z``: another
+        multiplier than the learnt :attr:`z` (e.g. :attr:`z_floor`)."""
         if self.z is None:
             raise RuntimeError("ThresholdGuess.thresholds called before learn(); check .ready first")
         mean, dev = self.moments(queries) if moments is None else moments
         with np.errstate(over="ignore", invalid="ignore"):
-            guess = (mean + self.z * dev).astype(np.float32)
+            guess = (mean + (self.z if z is None else z) * dev).astype(np.float32)
             safe = np.abs(guess) <= 2 * (np.abs(mean) + 8 * dev) + _TINY
         return np.where(safe, guess, np.float32(np.nan))
 
@@ -125,6 +135,7 @@ class ThresholdGuess:
             # The quantile costs more than the rest of a chunk's learning: redo it every REFRESH new ratios.
             if len(self._ratios) >= WARM_UP and (self.z is None or self._fresh >= REFRESH):
                 self.z = float(np.quantile(self._ratios, self.miss_rate))
+                self.z_floor = max(float(self._ratios.min()), self.z - FLOOR_SPAN) - FLOOR_MARGIN
                 self._fresh = 0
 
 

@@ -10,9 +10,15 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from lambdarec.model.scoring import Exclusions, TileMask, guessed_topk_scores, topk_scores
+from lambdarec.model.scoring import Exclusions, TileMask, guessed_topk_scores, redo_short, topk_scores
 from lambdarec.model.topk import Workspace
-from lambdarec.model.topk_threshold import ThresholdGuess, ThresholdSelection, flat_hits
+from lambdarec.model.topk_threshold import (
+    FLOOR_MARGIN,
+    FLOOR_SPAN,
+    ThresholdGuess,
+    ThresholdSelection,
+    flat_hits,
+)
 from tests.numeric import assert_same_ranking, exact_scores
 from tests.unit.model.test_topk import brute_force
 
@@ -229,3 +235,40 @@ def test_the_guess_learns_a_low_quantile_and_refuses_another_k() -> None:
     assert 0.0 < below < 0.05  # a few rows expected short, most not
     with pytest.raises(ValueError, match="k=50"):
         topk_scores(queries[:3], items, 10, guess=guess)
+
+
+def test_rows_the_first_guess_was_too_high_for_are_filled_exactly_by_the_second_guess() -> None:
+    queries, items, seen = case()
+    k = 100
+    guess = learnt_guess(items, queries[300:], k)
+    guess.z = guess.z_floor + 2.0  # a first guess far too high: nearly every row short
+    items_t = np.ascontiguousarray(items.T)
+    excl = Exclusions(seen.indptr, seen.indices)
+    idx, vals, short = guessed_topk_scores(queries, items_t, k, excl, guess=guess)
+    assert short.mean() > 0.9
+    exact = exact_scores(queries, items, seen)
+    kth = np.sort(exact, axis=1)[:, -k]  # -inf where fewer than k unseen items
+    second = guess.thresholds(queries, z=guess.z_floor)
+    beyond = short & ~(kth >= second)  # their K-th score under the second guess too (or no safe guess)
+    assert beyond[:3].all() and 3 < beyond.sum() < 0.1 * short.sum()
+    full = redo_short(short, queries, items_t, k, excl, idx, vals, guess=guess)
+    assert full == beyond.sum()  # only those rows go over their full rows
+    ref = np.argsort(-exact, axis=1, kind="stable")[:, :k]
+    ref = np.where(np.isneginf(np.take_along_axis(exact, ref, 1)), -1, ref)
+    assert_same_ranking(idx, ref, exact)
+    np.testing.assert_allclose(vals[idx >= 0], exact[np.nonzero(idx >= 0)[0], idx[idx >= 0]], rtol=1e-4, atol=1e-3)
+
+
+def test_the_second_guess_sits_under_the_lowest_learnt_ratio_but_never_far_under_z() -> None:
+    queries, items, _ = case(users=2000, seed=8)
+    kth = np.sort(queries @ items.T, axis=1)[:, -50]
+    mean, dev = ThresholdGuess(items, 50).moments(queries)
+    guess = ThresholdGuess(items, 50)
+    guess.learn(queries, kth)
+    usable = dev > 0  # a zero query (case's row 5) has no spread: not learnt from
+    lowest = float(((kth[usable] - mean[usable]) / dev[usable]).min())
+    assert guess.z_floor == pytest.approx(max(lowest, guess.z - FLOOR_SPAN) - FLOOR_MARGIN, abs=1e-4)
+    assert (kth >= guess.thresholds(queries, z=guess.z_floor)).all()  # every learnt query passes the second
+    outlier = ThresholdGuess(items, 50)
+    outlier.learn(queries, np.where(np.arange(2000) == 7, mean - 10 * dev, kth))  # one query far below the rest
+    assert outlier.z_floor == pytest.approx(outlier.z - FLOOR_SPAN - FLOOR_MARGIN)
