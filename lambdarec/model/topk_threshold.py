@@ -27,8 +27,9 @@ from __future__ import annotations
 import threading
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
-from lambdarec.model.topk import Workspace, decode_descending, encode_descending
+from lambdarec.model.topk import Workspace, encode_descending
 
 # Share of queries whose guess may be too high (they are selected again over their full row): a lower share means
 # more survivors for every other query. 0.2-1% measured best at 20k items (benchmarks/topk.py).
@@ -236,8 +237,20 @@ class ThresholdSelection:
         keys.sort()
         starts = np.searchsorted(keys, np.arange(rows + 1, dtype=np.uint64) << shift)
         short = np.diff(starts) < k
-        if not len(keys):
+        if len(keys) < k:  # every row short
             return np.full((rows, k), -1, np.int32), np.full((rows, k), -np.inf, np.float32), short
-        top = keys[np.minimum(starts[:-1, None] + np.arange(k), len(keys) - 1)]  # short rows: filled later
+        # A full row's best are the k keys from its start: rows of a sliding window (short rows: filled later).
+        top = sliding_window_view(keys, k)[np.minimum(starts[:-1], len(keys) - k)]
         indices = (top & np.uint64((1 << self._col_bits) - 1)).astype(np.int32)
-        return indices, decode_descending(top >> np.uint64(self._col_bits)), short
+        return indices, _decoded(top >> np.uint64(self._col_bits)), short
+
+
+def _decoded(codes: np.ndarray) -> np.ndarray:
+    """:func:`lambdarec.model.topk.decode_descending` in four in-place passes: the code of a negative value is
+    its bits, that of another value its bits with the low 31 flipped (the same map both ways)."""
+    bits = codes.astype(np.uint32)
+    flip = bits.view(np.int32) >> 31  # -1 where the sign bit is set, else 0
+    flip &= 0x7FFFFFFF
+    flip ^= 0x7FFFFFFF
+    bits ^= flip.view(np.uint32)
+    return bits.view(np.float32)
