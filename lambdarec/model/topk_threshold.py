@@ -6,7 +6,8 @@ For each query ``u`` the scores over all items have mean ``u . mean(items)`` and
 pass keeps the scores at or above the guess (already-seen items are ``-inf`` and never pass). When at least K of a
 query's scores pass, its K-th best score is at or above the guess, so every item of its exact top-K passes, ties
 included, and only those few hundred survivors are ordered. A query with fewer than K survivors (a guess too
-high, a user who has seen nearly everything) is selected again over its full row by
+high, a user who has seen nearly everything) is selected again behind a second, lower guess
+(:attr:`ThresholdGuess.z_floor`), and if still short over its full row by
 :class:`lambdarec.model.topk.RunningTopK`: a wrong guess costs time, never exactness.
 
 Finding the survivors is the costly part in numpy (``np.flatnonzero`` pays a branch miss per hit): the mask is
