@@ -128,7 +128,7 @@ class ExactSearcher:
                 if self._pool is None:
                     self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="topk")
                 list(self._pool.map(run, starts))  # list() re-raises a worker's exception here
-            # rows the guess was too high for, together: one more pass over the items for all of them
+            # rows the guess was too high for, together: a pass behind a lower guess, then full rows for any left
             redo_short(short, users, self._items_t, k, seen, out_items, out_scores, workspace=self._workspace(),
                        tile_elements=self.tile_elements, guess=guess)  # fmt: skip
         return out_items, out_scores

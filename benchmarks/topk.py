@@ -33,8 +33,8 @@ from lambdarec.model.scoring import (
     CHUNK_ROWS,
     HOT_TILE_ELEMENTS,
     guessed_topk_scores,
+    redo_short,
     tile_columns,
-    topk_scores,
 )
 from lambdarec.model.topk import Workspace
 from lambdarec.model.topk_threshold import ThresholdGuess, ThresholdSelection
@@ -198,14 +198,16 @@ def _profile(user_factors: np.ndarray, item_factors: np.ndarray, seen: sp.csr_ma
         t0 = clock()
         again = np.asarray(redo, dtype=np.int64)
         excl = Exclusions(seen.indptr, seen.indices).take(again)
-        _, val = topk_scores(user_factors[again], item_factors, K, excl, item_factors_t=items_t, workspace=work)
-        guess.learn(user_factors[again], val[:, K - 1])
+        idx, val = np.empty((len(again), K), np.int32), np.empty((len(again), K), np.float32)
+        full = redo_short(np.ones(len(again), bool), user_factors[again], items_t, K, excl, idx, val,
+                          workspace=work, guess=guess)  # fmt: skip
         stages["select"] += clock() - t0
     total = sum(stages.values())
     return (
         "1-thread CPU us/user: "
         + ", ".join(f"{k} {v / users * 1e6:.1f}" for k, v in stages.items())
         + f"; selection {stages['select'] / total:.0%} of the total (goal < 25%); {len(redo)} of {users} redone"
+        + f" ({full} of them over full rows)"
     )
 
 

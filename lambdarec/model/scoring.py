@@ -115,18 +115,28 @@ def redo_short(
     workspace: Workspace | None = None,
     tile_elements: int | None = None,
     guess: ThresholdGuess | None = None,
-) -> None:
-    """Rows ``short`` of ``idx``/``val`` (those a guess was too high for) selected again over their full rows, in
-    place, all of them in one pass over the items; ``guess`` learns from their K-th scores."""
+) -> int:
+    """Rows ``short`` of ``idx``/``val`` (those a guess was too high for) selected again, in place, all of them
+    together: first behind ``guess``'s lower second guess (:attr:`ThresholdGuess.z_floor`), then the rows still
+    short over their full rows; ``guess`` learns from their K-th scores. Returns how many went over full rows."""
     if not short.any():
-        return
+        return 0
     again = np.flatnonzero(short)
     redo = None if excl is None else excl.take(again)
+    if guess is not None and guess.z_floor is not None:  # a few hundred survivors each: cheaper than full rows
+        idx[again], val[again], still = guessed_topk_scores(
+            queries[again], items_t, k, redo, workspace=workspace, tile_elements=tile_elements, guess=guess,
+            z=guess.z_floor,
+        )  # fmt: skip
+        if not still.any():
+            return 0
+        again, redo = again[still], None if redo is None else redo.take(np.flatnonzero(still))
     idx[again], val[again], _ = guessed_topk_scores(
         queries[again], items_t, k, redo, workspace=workspace, tile_elements=tile_elements
     )
     if guess is not None:
         guess.learn(queries[again], val[again, k - 1])
+    return len(again)
 
 
 def guessed_topk_scores(
@@ -138,6 +148,7 @@ def guessed_topk_scores(
     workspace: Workspace | None = None,
     tile_elements: int | None = None,
     guess: ThresholdGuess | None = None,
+    z: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`topk_scores` that leaves the rows a guess was too high for unfilled, for the caller to redo together.
 
@@ -147,6 +158,8 @@ def guessed_topk_scores(
         float32 ``[q, f]`` queries and C-contiguous ``[f, n_items]`` item factors (transposed).
     k, excl, workspace, tile_elements, guess
         As for :func:`topk_scores`; ``excl`` already an :class:`Exclusions` with one row per query.
+    z
+        The guess's multiplier, when not its learnt one (:meth:`ThresholdGuess.thresholds`).
 
     Returns
     -------
@@ -173,7 +186,7 @@ def guessed_topk_scores(
         rows = queries[start:stop]
         chunk = None if excl is None else Exclusions(*excl.rows(start, stop))
         if guess is not None and guess.ready and ThresholdSelection.fits(len(rows), n_items):
-            idx, val, short[start:stop] = _by_threshold(rows, items_t, k, chunk, work, tile_elements, guess)
+            idx, val, short[start:stop] = _by_threshold(rows, items_t, k, chunk, work, tile_elements, guess, z)
         else:
             idx, val = _by_running_topk(rows, items_t, k, chunk, work, tile_elements)
             if guess is not None:  # learn only from full results: a short row's K-th score is unknown here
@@ -221,13 +234,15 @@ def _by_threshold(
     work: Workspace,
     tile_elements: int | None,
     guess: ThresholdGuess,
+    z: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One chunk's top-k by a guessed threshold; learns from its full rows, reports the short ones."""
+    """One chunk's top-k by a guessed threshold (multiplier ``z``, else the learnt one); learns from its full rows,
+    reports the short ones."""
     n_items = items_t.shape[1]
     if guess.shifted_items_t.shape != (items_t.shape[0] + 1, n_items):
         raise ValueError(f"guess was made for items of shape {guess.shifted_items_t.shape[::-1]} (with a bias)")
     moments = guess.moments(rows)
-    thresholds = guess.thresholds(rows, moments)
+    thresholds = guess.thresholds(rows, moments, z)
     select = ThresholdSelection(thresholds, n_items, k, work, shifted=True)
     shifted = guess.shifted_queries(rows, thresholds)  # scores come out minus their row's threshold
     mask = None if excl is None else TileMask(excl.indptr, excl.indices)

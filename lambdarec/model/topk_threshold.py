@@ -6,7 +6,8 @@ For each query ``u`` the scores over all items have mean ``u . mean(items)`` and
 pass keeps the scores at or above the guess (already-seen items are ``-inf`` and never pass). When at least K of a
 query's scores pass, its K-th best score is at or above the guess, so every item of its exact top-K passes, ties
 included, and only those few hundred survivors are ordered. A query with fewer than K survivors (a guess too
-high, a user who has seen nearly everything) is selected again over its full row by
+high, a user who has seen nearly everything) is selected again behind a second, lower guess
+(:attr:`ThresholdGuess.z_floor`), and if still short over its full row by
 :class:`lambdarec.model.topk.RunningTopK`: a wrong guess costs time, never exactness.
 
 Finding the survivors is the costly part in numpy (``np.flatnonzero`` pays a branch miss per hit): the mask is
@@ -27,14 +28,18 @@ from __future__ import annotations
 import threading
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
-from lambdarec.model.topk import Workspace, decode_descending, encode_descending
+from lambdarec.model.topk import Workspace, encode_descending
 
 # Share of queries whose guess may be too high (they are selected again over their full row): a lower share means
 # more survivors for every other query. 0.2-1% measured best at 20k items (benchmarks/topk.py).
 MISS_RATE = 0.005
 # Exact K-th scores remembered to learn z from; queries seen before z is learnt go through RunningTopK.
 WINDOW, WARM_UP, REFRESH = 4096, 64, 1024
+# The second guess, for the queries the first was too high for: the lowest learnt ratio less FLOOR_MARGIN, but at
+# most FLOOR_SPAN below z, so that one outlier cannot turn the second pass into a selection over every score.
+FLOOR_MARGIN, FLOOR_SPAN = 0.1, 0.5
 _TINY = np.finfo(np.float32).tiny
 _ONE = np.uint64(1)
 
@@ -80,6 +85,7 @@ class ThresholdGuess:
         self._fresh = 0
         self._lock = threading.Lock()
         self.z: float | None = None
+        self.z_floor: float | None = None  # the second guess's multiplier (FLOOR_MARGIN); learnt with z
 
     @property
     def ready(self) -> bool:
@@ -92,15 +98,21 @@ class ThresholdGuess:
         var = np.einsum("ij,ij->i", queries @ self.cov, queries)
         return mean, np.sqrt(np.maximum(var, 0.0))
 
-    def thresholds(self, queries: np.ndarray, moments: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    def thresholds(
+        self,
+        queries: np.ndarray,
+        moments: tuple[np.ndarray, np.ndarray] | None = None,
+        z: float | None = None,
+    ) -> np.ndarray:
         """float32 ``[q]`` guesses of each query's K-th best score; NaN where no safe guess can be made (not
         finite, or far outside the query's score range, where subtracting it would round its scores away): such
-        a query falls back. ``moments``: :meth:`moments` of ``queries`` when already computed."""
+        a query falls back. ``moments``: :meth:`moments` of ``queries`` when already computed; ``z``: another
+        multiplier than the learnt :attr:`z` (e.g. :attr:`z_floor`)."""
         if self.z is None:
             raise RuntimeError("ThresholdGuess.thresholds called before learn(); check .ready first")
         mean, dev = self.moments(queries) if moments is None else moments
         with np.errstate(over="ignore", invalid="ignore"):
-            guess = (mean + self.z * dev).astype(np.float32)
+            guess = (mean + (self.z if z is None else z) * dev).astype(np.float32)
             safe = np.abs(guess) <= 2 * (np.abs(mean) + 8 * dev) + _TINY
         return np.where(safe, guess, np.float32(np.nan))
 
@@ -125,6 +137,7 @@ class ThresholdGuess:
             # The quantile costs more than the rest of a chunk's learning: redo it every REFRESH new ratios.
             if len(self._ratios) >= WARM_UP and (self.z is None or self._fresh >= REFRESH):
                 self.z = float(np.quantile(self._ratios, self.miss_rate))
+                self.z_floor = max(float(self._ratios.min()), self.z - FLOOR_SPAN) - FLOOR_MARGIN
                 self._fresh = 0
 
 
@@ -225,8 +238,20 @@ class ThresholdSelection:
         keys.sort()
         starts = np.searchsorted(keys, np.arange(rows + 1, dtype=np.uint64) << shift)
         short = np.diff(starts) < k
-        if not len(keys):
+        if len(keys) < k:  # every row short
             return np.full((rows, k), -1, np.int32), np.full((rows, k), -np.inf, np.float32), short
-        top = keys[np.minimum(starts[:-1, None] + np.arange(k), len(keys) - 1)]  # short rows: filled later
+        # A full row's best are the k keys from its start: rows of a sliding window (short rows: filled later).
+        top = sliding_window_view(keys, k)[np.minimum(starts[:-1], len(keys) - k)]
         indices = (top & np.uint64((1 << self._col_bits) - 1)).astype(np.int32)
-        return indices, decode_descending(top >> np.uint64(self._col_bits)), short
+        return indices, _decoded(top >> np.uint64(self._col_bits)), short
+
+
+def _decoded(codes: np.ndarray) -> np.ndarray:
+    """:func:`lambdarec.model.topk.decode_descending` in four in-place passes: the code of a negative value is
+    its bits, that of another value its bits with the low 31 flipped (the same map both ways)."""
+    bits = codes.astype(np.uint32)
+    flip = bits.view(np.int32) >> 31  # -1 where the sign bit is set, else 0
+    flip &= 0x7FFFFFFF
+    flip ^= 0x7FFFFFFF
+    bits ^= flip.view(np.uint32)
+    return bits.view(np.float32)

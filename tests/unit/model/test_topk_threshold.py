@@ -10,9 +10,15 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from lambdarec.model.scoring import Exclusions, TileMask, guessed_topk_scores, topk_scores
+from lambdarec.model.scoring import Exclusions, TileMask, guessed_topk_scores, redo_short, topk_scores
 from lambdarec.model.topk import Workspace
-from lambdarec.model.topk_threshold import ThresholdGuess, ThresholdSelection, flat_hits
+from lambdarec.model.topk_threshold import (
+    FLOOR_MARGIN,
+    FLOOR_SPAN,
+    ThresholdGuess,
+    ThresholdSelection,
+    flat_hits,
+)
 from tests.numeric import assert_same_ranking, exact_scores
 from tests.unit.model.test_topk import brute_force
 
@@ -86,6 +92,47 @@ def test_shifted_tiles_select_the_same_items_and_report_the_scores_back() -> Non
     np.testing.assert_array_equal(short, want_short)
     np.testing.assert_array_equal(idx[~short], want_idx[~short])
     np.testing.assert_array_equal(vals[~short], want_vals[~short])
+
+
+@pytest.mark.parametrize("shifted", [False, True])
+def test_a_threshold_at_the_kth_score_leaving_exactly_k_survivors_is_exact_and_one_above_is_short(
+    shifted: bool,
+) -> None:
+    k, n = 20, 600
+    rng = np.random.default_rng(21)
+    scores = (rng.permuted(np.tile(np.arange(n), (4, 1)), axis=1) / 4).astype(np.float32)  # distinct, exact
+    scores[:, ::7] = -np.inf  # seen items never count as survivors
+    kth = np.sort(scores, axis=1)[:, -k]
+    # rows 0-1: the threshold is the K-th score (exactly K survive); rows 2-3: one step above it (K - 1 survive)
+    thresholds = np.where(np.arange(4) < 2, kth, kth + np.float32(0.25)).astype(np.float32)
+    sel = ThresholdSelection(thresholds, n, k, Workspace(), shifted=shifted)
+    for first, stop in ((0, 250), (250, 251), (251, n)):  # a one-column tile too
+        tile = scores[:, first:stop] - (thresholds[:, None] if shifted else np.float32(0))
+        sel.add(np.ascontiguousarray(tile), first)
+    idx, vals, short = sel.result()
+    assert short.tolist() == [False, False, True, True]
+    ref_idx, ref_vals = brute_force(scores, k)
+    np.testing.assert_array_equal(idx[:2], ref_idx[:2])
+    np.testing.assert_array_equal(vals[:2], ref_vals[:2])
+
+
+@pytest.mark.parametrize("widths", [[1000], [333, 667], [64, 1, 935]])
+def test_ties_at_the_kth_score_on_the_threshold_go_to_the_lowest_items_across_tiles(widths: list[int]) -> None:
+    k, n = 30, 1000
+    rng = np.random.default_rng(len(widths))
+    scores = rng.uniform(-5.0, 1.0, (3, n)).astype(np.float32)
+    scores[:, rng.permutation(n)[:10]] = 4.0  # 10 clear winners per row, then 200 items tied at the K-th score
+    tied = np.sort(rng.permutation(np.flatnonzero(scores[0] < 1.5))[:200])
+    scores[:, tied] = 2.0
+    scores[1, tied[::3]] = -np.inf  # some tied items seen
+    scores[2, tied[:150]] = -np.inf  # only 50 tied items left, the last 50
+    idx, vals, short = select(scores, np.full(3, 2.0, np.float32), k, widths)  # the threshold is the tie
+    assert not short.any()
+    for row in range(3):
+        left = [c for c in tied if np.isfinite(scores[row, c])][: k - 10]
+        assert sorted(idx[row, 10:].tolist()) == idx[row, 10:].tolist() == left  # lowest tied items, in order
+        assert (vals[row, 10:] == 2.0).all() and (vals[row, :10] == 4.0).all()
+    check_against_sort(scores, np.full(3, 2.0, np.float32), k, widths)
 
 
 def test_no_survivors_at_all_leaves_every_row_short() -> None:
@@ -188,3 +235,40 @@ def test_the_guess_learns_a_low_quantile_and_refuses_another_k() -> None:
     assert 0.0 < below < 0.05  # a few rows expected short, most not
     with pytest.raises(ValueError, match="k=50"):
         topk_scores(queries[:3], items, 10, guess=guess)
+
+
+def test_rows_the_first_guess_was_too_high_for_are_filled_exactly_by_the_second_guess() -> None:
+    queries, items, seen = case()
+    k = 100
+    guess = learnt_guess(items, queries[300:], k)
+    guess.z = guess.z_floor + 2.0  # a first guess far too high: nearly every row short
+    items_t = np.ascontiguousarray(items.T)
+    excl = Exclusions(seen.indptr, seen.indices)
+    idx, vals, short = guessed_topk_scores(queries, items_t, k, excl, guess=guess)
+    assert short.mean() > 0.9
+    exact = exact_scores(queries, items, seen)
+    kth = np.sort(exact, axis=1)[:, -k]  # -inf where fewer than k unseen items
+    second = guess.thresholds(queries, z=guess.z_floor)
+    beyond = short & ~(kth >= second)  # their K-th score under the second guess too (or no safe guess)
+    assert beyond[:3].all() and 3 < beyond.sum() < 0.1 * short.sum()
+    full = redo_short(short, queries, items_t, k, excl, idx, vals, guess=guess)
+    assert full == beyond.sum()  # only those rows go over their full rows
+    ref = np.argsort(-exact, axis=1, kind="stable")[:, :k]
+    ref = np.where(np.isneginf(np.take_along_axis(exact, ref, 1)), -1, ref)
+    assert_same_ranking(idx, ref, exact)
+    np.testing.assert_allclose(vals[idx >= 0], exact[np.nonzero(idx >= 0)[0], idx[idx >= 0]], rtol=1e-4, atol=1e-3)
+
+
+def test_the_second_guess_sits_under_the_lowest_learnt_ratio_but_never_far_under_z() -> None:
+    queries, items, _ = case(users=2000, seed=8)
+    kth = np.sort(queries @ items.T, axis=1)[:, -50]
+    mean, dev = ThresholdGuess(items, 50).moments(queries)
+    guess = ThresholdGuess(items, 50)
+    guess.learn(queries, kth)
+    usable = dev > 0  # a zero query (case's row 5) has no spread: not learnt from
+    lowest = float(((kth[usable] - mean[usable]) / dev[usable]).min())
+    assert guess.z_floor == pytest.approx(max(lowest, guess.z - FLOOR_SPAN) - FLOOR_MARGIN, abs=1e-4)
+    assert (kth >= guess.thresholds(queries, z=guess.z_floor)).all()  # every learnt query passes the second
+    outlier = ThresholdGuess(items, 50)
+    outlier.learn(queries, np.where(np.arange(2000) == 7, mean - 10 * dev, kth))  # one query far below the rest
+    assert outlier.z_floor == pytest.approx(outlier.z - FLOOR_SPAN - FLOOR_MARGIN)
