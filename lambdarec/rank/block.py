@@ -35,9 +35,17 @@ def block_size(n_items: int) -> int:
 def seen_table(n_items: int, parts: Sequence[np.ndarray]) -> np.ndarray:
     """``[B, n_items]``: True where request ``b`` must not get the item; ``parts[b]`` the indices it has seen."""
     seen = np.zeros((len(parts), n_items), dtype=bool)
-    rows = np.repeat(np.arange(len(parts)), [p.size for p in parts])
-    seen[rows, np.concatenate(parts).astype(np.int64, copy=False)] = True
+    rows = np.repeat(np.arange(len(parts)) * n_items, [p.size for p in parts])
+    seen.reshape(-1)[rows + np.concatenate(parts).astype(np.int64, copy=False)] = True  # flat: no 2-D index walk
     return seen
+
+
+def cells(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.nonzero`` of a 2-D ``mask``: (rows, columns) of its True cells in row-major order, from the flat
+    positions (about three times faster than numpy's 2-D walk on a block's ``[B, n_items]`` tables)."""
+    flat = np.flatnonzero(mask)
+    rows = flat // mask.shape[1]
+    return rows, flat - rows * mask.shape[1]
 
 
 def top_unseen(scores: np.ndarray, seen: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -88,7 +96,7 @@ def top_trending(scores: np.ndarray, seen: np.ndarray, n: int) -> tuple[np.ndarr
     live = np.where(seen, np.float32(0), scores)  # an item counts when unseen and positive
     # each row's n-th best score: every live item at or above it, ties at it included, then sorted
     floor = -np.partition(-live, n - 1, axis=1)[:, n - 1]
-    rows, items = np.nonzero((live >= floor[:, None]) & (live > 0))
+    rows, items = cells((live >= floor[:, None]) & (live > 0))
     order = np.lexsort((items, -live[rows, items], rows))
     rows, items = rows[order], items[order]
     starts = np.searchsorted(rows, rows, side="left")
@@ -100,10 +108,11 @@ def source_table(seen: np.ndarray, found: Sequence[tuple[int, np.ndarray, np.nda
     """``[B, n_items]`` int8: the first source (in ``found``'s order) of each (request, item), ``NONE`` where no
     source brought it or it is seen. ``found`` holds (source code, rows, items)."""
     source = np.full(seen.shape, NONE, dtype=np.int8)
+    flat, width = source.reshape(-1), seen.shape[1]
     for code, rows, items in reversed(found):  # written last to first: the first source's code is the one left
-        source[rows, items] = code
-    source[seen] = NONE
-    return source
+        flat[rows * width + items] = code
+    # NONE where seen: NONE is the largest code, so the larger of the two (no boolean-mask write)
+    return np.maximum(source, seen.view(np.int8) * np.int8(NONE), out=source)
 
 
 def fill_popular(
@@ -119,7 +128,7 @@ def fill_popular(
     length = need[short] + seen[short].sum(axis=1) + count[short]
     head = popular_order[: int(length.max())]
     free = (source[short][:, head] == NONE) & ~seen[short][:, head] & (np.arange(head.size) < length[:, None])
-    r, c = np.nonzero(free)
+    r, c = cells(free)
     source[short[r], head[c]] = POPULAR
     pooled[short[r], head[c]] = True
 
