@@ -23,8 +23,10 @@ from lambdarec.rank.defects import finite_or_zero
 BATCH, SPEED, SESSION, TRENDING, POPULAR = range(5)  # index in lambdarec.rank.merge.SOURCES
 NONE = 5  # in the first-source table: no source brought the item
 # A block's tables hold at most this many (request, item) cells (``[B, n_items]`` bool, int8 and float32 each):
-# a replay's block of a large catalogue is cut into smaller blocks, so memory stays bounded.
-MAX_BLOCK_CELLS = 4_000_000
+# a replay's many requests are cut into blocks whose tables (about 8 bytes a cell in all) stay within a core's L2
+# cache, so memory stays bounded and its steps do not wait on main memory (MovieLens-100K's replay: blocks of 155
+# requests took 7-16% less CPU than one block of a flush's 768, measured alternating on the same requests).
+MAX_BLOCK_CELLS = 262_144
 
 
 def block_size(n_items: int) -> int:
@@ -56,12 +58,12 @@ def top_unseen(scores: np.ndarray, seen: np.ndarray, n: int) -> tuple[np.ndarray
     n = min(n, scores.shape[1])
     if n <= 0 or scores.shape[0] == 0:
         return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
-    masked = np.where(seen, -np.inf, scores)
-    top = np.argpartition(-masked, n - 1, axis=1)[:, :n]
+    lowest = np.where(seen, np.inf, np.negative(scores))  # negated: argpartition takes the lowest; seen last
+    top = np.argpartition(lowest, n - 1, axis=1)[:, :n]
     rows = np.repeat(np.arange(scores.shape[0]), n)
-    items = top.reshape(-1)
-    keep = masked[rows, items] > -np.inf  # a row with fewer than n unseen items brought seen ones too
-    return rows[keep], items[keep]
+    # a row with fewer than n unseen items brought seen ones too (a NaN score, last, is dropped as well)
+    keep = (np.take_along_axis(lowest, top, axis=1) < np.inf).reshape(-1)
+    return rows[keep], top.reshape(-1)[keep]
 
 
 def top_unseen_shared(
@@ -194,7 +196,7 @@ def best_rows(
         width = int(counts.max())
         padded = np.full((present.size, width), np.inf, dtype=np.float32)  # -total: the best first, padding last
         position = np.arange(rows.size) - np.repeat(starts, counts)
-        padded[np.repeat(np.arange(present.size), counts), position] = -total
+        padded.reshape(-1)[np.repeat(np.arange(present.size) * width, counts) + position] = -total
         want = n[present]
         cut = want < counts  # a request with no more items than it wants keeps them all
         if cut.any():
