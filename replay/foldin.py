@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from msgspec import structs
+from scipy.linalg.blas import dger
 
 from lambdarec.model.foldin import confidence
 from lambdarec.model.freshstate import FreshEvent, erased_for, uncovered
@@ -47,7 +48,7 @@ class _System:
     history: UserRow | None  # the batch row counted (None: none, or an erased one)
     events: list[FreshEvent]  # the fresh events counted, in order
     items: set[int]  # the distinct items counted (an item's first event adds ``y`` to ``b``)
-    inverse: np.ndarray  # [f, f] float64
+    inverse: np.ndarray  # [f, f] float64, Fortran order
     b: np.ndarray  # [f] float64
     updates: int = 0  # rank-one updates since it was built
 
@@ -130,7 +131,8 @@ class IncrementalFoldIn:
                 denominator = 1.0 + delta * float(yi @ u)
                 if not denominator > 1e-9:  # a negative weight that (nearly) cancels the item: rebuild instead
                     return False
-                inverse -= (delta / denominator) * np.outer(u, u)
+                # in place (BLAS rank-one update of the Fortran-ordered inverse: no [f, f] temporaries)
+                inverse = system.inverse = dger(-delta / denominator, u, u, a=inverse, overwrite_a=True)
             b += (delta + (0.0 if i in system.items else 1.0)) * yi
             system.items.add(i)
         system.updates += len(events) - n
@@ -163,4 +165,5 @@ class IncrementalFoldIn:
         yu = y[items]
         a = base + (yu * (conf - 1.0)[:, None]).T @ yu
         # with no item yet, ``A`` is the base: its inverse is what the user's first events update
-        return _System(model.version, row, events, set(items.tolist()), np.linalg.inv(a), yu.T @ conf)
+        inverse = np.asfortranarray(np.linalg.inv(a))  # Fortran order: dger updates it in place
+        return _System(model.version, row, events, set(items.tolist()), inverse, yu.T @ conf)
