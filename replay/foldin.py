@@ -60,7 +60,7 @@ class IncrementalFoldIn:
         self.max_bytes = max_bytes
         self.refresh = refresh
         self._systems: OrderedDict[str, _System] = OrderedDict()  # least recently used first
-        self._factors: tuple[str, np.ndarray, np.ndarray] | None = None  # version, float64 factors, A's base
+        self._base: tuple[str, np.ndarray] | None = None  # a snapshot's version and its ``YᵀY + λI``
 
     def __len__(self) -> int:
         """How many users' systems are held."""
@@ -71,7 +71,7 @@ class IncrementalFoldIn:
     ) -> list[FreshUser]:
         """Each state with its fold-in vector against ``model`` (None when it names no item ``model`` has) and
         stamped with its version, as :func:`lambdarec.model.freshstate.solve_many` gives it."""
-        y, base = self._arrays(model)
+        y, base = model.item_factors, self._base_of(model)  # rows read as float64 one at a time, not all copied
         alpha = float(model.solver.get("alpha", 1.0))
         out = []
         for state, history in zip(states, histories, strict=True):
@@ -89,14 +89,14 @@ class IncrementalFoldIn:
             self._systems.popitem(last=False)
         return out
 
-    def _arrays(self, model: SnapshotModel) -> tuple[np.ndarray, np.ndarray]:
-        """The item factors as float64 and ``YᵀY + λI``, once per snapshot."""
-        if self._factors is None or self._factors[0] != model.version:
+    def _base_of(self, model: SnapshotModel) -> np.ndarray:
+        """``YᵀY + λI`` in float64, once per snapshot."""
+        if self._base is None or self._base[0] != model.version:
             f = model.item_factors.shape[1]
             base = np.asarray(model.yty, dtype=np.float64) + float(model.solver.get("regularization", 0.0)) * np.eye(f)
-            self._factors = (model.version, np.asarray(model.item_factors, dtype=np.float64), base)
+            self._base = (model.version, base)
             self._systems.clear()  # systems of another snapshot are never extended
-        return self._factors[1], self._factors[2]
+        return self._base[1]
 
     def _extend(
         self,
@@ -124,7 +124,7 @@ class IncrementalFoldIn:
             i = index.get(item_id)
             if i is None:  # an item the snapshot lacks is left out, as the full solve does
                 continue
-            yi = y[i]
+            yi = y[i].astype(np.float64)
             delta = alpha * float(weight)
             if delta:
                 u = inverse @ yi
@@ -162,7 +162,7 @@ class IncrementalFoldIn:
             values.append(np.asarray(row.history_weights, dtype=np.float64))
         items, where = np.unique(np.concatenate(keys), return_inverse=True)
         conf = confidence(np.bincount(where, weights=np.concatenate(values), minlength=items.size), alpha)
-        yu = y[items]
+        yu = y[items].astype(np.float64)
         a = base + (yu * (conf - 1.0)[:, None]).T @ yu
         # with no item yet, ``A`` is the base: its inverse is what the user's first events update
         inverse = np.asfortranarray(np.linalg.inv(a))  # Fortran order: dger updates it in place
