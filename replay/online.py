@@ -23,10 +23,11 @@ import numpy as np
 from msgspec import structs
 
 from lambdarec.events import FEEDBACK_TYPES, Event
-from lambdarec.model.freshstate import rebase, solve_many
+from lambdarec.model.freshstate import rebase
 from lambdarec.model.snapshot import SnapshotModel
 from lambdarec.settings import SpeedSettings
 from lambdarec.store import FreshUser, OnlineStore, TrendingItem, UserRow
+from replay.foldin import IncrementalFoldIn
 from speed_layer.state import append_user_events, apply_trending, apply_user_events
 
 
@@ -67,6 +68,8 @@ class OnlineState:
         # user touched, so ``touched`` holds it (a feedback type may count as positive when weighted: is_positive)
         self.touched_holds_fresh = True
         self.model = model
+        # each user's fold-in system, updated as events arrive (the speed layer's solve, without re-solving)
+        self._foldin = IncrementalFoldIn()
         self._load_trending_arrays()
 
     # ---- reads ---------------------------------------------------------------------------------------------
@@ -161,11 +164,15 @@ class OnlineState:
 
     def solved(self, states: Sequence[FreshUser | None]) -> list[FreshUser | None]:
         """``states`` (taken from :meth:`state` with ``solve`` False, maybe at earlier moments) with their fold-in
-        vectors against the current snapshot, solved in one batch; a state that has its vector is kept."""
+        vectors against the current snapshot; a state that has its vector is kept. Each user's fold-in system is
+        updated by the events since its last solve (:class:`replay.foldin.IncrementalFoldIn`: the speed layer's
+        ``solve_many`` vectors within float rounding, without a full product and solve per scored event)."""
         todo = {id(s): s for s in states if s is not None and s.basis != self.model.version}
         if not todo:
             return list(states)
-        vectors = solve_many(list(todo.values()), self.model, [self.history(s.user_id) for s in todo.values()])
+        vectors = self._foldin.solve_many(
+            list(todo.values()), self.model, [self.history(s.user_id) for s in todo.values()]
+        )
         done = dict(zip(todo, vectors, strict=True))
         for user_id in [u for u in self._unsolved if id(self.fresh[u]) in done]:
             self.fresh[user_id] = done[id(self.fresh[user_id])]  # the current state: no need to solve it again

@@ -35,7 +35,7 @@ import numpy as np
 
 from lambdarec.model.rows import UserState
 from lambdarec.model.snapshot import SnapshotModel
-from lambdarec.rank.block import seen_table
+from lambdarec.rank.block import cells, seen_table
 from lambdarec.rank.memo import item_indices
 from lambdarec.rank.merge import MergeWeights
 from lambdarec.rank.trending import TrendingScores
@@ -202,7 +202,7 @@ def popular_many(
     seen[np.repeat(np.arange(len(exclude)), [x.size for x in exclude]), np.concatenate(exclude)] = True
     seen[owner[found >= 0], found[found >= 0]] = True
     head = model.popular_order[: k + int(seen.sum(axis=1).max(initial=0))]
-    user, at = np.nonzero(~seen[:, head])  # by user, then popularity
+    user, at = cells(~seen[:, head])  # by user, then popularity
     first = np.searchsorted(user, user)
     keep = np.arange(user.size) - first < k
     user, picked = user[keep], model.item_ids[head[at[keep]]].astype(str).tolist()

@@ -23,8 +23,10 @@ from lambdarec.rank.defects import finite_or_zero
 BATCH, SPEED, SESSION, TRENDING, POPULAR = range(5)  # index in lambdarec.rank.merge.SOURCES
 NONE = 5  # in the first-source table: no source brought the item
 # A block's tables hold at most this many (request, item) cells (``[B, n_items]`` bool, int8 and float32 each):
-# a replay's block of a large catalogue is cut into smaller blocks, so memory stays bounded.
-MAX_BLOCK_CELLS = 4_000_000
+# a replay's many requests are cut into blocks whose tables (about 8 bytes a cell in all) stay within a core's L2
+# cache, so memory stays bounded and its steps do not wait on main memory (MovieLens-100K's replay: blocks of 155
+# requests took 7-16% less CPU than one block of a flush's 768, measured alternating on the same requests).
+MAX_BLOCK_CELLS = 262_144
 
 
 def block_size(n_items: int) -> int:
@@ -35,9 +37,17 @@ def block_size(n_items: int) -> int:
 def seen_table(n_items: int, parts: Sequence[np.ndarray]) -> np.ndarray:
     """``[B, n_items]``: True where request ``b`` must not get the item; ``parts[b]`` the indices it has seen."""
     seen = np.zeros((len(parts), n_items), dtype=bool)
-    rows = np.repeat(np.arange(len(parts)), [p.size for p in parts])
-    seen[rows, np.concatenate(parts).astype(np.int64, copy=False)] = True
+    rows = np.repeat(np.arange(len(parts)) * n_items, [p.size for p in parts])
+    seen.reshape(-1)[rows + np.concatenate(parts).astype(np.int64, copy=False)] = True  # flat: no 2-D index walk
     return seen
+
+
+def cells(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.nonzero`` of a 2-D ``mask``: (rows, columns) of its True cells in row-major order, from the flat
+    positions (about three times faster than numpy's 2-D walk on a block's ``[B, n_items]`` tables)."""
+    flat = np.flatnonzero(mask)
+    rows = flat // mask.shape[1]
+    return rows, flat - rows * mask.shape[1]
 
 
 def top_unseen(scores: np.ndarray, seen: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -48,12 +58,12 @@ def top_unseen(scores: np.ndarray, seen: np.ndarray, n: int) -> tuple[np.ndarray
     n = min(n, scores.shape[1])
     if n <= 0 or scores.shape[0] == 0:
         return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
-    masked = np.where(seen, -np.inf, scores)
-    top = np.argpartition(-masked, n - 1, axis=1)[:, :n]
+    lowest = np.where(seen, np.inf, np.negative(scores))  # negated: argpartition takes the lowest; seen last
+    top = np.argpartition(lowest, n - 1, axis=1)[:, :n]
     rows = np.repeat(np.arange(scores.shape[0]), n)
-    items = top.reshape(-1)
-    keep = masked[rows, items] > -np.inf  # a row with fewer than n unseen items brought seen ones too
-    return rows[keep], items[keep]
+    # a row with fewer than n unseen items brought seen ones too (a NaN score, last, is dropped as well)
+    keep = (np.take_along_axis(lowest, top, axis=1) < np.inf).reshape(-1)
+    return rows[keep], top.reshape(-1)[keep]
 
 
 def top_unseen_shared(
@@ -88,7 +98,7 @@ def top_trending(scores: np.ndarray, seen: np.ndarray, n: int) -> tuple[np.ndarr
     live = np.where(seen, np.float32(0), scores)  # an item counts when unseen and positive
     # each row's n-th best score: every live item at or above it, ties at it included, then sorted
     floor = -np.partition(-live, n - 1, axis=1)[:, n - 1]
-    rows, items = np.nonzero((live >= floor[:, None]) & (live > 0))
+    rows, items = cells((live >= floor[:, None]) & (live > 0))
     order = np.lexsort((items, -live[rows, items], rows))
     rows, items = rows[order], items[order]
     starts = np.searchsorted(rows, rows, side="left")
@@ -100,10 +110,11 @@ def source_table(seen: np.ndarray, found: Sequence[tuple[int, np.ndarray, np.nda
     """``[B, n_items]`` int8: the first source (in ``found``'s order) of each (request, item), ``NONE`` where no
     source brought it or it is seen. ``found`` holds (source code, rows, items)."""
     source = np.full(seen.shape, NONE, dtype=np.int8)
+    flat, width = source.reshape(-1), seen.shape[1]
     for code, rows, items in reversed(found):  # written last to first: the first source's code is the one left
-        source[rows, items] = code
-    source[seen] = NONE
-    return source
+        flat[rows * width + items] = code
+    # NONE where seen: NONE is the largest code, so the larger of the two (no boolean-mask write)
+    return np.maximum(source, seen.view(np.int8) * np.int8(NONE), out=source)
 
 
 def fill_popular(
@@ -119,7 +130,7 @@ def fill_popular(
     length = need[short] + seen[short].sum(axis=1) + count[short]
     head = popular_order[: int(length.max())]
     free = (source[short][:, head] == NONE) & ~seen[short][:, head] & (np.arange(head.size) < length[:, None])
-    r, c = np.nonzero(free)
+    r, c = cells(free)
     source[short[r], head[c]] = POPULAR
     pooled[short[r], head[c]] = True
 
@@ -185,7 +196,7 @@ def best_rows(
         width = int(counts.max())
         padded = np.full((present.size, width), np.inf, dtype=np.float32)  # -total: the best first, padding last
         position = np.arange(rows.size) - np.repeat(starts, counts)
-        padded[np.repeat(np.arange(present.size), counts), position] = -total
+        padded.reshape(-1)[np.repeat(np.arange(present.size) * width, counts) + position] = -total
         want = n[present]
         cut = want < counts  # a request with no more items than it wants keeps them all
         if cut.any():

@@ -141,8 +141,8 @@ def _rank_block(asks: list[Ask]) -> list[list[Ranked]]:
     need = np.array([a.offset + a.k for a in asks], dtype=np.int64)
     pooled = source != NONE
     block.fill_popular(source, pooled, seen, model.popular_order, need)
-    rows, items = np.nonzero(pooled)
-    codes = source[rows, items]
+    rows, items = block.cells(pooled)
+    codes = source.reshape(-1)[rows * n_items + items]
     parts = components(model, asks, rows, items, scores, slot, trend)
     on = [a for a in asks if a.weights.session != 0]  # the evidence of the others is never used
     found = iter(evidence_many(model, [a.inp.fresh for a in on], [a.inp.session for a in on],
