@@ -56,9 +56,10 @@ def lower_priority(settings: Settings) -> int | None:
 
 @contextlib.contextmanager
 def collector_paused() -> Iterator[None]:
-    """The cycle collector paused for one batch, then left to run: a batch allocates many containers (each
-    impressions row's per-item lists) that reference counting frees, so passes over them during the batch find
-    nothing and cost about a quarter of the consumer's CPU. Left alone where it was paused already."""
+    """The cycle collector paused for one poll-to-commit cycle, then left to run: a batch allocates many
+    containers (each impressions row's per-item lists) that reference counting frees by the cycle's end, so passes
+    over them meanwhile find nothing and cost about a quarter of the consumer's CPU. Left alone where it was paused
+    already."""
     if not gc.isenabled():
         yield
         return
@@ -102,9 +103,13 @@ class ImpressionConsumer(SpeedConsumer):
     def _refresh_model(self) -> None:
         """Impressions need no snapshot."""
 
-    def _prepare(self, records: list[Record], polled_at: float) -> Batch:
+    def step(self) -> int:
         with collector_paused():
-            return super()._prepare(records, polled_at)
+            return super().step()
+
+    def cycle(self, draining: bool) -> int:
+        with collector_paused():
+            return super().cycle(draining)
 
     def _decode(self, records: list[Record]) -> tuple[Events, list[tuple[Record, str]]]:
         """One pass over the poll (:class:`ImpressionDecoder`: impressions typed with what this path needs, any
