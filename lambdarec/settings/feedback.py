@@ -79,3 +79,11 @@ class SpeedFeedbackSettings(Section):
         "positive-event consumer, the positive path gets the CPU first and fatigue waits (its lag is its own). 0 "
         "keeps the priority it was started with.",
     )
+    impressions_linger_ms: int = Field(
+        500,
+        ge=0,
+        description="How long the impressions consumer keeps polling after its first record before it applies a "
+        "batch (unless `impressions_poll_records` came sooner): a user's impressions in one batch cost one read and "
+        "one write of their row, so at ten times the click volume a fuller batch costs less CPU per impression; "
+        "fatigue is seen up to this much later. 0: apply whatever one poll returns.",
+    )
