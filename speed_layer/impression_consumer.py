@@ -158,6 +158,21 @@ class ImpressionConsumer(SpeedConsumer):
         strays = self._path.strays(good)
         return self._path.applicable(good, records, self._shown_rows(strays) if strays else None)
 
+    def _first_claims(self, good: Events) -> tuple[Events, set[Position]]:
+        """The speed consumer's claims; on an embedded store in transactions of at most
+        ``speed.feedback.impressions_claims_per_txn`` ids, so the positive-event consumer's writes to the same file
+        never queue behind a whole poll's. An id repeated in a later transaction finds the earlier one's claim."""
+        most = self.settings.speed.feedback.impressions_claims_per_txn
+        if not self.store.embedded or len(good) <= most:
+            return super()._first_claims(good)
+        kept: Events = []
+        repeats: set[Position] = set()
+        for start in range(0, len(good), most):
+            first, again = super()._first_claims(good[start : start + most])
+            kept.extend(first)
+            repeats |= again
+        return kept, repeats
+
     def _inputs(self, good: Events, appended: dict[Position, float]) -> dict[str, ShownItems]:
         return self._shown_rows({event.user_id for event, _ in good})
 

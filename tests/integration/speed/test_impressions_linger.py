@@ -108,3 +108,16 @@ def test_a_rebalance_while_lingering_leaves_the_revoked_partitions_to_their_new_
     with open_store(settings) as store:
         rows = store.read_shown([f"u{k}" for k in range(8)])
     assert {u: row.shown for u, row in rows.items()} == expected_rows(events)
+
+
+def test_claims_in_small_transactions_still_count_a_resent_impression_once(tmp_path: Path) -> None:
+    settings = settings_at(tmp_path, 0)
+    settings.speed.feedback.impressions_claims_per_txn = 3  # a poll's 12 claims in four transactions
+    events = impressions(10)
+    append(settings, [*events, events[1], events[8]])  # resent: the first in another transaction than its claim
+    with ImpressionConsumer(settings) as consumer:
+        consumer.run(until_idle_s=1.0)
+        assert (consumer.stats.processed, consumer.stats.duplicates, consumer.stats.batches) == (10, 2, 1)
+    with open_store(settings) as store:
+        rows = store.read_shown([f"u{k}" for k in range(8)])
+    assert {u: row.shown for u, row in rows.items()} == expected_rows(events)
