@@ -90,7 +90,7 @@ class SpeedFeedbackSettings(Section):
     impressions_claims_per_txn: int = Field(
         500,
         ge=1,
-        description="On the SQLite store, most event ids the impressions consumer claims in one transaction: the "
-        "claims share `fresh.sqlite`'s write lock with the positive-event consumer, which would otherwise wait behind "
-        "a whole poll's claims (10,000 ids, a quarter of a second on a busy machine).",
+        description="On the SQLite store, most event ids the impressions consumer claims in one transaction: both "
+        "consumers claim in `claims.sqlite` (one claim per id store-wide), and the positive-event consumer's claims "
+        "would otherwise wait behind a whole poll's (10,000 ids, a quarter of a second on a busy machine).",
     )
