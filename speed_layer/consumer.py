@@ -176,7 +176,7 @@ class SpeedConsumer(PollLoop[SpeedStats]):
         self._refresh_model()
         mine = self._path.of(records)  # those this consumer applies; the others are committed past untouched
         batch = Batch(mine, polled=records, polled_at=polled_at)
-        good, batch.bad = decode(self.rules, mine)
+        good, batch.bad = self._decode(mine)
         good, refused = self._applicable(good, mine)
         batch.bad.extend(refused)
         appended = {(r.partition, r.offset): r.timestamp_ms / 1000.0 for r in mine}
@@ -224,6 +224,10 @@ class SpeedConsumer(PollLoop[SpeedStats]):
         except self.retried as exc:
             log.warning("speed.settle_failed", reason=str(exc), effect="the batch is delivered again")
             self._rewind = True
+
+    def _decode(self, records: list[Record]) -> tuple[list[tuple[Event, Position]], list[tuple[Record, str]]]:
+        """``records`` decoded: the good events with their positions, the bad records with the reason."""
+        return decode(self.rules, records)
 
     def _applicable(self, good: list[tuple[Event, Position]], records: list[Record]) -> tuple[list, list]:
         """The decoded events this consumer applies, and the records it refuses with the reason (none: catalog

@@ -68,10 +68,22 @@ class Feedback:
                 shown[item] = times
             elif live := sorted(t for t in times if t >= horizon)[-per_item:]:
                 shown[item] = live
-        if len(shown) > limits.max_shown_items:
-            keep = heapq.nlargest(limits.max_shown_items, shown, key=lambda i: (shown[i][-1], i))
-            shown = {i: shown[i] for i in keep}
+        shown = most_recently_shown(shown, limits.max_shown_items)
         return Feedback(_newest(self.hidden, limits.max_hidden), _newest(self.disliked, limits.max_disliked), shown)
+
+
+def most_recently_shown(shown: dict[str, list[float]], n: int) -> dict[str, list[float]]:
+    """``shown``'s ``n`` most recently shown items (by their last impression, then id); ``shown`` itself when it
+    holds no more. Found by dropping the fewest: a full row that gains a few items loses a few, in one C pass."""
+    excess = len(shown) - n
+    if excess <= 0:
+        return shown
+    if excess >= n:
+        return {i: shown[i] for _, i in heapq.nlargest(n, [(t[-1], i) for i, t in shown.items()])}
+    kept = dict(shown)
+    for _, item in heapq.nsmallest(excess, [(t[-1], i) for i, t in shown.items()]):
+        del kept[item]
+    return kept
 
 
 def _newest(items: dict[str, float], n: int) -> dict[str, float]:

@@ -16,7 +16,6 @@ True
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Mapping, Sequence
 
 from lambdarec.eventlog.base import Record
@@ -26,7 +25,7 @@ from lambdarec.events.peek import is_impression
 from lambdarec.model.rows import ShownItems
 from lambdarec.settings import LogSettings, SpeedSettings
 from lambdarec.settings.feedback import SpeedFeedbackSettings
-from speed_layer.feedback import Feedback
+from speed_layer.feedback import Feedback, most_recently_shown
 
 Position = tuple[int, int]  # (partition, offset)
 
@@ -138,8 +137,7 @@ def apply_impressions(
     horizon, per_item = newest - limits.impressions_kept_s, limits.impressions_per_item
     if shown and (min(map(min, shown.values())) < horizon or max(map(len, shown.values())) > per_item):
         shown = Feedback(hidden={}, disliked={}, shown=shown).bounded(limits, newest).shown  # some to drop
-    elif len(shown) > limits.max_shown_items:
-        keep = heapq.nlargest(limits.max_shown_items, shown, key=lambda i: (shown[i][-1], i))
-        shown = {i: shown[i] for i in keep}
+    else:
+        shown = most_recently_shown(shown, limits.max_shown_items)
     return ShownItems(user_id=events[0][0].user_id if row is None else row.user_id, shown=shown,
                       positions=positions, updated_at=newest)  # fmt: skip

@@ -66,6 +66,8 @@ class Batch:
     @property
     def letters(self) -> list[tuple[Record, str]]:
         """Records for the dead-letter log: bad records and poison records, with the reason."""
+        if not self.poison:
+            return list(self.bad)
         by_pos = {(r.partition, r.offset): r for r in self.records}
         return [*self.bad, *((by_pos[pos], reason) for pos, reason in self.poison.items())]
 

@@ -79,3 +79,18 @@ class SpeedFeedbackSettings(Section):
         "positive-event consumer, the positive path gets the CPU first and fatigue waits (its lag is its own). 0 "
         "keeps the priority it was started with.",
     )
+    impressions_linger_ms: int = Field(
+        500,
+        ge=0,
+        description="How long the impressions consumer keeps polling after its first record before it applies a "
+        "batch (unless `impressions_poll_records` came sooner): a user's impressions in one batch cost one read and "
+        "one write of their row, so at ten times the click volume a fuller batch costs less CPU per impression; "
+        "fatigue is seen up to this much later. 0: apply whatever one poll returns.",
+    )
+    impressions_claims_per_txn: int = Field(
+        500,
+        ge=1,
+        description="On the SQLite store, most event ids the impressions consumer claims in one transaction: both "
+        "consumers claim in `claims.sqlite` (one claim per id store-wide), and the positive-event consumer's claims "
+        "would otherwise wait behind a whole poll's (10,000 ids, a quarter of a second on a busy machine).",
+    )

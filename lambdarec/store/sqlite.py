@@ -29,7 +29,7 @@ from lambdarec.store.snapshot_info import SnapshotInfo, stored_info
 from lambdarec.store.sqlite_catalog import SQLiteCatalog
 from lambdarec.store.sqlite_files import Connections, select_in
 from lambdarec.store.sqlite_fresh import FreshTables
-from lambdarec.store.sqlite_schema import FRESH_FILE, SHOWN_FILE, SNAPSHOTS_FILE, store_dir
+from lambdarec.store.sqlite_schema import CLAIMS_FILE, FRESH_FILE, SHOWN_FILE, SNAPSHOTS_FILE, store_dir
 
 log = get_logger(__name__)
 
@@ -254,7 +254,7 @@ class SQLiteStore(CatalogOf, OnlineStore):
 
     def drop_schema(self) -> None:
         self.close()
-        for name in (SNAPSHOTS_FILE, FRESH_FILE, SHOWN_FILE):
+        for name in (SNAPSHOTS_FILE, FRESH_FILE, SHOWN_FILE, CLAIMS_FILE):
             for suffix in ("", "-wal", "-shm"):
                 (self.path / f"{name}{suffix}").unlink(missing_ok=True)
         log.info("store.dropped", backend="sqlite", path=str(self.path))

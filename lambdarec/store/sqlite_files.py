@@ -28,6 +28,8 @@ from lambdarec.settings import StoreSettings
 from lambdarec.sqlite_txn import write_txn
 from lambdarec.store.errors import StoreUnavailableError
 from lambdarec.store.sqlite_schema import (
+    CLAIMS_FILE,
+    CLAIMS_SCHEMA,
     FRESH_FILE,
     FRESH_SCHEMA,
     PRAGMAS,
@@ -39,8 +41,13 @@ from lambdarec.store.sqlite_schema import (
 
 log = get_logger(__name__)
 
-Which = Literal["snapshots", "fresh", "shown"]
-FILES: dict[Which, str] = {"snapshots": SNAPSHOTS_FILE, "fresh": FRESH_FILE, "shown": SHOWN_FILE}
+Which = Literal["snapshots", "fresh", "shown", "claims"]
+FILES: dict[Which, str] = {
+    "snapshots": SNAPSHOTS_FILE,
+    "fresh": FRESH_FILE,
+    "shown": SHOWN_FILE,
+    "claims": CLAIMS_FILE,
+}
 CHECK_EVERY_S = 0.25  # how often a store call also compares the files' identities (two stat calls)
 IN_BATCH = 500  # keys per `IN (...)` query; SQLite allows 32766 host parameters, small is plenty
 
@@ -82,6 +89,8 @@ class Connections:
             self.db("fresh").executescript(FRESH_SCHEMA)
             self.db("shown").executescript(SHOWN_SCHEMA)
             self._move_shown_rows()
+            self.db("claims").executescript(CLAIMS_SCHEMA)
+            self._move_claims()
         except (OSError, sqlite3.Error) as exc:
             raise StoreUnavailableError(f"cannot open the SQLite store in {self.path.resolve()}: {exc}") from exc
         finally:
@@ -104,6 +113,21 @@ class Connections:
             source.executemany("DELETE FROM shown_users WHERE ns = ? AND user_id = ?", [r[:2] for r in rows])
         log.info("store.shown_rows_moved", path=str(self.path), to=SHOWN_FILE, moved=moved,
                  kept_newer=len(rows) - moved)  # fmt: skip
+
+    def _move_claims(self) -> None:
+        """Live event-id claims an older release kept in fresh.sqlite, moved to claims.sqlite (a claim there, taken
+        later, is kept), so an event resent across the upgrade is still recognised; fresh.sqlite's write
+        transaction spans the read, the copy and the delete, as for the impressions rows."""
+        fresh = self.db("fresh")
+        if fresh.execute("SELECT 1 FROM event_ids LIMIT 1").fetchone() is None:
+            return
+        with self.write("fresh") as source:
+            rows = source.execute("SELECT ns, event_id, part, pos, expires_at FROM event_ids").fetchall()
+            live = [r for r in rows if r[4] > time.time()]
+            with self.write("claims") as conn:
+                conn.executemany("INSERT OR IGNORE INTO event_ids VALUES (?, ?, ?, ?, ?)", live)
+            source.execute("DELETE FROM event_ids")
+        log.info("store.claims_moved", path=str(self.path), to=CLAIMS_FILE, moved=len(live))
 
     def db(self, which: Which) -> sqlite3.Connection:
         """This thread's connection to ``which`` file; ``StoreUnavailableError`` once the store is closed or while a

@@ -1,5 +1,6 @@
-"""The SQLite store's fresh state (``fresh.sqlite``): the speed layer's per-user state, trending shards and
-event-id claims (the impressions consumer's rows in ``shown.sqlite``, so its writes never delay the others),
+"""The SQLite store's fresh state (``fresh.sqlite``): the speed layer's per-user state and trending shards, and
+its event-id claims (in ``claims.sqlite``; the impressions consumer's rows in ``shown.sqlite``, so neither delays
+the positive-event consumer's state writes),
 each row with its expiry time; expired rows are invisible at once and deleted by ``prune``.
 
 Example
@@ -101,7 +102,7 @@ class FreshTables:
         if not claims:
             return {}
         now = time.time()
-        with self._transaction() as conn:
+        with self._transaction("claims") as conn:
             conn.executemany(
                 CLAIM_EVENT_ID, ((self._ns, eid, p, o, now + ttl_s, now) for eid, (p, o) in claims.items())
             )
@@ -113,5 +114,5 @@ class FreshTables:
 
     def release_event_ids(self, claims: Mapping[str, LogPosition]) -> None:
         if claims:
-            with self._transaction() as conn:
+            with self._transaction("claims") as conn:
                 conn.executemany(RELEASE_EVENT_ID, ((self._ns, eid, p, o) for eid, (p, o) in claims.items()))

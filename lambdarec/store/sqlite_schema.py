@@ -65,6 +65,16 @@ SHOWN_SCHEMA = """
 CREATE TABLE IF NOT EXISTS shown_users (ns TEXT, user_id TEXT, data BLOB NOT NULL, expires_at REAL NOT NULL,
   PRIMARY KEY (ns, user_id)) WITHOUT ROWID;
 """
+# Event-id claims (both speed consumers take them; one claim per id store-wide) in a file of their own: the
+# impressions consumer claims ten times the click volume, and in fresh.sqlite the positive-event consumer's state
+# writes queued behind those transactions and paid their write-ahead log's checkpoints. (fresh.sqlite keeps its old
+# event_ids table: live claims found there are moved here on open.)
+CLAIMS_FILE = "claims.sqlite"
+CLAIMS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS event_ids (ns TEXT, event_id TEXT, part INTEGER NOT NULL, pos INTEGER NOT NULL,
+  expires_at REAL NOT NULL, PRIMARY KEY (ns, event_id)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS event_ids_expiry ON event_ids (ns, expires_at);
+"""
 # 16 KiB pages keep a 2 KiB user row inside its b-tree page (4 KiB pages spill it to overflow pages: half the
 # write rate, twice the file); page_size only takes effect on a new file. A 64 MiB WAL between checkpoints
 # (4000 pages) spares a bulk write most checkpoint fsyncs. The memory map (store.sqlite.mmap_mb,
