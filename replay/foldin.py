@@ -9,7 +9,8 @@ updated by the Sherman-Morrison formula: O(f²) per event instead of an O(n·f²
 scored event. The vectors are those of :func:`lambdarec.model.freshstate.solve_many` within float rounding
 (tested). A user's system is built from scratch whenever its state is not the one held plus new events (a flip,
 feedback, events dropped by the bound, another history) and every ``refresh`` updates, so rounding never builds
-up; the users held are bounded by the memory their inverses take.
+up; the users held are bounded by the memory their systems take (inverse, events, items, batch row). A user
+whose ``A`` is ill-conditioned (a tiny regularisation) is solved in full each time, as the speed layer does.
 
 Example
 -------
@@ -32,12 +33,16 @@ from scipy.linalg.blas import dger
 
 from lambdarec.model.foldin import confidence
 from lambdarec.model.freshstate import FreshEvent, erased_for, uncovered
+from lambdarec.model.freshstate import solve_many as full_solve
 from lambdarec.model.rows import FreshUser, UserRow
 
 if TYPE_CHECKING:  # the model's loader reads the store; the math only reads a loaded model
     from lambdarec.model.snapshot import SnapshotModel
 
 _item, _weight = itemgetter(0), itemgetter(2)  # a fresh event's item id and weight
+# 1-norm condition number of ``A`` above which a user is solved in full each time (BPR or torch MF snapshots with a
+# tiny regularisation): rank-one updates of an explicit inverse would then differ from the solve beyond rounding
+MAX_CONDITION = 1e5
 
 
 @dataclass
@@ -52,6 +57,13 @@ class _System:
     b: np.ndarray  # [f] float64
     updates: int = 0  # rank-one updates since it was built
 
+    def nbytes(self) -> int:
+        """About what holding it costs: the inverse and ``b``, the events list, the item set, the batch row."""
+        row = self.history
+        held = 0 if row is None else sum(a.nbytes for a in (row.candidates, row.scores, row.history,
+                                                             row.history_weights))  # fmt: skip
+        return self.inverse.nbytes + self.b.nbytes + 8 * len(self.events) + 64 * len(self.items) + held + 512
+
 
 class IncrementalFoldIn:
     """:func:`lambdarec.model.freshstate.solve_many` for a replay, with each user's system kept between calls."""
@@ -60,6 +72,7 @@ class IncrementalFoldIn:
         self.max_bytes = max_bytes
         self.refresh = refresh
         self._systems: OrderedDict[str, _System] = OrderedDict()  # least recently used first
+        self._bytes = 0  # what the held systems cost (``_System.nbytes``)
         self._base: tuple[str, np.ndarray] | None = None  # a snapshot's version and its ``YᵀY + λI``
 
     def __len__(self) -> int:
@@ -77,16 +90,20 @@ class IncrementalFoldIn:
         for state, history in zip(states, histories, strict=True):
             events = uncovered(state, model)[0]
             row = history if history is not None and not erased_for(state, model) else None
-            system = self._systems.get(state.user_id)
+            system = self._systems.pop(state.user_id, None)
+            if system is not None:
+                self._bytes -= system.nbytes()
             if not (system is not None and self._extend(system, model, row, events, y, alpha)):
                 system = self._build(model, state.user_id, row, events, y, base, alpha)
+            if system is None:  # ill-conditioned: solved as the speed layer solves it, nothing kept
+                out.append(full_solve([state], model, [history])[0])
+                continue
             self._systems[state.user_id] = system
-            self._systems.move_to_end(state.user_id)
+            self._bytes += system.nbytes()
             vector = (system.inverse @ system.b).astype(np.float32).tolist() if system.items else None
             out.append(structs.replace(state, vector=vector, basis=model.version))
-        limit = max(1, self.max_bytes // max(base.nbytes, 1))
-        while len(self._systems) > limit:
-            self._systems.popitem(last=False)
+        while self._bytes > self.max_bytes and len(self._systems) > 1:
+            self._bytes -= self._systems.popitem(last=False)[1].nbytes()
         return out
 
     def _base_of(self, model: SnapshotModel) -> np.ndarray:
@@ -96,6 +113,7 @@ class IncrementalFoldIn:
             base = np.asarray(model.yty, dtype=np.float64) + float(model.solver.get("regularization", 0.0)) * np.eye(f)
             self._base = (model.version, base)
             self._systems.clear()  # systems of another snapshot are never extended
+            self._bytes = 0
         return self._base[1]
 
     def _extend(
@@ -148,8 +166,9 @@ class IncrementalFoldIn:
         y: np.ndarray,
         base: np.ndarray,
         alpha: float,
-    ) -> _System:
-        """A user's system from scratch: the weights summed per item, as the full solve sums them."""
+    ) -> _System | None:
+        """A user's system from scratch: the weights summed per item, as the full solve sums them. None when
+        ``A`` is too ill-conditioned for an explicit inverse to give the full solve's vector within rounding."""
         n_items = len(model.item_ids)
         found = np.fromiter(map(model.item_index.get, map(_item, events), repeat(-1)), np.int64, count=len(events))
         weights = np.fromiter(map(_weight, events), dtype=np.float64, count=len(events))
@@ -166,4 +185,6 @@ class IncrementalFoldIn:
         a = base + (yu * (conf - 1.0)[:, None]).T @ yu
         # with no item yet, ``A`` is the base: its inverse is what the user's first events update
         inverse = np.asfortranarray(np.linalg.inv(a))  # Fortran order: dger updates it in place
+        if np.linalg.norm(a, 1) * np.linalg.norm(inverse, 1) > MAX_CONDITION:
+            return None
         return _System(model.version, row, events, set(items.tolist()), inverse, yu.T @ conf)

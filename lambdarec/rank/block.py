@@ -27,18 +27,24 @@ NONE = 5  # in the first-source table: no source brought the item
 # cache, so memory stays bounded and its steps do not wait on main memory (MovieLens-100K's replay: blocks of 155
 # requests took 7-16% less CPU than one block of a flush's 768, measured alternating on the same requests).
 MAX_BLOCK_CELLS = 262_144
+MIN_BLOCK_REQUESTS = 16
 
 
 def block_size(n_items: int) -> int:
-    """How many requests one block holds for a catalogue of ``n_items`` (at least one)."""
-    return max(1, MAX_BLOCK_CELLS // max(n_items, 1))
+    """How many requests one block holds for a catalogue of ``n_items``: its tables within ``MAX_BLOCK_CELLS``
+    (a core's L2), but at least ``MIN_BLOCK_REQUESTS`` (a large catalogue still shares its per-block costs)."""
+    return max(MIN_BLOCK_REQUESTS, MAX_BLOCK_CELLS // max(n_items, 1))
 
 
 def seen_table(n_items: int, parts: Sequence[np.ndarray]) -> np.ndarray:
     """``[B, n_items]``: True where request ``b`` must not get the item; ``parts[b]`` the indices it has seen."""
     seen = np.zeros((len(parts), n_items), dtype=bool)
     rows = np.repeat(np.arange(len(parts)) * n_items, [p.size for p in parts])
-    seen.reshape(-1)[rows + np.concatenate(parts).astype(np.int64, copy=False)] = True  # flat: no 2-D index walk
+    columns = np.concatenate(parts).astype(np.int64, copy=False) if parts else np.zeros(0, np.int64)
+    # flat positions would carry a bad index into a neighbour's row: refuse it, as a 2-D index does
+    if columns.size and (columns.min() < 0 or columns.max() >= n_items):
+        raise IndexError(f"a seen item index outside [0, {n_items}): {columns.min()}..{columns.max()}")
+    seen.reshape(-1)[rows + columns] = True  # flat: no 2-D index walk
     return seen
 
 

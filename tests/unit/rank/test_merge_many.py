@@ -100,10 +100,23 @@ def test_a_large_catalogue_is_cut_into_smaller_blocks(monkeypatch: pytest.Monkey
     inputs, weights, ks, offsets, explains = _requests(5)
     whole = merge_many(inputs, weights, ks, offsets, explains)
     monkeypatch.setattr(block, "MAX_BLOCK_CELLS", 3 * N_ITEMS)
+    monkeypatch.setattr(block, "MIN_BLOCK_REQUESTS", 1)
     assert block.block_size(N_ITEMS) == 3
     cut = merge_many(inputs, weights, ks, offsets, explains)
     for a, b in zip(whole, cut, strict=True):
         _same(a, b)
+
+
+def test_a_catalogue_too_large_for_the_cells_bound_still_shares_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(block, "MAX_BLOCK_CELLS", N_ITEMS // 2)
+    assert block.block_size(N_ITEMS) == block.MIN_BLOCK_REQUESTS > 1
+
+
+def test_a_seen_index_outside_the_catalogue_is_refused_not_carried_into_a_neighbours_row() -> None:
+    for bad in (np.array([N_ITEMS]), np.array([-1])):
+        with pytest.raises(IndexError, match="outside"):
+            block.seen_table(N_ITEMS, [np.array([0, 1]), bad, np.array([2])])
+    assert block.seen_table(N_ITEMS, [np.array([0]), np.array([], dtype=np.int32)]).sum() == 1
 
 
 def test_requests_of_other_models_and_empty_asks_in_one_call() -> None:
