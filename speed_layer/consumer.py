@@ -1,14 +1,14 @@
 """The consumer loop: poll a batch, validate, apply, write state in bulk, then commit.
 
-Commit only after state is written: a crash between the two redelivers the batch, and the positions inside
-each state make the replay a no-op (no event lost, none counted twice). A log or store that does not answer is
-waited out, not fatal (:mod:`lambdarec.pollloop`, ``speed.retry_*``): the consumer rewinds to the committed
-positions so nothing polled but unwritten is skipped, and resumes by itself; ``health`` says what it waits for.
-A bad record goes to the dead-letter log with its reason and the loop carries on. On a remote store a running
-consumer writes a batch's state on the writer's thread as the next batch is polled and computed
-(:mod:`speed_layer.pipeline`), and a rebalance (inside poll) first writes and commits it; on an embedded store each
-batch is written and committed before the next poll. Event ids are claimed before an embedded store is read, so
-resent events (repeats) cost no state reads. What a batch does to state is :mod:`speed_layer.apply`.
+Commit only after state is written: a crash between the two redelivers the batch, and the positions inside each
+state make the replay a no-op (no event lost, none counted twice). A log or store that does not answer is waited
+out, not fatal (:mod:`lambdarec.pollloop`, ``speed.retry_*``): the consumer rewinds to the committed positions so
+nothing polled but unwritten is skipped, and resumes by itself; ``health`` says what it waits for. A bad record
+goes to the dead-letter log with its reason and the loop carries on. On a remote store a running consumer writes a
+batch's state on the writer's thread as the next batch is polled and computed (:mod:`speed_layer.pipeline`), and a
+rebalance (inside poll) first writes and commits it; on an embedded store each batch is written and committed
+before the next poll. Event ids are claimed before an embedded store is read, so resent events (repeats) cost no
+state reads. What a batch does to state is :mod:`speed_layer.apply`.
 
 Example
 -------
@@ -43,6 +43,7 @@ from speed_layer.health import SpeedHealth
 from speed_layer.impressions import PositivePath
 from speed_layer.pipeline import Batch, StateWriter
 from speed_layer.rows import BatchRows, FreshReads
+from speed_layer.runtime import raise_gc_threshold
 from speed_layer.state import Position
 from speed_layer.stats import SpeedStats, count_batch
 
@@ -73,6 +74,7 @@ class SpeedConsumer(PollLoop[SpeedStats]):
         """``observer(records, written_at)`` is called after each batch is written and committed (benchmarks), and
         ``on_batch(batch)`` with the whole batch and its stage times."""
         super().__init__(health or SpeedHealth(), settings.speed)
+        raise_gc_threshold(settings.speed.gc_young_threshold)
         self.settings = settings
         self._observer = observer
         self._on_batch = on_batch

@@ -172,6 +172,9 @@ def apply_trending(
 
 def _bounded_recent(recent: list[tuple[str, float]], newest: float, settings: SpeedSettings) -> list[tuple[str, float]]:
     horizon = newest - settings.recent_ttl_s
+    times = [r[1] for r in recent]
+    if times and times[-settings.recent_items :][0] >= horizon and times == sorted(times):
+        return recent[-settings.recent_items :]  # in time order (as kept), none of the newest expired: the same
     live = sorted((r for r in recent if r[1] >= horizon), key=lambda r: r[1])
     return live[-settings.recent_items :]
 

@@ -104,8 +104,9 @@ def solve_many(
     vectors = fold_in_segments(
         model.item_factors, model.yty, distinct % max(n_items, 1), conf, counts, model.solver.get("regularization", 0.0)
     )
+    rows, solved = vectors.tolist(), counts.tolist()  # one conversion, not one per user
     return [
-        structs.replace(state, vector=vectors[n].tolist() if counts[n] else None, basis=model.version)
+        structs.replace(state, vector=rows[n] if solved[n] else None, basis=model.version)
         for n, state in enumerate(states)
     ]
 
