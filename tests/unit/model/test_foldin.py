@@ -126,6 +126,8 @@ def test_solve_many_equals_solve_per_user_and_refuses_rows_outside_the_catalogue
     np.testing.assert_allclose(solve(states[0], model, histories[0]).vector, expect_a, atol=1e-6)
     with pytest.raises(ValueError, match="user 'c'"):
         solve_many(states, model, [histories[0], None, row("c", [50])])
+    with pytest.raises(ValueError, match="user 'a'"):  # the first user whose row is outside is named
+        solve_many(states, model, [row("a", [2, -1]), None, row("c", [50])])
 
 
 def test_fold_in_segments_solves_negative_weights_and_singular_systems_as_fold_in_does() -> None:
