@@ -70,9 +70,9 @@ def apply_user_events(
     prior, state = state, state or FreshUser(user_id=events[0][0].user_id)
     positions = dict(state.positions)
     fresh = list(zip(state.events, positions_of(state), strict=True))
-    recent = [r for r in state.recent]
+    recent = list(state.recent)
     weights = model.event_weights if model is not None and model.event_weights else (default_weights or {})
-    applied, positives, newest = 0, 0, max((e[1] for e, _ in fresh), default=state.updated_at)
+    applied, positives, newest = 0, 0, max(map(_event_time, state.events), default=state.updated_at)
     feedback = Feedback.of(state)
     for event, pos in events:
         if not _is_new(positions, pos):
