@@ -21,8 +21,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy.linalg.blas import dsyrk
-from scipy.linalg.lapack import dposv
 
 
 def confidence(weights: np.ndarray | Sequence[float], alpha: float) -> np.ndarray:
@@ -34,6 +32,9 @@ def confidence(weights: np.ndarray | Sequence[float], alpha: float) -> np.ndarra
     [3.0, 2.0]
     """
     return 1.0 + float(alpha) * np.asarray(weights, dtype=np.float64)
+
+
+SPD_MIN_USERS = 8  # batches at least this large take the Cholesky path (one user's solve is call overhead)
 
 
 def fold_in(
@@ -146,7 +147,7 @@ def fold_in_segments(
     conf = np.asarray(confidences, dtype=np.float64)
     if idx.size > y.shape[0]:  # more rows to gather than the catalogue has: convert it once, not each gather
         y = y.astype(np.float64)
-    if conf.size and conf.min() >= 1.0:  # every weight >= 0: the Gram is a rank-k update of an SPD matrix
+    if n >= SPD_MIN_USERS and conf.min(initial=0.0) >= 1.0:  # weights >= 0: Grams are rank-k updates of SPD
         return _fold_in_spd(y, base, idx, conf, counts)
     a = np.empty((n, f, f))  # each user's base + its product written once (no fill of every matrix first)
     b = np.zeros((n, f))
@@ -168,6 +169,10 @@ def _fold_in_spd(y: np.ndarray, base: np.ndarray, idx: np.ndarray, conf: np.ndar
     Cholesky solve (LAPACK ``posv``), which measured 1.7x faster per user than the products and a batched LU
     solve for f = 64. A matrix that is not positive definite (``regularization`` 0 on a degenerate catalogue, a
     non-finite factor) is solved as before, so the same error or value comes out."""
+    # scipy's BLAS and LAPACK wrappers cost 0.3 s and ~29 MB to import: only processes that solve batches pay
+    from scipy.linalg.blas import dsyrk
+    from scipy.linalg.lapack import dposv
+
     f = base.shape[0]
     out = np.zeros((counts.size, f))
     lower = np.asfortranarray(base)
