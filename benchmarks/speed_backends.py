@@ -75,20 +75,24 @@ def fill(settings: Settings, lines: list[bytes], partitions: int) -> None:
         log.append(lines, keys=[json.loads(x)["user_id"] for x in lines])
 
 
-def bare_kafka_rate(bootstrap: str, topic: str, n: int, max_records: int) -> float:
-    """Events/s of a kafka-python consumer polling ``n`` records and doing nothing with them."""
+def bare_kafka_rate(bootstrap: str, topic: str, n: int, max_records: int, timeout_s: float = 120.0) -> float:
+    """Events/s of a kafka-python consumer polling ``n`` records and doing nothing with them; ``RuntimeError``
+    when fewer came within ``timeout_s`` (a benchmark run waited forever here once)."""
     from kafka import KafkaConsumer
 
     ref = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=f"{topic}-bare", enable_auto_commit=False,
                         auto_offset_reset="earliest", max_poll_records=max_records)  # fmt: skip
-    t0, seen = None, 0
-    while seen < n:
-        for batch in ref.poll(timeout_ms=200).values():
-            t0 = t0 or time.perf_counter()
-            seen += len(batch)
-    rate = n / (time.perf_counter() - (t0 or 0.0))
-    ref.close()
-    return rate
+    try:
+        t0, seen, deadline = None, 0, time.monotonic() + timeout_s
+        while seen < n:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"bare poll of topic {topic!r}: saw {seen} of {n} records in {timeout_s:g} s")
+            for batch in ref.poll(timeout_ms=200).values():
+                t0 = t0 or time.perf_counter()
+                seen += len(batch)
+        return n / (time.perf_counter() - (t0 or 0.0))
+    finally:
+        ref.close()
 
 
 def bare_log_rate(settings: Settings, n: int) -> float:

@@ -130,9 +130,10 @@ def _user_states(
             users.append(new)
     if model is None or not users:
         return users
-    unchanged = [u for u in users if not needs_solve(u, inputs.states.get(u.user_id), model)]  # feedback only
-    if unchanged:
-        users = [u for u in users if needs_solve(u, inputs.states.get(u.user_id), model)]
+    changed, unchanged = [], []  # unchanged: feedback only, the vector stays
+    for u in users:
+        (changed if needs_solve(u, inputs.states.get(u.user_id), model) else unchanged).append(u)
+    users = changed
     try:
         return unchanged + solve_many(users, model, [history.get(u.user_id) for u in users])
     except MemoryError:

@@ -71,8 +71,8 @@ def with_item_users(
         if len(terms) > inputs.max_users:  # the strongest users carry the item
             terms = {u: terms[u] for u in heapq.nlargest(inputs.max_users, terms, key=terms.__getitem__)}
         fresh_basis = before is not None and before.basis == model.version
-        vectors = {u: t[1:] for u, t in before.users.items()} if before is not None and fresh_basis else {}
-        users_out = {u: [w, *_vector(u, solved, vectors, inputs, model)] for u, w in terms.items()}
+        kept = before.users if before is not None and fresh_basis else {}  # user -> [weight, *vector]
+        users_out = {u: [w, *_vector(u, solved, kept, inputs, model)] for u, w in terms.items()}
         out.append(_with(shard, users_out, model.version))
     return out
 
@@ -80,13 +80,14 @@ def with_item_users(
 def _vector(
     user_id: str, solved: dict[str, FreshUser], kept: dict[str, list[float]], inputs: ItemInputs, model: SnapshotModel
 ) -> list[float]:
-    """The user's fold-in vector against ``model``: just solved in this batch, kept from the shard, or solved
-    again from their fresh state and batch row ([] when they have no interaction the snapshot knows)."""
+    """The user's fold-in vector against ``model``: just solved in this batch, kept from the shard (``kept``: its
+    ``[weight, *vector]`` terms, sliced only for the users asked for), or solved again from their fresh state and
+    batch row ([] when they have no interaction the snapshot knows)."""
     state = solved.get(user_id)
     if state is not None and state.basis == model.version and state.vector is not None:
         return list(state.vector)
-    if kept.get(user_id):
-        return kept[user_id]
+    if len(terms := kept.get(user_id, ())) > 1:
+        return terms[1:]
     state = inputs.states.get(user_id) or FreshUser(user_id=user_id)
     again = rebase(state, model, inputs.history.get(user_id))
     return list(again.vector) if again.vector is not None else []

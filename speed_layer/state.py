@@ -71,9 +71,9 @@ def apply_user_events(
     prior, state = state, state or FreshUser(user_id=events[0][0].user_id)
     positions = dict(state.positions)
     fresh = list(zip(state.events, positions_of(state), strict=True))
-    recent = [r for r in state.recent]
+    recent = list(state.recent)
     weights = model.event_weights if model is not None and model.event_weights else (default_weights or {})
-    applied, positives, newest = 0, 0, max((e[1] for e, _ in fresh), default=state.updated_at)
+    applied, positives, newest = 0, 0, max(map(_event_time, state.events), default=state.updated_at)
     feedback = Feedback.of(state)
     for event, pos in events:
         if not _is_new(positions, pos):
@@ -173,6 +173,9 @@ def apply_trending(
 
 def _bounded_recent(recent: list[tuple[str, float]], newest: float, settings: SpeedSettings) -> list[tuple[str, float]]:
     horizon = newest - settings.recent_ttl_s
+    times = [r[1] for r in recent]
+    if times and times[-settings.recent_items :][0] >= horizon and times == sorted(times):
+        return recent[-settings.recent_items :]  # in time order (as kept), none of the newest expired: the same
     live = sorted((r for r in recent if r[1] >= horizon), key=_event_time)
     return live[-settings.recent_items :]
 

@@ -81,31 +81,45 @@ def solve_many(
     summed per (user, item) in one vectorised pass and their fold-ins solved together (:func:`fold_in_segments`)."""
     index = model.item_index
     n_items = len(model.item_ids)
-    keys, weights = [], []
+    names: list[str] = []  # every user's uncovered fresh events laid end to end: one lookup pass for the batch
+    fresh_weights: list[float] = []
+    per_user: list[int] = []
+    seen, seen_weights, seen_of = [], [], []  # batch histories, and whose
     for u, (state, history) in enumerate(zip(states, histories, strict=True)):
         events = uncovered(state, model)[0]
-        # map over the events: no Python frame per event (a replay solves hundreds of events per user)
-        found = np.fromiter(map(index.get, map(_item, events), repeat(-1)), dtype=np.int64, count=len(events))
-        known = found >= 0  # items the snapshot lacks are left out
-        base = u * n_items  # one key per (user, item): users stay in order once the keys are sorted
-        keys.append(found[known] + base)
-        weights.append(np.fromiter(map(_weight, events), dtype=np.float64, count=len(events))[known])
+        names.extend(map(_item, events))  # map over the events: no Python frame per event
+        fresh_weights.extend(map(_weight, events))
+        per_user.append(len(events))
         if history is not None and not erased_for(state, model):
-            seen = np.asarray(history.history, dtype=np.int64)
-            if seen.size and (seen.min() < 0 or seen.max() >= n_items):  # would name another user's entries
-                raise ValueError(f"batch row of user {state.user_id!r} names items outside [0, {n_items})")
-            keys.append(seen + base)
-            weights.append(np.asarray(history.history_weights, dtype=np.float64))
-    flat = np.concatenate(keys) if keys else np.zeros(0, dtype=np.int64)
+            seen.append(history.history)
+            seen_weights.append(history.history_weights)
+            seen_of.append(u)
+    found = np.fromiter(map(index.get, names, repeat(-1)), dtype=np.int64, count=len(names))
+    owner = np.repeat(np.arange(len(states), dtype=np.int64) * n_items, per_user)
+    known = found >= 0  # items the snapshot lacks are left out
+    # one key per (user, item): users stay in order once the keys are sorted; each key's weights are summed in
+    # the same order as one user at a time would (fresh events, then the batch history)
+    keys = [found[known] + owner[known]]
+    weights = [np.asarray(fresh_weights, dtype=np.float64)[known]]
+    if seen:
+        lengths = np.fromiter(map(len, seen), dtype=np.int64, count=len(seen))
+        items = np.concatenate(seen).astype(np.int64)
+        if (outside := (items < 0) | (items >= n_items)).any():  # would name another user's entries
+            user = states[seen_of[int(np.searchsorted(np.cumsum(lengths), np.argmax(outside), side="right"))]]
+            raise ValueError(f"batch row of user {user.user_id!r} names items outside [0, {n_items})")
+        keys.append(items + np.repeat(np.asarray(seen_of, dtype=np.int64) * n_items, lengths))
+        weights.append(np.concatenate(seen_weights).astype(np.float64))
+    flat = np.concatenate(keys)
     distinct, where = np.unique(flat, return_inverse=True)
-    totals = np.bincount(where, weights=np.concatenate(weights) if weights else None, minlength=distinct.size)
+    totals = np.bincount(where, weights=np.concatenate(weights), minlength=distinct.size)
     counts = np.bincount(distinct // max(n_items, 1), minlength=len(states))
     conf = confidence(totals, model.solver.get("alpha", 1.0))
     vectors = fold_in_segments(
         model.item_factors, model.yty, distinct % max(n_items, 1), conf, counts, model.solver.get("regularization", 0.0)
     )
+    rows, solved = vectors.tolist(), counts.tolist()  # one conversion, not one per user
     return [
-        structs.replace(state, vector=vectors[n].tolist() if counts[n] else None, basis=model.version)
+        structs.replace(state, vector=rows[n] if solved[n] else None, basis=model.version)
         for n, state in enumerate(states)
     ]
 

@@ -126,3 +126,26 @@ def test_solve_many_equals_solve_per_user_and_refuses_rows_outside_the_catalogue
     np.testing.assert_allclose(solve(states[0], model, histories[0]).vector, expect_a, atol=1e-6)
     with pytest.raises(ValueError, match="user 'c'"):
         solve_many(states, model, [histories[0], None, row("c", [50])])
+    with pytest.raises(ValueError, match="user 'a'"):  # the first user whose row is outside is named
+        solve_many(states, model, [row("a", [2, -1]), None, row("c", [50])])
+
+
+def test_fold_in_segments_solves_negative_weights_and_singular_systems_as_fold_in_does() -> None:
+    """The Cholesky path takes only confidences >= 1: a negative weight (confidence below 1) gets fold_in's answer,
+    and a system that is not positive definite raises as fold_in's LU solve does, never a silent wrong vector."""
+    from lambdarec.model.foldin import SPD_MIN_USERS, fold_in_segments
+
+    rng = np.random.default_rng(3)
+    y = rng.normal(size=(50, 8)).astype(np.float32)
+    yty = y.astype(np.float64).T @ y
+    users = SPD_MIN_USERS  # a batch large enough for the Cholesky path, were every confidence >= 1
+    idx = np.tile([1, 4, 9, 2, 7], users)
+    conf = np.tile([3.0, 0.4, 1.5, 2.0, 1.0], users)
+    want = np.stack([fold_in(y, yty, idx[k : k + 5], conf[k : k + 5], 0.5) for k in range(0, idx.size, 5)])
+    np.testing.assert_allclose(fold_in_segments(y, yty, idx, conf, np.full(users, 5), 0.5), want, atol=1e-5)
+    flat = np.zeros_like(y)
+    flat[:, 0] = 1.0  # rank one: with no regularisation Y^T Y + ... is singular
+    with pytest.raises(np.linalg.LinAlgError):
+        fold_in(flat, flat.T @ flat, [0, 1], [2.0, 2.0], regularization=0.0)
+    with pytest.raises(np.linalg.LinAlgError):
+        fold_in_segments(flat, flat.T @ flat, np.tile([0, 1], users), np.full(2 * users, 2.0), np.full(users, 2), 0.0)

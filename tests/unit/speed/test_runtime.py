@@ -1,0 +1,21 @@
+"""The consumer's process settings: the garbage collector's youngest generation is raised, never lowered."""
+
+from __future__ import annotations
+
+import gc
+
+from lambdarec.settings import Settings
+from speed_layer.runtime import raise_gc_threshold
+
+
+def test_gc_threshold_is_raised_to_the_setting_and_never_lowered() -> None:
+    before = gc.get_threshold()
+    try:
+        gc.set_threshold(700, *before[1:])
+        raise_gc_threshold(Settings.load().speed.gc_young_threshold)
+        assert gc.get_threshold() == (10_000, *before[1:])
+        raise_gc_threshold(5_000)  # lower than what the process has: kept
+        raise_gc_threshold(0)
+        assert gc.get_threshold()[0] == 10_000
+    finally:
+        gc.set_threshold(*before)
