@@ -7,8 +7,7 @@ nothing polled but unwritten is skipped, and resumes by itself; ``health`` says 
 goes to the dead-letter log with its reason and the loop carries on. On a remote store a running consumer writes a
 batch's state on the writer's thread as the next batch is polled and computed (:mod:`speed_layer.pipeline`), and a
 rebalance (inside poll) first writes and commits it; on an embedded store each batch is written and committed
-before the next poll. Event ids are claimed before an embedded store is read, so resent events (repeats) cost no
-state reads. What a batch does to state is :mod:`speed_layer.apply`.
+before the next poll, its ids claimed before its state is read (repeats cost no reads). See :mod:`speed_layer.apply`.
 
 Example
 -------
@@ -42,7 +41,7 @@ from speed_layer.health import SpeedHealth
 from speed_layer.impressions import PositivePath
 from speed_layer.pipeline import Batch, StateWriter
 from speed_layer.rows import BatchRows, FreshReads
-from speed_layer.runtime import raise_gc_threshold
+from speed_layer.runtime import raise_gc_threshold, restore_gc_threshold
 from speed_layer.state import Position
 from speed_layer.stats import SpeedStats, count_batch
 
@@ -73,7 +72,7 @@ class SpeedConsumer(PollLoop[SpeedStats]):
         """``observer(records, written_at)`` is called after each batch is written and committed (benchmarks), and
         ``on_batch(batch)`` with the whole batch and its stage times."""
         super().__init__(health or SpeedHealth(), settings.speed)
-        raise_gc_threshold(settings.speed.gc_young_threshold)
+        self._gc_before = raise_gc_threshold(settings.speed.gc_young_threshold)  # restored on close
         self.settings = settings
         self._observer = observer
         self._on_batch = on_batch
@@ -129,14 +128,12 @@ class SpeedConsumer(PollLoop[SpeedStats]):
         return sum(lag.values()) == 0
 
     def step(self) -> int:
-        """One poll-apply-write-commit cycle, start to end; returns how many records it handled.
-
-        Each record is isolated: one that cannot be decoded (a bad event) or whose application raises (a poison
-        record) is dead-lettered once with the reason and the others are applied. A repeated ``event_id`` is
-        skipped. When ``events.max_consecutive_failures`` records in a row fail with an unexpected error the
-        consumer raises ``ConsumerHaltedError`` before dead-lettering or committing them: that is a bug, and the
-        log must wait for its fix rather than go to the dead-letter log whole.
-        """
+        """One poll-apply-write-commit cycle, start to end; returns how many records it handled. Each record is
+        isolated: one that cannot be decoded (a bad event) or whose application raises (a poison record) is
+        dead-lettered once with the reason and the others are applied. A repeated ``event_id`` is skipped. When
+        ``events.max_consecutive_failures`` records in a row fail with an unexpected error the consumer raises
+        ``ConsumerHaltedError`` before dead-lettering or committing them: that is a bug, and the log must wait for
+        its fix rather than go to the dead-letter log whole."""
         self.settle()
         records = self._poll()
         if records:
@@ -145,9 +142,8 @@ class SpeedConsumer(PollLoop[SpeedStats]):
         return len(records)
 
     def cycle(self, draining: bool) -> int:
-        """:meth:`step` pipelined: poll and compute the next batch while the previous one's state is written,
-        then commit the previous one and hand this one to the writer. Polling nothing commits what is in flight.
-        On an embedded store there is no wait to hide, and the cycle is :meth:`step`."""
+        """:meth:`step` pipelined: poll and compute the next batch while the previous one's state is written, then
+        commit that one and hand this one on (polling nothing commits what is in flight); embedded: :meth:`step`."""
         if self.store.embedded:
             return self.step()
         records = self._poll()
@@ -226,8 +222,7 @@ class SpeedConsumer(PollLoop[SpeedStats]):
             self._rewind = True
 
     def _decode(self, records: list[Record]) -> tuple[list[tuple[Event, Position]], list[tuple[Record, str]]]:
-        """``records`` decoded: the good events with their positions, the bad records with the reason."""
-        return decode(self.rules, records)
+        return decode(self.rules, records)  # the good events with their positions, the bad records with the reason
 
     def _applicable(self, good: list[tuple[Event, Position]], records: list[Record]) -> tuple[list, list]:
         """The decoded events this consumer applies, and the records it refuses with the reason (none: catalog
@@ -295,6 +290,7 @@ class SpeedConsumer(PollLoop[SpeedStats]):
         except (CommitFailedError, *self.retried) as exc:
             log.warning("speed.settle_failed", reason=str(exc), effect="the batch is delivered again")
         finally:
+            restore_gc_threshold(self._gc_before)
             self._writer.close()
             self._io.shutdown(wait=True)
         self.consumer.close()

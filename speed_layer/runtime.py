@@ -10,11 +10,18 @@ from lambdarec.logs import get_logger
 log = get_logger(__name__)
 
 
-def raise_gc_threshold(young: int) -> None:
+def raise_gc_threshold(young: int) -> tuple[int, ...]:
     """Let the youngest garbage-collector generation grow to ``young`` new objects before it runs (never lowered;
     0 changes nothing). The consumer allocates a few hundred objects per event that mostly die within the poll:
-    collecting every 700 of them (Python's default) rescans the survivors over and over."""
-    current, *older = gc.get_threshold()
+    collecting every 700 of them (Python's default) rescans the survivors over and over. Returns the thresholds
+    before, for :func:`restore_gc_threshold` when the consumer closes (other code in the process keeps its own)."""
+    before = gc.get_threshold()
+    current, *older = before
     if young > current:
         gc.set_threshold(young, *older)
         log.debug("speed.gc_threshold", young=young, was=current)
+    return before
+
+
+def restore_gc_threshold(before: tuple[int, ...]) -> None:
+    gc.set_threshold(*before)

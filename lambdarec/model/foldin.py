@@ -147,7 +147,7 @@ def fold_in_segments(
     conf = np.asarray(confidences, dtype=np.float64)
     if idx.size > y.shape[0]:  # more rows to gather than the catalogue has: convert it once, not each gather
         y = y.astype(np.float64)
-    if n >= SPD_MIN_USERS and conf.min(initial=0.0) >= 1.0:  # weights >= 0: Grams are rank-k updates of SPD
+    if n >= SPD_MIN_USERS and conf.size and conf.min() >= 1.0:  # weights >= 0: Grams are rank-k updates of SPD
         return _fold_in_spd(y, base, idx, conf, counts)
     a = np.empty((n, f, f))  # each user's base + its product written once (no fill of every matrix first)
     b = np.zeros((n, f))

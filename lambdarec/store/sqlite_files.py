@@ -28,6 +28,7 @@ from lambdarec.settings import StoreSettings
 from lambdarec.sqlite_txn import write_txn
 from lambdarec.store.errors import StoreUnavailableError
 from lambdarec.store.sqlite_schema import (
+    CLAIM_EVENT_ID,
     CLAIMS_FILE,
     CLAIMS_SCHEMA,
     FRESH_FILE,
@@ -49,6 +50,7 @@ FILES: dict[Which, str] = {
     "claims": CLAIMS_FILE,
 }
 CHECK_EVERY_S = 0.25  # how often a store call also compares the files' identities (two stat calls)
+CLAIMS_MOVED_PER_TXN = 10_000  # old claims copied per transaction when they move to claims.sqlite
 IN_BATCH = 500  # keys per `IN (...)` query; SQLite allows 32766 host parameters, small is plenty
 
 
@@ -115,19 +117,28 @@ class Connections:
                  kept_newer=len(rows) - moved)  # fmt: skip
 
     def _move_claims(self) -> None:
-        """Live event-id claims an older release kept in fresh.sqlite, moved to claims.sqlite (a claim there, taken
-        later, is kept), so an event resent across the upgrade is still recognised; fresh.sqlite's write
-        transaction spans the read, the copy and the delete, as for the impressions rows."""
+        """Live event-id claims an older release kept in fresh.sqlite, moved to claims.sqlite, so an event resent
+        across the upgrade is still recognised: ``CLAIMS_MOVED_PER_TXN`` at a time (bounded memory, fresh.sqlite's
+        write lock held briefly), each chunk copied and committed first, then deleted by key (a crash between
+        copies it again). A claim already in claims.sqlite is replaced only if it has expired (the claim upsert)."""
         fresh = self.db("fresh")
         if fresh.execute("SELECT 1 FROM event_ids LIMIT 1").fetchone() is None:
             return
-        with self.write("fresh") as source:
-            rows = source.execute("SELECT ns, event_id, part, pos, expires_at FROM event_ids").fetchall()
-            live = [r for r in rows if r[4] > time.time()]
-            with self.write("claims") as conn:
-                conn.executemany("INSERT OR IGNORE INTO event_ids VALUES (?, ?, ?, ?, ?)", live)
-            source.execute("DELETE FROM event_ids")
-        log.info("store.claims_moved", path=str(self.path), to=CLAIMS_FILE, moved=len(live))
+        moved = 0
+        while True:
+            now = time.time()
+            with self.write("fresh") as source:
+                rows = source.execute(
+                    "SELECT ns, event_id, part, pos, expires_at FROM event_ids LIMIT ?", (CLAIMS_MOVED_PER_TXN,)
+                ).fetchall()
+                if not rows:
+                    break
+                live = [(*r, now) for r in rows if r[4] > now]
+                with self.write("claims") as conn:
+                    conn.executemany(CLAIM_EVENT_ID, live)
+                source.executemany("DELETE FROM event_ids WHERE ns = ? AND event_id = ?", [r[:2] for r in rows])
+            moved += len(live)
+        log.info("store.claims_moved", path=str(self.path), to=CLAIMS_FILE, moved=moved)
 
     def db(self, which: Which) -> sqlite3.Connection:
         """This thread's connection to ``which`` file; ``StoreUnavailableError`` once the store is closed or while a

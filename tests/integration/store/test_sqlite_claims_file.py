@@ -8,9 +8,11 @@ import sqlite3
 import time
 from pathlib import Path
 
+import pytest
+
 from lambdarec.model.rows import FreshUser
 from lambdarec.settings import StoreSettings
-from lambdarec.store import open_store
+from lambdarec.store import open_store, sqlite_files
 
 
 def claims_file(directory: Path) -> Path:
@@ -55,5 +57,26 @@ def test_a_live_claim_an_older_release_kept_in_fresh_sqlite_still_counts(tmp_pat
             "gone": (1, 4),  # expired: taken
             "new": (1, 5),
         }
+    with sqlite3.connect(tmp_path / "fresh.sqlite") as fresh:
+        assert fresh.execute("SELECT COUNT(*) FROM event_ids").fetchone() == (0,)
+
+
+def test_many_old_claims_move_in_chunks_and_a_live_one_replaces_an_expired_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_files, "CLAIMS_MOVED_PER_TXN", 7)  # 25 old claims: four chunks
+    settings = StoreSettings(url=f"sqlite:///{tmp_path}")
+    ns = settings.namespace
+    with open_store(settings):
+        pass
+    now = time.time()
+    with sqlite3.connect(tmp_path / "fresh.sqlite") as fresh:  # as an older release left it
+        fresh.executemany("INSERT INTO event_ids VALUES (?, ?, ?, ?, ?)",
+                          [(ns, f"e{i}", 0, i, now + 600) for i in range(25)])  # fmt: skip
+    with sqlite3.connect(tmp_path / "claims.sqlite") as claims:  # an expired claim of the same id already there
+        claims.execute("INSERT INTO event_ids VALUES (?, 'e3', 5, 5, ?)", (ns, now - 10))
+    with open_store(settings) as store:
+        resent = {f"e{i}": (1, 100 + i) for i in range(25)}
+        assert store.claim_event_ids(resent, 60.0) == {f"e{i}": (0, i) for i in range(25)}, "every old claim counts"
     with sqlite3.connect(tmp_path / "fresh.sqlite") as fresh:
         assert fresh.execute("SELECT COUNT(*) FROM event_ids").fetchone() == (0,)

@@ -149,3 +149,25 @@ def test_fold_in_segments_solves_negative_weights_and_singular_systems_as_fold_i
         fold_in(flat, flat.T @ flat, [0, 1], [2.0, 2.0], regularization=0.0)
     with pytest.raises(np.linalg.LinAlgError):
         fold_in_segments(flat, flat.T @ flat, np.tile([0, 1], users), np.full(2 * users, 2.0), np.full(users, 2), 0.0)
+
+
+def test_a_batch_of_confidences_all_at_least_one_takes_the_cholesky_path_with_fold_ins_answer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from lambdarec.model import foldin
+    from lambdarec.model.foldin import SPD_MIN_USERS, fold_in_segments
+
+    rng = np.random.default_rng(4)
+    y = rng.normal(size=(60, 8)).astype(np.float32)
+    yty = y.astype(np.float64).T @ y
+    users = SPD_MIN_USERS
+    idx = rng.integers(0, 60, size=6 * users)
+    conf = 1.0 + rng.random(6 * users) * 3.0
+    want = np.stack([fold_in(y, yty, idx[k : k + 6], conf[k : k + 6], 0.5) for k in range(0, idx.size, 6)])
+    taken = []
+    spd = foldin._fold_in_spd
+    monkeypatch.setattr(foldin, "_fold_in_spd", lambda *a: taken.append(1) or spd(*a))
+    np.testing.assert_allclose(fold_in_segments(y, yty, idx, conf, np.full(users, 6), 0.5), want, atol=1e-5)
+    assert taken == [1], "every confidence >= 1 and enough users: the Cholesky path"
+    fold_in_segments(y, yty, idx[:6], conf[:6], np.array([6]), 0.5)
+    assert taken == [1], "one user (serving's re-solve): the LU path, no scipy"
