@@ -33,9 +33,8 @@ def test_a_claims_transaction_held_elsewhere_never_holds_up_a_fresh_state_write(
         try:
             holder.execute("BEGIN IMMEDIATE")  # the impressions consumer, mid-claim, in another process
             holder.execute("UPDATE event_ids SET expires_at = expires_at")
-            t0 = time.monotonic()
+            # the holder never lets go: a write that waited for its lock would fail after request_timeout_s
             assert store.write_fresh_users([FreshUser(user_id="u1")]) == 1
-            assert time.monotonic() - t0 < 0.5
         finally:
             holder.execute("ROLLBACK")
             holder.close()
