@@ -70,7 +70,7 @@ def test_one_batch_holds_what_arrived_while_it_lingered(tmp_path: Path) -> None:
     unlingering = settings_at(tmp_path / "second", 0)
     append(unlingering, impressions(5))
     with ImpressionConsumer(unlingering) as consumer:
-        late = threading.Timer(0.3, append, (unlingering, impressions(5, start=5)))
+        late = threading.Timer(1.0, append, (unlingering, impressions(5, start=5)))  # well after one poll
         late.start()
         try:
             assert consumer.step() == 5  # 0: whatever one poll returns
