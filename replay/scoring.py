@@ -17,7 +17,6 @@ Example
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -28,6 +27,7 @@ from lambdarec.store import FreshUser, UserRow
 from replay.online import OnlineState
 from replay.variants import Variant, popular_many, request
 from serving_layer.recommend import RecommendQuery, rank_many
+from speed_layer.runtime import collector_paused
 
 
 @dataclass(frozen=True)
@@ -83,15 +83,10 @@ class BatchScorer:
         events, self._events = self._events, []
         if not events:
             return
-        enabled = gc.isenabled()
         # A flush builds thousands of short-lived objects (requests, merge inputs, lists) that reference no cycle and
         # are freed as it returns: the collector's passes over them, which their number triggers, find nothing.
-        gc.disable()
-        try:
+        with collector_paused():
             self._rank(online, events)
-        finally:
-            if enabled:
-                gc.enable()
 
     def _rank(self, online: OnlineState, events: list[ScoredEvent]) -> None:
         model = online.model

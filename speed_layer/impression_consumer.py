@@ -18,11 +18,9 @@ Example
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from lambdarec.eventlog import EventLog, Record, open_impressions_log
@@ -36,6 +34,7 @@ from speed_layer.consumer import SpeedConsumer
 from speed_layer.decode import decode
 from speed_layer.impressions import ImpressionPath, apply_impressions
 from speed_layer.pipeline import Batch, StateWriter
+from speed_layer.runtime import collector_paused
 from speed_layer.state import Position
 
 log = get_logger(__name__)
@@ -53,22 +52,6 @@ def lower_priority(settings: Settings) -> int | None:
     except OSError as exc:
         log.warning("speed.impressions_nice_refused", by=by, reason=str(exc), effect="runs at its current priority")
         return None
-
-
-@contextlib.contextmanager
-def collector_paused() -> Iterator[None]:
-    """The cycle collector paused for one poll-to-commit cycle, then left to run: a batch allocates many
-    containers (each impressions row's per-item lists) that reference counting frees by the cycle's end, so passes
-    over them meanwhile find nothing and cost about a quarter of the consumer's CPU. Left alone where it was paused
-    already."""
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 def impressions_group(settings: Settings) -> str:

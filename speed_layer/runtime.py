@@ -3,7 +3,9 @@ interpreter it runs in."""
 
 from __future__ import annotations
 
+import contextlib
 import gc
+from collections.abc import Iterator
 
 from lambdarec.logs import get_logger
 
@@ -25,3 +27,19 @@ def raise_gc_threshold(young: int) -> tuple[int, ...]:
 
 def restore_gc_threshold(before: tuple[int, ...]) -> None:
     gc.set_threshold(*before)
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """The cycle collector paused for one unit of work (a poll-to-commit cycle, a replay flush), then left to run:
+    the work allocates many short-lived containers that reference counting frees by its end, so the collector's
+    passes over them meanwhile find nothing (about a quarter of the impressions consumer's CPU). Left alone where
+    it was paused already."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
