@@ -267,15 +267,23 @@ def _freshness(tmp, log_path, backends, args, scale, pinned) -> Iterator[Result]
     where = f"{args.log} log, {args.store} store"
     ref = _published(tmp, "fresh-ref", log_path, backends)
     alone = measure(ref, (warm, 0), stream, args.rate, 0, None)
+    warm_both = (warm_mixed, len(warm_mixed) - len(warm))
+    unread = _published(tmp, "fresh-unread", log_path, backends, apart=True, topic=True)
+    appended = measure(unread, warm_both, mixed, args.rate, len(mixed) - n, None, consume=False)
     ours = _published(tmp, "fresh-topic", log_path, backends, apart=True, topic=True)
-    beside = measure(ours, (warm_mixed, len(warm_mixed) - len(warm)), mixed, args.rate, len(mixed) - n,
-                     pinned and pinned[1])  # fmt: skip
-    for used in (ref, ours):
+    beside = measure(ours, warm_both, mixed, args.rate, len(mixed) - n, pinned and pinned[1])
+    for used in (ref, unread, ours):
         drop(used)
     (ref50, ref99, ref_note), (our50, our99, our_note) = summary(alone), summary(beside)
+    app50, app99, app_note = summary(appended)
     load = f"load average {os.getloadavg()[0]:.2f}"
     head = (f"{n} positive events at {args.rate:.0f}/s with {args.impressions_per_event}x impressions of "
             f"{args.shown} items on their own log, their consumer running; {where}; {load}")  # fmt: skip
-    for q, ours_ms, ref_ms in (("p50", our50, ref50), ("p99", our99, ref99)):
+    for q, ours_ms, ref_ms, app_ms in (("p50", our50, ref50, app50), ("p99", our99, ref99, app99)):
         yield Result("impressions", f"positive_freshness_{q}_ms[{args.log},{args.store}]", ours_ms, ref_ms, "ms",
                      scale, higher_is_better=False, note=f"{head}. Ours: {our_note}. Alone: {ref_note}")  # fmt: skip
+        # the impressions consumer's own share: against the same appends with that consumer not running (on a
+        # shared box the producer and the log's broker take cores too; deployed, they are on machines of their own)
+        unconsumed = f"{head}. Reference: the same appends, the impressions consumer not run: {app_note}"
+        yield Result("impressions", f"positive_freshness_{q}_ms_vs_unconsumed[{args.log},{args.store}]", ours_ms,
+                     app_ms, "ms", scale, higher_is_better=False, note=unconsumed)  # fmt: skip

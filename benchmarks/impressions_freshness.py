@@ -63,11 +63,19 @@ def _impressions(settings, warm: int, stop, out, cpu: int | None) -> None:  # ty
 
 
 def measure(
-    settings, warm: tuple[list[bytes], int], stream: list[bytes], rate: float, impressions: int, side_cpu: int | None
+    settings,
+    warm: tuple[list[bytes], int],
+    stream: list[bytes],
+    rate: float,
+    impressions: int,
+    side_cpu: int | None,
+    consume: bool = True,
 ) -> dict:  # type: ignore[no-untyped-def]
     """Append ``warm[0]`` and apply it, then append ``stream`` (``impressions`` of them impressions, ``warm[1]``
     in the warm-up) at ``rate`` positive events/s while the consumers run: the positive events' append-to-written
-    seconds, the positive consumer's CPU s, the impressions consumer's (processed, CPU s, latencies)."""
+    seconds, the positive consumer's CPU s, the impressions consumer's (processed, CPU s, latencies). Not
+    ``consume``: the impressions are appended but their consumer is not run (what the appends and the log alone
+    cost the positive path)."""
     from lambdarec.eventlog import open_ingest_log
     from speed_layer.consumer import SpeedConsumer
 
@@ -90,7 +98,7 @@ def measure(
             latencies.extend(at - r.timestamp_ms / 1000 for r in records if not is_impression(r.value))
 
     try:  # whatever fails, no child is left behind (the impressions one loops until `stop`)
-        if impressions:
+        if impressions and consume:
             side = spawn.Process(target=_impressions, args=(settings, warm_impressions, stop, side_out, side_cpu))
             side.start()
         with SpeedConsumer(settings, observer=observe) as consumer:

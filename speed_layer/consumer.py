@@ -32,7 +32,7 @@ from lambdarec.model.snapshot import SnapshotModel
 from lambdarec.pollloop import PollLoop
 from lambdarec.settings import Settings
 from lambdarec.store import OnlineStore, StoreError, open_store
-from speed_layer import prometheus
+from speed_layer import claims, prometheus
 from speed_layer.apply import BatchInputs, compute_states, group_events
 from speed_layer.decode import decode
 from speed_layer.failures import ConsumerHaltedError, FailureStreak
@@ -180,16 +180,16 @@ class SpeedConsumer(PollLoop[SpeedStats]):
             batch.good, batch.repeats = self._first_claims(good)
             inputs = self._inputs(batch.good, appended) if batch.good else None
         else:
-            claims = self._io.submit(self._first_claims, good)  # event-id claims (conditional) overlap the reads
+            claimed = self._io.submit(self._first_claims, good)  # event-id claims (conditional) overlap the reads
             try:
                 inputs = self._inputs(good, appended) if good else None
             finally:
-                batch.good, batch.repeats = claims.result()
+                batch.good, batch.repeats = claimed.result()
         if batch.good and inputs is not None:
             batch.users, batch.items, batch.poison = self._compute(batch.good, inputs)
         self._failures.check(mine, batch.poison, batch.repeats, {(r.partition, r.offset) for r, _ in batch.bad})
         if batch.poison and self.settings.events.dedup_window_s > 0:  # a corrected resend under the same id
-            self.store.release_event_ids({event.event_id: pos for event, pos in batch.good if pos in batch.poison})
+            claims.release(self.store, [(event, pos) for event, pos in batch.good if pos in batch.poison])
         batch.computed_at = time.time()
         return batch
 
@@ -230,20 +230,8 @@ class SpeedConsumer(PollLoop[SpeedStats]):
         return interactions(good), []
 
     def _first_claims(self, good: list[tuple[Event, Position]]) -> tuple[list[tuple[Event, Position]], set[Position]]:
-        """``good`` less repeats: events whose ``event_id`` a record at another log position carried first
-        within ``events.dedup_window_s``. The claims live in the store, so restarts and other consumers agree."""
-        window = self.settings.events.dedup_window_s
-        if window <= 0 or not good:
-            return good, set()
-        first: dict[str, Position] = {}
-        for event, pos in good:
-            first.setdefault(event.event_id, pos)
-        owners = self.store.claim_event_ids(first, window)
-        kept = [(event, pos) for event, pos in good if owners.get(event.event_id) == pos]
-        repeats = {pos for event, pos in good if owners.get(event.event_id) != pos}
-        if repeats:
-            log.info("speed.repeated_event_ids", skipped=len(repeats))
-        return kept, repeats
+        """``good`` less repeats (:func:`speed_layer.claims.first_claims`)."""
+        return claims.first_claims(self.store, good, self.settings.events.dedup_window_s)
 
     def _refresh_model(self) -> None:
         version = self.store.current_version()

@@ -90,7 +90,8 @@ class SpeedFeedbackSettings(Section):
     impressions_claims_per_txn: int = Field(
         500,
         ge=1,
-        description="On the SQLite store, most event ids the impressions consumer claims in one transaction: both "
-        "consumers claim in `claims.sqlite` (one claim per id store-wide), and the positive-event consumer's claims "
-        "would otherwise wait behind a whole poll's (10,000 ids, a quarter of a second on a busy machine).",
+        description="On the SQLite store, most event ids the impressions consumer claims in one transaction. Its "
+        "claims live in `shown.sqlite` beside its rows (impressions are claimed apart from every other event), so "
+        "the positive-event consumer never waits for them; smaller transactions let the impressions consumer's own "
+        "row writes (its writer thread) go between them.",
     )

@@ -30,6 +30,7 @@ from lambdarec.store import cassandra_schema as schema
 from lambdarec.store.cassandra_session import WRITE, CassandraSession
 from lambdarec.store.cassandra_users import UserRows
 from lambdarec.store.catalog import CatalogOf
+from lambdarec.store.coordination import ClaimScope
 from lambdarec.store.errors import SnapshotNotFoundError
 from lambdarec.store.nonblocking import gather
 from lambdarec.store.port import OnlineStore
@@ -56,6 +57,7 @@ class CassandraStore(CatalogOf, OnlineStore):
         self._current = versions.CurrentPointer(self._read_pointer, settings.current_cache_s)
         self._catalog = cassandra_catalog.CassandraCatalog(self._cql, settings)
         self._users = UserRows(self._cql, settings)
+        self._claims = cassandra_claims.ScopedClaims(self._cql, self._ns)
         self._lookups = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cassandra-layout")
         log.debug("store.opened", backend="cassandra", hosts=self.url.where, keyspace=self._ks, namespace=self._ns)
 
@@ -69,6 +71,7 @@ class CassandraStore(CatalogOf, OnlineStore):
         self._cql.ddl("create the schema", lambda session: schema.create(session, self._ks, self.settings))
         self._cql.ddl("create the catalog", lambda s: cassandra_catalog.create(s, self._ks, schema.DDL_TIMEOUT_S))
         cassandra_claims.copy_legacy(self._cql, self._fresh_ttl)  # claims of the old `event_ids` table, once
+        self._claims.mark_legacy(self._fresh_ttl)  # impressions claimed among the others before this release
 
     def drop_schema(self) -> None:
         self._cql.ddl("drop the keyspace", lambda session: schema.drop(session, self._ks))
@@ -256,14 +259,15 @@ class CassandraStore(CatalogOf, OnlineStore):
 
     # ---- event ids ------------------------------------------------------------------------------------------
 
-    def claim_event_ids(self, claims: Mapping[str, LogPosition], ttl_s: float) -> dict[str, LogPosition]:
-        # A conditional batch per bucket partition (one Paxos round for its ids): consumers racing on an id agree
-        # on one owner, and a record claiming again after a crash finds its own position (see cassandra_claims).
+    def claim_event_ids(
+        self, claims: Mapping[str, LogPosition], ttl_s: float, scope: ClaimScope = "events"
+    ) -> dict[str, LogPosition]:
+        # A conditional batch per bucket partition (one Paxos round for its ids; see cassandra_claims).
         ttl = max(1, math.ceil(ttl_s))
-        return cassandra_claims.claim(self._cql, self._ns, ((eid, p, o, ttl) for eid, (p, o) in claims.items()))
+        return self._claims.claim(scope, ((eid, p, o, ttl) for eid, (p, o) in claims.items()))
 
-    def release_event_ids(self, claims: Mapping[str, LogPosition]) -> None:
-        cassandra_claims.release(self._cql, self._ns, claims)
+    def release_event_ids(self, claims: Mapping[str, LogPosition], scope: ClaimScope = "events") -> None:
+        self._claims.release(scope, claims)
 
     # ---- coordination -----------------------------------------------------------------------------------------
 

@@ -18,6 +18,13 @@ small rows at 2,000 events/s and the default day); each claim expires by its TTL
 The table used to be ``event_ids`` (one partition per id). ``store init`` copies its live claims into
 ``event_claims`` with their remaining TTL (:func:`copy_legacy`) and leaves it to expire.
 
+Impressions are claimed in partitions of their own (namespace key ``<ns>/impressions``; a namespace never holds a
+``/``), so the impressions consumer's conditional batches never contend with the positive-event consumer's on one
+partition (:class:`ScopedClaims`). An older release claimed impressions among the others: ``store init``, on a
+namespace that holds claims but none of an impression yet, writes the ``LEGACY_MARK`` row of ``locks`` (its TTL the
+fresh TTL, which a claim's dedup window stays within by default); while it lives, an impression newly claimed still
+defers to a live claim of its id among the others, so one resent across the upgrade is applied once.
+
 Example
 -------
 >>> claim(cql, "default", [("e1", 0, 5, 86400)])   # doctest: +SKIP
@@ -26,6 +33,7 @@ Example
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 
@@ -34,7 +42,8 @@ from cassandra.query import BatchStatement, BatchType
 from lambdarec.logs import get_logger
 from lambdarec.model.rows import LogPosition
 from lambdarec.store import cassandra_schema as schema
-from lambdarec.store.cassandra_session import CassandraSession
+from lambdarec.store.cassandra_session import WRITE, CassandraSession
+from lambdarec.store.coordination import ClaimScope
 from lambdarec.store.errors import StoreError
 
 log = get_logger(__name__)
@@ -46,6 +55,9 @@ LEGACY_TABLE = "event_ids"
 SELECT_LEGACY = "SELECT ns, event_id, part, pos, TTL(pos) FROM {ks}.event_ids"
 HAS_TABLE = "SELECT table_name FROM system_schema.tables WHERE keyspace_name = ? AND table_name = ?"
 COPY_CHUNK = 5000  # legacy claims copied per round
+LEGACY_MARK = "impression-claims-shared"  # a `locks` row: while it lives, impressions defer to the others' claims
+SELECT_CLAIMS = "SELECT event_id, part, pos FROM {ks}.event_claims WHERE ns = ? AND bucket = ? AND event_id IN ?"
+ANY_CLAIM = "SELECT event_id FROM {ks}.event_claims WHERE ns = ? AND bucket = ? LIMIT 1"
 
 Claim = tuple[str, int, int, int]  # event id, log partition, offset, TTL in seconds
 
@@ -111,3 +123,53 @@ def _flush(cql: CassandraSession, by_ns: dict[str, list[Claim]]) -> int:
     copied = sum(len(claim(cql, ns, claims)) for ns, claims in by_ns.items())
     by_ns.clear()
     return copied
+
+
+def scoped_ns(ns: str, scope: ClaimScope) -> str:
+    """The namespace key of ``scope``'s claims (a namespace never holds a ``/``)."""
+    return ns if scope == "events" else f"{ns}/{scope}"
+
+
+class ScopedClaims:
+    """One namespace's claims by scope (see the module's text); ``legacy`` read once per process."""
+
+    def __init__(self, cql: CassandraSession, ns: str):
+        self._cql, self._ns = cql, ns
+        self._legacy_until: float | None = None
+
+    def claim(self, scope: ClaimScope, claims: Iterable[Claim]) -> dict[str, LogPosition]:
+        if scope == "impressions" and time.time() < self._legacy():
+            wanted = list(claims)
+            held = self._legacy_owners([c[0] for c in wanted])  # claimed for their owner: a resend is a repeat
+            claims = [(eid, *held.get(eid, (part, pos)), ttl) for eid, part, pos, ttl in wanted]
+        return claim(self._cql, scoped_ns(self._ns, scope), claims)
+
+    def release(self, scope: ClaimScope, claims: Mapping[str, LogPosition]) -> None:
+        release(self._cql, scoped_ns(self._ns, scope), claims)
+
+    def mark_legacy(self, ttl_s: int) -> bool:
+        """Run by ``store init``: on a namespace with claims but none of an impression yet, write the legacy mark
+        for ``ttl_s`` (whether it did)."""
+        if self._any("impressions") or not self._any("events"):
+            return False
+        self._cql.run(schema.TAKE_LOCK, (self._ns, LEGACY_MARK, "store init", ttl_s), WRITE)
+        log.info("store.impression_claims_scoped", namespace=self._ns, legacy_claims_for_s=ttl_s)
+        return True
+
+    def _any(self, scope: ClaimScope) -> bool:
+        params = [(scoped_ns(self._ns, scope), b) for b in range(schema.EVENT_ID_BUCKETS)]
+        return any(rs.one() is not None for rs in self._cql.many(ANY_CLAIM, params))
+
+    def _legacy(self) -> float:
+        if self._legacy_until is None:
+            row = self._cql.run(schema.SELECT_LOCK, (self._ns, LEGACY_MARK), WRITE).one()
+            self._legacy_until = time.time() + float(row[1] or 0) if row else 0.0
+        return self._legacy_until
+
+    def _legacy_owners(self, ids: list[str]) -> dict[str, LogPosition]:
+        """The live claims of ``ids`` among the other events' (an older release claimed impressions there)."""
+        by_bucket: dict[int, list[str]] = defaultdict(list)
+        for eid in ids:
+            by_bucket[schema.event_id_bucket(eid)].append(eid)
+        params = [(self._ns, b, group) for b, group in by_bucket.items()]
+        return {row[0]: (row[1], row[2]) for rs in self._cql.many(SELECT_CLAIMS, params) for row in rs}

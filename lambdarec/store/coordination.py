@@ -13,8 +13,14 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Mapping
+from typing import Literal
 
 from lambdarec.model.rows import LogPosition
+
+# Claims of one scope never hold an id of another: impressions (ten times the click volume, applied by a consumer
+# of their own) are claimed apart from every other event, so the two consumers never share a lock or a partition
+# over their claims.
+ClaimScope = Literal["events", "impressions"]
 
 
 class Coordination(abc.ABC):
@@ -23,16 +29,20 @@ class Coordination(abc.ABC):
     # ---- event ids (speed layer: a repeated event_id is applied once) ---------------------------------------
 
     @abc.abstractmethod
-    def claim_event_ids(self, claims: Mapping[str, LogPosition], ttl_s: float) -> dict[str, LogPosition]:
+    def claim_event_ids(
+        self, claims: Mapping[str, LogPosition], ttl_s: float, scope: ClaimScope = "events"
+    ) -> dict[str, LogPosition]:
         """Claim each event id for the log position of the record carrying it, unless a live claim holds it.
 
         Returns, for every id in ``claims``, the position that owns it now: the one given (a new claim, or the
         same record delivered again after a crash) or the earlier record's (a repeat: skip it). A claim lives
-        ``ttl_s`` seconds. Atomic per id, so consumers racing on one id agree on a single owner.
+        ``ttl_s`` seconds. Atomic per id, so consumers racing on one id agree on a single owner. ``scope``:
+        ``"impressions"`` for impression events, whose claims live apart (see ``ClaimScope``); while claims an
+        older release took of both kinds together may still be live, an impression also defers to one of those.
         """
 
     @abc.abstractmethod
-    def release_event_ids(self, claims: Mapping[str, LogPosition]) -> None:
+    def release_event_ids(self, claims: Mapping[str, LogPosition], scope: ClaimScope = "events") -> None:
         """Drop the claim of each id whose owner is still the position given (its record was dead-lettered
         rather than applied, so a corrected event under the same id may be applied later)."""
 

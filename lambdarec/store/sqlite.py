@@ -23,6 +23,7 @@ from lambdarec.model.rows import FreshUser, ItemRow, LogPosition, ShownItems, Tr
 from lambdarec.settings import StoreSettings
 from lambdarec.store import codec, lifecycle, versions
 from lambdarec.store.catalog import CatalogOf
+from lambdarec.store.coordination import ClaimScope
 from lambdarec.store.errors import SnapshotNotFoundError, StoreUnavailableError
 from lambdarec.store.port import OnlineStore
 from lambdarec.store.snapshot_info import SnapshotInfo, stored_info
@@ -211,11 +212,13 @@ class SQLiteStore(CatalogOf, OnlineStore):
     def read_shown(self, user_ids: Iterable[str]) -> dict[str, ShownItems]:
         return self._fresh.read_shown(user_ids)
 
-    def claim_event_ids(self, claims: Mapping[str, LogPosition], ttl_s: float) -> dict[str, LogPosition]:
-        return self._fresh.claim_event_ids(claims, ttl_s)
+    def claim_event_ids(
+        self, claims: Mapping[str, LogPosition], ttl_s: float, scope: ClaimScope = "events"
+    ) -> dict[str, LogPosition]:
+        return self._fresh.claim_event_ids(claims, ttl_s, scope)
 
-    def release_event_ids(self, claims: Mapping[str, LogPosition]) -> None:
-        self._fresh.release_event_ids(claims)
+    def release_event_ids(self, claims: Mapping[str, LogPosition], scope: ClaimScope = "events") -> None:
+        self._fresh.release_event_ids(claims, scope)
 
     # ---- coordination -----------------------------------------------------------------------------------------
 

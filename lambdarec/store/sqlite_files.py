@@ -34,6 +34,7 @@ from lambdarec.store.sqlite_schema import (
     FRESH_FILE,
     FRESH_SCHEMA,
     PRAGMAS,
+    SHOWN_CLAIMS_DDL,
     SHOWN_FILE,
     SHOWN_SCHEMA,
     SNAPSHOT_SCHEMA,
@@ -93,6 +94,7 @@ class Connections:
             self._move_shown_rows()
             self.db("claims").executescript(CLAIMS_SCHEMA)
             self._move_claims()
+            self._scope_impression_claims()
         except (OSError, sqlite3.Error) as exc:
             raise StoreUnavailableError(f"cannot open the SQLite store in {self.path.resolve()}: {exc}") from exc
         finally:
@@ -139,6 +141,21 @@ class Connections:
                 source.executemany("DELETE FROM event_ids WHERE ns = ? AND event_id = ?", [r[:2] for r in rows])
             moved += len(live)
         log.info("store.claims_moved", path=str(self.path), to=CLAIMS_FILE, moved=moved)
+
+    def _scope_impression_claims(self) -> None:
+        """Create shown.sqlite's claims tables (impressions' event ids). Where they are new and claims.sqlite holds
+        live claims (an older release claimed impressions there), note when the last of those expires
+        (``claims_legacy``): until then an impression's claim defers to a live one there. One transaction, so a
+        process opening the store meanwhile sees both or neither."""
+        with self.write("shown") as conn:
+            if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'event_ids'").fetchone():
+                return
+            for statement in SHOWN_CLAIMS_DDL:
+                conn.execute(statement)
+            (until,) = self.db("claims").execute("SELECT MAX(expires_at) FROM event_ids").fetchone()
+            if until is not None and until > time.time():
+                conn.execute("INSERT INTO claims_legacy (id, until) VALUES (0, ?)", (until,))
+                log.info("store.impression_claims_scoped", path=str(self.path), legacy_claims_until=until)
 
     def db(self, which: Which) -> sqlite3.Connection:
         """This thread's connection to ``which`` file; ``StoreUnavailableError`` once the store is closed or while a

@@ -1,6 +1,6 @@
 """The SQLite store's fresh state (``fresh.sqlite``): the speed layer's per-user state and trending shards, and
-its event-id claims (in ``claims.sqlite``; the impressions consumer's rows in ``shown.sqlite``, so neither delays
-the positive-event consumer's state writes),
+its event-id claims (in ``claims.sqlite``; the impressions consumer's rows and its claims in ``shown.sqlite``, so
+neither delays the positive-event consumer's state writes),
 each row with its expiry time; expired rows are invisible at once and deleted by ``prune``.
 
 Example
@@ -21,6 +21,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from lambdarec.model.rows import FreshUser, LogPosition, ShownItems, TrendingItem
 from lambdarec.settings import StoreSettings
 from lambdarec.store import codec
+from lambdarec.store.coordination import ClaimScope
 from lambdarec.store.shown_codec import decode_shown_rows, encode_shown
 from lambdarec.store.sqlite_files import Connections, Which, select_in
 from lambdarec.store.sqlite_schema import (
@@ -29,7 +30,10 @@ from lambdarec.store.sqlite_schema import (
     EVENT_ID_SWEEP_S,
     RELEASE_EVENT_ID,
     SELECT_EVENT_IDS,
+    SELECT_LIVE_EVENT_IDS,
 )
+
+CLAIMS_OF: dict[ClaimScope, Which] = {"events": "claims", "impressions": "shown"}  # the file of each scope's claims
 
 
 class FreshTables:
@@ -39,7 +43,8 @@ class FreshTables:
         self._files = files
         self._ns = settings.namespace
         self._ttl_s = settings.fresh_ttl_s
-        self._event_ids_swept = 0.0
+        self._event_ids_swept: dict[ClaimScope, float] = {"events": 0.0, "impressions": 0.0}
+        self._legacy_until: float | None = None  # until when an impression defers to claims.sqlite (read once)
         # This process's writers (the speed consumer's writer thread, its claims) queue here: SQLite's busy
         # handler would make them sleep and retry, up to 100 ms a time, while the other thread holds the lock.
         self._writing = threading.Lock()
@@ -98,21 +103,38 @@ class FreshTables:
 
     # ---- event ids ------------------------------------------------------------------------------------------
 
-    def claim_event_ids(self, claims: Mapping[str, LogPosition], ttl_s: float) -> dict[str, LogPosition]:
+    def claim_event_ids(
+        self, claims: Mapping[str, LogPosition], ttl_s: float, scope: ClaimScope = "events"
+    ) -> dict[str, LogPosition]:
         if not claims:
             return {}
         now = time.time()
-        with self._transaction("claims") as conn:
+        if scope == "impressions" and now < self._legacy_claims_until():
+            claims = {**claims, **self._legacy_owners(list(claims), now)}
+        with self._transaction(CLAIMS_OF[scope]) as conn:
             conn.executemany(
                 CLAIM_EVENT_ID, ((self._ns, eid, p, o, now + ttl_s, now) for eid, (p, o) in claims.items())
             )
             owners = {eid: (p, o) for eid, p, o in select_in(conn, SELECT_EVENT_IDS, (self._ns,), list(claims))}
-            if now - self._event_ids_swept >= EVENT_ID_SWEEP_S:
+            if now - self._event_ids_swept[scope] >= EVENT_ID_SWEEP_S:
                 conn.execute(DROP_EXPIRED_EVENT_IDS, (self._ns, now))
-                self._event_ids_swept = now
+                self._event_ids_swept[scope] = now
         return owners
 
-    def release_event_ids(self, claims: Mapping[str, LogPosition]) -> None:
+    def _legacy_claims_until(self) -> float:
+        if self._legacy_until is None:
+            row = self._files.db("shown").execute("SELECT until FROM claims_legacy").fetchone()
+            self._legacy_until = row[0] if row else 0.0
+        return self._legacy_until
+
+    def _legacy_owners(self, ids: list[str], now: float) -> dict[str, LogPosition]:
+        """The live claims claims.sqlite holds of ``ids`` (an older release claimed impressions there): claimed
+        here for their owner, so a resend is a repeat and the owner delivered again is itself (a read;
+        claims.sqlite's write lock is not taken)."""
+        conn = self._files.db("claims")
+        return {eid: (p, o) for eid, p, o in select_in(conn, SELECT_LIVE_EVENT_IDS, (self._ns, now), ids)}
+
+    def release_event_ids(self, claims: Mapping[str, LogPosition], scope: ClaimScope = "events") -> None:
         if claims:
-            with self._transaction("claims") as conn:
+            with self._transaction(CLAIMS_OF[scope]) as conn:
                 conn.executemany(RELEASE_EVENT_ID, ((self._ns, eid, p, o) for eid, (p, o) in claims.items()))

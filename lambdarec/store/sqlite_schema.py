@@ -53,6 +53,7 @@ CLAIM_EVENT_ID = (
     "expires_at = excluded.expires_at WHERE event_ids.expires_at <= ?"
 )
 SELECT_EVENT_IDS = "SELECT event_id, part, pos FROM event_ids WHERE ns = ? AND event_id IN ({})"
+SELECT_LIVE_EVENT_IDS = "SELECT event_id, part, pos FROM event_ids WHERE ns = ? AND expires_at > ? AND event_id IN ({})"
 RELEASE_EVENT_ID = "DELETE FROM event_ids WHERE ns = ? AND event_id = ? AND part = ? AND pos = ?"
 DROP_EXPIRED_EVENT_IDS = "DELETE FROM event_ids WHERE ns = ? AND expires_at <= ?"
 EVENT_ID_SWEEP_S = 60.0  # how often claiming also deletes expired claims
@@ -65,16 +66,25 @@ SHOWN_SCHEMA = """
 CREATE TABLE IF NOT EXISTS shown_users (ns TEXT, user_id TEXT, data BLOB NOT NULL, expires_at REAL NOT NULL,
   PRIMARY KEY (ns, user_id)) WITHOUT ROWID;
 """
-# Event-id claims (both speed consumers take them; one claim per id store-wide) in a file of their own: the
-# impressions consumer claims ten times the click volume, and in fresh.sqlite the positive-event consumer's state
-# writes queued behind those transactions and paid their write-ahead log's checkpoints. (fresh.sqlite keeps its old
-# event_ids table: live claims found there are moved here on open.)
+# Event-id claims of every event but impressions in a file of their own: in fresh.sqlite the positive-event
+# consumer's state writes queued behind the claims' transactions and paid their write-ahead log's checkpoints.
+# (fresh.sqlite keeps its old event_ids table: live claims found there are moved here on open.) Impressions' claims
+# (scope "impressions", ten times the click volume) live in shown.sqlite, beside their rows: the impressions consumer
+# and the positive-event consumer then share no file they write.
 CLAIMS_FILE = "claims.sqlite"
 CLAIMS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS event_ids (ns TEXT, event_id TEXT, part INTEGER NOT NULL, pos INTEGER NOT NULL,
   expires_at REAL NOT NULL, PRIMARY KEY (ns, event_id)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS event_ids_expiry ON event_ids (ns, expires_at);
 """
+# shown.sqlite's claims (the same tables, one statement each: they are created inside a transaction) and, where they
+# were created on a store whose claims.sqlite held live claims (an older release claimed impressions there too),
+# the last of those claims' expiry: until then an impression's new claim also defers to a live one of the same id
+# in claims.sqlite, so an impression resent across the upgrade is still applied once.
+SHOWN_CLAIMS_DDL = (
+    *(statement.strip() for statement in CLAIMS_SCHEMA.split(";") if statement.strip()),
+    "CREATE TABLE IF NOT EXISTS claims_legacy (id INTEGER PRIMARY KEY CHECK (id = 0), until REAL NOT NULL)",
+)
 # 16 KiB pages keep a 2 KiB user row inside its b-tree page (4 KiB pages spill it to overflow pages: half the
 # write rate, twice the file); page_size only takes effect on a new file. A 64 MiB WAL between checkpoints
 # (4000 pages) spares a bulk write most checkpoint fsyncs. The memory map (store.sqlite.mmap_mb,

@@ -5,6 +5,7 @@ Embedded backends (the SQLite log has consumer groups that rebalance as Kafka's 
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -118,6 +119,30 @@ def test_claims_in_small_transactions_still_count_a_resent_impression_once(tmp_p
     with ImpressionConsumer(settings) as consumer:
         consumer.run(until_idle_s=1.0)
         assert (consumer.stats.processed, consumer.stats.duplicates, consumer.stats.batches) == (10, 2, 1)
+    with open_store(settings) as store:
+        rows = store.read_shown([f"u{k}" for k in range(8)])
+    assert {u: row.shown for u, row in rows.items()} == expected_rows(events)
+
+
+def test_the_impressions_consumer_applies_its_batch_while_the_positive_paths_claims_file_is_locked(
+    tmp_path: Path,
+) -> None:
+    """Issue 16: its claims live beside its rows (``shown.sqlite``), so the impressions consumer takes no lock the
+    positive-event consumer's claims take (``claims.sqlite``), and a resent impression still counts once."""
+    settings = settings_at(tmp_path, 0)
+    settings.store.request_timeout_s = 1.0  # a claim that waited for the held lock would fail after this
+    events = impressions(20)
+    append(settings, events + events[:5])  # five resent
+    with ImpressionConsumer(settings) as consumer:
+        holder = sqlite3.connect(tmp_path / "store" / "claims.sqlite", isolation_level=None)
+        try:
+            holder.execute("BEGIN IMMEDIATE")  # the positive-event consumer, mid-claim, never letting go
+            while consumer.stats.processed + consumer.stats.duplicates < 25:
+                assert consumer.step() > 0, consumer.stats.to_json()
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        assert (consumer.stats.processed, consumer.stats.duplicates) == (20, 5)
     with open_store(settings) as store:
         rows = store.read_shown([f"u{k}" for k in range(8)])
     assert {u: row.shown for u, row in rows.items()} == expected_rows(events)

@@ -505,6 +505,19 @@ class StoreContract(CatalogContract):
         self._opened.append(other)
         assert other.claim_event_ids({"e1": (2, 9)}, ttl_s=60) == {"e1": (2, 9)}  # namespaces share no claims
 
+    def test_impressions_are_claimed_apart_from_every_other_event(self) -> None:
+        """Issue 16: the impressions consumer's claims share nothing with the positive path's (a lock on SQLite,
+        a partition's Paxos rounds on Cassandra); an id repeats only within its scope, and a release touches only
+        its own scope's claim."""
+        store = self.make_store()
+        assert store.claim_event_ids({"e1": (0, 5)}, ttl_s=60) == {"e1": (0, 5)}
+        assert store.claim_event_ids({"e1": (1, 3), "i2": (1, 4)}, 60, "impressions") == {"e1": (1, 3), "i2": (1, 4)}
+        assert store.claim_event_ids({"e1": (1, 8)}, 60, "impressions") == {"e1": (1, 3)}  # a resent impression
+        assert store.claim_event_ids({"e1": (0, 9), "i2": (0, 6)}, ttl_s=60) == {"e1": (0, 5), "i2": (0, 6)}
+        store.release_event_ids({"e1": (1, 3)}, "impressions")
+        assert store.claim_event_ids({"e1": (1, 8)}, 60, "impressions") == {"e1": (1, 8)}
+        assert store.claim_event_ids({"e1": (0, 9)}, ttl_s=60) == {"e1": (0, 5)}, "the other scope's claim stays"
+
     def test_a_claim_is_released_only_by_its_owner(self) -> None:
         store = self.make_store()
         store.claim_event_ids({"e1": (0, 1), "e2": (0, 2)}, ttl_s=60)

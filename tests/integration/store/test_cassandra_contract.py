@@ -179,3 +179,24 @@ def test_store_init_copies_the_live_claims_of_the_old_event_ids_table(cassandra_
         assert 0 < ttl <= 600, "the copy keeps the claim's remaining time, not a new full window"
         store.init_schema()  # again: the copy is idempotent
         assert store.claim_event_ids({"old-7": (5, 5)}, ttl_s=60) == {"old-7": (0, 7)}
+
+
+def test_after_store_init_an_impression_an_older_release_claimed_is_still_a_repeat(
+    cassandra_endpoint: tuple[str, int],
+) -> None:
+    """Issue 16: impressions are claimed in partitions of their own. An older release claimed them among the other
+    events: ``store init`` on such a namespace marks a window in which an impression still defers to those claims
+    (a resend is a repeat, the owner delivered again is itself); a namespace with no claims gets no window."""
+    with throwaway_keyspace(cassandra_endpoint) as url, CassandraStore(StoreSettings(url=url)) as store:
+        assert store.claim_event_ids({"imp-1": (0, 7)}, ttl_s=600) == {"imp-1": (0, 7)}  # by the older release
+        store.init_schema()  # the upgrade
+        with CassandraStore(StoreSettings(url=url)) as upgraded:
+            owners = upgraded.claim_event_ids({"imp-1": (1, 3), "imp-2": (1, 4)}, 60, "impressions")
+            assert owners == {"imp-1": (0, 7), "imp-2": (1, 4)}
+            assert upgraded.claim_event_ids({"imp-1": (0, 7)}, 60, "impressions") == {"imp-1": (0, 7)}
+            assert upgraded.lock_holder("impression-claims-shared") is not None
+        with CassandraStore(StoreSettings(url=url, namespace="fresh")) as fresh:
+            fresh.init_schema()  # nothing claimed yet: the scopes are apart from the start
+            assert fresh.lock_holder("impression-claims-shared") is None
+            assert fresh.claim_event_ids({"x": (0, 1)}, ttl_s=60) == {"x": (0, 1)}
+            assert fresh.claim_event_ids({"x": (1, 1)}, 60, "impressions") == {"x": (1, 1)}
