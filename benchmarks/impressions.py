@@ -10,6 +10,8 @@ consumer never reads one. ``impressions_apart``: one log, impressions with their
 same, the impressions consumer not run (the positive path's own cost, as on a machine where the two consumers do
 not share cores). ``one_consumer``: one consumer applies every event (both settings off). Reference = the same
 positive events alone, applied by the same consumer on the same snapshot, measured right before each way.
+``neighbour`` (:mod:`benchmarks.impressions_neighbour`): the control, a process that only spins in the impressions
+consumer's place.
 SQLite log and store by default (runs anywhere); ``--log kafka`` (``$LAMBDAREC_TEST_KAFKA``) and ``--store
 cassandra`` (``$LAMBDAREC_TEST_CASSANDRA``) measure on the real ones.
 """
@@ -30,6 +32,7 @@ import numpy as np
 
 from benchmarks.common import Result, Scale
 from benchmarks.impressions_freshness import measure, summary
+from benchmarks.impressions_neighbour import neighbour
 from benchmarks.speed import event_lines
 from benchmarks.speed_backends import drop
 
@@ -45,7 +48,7 @@ def add_arguments(parser) -> None:  # type: ignore[no-untyped-def]
     parser.add_argument(
         "--ways",
         default="topic,apart,skipped,one",
-        help="comma-separated: topic, apart, skipped, one, freshness (see above)",
+        help="comma-separated: topic, apart, skipped, one, freshness, neighbour (see above)",
     )
     parser.add_argument("--rate", type=float, default=2000.0, help="freshness way: positive events appended per second")
     parser.add_argument("--freshness-seconds", type=float, default=5.0, help="freshness way: seconds of appends")
@@ -219,6 +222,10 @@ def run(scale: Scale, args) -> Iterator[Result]:  # type: ignore[no-untyped-def]
         for way in args.ways.split(","):
             if way == "freshness":
                 yield from _freshness(tmp, log_path, backends, args, scale, pinned)
+                continue
+            if way == "neighbour":  # the control: a process that only spins in the impressions consumer's place
+                published = lambda name: _published(tmp, name, log_path, backends)  # noqa: E731
+                yield from neighbour(published, _apply, positives, scale, pinned and pinned[1])
                 continue
             metric, apart, topic, side_too, how = ways[way]
             # the same snapshot in stores of their own, so every run starts from the same state; the reference is
