@@ -30,6 +30,19 @@ end
 """
 
 
+class OpenRun(NamedTuple):
+    """One open-loop (fixed-rate) run: latency percentiles and maximum (ms), requests sent, the achieved send rate,
+    and how many failed (outside 2xx or a transport error) with a line describing them ("" when none)."""
+
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    requests: int
+    rate: float
+    failed: int
+    failures: str
+
+
 class ClosedRun(NamedTuple):
     """One closed-loop run: requests/s, requests answered, and how many carried the degraded header."""
 
@@ -125,6 +138,15 @@ async def request_loop(
     return latencies
 
 
+def open_loop_python(port: int, paths: list[str], connections: int, duration_s: float, rate: float) -> OpenRun:
+    """A run of the Python open loop at ``rate`` requests/s (latency from each request's scheduled send time, so
+    the generator's own lateness counts too); a failed request stops it with an error, so a run that returns
+    has none."""
+    latencies = run_client(request_loop(port, paths, connections, duration_s, rate))
+    return OpenRun(percentile_ms(latencies, 0.5), percentile_ms(latencies, 0.99), max(latencies) * 1000,
+                   len(latencies), len(latencies) / duration_s, 0, "")  # fmt: skip
+
+
 def percentile_ms(latencies: list[float], q: float) -> float:
     ordered = sorted(latencies)
     return ordered[min(int(q * len(ordered)), len(ordered) - 1)] * 1000
@@ -140,12 +162,13 @@ def run_client(coro: Coroutine[Any, Any, T]) -> T:
         return runner.run(coro)
 
 
-def python_client_name() -> str:
+def python_client_name(kind: str = "closed") -> str:
+    """``python asyncio {kind} loop``, ``on uvloop`` when installed (``kind``: closed or open)."""
     try:
         import uvloop  # noqa: F401 - only asks whether it is installed
     except ImportError:
-        return "python asyncio closed loop"
-    return "python asyncio closed loop on uvloop"
+        return f"python asyncio {kind} loop"
+    return f"python asyncio {kind} loop on uvloop"
 
 
 def cpu_seconds(pid: int) -> float | None:
