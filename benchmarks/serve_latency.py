@@ -53,7 +53,7 @@ def choose(want: str = "auto", search_path: str | None = None, cache: Path | Non
         raise SystemExit(f"serve: --open-loop vegeta: vegeta is not on PATH nor in {where} (`make bench-tools` "
                          "installs it where Go exists)")  # fmt: skip
     why = "--open-loop python" if want == "python" else f"vegeta not found on PATH nor in {where}: make bench-tools"
-    return OpenLoop(None, f"open loop {python_client_name('open')}, latency from the scheduled send ({why})")
+    return OpenLoop(None, f"{python_client_name('open')}, latency from the scheduled send ({why})")
 
 
 Counts = dict[str, tuple[int, int]]  # server -> (failed, sent)
