@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import time
+from collections import Counter
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
@@ -80,13 +81,21 @@ def closed_loop_python(port: int, paths: list[str], connections: int, duration_s
     return ClosedRun(len(latencies) / duration_s, len(latencies), len(degraded))
 
 
+class StatusError(RuntimeError):
+    """An answer other than 200: ``status`` is its status line."""
+
+    def __init__(self, head: bytes) -> None:
+        super().__init__(f"request failed: {head[:200]!r}")
+        self.status = head.split(b"\r\n", 1)[0].decode("latin-1")
+
+
 async def _request(conn: tuple[asyncio.StreamReader, asyncio.StreamWriter], raw: bytes) -> bool:
     """Send one request and read its answer; whether it carried the degraded header."""
     reader, writer = conn
     writer.write(raw)
     head = await reader.readuntil(b"\r\n\r\n")
     if not head.startswith(b"HTTP/1.1 200"):
-        raise RuntimeError(f"request failed: {head[:200]!r}")
+        raise StatusError(head)
     length = int(re.search(rb"(?i)content-length:\s*(\d+)", head).group(1))  # type: ignore[union-attr]
     await reader.readexactly(length)
     return DEGRADED in head.lower()
@@ -99,9 +108,12 @@ async def request_loop(
     duration_s: float,
     rate: float | None,
     degraded: list[int] | None = None,
+    failures: list[str] | None = None,
 ) -> list[float]:
     """Latencies (s): a closed loop when ``rate`` is None, else an open loop at ``rate`` requests/s; the number
-    of each request answered degraded is appended to ``degraded`` when given."""
+    of each request answered degraded is appended to ``degraded`` when given. A request answered outside 200, or
+    not at all, raises; with ``failures`` given it is appended there instead (its latency kept, as vegeta keeps
+    it) and its connection replaced."""
     raws = [f"GET {p} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode() for p in paths]
     pool: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
     for _ in range(connections):
@@ -114,8 +126,15 @@ async def request_loop(
 
     async def one(n: int, scheduled: float) -> None:
         conn = await pool.get()
-        if await _request(conn, raws[n % len(raws)]) and degraded is not None:
-            degraded.append(n)
+        try:
+            if await _request(conn, raws[n % len(raws)]) and degraded is not None:
+                degraded.append(n)
+        except (OSError, EOFError, RuntimeError) as exc:  # IncompleteReadError is an EOFError
+            if failures is None:
+                raise
+            failures.append(exc.status if isinstance(exc, StatusError) else f"{type(exc).__name__}: {exc}"[:160])
+            conn[1].close()  # what is left of the answer is unread: a new connection for the next request
+            conn = await asyncio.open_connection("127.0.0.1", port)
         latencies.append(clock() - scheduled)  # from the scheduled time: queueing counts
         pool.put_nowait(conn)
 
@@ -142,11 +161,12 @@ async def request_loop(
 
 def open_loop_python(port: int, paths: list[str], connections: int, duration_s: float, rate: float) -> OpenRun:
     """A run of the Python open loop at ``rate`` requests/s (latency from each request's scheduled send time, so
-    the generator's own lateness counts too); a failed request stops it with an error, so a run that returns
-    has none."""
-    latencies = run_client(request_loop(port, paths, connections, duration_s, rate))
+    the generator's own lateness counts too), its failed requests counted and the commonest three described."""
+    failures: list[str] = []
+    latencies = run_client(request_loop(port, paths, connections, duration_s, rate, None, failures))
+    said = "; ".join(f"{n}x {what}" for what, n in Counter(failures).most_common(3))
     return OpenRun(percentile_ms(latencies, 0.5), percentile_ms(latencies, 0.99), max(latencies) * 1000,
-                   len(latencies), len(latencies) / duration_s, 0, "")  # fmt: skip
+                   len(latencies), len(latencies) / duration_s, len(failures), said)  # fmt: skip
 
 
 def percentile_ms(latencies: list[float], q: float) -> float:
