@@ -78,10 +78,11 @@ services-down:
 bench: setup-dev $(if $(filter serve,$(NAME)),bench-tools)  ## make bench NAME=topk SCALE=small
 	$(BIN)/python -m benchmarks $(NAME) --scale $(or $(SCALE),small)
 
-bench-tools:  ## wrk for the serve benchmark, from the distribution where this user may install it
+bench-tools:  ## The serve benchmark's load generators: wrk (max QPS) from the distribution where this user may install it; vegeta (p99, open loop) built with Go into $LAMBDAREC_CACHE/bin
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 		apt-get install -y -qq wrk >/dev/null 2>&1 && echo "installed wrk"; } || \
 		echo "wrk not installed: the serve benchmark uses its Python load generator (and says so)"
+	@$(PYTHON) -m benchmarks.vegeta install
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

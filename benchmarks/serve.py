@@ -4,10 +4,10 @@ the same requests served from Cassandra (state written through Kafka) against se
 
 Every server runs as a separate process pinned to one CPU, the load generator to another (when the process may
 use two or more). Max QPS: a closed loop of ``--connections`` keep-alive connections (``wrk`` when installed,
-else a Python closed loop), counting the lists answered degraded. p99: a Python open loop at half of our max
-QPS, the same rate for ours and its reference, latency measured from each request's scheduled send time (so a
-stalled server cannot hide its queue: no coordinated omission). Servers are measured alternately (A-B-B-A,
-best of two each).
+else a Python closed loop), counting the lists answered degraded. p99: an open loop at half of our max QPS, the
+same rate for ours and its reference: vegeta when installed (``make bench-tools``), else a Python open loop;
+``--open-loop vegeta|python`` picks one (``benchmarks/serve_latency.py`` says how each times a request; neither
+lets a stalled server hide its queue). Servers are measured alternately (A-B-B-A, best of two each).
 
 Two workloads for ours: ``PATHS`` request URLs cycled (each a user drawn from all the snapshot's users, with three
 random session items; a URL comes back every ``PATHS`` requests, so serving's answer cache answers the repeats
@@ -42,17 +42,16 @@ from benchmarks.http_load import (
     closed_loop_python,
     closed_loop_wrk,
     cpu_seconds,
-    percentile_ms,
     python_client_name,
     request_loop,
     run_client,
 )
+from benchmarks.serve_latency import CHOICES, OpenLoop, choose, p99_results
 from benchmarks.serve_setup import CASSANDRA_ENV, KAFKA_ENV, backend_config, build, loop_name, pinning, servers
 
-GOAL_QPS_RATIO, GOAL_P99_MS, GOAL_CASSANDRA_RATIO = 0.6, 10.0, 0.6
+GOAL_QPS_RATIO, GOAL_CASSANDRA_RATIO = 0.6, 0.6
 PATHS = 2_000  # distinct request paths the load cycles through
 UNIQUE_PER_S = 8_000  # distinct paths generated per second of a no-repeat run: more than a saturated server takes
-OPEN_LOOP_CONNECTIONS = 64  # enough that requests wait on the server, not for a free connection
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -67,6 +66,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log", choices=["sqlite", "kafka"], default=log,
                         help=f"the log the Cassandra build's fresh state comes through (default here: {log}; "
                         f"kafka: ${KAFKA_ENV}); the SQLite store's build uses the SQLite log")  # fmt: skip
+    parser.add_argument("--open-loop", choices=CHOICES, default="auto",
+                        help="the p99 runs' generator: vegeta (on PATH or where `make bench-tools` puts it), "
+                        "python (the asyncio open loop), or auto (vegeta when found, default)")  # fmt: skip
 
 
 def hello_app():  # type: ignore[no-untyped-def]
@@ -136,18 +138,6 @@ def _max_qps(names: tuple[str, ...], ports: dict[str, int], pids: dict[str, int]
     return runs, busy, per_cpu
 
 
-def _p99(names: tuple[str, ...], ports: dict[str, int], paths: dict[str, list[str]], rates: dict[str, float],
-         duration: float) -> dict[str, tuple[float, float]]:  # fmt: skip
-    """Each server's (p99, p50) in ms, better of two open-loop runs at its rate (A-B-B-A)."""
-    best: dict[str, tuple[float, float]] = {}
-    for name in _abba(names):
-        lat = run_client(request_loop(ports[name], paths[name], OPEN_LOOP_CONNECTIONS, duration, rates[name]))
-        p99 = percentile_ms(lat, 0.99)
-        if p99 < best.get(name, (math.inf, math.inf))[0]:
-            best[name] = (p99, percentile_ms(lat, 0.5))
-    return best
-
-
 def run(scale: Scale, args: argparse.Namespace) -> Iterator[Result]:
     from lambdarec.logs import configure_logging
 
@@ -157,6 +147,7 @@ def run(scale: Scale, args: argparse.Namespace) -> Iterator[Result]:
     stores = ("sqlite", "cassandra") if args.store == "both" else (args.store,)
     server_cpus, load_cpus, pinned = pinning()
     client = "wrk -t1" if shutil.which("wrk") else python_client_name()
+    gen = choose(args.open_loop)
     own_affinity = os.sched_getaffinity(0)
     with tempfile.TemporaryDirectory(prefix="lambdarec-bench-serve-") as tmp, ExitStack() as stack:
         root = Path(tmp).resolve()
@@ -176,8 +167,8 @@ def run(scale: Scale, args: argparse.Namespace) -> Iterator[Result]:
         with servers(commands, server_cpus) as (ports, pids):
             os.sched_setaffinity(0, load_cpus)
             try:
-                how = f"{client}; {pinned}; {workers} worker(s), loop {loop_name()}"
-                yield from _measure(stores, ports, pids, paths, conns, duration, root, how, scale, mix)
+                how = f"closed loop {client}; {pinned}; {workers} worker(s), loop {loop_name()}"
+                yield from _measure(stores, ports, pids, paths, conns, duration, root, how, scale, mix, gen)
                 yield from _no_repeats(stores[0], ports, pids, (users, items), conns, duration, root, how, scale)
             finally:
                 os.sched_setaffinity(0, own_affinity)
@@ -219,8 +210,8 @@ def _no_repeats(name: str, ports: dict[str, int], pids: dict[str, int], data: tu
 
 
 def _measure(stores: tuple[str, ...], ports: dict[str, int], pids: dict[str, int], paths: dict[str, list[str]],
-             conns: int, duration: float, root: Path, how: str, scale: Scale,
-             mix: str) -> Iterator[Result]:  # fmt: skip
+             conns: int, duration: float, root: Path, how: str, scale: Scale, mix: str,
+             gen: OpenLoop) -> Iterator[Result]:  # fmt: skip
     first = stores[0]
     names = (first, "hello", *stores[1:])
     before = _cache_counts(ports[first])
@@ -248,18 +239,7 @@ def _measure(stores: tuple[str, ...], ports: dict[str, int], pids: dict[str, int
         yield Result("serve", f"{store}: lists not degraded, known users, c={conns}", run.requests - run.degraded,
                      run.requests, "lists", scale, note=f"{run.degraded} of {run.requests} lists degraded "
                      f"in both closed-loop runs, default store timeout; goal: none (ratio 1)")  # fmt: skip
-    # Ours and hello at half of our max: the same offered load, and a rate the Python open loop sustains; each
-    # other store at half its own max
-    rates = {name: runs[name].qps / 2 for name in names}
-    rates["hello"] = rates[first]
-    lat = _p99(names, ports, paths, rates, duration)
-    for name in stores:
-        ref = "hello" if name == first else first
-        yield Result("serve", f"{name}: p99 at half its max QPS (open loop)", lat[name][0], lat[ref][0], "ms",
-                     scale, higher_is_better=False,
-                     note=f"open loop at {rates[name]:.0f} req/s, reference {ref} at {rates[ref]:.0f} req/s, latency "
-                     f"from the scheduled send time; better of 2, A-B-B-A; p50 {lat[name][1]:.2f} and "
-                     f"{lat[ref][1]:.2f} ms; goal <= {GOAL_P99_MS:g} ms; {how}")  # fmt: skip
+    yield from p99_results(stores, ports, paths, {n: runs[n].qps for n in names}, duration, root, gen, how, scale)
 
 
 if __name__ == "__main__":
