@@ -142,9 +142,10 @@ class ImpressionConsumer(SpeedConsumer):
         return self._path.applicable(good, records, self._shown_rows(strays) if strays else None)
 
     def _first_claims(self, good: Events) -> tuple[Events, set[Position]]:
-        """The speed consumer's claims; on an embedded store in transactions of at most
-        ``speed.feedback.impressions_claims_per_txn`` ids, so the positive-event consumer's writes to the same file
-        never queue behind a whole poll's. An id repeated in a later transaction finds the earlier one's claim."""
+        """The speed consumer's claims (impressions' scope: apart from the positive-event consumer's); on an
+        embedded store in transactions of at most ``speed.feedback.impressions_claims_per_txn`` ids, so the file's
+        write lock is never held for a whole poll's. An id repeated in a later transaction finds the earlier
+        one's claim."""
         most = self.settings.speed.feedback.impressions_claims_per_txn
         if not self.store.embedded or len(good) <= most:
             return super()._first_claims(good)

@@ -92,6 +92,6 @@ class SpeedFeedbackSettings(Section):
         ge=1,
         description="On the SQLite store, most event ids the impressions consumer claims in one transaction. Its "
         "claims live in `shown.sqlite` beside its rows (impressions are claimed apart from every other event), so "
-        "the positive-event consumer never waits for them; smaller transactions let the impressions consumer's own "
-        "row writes (its writer thread) go between them.",
+        "the positive-event consumer never waits for them; smaller transactions hold that file's write lock for "
+        "less time at once (serving and other processes reading or writing impressions rows wait less).",
     )

@@ -71,7 +71,7 @@ class CassandraStore(CatalogOf, OnlineStore):
         self._cql.ddl("create the schema", lambda session: schema.create(session, self._ks, self.settings))
         self._cql.ddl("create the catalog", lambda s: cassandra_catalog.create(s, self._ks, schema.DDL_TIMEOUT_S))
         cassandra_claims.copy_legacy(self._cql, self._fresh_ttl)  # claims of the old `event_ids` table, once
-        self._claims.mark_legacy(self._fresh_ttl)  # impressions claimed among the others before this release
+        self._claims.mark_at_init()  # no claim yet: impressions need not defer to an older release's
 
     def drop_schema(self) -> None:
         self._cql.ddl("drop the keyspace", lambda session: schema.drop(session, self._ks))

@@ -20,10 +20,11 @@ The table used to be ``event_ids`` (one partition per id). ``store init`` copies
 
 Impressions are claimed in partitions of their own (namespace key ``<ns>/impressions``; a namespace never holds a
 ``/``), so the impressions consumer's conditional batches never contend with the positive-event consumer's on one
-partition (:class:`ScopedClaims`). An older release claimed impressions among the others: ``store init``, on a
-namespace that holds claims but none of an impression yet, writes the ``LEGACY_MARK`` row of ``locks`` (its TTL the
-fresh TTL, which a claim's dedup window stays within by default); while it lives, an impression newly claimed still
-defers to a live claim of its id among the others, so one resent across the upgrade is applied once.
+partition (:class:`ScopedClaims`). An older release claimed impressions among the others, so the first claim
+this release makes in a namespace (of either scope) writes, for good, the ``LEGACY_MARK`` row of ``locks``: until
+when claims of the older release may still be live (one claim window on, or 0 where the namespace held no claim;
+``store init`` on a namespace with no claim yet writes 0). Until then an impression also defers to a live claim of
+its id among the others, so one resent across the upgrade is applied once.
 
 Example
 -------
@@ -131,40 +132,51 @@ def scoped_ns(ns: str, scope: ClaimScope) -> str:
 
 
 class ScopedClaims:
-    """One namespace's claims by scope (see the module's text); ``legacy`` read once per process."""
+    """One namespace's claims by scope (see the module's text); the legacy window read once per process."""
 
     def __init__(self, cql: CassandraSession, ns: str):
         self._cql, self._ns = cql, ns
         self._legacy_until: float | None = None
 
     def claim(self, scope: ClaimScope, claims: Iterable[Claim]) -> dict[str, LogPosition]:
-        if scope == "impressions" and time.time() < self._legacy():
-            wanted = list(claims)
-            held = self._legacy_owners([c[0] for c in wanted])  # claimed for their owner: a resend is a repeat
-            claims = [(eid, *held.get(eid, (part, pos)), ttl) for eid, part, pos, ttl in wanted]
-        return claim(self._cql, scoped_ns(self._ns, scope), claims)
+        wanted = list(claims)
+        # the first claim of this release in the namespace, of either scope, notes the window before it lands
+        in_window = bool(wanted) and time.time() < self._legacy(max(c[3] for c in wanted))
+        if scope == "impressions" and in_window:
+            held = self._legacy_owners([c[0] for c in wanted])  # claimed for their owner: a resend repeats
+            wanted = [(eid, *held.get(eid, (part, pos)), ttl) for eid, part, pos, ttl in wanted]
+        return claim(self._cql, scoped_ns(self._ns, scope), wanted)
 
     def release(self, scope: ClaimScope, claims: Mapping[str, LogPosition]) -> None:
         release(self._cql, scoped_ns(self._ns, scope), claims)
+        if scope == "impressions" and self._legacy_until and time.time() < self._legacy_until:
+            release(self._cql, self._ns, claims)  # an older release's claim of the same record, deferred to
 
-    def mark_legacy(self, ttl_s: int) -> bool:
-        """Run by ``store init``: on a namespace with claims but none of an impression yet, write the legacy mark
-        for ``ttl_s`` (whether it did)."""
-        if self._any("impressions") or not self._any("events"):
-            return False
-        self._cql.run(schema.TAKE_LOCK, (self._ns, LEGACY_MARK, "store init", ttl_s), WRITE)
-        log.info("store.impression_claims_scoped", namespace=self._ns, legacy_claims_for_s=ttl_s)
-        return True
+    def mark_at_init(self) -> None:
+        """Run by ``store init``: a namespace with no claim at all has no older release's to defer to."""
+        if not self._any("events"):
+            self._put_mark(0.0)
+
+    def _legacy(self, window_s: float) -> float:
+        if self._legacy_until is None:
+            row = self._cql.run(schema.SELECT_LOCK, (self._ns, LEGACY_MARK), WRITE).one()
+            if row is None:
+                until = time.time() + window_s if self._any("events") else 0.0
+                row = (self._put_mark(until),)
+                log.info("store.impression_claims_scoped", namespace=self._ns, legacy_claims_until=row[0])
+            self._legacy_until = float(row[0])
+        return self._legacy_until
+
+    def _put_mark(self, until: float) -> str:
+        """Write the mark unless one exists; the mark that holds."""
+        put = self._cql.run(schema.PUT_MARK, (self._ns, LEGACY_MARK, repr(until)), WRITE)
+        if put.was_applied:
+            return repr(until)
+        return dict(zip(put.column_names, put.one(), strict=True))["owner"]
 
     def _any(self, scope: ClaimScope) -> bool:
         params = [(scoped_ns(self._ns, scope), b) for b in range(schema.EVENT_ID_BUCKETS)]
         return any(rs.one() is not None for rs in self._cql.many(ANY_CLAIM, params))
-
-    def _legacy(self) -> float:
-        if self._legacy_until is None:
-            row = self._cql.run(schema.SELECT_LOCK, (self._ns, LEGACY_MARK), WRITE).one()
-            self._legacy_until = time.time() + float(row[1] or 0) if row else 0.0
-        return self._legacy_until
 
     def _legacy_owners(self, ids: list[str]) -> dict[str, LogPosition]:
         """The live claims of ``ids`` among the other events' (an older release claimed impressions there)."""

@@ -187,7 +187,8 @@ CLAIM_EVENT_ID = (
     "INSERT INTO {ks}.event_claims (ns, bucket, event_id, part, pos) VALUES (?, ?, ?, ?, ?) IF NOT EXISTS USING TTL ?"
 )
 RELEASE_EVENT_ID = "DELETE FROM {ks}.event_claims WHERE ns = ? AND bucket = ? AND event_id = ? IF part=? AND pos=?"
-LWT = (TAKE_LOCK, RENEW_LOCK, RELEASE_LOCK, CLAIM_EVENT_ID, RELEASE_EVENT_ID)
+PUT_MARK = "INSERT INTO {ks}.locks (ns, name, owner) VALUES (?, ?, ?) IF NOT EXISTS"  # a row of `locks` for good
+LWT = (TAKE_LOCK, RENEW_LOCK, RELEASE_LOCK, CLAIM_EVENT_ID, RELEASE_EVENT_ID, PUT_MARK)
 
 # ---- schema, run by CassandraStore.init_schema -------------------------------------------------------------
 

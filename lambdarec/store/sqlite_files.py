@@ -29,12 +29,12 @@ from lambdarec.sqlite_txn import write_txn
 from lambdarec.store.errors import StoreUnavailableError
 from lambdarec.store.sqlite_schema import (
     CLAIM_EVENT_ID,
+    CLAIM_SCOPES_SCHEMA,
     CLAIMS_FILE,
     CLAIMS_SCHEMA,
     FRESH_FILE,
     FRESH_SCHEMA,
     PRAGMAS,
-    SHOWN_CLAIMS_DDL,
     SHOWN_FILE,
     SHOWN_SCHEMA,
     SNAPSHOT_SCHEMA,
@@ -94,7 +94,7 @@ class Connections:
             self._move_shown_rows()
             self.db("claims").executescript(CLAIMS_SCHEMA)
             self._move_claims()
-            self._scope_impression_claims()
+            self._scope_claims()
         except (OSError, sqlite3.Error) as exc:
             raise StoreUnavailableError(f"cannot open the SQLite store in {self.path.resolve()}: {exc}") from exc
         finally:
@@ -142,20 +142,21 @@ class Connections:
             moved += len(live)
         log.info("store.claims_moved", path=str(self.path), to=CLAIMS_FILE, moved=moved)
 
-    def _scope_impression_claims(self) -> None:
-        """Create shown.sqlite's claims tables (impressions' event ids). Where they are new and claims.sqlite holds
-        live claims (an older release claimed impressions there), note when the last of those expires
-        (``claims_legacy``): until then an impression's claim defers to a live one there. One transaction, so a
-        process opening the store meanwhile sees both or neither."""
-        with self.write("shown") as conn:
-            if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'event_ids'").fetchone():
+    def _scope_claims(self) -> None:
+        """Note, the first time this release opens the store, until when an older release's claims may still be
+        live (``claim_scopes``, see its schema). Read first; claims.sqlite's write lock only while it is missing."""
+        has = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'claim_scopes'"
+        if self.db("claims").execute(has).fetchone():
+            return
+        with self.write("claims") as conn:
+            if conn.execute(has).fetchone():
                 return
-            for statement in SHOWN_CLAIMS_DDL:
-                conn.execute(statement)
-            (until,) = self.db("claims").execute("SELECT MAX(expires_at) FROM event_ids").fetchone()
-            if until is not None and until > time.time():
-                conn.execute("INSERT INTO claims_legacy (id, until) VALUES (0, ?)", (until,))
-                log.info("store.impression_claims_scoped", path=str(self.path), legacy_claims_until=until)
+            conn.execute(CLAIM_SCOPES_SCHEMA)
+            now = time.time()
+            (until,) = conn.execute("SELECT MAX(expires_at) FROM event_ids WHERE expires_at > ?", (now,)).fetchone()
+            conn.execute("INSERT INTO claim_scopes (id, legacy_until) VALUES (0, ?)", (until or 0.0,))
+        if until:
+            log.info("store.impression_claims_scoped", path=str(self.path), legacy_claims_until=until)
 
     def db(self, which: Which) -> sqlite3.Connection:
         """This thread's connection to ``which`` file; ``StoreUnavailableError`` once the store is closed or while a
@@ -184,6 +185,8 @@ class Connections:
         conn = sqlite3.connect(uri, self.settings.request_timeout_s, isolation_level=None, check_same_thread=False,
                                uri=True)  # fmt: skip
         conn.executescript(PRAGMAS)
+        if which == "shown" and not self._creating:  # restored from before its claims tables: create them (no lock
+            conn.executescript(SHOWN_SCHEMA)  # when they exist, as IF NOT EXISTS compiles to nothing then)
         mmap_mb = self.settings.sqlite.mmap_mb if which == "snapshots" else self.settings.sqlite.fresh_mmap_mb
         conn.execute(f"PRAGMA mmap_size={int(mmap_mb) << 20}")  # an int from the settings
         setattr(self._local, which, (generation, conn))

@@ -122,8 +122,13 @@ class FreshTables:
         return owners
 
     def _legacy_claims_until(self) -> float:
+        """Until when an older release's claims in claims.sqlite may be live (``claim_scopes``; 0 in a
+        claims.sqlite restored from before this release, which has no such row)."""
         if self._legacy_until is None:
-            row = self._files.db("shown").execute("SELECT until FROM claims_legacy").fetchone()
+            try:
+                row = self._files.db("claims").execute("SELECT legacy_until FROM claim_scopes").fetchone()
+            except sqlite3.OperationalError:  # no such table
+                row = None
             self._legacy_until = row[0] if row else 0.0
         return self._legacy_until
 
@@ -135,6 +140,11 @@ class FreshTables:
         return {eid: (p, o) for eid, p, o in select_in(conn, SELECT_LIVE_EVENT_IDS, (self._ns, now), ids)}
 
     def release_event_ids(self, claims: Mapping[str, LogPosition], scope: ClaimScope = "events") -> None:
-        if claims:
-            with self._transaction(CLAIMS_OF[scope]) as conn:
+        if not claims:
+            return
+        files = [CLAIMS_OF[scope]]
+        if scope == "impressions" and time.time() < self._legacy_claims_until():
+            files.append("claims")  # an older release's claim of the same record, which it deferred to
+        for which in files:
+            with self._transaction(which) as conn:
                 conn.executemany(RELEASE_EVENT_ID, ((self._ns, eid, p, o) for eid, (p, o) in claims.items()))

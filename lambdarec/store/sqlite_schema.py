@@ -65,7 +65,7 @@ SHOWN_FILE = "shown.sqlite"
 SHOWN_SCHEMA = """
 CREATE TABLE IF NOT EXISTS shown_users (ns TEXT, user_id TEXT, data BLOB NOT NULL, expires_at REAL NOT NULL,
   PRIMARY KEY (ns, user_id)) WITHOUT ROWID;
-"""
+"""  # + CLAIMS_SCHEMA (impressions' claims), below
 # Event-id claims of every event but impressions in a file of their own: in fresh.sqlite the positive-event
 # consumer's state writes queued behind the claims' transactions and paid their write-ahead log's checkpoints.
 # (fresh.sqlite keeps its old event_ids table: live claims found there are moved here on open.) Impressions' claims
@@ -77,14 +77,12 @@ CREATE TABLE IF NOT EXISTS event_ids (ns TEXT, event_id TEXT, part INTEGER NOT N
   expires_at REAL NOT NULL, PRIMARY KEY (ns, event_id)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS event_ids_expiry ON event_ids (ns, expires_at);
 """
-# shown.sqlite's claims (the same tables, one statement each: they are created inside a transaction) and, where they
-# were created on a store whose claims.sqlite held live claims (an older release claimed impressions there too),
-# the last of those claims' expiry: until then an impression's new claim also defers to a live one of the same id
-# in claims.sqlite, so an impression resent across the upgrade is still applied once.
-SHOWN_CLAIMS_DDL = (
-    *(statement.strip() for statement in CLAIMS_SCHEMA.split(";") if statement.strip()),
-    "CREATE TABLE IF NOT EXISTS claims_legacy (id INTEGER PRIMARY KEY CHECK (id = 0), until REAL NOT NULL)",
-)
+SHOWN_SCHEMA += CLAIMS_SCHEMA
+# When this release first opened the store: the last expiry of the claims claims.sqlite then held (an older
+# release claimed impressions there too), 0 where it held none. Until then an impression's new claim in
+# shown.sqlite also defers to a live one of the same id in claims.sqlite, so one resent across the upgrade is
+# still applied once. Kept in claims.sqlite, so a shown.sqlite deleted (to reset fatigue) opens no new window.
+CLAIM_SCOPES_SCHEMA = "CREATE TABLE claim_scopes (id INTEGER PRIMARY KEY CHECK (id = 0), legacy_until REAL NOT NULL)"
 # 16 KiB pages keep a 2 KiB user row inside its b-tree page (4 KiB pages spill it to overflow pages: half the
 # write rate, twice the file); page_size only takes effect on a new file. A 64 MiB WAL between checkpoints
 # (4000 pages) spares a bulk write most checkpoint fsyncs. The memory map (store.sqlite.mmap_mb,

@@ -138,6 +138,7 @@ def test_a_poll_of_event_id_claims_costs_a_few_conditional_requests_not_one_per_
     """Issue 17: one lightweight transaction (four Paxos round trips) per event id kept the speed layer on
     Cassandra under 600 events/s; a poll's claims are conditional batches, one or a few per bucket partition."""
     store = CassandraStore(StoreSettings(url=cassandra_store_url, namespace="claims-requests"))
+    store.claim_event_ids({"warm": (9, 9)}, ttl_s=60)  # once per process: the upgrade window read (or noted)
     session = store._cql._session
     sent = []
     send = session.execute_async
@@ -181,22 +182,29 @@ def test_store_init_copies_the_live_claims_of_the_old_event_ids_table(cassandra_
         assert store.claim_event_ids({"old-7": (5, 5)}, ttl_s=60) == {"old-7": (0, 7)}
 
 
-def test_after_store_init_an_impression_an_older_release_claimed_is_still_a_repeat(
+def test_an_impression_an_older_release_claimed_is_still_a_repeat_after_the_upgrade(
     cassandra_endpoint: tuple[str, int],
 ) -> None:
     """Issue 16: impressions are claimed in partitions of their own. An older release claimed them among the other
-    events: ``store init`` on such a namespace marks a window in which an impression still defers to those claims
-    (a resend is a repeat, the owner delivered again is itself); a namespace with no claims gets no window."""
+    events: the first impression this release claims notes a window (whether or not `store init` ran first), in
+    which an impression still defers to those claims: a resend is a repeat, the owner delivered again is itself,
+    and releasing it (dead-lettered) frees both. A namespace `store init` found empty gets no window."""
     with throwaway_keyspace(cassandra_endpoint) as url, CassandraStore(StoreSettings(url=url)) as store:
-        assert store.claim_event_ids({"imp-1": (0, 7)}, ttl_s=600) == {"imp-1": (0, 7)}  # by the older release
-        store.init_schema()  # the upgrade
-        with CassandraStore(StoreSettings(url=url)) as upgraded:
-            owners = upgraded.claim_event_ids({"imp-1": (1, 3), "imp-2": (1, 4)}, 60, "impressions")
+        older = "INSERT INTO {ks}.event_claims (ns, bucket, event_id, part, pos) VALUES (?, ?, ?, ?, ?) USING TTL 600"
+        store.execute("DELETE FROM {ks}.locks WHERE ns = ? AND name = ?", ("default", "impression-claims-shared"))
+        for eid, pos in (("imp-1", 7), ("imp-3", 8)):  # as the older release left it: its claims, no window noted
+            store.execute(older, ("default", schema.event_id_bucket(eid), eid, 0, pos))
+        with CassandraStore(StoreSettings(url=url)) as upgraded:  # its consumers start before `store init`
+            owners = upgraded.claim_event_ids({"imp-1": (1, 3), "imp-2": (1, 4)}, 600, "impressions")
             assert owners == {"imp-1": (0, 7), "imp-2": (1, 4)}
-            assert upgraded.claim_event_ids({"imp-1": (0, 7)}, 60, "impressions") == {"imp-1": (0, 7)}
-            assert upgraded.lock_holder("impression-claims-shared") is not None
+            assert upgraded.claim_event_ids({"imp-1": (0, 7)}, 600, "impressions") == {"imp-1": (0, 7)}
+            assert upgraded.claim_event_ids({"imp-3": (0, 8)}, 600, "impressions") == {"imp-3": (0, 8)}
+            upgraded.release_event_ids({"imp-3": (0, 8)}, "impressions")  # dead-lettered: a corrected resend wins
+            assert upgraded.claim_event_ids({"imp-3": (1, 9)}, 600, "impressions") == {"imp-3": (1, 9)}
+        store.init_schema()  # afterwards: the window stays as noted
+        with CassandraStore(StoreSettings(url=url)) as later:
+            assert later.claim_event_ids({"imp-1": (2, 2)}, 600, "impressions") == {"imp-1": (0, 7)}
         with CassandraStore(StoreSettings(url=url, namespace="fresh")) as fresh:
             fresh.init_schema()  # nothing claimed yet: the scopes are apart from the start
-            assert fresh.lock_holder("impression-claims-shared") is None
             assert fresh.claim_event_ids({"x": (0, 1)}, ttl_s=60) == {"x": (0, 1)}
             assert fresh.claim_event_ids({"x": (1, 1)}, 60, "impressions") == {"x": (1, 1)}
