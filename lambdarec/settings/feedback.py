@@ -93,5 +93,5 @@ class SpeedFeedbackSettings(Section):
         description="On the SQLite store, most event ids the impressions consumer claims in one transaction. Its "
         "claims live in `shown.sqlite` beside its rows (impressions are claimed apart from every other event), so "
         "the positive-event consumer never waits for them; smaller transactions hold that file's write lock for "
-        "less time at once (serving and other processes reading or writing impressions rows wait less).",
+        "less time at once (its other writers, the consumer's row writes and `lambdarec forget`, wait less).",
     )

@@ -56,7 +56,7 @@ LEGACY_TABLE = "event_ids"
 SELECT_LEGACY = "SELECT ns, event_id, part, pos, TTL(pos) FROM {ks}.event_ids"
 HAS_TABLE = "SELECT table_name FROM system_schema.tables WHERE keyspace_name = ? AND table_name = ?"
 COPY_CHUNK = 5000  # legacy claims copied per round
-LEGACY_MARK = "impression-claims-shared"  # a `locks` row: while it lives, impressions defer to the others' claims
+LEGACY_MARK = "impression-claims-shared"  # a `locks` row for good: until when impressions defer to the others' claims
 SELECT_CLAIMS = "SELECT event_id, part, pos FROM {ks}.event_claims WHERE ns = ? AND bucket = ? AND event_id IN ?"
 ANY_CLAIM = "SELECT event_id FROM {ks}.event_claims WHERE ns = ? AND bucket = ? LIMIT 1"
 
@@ -149,7 +149,7 @@ class ScopedClaims:
 
     def release(self, scope: ClaimScope, claims: Mapping[str, LogPosition]) -> None:
         release(self._cql, scoped_ns(self._ns, scope), claims)
-        if scope == "impressions" and self._legacy_until and time.time() < self._legacy_until:
+        if scope == "impressions" and time.time() < (self._legacy_until or self._stored_mark() or 0.0):
             release(self._cql, self._ns, claims)  # an older release's claim of the same record, deferred to
 
     def mark_at_init(self) -> None:
@@ -159,20 +159,24 @@ class ScopedClaims:
 
     def _legacy(self, window_s: float) -> float:
         if self._legacy_until is None:
-            row = self._cql.run(schema.SELECT_LOCK, (self._ns, LEGACY_MARK), WRITE).one()
-            if row is None:
-                until = time.time() + window_s if self._any("events") else 0.0
-                row = (self._put_mark(until),)
-                log.info("store.impression_claims_scoped", namespace=self._ns, legacy_claims_until=row[0])
-            self._legacy_until = float(row[0])
+            until = self._stored_mark()
+            if until is None:
+                until = self._put_mark(time.time() + window_s if self._any("events") else 0.0)
+            self._legacy_until = until
         return self._legacy_until
 
-    def _put_mark(self, until: float) -> str:
+    def _stored_mark(self) -> float | None:
+        row = self._cql.run(schema.SELECT_LOCK, (self._ns, LEGACY_MARK), WRITE).one()
+        return None if row is None else _as_time(row[0])
+
+    def _put_mark(self, until: float) -> float:
         """Write the mark unless one exists; the mark that holds."""
         put = self._cql.run(schema.PUT_MARK, (self._ns, LEGACY_MARK, repr(until)), WRITE)
-        if put.was_applied:
-            return repr(until)
-        return dict(zip(put.column_names, put.one(), strict=True))["owner"]
+        if not put.was_applied:
+            return _as_time(dict(zip(put.column_names, put.one(), strict=True))["owner"])
+        if until:
+            log.info("store.impression_claims_scoped", namespace=self._ns, legacy_claims_until=until)
+        return until
 
     def _any(self, scope: ClaimScope) -> bool:
         params = [(scoped_ns(self._ns, scope), b) for b in range(schema.EVENT_ID_BUCKETS)]
@@ -185,3 +189,11 @@ class ScopedClaims:
             by_bucket[schema.event_id_bucket(eid)].append(eid)
         params = [(self._ns, b, group) for b, group in by_bucket.items()]
         return {row[0]: (row[1], row[2]) for rs in self._cql.many(SELECT_CLAIMS, params) for row in rs}
+
+
+def _as_time(text: str) -> float:
+    """A mark's end time; a mark that is not a number (never written by a release) counts as no window."""
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return 0.0

@@ -204,6 +204,10 @@ def test_an_impression_an_older_release_claimed_is_still_a_repeat_after_the_upgr
         store.init_schema()  # afterwards: the window stays as noted
         with CassandraStore(StoreSettings(url=url)) as later:
             assert later.claim_event_ids({"imp-1": (2, 2)}, 600, "impressions") == {"imp-1": (0, 7)}
+        store.execute(older, ("default", schema.event_id_bucket("imp-4"), "imp-4", 0, 9))
+        with CassandraStore(StoreSettings(url=url)) as restarted:  # a release as its first call frees both claims
+            restarted.release_event_ids({"imp-4": (0, 9)}, "impressions")
+            assert restarted.claim_event_ids({"imp-4": (1, 1)}, 600, "impressions") == {"imp-4": (1, 1)}
         with CassandraStore(StoreSettings(url=url, namespace="fresh")) as fresh:
             fresh.init_schema()  # nothing claimed yet: the scopes are apart from the start
             assert fresh.claim_event_ids({"x": (0, 1)}, ttl_s=60) == {"x": (0, 1)}
