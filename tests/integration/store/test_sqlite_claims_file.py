@@ -1,5 +1,5 @@
-"""On the SQLite store the event-id claims are in a file of their own (``claims.sqlite``): the impressions
-consumer claims ten times the click volume, and a claims transaction held by it must never hold up the
+"""On the SQLite store the event-id claims are in a file of their own (``claims.sqlite``; impressions' claims in
+``shown.sqlite``, see test_sqlite_impression_claims): a claims transaction held there must never hold up the
 positive-event consumer's state write; claims an older release kept in ``fresh.sqlite`` still count."""
 
 from __future__ import annotations
