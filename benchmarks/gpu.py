@@ -3,14 +3,16 @@
 * **peak**: the device's measured FP32 matmul rate (TF32 off), and its datasheet peak where the name is known;
 * **top-K**: FAISS GPU exact inner-product search (``GpuIndexFlatIP``, K = 100 plus the seen-item padding of
   :class:`batch_layer.model_index.FaissSearcher`) and the batch layer's own exact GPU searcher
-  (:class:`batch_layer.model_index.TorchSearcher`: matmul, seen masked, ``topk``) over every user, as
-  ``2 * users * items * f`` FLOP/s against the peak (goal >= 50%);
+  (:class:`batch_layer.model_index.TorchSearcher`: matmul, seen masked, two-stage selection) over every user, as
+  ``2 * users * items * f`` FLOP/s against the peak (goal >= 50%); beside them the same searcher with one
+  ``topk`` over every item (``torch_one_pass``, its selection before the two stages) and the matrix product
+  alone, so the note can say what selection costs;
 * **training**: one epoch of torch MF (:func:`batch_layer.train.train`, ``model = "torch"``, sampled softmax)
   as ``6 * pairs * f * (1 + negatives)`` FLOP/s against the peak, and seconds per epoch.
 
 A GPU request that cannot be honoured is refused, never run on the CPU: without a CUDA driver and device, torch
-with CUDA, or a FAISS build with GPU support (the ``gpu`` extra), the benchmark prints what is missing and exits
-with :data:`EXIT_NO_GPU`. It prints absolute times too (BENCHMARKS.md: GPU variants).
+with CUDA, or (unless ``--searchers torch``) a FAISS build with GPU support (the ``gpu`` extra), the benchmark
+prints what is missing and exits with :data:`EXIT_NO_GPU`. It prints absolute times too (BENCHMARKS.md: GPU variants).
 
 Example
 -------
@@ -57,12 +59,15 @@ SPEC_TFLOPS: tuple[tuple[str, float], ...] = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--epochs", type=int, default=1, help="torch MF epochs timed (default 1)")
+    parser.add_argument("--epochs", type=int, default=1, help="torch MF epochs timed (default 1; 0: no training)")
     parser.add_argument("--batch-size", type=int, default=262_144, help="torch MF mini-batch (batch.torch)")
+    parser.add_argument(
+        "--searchers", default="faiss,torch", help="top-K searchers timed: faiss, torch or both (default both)"
+    )
 
 
-def missing() -> list[str]:
-    """What this machine lacks for the GPU paths; empty when all is there."""
+def missing(searchers: tuple[str, ...] = ("faiss", "torch")) -> list[str]:
+    """What this machine lacks for the GPU paths asked for; empty when all is there."""
     import importlib.util
 
     from batch_layer.model_index import faiss_gpus
@@ -78,8 +83,11 @@ def missing() -> list[str]:
 
         if not torch.cuda.is_available():
             lacks.append(f"torch {torch.__version__} sees no CUDA device (no device, or a CPU-only build)")
-    if faiss_gpus() == 0:
-        lacks.append("FAISS has no GPU support here (faiss-cpu; install the gpu extra: faiss-gpu-cu12)")
+    if "faiss" in searchers and faiss_gpus() == 0:
+        lacks.append(
+            "FAISS has no GPU support here (faiss-cpu; install the gpu extra: faiss-gpu-cu12, or time the batch "
+            "layer's own searcher alone with --searchers torch)"
+        )
     return lacks
 
 
@@ -132,15 +140,40 @@ def _faiss_topk(user_factors: np.ndarray, item_factors: np.ndarray, seen: sp.csr
     return time.perf_counter() - t0, len(users)
 
 
-def _torch_topk(user_factors: np.ndarray, item_factors: np.ndarray, seen: sp.csr_matrix) -> float:
-    """Seconds for every user's exact top-K with seen items excluded, the batch layer's torch GPU searcher."""
+def _torch_topk(
+    user_factors: np.ndarray, item_factors: np.ndarray, seen: sp.csr_matrix, *, one_pass: bool = False
+) -> float:
+    """Seconds for every user's exact top-K with seen items excluded, the batch layer's torch GPU searcher
+    (``one_pass``: its selection as one ``topk`` over every item, as before the two-stage selection)."""
     from batch_layer.candidates import iter_candidates
     from batch_layer.model_index import TorchSearcher
 
     searcher = TorchSearcher(item_factors)
+    if one_pass:
+        searcher._chunk = lambda kk: 1  # type: ignore[method-assign]
+    searcher.search(user_factors[:1024], None, K)  # warm-up: kernels, allocator
+    _sync()
     t0 = time.perf_counter()
     for _ in iter_candidates(user_factors, item_factors, seen, K, 65_536, searcher=searcher):
         pass
+    _sync()
+    return time.perf_counter() - t0
+
+
+def _matmul_alone(user_factors: np.ndarray, item_factors: np.ndarray) -> float:
+    """Seconds for the same users x items products in the searcher's steps, with no masking or selection."""
+    import torch
+
+    from batch_layer.model_index import _GPU_STEP_ELEMENTS
+
+    items = torch.as_tensor(item_factors, device="cuda")
+    users = torch.as_tensor(user_factors, device="cuda")
+    step = max(1, _GPU_STEP_ELEMENTS // len(item_factors))
+    users[:step] @ items.T
+    _sync()
+    t0 = time.perf_counter()
+    for start in range(0, len(users), step):
+        users[start : start + step] @ items.T
     _sync()
     return time.perf_counter() - t0
 
@@ -161,7 +194,11 @@ def _train_epochs(matrix: sp.csr_matrix, epochs: int, batch_size: int) -> float:
 
 
 def run(scale: Scale, args: argparse.Namespace) -> Iterator[Result]:
-    lacks = missing()
+    searchers = tuple(name.strip() for name in getattr(args, "searchers", "faiss,torch").split(",") if name.strip())
+    unknown = set(searchers) - {"faiss", "torch"}
+    if unknown:
+        raise SystemExit(f"--searchers takes faiss and/or torch, not {', '.join(sorted(unknown))}")
+    lacks = missing(searchers)
     if lacks:
         print("gpu benchmark refused, nothing ran on the CPU instead: " + "; ".join(lacks), file=sys.stderr)
         raise SystemExit(EXIT_NO_GPU)
@@ -177,19 +214,28 @@ def run(scale: Scale, args: argparse.Namespace) -> Iterator[Result]:
     user_factors, item_factors, matrix = synthetic(users, items, seed=1, seen_scale=(per_user - 1) / 3.3)
     flop = 2.0 * users * items * FACTORS
     shape = f"{users:,} users x {items:,} items, f={FACTORS}, K={K}, {matrix.nnz:,} seen pairs excluded"
-    faiss_s, covered = _faiss_topk(user_factors, item_factors, matrix)
-    torch_s = _torch_topk(user_factors, item_factors, matrix)
-    for label, seconds, done in (("faiss", faiss_s, covered), ("torch", torch_s, users)):
+    timed: list[tuple[str, float, int]] = []
+    if "faiss" in searchers:
+        faiss_s, covered = _faiss_topk(user_factors, item_factors, matrix)
+        timed.append(("faiss", faiss_s, covered))
+    if "torch" in searchers:
+        timed.append(("torch", _torch_topk(user_factors, item_factors, matrix), users))
+        timed.append(("torch_one_pass", _torch_topk(user_factors, item_factors, matrix, one_pass=True), users))
+        timed.append(("matmul_alone", _matmul_alone(user_factors, item_factors), users))
+    for label, seconds, done in timed:
         left = (
             f" ({users - done:,} users with over 1,024 seen items left out: FAISS GPU's k <= 2,048)"
             if done < users
             else ""
         )
+        what = "no masking or selection: the ceiling" if label == "matmul_alone" else "goal ratio >= 0.5"
         yield Result(
             "gpu", f"topk_{label}_tflops_vs_measured_peak", flop * done / users / seconds / 1e12, measured,
-            "TFLOP/s", scale, note=f"{shape}; {seconds:.1f} s, {done / seconds:,.0f} users/s{left}; goal ratio >= 0.5",
+            "TFLOP/s", scale, note=f"{shape}; {seconds:.2f} s, {done / seconds:,.0f} users/s{left}; {what}",
         )  # fmt: skip
     epochs = getattr(args, "epochs", 1)
+    if epochs < 1:
+        return
     batch_size = getattr(args, "batch_size", 262_144)
     seconds = _train_epochs(matrix, epochs, batch_size)
     flop = 6.0 * matrix.nnz * FACTORS * (1 + NEGATIVES)

@@ -137,8 +137,11 @@ def check_torch_trainer(users: int) -> None:
 
 
 def check_faiss_gpu(items: int) -> None:
-    import faiss
-
+    try:
+        import faiss
+    except ImportError as exc:  # e.g. faiss-gpu-cu12 without its CUDA 12 libraries
+        report("faiss_gpu_ivf", False, reason=f"faiss does not import: {exc}")
+        return
     if not hasattr(faiss, "StandardGpuResources") or faiss.get_num_gpus() == 0:
         print(json.dumps({"check": "faiss_gpu_ivf", "skipped": "this FAISS build has no GPU support"}), flush=True)
         return

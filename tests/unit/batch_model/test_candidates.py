@@ -137,6 +137,35 @@ def test_torch_searcher_code_path_equals_exact_on_the_cpu() -> None:
     assert (tiny[:, 5:] == -1).all()
 
 
+def test_torch_searchers_chunked_selection_is_exact_where_the_best_items_crowd_one_chunk() -> None:
+    # 1,003 items (not a multiple of the chunk), k = 12: the selection cuts the items into chunks of 10. The 12
+    # best unseen items of every user sit side by side, and some users have fewer than k unseen items left.
+    pytest.importorskip("torch", reason="torch is not installed (make setup-dev installs the torch extra)")
+    from batch_layer.model_index import TorchSearcher
+
+    rng = np.random.default_rng(3)
+    users, items, k = 40, 1003, 12
+    y = np.zeros((items, 4), np.float32)
+    y[:, 0] = rng.random(items) * 0.1
+    y[500:520, 0] = np.linspace(2.0, 1.0, 20)  # the best 20 items: two neighbouring chunks
+    u = np.abs(rng.standard_normal((users, 4)).astype(np.float32)) + 0.1
+    dense = np.zeros((users, items), np.float32)
+    dense[::3, 500:520:2] = 1  # every third user has seen half of the best 20
+    dense[1, :] = 1
+    dense[1, [7, 900, 1002]] = 0  # user 1 has 3 unseen items left: the rest is padding
+    seen = sp.csr_matrix(dense)
+    searcher = TorchSearcher(y, device="cpu")
+    assert searcher._chunk(k) > 1  # the two-stage path is the one under test
+    _, got, scores = collect(iter_candidates(u, y, seen, k, 16, searcher=searcher))
+    exact = exact_scores(u, y, seen)
+    want = brute_force(u, y, seen, k)
+    want[np.isneginf(np.take_along_axis(exact, want, 1))] = -1  # fewer unseen items than k: padding
+    assert_same_ranking(got, want, exact)
+    assert sorted(got[1, :3].tolist()) == [7, 900, 1002] and (got[1, 3:] == -1).all()
+    assert np.isneginf(scores[1, 3:]).all()
+    assert_scores_close(scores[got >= 0], (u @ y.T)[np.nonzero(got >= 0)[0], got[got >= 0]])
+
+
 def test_auto_device_falls_back_to_the_cpu_without_torch(monkeypatch) -> None:
     import batch_layer.candidates as candidates
     import batch_layer.model_index as model_index
