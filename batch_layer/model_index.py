@@ -14,7 +14,8 @@ Example
 from __future__ import annotations
 
 import importlib.util
-from typing import Any, NamedTuple
+import threading
+from typing import Any
 
 import numpy as np
 
@@ -91,62 +92,113 @@ class TorchSearcher:
         self.device = torch.device(device)
         self.n_items = len(item_factors)
         self._items = torch.as_tensor(np.ascontiguousarray(item_factors, dtype=np.float32), device=self.device)
+        self._padded: dict[int, Any] = {}
+        self._staging: dict[str, Any] = {}
+        self._lock = threading.Lock()  # one search at a time: the staging tensors are shared
 
     def _chunk(self, kk: int) -> int:
-        """Items per chunk of the two-stage selection (1: a single ``topk``)."""
-        return max(1, self.n_items // (_CHUNKS_PER_K * kk))
+        """Items per chunk of the two-stage selection (1: a single ``topk``), a multiple of ``_CHUNK_ALIGN``
+        once it reaches it, so that the chunk maxima read whole aligned rows."""
+        chunk = max(1, self.n_items // (_CHUNKS_PER_K * kk))
+        return chunk if chunk < _CHUNK_ALIGN else -(-chunk // _CHUNK_ALIGN) * _CHUNK_ALIGN
+
+    def _padded_items(self, chunk: int) -> Any:
+        """The item factors with zero rows up to a whole number of chunks (their scores are masked)."""
+        padded = -(-self.n_items // chunk) * chunk
+        if padded not in self._padded:
+            extra = padded - self.n_items
+            self._padded[padded] = (
+                self._torch.nn.functional.pad(self._items, (0, 0, 0, extra)) if extra else self._items
+            )
+        return self._padded[padded]
+
+    def _host(self, name: str, shape: tuple[int, ...], dtype: Any) -> Any:
+        """A reused host staging tensor, page-locked on CUDA so copies to and from the device run at full speed
+        and without blocking."""
+        have = self._staging.get(name)
+        if have is None or have.shape[0] < shape[0] or have.shape[1:] != shape[1:]:
+            have = self._torch.empty(shape, dtype=dtype, pin_memory=self.device.type == "cuda")
+            self._staging[name] = have
+        return have[: shape[0]]
 
     def search(self, user_vectors: np.ndarray, seen: Exclusions | None, k: int) -> tuple[np.ndarray, np.ndarray]:
+        with self._lock:
+            return self._search(user_vectors, seen, k)
+
+    def _search(self, user_vectors: np.ndarray, seen: Exclusions | None, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Steps of users, pipelined: while the device scores one step, the host stages the next step's inputs
+        and copies out the previous step's results."""
         torch = self._torch
         n_users, n_items = len(user_vectors), self.n_items
         kk = min(k, n_items)
         chunk = self._chunk(kk)
-        padded = -(-n_items // chunk) * chunk
-        items = self._items if padded == n_items else torch.nn.functional.pad(self._items, (0, 0, 0, padded - n_items))
-        users = torch.as_tensor(np.ascontiguousarray(user_vectors, dtype=np.float32)).to(self.device)
-        top_items = torch.empty((n_users, kk), dtype=torch.int32, device=self.device)
-        top_scores = torch.empty((n_users, kk), dtype=torch.float32, device=self.device)
-        mask = None if seen is None else _seen_on_device(torch, seen, n_users, self.device)
-        step = max(1, _GPU_STEP_ELEMENTS // max(1, padded))
+        items = self._padded_items(chunk)
+        step = max(1, _GPU_STEP_ELEMENTS // len(items))
+        out_items = np.empty((n_users, k), dtype=np.int32)
+        out_scores = np.empty((n_users, k), dtype=np.float32)
+        out_items[:, kk:], out_scores[:, kk:] = -1, -np.inf
+        host_users = self._host("users", (n_users, items.shape[1]), torch.float32)
+        host_items = self._host("items", (n_users, kk), torch.int32)
+        host_scores = self._host("scores", (n_users, kk), torch.float32)
+        indptr = None if seen is None else np.asarray(seen.indptr, dtype=np.int64)
+        host_cols = None if indptr is None else self._host("seen", (int(indptr[-1] - indptr[0]),), torch.int32)
+        pending: tuple[int, int, Any] | None = None
         for start in range(0, n_users, step):
             stop = min(start + step, n_users)
-            scores = users[start:stop] @ items.T
-            if padded > n_items:
+            host_users[start:stop].numpy()[:] = user_vectors[start:stop]
+            scores = host_users[start:stop].to(self.device, non_blocking=True) @ items.T
+            if len(items) > n_items:
                 scores[:, n_items:] = float("-inf")
-            if mask is not None:
-                lo, hi = int(mask.offsets[start]), int(mask.offsets[stop])
-                if hi > lo:
-                    scores.index_put_((mask.rows[lo:hi] - start, mask.cols[lo:hi]), mask.minus_inf)
+            if seen is not None and indptr is not None and indptr[stop] > indptr[start]:
+                _mask_seen(torch, scores, seen, indptr[start : stop + 1], host_cols, self.device)
             val, idx = _select(torch, scores, kk, chunk)
-            top_items[start:stop] = torch.where(torch.isneginf(val), -1, idx).to(torch.int32)
-            top_scores[start:stop] = val
-        out_items = np.full((n_users, k), -1, dtype=np.int32)
-        out_scores = np.full((n_users, k), -np.inf, dtype=np.float32)
-        out_items[:, :kk] = top_items.cpu().numpy()
-        out_scores[:, :kk] = top_scores.cpu().numpy()
+            host_items[start:stop].copy_(torch.where(torch.isneginf(val), -1, idx).to(torch.int32), non_blocking=True)
+            host_scores[start:stop].copy_(val, non_blocking=True)
+            if pending is not None:
+                _copy_out(pending, host_items, host_scores, out_items, out_scores)
+            pending = (start, stop, _recorded(torch, self.device))
+        if pending is not None:
+            _copy_out(pending, host_items, host_scores, out_items, out_scores)
         return out_items, out_scores
 
 
 # Chunks per wanted item in TorchSearcher's selection: the second stage reads 1 / _CHUNKS_PER_K of each row.
 _CHUNKS_PER_K = 8
+# Chunk sizes from this up are rounded up to a multiple of it.
+_CHUNK_ALIGN = 32
 
 
-class _DeviceMask(NamedTuple):
-    offsets: np.ndarray  # [rows + 1] on the host: where each row's excluded items start in rows/cols
-    rows: Any  # int64 tensor on the device
-    cols: Any  # int64 tensor on the device
-    minus_inf: Any  # float32 scalar tensor on the device
+def _recorded(torch: Any, device: Any) -> Any:
+    """An event marking the work queued so far on ``device`` (None on the CPU, where work is already done)."""
+    if device.type != "cuda":
+        return None
+    event = torch.cuda.Event()
+    event.record(torch.cuda.current_stream(device))
+    return event
 
 
-def _seen_on_device(torch: Any, seen: Exclusions, n_users: int, device: Any) -> _DeviceMask:
-    """A block's excluded (row, item) pairs on the device, in row order, with host offsets per row."""
-    indptr = np.asarray(seen.indptr, dtype=np.int64)
-    offsets = indptr - indptr[0]
-    total = int(offsets[-1])
-    cols = torch.as_tensor(np.ascontiguousarray(seen.indices[indptr[0] : indptr[-1]])).to(device).long()
-    counts = torch.as_tensor(np.diff(offsets)).to(device)
-    rows = torch.repeat_interleave(torch.arange(n_users, device=device), counts, output_size=total)
-    return _DeviceMask(offsets, rows, cols, torch.tensor(float("-inf"), device=device))
+def _copy_out(
+    pending: tuple[int, int, Any], host_items: Any, host_scores: Any, out_items: np.ndarray, out_scores: np.ndarray
+) -> None:
+    """Wait for one step's results to reach the host staging, then copy them into the caller's arrays."""
+    start, stop, event = pending
+    if event is not None:
+        event.synchronize()
+    kk = host_items.shape[1]
+    out_items[start:stop, :kk] = host_items[start:stop].numpy()
+    out_scores[start:stop, :kk] = host_scores[start:stop].numpy()
+
+
+def _mask_seen(torch: Any, scores: Any, seen: Exclusions, indptr: np.ndarray, host_cols: Any, device: Any) -> None:
+    """Set a step's excluded (row, item) scores to -inf. ``indptr`` is the step's slice of the block's row
+    pointers; ``host_cols`` is the block's staging for excluded items, of which the step fills its own part."""
+    base = int(seen.indptr[0])
+    lo, hi = int(indptr[0]) - base, int(indptr[-1]) - base
+    cols = host_cols[lo:hi]
+    cols.numpy()[:] = seen.indices[lo + base : hi + base]
+    counts = torch.from_numpy(np.diff(indptr)).to(device, non_blocking=True)
+    rows = torch.repeat_interleave(torch.arange(len(indptr) - 1, device=device), counts, output_size=hi - lo)
+    scores[rows, cols.to(device, non_blocking=True).long()] = float("-inf")  # a host scalar: no blocking copy
 
 
 def _select(torch: Any, scores: Any, kk: int, chunk: int) -> tuple[Any, Any]:

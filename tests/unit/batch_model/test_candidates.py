@@ -137,11 +137,19 @@ def test_torch_searcher_code_path_equals_exact_on_the_cpu() -> None:
     assert (tiny[:, 5:] == -1).all()
 
 
-def test_torch_searchers_chunked_selection_is_exact_where_the_best_items_crowd_one_chunk() -> None:
+@pytest.mark.parametrize("users_per_step", [None, 3])
+def test_torch_searchers_chunked_selection_is_exact_where_the_best_items_crowd_one_chunk(
+    users_per_step: int | None, monkeypatch
+) -> None:
     # 1,003 items (not a multiple of the chunk), k = 12: the selection cuts the items into chunks of 10. The 12
     # best unseen items of every user sit side by side, and some users have fewer than k unseen items left.
+    # With 3 users per device step, each block of 16 users runs as 6 pipelined steps, the last one short.
     pytest.importorskip("torch", reason="torch is not installed (make setup-dev installs the torch extra)")
+    import batch_layer.model_index as model_index
     from batch_layer.model_index import TorchSearcher
+
+    if users_per_step:
+        monkeypatch.setattr(model_index, "_GPU_STEP_ELEMENTS", 1010 * users_per_step)
 
     rng = np.random.default_rng(3)
     users, items, k = 40, 1003, 12
