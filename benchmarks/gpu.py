@@ -3,10 +3,10 @@
 * **peak**: the device's measured FP32 matmul rate (TF32 off), and its datasheet peak where the name is known;
 * **top-K**: FAISS GPU exact inner-product search (``GpuIndexFlatIP``, K = 100 plus the seen-item padding of
   :class:`batch_layer.model_index.FaissSearcher`) and the batch layer's own exact GPU searcher
-  (:class:`batch_layer.model_index.TorchSearcher`: matmul, seen masked, two-stage selection) over every user, as
-  ``2 * users * items * f`` FLOP/s against the peak (goal >= 50%); beside them the same searcher with one
-  ``topk`` over every item (``torch_one_pass``, its selection before the two stages) and the matrix product
-  alone, so the note can say what selection costs;
+  (:class:`batch_layer.model_index.TorchSearcher`: the Triton selector of :mod:`batch_layer.gpu_select` where
+  it runs) over every user, as ``2 * users * items * f`` FLOP/s against the peak (goal >= 50%); beside them the
+  same searcher's torch selection (``torch_two_stage``: matmul, seen masked, two-stage ``topk``), with one
+  ``topk`` over every item (``torch_one_pass``, the selection before this round), and the matrix product alone;
 * **training**: one epoch of torch MF (:func:`batch_layer.train.train`, ``model = "torch"``, sampled softmax)
   as ``6 * pairs * f * (1 + negatives)`` FLOP/s against the peak, and seconds per epoch.
 
@@ -140,16 +140,15 @@ def _faiss_topk(user_factors: np.ndarray, item_factors: np.ndarray, seen: sp.csr
     return time.perf_counter() - t0, len(users)
 
 
-def _torch_topk(
-    user_factors: np.ndarray, item_factors: np.ndarray, seen: sp.csr_matrix, *, one_pass: bool = False
-) -> float:
-    """Seconds for every user's exact top-K with seen items excluded, the batch layer's torch GPU searcher
-    (``one_pass``: its selection as one ``topk`` over every item, as before the two-stage selection)."""
+def _torch_topk(user_factors: np.ndarray, item_factors: np.ndarray, seen: sp.csr_matrix, variant: str) -> float:
+    """Seconds for every user's exact top-K with seen items excluded, the batch layer's GPU searcher: ``torch``
+    as configured by default (the Triton selector where it runs), ``torch_two_stage`` (its torch selection),
+    ``torch_one_pass`` (one ``topk`` over every item, as before the two-stage selection)."""
     from batch_layer.candidates import iter_candidates
     from batch_layer.model_index import TorchSearcher
 
-    searcher = TorchSearcher(item_factors)
-    if one_pass:
+    searcher = TorchSearcher(item_factors, fused=None if variant == "torch" else False)
+    if variant == "torch_one_pass":
         searcher._chunk = lambda kk: 1  # type: ignore[method-assign]
     searcher.search(user_factors[:1024], None, K)  # warm-up: kernels, allocator
     _sync()
@@ -164,7 +163,7 @@ def _matmul_alone(user_factors: np.ndarray, item_factors: np.ndarray) -> float:
     """Seconds for the same users x items products in the searcher's steps, with no masking or selection."""
     import torch
 
-    from batch_layer.model_index import _GPU_STEP_ELEMENTS
+    from batch_layer.torch_search import _GPU_STEP_ELEMENTS
 
     items = torch.as_tensor(item_factors, device="cuda")
     users = torch.as_tensor(user_factors, device="cuda")
@@ -219,8 +218,8 @@ def run(scale: Scale, args: argparse.Namespace) -> Iterator[Result]:
         faiss_s, covered = _faiss_topk(user_factors, item_factors, matrix)
         timed.append(("faiss", faiss_s, covered))
     if "torch" in searchers:
-        timed.append(("torch", _torch_topk(user_factors, item_factors, matrix), users))
-        timed.append(("torch_one_pass", _torch_topk(user_factors, item_factors, matrix, one_pass=True), users))
+        for variant in ("torch", "torch_two_stage", "torch_one_pass"):
+            timed.append((variant, _torch_topk(user_factors, item_factors, matrix, variant), users))
         timed.append(("matmul_alone", _matmul_alone(user_factors, item_factors), users))
     for label, seconds, done in timed:
         left = (

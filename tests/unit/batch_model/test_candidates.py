@@ -145,11 +145,11 @@ def test_torch_searchers_chunked_selection_is_exact_where_the_best_items_crowd_o
     # best unseen items of every user sit side by side, and some users have fewer than k unseen items left.
     # With 3 users per device step, each block of 16 users runs as 6 pipelined steps, the last one short.
     pytest.importorskip("torch", reason="torch is not installed (make setup-dev installs the torch extra)")
-    import batch_layer.model_index as model_index
+    import batch_layer.torch_search as torch_search
     from batch_layer.model_index import TorchSearcher
 
     if users_per_step:
-        monkeypatch.setattr(model_index, "_GPU_STEP_ELEMENTS", 1010 * users_per_step)
+        monkeypatch.setattr(torch_search, "_GPU_STEP_ELEMENTS", 1010 * users_per_step)
 
     rng = np.random.default_rng(3)
     users, items, k = 40, 1003, 12
@@ -217,3 +217,72 @@ def test_auto_device_faiss_index_without_a_gpu_searches_on_the_cpu_and_says_so(m
     searcher = make_searcher(y, BatchSettings(device="auto", index={"kind": "ivf", "ivf_nlist": 4}))
     assert searcher.search(y[:2], None, 3)[0].shape == (2, 3)
     assert warned and warned[0]["event"] == "candidates.cpu_fallback" and "FAISS" in warned[0]["reason"]
+
+
+_FUSED_CHECK = """
+import sys
+import numpy as np, scipy.sparse as sp
+sys.path.insert(0, ".")
+import batch_layer.torch_search as torch_search
+from batch_layer.candidates import iter_candidates
+from batch_layer.model_index import TorchSearcher
+from tests.numeric import assert_same_ranking, assert_scores_close, exact_scores
+from tests.unit.batch_model.test_candidates import brute_force, collect
+
+rng = np.random.default_rng(4)
+users, items, k = 50, 2500, 8
+u = rng.standard_normal((users, 24)).astype(np.float32)
+y = rng.standard_normal((items, 24)).astype(np.float32)
+y[1200:1210] *= 4  # many users' best items crowd two chunks
+dense = (rng.random((users, items)) < 0.03).astype(np.float32)
+dense[::4, 1200:1210] = 1
+dense[7, :] = 1
+dense[7, [0, 2499]] = 0  # 2 unseen items left, and the last item sits in the last, part-filled tile
+seen = sp.csr_matrix(dense)
+torch_search._GPU_STEP_ELEMENTS = 6 * 2 * 80 + 6 * 32 * k  # 6 users per step: pipelined, the last step short
+searcher = TorchSearcher(y, device="cpu", fused=True)
+assert searcher._fused_selector(k) is not None
+_, got, scores = collect(iter_candidates(u, y, seen, k, 20, searcher=searcher))
+exact = exact_scores(u, y, seen)
+want = brute_force(u, y, seen, k)
+want[np.isneginf(np.take_along_axis(exact, want, 1))] = -1
+assert_same_ranking(got, want, exact)
+assert sorted(got[7, :2].tolist()) == [0, 2499] and (got[7, 2:] == -1).all() and np.isneginf(scores[7, 2:]).all()
+live = got >= 0
+assert_scores_close(scores[live], (u @ y.T)[np.nonzero(live)[0], got[live]])
+print("fused ok")
+"""
+
+
+def test_the_triton_selector_is_exact_run_by_tritons_interpreter() -> None:
+    # The GPU kernels run on the CPU under TRITON_INTERPRET=1 (in a fresh process: Triton reads it at import).
+    pytest.importorskip("torch", reason="torch is not installed (make setup-dev installs the torch extra)")
+    pytest.importorskip("triton", reason="triton is not installed (it comes with torch's CUDA wheels on x86-64)")
+    import os
+    import subprocess
+    import sys
+
+    run = subprocess.run(
+        [sys.executable, "-c", _FUSED_CHECK],
+        env={**os.environ, "TRITON_INTERPRET": "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert run.returncode == 0 and "fused ok" in run.stdout, run.stderr[-3000:]
+
+
+def test_asking_for_the_triton_selector_where_it_cannot_run_is_an_error(monkeypatch) -> None:
+    pytest.importorskip("torch", reason="torch is not installed (make setup-dev installs the torch extra)")
+    from batch_layer import gpu_select
+    from batch_layer.model_index import TorchSearcher
+
+    monkeypatch.setattr(gpu_select, "available", lambda: False)
+    u, y, seen = random_case(users=20, items=3000, seed=2)
+    with pytest.raises(RuntimeError, match="fused GPU top-K asked for"):
+        TorchSearcher(y, device="cpu", fused=True).search(u, None, 10)
+    # by default the CPU device uses the torch selection, and gives the exact answer
+    none_seen = sp.csr_matrix(seen.shape, dtype=np.float32)
+    got = TorchSearcher(y, device="cpu").search(u, None, 10)[0]
+    assert_same_ranking(got, brute_force(u, y, none_seen, 10), exact_scores(u, y, none_seen))
