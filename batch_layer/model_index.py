@@ -13,7 +13,10 @@ Example
 
 from __future__ import annotations
 
+import functools
 import importlib.util
+import subprocess
+import sys
 from typing import Any
 
 import numpy as np
@@ -24,7 +27,7 @@ from lambdarec.logs import get_logger
 from lambdarec.model.scoring import Exclusions
 from lambdarec.settings import BatchSettings
 
-__all__ = ["FaissSearcher", "TorchSearcher", "faiss_gpus", "torch_cuda_ready"]
+__all__ = ["FaissSearcher", "TorchSearcher", "faiss_gpu_problem", "faiss_gpus", "torch_cuda_ready"]
 
 log = get_logger(__name__)
 
@@ -35,10 +38,48 @@ def torch_cuda_ready() -> bool:
 
 
 def faiss_gpus() -> int:
-    """CUDA devices this FAISS build can use: 0 for a CPU-only build (``faiss-cpu``)."""
+    """CUDA devices this FAISS build can use: 0 for a CPU-only build (``faiss-cpu``) or one that cannot search on
+    this machine's GPU (:func:`faiss_gpu_problem`)."""
     import faiss
 
-    return faiss.get_num_gpus() if hasattr(faiss, "StandardGpuResources") else 0
+    return 0 if faiss_gpu_problem() else faiss.get_num_gpus()
+
+
+# A search on the GPU in a child process: a FAISS build without code for this GPU aborts the process that tries.
+_FAISS_GPU_PROBE = """
+import numpy as np, faiss
+index = faiss.GpuIndexFlatIP(faiss.StandardGpuResources(), 4)
+index.add(np.eye(4, dtype=np.float32))
+assert index.search(np.eye(4, dtype=np.float32), 1)[1].ravel().tolist() == [0, 1, 2, 3], "wrong neighbours"
+"""
+
+
+@functools.cache
+def faiss_gpu_problem() -> str | None:
+    """Why FAISS cannot search on this machine's GPU, or None when it can.
+
+    Beyond a CPU-only build or no device, a tiny search runs first in a child process (once per process, about a
+    second): FAISS GPU wheels carry code for some GPU generations only (``faiss-gpu-cu12`` 1.14 for compute
+    capability 7.0 and 8.0, none for Hopper), and a search on any other GPU aborts the process.
+    """
+    import faiss
+
+    if not hasattr(faiss, "StandardGpuResources"):
+        return "this FAISS build has no GPU support (faiss-cpu); install the gpu extra (lambdarec[gpu])"
+    if faiss.get_num_gpus() == 0:
+        return "this FAISS build sees no CUDA device"
+    run = subprocess.run(
+        [sys.executable, "-c", _FAISS_GPU_PROBE], capture_output=True, text=True, timeout=300, check=False
+    )
+    if run.returncode == 0:
+        return None
+    lines = [line.strip() for line in run.stderr.splitlines() if line.strip()]
+    detail = next((line for line in reversed(lines) if "rror" in line), lines[-1] if lines else "")
+    return (
+        f"this FAISS build cannot search on this GPU (a test search exited with status {run.returncode}: "
+        f"{detail[-300:]}); FAISS GPU wheels carry code for some GPU generations only, so use "
+        "batch.index.kind = 'exact' (the torch searcher) on this GPU"
+    )
 
 
 def _faiss_on_cpu(settings: BatchSettings) -> bool:
@@ -46,8 +87,8 @@ def _faiss_on_cpu(settings: BatchSettings) -> bool:
     explicitly (a GPU request that cannot be honoured says so), warns for ``'auto'``."""
     if settings.index.kind == "hnsw":
         reason = "FAISS has no GPU HNSW index; use batch.index.kind = 'ivf' or 'exact' on a GPU"
-    elif faiss_gpus() == 0:
-        reason = "this FAISS build has no GPU support or sees no device; install the gpu extra (lambdarec[gpu])"
+    elif (problem := faiss_gpu_problem()) is not None:
+        reason = problem
     else:
         return False
     if settings.device == "cuda":

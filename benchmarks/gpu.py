@@ -70,7 +70,7 @@ def missing(searchers: tuple[str, ...] = ("faiss", "torch")) -> list[str]:
     """What this machine lacks for the GPU paths asked for; empty when all is there."""
     import importlib.util
 
-    from batch_layer.model_index import faiss_gpus
+    from batch_layer.model_index import faiss_gpu_problem
     from batch_layer.train.device import cuda_available
 
     lacks = []
@@ -83,10 +83,10 @@ def missing(searchers: tuple[str, ...] = ("faiss", "torch")) -> list[str]:
 
         if not torch.cuda.is_available():
             lacks.append(f"torch {torch.__version__} sees no CUDA device (no device, or a CPU-only build)")
-    if "faiss" in searchers and faiss_gpus() == 0:
+    if "faiss" in searchers and (problem := faiss_gpu_problem()) is not None:
         lacks.append(
-            "FAISS has no GPU support here (faiss-cpu; install the gpu extra: faiss-gpu-cu12, or time the batch "
-            "layer's own searcher alone with --searchers torch)"
+            f"{problem} (the gpu extra installs faiss-gpu-cu12; --searchers torch times the batch layer's own "
+            "searcher alone)"
         )
     return lacks
 

@@ -210,13 +210,36 @@ def test_auto_device_faiss_index_without_a_gpu_searches_on_the_cpu_and_says_so(m
     import batch_layer.model_index as model_index
 
     monkeypatch.setattr(candidates, "resolve_device", lambda requested: "cuda")
-    monkeypatch.setattr(model_index, "faiss_gpus", lambda: 0)
+    monkeypatch.setattr(model_index, "faiss_gpu_problem", lambda: "this FAISS build has no GPU support")
     warned: list[dict] = []
     monkeypatch.setattr(model_index.log, "warning", lambda event, **kw: warned.append({"event": event, **kw}))
     y = np.random.default_rng(0).standard_normal((200, 8)).astype(np.float32)
     searcher = make_searcher(y, BatchSettings(device="auto", index={"kind": "ivf", "ivf_nlist": 4}))
     assert searcher.search(y[:2], None, 3)[0].shape == (2, 3)
     assert warned and warned[0]["event"] == "candidates.cpu_fallback" and "FAISS" in warned[0]["reason"]
+
+
+def test_a_faiss_gpu_build_that_cannot_search_on_this_gpu_is_refused_with_the_test_searchs_error(monkeypatch) -> None:
+    # A FAISS GPU wheel without code for the GPU aborts the process at its first search (faiss-gpu-cu12 on a
+    # Hopper GPU: "CUDA error 209 no kernel image is available"). Here FAISS claims a GPU build and a device, and
+    # the probe's child process, running the real (CPU-only) FAISS, fails its search: the request is refused with
+    # the child's error, and this process never searches.
+    import faiss
+
+    import batch_layer.model_index as model_index
+
+    monkeypatch.setattr(faiss, "StandardGpuResources", object, raising=False)
+    monkeypatch.setattr(faiss, "get_num_gpus", lambda: 1)
+    model_index.faiss_gpu_problem.cache_clear()
+    try:
+        problem = model_index.faiss_gpu_problem()
+        assert problem is not None and "cannot search on this GPU" in problem and "GpuIndexFlatIP" in problem
+        assert model_index.faiss_gpus() == 0
+        y = np.random.default_rng(0).standard_normal((200, 8)).astype(np.float32)
+        with pytest.raises(RuntimeError, match="cannot be honoured: this FAISS build cannot search on this GPU"):
+            make_searcher(y, BatchSettings(device="cuda", index={"kind": "ivf", "ivf_nlist": 4}))
+    finally:
+        model_index.faiss_gpu_problem.cache_clear()
 
 
 _FUSED_CHECK = """
