@@ -29,6 +29,10 @@ CHUNK = 32  # items per chunk: one mask word
 _BLOCK_USERS, _BLOCK_ITEMS = 64, 128  # chunk-max tile
 _RESCORE_CHUNKS = 4  # chunks rescored per program
 _WARPS = 4
+# The chunk-max kernel multiplies the whole factor width in one tile: 64 (as measured) keeps its shared memory
+# within every recent GPU's; wider factors use the torch selection.
+_MAX_F = 64
+_MAX_STEP_USERS = 65_535 * _BLOCK_USERS  # the grid's second axis
 
 
 @functools.cache
@@ -54,14 +58,14 @@ def _kernels() -> tuple[Any, Any]:
         users, items, words, maxima, n_rows, n_items, n_words,
         F: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, PRECISION: tl.constexpr,
     ):  # fmt: skip
-        rm = tl.program_id(0) * BM + tl.arange(0, BM)
-        rn = tl.program_id(1) * BN + tl.arange(0, BN)
+        rn = tl.program_id(0) * BN + tl.arange(0, BN)  # item tiles on axis 0: no 65,535-block limit there
+        rm = tl.program_id(1) * BM + tl.arange(0, BM)
         rf = tl.arange(0, F)
         live = rm < n_rows
         u = tl.load(users + rm[:, None] * F + rf[None, :], mask=live[:, None], other=0.0)
-        y = tl.load(items + rn[:, None] * F + rf[None, :])  # items are padded to whole tiles with zeros
+        y = tl.load(items + rn.to(tl.int64)[:, None] * F + rf[None, :])  # padded to whole tiles with zeros
         scores = tl.dot(u, tl.trans(y), input_precision=PRECISION)
-        rw = tl.program_id(1) * (BN // 32) + tl.arange(0, BN // 32)
+        rw = tl.program_id(0) * (BN // 32) + tl.arange(0, BN // 32)
         w = tl.load(words + rm[:, None] * n_words + rw[None, :], mask=live[:, None], other=0)
         bits = (w[:, :, None] >> tl.arange(0, 32)[None, None, :]) & 1
         hidden = (tl.reshape(bits, (BM, BN)) != 0) | (rn[None, :] >= n_items)
@@ -82,7 +86,7 @@ def _kernels() -> tuple[Any, Any]:
         rf = tl.arange(0, F)
         item = chunk[:, None] * 32 + rc[None, :]
         u = tl.load(users + row * F + rf)
-        y = tl.load(items + item[:, :, None] * F + rf[None, None, :], mask=live[:, None, None], other=0.0)
+        y = tl.load(items + item.to(tl.int64)[:, :, None] * F + rf[None, None, :], mask=live[:, None, None], other=0.0)
         scores = tl.sum(y * u[None, None, :], axis=2)
         w = tl.load(words + row * n_words + chunk, mask=live, other=0)
         hidden = (((w[:, None] >> rc[None, :]) & 1) != 0) | (item >= n_items) | (~live[:, None])
@@ -103,20 +107,27 @@ class FusedSelector:
 
         self._torch = torch
         self.n_items, f = item_factors.shape
+        self.f_given = f
         self.f = max(16, 1 << (f - 1).bit_length())  # a power of two, at least tl.dot's 16
         rows = -(-self.n_items // _BLOCK_ITEMS) * _BLOCK_ITEMS
-        self.items = torch.zeros((rows, self.f), dtype=torch.float32, device=item_factors.device)
-        self.items[: self.n_items, :f] = item_factors
         self.n_words = rows // CHUNK
+        self.items = None  # factors wider than the kernel's tile are never copied
+        if self.f <= _MAX_F:
+            self.items = torch.zeros((rows, self.f), dtype=torch.float32, device=item_factors.device)
+            self.items[: self.n_items, :f] = item_factors
         self.precision = precision
 
-    def usable(self, kk: int) -> bool:
-        """Whether the chunks are enough for ``kk`` results to be picked from a fraction of them."""
-        return self.n_words >= 2 * kk
+    def unusable(self, kk: int) -> str | None:
+        """Why this selector does not suit ``kk`` results, or None when it does."""
+        if self.f > _MAX_F:
+            return f"{self.f_given} factors: the chunk-max kernel holds at most {_MAX_F} in one tile"
+        if self.n_words < 2 * kk:
+            return f"{self.n_items} items are under {64 * kk} (64 x K): too few chunks to pick K of them"
+        return None
 
     def step_rows(self, kk: int, budget: int) -> int:
-        """Users per step within ``budget`` float32 elements of device work space."""
-        return max(1, budget // (2 * self.n_words + 32 * kk))
+        """Users per step within ``budget`` float32 elements of device work space (and the grid's user axis)."""
+        return max(1, min(_MAX_STEP_USERS, budget // (2 * self.n_words + 32 * kk)))
 
     def select(self, users: Any, rows: Any | None, cols: Any | None, kk: int) -> tuple[Any, Any]:
         """Each user's ``kk`` best unseen (scores, items), best first; ``-inf`` and any item past the unseen ones.
@@ -132,10 +143,13 @@ class FusedSelector:
         users = users.contiguous()
         words = torch.zeros((n, self.n_words), dtype=torch.int32, device=users.device)
         if rows is not None and cols is not None and len(cols):
+            # Distinct bits of a word add up to their "or"; a pair given twice must count once.
+            pairs = torch.unique(rows * (self.n_words * CHUNK) + cols)
+            rows, cols = pairs // (self.n_words * CHUNK), pairs % (self.n_words * CHUNK)
             bit = torch.bitwise_left_shift(torch.ones_like(cols, dtype=torch.int32), (cols % CHUNK).to(torch.int32))
-            words.index_put_((rows, cols // CHUNK), bit, accumulate=True)  # distinct bits of a word add up to an or
+            words.index_put_((rows, cols // CHUNK), bit, accumulate=True)
         maxima = torch.empty((n, self.n_words), dtype=torch.float32, device=users.device)
-        grid = (-(-n // _BLOCK_USERS), len(self.items) // _BLOCK_ITEMS)
+        grid = (len(self.items) // _BLOCK_ITEMS, -(-n // _BLOCK_USERS))
         chunk_max[grid](
             users, self.items, words, maxima, n, self.n_items, self.n_words,
             F=self.f, BM=_BLOCK_USERS, BN=_BLOCK_ITEMS, PRECISION=self.precision, num_warps=_WARPS,

@@ -58,9 +58,10 @@ assert index.search(np.eye(4, dtype=np.float32), 1)[1].ravel().tolist() == [0, 1
 def faiss_gpu_problem() -> str | None:
     """Why FAISS cannot search on this machine's GPU, or None when it can.
 
-    Beyond a CPU-only build or no device, a tiny search runs first in a child process (once per process, about a
-    second): FAISS GPU wheels carry code for some GPU generations only (``faiss-gpu-cu12`` 1.14 for compute
-    capability 7.0 and 8.0, none for Hopper), and a search on any other GPU aborts the process.
+    Beyond a CPU-only build or no device, a tiny search runs first in a child process, once per process (about a
+    second, and a CUDA context of its own while it runs): FAISS GPU wheels carry code for some GPU generations only
+    (``faiss-gpu-cu12`` 1.14 for compute capability 7.0 and 8.0, none for Hopper), and a search on any other GPU
+    aborts the process. The answer is kept for the life of the process.
     """
     import faiss
 
@@ -68,17 +69,24 @@ def faiss_gpu_problem() -> str | None:
         return "this FAISS build has no GPU support (faiss-cpu); install the gpu extra (lambdarec[gpu])"
     if faiss.get_num_gpus() == 0:
         return "this FAISS build sees no CUDA device"
-    run = subprocess.run(
-        [sys.executable, "-c", _FAISS_GPU_PROBE], capture_output=True, text=True, timeout=300, check=False
-    )
+    try:
+        run = subprocess.run(
+            [sys.executable, "-c", _FAISS_GPU_PROBE], capture_output=True, text=True, timeout=120, check=False
+        )
+    except subprocess.TimeoutExpired:
+        return "a test search on the GPU did not finish in 120 s; use batch.index.kind = 'exact' on this GPU"
     if run.returncode == 0:
         return None
     lines = [line.strip() for line in run.stderr.splitlines() if line.strip()]
     detail = next((line for line in reversed(lines) if "rror" in line), lines[-1] if lines else "")
+    hint = (
+        "FAISS GPU wheels carry code for some GPU generations only, so "
+        if "no kernel image" in detail
+        else "the GPU may be busy or out of memory, or FAISS's CUDA libraries missing; "
+    )
     return (
         f"this FAISS build cannot search on this GPU (a test search exited with status {run.returncode}: "
-        f"{detail[-300:]}); FAISS GPU wheels carry code for some GPU generations only, so use "
-        "batch.index.kind = 'exact' (the torch searcher) on this GPU"
+        f"{detail[-300:]}); {hint}use batch.index.kind = 'exact' (the torch searcher) on this GPU"
     )
 
 

@@ -13,7 +13,10 @@ from typing import Any
 
 import numpy as np
 
+from lambdarec.logs import get_logger
 from lambdarec.model.scoring import Exclusions
+
+log = get_logger(__name__)
 
 # Score-matrix elements per GPU step (1 GiB of float32), whatever the block size.
 _GPU_STEP_ELEMENTS = 1 << 28
@@ -24,8 +27,10 @@ class TorchSearcher:
 
     Selection, by ``fused``:
 
-    * **Triton** (default where Triton and a CUDA device are there, and the catalog has at least ``64 k`` items):
-      :class:`batch_layer.gpu_select.FusedSelector`, which never writes the score matrix;
+    * **Triton** (default where Triton and a CUDA device are there, factors are at most 64 wide and the catalog
+      has at least ``64 k`` items): :class:`batch_layer.gpu_select.FusedSelector`, which never writes the score
+      matrix. A first launch that fails is logged (``candidates.gpu_select_fallback``) and the torch selection
+      used from then on;
     * **torch** (otherwise, or ``fused=False``): ``matmul``, seen items masked, then an exact two-stage selection.
       The items are cut into chunks of ``c`` and each user's ``k`` best chunk maxima picked first. The ``k``-th of
       them bounds the ``k``-th best score from below, so the top ``k`` items all lie in those ``k`` chunks, and one
@@ -57,6 +62,7 @@ class TorchSearcher:
         # None: the Triton selector where it can run (CUDA), else the torch one; True: it or an error; False: never
         self.fused = fused if device.startswith("cuda") or fused else False
         self._fused: Any = None
+        self._fused_ran = False
 
     def _fused_selector(self, kk: int) -> Any:
         """The Triton selector (:mod:`batch_layer.gpu_select`) when it may run here and suits ``kk``, else None."""
@@ -70,7 +76,25 @@ class TorchSearcher:
             return None
         if self._fused is None:
             self._fused = gpu_select.FusedSelector(self._items)
-        return self._fused if self._fused.usable(kk) else None
+        why = self._fused.unusable(kk)
+        if why and self.fused:
+            raise RuntimeError(f"fused GPU top-K asked for, but it cannot serve this search: {why}")
+        return None if why else self._fused
+
+    def _fused_step(self, fused: Any, users: Any, pairs: Any, kk: int) -> tuple[Any, Any] | None:
+        """The Triton selector's answer for one step, or None when its first launch fails and it was not asked
+        for by name (e.g. no C compiler for Triton's driver, a GPU its kernels do not fit): the searcher then
+        logs why and keeps to the torch selection."""
+        try:
+            out = fused.select(users, *(pairs or (None, None)), kk)
+        except Exception as exc:
+            if self.fused or self._fused_ran:
+                raise
+            log.warning("candidates.gpu_select_fallback", reason=f"{type(exc).__name__}: {exc}"[:500])
+            self.fused = False
+            return None
+        self._fused_ran = True
+        return out
 
     def _chunk(self, kk: int) -> int:
         """Items per chunk of the two-stage selection (1: a single ``topk``), a multiple of ``_CHUNK_ALIGN``
@@ -108,17 +132,18 @@ class TorchSearcher:
         n_users, n_items = len(user_vectors), self.n_items
         kk = min(k, n_items)
         chunk = self._chunk(kk)
-        items = self._padded_items(chunk)
         fused = self._fused_selector(kk)
+        items = None if fused else self._padded_items(chunk)
         step = fused.step_rows(kk, _GPU_STEP_ELEMENTS) if fused else max(1, _GPU_STEP_ELEMENTS // len(items))
         out_items = np.empty((n_users, k), dtype=np.int32)
         out_scores = np.empty((n_users, k), dtype=np.float32)
         out_items[:, kk:], out_scores[:, kk:] = -1, -np.inf
-        host_users = self._host("users", (n_users, items.shape[1]), torch.float32)
+        host_users = self._host("users", (n_users, self._items.shape[1]), torch.float32)
         host_items = self._host("items", (n_users, kk), torch.int32)
         host_scores = self._host("scores", (n_users, kk), torch.float32)
         indptr = None if seen is None else np.asarray(seen.indptr, dtype=np.int64)
         host_cols = None if indptr is None else self._host("seen", (int(indptr[-1] - indptr[0]),), torch.int32)
+        host_counts = self._host("counts", (n_users,), torch.int64)
         pending: tuple[int, int, Any] | None = None
         for start in range(0, n_users, step):
             stop = min(start + step, n_users)
@@ -126,9 +151,13 @@ class TorchSearcher:
             users = host_users[start:stop].to(self.device, non_blocking=True)
             pairs = None
             if seen is not None and indptr is not None and indptr[stop] > indptr[start]:
-                pairs = _seen_pairs(torch, seen, indptr[start : stop + 1], host_cols, self.device)
+                step_counts = host_counts[start:stop]
+                pairs = _seen_pairs(torch, seen, indptr[start : stop + 1], host_cols, step_counts, self.device)
             if fused:
-                val, idx = fused.select(users, *(pairs or (None, None)), kk)
+                answer = self._fused_step(fused, users, pairs, kk)
+                if answer is None:  # its first launch failed: this search again, with the torch selection
+                    return self._search(user_vectors, seen, k)
+                val, idx = answer
             else:
                 scores = users @ items.T
                 if len(items) > n_items:
@@ -156,7 +185,7 @@ def _recorded(torch: Any, device: Any) -> Any:
     """An event marking the work queued so far on ``device`` (None on the CPU, where work is already done)."""
     if device.type != "cuda":
         return None
-    event = torch.cuda.Event()
+    event = torch.cuda.Event(blocking=True)  # the host waits asleep, not spinning a core
     event.record(torch.cuda.current_stream(device))
     return event
 
@@ -173,7 +202,9 @@ def _copy_out(
     out_scores[start:stop, :kk] = host_scores[start:stop].numpy()
 
 
-def _seen_pairs(torch: Any, seen: Exclusions, indptr: np.ndarray, host_cols: Any, device: Any) -> tuple[Any, Any]:
+def _seen_pairs(
+    torch: Any, seen: Exclusions, indptr: np.ndarray, host_cols: Any, host_counts: Any, device: Any
+) -> tuple[Any, Any]:
     """A step's excluded (row within the step, item) pairs on the device, as two int64 tensors. ``indptr`` is the
     step's slice of the block's row pointers; ``host_cols`` is the block's staging for excluded items, of which the
     step fills its own part."""
@@ -181,7 +212,8 @@ def _seen_pairs(torch: Any, seen: Exclusions, indptr: np.ndarray, host_cols: Any
     lo, hi = int(indptr[0]) - base, int(indptr[-1]) - base
     cols = host_cols[lo:hi]
     cols.numpy()[:] = seen.indices[lo + base : hi + base]
-    counts = torch.from_numpy(np.diff(indptr)).to(device, non_blocking=True)
+    host_counts.numpy()[:] = np.diff(indptr)
+    counts = host_counts.to(device, non_blocking=True)
     rows = torch.repeat_interleave(torch.arange(len(indptr) - 1, device=device), counts, output_size=hi - lo)
     return rows, cols.to(device, non_blocking=True).long()
 

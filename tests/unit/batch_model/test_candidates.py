@@ -273,6 +273,11 @@ assert_same_ranking(got, want, exact)
 assert sorted(got[7, :2].tolist()) == [0, 2499] and (got[7, 2:] == -1).all() and np.isneginf(scores[7, 2:]).all()
 live = got >= 0
 assert_scores_close(scores[live], (u @ y.T)[np.nonzero(live)[0], got[live]])
+# the best item of user 0 excluded twice (a caller's list with a repeat): still excluded, its neighbours kept
+from lambdarec.model.scoring import Exclusions
+best = int(np.argmax(u[0] @ y.T))
+twice = searcher.search(u[:1], Exclusions(np.array([0, 2]), np.array([best, best])), k)[0][0]
+assert best not in twice.tolist() and twice.tolist() == [i for i in np.argsort(-(u[0] @ y.T)) if i != best][:k]
 print("fused ok")
 """
 
@@ -309,3 +314,40 @@ def test_asking_for_the_triton_selector_where_it_cannot_run_is_an_error(monkeypa
     none_seen = sp.csr_matrix(seen.shape, dtype=np.float32)
     got = TorchSearcher(y, device="cpu").search(u, None, 10)[0]
     assert_same_ranking(got, brute_force(u, y, none_seen, 10), exact_scores(u, y, none_seen))
+
+
+def test_the_triton_selector_steps_aside_for_wide_factors_and_a_failed_first_launch(monkeypatch) -> None:
+    pytest.importorskip("torch", reason="torch is not installed (make setup-dev installs the torch extra)")
+    from batch_layer import gpu_select
+    from batch_layer.model_index import TorchSearcher
+
+    monkeypatch.setattr(gpu_select, "available", lambda: True)
+    rng = np.random.default_rng(6)
+    u, y = rng.standard_normal((30, 100)).astype(np.float32), rng.standard_normal((3000, 100)).astype(np.float32)
+    none_seen = sp.csr_matrix((30, 3000), dtype=np.float32)
+    exact = exact_scores(u, y, none_seen)
+    # 100 factors: wider than the kernel's tile; asked for by name it is an error, by default the torch selection
+    with pytest.raises(RuntimeError, match="cannot serve this search: 100 factors"):
+        TorchSearcher(y, device="cpu", fused=True).search(u, None, 10)
+    wide = TorchSearcher(y, device="cpu")
+    wide.fused = None  # the default on a CUDA device
+    assert_same_ranking(wide.search(u, None, 10)[0], brute_force(u, y, none_seen, 10), exact)
+
+    # a first launch that fails (no C compiler for Triton's driver, say): logged, then the torch selection
+    def fail(*args, **kwargs):
+        raise RuntimeError("Failed to find C compiler")
+
+    monkeypatch.setattr(gpu_select.FusedSelector, "select", fail)
+    u16, y16 = u[:, :16].copy(), y[:, :16].copy()
+    import batch_layer.torch_search as torch_search
+
+    warned: list[dict] = []
+    monkeypatch.setattr(torch_search.log, "warning", lambda event, **kw: warned.append({"event": event, **kw}))
+    searcher = TorchSearcher(y16, device="cpu")
+    searcher.fused = None  # the default on a CUDA device: the Triton selector where it runs
+    got = searcher.search(u16, None, 10)[0]
+    assert_same_ranking(got, brute_force(u16, y16, none_seen, 10), exact_scores(u16, y16, none_seen))
+    assert warned == [{"event": "candidates.gpu_select_fallback", "reason": "RuntimeError: Failed to find C compiler"}]
+    assert searcher.search(u16, None, 10)[0].shape == (30, 10) and len(warned) == 1  # decided once
+    with pytest.raises(RuntimeError, match="C compiler"):
+        TorchSearcher(y16, device="cpu", fused=True).search(u16, None, 10)
