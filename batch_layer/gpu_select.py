@@ -121,7 +121,7 @@ class FusedSelector:
         """Why this selector does not suit ``kk`` results, or None when it does."""
         if self.f > _MAX_F:
             return f"{self.f_given} factors: the chunk-max kernel holds at most {_MAX_F} in one tile"
-        if self.n_words < 2 * kk:
+        if self.n_items < 64 * kk:
             return f"{self.n_items} items are under {64 * kk} (64 x K): too few chunks to pick K of them"
         return None
 
@@ -143,10 +143,14 @@ class FusedSelector:
         users = users.contiguous()
         words = torch.zeros((n, self.n_words), dtype=torch.int32, device=users.device)
         if rows is not None and cols is not None and len(cols):
-            # Distinct bits of a word add up to their "or"; a pair given twice must count once.
-            pairs = torch.unique(rows * (self.n_words * CHUNK) + cols)
-            rows, cols = pairs // (self.n_words * CHUNK), pairs % (self.n_words * CHUNK)
-            bit = torch.bitwise_left_shift(torch.ones_like(cols, dtype=torch.int32), (cols % CHUNK).to(torch.int32))
+            # Distinct bits of a word add up to their "or"; a pair given twice must count once. Sorted, a repeat
+            # follows its first and adds 0 (torch.unique would make the host wait for its size).
+            width = self.n_words * CHUNK
+            pairs = torch.sort(rows * width + cols).values
+            first = torch.ones_like(pairs, dtype=torch.bool)
+            first[1:] = pairs[1:] != pairs[:-1]
+            rows, cols = pairs // width, pairs % width
+            bit = torch.bitwise_left_shift(first.to(torch.int32), (cols % CHUNK).to(torch.int32))
             words.index_put_((rows, cols // CHUNK), bit, accumulate=True)
         maxima = torch.empty((n, self.n_words), dtype=torch.float32, device=users.device)
         grid = (len(self.items) // _BLOCK_ITEMS, -(-n // _BLOCK_USERS))

@@ -79,11 +79,12 @@ def faiss_gpu_problem() -> str | None:
         return None
     lines = [line.strip() for line in run.stderr.splitlines() if line.strip()]
     detail = next((line for line in reversed(lines) if "rror" in line), lines[-1] if lines else "")
-    hint = (
-        "FAISS GPU wheels carry code for some GPU generations only, so "
-        if "no kernel image" in detail
-        else "the GPU may be busy or out of memory, or FAISS's CUDA libraries missing; "
-    )
+    if "no kernel image" in detail:
+        hint = "FAISS GPU wheels carry code for some GPU generations only, so "
+    elif "wrong neighbours" in detail:
+        hint = "its GPU search gave wrong results, so "
+    else:
+        hint = "e.g. FAISS's CUDA libraries missing, the GPU out of memory or in exclusive use; "
     return (
         f"this FAISS build cannot search on this GPU (a test search exited with status {run.returncode}: "
         f"{detail[-300:]}); {hint}use batch.index.kind = 'exact' (the torch searcher) on this GPU"

@@ -81,18 +81,18 @@ class TorchSearcher:
             raise RuntimeError(f"fused GPU top-K asked for, but it cannot serve this search: {why}")
         return None if why else self._fused
 
-    def _fused_step(self, fused: Any, users: Any, pairs: Any, kk: int) -> tuple[Any, Any] | None:
-        """The Triton selector's answer for one step, or None when its first launch fails and it was not asked
-        for by name (e.g. no C compiler for Triton's driver, a GPU its kernels do not fit): the searcher then
-        logs why and keeps to the torch selection."""
+    def _fused_step(self, fused: Any, users: Any, pairs: Any, kk: int) -> tuple[Any, Any]:
+        """The Triton selector's answer for one step. Its first launch failing when it was not asked for by name
+        (e.g. no C compiler for Triton's driver, a GPU its kernels do not fit) is logged and raises
+        :class:`_FellBack`: the searcher keeps to the torch selection from then on."""
         try:
             out = fused.select(users, *(pairs or (None, None)), kk)
         except Exception as exc:
             if self.fused or self._fused_ran:
                 raise
             log.warning("candidates.gpu_select_fallback", reason=f"{type(exc).__name__}: {exc}"[:500])
-            self.fused = False
-            return None
+            self.fused, self._fused = False, None  # its padded copy of the items goes too
+            raise _FellBack from exc
         self._fused_ran = True
         return out
 
@@ -123,7 +123,10 @@ class TorchSearcher:
 
     def search(self, user_vectors: np.ndarray, seen: Exclusions | None, k: int) -> tuple[np.ndarray, np.ndarray]:
         with self._lock:
-            return self._search(user_vectors, seen, k)
+            try:
+                return self._search(user_vectors, seen, k)
+            except _FellBack:  # only ever at the first step of a search: nothing was copied out yet
+                return self._search(user_vectors, seen, k)
 
     def _search(self, user_vectors: np.ndarray, seen: Exclusions | None, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Steps of users, pipelined: while the device scores one step, the host stages the next step's inputs
@@ -143,21 +146,18 @@ class TorchSearcher:
         host_scores = self._host("scores", (n_users, kk), torch.float32)
         indptr = None if seen is None else np.asarray(seen.indptr, dtype=np.int64)
         host_cols = None if indptr is None else self._host("seen", (int(indptr[-1] - indptr[0]),), torch.int32)
-        host_counts = self._host("counts", (n_users,), torch.int64)
+        host_counts = None if indptr is None else self._host("counts", (n_users,), torch.int64)
         pending: tuple[int, int, Any] | None = None
         for start in range(0, n_users, step):
             stop = min(start + step, n_users)
             host_users[start:stop].numpy()[:] = user_vectors[start:stop]
             users = host_users[start:stop].to(self.device, non_blocking=True)
             pairs = None
-            if seen is not None and indptr is not None and indptr[stop] > indptr[start]:
+            if seen is not None and indptr is not None and host_counts is not None and indptr[stop] > indptr[start]:
                 step_counts = host_counts[start:stop]
                 pairs = _seen_pairs(torch, seen, indptr[start : stop + 1], host_cols, step_counts, self.device)
             if fused:
-                answer = self._fused_step(fused, users, pairs, kk)
-                if answer is None:  # its first launch failed: this search again, with the torch selection
-                    return self._search(user_vectors, seen, k)
-                val, idx = answer
+                val, idx = self._fused_step(fused, users, pairs, kk)
             else:
                 scores = users @ items.T
                 if len(items) > n_items:
@@ -173,6 +173,10 @@ class TorchSearcher:
         if pending is not None:
             _copy_out(pending, host_items, host_scores, out_items, out_scores)
         return out_items, out_scores
+
+
+class _FellBack(Exception):
+    """The Triton selector's first launch failed; the search runs again with the torch selection."""
 
 
 # Chunks per wanted item in TorchSearcher's selection: the second stage reads 1 / _CHUNKS_PER_K of each row.

@@ -140,10 +140,13 @@ def _faiss_topk(user_factors: np.ndarray, item_factors: np.ndarray, seen: sp.csr
     return time.perf_counter() - t0, len(users)
 
 
-def _torch_topk(user_factors: np.ndarray, item_factors: np.ndarray, seen: sp.csr_matrix, variant: str) -> float:
+def _torch_topk(
+    user_factors: np.ndarray, item_factors: np.ndarray, seen: sp.csr_matrix, variant: str
+) -> tuple[float, str]:
     """Seconds for every user's exact top-K with seen items excluded, the batch layer's GPU searcher: ``torch``
     as configured by default (the Triton selector where it runs), ``torch_two_stage`` (its torch selection),
-    ``torch_one_pass`` (one ``topk`` over every item, as before the two-stage selection)."""
+    ``torch_one_pass`` (one ``topk`` over every item, as before the two-stage selection); and the selection that
+    ran (``triton`` or ``torch``: a failed first Triton launch falls back, and the note must say so)."""
     from batch_layer.candidates import iter_candidates
     from batch_layer.model_index import TorchSearcher
 
@@ -157,7 +160,7 @@ def _torch_topk(user_factors: np.ndarray, item_factors: np.ndarray, seen: sp.csr
             pass
         _sync()
         seconds.append(time.perf_counter() - t0)
-    return seconds[-1]
+    return seconds[-1], "triton" if searcher._fused_ran else "torch"
 
 
 def _matmul_alone(user_factors: np.ndarray, item_factors: np.ndarray) -> float:
@@ -214,15 +217,16 @@ def run(scale: Scale, args: argparse.Namespace) -> Iterator[Result]:
     user_factors, item_factors, matrix = synthetic(users, items, seed=1, seen_scale=(per_user - 1) / 3.3)
     flop = 2.0 * users * items * FACTORS
     shape = f"{users:,} users x {items:,} items, f={FACTORS}, K={K}, {matrix.nnz:,} seen pairs excluded"
-    timed: list[tuple[str, float, int]] = []
+    timed: list[tuple[str, float, int, str]] = []
     if "faiss" in searchers:
         faiss_s, covered = _faiss_topk(user_factors, item_factors, matrix)
-        timed.append(("faiss", faiss_s, covered))
+        timed.append(("faiss", faiss_s, covered, ""))
     if "torch" in searchers:
         for variant in ("torch", "torch_two_stage", "torch_one_pass"):
-            timed.append((variant, _torch_topk(user_factors, item_factors, matrix, variant), users))
-        timed.append(("matmul_alone", _matmul_alone(user_factors, item_factors), users))
-    for label, seconds, done in timed:
+            seconds, ran = _torch_topk(user_factors, item_factors, matrix, variant)
+            timed.append((variant, seconds, users, f"; selection: {ran}"))
+        timed.append(("matmul_alone", _matmul_alone(user_factors, item_factors), users, ""))
+    for label, seconds, done, selection in timed:
         left = (
             f" ({users - done:,} users with over 1,024 seen items left out: FAISS GPU's k <= 2,048)"
             if done < users
@@ -231,7 +235,7 @@ def run(scale: Scale, args: argparse.Namespace) -> Iterator[Result]:
         what = "no masking or selection: the ceiling" if label == "matmul_alone" else "goal ratio >= 0.5"
         yield Result(
             "gpu", f"topk_{label}_tflops_vs_measured_peak", flop * done / users / seconds / 1e12, measured,
-            "TFLOP/s", scale, note=f"{shape}; {seconds:.2f} s, {done / seconds:,.0f} users/s{left}; {what}",
+            "TFLOP/s", scale, note=f"{shape}; {seconds:.2f} s, {done / seconds:,.0f} users/s{left}{selection}; {what}",
         )  # fmt: skip
     epochs = getattr(args, "epochs", 1)
     if epochs < 1:

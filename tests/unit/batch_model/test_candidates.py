@@ -242,6 +242,42 @@ def test_a_faiss_gpu_build_that_cannot_search_on_this_gpu_is_refused_with_the_te
         model_index.faiss_gpu_problem.cache_clear()
 
 
+@pytest.mark.parametrize(
+    ("stderr", "timeout", "says"),
+    [
+        ("CUDA error 209 no kernel image is available for execution on the device\n", False, "GPU generations"),
+        ("AssertionError: wrong neighbours\n", False, "gave wrong results"),
+        ("RuntimeError: CUDA error: out of memory\n", False, "out of memory"),
+        ("", True, "did not finish in 120 s"),
+    ],
+)
+def test_the_faiss_gpu_refusal_names_what_its_test_search_met(
+    monkeypatch, stderr: str, timeout: bool, says: str
+) -> None:
+    import subprocess
+
+    import faiss
+
+    import batch_layer.model_index as model_index
+
+    def child(args, **kwargs):
+        if timeout:
+            raise subprocess.TimeoutExpired(args, kwargs.get("timeout", 0))
+        return subprocess.CompletedProcess(args, -6, "", "Faiss assertion failed\n" + stderr)
+
+    monkeypatch.setattr(faiss, "StandardGpuResources", object, raising=False)
+    monkeypatch.setattr(faiss, "get_num_gpus", lambda: 1)
+    monkeypatch.setattr(model_index.subprocess, "run", child)
+    model_index.faiss_gpu_problem.cache_clear()
+    try:
+        problem = model_index.faiss_gpu_problem()
+    finally:
+        model_index.faiss_gpu_problem.cache_clear()
+    assert problem is not None and says in problem and "batch.index.kind = 'exact'" in problem
+    if stderr:
+        assert stderr.strip() in problem and "status -6" in problem
+
+
 _FUSED_CHECK = """
 import sys
 import numpy as np, scipy.sparse as sp
@@ -278,6 +314,13 @@ from lambdarec.model.scoring import Exclusions
 best = int(np.argmax(u[0] @ y.T))
 twice = searcher.search(u[:1], Exclusions(np.array([0, 2]), np.array([best, best])), k)[0][0]
 assert best not in twice.tolist() and twice.tolist() == [i for i in np.argsort(-(u[0] @ y.T)) if i != best][:k]
+# 150 users in one step: three tiles of users (the grid's second axis), the last one part-filled
+u2 = rng.standard_normal((150, 24)).astype(np.float32)
+seen2 = sp.random(150, items, density=0.02, format="csr", random_state=5, dtype=np.float32)
+seen2.data[:] = 1
+torch_search._GPU_STEP_ELEMENTS = 1 << 28
+_, got2, _ = collect(iter_candidates(u2, y, seen2, k, 150, searcher=TorchSearcher(y, device="cpu", fused=True)))
+assert_same_ranking(got2, brute_force(u2, y, seen2, k), exact_scores(u2, y, seen2))
 print("fused ok")
 """
 
@@ -326,12 +369,18 @@ def test_the_triton_selector_steps_aside_for_wide_factors_and_a_failed_first_lau
     u, y = rng.standard_normal((30, 100)).astype(np.float32), rng.standard_normal((3000, 100)).astype(np.float32)
     none_seen = sp.csr_matrix((30, 3000), dtype=np.float32)
     exact = exact_scores(u, y, none_seen)
-    # 100 factors: wider than the kernel's tile; asked for by name it is an error, by default the torch selection
+    import batch_layer.torch_search as torch_search
+
+    warned: list[dict] = []
+    monkeypatch.setattr(torch_search.log, "warning", lambda event, **kw: warned.append({"event": event, **kw}))
+    # 100 factors: wider than the kernel's tile; asked for by name it is an error, by default the torch selection,
+    # chosen before any launch (no fallback logged, the items never copied for the kernel)
     with pytest.raises(RuntimeError, match="cannot serve this search: 100 factors"):
         TorchSearcher(y, device="cpu", fused=True).search(u, None, 10)
     wide = TorchSearcher(y, device="cpu")
     wide.fused = None  # the default on a CUDA device
     assert_same_ranking(wide.search(u, None, 10)[0], brute_force(u, y, none_seen, 10), exact)
+    assert warned == [] and wide._fused.items is None and not wide._fused_ran
 
     # a first launch that fails (no C compiler for Triton's driver, say): logged, then the torch selection
     def fail(*args, **kwargs):
@@ -339,15 +388,12 @@ def test_the_triton_selector_steps_aside_for_wide_factors_and_a_failed_first_lau
 
     monkeypatch.setattr(gpu_select.FusedSelector, "select", fail)
     u16, y16 = u[:, :16].copy(), y[:, :16].copy()
-    import batch_layer.torch_search as torch_search
-
-    warned: list[dict] = []
-    monkeypatch.setattr(torch_search.log, "warning", lambda event, **kw: warned.append({"event": event, **kw}))
     searcher = TorchSearcher(y16, device="cpu")
     searcher.fused = None  # the default on a CUDA device: the Triton selector where it runs
     got = searcher.search(u16, None, 10)[0]
     assert_same_ranking(got, brute_force(u16, y16, none_seen, 10), exact_scores(u16, y16, none_seen))
     assert warned == [{"event": "candidates.gpu_select_fallback", "reason": "RuntimeError: Failed to find C compiler"}]
     assert searcher.search(u16, None, 10)[0].shape == (30, 10) and len(warned) == 1  # decided once
+    assert searcher._fused is None  # the kernel's copy of the items is let go
     with pytest.raises(RuntimeError, match="C compiler"):
         TorchSearcher(y16, device="cpu", fused=True).search(u16, None, 10)
