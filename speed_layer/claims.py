@@ -42,7 +42,7 @@ def first_claims(
     ``window_s`` (in the event's scope). The claims live in the store, so restarts and other consumers agree."""
     if window_s <= 0 or not good:
         return good, set()
-    owners = {scope: store.claim_event_ids(ids, window_s, scope) for scope, ids in _by_scope(good).items()}
+    owners = store.claim_event_ids_scoped(_by_scope(good), window_s)
     kept = [(event, pos) for event, pos in good if owners[scope_of(event)].get(event.event_id) == pos]
     repeats = {pos for event, pos in good if owners[scope_of(event)].get(event.event_id) != pos}
     if repeats:

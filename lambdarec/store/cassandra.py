@@ -30,7 +30,7 @@ from lambdarec.store import cassandra_schema as schema
 from lambdarec.store.cassandra_session import WRITE, CassandraSession
 from lambdarec.store.cassandra_users import UserRows
 from lambdarec.store.catalog import CatalogOf
-from lambdarec.store.coordination import ClaimScope
+from lambdarec.store.coordination import ClaimScope, ScopedIds
 from lambdarec.store.errors import SnapshotNotFoundError
 from lambdarec.store.nonblocking import gather
 from lambdarec.store.port import OnlineStore
@@ -85,8 +85,7 @@ class CassandraStore(CatalogOf, OnlineStore):
 
     def write_array(self, version: str, name: str, array: np.ndarray) -> None:
         lifecycle.require_writing(version, self._state(version))
-        data = codec.array_to_bytes(np.asarray(array))
-        pieces = codec.chunk(data)
+        pieces = codec.chunk(data := codec.array_to_bytes(np.asarray(array)))
         self._write_many(schema.INSERT_CHUNK, ((version, name, i, p, self._snap_ttl) for i, p in enumerate(pieces)))
         self._run(
             schema.INSERT_ARRAY, (version, name, len(pieces), len(data), codec.checksum(data), self._snap_ttl), WRITE
@@ -262,9 +261,10 @@ class CassandraStore(CatalogOf, OnlineStore):
     def claim_event_ids(
         self, claims: Mapping[str, LogPosition], ttl_s: float, scope: ClaimScope = "events"
     ) -> dict[str, LogPosition]:
-        # A conditional batch per bucket partition (one Paxos round for its ids; see cassandra_claims).
-        ttl = max(1, math.ceil(ttl_s))
-        return self._claims.claim(scope, ((eid, p, o, ttl) for eid, (p, o) in claims.items()))
+        return self.claim_event_ids_scoped({scope: claims}, ttl_s)[scope]
+
+    def claim_event_ids_scoped(self, claims: ScopedIds, ttl_s: float) -> dict[ClaimScope, dict[str, LogPosition]]:
+        return self._claims.claim(claims, ttl_s)  # a conditional batch per bucket partition, all in one round
 
     def release_event_ids(self, claims: Mapping[str, LogPosition], scope: ClaimScope = "events") -> None:
         self._claims.release(scope, claims)

@@ -34,6 +34,7 @@ Example
 
 from __future__ import annotations
 
+import math
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -65,33 +66,43 @@ Claim = tuple[str, int, int, int]  # event id, log partition, offset, TTL in sec
 
 def claim(cql: CassandraSession, ns: str, claims: Iterable[Claim]) -> dict[str, LogPosition]:
     """Claim each id for its position unless a live claim holds it; the owner of every id."""
-    groups: dict[int, list[Claim]] = defaultdict(list)
-    for c in claims:
-        groups[schema.event_id_bucket(c[0])].append(c)
-    pending = [group[i : i + BATCH_ROWS] for group in groups.values() for i in range(0, len(group), BATCH_ROWS)]
-    owners: dict[str, LogPosition] = {}
+    return claim_many(cql, {ns: claims})[ns]
+
+
+def claim_many(cql: CassandraSession, claims: Mapping[str, Iterable[Claim]]) -> dict[str, dict[str, LogPosition]]:
+    """:func:`claim` for several namespace keys (the scopes of a poll), every partition's batch in one concurrent
+    round; each key's owners."""
+    pending: list[tuple[str, list[Claim]]] = []
+    for ns, some in claims.items():
+        groups: dict[int, list[Claim]] = defaultdict(list)
+        for c in some:
+            groups[schema.event_id_bucket(c[0])].append(c)
+        pending += [
+            (ns, group[i : i + BATCH_ROWS]) for group in groups.values() for i in range(0, len(group), BATCH_ROWS)
+        ]
+    owners: dict[str, dict[str, LogPosition]] = {ns: {} for ns in claims}
     stmt = cql.stmt(schema.CLAIM_EVENT_ID)
     while pending:
         batches = []
-        for group in pending:
+        for ns, group in pending:
             batch = BatchStatement(batch_type=BatchType.UNLOGGED)  # one partition: one Paxos round, no batch log
             for eid, part, pos, ttl in group:
                 batch.add(stmt, (ns, schema.event_id_bucket(eid), eid, part, pos, ttl))
             batches.append(batch)
         again = []
-        for group, rs in zip(pending, cql.run_batches(batches, "claim event ids"), strict=True):
+        for (ns, group), rs in zip(pending, cql.run_batches(batches, "claim event ids"), strict=True):
             rows = rs.current_rows
             if rows and rows[0][0]:
-                owners.update((eid, (part, pos)) for eid, part, pos, _ in group)
+                owners[ns].update((eid, (part, pos)) for eid, part, pos, _ in group)
                 continue
             eid_at, part_at, pos_at = (rs.column_names.index(c) for c in ("event_id", "part", "pos"))
             held = {row[eid_at]: (row[part_at], row[pos_at]) for row in rows}  # the claims that exist
             rest = [c for c in group if c[0] not in held]
-            owners.update((eid, held[eid]) for eid, *_ in group if eid in held)
+            owners[ns].update((eid, held[eid]) for eid, *_ in group if eid in held)
             if len(rest) == len(group):
                 raise StoreError(f"Cassandra refused a claim of {len(group)} event ids without naming an owner")
             if rest:
-                again.append(rest)
+                again.append((ns, rest))
         pending = again
     return owners
 
@@ -138,14 +149,19 @@ class ScopedClaims:
         self._cql, self._ns = cql, ns
         self._legacy_until: float | None = None
 
-    def claim(self, scope: ClaimScope, claims: Iterable[Claim]) -> dict[str, LogPosition]:
-        wanted = list(claims)
+    def claim(
+        self, claims: Mapping[ClaimScope, Mapping[str, LogPosition]], ttl_s: float
+    ) -> dict[ClaimScope, dict[str, LogPosition]]:
+        """Each scope's owners; every scope's conditional batches go in one concurrent round."""
+        ttl = max(1, math.ceil(ttl_s))
+        wanted = {scope: [(eid, part, pos, ttl) for eid, (part, pos) in ids.items()] for scope, ids in claims.items()}
         # the first claim of this release in the namespace, of either scope, notes the window before it lands
-        in_window = bool(wanted) and time.time() < self._legacy(max(c[3] for c in wanted))
-        if scope == "impressions" and in_window:
-            held = self._legacy_owners([c[0] for c in wanted])  # claimed for their owner: a resend repeats
-            wanted = [(eid, *held.get(eid, (part, pos)), ttl) for eid, part, pos, ttl in wanted]
-        return claim(self._cql, scoped_ns(self._ns, scope), wanted)
+        in_window = any(wanted.values()) and time.time() < self._legacy(ttl)
+        if wanted.get("impressions") and in_window:
+            held = self._legacy_owners([c[0] for c in wanted["impressions"]])  # claimed for their owner: a resend
+            wanted["impressions"] = [(e, *held.get(e, (part, pos)), t) for e, part, pos, t in wanted["impressions"]]
+        owners = claim_many(self._cql, {scoped_ns(self._ns, scope): some for scope, some in wanted.items()})
+        return {scope: owners[scoped_ns(self._ns, scope)] for scope in wanted}
 
     def release(self, scope: ClaimScope, claims: Mapping[str, LogPosition]) -> None:
         release(self._cql, scoped_ns(self._ns, scope), claims)

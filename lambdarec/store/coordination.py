@@ -21,6 +21,7 @@ from lambdarec.model.rows import LogPosition
 # of their own) are claimed apart from every other event, so the two consumers never share a lock or a partition
 # over their claims.
 ClaimScope = Literal["events", "impressions"]
+ScopedIds = Mapping[ClaimScope, Mapping[str, LogPosition]]  # a poll's ids to claim, by scope
 
 
 class Coordination(abc.ABC):
@@ -40,6 +41,11 @@ class Coordination(abc.ABC):
         ``"impressions"`` for impression events, whose claims live apart (see ``ClaimScope``); while claims an
         older release took of both kinds together may still be live, an impression also defers to one of those.
         """
+
+    def claim_event_ids_scoped(self, claims: ScopedIds, ttl_s: float) -> dict[ClaimScope, dict[str, LogPosition]]:
+        """:meth:`claim_event_ids` for several scopes at once, each scope's owners. A backend that can run the
+        scopes' rounds side by side does (Cassandra: every partition's conditional batch in one round)."""
+        return {scope: self.claim_event_ids(ids, ttl_s, scope) for scope, ids in claims.items()}
 
     @abc.abstractmethod
     def release_event_ids(self, claims: Mapping[str, LogPosition], scope: ClaimScope = "events") -> None:

@@ -518,6 +518,21 @@ class StoreContract(CatalogContract):
         assert store.claim_event_ids({"e1": (1, 8)}, 60, "impressions") == {"e1": (1, 8)}
         assert store.claim_event_ids({"e1": (0, 9)}, ttl_s=60) == {"e1": (0, 5)}, "the other scope's claim stays"
 
+    def test_a_poll_mixing_scopes_claims_them_together_with_each_scopes_owners(self) -> None:
+        """One consumer applying every event claims a poll's impressions and other events in one call (on
+        Cassandra, one concurrent round): each scope's owners as if claimed apart, an id in both scopes in each."""
+        store = self.make_store()
+        store.claim_event_ids({"i0": (0, 1)}, 60, "impressions")
+        store.claim_event_ids({"c0": (0, 2)}, ttl_s=60)
+        events = {f"c{k}": (1, k) for k in range(60)} | {"both": (1, 100)}
+        impressions = {f"i{k}": (1, 200 + k) for k in range(60)} | {"both": (1, 300)}
+        owners = store.claim_event_ids_scoped({"events": events, "impressions": impressions}, ttl_s=60)
+        assert owners["events"] == events | {"c0": (0, 2)}  # c0: a repeat of an earlier record
+        assert owners["impressions"] == impressions | {"i0": (0, 1)}
+        redelivered = store.claim_event_ids_scoped({"impressions": {"i5": (1, 205)}, "events": {"both": (1, 100)}}, 60)
+        assert redelivered == {"impressions": {"i5": (1, 205)}, "events": {"both": (1, 100)}}
+        assert store.claim_event_ids_scoped({}, ttl_s=60) == {}
+
     def test_a_claim_is_released_only_by_its_owner(self) -> None:
         store = self.make_store()
         store.claim_event_ids({"e1": (0, 1), "e2": (0, 2)}, ttl_s=60)

@@ -156,6 +156,25 @@ def test_a_poll_of_event_id_claims_costs_a_few_conditional_requests_not_one_per_
         store.close()
 
 
+def test_a_poll_mixing_impressions_and_other_events_claims_both_scopes_in_one_round(cassandra_store_url: str) -> None:
+    """One consumer applying every event (the default) claims a poll's impressions and its other events: both
+    scopes' conditional batches go out together, one round of Paxos latency instead of two in a row."""
+    store = CassandraStore(StoreSettings(url=cassandra_store_url, namespace="claims-mixed"))
+    store.claim_event_ids({"warm": (9, 9)}, ttl_s=60)  # once per process: the upgrade window read (or noted)
+    rounds = []
+    run_batches = store._cql.run_batches
+    try:
+        store._cql.run_batches = lambda batches, what: rounds.append(len(batches)) or run_batches(batches, what)
+        events = {f"click-{k}": (0, k) for k in range(100)}
+        impressions = {f"imp-{k}": (1, k) for k in range(1000)}
+        owners = store.claim_event_ids_scoped({"events": events, "impressions": impressions}, ttl_s=60)
+        assert owners == {"events": events, "impressions": impressions}
+        assert len(rounds) == 1 and rounds[0] >= 2, rounds
+    finally:
+        store._cql.run_batches = run_batches
+        store.close()
+
+
 def test_store_init_copies_the_live_claims_of_the_old_event_ids_table(cassandra_endpoint: tuple[str, int]) -> None:
     """Upgrading a deployment whose claims live in the old one-partition-per-id table: ``store init`` copies
     the live ones with their remaining TTL, so a repeat of an event applied before the upgrade is still a repeat,
