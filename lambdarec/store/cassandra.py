@@ -264,7 +264,7 @@ class CassandraStore(CatalogOf, OnlineStore):
         return self.claim_event_ids_scoped({scope: claims}, ttl_s)[scope]
 
     def claim_event_ids_scoped(self, claims: ScopedIds, ttl_s: float) -> dict[ClaimScope, dict[str, LogPosition]]:
-        return self._claims.claim(claims, ttl_s)  # a conditional batch per bucket partition, all in one round
+        return self._claims.claim(claims, ttl_s)  # a conditional batch per bucket partition, sent together
 
     def release_event_ids(self, claims: Mapping[str, LogPosition], scope: ClaimScope = "events") -> None:
         self._claims.release(scope, claims)

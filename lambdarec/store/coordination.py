@@ -44,7 +44,8 @@ class Coordination(abc.ABC):
 
     def claim_event_ids_scoped(self, claims: ScopedIds, ttl_s: float) -> dict[ClaimScope, dict[str, LogPosition]]:
         """:meth:`claim_event_ids` for several scopes at once, each scope's owners. A backend that can run the
-        scopes' rounds side by side does (Cassandra: every partition's conditional batch in one round)."""
+        scopes' rounds side by side does (Cassandra: every partition's conditional batch together), and the speed
+        consumer calls this: a wrapper that watches claims intercepts both methods."""
         return {scope: self.claim_event_ids(ids, ttl_s, scope) for scope, ids in claims.items()}
 
     @abc.abstractmethod

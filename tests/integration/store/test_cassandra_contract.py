@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import pytest
@@ -158,7 +159,8 @@ def test_a_poll_of_event_id_claims_costs_a_few_conditional_requests_not_one_per_
 
 def test_a_poll_mixing_impressions_and_other_events_claims_both_scopes_in_one_round(cassandra_store_url: str) -> None:
     """One consumer applying every event (the default) claims a poll's impressions and its other events: both
-    scopes' conditional batches go out together, one round of Paxos latency instead of two in a row."""
+    scopes' conditional batches go out together (up to `cassandra.write_concurrency` in flight), not the second
+    scope's after the first's."""
     store = CassandraStore(StoreSettings(url=cassandra_store_url, namespace="claims-mixed"))
     store.claim_event_ids({"warm": (9, 9)}, ttl_s=60)  # once per process: the upgrade window read (or noted)
     rounds = []
@@ -227,6 +229,20 @@ def test_an_impression_an_older_release_claimed_is_still_a_repeat_after_the_upgr
         with CassandraStore(StoreSettings(url=url)) as restarted:  # a release as its first call frees both claims
             restarted.release_event_ids({"imp-4": (0, 9)}, "impressions")
             assert restarted.claim_event_ids({"imp-4": (1, 1)}, 600, "impressions") == {"imp-4": (1, 1)}
+        mixed = "mixed"  # a namespace whose first claim of this release is a mixed poll (one consumer, the default)
+        for eid, pos in (("imp-5", 3), ("click-5", 4)):
+            store.execute(older, (mixed, schema.event_id_bucket(eid), eid, 0, pos))
+        with CassandraStore(StoreSettings(url=url, namespace=mixed)) as one:
+            poll = {"events": {"click-5": (1, 1), "click-6": (1, 2)}, "impressions": {"imp-5": (1, 3), "imp-6": (1, 4)}}
+            owners = one.claim_event_ids_scoped(poll, 600)
+            assert owners == {
+                "events": {"click-5": (0, 4), "click-6": (1, 2)},  # the older release's click: a repeat
+                "impressions": {"imp-5": (0, 3), "imp-6": (1, 4)},  # its impression too: the window was noted first
+            }
+            mark = store.execute(
+                "SELECT owner FROM {ks}.locks WHERE ns = ? AND name = ?", (mixed, "impression-claims-shared")
+            )
+            assert float(mark.one()[0]) > time.time() + 500
         with CassandraStore(StoreSettings(url=url, namespace="fresh")) as fresh:
             fresh.init_schema()  # nothing claimed yet: the scopes are apart from the start
             assert fresh.claim_event_ids({"x": (0, 1)}, ttl_s=60) == {"x": (0, 1)}
