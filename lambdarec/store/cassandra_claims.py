@@ -70,8 +70,8 @@ def claim(cql: CassandraSession, ns: str, claims: Iterable[Claim]) -> dict[str, 
 
 
 def claim_many(cql: CassandraSession, claims: Mapping[str, Iterable[Claim]]) -> dict[str, dict[str, LogPosition]]:
-    """:func:`claim` for several namespace keys (the scopes of a poll), every partition's batch in one concurrent
-    round; each key's owners."""
+    """:func:`claim` for several namespace keys (the scopes of a poll), every partition's batch sent together (up to
+    the session's write concurrency in flight); each key's owners."""
     pending: list[tuple[str, list[Claim]]] = []
     for ns, some in claims.items():
         groups: dict[int, list[Claim]] = defaultdict(list)
@@ -152,7 +152,7 @@ class ScopedClaims:
     def claim(
         self, claims: Mapping[ClaimScope, Mapping[str, LogPosition]], ttl_s: float
     ) -> dict[ClaimScope, dict[str, LogPosition]]:
-        """Each scope's owners; every scope's conditional batches go in one concurrent round."""
+        """Each scope's owners; every scope's conditional batches are sent together."""
         ttl = max(1, math.ceil(ttl_s))
         wanted = {scope: [(eid, part, pos, ttl) for eid, (part, pos) in ids.items()] for scope, ids in claims.items()}
         # the first claim of this release in the namespace, of either scope, notes the window before it lands
