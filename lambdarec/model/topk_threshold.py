@@ -10,9 +10,10 @@ high, a user who has seen nearly everything) is selected again behind a second, 
 (:attr:`ThresholdGuess.z_floor`), and if still short over its full row by
 :class:`lambdarec.model.topk.RunningTopK`: a wrong guess costs time, never exactness.
 
-Finding the survivors is the costly part in numpy (``np.flatnonzero`` pays a branch miss per hit): the mask is
-packed to bits (``np.packbits``), whole zero words are skipped, and the set bits of the few other words are
-peeled one at a time.
+Finding the survivors is the costly part: numpy compares a tile with the thresholds and packs the result to bits
+(``np.packbits``); a compiled loop (:mod:`lambdarec.model.survivors`, numba) skips the zero words and turns each
+set bit into one sort key, where numpy needed a dozen passes over temporary arrays (``np.flatnonzero`` alone pays
+a branch miss per hit).
 
 Example
 -------
@@ -30,7 +31,7 @@ import threading
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from lambdarec.model.topk import Workspace, encode_descending
+from lambdarec.model.topk import Workspace
 
 # Share of queries whose guess may be too high (they are selected again over their full row): a lower share means
 # more survivors for every other query. 0.2-1% measured best at 20k items (benchmarks/topk.py).
@@ -41,7 +42,6 @@ WINDOW, WARM_UP, REFRESH = 4096, 64, 1024
 # most FLOOR_SPAN below z, so that one outlier cannot turn the second pass into a selection over every score.
 FLOOR_MARGIN, FLOOR_SPAN = 0.1, 0.5
 _TINY = np.finfo(np.float32).tiny
-_ONE = np.uint64(1)
 
 
 class ThresholdGuess:
@@ -156,42 +156,23 @@ def shifted_transpose(item_factors: np.ndarray) -> np.ndarray:
     return out
 
 
-def flat_hits(scores: np.ndarray, thresholds: np.ndarray | float, workspace: Workspace) -> np.ndarray:
-    """int64 flat indices (unordered) of the entries of C-contiguous float32 ``scores [rows, width]`` at or above
-    their row's threshold (float32 ``[rows]``, or one number for all rows).
+def hit_words(scores: np.ndarray, thresholds: np.ndarray | float, workspace: Workspace) -> np.ndarray:
+    """uint64 words whose bits mark the entries of C-contiguous float32 ``scores [rows, width]`` at or above their
+    row's threshold (float32 ``[rows]``, or one number for all rows): bit ``b`` of word ``w`` is flat entry
+    ``64 * w + b``; the bits past the last entry are clear.
 
     Example
     -------
     >>> s = np.array([[1.0, 5.0, 3.0], [4.0, 0.0, 9.0]], np.float32)
-    >>> sorted(flat_hits(s, np.array([3.0, 5.0], np.float32), Workspace()).tolist())
-    [1, 2, 5]
+    >>> bin(int(hit_words(s, np.array([3.0, 5.0], np.float32), Workspace())[0]))
+    '0b100110'
     """
     n = scores.size
-    padded = -(-n // 64) * 64  # whole 64-bit words once packed
-    above = workspace.array("hits_mask", (padded,), np.bool_)
+    above = workspace.array("hits_mask", (-(-n // 64) * 64,), np.bool_)  # whole 64-bit words once packed
     above[n:] = False
     bound = np.float32(thresholds) if np.ndim(thresholds) == 0 else np.asarray(thresholds, np.float32)[:, None]
     np.greater_equal(scores, bound, out=above[:n].reshape(scores.shape))
-    words = np.packbits(above, bitorder="little").view(np.uint64)  # bit b of word w: entry 64 * w + b
-    busy = workspace.array("hits_busy", words.shape, np.bool_)
-    where = np.flatnonzero(np.not_equal(words, 0, out=busy))  # bool input: numpy's fast nonzero path
-    bits = words[where]
-    low = bits & (~bits + _ONE)  # the lowest set bit of each busy word, most of which hold only one
-    first = where * 64 + _bit_index(low)
-    found = [first]
-    while True:  # the few words with more set bits: peel again
-        bits ^= low
-        more = np.flatnonzero(np.not_equal(bits, 0))
-        if not more.size:
-            return np.concatenate(found) if len(found) > 1 else first
-        bits, where = bits[more], where[more]
-        low = bits & (~bits + _ONE)
-        found.append(where * 64 + _bit_index(low))
-
-
-def _bit_index(powers: np.ndarray) -> np.ndarray:
-    """log2 of uint64 powers of two, from the exponent of their (exact) float64 values."""
-    return (powers.astype(np.float64).view(np.int64) >> 52) - 1023
+    return np.packbits(above, bitorder="little").view(np.uint64)
 
 
 class ThresholdSelection:
@@ -218,17 +199,12 @@ class ThresholdSelection:
 
     def add(self, scores: np.ndarray, offset: int) -> None:
         """Take the tile ``scores`` (float32 ``[rows, width]``, C-contiguous) of columns ``offset:offset+width``."""
-        width = scores.shape[1]
-        flat = flat_hits(scores, 0.0 if self._shifted else self._thresholds, self._work)
-        row = flat // width
-        col = flat - row * width + offset
-        vals = scores.reshape(-1)[flat]
-        # + threshold: the score back from a shifted one; + 0: -0.0 becomes 0.0, so equal scores tie as in a sort
-        vals = vals + (self._thresholds[row] if self._shifted else np.float32(0))
-        keys = encode_descending(vals).astype(np.uint64) << np.uint64(self._col_bits)
-        keys |= col.astype(np.uint64)
-        keys |= row.astype(np.uint64) << np.uint64(32 + self._col_bits)
-        self._parts.append(keys)
+        from lambdarec.model.survivors import survivor_keys  # numba: loaded by the batch layer only
+
+        words = hit_words(scores, 0.0 if self._shifted else self._thresholds, self._work)
+        # + threshold: the score back from a shifted one
+        adds = self._thresholds if self._shifted else np.zeros(self.rows, np.float32)
+        self._parts.append(survivor_keys(words, scores, adds, offset, self._col_bits))
 
     def result(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """int32 ``[rows, k]`` columns, float32 ``[rows, k]`` scores, best first, and the bool ``[rows]`` of rows

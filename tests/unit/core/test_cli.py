@@ -67,7 +67,7 @@ def test_console_script_runs_without_heavy_imports() -> None:
     code = (
         "import sys; from lambdarec.cli import app\n"
         "try:\n    app(['config', 'show', '--json'])\nexcept SystemExit:\n    pass\n"
-        "heavy = [m for m in ('torch', 'faiss', 'implicit', 'polars') if m in sys.modules]\n"
+        "heavy = [m for m in ('torch', 'faiss', 'implicit', 'polars', 'numba') if m in sys.modules]\n"
         "print('HEAVY', heavy, file=sys.stderr)"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

@@ -6,18 +6,23 @@ is reported short and selected again over its full row.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
 from lambdarec.model.scoring import Exclusions, TileMask, guessed_topk_scores, redo_short, topk_scores
-from lambdarec.model.topk import Workspace
+from lambdarec.model.survivors import survivor_keys
+from lambdarec.model.topk import Workspace, decode_descending, encode_descending
 from lambdarec.model.topk_threshold import (
     FLOOR_MARGIN,
     FLOOR_SPAN,
     ThresholdGuess,
     ThresholdSelection,
-    flat_hits,
+    hit_words,
 )
 from tests.numeric import assert_same_ranking, exact_scores
 from tests.unit.model.test_topk import brute_force
@@ -149,13 +154,67 @@ def test_a_nan_score_is_never_returned() -> None:
 
 @pytest.mark.parametrize("density", [0.0, 0.003, 0.2, 1.0])
 @pytest.mark.parametrize("shape", [(1, 1), (3, 70), (17, 1000), (256, 333)])
-def test_flat_hits_finds_exactly_the_entries_at_or_above_the_threshold(density: float, shape) -> None:
+def test_hit_words_mark_exactly_the_entries_at_or_above_the_threshold(density: float, shape) -> None:
     rng = np.random.default_rng(int(density * 1000) + shape[1])
     scores = rng.random(shape).astype(np.float32)
     thresholds = np.full(shape[0], 1.0 - density, np.float32)
     thresholds[::2] -= 0.1
-    got = np.sort(flat_hits(scores, thresholds, Workspace()))
-    np.testing.assert_array_equal(got, np.flatnonzero(scores >= thresholds[:, None]))
+    words = hit_words(scores, thresholds, Workspace())
+    bits = np.unpackbits(words.view(np.uint8), bitorder="little").astype(bool)
+    assert len(bits) % 64 == 0 and len(bits) >= scores.size
+    np.testing.assert_array_equal(np.flatnonzero(bits), np.flatnonzero(scores >= thresholds[:, None]))
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (2, 64), (3, 70), (9, 1000)])
+@pytest.mark.parametrize("shifted", [False, True])
+def test_survivor_keys_encode_row_descending_score_and_column_of_every_hit(shape, shifted: bool) -> None:
+    rng = np.random.default_rng(shape[1])
+    scores = rng.standard_normal(shape).astype(np.float32)
+    scores.reshape(-1)[::7] = -0.0  # ties with 0.0 once encoded
+    scores.reshape(-1)[::11] = 0.0
+    thresholds = rng.standard_normal(shape[0]).astype(np.float32) if not shifted else np.zeros(shape[0], np.float32)
+    adds = rng.standard_normal(shape[0]).astype(np.float32) if shifted else np.zeros(shape[0], np.float32)
+    offset, col_bits = 5000, 14
+    keys = survivor_keys(hit_words(scores, thresholds, Workspace()), scores, adds, offset, col_bits)
+    rows, cols = np.nonzero(scores >= thresholds[:, None])
+    values = scores[rows, cols] + adds[rows] + np.float32(0)
+    want = (
+        (rows.astype(np.uint64) << np.uint64(32 + col_bits))
+        | (encode_descending(values).astype(np.uint64) << np.uint64(col_bits))
+        | (cols + offset).astype(np.uint64)
+    )
+    np.testing.assert_array_equal(keys, want)  # in flat order, as numpy's nonzero
+    assert np.array_equal(decode_descending(keys >> np.uint64(col_bits)), values)
+
+
+def test_serving_and_the_speed_layer_score_without_loading_numba() -> None:
+    """Only the batch layer's guessed selection compiles kernels; a one-user top-K (serving, fold-in) must not."""
+    code = (
+        "import sys, numpy as np\n"
+        "import serving_layer.app, speed_layer.consumer\n"
+        "from lambdarec.model.scoring import topk_scores\n"
+        "topk_scores(np.ones(4, np.float32), np.eye(4, dtype=np.float32), 2, exclude=[[1]])\n"
+        "print('NUMBA', 'numba' in sys.modules)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "NUMBA False" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_the_kernels_compile_per_process_where_no_cache_folder_is_writable() -> None:
+    """A read-only image without NUMBA_CACHE_DIR: numba finds no cache location (simulated by allowing it only the
+    zip-file locator); the kernels still run, and the log says why each process compiles them again."""
+    code = (
+        "import numpy as np\n"
+        "from lambdarec.model.survivors import survivor_keys\n"
+        "words = np.array([0b101], np.uint64)\n"
+        "print('KEYS', survivor_keys(words, np.ones((1, 3), np.float32), np.zeros(1, np.float32), 0, 2).tolist())"
+    )
+    env = {**os.environ, "NUMBA_CACHE_LOCATOR_CLASSES": "_ZipCacheLocator", "LAMBDAREC_LOG_FORMAT": "json"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr
+    one = int(encode_descending(np.ones(1, np.float32))[0]) << 2
+    assert f"KEYS [{one}, {one | 2}]" in proc.stdout, proc.stdout
+    assert "numba.cache_unavailable" in proc.stdout + proc.stderr
 
 
 def test_tile_mask_masks_each_tiles_own_cells() -> None:

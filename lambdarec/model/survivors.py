@@ -1,0 +1,114 @@
+"""Sort keys of a threshold's survivors, in compiled loops (numba): the part of a guessed top-K selection that is
+a loop over a few hundred hits per query, which numpy can only run as a dozen passes over temporary arrays.
+
+Only the batch layer's guessed selection (:class:`lambdarec.model.topk_threshold.ThresholdSelection`) imports this
+module, on its first tile, so serving and the speed layer never load numba. The kernels release the GIL, so the
+scoring threads run them side by side. They compile once per machine into numba's cache (the package's
+``__pycache__``, else the user's cache folder, else ``NUMBA_CACHE_DIR``: the image sets ``/tmp/numba``); where none
+of them is writable, once per process (about a second).
+
+Example
+-------
+>>> words = np.packbits(np.array([0, 1, 0, 1] + [0] * 60, bool), bitorder="little").view(np.uint64)
+>>> keys = survivor_keys(words, np.array([[9.0, 2.0, 9.0, 1.0]], np.float32), np.zeros(1, np.float32), 0, 2)
+>>> (keys & np.uint64(3)).tolist()  # the columns; above them the descending-score code, above that the row
+[1, 3]
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from lambdarec.logs import get_logger
+
+log = get_logger(__name__)
+
+_SIGN = np.uint64(0x80000000)
+_LOW32 = np.uint64(0xFFFFFFFF)
+_ONE = np.uint64(1)
+# The lowest set bit's index by a de Bruijn multiply: (low * _DEBRUIJN) >> 58 is distinct for each power of two.
+_DEBRUIJN = np.uint64(0x03F79D71B4CB0A89)
+_POWERS = np.uint64(1) << np.arange(64, dtype=np.uint64)
+_BIT_OF = np.zeros(64, dtype=np.int64)
+_BIT_OF[((_POWERS * _DEBRUIJN) >> np.uint64(58)).astype(np.int64)] = np.arange(64)
+
+
+def _compiled(fn):  # type: ignore[no-untyped-def]
+    """``fn`` compiled without the GIL, cached on disk where numba finds a writable place for it."""
+    try:
+        return njit(nogil=True, cache=True)(fn)
+    except RuntimeError as exc:  # numba: "cannot cache function ...: no locator available" (read-only filesystem)
+        log.warning("numba.cache_unavailable", function=fn.__name__, reason=str(exc))
+        return njit(nogil=True)(fn)
+
+
+@_compiled
+def _count_bits(words: np.ndarray) -> int:  # pragma: no cover - compiled
+    n = 0
+    for w in range(len(words)):
+        m = words[w]
+        while m:
+            m &= m - _ONE
+            n += 1
+    return n
+
+
+@_compiled
+def _fill_keys(
+    words: np.ndarray,
+    scores: np.ndarray,
+    width: int,
+    adds: np.ndarray,
+    offset: int,
+    col_bits: int,
+    bit_of: np.ndarray,
+    keys: np.ndarray,
+) -> None:  # pragma: no cover - compiled
+    value = np.empty(1, np.float32)
+    value_bits = value.view(np.uint32)
+    row_shift, col_shift = np.uint64(32 + col_bits), np.uint64(col_bits)
+    n = 0
+    row = 0
+    row_start = 0
+    for w in range(len(words)):
+        m = words[w]
+        while m:
+            low = m & (~m + _ONE)
+            m ^= low
+            flat = 64 * w + bit_of[(low * _DEBRUIJN) >> np.uint64(58)]
+            while flat >= row_start + width:
+                row += 1
+                row_start += width
+            # + 0: -0.0 becomes 0.0, so equal scores tie as in a sort
+            value[0] = (scores[flat] + adds[row]) + np.float32(0.0)
+            bits = np.uint64(value_bits[0])
+            ascending = (bits ^ _LOW32) if bits >= _SIGN else (bits | _SIGN)
+            code = ascending ^ _LOW32  # lambdarec.model.topk.encode_descending
+            keys[n] = (np.uint64(row) << row_shift) | (code << col_shift) | np.uint64(flat - row_start + offset)
+            n += 1
+
+
+def survivor_keys(words: np.ndarray, scores: np.ndarray, adds: np.ndarray, offset: int, col_bits: int) -> np.ndarray:
+    """uint64 keys ``row << (32 + col_bits) | descending code of (score + adds[row]) << col_bits | column``, one per
+    set bit of ``words``, in flat order.
+
+    Parameters
+    ----------
+    words
+        uint64 ``[ceil(rows * width / 64)]``: bit ``b`` of word ``w`` marks flat entry ``64 * w + b`` of ``scores``
+        (``np.packbits(mask, bitorder="little").view(np.uint64)``); no bit set past the last entry.
+    scores
+        float32 ``[rows, width]``, C-contiguous: the tile the bits were taken from.
+    adds
+        float32 ``[rows]`` added to each row's scores before encoding (a shifted tile's thresholds, else zeros).
+    offset
+        The tile's first column: added to each column.
+    col_bits
+        Bits reserved for a column (``rows``, 32 and ``col_bits`` bits must fit in 64).
+    """
+    keys = np.empty(_count_bits(words), dtype=np.uint64)
+    flat = np.ascontiguousarray(scores, dtype=np.float32).reshape(-1)
+    adds = np.ascontiguousarray(adds, dtype=np.float32)
+    _fill_keys(words, flat, scores.shape[1], adds, offset, col_bits, _BIT_OF, keys)
+    return keys
