@@ -27,6 +27,7 @@ log = get_logger(__name__)
 _SIGN = np.uint64(0x80000000)
 _LOW32 = np.uint64(0xFFFFFFFF)
 _ONE = np.uint64(1)
+_NEG_INF_BITS = np.uint32(0xFF800000)
 # The lowest set bit's index by a de Bruijn multiply: (low * _DEBRUIJN) >> 58 is distinct for each power of two.
 _DEBRUIJN = np.uint64(0x03F79D71B4CB0A89)
 _POWERS = np.uint64(1) << np.arange(64, dtype=np.uint64)
@@ -87,6 +88,51 @@ def _fill_keys(
             code = ascending ^ _LOW32  # lambdarec.model.topk.encode_descending
             keys[n] = (np.uint64(row) << row_shift) | (code << col_shift) | np.uint64(flat - row_start + offset)
             n += 1
+
+
+@_compiled
+def _fill_best(
+    keys: np.ndarray, row_shift: int, col_bits: int, indices: np.ndarray, bits: np.ndarray, short: np.ndarray
+) -> None:  # pragma: no cover - compiled
+    rows, k = indices.shape
+    col_mask = (_ONE << np.uint64(col_bits)) - _ONE
+    start = 0
+    for row in range(rows):
+        stop = start
+        while stop < len(keys) and (keys[stop] >> np.uint64(row_shift)) == np.uint64(row):
+            stop += 1
+        if stop - start < k:
+            short[row] = True
+            for j in range(k):
+                indices[row, j] = -1
+                bits[row, j] = _NEG_INF_BITS
+        else:
+            for j in range(k):
+                key = keys[start + j]
+                indices[row, j] = key & col_mask
+                ascending = ((key >> np.uint64(col_bits)) & _LOW32) ^ _LOW32
+                # lambdarec.model.topk.decode_descending
+                bits[row, j] = (ascending ^ _SIGN) if ascending >= _SIGN else (ascending ^ _LOW32)
+        start = stop
+
+
+def best_of_rows(keys: np.ndarray, rows: int, k: int, col_bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each row's first ``k`` of the sorted :func:`survivor_keys` ``keys``, decoded: int32 ``[rows, k]`` columns,
+    float32 ``[rows, k]`` scores and the bool ``[rows]`` of rows with fewer than ``k`` keys (``-1`` / ``-inf``).
+
+    Example
+    -------
+    >>> words = np.array([0b1011], np.uint64)
+    >>> keys = np.sort(survivor_keys(words, np.array([[1.0, 3.0], [2.0, 0.0]], np.float32), np.zeros(2), 0, 1))
+    >>> idx, val, short = best_of_rows(keys, 2, 1, 1)
+    >>> idx.tolist(), val.tolist(), short.tolist()
+    ([[1], [1]], [[3.0], [0.0]], [False, False])
+    """
+    indices = np.empty((rows, k), dtype=np.int32)
+    values = np.empty((rows, k), dtype=np.float32)
+    short = np.zeros(rows, dtype=bool)
+    _fill_best(keys, 32 + col_bits, col_bits, indices, values.view(np.uint32), short)
+    return indices, values, short
 
 
 def survivor_keys(words: np.ndarray, scores: np.ndarray, adds: np.ndarray, offset: int, col_bits: int) -> np.ndarray:

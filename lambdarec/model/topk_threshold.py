@@ -29,7 +29,6 @@ from __future__ import annotations
 import threading
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from lambdarec.model.topk import Workspace
 
@@ -208,26 +207,9 @@ class ThresholdSelection:
 
     def result(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """int32 ``[rows, k]`` columns, float32 ``[rows, k]`` scores, best first, and the bool ``[rows]`` of rows
-        that had fewer than ``k`` survivors: their entries are not filled and must be selected again."""
-        k, rows, shift = self.k, self.rows, np.uint64(32 + self._col_bits)
+        that had fewer than ``k`` survivors (``-1`` / ``-inf``): they must be selected again."""
+        from lambdarec.model.survivors import best_of_rows
+
         keys = np.concatenate([np.zeros(0, np.uint64), *self._parts]) if len(self._parts) != 1 else self._parts[0]
-        keys.sort()
-        starts = np.searchsorted(keys, np.arange(rows + 1, dtype=np.uint64) << shift)
-        short = np.diff(starts) < k
-        if len(keys) < k:  # every row short
-            return np.full((rows, k), -1, np.int32), np.full((rows, k), -np.inf, np.float32), short
-        # A full row's best are the k keys from its start: rows of a sliding window (short rows: filled later).
-        top = sliding_window_view(keys, k)[np.minimum(starts[:-1], len(keys) - k)]
-        indices = (top & np.uint64((1 << self._col_bits) - 1)).astype(np.int32)
-        return indices, _decoded(top >> np.uint64(self._col_bits)), short
-
-
-def _decoded(codes: np.ndarray) -> np.ndarray:
-    """:func:`lambdarec.model.topk.decode_descending` in four in-place passes: the code of a negative value is
-    its bits, that of another value its bits with the low 31 flipped (the same map both ways)."""
-    bits = codes.astype(np.uint32)
-    flip = bits.view(np.int32) >> 31  # -1 where the sign bit is set, else 0
-    flip &= 0x7FFFFFFF
-    flip ^= 0x7FFFFFFF
-    bits ^= flip.view(np.uint32)
-    return bits.view(np.float32)
+        keys.sort()  # by row, then descending score, then column: a row's best are its first k keys
+        return best_of_rows(keys, self.rows, self.k, self._col_bits)

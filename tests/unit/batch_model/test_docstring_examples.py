@@ -13,6 +13,7 @@ MODULES = [
     "lambdarec.model.scoring",
     "lambdarec.model.exclusions",
     "lambdarec.model.topk_threshold",
+    "lambdarec.model.survivors",
     "lambdarec.model.foldin",
     "lambdarec.model.factors",
     "batch_layer.train",

@@ -15,7 +15,7 @@ import pytest
 import scipy.sparse as sp
 
 from lambdarec.model.scoring import Exclusions, TileMask, guessed_topk_scores, redo_short, topk_scores
-from lambdarec.model.survivors import survivor_keys
+from lambdarec.model.survivors import best_of_rows, survivor_keys
 from lambdarec.model.topk import Workspace, decode_descending, encode_descending
 from lambdarec.model.topk_threshold import (
     FLOOR_MARGIN,
@@ -331,3 +331,17 @@ def test_the_second_guess_sits_under_the_lowest_learnt_ratio_but_never_far_under
     outlier = ThresholdGuess(items, 50)
     outlier.learn(queries, np.where(np.arange(2000) == 7, mean - 10 * dev, kth))  # one query far below the rest
     assert outlier.z_floor == pytest.approx(outlier.z - FLOOR_SPAN - FLOOR_MARGIN)
+
+
+def test_best_of_rows_takes_each_rows_first_k_keys_and_marks_rows_with_fewer_short() -> None:
+    rng = np.random.default_rng(5)
+    scores = rng.standard_normal((6, 300)).astype(np.float32)
+    thresholds = np.array([-9, 0.5, 3.5, 1.0, np.inf, -1.0], np.float32)  # row 2 has few survivors, row 4 none
+    keys = np.sort(survivor_keys(hit_words(scores, thresholds, Workspace()), scores, np.zeros(6, np.float32), 0, 9))
+    idx, vals, short = best_of_rows(keys, 6, 20, 9)
+    passing = (scores >= thresholds[:, None]).sum(axis=1)
+    np.testing.assert_array_equal(short, passing < 20)
+    assert short[[2, 4]].all() and (idx[short] == -1).all() and np.isneginf(vals[short]).all()
+    ref_idx, ref_vals = brute_force(scores, 20)
+    np.testing.assert_array_equal(idx[~short], ref_idx[~short])
+    np.testing.assert_array_equal(vals[~short], ref_vals[~short])
