@@ -29,6 +29,7 @@ from serving_layer.answer_cache import AnswerCache
 from serving_layer.arms import Arms, Served
 from serving_layer.auth import Keyring
 from serving_layer.catalog_cache import CatalogCache
+from serving_layer.fresh_reads import FreshReads
 from serving_layer.model_cache import ModelCache
 from serving_layer.prometheus import ServingMetrics
 from serving_layer.recommend import CORRUPT_ROW, STORE_UNAVAILABLE, RecommendQuery, read_states
@@ -62,6 +63,7 @@ class Service:
         self.models = ModelCache(s.snapshot_poll_s, prepare=self._prepare)
         self.users = RecentUsers(s.user_cache_size)
         self.answers = AnswerCache(int(s.answer_cache_mb * 2**20), s.answer_cache_ttl_s)
+        self.fresh_reads = FreshReads()  # the fresh-state reads of one loop turn, sent as one
         scheme = urlsplit(settings.store.url).scheme
         self.inline_reads = s.store_reads == "inline" or (s.store_reads == "auto" and scheme == "sqlite")
         self.nonblocking_reads = False  # set once the store is open: whether it offers non-blocking reads
@@ -211,7 +213,8 @@ class Service:
             if self.inline_reads:
                 states = self.gate.call_inline(read_states, *args)
             elif self.nonblocking_reads:
-                states = await read_states_nonblocking(args[0], self.gate, *args[1:])  # type: ignore[arg-type]
+                states = await read_states_nonblocking(args[0], self.gate, *args[1:],  # type: ignore[arg-type]
+                                                       fresh_reads=self.fresh_reads)  # fmt: skip
             else:
                 states = await self.gate.call(read_states, *args)
         except StoreUnavailable:

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from lambdarec.model.rows import UserRow, UserState
 from lambdarec.store import CorruptRowError
 from lambdarec.store.nonblocking import NonBlockingReads
+from serving_layer.fresh_reads import FreshReads
 from serving_layer.recommend import assemble_states, plan_reads
 from serving_layer.shown_reads import usable, with_shown
 from serving_layer.store_gate import StoreGate
@@ -27,14 +28,16 @@ async def read_states_nonblocking(
     n_items: int,
     known_rows: Mapping[str, UserRow] | None = None,
     shown: bool = False,
+    fresh_reads: FreshReads | None = None,
 ) -> dict[str, UserState]:
     """What :func:`~serving_layer.recommend.read_states` returns, read without blocking the event loop, within
-    ``gate``'s timeout (:class:`~serving_layer.store_gate.StoreUnavailable` past it or on a store error)."""
+    ``gate``'s timeout (:class:`~serving_layer.store_gate.StoreUnavailable` past it or on a store error); the
+    fresh state read together with the other requests of this loop turn when ``fresh_reads`` is given."""
     ids, unread = plan_reads(user_ids, known_rows)
     if not ids:
         return {}
     gate.refuse_while_skipping()  # degraded mode: nothing is sent to a store that is down
-    sent = [store.read_fresh_users_future(ids)]
+    sent = [store.read_fresh_users_future(ids) if fresh_reads is None else fresh_reads.read(store, ids)]
     if unread:
         sent.append(store.read_users_future(version, unread))
     if shown:  # the impressions rows (speed.feedback.own_consumer), in the same round trip

@@ -207,7 +207,7 @@ class CassandraStore(CatalogOf, OnlineStore):
     def read_fresh_users_future(self, user_ids: Sequence[str]) -> Future[dict[str, FreshUser]]:
         """:meth:`read_fresh_users`, its reads sent at once without waiting."""
         ids = list(dict.fromkeys(user_ids))
-        sent = lambda: [self._cql.submit(schema.SELECT_FRESH_USER, (self._ns, uid)) for uid in ids]  # noqa: E731
+        sent = lambda: cassandra_fresh.submit_fresh_reads(self._cql, self._ns, ids)  # noqa: E731
         return gather(sent, lambda answers: codec.decode_fresh_users(pair for rows in answers for pair in rows),
                       self._read_error)  # fmt: skip
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 from cassandra.cluster import EXEC_PROFILE_DEFAULT
 from cassandra.query import BatchStatement, BatchType
@@ -71,6 +72,16 @@ def read_fresh_users(cql: CassandraSession, ns: str, user_ids: Iterable[str]) ->
     params = [(ns, chunk) for group in by_replica(cql, ns, ids) for chunk in _chunks(group)]
     results = cql.many(SELECT_FRESH_USERS, params, EXEC_PROFILE_DEFAULT)
     return codec.decode_fresh_users((uid, data) for rs in results for uid, data in rs)
+
+
+def submit_fresh_reads(cql: CassandraSession, ns: str, user_ids: list[str]) -> list[Any]:
+    """The fresh-state reads of ``user_ids`` (distinct) sent without waiting: one token-aware query for one user,
+    else one ``IN`` query per replica group and chunk (serving's requests of one loop turn); the driver's
+    futures, whose rows are ``(user_id, data)``."""
+    if len(user_ids) == 1:
+        return [cql.submit(schema.SELECT_FRESH_USER, (ns, user_ids[0]))]
+    groups = by_replica(cql, ns, user_ids)
+    return [cql.submit(SELECT_FRESH_USERS, (ns, chunk)) for group in groups for chunk in _chunks(group)]
 
 
 def read_user_rows(cql: CassandraSession, version: str, user_ids: Iterable[str]) -> Iterator[tuple[str, bytes]]:

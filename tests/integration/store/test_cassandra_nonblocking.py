@@ -3,6 +3,7 @@ blocking reads give: the same rows, the same corrupt-row errors carrying the goo
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterator
 
@@ -15,6 +16,7 @@ from lambdarec.store import CorruptRowError, StoreError, open_store
 from lambdarec.store.cassandra import CassandraStore
 from lambdarec.store.nonblocking import NonBlockingReads
 from lambdarec.store.sqlite import SQLiteStore
+from serving_layer.fresh_reads import FreshReads
 from tests.cassandra import throwaway_keyspace, user_row_where
 from tests.integration.store.contract import counts
 from tests.integration.store.writer import marked_rows
@@ -81,3 +83,61 @@ def test_a_failed_nonblocking_read_is_a_store_error_in_the_future_naming_it(
         store.execute("DROP TABLE {ks}.fresh_users")
         with pytest.raises(StoreError, match="read user state"):
             store.read_fresh_users_future(["u1"]).result(timeout=10)
+
+
+def turn(store: CassandraStore, asks: list[list[str]], cancel: int | None = None) -> tuple[FreshReads, list[object]]:
+    """``asks`` read through one :class:`FreshReads` in one event-loop turn (``cancel``: that request gives up
+    before the turn ends); each request's states, or the exception it got."""
+    reads = FreshReads()
+
+    async def main() -> list[object]:
+        futures = [reads.read(store, ids) for ids in asks]
+        if cancel is not None:
+            futures[cancel].cancel()
+        await asyncio.sleep(0)  # the turn ends: the reads go out together
+        outcomes: list[object] = []
+        for n, future in enumerate(futures):
+            if n == cancel:
+                outcomes.append(None)
+                continue
+            try:
+                outcomes.append(await asyncio.wait_for(asyncio.wrap_future(future), 10))
+            except Exception as exc:
+                outcomes.append(exc)
+        return outcomes
+
+    return reads, asyncio.run(main())
+
+
+def test_the_fresh_reads_of_one_loop_turn_are_one_read_and_each_request_gets_only_its_users(
+    store: CassandraStore,
+) -> None:
+    published(store, 4)
+    store.write_fresh_users([FreshUser(user_id=u, recent=[(f"i-{u}", 5.0)], updated_at=5.0) for u in ("u1", "u3")])
+    reads, got = turn(store, [["u1", "nobody"], ["u3", "u1"], ["u0"]])
+    assert (reads.reads, reads.requests) == (1, 3)
+    want = store.read_fresh_users(["u1", "u3"])
+    assert got == [{"u1": want["u1"]}, {"u3": want["u3"], "u1": want["u1"]}, {}]
+    assert got[1]["u3"].recent == [("i-u3", 5.0)]
+    # a request that gives up before the read is back costs its neighbours nothing
+    reads, got = turn(store, [["u1"], ["u3"]], cancel=0)
+    assert reads.reads == 1 and got[1] == {"u3": want["u3"]}
+
+
+def test_a_corrupt_fresh_row_costs_only_the_requests_that_asked_for_it(store: CassandraStore) -> None:
+    store.write_fresh_users([FreshUser(user_id=u, updated_at=5.0) for u in ("u1", "u3")])
+    store.execute("UPDATE {ks}.fresh_users SET data = ? WHERE ns = ? AND user_id = ?", (b"\xc1", store._ns, "u3"))
+    _, got = turn(store, [["u1"], ["u3", "u1"]])
+    assert got[0] == {"u1": store.read_fresh_users(["u1"])["u1"]}
+    assert isinstance(got[1], CorruptRowError) and got[1].keys == ["u3"] and list(got[1].rows) == ["u1"]
+
+
+def test_a_failed_coalesced_read_fails_every_request_of_its_turn_with_the_store_error(
+    cassandra_endpoint: tuple[str, int],
+) -> None:
+    with throwaway_keyspace(cassandra_endpoint, "lambdarec_fr") as url, open_store(StoreSettings(url=url)) as store:
+        assert isinstance(store, CassandraStore)
+        turn(store, [["u1"], ["u2"]])  # prepared: the next failure comes from the server
+        store.execute("DROP TABLE {ks}.fresh_users")
+        _, got = turn(store, [["u1"], ["u2", "u3"]])
+        assert all(isinstance(g, StoreError) and "read user state" in str(g) for g in got), got

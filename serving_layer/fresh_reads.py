@@ -1,0 +1,95 @@
+"""The fresh-state reads of the requests an event loop handles in one turn, sent to the store as one read.
+
+Under concurrent clients several requests reach their store read in the same turn of the event loop. Each used to
+send its own query; on Cassandra a query costs the driver and the coordinator far more than the row it reads, so
+serving from Cassandra spent most of a request there. :class:`FreshReads` collects the user ids asked for during
+one turn and sends them together when the turn ends (``loop.call_soon``): one non-blocking read, which the store
+sends as a few ``IN`` queries. Each request still gets its own future, with only its own users' states, and on its
+own timeout: a request that gives up cancels only its future, never its neighbours' read. A request alone in its
+turn waits for nothing more than the rest of that turn.
+
+A corrupt row costs only the requests that asked for it (each gets a ``CorruptRowError`` naming its own bad rows
+and carrying its good ones); a failed read fails every request of the turn, as it would have failed each of them.
+
+Example
+-------
+>>> reads = FreshReads()
+>>> states = await asyncio.wrap_future(reads.read(store, ["u1"]))          # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from concurrent.futures import Future, InvalidStateError
+
+from lambdarec.model.rows import FreshUser
+from lambdarec.store import CorruptRowError
+from lambdarec.store.nonblocking import NonBlockingReads
+
+Waiter = tuple[list[str], "Future[dict[str, FreshUser]]"]
+
+
+class FreshReads:
+    """Coalesces one event loop's fresh-state reads per turn (one instance per loop, i.e. per worker)."""
+
+    def __init__(self) -> None:
+        self._store: NonBlockingReads | None = None
+        self._waiting: list[Waiter] = []
+        self.reads = 0  # store reads sent, and the requests they served (for the tests and the metrics)
+        self.requests = 0
+
+    def read(self, store: NonBlockingReads, user_ids: Sequence[str]) -> Future[dict[str, FreshUser]]:
+        """A future of ``store.read_fresh_users_future(user_ids)``'s answer, read together with the other reads
+        of this turn of the running event loop."""
+        if self._waiting and store is not self._store:  # the store was replaced mid-turn: send the old one's now
+            self._flush()
+        if not self._waiting:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._store = store
+        mine: Future[dict[str, FreshUser]] = Future()
+        self._waiting.append((list(user_ids), mine))
+        return mine
+
+    def _flush(self) -> None:
+        waiting, store = self._waiting, self._store
+        self._waiting, self._store = [], None
+        if not waiting or store is None:
+            return
+        self.reads += 1
+        self.requests += len(waiting)
+        ids = list(dict.fromkeys(uid for asked, _ in waiting for uid in asked))
+        try:
+            together = store.read_fresh_users_future(ids)
+        except Exception as exc:
+            for _, mine in waiting:
+                _settle(mine, exc)
+            return
+        together.add_done_callback(lambda done: _share(done, waiting))
+
+
+def _share(done: Future[dict[str, FreshUser]], waiting: list[Waiter]) -> None:
+    """Each waiter's part of the answer (runs on the thread that settled ``done``)."""
+    exc = done.exception()  # never cancelled: the requests cancel only their own futures
+    corrupt = set(exc.keys) if isinstance(exc, CorruptRowError) else set()
+    for asked, mine in waiting:
+        if exc is None:
+            states = done.result()
+            _settle(mine, {u: states[u] for u in asked if u in states})
+        elif isinstance(exc, CorruptRowError):  # only the requests that asked for a corrupt row see it
+            bad = [u for u in asked if u in corrupt]
+            good = {u: exc.rows[u] for u in asked if u in exc.rows}
+            message = f"{len(bad)} corrupt fresh state row(s): users {bad}"
+            _settle(mine, CorruptRowError(message, keys=bad, rows=good) if bad else good)
+        else:
+            _settle(mine, exc)
+
+
+def _settle(mine: Future[dict[str, FreshUser]], outcome: object) -> None:
+    # InvalidStateError: this request gave up (its timeout cancelled its future)
+    with contextlib.suppress(InvalidStateError):
+        if isinstance(outcome, BaseException):
+            mine.set_exception(outcome)
+        else:
+            mine.set_result(outcome)  # type: ignore[arg-type]
