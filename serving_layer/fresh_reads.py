@@ -24,6 +24,8 @@ import contextlib
 from collections.abc import Sequence
 from concurrent.futures import Future, InvalidStateError
 
+from prometheus_client import CollectorRegistry, Counter
+
 from lambdarec.model.rows import FreshUser
 from lambdarec.store import CorruptRowError
 from lambdarec.store.nonblocking import NonBlockingReads
@@ -37,8 +39,21 @@ class FreshReads:
     def __init__(self) -> None:
         self._store: NonBlockingReads | None = None
         self._waiting: list[Waiter] = []
-        self.reads = 0  # store reads sent, and the requests they served (for the tests and the metrics)
+        self.reads = 0  # store reads sent, and the requests they served
         self.requests = 0
+        self._counters: tuple[Counter, Counter] | None = None
+
+    def register(self, registry: CollectorRegistry) -> None:
+        """``lambdarec_serving_fresh_reads_total`` and ``lambdarec_serving_fresh_read_requests_total``: their
+        ratio is how many requests one store read served."""
+        self._counters = (
+            Counter("lambdarec_serving_fresh_reads_total",
+                    "Fresh-state reads sent to a store with non-blocking reads (one per event-loop turn).",
+                    registry=registry),
+            Counter("lambdarec_serving_fresh_read_requests_total",
+                    "Requests whose fresh state those reads fetched (requests per read: coalescing).",
+                    registry=registry),
+        )  # fmt: skip
 
     def read(self, store: NonBlockingReads, user_ids: Sequence[str]) -> Future[dict[str, FreshUser]]:
         """A future of ``store.read_fresh_users_future(user_ids)``'s answer, read together with the other reads
@@ -59,6 +74,9 @@ class FreshReads:
             return
         self.reads += 1
         self.requests += len(waiting)
+        if self._counters is not None:
+            self._counters[0].inc()
+            self._counters[1].inc(len(waiting))
         ids = list(dict.fromkeys(uid for asked, _ in waiting for uid in asked))
         try:
             together = store.read_fresh_users_future(ids)

@@ -72,6 +72,7 @@ class Service:
         self.models.on_swap.append(self._swapped)
         self.catalog.register(self.metrics.registry)
         self.answers.register(self.metrics.registry)
+        self.fresh_reads.register(self.metrics.registry)
         self._store, self._log = store, log_
         self._store_opened()
         self._owned = (store is None, log_ is None)

@@ -69,8 +69,13 @@ def test_concurrent_requests_do_not_queue_for_store_threads(published: Settings,
             users = [f"u{n}" for n in range(CLIENTS * 2)]
             with ThreadPoolExecutor(CLIENTS) as pool:
                 answers = list(pool.map(lambda u: client.get(f"/v1/users/{u}/recommendations?k=5"), users))
+            metrics = client.get("/metrics").text
         finally:
             release.set()
+    # every request's fresh state came through the per-turn reads (however many shared one), and the metrics say so
+    assert service.fresh_reads.requests == len(users) and 1 <= service.fresh_reads.reads <= len(users)
+    assert f"lambdarec_serving_fresh_read_requests_total {float(len(users))}" in metrics
+    assert f"lambdarec_serving_fresh_reads_total {float(service.fresh_reads.reads)}" in metrics
     bodies = [a.json() for a in answers]
     assert [a.status_code for a in answers] == [200] * len(users)
     assert [b["user_id"] for b in bodies if b["degraded"]] == [], "known users served degraded"
