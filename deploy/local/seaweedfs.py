@@ -161,7 +161,7 @@ def answering(port: int) -> bool:
         return False
 
 
-def start(dir_: Path) -> None:
+def start(dir_: Path) -> subprocess.Popen[bytes]:
     weed = build()
     p = {name: int(os.environ.get(var, default)) for name, (var, default) in PORTS.items()}
     for name, port in p.items():
@@ -185,6 +185,7 @@ def start(dir_: Path) -> None:
             argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
         )
     (b / "weed.pid").write_text(str(proc.pid))
+    return proc
 
 
 def stop(dir_: Path) -> None:
@@ -243,16 +244,19 @@ def cmd_clean(dir_: Path) -> int:
 
 
 def cmd_up(dir_: Path) -> int:
-    if pid(dir_) is None:
-        start(dir_)
+    # The server we start is watched through its process: right after the fork, /proc/PID/cmdline can still be
+    # ours (the child has not exec'd weed yet on a busy machine), so pid() would wrongly find it gone.
+    proc = start(dir_) if pid(dir_) is None else None
     deadline = time.monotonic() + TIMEOUT
     port = ports(dir_)["s3"]
     while not answering(port):
-        if pid(dir_) is None or time.monotonic() > deadline:
+        code = proc.poll() if proc is not None else (None if pid(dir_) is not None else "gone")
+        if code is not None or time.monotonic() > deadline:
             tail = (base(dir_) / "logs" / "weed.log").read_text(errors="replace").splitlines()[-30:]
             if os.environ.get("LAMBDAREC_SERVICES_KEEP_ON_FAILURE", "0") != "1":
                 stop(dir_)
-            die(f"the S3 API on {HOST}:{port} did not answer within {TIMEOUT:g}s", *tail)
+            why = f"exited ({code}) before" if code is not None else f"did not answer within {TIMEOUT:g}s of"
+            die(f"the server {why} starting: its S3 API on {HOST}:{port} never answered", *tail)
         time.sleep(0.5)
     print(env_line(dir_))
     return 0
