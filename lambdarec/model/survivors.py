@@ -3,9 +3,9 @@ a loop over a few hundred hits per query, which numpy can only run as a dozen pa
 
 Only the batch layer's guessed selection (:class:`lambdarec.model.topk_threshold.ThresholdSelection`) imports this
 module, on its first tile, so serving and the speed layer never load numba. The kernels release the GIL, so the
-scoring threads run them side by side. They compile once per machine into numba's cache (the package's
-``__pycache__``, else the user's cache folder, else ``NUMBA_CACHE_DIR``: the image sets ``/tmp/numba``); where none
-of them is writable, once per process (about a second).
+scoring threads run them side by side. They compile once per machine into numba's cache (``NUMBA_CACHE_DIR`` where
+set: the image sets ``/tmp/numba``; else the package's ``__pycache__``, else the user's cache folder); where none of
+them is writable, once per process (about a second).
 
 Example
 -------
