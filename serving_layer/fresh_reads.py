@@ -98,7 +98,8 @@ def _share(done: Future[dict[str, FreshUser]], waiting: list[Waiter]) -> None:
         elif isinstance(exc, CorruptRowError):  # only the requests that asked for a corrupt row see it
             bad = [u for u in asked if u in corrupt]
             good = {u: exc.rows[u] for u in asked if u in exc.rows}
-            message = f"{len(bad)} corrupt fresh state row(s): users {bad}"
+            # the store's message (which says why each row does not decode) when it names only this request's rows
+            message = str(exc) if set(bad) == corrupt else f"{len(bad)} corrupt fresh state row(s): users {bad}"
             _settle(mine, CorruptRowError(message, keys=bad, rows=good) if bad else good)
         else:
             _settle(mine, exc)

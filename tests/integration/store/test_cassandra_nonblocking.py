@@ -130,6 +130,7 @@ def test_a_corrupt_fresh_row_costs_only_the_requests_that_asked_for_it(store: Ca
     _, got = turn(store, [["u1"], ["u3", "u1"]])
     assert got[0] == {"u1": store.read_fresh_users(["u1"])["u1"]}
     assert isinstance(got[1], CorruptRowError) and got[1].keys == ["u3"] and list(got[1].rows) == ["u1"]
+    assert "does not decode" in str(got[1])  # the store's reason, for serving's corrupt-row log
 
 
 def test_a_failed_coalesced_read_fails_every_request_of_its_turn_with_the_store_error(
