@@ -129,6 +129,7 @@ def run_cassandra(rows: list[UserRow], repeats: int, scale: Scale) -> Iterator[R
     from lambdarec.store import cassandra_schema as schema
     from lambdarec.store import cassandra_users as users
     from lambdarec.store.cassandra import CassandraStore
+    from lambdarec.store.cassandra_fresh import IN_FLIGHT_BYTES
 
     host, _, port = os.environ["LAMBDAREC_TEST_CASSANDRA"].rpartition(":")
     keyspace = f"lambdarec_bench_{secrets.token_hex(4)}"
@@ -160,7 +161,7 @@ def run_cassandra(rows: list[UserRow], repeats: int, scale: Scale) -> Iterator[R
                     batches.append((batch, None))
                 batch.add(insert_bucket, (version, bucket, uid, data, ttl))
                 open_batch[bucket] = (batch, size + len(data) + len(uid))
-            in_flight = min(concurrency, users.IN_FLIGHT_BYTES // users.BATCH_BYTES)
+            in_flight = min(concurrency, IN_FLIGHT_BYTES // users.BATCH_BYTES)
             execute_concurrent(session, batches, concurrency=in_flight, raise_on_first_error=True)
 
         def row_per_request() -> None:  # the layout before buckets: one partition and one request per user

@@ -6,10 +6,12 @@ and each group is one prepared ``IN`` query, all groups in flight at once:
 
 * users (one partition each) are grouped by the replica that owns them (token-aware: the same token map the
   driver routes by), so every query reads partitions of one replica set, at most ``IN_KEYS`` keys a query; their
-  states are written as unlogged batches of one replica's partitions (routed to that replica, under Cassandra's
-  batch warnings: at most ``BATCH_BYTES`` and ``BATCH_PARTITIONS``), a large state on its own;
+  states are written as unlogged batches of one replica's partitions (routed to that replica), as large as the
+  node's batch warning thresholds allow (``CassandraSession.batch_limits``: 4 KiB and 10 partitions at the stock
+  thresholds), a larger state on its own, about ``IN_FLIGHT_BYTES`` of batches in flight;
 * trending shards are rows of a few bucket partitions, so a query reads one bucket's rows, and the shards of one
-  bucket are written as single-partition unlogged batches (one mutation each, at most ``BATCH_BYTES``).
+  bucket are written as single-partition unlogged batches (one mutation each, at most ``PARTITION_BATCH_BYTES``:
+  batches of one partition are exempt from the warning thresholds).
 
 Example
 -------
@@ -31,8 +33,12 @@ from lambdarec.store import cassandra_schema as schema
 from lambdarec.store import codec
 from lambdarec.store.cassandra_session import CassandraSession
 
-BATCH_BYTES = 4096  # below Cassandra's default batch_size_warn_threshold (5 KiB)
-BATCH_PARTITIONS = 8  # below unlogged_batch_across_partitions_warn_threshold (10)
+# rows of one partition per batch (trending shards, a snapshot's user rows): large enough to amortise a request,
+# small enough to stay well inside the request timeout on a loaded node; exempt from the batch warnings since
+# Cassandra 3.6, and under the 50 KiB failure threshold that older releases applied to every batch
+PARTITION_BATCH_BYTES = 48 * 1024
+IN_FLIGHT_BYTES = 1024 * 1024  # batches in flight at most: the driver refuses a request ("connection overloaded")
+# while its socket's send buffer is full, which a few MiB of large batches to a busy node can fill
 IN_KEYS = 100  # keys per IN query: large enough to amortise a request, small enough for one page and no timeout
 SELECT_FRESH_USERS = "SELECT user_id, data FROM {ks}.fresh_users WHERE ns = ? AND user_id IN ?"
 SELECT_USER_ROWS = "SELECT user_id, data FROM {ks}.user_rows WHERE version = ? AND user_id IN ?"
@@ -60,6 +66,11 @@ def by_replica(cql: CassandraSession, ns: str, user_ids: list[str]) -> list[list
         replicas = metadata.get_replicas(cql.keyspace, partition_key(ns, uid))
         groups[replicas[0] if replicas else None].append(uid)
     return list(groups.values())
+
+
+def in_flight(batches: int, total_bytes: int) -> int:
+    """How many of ``batches`` (``total_bytes`` of rows in all) to keep in flight: about ``IN_FLIGHT_BYTES``."""
+    return max(1, IN_FLIGHT_BYTES * batches // max(total_bytes, 1))
 
 
 def _chunks(keys: list[str]) -> Iterable[list[str]]:
@@ -103,47 +114,53 @@ def read_trending(cql: CassandraSession, ns: str, keys: Iterable[str]) -> dict[s
 
 
 def write_trending(cql: CassandraSession, ns: str, items: Iterable[TrendingItem], ttl_s: int) -> int:
-    """Upsert trending shards: one unlogged batch per bucket partition (and per ``BATCH_BYTES``), all in flight
-    at once. Rows of one partition in one batch are one mutation: no cross-partition batch, no batch log."""
+    """Upsert trending shards: one unlogged batch per bucket partition (and per ``PARTITION_BATCH_BYTES``), about
+    ``IN_FLIGHT_BYTES`` of them in flight. Rows of one partition in one batch are one mutation: no cross-partition
+    batch, no batch log."""
     stmt = cql.stmt(schema.UPSERT_TRENDING)
     batches: list[BatchStatement] = []
     open_batches: dict[int, tuple[BatchStatement, int]] = {}
-    written = 0
+    written = total = 0
     for item in items:
         key, data = item.key, codec.encode_fresh(item)
         bucket = schema.trending_bucket(key)
         batch, size = open_batches.get(bucket, (None, 0))
-        if batch is None or size + len(data) > BATCH_BYTES:
+        if batch is None or size + len(data) > PARTITION_BATCH_BYTES:
             batch, size = BatchStatement(batch_type=BatchType.UNLOGGED), 0
             batch.is_idempotent = True  # an upsert of whole rows: safe for the driver to retry
             batches.append(batch)
         batch.add(stmt, (ns, bucket, key, data, ttl_s))
         open_batches[bucket] = (batch, size + len(data) + len(key))
         written += 1
+        total += len(data) + len(key)
     if batches:
-        cql.run_batches(batches, "UPSERT trending")
+        cql.run_batches(batches, "UPSERT trending", in_flight=in_flight(len(batches), total))
     return written
 
 
 def write_fresh_users(cql: CassandraSession, ns: str, states: Iterable[FreshUser], ttl_s: int) -> int:
-    """Upsert users' fresh state: small states in unlogged batches of one replica's partitions, all in flight at
-    once (the coordinator is that replica: no cross-node batch); a state over ``BATCH_BYTES`` alone."""
+    """Upsert users' fresh state: states in unlogged batches of one replica's partitions, as large as the node's
+    warning thresholds allow (the coordinator is that replica: no cross-node batch), about ``IN_FLIGHT_BYTES`` of
+    them in flight; a state over the batch size alone."""
     stmt = cql.stmt(schema.UPSERT_FRESH_USER)
+    limits = cql.batch_limits
     encoded = {s.user_id: codec.encode_fresh(s) for s in states}
-    large = [(ns, uid, data, ttl_s) for uid, data in encoded.items() if len(data) > BATCH_BYTES]
+    large = [(ns, uid, data, ttl_s) for uid, data in encoded.items() if len(data) + len(uid) > limits.bytes]
     batches: list[BatchStatement] = []
-    for group in by_replica(cql, ns, [uid for uid, data in encoded.items() if len(data) <= BATCH_BYTES]):
+    total = 0
+    for group in by_replica(cql, ns, [uid for uid, data in encoded.items() if len(data) + len(uid) <= limits.bytes]):
         batch, size = None, 0
         for uid in group:
             data = encoded[uid]
-            if batch is None or size + len(data) > BATCH_BYTES or len(batch) >= BATCH_PARTITIONS:
+            if batch is None or size + len(data) + len(uid) > limits.bytes or len(batch) >= limits.partitions:
                 batch, size = BatchStatement(batch_type=BatchType.UNLOGGED), 0
                 batch.is_idempotent = True  # whole-row upserts: safe for the driver to retry
                 batches.append(batch)
             batch.add(stmt, (ns, uid, data, ttl_s))
             size += len(data) + len(uid)
+            total += len(data) + len(uid)
     if batches:
-        cql.run_batches(batches, "UPSERT fresh_users")
+        cql.run_batches(batches, "UPSERT fresh_users", in_flight=in_flight(len(batches), total))
     if large:
         cql.write_many(schema.UPSERT_FRESH_USER, large)
     return len(encoded)

@@ -26,10 +26,14 @@ from cassandra.concurrent import execute_concurrent, execute_concurrent_with_arg
 from cassandra.policies import DCAwareRoundRobinPolicy, ExponentialReconnectionPolicy, TokenAwarePolicy
 from cassandra.query import BatchStatement, PreparedStatement, tuple_factory
 
+from lambdarec.logs import get_logger
 from lambdarec.masking import mask_url
 from lambdarec.settings import StoreSettings
 from lambdarec.store import cassandra_schema as schema
+from lambdarec.store.cassandra_limits import BatchLimits, read_limits
 from lambdarec.store.errors import StoreError, StoreUnavailableError
+
+log = get_logger(__name__)
 
 WRITE = "write"
 BULK_CHUNK = 5000  # rows handed to one execute_concurrent_with_args call: bounds the driver's result list
@@ -120,6 +124,17 @@ class CassandraSession:
         """The cluster's datacenters, as its nodes report them (``store init`` names them)."""
         self._prepared: dict[str, PreparedStatement] = {}
         self._lock = threading.Lock()
+        self._limits: BatchLimits | None = None
+
+    @property
+    def batch_limits(self) -> BatchLimits:
+        """How large an unlogged batch over several partitions may be: under the node's warning thresholds, read
+        the first time a batch is built (:mod:`lambdarec.store.cassandra_limits`)."""
+        if self._limits is None:
+            limits, source = read_limits(self.run)
+            log.info("store.cassandra_batch_limits", bytes=limits.bytes, partitions=limits.partitions, source=source)
+            self._limits = limits
+        return self._limits
 
     @contextlib.contextmanager
     def guard(self, what: str) -> Iterator[None]:

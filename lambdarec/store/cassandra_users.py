@@ -36,18 +36,14 @@ from lambdarec.logs import get_logger
 from lambdarec.settings import StoreSettings
 from lambdarec.store import cassandra_fresh
 from lambdarec.store import cassandra_schema as schema
-from lambdarec.store.cassandra_fresh import _chunks
+from lambdarec.store.cassandra_fresh import PARTITION_BATCH_BYTES as BATCH_BYTES
+from lambdarec.store.cassandra_fresh import _chunks, in_flight
 from lambdarec.store.cassandra_session import WRITE, CassandraSession
 
 log = get_logger(__name__)
 
 UNKNOWN_USERS_BUCKETS = 64  # a writer that does not say how many users it writes (a few MiB a partition at 100k)
 MAX_BUCKETS = 1 << 20
-BATCH_BYTES = 48 * 1024  # rows of one partition per batch: large enough to amortise a request, small enough to
-# stay well inside the request timeout on a loaded node and under the 50 KiB batch_size_fail_threshold of the
-# Cassandra releases before 3.6, which applied it to one-partition batches too
-IN_FLIGHT_BYTES = 1024 * 1024  # batches in flight at most: the driver refuses a request ("connection overloaded")
-# while its socket's send buffer is full, which a few MiB of large batches to a busy node can fill
 PENDING_BYTES = 8 * 1024 * 1024  # encoded rows held before they are sent: bounds a long iterable's memory
 LAYOUTS_CACHED = 256  # versions whose bucket count a process remembers (they never change)
 
@@ -153,8 +149,7 @@ class UserRows:
                 size += len(data) + len(uid)
                 total += len(data) + len(uid)
         if batches:  # in flight: about IN_FLIGHT_BYTES of these batches (small ones: write_concurrency)
-            in_flight = max(1, IN_FLIGHT_BYTES * len(batches) // max(total, 1))
-            self._cql.run_batches(batches, "INSERT user_rows_by_bucket", in_flight=in_flight)
+            self._cql.run_batches(batches, "INSERT user_rows_by_bucket", in_flight=in_flight(len(batches), total))
 
     def read(self, version: str, user_ids: Iterable[str]) -> Iterator[tuple[str, bytes]]:
         """The stored ``(user_id, data)`` of ``user_ids`` (absent users left out): one ``IN`` query per bucket

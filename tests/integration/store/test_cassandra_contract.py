@@ -247,3 +247,44 @@ def test_an_impression_an_older_release_claimed_is_still_a_repeat_after_the_upgr
             fresh.init_schema()  # nothing claimed yet: the scopes are apart from the start
             assert fresh.claim_event_ids({"x": (0, 1)}, ttl_s=60) == {"x": (0, 1)}
             assert fresh.claim_event_ids({"x": (1, 1)}, 60, "impressions") == {"x": (1, 1)}
+
+
+def test_a_poll_of_fresh_states_goes_in_batches_as_large_as_the_node_allows_and_no_larger(
+    cassandra_store_url: str,
+) -> None:
+    """Issue 17: each batch is a request, and requests are what a small node spends its CPU on. A poll's user
+    states go in batches sized to the warning thresholds the node reports (so it never logs one), a poll's
+    trending shards in batches of one bucket partition; every state reads back whole."""
+    from lambdarec.model.rows import FreshUser, TrendingItem
+    from lambdarec.store import codec
+    from lambdarec.store.cassandra_limits import NAMES as THRESHOLDS
+    from lambdarec.store.cassandra_limits import SELECT_SETTINGS, limits_from
+
+    store = CassandraStore(StoreSettings(url=cassandra_store_url, namespace="batch-sizes"))
+    node = dict(store.execute(SELECT_SETTINGS, (list(THRESHOLDS),)))
+    warn_bytes, partitions = limits_from(node).bytes / 0.8, limits_from(node).partitions
+    assert store._cql.batch_limits == limits_from(node)
+    sent: list[tuple[str, list]] = []
+    run_batches = store._cql.run_batches
+    try:
+        store._cql.run_batches = lambda batches, what, **kw: (
+            sent.append((what, batches)) or run_batches(batches, what, **kw)
+        )
+        states = [FreshUser(user_id=f"u{k}", events=[(f"i{j}", 1.0e9 + j, 1.0) for j in range(k % 7)],
+                            positions={"0": k + 1}) for k in range(600)]  # fmt: skip
+        shards = [TrendingItem(item_id=f"i{k}", partition=0, count=1.0 + k, as_of=1.0e9) for k in range(2000)]
+        assert store.write_fresh_users(states) == 600
+        assert store.write_trending(shards) == 2000
+    finally:
+        store._cql.run_batches = run_batches
+    users = [b for what, batches in sent if "fresh_users" in what for b in batches]
+    assert sum(len(b) for b in users) == 600
+    assert len(users) <= -(-600 // partitions) + 2, f"{len(users)} requests for 600 states"
+    for batch in users:  # the driver's (prepared, statement id, bound values) per statement: (ns, uid, data, ttl)
+        assert len(batch) <= partitions
+        assert sum(len(v[1]) + len(v[2]) for _, _, v in batch._statements_and_parameters) <= warn_bytes * 0.8
+    trending = [b for what, batches in sent if "trending" in what for b in batches]
+    assert len(trending) <= schema.TRENDING_BUCKETS, "a bucket's shards of a poll fit one batch"
+    assert store.read_fresh_users([s.user_id for s in states]) == {s.user_id: s for s in states}
+    assert codec.encode_fresh(store.read_trending(["i7@0"])["i7@0"]) == codec.encode_fresh(shards[7])
+    store.close()
