@@ -6,7 +6,7 @@ bulk, commit, pipelined as ``lambdarec speed run`` runs it. Reference = a bare p
 kafka-python's ``KafkaConsumer`` for Kafka, the port's own consumer (poll + commit) for the embedded log.
 ``--store sqlite,cassandra`` / ``--log kafka,sqlite`` pick the backends (default: every one this machine has);
 with both stores it also reports Cassandra state against SQLite state, and ``--members`` 2 consumers (one process
-each) on 2 partitions against 1. Kafka comes from ``$LAMBDAREC_TEST_KAFKA`` or ``deploy/local/services up
+each) on 2 partitions against 1, for events/s and for freshness (:mod:`benchmarks.speed_group`), on each store. Kafka comes from ``$LAMBDAREC_TEST_KAFKA`` or ``deploy/local/services up
 kafka``; Cassandra from ``$LAMBDAREC_TEST_CASSANDRA``.
 """
 
@@ -203,7 +203,30 @@ def _runs(stores, logs, n, tmp, bootstrap, scale, rate, start, args, rates, made
                          rates[log_kind, "sqlite"], "events/s", scale,
                          note="events/s applied with Cassandra state vs with SQLite state, same log")  # fmt: skip
     if args.members > 1:
-        yield from _members(args.members, stores[0], logs[0], n, start, tmp, bootstrap, scale, made)
+        for store_kind in stores:
+            yield from _members(args.members, store_kind, logs[0], n, start, tmp, bootstrap, scale, made)
+            yield from _group_freshness(args, store_kind, logs[0], rate, start + 2 * n, tmp, bootstrap, scale, made)
+
+
+def _group_freshness(args, store_kind, log_kind, rate, start, tmp, bootstrap, scale, made) -> Iterator[Result]:  # type: ignore[no-untyped-def]
+    """Freshness p99 with ``--members`` consumer processes on as many partitions, against one consumer process."""
+    from benchmarks import speed_backends as sb
+    from benchmarks.speed_group import group_freshness
+
+    members = args.members
+    settings = sb.with_snapshot(sb.store_url(store_kind, tmp / f"{store_kind}-fresh-members"), tmp)
+    made.append(settings)
+    p99: dict[int, float] = {}
+    for count in (1, members):
+        tag = secrets.token_hex(4)
+        run_cfg = sb.overrides(settings.store.url, sb.log_overrides(log_kind, tmp, f"bench-fresh-{tag}", bootstrap))
+        stream = event_lines(int(rate * args.freshness_seconds), 6_000, 2_100, start, 3, ids=f"{tag}g")
+        p99[count] = float(np.percentile(group_freshness(run_cfg, stream, rate, count, members), 99)) * 1000
+    yield Result("speed", f"freshness_p99_ms_{members}_consumers[{log_kind},{store_kind}]", p99[members], 250.0,
+                 "ms", scale, higher_is_better=False,
+                 note=f"reference is the 250 ms goal; {members} consumer processes on {members} partitions at "
+                 f"{rate} events/s; 1 consumer process on the same log: p99 {p99[1]:.0f} ms; producer: process; "
+                 f"{os.cpu_count()} cores shared with the services; load average {os.getloadavg()[0]:.1f}")  # fmt: skip
 
 
 def _members(

@@ -30,3 +30,16 @@ def test_the_freshness_stream_is_applied_not_skipped_as_repeats(tmp_path: Path) 
     # what the benchmark measured before: the same ids again, all skipped, so it timed skipping
     latencies, applied, _ = freshness(settings, event_lines(200, 50, 20, START + 300, 3, ids="tb"), 1_000, "thread")
     assert (len(latencies), applied) == (200, 0)
+
+
+def test_freshness_with_two_consumer_processes_times_every_event_once(tmp_path: Path) -> None:
+    """The group phase (one consumer process per partition, as deployments run them) reports one latency per event
+    appended, each from its append to its state being written: none lost between the processes, none twice."""
+    from benchmarks import speed_backends as sb
+    from benchmarks.speed_group import group_freshness
+
+    run = sb.overrides(f"sqlite:///{tmp_path}/store", sb.log_overrides("sqlite", tmp_path, "group", None))
+    stream = event_lines(300, 50, 20, START, 3, ids="tg")
+    latencies = group_freshness(run, stream, 1_000, members=2, partitions=2)
+    assert len(latencies) == 300
+    assert all(0.0 < s < 60.0 for s in latencies)
