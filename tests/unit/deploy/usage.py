@@ -28,6 +28,7 @@ OTHER_TOOLS_VARIABLES = (
     "LAMBDAREC_SEAWEEDFS_",
 )
 
+SHELL_FENCES = {"", "sh", "bash", "console", "shell"}
 _SHELL_OPERATORS = {"|", "||", "&&", ";", ">", ">>", "<", "2>&1", ")", "&"}
 
 
@@ -58,7 +59,10 @@ def commands_in_markdown(text: str) -> list[list[str]]:
     """The arguments of every ``lambdarec ...`` invocation in a Markdown text: in shell code blocks (also after
     ``kubectl exec ... --`` or ``VAR=value``) and in inline code that starts with ``lambdarec ``."""
     found = []
-    for block in re.findall(r"```(?:sh|bash|console|shell)?\n(.*?)```", text, flags=re.S):
+    # fences on lines of their own (each opens a block once), so a YAML block's closing fence never opens one
+    for lang, block in re.findall(r"^[ \t]*```(\w*)\n(.*?)^[ \t]*```", text, flags=re.S | re.M):
+        if lang not in SHELL_FENCES:  # a YAML or TOML block is read as such, not as shell lines
+            continue
         for line in block.replace("\\\n", " ").splitlines():
             found.extend(_after_lambdarec(line))
     for span in re.findall(r"(?<!`)`(lambdarec [^`]+)`(?!`)", text):
