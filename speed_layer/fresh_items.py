@@ -80,12 +80,13 @@ def with_item_users(
 def _vector(
     user_id: str, solved: dict[str, FreshUser], kept: dict[str, list[float]], inputs: ItemInputs, model: SnapshotModel
 ) -> list[float]:
-    """The user's fold-in vector against ``model``: just solved in this batch, kept from the shard (``kept``: its
-    ``[weight, *vector]`` terms, sliced only for the users asked for), or solved again from their fresh state and
-    batch row ([] when they have no interaction the snapshot knows)."""
+    """The user's fold-in vector against ``model``: just solved in this batch ([] when none of their items is in the
+    snapshot: not solved again), kept from the shard (``kept``: its ``[weight, *vector]`` terms, sliced only for the
+    users asked for), or solved again from their fresh state and batch row ([] when they have no interaction the
+    snapshot knows)."""
     state = solved.get(user_id)
-    if state is not None and state.basis == model.version and state.vector is not None:
-        return list(state.vector)
+    if state is not None and state.basis == model.version:  # solved in this batch: none when no item is known
+        return list(state.vector) if state.vector is not None else []
     if len(terms := kept.get(user_id, ())) > 1:
         return terms[1:]
     state = inputs.states.get(user_id) or FreshUser(user_id=user_id)

@@ -118,6 +118,26 @@ def test_the_speed_layer_keeps_each_new_items_users_and_their_vectors() -> None:
     assert again == []  # nothing new to write
 
 
+def test_a_user_of_only_new_items_is_solved_once_per_batch_not_again_for_each_item(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A brand-new user whose events are all on brand-new items has no vector (no item the snapshot knows): the
+    batch's solve says so, and the items' terms take that answer rather than solving the user again (which cost a
+    solve per event where every event names a new user and item)."""
+    from speed_layer import fresh_items
+
+    model = model_with_xtx()
+    events = [(Event(event_id=f"e{k}", user_id=f"new-user-{k}", item_id=f"new-item-{k % 3}", event_type="view",
+                     timestamp=T + k), (0, k)) for k in range(12)]  # fmt: skip
+    inputs = BatchInputs(model, {}, {}, {}, {"view": 1.0}, SpeedSettings(), {})
+    monkeypatch.setattr(fresh_items, "rebase", lambda *a: pytest.fail("a user solved in this batch solved again"))
+    users, items, _ = compute_states(*group_events(events), inputs)
+    assert all(u.vector is None and u.basis == "v1" for u in users)
+    assert sorted(s.item_id for s in items) == ["new-item-0", "new-item-1", "new-item-2"]
+    assert all(terms == [1.0] for s in items for terms in s.users.values())  # the weight, no vector
+    assert sum(len(s.users) for s in items) == 12
+
+
 def test_a_flip_re_solves_the_users_of_a_new_items_shard_against_the_new_snapshot() -> None:
     old, new_model = model_with_xtx("v1"), model_with_xtx("v2")
     object.__setattr__(new_model, "item_factors", new_model.item_factors * 2.0)
