@@ -25,7 +25,13 @@ class SpeedSettings(Section):
     max_fresh_events: int = Field(
         1000, ge=1, description="Fresh events since the snapshot's cut-off kept per user for fold-in; oldest dropped."
     )
-    poll_max_records: int = Field(1000, ge=1, description="Events taken from the log per poll.")
+    poll_max_records: int = Field(
+        4000,
+        ge=1,
+        description="Most events taken from the log per poll. A poll takes what has arrived, so this bounds only a "
+        "backlog's batches, whose fixed costs (on Cassandra, one claim round per bucket partition and the requests) "
+        "more events then share.",
+    )
     max_wait_ms: int = Field(100, ge=1, description="Longest wait before a partial batch is applied and committed.")
     trending_half_life_s: float = Field(6 * 3600.0, gt=0, description="Half-life of trending counts, in event time.")
     future_tolerance_s: float = Field(
