@@ -1,6 +1,6 @@
 """The Cassandra store's fresh-state (and batch-row) reads, batched per poll: a few ``IN`` queries, not one per key.
 
-The speed consumer reads the state of every user and trending shard in a batch (about a thousand keys a poll).
+The speed consumer reads the state of every user and trending shard in a batch (hundreds to thousands of keys a poll).
 One request per key costs the driver and the coordinator more than the reads themselves, so keys are grouped
 and each group is one prepared ``IN`` query, all groups in flight at once:
 
