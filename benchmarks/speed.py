@@ -6,8 +6,9 @@ bulk, commit, pipelined as ``lambdarec speed run`` runs it. Reference = a bare p
 kafka-python's ``KafkaConsumer`` for Kafka, the port's own consumer (poll + commit) for the embedded log.
 ``--store sqlite,cassandra`` / ``--log kafka,sqlite`` pick the backends (default: every one this machine has);
 with both stores it also reports Cassandra state against SQLite state, and ``--members`` 2 consumers (one process
-each) on 2 partitions against 1, for events/s and for freshness (:mod:`benchmarks.speed_group`), on each store. Kafka comes from ``$LAMBDAREC_TEST_KAFKA`` or ``deploy/local/services up
-kafka``; Cassandra from ``$LAMBDAREC_TEST_CASSANDRA``.
+each) on 2 partitions against 1, for events/s and for freshness (:mod:`benchmarks.speed_group`), on each store.
+Kafka comes from ``$LAMBDAREC_TEST_KAFKA`` or ``deploy/local/services up kafka``; Cassandra from
+``$LAMBDAREC_TEST_CASSANDRA``.
 """
 
 from __future__ import annotations

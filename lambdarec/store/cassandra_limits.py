@@ -66,7 +66,7 @@ def limits_from(settings: Mapping[str, str | None]) -> BatchLimits:
     missing from it, or not a size, counts as Cassandra's stock one)."""
 
     def threshold(name: str) -> int:
-        found = size_bytes(settings.get(name))
+        found = size_bytes(settings.get(name), 1024)  # a bare number under either name is in KiB, as yaml had it
         if found is None:
             found = size_bytes(settings.get(f"{name}_in_kb"), 1024)
         return found if found is not None and found > 0 else STOCK[name]

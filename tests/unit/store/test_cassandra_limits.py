@@ -36,6 +36,10 @@ def test_a_warning_threshold_above_the_failure_one_never_sizes_a_batch_the_node_
     assert limits.bytes == int(50 * 1024 * 0.8)
 
 
+def test_a_bare_number_is_read_in_kib_under_either_name() -> None:
+    assert limits_from({"batch_size_warn_threshold": "20"}).bytes == int(20 * 1024 * 0.8)
+
+
 def test_a_threshold_that_is_not_a_size_counts_as_the_stock_one() -> None:
     assert limits_from({"batch_size_warn_threshold": None, "unlogged_batch_across_partitions_warn_threshold": "x"}) \
         == BatchLimits(bytes=4096, partitions=10)  # fmt: skip
