@@ -6,8 +6,10 @@ out, not fatal (:mod:`lambdarec.pollloop`, ``speed.retry_*``): the consumer rewi
 nothing polled but unwritten is skipped, and resumes by itself; ``health`` says what it waits for. A bad record
 goes to the dead-letter log with its reason and the loop carries on. On a remote store a running consumer writes a
 batch's state on the writer's thread as the next batch is polled and computed (:mod:`speed_layer.pipeline`), and a
-rebalance (inside poll) first writes and commits it; on an embedded store each batch is written and committed
-before the next poll, its ids claimed before its state is read (repeats cost no reads). See :mod:`speed_layer.apply`.
+rebalance (inside poll) first writes and commits it, and a batch's event-id claims overlap its state reads and its
+computation (computed again for the rare batch with a repeat); on an embedded store each batch is written and
+committed before the next poll, its ids claimed before its state is read (repeats cost no reads). See
+:mod:`speed_layer.apply`.
 
 Example
 -------
@@ -176,17 +178,22 @@ class SpeedConsumer(PollLoop[SpeedStats]):
         good, refused = self._applicable(good, mine)
         batch.bad.extend(refused)
         appended = {(r.partition, r.offset): r.timestamp_ms / 1000.0 for r in mine}
+        computed = None
         if self.store.embedded:  # claims first: repeats (resends) read nothing
             batch.good, batch.repeats = self._first_claims(good)
             inputs = self._inputs(batch.good, appended) if batch.good else None
         else:
-            claimed = self._io.submit(self._first_claims, good)  # event-id claims (conditional) overlap the reads
+            # the event-id claims (conditional batches: the slowest requests of a poll) overlap the reads and the
+            # computation, which takes every event as applicable; the rare poll with a repeat is computed again
+            claimed = self._io.submit(self._first_claims, good)
             try:
                 inputs = self._inputs(good, appended) if good else None
+                computed = self._compute(good, inputs) if inputs is not None else None
             finally:
                 batch.good, batch.repeats = claimed.result()
         if batch.good and inputs is not None:
-            batch.users, batch.items, batch.poison = self._compute(batch.good, inputs)
+            fresh = computed is None or batch.repeats
+            batch.users, batch.items, batch.poison = self._compute(batch.good, inputs) if fresh else computed
         self._failures.check(mine, batch.poison, batch.repeats, {(r.partition, r.offset) for r, _ in batch.bad})
         if batch.poison and self.settings.events.dedup_window_s > 0:  # a corrected resend under the same id
             claims.release(self.store, [(event, pos) for event, pos in batch.good if pos in batch.poison])
