@@ -37,7 +37,8 @@ def _member(run: dict, share: int, ready: Any, out: Any, stop: Any) -> None:
 
 def group_freshness(run: dict, stream: list[bytes], rate: int, members: int, partitions: int) -> list[float]:
     """Seconds from append to state written for each event of ``stream``, appended at ``rate`` events/s (from a
-    process of its own) while ``members`` consumer processes share a group on a log of ``partitions``."""
+    process of its own) while ``members`` consumer processes share a group on a log of ``partitions``: one per
+    record of every batch the members wrote (a batch delivered again would count twice)."""
     from benchmarks.speed import produce
     from lambdarec.eventlog import open_log
 
@@ -64,10 +65,10 @@ def group_freshness(run: dict, stream: list[bytes], rate: int, members: int, par
         producer.join()
     finally:
         stop.set()
-        for p in procs:  # a member's queued batches must be read for it to exit
+        for p in procs:  # a member's queued batches must be read for it to exit (and are counted: none dropped)
             while p.is_alive():
                 try:
-                    out.get(timeout=0.2)
+                    latencies.extend(out.get(timeout=0.2))
                 except queue.Empty:
                     p.join(timeout=0.1)
     if len(latencies) < len(stream):

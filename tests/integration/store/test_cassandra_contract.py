@@ -262,8 +262,8 @@ def test_a_poll_of_fresh_states_goes_in_batches_as_large_as_the_node_allows_and_
 
     store = CassandraStore(StoreSettings(url=cassandra_store_url, namespace="batch-sizes"))
     node = dict(store.execute(SELECT_SETTINGS, (list(THRESHOLDS),)))
-    warn_bytes, partitions = limits_from(node).bytes / 0.8, limits_from(node).partitions
-    assert store._cql.batch_limits == limits_from(node)
+    limits = limits_from(node)
+    assert store._cql.batch_limits == limits
     sent: list[tuple[str, list]] = []
     run_batches = store._cql.run_batches
     try:
@@ -279,10 +279,10 @@ def test_a_poll_of_fresh_states_goes_in_batches_as_large_as_the_node_allows_and_
         store._cql.run_batches = run_batches
     users = [b for what, batches in sent if "fresh_users" in what for b in batches]
     assert sum(len(b) for b in users) == 600
-    assert len(users) <= -(-600 // partitions) + 2, f"{len(users)} requests for 600 states"
+    assert len(users) <= -(-600 // limits.partitions) + 2, f"{len(users)} requests for 600 states"
     for batch in users:  # the driver's (prepared, statement id, bound values) per statement: (ns, uid, data, ttl)
-        assert len(batch) <= partitions
-        assert sum(len(v[1]) + len(v[2]) for _, _, v in batch._statements_and_parameters) <= warn_bytes * 0.8
+        assert len(batch) <= limits.partitions
+        assert sum(len(v[1]) + len(v[2]) for _, _, v in batch._statements_and_parameters) <= limits.bytes
     trending = [b for what, batches in sent if "trending" in what for b in batches]
     assert len(trending) <= schema.TRENDING_BUCKETS, "a bucket's shards of a poll fit one batch"
     assert store.read_fresh_users([s.user_id for s in states]) == {s.user_id: s for s in states}
