@@ -17,7 +17,8 @@ max; from Cassandra >= 0.6x the QPS from SQLite, and no degraded list for a know
 clients at the default store timeout.
 
 ``--store cassandra|both`` needs ``$LAMBDAREC_TEST_CASSANDRA`` (``host:port``), ``--log kafka`` needs
-``$LAMBDAREC_TEST_KAFKA``. ``python -m benchmarks.serve hello PORT`` runs the reference server.
+``$LAMBDAREC_TEST_KAFKA``. ``--http-parser h11|httptools`` (``serving.http_parser``; default httptools) is every
+server's HTTP parser. ``python -m benchmarks.serve hello PORT [WORKERS [PARSER]]`` runs the reference server.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
+from unittest.mock import patch
 
 from benchmarks.common import Result, Scale
 from benchmarks.http_load import (
@@ -51,6 +53,7 @@ from benchmarks.serve_setup import CASSANDRA_ENV, KAFKA_ENV, backend_config, bui
 
 GOAL_QPS_RATIO, GOAL_CASSANDRA_RATIO = 0.6, 0.6
 PATHS = 2_000  # distinct request paths the load cycles through
+PARSER_ENV = "LAMBDAREC_SERVING__HTTP_PARSER"  # how `lambdarec serve` is given --http-parser
 UNIQUE_PER_S = 8_000  # distinct paths generated per second of a no-repeat run: more than a saturated server takes
 
 
@@ -66,6 +69,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log", choices=["sqlite", "kafka"], default=log,
                         help=f"the log the Cassandra build's fresh state comes through (default here: {log}; "
                         f"kafka: ${KAFKA_ENV}); the SQLite store's build uses the SQLite log")  # fmt: skip
+    parser.add_argument("--http-parser", choices=["httptools", "h11"], default="httptools",
+                        help="every server's HTTP parser (serving.http_parser; default httptools)")  # fmt: skip
     parser.add_argument("--open-loop", choices=CHOICES, default="auto",
                         help="the p99 runs' generator: vegeta (on PATH or where `make bench-tools` puts it), "
                         "python (the asyncio open loop), or auto (vegeta when found, default)")  # fmt: skip
@@ -84,15 +89,16 @@ def hello_app():  # type: ignore[no-untyped-def]
     return app
 
 
-def _uvicorn_hello(port: int, workers: int) -> None:
+def _uvicorn_hello(port: int, workers: int, parser: str = "httptools") -> None:
     import uvicorn
 
-    from serving_layer.h11_protocol import HeadLimitProtocol
+    from serving_layer.head_limit import protocol_class
 
     # the keyword arguments `lambdarec serve` passes (serving_layer/cli.py), so both servers run alike: the same
-    # h11 protocol (not httptools, should it be installed) and the same event loop (loop="auto": uvloop if present)
+    # HTTP parser (`serving.http_parser`, from --http-parser) and event loop (loop="auto": uvloop if present)
     uvicorn.run("benchmarks.serve:hello_app", factory=True, host="127.0.0.1", port=port, workers=workers,
-                access_log=False, log_config=None, timeout_graceful_shutdown=10, http=HeadLimitProtocol)  # fmt: skip
+                access_log=False, log_config=None, timeout_graceful_shutdown=10,
+                http=protocol_class(parser))  # fmt: skip
 
 
 # ---- the benchmark ---------------------------------------------------------------------------------------------
@@ -152,8 +158,9 @@ def run(scale: Scale, args: argparse.Namespace) -> Iterator[Result]:
     with tempfile.TemporaryDirectory(prefix="lambdarec-bench-serve-") as tmp, ExitStack() as stack:
         root = Path(tmp).resolve()
         commands: dict[str, tuple[list[str], str]] = {
-            "hello": (["benchmarks.serve", "hello", "{port}", str(workers)], "/hello")
+            "hello": (["benchmarks.serve", "hello", "{port}", str(workers), args.http_parser], "/hello")
         }
+        stack.enter_context(patch.dict(os.environ, {PARSER_ENV: args.http_parser}))  # ours: `lambdarec serve`
         for store in stores:
             cfg = stack.enter_context(backend_config(root, store, args.log if store == "cassandra" else "sqlite"))
             users, items, fresh = build(cfg, root, scale)
@@ -168,6 +175,7 @@ def run(scale: Scale, args: argparse.Namespace) -> Iterator[Result]:
             os.sched_setaffinity(0, load_cpus)
             try:
                 how = f"closed loop {client}; {pinned}; {workers} worker(s), loop {loop_name()}"
+                how += f", parser {args.http_parser}"
                 yield from _measure(stores, ports, pids, paths, conns, duration, root, how, scale, mix, gen)
                 yield from _no_repeats(stores[0], ports, pids, (users, items), conns, duration, root, how, scale)
             finally:
@@ -244,6 +252,6 @@ def _measure(stores: tuple[str, ...], ports: dict[str, int], pids: dict[str, int
 
 if __name__ == "__main__":
     if len(sys.argv) >= 3 and sys.argv[1] == "hello":
-        _uvicorn_hello(int(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) > 3 else 1)
+        _uvicorn_hello(int(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) > 3 else 1, *sys.argv[4:5])
     else:
         sys.exit("usage: python -m benchmarks.serve hello PORT [WORKERS] (the benchmark: python -m benchmarks serve)")

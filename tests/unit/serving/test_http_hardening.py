@@ -155,8 +155,12 @@ def _real_server(tmp_path: Path, serving: str = "") -> Iterator[int]:
         proc.wait(timeout=30)
 
 
-def test_a_one_megabyte_url_gets_414_from_the_real_server(tmp_path: Path) -> None:
-    with _real_server(tmp_path) as port:
+PARSERS = pytest.mark.parametrize("parser", ["httptools", "h11"])
+
+
+@PARSERS
+def test_a_one_megabyte_url_gets_414_from_the_real_server(tmp_path: Path, parser: str) -> None:
+    with _real_server(tmp_path, f'http_parser = "{parser}"') as port:
         for size in (100_000, 1_000_000):
             status = _status_of_raw_request(
                 port, b"GET /v1/users/u1/recommendations?x=" + b"a" * size + b" HTTP/1.1\r\nHost: t\r\n\r\n"
@@ -165,8 +169,9 @@ def test_a_one_megabyte_url_gets_414_from_the_real_server(tmp_path: Path) -> Non
         assert httpx.get(f"http://127.0.0.1:{port}/livez", timeout=5).status_code == 200
 
 
-def test_request_headers_beyond_the_head_limit_get_431_naming_the_setting(tmp_path: Path) -> None:
-    with _real_server(tmp_path, "max_url_bytes = 4096\nmax_head_bytes = 32768") as port:
+@PARSERS
+def test_request_headers_beyond_the_head_limit_get_431_naming_the_setting(tmp_path: Path, parser: str) -> None:
+    with _real_server(tmp_path, f'http_parser = "{parser}"\nmax_url_bytes = 4096\nmax_head_bytes = 32768') as port:
         head = b"GET /livez HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * 1_000_000 + b"\r\n\r\n"
         response = _raw_response(port, head)
         status, _, rest = response.partition(b"\r\n")
@@ -175,6 +180,41 @@ def test_request_headers_beyond_the_head_limit_get_431_naming_the_setting(tmp_pa
         assert body["status"] == 431
         assert "32768 bytes" in body["message"] and "serving.max_head_bytes" in body["message"]
         assert httpx.get(f"http://127.0.0.1:{port}/livez", timeout=5).status_code == 200
+
+
+def test_the_head_limit_counts_heads_not_bodies_nor_pipelined_requests(tmp_path: Path) -> None:
+    """httptools (the default parser) has no head limit of its own: ours counts a head's bytes across reads and
+    starts again at the next head, so a head trickled in under the limit, a body far over it, and requests
+    pipelined on one connection are all answered as usual."""
+    with _real_server(tmp_path, "max_url_bytes = 4096\nmax_head_bytes = 32768") as port:
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
+            head = b"GET /livez HTTP/1.1\r\nHost: t\r\nX-Pad: " + b"a" * 30_000 + b"\r\n\r\n"
+            for i in range(0, len(head), 1000):  # one head in 31 reads, 30 KB of it: under the limit
+                conn.sendall(head[i : i + 1000])
+                time.sleep(0.002)
+            assert _read_response(conn).startswith(b"HTTP/1.1 200")
+        body = b"x" * 200_000  # far over the head limit: refused for what it is (no key), not as a head
+        post = b"POST /v1/events HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+        post += b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+        get = b"GET /livez HTTP/1.1\r\nHost: t\r\n\r\n"
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
+            conn.sendall(post + get + get)  # pipelined: the body and the next heads in the same reads
+            statuses = [_read_response(conn).split(b"\r\n", 1)[0] for _ in range(3)]
+        assert statuses[0].startswith(b"HTTP/1.1 401"), statuses
+        assert all(s.startswith(b"HTTP/1.1 200") for s in statuses[1:]), statuses
+
+
+def _read_response(conn: socket.socket) -> bytes:
+    """One whole response (head and a Content-Length body) from ``conn``, byte by byte past its head."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += conn.recv(1)
+    head = data.decode("latin-1").lower()
+    length = int(head.split("content-length:", 1)[1].split("\r\n", 1)[0]) if "content-length:" in head else 0
+    body = b""
+    while len(body) < length:
+        body += conn.recv(length - len(body))
+    return data + body
 
 
 def test_a_poisoned_trending_row_leaves_every_list_finite_and_is_counted(fresh_store) -> None:

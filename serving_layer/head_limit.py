@@ -1,0 +1,182 @@
+"""uvicorn's HTTP/1.1 protocols, answering a request head beyond ``serving.max_head_bytes`` with 431, not 400.
+
+``serving.http_parser`` picks the parser: ``httptools`` (llhttp, in C: the default; 1.2x to 1.5x the requests a
+core serves) or ``h11`` (pure Python). Either way a head (request line and headers) longer than the limit gets a
+:class:`~serving_layer.errors.Problem` body naming the limit and its setting, and a graceful close: the server shuts
+its side, and reads and drops what the client still sends for up to ``LINGERING_CLOSE_S`` seconds, so a client still
+sending the rest of its head reads the answer instead of a connection reset.
+
+* h11 gives up on a head longer than its limit with an error that hints 431, which uvicorn would answer with a
+  plain-text 400 and an immediate close; :class:`H11HeadLimit` answers the 431 instead.
+* llhttp has no limit of its own (httptools would buffer a head of any size), so :class:`HttpToolsHeadLimit`
+  counts the bytes of a head still incomplete after each read and answers 431 once they pass the limit.
+
+Example
+-------
+>>> protocol_class("httptools").__name__
+'HttpToolsHeadLimit'
+"""
+
+from __future__ import annotations
+
+import json
+from http import HTTPStatus
+from typing import Any, Literal
+
+import h11
+from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+HEAD_TOO_LARGE = 431
+HEAD_LIMIT_SETTING = "serving.max_head_bytes"
+DEFAULT_HEAD_LIMIT = 16 * 1024  # h11's documented default, when the server sets none
+LINGERING_CLOSE_S = 5.0  # as nginx's lingering_timeout: long enough for a client to finish sending its head
+URL_PARSE_LIMIT = 65535  # the longest request target httptools' URL parser reads (16-bit offsets)
+HttpParser = Literal["httptools", "h11"]
+
+
+def head_too_large(limit: int) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    """The 431 answer's headers and Problem body for a head over ``limit`` bytes."""
+    message = (
+        f"request line and headers longer than the limit of {limit} bytes ({HEAD_LIMIT_SETTING}); "
+        "send large values in the body"
+    )
+    return problem(HEAD_TOO_LARGE, message)
+
+
+def problem(status: int, message: str) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    """A Problem answer's headers (closing the connection) and body, as the protocol itself sends one."""
+    body = json.dumps({"status": status, "message": message, "errors": []}).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close"),
+    ]
+    return headers, body
+
+
+class _Lingering:
+    """A protocol that, once it has answered, shuts its side and drains the peer's for a while: closing on unread
+    data would reset the connection, and the client would lose the answer."""
+
+    transport: Any
+    flow: Any
+    loop: Any
+    _draining = False
+
+    def _linger(self) -> None:
+        if not self.transport.can_write_eof():
+            self.transport.close()
+            return
+        self.transport.write_eof()
+        self._draining = True
+        self.flow.resume_reading()
+        self.loop.call_later(LINGERING_CLOSE_S, self.transport.close)
+
+
+class _HintedConnection(h11.Connection):
+    """An h11 connection that remembers the status h11 suggests for the peer's last protocol error."""
+
+    error_status = 400
+
+    def next_event(self) -> Any:
+        try:
+            return super().next_event()
+        except h11.RemoteProtocolError as exc:
+            self.error_status = exc.error_status_hint
+            raise
+
+
+class H11HeadLimit(_Lingering, H11Protocol):
+    """:class:`H11Protocol` with a 431 Problem answer and a lingering close for an oversized head."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        limit = self.config.h11_max_incomplete_event_size
+        self.head_limit = DEFAULT_HEAD_LIMIT if limit is None else limit
+        self.conn = _HintedConnection(h11.SERVER, max_incomplete_event_size=self.head_limit)
+
+    def data_received(self, data: bytes) -> None:
+        if self._draining:  # the answer is sent; what still arrives is dropped, never buffered
+            return
+        super().data_received(data)
+
+    def send_400_response(self, msg: str) -> None:
+        if self.conn.error_status != HEAD_TOO_LARGE:
+            super().send_400_response(msg)
+            return
+        headers, body = head_too_large(self.head_limit)
+        self.logger.warning("431: %s", json.loads(body)["message"])
+        response = h11.Response(status_code=HEAD_TOO_LARGE, headers=headers, reason=b"Request Header Fields Too Large")
+        self.transport.write(self.conn.send(response) + self.conn.send(h11.Data(data=body)))
+        self.transport.write(self.conn.send(h11.EndOfMessage()))
+        self._linger()
+
+
+class _Answered(Exception):
+    """Raised from a parser callback once the protocol has answered: httptools stops parsing the read."""
+
+
+class HttpToolsHeadLimit(_Lingering, HttpToolsProtocol):
+    """:class:`HttpToolsProtocol` that answers 431 once a head still incomplete passes the limit.
+
+    A read that starts inside a head and leaves it incomplete is counted whole; a read that completes a head
+    resets the count, so neither a body nor the next pipelined request counts against a head. A read that ends one
+    message and starts the next head is not counted: a head is buffered at most one read past the limit."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        limit = self.config.h11_max_incomplete_event_size
+        self.head_limit = DEFAULT_HEAD_LIMIT if limit is None else limit
+        self._in_head = True  # the connection's first bytes are a head
+        self._heads = 0  # heads completed on this connection
+        self._head_bytes = 0
+
+    def data_received(self, data: bytes) -> None:
+        if self._draining:  # the answer is sent; what still arrives is dropped, never parsed
+            return
+        in_head, heads = self._in_head, self._heads
+        super().data_received(data)
+        if in_head and self._heads == heads and not self.transport.is_closing():
+            self._head_bytes += len(data)  # every byte of this read belongs to the head still incomplete
+            if self._head_bytes > self.head_limit:
+                self._answer_head_too_large()
+
+    def on_headers_complete(self) -> None:
+        self._in_head, self._heads, self._head_bytes = False, self._heads + 1, 0
+        if len(self.url) > URL_PARSE_LIMIT:  # httptools cannot parse it: answered here, parsing stops
+            message = (
+                f"request URL of {len(self.url)} bytes is longer than the limit of {URL_PARSE_LIMIT} bytes "
+                '(what serving.http_parser = "httptools" reads; serving.max_url_bytes sets a lower one); '
+                "send long lists in a POST body"
+            )
+            self._answer(414, message)
+            raise _Answered
+        super().on_headers_complete()
+
+    def send_400_response(self, msg: str) -> None:
+        if not self._draining:  # not when the parse stopped because this protocol has answered
+            super().send_400_response(msg)
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._in_head, self._head_bytes = True, 0  # what follows on this connection is the next head
+
+    def _answer_head_too_large(self) -> None:
+        headers, body = head_too_large(self.head_limit)
+        self._send(HEAD_TOO_LARGE, headers, body)
+
+    def _answer(self, status: int, message: str) -> None:
+        self._send(status, *problem(status, message))
+
+    def _send(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        self.logger.warning("%d: %s", status, json.loads(body)["message"])
+        lines = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n".encode()]
+        lines += [name + b": " + value + b"\r\n" for name, value in headers]
+        self.transport.write(b"".join(lines) + b"\r\n" + body)
+        self._linger()
+
+
+def protocol_class(parser: HttpParser) -> type:
+    """The uvicorn ``http`` protocol class for ``serving.http_parser``."""
+    return H11HeadLimit if parser == "h11" else HttpToolsHeadLimit
