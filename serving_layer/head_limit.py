@@ -9,7 +9,9 @@ sending the rest of its head reads the answer instead of a connection reset.
 * h11 gives up on a head longer than its limit with an error that hints 431, which uvicorn would answer with a
   plain-text 400 and an immediate close; :class:`H11HeadLimit` answers the 431 instead.
 * llhttp has no limit of its own (httptools would buffer a head of any size), so :class:`HttpToolsHeadLimit`
-  counts the bytes of a head still incomplete after each read and answers 431 once they pass the limit.
+  counts the bytes of a head still incomplete after each read and answers 431 once they pass the limit. It also
+  takes a request target over the 65,535 bytes httptools' URL parser reads, which would be a 400, so that
+  ``serving.max_url_bytes`` decides about it as about any other (a 414 naming it at the default).
 
 Example
 -------
@@ -20,7 +22,7 @@ Example
 from __future__ import annotations
 
 import json
-from http import HTTPStatus
+import urllib.parse
 from typing import Any, Literal
 
 import h11
@@ -41,12 +43,7 @@ def head_too_large(limit: int) -> tuple[list[tuple[bytes, bytes]], bytes]:
         f"request line and headers longer than the limit of {limit} bytes ({HEAD_LIMIT_SETTING}); "
         "send large values in the body"
     )
-    return problem(HEAD_TOO_LARGE, message)
-
-
-def problem(status: int, message: str) -> tuple[list[tuple[bytes, bytes]], bytes]:
-    """A Problem answer's headers (closing the connection) and body, as the protocol itself sends one."""
-    body = json.dumps({"status": status, "message": message, "errors": []}).encode()
+    body = json.dumps({"status": HEAD_TOO_LARGE, "message": message, "errors": []}).encode()
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
@@ -113,10 +110,6 @@ class H11HeadLimit(_Lingering, H11Protocol):
         self._linger()
 
 
-class _Answered(Exception):
-    """Raised from a parser callback once the protocol has answered: httptools stops parsing the read."""
-
-
 class HttpToolsHeadLimit(_Lingering, HttpToolsProtocol):
     """:class:`HttpToolsProtocol` that answers 431 once a head still incomplete passes the limit.
 
@@ -144,19 +137,24 @@ class HttpToolsHeadLimit(_Lingering, HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._in_head, self._heads, self._head_bytes = False, self._heads + 1, 0
-        if len(self.url) > URL_PARSE_LIMIT:  # httptools cannot parse it: answered here, parsing stops
-            message = (
-                f"request URL of {len(self.url)} bytes is longer than the limit of {URL_PARSE_LIMIT} bytes "
-                '(what serving.http_parser = "httptools" reads; serving.max_url_bytes sets a lower one); '
-                "send long lists in a POST body"
-            )
-            self._answer(414, message)
-            raise _Answered
+        url = self.url
+        if len(url) <= URL_PARSE_LIMIT:
+            super().on_headers_complete()
+            return
+        # httptools' URL parser refuses a target this long: the request starts on a stand-in target, and its
+        # scope gets the real path and query before the application runs (it starts on the loop's next turn),
+        # so `serving.max_url_bytes` decides, as for any URL: a 414 naming it, or an answer where it allows more
+        self.url = b"/"
         super().on_headers_complete()
-
-    def send_400_response(self, msg: str) -> None:
-        if not self._draining:  # not when the parse stopped because this protocol has answered
-            super().send_400_response(msg)
+        self.url = url
+        target = url.split(b"#", 1)[0]
+        if target[:7].lower() == b"http://" or target[:8].lower() == b"https://":  # absolute-form
+            target = b"/" + target.split(b"/", 3)[3] if target.count(b"/") >= 3 else b"/"
+        raw_path, _, query = target.partition(b"?")
+        path = raw_path.decode("ascii")  # as uvicorn decodes any target (a non-ASCII one: its 400)
+        self.scope["path"] = self.root_path + (urllib.parse.unquote(path) if "%" in path else path)
+        self.scope["raw_path"] = self.root_path.encode("ascii") + raw_path
+        self.scope["query_string"] = query
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
@@ -164,14 +162,8 @@ class HttpToolsHeadLimit(_Lingering, HttpToolsProtocol):
 
     def _answer_head_too_large(self) -> None:
         headers, body = head_too_large(self.head_limit)
-        self._send(HEAD_TOO_LARGE, headers, body)
-
-    def _answer(self, status: int, message: str) -> None:
-        self._send(status, *problem(status, message))
-
-    def _send(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
-        self.logger.warning("%d: %s", status, json.loads(body)["message"])
-        lines = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n".encode()]
+        self.logger.warning("431: %s", json.loads(body)["message"])
+        lines = [b"HTTP/1.1 431 Request Header Fields Too Large\r\n"]
         lines += [name + b": " + value + b"\r\n" for name, value in headers]
         self.transport.write(b"".join(lines) + b"\r\n" + body)
         self._linger()

@@ -182,6 +182,17 @@ def test_request_headers_beyond_the_head_limit_get_431_naming_the_setting(tmp_pa
         assert httpx.get(f"http://127.0.0.1:{port}/livez", timeout=5).status_code == 200
 
 
+@PARSERS
+def test_a_url_above_65535_bytes_is_served_where_max_url_bytes_allows_it(tmp_path: Path, parser: str) -> None:
+    """httptools' URL parser stops at 65,535 bytes; the limit that holds is still ``serving.max_url_bytes``."""
+    with _real_server(tmp_path, f'http_parser = "{parser}"\nmax_url_bytes = 200000') as port:
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
+            conn.sendall(b"GET /livez?pad=" + b"a" * 100_000 + b" HTTP/1.1\r\nHost: t\r\n\r\n")
+            assert _read_response(conn).startswith(b"HTTP/1.1 200")
+        status = _status_of_raw_request(port, b"GET /livez?pad=" + b"a" * 300_000 + b" HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert status.startswith(b"HTTP/1.1 414"), status
+
+
 def test_the_head_limit_counts_heads_not_bodies_nor_pipelined_requests(tmp_path: Path) -> None:
     """httptools (the default parser) has no head limit of its own: ours counts a head's bytes across reads and
     starts again at the next head, so a head trickled in under the limit, a body far over it, and requests
