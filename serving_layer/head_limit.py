@@ -1,6 +1,6 @@
 """uvicorn's HTTP/1.1 protocols, answering a request head beyond ``serving.max_head_bytes`` with 431, not 400.
 
-``serving.http_parser`` picks the parser: ``httptools`` (llhttp, in C: the default; 1.2x to 1.5x the requests a
+``serving.http_parser`` picks the parser: ``httptools`` (llhttp, in C: the default; 1.2x to 1.6x the requests a
 core serves) or ``h11`` (pure Python). Either way a head (request line and headers) longer than the limit gets a
 :class:`~serving_layer.errors.Problem` body naming the limit and its setting, and a graceful close: the server shuts
 its side, and reads and drops what the client still sends for up to ``LINGERING_CLOSE_S`` seconds, so a client still

@@ -31,7 +31,7 @@ class ServingSettings(Section):
     workers: int = Field(1, ge=1, description="uvicorn worker processes.")
     http_parser: Literal["httptools", "h11"] = Field(
         "httptools",
-        description="HTTP/1.1 parser: `httptools` (llhttp, in C; 1.2x to 1.5x the requests a core serves) or `h11` "
+        description="HTTP/1.1 parser: `httptools` (llhttp, in C; 1.2x to 1.6x the requests a core serves) or `h11` "
         "(pure Python). Both answer a head over `max_head_bytes` with 431.",
     )
     default_k: int = Field(10, ge=1, description="Items returned when `k` is not given.")
