@@ -254,4 +254,7 @@ if __name__ == "__main__":
     if len(sys.argv) >= 3 and sys.argv[1] == "hello":
         _uvicorn_hello(int(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) > 3 else 1, *sys.argv[4:5])
     else:
-        sys.exit("usage: python -m benchmarks.serve hello PORT [WORKERS [PARSER]] (the benchmark: python -m benchmarks serve)")
+        sys.exit(
+            "usage: python -m benchmarks.serve hello PORT [WORKERS [PARSER]] (the benchmark: python -m benchmarks "
+            "serve)"
+        )
