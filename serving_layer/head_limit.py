@@ -115,7 +115,8 @@ class HttpToolsHeadLimit(_Lingering, HttpToolsProtocol):
 
     A read that starts inside a head and leaves it incomplete is counted whole; a read that completes a head
     resets the count, so neither a body nor the next pipelined request counts against a head. A read that ends one
-    message and starts the next head is not counted: a head is buffered at most one read past the limit."""
+    message and starts the next head is not counted: a head is buffered at most one read past the limit. A 431
+    owed while earlier pipelined requests are still being answered waits for them (h11 reads nothing meanwhile)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -124,6 +125,7 @@ class HttpToolsHeadLimit(_Lingering, HttpToolsProtocol):
         self._in_head = True  # the connection's first bytes are a head
         self._heads = 0  # heads completed on this connection
         self._head_bytes = 0
+        self._owed_431 = False  # a head passed the limit while earlier requests were still being answered
 
     def data_received(self, data: bytes) -> None:
         if self._draining:  # the answer is sent; what still arrives is dropped, never parsed
@@ -133,7 +135,26 @@ class HttpToolsHeadLimit(_Lingering, HttpToolsProtocol):
         if in_head and self._heads == heads and not self.transport.is_closing():
             self._head_bytes += len(data)  # every byte of this read belongs to the head still incomplete
             if self._head_bytes > self.head_limit:
-                self._answer_head_too_large()
+                self._head_too_large()
+
+    def _head_too_large(self) -> None:
+        """Answer 431 now, or after the answers still owed to requests before it on this connection (pipelined):
+        answers go out in request order. Until then nothing more is read."""
+        if self.pipeline or (self.cycle is not None and not self.cycle.response_complete):
+            self._owed_431 = self._draining = True  # nothing more is parsed
+            self.flow.pause_reading()
+            return
+        self._answer_head_too_large()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()  # resumes reading, starts the next pipelined request
+        if not self._owed_431 or self.transport.is_closing():
+            return
+        if self.pipeline or (self.cycle is not None and not self.cycle.response_complete):
+            self.flow.pause_reading()  # still answers owed before the 431
+            return
+        self._owed_431 = False
+        self._answer_head_too_large()
 
     def on_headers_complete(self) -> None:
         self._in_head, self._heads, self._head_bytes = False, self._heads + 1, 0
