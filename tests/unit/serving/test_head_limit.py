@@ -57,6 +57,14 @@ def connection(app: Any) -> tuple[HttpToolsHeadLimit, Transport]:
     return protocol, transport
 
 
+async def until(done: Any, timeout_s: float = 10.0) -> None:
+    """Let the loop run (the application's tasks) until ``done()``, or fail after ``timeout_s``."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not done():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.005)
+
+
 def statuses(written: bytes) -> list[int]:
     """The status of every answer written, in order (the bodies here never hold a status line)."""
     return [int(code) for code in re.findall(rb"HTTP/1\.1 (\d{3}) ", written)]
@@ -81,11 +89,10 @@ def test_a_head_over_the_limit_waits_for_the_answer_owed_before_it() -> None:
         protocol.data_received(b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n")
         protocol.data_received(b"GET /next HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * 10_000)
         protocol.data_received(b"a" * 10_000)  # the head is now past the limit, the first answer still owed
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)  # the loop runs; the first answer is held by the application
         assert transport.written == b"" and transport.paused  # nothing overtakes it; nothing more is read
         release.set()
-        for _ in range(20):
-            await asyncio.sleep(0.01)
+        await until(lambda: len(statuses(transport.written)) == 2)
         assert statuses(transport.written) == [200, 431]
         body = json.loads(transport.written.rpartition(b"\r\n\r\n")[2])
         assert f"{LIMIT} bytes" in body["message"] and "serving.max_head_bytes" in body["message"]
@@ -108,15 +115,15 @@ def test_heads_are_counted_across_reads_and_bodies_are_not() -> None:
         protocol.data_received(b"POST /a HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % len(body))
         for i in range(0, len(body), 4096):  # a body three times the limit, in reads of its own: not a head
             protocol.data_received(body[i : i + 4096])
-        await asyncio.sleep(0.05)
+        await until(lambda: len(statuses(transport.written)) == 1)
         head = b"GET /b HTTP/1.1\r\nHost: t\r\nX-Pad: " + b"a" * (LIMIT - 100) + b"\r\n\r\n"
         for i in range(0, len(head), 1000):  # a head just under the limit, in 17 reads
             protocol.data_received(head[i : i + 1000])
-        await asyncio.sleep(0.05)
+        await until(lambda: len(statuses(transport.written)) == 2)
         assert statuses(transport.written) == [200, 200]
         for _ in range(LIMIT // 1000 + 2):  # a third head, over the limit only when its reads are summed
             protocol.data_received(b"X-More: " + b"b" * 990 + b"\r\n" if _ else b"GET /c HTTP/1.1\r\nHost: t\r\n")
-        await asyncio.sleep(0.05)
+        await until(lambda: len(statuses(transport.written)) == 3)
         assert statuses(transport.written) == [200, 200, 431]
         protocol.connection_lost(None)
 
