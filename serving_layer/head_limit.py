@@ -37,8 +37,8 @@ URL_PARSE_LIMIT = 65535  # the longest request target httptools' URL parser read
 HttpParser = Literal["httptools", "h11"]
 
 
-def head_too_large(limit: int) -> tuple[list[tuple[bytes, bytes]], bytes]:
-    """The 431 answer's headers and Problem body for a head over ``limit`` bytes."""
+def head_too_large(limit: int) -> tuple[str, list[tuple[bytes, bytes]], bytes]:
+    """The 431 answer for a head over ``limit`` bytes: its message, headers and Problem body."""
     message = (
         f"request line and headers longer than the limit of {limit} bytes ({HEAD_LIMIT_SETTING}); "
         "send large values in the body"
@@ -49,17 +49,31 @@ def head_too_large(limit: int) -> tuple[list[tuple[bytes, bytes]], bytes]:
         (b"content-length", str(len(body)).encode()),
         (b"connection", b"close"),
     ]
-    return headers, body
+    return message, headers, body
 
 
 class _Lingering:
-    """A protocol that, once it has answered, shuts its side and drains the peer's for a while: closing on unread
-    data would reset the connection, and the client would lose the answer."""
+    """A protocol with the head limit that, once it has answered, shuts its side and drains the peer's for a while:
+    closing on unread data would reset the connection, and the client would lose the answer."""
 
+    config: Any
     transport: Any
     flow: Any
     loop: Any
+    logger: Any
     _draining = False
+
+    @property
+    def head_limit(self) -> int:
+        """``serving.max_head_bytes``, as ``lambdarec serve`` hands it to uvicorn."""
+        limit = self.config.h11_max_incomplete_event_size
+        return DEFAULT_HEAD_LIMIT if limit is None else limit
+
+    def _too_large(self) -> tuple[list[tuple[bytes, bytes]], bytes]:
+        """The 431 answer's headers and body (logged)."""
+        message, headers, body = head_too_large(self.head_limit)
+        self.logger.warning("431: %s", message)
+        return headers, body
 
     def _linger(self) -> None:
         if not self.transport.can_write_eof():
@@ -89,8 +103,6 @@ class H11HeadLimit(_Lingering, H11Protocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        limit = self.config.h11_max_incomplete_event_size
-        self.head_limit = DEFAULT_HEAD_LIMIT if limit is None else limit
         self.conn = _HintedConnection(h11.SERVER, max_incomplete_event_size=self.head_limit)
 
     def data_received(self, data: bytes) -> None:
@@ -102,8 +114,7 @@ class H11HeadLimit(_Lingering, H11Protocol):
         if self.conn.error_status != HEAD_TOO_LARGE:
             super().send_400_response(msg)
             return
-        headers, body = head_too_large(self.head_limit)
-        self.logger.warning("431: %s", json.loads(body)["message"])
+        headers, body = self._too_large()
         response = h11.Response(status_code=HEAD_TOO_LARGE, headers=headers, reason=b"Request Header Fields Too Large")
         self.transport.write(self.conn.send(response) + self.conn.send(h11.Data(data=body)))
         self.transport.write(self.conn.send(h11.EndOfMessage()))
@@ -120,8 +131,6 @@ class HttpToolsHeadLimit(_Lingering, HttpToolsProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        limit = self.config.h11_max_incomplete_event_size
-        self.head_limit = DEFAULT_HEAD_LIMIT if limit is None else limit
         self._in_head = True  # the connection's first bytes are a head
         self._heads = 0  # heads completed on this connection
         self._head_bytes = 0
@@ -135,16 +144,16 @@ class HttpToolsHeadLimit(_Lingering, HttpToolsProtocol):
         if in_head and self._heads == heads and not self.transport.is_closing():
             self._head_bytes += len(data)  # every byte of this read belongs to the head still incomplete
             if self._head_bytes > self.head_limit:
-                self._head_too_large()
+                self._refuse_head()
 
-    def _head_too_large(self) -> None:
+    def _refuse_head(self) -> None:
         """Answer 431 now, or after the answers still owed to requests before it on this connection (pipelined):
         answers go out in request order. Until then nothing more is read."""
         if self.pipeline or (self.cycle is not None and not self.cycle.response_complete):
             self._owed_431 = self._draining = True  # nothing more is parsed
             self.flow.pause_reading()
             return
-        self._answer_head_too_large()
+        self._send_431()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()  # resumes reading, starts the next pipelined request
@@ -154,7 +163,7 @@ class HttpToolsHeadLimit(_Lingering, HttpToolsProtocol):
             self.flow.pause_reading()  # still answers owed before the 431
             return
         self._owed_431 = False
-        self._answer_head_too_large()
+        self._send_431()
 
     def on_headers_complete(self) -> None:
         self._in_head, self._heads, self._head_bytes = False, self._heads + 1, 0
@@ -181,9 +190,8 @@ class HttpToolsHeadLimit(_Lingering, HttpToolsProtocol):
         super().on_message_complete()
         self._in_head, self._head_bytes = True, 0  # what follows on this connection is the next head
 
-    def _answer_head_too_large(self) -> None:
-        headers, body = head_too_large(self.head_limit)
-        self.logger.warning("431: %s", json.loads(body)["message"])
+    def _send_431(self) -> None:
+        headers, body = self._too_large()
         lines = [b"HTTP/1.1 431 Request Header Fields Too Large\r\n"]
         lines += [name + b": " + value + b"\r\n" for name, value in headers]
         self.transport.write(b"".join(lines) + b"\r\n" + body)
