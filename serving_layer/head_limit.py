@@ -149,17 +149,21 @@ class HttpToolsHeadLimit(_Lingering, HttpToolsProtocol):
     def _refuse_head(self) -> None:
         """Answer 431 now, or after the answers still owed to requests before it on this connection (pipelined):
         answers go out in request order. Until then nothing more is read."""
-        if self.pipeline or (self.cycle is not None and not self.cycle.response_complete):
+        if self._answers_owed():
             self._owed_431 = self._draining = True  # nothing more is parsed
             self.flow.pause_reading()
             return
         self._send_431()
 
+    def _answers_owed(self) -> bool:
+        """Whether a request before the current head still waits for (or is sending) its answer."""
+        return bool(self.pipeline) or (self.cycle is not None and not self.cycle.response_complete)
+
     def on_response_complete(self) -> None:
         super().on_response_complete()  # resumes reading, starts the next pipelined request
         if not self._owed_431 or self.transport.is_closing():
             return
-        if self.pipeline or (self.cycle is not None and not self.cycle.response_complete):
+        if self._answers_owed():
             self.flow.pause_reading()  # still answers owed before the 431
             return
         self._owed_431 = False
