@@ -36,7 +36,6 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
-from unittest.mock import patch
 
 from benchmarks.common import Result, Scale
 from benchmarks.http_load import (
@@ -160,7 +159,6 @@ def run(scale: Scale, args: argparse.Namespace) -> Iterator[Result]:
         commands: dict[str, tuple[list[str], str]] = {
             "hello": (["benchmarks.serve", "hello", "{port}", str(workers), args.http_parser], "/hello")
         }
-        stack.enter_context(patch.dict(os.environ, {PARSER_ENV: args.http_parser}))  # ours: `lambdarec serve`
         for store in stores:
             cfg = stack.enter_context(backend_config(root, store, args.log if store == "cassandra" else "sqlite"))
             users, items, fresh = build(cfg, root, scale)
@@ -171,7 +169,7 @@ def run(scale: Scale, args: argparse.Namespace) -> Iterator[Result]:
         hit = {p.split("/")[3] for p in ours}
         mix = (f"{len(hit)} distinct users of {len(users)} ({len(hit & fresh)} with fresh state: "
                f"{len(hit & fresh) / len(hit):.0%})")  # fmt: skip
-        with servers(commands, server_cpus) as (ports, pids):
+        with servers(commands, server_cpus, {PARSER_ENV: args.http_parser}) as (ports, pids):  # ours reads env
             os.sched_setaffinity(0, load_cpus)
             try:
                 how = f"closed loop {client}; {pinned}; {workers} worker(s), loop {loop_name()}"

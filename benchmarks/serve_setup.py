@@ -159,12 +159,12 @@ def loop_name() -> str:
 
 @contextmanager
 def servers(
-    commands: dict[str, tuple[list[str], str]], cpus: set[int]
+    commands: dict[str, tuple[list[str], str]], cpus: set[int], env: dict[str, str] | None = None
 ) -> Iterator[tuple[dict[str, int], dict[str, int]]]:
-    """``name -> (python -m argv with {port}, ready path)`` started on ``cpus``; their ports and pids once all
-    answer."""
+    """``name -> (python -m argv with {port}, ready path)`` started on ``cpus`` (with ``env`` added to this
+    process's environment); their ports and pids once all answer."""
     ports = {name: free_port() for name in commands}
-    env = {**os.environ, "LAMBDAREC_LOG_LEVEL": "WARNING"}
+    env = {**os.environ, "LAMBDAREC_LOG_LEVEL": "WARNING", **(env or {})}
     procs = {
         name: start([sys.executable, "-m", *(a.format(port=ports[name]) for a in argv)], cpus, env)
         for name, (argv, _) in commands.items()
