@@ -1,6 +1,8 @@
-"""``python -m benchmarks NAME [--scale small|medium|large] [--json]``.
+"""``python -m benchmarks NAME [--scale small|medium|large] [--json] [--check]``.
 
-Each benchmark prints one JSON object per result line as it goes, then a human table (suppressed by --json).
+Each benchmark prints one JSON object per result line as it goes, then a human table (suppressed by --json) with
+each figure's goal and whether it was met, and a line summing the goals up. Exit status: 0, or 1 with ``--check``
+when a goal was not met (the verdict then also goes to stderr), 3 for a benchmark not built.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-from benchmarks.common import SCALES, Result, table
+from benchmarks.common import SCALES, Result, table, verdict
 
 # name -> (module, what it compares). A benchmark module exposes ``add_arguments(parser)`` (optional) and
 # ``run(scale, args) -> Iterator[Result]``.
@@ -34,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("name", choices=sorted(BENCHMARKS), help="which benchmark")
     parser.add_argument("--scale", choices=SCALES, default="small", help="data size (default small)")
     parser.add_argument("--json", action="store_true", help="print only the JSON lines")
+    parser.add_argument("--check", action="store_true", help="exit 1 when a figure misses its goal")
     known, _ = parser.parse_known_args(argv)
     module_name, _ = BENCHMARKS[known.name]
     try:
@@ -52,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
         results.append(result)
     if not args.json:
         print("\n" + table(results))
+    if args.check and any(r.met is False for r in results):
+        print(verdict(results), file=sys.stderr)
+        return 1
     return 0
 
 

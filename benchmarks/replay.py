@@ -26,7 +26,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from benchmarks.common import Result, Scale
+from benchmarks.common import Goal, Result, Scale
 
 K = 10
 GOAL = 1.15
@@ -75,7 +75,7 @@ def run(scale: Scale, args: argparse.Namespace) -> Iterator[Result]:
         f"MovieLens-100K split at {args.split:.0%} ({doc['split_at'][:10]}); {doc['events_scored']} events of "
         f"{doc['users']} users scored; replay {doc['timings_s']['replay']:.1f}s, batch {doc['timings_s']['batch']:.1f}s"
     )
-    for base, goal in (("batch", f"goal >= {GOAL}"), ("popular", "floor"), ("batch+speed", "session + trending")):
+    for base, what in (("batch", "vs the nightly alone"), ("popular", "floor"), ("batch+speed", "session + trending")):
         lo, hi = doc["ratios"][f"lambda/{base}"]["ci"][key]
         cis = f"lambda {v['lambda'][key]:.4f} {_ci(v['lambda'], key)}, {base} {v[base][key]:.4f} {_ci(v[base], key)}"
         yield Result(
@@ -85,7 +85,8 @@ def run(scale: Scale, args: argparse.Namespace) -> Iterator[Result]:
             reference=v[base][key],
             unit=key,
             scale=scale,
-            note=f"{goal}; ratio 95% CI [{lo:.3f}, {hi:.3f}]; {cis}; {context}",
+            note=f"{what}; ratio 95% CI [{lo:.3f}, {hi:.3f}]; {cis}; {context}",
+            goal=Goal(ratio=GOAL) if base == "batch" else None,
         )
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from benchmarks import vegeta
-from benchmarks.common import Result, Scale
+from benchmarks.common import Goal, Result, Scale
 from benchmarks.http_load import OpenRun, open_loop_python, python_client_name
 
 GOAL_P99_MS = 10.0
@@ -97,12 +97,13 @@ def p99_results(stores: tuple[str, ...], ports: dict[str, int], paths: dict[str,
                      note=f"{warn}{' ' if warn else ''}{gen.name} at {rates[name]} req/s (sent {ours.rate:.0f}/s), "
                      f"reference {ref} at {rates[ref]} req/s (sent {theirs.rate:.0f}/s); better of 2, A-B-B-A; "
                      f"p50 {ours.p50_ms:.2f} and {theirs.p50_ms:.2f} ms, max {ours.max_ms:.1f} and "
-                     f"{theirs.max_ms:.1f} ms; {load}; goal <= {GOAL_P99_MS:g} ms; max QPS from the {how}")  # fmt: skip
+                     f"{theirs.max_ms:.1f} ms; {load}; max QPS from the {how}",
+                     goal=Goal(at_most=GOAL_P99_MS))  # fmt: skip
     for name in names:
         failed, sent = counts[name]
         yield Result("serve", f"{name}: p99 runs' requests answered 2xx", sent - failed, sent, "requests", scale,
                      note=f"{failed} of {sent} failed (outside 2xx or no answer) in both open-loop runs at "
-                     f"{rates[name]} req/s; goal: none (ratio 1); {gen.name}")  # fmt: skip
+                     f"{rates[name]} req/s (the goal: none); {gen.name}", goal=Goal(ratio=1.0))  # fmt: skip
 
 
 def _warnings(name: str, run: OpenRun, rate: int) -> str:
