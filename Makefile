@@ -75,8 +75,8 @@ services-up:  ## Start real Cassandra and Kafka on the JDK (prints LAMBDAREC_TES
 services-down:
 	@deploy/local/services down
 
-bench: setup-dev $(if $(filter serve,$(NAME)),bench-tools)  ## make bench NAME=topk SCALE=small
-	$(BIN)/python -m benchmarks $(NAME) --scale $(or $(SCALE),small)
+bench: setup-dev $(if $(filter serve,$(NAME)),bench-tools)  ## make bench NAME=topk SCALE=small [CHECK=1: exit 1 on a missed goal]
+	$(BIN)/python -m benchmarks $(NAME) --scale $(or $(SCALE),small)$(if $(CHECK), --check)
 
 bench-tools:  ## The serve benchmark's load generators: wrk (max QPS) from the distribution where this user may install it; vegeta (p99, open loop) built with Go into $LAMBDAREC_CACHE/bin
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \

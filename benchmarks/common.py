@@ -43,7 +43,7 @@ class Goal:
 
     def describe(self, unit: str) -> str:
         """The bounds as a reader writes them: ``ratio >= 0.6``, ``<= 250 ms``, ``>= 5000 rows/s``."""
-        parts = [f"ratio >= {self.ratio:g}"] if self.ratio is not None else []
+        parts = [f"ratio >= {self.ratio:.3g}"] if self.ratio is not None else []
         parts += [f"<= {self.at_most:g} {unit}"] if self.at_most is not None else []
         parts += [f">= {self.at_least:g} {unit}"] if self.at_least is not None else []
         return ", ".join(parts)

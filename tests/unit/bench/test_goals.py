@@ -50,6 +50,7 @@ def test_the_json_line_names_the_goal_and_whether_it_was_met_and_leaves_both_out
     line = json.loads(_result("qps", 650, 1000, Goal(ratio=0.6)).to_json())
     assert (line["goal"], line["met"], line["ratio"]) == ("ratio >= 0.6", True, 0.65)
     assert {"goal", "met"}.isdisjoint(json.loads(_result("cpu", 5.0, 4.0, None).to_json()))
+    assert Goal(ratio=1 / 1.2, at_least=5000).describe("rows/s") == "ratio >= 0.833, >= 5000 rows/s"
 
 
 def test_the_table_shows_each_verdict_and_sums_them_up() -> None:
