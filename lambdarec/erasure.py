@@ -11,7 +11,9 @@ In order:
    offsets (the speed layer skips the user's older events still in the log), and ``erased_at``. Serving hides
    the user's rows of every snapshot built before ``erased_at`` (a check on read), so nothing personal is
    returned from the moment this returns; a snapshot built afterwards lacks the user and the tombstone stops
-   mattering.
+   mattering. The tombstone is also kept beside the row (``OnlineStore.write_erasures``): a speed consumer that
+   read the user's state before this and writes after it cannot bring the erased history back
+   (:mod:`lambdarec.model.erased`); the same holds for the impressions row.
 
 Example
 -------
@@ -63,6 +65,7 @@ def tombstone(user_id: str, erased_at: float, log_end: dict[int, int]) -> FreshU
         positions={str(p): n for p, n in log_end.items()},
         updated_at=0.0,
         erased_at=erased_at,
+        erasure_seen=erased_at,
     )
 
 
@@ -100,11 +103,14 @@ def forget_users(
             lake = lake or open_lake(settings)
             lake.record_erasure(users, log_end, shown_end)
             version, deleted = lake.delete_users(users)
-        tombstones = [tombstone(u, erased_at, log_end) for u in users]
-        store.write_fresh_users(tombstones)
-        # impressions kept apart (speed.feedback.own_consumer): none shown, positions past the erasure in their log
+        # as the rows and as their erasure, which a consumer's write that read a row before it cannot undo
+        # (lambdarec.model.erased); impressions kept apart (speed.feedback.own_consumer): none shown, positions
+        # past the erasure in their log
         shown_at = {str(p): n for p, n in (log_end if shown_end is None else shown_end).items()}
-        store.write_shown([ShownItems(user_id=u, positions=shown_at) for u in users])
+        store.write_erasures(
+            [tombstone(u, erased_at, log_end) for u in users],
+            [ShownItems(user_id=u, positions=shown_at, erasure_seen=erased_at) for u in users],
+        )
     finally:
         if own_log:
             log.close()

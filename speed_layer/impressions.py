@@ -140,4 +140,5 @@ def apply_impressions(
     else:
         shown = most_recently_shown(shown, limits.max_shown_items)
     return ShownItems(user_id=events[0][0].user_id if row is None else row.user_id, shown=shown,
-                      positions=positions, updated_at=newest)  # fmt: skip
+                      positions=positions, updated_at=newest,
+                      erasure_seen=None if row is None else row.erasure_seen)  # fmt: skip

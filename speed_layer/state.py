@@ -108,6 +108,7 @@ def apply_user_events(
         appended_at=max(state.appended_at, appended_at),
         event_positions=positions_kept,
         erased_at=state.erased_at if model is None or model.built_at_s < (state.erased_at or 0.0) else None,
+        erasure_seen=state.erasure_seen,
         hidden=feedback.hidden,
         disliked=feedback.disliked,
         shown=feedback.shown,

@@ -55,6 +55,9 @@ class FreshUser(msgspec.Struct, kw_only=True):
     # snapshot's log positions cover (older states without it fall back to the snapshot's event-time cut-off)
     event_positions: list[tuple[int, int]] = []
     erased_at: float | None = None  # `forget` time: snapshots built before it must not serve this user's rows
+    # the newest `forget` this state was built after (never cleared): a stored erasure newer than it masks the
+    # state (lambdarec.model.erased)
+    erasure_seen: float | None = None
     # ---- format 2: negative feedback and impressions (lambdarec.rank.feedback); format 1 rows read them empty.
     # Kept across flips: the nightly never trains on them, so no snapshot covers them.
     hidden: dict[str, float] = {}  # item -> event time it was hidden: never recommended to this user again
@@ -121,3 +124,4 @@ class ShownItems(msgspec.Struct, kw_only=True):
     shown: dict[str, list[float]] = {}  # item -> event times of its impressions (positives are in the fresh row)
     positions: dict[str, int] = {}  # log partition -> next position to apply (idempotence)
     updated_at: float = 0.0  # event time of the newest applied impression
+    erasure_seen: float | None = None  # the newest `forget` this row was built after (lambdarec.model.erased)

@@ -31,10 +31,10 @@ from lambdarec.store.cassandra_session import WRITE, CassandraSession
 from lambdarec.store.cassandra_users import UserRows
 from lambdarec.store.catalog import CatalogOf
 from lambdarec.store.coordination import ClaimScope, ScopedIds
+from lambdarec.store.erasure import fresh_rows, shown_rows
 from lambdarec.store.errors import SnapshotNotFoundError
 from lambdarec.store.nonblocking import gather
 from lambdarec.store.port import OnlineStore
-from lambdarec.store.shown_codec import decode_shown_rows, encode_shown
 from lambdarec.store.snapshot_info import SnapshotInfo, stored_info
 
 log = get_logger(__name__)
@@ -208,8 +208,7 @@ class CassandraStore(CatalogOf, OnlineStore):
         """:meth:`read_fresh_users`, its reads sent at once without waiting."""
         ids = list(dict.fromkeys(user_ids))
         sent = lambda: cassandra_fresh.submit_fresh_reads(self._cql, self._ns, ids)  # noqa: E731
-        return gather(sent, lambda answers: codec.decode_fresh_users(pair for rows in answers for pair in rows),
-                      self._read_error)  # fmt: skip
+        return gather(sent, lambda answers: fresh_rows(row for rows in answers for row in rows), self._read_error)
 
     def _read_error(self, exc: BaseException) -> BaseException:
         return self._cql.store_error(exc, "read user state")
@@ -232,18 +231,19 @@ class CassandraStore(CatalogOf, OnlineStore):
         return cassandra_fresh.read_fresh_users(self._cql, self._ns, user_ids)
 
     def write_shown(self, rows: Iterable[ShownItems]) -> int:
-        params = ((self._ns, r.user_id, encode_shown(r), self._fresh_ttl) for r in rows)
-        return self._write_many(schema.UPSERT_SHOWN, params)
+        return cassandra_fresh.write_shown(self._cql, self._ns, rows, self._fresh_ttl)
 
     def read_shown(self, user_ids: Iterable[str]) -> dict[str, ShownItems]:
         return self.read_shown_future(list(user_ids)).result()
+
+    def write_erasures(self, users: Sequence[FreshUser], shown: Sequence[ShownItems]) -> int:
+        return cassandra_fresh.write_erasures(self._cql, self._ns, users, shown, self._fresh_ttl)
 
     def read_shown_future(self, user_ids: Sequence[str]) -> Future[dict[str, ShownItems]]:
         """:meth:`read_shown`, its reads sent at once without waiting."""
         ids = list(dict.fromkeys(user_ids))
         sent = lambda: [self._cql.submit(schema.SELECT_SHOWN, (self._ns, uid)) for uid in ids]  # noqa: E731
-        return gather(sent, lambda answers: decode_shown_rows(pair for rows in answers for pair in rows),
-                      self._read_error)  # fmt: skip
+        return gather(sent, lambda answers: shown_rows(row for rows in answers for row in rows), self._read_error)
 
     def write_trending(self, items: Iterable[TrendingItem]) -> int:
         return cassandra_fresh.write_trending(self._cql, self._ns, items, self._fresh_ttl)

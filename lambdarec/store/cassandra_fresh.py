@@ -22,16 +22,18 @@ Example
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from cassandra.cluster import EXEC_PROFILE_DEFAULT
 from cassandra.query import BatchStatement, BatchType
 
-from lambdarec.model.rows import FreshUser, TrendingItem
+from lambdarec.model.rows import FreshUser, ShownItems, TrendingItem
 from lambdarec.store import cassandra_schema as schema
 from lambdarec.store import codec
 from lambdarec.store.cassandra_session import CassandraSession
+from lambdarec.store.erasure import fresh_rows
+from lambdarec.store.shown_codec import encode_shown
 
 # rows of one partition per batch (trending shards, a snapshot's user rows): large enough to amortise a request,
 # small enough to stay well inside the request timeout on a loaded node; exempt from the batch warnings since
@@ -40,7 +42,7 @@ PARTITION_BATCH_BYTES = 48 * 1024
 IN_FLIGHT_BYTES = 1024 * 1024  # batches in flight at most: the driver refuses a request ("connection overloaded")
 # while its socket's send buffer is full, which a few MiB of large batches to a busy node can fill
 IN_KEYS = 100  # keys per IN query: large enough to amortise a request, small enough for one page and no timeout
-SELECT_FRESH_USERS = "SELECT user_id, data FROM {ks}.fresh_users WHERE ns = ? AND user_id IN ?"
+SELECT_FRESH_USERS = "SELECT user_id, data, erasure FROM {ks}.fresh_users WHERE ns = ? AND user_id IN ?"
 SELECT_USER_ROWS = "SELECT user_id, data FROM {ks}.user_rows WHERE version = ? AND user_id IN ?"
 SELECT_TRENDING_ROWS = "SELECT item_id, data FROM {ks}.trending WHERE ns = ? AND bucket = ? AND item_id IN ?"
 
@@ -82,13 +84,13 @@ def read_fresh_users(cql: CassandraSession, ns: str, user_ids: Iterable[str]) ->
     ids = list(dict.fromkeys(user_ids))
     params = [(ns, chunk) for group in by_replica(cql, ns, ids) for chunk in _chunks(group)]
     results = cql.many(SELECT_FRESH_USERS, params, EXEC_PROFILE_DEFAULT)
-    return codec.decode_fresh_users((uid, data) for rs in results for uid, data in rs)
+    return fresh_rows(row for rs in results for row in rs)
 
 
 def submit_fresh_reads(cql: CassandraSession, ns: str, user_ids: list[str]) -> list[Any]:
     """The fresh-state reads of ``user_ids`` (distinct) sent without waiting: one token-aware query for one user,
     else one ``IN`` query per replica group and chunk (serving's requests of one loop turn); the driver's
-    futures, whose rows are ``(user_id, data)``."""
+    futures, whose rows are ``(user_id, data, erasure)``."""
     if len(user_ids) == 1:
         return [cql.submit(schema.SELECT_FRESH_USER, (ns, user_ids[0]))]
     groups = by_replica(cql, ns, user_ids)
@@ -164,3 +166,20 @@ def write_fresh_users(cql: CassandraSession, ns: str, states: Iterable[FreshUser
     if large:
         cql.write_many(schema.UPSERT_FRESH_USER, large)
     return len(encoded)
+
+
+def write_shown(cql: CassandraSession, ns: str, rows: Iterable[ShownItems], ttl_s: int) -> int:
+    """Upsert users' impressions rows (``data`` only: their ``erasure`` stays), one request each."""
+    return cql.write_many(schema.UPSERT_SHOWN, ((ns, r.user_id, encode_shown(r), ttl_s) for r in rows))
+
+
+def write_erasures(
+    cql: CassandraSession, ns: str, users: Sequence[FreshUser], shown: Sequence[ShownItems], ttl_s: int
+) -> int:
+    """Each tombstone as the row and as its ``erasure`` (``OnlineStore.write_erasures``), for twice the fresh TTL:
+    the erasure outlives any row a consumer wrote from a state read before it."""
+    fresh = [(ns, u.user_id, data, data, 2 * ttl_s) for u in users for data in (codec.encode_fresh(u),)]
+    cql.write_many(schema.ERASE_FRESH_USER, fresh)
+    cql.write_many(schema.ERASE_SHOWN, [(ns, r.user_id, data, data, 2 * ttl_s) for r in shown
+                                        for data in (encode_shown(r),)])  # fmt: skip
+    return len(users)

@@ -172,13 +172,16 @@ SELECT_ARRAY = "SELECT chunks, sha256 FROM {ks}.arrays WHERE version = ? AND nam
 SELECT_ARRAY_NAMES = "SELECT name FROM {ks}.arrays WHERE version = ?"
 INSERT_CHUNK = "INSERT INTO {ks}.array_chunks (version, name, chunk, data) VALUES (?, ?, ?, ?) USING TTL ?"
 SELECT_CHUNKS = "SELECT data FROM {ks}.array_chunks WHERE version = ? AND name = ? AND chunk < ?"
+# a consumer's write names `data` only: the row's `erasure`, written by `forget` alone, stays (store.erasure)
 UPSERT_FRESH_USER = "INSERT INTO {ks}.fresh_users (ns, user_id, data) VALUES (?, ?, ?) USING TTL ?"
-SELECT_FRESH_USER = "SELECT user_id, data FROM {ks}.fresh_users WHERE ns = ? AND user_id = ?"
+SELECT_FRESH_USER = "SELECT user_id, data, erasure FROM {ks}.fresh_users WHERE ns = ? AND user_id = ?"
+ERASE_FRESH_USER = "INSERT INTO {ks}.fresh_users (ns, user_id, data, erasure) VALUES (?, ?, ?, ?) USING TTL ?"
 UPSERT_TRENDING = "INSERT INTO {ks}.trending (ns, bucket, item_id, data) VALUES (?, ?, ?, ?) USING TTL ?"
 SELECT_TRENDING = "SELECT item_id, data FROM {ks}.trending WHERE ns = ? AND bucket = ? AND item_id = ?"
 SELECT_TRENDING_BUCKET = "SELECT item_id, data FROM {ks}.trending WHERE ns = ? AND bucket = ?"
 UPSERT_SHOWN = "INSERT INTO {ks}.shown_users (ns, user_id, data) VALUES (?, ?, ?) USING TTL ?"
-SELECT_SHOWN = "SELECT user_id, data FROM {ks}.shown_users WHERE ns = ? AND user_id = ?"
+SELECT_SHOWN = "SELECT user_id, data, erasure FROM {ks}.shown_users WHERE ns = ? AND user_id = ?"
+ERASE_SHOWN = "INSERT INTO {ks}.shown_users (ns, user_id, data, erasure) VALUES (?, ?, ?, ?) USING TTL ?"
 TAKE_LOCK = "INSERT INTO {ks}.locks (ns, name, owner) VALUES (?, ?, ?) IF NOT EXISTS USING TTL ?"
 RENEW_LOCK = "UPDATE {ks}.locks USING TTL ? SET owner = ? WHERE ns = ? AND name = ? IF owner = ?"
 RELEASE_LOCK = "DELETE FROM {ks}.locks WHERE ns = ? AND name = ? IF owner = ?"
@@ -220,7 +223,7 @@ TABLES: tuple[tuple[str, str | None, str], ...] = (
     ("parts", "snapshot_ttl_s", "CREATE TABLE IF NOT EXISTS {ks}.parts (version text, kind text, part text, "
      "rows int, PRIMARY KEY (version, kind, part))"),
     ("fresh_users", "fresh_ttl_s", "CREATE TABLE IF NOT EXISTS {ks}.fresh_users (ns text, user_id text, "
-     "data blob, PRIMARY KEY ((ns, user_id)))"),
+     "data blob, erasure blob, PRIMARY KEY ((ns, user_id)))"),
     ("trending", "fresh_ttl_s", "CREATE TABLE IF NOT EXISTS {ks}.trending (ns text, bucket int, item_id text, "
      "data blob, PRIMARY KEY ((ns, bucket), item_id))"),
     # EVENT_ID_BUCKETS partitions of claims: one conditional batch claims a poll's ids of one bucket for their
@@ -229,8 +232,12 @@ TABLES: tuple[tuple[str, str | None, str], ...] = (
      "event_id text, part int, pos bigint, PRIMARY KEY ((ns, bucket), event_id))"),
     # a user's impressions, written by the impressions consumer only (speed.feedback.own_consumer)
     ("shown_users", "fresh_ttl_s", "CREATE TABLE IF NOT EXISTS {ks}.shown_users (ns text, user_id text, "
-     "data blob, PRIMARY KEY ((ns, user_id)))"),
+     "data blob, erasure blob, PRIMARY KEY ((ns, user_id)))"),
 )  # fmt: skip
+# (table, column, type) added since the table was first released: `store init` adds them to older keyspaces
+ADDED_COLUMNS = (("fresh_users", "erasure", "blob"), ("shown_users", "erasure", "blob"))
+SELECT_COLUMNS = "SELECT table_name, column_name FROM system_schema.columns WHERE keyspace_name = ?"
+ADD_COLUMN = "ALTER TABLE {ks}.{table} ADD {column} {type}"
 
 SELECT_TABLE_OPTIONS = (
     "SELECT table_name, default_time_to_live, gc_grace_seconds FROM system_schema.tables WHERE keyspace_name = ?"
@@ -259,6 +266,12 @@ def create(session: Any, keyspace: str, settings: StoreSettings) -> None:
         if want and have.get(table) != want:
             alter = ALTER_TABLE_OPTIONS.format(ks=keyspace, table=table, ttl=want[0], grace=want[1])
             session.execute(alter, timeout=DDL_TIMEOUT_S)
+    columns = {tuple(row) for row in session.execute(session.prepare(SELECT_COLUMNS), (keyspace,))}
+    for table, column, kind in ADDED_COLUMNS:
+        if (table, column) not in columns:
+            add = ADD_COLUMN.format(ks=keyspace, table=table, column=column, type=kind)
+            session.execute(add, timeout=DDL_TIMEOUT_S)
+            log.info("store.column_added", backend="cassandra", keyspace=keyspace, table=table, column=column)
     log.info("store.initialised", backend="cassandra", keyspace=keyspace, replication=replication)
 
 

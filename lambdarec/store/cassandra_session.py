@@ -154,7 +154,7 @@ class CassandraSession:
         if isinstance(exc, (OperationTimedOut, RequestExecutionException)):
             return StoreUnavailableError(f"Cassandra at {self.url.where} did not answer ({what}): {exc}")
         if isinstance(exc, InvalidRequest):
-            missing = any(word in str(exc) for word in ("does not exist", "unconfigured table"))
+            missing = any(word in str(exc) for word in ("does not exist", "unconfigured table", "Undefined column"))
             hint = f"; create it with `lambdarec store init --store {mask_url(self.settings.url)}`" if missing else ""
             return StoreError(f"Cassandra keyspace {self.keyspace} refused {what}: {exc}{hint}")
         if isinstance(exc, DriverException):

@@ -26,11 +26,12 @@ import numpy as np
 from lambdarec.model.rows import FreshUser, ItemRow, TrendingItem, UserRow
 from lambdarec.store.catalog import CatalogTable
 from lambdarec.store.coordination import Coordination
+from lambdarec.store.erasure import ErasureWrites
 from lambdarec.store.shown import ShownTable
 from lambdarec.store.snapshot_info import SnapshotInfo
 
 
-class OnlineStore(Coordination, CatalogTable, ShownTable):
+class OnlineStore(Coordination, CatalogTable, ShownTable, ErasureWrites):
     """The port. Backends: ``sqlite`` (embedded default) and ``cassandra``.
 
     Writes of snapshot data go to versions in state ``writing`` only. ``publish`` validates and flips the

@@ -9,7 +9,7 @@ import msgspec
 from lambdarec.model.rows import ShownItems
 from lambdarec.store.codec import decode_keyed
 
-_decode = msgspec.msgpack.Decoder(ShownItems).decode
+decode_shown = msgspec.msgpack.Decoder(ShownItems).decode
 
 
 def encode_shown(row: ShownItems) -> bytes:
@@ -18,4 +18,4 @@ def encode_shown(row: ShownItems) -> bytes:
 
 def decode_shown_rows(pairs: Iterable[tuple[str, bytes]]) -> dict[str, ShownItems]:
     """``user_id -> ShownItems``; rows that do not decode raise one ``CorruptRowError`` carrying the others."""
-    return decode_keyed(pairs, _decode, "impressions")
+    return decode_keyed(pairs, decode_shown, "impressions")

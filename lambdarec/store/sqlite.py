@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -211,6 +211,9 @@ class SQLiteStore(CatalogOf, OnlineStore):
 
     def read_shown(self, user_ids: Iterable[str]) -> dict[str, ShownItems]:
         return self._fresh.read_shown(user_ids)
+
+    def write_erasures(self, users: Sequence[FreshUser], shown: Sequence[ShownItems]) -> int:
+        return self._fresh.write_erasures(users, shown)
 
     def claim_event_ids(
         self, claims: Mapping[str, LogPosition], ttl_s: float, scope: ClaimScope = "events"

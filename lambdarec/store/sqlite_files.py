@@ -32,6 +32,7 @@ from lambdarec.store.sqlite_schema import (
     CLAIM_SCOPES_SCHEMA,
     CLAIMS_FILE,
     CLAIMS_SCHEMA,
+    ERASABLE,
     FRESH_FILE,
     FRESH_SCHEMA,
     PRAGMAS,
@@ -52,6 +53,7 @@ FILES: dict[Which, str] = {
 }
 CHECK_EVERY_S = 0.25  # how often a store call also compares the files' identities (two stat calls)
 CLAIMS_MOVED_PER_TXN = 10_000  # old claims copied per transaction when they move to claims.sqlite
+MOVE_SHOWN_ROW = "INSERT OR IGNORE INTO shown_users (ns, user_id, data, expires_at) VALUES (?, ?, ?, ?)"
 IN_BATCH = 500  # keys per `IN (...)` query; SQLite allows 32766 host parameters, small is plenty
 
 
@@ -69,6 +71,19 @@ def select_in(conn: sqlite3.Connection, sql: str, lead: tuple[Any, ...], keys: l
     for i in range(0, len(keys), IN_BATCH):
         batch = keys[i : i + IN_BATCH]
         yield from conn.execute(sql.format(",".join("?" * len(batch))), (*lead, *batch))
+
+
+def add_erasure_column(conn: sqlite3.Connection, table: str, path: Path) -> None:
+    """The ``erasure`` column (:mod:`lambdarec.store.erasure`) added to ``table`` where an older release created
+    it (a schema change only: no row is rewritten); another process adding it first is fine."""
+    if "erasure" in {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}:
+        return
+    try:
+        conn.execute(f"ALTER TABLE {table} ADD COLUMN erasure BLOB")
+    except sqlite3.OperationalError as exc:
+        if "duplicate column" not in str(exc):
+            raise
+    log.info("store.column_added", path=str(path), table=table, column="erasure")
 
 
 class Connections:
@@ -91,6 +106,8 @@ class Connections:
             self.db("snapshots").executescript(SNAPSHOT_SCHEMA)
             self.db("fresh").executescript(FRESH_SCHEMA)
             self.db("shown").executescript(SHOWN_SCHEMA)
+            for which, table in ERASABLE:
+                add_erasure_column(self.db(which), table, self.path)
             self._move_shown_rows()
             self.db("claims").executescript(CLAIMS_SCHEMA)
             self._move_claims()
@@ -112,7 +129,7 @@ class Connections:
             rows = source.execute("SELECT ns, user_id, data, expires_at FROM shown_users").fetchall()
             with self.write("shown") as conn:
                 before = conn.total_changes
-                conn.executemany("INSERT OR IGNORE INTO shown_users VALUES (?, ?, ?, ?)", rows)
+                conn.executemany(MOVE_SHOWN_ROW, rows)
                 moved = conn.total_changes - before
             source.executemany("DELETE FROM shown_users WHERE ns = ? AND user_id = ?", [r[:2] for r in rows])
         log.info("store.shown_rows_moved", path=str(self.path), to=SHOWN_FILE, moved=moved,
@@ -187,6 +204,9 @@ class Connections:
         conn.executescript(PRAGMAS)
         if which == "shown" and not self._creating:  # restored from before its claims tables: create them (no lock
             conn.executescript(SHOWN_SCHEMA)  # when they exist, as IF NOT EXISTS compiles to nothing then)
+        if not self._creating:  # restored from before the erasure column: add it (a read when it is there)
+            for table in (t for w, t in ERASABLE if w == which):
+                add_erasure_column(conn, table, self.path)
         mmap_mb = self.settings.sqlite.mmap_mb if which == "snapshots" else self.settings.sqlite.fresh_mmap_mb
         conn.execute(f"PRAGMA mmap_size={int(mmap_mb) << 20}")  # an int from the settings
         setattr(self._local, which, (generation, conn))

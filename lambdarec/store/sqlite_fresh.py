@@ -16,13 +16,14 @@ import contextlib
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 from lambdarec.model.rows import FreshUser, LogPosition, ShownItems, TrendingItem
 from lambdarec.settings import StoreSettings
 from lambdarec.store import codec
 from lambdarec.store.coordination import ClaimScope
-from lambdarec.store.shown_codec import decode_shown_rows, encode_shown
+from lambdarec.store.erasure import Row, fresh_rows, shown_rows
+from lambdarec.store.shown_codec import encode_shown
 from lambdarec.store.sqlite_files import Connections, Which, select_in
 from lambdarec.store.sqlite_schema import (
     CLAIM_EVENT_ID,
@@ -31,6 +32,8 @@ from lambdarec.store.sqlite_schema import (
     RELEASE_EVENT_ID,
     SELECT_EVENT_IDS,
     SELECT_LIVE_EVENT_IDS,
+    UPSERT_ERASABLE,
+    WRITE_ERASURE,
 )
 
 CLAIMS_OF: dict[ClaimScope, Which] = {"events": "claims", "impressions": "shown"}  # the file of each scope's claims
@@ -58,7 +61,7 @@ class FreshTables:
         return self._write("fresh_users", ((s.user_id, codec.encode_fresh(s)) for s in states))
 
     def read_users(self, user_ids: Iterable[str]) -> dict[str, FreshUser]:
-        return codec.decode_fresh_users(self._read("fresh_users", "user_id", user_ids))
+        return fresh_rows(self._read_erasable("fresh_users", user_ids))
 
     def write_trending(self, items: Iterable[TrendingItem]) -> int:
         return self._write("trending", ((t.key, codec.encode_fresh(t)) for t in items))
@@ -70,7 +73,18 @@ class FreshTables:
         return self._write("shown_users", ((r.user_id, encode_shown(r)) for r in rows), "shown")
 
     def read_shown(self, user_ids: Iterable[str]) -> dict[str, ShownItems]:
-        return decode_shown_rows(self._read("shown_users", "user_id", user_ids, "shown"))
+        return shown_rows(self._read_erasable("shown_users", user_ids, "shown"))
+
+    def write_erasures(self, users: Sequence[FreshUser], shown: Sequence[ShownItems]) -> int:
+        """Each tombstone as the row and as its ``erasure`` (``OnlineStore.write_erasures``)."""
+        self._write_erased("fresh", "fresh_users", [(u.user_id, codec.encode_fresh(u)) for u in users])
+        self._write_erased("shown", "shown_users", [(r.user_id, encode_shown(r)) for r in shown])
+        return len(users)
+
+    def _write_erased(self, which: Which, table: str, rows: list[tuple[str, bytes]]) -> None:
+        expires = time.time() + self._ttl_s
+        with self._transaction(which) as conn:
+            conn.executemany(WRITE_ERASURE.format(table=table), ((self._ns, u, d, expires, d) for u, d in rows))
 
     def drop_expired(self) -> None:
         """Delete expired fresh users, impressions and trending rows (already invisible) to reclaim their space."""
@@ -80,14 +94,21 @@ class FreshTables:
                     conn.execute(f"DELETE FROM {table} WHERE ns = ? AND expires_at <= ?", (self._ns, time.time()))  # noqa: S608
 
     def _write(self, table: str, pairs: Iterable[tuple[str, bytes]], which: Which = "fresh") -> int:
-        expires = time.time() + self._ttl_s
+        now = time.time()
+        expires = now + self._ttl_s
         with self._transaction(which) as conn:
             before = conn.total_changes
-            conn.executemany(
-                f"INSERT OR REPLACE INTO {table} VALUES (?, ?, ?, ?)",  # noqa: S608
-                ((self._ns, key, data, expires) for key, data in pairs),
-            )
+            if table == "trending":
+                sql, params = f"INSERT OR REPLACE INTO {table} VALUES (?, ?, ?, ?)", ()  # noqa: S608
+            else:  # a user's row: its erasure is kept (lambdarec.store.erasure)
+                sql, params = UPSERT_ERASABLE.format(table=table), (now,)
+            conn.executemany(sql, ((self._ns, key, data, expires, *params) for key, data in pairs))
             return conn.total_changes - before
+
+    def _read_erasable(self, table: str, user_ids: Iterable[str], which: Which = "fresh") -> Iterator[Row]:
+        """``(user_id, data, erasure)`` of the live rows of ``user_ids``."""
+        sql = f"SELECT user_id, data, erasure FROM {table} WHERE ns = ? AND expires_at > ? AND user_id IN ({{}})"  # noqa: S608
+        return select_in(self._files.db(which), sql, (self._ns, time.time()), list(user_ids))
 
     def _read(
         self, table: str, key: str, keys: Iterable[str] | None, which: Which = "fresh"

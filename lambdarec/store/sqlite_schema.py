@@ -14,6 +14,7 @@ PosixPath('/var/lib/lambdarec/store')
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 from lambdarec.masking import mask_url
@@ -37,7 +38,7 @@ CREATE TABLE IF NOT EXISTS locks (ns TEXT, name TEXT, owner TEXT NOT NULL, expir
 # trending.item_id holds TrendingItem.key: the item id, or item_id@partition for a per-partition shard.
 FRESH_SCHEMA = """
 CREATE TABLE IF NOT EXISTS fresh_users (ns TEXT, user_id TEXT, data BLOB NOT NULL, expires_at REAL NOT NULL,
-  PRIMARY KEY (ns, user_id)) WITHOUT ROWID;
+  erasure BLOB, PRIMARY KEY (ns, user_id)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS trending (ns TEXT, item_id TEXT, data BLOB NOT NULL, expires_at REAL NOT NULL,
   PRIMARY KEY (ns, item_id)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS event_ids (ns TEXT, event_id TEXT, part INTEGER NOT NULL, pos INTEGER NOT NULL,
@@ -64,7 +65,7 @@ SNAPSHOTS_FILE, FRESH_FILE = "snapshots.sqlite", "fresh.sqlite"
 SHOWN_FILE = "shown.sqlite"
 SHOWN_SCHEMA = """
 CREATE TABLE IF NOT EXISTS shown_users (ns TEXT, user_id TEXT, data BLOB NOT NULL, expires_at REAL NOT NULL,
-  PRIMARY KEY (ns, user_id)) WITHOUT ROWID;
+  erasure BLOB, PRIMARY KEY (ns, user_id)) WITHOUT ROWID;
 """  # + CLAIMS_SCHEMA (impressions' claims), below
 # Event-id claims of every event but impressions in a file of their own: in fresh.sqlite the positive-event
 # consumer's state writes queued behind the claims' transactions and paid their write-ahead log's checkpoints.
@@ -78,6 +79,15 @@ CREATE TABLE IF NOT EXISTS event_ids (ns TEXT, event_id TEXT, part INTEGER NOT N
 CREATE INDEX IF NOT EXISTS event_ids_expiry ON event_ids (ns, expires_at);
 """
 SHOWN_SCHEMA += CLAIMS_SCHEMA
+# (file, table) whose rows carry `erasure` (lambdarec.store.erasure); added to files an older release created
+ERASABLE: tuple[tuple[Literal["fresh", "shown"], str], ...] = (("fresh", "fresh_users"), ("shown", "shown_users"))
+# A consumer's write replaces the row but keeps its erasure, unless the row had expired (and with it the erasure).
+UPSERT_ERASABLE = (
+    "INSERT INTO {table} (ns, user_id, data, expires_at) VALUES (?, ?, ?, ?) ON CONFLICT (ns, user_id) DO UPDATE "
+    "SET data = excluded.data, expires_at = excluded.expires_at, "
+    "erasure = CASE WHEN {table}.expires_at > ? THEN {table}.erasure END"
+)
+WRITE_ERASURE = "INSERT OR REPLACE INTO {table} (ns, user_id, data, expires_at, erasure) VALUES (?, ?, ?, ?, ?)"
 # When this release first opened the store: the last expiry of the claims claims.sqlite then held (an older
 # release claimed impressions there too), 0 where it held none. Until then an impression's new claim in
 # shown.sqlite also defers to a live one of the same id in claims.sqlite, so one resent across the upgrade is

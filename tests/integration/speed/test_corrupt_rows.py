@@ -56,7 +56,8 @@ def test_a_corrupt_fresh_state_restarts_that_user_and_the_consumer_goes_on(tmp_p
     with open_store(settings):
         pass  # creates the store's files
     with sqlite3.connect(tmp_path / "store" / "fresh.sqlite") as conn:
-        conn.execute("INSERT INTO fresh_users VALUES (?, 'u1', ?, 4e9)", (settings.store.namespace, b"\xc1"))
+        sql = "INSERT INTO fresh_users (ns, user_id, data, expires_at) VALUES (?, 'u1', ?, 4e9)"
+        conn.execute(sql, (settings.store.namespace, b"\xc1"))
     events = [
         {"event_id": f"e{i}", "user_id": f"u{i % 2}", "item_id": "i1", "event_type": "view", "timestamp": T0 + i}
         for i in range(6)

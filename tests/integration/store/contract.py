@@ -20,7 +20,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+from msgspec import structs
 
+from lambdarec.erasure import tombstone
 from lambdarec.model.rows import ShownItems
 from lambdarec.settings import StoreSettings
 from lambdarec.store import (
@@ -454,6 +456,57 @@ class StoreContract(CatalogContract):
         assert store.read_shown(["u1"]) == {"u1": shown}
         left = self.fresh_ttl_left(store, "shown_users", "u1")
         assert left is not None and 3500 < left <= 3600
+
+    def test_an_erasure_outlasts_a_consumers_write_of_a_state_it_read_before(self) -> None:
+        """``forget`` lands between a consumer's read of a user's rows and its write of them: every read after
+        shows nothing from before the erasure (only what the log brought after it), until a state written
+        after reading the erasure replaces it."""
+        store = self.make_store(fresh_ttl_s=3600)
+        read = FreshUser(
+            user_id="u1",
+            events=[("i1", 10.0, 1.0)],
+            event_positions=[(0, 2)],
+            recent=[("i1", 10.0)],
+            vector=[0.5, 0.5],
+            basis="v1",
+            positions={"0": 3},
+            hidden={"i9": 9.0},
+            updated_at=10.0,
+        )
+        shown_read = ShownItems(user_id="u1", shown={"i2": [11.0]}, positions={"0": 3}, updated_at=11.0)
+        store.write_fresh_users([read])
+        store.write_shown([shown_read])
+        grave = tombstone("u1", 100.0, {0: 5, 1: 7})
+        shown_grave = ShownItems(user_id="u1", positions={"0": 5, "1": 7}, erasure_seen=100.0)
+        assert store.write_erasures([grave], [shown_grave]) == 1
+        assert store.read_fresh_users(["u1"]) == {"u1": grave}
+        assert store.read_shown(["u1"]) == {"u1": shown_grave}
+        # the consumers write what they computed from the rows read before the erasure: one event before it
+        # (position 4 < 5) and one after it (position 6)
+        stale = structs.replace(read, events=[*read.events, ("i3", 20.0, 1.0), ("i4", 30.0, 1.0)],
+                                event_positions=[(0, 2), (0, 4), (0, 6)], positions={"0": 7},
+                                recent=[("i1", 10.0), ("i3", 20.0), ("i4", 30.0)], updated_at=30.0)  # fmt: skip
+        store.write_fresh_users([stale])
+        store.write_shown([structs.replace(shown_read, shown={"i2": [11.0, 31.0]}, positions={"0": 8})])
+        got = store.read_fresh_users(["u1"])["u1"]
+        assert got.erased_at == 100.0 and got.erasure_seen == 100.0  # the old snapshots still hide the user
+        assert (got.events, got.event_positions, got.recent) == ([("i4", 30.0, 1.0)], [(0, 6)], [("i4", 30.0)])
+        assert (got.vector, got.basis, got.hidden) == (None, None, {})  # solved from erased events; feedback
+        assert got.positions == {"0": 7, "1": 7}  # nothing before the erasure is applied again
+        assert store.read_shown(["u1"]) == {"u1": ShownItems(user_id="u1", positions={"0": 8, "1": 7},
+                                                             erasure_seen=100.0)}  # fmt: skip
+        # a consumer that read the erasure writes what it saw: that state is served as it is
+        after = structs.replace(got, events=[*got.events, ("i5", 40.0, 1.0)], event_positions=[(0, 6), (0, 7)],
+                                vector=[0.1, 0.2], basis="v1", positions={"0": 8, "1": 7})  # fmt: skip
+        store.write_fresh_users([after])
+        assert store.read_fresh_users(["u1"]) == {"u1": after}
+        shown_after = ShownItems(user_id="u1", shown={"i6": [41.0]}, positions={"0": 9}, erasure_seen=100.0)
+        store.write_shown([shown_after])
+        assert store.read_shown(["u1"]) == {"u1": shown_after}
+        # a user erased with no row yet; a consumer then writes one it started afresh before the erasure
+        store.write_erasures([tombstone("u2", 100.0, {0: 5})], [])
+        store.write_fresh_users([FreshUser(user_id="u2", events=[("i1", 1.0, 1.0)], event_positions=[(0, 1)])])
+        assert store.read_fresh_users(["u2"])["u2"].events == []
 
     def test_trending_by_id_and_all_live_items(self) -> None:
         store = self.make_store()

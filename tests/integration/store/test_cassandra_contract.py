@@ -7,6 +7,8 @@ from collections.abc import Callable
 
 import pytest
 
+from lambdarec.erasure import tombstone
+from lambdarec.model.rows import FreshUser, ShownItems
 from lambdarec.settings import StoreSettings
 from lambdarec.store import OnlineStore, StoreError, StoreUnavailableError, open_store
 from lambdarec.store import cassandra_schema as schema
@@ -288,3 +290,19 @@ def test_a_poll_of_fresh_states_goes_in_batches_as_large_as_the_node_allows_and_
     assert store.read_fresh_users([s.user_id for s in states]) == {s.user_id: s for s in states}
     assert codec.encode_fresh(store.read_trending(["i7@0"])["i7@0"]) == codec.encode_fresh(shards[7])
     store.close()
+
+
+def test_store_init_adds_the_erasure_column_to_a_keyspace_from_before_it(cassandra_endpoint: tuple[str, int]) -> None:
+    with throwaway_keyspace(cassandra_endpoint) as url, open_store(StoreSettings(url=url)) as store:
+        for table in ("fresh_users", "shown_users"):  # the keyspace as an older release created it
+            cql(store).execute(f"ALTER TABLE {{ks}}.{table} DROP erasure")
+    with open_store(StoreSettings(url=url)) as store:
+        with pytest.raises(StoreError, match="lambdarec store init"):
+            store.read_fresh_users(["u1"])
+        store.init_schema()
+    with open_store(StoreSettings(url=url)) as store:
+        store.write_fresh_users([FreshUser(user_id="u1", recent=[("i1", 1.0)])])
+        store.write_erasures([tombstone("u1", 100.0, {0: 5})], [ShownItems(user_id="u1", erasure_seen=100.0)])
+        store.write_fresh_users([FreshUser(user_id="u1", recent=[("i1", 1.0)])])  # read before the erasure
+        assert store.read_fresh_users(["u1"])["u1"].recent == []
+        assert store.read_shown(["u1"]) == {"u1": ShownItems(user_id="u1", erasure_seen=100.0)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from collections.abc import Callable
@@ -10,9 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lambdarec.erasure import tombstone
 from lambdarec.model.rows import ShownItems
 from lambdarec.settings import StoreSettings
 from lambdarec.store import FreshUser, OnlineStore, StoreUnavailableError, TrendingItem, open_store
+from lambdarec.store.codec import encode_fresh
 from lambdarec.store.shown_codec import encode_shown
 from lambdarec.store.sqlite import SQLiteStore
 from lambdarec.store.sqlite_schema import store_dir
@@ -164,3 +167,53 @@ def test_an_old_impressions_row_left_in_fresh_sqlite_is_moved_though_shown_sqlit
         assert store.read_shown(["u-old", "u-new"]) == {"u-old": old, "u-new": newer}
     with sqlite3.connect(tmp_path / "fresh.sqlite") as fresh:
         assert fresh.execute("SELECT COUNT(*) FROM shown_users").fetchone() == (0,)
+
+
+def test_a_store_from_before_erasures_gains_the_column_and_keeps_its_rows(tmp_path: Path) -> None:
+    """Files an older release created (no ``erasure`` column) are upgraded on open; a file restored from such a
+    backup while the store is open is upgraded when the store reconnects to it."""
+    old = FreshUser(user_id="u1", recent=[("i1", 10.0)], updated_at=10.0)
+    expires = time.time() + 3600
+    for file, table, data in (("fresh.sqlite", "fresh_users", encode_fresh(old)),
+                              ("shown.sqlite", "shown_users", encode_shown(ShownItems(user_id="u1")))):  # fmt: skip
+        with sqlite3.connect(tmp_path / file) as conn:
+            conn.execute(f"CREATE TABLE {table} (ns TEXT, user_id TEXT, data BLOB NOT NULL, expires_at REAL NOT NULL, "
+                         "PRIMARY KEY (ns, user_id)) WITHOUT ROWID")  # fmt: skip
+            conn.execute(f"INSERT INTO {table} VALUES ('default', 'u1', ?, ?)", (data, expires))
+        conn.close()
+    with SQLiteStore(StoreSettings(url=f"sqlite:///{tmp_path}")) as store:
+        assert store.read_fresh_users(["u1"]) == {"u1": old}
+        assert store.read_shown(["u1"]) == {"u1": ShownItems(user_id="u1")}
+        store.write_erasures([tombstone("u1", 100.0, {0: 5})], [])
+        store.write_fresh_users([old])  # written from a state read before the erasure
+        assert store.read_fresh_users(["u1"])["u1"].recent == []
+        backup = tmp_path / "backup.sqlite"
+        with sqlite3.connect(backup) as conn:
+            conn.execute("CREATE TABLE fresh_users (ns TEXT, user_id TEXT, data BLOB NOT NULL, expires_at REAL "
+                         "NOT NULL, PRIMARY KEY (ns, user_id)) WITHOUT ROWID")  # fmt: skip
+            conn.execute("INSERT INTO fresh_users VALUES ('default', 'u1', ?, ?)", (encode_fresh(old), expires))
+        conn.close()
+        for suffix in ("-wal", "-shm"):
+            (tmp_path / f"fresh.sqlite{suffix}").unlink(missing_ok=True)
+        os.replace(backup, tmp_path / "fresh.sqlite")  # the restore: a new inode
+        time.sleep(0.3)  # the store checks its files' identities every 0.25 s of calls
+        store.read_fresh_users(["u1"])  # noticed here (the call that notices reads the old connection)
+        assert store.read_fresh_users(["u1"]) == {"u1": old}
+        store.write_erasures([tombstone("u1", 200.0, {0: 9})], [])
+        assert store.read_fresh_users(["u1"])["u1"].erased_at == 200.0
+
+
+def test_an_erasure_expires_with_its_row(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A consumer starts afresh a user whose erased row expired (it reads nothing): the state it writes is served
+    as it is, not masked by the expired row's erasure."""
+    store = SQLiteStore(StoreSettings(url=f"sqlite:///{tmp_path}", fresh_ttl_s=60))
+    store.write_erasures([tombstone("u1", 100.0, {0: 5})], [ShownItems(user_id="u1", erasure_seen=100.0)])
+    later = time.time() + 61
+    monkeypatch.setattr("lambdarec.store.sqlite_fresh.time.time", lambda: later)
+    assert store.read_fresh_users(["u1"]) == {} and store.read_shown(["u1"]) == {}
+    state = FreshUser(user_id="u1", events=[("i1", 1.0, 1.0)], event_positions=[(0, 1)], positions={"0": 2})
+    shown = ShownItems(user_id="u1", shown={"i2": [2.0]}, positions={"0": 2})
+    store.write_fresh_users([state])
+    store.write_shown([shown])
+    assert store.read_fresh_users(["u1"]) == {"u1": state} and store.read_shown(["u1"]) == {"u1": shown}
+    store.close()

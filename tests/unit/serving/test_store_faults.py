@@ -218,7 +218,7 @@ def test_a_corrupt_fresh_state_row_costs_that_user_only(fresh_store) -> None:
     fresh_db = _db(settings).parent / "fresh.sqlite"
     with sqlite3.connect(fresh_db) as conn:
         conn.execute(
-            "INSERT OR REPLACE INTO fresh_users VALUES (?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO fresh_users (ns, user_id, data, expires_at) VALUES (?, ?, ?, ?)",
             (settings.store.namespace, users[0], b"\xc1 not msgpack", 4e9),
         )
     with serving(settings) as client:

@@ -1,0 +1,58 @@
+"""The erasure verb of the ``OnlineStore``: each erased user's tombstones written as their rows and into the rows'
+``erasure`` column, which the consumers never write, so a consumer's write that read the row before the erasure
+cannot undo it: every read sees the row through :mod:`lambdarec.model.erased`.
+
+Example
+-------
+>>> store.write_erasures([tombstone("u1", time.time(), {0: 17})], [ShownItems(user_id="u1")])   # doctest: +SKIP
+1
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Iterable, Sequence
+from typing import TypeVar
+
+import msgspec
+
+from lambdarec.model.erased import masked, masked_shown
+from lambdarec.model.rows import FreshUser, ShownItems
+from lambdarec.store.codec import decode_fresh_user, decode_keyed
+from lambdarec.store.shown_codec import decode_shown
+
+Row = tuple[str, bytes | None, bytes | None]  # (user_id, data, erasure) as the stores read them
+T = TypeVar("T", FreshUser, ShownItems)
+
+
+class ErasureWrites(abc.ABC):
+    """Every ``OnlineStore`` backend writes erasures (contract: ``tests/integration/store``)."""
+
+    @abc.abstractmethod
+    def write_erasures(self, users: Sequence[FreshUser], shown: Sequence[ShownItems]) -> int:
+        """Write ``users`` (fresh-state tombstones) and ``shown`` (impressions tombstones) as the users' rows and
+        as their ``erasure``; returns how many users. A tombstone's ``erasure_seen`` must be set."""
+
+
+def fresh_rows(rows: Iterable[Row]) -> dict[str, FreshUser]:
+    """``user_id -> FreshUser`` of stored ``(user_id, data, erasure)`` rows, each seen through its erasure; rows
+    that do not decode raise one ``CorruptRowError`` carrying the others."""
+    return decode_keyed(((u, (d, e)) for u, d, e in rows), _decoder(decode_fresh_user, masked), "fresh state")
+
+
+def shown_rows(rows: Iterable[Row]) -> dict[str, ShownItems]:
+    """:func:`fresh_rows` for impressions rows."""
+    return decode_keyed(((u, (d, e)) for u, d, e in rows), _decoder(decode_shown, masked_shown), "impressions")
+
+
+def _decoder(
+    decode: Callable[[bytes], T], mask: Callable[[T | None, T | None], T | None]
+) -> Callable[[tuple[bytes | None, bytes | None]], T]:
+    def decode_row(pair: tuple[bytes | None, bytes | None]) -> T:
+        data, erasure = pair
+        row = mask(None if data is None else decode(data), None if erasure is None else decode(erasure))
+        if row is None:
+            raise msgspec.ValidationError("the row holds neither a state nor an erasure")
+        return row
+
+    return decode_row
