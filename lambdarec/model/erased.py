@@ -7,6 +7,11 @@ read-to-write window) replaces the row but not the column; its row does not say 
 before the erasure, only what the log brought after it. The next state a consumer writes from there has seen the
 erasure, and the column stops mattering.
 
+A brand-new item's trending shards keep the fold-in vector of each of its users (``TrendingItem.users``): the
+store also lists the users erased lately (``erased_users``) and every read of the shards leaves them out
+(:func:`without_users`), so serving never solves an item's vector with an erased user's term, and a consumer's next
+write of the shard drops it from the store.
+
 Example
 -------
 >>> stale = FreshUser(user_id="u1", events=[("i1", 10.0, 1.0), ("i2", 30.0, 1.0)],
@@ -18,8 +23,12 @@ Example
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+from msgspec import structs
+
 from lambdarec.model.freshstate import positions_of
-from lambdarec.model.rows import FRESH_FORMAT, FreshUser, ShownItems
+from lambdarec.model.rows import FRESH_FORMAT, FreshUser, ShownItems, TrendingItem
 
 
 def _unseen(row: FreshUser | ShownItems | None, erasure: FreshUser | ShownItems) -> bool:
@@ -76,3 +85,22 @@ def masked_shown(row: ShownItems | None, erasure: ShownItems | None) -> ShownIte
         updated_at=erasure.updated_at,
         erasure_seen=erasure.erasure_seen,
     )
+
+
+def shard_users(shards: dict[str, TrendingItem]) -> list[str]:
+    """The users with a term in any of ``shards`` (brand-new items' shards), each once."""
+    return list(dict.fromkeys(u for shard in shards.values() if shard.users for u in shard.users))
+
+
+def without_users(shards: Iterable[tuple[str, TrendingItem]], erased: set[str]) -> dict[str, TrendingItem]:
+    """``key -> shard`` with the terms of the ``erased`` users left out of each brand-new item's users (all of an
+    erased user's terms: one who came back after the erasure is left out too until the list forgets them)."""
+    if not erased:
+        return dict(shards)
+    out = {}
+    for key, shard in shards:
+        if shard.users and not erased.isdisjoint(shard.users):
+            out[key] = structs.replace(shard, users={u: t for u, t in shard.users.items() if u not in erased})
+        else:
+            out[key] = shard
+    return out

@@ -249,12 +249,7 @@ class CassandraStore(CatalogOf, OnlineStore):
         return cassandra_fresh.write_trending(self._cql, self._ns, items, self._fresh_ttl)
 
     def read_trending(self, item_ids: Iterable[str] | None = None) -> dict[str, TrendingItem]:
-        if item_ids is None:
-            params = [(self._ns, b) for b in range(schema.TRENDING_BUCKETS)]
-            results = self._many(schema.SELECT_TRENDING_BUCKET, params, EXEC_PROFILE_DEFAULT)
-        else:
-            return cassandra_fresh.read_trending(self._cql, self._ns, item_ids)
-        return {item_id: codec.decode_trending(data) for rs in results for item_id, data in rs}
+        return cassandra_fresh.read_trending(self._cql, self._ns, item_ids)
 
     # ---- event ids ------------------------------------------------------------------------------------------
 

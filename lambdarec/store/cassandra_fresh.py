@@ -28,6 +28,7 @@ from typing import Any
 from cassandra.cluster import EXEC_PROFILE_DEFAULT
 from cassandra.query import BatchStatement, BatchType
 
+from lambdarec.model.erased import shard_users, without_users
 from lambdarec.model.rows import FreshUser, ShownItems, TrendingItem
 from lambdarec.store import cassandra_schema as schema
 from lambdarec.store import codec
@@ -105,14 +106,24 @@ def read_user_rows(cql: CassandraSession, version: str, user_ids: Iterable[str])
     return ((uid, data) for rs in cql.many(SELECT_USER_ROWS, params, EXEC_PROFILE_DEFAULT) for uid, data in rs)
 
 
-def read_trending(cql: CassandraSession, ns: str, keys: Iterable[str]) -> dict[str, TrendingItem]:
-    """The trending shards stored under ``keys``: one ``IN`` query per bucket partition and chunk."""
-    buckets: dict[int, list[str]] = defaultdict(list)
-    for key in dict.fromkeys(keys):
-        buckets[schema.trending_bucket(key)].append(key)
-    params = [(ns, bucket, chunk) for bucket, group in buckets.items() for chunk in _chunks(group)]
-    results = cql.many(SELECT_TRENDING_ROWS, params, EXEC_PROFILE_DEFAULT)
-    return {item_id: codec.decode_trending(data) for rs in results for item_id, data in rs}
+def read_trending(cql: CassandraSession, ns: str, keys: Iterable[str] | None) -> dict[str, TrendingItem]:
+    """The trending shards stored under ``keys`` (every live one for None): one ``IN`` query per bucket partition
+    and chunk (a bucket's rows for None); then, where brand-new items' shards name users, which of them are listed
+    as erased, left out of the shards."""
+    if keys is None:
+        results = cql.many(schema.SELECT_TRENDING_BUCKET, [(ns, b) for b in range(schema.TRENDING_BUCKETS)],
+                           EXEC_PROFILE_DEFAULT)  # fmt: skip
+    else:
+        buckets: dict[int, list[str]] = defaultdict(list)
+        for key in dict.fromkeys(keys):
+            buckets[schema.trending_bucket(key)].append(key)
+        params = [(ns, bucket, chunk) for bucket, group in buckets.items() for chunk in _chunks(group)]
+        results = cql.many(SELECT_TRENDING_ROWS, params, EXEC_PROFILE_DEFAULT)
+    shards = {item_id: codec.decode_trending(data) for rs in results for item_id, data in rs}
+    if not (users := shard_users(shards)):
+        return shards
+    listed = cql.many(schema.SELECT_ERASED_USERS, [(ns, chunk) for chunk in _chunks(users)], EXEC_PROFILE_DEFAULT)
+    return without_users(shards.items(), {uid for rs in listed for (uid,) in rs})
 
 
 def write_trending(cql: CassandraSession, ns: str, items: Iterable[TrendingItem], ttl_s: int) -> int:
@@ -182,4 +193,5 @@ def write_erasures(
     cql.write_many(schema.ERASE_FRESH_USER, fresh)
     cql.write_many(schema.ERASE_SHOWN, [(ns, r.user_id, data, data, 2 * ttl_s) for r in shown
                                         for data in (encode_shown(r),)])  # fmt: skip
+    cql.write_many(schema.LIST_ERASED_USER, [(ns, u.user_id, u.erasure_seen, 2 * ttl_s) for u in users])
     return len(users)

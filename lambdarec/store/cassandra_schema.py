@@ -182,6 +182,8 @@ SELECT_TRENDING_BUCKET = "SELECT item_id, data FROM {ks}.trending WHERE ns = ? A
 UPSERT_SHOWN = "INSERT INTO {ks}.shown_users (ns, user_id, data) VALUES (?, ?, ?) USING TTL ?"
 SELECT_SHOWN = "SELECT user_id, data, erasure FROM {ks}.shown_users WHERE ns = ? AND user_id = ?"
 ERASE_SHOWN = "INSERT INTO {ks}.shown_users (ns, user_id, data, erasure) VALUES (?, ?, ?, ?) USING TTL ?"
+LIST_ERASED_USER = "INSERT INTO {ks}.erased_users (ns, user_id, erased_at) VALUES (?, ?, ?) USING TTL ?"
+SELECT_ERASED_USERS = "SELECT user_id FROM {ks}.erased_users WHERE ns = ? AND user_id IN ?"
 TAKE_LOCK = "INSERT INTO {ks}.locks (ns, name, owner) VALUES (?, ?, ?) IF NOT EXISTS USING TTL ?"
 RENEW_LOCK = "UPDATE {ks}.locks USING TTL ? SET owner = ? WHERE ns = ? AND name = ? IF owner = ?"
 RELEASE_LOCK = "DELETE FROM {ks}.locks WHERE ns = ? AND name = ? IF owner = ?"
@@ -233,6 +235,9 @@ TABLES: tuple[tuple[str, str | None, str], ...] = (
     # a user's impressions, written by the impressions consumer only (speed.feedback.own_consumer)
     ("shown_users", "fresh_ttl_s", "CREATE TABLE IF NOT EXISTS {ks}.shown_users (ns text, user_id text, "
      "data blob, erasure blob, PRIMARY KEY ((ns, user_id)))"),
+    # the users `forget` erased lately (twice the fresh TTL), left out of brand-new items' shards on read
+    ("erased_users", "fresh_ttl_s", "CREATE TABLE IF NOT EXISTS {ks}.erased_users (ns text, user_id text, "
+     "erased_at double, PRIMARY KEY (ns, user_id))"),
 )  # fmt: skip
 # (table, column, type) added since the table was first released: `store init` adds them to older keyspaces
 ADDED_COLUMNS = (("fresh_users", "erasure", "blob"), ("shown_users", "erasure", "blob"))

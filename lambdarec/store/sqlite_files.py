@@ -33,6 +33,7 @@ from lambdarec.store.sqlite_schema import (
     CLAIMS_FILE,
     CLAIMS_SCHEMA,
     ERASABLE,
+    ERASED_USERS_SCHEMA,
     FRESH_FILE,
     FRESH_SCHEMA,
     PRAGMAS,
@@ -207,6 +208,8 @@ class Connections:
         if not self._creating:  # restored from before the erasure column: add it (a read when it is there)
             for table in (t for w, t in ERASABLE if w == which):
                 add_erasure_column(conn, table, self.path)
+            if which == "fresh":  # and the erased users' table (no lock when it exists)
+                conn.executescript(ERASED_USERS_SCHEMA)
         mmap_mb = self.settings.sqlite.mmap_mb if which == "snapshots" else self.settings.sqlite.fresh_mmap_mb
         conn.execute(f"PRAGMA mmap_size={int(mmap_mb) << 20}")  # an int from the settings
         setattr(self._local, which, (generation, conn))

@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 
+from lambdarec.model.erased import shard_users, without_users
 from lambdarec.model.rows import FreshUser, LogPosition, ShownItems, TrendingItem
 from lambdarec.settings import StoreSettings
 from lambdarec.store import codec
@@ -30,9 +31,11 @@ from lambdarec.store.sqlite_schema import (
     DROP_EXPIRED_EVENT_IDS,
     EVENT_ID_SWEEP_S,
     RELEASE_EVENT_ID,
+    SELECT_ERASED_USERS,
     SELECT_EVENT_IDS,
     SELECT_LIVE_EVENT_IDS,
     UPSERT_ERASABLE,
+    WRITE_ERASED_USER,
     WRITE_ERASURE,
 )
 
@@ -67,7 +70,11 @@ class FreshTables:
         return self._write("trending", ((t.key, codec.encode_fresh(t)) for t in items))
 
     def read_trending(self, item_ids: Iterable[str] | None = None) -> dict[str, TrendingItem]:
-        return {k: codec.decode_trending(v) for k, v in self._read("trending", "item_id", item_ids)}
+        shards = {k: codec.decode_trending(v) for k, v in self._read("trending", "item_id", item_ids)}
+        if not (users := shard_users(shards)):
+            return shards
+        listed = select_in(self._files.db("fresh"), SELECT_ERASED_USERS, (self._ns, time.time()), users)
+        return without_users(shards.items(), {uid for (uid,) in listed})
 
     def write_shown(self, rows: Iterable[ShownItems]) -> int:
         return self._write("shown_users", ((r.user_id, encode_shown(r)) for r in rows), "shown")
@@ -82,13 +89,17 @@ class FreshTables:
         return len(users)
 
     def _write_erased(self, which: Which, table: str, rows: list[tuple[str, bytes]]) -> None:
-        expires = time.time() + self._ttl_s
+        now = time.time()
+        expires = now + self._ttl_s
         with self._transaction(which) as conn:
             conn.executemany(WRITE_ERASURE.format(table=table), ((self._ns, u, d, expires, d) for u, d in rows))
+            if table == "fresh_users":  # listed for twice the TTL: past any shard written with their terms
+                listed = now + 2 * self._ttl_s
+                conn.executemany(WRITE_ERASED_USER, ((self._ns, u, now, listed) for u, _ in rows))
 
     def drop_expired(self) -> None:
         """Delete expired fresh users, impressions and trending rows (already invisible) to reclaim their space."""
-        for which, tables in (("fresh", ("fresh_users", "trending")), ("shown", ("shown_users",))):
+        for which, tables in (("fresh", ("fresh_users", "trending", "erased_users")), ("shown", ("shown_users",))):
             with self._transaction(which) as conn:
                 for table in tables:
                     conn.execute(f"DELETE FROM {table} WHERE ns = ? AND expires_at <= ?", (self._ns, time.time()))  # noqa: S608

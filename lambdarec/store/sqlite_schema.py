@@ -46,7 +46,15 @@ CREATE TABLE IF NOT EXISTS event_ids (ns TEXT, event_id TEXT, part INTEGER NOT N
 CREATE INDEX IF NOT EXISTS event_ids_expiry ON event_ids (ns, expires_at);
 CREATE TABLE IF NOT EXISTS shown_users (ns TEXT, user_id TEXT, data BLOB NOT NULL, expires_at REAL NOT NULL,
   PRIMARY KEY (ns, user_id)) WITHOUT ROWID;
+"""  # + ERASED_USERS_SCHEMA, below
+# The users `forget` erased lately, left out of brand-new items' shards on read (lambdarec.model.erased)
+ERASED_USERS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS erased_users (ns TEXT, user_id TEXT, erased_at REAL NOT NULL, expires_at REAL NOT NULL,
+  PRIMARY KEY (ns, user_id)) WITHOUT ROWID;
 """
+FRESH_SCHEMA += ERASED_USERS_SCHEMA
+WRITE_ERASED_USER = "INSERT OR REPLACE INTO erased_users (ns, user_id, erased_at, expires_at) VALUES (?, ?, ?, ?)"
+SELECT_ERASED_USERS = "SELECT user_id FROM erased_users WHERE ns = ? AND expires_at > ? AND user_id IN ({})"
 # A claim is taken unless a live one holds the id; an expired one is taken over in place.
 CLAIM_EVENT_ID = (
     "INSERT INTO event_ids (ns, event_id, part, pos, expires_at) VALUES (?, ?, ?, ?, ?) "

@@ -508,6 +508,24 @@ class StoreContract(CatalogContract):
         store.write_fresh_users([FreshUser(user_id="u2", events=[("i1", 1.0, 1.0)], event_positions=[(0, 1)])])
         assert store.read_fresh_users(["u2"])["u2"].events == []
 
+    def test_an_erased_user_leaves_brand_new_items_shards_at_once(self) -> None:
+        """Their fold-in vector in a brand-new item's shard is left out of every read from the erasure on, also
+        from a shard a consumer wrote afterwards from a read before it; another user's terms stay."""
+        store = self.make_store()
+        shard = TrendingItem(item_id="new", partition=0, count=2.0, basis="v1",
+                             users={"u1": [1.0, 0.5, 0.5], "u2": [1.0, 0.1, 0.2]})  # fmt: skip
+        store.write_trending([shard])
+        store.write_erasures([tombstone("u1", 100.0, {0: 5})], [])
+        without = structs.replace(shard, users={"u2": [1.0, 0.1, 0.2]})
+        assert store.read_trending(None) == {shard.key: without}
+        assert store.read_trending([shard.key]) == {shard.key: without}
+        store.write_trending([structs.replace(shard, count=3.0)])  # computed from the shard read before
+        assert store.read_trending([shard.key])[shard.key].users == {"u2": [1.0, 0.1, 0.2]}
+        other = open_store(StoreSettings(url=self.store_url(), namespace=f"{self.namespace}x"))  # per namespace
+        self._opened.append(other)
+        other.write_trending([shard])
+        assert other.read_trending([shard.key]) == {shard.key: shard}
+
     def test_trending_by_id_and_all_live_items(self) -> None:
         store = self.make_store()
         items = [TrendingItem(item_id=f"item{i}", count=float(i), as_of=100.0, positions={"1": i}) for i in range(60)]

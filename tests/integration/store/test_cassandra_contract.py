@@ -292,13 +292,16 @@ def test_a_poll_of_fresh_states_goes_in_batches_as_large_as_the_node_allows_and_
     store.close()
 
 
-def test_store_init_adds_the_erasure_column_to_a_keyspace_from_before_it(cassandra_endpoint: tuple[str, int]) -> None:
+def test_store_init_adds_what_erasures_need_to_a_keyspace_from_before_them(cassandra_endpoint: tuple[str, int]) -> None:
     with throwaway_keyspace(cassandra_endpoint) as url, open_store(StoreSettings(url=url)) as store:
         for table in ("fresh_users", "shown_users"):  # the keyspace as an older release created it
             cql(store).execute(f"ALTER TABLE {{ks}}.{table} DROP erasure")
+        cql(store).execute("DROP TABLE {ks}.erased_users")
     with open_store(StoreSettings(url=url)) as store:
         with pytest.raises(StoreError, match="lambdarec store init"):
             store.read_fresh_users(["u1"])
+        with pytest.raises(StoreError, match="lambdarec store init"):
+            store.read_trending(None)
         store.init_schema()
     with open_store(StoreSettings(url=url)) as store:
         store.write_fresh_users([FreshUser(user_id="u1", recent=[("i1", 1.0)])])

@@ -5,8 +5,8 @@ from __future__ import annotations
 from msgspec import structs
 
 from lambdarec.erasure import tombstone
-from lambdarec.model.erased import masked, masked_shown
-from lambdarec.model.rows import FreshUser, ShownItems
+from lambdarec.model.erased import masked, masked_shown, without_users
+from lambdarec.model.rows import FreshUser, ShownItems, TrendingItem
 
 GRAVE = tombstone("u1", 100.0, {0: 5, 1: 3})
 
@@ -72,3 +72,14 @@ def test_an_impressions_row_written_before_the_erasure_keeps_no_impression() -> 
     assert masked_shown(seen, grave) is seen
     assert masked_shown(None, grave) is grave
     assert masked_shown(row, None) is row
+
+
+def test_erased_users_leave_brand_new_items_shards_and_other_shards_stay_the_same_objects() -> None:
+    new = TrendingItem(item_id="new", partition=0, count=3.0, basis="v1",
+                       users={"u1": [1.0, 0.5, 0.5], "u2": [2.0, 0.1, 0.2]})  # fmt: skip
+    plain = TrendingItem(item_id="old", partition=0, count=1.0)
+    other = TrendingItem(item_id="new2", partition=1, count=1.0, users={"u3": [1.0, 0.3, 0.3]})
+    got = without_users([(new.key, new), (plain.key, plain), (other.key, other)], {"u1"})
+    assert got[new.key] == structs.replace(new, users={"u2": [2.0, 0.1, 0.2]})
+    assert got[plain.key] is plain and got[other.key] is other
+    assert without_users([(new.key, new)], set())[new.key] is new
