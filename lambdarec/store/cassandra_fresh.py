@@ -42,6 +42,7 @@ from lambdarec.store.shown_codec import encode_shown
 PARTITION_BATCH_BYTES = 48 * 1024
 IN_FLIGHT_BYTES = 1024 * 1024  # batches in flight at most: the driver refuses a request ("connection overloaded")
 # while its socket's send buffer is full, which a few MiB of large batches to a busy node can fill
+MAX_TTL_S = 20 * 365 * 86400  # the largest TTL Cassandra takes
 IN_KEYS = 100  # keys per IN query: large enough to amortise a request, small enough for one page and no timeout
 SELECT_FRESH_USERS = "SELECT user_id, data, erasure FROM {ks}.fresh_users WHERE ns = ? AND user_id IN ?"
 SELECT_USER_ROWS = "SELECT user_id, data FROM {ks}.user_rows WHERE version = ? AND user_id IN ?"
@@ -188,10 +189,11 @@ def write_erasures(
     cql: CassandraSession, ns: str, users: Sequence[FreshUser], shown: Sequence[ShownItems], ttl_s: int
 ) -> int:
     """Each tombstone as the row and as its ``erasure`` (``OnlineStore.write_erasures``), for twice the fresh TTL:
-    the erasure outlives any row a consumer wrote from a state read before it."""
-    fresh = [(ns, u.user_id, data, data, 2 * ttl_s) for u in users for data in (codec.encode_fresh(u),)]
+    the erasure outlives any row a consumer wrote from a state read before it (at most Cassandra's 20-year TTL)."""
+    ttl = min(2 * ttl_s, MAX_TTL_S)
+    fresh = [(ns, u.user_id, data, data, ttl) for u in users for data in (codec.encode_fresh(u),)]
     cql.write_many(schema.ERASE_FRESH_USER, fresh)
-    cql.write_many(schema.ERASE_SHOWN, [(ns, r.user_id, data, data, 2 * ttl_s) for r in shown
+    cql.write_many(schema.ERASE_SHOWN, [(ns, r.user_id, data, data, ttl) for r in shown
                                         for data in (encode_shown(r),)])  # fmt: skip
-    cql.write_many(schema.LIST_ERASED_USER, [(ns, u.user_id, u.erasure_seen, 2 * ttl_s) for u in users])
+    cql.write_many(schema.LIST_ERASED_USER, [(ns, u.user_id, u.erasure_seen, ttl) for u in users])
     return len(users)
