@@ -15,6 +15,10 @@ In order:
    read the user's state before this and writes after it cannot bring the erased history back
    (:mod:`lambdarec.model.erased`); the same holds for the impressions row.
 
+:func:`reapply_erasures` (``lambdarec forget --reapply``) writes every erasure the lake recorded into the store
+again, as it was (time and log positions): after the fresh state was cleared to be rebuilt from the log, so
+replayed events from before an erasure stay erased.
+
 Example
 -------
 >>> forget_users(settings, ["u42"]).to_dict()["lake_rows_deleted"]     # doctest: +SKIP
@@ -31,6 +35,8 @@ from lambdarec.lake import Lake, open_lake
 from lambdarec.model.rows import FreshUser, ShownItems
 from lambdarec.settings import Settings
 from lambdarec.store import OnlineStore, open_store
+
+REAPPLY_CHUNK = 1000  # users per store write when erasures are written again
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,29 @@ def tombstone(user_id: str, erased_at: float, log_end: dict[int, int]) -> FreshU
         erased_at=erased_at,
         erasure_seen=erased_at,
     )
+
+
+def reapply_erasures(settings: Settings, *, store: OnlineStore | None = None, lake: Lake | None = None) -> int:
+    """Write the latest erasure of every user the lake recorded into the store again, with its own time and log
+    positions, ``REAPPLY_CHUNK`` users a write; a row that exists keeps its state (a state built after the
+    erasure stays as it is, one built from events before it is masked). Returns how many users."""
+    if lake is None and settings.lake.url is None:
+        raise ValueError("erasures are recorded in the lake and no lake is configured (lake.url)")
+    lake = lake or open_lake(settings)
+    own_store = store is None
+    store = store or open_store(settings)
+    try:
+        erasures = list(lake.erasures().values())
+        for n in range(0, len(erasures), REAPPLY_CHUNK):
+            chunk = erasures[n : n + REAPPLY_CHUNK]
+            shown = [ShownItems(user_id=e.user_id, erasure_seen=e.erased_at,
+                                positions={str(p): o for p, o in (e.impressions_end or e.log_end).items()})
+                     for e in chunk]  # fmt: skip
+            store.write_erasures([tombstone(e.user_id, e.erased_at, e.log_end) for e in chunk], shown, rows=False)
+    finally:
+        if own_store:
+            store.close()
+    return len(erasures)
 
 
 def impressions_end(settings: Settings, log: EventLog) -> dict[int, int] | None:

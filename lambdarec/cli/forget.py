@@ -1,4 +1,6 @@
-"""``lambdarec forget USER...``: erase users from the lake, the fresh state and every response.
+"""``lambdarec forget USER...``: erase users from the lake, the fresh state and every response;
+``lambdarec forget --reapply``: write the erasures the lake recorded into the store again (after the fresh state
+was cleared to be rebuilt from the log).
 
 Exit codes: 0 erased; 1 the store, the log or the lake failed (run it again: every step is idempotent);
 2 bad input.
@@ -18,7 +20,15 @@ forget = typer.Typer(help="Erase users: lake rows, fresh state, and every respon
 
 @forget.command()
 def run(
-    users: Annotated[list[str], typer.Argument(metavar="USER...", help="User ids to erase.")],
+    users: Annotated[list[str] | None, typer.Argument(metavar="USER...", help="User ids to erase.")] = None,
+    reapply: Annotated[
+        bool,
+        typer.Option(
+            "--reapply",
+            help="Erase nobody new: write every erasure the lake recorded into the store again (after clearing "
+            "the fresh state to rebuild it from the log, before the speed consumers start).",
+        ),
+    ] = False,
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -26,14 +36,20 @@ def run(
 
     The next nightly snapshot lacks them. Older lake versions keep the files until `lambdarec lake vacuum`.
     """
-    from lambdarec.erasure import forget_users
+    from lambdarec.erasure import forget_users, reapply_erasures
     from lambdarec.eventlog import EventLogError
     from lambdarec.lake import LakeError
     from lambdarec.store import StoreError
 
     settings = load_settings(config)
     try:
-        result = forget_users(settings, users)
+        if reapply:
+            if users:
+                raise ValueError("--reapply erases nobody new: name no USER with it")
+            count = reapply_erasures(settings)
+            typer.echo(json.dumps({"reapplied": count}) if as_json else f"wrote {count} recorded erasure(s) again")
+            return
+        result = forget_users(settings, users or [])
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_BAD_INPUT) from None

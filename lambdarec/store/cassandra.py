@@ -236,8 +236,8 @@ class CassandraStore(CatalogOf, OnlineStore):
     def read_shown(self, user_ids: Iterable[str]) -> dict[str, ShownItems]:
         return self.read_shown_future(list(user_ids)).result()
 
-    def write_erasures(self, users: Sequence[FreshUser], shown: Sequence[ShownItems]) -> int:
-        return cassandra_fresh.write_erasures(self._cql, self._ns, users, shown, self._fresh_ttl)
+    def write_erasures(self, users: Sequence[FreshUser], shown: Sequence[ShownItems], *, rows: bool = True) -> int:
+        return cassandra_fresh.write_erasures(self._cql, self._ns, users, shown, self._fresh_ttl, rows=rows)
 
     def read_shown_future(self, user_ids: Sequence[str]) -> Future[dict[str, ShownItems]]:
         """:meth:`read_shown`, its reads sent at once without waiting."""

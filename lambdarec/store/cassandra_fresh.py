@@ -186,14 +186,19 @@ def write_shown(cql: CassandraSession, ns: str, rows: Iterable[ShownItems], ttl_
 
 
 def write_erasures(
-    cql: CassandraSession, ns: str, users: Sequence[FreshUser], shown: Sequence[ShownItems], ttl_s: int
+    cql: CassandraSession, ns: str, users: Sequence[FreshUser], shown: Sequence[ShownItems], ttl_s: int, *, rows: bool
 ) -> int:
-    """Each tombstone as the row and as its ``erasure`` (``OnlineStore.write_erasures``), for twice the fresh TTL:
-    the erasure outlives any row a consumer wrote from a state read before it (at most Cassandra's 20-year TTL)."""
+    """Each tombstone as the row (not with ``rows=False``: an existing row stays) and as its ``erasure``, and the
+    users listed as erased (``OnlineStore.write_erasures``), for twice the fresh TTL: the erasure outlives any row
+    a consumer wrote from a state read before it (at most Cassandra's 20-year TTL)."""
     ttl = min(2 * ttl_s, MAX_TTL_S)
-    fresh = [(ns, u.user_id, data, data, ttl) for u in users for data in (codec.encode_fresh(u),)]
-    cql.write_many(schema.ERASE_FRESH_USER, fresh)
-    cql.write_many(schema.ERASE_SHOWN, [(ns, r.user_id, data, data, ttl) for r in shown
-                                        for data in (encode_shown(r),)])  # fmt: skip
+    fresh = [(u.user_id, codec.encode_fresh(u)) for u in users]
+    impressions = [(r.user_id, encode_shown(r)) for r in shown]
+    if rows:
+        cql.write_many(schema.ERASE_FRESH_USER, [(ns, uid, data, data, ttl) for uid, data in fresh])
+        cql.write_many(schema.ERASE_SHOWN, [(ns, uid, data, data, ttl) for uid, data in impressions])
+    else:
+        cql.write_many(schema.REERASE_FRESH_USER, [(ttl, data, ns, uid) for uid, data in fresh])
+        cql.write_many(schema.REERASE_SHOWN, [(ttl, data, ns, uid) for uid, data in impressions])
     cql.write_many(schema.LIST_ERASED_USER, [(ns, u.user_id, u.erasure_seen, ttl) for u in users])
     return len(users)

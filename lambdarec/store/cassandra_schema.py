@@ -182,6 +182,8 @@ SELECT_TRENDING_BUCKET = "SELECT item_id, data FROM {ks}.trending WHERE ns = ? A
 UPSERT_SHOWN = "INSERT INTO {ks}.shown_users (ns, user_id, data) VALUES (?, ?, ?) USING TTL ?"
 SELECT_SHOWN = "SELECT user_id, data, erasure FROM {ks}.shown_users WHERE ns = ? AND user_id = ?"
 ERASE_SHOWN = "INSERT INTO {ks}.shown_users (ns, user_id, data, erasure) VALUES (?, ?, ?, ?) USING TTL ?"
+REERASE_FRESH_USER = "UPDATE {ks}.fresh_users USING TTL ? SET erasure = ? WHERE ns = ? AND user_id = ?"
+REERASE_SHOWN = "UPDATE {ks}.shown_users USING TTL ? SET erasure = ? WHERE ns = ? AND user_id = ?"
 LIST_ERASED_USER = "INSERT INTO {ks}.erased_users (ns, user_id, erased_at) VALUES (?, ?, ?) USING TTL ?"
 SELECT_ERASED_USERS = "SELECT user_id FROM {ks}.erased_users WHERE ns = ? AND user_id IN ?"
 TAKE_LOCK = "INSERT INTO {ks}.locks (ns, name, owner) VALUES (?, ?, ?) IF NOT EXISTS USING TTL ?"

@@ -29,9 +29,11 @@ class ErasureWrites(abc.ABC):
     """Every ``OnlineStore`` backend writes erasures (contract: ``tests/integration/store``)."""
 
     @abc.abstractmethod
-    def write_erasures(self, users: Sequence[FreshUser], shown: Sequence[ShownItems]) -> int:
+    def write_erasures(self, users: Sequence[FreshUser], shown: Sequence[ShownItems], *, rows: bool = True) -> int:
         """Write ``users`` (fresh-state tombstones) and ``shown`` (impressions tombstones) as the users' rows and
-        as their ``erasure``; returns how many users. A tombstone's ``erasure_seen`` must be set."""
+        as their ``erasure``, and list the users as erased; returns how many users. A tombstone's
+        ``erasure_seen`` must be set. ``rows=False`` keeps a row that exists (only its erasure is written: a state
+        that saw the erasure stays as it is, one that did not is masked), for erasures written again."""
 
 
 def fresh_rows(rows: Iterable[Row]) -> dict[str, FreshUser]:

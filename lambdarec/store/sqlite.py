@@ -212,8 +212,8 @@ class SQLiteStore(CatalogOf, OnlineStore):
     def read_shown(self, user_ids: Iterable[str]) -> dict[str, ShownItems]:
         return self._fresh.read_shown(user_ids)
 
-    def write_erasures(self, users: Sequence[FreshUser], shown: Sequence[ShownItems]) -> int:
-        return self._fresh.write_erasures(users, shown)
+    def write_erasures(self, users: Sequence[FreshUser], shown: Sequence[ShownItems], *, rows: bool = True) -> int:
+        return self._fresh.write_erasures(users, shown, rows=rows)
 
     def claim_event_ids(
         self, claims: Mapping[str, LogPosition], ttl_s: float, scope: ClaimScope = "events"

@@ -37,6 +37,7 @@ from lambdarec.store.sqlite_schema import (
     UPSERT_ERASABLE,
     WRITE_ERASED_USER,
     WRITE_ERASURE,
+    WRITE_ERASURE_ONLY,
 )
 
 CLAIMS_OF: dict[ClaimScope, Which] = {"events": "claims", "impressions": "shown"}  # the file of each scope's claims
@@ -82,20 +83,23 @@ class FreshTables:
     def read_shown(self, user_ids: Iterable[str]) -> dict[str, ShownItems]:
         return shown_rows(self._read_erasable("shown_users", user_ids, "shown"))
 
-    def write_erasures(self, users: Sequence[FreshUser], shown: Sequence[ShownItems]) -> int:
-        """Each tombstone as the row and as its ``erasure`` (``OnlineStore.write_erasures``)."""
-        self._write_erased("fresh", "fresh_users", [(u.user_id, codec.encode_fresh(u)) for u in users])
-        self._write_erased("shown", "shown_users", [(r.user_id, encode_shown(r)) for r in shown])
-        return len(users)
-
-    def _write_erased(self, which: Which, table: str, rows: list[tuple[str, bytes]]) -> None:
+    def write_erasures(self, users: Sequence[FreshUser], shown: Sequence[ShownItems], *, rows: bool = True) -> int:
+        """Each tombstone as the row (an absent row only, ``rows=False``) and as its ``erasure``; the users listed
+        as erased for twice the TTL: past any shard written with their terms (``OnlineStore.write_erasures``)."""
+        sql = WRITE_ERASURE if rows else WRITE_ERASURE_ONLY
         now = time.time()
-        expires = now + self._ttl_s
-        with self._transaction(which) as conn:
-            conn.executemany(WRITE_ERASURE.format(table=table), ((self._ns, u, d, expires, d) for u, d in rows))
-            if table == "fresh_users":  # listed for twice the TTL: past any shard written with their terms
-                listed = now + 2 * self._ttl_s
-                conn.executemany(WRITE_ERASED_USER, ((self._ns, u, now, listed) for u, _ in rows))
+        tail = () if rows else (now,)  # WRITE_ERASURE_ONLY: whether the row is live, now
+        jobs: list[tuple[Which, str, list[tuple[str, bytes]]]] = [
+            ("fresh", "fresh_users", [(u.user_id, codec.encode_fresh(u)) for u in users]),
+            ("shown", "shown_users", [(r.user_id, encode_shown(r)) for r in shown]),
+        ]
+        for which, table, encoded in jobs:
+            with self._transaction(which) as conn:
+                params = ((self._ns, u, d, now + self._ttl_s, d, *tail) for u, d in encoded)
+                conn.executemany(sql.format(table=table), params)
+        with self._transaction("fresh") as conn:
+            conn.executemany(WRITE_ERASED_USER, ((self._ns, u.user_id, now, now + 2 * self._ttl_s) for u in users))
+        return len(users)
 
     def drop_expired(self) -> None:
         """Delete expired fresh users, impressions and trending rows (already invisible) to reclaim their space."""

@@ -96,6 +96,13 @@ UPSERT_ERASABLE = (
     "erasure = CASE WHEN {table}.expires_at > ? THEN {table}.erasure END"
 )
 WRITE_ERASURE = "INSERT OR REPLACE INTO {table} (ns, user_id, data, expires_at, erasure) VALUES (?, ?, ?, ?, ?)"
+# the erasure written again: a live row keeps its data and expiry; an absent (or expired) one becomes the tombstone
+WRITE_ERASURE_ONLY = (
+    "INSERT INTO {table} (ns, user_id, data, expires_at, erasure) VALUES (?, ?, ?, ?, ?) ON CONFLICT (ns, user_id) "
+    "DO UPDATE SET erasure = excluded.erasure, "
+    "data = CASE WHEN {table}.expires_at > ? THEN {table}.data ELSE excluded.data END, "
+    "expires_at = MAX({table}.expires_at, excluded.expires_at)"
+)
 # When this release first opened the store: the last expiry of the claims claims.sqlite then held (an older
 # release claimed impressions there too), 0 where it held none. Until then an impression's new claim in
 # shown.sqlite also defers to a live one of the same id in claims.sqlite, so one resent across the upgrade is

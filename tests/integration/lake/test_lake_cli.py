@@ -130,6 +130,37 @@ def test_forget_removes_the_user_from_the_lake_and_prints_vacuum_guidance(env: S
     assert json.loads(out)["users"] == 28
 
 
+def test_forget_reapply_keeps_erased_events_out_of_fresh_state_rebuilt_from_the_log(
+    env: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The runbook's recomputation: fresh state cleared, `forget --reapply`, a new consumer group from the start of
+    the log. The erased user's events from before the erasure stay out; theirs after it and others' are back."""
+    from lambdarec.store import open_store
+    from speed_layer.consumer import SpeedConsumer
+
+    def event(user: str, item: str, n: int) -> dict:
+        return {"event_id": f"{user}-{item}", "user_id": user, "item_id": item, "event_type": "click",
+                "timestamp": T0 + n}  # fmt: skip
+
+    post(env, [event("u1", "i1", 1), event("u1", "i2", 2), event("u2", "i1", 3)])
+    with SpeedConsumer(env) as consumer:
+        consumer.run(until_idle_s=1.0)
+    assert invoke("forget", "u1", "--json")[0] == 0
+    post(env, [event("u1", "i3", 4)])  # after the erasure: theirs again
+    for name in ("fresh.sqlite", "fresh.sqlite-wal", "fresh.sqlite-shm"):  # the fresh state cleared
+        (tmp_path / "store" / name).unlink(missing_ok=True)
+    code, out = invoke("forget", "--reapply", "--json")
+    assert (code, json.loads(out)) == (0, {"reapplied": 1})
+    assert invoke("forget", "--reapply", "u2")[0] == 2
+    monkeypatch.setenv("LAMBDAREC_LOG__CONSUMER_GROUP", "rebuild")
+    with SpeedConsumer(Settings.load()) as consumer:
+        consumer.run(until_idle_s=1.0)
+    with open_store(env) as store:
+        states = store.read_fresh_users(["u1", "u2"])
+    assert [e[0] for e in states["u1"].events] == ["i3"] and states["u1"].erased_at is not None
+    assert [e[0] for e in states["u2"].events] == ["i1"]
+
+
 def test_replay_reads_the_lake(env: Settings, tmp_path: Path) -> None:
     from batch_layer.synth import SynthSpec, synthesize
 

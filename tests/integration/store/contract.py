@@ -508,6 +508,34 @@ class StoreContract(CatalogContract):
         store.write_fresh_users([FreshUser(user_id="u2", events=[("i1", 1.0, 1.0)], event_positions=[(0, 1)])])
         assert store.read_fresh_users(["u2"])["u2"].events == []
 
+    def test_an_erasure_written_again_keeps_a_state_that_saw_it_and_masks_one_that_did_not(self) -> None:
+        """``forget --reapply`` after the fresh state was rebuilt: only the erasure is written over an existing row."""
+        store = self.make_store(fresh_ttl_s=3600)
+        rebuilt = FreshUser(
+            user_id="u1",
+            events=[("i1", 1.0, 1.0), ("i2", 2.0, 1.0)],
+            event_positions=[(0, 3), (0, 8)],
+            positions={"0": 9},
+        )  # replayed from before the erasure
+        came_back = FreshUser(
+            user_id="u2",
+            events=[("i3", 3.0, 1.0)],
+            event_positions=[(0, 7)],
+            positions={"0": 8},
+            erased_at=100.0,
+            erasure_seen=100.0,
+        )  # built after its erasure
+        store.write_fresh_users([rebuilt, came_back])
+        store.write_shown([ShownItems(user_id="u1", shown={"i4": [4.0]}, positions={"0": 9})])
+        graves = [tombstone(u, 100.0, {0: 5}) for u in ("u1", "u2", "u3")]
+        shown = [ShownItems(user_id=u, positions={"0": 5}, erasure_seen=100.0) for u in ("u1", "u3")]
+        assert store.write_erasures(graves, shown, rows=False) == 3
+        got = store.read_fresh_users(["u1", "u2", "u3"])
+        assert (got["u1"].events, got["u1"].erased_at) == ([("i2", 2.0, 1.0)], 100.0)  # position 8 is after it
+        assert got["u2"] == came_back and got["u3"] == graves[2]
+        assert store.read_shown(["u1", "u3"]) == {
+            "u1": ShownItems(user_id="u1", positions={"0": 9}, erasure_seen=100.0), "u3": shown[1]}  # fmt: skip
+
     def test_an_erased_user_leaves_brand_new_items_shards_at_once(self) -> None:
         """Their fold-in vector in a brand-new item's shard is left out of every read from the erasure on, also
         from a shard a consumer wrote afterwards from a read before it; another user's terms stay."""
