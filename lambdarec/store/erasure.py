@@ -39,12 +39,12 @@ class ErasureWrites(abc.ABC):
 def fresh_rows(rows: Iterable[Row]) -> dict[str, FreshUser]:
     """``user_id -> FreshUser`` of stored ``(user_id, data, erasure)`` rows, each seen through its erasure; rows
     that do not decode raise one ``CorruptRowError`` carrying the others."""
-    return decode_keyed(((u, (d, e)) for u, d, e in rows), _decoder(decode_fresh_user, masked), "fresh state")
+    return decode_keyed(((u, (d, e)) for u, d, e in rows), _FRESH, "fresh state")
 
 
 def shown_rows(rows: Iterable[Row]) -> dict[str, ShownItems]:
     """:func:`fresh_rows` for impressions rows."""
-    return decode_keyed(((u, (d, e)) for u, d, e in rows), _decoder(decode_shown, masked_shown), "impressions")
+    return decode_keyed(((u, (d, e)) for u, d, e in rows), _SHOWN, "impressions")
 
 
 def _decoder(
@@ -58,3 +58,6 @@ def _decoder(
         return row
 
     return decode_row
+
+
+_FRESH, _SHOWN = _decoder(decode_fresh_user, masked), _decoder(decode_shown, masked_shown)  # one each, not per read
