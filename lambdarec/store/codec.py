@@ -23,6 +23,7 @@ from lambdarec.model.rows import FRESH_FORMAT, FreshUser, ItemRow, TrendingItem,
 from lambdarec.store.errors import CorruptRowError
 
 T = TypeVar("T")
+Stored = TypeVar("Stored")  # what a row holds as read: its bytes, or (data, erasure)
 
 CHUNK_BYTES = 1 << 20  # 1 MiB: Cassandra is happiest with cells well below its 16 MiB default limit.
 
@@ -271,11 +272,7 @@ def decode_fresh_user(data: bytes) -> FreshUser:
     return state
 
 
-def decode_fresh_users(pairs: Iterable[tuple[str, bytes]]) -> dict[str, FreshUser]:
-    return decode_keyed(pairs, decode_fresh_user, "fresh state")
-
-
-def decode_keyed(pairs: Iterable[tuple[str, bytes]], decode: Callable[[bytes], T], what: str) -> dict[str, T]:
+def decode_keyed(pairs: Iterable[tuple[str, Stored]], decode: Callable[[Stored], T], what: str) -> dict[str, T]:
     """``user_id -> decode(data)`` of stored pairs; rows that do not decode raise one ``CorruptRowError`` naming
     them (``keys``) and carrying every other row (``rows``), as for snapshot rows."""
     rows, bad = {}, {}

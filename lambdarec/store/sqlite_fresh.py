@@ -98,7 +98,9 @@ class FreshTables:
                 params = ((self._ns, u, d, now + self._ttl_s, d, *tail) for u, d in encoded)
                 conn.executemany(sql.format(table=table), params)
         with self._transaction("fresh") as conn:
-            conn.executemany(WRITE_ERASED_USER, ((self._ns, u.user_id, now, now + 2 * self._ttl_s) for u in users))
+            conn.executemany(
+                WRITE_ERASED_USER, ((self._ns, u.user_id, u.erasure_seen, now + 2 * self._ttl_s) for u in users)
+            )
         return len(users)
 
     def drop_expired(self) -> None:

@@ -9,7 +9,8 @@ import pytest
 from lambdarec.events import Event
 from lambdarec.model.rows import FRESH_FORMAT, FreshUser
 from lambdarec.settings import SpeedSettings
-from lambdarec.store.codec import decode_fresh_user, decode_fresh_users, encode_fresh
+from lambdarec.store.codec import decode_fresh_user, encode_fresh
+from lambdarec.store.erasure import fresh_rows
 from lambdarec.store.errors import CorruptRowError
 from speed_layer.apply import BatchInputs, compute_states, group_events
 from speed_layer.state import apply_user_events
@@ -92,4 +93,4 @@ def test_fresh_state_format_1_rows_still_decode_and_newer_formats_are_refused() 
     assert decode_fresh_user(encode_fresh(new)) == new
     future = encode_fresh(msgspec.structs.replace(new, format=FRESH_FORMAT + 1))
     with pytest.raises(CorruptRowError, match="format 3"):
-        decode_fresh_users([("u1", future)])
+        fresh_rows([("u1", future, None)])
