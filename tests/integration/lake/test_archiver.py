@@ -19,6 +19,7 @@ from lambdarec.eventlog import open_log
 from lambdarec.events import parse_event
 from lambdarec.lake import Lake, open_lake
 from lambdarec.settings import Settings
+from tests.fuzzing import examples
 from tests.integration.raw_log import append_raw
 
 T0 = 1_764_400_000.0
@@ -122,7 +123,10 @@ def archive_cli(cfg: Path, *extra: str) -> subprocess.Popen:
     )
 
 
-@pytest.mark.parametrize("trial", range(5))
+# Seeded trials: 2 per log in every run (each is three archiver processes, 10-30 s), ten times that under `make
+# fuzz`, which runs the tests marked fuzz at LAMBDAREC_TEST_FUZZ_SCALE.
+@pytest.mark.fuzz
+@pytest.mark.parametrize("trial", range(examples(2)))
 def test_sigkill_at_random_instants_leaves_each_record_exactly_once(
     settings: Settings, trial: int, tmp_path: Path
 ) -> None:

@@ -23,4 +23,4 @@ def test_bare_poll_gives_up_with_what_it_saw_when_the_topic_holds_fewer_records(
     producer.close()
     assert bare_kafka_rate(bootstrap, topic, 50, 1000) > 0
     with pytest.raises(RuntimeError, match="saw 50 of 80 records"):
-        bare_kafka_rate(bootstrap, topic, 80, 1000, timeout_s=10.0)
+        bare_kafka_rate(bootstrap, topic, 80, 1000, timeout_s=5.0)
