@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, Info
 
+from lambdarec.batch_histogram import BatchHistogram
 from lambdarec.rank.defects import NONFINITE
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600)
@@ -19,10 +20,11 @@ DUPLICATES = Counter(
     "Events skipped because a record at another log position carried the same event_id within the window.",
 )
 LAG = Gauge("lambdarec_speed_lag_records", "Records not yet committed by the group, per partition.", ["partition"])
-FRESHNESS = Histogram(
+# observed per event: counted a batch at a time (the same series as a Histogram)
+FRESHNESS = BatchHistogram(
     "lambdarec_speed_freshness_seconds", "Event time to fresh state written.", buckets=_LATENCY_BUCKETS
 )
-APPEND_TO_STATE = Histogram(
+APPEND_TO_STATE = BatchHistogram(
     "lambdarec_speed_append_to_state_seconds",
     "Record appended to the log to fresh state written.",
     buckets=_LATENCY_BUCKETS,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import numpy as np
+
 from speed_layer import prometheus
 from speed_layer.pipeline import Batch
 
@@ -41,10 +43,12 @@ def count_batch(stats: SpeedStats, batch: Batch, written_at: float) -> None:
     prometheus.DEAD_LETTERS.inc(len(bad) + len(poison))
     prometheus.POISON.inc(len(poison))
     prometheus.DUPLICATES.inc(len(repeats))
-    for event, _ in applied:
-        prometheus.FRESHNESS.observe(max(written_at - event.timestamp, 0.0))
-    for r in batch.records:
-        prometheus.APPEND_TO_STATE.observe(max(written_at - r.timestamp_ms / 1000.0, 0.0))
+    if applied:
+        times = np.fromiter((event.timestamp for event, _ in applied), dtype=np.float64, count=len(applied))
+        prometheus.FRESHNESS.observe_many(np.maximum(written_at - times, 0.0))
+    if batch.records:
+        appended = np.fromiter((r.timestamp_ms for r in batch.records), dtype=np.float64, count=len(batch.records))
+        prometheus.APPEND_TO_STATE.observe_many(np.maximum(written_at - appended / 1000.0, 0.0))
     if batch.polled_at and batch.records:
         for stage, seconds in stage_seconds(batch).items():
             prometheus.STAGE.labels(stage=stage).observe(max(seconds, 0.0))

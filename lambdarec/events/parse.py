@@ -9,7 +9,7 @@ import time
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import msgspec
 
@@ -27,8 +27,8 @@ from lambdarec.events.wire import decode_wire
 if TYPE_CHECKING:
     from lambdarec.settings import Settings
 
-# An epoch number's unit by its size: (upper bound, divisor to seconds); the batch layer's "auto" rule.
-_UNITS = ((1e11, 1.0), (1e14, 1e3), (1e17, 1e6), (math.inf, 1e9))
+# An epoch number's unit is told by its size as the batch layer's "auto" rule does: below 1e11 seconds, below
+# 1e14 milliseconds, below 1e17 microseconds, else nanoseconds.
 _MAX_EPOCH_S = 253402300799.0  # 9999-12-31T23:59:59Z, the last second a date-time can hold
 
 
@@ -56,7 +56,8 @@ def _epoch_seconds(value: str | float, bounds: EventBounds, latest: float, toler
     else:
         if not math.isfinite(value):
             raise BadEvent(f"field 'timestamp' {value} is not a finite number")
-        seconds = next(value / div for bound, div in _UNITS if abs(value) < bound)
+        size = abs(value)
+        seconds = value if size < 1e11 else value / 1e3 if size < 1e14 else value / 1e6 if size < 1e17 else value / 1e9
         if seconds > _MAX_EPOCH_S:  # nanoseconds past the year 9999: no date-time holds it
             raise BadEvent(f"field 'timestamp' {value:g} is out of range (not a date before the year 10000)")
     if seconds <= 0:
@@ -71,35 +72,36 @@ def _epoch_seconds(value: str | float, bounds: EventBounds, latest: float, toler
     return seconds
 
 
-def _check_id(name: str, value: str | None, bounds: EventBounds) -> None:
-    if value is None or value in _GOOD_IDS.get(bounds, ()):
+def _check_id(name: str, value: str | None, bounds: EventBounds, good: dict[str, None], remember: bool = True) -> None:
+    """``BadEvent`` unless ``value`` is a valid id under ``bounds``. ``good``: ``bounds.good_ids``, the ids that
+    passed before (item and user ids repeat across events, most of all in impressions), checked once;
+    ``remember=False`` for ids that do not repeat (event ids), which would only push the repeating ones out."""
+    if value is None or value in good:
         return
-    _check_new_id(name, value, bounds)
-    good = _GOOD_IDS.setdefault(bounds, {})
-    if len(good) >= _GOOD_IDS_KEPT:  # bounded: start again rather than grow
-        good.clear()
-    good[value] = None
+    if len(value) > bounds.max_id_chars or bounds.id_regex.fullmatch(value) is None:
+        _refuse_id(name, value, bounds)
+    if remember:
+        if len(good) >= _GOOD_IDS_KEPT:  # bounded: start again rather than grow
+            good.clear()
+        good[value] = None
 
 
-# Ids that passed under each bounds (item ids repeat across events, most of all in impressions): checked once.
-_GOOD_IDS: dict[EventBounds, dict[str, None]] = {}
-_GOOD_IDS_KEPT = 1024  # the popular head; small, so memory stays flat whatever the ids
+_GOOD_IDS_KEPT = 1024  # ids remembered as valid per bounds: the popular head; small, so memory stays flat
 
 
-def _check_new_id(name: str, value: str, bounds: EventBounds) -> None:
+def _refuse_id(name: str, value: str, bounds: EventBounds) -> NoReturn:
     if len(value) > bounds.max_id_chars:
         raise BadEvent(f"field '{name}' is {len(value)} characters > limit {bounds.max_id_chars} (events.max_id_chars)")
-    if bounds.id_regex.fullmatch(value) is None:
-        shown = value if len(value) <= 40 else value[:40] + "..."
-        if bounds.id_pattern == DEFAULT_BOUNDS.id_pattern:
-            why = "is blank or has a control character or leading or trailing whitespace"
-        else:
-            why = f"does not match events.id_pattern {bounds.id_pattern!r}"
-        raise BadEvent(f"field '{name}' {shown!r} {why}")
+    shown = value if len(value) <= 40 else value[:40] + "..."
+    if bounds.id_pattern == DEFAULT_BOUNDS.id_pattern:
+        why = "is blank or has a control character or leading or trailing whitespace"
+    else:
+        why = f"does not match events.id_pattern {bounds.id_pattern!r}"
+    raise BadEvent(f"field '{name}' {shown!r} {why}")
 
 
 def _shown_items(
-    item_id: str | None, item_ids: list[str] | None, event_type: str, bounds: EventBounds
+    item_id: str | None, item_ids: list[str] | None, event_type: str, bounds: EventBounds, good: dict[str, None]
 ) -> tuple[str, tuple[str, ...]]:
     """``(item_id, item_ids)`` of an event: an impression lists 1..``max_impression_items`` unique ids (``item_id``
     then defaults to the first and must be one of them); any other type has one ``item_id`` and no list."""
@@ -108,7 +110,7 @@ def _shown_items(
             raise BadEvent(f"field 'item_ids' is only for event_type {IMPRESSION!r}, not {event_type!r}")
         if item_id is None:
             raise BadEvent("missing field 'item_id'")
-        _check_id("item_id", item_id, bounds)
+        _check_id("item_id", item_id, bounds, good)
         return item_id, ()
     shown = [item_id] if item_ids is None and item_id is not None else (item_ids or [])
     if not shown:
@@ -122,7 +124,7 @@ def _shown_items(
         repeated = next(i for n, i in enumerate(shown) if i in shown[:n])
         raise BadEvent(f"field 'item_ids' lists {repeated!r} more than once; list each shown item once")
     for n, shown_id in enumerate(shown):
-        _check_id(f"item_ids[{n}]", shown_id, bounds)
+        _check_id(f"item_ids[{n}]", shown_id, bounds, good)
     if item_id is not None and item_id not in shown:
         raise BadEvent(f"field 'item_id' {item_id!r} is not in field 'item_ids'; omit it or name a shown item")
     return item_id if item_id is not None else shown[0], tuple(shown)
@@ -176,10 +178,12 @@ def parse_event(
         raise BadEvent(f"unknown event_type {wire.event_type!r}; known: {known}")
     if wire.schema < 1 or wire.schema > SCHEMA_VERSION:
         raise BadEvent(f"field 'schema' is {wire.schema}; this reader supports 1..{SCHEMA_VERSION}")
-    for name in ("event_id", "user_id", "session_id"):
-        _check_id(name, getattr(wire, name), bounds)
+    good = bounds.good_ids
+    _check_id("event_id", wire.event_id, bounds, good, remember=False)
+    _check_id("user_id", wire.user_id, bounds, good)
+    _check_id("session_id", wire.session_id, bounds, good)
     given = None if wire.item_id is msgspec.UNSET else wire.item_id
-    item_id, item_ids = _shown_items(given, wire.item_ids, wire.event_type, bounds)
+    item_id, item_ids = _shown_items(given, wire.item_ids, wire.event_type, bounds, good)
     if wire.weight is not None:
         if not math.isfinite(wire.weight):
             raise BadEvent(f"field 'weight' {wire.weight} is not a finite number")

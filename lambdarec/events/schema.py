@@ -70,6 +70,12 @@ class EventBounds:
     def id_regex(self) -> re.Pattern[str]:
         return _compiled(self.id_pattern)
 
+    @functools.cached_property
+    def good_ids(self) -> dict[str, None]:
+        """Ids that passed these bounds' checks, kept by the parser (bounded), so a repeating one is checked once.
+        On the instance (a frozen dataclass's hash of its six fields, per event, cost as much as the checks)."""
+        return {}
+
     @classmethod
     def from_settings(cls, settings: Settings) -> EventBounds:
         e = settings.events

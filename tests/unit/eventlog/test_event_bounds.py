@@ -83,3 +83,23 @@ def test_bounds_come_from_settings() -> None:
         rules.parse(raw(weight=6), now=NOW)
     with pytest.raises(BadEvent, match=r"events\.max_id_chars"):
         rules.parse(raw(user_id="u1234"), now=NOW)
+
+
+def test_an_id_accepted_under_loose_bounds_is_still_refused_under_strict_ones() -> None:
+    loose, strict = EventBounds(), EventBounds(max_id_chars=8, id_pattern=r"^[a-z0-9]+$")
+    for _ in range(2):  # the second time the ids are remembered as valid under the loose bounds
+        assert (
+            parse_event(raw(user_id="user-000001"), known_types=KNOWN, now=NOW, bounds=loose).user_id == "user-000001"
+        )
+    with pytest.raises(BadEvent, match="field 'user_id' is 11 characters > limit 8"):
+        parse_event(raw(user_id="user-000001"), known_types=KNOWN, now=NOW, bounds=strict)
+    with pytest.raises(BadEvent, match=r"field 'item_id' 'i-1' does not match events\.id_pattern"):
+        parse_event(raw(item_id="i-1"), known_types=KNOWN, now=NOW, bounds=strict)
+    for _ in range(2):  # a refused id is never remembered
+        with pytest.raises(BadEvent, match="field 'event_id' ' e' is blank or has a control character"):
+            parse_event(raw(event_id=" e"), known_types=KNOWN, now=NOW, bounds=loose)
+
+
+@pytest.mark.parametrize(("timestamp", "seconds"), [(NOW, NOW), (NOW * 1e3, NOW), (NOW * 1e6, NOW), (NOW * 1e9, NOW)])
+def test_an_epoch_number_is_read_in_the_unit_its_size_tells(timestamp: float, seconds: float) -> None:
+    assert parse(raw(timestamp=timestamp)).timestamp == pytest.approx(seconds)
