@@ -21,7 +21,7 @@ METRICS = DOCS / "metrics.md"
 MARKDOWN = [*sorted(DOCS.glob("*.md")), DEPLOY / "README.md"]
 METRIC_PACKAGES = ("lambdarec", "batch_layer", "speed_layer", "serving_layer", "replay")
 METRIC_TYPES = {"Counter": "counter", "Gauge": "gauge", "Histogram": "histogram", "Summary": "summary",
-                "Info": "info", "Enum": "stateset"}  # fmt: skip
+                "Info": "info", "Enum": "stateset", "BatchHistogram": "histogram"}  # fmt: skip
 
 
 # ---- configuration reference -----------------------------------------------------------------------------------
