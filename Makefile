@@ -44,8 +44,8 @@ test: setup-dev setup-browser setup-promtool  ## Provide real Cassandra and Kafk
 	  svc="$$(mktemp -d)"; deploy/local/services up > "$$svc/env" 2> "$$svc/err" & up=$$!; fi; \
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS); unit=$$?; \
 	if [ -n "$$svc" ]; then \
-	  if wait $$up; then cat "$$svc/err" >&2; eval "$$(cat "$$svc/env")"; \
-	  else cat "$$svc/err" >&2; echo "make test: could not start Cassandra and Kafka (see above)" >&2; exit 1; fi; fi; \
+	  if wait $$up; then cat "$$svc/err" >&2; eval "$$(cat "$$svc/env")"; rm -rf "$$svc"; \
+	  else cat "$$svc/err" >&2; rm -rf "$$svc"; echo "make test: could not start Cassandra and Kafka (see above)" >&2; exit 1; fi; fi; \
 	[ $$unit -eq 0 ] || exit $$unit; \
 	$(BIN)/python -m pytest tests --ignore=tests/unit $(PYTEST_ARGS)
 
