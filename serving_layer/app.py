@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.types import Receive, Scope, Send
 
 from lambdarec import __version__
 from lambdarec.eventlog import EventLog
@@ -45,9 +46,27 @@ TAGS = [
 ]
 
 
+class ServingApp(FastAPI):
+    """FastAPI with the hot ``GET`` of a user's list answered before any of its layers: the server hands every
+    request to :class:`~serving_layer.fast_path.FastPath` first, which passes what it does not answer to the
+    FastAPI stack (:meth:`stack`: middleware, routing, validation, error handlers) unchanged."""
+
+    fast_path: FastPath | None = None
+
+    async def stack(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """FastAPI's own handling of a request."""
+        await super().__call__(scope, receive, send)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.fast_path is not None and scope["type"] == "http":
+            await self.fast_path(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
+
+
 def create_app(
     settings: Settings | None = None, *, store: OnlineStore | None = None, log: EventLog | None = None
-) -> FastAPI:
+) -> ServingApp:
     """Build the app.
 
     Parameters
@@ -70,7 +89,7 @@ def create_app(
         finally:
             await service.stop()
 
-    app = FastAPI(
+    app = ServingApp(
         title="lambdarec serving", version=__version__, description=DESCRIPTION, openapi_tags=TAGS, lifespan=lifespan
     )
     app.state.service = service
@@ -82,11 +101,11 @@ def create_app(
     app.add_middleware(BodyLimit, max_bytes=s.max_body_bytes)
     app.add_middleware(UrlLimit, max_bytes=s.max_url_bytes)
     app.add_middleware(RequestMetrics, observe=service.metrics.observe_request)  # times the 413s too
-    # outermost: the hot GET before any other layer (it checks the URL limit and times itself)
-    app.add_middleware(FastPath, service=service, settings=s)
+    # before FastAPI's own layers: the hot GET (it checks the URL limit, times itself, answers its errors' 500)
+    app.fast_path = FastPath(app.stack, service=service, settings=s)
     return app
 
 
-def create_app_from_env() -> FastAPI:
+def create_app_from_env() -> ServingApp:
     """``create_app(Settings.load())``: the factory ``lambdarec serve`` gives uvicorn (one call per worker)."""
     return create_app(Settings.load())

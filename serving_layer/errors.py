@@ -114,6 +114,15 @@ def problem(
     return JSONResponse({"status": status, "message": message, "errors": errors or []}, status, headers=headers)
 
 
+def internal_error(service: Any, path: str, exc: Exception) -> JSONResponse:
+    """The 500 of an unhandled exception: logged with its traceback (``serving.unhandled``), counted in
+    ``lambdarec_serving_errors_total`` (when ``service`` is given), a ``Problem`` that points at the log."""
+    log.error("serving.unhandled", path=path, error=f"{type(exc).__name__}: {exc}", exc_info=exc)
+    if service is not None:
+        service.metrics.errors.labels(type(exc).__name__).inc()
+    return problem(500, "internal error; the server log has the details")
+
+
 def install(app: FastAPI, bounds: Bounds) -> None:
     """Register the handlers on ``app``."""
 
@@ -132,11 +141,7 @@ def install(app: FastAPI, bounds: Bounds) -> None:
         return problem(exc.status_code, str(exc.detail), headers=exc.headers)
 
     async def on_error(request: Request, exc: Exception) -> JSONResponse:
-        log.error("serving.unhandled", path=request.url.path, error=f"{type(exc).__name__}: {exc}", exc_info=exc)
-        service = getattr(request.app.state, "service", None)
-        if service is not None:
-            service.metrics.errors.labels(type(exc).__name__).inc()
-        return problem(500, "internal error; the server log has the details")
+        return internal_error(getattr(request.app.state, "service", None), request.url.path, exc)
 
     app.add_exception_handler(RequestValidationError, on_validation)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, on_http)  # type: ignore[arg-type]

@@ -1,16 +1,19 @@
 """``GET /v1/users/{user_id}/recommendations`` answered before FastAPI's routing and parameter solving.
 
 The serving layer's hot path. FastAPI validates a request's path and query parameters through pydantic anew on
-every request (about a tenth of one list's cost). :class:`FastPath`, the outermost middleware, answers the usual
-request itself: a plain user id and canonical parameters (``k=10``, ``offset=0``, ``explain=true``, item
-lists), each one within its bound. Anything else (a bound crossed, a spelling FastAPI would parse or refuse in
-its own way, a repeated parameter, a URL over ``serving.max_url_bytes``, no snapshot loaded yet) goes to the
-middleware and FastAPI unchanged, which answer it as before: the same body, headers, status and errors either
-way; the route and its OpenAPI entry stay FastAPI's. Being outermost, it times and counts its answers itself
-(``lambdarec_serving_request_seconds`` and ``..._requests_total`` under the route template, as
-:class:`~serving_layer.middleware.RequestMetrics` would), and no other middleware has anything to do for a ``GET``
-without a body. A request's parameters are parsed once per distinct URL (the last ``PARSED_KEPT`` of at most
-``PARSED_MAX_BYTES`` are kept).
+every request (about a tenth of one list's cost), and its own layers (Starlette's error middleware, FastAPI's
+body-limit and telemetry wrappers) cost another tenth. :class:`FastPath` runs before all of them
+(:class:`serving_layer.app.ServingApp` calls it first) and answers the usual request itself: a plain user id and
+canonical parameters (``k=10``, ``offset=0``, ``explain=true``, item lists), each one within its bound. Anything
+else (a bound crossed, a spelling FastAPI would parse or refuse in its own way, a repeated parameter, a URL over
+``serving.max_url_bytes``, no snapshot loaded yet) goes to the middleware and FastAPI unchanged, which answer it as
+before: the same body, headers, status and errors either way; the route and its OpenAPI entry stay FastAPI's. Being
+outermost, it times and counts its answers itself (``lambdarec_serving_request_seconds`` and ``..._requests_total``
+under the route template, as :class:`~serving_layer.middleware.RequestMetrics` would), answers an exception with
+the 500 of every other route (:func:`serving_layer.errors.internal_error`), and no other middleware has anything to
+do for a ``GET`` without a body. FastAPI's optional OpenTelemetry instrumentation does not see these requests;
+lambdarec's Prometheus metrics do. A request's parameters are parsed once per distinct URL (the last
+``PARSED_KEPT`` of at most ``PARSED_MAX_BYTES`` are kept).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from lambdarec.settings import ServingSettings
 from serving_layer.catalog_params import filters_of
 from serving_layer.deps import parse_item_list
+from serving_layer.errors import internal_error
 from serving_layer.recommend import DEGRADED_HEADER, RecommendQuery
 from serving_layer.service import Service
 from serving_layer.user_list import user_list
@@ -120,13 +124,19 @@ class FastPath:
             return
         started, status = time.perf_counter(), 500
         scope["route"] = _ROUTE
+        answering = False  # the response's start is on its way (as Starlette's ServerErrorMiddleware tracks it)
         try:
             body, degraded_reason, arm = await user_list(self.service, query)
             headers = [(_DEGRADED, degraded_reason.encode())] if degraded_reason else []
             headers += [(name.lower().encode(), value.encode()) for name, value in arm.items()]
             headers += [(b"content-length", str(len(body)).encode()), *_HEADERS]
+            answering = True
             await send({"type": "http.response.start", "status": 200, "headers": headers})
             status = 200
             await send({"type": "http.response.body", "body": body})
+        except Exception as exc:  # what Starlette's ServerErrorMiddleware does (this path runs before it): the 500
+            if not answering:
+                await internal_error(self.service, scope["path"], exc)(scope, receive, send)
+            raise
         finally:  # what RequestMetrics records for every other request (a failure: 500, as the server answers)
             self.service.metrics.observe_request(TEMPLATE, "GET", status, time.perf_counter() - started)

@@ -165,3 +165,26 @@ def test_a_failure_on_the_fast_path_is_the_500_of_every_other_and_counted(publis
         in metrics
     )
     assert 'lambdarec_serving_errors_total{exception="RuntimeError"} 1.0' in metrics
+
+
+def test_the_hot_get_is_answered_before_fastapis_own_layers(published) -> None:
+    """No FastAPI layer runs for a plain list request (their cost per request is what the path saves); every other
+    request still goes through them."""
+    app = create_app(published[0])
+    through_fastapi: list[str] = []
+    with TestClient(app) as client:
+        wait_for(lambda: app.state.service.models.model is not None, "a snapshot to load")
+        stack = app.middleware_stack  # built at start-up: Starlette's error middleware, FastAPI's, ours, routing
+        assert stack is not None
+
+        async def counting(scope, receive, send):  # type: ignore[no-untyped-def]
+            through_fastapi.append(scope["path"])
+            await stack(scope, receive, send)
+
+        app.middleware_stack = counting  # type: ignore[assignment]
+        for user in ("u1", "never-seen-user"):
+            assert client.get(f"/v1/users/{user}/recommendations?k=3").status_code == 200
+        assert through_fastapi == []
+        assert client.get("/v1/users/u1/recommendations?k=03").status_code == 200  # a spelling only FastAPI reads
+        assert client.get("/livez").status_code == 200
+    assert through_fastapi == ["/v1/users/u1/recommendations", "/livez"]
