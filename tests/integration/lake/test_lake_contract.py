@@ -12,6 +12,10 @@ def test_append_is_exactly_once(lake_settings: LakeSettings) -> None:
     contract.check_append_is_exactly_once(lake_settings)
 
 
+def test_positions_name_each_partition_with_its_own(lake_settings: LakeSettings) -> None:
+    contract.check_positions_name_each_partition_with_its_own(lake_settings)
+
+
 def test_pinned_version_reads_what_it_held(lake_settings: LakeSettings) -> None:
     contract.check_pinned_version_reads_what_it_held(lake_settings)
 
