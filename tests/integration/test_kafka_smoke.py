@@ -18,7 +18,6 @@ def consume(servers: str, topic: str, group: str, want: int, timeout_s: float) -
     """Join ``group``, read until ``want`` messages came or ``timeout_s`` passed *after* partitions were
     assigned (so an empty result means nothing was there, not that the join was slow); commit what was read."""
     consumer = KafkaConsumer(
-        topic,
         bootstrap_servers=servers,
         group_id=group,
         enable_auto_commit=False,
@@ -30,6 +29,12 @@ def consume(servers: str, topic: str, group: str, want: int, timeout_s: float) -
     join_deadline = time.monotonic() + 60
     deadline = None
     try:
+        # the group's leader assigns only the partitions its own metadata knows: a join that races the topic's
+        # creation gets none ("No partition metadata") until a later refresh, so subscribe once it knows them all
+        while len(consumer.partitions_for_topic(topic) or ()) < PARTITIONS:
+            assert time.monotonic() < join_deadline, "the topic's partitions not in the consumer's metadata in 60 s"
+            time.sleep(0.2)
+        consumer.subscribe([topic])
         while len(got) < want and (deadline is None or time.monotonic() < deadline):
             for records in consumer.poll(timeout_ms=200).values():
                 got += records
