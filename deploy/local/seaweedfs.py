@@ -244,6 +244,16 @@ def cmd_clean(dir_: Path) -> int:
 
 
 def cmd_up(dir_: Path) -> int:
+    # Concurrent `up`s of one DIR (parallel test workers) take turns: the first starts the server, the others
+    # find it running and wait for it to answer; without the lock two would start, and the loser's failure
+    # cleanup would stop the winner's server.
+    base(dir_).mkdir(parents=True, exist_ok=True)
+    with (base(dir_) / ".up.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _up(dir_)
+
+
+def _up(dir_: Path) -> int:
     # The server we start is watched through its process: right after the fork, /proc/PID/cmdline can still be
     # ours (the child has not exec'd weed yet on a busy machine), so pid() would wrongly find it gone.
     proc = start(dir_) if pid(dir_) is None else None

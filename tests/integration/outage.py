@@ -12,6 +12,12 @@ from typing import Any
 from lambdarec.pollloop import PollLoop
 
 
+def methods_id(methods: set[str]) -> str:
+    """A parametrize id for a set of failing methods, the same in every process (a set's own order is not:
+    parallel test workers must collect the same ids)."""
+    return "+".join(sorted(methods))
+
+
 class Fault:
     """Fails the named methods of ``target`` while ``down`` is set, or for the next ``times`` calls."""
 

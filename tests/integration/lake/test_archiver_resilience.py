@@ -24,7 +24,7 @@ from lambdarec.eventlog.base import EventLogUnavailableError
 from lambdarec.lake import open_lake
 from lambdarec.settings import Settings
 from tests.integration.lake.test_archiver import archive_cli, assert_exactly_once, config_file, make_lines
-from tests.integration.outage import Fault, run_through_outage
+from tests.integration.outage import Fault, methods_id, run_through_outage
 from tests.integration.raw_log import append_raw
 from tests.integration.serve_process import free_port
 
@@ -53,7 +53,7 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
 sqlite_only = pytest.mark.parametrize("settings", ["sqlite"], indirect=True)
 
 
-@pytest.mark.parametrize("methods", [{"poll"}, {"commit"}, {"poll", "commit"}], ids=str)
+@pytest.mark.parametrize("methods", [{"poll"}, {"commit"}, {"poll", "commit"}], ids=methods_id)
 def test_a_log_outage_is_waited_out_and_each_record_is_archived_once(settings: Settings, methods: set[str]) -> None:
     append_raw(settings, make_lines(random.Random(1), 3_000))
     with Archiver(settings) as archiver:

@@ -21,7 +21,7 @@ from lambdarec.model.snapshot import SnapshotModel
 from lambdarec.settings import Settings
 from lambdarec.store import StoreUnavailableError, open_store
 from speed_layer.consumer import SpeedConsumer
-from tests.integration.outage import Fault, run_through_outage
+from tests.integration.outage import Fault, methods_id, run_through_outage
 from tests.integration.raw_log import append_raw
 from tests.integration.serve_process import free_port
 from tests.integration.speed.test_speed import T0, assert_state_matches, make_events, publish, reference
@@ -49,7 +49,7 @@ def log_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.parametrize(
-    "methods", [{"read_fresh_users"}, {"write_trending"}, {"current_version", "read_trending"}], ids=str
+    "methods", [{"read_fresh_users"}, {"write_trending"}, {"current_version", "read_trending"}], ids=methods_id
 )
 def test_a_store_outage_is_waited_out_with_exact_state(settings: Settings, log_file: Path, methods: set[str]) -> None:
     publish(settings, log_file, datetime.fromtimestamp(T0, UTC))
