@@ -37,6 +37,11 @@ def settings(tmp_path: Path) -> Settings:
     )
 
 
+def _shards(store, item_id: str) -> list:  # type: ignore[no-untyped-def]
+    """The trending shards that count ``item_id``."""
+    return [t for t in store.read_trending().values() if t.item_id == item_id]
+
+
 def _publish(settings: Settings, tmp_path: Path, day: int) -> str:
     path = tmp_path / "log.parquet"
     if not path.exists():
@@ -72,12 +77,13 @@ def test_an_idle_consumer_follows_flips_and_rows_carry_their_append_time(setting
             log.append([Event(event_id="f1", user_id="fresh-user", item_id="i1", event_type="view", timestamp=before)])
         after = time.time()
         with open_store(settings) as store:
+            # the consumer writes user states and trending shards side by side: either may be seen first
             _until(lambda: "fresh-user" in store.read_fresh_users(["fresh-user"]), "the event to reach fresh state")
+            _until(lambda: _shards(store, "i1"), "the event to reach the trending shards")
             state = store.read_fresh_users(["fresh-user"])["fresh-user"]
-            trending = store.read_trending()
+            shards = _shards(store, "i1")
         assert before - 0.01 <= state.appended_at <= after + 0.01  # the log's append time, not the event's own
-        shards = [t for t in trending.values() if t.item_id == "i1"]
-        assert shards and max(t.appended_at for t in shards) == pytest.approx(state.appended_at)
+        assert max(t.appended_at for t in shards) == pytest.approx(state.appended_at)
     finally:
         consumer.stop()
         runner.join(timeout=30)
