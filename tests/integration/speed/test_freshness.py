@@ -16,8 +16,9 @@ from batch_layer.job import run_batch
 from batch_layer.synth import SynthSpec, synthesize
 from lambdarec.eventlog import open_log
 from lambdarec.events import Event
+from lambdarec.model.rows import TrendingItem
 from lambdarec.settings import Settings
-from lambdarec.store import open_store
+from lambdarec.store import OnlineStore, open_store
 from speed_layer.consumer import SpeedConsumer
 
 
@@ -37,7 +38,7 @@ def settings(tmp_path: Path) -> Settings:
     )
 
 
-def _shards(store, item_id: str) -> list:  # type: ignore[no-untyped-def]
+def _shards(store: OnlineStore, item_id: str) -> list[TrendingItem]:
     """The trending shards that count ``item_id``."""
     return [t for t in store.read_trending().values() if t.item_id == item_id]
 
