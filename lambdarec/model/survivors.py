@@ -2,10 +2,9 @@
 a loop over a few hundred hits per query, which numpy can only run as a dozen passes over temporary arrays.
 
 Only the batch layer's guessed selection (:class:`lambdarec.model.topk_threshold.ThresholdSelection`) imports this
-module, on its first tile, so serving and the speed layer never load numba. The kernels release the GIL, so the
-scoring threads run them side by side. They compile once per machine into numba's cache (``NUMBA_CACHE_DIR`` where
-set: the image sets ``/tmp/numba``; else the package's ``__pycache__``, else the user's cache folder); where none of
-them is writable, once per process (about a second).
+module, on its first tile. The kernels release the GIL, so the scoring threads run them side by side. They compile
+once per machine into numba's cache (:mod:`lambdarec.compiled`); where no cache folder is writable, once per
+process (about a second).
 
 Example
 -------
@@ -18,11 +17,8 @@ Example
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
-from lambdarec.logs import get_logger
-
-log = get_logger(__name__)
+from lambdarec.compiled import compiled
 
 _SIGN = np.uint64(0x80000000)
 _LOW32 = np.uint64(0xFFFFFFFF)
@@ -35,16 +31,7 @@ _BIT_OF = np.zeros(64, dtype=np.int64)
 _BIT_OF[((_POWERS * _DEBRUIJN) >> np.uint64(58)).astype(np.int64)] = np.arange(64)
 
 
-def _compiled(fn):  # type: ignore[no-untyped-def]
-    """``fn`` compiled without the GIL, cached on disk where numba finds a writable place for it."""
-    try:
-        return njit(nogil=True, cache=True)(fn)
-    except RuntimeError as exc:  # numba: "cannot cache function ...: no locator available" (read-only filesystem)
-        log.warning("numba.cache_unavailable", function=fn.__name__, reason=str(exc))
-        return njit(nogil=True)(fn)
-
-
-@_compiled
+@compiled
 def _count_bits(words: np.ndarray) -> int:  # pragma: no cover - compiled
     n = 0
     for w in range(len(words)):
@@ -55,7 +42,7 @@ def _count_bits(words: np.ndarray) -> int:  # pragma: no cover - compiled
     return n
 
 
-@_compiled
+@compiled
 def _fill_keys(
     words: np.ndarray,
     scores: np.ndarray,
@@ -90,7 +77,7 @@ def _fill_keys(
             n += 1
 
 
-@_compiled
+@compiled
 def _fill_best(
     keys: np.ndarray, row_shift: int, col_bits: int, indices: np.ndarray, bits: np.ndarray, short: np.ndarray
 ) -> None:  # pragma: no cover - compiled
