@@ -14,13 +14,15 @@ Example
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from lambdarec.rank.block import BATCH, NONE, POPULAR, SESSION, SPEED, TRENDING, finite, minmax
 from lambdarec.rank.deepen import seed_neighbours
 from lambdarec.rank.feedback import Demotions, demote
+from lambdarec.rank.kernel import kernel
 from lambdarec.rank.memo import candidate_arrays
 from lambdarec.rank.mmr import mmr_order
 from lambdarec.rank.pool import Ask, prepare
@@ -39,9 +41,22 @@ FULL_PRODUCT_SHARE = 4
 
 def rank_one(ask: Ask) -> Ranking:
     """One request's merge: the positions of its picked items in the pool (in rank order), the pooled items,
-    their totals, first sources and components, and what demoted them (None: nothing)."""
-    model, w = ask.inp.model, ask.weights
+    their totals, first sources and components, and what demoted them (None: nothing). The array steps run fused
+    in one compiled kernel (:mod:`lambdarec.rank.fused`); a request it leaves (a non-finite score or factor met),
+    or every request while the kernel is not loaded (:mod:`lambdarec.rank.kernel`), runs them as numpy steps
+    (:func:`rank_numpy`)."""
     had = prepare(ask)
+    rank_fused = kernel()
+    if rank_fused is not None:
+        ranked = _rank_fused(rank_fused, ask, had)
+        if ranked is not None:
+            return ranked
+    return rank_numpy(ask, had)
+
+
+def rank_numpy(ask: Ask, had: np.ndarray) -> Ranking:
+    """:func:`rank_one` as numpy steps, after :func:`~lambdarec.rank.pool.prepare` gave ``had``."""
+    model, w = ask.inp.model, ask.weights
     inp = ask.inp  # prepared: trending ordered, batch scores checked
     seen = ~inp.eligible if inp.eligible is not None else np.zeros(len(model.item_ids), dtype=bool)  # ineligible
     seen[had] = True
@@ -57,17 +72,67 @@ def rank_one(ask: Ask) -> Ranking:
     if items.size == 0:  # every item seen or ineligible
         return items, items, np.empty(0, dtype=np.float32), source[items], {}, None
     parts = components_one(ask, items, scores)
-    session_weight = w.session * (1.0 + w.fresh_boost * _evidence(ask)) if w.session != 0 else 0.0
-    total = _finite(w.cf * parts["cf"] + session_weight * parts["session"] + w.trending * parts["trending"])
+    total = _finite(w.cf * parts["cf"] + _session_weight(ask) * parts["session"] + w.trending * parts["trending"])
+    return _ordered(ask, items, total, source[items], parts, None)
+
+
+def _ordered(
+    ask: Ask, items: np.ndarray, total: np.ndarray, codes: np.ndarray, parts: dict[str, np.ndarray],
+    picks: np.ndarray | None,
+) -> Ranking:  # fmt: skip
+    """The pool's demotions applied and its picks ordered (``picks``: already ordered, when nothing demotes)."""
+    model, w, inp = ask.inp.model, ask.weights, ask.inp
+    need = ask.offset + ask.k
     demoted = None
-    if inp.fresh is not None and (inp.fresh.disliked or inp.fresh.shown):
-        total, demoted = demote(model, inp.fresh, items, total, w.demote, now_s=inp.now_s)
+    if _demotes(ask):
+        total, demoted = demote(model, inp.fresh, items, total, w.demote, now_s=inp.now_s)  # type: ignore[arg-type]
+        picks = None
     if w.mmr_lambda > 0:
         order = np.lexsort((items, -model.popularity_all[items], -total))
-        order = mmr_order(order, total, model.item_factors[items], w.mmr_lambda, need)
-    else:
-        order = best_first(items, total, model.popular_rank, need)
-    return order[ask.offset : need], items, total, source[items], parts, demoted
+        picks = mmr_order(order, total, model.item_factors[items], w.mmr_lambda, need)[ask.offset : need]
+    elif picks is None:
+        picks = best_first(items, total, model.popular_rank, need)[ask.offset : need]
+    return picks, items, total, codes, parts, demoted
+
+
+def _rank_fused(rank_fused: Callable[..., Any], ask: Ask, had: np.ndarray) -> Ranking | None:
+    """:func:`rank_numpy`'s answer from the fused kernel, or None where it leaves the request to numpy."""
+    inp, model, w = ask.inp, ask.inp.model, ask.weights
+    trend = inp.trending  # TrendingScores or None: ordered in prepare()
+    live = trend is not None and trend.order.size > 0
+    share = trend.share if live and (ask.explain or w.trending != 0) else None  # type: ignore[union-attr]
+    decay = _decay(ask) if ask.seeds and (ask.explain or w.session != 0) else None
+    fused = rank_fused(
+        model,
+        had,
+        inp.eligible,
+        (trend.order if live else None, w.trending_top_n, share),  # type: ignore[union-attr]
+        (ask.seed_items, decay, w.neighbours_per_seed),
+        (model.item_factors @ ask.vector if ask.vector is not None else None, w.speed_top_n),
+        inp.batch_row,
+        (w.cf, _session_weight(ask), w.trending),
+        ask.offset + ask.k,
+        ask.offset,
+        order_it=w.mmr_lambda <= 0 and not _demotes(ask),
+    )
+    if fused is None:
+        return None
+    items, total, codes, parts, picks = fused
+    if items.size == 0:  # every item seen or ineligible
+        return items, items, total, codes, {}, None
+    return _ordered(ask, items, total, codes, parts, picks if w.mmr_lambda <= 0 else None)
+
+
+def _demotes(ask: Ask) -> bool:
+    """Whether the user's dislikes or impressions may demote pooled items (lambdarec.rank.feedback)."""
+    fresh = ask.inp.fresh
+    return fresh is not None and bool(fresh.disliked or fresh.shown)
+
+
+def _session_weight(ask: Ask) -> float:
+    """The session component's weight, grown by the request's recent fresh evidence (0 when not weighted)."""
+    w = ask.weights
+    return w.session * (1.0 + w.fresh_boost * _evidence(ask)) if w.session != 0 else 0.0
 
 
 def _sources(ask: Ask, seen: np.ndarray, n_seen: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -164,16 +229,24 @@ def components_one(ask: Ask, items: np.ndarray, scores: np.ndarray | None) -> di
 
 def session_one(model: SnapshotModel, ask: Ask, items: np.ndarray) -> np.ndarray:
     """Each item's cosine similarity to the seeds, weighted by their recency relative to the newest."""
-    weights = list(ask.seeds.values())
-    top = max(weights)
-    if not np.float32(top) > 0:  # seeds older than ~150 half-lives all decay to 0.0 in float32: they weigh nothing
+    decay = _decay(ask)
+    if decay is None:
         return np.zeros(items.size, dtype=np.float32)
-    decay = np.array([x / top for x in weights], dtype=np.float32)  # relative weights: float32 keeps their precision
     unit = model.unit_factors
     taste = decay @ unit[ask.seed_items] / _add(decay)  # the seeds' weighted mean: one product per item, as a block
     if unit.shape[0] <= FULL_PRODUCT_SHARE * items.size:  # scoring every item costs less than gathering the pool's
         return _finite((unit @ taste)[items])
     return _finite(unit[items] @ taste)
+
+
+def _decay(ask: Ask) -> np.ndarray | None:
+    """The seeds' recency weights relative to the newest, as float32 (their precision kept); None when they all
+    decayed to 0.0 in float32 (seeds older than ~150 half-lives weigh nothing)."""
+    weights = list(ask.seeds.values())
+    top = max(weights)
+    if not np.float32(top) > 0:
+        return None
+    return np.array([x / top for x in weights], dtype=np.float32)
 
 
 def best_first(items: np.ndarray, total: np.ndarray, popular_rank: np.ndarray, n: int) -> np.ndarray:

@@ -1,0 +1,256 @@
+"""The array steps of one request's merge (:func:`lambdarec.rank.one.rank_one`) fused into one compiled pass
+(numba): the pool, its score components, the totals and the ordering, over the catalogue's arrays without a numpy
+call per step.
+
+Serving ranks one list per request, and over a catalogue of a few thousand items the numpy steps cost a few
+microseconds each in calls, not in arithmetic: about 200 us of the merge's 250 went to some forty calls
+(serve benchmark, 1,000 items). Here each step is a loop over the pool or the catalogue.
+
+What it computes is :func:`lambdarec.rank.one.rank_numpy`'s answer, with these rules written down:
+
+- the fresh vector's ``speed_top_n`` best unseen items are chosen with ties at the last place going to the lowest
+  item indices (``argpartition`` leaves that choice undefined);
+- the session's taste vector and each pooled item's cosine to it are summed in float32 in item-factor order, not
+  by BLAS's blocks (so a score may differ from the numpy steps' in float32 rounding, as the block merge's do);
+- everything else (sources and their precedence, the popular fill, min-max scaling, weights cast to float32, the
+  order by score, then popularity, then item index) is the numpy steps' exactly.
+
+A request the kernel does not take answers ``None`` and the numpy steps rank it: a non-finite score or factor
+met on the way (those count as defects there), which a finite model and fresh vector never give, or an item index
+outside the catalogue (numba does not check indices; the numpy steps raise the IndexError they always raised).
+
+Importing this module loads numba; :func:`warm` compiles the kernel or loads it from numba's cache
+(:mod:`lambdarec.compiled`). :mod:`lambdarec.rank.kernel` decides when that happens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from lambdarec.compiled import compiled
+from lambdarec.model.rows import UserRow
+from lambdarec.rank.fused_pool import NONE, picks, pool
+
+if TYPE_CHECKING:  # the model's loader reads the store; the math only reads a loaded model
+    from lambdarec.model.snapshot import SnapshotModel
+
+TAKEN, LEFT = 0, 1  # the kernel's status: ranked, or left to the numpy steps
+
+
+@compiled
+def _unit(values, lo, hi):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+    """``values`` min-max scaled in place, in float32 as ``lambdarec.rank.one._to_unit`` does (all ones when
+    constant)."""
+    if np.float64(hi) - np.float64(lo) < 1e-12:
+        values[:] = np.float32(1.0)
+        return values
+    span = np.float32(np.float64(hi) - np.float64(lo))
+    for j in range(values.size):
+        values[j] = (values[j] - lo) / span
+    return values
+
+
+@compiled
+def _cf(items, scores, candidates, batch_scores):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+    """The pooled items' ``cf`` component: the fresh vector's scores (``scores``, when given) or the batch row's
+    (an item the batch did not score gets the lowest known one; a repeated candidate keeps its first score),
+    min-max scaled; all ones when neither scores an item."""
+    n = items.size
+    cf = np.full(n, np.nan, dtype=np.float32)
+    if scores.size:
+        for j in range(n):
+            cf[j] = scores[items[j]]
+    else:
+        for c in range(candidates.size - 1, -1, -1):  # last to first: the first score of a candidate is left
+            j = _position(items, candidates[c])
+            if j >= 0:
+                cf[j] = batch_scores[c]
+    lo, hi, known = np.float32(np.inf), np.float32(-np.inf), False
+    for j in range(n):
+        if not np.isnan(cf[j]):  # only batch scores hold NaN (not proposed); the fresh scores are checked finite
+            lo, hi, known = min(lo, cf[j]), max(hi, cf[j]), True
+    if not known:
+        cf[:] = np.float32(1.0)
+        return cf
+    for j in range(n):
+        if np.isnan(cf[j]):
+            cf[j] = lo
+    return _unit(cf, lo, hi)
+
+
+@compiled
+def _position(items, item):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+    """``item``'s position in the ascending ``items``, -1 when absent (binary search)."""
+    lo, hi = 0, items.size
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if items[mid] < item:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo if lo < items.size and items[lo] == item else -1
+
+
+@compiled
+def _session(items, seeds, decay, unit):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+    """Each pooled item's cosine to the seeds' ``decay``-weighted mean unit vector (zeros without ``decay``)."""
+    out = np.zeros(items.size, dtype=np.float32)
+    if not decay.size:
+        return out
+    width = unit.shape[1]
+    taste = np.zeros(width, dtype=np.float32)
+    weight = np.float32(0.0)
+    for s in range(seeds.size):
+        weight += decay[s]
+        for f in range(width):
+            taste[f] += decay[s] * unit[seeds[s], f]
+    for f in range(width):
+        taste[f] /= weight
+    for j in range(items.size):
+        out[j] = _dot(unit[items[j]], taste)
+    return out
+
+
+@compiled(reassociate=True)
+def _dot(a, b):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+    """``a @ b`` in float32, its sum regrouped into vector lanes (one running sum's chain of dependent adds is
+    several times slower)."""
+    total = np.float32(0.0)
+    for f in range(a.size):
+        total += a[f] * b[f]
+    return total
+
+
+@compiled
+def _rank(n_items, had, eligible, trend_order, trending_top_n, share, seeds, decay, neighbours, per_seed, scores,
+          speed_top_n, candidates, batch_scores, popular_order, popular_rank, unit, w_cf, w_session, w_trending, need,
+          offset, order_it, index):  # type: ignore[no-untyped-def]  # fmt: skip  # pragma: no cover - compiled
+    """The pool, components, totals and (``order_it``) the picks of one request; see the module docstring."""
+    for v in scores:
+        if not np.isfinite(v):
+            return LEFT, had, had.astype(np.int8), np.zeros((4, 0), dtype=np.float32), had
+    source = pool(n_items, had, eligible, trend_order, trending_top_n, seeds, neighbours, per_seed, scores,
+                  speed_top_n, candidates, popular_order, need, index)  # fmt: skip
+    if source.size != n_items:  # an index outside the catalogue
+        return LEFT, had, had.astype(np.int8), np.zeros((4, 0), dtype=np.float32), had
+    n = 0
+    for i in range(n_items):
+        n += source[i] != NONE
+    items, codes = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int8)
+    n = 0
+    for i in range(n_items):
+        if source[i] != NONE:
+            items[n], codes[n] = i, source[i]
+            n += 1
+    values = np.zeros((4, n), dtype=np.float32)  # total, cf, session, trending: one array to return, not four
+    values[1], values[2] = _cf(items, scores, candidates, batch_scores), _session(items, seeds, decay, unit)
+    total, cf, session, trend = values[0], values[1], values[2], values[3]
+    for j in range(n):
+        if share.size:
+            trend[j] = share[items[j]]
+        total[j] = w_cf * cf[j] + w_session * session[j] + w_trending * trend[j]
+        if not (np.isfinite(cf[j]) and np.isfinite(session[j]) and np.isfinite(total[j])):
+            return LEFT, items, codes, values, items
+    chosen = items[:0]
+    if order_it and n:
+        chosen = picks(items, total, popular_rank, need, offset)
+    return TAKEN, items, codes, values, chosen
+
+
+def rank_fused(
+    model: SnapshotModel,
+    had: np.ndarray,
+    eligible: np.ndarray | None,
+    trend: tuple[np.ndarray, int, np.ndarray | None],
+    seeds: tuple[np.ndarray, np.ndarray | None, int],
+    speed: tuple[np.ndarray | None, int],
+    batch_row: UserRow | None,
+    weights: tuple[float, float, float],
+    need: int,
+    offset: int,
+    order_it: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray], np.ndarray] | None:
+    """(items, totals, first sources, components, picks) of one request, or None where the numpy steps must rank
+    it. ``had``: the items it has seen (:func:`lambdarec.rank.pool.prepare`); ``trend``: (order, top_n, share or
+    None: not weighted); ``seeds``: (items, decay or None: no session component, neighbours per seed);
+    ``speed``: (every item's score or None, top_n); ``weights``: cf, session, trending; ``picks`` (positions in
+    items, best first, ``offset`` on) only when ``order_it``.
+
+    Every array goes to the kernel as a read-only C array of one dtype, so that one compiled signature serves
+    every caller (a writable or an int64 copy would compile the kernel again, for seconds, at its first call).
+    """
+    snap = _snapshot(model)
+    order, trending_top_n, share = trend
+    seed_items, decay, per_seed = seeds
+    scores, speed_top_n = speed
+    status, items, codes, values, chosen = _rank(
+        snap.n_items, _fixed(had, _I64), _fixed(eligible, np.bool_), _fixed(order, _I64), trending_top_n,
+        _fixed(share, _F32), _fixed(seed_items, _I64), _fixed(decay, _F32), snap.neighbours, per_seed,
+        _fixed(scores, _F32), speed_top_n, _fixed(batch_row.candidates if batch_row else None, _I32),
+        _fixed(batch_row.scores if batch_row else None, _F32), snap.popular_order, snap.popular_rank, snap.unit,
+        np.float32(weights[0]), np.float32(weights[1]), np.float32(weights[2]), need, offset, order_it, snap.index,
+    )  # fmt: skip
+    if status != TAKEN:
+        return None
+    return items, values[0], codes, {"cf": values[1], "session": values[2], "trending": values[3]}, chosen
+
+
+_I32, _I64, _F32 = np.dtype(np.int32), np.dtype(np.int64), np.dtype(np.float32)
+_EMPTY = {dtype: np.empty(0, dtype) for dtype in (_I32, _I64, _F32, np.dtype(np.bool_))}
+for _array in _EMPTY.values():
+    _array.flags.writeable = False
+
+
+def _fixed(x: np.ndarray | None, dtype: np.dtype | type) -> np.ndarray:
+    """``x`` as the kernel takes it: a read-only C-contiguous array of ``dtype`` (a view; a copy only where the
+    dtype or layout differs); an empty one for None."""
+    if x is None:
+        return _EMPTY[np.dtype(dtype)]
+    flags = x.flags
+    if x.dtype != dtype or not flags.c_contiguous:
+        x = np.ascontiguousarray(x, dtype=dtype)
+        flags = x.flags
+    if flags.writeable:
+        x = x.view()
+        x.flags.writeable = False
+    return x
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """A snapshot's arrays as the kernel takes them (see :func:`_fixed`), made once per snapshot."""
+
+    model: SnapshotModel
+    n_items: int
+    neighbours: np.ndarray
+    popular_order: np.ndarray
+    popular_rank: np.ndarray
+    unit: np.ndarray
+    index: np.ndarray  # arange(n_items): the speed source's tie-break by item index
+
+
+_last: list[_Snapshot | None] = [None]  # the last snapshot's, swapped whole: threads never see half of one
+
+
+def _snapshot(model: SnapshotModel) -> _Snapshot:
+    snap = _last[0]
+    if snap is None or snap.model is not model:
+        n_items = len(model.item_ids)
+        neighbours = model.neighbours if model.neighbours.ndim == 2 else model.neighbours.reshape(n_items, -1)
+        snap = _Snapshot(model, n_items, _fixed(neighbours, _I32), _fixed(model.popular_order, _I32),
+                         _fixed(model.popular_rank, _I64), _fixed(model.unit_factors, _F32),
+                         _fixed(np.arange(n_items), _I64))  # fmt: skip
+        _last[0] = snap
+    return snap
+
+
+def warm() -> None:
+    """Compile the kernel (or load it from numba's cache) now, not at the first request: serving calls this when
+    it swaps a snapshot in. Ranks one request over a two-item catalogue with every source present."""
+    i64, f32 = _fixed(np.array([0, 1]), _I64), _fixed(np.array([1.0, 0.5]), _F32)
+    _rank(2, i64[:1], _fixed(np.array([True, True]), np.bool_), i64, 1, f32, i64[:1], f32[:1],
+          _fixed(np.array([[1], [0]]), _I32), 1, f32, 1, _fixed(np.array([1]), _I32), f32[:1], _fixed(i64, _I32),
+          i64, _fixed(np.eye(2), _F32), np.float32(1.0), np.float32(0.5), np.float32(0.1), 1, 0, True, i64)  # fmt: skip

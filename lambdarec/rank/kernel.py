@@ -1,0 +1,64 @@
+"""Whether a merge runs the fused kernel (:mod:`lambdarec.rank.fused`, numba) or the numpy steps, and when the
+kernel is loaded.
+
+Loading it imports numba and compiles the kernel, or loads it from numba's cache: about ten seconds of CPU on a
+machine's (or a fresh container's) first run, about a second after. A replay or the CLI loads it at its first
+merge. Serving loads it in a background thread when it starts (:func:`load_in_background`) and ranks with the
+numpy steps until it is ready, so no request waits for a compile. ``LAMBDAREC_FUSED_MERGE=0`` keeps every merge
+on the numpy steps (and numba unloaded): the same lists, for a comparison or a machine where numba cannot run.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from lambdarec.logs import get_logger
+
+log = get_logger(__name__)
+
+ENABLED = os.environ.get("LAMBDAREC_FUSED_MERGE", "1") != "0"
+_WARMING, _OFF = "warming", "off"
+_state: dict[str, Any] = {}  # "kernel": rank_fused once loaded, or _OFF after a failed load; "warming": loading
+_lock = threading.Lock()
+
+
+def kernel() -> Callable[..., Any] | None:
+    """``lambdarec.rank.fused.rank_fused``, loaded now at the first call (None while serving loads it in the
+    background, after a failed load, or when switched off)."""
+    if not ENABLED:
+        return None
+    found = _state.get("kernel")
+    if found is not None:
+        return None if found is _OFF else found  # type: ignore[no-any-return]
+    if _WARMING in _state:
+        return None
+    _load()
+    return kernel()
+
+
+def load_in_background() -> threading.Thread | None:
+    """Load the kernel in a daemon thread (serving's start); merges run the numpy steps until it is ready."""
+    with _lock:
+        if not ENABLED or "kernel" in _state or _WARMING in _state:
+            return None
+        _state[_WARMING] = True
+    thread = threading.Thread(target=_load, name="lambdarec-merge-kernel", daemon=True)
+    thread.start()
+    return thread
+
+
+def _load() -> None:
+    try:
+        from lambdarec.rank.fused import rank_fused, warm
+
+        warm()
+        _state["kernel"] = rank_fused
+        log.info("merge.kernel_loaded")
+    except Exception as exc:  # the numpy steps rank every list as well; the log says why they do
+        _state["kernel"] = _OFF
+        log.warning("merge.kernel_unavailable", reason=repr(exc), effect="every merge runs the numpy steps")
+    finally:
+        _state.pop(_WARMING, None)
