@@ -21,6 +21,7 @@ from lambdarec.events import EventRules
 from lambdarec.logs import get_logger
 from lambdarec.model.rows import NO_STATE, UserRow, UserState
 from lambdarec.model.snapshot import SnapshotModel
+from lambdarec.rank.kernel import load_in_background
 from lambdarec.rank.merge import MergeWeights
 from lambdarec.settings import Settings, mask_url
 from lambdarec.store import OnlineStore, open_store
@@ -87,8 +88,10 @@ class Service:
     async def start(self) -> None:
         """Open the backends and start the snapshot and trending watchers (the first load runs in the background).
 
-        ``start`` after ``stop`` works: the served model stays in memory, the backends are opened again.
+        ``start`` after ``stop`` works: the served model stays in memory, the backends are opened again. The
+        merge's compiled kernel loads in the background too (lists are ranked by numpy steps until it is ready).
         """
+        load_in_background()
         if self._stopped:
             self.gate.reopen()
             self._stopped = False

@@ -188,7 +188,9 @@ def test_survivor_keys_encode_row_descending_score_and_column_of_every_hit(shape
 
 
 def test_serving_and_the_speed_layer_score_without_loading_numba() -> None:
-    """Only the batch layer's guessed selection compiles kernels; a one-user top-K (serving, fold-in) must not."""
+    """A one-user top-K (serving, fold-in) compiles no kernel, and importing serving and the speed layer loads no
+    numba: only the batch layer's guessed selection needs it at once (serving's merge kernel loads in the
+    background when the service starts, lambdarec.rank.kernel)."""
     code = (
         "import sys, numpy as np\n"
         "import serving_layer.app, speed_layer.consumer\n"
