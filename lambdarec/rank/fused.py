@@ -184,11 +184,14 @@ def rank_fused(
     """
     snap = _snapshot(model)
     order, trending_top_n, share = trend
+    trending = _trending(order, share, snap.n_items)
+    if trending is None:  # an item index outside the catalogue
+        return None
     seed_items, decay, per_seed = seeds
     scores, speed_top_n = speed
     status, items, codes, values, chosen = _rank(
-        snap.n_items, _fixed(had, _I64), _fixed(eligible, np.bool_), _fixed(order, _I64), trending_top_n,
-        _fixed(share, _F32), _fixed(seed_items, _I64), _fixed(decay, _F32), snap.neighbours, per_seed,
+        snap.n_items, _fixed(had, _I64), _fixed(eligible, np.bool_), trending[0], trending_top_n,
+        trending[1], _fixed(seed_items, _I64), _fixed(decay, _F32), snap.neighbours, per_seed,
         _fixed(scores, _F32), speed_top_n, _fixed(batch_row.candidates if batch_row else None, _I32),
         _fixed(batch_row.scores if batch_row else None, _F32), snap.popular_order, snap.popular_rank, snap.unit,
         np.float32(weights[0]), np.float32(weights[1]), np.float32(weights[2]), need, offset, order_it, snap.index,
@@ -221,7 +224,8 @@ def _fixed(x: np.ndarray | None, dtype: np.dtype | type) -> np.ndarray:
 
 @dataclass(frozen=True)
 class _Snapshot:
-    """A snapshot's arrays as the kernel takes them (see :func:`_fixed`), made once per snapshot."""
+    """A snapshot's arrays as the kernel takes them (see :func:`_fixed`), made once per snapshot (its popularity
+    order and neighbours are the snapshot's own: the kernel does not check them per request)."""
 
     model: SnapshotModel
     n_items: int
@@ -247,9 +251,26 @@ def _snapshot(model: SnapshotModel) -> _Snapshot:
     return snap
 
 
+_UNSEEN = object()  # matches no trending order (None included)
+_last_trend: list[tuple[object, object, tuple[np.ndarray, np.ndarray] | None]] = [(_UNSEEN, _UNSEEN, None)]
+
+
+def _trending(order: np.ndarray | None, share: np.ndarray | None, n_items: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The trending order and share as the kernel takes them, None when the order names an item outside the
+    catalogue; checked once per trending refresh (the same arrays come with every request until the next)."""
+    last_order, last_share, fixed = _last_trend[0]
+    if last_order is order and last_share is share:
+        return fixed
+    fixed = None
+    if order is None or not order.size or (int(order.min()) >= 0 and int(order.max()) < n_items):
+        fixed = (_fixed(order, _I64), _fixed(share, _F32))
+    _last_trend[0] = (order, share, fixed)
+    return fixed
+
+
 def warm() -> None:
-    """Compile the kernel (or load it from numba's cache) now, not at the first request: serving calls this when
-    it swaps a snapshot in. Ranks one request over a two-item catalogue with every source present."""
+    """Compile the kernel (or load it from numba's cache) now (:mod:`lambdarec.rank.kernel` says when): ranks one
+    request over a two-item catalogue with every source present."""
     i64, f32 = _fixed(np.array([0, 1]), _I64), _fixed(np.array([1.0, 0.5]), _F32)
     _rank(2, i64[:1], _fixed(np.array([True, True]), np.bool_), i64, 1, f32, i64[:1], f32[:1],
           _fixed(np.array([[1], [0]]), _I32), 1, f32, 1, _fixed(np.array([1]), _I32), f32[:1], _fixed(i64, _I32),

@@ -104,9 +104,8 @@ def pool(n_items, had, eligible, trend_order, trending_top_n, seeds, neighbours,
     seen, source = np.empty(n_items, dtype=np.bool_), np.full(n_items, NONE, dtype=np.int8)
     for i in range(n_items):
         seen[i] = ruled and not eligible[i]
-    if not (_within(had, n_items) and _within(trend_order, n_items) and _within(seeds, n_items)
-            and _within(candidates, n_items) and _within(popular_order, n_items)):  # fmt: skip
-        return source[:0]
+    if not (_within(had, n_items) and _within(seeds, n_items) and _within(candidates, n_items)):
+        return source[:0]  # the trending order was checked once per refresh, the popular order is the snapshot's
     for i in had:
         seen[i] = True
     n_seen = np.count_nonzero(seen)
