@@ -88,6 +88,7 @@ def serving_rss(store_dir: str, user_ids: list[str]) -> float:
     from fastapi.testclient import TestClient
 
     from lambdarec.logs import configure_logging
+    from lambdarec.rank import kernel
     from lambdarec.settings import Settings
     from serving_layer.app import create_app
 
@@ -99,6 +100,7 @@ def serving_rss(store_dir: str, user_ids: list[str]) -> float:
             if time.monotonic() > deadline:
                 raise RuntimeError("serving did not load the snapshot within 120 s")
             time.sleep(0.05)
+        kernel.wait(120)  # the merge kernel (numba) loads in the background: measure the process it settles on
         for uid in user_ids:
             reply = client.get(f"/v1/users/{uid}/recommendations")
             if reply.status_code != 200:

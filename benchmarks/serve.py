@@ -48,7 +48,16 @@ from benchmarks.http_load import (
     run_client,
 )
 from benchmarks.serve_latency import CHOICES, OpenLoop, choose, p99_results
-from benchmarks.serve_setup import CASSANDRA_ENV, KAFKA_ENV, backend_config, build, loop_name, pinning, servers
+from benchmarks.serve_setup import (
+    CASSANDRA_ENV,
+    KAFKA_ENV,
+    backend_config,
+    build,
+    loop_name,
+    merge_kernel,
+    pinning,
+    servers,
+)
 
 GOAL_QPS_RATIO, GOAL_CASSANDRA_RATIO = 0.6, 0.6
 PATHS = 2_000  # distinct request paths the load cycles through
@@ -173,7 +182,8 @@ def run(scale: Scale, args: argparse.Namespace) -> Iterator[Result]:
             os.sched_setaffinity(0, load_cpus)
             try:
                 how = f"closed loop {client}; {pinned}; {workers} worker(s), loop {loop_name()}"
-                how += f", parser {args.http_parser}"
+                how += f", parser {args.http_parser}, merge: "
+                how += ", ".join(f"{store} {merge_kernel(ports[store])}" for store in stores)
                 yield from _measure(stores, ports, pids, paths, conns, duration, root, how, scale, mix, gen)
                 yield from _no_repeats(stores[0], ports, pids, (users, items), conns, duration, root, how, scale)
             finally:

@@ -131,6 +131,21 @@ def wait_ready(url: str, timeout_s: float = 90.0) -> None:
     raise RuntimeError(f"server at {url} not ready after {timeout_s} s")
 
 
+def merge_kernel(port: int, timeout_s: float = 120.0) -> str:
+    """Which merge path a serving process settled on: waits (up to ``timeout_s``) for its compiled kernel to load
+    in the background (``lambdarec_serving_merge_kernel`` 1), so a run measures that and not the start-up;
+    ``numpy steps`` when switched off (``LAMBDAREC_FUSED_MERGE=0``) or not loaded in time."""
+    if os.environ.get("LAMBDAREC_FUSED_MERGE", "1") == "0":
+        return "numpy steps (LAMBDAREC_FUSED_MERGE=0)"
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            if "lambdarec_serving_merge_kernel 1.0" in response.read().decode():
+                return "fused kernel"
+        time.sleep(0.2)
+    return f"numpy steps (the kernel did not load within {timeout_s:.0f} s)"
+
+
 def stop(proc: subprocess.Popen[bytes]) -> None:
     proc.terminate()
     try:

@@ -11,6 +11,8 @@
 - ``lambdarec_serving_corrupt_rows_total{kind}``: stored ``user`` rows (per read) and ``item`` rows (per model
   load) that failed their checksum or named unknown items, and were left out;
 - ``lambdarec_serving_errors_total{exception}``: requests that failed with a bug (HTTP 500), by exception type;
+- ``lambdarec_serving_merge_kernel``: 1 while lists are ranked by the compiled merge kernel, 0 while by the
+  numpy steps (loading at start, switched off, or failed to load: :mod:`lambdarec.rank.kernel`);
 - ``lambdarec_serving_snapshot_age_seconds`` (since published) and ``..._snapshot_data_age_seconds`` (since its
   data cut-off, the batch job's ``as_of``); ``lambdarec_serving_snapshot_swaps_total``;
 - ``lambdarec_event_to_served_seconds{serve}``: per list that used fresh state, now minus the log append time of
@@ -31,6 +33,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from lambdarec.model.rows import FreshUser
 from lambdarec.model.snapshot import SnapshotModel
 from lambdarec.rank.defects import NONFINITE
+from lambdarec.rank.kernel import loaded as kernel_loaded
 from lambdarec.rank.merge import SOURCES
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -94,6 +97,11 @@ class ServingMetrics:
             model, _ = snapshot()
             return time.time() - model.cutoff_s if model is not None and model.cutoff_s else float("nan")
 
+        Gauge(
+            "lambdarec_serving_merge_kernel",
+            "1 while lists are ranked by the compiled merge kernel, 0 while by its numpy steps.",
+            registry=r,
+        ).set_function(lambda: float(kernel_loaded()))
         Gauge(
             "lambdarec_serving_snapshot_age_seconds", "Seconds since the served snapshot was published.", registry=r
         ).set_function(published_age)

@@ -21,7 +21,8 @@ log = get_logger(__name__)
 
 ENABLED = os.environ.get("LAMBDAREC_FUSED_MERGE", "1") != "0"
 _WARMING, _OFF = "warming", "off"
-_state: dict[str, Any] = {}  # "kernel": rank_fused once loaded, or _OFF after a failed load; "warming": loading
+# "kernel": rank_fused once loaded, or _OFF after a failed load; "warming": loading; "thread": the background load
+_state: dict[str, Any] = {}
 _lock = threading.Lock()
 
 
@@ -39,15 +40,30 @@ def kernel() -> Callable[..., Any] | None:
     return kernel()
 
 
+def loaded() -> bool:
+    """Whether merges run the fused kernel now (without loading it)."""
+    found = _state.get("kernel")
+    return ENABLED and found is not None and found is not _OFF
+
+
 def load_in_background() -> threading.Thread | None:
     """Load the kernel in a daemon thread (serving's start); merges run the numpy steps until it is ready."""
     with _lock:
         if not ENABLED or "kernel" in _state or _WARMING in _state:
             return None
         _state[_WARMING] = True
-    thread = threading.Thread(target=_load, name="lambdarec-merge-kernel", daemon=True)
+        thread = _state["thread"] = threading.Thread(target=_load, name="lambdarec-merge-kernel", daemon=True)
     thread.start()
     return thread
+
+
+def wait(timeout_s: float) -> bool:
+    """Wait up to ``timeout_s`` for a background load to end; whether the kernel is loaded (benchmarks measure
+    the path serving settles on, not the start-up)."""
+    thread = _state.get("thread")
+    if thread is not None:
+        thread.join(timeout_s)
+    return loaded()
 
 
 def _load() -> None:

@@ -127,7 +127,10 @@ def _render_not_settings() -> str:
         "`LAMBDAREC_LOG_FORMAT` (`json`, or `console`; default `console` on a terminal, else `json`) shape the "
         "logs on stderr, the libraries' messages (kafka-python, cassandra-driver, uvicorn, ray) included, in the "
         "same format; the client libraries' INFO messages show only at `DEBUG`; `LAMBDAREC_CACHE` is where "
-        "`lambdarec datasets fetch` keeps what it downloads. Any other prefixed name belongs to another tool (the "
+        "`lambdarec datasets fetch` keeps what it downloads; `LAMBDAREC_FUSED_MERGE=0` ranks every list with the "
+        "merge's numpy steps instead of its compiled kernel (the same lists for more CPU per list; numba, about "
+        "120 MiB of a serving process, then stays unloaded; the metric `lambdarec_serving_merge_kernel` says which "
+        "path a process runs). Any other prefixed name belongs to another tool (the "
         "test fixtures, `deploy/local/services`) and is left alone, except a section name followed by a single `_`, "
         "refused as a slip for `__`.\n"
     )

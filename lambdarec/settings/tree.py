@@ -31,8 +31,10 @@ from lambdarec.settings.store import StoreSettings
 
 ENV_PREFIX = "LAMBDAREC_"
 CONFIG_ENV = "LAMBDAREC_CONFIG"
-# The program's own variables that are not settings: the settings file, the log output, the dataset cache.
-PROGRAM_VARIABLES = (CONFIG_ENV, "LAMBDAREC_LOG_LEVEL", "LAMBDAREC_LOG_FORMAT", "LAMBDAREC_CACHE")
+# The program's own variables that are not settings: the settings file, the log output, the dataset cache, and
+# the merge's numpy steps instead of its compiled kernel (lambdarec.rank.kernel: read before any settings are).
+PROGRAM_VARIABLES = (CONFIG_ENV, "LAMBDAREC_LOG_LEVEL", "LAMBDAREC_LOG_FORMAT", "LAMBDAREC_CACHE",
+                     "LAMBDAREC_FUSED_MERGE")  # fmt: skip
 
 
 class _EnvSource(EnvSettingsSource):

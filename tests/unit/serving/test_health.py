@@ -75,3 +75,19 @@ def test_the_store_is_not_read_per_request_for_the_model_or_trending(published) 
     assert during.get("read_array", 0) == 0 and during.get("read_items", 0) == 0
     assert during.get("read_trending", 0) < 10  # the background refresh only, never once per request
     assert during["read_user"] == 50
+
+
+def test_metrics_say_which_merge_path_ranks_the_lists(client: TestClient, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """``lambdarec_serving_merge_kernel``: 1 once the compiled kernel has loaded (in the background at start),
+    0 while the numpy steps rank (here: switched off)."""
+    from lambdarec.rank import kernel
+
+    def gauge() -> float:
+        lines = client.get("/metrics").text.splitlines()
+        return float(next(ln for ln in lines if ln.startswith("lambdarec_serving_merge_kernel ")).split()[1])
+
+    assert kernel.wait(120)
+    assert gauge() == 1.0
+    monkeypatch.setattr(kernel, "ENABLED", False)
+    assert gauge() == 0.0
+    assert client.get("/v1/users/u1/recommendations", params={"k": 5}).status_code == 200
