@@ -185,15 +185,16 @@ def rank_fused(
     snap = _snapshot(model)
     order, trending_top_n, share = trend
     trending = _trending(order, share, snap.n_items)
-    if trending is None:  # an item index outside the catalogue
-        return None
     seed_items, decay, per_seed = seeds
     scores, speed_top_n = speed
+    if trending is None or not snap.fit or not _sized(snap.n_items, eligible, share, scores, batch_row):
+        return None  # an index outside the catalogue, or arrays of another size: numba would read past them
     status, items, codes, values, chosen = _rank(
         snap.n_items, _fixed(had, _I64), _fixed(eligible, np.bool_), trending[0], trending_top_n,
         trending[1], _fixed(seed_items, _I64), _fixed(decay, _F32), snap.neighbours, per_seed,
-        _fixed(scores, _F32), speed_top_n, _fixed(batch_row.candidates if batch_row else None, _I32),
-        _fixed(batch_row.scores if batch_row else None, _F32), snap.popular_order, snap.popular_rank, snap.unit,
+        _fixed(scores, _F32), speed_top_n, _fixed(np.ravel(batch_row.candidates) if batch_row else None, _I32),
+        _fixed(np.ravel(batch_row.scores) if batch_row else None, _F32), snap.popular_order, snap.popular_rank,
+        snap.unit,
         np.float32(weights[0]), np.float32(weights[1]), np.float32(weights[2]), need, offset, order_it, snap.index,
     )  # fmt: skip
     if status != TAKEN:
@@ -234,6 +235,7 @@ class _Snapshot:
     popular_rank: np.ndarray
     unit: np.ndarray
     index: np.ndarray  # arange(n_items): the speed source's tie-break by item index
+    fit: bool  # every array has a row per item and the popularity order names only items
 
 
 _last: list[_Snapshot | None] = [None]  # the last snapshot's, swapped whole: threads never see half of one
@@ -244,11 +246,27 @@ def _snapshot(model: SnapshotModel) -> _Snapshot:
     if snap is None or snap.model is not model:
         n_items = len(model.item_ids)
         neighbours = model.neighbours if model.neighbours.ndim == 2 else model.neighbours.reshape(n_items, -1)
-        snap = _Snapshot(model, n_items, _fixed(neighbours, _I32), _fixed(model.popular_order, _I32),
-                         _fixed(model.popular_rank, _I64), _fixed(model.unit_factors, _F32),
-                         _fixed(np.arange(n_items), _I64))  # fmt: skip
+        order, unit = model.popular_order, model.unit_factors
+        fit = neighbours.shape[0] == unit.shape[0] == order.size == n_items  # else the numpy steps rank
+        fit = fit and (not n_items or (int(order.min()) >= 0 and int(order.max()) < n_items))
+        snap = _Snapshot(model, n_items, _fixed(neighbours, _I32), _fixed(order, _I32),
+                         _fixed(model.popular_rank, _I64), _fixed(unit, _F32), _fixed(np.arange(n_items), _I64),
+                         fit)  # fmt: skip
         _last[0] = snap
     return snap
+
+
+def _sized(
+    n_items: int,
+    eligible: np.ndarray | None,
+    share: np.ndarray | None,
+    scores: np.ndarray | None,
+    row: UserRow | None,
+) -> bool:
+    """Whether the request's per-item arrays cover the catalogue, and its batch row has a score per candidate."""
+    return all(x is None or x.shape == (n_items,) for x in (eligible, share, scores)) and (
+        row is None or np.size(row.candidates) == np.size(row.scores)
+    )
 
 
 _UNSEEN = object()  # matches no trending order (None included)

@@ -4,7 +4,8 @@ row bookkeeping (no ``[B, n_items]`` tables, no request of each pooled item, no 
 
 Serving pays this per list, so what depends only on the snapshot or a trending refresh is read from it, computed
 once (``SnapshotModel.popular_rank``: the popularity-then-index tie-break as one key; ``TrendingScores.share``:
-every item's trending component), and each step is a handful of numpy calls over the pool or the catalogue.
+every item's trending component), and each step is a handful of numpy calls over the pool or the catalogue. The
+same steps, fused into one compiled kernel (:mod:`lambdarec.rank.fused`), rank every request they can take.
 
 Example
 -------
@@ -42,9 +43,9 @@ FULL_PRODUCT_SHARE = 4
 def rank_one(ask: Ask) -> Ranking:
     """One request's merge: the positions of its picked items in the pool (in rank order), the pooled items,
     their totals, first sources and components, and what demoted them (None: nothing). The array steps run fused
-    in one compiled kernel (:mod:`lambdarec.rank.fused`); a request it leaves (a non-finite score or factor met),
-    or every request while the kernel is not loaded (:mod:`lambdarec.rank.kernel`), runs them as numpy steps
-    (:func:`rank_numpy`)."""
+    in one compiled kernel (:mod:`lambdarec.rank.fused`); a request it leaves (a non-finite score or factor, an
+    index outside the catalogue), or every request while the kernel is not loaded (:mod:`lambdarec.rank.kernel`),
+    runs them as numpy steps (:func:`rank_numpy`)."""
     had = prepare(ask)
     rank_fused = kernel()
     if rank_fused is not None:

@@ -153,16 +153,19 @@ def test_a_kernel_that_cannot_load_leaves_every_merge_to_numpy(monkeypatch: pyte
     assert kernel.kernel() is None
 
 
-@pytest.mark.parametrize("where", ["batch row", "trending"])
+@pytest.mark.parametrize("where", ["batch row", "trending", "catalog mask"])
 def test_an_index_outside_the_catalogue_is_left_to_the_numpy_steps(where: str) -> None:
-    """numba does not check indices: a batch row naming item 99 of 30, or trending scores over 40 items, are
-    refused by the kernel, and the numpy steps raise the IndexError they always raised (serving checks rows
-    first and scores trending over the served snapshot's items)."""
+    """numba does not check indices: a batch row naming item 99 of 30, trending scores over 40 items or a catalog
+    mask over 40 are refused by the kernel, and the numpy steps raise the IndexError they always raised (serving
+    checks rows first, and scores trending and builds its masks over the served snapshot's items)."""
     model = snapshot_model(30, 4, seed=6)
     row = UserRow("u", np.array([3, 99], np.int32), np.array([1.0, 0.5], np.float32), np.zeros(0, np.int32),
                   np.zeros(0, np.float32))  # fmt: skip
-    inp = (MergeInput(model, batch_row=row, now_s=NOW) if where == "batch row"
-           else MergeInput(model, trending=TrendingScores.of(np.linspace(1, 2, 40)), now_s=NOW))  # fmt: skip
+    inp = {
+        "batch row": MergeInput(model, batch_row=row, now_s=NOW),
+        "trending": MergeInput(model, trending=TrendingScores.of(np.linspace(1, 2, 40)), now_s=NOW),
+        "catalog mask": MergeInput(model, eligible=np.ones(40, dtype=bool), now_s=NOW),
+    }[where]
     w = MergeWeights()
     ask = Ask(inp, w, 5, 0, False)
     assert one._rank_fused(fused.rank_fused, ask, prepare(ask)) is None
