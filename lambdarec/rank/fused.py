@@ -10,8 +10,9 @@ What it computes is :func:`lambdarec.rank.one.rank_numpy`'s answer, with these r
 
 - the fresh vector's ``speed_top_n`` best unseen items are chosen with ties at the last place going to the lowest
   item indices (``argpartition`` leaves that choice undefined);
-- the session's taste vector and each pooled item's cosine to it are summed in float32 in item-factor order, not
-  by BLAS's blocks (so a score may differ from the numpy steps' in float32 rounding, as the block merge's do);
+- the session's taste vector is summed in float32 in seed order, and each pooled item's cosine to it in vector
+  lanes whose grouping follows the CPU, not BLAS's blocks (so a score may differ from the numpy steps' in float32
+  rounding, as the block merge's do);
 - everything else (sources and their precedence, the popular fill, min-max scaling, weights cast to float32, the
   order by score, then popularity, then item index) is the numpy steps' exactly.
 

@@ -2,10 +2,12 @@
 kernel is loaded.
 
 Loading it imports numba and compiles the kernel, or loads it from numba's cache: about ten seconds of CPU on a
-machine's (or a fresh container's) first run, about a second after. A replay or the CLI loads it at its first
-merge. Serving loads it in a background thread when it starts (:func:`load_in_background`) and ranks with the
-numpy steps until it is ready, so no request waits for a compile. ``LAMBDAREC_FUSED_MERGE=0`` keeps every merge
-on the numpy steps (and numba unloaded): the same lists, for a comparison or a machine where numba cannot run.
+machine's (or a fresh container's) first run, about a second after, and about 120 MiB of memory. So only serving
+loads it, in a background thread when it starts (:func:`load_in_background`), ranking with the numpy steps until
+it is ready: no request waits for a compile. Everything else (a replay, whose blocks rarely hold one request;
+``lambdarec recommend``, one list) runs the numpy steps unless it calls :func:`load`. ``LAMBDAREC_FUSED_MERGE=0``
+keeps every merge on the numpy steps (and numba unloaded): the same lists, for a comparison or a machine where
+numba cannot run.
 """
 
 from __future__ import annotations
@@ -27,23 +29,25 @@ _lock = threading.Lock()
 
 
 def kernel() -> Callable[..., Any] | None:
-    """``lambdarec.rank.fused.rank_fused``, loaded now at the first call (None while serving loads it in the
-    background, after a failed load, or when switched off)."""
-    if not ENABLED:
-        return None
+    """``lambdarec.rank.fused.rank_fused`` once loaded; None before (or while it loads), after a failed load, or
+    when switched off."""
     found = _state.get("kernel")
-    if found is not None:
-        return None if found is _OFF else found  # type: ignore[no-any-return]
-    if _WARMING in _state:
-        return None
-    _load()
-    return kernel()
+    return found if ENABLED and found is not None and found is not _OFF else None
 
 
 def loaded() -> bool:
-    """Whether merges run the fused kernel now (without loading it)."""
-    found = _state.get("kernel")
-    return ENABLED and found is not None and found is not _OFF
+    """Whether merges run the fused kernel now."""
+    return kernel() is not None
+
+
+def load() -> bool:
+    """Load the kernel now, in this thread (unless loaded or loading already); whether merges run it."""
+    with _lock:
+        if not ENABLED or "kernel" in _state or _WARMING in _state:
+            return loaded()
+        _state[_WARMING] = True
+    _load()
+    return loaded()
 
 
 def load_in_background() -> threading.Thread | None:

@@ -24,6 +24,12 @@ from tests.factories import snapshot_model
 from tests.unit.rank.test_merge_many import NOW, _requests, _same
 
 
+@pytest.fixture(autouse=True)
+def _loaded() -> None:
+    """Outside serving the kernel runs once something loads it: these tests do."""
+    assert kernel.load()
+
+
 def _both(  # type: ignore[no-untyped-def]
     inp: MergeInput, w: MergeWeights, k: int, offset: int, explain: bool, monkeypatch: pytest.MonkeyPatch
 ):
@@ -115,6 +121,8 @@ def test_the_numpy_steps_alone_when_the_kernel_is_switched_off() -> None:
     """``LAMBDAREC_FUSED_MERGE=0``: a merge runs the numpy steps, and numba is never loaded."""
     code = (
         "import sys\n"
+        "from lambdarec.rank import kernel\n"
+        "print('LOADED', kernel.load())\n"
         "from lambdarec.rank.merge import MergeInput, MergeWeights, merge\n"
         "from tests.factories import snapshot_model\n"
         "print('ITEMS', len(merge(MergeInput(snapshot_model(20, 4)), MergeWeights(), k=5)))\n"
@@ -122,6 +130,7 @@ def test_the_numpy_steps_alone_when_the_kernel_is_switched_off() -> None:
     )
     env = {**os.environ, "LAMBDAREC_FUSED_MERGE": "0"}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert "LOADED False" in proc.stdout, proc.stdout + proc.stderr
     assert "ITEMS 5" in proc.stdout and "NUMBA False" in proc.stdout, proc.stdout + proc.stderr
 
 
@@ -149,8 +158,9 @@ def test_a_kernel_that_cannot_load_leaves_every_merge_to_numpy(monkeypatch: pyte
         raise RuntimeError("no LLVM here")
 
     monkeypatch.setattr(fused, "warm", broken)
-    assert len(merge(MergeInput(snapshot_model(20, 4), now_s=NOW), MergeWeights(), k=5)) == 5
+    assert not kernel.load()
     assert kernel.kernel() is None
+    assert len(merge(MergeInput(snapshot_model(20, 4), now_s=NOW), MergeWeights(), k=5)) == 5
 
 
 @pytest.mark.parametrize("where", ["batch row", "trending", "catalog mask"])
