@@ -40,14 +40,16 @@ def loaded() -> bool:
     return kernel() is not None
 
 
-def load() -> bool:
-    """Load the kernel now, in this thread (unless loaded or loading already); whether merges run it."""
+def load(timeout_s: float = 300.0) -> bool:
+    """Load the kernel now, in this thread; when a background load is under way, wait for it (up to
+    ``timeout_s``). Whether merges run the kernel."""
     with _lock:
-        if not ENABLED or "kernel" in _state or _WARMING in _state:
-            return loaded()
-        _state[_WARMING] = True
-    _load()
-    return loaded()
+        here = ENABLED and "kernel" not in _state and _WARMING not in _state
+        if here:
+            _state[_WARMING] = True
+    if here:
+        _load()
+    return wait(timeout_s)
 
 
 def load_in_background() -> threading.Thread | None:

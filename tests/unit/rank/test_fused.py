@@ -146,8 +146,9 @@ def test_serving_loads_the_kernel_in_the_background_and_ranks_with_numpy_meanwhi
     assert thread is not None and kernel.kernel() is None
     assert kernel.load_in_background() is None
     assert len(merge(MergeInput(snapshot_model(20, 4), now_s=NOW), MergeWeights(), k=5)) == 5
+    assert not kernel.load(timeout_s=0.2)  # a load() meanwhile waits for the background one
     release.set()
-    thread.join(60)
+    assert kernel.load(timeout_s=60)
     assert kernel.kernel() is fused.rank_fused
 
 
