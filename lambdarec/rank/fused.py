@@ -191,7 +191,7 @@ def rank_fused(
     if trending is None or not snap.fit or not _sized(snap.n_items, eligible, share, scores, batch_row):
         return None  # an index outside the catalogue, or arrays of another size: numba would read past them
     status, items, codes, values, chosen = _rank(
-        snap.n_items, _fixed(had, _I64), _fixed(eligible, np.bool_), trending[0], trending_top_n,
+        snap.n_items, _fixed(had, _I64), _fixed(eligible, _BOOL), trending[0], trending_top_n,
         trending[1], _fixed(seed_items, _I64), _fixed(decay, _F32), snap.neighbours, per_seed,
         _fixed(scores, _F32), speed_top_n, _fixed(np.ravel(batch_row.candidates) if batch_row else None, _I32),
         _fixed(np.ravel(batch_row.scores) if batch_row else None, _F32), snap.popular_order, snap.popular_rank,
@@ -203,17 +203,17 @@ def rank_fused(
     return items, values[0], codes, {"cf": values[1], "session": values[2], "trending": values[3]}, chosen
 
 
-_I32, _I64, _F32 = np.dtype(np.int32), np.dtype(np.int64), np.dtype(np.float32)
-_EMPTY = {dtype: np.empty(0, dtype) for dtype in (_I32, _I64, _F32, np.dtype(np.bool_))}
+_I32, _I64, _F32, _BOOL = np.dtype(np.int32), np.dtype(np.int64), np.dtype(np.float32), np.dtype(np.bool_)
+_EMPTY = {dtype: np.empty(0, dtype) for dtype in (_I32, _I64, _F32, _BOOL)}
 for _array in _EMPTY.values():
     _array.flags.writeable = False
 
 
-def _fixed(x: np.ndarray | None, dtype: np.dtype | type) -> np.ndarray:
+def _fixed(x: np.ndarray | None, dtype: np.dtype) -> np.ndarray:
     """``x`` as the kernel takes it: a read-only C-contiguous array of ``dtype`` (a view; a copy only where the
     dtype or layout differs); an empty one for None."""
     if x is None:
-        return _EMPTY[np.dtype(dtype)]
+        return _EMPTY[dtype]
     flags = x.flags
     if x.dtype != dtype or not flags.c_contiguous:
         x = np.ascontiguousarray(x, dtype=dtype)
@@ -265,8 +265,11 @@ def _sized(
     row: UserRow | None,
 ) -> bool:
     """Whether the request's per-item arrays cover the catalogue, and its batch row has a score per candidate."""
-    return all(x is None or x.shape == (n_items,) for x in (eligible, share, scores)) and (
-        row is None or np.size(row.candidates) == np.size(row.scores)
+    return (
+        (eligible is None or eligible.shape == (n_items,))
+        and (share is None or share.shape == (n_items,))
+        and (scores is None or scores.shape == (n_items,))
+        and (row is None or np.size(row.candidates) == np.size(row.scores))
     )
 
 
@@ -291,6 +294,6 @@ def warm() -> None:
     """Compile the kernel (or load it from numba's cache) now (:mod:`lambdarec.rank.kernel` says when): ranks one
     request over a two-item catalogue with every source present."""
     i64, f32 = _fixed(np.array([0, 1]), _I64), _fixed(np.array([1.0, 0.5]), _F32)
-    _rank(2, i64[:1], _fixed(np.array([True, True]), np.bool_), i64, 1, f32, i64[:1], f32[:1],
+    _rank(2, i64[:1], _fixed(np.array([True, True]), _BOOL), i64, 1, f32, i64[:1], f32[:1],
           _fixed(np.array([[1], [0]]), _I32), 1, f32, 1, _fixed(np.array([1]), _I32), f32[:1], _fixed(i64, _I32),
           i64, _fixed(np.eye(2), _F32), np.float32(1.0), np.float32(0.5), np.float32(0.1), 1, 0, True, i64)  # fmt: skip
