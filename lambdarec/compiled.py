@@ -4,7 +4,7 @@ a writable place for the cache (``NUMBA_CACHE_DIR`` where set: the image sets ``
 so (``numba.cache_unavailable``).
 
 Importing this module loads numba (about half a second): only the modules holding kernels import it, and they are
-imported where a kernel is first needed (:mod:`lambdarec.model.survivors`, :mod:`lambdarec.rank.fused`).
+imported where a kernel is first needed (:mod:`lambdarec.model.survivors`, :mod:`lambdarec.rank.fused_kernels`).
 """
 
 from __future__ import annotations

@@ -20,8 +20,9 @@ A request the kernel does not take answers ``None`` and the numpy steps rank it:
 met on the way (those count as defects there), which a finite model and fresh vector never give, or an item index
 outside the catalogue (numba does not check indices; the numpy steps raise the IndexError they always raised).
 
-Importing this module loads numba; :func:`warm` compiles the kernel or loads it from numba's cache
-(:mod:`lambdarec.compiled`). :mod:`lambdarec.rank.kernel` decides when that happens.
+The loops are :mod:`lambdarec.rank.fused_kernels`; this module hands them the request's arrays. Importing it loads
+numba; :func:`warm` compiles the kernel or loads it from numba's cache (:mod:`lambdarec.compiled`).
+:mod:`lambdarec.rank.kernel` decides when that happens.
 """
 
 from __future__ import annotations
@@ -31,134 +32,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from lambdarec.compiled import compiled
 from lambdarec.model.rows import UserRow
-from lambdarec.rank.fused_pool import NONE, picks, pool
+from lambdarec.rank.fused_kernels import TAKEN
+from lambdarec.rank.fused_kernels import rank as _rank
 
 if TYPE_CHECKING:  # the model's loader reads the store; the math only reads a loaded model
     from lambdarec.model.snapshot import SnapshotModel
-
-TAKEN, LEFT = 0, 1  # the kernel's status: ranked, or left to the numpy steps
-
-
-@compiled
-def _unit(values, lo, hi):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
-    """``values`` min-max scaled in place, in float32 as ``lambdarec.rank.one._to_unit`` does (all ones when
-    constant)."""
-    if np.float64(hi) - np.float64(lo) < 1e-12:
-        values[:] = np.float32(1.0)
-        return values
-    span = np.float32(np.float64(hi) - np.float64(lo))
-    for j in range(values.size):
-        values[j] = (values[j] - lo) / span
-    return values
-
-
-@compiled
-def _cf(items, scores, candidates, batch_scores):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
-    """The pooled items' ``cf`` component: the fresh vector's scores (``scores``, when given) or the batch row's
-    (an item the batch did not score gets the lowest known one; a repeated candidate keeps its first score),
-    min-max scaled; all ones when neither scores an item."""
-    n = items.size
-    cf = np.full(n, np.nan, dtype=np.float32)
-    if scores.size:
-        for j in range(n):
-            cf[j] = scores[items[j]]
-    else:
-        for c in range(candidates.size - 1, -1, -1):  # last to first: the first score of a candidate is left
-            j = _position(items, candidates[c])
-            if j >= 0:
-                cf[j] = batch_scores[c]
-    lo, hi, known = np.float32(np.inf), np.float32(-np.inf), False
-    for j in range(n):
-        if not np.isnan(cf[j]):  # only batch scores hold NaN (not proposed); the fresh scores are checked finite
-            lo, hi, known = min(lo, cf[j]), max(hi, cf[j]), True
-    if not known:
-        cf[:] = np.float32(1.0)
-        return cf
-    for j in range(n):
-        if np.isnan(cf[j]):
-            cf[j] = lo
-    return _unit(cf, lo, hi)
-
-
-@compiled
-def _position(items, item):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
-    """``item``'s position in the ascending ``items``, -1 when absent (binary search)."""
-    lo, hi = 0, items.size
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if items[mid] < item:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo if lo < items.size and items[lo] == item else -1
-
-
-@compiled
-def _session(items, seeds, decay, unit):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
-    """Each pooled item's cosine to the seeds' ``decay``-weighted mean unit vector (zeros without ``decay``)."""
-    out = np.zeros(items.size, dtype=np.float32)
-    if not decay.size:
-        return out
-    width = unit.shape[1]
-    taste = np.zeros(width, dtype=np.float32)
-    weight = np.float32(0.0)
-    for s in range(seeds.size):
-        weight += decay[s]
-        for f in range(width):
-            taste[f] += decay[s] * unit[seeds[s], f]
-    for f in range(width):
-        taste[f] /= weight
-    for j in range(items.size):
-        out[j] = _dot(unit[items[j]], taste)
-    return out
-
-
-@compiled(reassociate=True)
-def _dot(a, b):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
-    """``a @ b`` in float32, its sum regrouped into vector lanes (one running sum's chain of dependent adds is
-    several times slower)."""
-    total = np.float32(0.0)
-    for f in range(a.size):
-        total += a[f] * b[f]
-    return total
-
-
-@compiled
-def _rank(n_items, had, eligible, trend_order, trending_top_n, share, seeds, decay, neighbours, per_seed, scores,
-          speed_top_n, candidates, batch_scores, popular_order, popular_rank, unit, w_cf, w_session, w_trending, need,
-          offset, order_it, index):  # type: ignore[no-untyped-def]  # fmt: skip  # pragma: no cover - compiled
-    """The pool, components, totals and (``order_it``) the picks of one request; see the module docstring."""
-    for v in scores:
-        if not np.isfinite(v):
-            return LEFT, had, had.astype(np.int8), np.zeros((4, 0), dtype=np.float32), had
-    source = pool(n_items, had, eligible, trend_order, trending_top_n, seeds, neighbours, per_seed, scores,
-                  speed_top_n, candidates, popular_order, need, index)  # fmt: skip
-    if source.size != n_items:  # an index outside the catalogue
-        return LEFT, had, had.astype(np.int8), np.zeros((4, 0), dtype=np.float32), had
-    n = 0
-    for i in range(n_items):
-        n += source[i] != NONE
-    items, codes = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int8)
-    n = 0
-    for i in range(n_items):
-        if source[i] != NONE:
-            items[n], codes[n] = i, source[i]
-            n += 1
-    values = np.zeros((4, n), dtype=np.float32)  # total, cf, session, trending: one array to return, not four
-    values[1], values[2] = _cf(items, scores, candidates, batch_scores), _session(items, seeds, decay, unit)
-    total, cf, session, trend = values[0], values[1], values[2], values[3]
-    for j in range(n):
-        if share.size:
-            trend[j] = share[items[j]]
-        total[j] = w_cf * cf[j] + w_session * session[j] + w_trending * trend[j]
-        if not (np.isfinite(cf[j]) and np.isfinite(session[j]) and np.isfinite(total[j])):
-            return LEFT, items, codes, values, items
-    chosen = items[:0]
-    if order_it and n:
-        chosen = picks(items, total, popular_rank, need, offset)
-    return TAKEN, items, codes, values, chosen
 
 
 def rank_fused(

@@ -1,7 +1,12 @@
-"""The pool of one request in compiled loops (numba), for :mod:`lambdarec.rank.fused`: each item's first source,
-and the selections it needs (the fresh vector's best unseen items; the list's best pooled items), as a
-quickselect and a heapsort over positions compared by (value, tie-break): numba's own ``partition`` and sorts
-cost seconds more to compile each.
+"""The compiled loops (numba) of one request's merge, for :mod:`lambdarec.rank.fused`: the pool (each item's first
+source), the selections it needs (the fresh vector's best unseen items; the list's best pooled items), the score
+components, the totals and the picks. :func:`rank` runs them all.
+
+Selection is a quickselect and a heapsort over positions compared by (value, tie-break): numba's own
+``partition`` and sorts cost seconds more to compile each. Plain loops throughout, for the same reason.
+
+All of them live in this one module: numba caches a kernel with the code of every kernel it calls, yet checks
+only the kernel's own file for changes, so a kernel called from another module could run stale after an edit.
 """
 
 from __future__ import annotations
@@ -9,8 +14,9 @@ from __future__ import annotations
 import numpy as np
 
 from lambdarec.compiled import compiled
+from lambdarec.rank.block import BATCH, NONE, POPULAR, SESSION, SPEED, TRENDING  # the source codes
 
-BATCH, SPEED, SESSION, TRENDING, POPULAR, NONE = 0, 1, 2, 3, 4, 5  # lambdarec.rank.block's source codes
+TAKEN, LEFT = 0, 1  # rank's status: ranked, or left to the numpy steps
 
 
 @compiled
@@ -94,7 +100,7 @@ def _top_unseen(scores, seen, n, index):  # type: ignore[no-untyped-def]  # prag
 
 
 @compiled
-def pool(n_items, had, eligible, trend_order, trending_top_n, seeds, neighbours, per_seed, scores, speed_top_n,
+def _pool(n_items, had, eligible, trend_order, trending_top_n, seeds, neighbours, per_seed, scores, speed_top_n,
           candidates, popular_order, need, index):  # type: ignore[no-untyped-def]  # fmt: skip  # pragma: no cover
     """Each item's first source (``NONE``: not pooled): :func:`lambdarec.rank.one._sources` and the popular fill
     of ``rank_numpy``; a source's code is its precedence (the lowest wins). Plain loops throughout: numba compiles
@@ -170,7 +176,7 @@ def _neighbours(source, seen, seeds, neighbours, per_seed, ruled):  # type: igno
 
 
 @compiled
-def picks(items, total, popular_rank, need, offset):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+def _picks(items, total, popular_rank, need, offset):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
     """Positions in ``items`` of ranks ``offset`` to ``need - 1`` by score, then popularity, then index
     (``popular_rank``: each item's place in the snapshot's popularity order, that tie-break as one key)."""
     n = items.size
@@ -183,3 +189,124 @@ def picks(items, total, popular_rank, need, offset):  # type: ignore[no-untyped-
     head = order[: min(need, n)]
     _sort(head, total, ties)
     return head[offset:]
+
+
+@compiled
+def _unit(values, lo, hi):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+    """``values`` min-max scaled in place, in float32 as ``lambdarec.rank.one._to_unit`` does (all ones when
+    constant)."""
+    if np.float64(hi) - np.float64(lo) < 1e-12:
+        values[:] = np.float32(1.0)
+        return values
+    span = np.float32(np.float64(hi) - np.float64(lo))
+    for j in range(values.size):
+        values[j] = (values[j] - lo) / span
+    return values
+
+
+@compiled
+def _cf(items, scores, candidates, batch_scores):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+    """The pooled items' ``cf`` component: the fresh vector's scores (``scores``, when given) or the batch row's
+    (an item the batch did not score gets the lowest known one; a repeated candidate keeps its first score),
+    min-max scaled; all ones when neither scores an item."""
+    n = items.size
+    cf = np.full(n, np.nan, dtype=np.float32)
+    if scores.size:
+        for j in range(n):
+            cf[j] = scores[items[j]]
+    else:
+        for c in range(candidates.size - 1, -1, -1):  # last to first: the first score of a candidate is left
+            j = _position(items, candidates[c])
+            if j >= 0:
+                cf[j] = batch_scores[c]
+    lo, hi, known = np.float32(np.inf), np.float32(-np.inf), False
+    for j in range(n):
+        if not np.isnan(cf[j]):  # only batch scores hold NaN (not proposed); the fresh scores are checked finite
+            lo, hi, known = min(lo, cf[j]), max(hi, cf[j]), True
+    if not known:
+        cf[:] = np.float32(1.0)
+        return cf
+    for j in range(n):
+        if np.isnan(cf[j]):
+            cf[j] = lo
+    return _unit(cf, lo, hi)
+
+
+@compiled
+def _position(items, item):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+    """``item``'s position in the ascending ``items``, -1 when absent (binary search)."""
+    lo, hi = 0, items.size
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if items[mid] < item:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo if lo < items.size and items[lo] == item else -1
+
+
+@compiled
+def _session(items, seeds, decay, unit):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+    """Each pooled item's cosine to the seeds' ``decay``-weighted mean unit vector (zeros without ``decay``)."""
+    out = np.zeros(items.size, dtype=np.float32)
+    if not decay.size:
+        return out
+    width = unit.shape[1]
+    taste = np.zeros(width, dtype=np.float32)
+    weight = np.float32(0.0)
+    for s in range(seeds.size):
+        weight += decay[s]
+        for f in range(width):
+            taste[f] += decay[s] * unit[seeds[s], f]
+    for f in range(width):
+        taste[f] /= weight
+    for j in range(items.size):
+        out[j] = _dot(unit[items[j]], taste)
+    return out
+
+
+@compiled(reassociate=True)
+def _dot(a, b):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+    """``a @ b`` in float32, its sum regrouped into vector lanes (one running sum's chain of dependent adds is
+    several times slower)."""
+    total = np.float32(0.0)
+    for f in range(a.size):
+        total += a[f] * b[f]
+    return total
+
+
+@compiled
+def rank(n_items, had, eligible, trend_order, trending_top_n, share, seeds, decay, neighbours, per_seed, scores,
+          speed_top_n, candidates, batch_scores, popular_order, popular_rank, unit, w_cf, w_session, w_trending, need,
+          offset, order_it, index):  # type: ignore[no-untyped-def]  # fmt: skip  # pragma: no cover - compiled
+    """The pool, components, totals and (``order_it``) the picks of one request: (status, items, source codes,
+    [total, cf, session, trending] per item, picks); see :mod:`lambdarec.rank.fused` for the rules."""
+    for v in scores:
+        if not np.isfinite(v):
+            return LEFT, had, had.astype(np.int8), np.zeros((4, 0), dtype=np.float32), had
+    source = _pool(n_items, had, eligible, trend_order, trending_top_n, seeds, neighbours, per_seed, scores,
+                   speed_top_n, candidates, popular_order, need, index)  # fmt: skip
+    if source.size != n_items:  # an index outside the catalogue
+        return LEFT, had, had.astype(np.int8), np.zeros((4, 0), dtype=np.float32), had
+    n = 0
+    for i in range(n_items):
+        n += source[i] != NONE
+    items, codes = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int8)
+    n = 0
+    for i in range(n_items):
+        if source[i] != NONE:
+            items[n], codes[n] = i, source[i]
+            n += 1
+    values = np.zeros((4, n), dtype=np.float32)  # total, cf, session, trending: one array to return, not four
+    values[1], values[2] = _cf(items, scores, candidates, batch_scores), _session(items, seeds, decay, unit)
+    total, cf, session, trend = values[0], values[1], values[2], values[3]
+    for j in range(n):
+        if share.size:
+            trend[j] = share[items[j]]
+        total[j] = w_cf * cf[j] + w_session * session[j] + w_trending * trend[j]
+        if not (np.isfinite(cf[j]) and np.isfinite(session[j]) and np.isfinite(total[j])):
+            return LEFT, items, codes, values, items
+    chosen = items[:0]
+    if order_it and n:
+        chosen = _picks(items, total, popular_rank, need, offset)
+    return TAKEN, items, codes, values, chosen
