@@ -135,7 +135,9 @@ def merge_kernel(port: int, timeout_s: float = 120.0) -> str:
     """Which merge path a serving process settled on: waits (up to ``timeout_s``) for its compiled kernel to load
     in the background (``lambdarec_serving_merge_kernel`` 1), so a run measures that and not the start-up;
     ``numpy steps`` when switched off (``LAMBDAREC_FUSED_MERGE=0``) or not loaded in time."""
-    if os.environ.get("LAMBDAREC_FUSED_MERGE", "1") == "0":
+    from lambdarec.rank import kernel  # no numba: the switch the servers read from this same environment
+
+    if not kernel.ENABLED:
         return "numpy steps (LAMBDAREC_FUSED_MERGE=0)"
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

@@ -153,19 +153,20 @@ def _sized(
 
 
 _UNSEEN = object()  # matches no trending order (None included)
-_last_trend: list[tuple[object, object, tuple[np.ndarray, np.ndarray] | None]] = [(_UNSEEN, _UNSEEN, None)]
+_last_trend: list[tuple[object, object, int, tuple[np.ndarray, np.ndarray] | None]] = [(_UNSEEN, _UNSEEN, 0, None)]
 
 
 def _trending(order: np.ndarray | None, share: np.ndarray | None, n_items: int) -> tuple[np.ndarray, np.ndarray] | None:
     """The trending order and share as the kernel takes them, None when the order names an item outside the
-    catalogue; checked once per trending refresh (the same arrays come with every request until the next)."""
-    last_order, last_share, fixed = _last_trend[0]
-    if last_order is order and last_share is share:
+    catalogue of ``n_items``; checked once per trending refresh and catalogue (the same arrays come with every
+    request until the next)."""
+    last_order, last_share, last_n, fixed = _last_trend[0]
+    if last_order is order and last_share is share and last_n == n_items:
         return fixed
     fixed = None
     if order is None or not order.size or (int(order.min()) >= 0 and int(order.max()) < n_items):
         fixed = (_fixed(order, _I64), _fixed(share, _F32))
-    _last_trend[0] = (order, share, fixed)
+    _last_trend[0] = (order, share, n_items, fixed)
     return fixed
 
 

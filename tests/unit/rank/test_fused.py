@@ -182,3 +182,13 @@ def test_an_index_outside_the_catalogue_is_left_to_the_numpy_steps(where: str) -
     assert one._rank_fused(fused.rank_fused, ask, prepare(ask)) is None
     with pytest.raises(IndexError):
         merge(inp, w, k=5)
+
+
+def test_trending_checked_for_one_catalogue_is_checked_again_for_another() -> None:
+    """The same trending scores (40 items) serve a 40-item snapshot, then a 30-item one (not weighted, so only
+    the order reaches the kernel): the second is refused, as a fresh check would refuse it, never read past."""
+    trending = TrendingScores.of(np.linspace(1, 2, 40))
+    w = MergeWeights(trending=0.0)
+    for n_items, taken in ((40, True), (30, False)):
+        ask = Ask(MergeInput(snapshot_model(n_items, 4, seed=7), trending=trending, now_s=NOW), w, 5, 0, False)
+        assert (one._rank_fused(fused.rank_fused, ask, prepare(ask)) is not None) is taken
