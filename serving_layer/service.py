@@ -38,6 +38,7 @@ from serving_layer.state_reads import read_states_nonblocking
 from serving_layer.store_gate import StoreGate, StoreUnavailable
 from serving_layer.store_health import StoreHealth
 from serving_layer.trending_cache import TrendingCache
+from serving_layer.turn_lists import TurnLists
 from serving_layer.user_cache import RecentUsers
 
 log = get_logger(__name__)
@@ -65,6 +66,7 @@ class Service:
         self.users = RecentUsers(s.user_cache_size)
         self.answers = AnswerCache(int(s.answer_cache_mb * 2**20), s.answer_cache_ttl_s)
         self.fresh_reads = FreshReads()  # the fresh-state reads of one loop turn, sent as one
+        self.turn_lists = TurnLists(self)  # the lists of one loop turn, read and ranked together (inline)
         scheme = urlsplit(settings.store.url).scheme
         self.inline_reads = s.store_reads == "inline" or (s.store_reads == "auto" and scheme == "sqlite")
         self.nonblocking_reads = False  # set once the store is open: whether it offers non-blocking reads
@@ -74,6 +76,7 @@ class Service:
         self.catalog.register(self.metrics.registry)
         self.answers.register(self.metrics.registry)
         self.fresh_reads.register(self.metrics.registry)
+        self.turn_lists.register(self.metrics.registry)
         self._store, self._log = store, log_
         self._store_opened()
         self._owned = (store is None, log_ is None)
@@ -211,19 +214,41 @@ class Service:
     async def user_states(self, model: SnapshotModel, user_ids: Iterable[str]) -> tuple[dict[str, UserState], bool]:
         """The users' states for ``model``, and whether they came from memory because the store is unavailable."""
         ids = list(user_ids)
+        if self.inline_reads:
+            return self.user_states_inline(model, ids)
         try:
-            shown = self.settings.speed.feedback.own_consumer  # impressions rows apart from the fresh rows
-            args = (self.store(), model.version, ids, len(model.item_ids), self._known_rows(model.version, ids), shown)
-            if self.inline_reads:
-                states = self.gate.call_inline(read_states, *args)
-            elif self.nonblocking_reads:
+            args = self._read_args(model, ids)
+            if self.nonblocking_reads:
                 states = await read_states_nonblocking(args[0], self.gate, *args[1:],  # type: ignore[arg-type]
                                                        fresh_reads=self.fresh_reads)  # fmt: skip
             else:
                 states = await self.gate.call(read_states, *args)
         except StoreUnavailable:
-            self.metrics.degraded.labels(STORE_UNAVAILABLE).inc()
-            return {u: self.users.get(model.version, u) or NO_STATE for u in ids}, True
+            return self._remembered(model, ids, 1), True
+        return self._kept(model, states), False
+
+    def user_states_inline(
+        self, model: SnapshotModel, ids: list[str], lists: int = 1
+    ) -> tuple[dict[str, UserState], bool]:
+        """:meth:`user_states` read on this thread (``serving.store_reads`` inline: SQLite), for ``lists`` lists
+        (counted as degraded when the store cannot be read)."""
+        try:
+            states = self.gate.call_inline(read_states, *self._read_args(model, ids))
+        except StoreUnavailable:
+            return self._remembered(model, ids, lists), True
+        return self._kept(model, states), False
+
+    def _read_args(self, model: SnapshotModel, ids: list[str]) -> tuple[object, ...]:
+        shown = self.settings.speed.feedback.own_consumer  # impressions rows apart from the fresh rows
+        return self.store(), model.version, ids, len(model.item_ids), self._known_rows(model.version, ids), shown
+
+    def _remembered(self, model: SnapshotModel, ids: list[str], lists: int) -> dict[str, UserState]:
+        """The users' states kept in memory (the store is unavailable); ``lists`` lists counted as degraded."""
+        self.metrics.degraded.labels(STORE_UNAVAILABLE).inc(lists)
+        return {u: self.users.get(model.version, u) or NO_STATE for u in ids}
+
+    def _kept(self, model: SnapshotModel, states: dict[str, UserState]) -> dict[str, UserState]:
+        """``states``, their corrupt rows counted and logged, the others remembered (:class:`RecentUsers`)."""
         for user_id, state in states.items():
             if state.corrupt is not None:
                 self.metrics.degraded.labels(CORRUPT_ROW).inc()
@@ -231,7 +256,7 @@ class Service:
                 log.warning("serving.corrupt_row", user_id=user_id, snapshot=model.version, reason=state.corrupt)
             elif state is not NO_STATE:
                 self.users.put(model.version, user_id, state)
-        return states, False
+        return states
 
     def _known_rows(self, version: str, user_ids: list[str]) -> dict[str, UserRow]:
         """The users' batch rows of ``version`` read before (kept in :class:`RecentUsers`): a snapshot's rows

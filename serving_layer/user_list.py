@@ -7,7 +7,7 @@ msgspec ``1e16``) is encoded by pydantic instead.
 
 Example
 -------
->>> body, degraded_reason = await user_list(service, RecommendQuery("u1", k=10))     # doctest: +SKIP
+>>> body, degraded_reason, arm = await user_list(service, RecommendQuery("u1", k=10))     # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import msgspec
 from lambdarec.model.rows import UserState
 from lambdarec.model.snapshot import SnapshotModel
 from lambdarec.rank.merge import Ranked
-from serving_layer.arms import arm_headers
+from serving_layer.arms import Served, arm_headers
 from serving_layer.impressions import stamp
 from serving_layer.recommend import CORRUPT_ROW, STORE_UNAVAILABLE, RecommendQuery, rank, shape
 from serving_layer.service import Service
@@ -70,38 +70,76 @@ def encode_body(
     )
 
 
-async def user_list(service: Service, query: RecommendQuery) -> tuple[bytes, str | None, dict[str, str]]:
+Answer = tuple[bytes, str | None, dict[str, str]]  # the body, the degraded reason (or None), the arm's headers
+
+
+async def user_list(service: Service, query: RecommendQuery) -> Answer:
     """The JSON body of one user's list, its degraded reason (the ``X-Lambdarec-Degraded`` header) or None, and
     its experiment arm headers. A repeat with nothing changed comes from ``service.answers``
-    (:mod:`serving_layer.answer_cache`): the user's state is read all the same, and compared.
+    (:mod:`serving_layer.answer_cache`): the user's state is read all the same, and compared. Where the store is
+    read inline (SQLite), the lists of one event-loop turn are read and ranked together
+    (:mod:`serving_layer.turn_lists`).
 
     Raises the 503 ``HTTPException`` of :meth:`Service.served_model` while no snapshot is loaded.
     """
     served = await service.served_arm(query)
+    if service.inline_reads and not served.query.impressions:
+        return await service.turn_lists.answer(served)
+    user_id = served.query.user_id or ""
+    states, degraded = await service.user_states(served.model, [user_id])
+    if not served.query.impressions:
+        return answer_now(service, served, states[user_id], degraded)
+    return await _with_impression(service, served, states[user_id], degraded)
+
+
+def answer_now(service: Service, served: Served, state: UserState, degraded: bool) -> Answer:
+    """The answer of a request that writes no impression, from the user's ``state``: kept, or ranked now."""
     model, query = served.model, served.query
-    user_id = query.user_id or ""
-    states, degraded = await service.user_states(model, [user_id])
-    state = states[user_id]
     now = time.time()
-    catalog = service.catalog.view_for(model, now)
-    inputs = (model, served.weights, served.trending, catalog, served.plan)
-    cacheable = not degraded and state.corrupt is None and not query.impressions
+    inputs = _inputs(service, served, now)
+    cacheable = not degraded and state.corrupt is None
     kept = service.answers.get(query, inputs, state.fresh) if cacheable else None
     if kept is not None:
         service.metrics.observe_list(kept.sources, kept.fallback)
-        service.metrics.observe_freshness(user_id, state.fresh, model.cutoff_s, now)
+        service.metrics.observe_freshness(query.user_id, state.fresh, model.cutoff_s, now)
         return kept.body(fresh_age(state, now)), None, arm_headers(query)
+    ranked, fallback = _ranked(served, state, now, inputs)
+    return _answer(service, served, query, state, degraded, now, inputs, ranked, fallback)
+
+
+async def _with_impression(service: Service, served: Served, state: UserState, degraded: bool) -> Answer:
+    """The answer of a request that writes an impression event for its items (never kept: its id is its own)."""
+    now = time.time()
+    inputs = _inputs(service, served, now)
+    ranked, fallback = _ranked(served, state, now, inputs)
+    item_ids = [r.item_id for r in ranked]
+    query = replace(served.query, impression_id=await stamp(service, served.query, served.model.version, item_ids))
+    return _answer(service, served, query, state, degraded, now, inputs, ranked, fallback)
+
+
+def _inputs(service: Service, served: Served, now: float) -> tuple[object, ...]:
+    """What a kept answer must have been ranked with (:mod:`serving_layer.answer_cache`), compared by identity."""
+    catalog = service.catalog.view_for(served.model, now)
+    return served.model, served.weights, served.trending, catalog, served.plan
+
+
+def _ranked(served: Served, state: UserState, now: float, inputs: tuple[object, ...]) -> tuple[list[Ranked], bool]:
     ranked_query, ranked_state = served.inputs(state)
-    ranked, fallback = rank(
-        model, ranked_query, ranked_state, weights=served.weights, trending=served.trending, now_s=now, catalog=catalog
-    )
-    if query.impressions:
-        query = replace(query, impression_id=await stamp(service, query, model.version, [r.item_id for r in ranked]))
+    return rank(served.model, ranked_query, ranked_state, weights=served.weights, trending=served.trending,
+                now_s=now, catalog=inputs[3])  # type: ignore[arg-type]  # fmt: skip
+
+
+def _answer(
+    service: Service, served: Served, query: RecommendQuery, state: UserState, degraded: bool, now: float,
+    inputs: tuple[object, ...], ranked: list[Ranked], fallback: bool,
+) -> Answer:  # fmt: skip
+    """A ranked list encoded, kept (when it may be), counted."""
+    model = served.model
     body = encode_body(model, query, state, ranked, now, degraded)
     sources = [r.source for r in ranked]
-    if cacheable:
+    if not degraded and state.corrupt is None and not query.impressions:
         service.answers.put(query, inputs, state.fresh, model.version, body, fresh_age(state, now), sources, fallback)
     service.metrics.observe_list(sources, fallback)
-    service.metrics.observe_freshness(user_id, state.fresh, model.cutoff_s, time.time())
+    service.metrics.observe_freshness(query.user_id, state.fresh, model.cutoff_s, time.time())
     reason = STORE_UNAVAILABLE if degraded else CORRUPT_ROW if state.corrupt is not None else None
     return body, reason, arm_headers(query)
