@@ -39,6 +39,7 @@ class FreshReads:
     def __init__(self) -> None:
         self._store: NonBlockingReads | None = None
         self._waiting: list[Waiter] = []
+        self._requests = 0  # the requests the waiting reads answer
         self.reads = 0  # store reads sent, and the requests they served
         self.requests = 0
         self._counters: tuple[Counter, Counter] | None = None
@@ -55,9 +56,10 @@ class FreshReads:
                     registry=registry),
         )  # fmt: skip
 
-    def read(self, store: NonBlockingReads, user_ids: Sequence[str]) -> Future[dict[str, FreshUser]]:
+    def read(self, store: NonBlockingReads, user_ids: Sequence[str], requests: int = 1) -> Future[dict[str, FreshUser]]:
         """A future of ``store.read_fresh_users_future(user_ids)``'s answer, read together with the other reads
-        of this turn of the running event loop."""
+        of this turn of the running event loop; ``requests``: the requests it answers (a batch of lists,
+        :mod:`serving_layer.turn_lists`), as the metrics count them."""
         if self._waiting and store is not self._store:  # the store was replaced mid-turn: send the old one's now
             self._flush()
         if not self._waiting:
@@ -65,18 +67,19 @@ class FreshReads:
         self._store = store
         mine: Future[dict[str, FreshUser]] = Future()
         self._waiting.append((list(user_ids), mine))
+        self._requests += requests
         return mine
 
     def _flush(self) -> None:
-        waiting, store = self._waiting, self._store
-        self._waiting, self._store = [], None
+        waiting, store, requests = self._waiting, self._store, self._requests
+        self._waiting, self._store, self._requests = [], None, 0
         if not waiting or store is None:
             return
         self.reads += 1
-        self.requests += len(waiting)
+        self.requests += requests
         if self._counters is not None:
             self._counters[0].inc()
-            self._counters[1].inc(len(waiting))
+            self._counters[1].inc(requests)
         ids = list(dict.fromkeys(uid for asked, _ in waiting for uid in asked))
         try:
             together = store.read_fresh_users_future(ids)
