@@ -31,7 +31,6 @@ from __future__ import annotations
 import random
 import time
 from collections import OrderedDict
-from typing import NamedTuple
 
 import msgspec
 from prometheus_client import CollectorRegistry, Counter
@@ -46,15 +45,21 @@ ID_BYTES = 50  # a str object's own size, besides its characters
 TTL_JITTER = 0.5  # an answer lives (1 - TTL_JITTER .. 1) x ttl_s: expiries spread, not one burst of rankings
 
 
-class CachedList(NamedTuple):
-    """One kept answer: what it was ranked with, its body around the age, and what the metrics count per list."""
+class CachedList(msgspec.Struct, frozen=True, gc=False):
+    """One kept answer: what it was ranked with, its body around the age, and what the metrics count per list.
+
+    Not tracked by Python's garbage collector (``gc=False``; it never takes part in a reference cycle): a full
+    cache holds tens of thousands of answers, and a collection that walked each of them, with the tuples and lists
+    they hold, paused serving for tens of milliseconds. Its ``inputs`` tuple is shared by the answers ranked with
+    the same inputs, its ``sources`` a tuple of strings (which the collector stops tracking).
+    """
 
     inputs: tuple[object, ...]  # model, weights, trending, catalog view, arm plan: compared by identity
     fresh: FreshUser | None  # compared by value
     expires_at: float  # time.monotonic() after which it is ranked again
     head: bytes  # the body up to and including '"fresh_state_age_s":'
     tail: bytes  # the body from ',"degraded":' on
-    sources: list[str]
+    sources: tuple[str, ...]
     fallback: bool
     size: int  # bytes counted against the cache's bound: the body, the key's ids and ENTRY_BYTES
 
@@ -73,6 +78,7 @@ class AnswerCache:
         self.bytes = 0
         self._data: OrderedDict[RecommendQuery, CachedList] = OrderedDict()
         self._results: dict[str, object] = {}
+        self._inputs: tuple[object, ...] = ()  # the inputs of the last answer kept (see _shared)
 
     def register(self, registry: CollectorRegistry) -> None:
         """``lambdarec_serving_answer_cache_total{result}``: lists answered from the cache (``hit``), ranked
@@ -135,10 +141,19 @@ class AnswerCache:
         self._drop(query)
         size = len(body) + key_bytes(query) + ENTRY_BYTES
         expires = time.monotonic() + self.ttl_s * (1.0 - TTL_JITTER * random.random())  # noqa: S311 (not secret)
-        self._data[query] = CachedList(inputs, fresh, expires, *split, sources, fallback, size)
+        inputs = self._shared(inputs)
+        self._data[query] = CachedList(inputs, fresh, expires, *split, tuple(sources), fallback, size)
         self.bytes += size
         while self.bytes > self.max_bytes and self._data:
             self._drop(next(iter(self._data)))
+
+    def _shared(self, inputs: tuple[object, ...]) -> tuple[object, ...]:
+        """The one tuple kept for these inputs (each answer ranked with the same ones holds that tuple)."""
+        last = self._inputs
+        if len(last) == len(inputs) and all(a is b for a, b in zip(last, inputs, strict=True)):
+            return last
+        self._inputs = inputs
+        return inputs
 
     def _drop(self, query: RecommendQuery) -> None:
         kept = self._data.pop(query, None)

@@ -40,7 +40,7 @@ STORE_UNAVAILABLE = "store-unavailable"  # the store could not be read: the list
 CORRUPT_ROW = "corrupt-row"  # the user's batch row failed its checks: fresh state and fallbacks only
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RecommendQuery:
     """What a caller asked for. ``user_id`` None is an anonymous session (or basket) of ``session_items``."""
 

@@ -52,13 +52,16 @@ def load(timeout_s: float = 300.0) -> bool:
     return wait(timeout_s)
 
 
-def load_in_background() -> threading.Thread | None:
-    """Load the kernel in a daemon thread (serving's start); merges run the numpy steps until it is ready."""
+def load_in_background(then: Callable[[], object] | None = None) -> threading.Thread | None:
+    """Load the kernel in a daemon thread (serving's start); merges run the numpy steps until it is ready.
+    ``then`` runs in that thread once the load has ended, loaded or not (not when no load starts here)."""
     with _lock:
         if not ENABLED or "kernel" in _state or _WARMING in _state:
             return None
         _state[_WARMING] = True
-        thread = _state["thread"] = threading.Thread(target=_load, name="lambdarec-merge-kernel", daemon=True)
+        thread = _state["thread"] = threading.Thread(
+            target=_load, args=(then,), name="lambdarec-merge-kernel", daemon=True
+        )
     thread.start()
     return thread
 
@@ -72,7 +75,7 @@ def wait(timeout_s: float) -> bool:
     return loaded()
 
 
-def _load() -> None:
+def _load(then: Callable[[], object] | None = None) -> None:
     try:
         from lambdarec.rank.fused import rank_fused, warm
 
@@ -84,3 +87,5 @@ def _load() -> None:
         log.warning("merge.kernel_unavailable", reason=repr(exc), effect="every merge runs the numpy steps")
     finally:
         _state.pop(_WARMING, None)
+        if then is not None:
+            then()

@@ -138,18 +138,22 @@ def test_serving_loads_the_kernel_in_the_background_and_ranks_with_numpy_meanwhi
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """While the kernel loads (held here until released), merges run the numpy steps; a second start does not
-    load it twice; once loaded, merges run the kernel."""
+    load it twice; once loaded, merges run the kernel, and what was to follow the load (serving: a GC freeze) ran
+    after it, once."""
     monkeypatch.setattr(kernel, "_state", {})
     release, real_warm = threading.Event(), fused.warm
     monkeypatch.setattr(fused, "warm", lambda: (release.wait(30), real_warm()))
-    thread = kernel.load_in_background()
+    followed: list[object] = []
+    thread = kernel.load_in_background(then=lambda: followed.append(kernel.kernel()))
     assert thread is not None and kernel.kernel() is None
-    assert kernel.load_in_background() is None
+    assert kernel.load_in_background(then=lambda: followed.append("again")) is None
     assert len(merge(MergeInput(snapshot_model(20, 4), now_s=NOW), MergeWeights(), k=5)) == 5
     assert not kernel.load(timeout_s=0.2)  # a load() meanwhile waits for the background one
+    assert followed == []
     release.set()
     assert kernel.load(timeout_s=60)
     assert kernel.kernel() is fused.rank_fused
+    assert followed == [fused.rank_fused]
 
 
 def test_a_kernel_that_cannot_load_leaves_every_merge_to_numpy(monkeypatch: pytest.MonkeyPatch) -> None:

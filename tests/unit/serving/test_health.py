@@ -91,3 +91,25 @@ def test_metrics_say_which_merge_path_ranks_the_lists(client: TestClient, monkey
     monkeypatch.setattr(kernel, "ENABLED", False)
     assert gauge() == 0.0
     assert client.get("/v1/users/u1/recommendations", params={"k": 5}).status_code == 200
+
+
+def test_what_the_kernel_load_brings_in_is_frozen_out_of_gc(published, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """numba's objects (some 100k) live as long as the process: once the merge kernel's background load ends, the
+    service freezes them out of the collector, as it freezes the snapshot's on a swap (a full collection that walked
+    them paused a loaded server for 60-70 ms)."""
+    import gc
+    import threading
+
+    from lambdarec.rank import fused, kernel
+
+    monkeypatch.setattr(kernel, "_state", {})  # not loaded yet in this process: this start loads it
+    release, real_warm = threading.Event(), fused.warm
+    monkeypatch.setattr(fused, "warm", lambda: (release.wait(30), real_warm()))  # ends after the snapshot's swap
+    frozen: list[bool] = []  # per freeze: whether the kernel was loaded by then
+    monkeypatch.setattr(gc, "freeze", lambda: frozen.append(kernel.loaded()))
+    settings, _ = published
+    with serving(settings):
+        assert frozen and not any(frozen)  # the snapshot's swap froze what was loaded then
+        release.set()
+        assert kernel.wait(60)
+    assert frozen[-1] is True
