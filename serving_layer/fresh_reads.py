@@ -39,7 +39,6 @@ class FreshReads:
     def __init__(self) -> None:
         self._store: NonBlockingReads | None = None
         self._waiting: list[Waiter] = []
-        self._requests = 0  # the requests the waiting reads answer
         self.reads = 0  # store reads sent, and the requests they served
         self.requests = 0
         self._counters: tuple[Counter, Counter] | None = None
@@ -56,10 +55,9 @@ class FreshReads:
                     registry=registry),
         )  # fmt: skip
 
-    def read(self, store: NonBlockingReads, user_ids: Sequence[str], requests: int = 1) -> Future[dict[str, FreshUser]]:
+    def read(self, store: NonBlockingReads, user_ids: Sequence[str]) -> Future[dict[str, FreshUser]]:
         """A future of ``store.read_fresh_users_future(user_ids)``'s answer, read together with the other reads
-        of this turn of the running event loop; ``requests``: the requests it answers (a batch of lists,
-        :mod:`serving_layer.turn_lists`), as the metrics count them."""
+        of this turn of the running event loop."""
         if self._waiting and store is not self._store:  # the store was replaced mid-turn: send the old one's now
             self._flush()
         if not self._waiting:
@@ -67,19 +65,18 @@ class FreshReads:
         self._store = store
         mine: Future[dict[str, FreshUser]] = Future()
         self._waiting.append((list(user_ids), mine))
-        self._requests += requests
         return mine
 
     def _flush(self) -> None:
-        waiting, store, requests = self._waiting, self._store, self._requests
-        self._waiting, self._store, self._requests = [], None, 0
+        waiting, store = self._waiting, self._store
+        self._waiting, self._store = [], None
         if not waiting or store is None:
             return
         self.reads += 1
-        self.requests += requests
+        self.requests += len(waiting)
         if self._counters is not None:
             self._counters[0].inc()
-            self._counters[1].inc(requests)
+            self._counters[1].inc(len(waiting))
         ids = list(dict.fromkeys(uid for asked, _ in waiting for uid in asked))
         try:
             together = store.read_fresh_users_future(ids)

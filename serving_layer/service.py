@@ -211,29 +211,27 @@ class Service:
                     self._topic_ready = True
         return self._log
 
-    async def user_states(
-        self, model: SnapshotModel, user_ids: Iterable[str], lists: int = 1
-    ) -> tuple[dict[str, UserState], bool]:
-        """The users' states for ``model``, and whether they came from memory because the store is unavailable
-        (then ``lists`` lists are counted as degraded)."""
+    async def user_states(self, model: SnapshotModel, user_ids: Iterable[str]) -> tuple[dict[str, UserState], bool]:
+        """The users' states for ``model``, and whether they came from memory because the store is unavailable."""
         ids = list(user_ids)
         if self.inline_reads:
-            return self.user_states_inline(model, ids, lists)
+            return self.user_states_inline(model, ids)
         try:
             args = self._read_args(model, ids)
             if self.nonblocking_reads:
                 states = await read_states_nonblocking(args[0], self.gate, *args[1:],  # type: ignore[arg-type]
-                                                       fresh_reads=self.fresh_reads, requests=lists)  # fmt: skip
+                                                       fresh_reads=self.fresh_reads)  # fmt: skip
             else:
                 states = await self.gate.call(read_states, *args)
         except StoreUnavailable:
-            return self._remembered(model, ids, lists), True
+            return self._remembered(model, ids, 1), True
         return self._kept(model, states), False
 
     def user_states_inline(
         self, model: SnapshotModel, ids: list[str], lists: int = 1
     ) -> tuple[dict[str, UserState], bool]:
-        """:meth:`user_states` read on this thread (``serving.store_reads`` inline: SQLite)."""
+        """:meth:`user_states` read on this thread (``serving.store_reads`` inline: SQLite), for ``lists`` lists
+        (counted as degraded when the store cannot be read)."""
         try:
             states = self.gate.call_inline(read_states, *self._read_args(model, ids))
         except StoreUnavailable:

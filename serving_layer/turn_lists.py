@@ -1,5 +1,5 @@
-"""The users' lists asked for in one turn of the event loop, read from the store in one read and ranked
-together.
+"""The users' lists asked for in one turn of the event loop, read and ranked together, where the store is read
+inline (SQLite).
 
 Under concurrent clients an event loop parses several requests in one turn. Each used to read its user's state,
 rank and encode its list alone, between its neighbours' HTTP parsing, routing and sending; at a few hundred
@@ -7,16 +7,15 @@ microseconds a list, the CPU's caches held the HTTP server's code and data when 
 merge kernel's, the store's or the snapshot's arrays. :class:`TurnLists` gathers the requests of one turn and, when
 the turn ends (``loop.call_soon``), reads their users' states in one store read and answers them one after another
 (:func:`serving_layer.user_list.answer_now`: the answer cache, the merge, the encoding, the metrics); each request
-then sends its own answer. Measured with the ``serve`` benchmark's requests, no URL sent twice, two servers side
-by side on one core of a 2-core EPYC: 2.0-3.0k -> 2.6-3.7k lists per second (+25-60%).
+then sends its own answer. Measured on the ``serve`` benchmark's requests with no URL sent twice (2-core EPYC, one
+server core): 2.5k -> 3.6k lists per second.
 
-A store read inline (SQLite) is read then and there; another (Cassandra's non-blocking requests, the store
-threads) is awaited on the loop, under the store timeout, and the batch is ranked when it answers. Each request
-gets its own future: an error in one list (a 500) is that request's alone; a store that fails serves the batch's
-lists degraded from memory and counts each, as it would have served each of them; a request that went away is
+Each request gets its own future: an error in one list (a 500) is that request's alone; a store that fails
+serves the batch's lists degraded from memory, as it would have served each of them; a request that went away is
 skipped. A batch holds at most ``MAX_LISTS`` lists (more start another batch in the same turn), so a burst of
-clients does not hold every answer until the last of them is ranked. A list that writes an impression is read
-and ranked on its own (:mod:`serving_layer.user_list`).
+clients does not hold every answer until the last of them is ranked. Requests that write an impression, and
+stores read without blocking (Cassandra: :mod:`serving_layer.fresh_reads` coalesces their reads), keep their own
+path.
 
 Example
 -------
@@ -30,14 +29,12 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter
 
-from lambdarec.model.rows import UserState
-
 if TYPE_CHECKING:
     from serving_layer.arms import Served
     from serving_layer.service import Service
     from serving_layer.user_list import Answer
 
-MAX_LISTS = 16  # lists in one batch (16 clients: one batch); a larger turn is answered in several
+MAX_LISTS = 32  # lists in one batch; a larger turn is answered in several
 Waiter = tuple["Served", "asyncio.Future[Answer]"]
 
 
@@ -49,7 +46,6 @@ class TurnLists:
         self._batch: list[Waiter] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._counters: tuple[Counter, Counter] | None = None
-        self._reading: set[asyncio.Task[None]] = set()
 
     def register(self, registry: CollectorRegistry) -> None:
         """``lambdarec_serving_list_batches_total`` and ``lambdarec_serving_list_batch_lists_total``: their ratio
@@ -57,7 +53,7 @@ class TurnLists:
         self._counters = (
             Counter("lambdarec_serving_list_batches_total",
                     "Batches of users' lists read from the store and ranked together (one or more per event-loop "
-                    "turn).", registry=registry),
+                    "turn; stores read inline).", registry=registry),
             Counter("lambdarec_serving_list_batch_lists_total",
                     "Lists those batches answered (lists per batch: how many requests shared a store read).",
                     registry=registry),
@@ -87,44 +83,21 @@ class TurnLists:
         for served, mine in waiting:
             by_model.setdefault(id(served.model), []).append((served, mine))
         for group in by_model.values():
-            if self.service.inline_reads:
-                self._read_inline(group)
-            else:  # a read off the event loop (Cassandra's non-blocking requests, or the store threads)
-                task = asyncio.ensure_future(self._read_awaited(group))
-                self._reading.add(task)  # the loop keeps only a weak reference to a task
-                task.add_done_callback(self._reading.discard)
+            self._answer(group)
 
-    def _read_inline(self, group: list[Waiter]) -> None:
-        model, users = group[0][0].model, [served.query.user_id or "" for served, _ in group]
-        try:
-            states, degraded = self.service.user_states_inline(model, users, lists=len(group))
-        except Exception as exc:  # a bug, not an outage (that is served degraded): each request answers 500
-            _fail(group, exc)
-            return
-        self._answer(group, states, degraded)
-
-    async def _read_awaited(self, group: list[Waiter]) -> None:
-        model, users = group[0][0].model, [served.query.user_id or "" for served, _ in group]
-        try:
-            states, degraded = await self.service.user_states(model, users, lists=len(group))
-        except Exception as exc:  # as in _read_inline
-            _fail(group, exc)
-            return
-        self._answer(group, states, degraded)
-
-    def _answer(self, group: list[Waiter], states: dict[str, UserState], degraded: bool) -> None:
+    def _answer(self, group: list[Waiter]) -> None:
         from serving_layer.user_list import answer_now  # user_list reads the service, which holds this
 
+        service, model = self.service, group[0][0].model
+        try:
+            users = [served.query.user_id or "" for served, _ in group]
+            states, degraded = service.user_states_inline(model, users, lists=len(group))
+        except Exception as exc:  # a bug, not an outage (that is served degraded): each request answers 500
+            for _, mine in group:
+                mine.set_exception(exc)
+            return
         for served, mine in group:
-            if mine.done():  # the request went away while its batch was read
-                continue
             try:
-                mine.set_result(answer_now(self.service, served, states[served.query.user_id or ""], degraded))
+                mine.set_result(answer_now(service, served, states[served.query.user_id or ""], degraded))
             except Exception as exc:  # this list's alone
                 mine.set_exception(exc)
-
-
-def _fail(group: list[Waiter], exc: Exception) -> None:
-    for _, mine in group:
-        if not mine.done():
-            mine.set_exception(exc)

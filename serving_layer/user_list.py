@@ -76,17 +76,19 @@ Answer = tuple[bytes, str | None, dict[str, str]]  # the body, the degraded reas
 async def user_list(service: Service, query: RecommendQuery) -> Answer:
     """The JSON body of one user's list, its degraded reason (the ``X-Lambdarec-Degraded`` header) or None, and
     its experiment arm headers. A repeat with nothing changed comes from ``service.answers``
-    (:mod:`serving_layer.answer_cache`): the user's state is read all the same, and compared. The lists of one
-    event-loop turn are read and ranked together (:mod:`serving_layer.turn_lists`); a list that writes an
-    impression on its own.
+    (:mod:`serving_layer.answer_cache`): the user's state is read all the same, and compared. Where the store is
+    read inline (SQLite), the lists of one event-loop turn are read and ranked together
+    (:mod:`serving_layer.turn_lists`).
 
     Raises the 503 ``HTTPException`` of :meth:`Service.served_model` while no snapshot is loaded.
     """
     served = await service.served_arm(query)
-    if not served.query.impressions:
+    if service.inline_reads and not served.query.impressions:
         return await service.turn_lists.answer(served)
     user_id = served.query.user_id or ""
     states, degraded = await service.user_states(served.model, [user_id])
+    if not served.query.impressions:
+        return answer_now(service, served, states[user_id], degraded)
     return await _with_impression(service, served, states[user_id], degraded)
 
 

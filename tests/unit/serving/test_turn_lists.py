@@ -84,21 +84,6 @@ def test_the_lists_of_one_turn_share_one_store_read_and_answer_as_each_alone(pub
     run(settings, body)
 
 
-def test_a_store_read_off_the_loop_is_awaited_once_for_the_turn(published) -> None:
-    settings, _ = published
-    threaded = settings.model_copy(update={"serving": settings.serving.model_copy(update={"store_reads": "thread"})})
-
-    async def body(service: Service) -> None:
-        assert not service.inline_reads
-        reads = counted_reads(service)
-        together = await asyncio.gather(*(user_list(service, query(u)) for u in USERS))
-        assert len(reads) == 1 and sorted(reads[0]) == sorted(USERS)
-        alone = [await user_list(service, query(u)) for u in USERS]
-        assert together == alone and len(reads) == 1 + len(USERS)
-
-    run(threaded, body)
-
-
 def test_a_list_that_fails_fails_alone(published, monkeypatch: pytest.MonkeyPatch) -> None:
     settings, _ = published
     answer_now = user_list_module.answer_now
