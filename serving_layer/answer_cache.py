@@ -49,9 +49,10 @@ class CachedList(msgspec.Struct, frozen=True, gc=False):
     """One kept answer: what it was ranked with, its body around the age, and what the metrics count per list.
 
     Not tracked by Python's garbage collector (``gc=False``; it never takes part in a reference cycle): a full
-    cache holds tens of thousands of answers, and a collection that walked each of them, with the tuples and lists
-    they hold, paused serving for tens of milliseconds. Its ``inputs`` tuple is shared by the answers ranked with
-    the same inputs, its ``sources`` a tuple of strings (which the collector stops tracking).
+    cache holds tens of thousands of answers, each of which a full collection would otherwise walk, with the tuple
+    and list it held (the long pauses measured in a loaded server were numba's objects, frozen since: see
+    ``Service.start``; these entries were the next largest share). Its ``inputs`` tuple is shared by the answers
+    ranked with the same inputs, its ``sources`` a tuple of strings (which the collector stops tracking).
     """
 
     inputs: tuple[object, ...]  # model, weights, trending, catalog view, arm plan: compared by identity
