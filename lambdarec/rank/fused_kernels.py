@@ -2,8 +2,11 @@
 source), the selections it needs (the fresh vector's best unseen items; the list's best pooled items), the score
 components, the totals and the picks. :func:`rank` runs them all.
 
-Selection is a quickselect and a heapsort over positions compared by (value, tie-break): numba's own
-``partition`` and sorts cost seconds more to compile each. Plain loops throughout, for the same reason.
+Selections compare (value, tie-break) and avoid branches that go either way at random (a mispredicted branch
+costs more than the comparison): the fresh vector's best unseen items by a radix select on the scores' bits, a
+short list's places by insertion into a sorted head that most items fail to enter at its last place; a long list
+by a quickselect and a heapsort over positions. numba's own ``partition`` and sorts cost seconds more to compile
+each. Plain loops throughout, for the same reason.
 
 All of them live in this one module: numba caches a kernel with the code of every kernel it calls, yet checks
 only the kernel's own file for changes, so a kernel called from another module could run stale after an edit.
@@ -84,19 +87,61 @@ def _sift(order, values, ties, root, end):  # type: ignore[no-untyped-def]  # pr
 @compiled
 def _top_unseen(scores, seen, n, index):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
     """The ``n`` best unseen items of ``scores`` (all finite), ties at the ``n``-th score to the lowest indices
-    (``index``: each item's index, ``arange``)."""
+    (``index``: each item's index, ``arange``; also the order the catalogue is read in), in index order.
+
+    A radix select on the scores' bits, eight at a time, each pass over the items still level with the boundary:
+    the loops count and compare without a data-dependent branch worth predicting (a quickselect's comparisons go
+    either way at random, a mispredicted branch each), and the last pass keeps the boundary's lowest indices."""
     count = 0
     for i in range(seen.size):
         count += not seen[i]
-    unseen = np.empty(count, dtype=np.int64)
+    unseen, keys, bits = np.empty(count, dtype=np.int64), np.empty(count, dtype=np.int64), scores.view(np.uint32)
     count = 0
     for i in range(seen.size):
         if not seen[i]:
-            unseen[count] = i
+            unseen[count], keys[count] = index[i], _key(bits[i])
             count += 1
-    if n < unseen.size:
-        _select(unseen, scores, index, n)
-    return unseen[:n]
+    if n >= count:
+        return unseen
+    if n <= 0:
+        return unseen[:0]
+    left, wanted = count, n  # how many positions are level with the boundary so far, and how many of them to take
+    positions = np.arange(count)
+    prefix = 0
+    hist = np.zeros(256, dtype=np.int64)
+    for shift in (24, 16, 8, 0):
+        hist[:] = 0
+        for p in range(left):
+            hist[(keys[positions[p]] >> shift) & 255] += 1
+        above, digit = 0, 255
+        while above + hist[digit] < wanted:
+            above += hist[digit]
+            digit -= 1
+        wanted -= above  # taken from the boundary digit's items, the rest of the n being above it
+        prefix |= digit << shift
+        kept = 0
+        for p in range(left):
+            if (keys[positions[p]] >> shift) & 255 == digit:
+                positions[kept] = positions[p]
+                kept += 1
+        left = kept
+    top = np.empty(n, dtype=np.int64)
+    taken = 0
+    for p in range(count):  # index order: above the boundary key, then the boundary's lowest indices
+        if keys[p] > prefix or (keys[p] == prefix and wanted > 0):
+            wanted -= keys[p] == prefix
+            top[taken] = unseen[p]
+            taken += 1
+    return top
+
+
+@compiled
+def _key(bits):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+    """A finite float32's ``bits`` as a key in the same order (32 bits, non-negative), ``-0.0`` as ``0.0``."""
+    word = np.int64(bits)
+    if word == 0x80000000:  # -0.0 ranks as 0.0
+        word = 0
+    return (0xFFFFFFFF - word) if word >> 31 else word | 0x80000000
 
 
 @compiled
@@ -175,14 +220,34 @@ def _neighbours(source, seen, seeds, neighbours, per_seed, ruled):  # type: igno
     return True
 
 
+SHORT_LIST = 32  # up to this many places a list is picked by insertion into a sorted head
+
+
 @compiled
 def _picks(items, total, popular_rank, need, offset):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
     """Positions in ``items`` of ranks ``offset`` to ``need - 1`` by score, then popularity, then index
-    (``popular_rank``: each item's place in the snapshot's popularity order, that tie-break as one key)."""
+    (``popular_rank``: each item's place in the snapshot's popularity order, that tie-break as one key). A short
+    list (``need`` up to ``SHORT_LIST``) is kept sorted as the pool is read once: most items lose their one
+    comparison to the head's last; a longer one is selected, then sorted."""
     n = items.size
     ties = np.empty(n, dtype=np.int64)
     for j in range(n):
         ties[j] = popular_rank[items[j]]
+    if need <= SHORT_LIST:
+        head = np.empty(max(min(need, n), 0), dtype=np.int64)
+        size = 0
+        if head.size == 0:
+            return head
+        for j in range(n):
+            if size == head.size and not _ahead(total[j], ties[j], total[head[size - 1]], ties[head[size - 1]]):
+                continue
+            at = size if size < head.size else size - 1  # the last place is given up when the head is full
+            while at > 0 and _ahead(total[j], ties[j], total[head[at - 1]], ties[head[at - 1]]):
+                head[at] = head[at - 1]
+                at -= 1
+            head[at] = j
+            size = min(size + 1, head.size)
+        return head[offset:]
     order = np.arange(n)
     if need < n:
         _select(order, total, ties, need)
@@ -205,10 +270,11 @@ def _unit(values, lo, hi):  # type: ignore[no-untyped-def]  # pragma: no cover -
 
 
 @compiled
-def _cf(items, scores, candidates, batch_scores):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+def _cf(items, where, scores, candidates, batch_scores):  # type: ignore[no-untyped-def]  # pragma: no cover
     """The pooled items' ``cf`` component: the fresh vector's scores (``scores``, when given) or the batch row's
     (an item the batch did not score gets the lowest known one; a repeated candidate keeps its first score),
-    min-max scaled; all ones when neither scores an item."""
+    min-max scaled; all ones when neither scores an item. ``where``: each catalogue item's position in ``items``
+    (-1: not pooled)."""
     n = items.size
     cf = np.full(n, np.nan, dtype=np.float32)
     if scores.size:
@@ -216,7 +282,7 @@ def _cf(items, scores, candidates, batch_scores):  # type: ignore[no-untyped-def
             cf[j] = scores[items[j]]
     else:
         for c in range(candidates.size - 1, -1, -1):  # last to first: the first score of a candidate is left
-            j = _position(items, candidates[c])
+            j = where[candidates[c]]
             if j >= 0:
                 cf[j] = batch_scores[c]
     lo, hi, known = np.float32(np.inf), np.float32(-np.inf), False
@@ -230,19 +296,6 @@ def _cf(items, scores, candidates, batch_scores):  # type: ignore[no-untyped-def
         if np.isnan(cf[j]):
             cf[j] = lo
     return _unit(cf, lo, hi)
-
-
-@compiled
-def _position(items, item):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
-    """``item``'s position in the ascending ``items``, -1 when absent (binary search)."""
-    lo, hi = 0, items.size
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if items[mid] < item:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo if lo < items.size and items[lo] == item else -1
 
 
 @compiled
@@ -292,13 +345,14 @@ def rank(n_items, had, eligible, trend_order, trending_top_n, share, seeds, deca
     for i in range(n_items):
         n += source[i] != NONE
     items, codes = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int8)
+    where = np.full(n_items, -1, dtype=np.int64)  # each item's position in items (-1: not pooled)
     n = 0
     for i in range(n_items):
         if source[i] != NONE:
-            items[n], codes[n] = i, source[i]
+            items[n], codes[n], where[i] = i, source[i], n
             n += 1
     values = np.zeros((4, n), dtype=np.float32)  # total, cf, session, trending: one array to return, not four
-    values[1], values[2] = _cf(items, scores, candidates, batch_scores), _session(items, seeds, decay, unit)
+    values[1], values[2] = _cf(items, where, scores, candidates, batch_scores), _session(items, seeds, decay, unit)
     total, cf, session, trend = values[0], values[1], values[2], values[3]
     for j in range(n):
         if share.size:
