@@ -49,6 +49,17 @@ PARSED_KEPT = 10_000  # distinct (user, query string) pairs whose parsed query i
 PARSED_MAX_BYTES = 2048  # longer query strings are not kept: the memo stays within ~PARSED_KEPT x 2 KB x 3
 
 
+_UNRULED = (None, None, None)  # no categories, exclude_categories nor filter: no request filters
+
+
+def _pairs(text: str) -> list[tuple[str, str]]:
+    """``parse_qsl(text, keep_blank_values=True)``; a query with nothing to decode (no ``%`` nor ``+``: the usual
+    one) split without unquoting each name and value, as parse_qsl would leave them."""
+    if "%" in text or "+" in text:
+        return parse_qsl(text, keep_blank_values=True)
+    return [(name, value) for name, _, value in (field.partition("=") for field in text.split("&") if field)]
+
+
 class _Route(NamedTuple):
     """What :class:`~serving_layer.middleware.RequestMetrics` reads from ``scope["route"]``: the template."""
 
@@ -78,7 +89,7 @@ class FastPath:
 
     def query(self, user_id: str, query_string: bytes) -> RecommendQuery | None:
         """The request as a query when its parameters are plain and within bounds, else None."""
-        params = parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)
+        params = _pairs(query_string.decode("latin-1"))
         given = dict(params)
         if len(given) != len(params):  # a repeated name: FastAPI's reading of it decides
             return None
@@ -95,7 +106,8 @@ class FastPath:
         try:
             session = parse_item_list(given.get("session_items"), self.s) or ()
             exclude = parse_item_list(given.get("exclude"), self.s) or ()
-            filters = filters_of(given.get("categories"), given.get("exclude_categories"), given.get("filter"), self.s)
+            ruled = (given.get("categories"), given.get("exclude_categories"), given.get("filter"))
+            filters = filters_of(*ruled, self.s) if ruled != _UNRULED else None
         except ValueError:
             return None
         if not plain:

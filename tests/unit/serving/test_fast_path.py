@@ -4,6 +4,7 @@ its msgspec body byte for byte pydantic's; a snapshot's batch rows read once per
 from __future__ import annotations
 
 import math
+from urllib.parse import parse_qsl
 
 import pytest
 from fastapi.testclient import TestClient
@@ -13,6 +14,7 @@ from lambdarec.model.snapshot import USER_IDS
 from lambdarec.rank.merge import Ranked
 from lambdarec.settings import Settings
 from lambdarec.store import open_store
+from serving_layer import fast_path
 from serving_layer.app import create_app
 from serving_layer.fast_path import FastPath
 from serving_layer.recommend import RecommendQuery, shape
@@ -188,3 +190,14 @@ def test_the_hot_get_is_answered_before_fastapis_own_layers(published) -> None:
         assert client.get("/v1/users/u1/recommendations?k=03").status_code == 200  # a spelling only FastAPI reads
         assert client.get("/livez").status_code == 200
     assert through_fastapi == ["/v1/users/u1/recommendations", "/livez"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "k=10", "k=10&session_items=i1,i2", "a", "a=", "=b", "&&k=1&", "a=b=c", "k=10&k=11", "k=1;k=2",
+     "k=%31&session_items=i%2C2", "session_items=a+b", "x=%zz", "explain&k=3"],
+)  # fmt: skip
+def test_a_query_string_reads_as_parse_qsl_reads_it(text: str) -> None:
+    """The fast path splits a query with nothing to unquote itself: the same pairs as ``parse_qsl`` (blank
+    values kept, ``;`` not a separator), and ``parse_qsl``'s own for one with ``%`` or ``+``."""
+    assert fast_path._pairs(text) == parse_qsl(text, keep_blank_values=True)
