@@ -56,3 +56,31 @@ def test_a_lists_places_are_a_full_sorts_for_short_and_long_lists(seed: int) -> 
         expected = np.lexsort((popular_rank[items], -(total + np.float32(0.0))))[:need][offset:]
         got = kernels._picks(items, total, popular_rank, need, offset)
         assert got.tolist() == expected.tolist()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_batch_scores_find_their_pool_items_by_map_and_by_search_alike(seed: int) -> None:
+    """Each pooled item's ``cf`` is its first candidate's batch score (an unscored item the lowest known one),
+    min-max scaled, whether the candidates find their place through the catalogue's map (a small catalogue) or
+    by binary search (a catalogue larger than ``DENSE_PER_CANDIDATE`` items per candidate)."""
+    rng = np.random.default_rng(200 + seed)
+    for _ in range(100):
+        n_candidates = int(rng.integers(1, 60))
+        small, large = n_candidates * kernels.DENSE_PER_CANDIDATE, n_candidates * kernels.DENSE_PER_CANDIDATE + 1
+        items = np.sort(rng.choice(small, int(rng.integers(1, min(small, 300))), replace=False)).astype(np.int64)
+        candidates = rng.choice(small, n_candidates).astype(np.int32)  # repeats: the first score is kept
+        scores = rng.normal(0, 1, n_candidates).astype(np.float32)
+        first: dict[int, float] = {}
+        for c, s in zip(candidates.tolist(), scores.tolist(), strict=True):
+            first.setdefault(c, s)
+        raw = np.array([first.get(i, np.nan) for i in items.tolist()], dtype=np.float32)
+        if np.isnan(raw).all():
+            expected = np.ones(items.size, dtype=np.float32)
+        else:
+            lo, hi = np.nanmin(raw), np.nanmax(raw)
+            raw[np.isnan(raw)] = lo
+            expected = np.ones_like(raw) if hi - lo < 1e-12 else (raw - lo) / np.float32(hi - lo)
+        empty = np.empty(0, dtype=np.float32)
+        for n_items in (small, large):
+            got = kernels._cf(items, n_items, empty, candidates, scores)
+            np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
