@@ -72,9 +72,27 @@ def with_item_users(
             terms = {u: terms[u] for u in heapq.nlargest(inputs.max_users, terms, key=terms.__getitem__)}
         fresh_basis = before is not None and before.basis == model.version
         kept = before.users if before is not None and fresh_basis else {}  # user -> [weight, *vector]
-        users_out = {u: [w, *_vector(u, solved, kept, inputs, model)] for u, w in terms.items()}
+        users_out = {u: _terms(u, w, solved, kept, inputs, model) for u, w in terms.items()}
         out.append(_with(shard, users_out, model.version))
     return out
+
+
+def _terms(
+    user_id: str,
+    weight: float,
+    solved: dict[str, FreshUser],
+    kept: dict[str, list[float]],
+    inputs: ItemInputs,
+    model: SnapshotModel,
+) -> list[float]:
+    """The user's ``[weight, *vector]`` in the item's shard: the shard's own list when neither changed (most of a
+    hot item's users between two batches: no copy of their vectors), else built anew (:func:`_vector`)."""
+    terms = kept.get(user_id)
+    if terms is not None and len(terms) > 1 and terms[0] == weight:
+        state = solved.get(user_id)
+        if state is None or state.basis != model.version:  # not solved again in this batch: the vector stands
+            return terms
+    return [weight, *_vector(user_id, solved, kept, inputs, model)]
 
 
 def _vector(

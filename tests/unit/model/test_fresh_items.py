@@ -153,3 +153,32 @@ def test_a_flip_re_solves_the_users_of_a_new_items_shard_against_the_new_snapsho
     assert rebased.users["u1"][0] == 3.0 and rebased.users["u1"][1:] != [0.5] * 8
     ids, _ = fresh_item_vectors([rebased], new_model)
     assert ids == ["new"]
+
+
+def test_a_new_items_users_untouched_by_a_batch_keep_their_terms_as_they_were() -> None:
+    """Between two batches most of a hot new item's users neither act nor get a new vector: their stored
+    ``[weight, *vector]`` is kept as it was (the same list, not rebuilt), while the user who acted gets the
+    added weight and their vector solved in this batch."""
+    model = model_with_xtx()
+    before = shard("new", 0, {"u1": [3.0, *([0.5] * 8)], "u2": [1.0, *([0.1] * 8)]}, basis="v1")
+    hist = UserRow("u2", np.array([], np.int32), np.array([], np.float32), np.array([3, 4], np.int32),
+                   np.array([2.0, 1.0], np.float32))  # fmt: skip
+    event = Event(event_id="x", user_id="u2", item_id="new", event_type="view", timestamp=T)
+    inputs = BatchInputs(model, {}, {"u2": hist}, {before.key: before}, {"view": 1.0}, SpeedSettings(), {})
+    users, items, _ = compute_states(*group_events([(event, (0, 9))]), inputs)
+    (after,) = items
+    assert after.users["u1"] is before.users["u1"]
+    assert after.users["u2"][0] == 2.0 and after.users["u2"][1:] != [0.1] * 8
+    np.testing.assert_allclose(after.users["u2"][1:], users[0].vector, rtol=1e-6)
+
+
+def test_a_kept_users_new_weight_is_written_with_their_vector_even_without_a_new_solve() -> None:
+    """The shard's list is kept only while the weight is the same: a new weight (an event of a user whose fold-in
+    this batch left out) is written with the kept vector."""
+    from speed_layer.fresh_items import ItemInputs, _terms
+
+    model = model_with_xtx()
+    kept = {"u1": [3.0, *([0.5] * 8)]}
+    inputs = ItemInputs(model, {}, {}, {}, {"view": 1.0}, 500)
+    assert _terms("u1", 3.0, {}, kept, inputs, model) is kept["u1"]
+    assert _terms("u1", 4.0, {}, kept, inputs, model) == [4.0, *([0.5] * 8)]
