@@ -302,17 +302,13 @@ def _batch_scores(cf, items, n_items, candidates, batch_scores):  # type: ignore
     """Each pooled item's first batch score into ``cf`` (NaN left where the batch has none). A candidate finds its
     place in the pool (``items``, ascending) through a map of the catalogue's ``n_items`` where filling that map
     costs less than a binary search per candidate (whose steps go either way at random), else by the search."""
-    if n_items <= DENSE_PER_CANDIDATE * candidates.size:
-        where = np.full(n_items, -1, dtype=np.int32)  # each item's position in the pool (-1: not pooled)
+    mapped = n_items <= DENSE_PER_CANDIDATE * candidates.size
+    where = np.full(n_items if mapped else 0, -1, dtype=np.int32)  # each item's position in the pool (-1: not pooled)
+    if mapped:
         for j in range(items.size):
             where[items[j]] = j
-        for c in range(candidates.size - 1, -1, -1):  # last to first: the first score of a candidate is left
-            j = where[candidates[c]]
-            if j >= 0:
-                cf[j] = batch_scores[c]
-        return
-    for c in range(candidates.size - 1, -1, -1):
-        j = _position(items, candidates[c])
+    for c in range(candidates.size - 1, -1, -1):  # last to first: the first score of a candidate is left
+        j = where[candidates[c]] if mapped else _position(items, candidates[c])
         if j >= 0:
             cf[j] = batch_scores[c]
 
