@@ -18,9 +18,12 @@ import heapq
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+import numpy as np
+from msgspec import structs
+
 from lambdarec.events import Event
 from lambdarec.model.freshstate import rebase
-from lambdarec.model.rows import FreshUser, TrendingItem, UserRow
+from lambdarec.model.rows import NO_TERMS, FreshUser, ShardTerms, TrendingItem, UserRow
 from lambdarec.model.snapshot import SnapshotModel
 from speed_layer.state import Position, event_weight, is_positive
 
@@ -42,9 +45,7 @@ def stale_users(shards: Iterable[TrendingItem], model: SnapshotModel | None) -> 
     if model is None or model.xtx is None:
         return []
     index = model.item_index
-    return sorted(
-        {u for s in shards if s.users and s.basis != model.version and s.item_id not in index for u in s.users}
-    )
+    return sorted({u for s in shards if s.basis != model.version and s.item_id not in index for u in s.term_users})
 
 
 def with_item_users(
@@ -60,58 +61,55 @@ def with_item_users(
     index, solved, out = model.item_index, {u.user_id: u for u in users}, []
     for shard in shards:
         if shard.item_id in index:  # in the snapshot now: its terms are the nightly's
-            out.append(shard if not shard.users else _with(shard, {}, None))
+            out.append(shard if not shard.term_users else _with(shard, NO_TERMS, None))
             continue
         before = inputs.trending.get(shard.key)
         old = before.positions if before is not None else {}
-        terms = {u: t[0] for u, t in (before.users if before is not None else {}).items()}
+        prior = before.terms if before is not None else NO_TERMS
+        terms = dict(zip(prior.users, prior.weights.tolist(), strict=True))
         for event, pos in by_item.get(shard.key, ()):
             if pos[1] >= old.get(str(pos[0]), 0) and is_positive(event, inputs.weights):
                 terms[event.user_id] = terms.get(event.user_id, 0.0) + event_weight(event, inputs.weights)
         if len(terms) > inputs.max_users:  # the strongest users carry the item
             terms = {u: terms[u] for u in heapq.nlargest(inputs.max_users, terms, key=terms.__getitem__)}
-        fresh_basis = before is not None and before.basis == model.version
-        kept = before.users if before is not None and fresh_basis else {}  # user -> [weight, *vector]
-        users_out = {u: _terms(u, w, solved, kept, inputs, model) for u, w in terms.items()}
-        out.append(_with(shard, users_out, model.version))
+        kept = prior if before is not None and before.basis == model.version else NO_TERMS
+        out.append(_with(shard, _terms(terms, solved, kept, inputs, model), model.version))
     return out
 
 
 def _terms(
-    user_id: str,
-    weight: float,
-    solved: dict[str, FreshUser],
-    kept: dict[str, list[float]],
-    inputs: ItemInputs,
-    model: SnapshotModel,
-) -> list[float]:
-    """The user's ``[weight, *vector]`` in the item's shard: the shard's own list when neither changed (most of a
-    hot item's users between two batches: no copy of their vectors), else built anew (:func:`_vector`)."""
-    terms = kept.get(user_id)
-    if terms is not None and len(terms) > 1 and terms[0] == weight:
+    weights: dict[str, float], solved: dict[str, FreshUser], kept: ShardTerms, inputs: ItemInputs, model: SnapshotModel
+) -> ShardTerms:
+    """The shard's users with their ``weights`` and each one's fold-in vector against ``model``: solved in this
+    batch (none when none of their items is in the snapshot: not solved again), else kept from the shard (``kept``:
+    its terms when stamped with ``model``; most of a hot item's users between two batches, copied as one array),
+    else solved again from their fresh state and batch row (none when they have no interaction the snapshot
+    knows)."""
+    users = list(weights)
+    n, f = len(users), model.item_factors.shape[1]
+    vectors = np.full((n, f), np.nan, dtype=np.float32)
+    done = np.zeros(n, dtype=bool)
+    if len(kept) and kept.vectors.shape[1] == f:
+        at = kept.index()
+        rows = np.fromiter((at.get(u, -1) for u in users), dtype=np.int64, count=n)
+        has = rows >= 0
+        has[has] = kept.with_vector[rows[has]]
+        vectors[has] = kept.vectors[rows[has]]
+        done |= has
+    for i, user_id in enumerate(users):
         state = solved.get(user_id)
-        if state is None or state.basis != model.version:  # not solved again in this batch: the vector stands
-            return terms
-    return [weight, *_vector(user_id, solved, kept, inputs, model)]
+        if state is not None and state.basis == model.version:  # solved in this batch
+            vectors[i] = state.vector if state.vector is not None else np.nan
+            done[i] = True
+    for i in np.flatnonzero(~done).tolist():
+        user_id = users[i]
+        again = rebase(inputs.states.get(user_id) or FreshUser(user_id=user_id), model, inputs.history.get(user_id))
+        if again.vector is not None:
+            vectors[i] = again.vector
+    return ShardTerms(users, np.fromiter(weights.values(), dtype=np.float64, count=n), vectors)
 
 
-def _vector(
-    user_id: str, solved: dict[str, FreshUser], kept: dict[str, list[float]], inputs: ItemInputs, model: SnapshotModel
-) -> list[float]:
-    """The user's fold-in vector against ``model``: just solved in this batch ([] when none of their items is in the
-    snapshot: not solved again), kept from the shard (``kept``: its ``[weight, *vector]`` terms, sliced only for the
-    users asked for), or solved again from their fresh state and batch row ([] when they have no interaction the
-    snapshot knows)."""
-    state = solved.get(user_id)
-    if state is not None and state.basis == model.version:  # solved in this batch: none when no item is known
-        return list(state.vector) if state.vector is not None else []
-    if len(terms := kept.get(user_id, ())) > 1:
-        return terms[1:]
-    state = inputs.states.get(user_id) or FreshUser(user_id=user_id)
-    again = rebase(state, model, inputs.history.get(user_id))
-    return list(again.vector) if again.vector is not None else []
-
-
-def _with(shard: TrendingItem, users: dict[str, list[float]], basis: str | None) -> TrendingItem:
-    fields = {f: getattr(shard, f) for f in shard.__struct_fields__}
-    return TrendingItem(**{**fields, "users": users, "basis": basis})
+def _with(shard: TrendingItem, terms: ShardTerms, basis: str | None) -> TrendingItem:
+    term_users, term_weights, term_vectors = terms.wire()
+    return structs.replace(shard, users={}, term_users=term_users, term_weights=term_weights,
+                           term_vectors=term_vectors, basis=basis)  # fmt: skip

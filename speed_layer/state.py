@@ -168,7 +168,9 @@ def apply_trending(
         positions=positions,
         appended_at=max(item.appended_at, appended_at),
         basis=item.basis,
-        users=item.users,
+        term_users=item.term_users,
+        term_weights=item.term_weights,
+        term_vectors=item.term_vectors,
     )
 
 

@@ -7,7 +7,7 @@ read-to-write window) replaces the row but not the column; its row does not say 
 before the erasure, only what the log brought after it. The next state a consumer writes from there has seen the
 erasure, and the column stops mattering.
 
-A brand-new item's trending shards keep the fold-in vector of each of its users (``TrendingItem.users``): the
+A brand-new item's trending shards keep the fold-in vector of each of its users (``TrendingItem.terms``): the
 store also lists the users erased lately (``erased_users``) and every read of the shards leaves them out
 (:func:`without_users`), so serving never solves an item's vector with an erased user's term, and a consumer's next
 write of the shard drops it from the store.
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import numpy as np
 from msgspec import structs
 
 from lambdarec.model.freshstate import positions_of
@@ -89,7 +90,7 @@ def masked_shown(row: ShownItems | None, erasure: ShownItems | None) -> ShownIte
 
 def shard_users(shards: dict[str, TrendingItem]) -> list[str]:
     """The users with a term in any of ``shards`` (brand-new items' shards), each once."""
-    return list(dict.fromkeys(u for shard in shards.values() if shard.users for u in shard.users))
+    return list(dict.fromkeys(u for shard in shards.values() for u in shard.term_users))
 
 
 def without_users(shards: Iterable[tuple[str, TrendingItem]], erased: set[str]) -> dict[str, TrendingItem]:
@@ -99,8 +100,10 @@ def without_users(shards: Iterable[tuple[str, TrendingItem]], erased: set[str]) 
         return dict(shards)
     out = {}
     for key, shard in shards:
-        if shard.users and not erased.isdisjoint(shard.users):
-            out[key] = structs.replace(shard, users={u: t for u, t in shard.users.items() if u not in erased})
+        if shard.term_users and not erased.isdisjoint(shard.term_users):
+            terms = shard.terms
+            users, weights, vectors = terms.select(np.array([u not in erased for u in terms.users], dtype=bool)).wire()
+            out[key] = structs.replace(shard, term_users=users, term_weights=weights, term_vectors=vectors)
         else:
             out[key] = shard
     return out

@@ -14,7 +14,7 @@ with the roles of users and items swapped, and equals implicit's ``recalculate_i
 
 **Where the terms live.** The speed layer keeps, in each item's trending shard (one per item and log partition,
 written by one consumer), the weight and the fold-in vector of each user of that partition who interacted with
-the item, stamped with the snapshot they were solved against (``TrendingItem.users``, ``basis``). On a flip the
+the item, stamped with the snapshot they were solved against (``TrendingItem.terms``, ``basis``). On a flip the
 speed layer re-solves those users' vectors against the new snapshot when it next writes the shard
 (:mod:`speed_layer.fresh_items`); serving reads shards of the served snapshot only.
 
@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from lambdarec.model.foldin import confidence, fold_in_many
-from lambdarec.model.rows import TrendingItem
+from lambdarec.model.rows import ShardTerms, TrendingItem
 
 if TYPE_CHECKING:  # the model's loader reads the store; the math only reads a loaded model
     from lambdarec.model.snapshot import SnapshotModel
@@ -58,18 +58,29 @@ def item_step(
     return fold_in_many(users, xtx, [(np.arange(len(users)), conf)], regularization)[0]
 
 
-def item_users(shards: Iterable[TrendingItem], model: SnapshotModel) -> dict[str, dict[str, list[float]]]:
-    """Per item the snapshot lacks: its users' ``[weight, *vector]`` from the shards solved against ``model``."""
+def item_users(shards: Iterable[TrendingItem], model: SnapshotModel) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per item the snapshot lacks: its users' summed weights ``[m]`` (float64) and vectors ``[m, f]`` (float32)
+    from the shards solved against ``model``. A user seen before any vector was known has only a weight: left
+    out; a user in two shards of one item counts once (the later shard's terms)."""
     index, f = model.item_index, model.item_factors.shape[1]
-    out: dict[str, dict[str, list[float]]] = {}
+    parts: dict[str, list[ShardTerms]] = {}
     for shard in shards:
-        if shard.basis != model.version or not shard.users or shard.item_id in index:
+        if shard.basis != model.version or not shard.term_users or shard.item_id in index:
             continue
-        users = out.setdefault(shard.item_id, {})
-        for user_id, terms in shard.users.items():
-            if len(terms) == f + 1:  # a user seen before any vector was known has only a weight: left out
-                users[user_id] = terms
-    return {item: users for item, users in out.items() if users}
+        terms = shard.terms
+        if terms.vectors.shape[1] == f:
+            parts.setdefault(shard.item_id, []).append(terms.select(terms.with_vector))
+    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for item, pieces in parts.items():
+        users = [u for p in pieces for u in p.users]
+        last = {u: i for i, u in enumerate(users)}  # first seen order, the later shard's row
+        if not last:
+            continue
+        rows = np.fromiter(last.values(), dtype=np.int64, count=len(last))
+        weights = np.concatenate([p.weights for p in pieces])[rows]
+        vectors = np.concatenate([p.vectors for p in pieces])[rows]
+        out[item] = (weights, vectors)
+    return out
 
 
 def fresh_item_vectors(shards: Iterable[TrendingItem], model: SnapshotModel) -> tuple[list[str], np.ndarray]:
@@ -81,14 +92,15 @@ def fresh_item_vectors(shards: Iterable[TrendingItem], model: SnapshotModel) -> 
     by_item = item_users(shards, model)
     ids = sorted(by_item)
     alpha, reg = model.solver.get("alpha", 1.0), model.solver.get("regularization", 0.0)
-    problems, vectors = [], []
+    problems, vectors, at = [], [], 0
     for item in ids:
-        terms = np.asarray(list(by_item[item].values()), dtype=np.float64)
-        problems.append((np.arange(len(terms)) + len(vectors), confidence(terms[:, 0], alpha)))
-        vectors.extend(terms[:, 1:])
+        weights, rows = by_item[item]
+        problems.append((np.arange(len(weights)) + at, confidence(weights, alpha)))
+        vectors.append(rows)
+        at += len(weights)
     if not ids:
         return ids, np.zeros((0, f), dtype=np.float32)
-    return ids, fold_in_many(np.asarray(vectors, dtype=np.float32), model.xtx, problems, reg)
+    return ids, fold_in_many(np.concatenate(vectors), model.xtx, problems, reg)
 
 
 def extend(model: SnapshotModel, ids: list[str], vectors: np.ndarray) -> SnapshotModel:

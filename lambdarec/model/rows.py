@@ -83,15 +83,98 @@ class TrendingItem(msgspec.Struct, kw_only=True):
     as_of: float = 0.0  # event time (s) the count refers to
     positions: dict[str, int] = {}  # log partition -> next position to apply (idempotence)
     appended_at: float = 0.0  # log append time (epoch s) of the newest applied event; 0: unknown (older rows)
-    # ---- a brand-new item (not in the basis snapshot): its users of this partition, user -> [summed weight,
-    # *fold-in vector] (vector solved against `basis`), for its item-step vector (lambdarec.model.fresh_items)
+    # ---- a brand-new item (not in the basis snapshot): its users of this partition, each with their summed weight
+    # and fold-in vector (solved against `basis`), for its item-step vector (lambdarec.model.fresh_items). Packed
+    # (:class:`ShardTerms`): a hot item's shard holds hundreds of users' vectors, and the speed layer reads and
+    # writes it every batch, so they travel as raw arrays, not as msgpack floats one by one.
     basis: str | None = None
+    # rows of older releases: user -> [summed weight, *vector] ([weight] alone: no vector known yet); packed into
+    # the fields below when decoded or built, and never written again
     users: dict[str, list[float]] = {}
+    term_users: list[str] = []  # the users, in row order
+    term_weights: bytes = b""  # float64 little-endian, one per user
+    term_vectors: bytes = b""  # float32 little-endian, [users, f] row-major; a NaN row: no vector known yet
+
+    def __post_init__(self) -> None:
+        if self.users:  # an older row, or built from a mapping: packed once
+            packed = ShardTerms.of(self.users)
+            self.users = {}
+            self.term_users, self.term_weights, self.term_vectors = packed.wire()
 
     @property
     def key(self) -> str:
         """The store key: ``item_id``, or ``item_id@partition`` for a shard."""
         return trending_key(self.item_id, self.partition)
+
+    @property
+    def terms(self) -> ShardTerms:
+        """The brand-new item's users, weights and vectors as arrays (views of this row's bytes: read-only)."""
+        n = len(self.term_users)
+        weights = np.frombuffer(self.term_weights, dtype="<f8")
+        vectors = np.frombuffer(self.term_vectors, dtype="<f4")
+        if weights.size != n or (n and vectors.size % n) or (not n and vectors.size):
+            raise msgspec.ValidationError(
+                f"trending shard {self.key!r}: {n} term users, {weights.size} weights, {vectors.size} vector values"
+            )
+        return ShardTerms(list(self.term_users), weights, vectors.reshape(n, vectors.size // n if n else 0))
+
+
+@dataclass(frozen=True, slots=True)
+class ShardTerms:
+    """A brand-new item's users in one trending shard: ``weights[i]`` (float64, summed event weight) and
+    ``vectors[i]`` (float32 ``[f]``, the fold-in vector; all NaN where none is known yet) belong to ``users[i]``."""
+
+    users: list[str]
+    weights: np.ndarray
+    vectors: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+    @property
+    def with_vector(self) -> np.ndarray:
+        """Per user, whether a vector is known (bool ``[n]``)."""
+        if not self.vectors.shape[1]:
+            return np.zeros(len(self.users), dtype=bool)
+        return ~np.isnan(self.vectors[:, 0])
+
+    def index(self) -> dict[str, int]:
+        """user -> row."""
+        return {u: i for i, u in enumerate(self.users)}
+
+    def as_dict(self) -> dict[str, list[float]]:
+        """user -> ``[weight, *vector]`` (``[weight]`` alone where no vector is known), as older rows held them."""
+        known = self.with_vector
+        return {u: [float(self.weights[i]), *(self.vectors[i].tolist() if known[i] else [])]
+                for i, u in enumerate(self.users)}  # fmt: skip
+
+    def select(self, keep: np.ndarray) -> ShardTerms:
+        """The users where the bool mask ``keep`` is set."""
+        return ShardTerms([u for u, k in zip(self.users, keep.tolist(), strict=True) if k], self.weights[keep],
+                          self.vectors[keep])  # fmt: skip
+
+    def wire(self) -> tuple[list[str], bytes, bytes]:
+        """The ``term_users``, ``term_weights`` and ``term_vectors`` of a row holding these terms."""
+        weights = np.ascontiguousarray(self.weights, dtype="<f8")
+        vectors = np.ascontiguousarray(self.vectors, dtype="<f4")
+        return list(self.users), weights.tobytes(), vectors.tobytes() if len(self.users) else b""
+
+    @staticmethod
+    def of(users: dict[str, list[float]]) -> ShardTerms:
+        """From user -> ``[weight, *vector]`` (a row of an older release; ``[weight]``: no vector yet). Vectors of
+        one shard share a length (they were solved against one snapshot); a list of another length is taken as
+        no vector, as serving always took it."""
+        ids = list(users)
+        f = max((len(t) - 1 for t in users.values()), default=0)
+        vectors = np.full((len(ids), f), np.nan, dtype=np.float32)
+        for i, terms in enumerate(users.values()):
+            if len(terms) == f + 1 and f:
+                vectors[i] = terms[1:]
+        weights = np.fromiter((t[0] for t in users.values()), dtype=np.float64, count=len(ids))
+        return ShardTerms(ids, weights, vectors)
+
+
+NO_TERMS = ShardTerms([], np.zeros(0, dtype=np.float64), np.zeros((0, 0), dtype=np.float32))
 
 
 def trending_key(item_id: str, partition: int = -1) -> str:

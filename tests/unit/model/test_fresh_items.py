@@ -11,7 +11,7 @@ from batch_layer.train.implicit_mf import als_confidence
 from lambdarec.events import Event
 from lambdarec.model.factors import gram
 from lambdarec.model.fresh_items import extend, fresh_item_vectors, item_step, with_fresh_items
-from lambdarec.model.rows import FreshUser, TrendingItem, UserRow
+from lambdarec.model.rows import FreshUser, ShardTerms, TrendingItem, UserRow
 from lambdarec.rank import MergeInput, MergeWeights, merge
 from lambdarec.rank.trending import trending_scores
 from lambdarec.settings import SpeedSettings
@@ -108,10 +108,11 @@ def test_the_speed_layer_keeps_each_new_items_users_and_their_vectors() -> None:
     users, items, _ = compute_states(*group_events(events), inputs)
     (new,) = [s for s in items if s.item_id == "new"]
     (known,) = [s for s in items if s.item_id == "i5"]
-    assert known.users == {} and known.basis is None
-    assert new.basis == "v1" and list(new.users) == ["u1"]
-    assert new.users["u1"][0] == 2.0
-    np.testing.assert_allclose(new.users["u1"][1:], users[0].vector, rtol=1e-6)
+    assert known.term_users == [] and known.basis is None
+    terms = new.terms.as_dict()
+    assert new.basis == "v1" and list(terms) == ["u1"]
+    assert terms["u1"][0] == 2.0
+    np.testing.assert_allclose(terms["u1"][1:], users[0].vector, rtol=1e-6)
     # redelivered: counted once
     inputs = BatchInputs(model, {"u1": users[0]}, {"u1": hist}, {new.key: new}, {"view": 1.0}, SpeedSettings(), {})
     _, again, _ = compute_states(*group_events(events[:2]), inputs)
@@ -134,8 +135,8 @@ def test_a_user_of_only_new_items_is_solved_once_per_batch_not_again_for_each_it
     users, items, _ = compute_states(*group_events(events), inputs)
     assert all(u.vector is None and u.basis == "v1" for u in users)
     assert sorted(s.item_id for s in items) == ["new-item-0", "new-item-1", "new-item-2"]
-    assert all(terms == [1.0] for s in items for terms in s.users.values())  # the weight, no vector
-    assert sum(len(s.users) for s in items) == 12
+    assert all(terms == [1.0] for s in items for terms in s.terms.as_dict().values())  # the weight, no vector
+    assert sum(len(s.terms) for s in items) == 12
 
 
 def test_a_flip_re_solves_the_users_of_a_new_items_shard_against_the_new_snapshot() -> None:
@@ -149,16 +150,22 @@ def test_a_flip_re_solves_the_users_of_a_new_items_shard_against_the_new_snapsho
     inputs = BatchInputs(new_model, {}, hist, {stale.key: stale}, {"view": 1.0}, SpeedSettings(), {})
     _, items, _ = compute_states(*group_events([(event, (0, 9))]), inputs)
     (rebased,) = items
-    assert rebased.basis == "v2" and set(rebased.users) == {"u1", "u2", "u3"}
-    assert rebased.users["u1"][0] == 3.0 and rebased.users["u1"][1:] != [0.5] * 8
+    terms = rebased.terms.as_dict()
+    assert rebased.basis == "v2" and set(terms) == {"u1", "u2", "u3"}
+    assert terms["u1"][0] == 3.0 and terms["u1"][1:] != [0.5] * 8
     ids, _ = fresh_item_vectors([rebased], new_model)
     assert ids == ["new"]
 
 
-def test_a_new_items_users_untouched_by_a_batch_keep_their_terms_as_they_were() -> None:
-    """Between two batches most of a hot new item's users neither act nor get a new vector: their stored
-    ``[weight, *vector]`` is kept as it was (the same list, not rebuilt), while the user who acted gets the
-    added weight and their vector solved in this batch."""
+def test_a_new_items_users_untouched_by_a_batch_keep_their_terms_as_they_were(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Between two batches most of a hot new item's users neither act nor get a new vector: their stored weight
+    and vector are kept as they were (not solved again), while the user who acted gets the added weight and their
+    vector solved in this batch."""
+    from speed_layer import fresh_items
+
+    monkeypatch.setattr(fresh_items, "rebase", lambda *a: pytest.fail("a kept user's vector solved again"))
     model = model_with_xtx()
     before = shard("new", 0, {"u1": [3.0, *([0.5] * 8)], "u2": [1.0, *([0.1] * 8)]}, basis="v1")
     hist = UserRow("u2", np.array([], np.int32), np.array([], np.float32), np.array([3, 4], np.int32),
@@ -167,18 +174,24 @@ def test_a_new_items_users_untouched_by_a_batch_keep_their_terms_as_they_were() 
     inputs = BatchInputs(model, {}, {"u2": hist}, {before.key: before}, {"view": 1.0}, SpeedSettings(), {})
     users, items, _ = compute_states(*group_events([(event, (0, 9))]), inputs)
     (after,) = items
-    assert after.users["u1"] is before.users["u1"]
-    assert after.users["u2"][0] == 2.0 and after.users["u2"][1:] != [0.1] * 8
-    np.testing.assert_allclose(after.users["u2"][1:], users[0].vector, rtol=1e-6)
+    terms = after.terms.as_dict()
+    assert terms["u1"] == [3.0, *([0.5] * 8)]
+    assert terms["u2"][0] == 2.0 and terms["u2"][1:] != [0.1] * 8
+    np.testing.assert_allclose(terms["u2"][1:], users[0].vector, rtol=1e-6)
 
 
 def test_a_kept_users_new_weight_is_written_with_their_vector_even_without_a_new_solve() -> None:
-    """The shard's list is kept only while the weight is the same: a new weight (an event of a user whose fold-in
-    this batch left out) is written with the kept vector."""
+    """A new weight (an event of a user whose fold-in this batch left out) is written with the kept vector; a
+    kept user with only a weight (no vector known when last written) is solved now, and one with no interaction
+    the snapshot knows stays without a vector."""
     from speed_layer.fresh_items import ItemInputs, _terms
 
     model = model_with_xtx()
-    kept = {"u1": [3.0, *([0.5] * 8)]}
-    inputs = ItemInputs(model, {}, {}, {}, {"view": 1.0}, 500)
-    assert _terms("u1", 3.0, {}, kept, inputs, model) is kept["u1"]
-    assert _terms("u1", 4.0, {}, kept, inputs, model) == [4.0, *([0.5] * 8)]
+    kept = ShardTerms.of({"u1": [3.0, *([0.5] * 8)], "u2": [1.0]})
+    hist = UserRow("u2", np.array([], np.int32), np.array([], np.float32), np.array([3], np.int32),
+                   np.array([1.0], np.float32))  # fmt: skip
+    inputs = ItemInputs(model, {}, {"u2": hist}, {}, {"view": 1.0}, 500)
+    got = _terms({"u1": 4.0, "u2": 2.0, "u3": 1.0}, {}, kept, inputs, model).as_dict()
+    assert got["u1"] == [4.0, *([0.5] * 8)]
+    assert got["u2"][0] == 2.0 and len(got["u2"]) == 9  # solved from the batch row
+    assert got["u3"] == [1.0]

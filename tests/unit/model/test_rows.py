@@ -27,3 +27,57 @@ def test_the_store_exports_the_core_types_and_user_state_holds_them() -> None:
                   np.array([], np.float32))  # fmt: skip
     state = UserState(batch_row=row)
     assert state.batch_row is row and state.fresh is None and UserState() == NO_STATE
+
+
+def test_a_brand_new_items_shard_travels_packed_and_an_older_rows_users_are_read_as_before() -> None:
+    """A shard's users, weights and vectors are written as arrays (no per-float msgpack); a row an older release
+    wrote (``users``: user -> ``[weight, *vector]``, ``[weight]`` alone before any vector) decodes to the same
+    terms, and a row written now decodes, under the older release's type, as a shard without users (no error)."""
+    import msgspec
+
+    from lambdarec.model.rows import ShardTerms, TrendingItem
+    from lambdarec.store.codec import decode_trending, encode_fresh
+
+    old_terms = {"u1": [3.0, 0.5, -1.25], "u2": [1.0], "u3": [2.5, 0.25, 4.0]}
+
+    class OlderTrendingItem(msgspec.Struct, kw_only=True):  # the type before packed terms
+        item_id: str
+        partition: int = -1
+        count: float = 0.0
+        basis: str | None = None
+        users: dict[str, list[float]] = {}
+
+    older_row = msgspec.msgpack.encode(OlderTrendingItem(item_id="new", partition=2, count=3.0, basis="v1",
+                                                         users=old_terms))  # fmt: skip
+    shard = decode_trending(older_row)
+    assert shard.users == {} and shard.term_users == ["u1", "u2", "u3"]
+    assert shard.terms.as_dict() == old_terms
+    np.testing.assert_array_equal(shard.terms.with_vector, [True, False, True])
+    assert shard.terms.vectors.dtype == np.float32 and shard.terms.weights.dtype == np.float64
+
+    row = encode_fresh(shard)
+    assert decode_trending(row) == shard
+    raw = msgspec.msgpack.decode(row)
+    assert raw["users"] == {} and isinstance(raw["term_vectors"], bytes) and isinstance(raw["term_weights"], bytes)
+    assert len(raw["term_vectors"]) == 3 * 2 * 4  # three users' float32 vectors of 2, the weight-only one NaN
+    seen_by_older = msgspec.msgpack.decode(row, type=OlderTrendingItem)
+    assert seen_by_older.users == {} and seen_by_older.count == 3.0
+
+    built = TrendingItem(item_id="new", partition=2, count=3.0, basis="v1", users=old_terms)
+    assert built == shard  # built from a mapping: packed the same way
+    kept = shard.terms.select(np.array([False, True, True]))
+    assert kept.as_dict() == {"u2": [1.0], "u3": [2.5, 0.25, 4.0]}
+    assert ShardTerms.of({}).as_dict() == {}
+
+
+def test_a_shard_whose_arrays_disagree_with_its_users_is_refused_when_read() -> None:
+    """A damaged row (its arrays not the length its users say) is refused where it is read, not misread."""
+    import msgspec
+    import pytest
+
+    from lambdarec.model.rows import TrendingItem
+
+    bad = TrendingItem(item_id="new", term_users=["u1", "u2"], term_weights=np.zeros(1).tobytes(),
+                       term_vectors=np.zeros(8, np.float32).tobytes())  # fmt: skip
+    with pytest.raises(msgspec.ValidationError, match="2 term users, 1 weights"):
+        bad.terms  # noqa: B018
