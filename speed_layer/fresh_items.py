@@ -19,7 +19,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
-from msgspec import structs
 
 from lambdarec.events import Event
 from lambdarec.model.freshstate import rebase
@@ -61,7 +60,7 @@ def with_item_users(
     index, solved, out = model.item_index, {u.user_id: u for u in users}, []
     for shard in shards:
         if shard.item_id in index:  # in the snapshot now: its terms are the nightly's
-            out.append(shard if not shard.term_users else _with(shard, NO_TERMS, None))
+            out.append(shard if not shard.term_users else shard.with_terms(NO_TERMS, basis=None))
             continue
         before = inputs.trending.get(shard.key)
         old = before.positions if before is not None else {}
@@ -73,7 +72,7 @@ def with_item_users(
         if len(terms) > inputs.max_users:  # the strongest users carry the item
             terms = {u: terms[u] for u in heapq.nlargest(inputs.max_users, terms, key=terms.__getitem__)}
         kept = prior if before is not None and before.basis == model.version else NO_TERMS
-        out.append(_with(shard, _terms(terms, solved, kept, inputs, model), model.version))
+        out.append(shard.with_terms(_terms(terms, solved, kept, inputs, model), basis=model.version))
     return out
 
 
@@ -107,9 +106,3 @@ def _terms(
         if again.vector is not None:
             vectors[i] = again.vector
     return ShardTerms(users, np.fromiter(weights.values(), dtype=np.float64, count=n), vectors)
-
-
-def _with(shard: TrendingItem, terms: ShardTerms, basis: str | None) -> TrendingItem:
-    term_users, term_weights, term_vectors = terms.wire()
-    return structs.replace(shard, users={}, term_users=term_users, term_weights=term_weights,
-                           term_vectors=term_vectors, basis=basis)  # fmt: skip

@@ -26,7 +26,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import numpy as np
-from msgspec import structs
 
 from lambdarec.model.freshstate import positions_of
 from lambdarec.model.rows import FRESH_FORMAT, FreshUser, ShownItems, TrendingItem
@@ -102,8 +101,7 @@ def without_users(shards: Iterable[tuple[str, TrendingItem]], erased: set[str]) 
     for key, shard in shards:
         if shard.term_users and not erased.isdisjoint(shard.term_users):
             terms = shard.terms
-            users, weights, vectors = terms.select(np.array([u not in erased for u in terms.users], dtype=bool)).wire()
-            out[key] = structs.replace(shard, term_users=users, term_weights=weights, term_vectors=vectors)
+            out[key] = shard.with_terms(terms.select(np.array([u not in erased for u in terms.users], dtype=bool)))
         else:
             out[key] = shard
     return out

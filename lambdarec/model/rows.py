@@ -118,6 +118,12 @@ class TrendingItem(msgspec.Struct, kw_only=True):
             )
         return ShardTerms(list(self.term_users), weights, vectors.reshape(n, vectors.size // n if n else 0))
 
+    def with_terms(self, terms: ShardTerms, **changes: object) -> TrendingItem:
+        """This shard holding ``terms`` (packed), with ``changes`` to its other fields."""
+        term_users, term_weights, term_vectors = terms.wire()
+        return msgspec.structs.replace(self, users={}, term_users=term_users, term_weights=term_weights,
+                                       term_vectors=term_vectors, **changes)  # fmt: skip
+
 
 @dataclass(frozen=True, slots=True)
 class ShardTerms:
