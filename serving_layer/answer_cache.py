@@ -111,7 +111,7 @@ class AnswerCache:
             time.monotonic() >= kept.expires_at
             or len(kept.inputs) != len(inputs)
             or any(a is not b for a, b in zip(kept.inputs, inputs, strict=True))
-            or kept.fresh != fresh
+            or (kept.fresh is not fresh and kept.fresh != fresh)  # an unchanged state is read as the same object
         ):
             self._drop(query)
             self._count("changed")

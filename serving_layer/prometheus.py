@@ -26,15 +26,18 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 from lambdarec.model.rows import FreshUser
 from lambdarec.model.snapshot import SnapshotModel
 from lambdarec.rank.defects import NONFINITE
 from lambdarec.rank.kernel import loaded as kernel_loaded
 from lambdarec.rank.merge import SOURCES
+from lambdarec.store.decoded import DecodedStates
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 FRESHNESS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 21600.0, 86400.0)
@@ -170,3 +173,22 @@ class ServingMetrics:
     def _share(self) -> float:
         total = self._counts[0] + self._counts[1]
         return self._counts[1] / total if total else 0.0
+
+
+class DecodedRows(Collector):
+    """``lambdarec_serving_fresh_state_rows_total{result}`` from the store's decoded-state map, read at scrape time
+    (the read path only adds to two integers)."""
+
+    def __init__(self, decoded: Callable[[], DecodedStates[FreshUser] | None]):
+        self._decoded = decoded
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "lambdarec_serving_fresh_state_rows",
+            "Fresh-state rows read, by whether the state was kept from an earlier read of the same bytes or decoded.",
+            labels=["result"],
+        )
+        decoded = self._decoded()
+        family.add_metric(["kept"], decoded.hits if decoded is not None else 0)
+        family.add_metric(["decoded"], decoded.misses if decoded is not None else 0)
+        yield family

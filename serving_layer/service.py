@@ -32,7 +32,7 @@ from serving_layer.auth import Keyring
 from serving_layer.catalog_cache import CatalogCache
 from serving_layer.fresh_reads import FreshReads
 from serving_layer.model_cache import ModelCache
-from serving_layer.prometheus import ServingMetrics
+from serving_layer.prometheus import DecodedRows, ServingMetrics
 from serving_layer.recommend import CORRUPT_ROW, STORE_UNAVAILABLE, RecommendQuery, read_states
 from serving_layer.state_reads import read_states_nonblocking
 from serving_layer.store_gate import StoreGate, StoreUnavailable
@@ -77,6 +77,7 @@ class Service:
         self.answers.register(self.metrics.registry)
         self.fresh_reads.register(self.metrics.registry)
         self.turn_lists.register(self.metrics.registry)
+        self.metrics.registry.register(DecodedRows(lambda: self._store.decoded_fresh if self._store else None))
         self._store, self._log = store, log_
         self._store_opened()
         self._owned = (store is None, log_ is None)
@@ -135,6 +136,7 @@ class Service:
     async def _open_store(self) -> None:
         try:
             self._store = await asyncio.to_thread(open_store, self.settings)
+            self._store.keep_decoded_fresh(int(self.settings.serving.fresh_state_cache_mb * 2**20))
             self.store_error = None
             self._store_opened()
         except Exception as exc:  # keep running: not ready, and the watcher tries again

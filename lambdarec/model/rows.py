@@ -40,8 +40,9 @@ class ItemRow:
     scores: np.ndarray  # float32
 
 
-class FreshUser(msgspec.Struct, kw_only=True):
-    """The speed layer's state for one user. Stored as msgpack; fields may be added with defaults."""
+class FreshUser(msgspec.Struct, kw_only=True, weakref=True):
+    """The speed layer's state for one user. Stored as msgpack; fields may be added with defaults. Weakly
+    referenceable: what ranking derives from a state is kept only while the state lives (lambdarec.rank.memo)."""
 
     user_id: str
     events: list[tuple[str, float, float]] = []  # (item_id, event time s, weight) since the basis cut-off

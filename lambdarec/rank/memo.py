@@ -5,11 +5,14 @@ Serving ranks each request once, and each answer is simply recomputed; a replay 
 with the same ``exclude`` set, batch row and fresh state, so every variant after the first reuses the item lookups,
 the recent items' weights and the batch row's arrays instead of recomputing them. Keys are the objects themselves
 (``is``), and the entries hold them, so a key can never be mistaken for a new object at a reused address. One answer
-per kind is held: after a flip the old snapshot stays referenced only until the next request.
+per kind is held, except for fresh states: the vectors and item indices of up to ``STATES_KEPT`` living states are
+kept, since serving reads an unchanged state as the same object again (:mod:`lambdarec.store.decoded`) and
+interleaves many users' requests. After a flip the old snapshot stays referenced only until the next request.
 """
 
 from __future__ import annotations
 
+import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -35,17 +38,59 @@ _last: dict[str, tuple] = {}
 _known: ContextVar[dict[int, tuple[object, SnapshotModel, np.ndarray]] | None] = ContextVar("known", default=None)
 
 
+class _ByState:
+    """Answers derived from fresh states, by the state object, for as long as it lives (each entry holds only a
+    weak reference to its state, and goes when the state goes: nothing is kept alive by it), at most ``size``
+    (the oldest go first: a replay holds every user's state at once). Serving reads an unchanged state as the
+    same object again (:mod:`lambdarec.store.decoded`), so a user's next request finds what the last one derived;
+    a replay asks about one state many times in a row."""
+
+    def __init__(self, size: int):
+        self._size = size
+        self._data: dict[int, tuple[weakref.ref[FreshUser], object, object]] = {}
+        self._model: object = None  # the snapshot every entry was derived in (None: answers of the state alone)
+        self._lock = threading.RLock()  # a state may die, and its entry go, on any thread
+
+    def get(self, fresh: FreshUser, model: object = None) -> object | None:
+        kept = self._data.get(id(fresh))
+        return kept[2] if kept is not None and kept[0]() is fresh and kept[1] is model else None
+
+    def put(self, fresh: FreshUser, value: object, model: object = None) -> None:
+        key = id(fresh)
+        with self._lock:
+            if model is not self._model:  # a flip: no entry keeps the old snapshot alive
+                self._data.clear()
+                self._model = model
+            self._data.pop(key, None)
+            self._data[key] = (weakref.ref(fresh, lambda ref: self._gone(key, ref)), model, value)
+            if len(self._data) > self._size:
+                del self._data[next(iter(self._data))]  # the oldest
+
+    def _gone(self, key: int, ref: weakref.ref[FreshUser]) -> None:
+        with self._lock:
+            kept = self._data.get(key)
+            if kept is not None and kept[0] is ref:
+                del self._data[key]
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+STATES_KEPT = 4096  # at most this many fresh states' derived answers (a vector and an index array each)
+_vectors, _fresh_indices = _ByState(STATES_KEPT), _ByState(STATES_KEPT)
+
+
 def finite_vector(fresh: FreshUser) -> np.ndarray | None:
     """The fresh state's vector as float32, None when it holds NaN or inf (a defect, counted at each call)."""
-    last = _last.get("vector")
-    if last is not None and last[0] is fresh:
-        return last[1]
+    kept = _vectors.get(fresh)
+    if kept is not None:
+        return kept  # type: ignore[return-value]
     # a list of Python floats reads fastest as float64 (no per-element type discovery), then rounds to float32
     vector = np.asarray(fresh.vector, dtype=np.float64).astype(np.float32)
     if not np.isfinite(vector).all():
         count_nonfinite("merge")
         return None
-    _last["vector"] = (fresh, vector)
+    _vectors.put(fresh, vector)
     return vector
 
 
@@ -70,16 +115,24 @@ def item_indices(
 ) -> np.ndarray:
     """The indices in ``model`` of the items ``items()`` names (those it has): a function of ``model`` and ``key``,
     which is never changed in place (frozen sets, and fresh states the speed layer replaces, never edits)."""
-    kind = type(key).__name__
-    last = _last.get(kind)
-    if last is not None and last[0] is model and last[1] is key:
-        return last[2]
+    state = isinstance(key, FreshUser)  # kept per state (several users' requests interleave); a set: the last
+    if state:
+        kept = _fresh_indices.get(key, model)  # type: ignore[arg-type]
+        if kept is not None:
+            return kept  # type: ignore[return-value]
+    else:
+        last = _last.get("exclude")
+        if last is not None and last[0] is model and last[1] is key:
+            return last[2]
     known = _known.get()
     if known is not None and (hit := known.get(id(key))) is not None and hit[0] is key and hit[1] is model:
         return hit[2]  # not remembered: handed indices hold only within their block
     found = np.fromiter(map(model.item_index.get, items(), repeat(-1)), dtype=np.int64)  # no frame per item
     found = found[found >= 0]
-    _last[kind] = (model, key, found)
+    if state:
+        _fresh_indices.put(key, found, model)  # type: ignore[arg-type]
+    else:
+        _last["exclude"] = (model, key, found)
     return found
 
 

@@ -147,6 +147,13 @@ class ServingSettings(Section):
         "the snapshot, trending, the catalog's view and the experiment arm must all be the ones it was ranked "
         "with; the least recently used lists go first; 0 turns it off.",
     )
+    fresh_state_cache_mb: float = Field(
+        32.0,
+        ge=0,
+        description="Memory per worker for users' fresh states as decoded from the store: a state is still read on "
+        "every request, and decoded only when its stored bytes changed since it was last read (a decoded state "
+        "takes about 5 times its stored size); the least recently read go first; 0 turns it off.",
+    )
     answer_cache_ttl_s: float = Field(
         5.0,
         gt=0,

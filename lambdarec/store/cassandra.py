@@ -208,7 +208,8 @@ class CassandraStore(CatalogOf, OnlineStore):
         """:meth:`read_fresh_users`, its reads sent at once without waiting."""
         ids = list(dict.fromkeys(user_ids))
         sent = lambda: cassandra_fresh.submit_fresh_reads(self._cql, self._ns, ids)  # noqa: E731
-        return gather(sent, lambda answers: fresh_rows(row for rows in answers for row in rows), self._read_error)
+        decoded = self.decoded_fresh
+        return gather(sent, lambda got: fresh_rows((row for rows in got for row in rows), decoded), self._read_error)
 
     def _read_error(self, exc: BaseException) -> BaseException:
         return self._cql.store_error(exc, "read user state")
@@ -228,7 +229,7 @@ class CassandraStore(CatalogOf, OnlineStore):
         return cassandra_fresh.write_fresh_users(self._cql, self._ns, states, self._fresh_ttl)
 
     def read_fresh_users(self, user_ids: Iterable[str]) -> dict[str, FreshUser]:
-        return cassandra_fresh.read_fresh_users(self._cql, self._ns, user_ids)
+        return cassandra_fresh.read_fresh_users(self._cql, self._ns, user_ids, self.decoded_fresh)
 
     def write_shown(self, rows: Iterable[ShownItems]) -> int:
         return cassandra_fresh.write_shown(self._cql, self._ns, rows, self._fresh_ttl)

@@ -33,6 +33,7 @@ from lambdarec.model.rows import FreshUser, ShownItems, TrendingItem
 from lambdarec.store import cassandra_schema as schema
 from lambdarec.store import codec
 from lambdarec.store.cassandra_session import CassandraSession
+from lambdarec.store.decoded import DecodedStates
 from lambdarec.store.erasure import fresh_rows
 from lambdarec.store.shown_codec import encode_shown
 
@@ -81,12 +82,15 @@ def _chunks(keys: list[str]) -> Iterable[list[str]]:
     return (keys[i : i + IN_KEYS] for i in range(0, len(keys), IN_KEYS))
 
 
-def read_fresh_users(cql: CassandraSession, ns: str, user_ids: Iterable[str]) -> dict[str, FreshUser]:
-    """The users' fresh state (absent users left out): one ``IN`` query per replica group and chunk."""
+def read_fresh_users(
+    cql: CassandraSession, ns: str, user_ids: Iterable[str], decoded: DecodedStates[FreshUser] | None = None
+) -> dict[str, FreshUser]:
+    """The users' fresh state (absent users left out): one ``IN`` query per replica group and chunk; ``decoded``:
+    the states decoded before, by their bytes."""
     ids = list(dict.fromkeys(user_ids))
     params = [(ns, chunk) for group in by_replica(cql, ns, ids) for chunk in _chunks(group)]
     results = cql.many(SELECT_FRESH_USERS, params, EXEC_PROFILE_DEFAULT)
-    return fresh_rows(row for rs in results for row in rs)
+    return fresh_rows((row for rs in results for row in rs), decoded)
 
 
 def submit_fresh_reads(cql: CassandraSession, ns: str, user_ids: list[str]) -> list[Any]:

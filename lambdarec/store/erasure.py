@@ -19,6 +19,7 @@ import msgspec
 from lambdarec.model.erased import masked, masked_shown
 from lambdarec.model.rows import FreshUser, ShownItems
 from lambdarec.store.codec import decode_fresh_user, decode_keyed
+from lambdarec.store.decoded import DecodedStates
 from lambdarec.store.shown_codec import decode_shown
 
 Row = tuple[str, bytes | None, bytes | None]  # (user_id, data, erasure) as the stores read them
@@ -36,10 +37,16 @@ class ErasureWrites(abc.ABC):
         that saw the erasure stays as it is, one that did not is masked), for erasures written again."""
 
 
-def fresh_rows(rows: Iterable[Row]) -> dict[str, FreshUser]:
+def fresh_rows(rows: Iterable[Row], decoded: DecodedStates[FreshUser] | None = None) -> dict[str, FreshUser]:
     """``user_id -> FreshUser`` of stored ``(user_id, data, erasure)`` rows, each seen through its erasure; rows
-    that do not decode raise one ``CorruptRowError`` carrying the others."""
-    return decode_keyed(((u, (d, e)) for u, d, e in rows), _FRESH, "fresh state")
+    that do not decode raise one ``CorruptRowError`` carrying the others. ``decoded``: the states decoded before,
+    kept by their bytes (:mod:`lambdarec.store.decoded`)."""
+    return decode_keyed(((u, (d, e)) for u, d, e in rows), _FRESH if decoded is None else decoded, "fresh state")
+
+
+def decoded_states(max_bytes: int) -> DecodedStates[FreshUser]:
+    """A map of fresh states decoded once while their stored bytes stay the same, of at most ``max_bytes``."""
+    return DecodedStates(_FRESH, max_bytes)
 
 
 def shown_rows(rows: Iterable[Row]) -> dict[str, ShownItems]:

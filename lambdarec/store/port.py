@@ -26,7 +26,8 @@ import numpy as np
 from lambdarec.model.rows import FreshUser, ItemRow, TrendingItem, UserRow
 from lambdarec.store.catalog import CatalogTable
 from lambdarec.store.coordination import Coordination
-from lambdarec.store.erasure import ErasureWrites
+from lambdarec.store.decoded import DecodedStates
+from lambdarec.store.erasure import ErasureWrites, decoded_states
 from lambdarec.store.shown import ShownTable
 from lambdarec.store.snapshot_info import SnapshotInfo
 
@@ -41,6 +42,16 @@ class OnlineStore(Coordination, CatalogTable, ShownTable, ErasureWrites):
     embedded: ClassVar[bool] = False
     """Whether the store runs inside this process (SQLite): its calls are CPU here, not a wait on a server, so a
     caller gains nothing from overlapping them on another thread (the threads would only contend for the GIL)."""
+
+    decoded_fresh: DecodedStates[FreshUser] | None = None
+    """The fresh states this store decoded, kept by their stored bytes (:meth:`keep_decoded_fresh`); None: each
+    read decodes every row."""
+
+    def keep_decoded_fresh(self, max_bytes: int) -> None:
+        """From now on, decode a fresh-state row once while its stored bytes stay the same: a row read again
+        unchanged gives the object decoded before (:mod:`lambdarec.store.decoded`), within ``max_bytes``; 0 turns
+        it off. For readers that read the same users' states again and again (serving)."""
+        self.decoded_fresh = decoded_states(max_bytes) if max_bytes > 0 else None
 
     # ---- snapshot lifecycle -------------------------------------------------------------------------------
 

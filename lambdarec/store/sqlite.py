@@ -198,7 +198,7 @@ class SQLiteStore(CatalogOf, OnlineStore):
         return self._fresh.write_users(states)
 
     def read_fresh_users(self, user_ids: Iterable[str]) -> dict[str, FreshUser]:
-        return self._fresh.read_users(user_ids)
+        return self._fresh.read_users(user_ids, self.decoded_fresh)
 
     def write_trending(self, items: Iterable[TrendingItem]) -> int:
         return self._fresh.write_trending(items)

@@ -23,6 +23,7 @@ from lambdarec.model.rows import FreshUser, LogPosition, ShownItems, TrendingIte
 from lambdarec.settings import StoreSettings
 from lambdarec.store import codec
 from lambdarec.store.coordination import ClaimScope
+from lambdarec.store.decoded import DecodedStates
 from lambdarec.store.erasure import Row, fresh_rows, shown_rows
 from lambdarec.store.shown_codec import encode_shown
 from lambdarec.store.sqlite_files import Connections, Which, select_in
@@ -64,8 +65,10 @@ class FreshTables:
     def write_users(self, states: Iterable[FreshUser]) -> int:
         return self._write("fresh_users", ((s.user_id, codec.encode_fresh(s)) for s in states))
 
-    def read_users(self, user_ids: Iterable[str]) -> dict[str, FreshUser]:
-        return fresh_rows(self._read_erasable("fresh_users", user_ids))
+    def read_users(
+        self, user_ids: Iterable[str], decoded: DecodedStates[FreshUser] | None = None
+    ) -> dict[str, FreshUser]:
+        return fresh_rows(self._read_erasable("fresh_users", user_ids), decoded)
 
     def write_trending(self, items: Iterable[TrendingItem]) -> int:
         return self._write("trending", ((t.key, codec.encode_fresh(t)) for t in items))

@@ -508,6 +508,34 @@ class StoreContract(CatalogContract):
         store.write_fresh_users([FreshUser(user_id="u2", events=[("i1", 1.0, 1.0)], event_positions=[(0, 1)])])
         assert store.read_fresh_users(["u2"])["u2"].events == []
 
+    def test_states_kept_decoded_read_as_before_and_as_one_object_until_their_row_changes(self) -> None:
+        """``keep_decoded_fresh`` (serving's): every read gives what it gives without the map; an unchanged row
+        reads as the very object decoded before; a write, an erasure and a write over the erasure read anew."""
+        store = self.make_store(fresh_ttl_s=3600)
+        store.keep_decoded_fresh(1 << 20)
+        state = FreshUser(user_id="u1", events=[("i1", 10.0, 1.0)], event_positions=[(0, 2)], recent=[("i1", 10.0)],
+                          vector=[0.5, 0.5], basis="v1", positions={"0": 3}, updated_at=10.0)  # fmt: skip
+        store.write_fresh_users([state, FreshUser(user_id="u2")])
+        first = store.read_fresh_users(["u1", "u2", "nobody"])
+        assert first == {"u1": state, "u2": FreshUser(user_id="u2")}
+        assert store.read_fresh_users(["u2", "u1"])["u1"] is first["u1"]
+        newer = structs.replace(state, recent=[("i1", 10.0), ("i2", 11.0)], positions={"0": 4}, updated_at=11.0)
+        store.write_fresh_users([newer])
+        assert store.read_fresh_users(["u1"]) == {"u1": newer}
+        grave = tombstone("u1", 100.0, {0: 5})
+        store.write_erasures([grave], [])
+        assert store.read_fresh_users(["u1"]) == {"u1": grave}
+        store.write_fresh_users([newer])  # a consumer's write of what it read before the erasure: still masked
+        masked = store.read_fresh_users(["u1"])["u1"]
+        assert (masked.erased_at, masked.events, masked.vector) == (100.0, [], None)
+        assert store.read_fresh_users(["u1"])["u1"] is masked
+        decoded = store.decoded_fresh
+        assert decoded is not None and (decoded.hits, decoded.misses) == (3, 5)
+        store.keep_decoded_fresh(0)  # off: each read decodes again
+        assert store.decoded_fresh is None
+        again = store.read_fresh_users(["u1"])["u1"]
+        assert again == masked and again is not masked
+
     def test_an_erasure_written_again_keeps_a_state_that_saw_it_and_masks_one_that_did_not(self) -> None:
         """``forget --reapply`` after the fresh state was rebuilt: only the erasure is written over an existing row."""
         store = self.make_store(fresh_ttl_s=3600)

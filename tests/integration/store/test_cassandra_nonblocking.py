@@ -53,6 +53,9 @@ def test_nonblocking_reads_give_what_the_blocking_reads_give(store: CassandraSto
     assert np.array_equal(rows["u3"].candidates, store.read_user(version, "u3").candidates)
     fresh = store.read_fresh_users_future(ids).result(timeout=10)
     assert fresh == store.read_fresh_users(ids) and sorted(fresh) == ["u1", "u3"]
+    store.keep_decoded_fresh(1 << 20)  # serving's: an unchanged row, read either way, is the state decoded before
+    kept = store.read_fresh_users_future(ids).result(timeout=10)
+    assert kept == fresh and store.read_fresh_users(["u3"])["u3"] is kept["u3"]
     assert store.read_users_future(version, []).result(timeout=10) == {}
 
 

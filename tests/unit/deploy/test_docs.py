@@ -20,8 +20,10 @@ CONFIGURATION = DOCS / "configuration.md"
 METRICS = DOCS / "metrics.md"
 MARKDOWN = [*sorted(DOCS.glob("*.md")), DEPLOY / "README.md"]
 METRIC_PACKAGES = ("lambdarec", "batch_layer", "speed_layer", "serving_layer", "replay")
+# CounterMetricFamily: a collector's counter, built at scrape time
 METRIC_TYPES = {"Counter": "counter", "Gauge": "gauge", "Histogram": "histogram", "Summary": "summary",
-                "Info": "info", "Enum": "stateset", "BatchHistogram": "histogram"}  # fmt: skip
+                "Info": "info", "Enum": "stateset", "BatchHistogram": "histogram",
+                "CounterMetricFamily": "counter"}  # fmt: skip
 
 
 # ---- configuration reference -----------------------------------------------------------------------------------
@@ -99,7 +101,7 @@ def _metrics_in_code() -> dict[str, tuple[str, tuple[str, ...], str]]:
                     continue
                 kind = METRIC_TYPES[node.func.id]
                 labels_node = node.args[2] if len(node.args) > 2 else next(
-                    (k.value for k in node.keywords if k.arg == "labelnames"), None)  # fmt: skip
+                    (k.value for k in node.keywords if k.arg in ("labelnames", "labels")), None)  # fmt: skip
                 labels = tuple(ast.literal_eval(labels_node)) if labels_node is not None else ()
                 name = first.value
                 if kind == "counter" and not name.endswith("_total"):

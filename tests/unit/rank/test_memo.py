@@ -8,7 +8,7 @@ from dataclasses import replace
 import numpy as np
 
 from lambdarec.model.freshstate import solve
-from lambdarec.rank.memo import item_indices
+from lambdarec.rank.memo import finite_vector, item_indices
 from lambdarec.rank.merge import MergeInput, MergeWeights, merge
 from lambdarec.store import FreshUser, UserRow
 from tests.unit.replay.conftest import make_model
@@ -91,3 +91,52 @@ def test_variants_sharing_a_fresh_state_at_other_times_and_models_get_their_own_
     assert shared == fresh
     assert shared[0] != shared[2]  # the time matters: the sharing must not hide it
     assert shared[0] != shared[4]
+
+
+def test_interleaved_users_states_keep_what_was_derived_from_each() -> None:
+    """Serving interleaves many users' requests and reads an unchanged state as the same object again: each state's
+    vector and item indices are derived once, a new model derives them again, and the lists stay those of new
+    objects."""
+    model, other = make_model(cutoff_s=1000.0), make_model(cutoff_s=1000.0, version="v2")
+    base = _inputs(model)[1]
+
+    def state(j: int) -> FreshUser:
+        item = f"i{20 + j}"
+        return solve(FreshUser(user_id=f"u{j}", recent=[(item, NOW - 5.0)], events=[(item, NOW - 5.0, 1.0)]), model,
+                     base.batch_row)  # fmt: skip
+
+    states = [state(j) for j in range(3)]
+    looked_up: list[str] = []
+
+    def items_of(state: FreshUser):  # type: ignore[no-untyped-def]
+        return lambda: looked_up.append(state.user_id) or [item for item, _ in state.recent]
+
+    for _ in range(2):  # the second round finds every state's indices and vector
+        for state in states:
+            assert item_indices(model, state, items_of(state)).tolist() == [model.item_index[state.recent[0][0]]]
+            assert finite_vector(state) is finite_vector(state)
+    assert looked_up == ["u0", "u1", "u2"]
+    item_indices(other, states[0], items_of(states[0]))  # another snapshot: looked up again
+    assert looked_up[-1] == "u0" and len(looked_up) == 4
+    weights = MergeWeights(session=0.7, trending=0.0, speed_top_n=10)
+    interleaved = [merge(replace(base, fresh=state), weights, k=20) for state in states * 2]
+    copies = [merge(_copied(replace(base, fresh=state)), weights, k=20) for state in states * 2]
+    assert [[r.item_id for r in ranked] for ranked in interleaved] == [[r.item_id for r in ranked] for ranked in copies]
+
+
+def test_what_was_derived_from_a_state_goes_with_the_state() -> None:
+    """Nothing kept from a state keeps it alive: its entries go when the last reference to it does."""
+    import gc
+
+    from lambdarec.rank import memo
+
+    model = make_model(cutoff_s=1000.0)
+    row = _inputs(model)[1].batch_row
+    state = solve(FreshUser(user_id="gone", recent=[("i3", NOW)], events=[("i3", NOW, 1.0)]), model, row)
+    assert finite_vector(state) is not None
+    item_indices(model, state, lambda: ["i3"])
+    key = id(state)
+    assert key in memo._vectors._data and key in memo._fresh_indices._data
+    del state
+    gc.collect()
+    assert key not in memo._vectors._data and key not in memo._fresh_indices._data

@@ -92,6 +92,36 @@ def test_a_fresh_event_of_the_user_is_served_at_once(quiet_store) -> None:
     assert after["fresh_state_age_s"] is not None
 
 
+def rows_count(client: TestClient, result: str) -> float:
+    text = client.get("/metrics").text
+    found = re.search(rf'lambdarec_serving_fresh_state_rows_total{{result="{result}"}} ([0-9.e+]+)', text)
+    return float(found.group(1)) if found else 0.0
+
+
+@pytest.mark.parametrize("cache_mb", [32.0, 0.0])
+def test_an_unchanged_fresh_state_is_decoded_once_and_a_rewritten_one_served_at_once(tmp_path, log_file, cache_mb):
+    """Serving keeps users' fresh states decoded by their stored bytes (``serving.fresh_state_cache_mb``): each
+    request still reads the row, and a row the speed layer rewrote is decoded and served at once; off, every read
+    decodes and the counts stay 0."""
+    settings = make_settings(tmp_path, fresh_state_cache_mb=cache_mb, **QUIET)
+    user = user_of(settings, publish(settings, log_file))
+    now = time.time()
+    with open_store(settings) as store:
+        store.write_fresh_users([FreshUser(user_id=user, recent=[("i3", now)], updated_at=now)])
+    with serving(settings) as client, open_store(settings) as store:
+        first = get(client, user, session_items="i7")
+        assert first["fresh_state_age_s"] is not None
+        get(client, user, session_items="i8")  # another list, nothing kept for it: the same state read again
+        kept = 1.0 if cache_mb else 0.0
+        assert (rows_count(client, "kept"), rows_count(client, "decoded")) == (kept, kept)
+        top = ids(first)[0]
+        store.write_fresh_users([FreshUser(user_id=user, recent=[("i3", now)], hidden={top: now + 1},
+                                           updated_at=now + 1, format=FRESH_FORMAT)])  # fmt: skip
+        after = get(client, user, session_items="i7")
+        assert top not in ids(after)
+        assert (rows_count(client, "kept"), rows_count(client, "decoded")) == (kept, 2 * kept)
+
+
 def test_a_new_snapshot_is_served_once_swapped_in(quiet_store, log_file: Path) -> None:
     settings, version = quiet_store
     user = user_of(settings, version)
