@@ -72,9 +72,6 @@ class _ByState:
             if kept is not None and kept[0] is ref:
                 del self._data[key]
 
-    def __len__(self) -> int:
-        return len(self._data)
-
 
 STATES_KEPT = 4096  # at most this many fresh states' derived answers (a vector and an index array each)
 _vectors, _fresh_indices = _ByState(STATES_KEPT), _ByState(STATES_KEPT)
