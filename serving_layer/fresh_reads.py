@@ -8,6 +8,10 @@ sends as a few ``IN`` queries. Each request still gets its own future, with only
 own timeout: a request that gives up cancels only its future, never its neighbours' read. A request alone in its
 turn waits for nothing more than the rest of that turn.
 
+Where the reads are the event loop's own (``serving.cassandra_reads``: the C++ driver, whose answers resolve on the
+loop), each request's future is a future of that loop, settled there when the turn's read is back; with
+cassandra-driver it is a thread-safe future that the driver's I/O thread settles.
+
 A corrupt row costs only the requests that asked for it (each gets a ``CorruptRowError`` naming its own bad rows
 and carrying its good ones); a failed read fails every request of the turn, as it would have failed each of them.
 
@@ -23,21 +27,29 @@ import asyncio
 import contextlib
 from collections.abc import Sequence
 from concurrent.futures import Future, InvalidStateError
+from typing import Protocol, Union
 
 from prometheus_client import CollectorRegistry, Counter
 
 from lambdarec.model.rows import FreshUser
 from lambdarec.store import CorruptRowError
-from lambdarec.store.nonblocking import NonBlockingReads
 
-Waiter = tuple[list[str], "Future[dict[str, FreshUser]]"]
+Answer = Union["Future[dict[str, FreshUser]]", "asyncio.Future[dict[str, FreshUser]]"]
+Waiter = tuple[list[str], Answer]
+
+
+class FreshReader(Protocol):
+    """What reads fresh state without blocking: a store (:class:`NonBlockingReads`, thread-safe futures) or
+    :class:`~lambdarec.store.cassandra_native.NativeFreshReads` (the event loop's futures)."""
+
+    def read_fresh_users_future(self, user_ids: Sequence[str]) -> Answer: ...
 
 
 class FreshReads:
     """Coalesces one event loop's fresh-state reads per turn (one instance per loop, i.e. per worker)."""
 
     def __init__(self) -> None:
-        self._store: NonBlockingReads | None = None
+        self._store: FreshReader | None = None
         self._waiting: list[Waiter] = []
         self.reads = 0  # store reads sent, and the requests they served
         self.requests = 0
@@ -55,15 +67,18 @@ class FreshReads:
                     registry=registry),
         )  # fmt: skip
 
-    def read(self, store: NonBlockingReads, user_ids: Sequence[str]) -> Future[dict[str, FreshUser]]:
+    def read(self, store: FreshReader, user_ids: Sequence[str]) -> Answer:
         """A future of ``store.read_fresh_users_future(user_ids)``'s answer, read together with the other reads
-        of this turn of the running event loop."""
+        of this turn of the running event loop: a future of that loop where the reader's are
+        (``loop_native``: :class:`~lambdarec.store.cassandra_native.NativeFreshReads`), else a thread-safe one
+        (the driver's I/O thread settles it)."""
         if self._waiting and store is not self._store:  # the store was replaced mid-turn: send the old one's now
             self._flush()
+        loop = asyncio.get_running_loop()
         if not self._waiting:
-            asyncio.get_running_loop().call_soon(self._flush)
+            loop.call_soon(self._flush)
         self._store = store
-        mine: Future[dict[str, FreshUser]] = Future()
+        mine: Answer = loop.create_future() if getattr(store, "loop_native", False) else Future()
         self._waiting.append((list(user_ids), mine))
         return mine
 
@@ -87,8 +102,9 @@ class FreshReads:
         together.add_done_callback(lambda done: _share(done, waiting))
 
 
-def _share(done: Future[dict[str, FreshUser]], waiting: list[Waiter]) -> None:
-    """Each waiter's part of the answer (runs on the thread that settled ``done``)."""
+def _share(done: Answer, waiting: list[Waiter]) -> None:
+    """Each waiter's part of the answer (runs on the thread that settled ``done``: the event loop's for a
+    loop-native reader, whose waiters are that loop's futures)."""
     exc = done.exception()  # never cancelled: the requests cancel only their own futures
     corrupt = set(exc.keys) if isinstance(exc, CorruptRowError) else set()
     for asked, mine in waiting:
@@ -105,9 +121,9 @@ def _share(done: Future[dict[str, FreshUser]], waiting: list[Waiter]) -> None:
             _settle(mine, exc)
 
 
-def _settle(mine: Future[dict[str, FreshUser]], outcome: object) -> None:
+def _settle(mine: Answer, outcome: object) -> None:
     # InvalidStateError: this request gave up (its timeout cancelled its future)
-    with contextlib.suppress(InvalidStateError):
+    with contextlib.suppress(InvalidStateError, asyncio.InvalidStateError):
         if isinstance(outcome, BaseException):
             mine.set_exception(outcome)
         else:

@@ -12,6 +12,7 @@ import contextlib
 import gc
 import threading
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from starlette.exceptions import HTTPException
@@ -24,7 +25,7 @@ from lambdarec.model.snapshot import SnapshotModel
 from lambdarec.rank.kernel import load_in_background
 from lambdarec.rank.merge import MergeWeights
 from lambdarec.settings import Settings, mask_url
-from lambdarec.store import OnlineStore, open_store
+from lambdarec.store import OnlineStore, StoreUnavailableError, open_store
 from lambdarec.store.nonblocking import NonBlockingReads
 from serving_layer.answer_cache import AnswerCache
 from serving_layer.arms import Arms, Served
@@ -41,7 +42,11 @@ from serving_layer.trending_cache import TrendingCache
 from serving_layer.turn_lists import TurnLists
 from serving_layer.user_cache import RecentUsers
 
+if TYPE_CHECKING:
+    from lambdarec.store.cassandra_native import NativeFreshReads
+
 log = get_logger(__name__)
+NATIVE_RETRY_S = 10.0  # how often the C++ driver's reads are tried again while they do not connect
 
 
 class Service:
@@ -86,6 +91,7 @@ class Service:
         self._topic_lock = threading.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = False
+        self._native: NativeFreshReads | None = None  # serving.cassandra_reads: fresh state through the C++ driver
 
     # ---- lifecycle --------------------------------------------------------------------------------------------
 
@@ -101,6 +107,7 @@ class Service:
             self._stopped = False
         if self._store is None:
             await self._open_store()
+        await self._open_native_reads()
         if self._log is None:
             self._log = open_ingest_log(self.settings)  # Kafka connects on first use; impressions to their topic
         if self.keys.empty:
@@ -123,6 +130,9 @@ class Service:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks = []
+        if self._native is not None:
+            await self._native.close()
+            self._native = None
         self.gate.close()
         self._stopped = True
         own_store, own_log = self._owned
@@ -148,10 +158,45 @@ class Service:
         reads = self.settings.serving.store_reads
         self.nonblocking_reads = not self.inline_reads and reads == "auto" and isinstance(self._store, NonBlockingReads)
 
+    async def _open_native_reads(self, retry: bool = True) -> None:
+        """Fresh state through the C++ driver where ``serving.cassandra_reads`` and the store allow it: a store
+        read without blocking, on Cassandra. Without acsylla, ``auto`` reads through the driver and ``native``
+        refuses to start; while it does not connect, the driver reads and it is tried again."""
+        mode = self.settings.serving.cassandra_reads
+        cassandra = urlsplit(self.settings.store.url).scheme == "cassandra"
+        wanted = mode != "driver" and cassandra and self.nonblocking_reads
+        if self._native is not None or self._store is None or not wanted:
+            return
+        try:
+            from lambdarec.store.cassandra_native import NativeFreshReads  # the Cassandra drivers: only here
+
+            self._native = await NativeFreshReads.open(self.settings.store, self._store)
+        except ImportError as exc:
+            if mode == "native":
+                raise RuntimeError(
+                    f"serving.cassandra_reads is native, but acsylla cannot be imported ({exc}): pip install "
+                    "acsylla, or set serving.cassandra_reads to auto or driver"
+                ) from exc
+            log.info("serving.cassandra_reads", reads="driver", reason=f"acsylla cannot be imported: {exc}")
+            return
+        except (StoreUnavailableError, OSError) as exc:
+            effect = f"fresh state read through cassandra-driver; tried again in {NATIVE_RETRY_S:g} s"
+            log.warning("serving.cassandra_reads", reads="driver", reason=str(exc), effect=effect)
+            if retry:
+                self._tasks.append(asyncio.create_task(self._retry_native_reads(), name="native-reads-retry"))
+            return
+        log.info("serving.cassandra_reads", reads="native", driver="acsylla")
+
+    async def _retry_native_reads(self) -> None:
+        while self._native is None:
+            await asyncio.sleep(NATIVE_RETRY_S)
+            await self._open_native_reads(retry=False)
+
     async def _watch_snapshots(self) -> None:
         while self._store is None:
             await asyncio.sleep(self.settings.serving.snapshot_poll_s)
             await self._open_store()
+            await self._open_native_reads()
         await self.models.watch(self.store, self.gate)
 
     async def _probe_store(self) -> None:
@@ -221,8 +266,13 @@ class Service:
         try:
             args = self._read_args(model, ids)
             if self.nonblocking_reads:
-                states = await read_states_nonblocking(args[0], self.gate, *args[1:],  # type: ignore[arg-type]
-                                                       fresh_reads=self.fresh_reads)  # fmt: skip
+                states = await read_states_nonblocking(
+                    args[0],
+                    self.gate,
+                    *args[1:],
+                    fresh_reads=self.fresh_reads,
+                    fresh_store=self._native,  # type: ignore[arg-type]
+                )
             else:
                 states = await self.gate.call(read_states, *args)
         except StoreUnavailable:

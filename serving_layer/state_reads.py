@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from lambdarec.model.rows import UserRow, UserState
 from lambdarec.store import CorruptRowError
 from lambdarec.store.nonblocking import NonBlockingReads
-from serving_layer.fresh_reads import FreshReads
+from serving_layer.fresh_reads import FreshReader, FreshReads
 from serving_layer.recommend import assemble_states, plan_reads
 from serving_layer.shown_reads import usable, with_shown
 from serving_layer.store_gate import StoreGate
@@ -29,15 +29,18 @@ async def read_states_nonblocking(
     known_rows: Mapping[str, UserRow] | None = None,
     shown: bool = False,
     fresh_reads: FreshReads | None = None,
+    fresh_store: FreshReader | None = None,
 ) -> dict[str, UserState]:
     """What :func:`~serving_layer.recommend.read_states` returns, read without blocking the event loop, within
     ``gate``'s timeout (:class:`~serving_layer.store_gate.StoreUnavailable` past it or on a store error); the
-    fresh state read together with the other requests of this loop turn when ``fresh_reads`` is given."""
+    fresh state read together with the other requests of this loop turn when ``fresh_reads`` is given, through
+    ``fresh_store`` where given (:class:`~lambdarec.store.cassandra_native.NativeFreshReads`), else ``store``."""
     ids, unread = plan_reads(user_ids, known_rows)
     if not ids:
         return {}
     gate.refuse_while_skipping()  # degraded mode: nothing is sent to a store that is down
-    sent = [store.read_fresh_users_future(ids) if fresh_reads is None else fresh_reads.read(store, ids)]
+    reader: FreshReader = fresh_store or store
+    sent = [reader.read_fresh_users_future(ids) if fresh_reads is None else fresh_reads.read(reader, ids)]
     if unread:
         sent.append(store.read_users_future(version, unread))
     if shown:  # the impressions rows (speed.feedback.own_consumer), in the same round trip

@@ -82,6 +82,14 @@ class ServingSettings(Section):
         "for SQLite; for Cassandra, every read of a request sent at once without waiting (the driver's "
         "non-blocking requests, awaited on the event loop under `store_timeout_ms`, no thread per request).",
     )
+    cassandra_reads: Literal["auto", "driver", "native"] = Field(
+        "auto",
+        description="What reads a user's fresh state from a Cassandra store on each request (with `store_reads` "
+        "auto). `native`: the C++ driver (acsylla), its answers awaited on the event loop, about a third of "
+        "cassandra-driver's CPU per read; serving is not ready until it connects. `driver`: cassandra-driver, "
+        "as every other read. `auto`: native where acsylla is installed and connects, else the driver (the log "
+        "says which, and why).",
+    )
     access_log: bool = Field(False, description="Log every request (uvicorn's access log); costs throughput.")
     # Store health (hysteresis): degraded after a sustained failure, healthy after a sustained success.
     store_fail_after: int = Field(

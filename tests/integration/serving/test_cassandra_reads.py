@@ -4,6 +4,7 @@ served degraded because the pool was busy)."""
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -82,14 +83,20 @@ def test_concurrent_requests_do_not_queue_for_store_threads(published: Settings,
     assert all(b["items"] and b["items"][0]["source"] != "popular" for b in bodies), "known users get their lists"
 
 
-def test_a_repeat_is_answered_from_the_cache_until_the_users_fresh_state_changes(published: Settings) -> None:
+@pytest.mark.parametrize("reads", ["native", "driver"])
+def test_a_repeat_is_answered_from_the_cache_until_the_users_fresh_state_changes(
+    published: Settings, reads: str
+) -> None:
     """The answer cache compares the fresh state Cassandra gives on every request: equal reads of one row compare
-    equal (a hit), and a write by the speed layer in between is served at once."""
+    equal (a hit), and a write by the speed layer in between is served at once; through the C++ driver and
+    through cassandra-driver alike (``serving.cassandra_reads``)."""
     settings = published.model_copy(deep=True)
     settings.serving.trending_refresh_s = 3600.0  # no refresh in between: each would start the answers anew
+    settings.serving.cassandra_reads = reads  # type: ignore[assignment]
     app = create_app(settings)
     with TestClient(app) as client, open_store(settings) as store:
         wait_ready(client)
+        assert (app.state.service._native is not None) == (reads == "native")
         now = time.time()
         store.write_fresh_users([FreshUser(user_id="u3", recent=[("i5", now - 30)], updated_at=now - 30)])
         first = client.get("/v1/users/u3/recommendations?k=5").json()
@@ -103,3 +110,21 @@ def test_a_repeat_is_answered_from_the_cache_until_the_users_fresh_state_changes
         store.write_fresh_users([hidden])
         after = client.get("/v1/users/u3/recommendations?k=5").json()
     assert top not in [i["item_id"] for i in after["items"]]
+
+
+def test_native_reads_without_acsylla_refuse_to_start_and_auto_reads_through_the_driver(
+    published: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "acsylla", None)  # as where no wheel was installed: the import fails
+    settings = published.model_copy(deep=True)
+    settings.serving.cassandra_reads = "native"
+    refused = pytest.raises(RuntimeError, match=r"serving\.cassandra_reads is native, but acsylla cannot be imported")
+    with refused, TestClient(create_app(settings)):
+        pass
+    settings.serving.cassandra_reads = "auto"
+    app = create_app(settings)
+    with TestClient(app) as client:
+        wait_ready(client)
+        answer = client.get("/v1/users/u3/recommendations?k=5")
+        assert app.state.service._native is None
+    assert answer.status_code == 200 and not answer.json()["degraded"] and answer.json()["items"]
