@@ -85,10 +85,11 @@ class ServingSettings(Section):
     cassandra_reads: Literal["auto", "driver", "native"] = Field(
         "auto",
         description="What reads a user's fresh state from a Cassandra store on each request (with `store_reads` "
-        "auto). `native`: the C++ driver (acsylla), its answers awaited on the event loop, about a third of "
-        "cassandra-driver's CPU per read; serving is not ready until it connects. `driver`: cassandra-driver, "
-        "as every other read. `auto`: native where acsylla is installed and connects, else the driver (the log "
-        "says which, and why).",
+        "auto). `native`: the C++ driver (acsylla), its answers awaited on the event loop, about half of "
+        "cassandra-driver's CPU per read, a third for a read of many users; serving refuses to start where acsylla "
+        "cannot be imported. `driver`: cassandra-driver, as every other read. `auto`: native where acsylla can be "
+        "imported, else the driver. Until the C++ driver connects, the driver reads and it is tried again every "
+        "10 s; the log says which reads and why (`serving.cassandra_reads`).",
     )
     access_log: bool = Field(False, description="Log every request (uvicorn's access log); costs throughput.")
     # Store health (hysteresis): degraded after a sustained failure, healthy after a sustained success.
