@@ -105,7 +105,11 @@ class FreshReads:
 def _share(done: Answer, waiting: list[Waiter]) -> None:
     """Each waiter's part of the answer (runs on the thread that settled ``done``: the event loop's for a
     loop-native reader, whose waiters are that loop's futures)."""
-    exc = done.exception()  # never cancelled: the requests cancel only their own futures
+    if done.cancelled():  # the event loop is closing (the requests cancel only their own futures)
+        for _, mine in waiting:
+            mine.cancel()
+        return
+    exc = done.exception()
     corrupt = set(exc.keys) if isinstance(exc, CorruptRowError) else set()
     for asked, mine in waiting:
         if exc is None:

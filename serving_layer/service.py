@@ -107,7 +107,6 @@ class Service:
             self._stopped = False
         if self._store is None:
             await self._open_store()
-        await self._open_native_reads()
         if self._log is None:
             self._log = open_ingest_log(self.settings)  # Kafka connects on first use; impressions to their topic
         if self.keys.empty:
@@ -122,6 +121,7 @@ class Service:
             ),
             asyncio.create_task(self._probe_store(), name="store-probe"),
         ]
+        await self._open_native_reads()  # after the tasks: a retry it starts is one of them, stopped with them
 
     async def stop(self) -> None:
         for task in self._tasks:

@@ -128,3 +128,42 @@ def test_native_reads_without_acsylla_refuse_to_start_and_auto_reads_through_the
         answer = client.get("/v1/users/u3/recommendations?k=5")
         assert app.state.service._native is None
     assert answer.status_code == 200 and not answer.json()["degraded"] and answer.json()["items"]
+
+
+def test_native_reads_that_do_not_connect_leave_the_driver_reading_until_they_do(
+    published: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lambdarec.store import StoreUnavailableError
+    from lambdarec.store.cassandra_native import NativeFreshReads
+    from serving_layer import service as service_module
+
+    opened = NativeFreshReads.open.__func__  # type: ignore[attr-defined]
+    reachable = threading.Event()
+    tries: list[bool] = []
+
+    async def refused_until_reachable(cls: type[NativeFreshReads], *args: object) -> NativeFreshReads:
+        tries.append(reachable.is_set())
+        if not reachable.is_set():
+            raise StoreUnavailableError("the C++ driver (acsylla) cannot read from Cassandra: refused, for a test")
+        return await opened(cls, *args)
+
+    monkeypatch.setattr(NativeFreshReads, "open", classmethod(refused_until_reachable))
+    monkeypatch.setattr(service_module, "NATIVE_RETRY_S", 0.2)
+    settings = published.model_copy(deep=True)
+    settings.serving.cassandra_reads = "native"
+    app = create_app(settings)
+    service = app.state.service
+    with TestClient(app) as client:
+        wait_ready(client)
+        first = client.get("/v1/users/u3/recommendations?k=5")  # read through cassandra-driver meanwhile
+        assert service._native is None and tries and not any(tries)
+        reachable.set()
+        for _ in range(100):
+            if service._native is not None:
+                break
+            threading.Event().wait(0.1)
+        assert service._native is not None and tries[-1], tries  # tried again, and connected
+        later = client.get("/v1/users/u3/recommendations?k=5")
+    assert service._native is None  # closed with the service
+    for answer in (first, later):
+        assert answer.status_code == 200 and not answer.json()["degraded"] and answer.json()["items"]
