@@ -53,6 +53,7 @@ from benchmarks.serve_setup import (
     KAFKA_ENV,
     backend_config,
     build,
+    fresh_reads_path,
     loop_name,
     merge_kernel,
     pinning,
@@ -184,6 +185,8 @@ def run(scale: Scale, args: argparse.Namespace) -> Iterator[Result]:
                 how = f"closed loop {client}; {pinned}; {workers} worker(s), loop {loop_name()}"
                 how += f", parser {args.http_parser}, merge: "
                 how += ", ".join(f"{store} {merge_kernel(ports[store])}" for store in stores)
+                if "cassandra" in stores:
+                    how += f"; cassandra: {fresh_reads_path(ports['cassandra'])}"
                 yield from _measure(stores, ports, pids, paths, conns, duration, root, how, scale, mix, gen)
                 yield from _no_repeats(stores[0], ports, pids, (users, items), conns, duration, root, how, scale)
             finally:

@@ -148,6 +148,14 @@ def merge_kernel(port: int, timeout_s: float = 120.0) -> str:
     return f"numpy steps (the kernel did not load within {timeout_s:.0f} s)"
 
 
+def fresh_reads_path(port: int) -> str:
+    """How a serving process reads users' fresh state from Cassandra: through the C++ driver (acsylla) or
+    cassandra-driver (``lambdarec_serving_cassandra_native_reads``, ``serving.cassandra_reads``)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        native = "lambdarec_serving_cassandra_native_reads 1.0" in response.read().decode()
+    return "fresh state through the C++ driver (acsylla)" if native else "fresh state through cassandra-driver"
+
+
 def stop(proc: subprocess.Popen[bytes]) -> None:
     proc.terminate()
     try:

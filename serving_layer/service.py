@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from prometheus_client import Gauge
 from starlette.exceptions import HTTPException
 
 from lambdarec.eventlog import EventLog, open_ingest_log
@@ -83,6 +84,11 @@ class Service:
         self.fresh_reads.register(self.metrics.registry)
         self.turn_lists.register(self.metrics.registry)
         self.metrics.registry.register(DecodedRows(lambda: self._store.decoded_fresh if self._store else None))
+        Gauge(
+            "lambdarec_serving_cassandra_native_reads",
+            "1 while users' fresh state is read from Cassandra through the C++ driver (acsylla), else 0.",
+            registry=self.metrics.registry,
+        ).set_function(lambda: float(self._native is not None))
         self._store, self._log = store, log_
         self._store_opened()
         self._owned = (store is None, log_ is None)
@@ -102,6 +108,7 @@ class Service:
         merge's compiled kernel loads in the background too (lists are ranked by numpy steps until it is ready).
         """
         load_in_background(then=gc.freeze)  # numba's objects live as long as the process too (see _swapped)
+        self._check_native_reads()
         if self._stopped:
             self.gate.reopen()
             self._stopped = False
@@ -158,10 +165,23 @@ class Service:
         reads = self.settings.serving.store_reads
         self.nonblocking_reads = not self.inline_reads and reads == "auto" and isinstance(self._store, NonBlockingReads)
 
+    def _check_native_reads(self) -> None:
+        """``serving.cassandra_reads = native`` on a Cassandra store refuses to start where acsylla cannot be
+        imported (before the store is even open: it may open later, in the snapshot watcher)."""
+        if self.settings.serving.cassandra_reads != "native" or urlsplit(self.settings.store.url).scheme != "cassandra":
+            return
+        from lambdarec.store.cassandra_native import import_error
+
+        if (problem := import_error()) is not None:
+            raise RuntimeError(
+                f"serving.cassandra_reads is native, but acsylla cannot be imported ({problem}): pip install "
+                "acsylla, or set serving.cassandra_reads to auto or driver"
+            )
+
     async def _open_native_reads(self, retry: bool = True) -> None:
         """Fresh state through the C++ driver where ``serving.cassandra_reads`` and the store allow it: a store
-        read without blocking, on Cassandra. Without acsylla, ``auto`` reads through the driver and ``native``
-        refuses to start; while it does not connect, the driver reads and it is tried again."""
+        read without blocking, on Cassandra. Without acsylla, ``auto`` reads through the driver (``native`` did
+        not start); while it does not connect, the driver reads and it is tried again."""
         mode = self.settings.serving.cassandra_reads
         cassandra = urlsplit(self.settings.store.url).scheme == "cassandra"
         wanted = mode != "driver" and cassandra and self.nonblocking_reads
@@ -172,11 +192,6 @@ class Service:
 
             self._native = await NativeFreshReads.open(self.settings.store, self._store)
         except ImportError as exc:
-            if mode == "native":
-                raise RuntimeError(
-                    f"serving.cassandra_reads is native, but acsylla cannot be imported ({exc}): pip install "
-                    "acsylla, or set serving.cassandra_reads to auto or driver"
-                ) from exc
             log.info("serving.cassandra_reads", reads="driver", reason=f"acsylla cannot be imported: {exc}")
             return
         except (StoreUnavailableError, OSError) as exc:

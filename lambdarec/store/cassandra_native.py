@@ -44,13 +44,13 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 
-def available() -> bool:
-    """Whether acsylla can be imported here (a wheel for this platform was installed)."""
+def import_error() -> str | None:
+    """Why acsylla cannot be imported here (no wheel for this platform was installed), or None."""
     try:
         import acsylla  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    except ImportError as exc:
+        return str(exc)
+    return None
 
 
 class NativeFreshReads:
@@ -120,7 +120,7 @@ class NativeFreshReads:
                 results = await asyncio.gather(*sent)
         except self._errors as exc:
             raise StoreUnavailableError(
-                f"Cassandra did not answer (read user state) through the C++ driver at {self._where}: "
+                f"Cassandra failed a read (read user state) through the C++ driver at {self._where}: "
                 f"{type(exc).__name__}: {exc}"
             ) from exc
         return fresh_rows((row.as_tuple() for result in results for row in result), self._store.decoded_fresh)

@@ -97,6 +97,8 @@ def test_a_repeat_is_answered_from_the_cache_until_the_users_fresh_state_changes
     with TestClient(app) as client, open_store(settings) as store:
         wait_ready(client)
         assert (app.state.service._native is not None) == (reads == "native")
+        gauge = f"lambdarec_serving_cassandra_native_reads {1.0 if reads == 'native' else 0.0}"
+        assert gauge in client.get("/metrics").text
         now = time.time()
         store.write_fresh_users([FreshUser(user_id="u3", recent=[("i5", now - 30)], updated_at=now - 30)])
         first = client.get("/v1/users/u3/recommendations?k=5").json()
