@@ -72,8 +72,7 @@ class NativeFreshReads:
 
         url = schema.parse_url(settings.url)
         backend = settings.cassandra
-        user = backend.username or url.username
-        password = backend.password.get_secret_value() if backend.password else url.password
+        user, password = schema.credentials(settings, url)
         where = f"{mask_url(settings.url)} ({url.where})"
         try:
             cluster = acsylla.create_cluster(

@@ -61,6 +61,14 @@ class CassandraURL:
         return f"{','.join(self.hosts)}:{self.port}"
 
 
+def credentials(settings: StoreSettings, url: CassandraURL) -> tuple[str | None, str | None]:
+    """The user name and password to log in with: ``store.cassandra.username``/``password`` where set, else the
+    URL's (both drivers use this one rule)."""
+    backend = settings.cassandra
+    password = backend.password.get_secret_value() if backend.password else url.password
+    return backend.username or url.username, password
+
+
 def parse_url(url: str) -> CassandraURL:
     """Split a store URL; a ``ValueError`` names what is wrong and shows the expected form."""
     form = "expected cassandra://host1,host2:9042/keyspace?dc=DATACENTER"

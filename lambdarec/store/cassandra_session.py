@@ -79,8 +79,7 @@ class CassandraSession:
         self.url = schema.parse_url(settings.url)
         self.keyspace = self.url.keyspace
         backend = settings.cassandra
-        user = backend.username or self.url.username
-        password = backend.password.get_secret_value() if backend.password else self.url.password
+        user, password = schema.credentials(settings, self.url)
         lbp = TokenAwarePolicy(DCAwareRoundRobinPolicy(local_dc=self.url.dc))
         timeout = settings.request_timeout_s
 
