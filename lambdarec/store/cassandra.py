@@ -12,27 +12,31 @@ Example
 from __future__ import annotations
 
 import math
+import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
 import numpy as np
 from cassandra.cluster import EXEC_PROFILE_DEFAULT
 from cassandra.query import BatchStatement
+from cassandra.util import unix_time_from_uuid1
 
 from lambdarec.logs import get_logger
 from lambdarec.model.rows import FreshUser, ItemRow, LogPosition, ShownItems, TrendingItem, UserRow
 from lambdarec.settings import StoreSettings
-from lambdarec.store import cassandra_catalog, cassandra_claims, cassandra_fresh, codec, lifecycle, versions
+from lambdarec.store import cassandra_catalog, cassandra_claims, cassandra_fresh, changes, codec, lifecycle, versions
 from lambdarec.store import cassandra_schema as schema
 from lambdarec.store.cassandra_session import WRITE, CassandraSession
 from lambdarec.store.cassandra_users import UserRows
 from lambdarec.store.catalog import CatalogOf
+from lambdarec.store.changes import FreshChange
 from lambdarec.store.coordination import ClaimScope, ScopedIds
 from lambdarec.store.erasure import fresh_rows, shown_rows
-from lambdarec.store.errors import SnapshotNotFoundError
+from lambdarec.store.errors import CorruptRowError, SnapshotNotFoundError
 from lambdarec.store.nonblocking import gather
 from lambdarec.store.port import OnlineStore
 from lambdarec.store.snapshot_info import SnapshotInfo, stored_info
@@ -211,6 +215,16 @@ class CassandraStore(CatalogOf, OnlineStore):
         decoded = self.decoded_fresh
         return gather(sent, lambda got: fresh_rows((row for rows in got for row in rows), decoded), self._read_error)
 
+    lists_fresh_changes = True
+
+    def read_fresh_changes_future(self, after_s: float) -> Future[list[FreshChange]]:
+        """The changes stamped after ``after_s``, oldest first (one query; see ``OnlineStore``)."""
+        sent = lambda: [cassandra_fresh.submit_changes_read(self._cql, self._ns, after_s, time.time())]  # noqa: E731
+        return gather(sent, lambda got: _changes(got[0]), self._changes_error)
+
+    def _changes_error(self, exc: BaseException) -> BaseException:
+        return self._cql.store_error(exc, "read fresh-state changes")
+
     def _read_error(self, exc: BaseException) -> BaseException:
         return self._cql.store_error(exc, "read user state")
 
@@ -294,3 +308,15 @@ class CassandraStore(CatalogOf, OnlineStore):
     def close(self) -> None:
         self._lookups.shutdown(wait=False, cancel_futures=True)
         self._cql.shutdown()
+
+
+def _changes(rows: Iterable[tuple[uuid.UUID, bytes]]) -> list[FreshChange]:
+    """The changes a read gave, oldest first (rows of several minute partitions); a row that does not decode
+    raises ``CorruptRowError`` (its reader cannot tell whom it named: it drops every state it keeps)."""
+    out = []
+    for at, users in rows:
+        try:
+            out.append(FreshChange(at, unix_time_from_uuid1(at), changes.decode_users(users)))
+        except (msgspec.DecodeError, msgspec.ValidationError, TypeError) as exc:
+            raise CorruptRowError(f"a fresh-state change listed at {at} does not decode: {exc}") from exc
+    return sorted(out, key=lambda change: change.at_s)

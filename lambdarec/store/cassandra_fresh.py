@@ -21,18 +21,20 @@ Example
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from cassandra.cluster import EXEC_PROFILE_DEFAULT
 from cassandra.query import BatchStatement, BatchType
+from cassandra.util import min_uuid_from_time, uuid_from_time
 
 from lambdarec.model.erased import shard_users, without_users
 from lambdarec.model.rows import FreshUser, ShownItems, TrendingItem
 from lambdarec.store import cassandra_schema as schema
-from lambdarec.store import codec
-from lambdarec.store.cassandra_session import CassandraSession
+from lambdarec.store import changes, codec
+from lambdarec.store.cassandra_session import WRITE, CassandraSession
 from lambdarec.store.decoded import DecodedStates
 from lambdarec.store.erasure import fresh_rows
 from lambdarec.store.shown_codec import encode_shown
@@ -44,6 +46,7 @@ PARTITION_BATCH_BYTES = 48 * 1024
 IN_FLIGHT_BYTES = 1024 * 1024  # batches in flight at most: the driver refuses a request ("connection overloaded")
 # while its socket's send buffer is full, which a few MiB of large batches to a busy node can fill
 MAX_TTL_S = 20 * 365 * 86400  # the largest TTL Cassandra takes
+MINUTE_S = 60  # the changes' partitions: one per namespace and minute of their stamps
 IN_KEYS = 100  # keys per IN query: large enough to amortise a request, small enough for one page and no timeout
 SELECT_FRESH_USERS = "SELECT user_id, data, erasure FROM {ks}.fresh_users WHERE ns = ? AND user_id IN ?"
 SELECT_USER_ROWS = "SELECT user_id, data FROM {ks}.user_rows WHERE version = ? AND user_id IN ?"
@@ -181,7 +184,29 @@ def write_fresh_users(cql: CassandraSession, ns: str, states: Iterable[FreshUser
         cql.run_batches(batches, "UPSERT fresh_users", in_flight=in_flight(len(batches), total))
     if large:
         cql.write_many(schema.UPSERT_FRESH_USER, large)
+    write_changes(cql, ns, list(encoded))
     return len(encoded)
+
+
+def write_changes(cql: CassandraSession, ns: str, user_ids: list[str]) -> None:
+    """List ``user_ids`` as changed (:mod:`lambdarec.store.changes`), after their states are written: one row per
+    ``USERS_PER_ROW`` users, stamped with this clock as each is sent."""
+    for users in changes.rows_of(user_ids):
+        now = time.time()
+        at = uuid_from_time(now)
+        cql.run(
+            schema.INSERT_CHANGE,
+            (ns, int(now // MINUTE_S), at, changes.encode_users(users), changes.CHANGES_TTL_S),
+            WRITE,
+        )
+
+
+def submit_changes_read(cql: CassandraSession, ns: str, after_s: float, now_s: float) -> Any:
+    """The changes stamped after ``after_s`` sent without waiting: one query over the minute partitions from the
+    one before ``after_s`` to the one after ``now_s`` (writers' clocks may be a little apart); the driver's
+    future, whose rows are ``(at, users)``."""
+    minutes = list(range(int(after_s // MINUTE_S) - 1, int(now_s // MINUTE_S) + 2))
+    return cql.submit(schema.SELECT_CHANGES, (ns, minutes, min_uuid_from_time(after_s)))
 
 
 def write_shown(cql: CassandraSession, ns: str, rows: Iterable[ShownItems], ttl_s: int) -> int:
@@ -205,4 +230,5 @@ def write_erasures(
         cql.write_many(schema.REERASE_FRESH_USER, [(ttl, data, ns, uid) for uid, data in fresh])
         cql.write_many(schema.REERASE_SHOWN, [(ttl, data, ns, uid) for uid, data in impressions])
     cql.write_many(schema.LIST_ERASED_USER, [(ns, u.user_id, u.erasure_seen, ttl) for u in users])
+    write_changes(cql, ns, [u.user_id for u in users])
     return len(users)

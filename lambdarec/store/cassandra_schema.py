@@ -28,6 +28,7 @@ from cassandra import ConsistencyLevel
 from lambdarec.logs import get_logger
 from lambdarec.masking import mask_url
 from lambdarec.settings import StoreSettings
+from lambdarec.store.changes import CHANGES_TTL_S
 
 log = get_logger(__name__)
 
@@ -184,6 +185,8 @@ SELECT_CHUNKS = "SELECT data FROM {ks}.array_chunks WHERE version = ? AND name =
 UPSERT_FRESH_USER = "INSERT INTO {ks}.fresh_users (ns, user_id, data) VALUES (?, ?, ?) USING TTL ?"
 SELECT_FRESH_USER = "SELECT user_id, data, erasure FROM {ks}.fresh_users WHERE ns = ? AND user_id = ?"
 ERASE_FRESH_USER = "INSERT INTO {ks}.fresh_users (ns, user_id, data, erasure) VALUES (?, ?, ?, ?) USING TTL ?"
+INSERT_CHANGE = "INSERT INTO {ks}.fresh_changes (ns, minute, at, users) VALUES (?, ?, ?, ?) USING TTL ?"
+SELECT_CHANGES = "SELECT at, users FROM {ks}.fresh_changes WHERE ns = ? AND minute IN ? AND at > ?"
 UPSERT_TRENDING = "INSERT INTO {ks}.trending (ns, bucket, item_id, data) VALUES (?, ?, ?, ?) USING TTL ?"
 SELECT_TRENDING = "SELECT item_id, data FROM {ks}.trending WHERE ns = ? AND bucket = ? AND item_id = ?"
 SELECT_TRENDING_BUCKET = "SELECT item_id, data FROM {ks}.trending WHERE ns = ? AND bucket = ?"
@@ -248,6 +251,11 @@ TABLES: tuple[tuple[str, str | None, str], ...] = (
     # the users `forget` erased lately (twice the fresh TTL), left out of brand-new items' shards on read
     ("erased_users", "fresh_ttl_s", "CREATE TABLE IF NOT EXISTS {ks}.erased_users (ns text, user_id text, "
      "erased_at double, PRIMARY KEY (ns, user_id))"),
+    # which users' fresh state each write changed (lambdarec.store.changes), by the minute of its stamp: serving
+    # reads a state again once it is listed here (serving.fresh_state_keep), not on every request
+    ("fresh_changes", None, "CREATE TABLE IF NOT EXISTS {ks}.fresh_changes (ns text, minute bigint, at timeuuid, "
+     f"users blob, PRIMARY KEY ((ns, minute), at)) WITH default_time_to_live = {CHANGES_TTL_S} "
+     f"AND gc_grace_seconds = {FRESH_GC_GRACE_S}"),
 )  # fmt: skip
 # (table, column, type) added since the table was first released: `store init` adds them to older keyspaces
 ADDED_COLUMNS = (("fresh_users", "erasure", "blob"), ("shown_users", "erasure", "blob"))

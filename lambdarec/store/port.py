@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Iterable, Mapping
+from concurrent.futures import Future
 from typing import Any, ClassVar
 
 import numpy as np
 
 from lambdarec.model.rows import FreshUser, ItemRow, TrendingItem, UserRow
 from lambdarec.store.catalog import CatalogTable
+from lambdarec.store.changes import FreshChange
 from lambdarec.store.coordination import Coordination
 from lambdarec.store.decoded import DecodedStates
 from lambdarec.store.erasure import ErasureWrites, decoded_states
@@ -46,6 +48,15 @@ class OnlineStore(Coordination, CatalogTable, ShownTable, ErasureWrites):
     decoded_fresh: DecodedStates[FreshUser] | None = None
     """The fresh states this store decoded, kept by their stored bytes (:meth:`keep_decoded_fresh`); None: each
     read decodes every row."""
+
+    lists_fresh_changes: ClassVar[bool] = False
+    """Whether every write of fresh state is also listed as a change (:meth:`read_fresh_changes_future`), so
+    that a reader may keep users' states in memory until they change (serving, ``serving.fresh_state_keep``)."""
+
+    def read_fresh_changes_future(self, after_s: float) -> Future[list[FreshChange]]:
+        """The listed changes (:mod:`lambdarec.store.changes`) stamped after ``after_s`` (seconds since the
+        epoch), oldest first, sent without waiting; only where :attr:`lists_fresh_changes`."""
+        raise NotImplementedError(f"{type(self).__name__} does not list fresh-state changes")
 
     def keep_decoded_fresh(self, max_bytes: int) -> None:
         """From now on, decode a fresh-state row once while its stored bytes stay the same: a row read again

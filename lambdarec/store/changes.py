@@ -1,0 +1,54 @@
+"""Which users' fresh state changed lately: a list a store keeps beside the fresh state (Cassandra), so that a reader
+that keeps users' states in memory (serving) reads a state again only once it changed, instead of reading every
+user's state on every request.
+
+Every write of fresh state (a speed consumer's poll, an erasure) also lists the users it wrote, as one or a few
+rows stamped with the writer's clock (a time UUID), after the states themselves are written: a reader that sees a
+change may read the new state at once. A reader asks for the changes stamped after some time, and asks again over a
+window that overlaps the last one (rows whose stamp is older than one already seen can land later: a slow write, or
+two writers' clocks a little apart), skipping those it saw before by their stamp.
+
+Example
+-------
+>>> users = encode_users(["u1", "u2"])
+>>> decode_users(users)
+['u1', 'u2']
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+import msgspec
+
+CHANGES_TTL_S = 3600  # how long a change is listed: a reader further behind drops every state it keeps
+USERS_PER_ROW = 2000  # users listed per row: one poll of many users is a few rows of tens of KiB
+_ENCODE = msgspec.msgpack.Encoder()
+_DECODE = msgspec.msgpack.Decoder(list[str])
+
+
+@dataclass(frozen=True, slots=True)
+class FreshChange:
+    """One listed write: its stamp (a time UUID, unique), the writer's clock at it (seconds since the epoch), and
+    the users whose state it wrote."""
+
+    at: uuid.UUID
+    at_s: float
+    user_ids: list[str]
+
+
+def encode_users(user_ids: list[str]) -> bytes:
+    """The users of one row as stored (MessagePack: a list of strings; nothing a reader runs)."""
+    return _ENCODE.encode(user_ids)
+
+
+def decode_users(data: bytes) -> list[str]:
+    """The users a stored row lists; ``msgspec.ValidationError``/``DecodeError`` where it is not such a list."""
+    return _DECODE.decode(data)
+
+
+def rows_of(user_ids: list[str]) -> list[list[str]]:
+    """``user_ids`` (distinct, in order) as the rows that list them, ``USERS_PER_ROW`` at most each."""
+    ids = list(dict.fromkeys(user_ids))
+    return [ids[i : i + USERS_PER_ROW] for i in range(0, len(ids), USERS_PER_ROW)]
