@@ -33,6 +33,7 @@ from serving_layer.arms import Arms, Served
 from serving_layer.auth import Keyring
 from serving_layer.catalog_cache import CatalogCache
 from serving_layer.fresh_reads import FreshReads
+from serving_layer.kept_states import KeptStates
 from serving_layer.model_cache import ModelCache
 from serving_layer.prometheus import DecodedRows, ServingMetrics
 from serving_layer.recommend import CORRUPT_ROW, STORE_UNAVAILABLE, RecommendQuery, read_states
@@ -72,6 +73,10 @@ class Service:
         self.users = RecentUsers(s.user_cache_size)
         self.answers = AnswerCache(int(s.answer_cache_mb * 2**20), s.answer_cache_ttl_s)
         self.fresh_reads = FreshReads()  # the fresh-state reads of one loop turn, sent as one
+        # users' fresh states kept until the store lists a change (serving.fresh_state_keep)
+        self.kept = KeptStates(
+            s.fresh_state_keep_users, s.fresh_state_keep_s, s.fresh_changes_poll_ms / 1000, s.fresh_changes_overlap_s
+        )
         self.turn_lists = TurnLists(self)  # the lists of one loop turn, read and ranked together (inline)
         scheme = urlsplit(settings.store.url).scheme
         self.inline_reads = s.store_reads == "inline" or (s.store_reads == "auto" and scheme == "sqlite")
@@ -82,6 +87,7 @@ class Service:
         self.catalog.register(self.metrics.registry)
         self.answers.register(self.metrics.registry)
         self.fresh_reads.register(self.metrics.registry)
+        self.kept.register(self.metrics.registry)
         self.turn_lists.register(self.metrics.registry)
         self.metrics.registry.register(DecodedRows(lambda: self._store.decoded_fresh if self._store else None))
         Gauge(
@@ -127,6 +133,7 @@ class Service:
                 self.catalog.watch(self.store, self.gate, self._served_or_none), name="catalog-watcher"
             ),
             asyncio.create_task(self._probe_store(), name="store-probe"),
+            asyncio.create_task(self._watch_changes(), name="fresh-changes-watcher"),
         ]
         await self._open_native_reads()  # after the tasks: a retry it starts is one of them, stopped with them
 
@@ -214,6 +221,31 @@ class Service:
             await self._open_native_reads()
         await self.models.watch(self.store, self.gate)
 
+    def _keeps_states(self) -> bool:
+        """Whether users' fresh states are kept until the store lists a change (``serving.fresh_state_keep``):
+        on a store that lists changes and is read without blocking (Cassandra)."""
+        store = self._store
+        return (
+            self.settings.serving.fresh_state_keep == "auto"
+            and store is not None
+            and store.lists_fresh_changes
+            and self.nonblocking_reads
+        )
+
+    async def _watch_changes(self) -> None:
+        """Poll the store's change list while fresh states are kept (:mod:`serving_layer.kept_states`)."""
+        while self._store is None:
+            await asyncio.sleep(self.settings.serving.fresh_changes_poll_ms / 1000)
+        if not self._keeps_states():
+            return
+        store = self._store
+        log.info("serving.fresh_state_keep", poll_ms=self.settings.serving.fresh_changes_poll_ms,
+                 keep_s=self.settings.serving.fresh_state_keep_s)  # fmt: skip
+        await self.kept.watch(
+            lambda after_s: asyncio.wrap_future(store.read_fresh_changes_future(after_s)),
+            self.settings.store.request_timeout_s,
+        )
+
     async def _probe_store(self) -> None:
         """Read the current pointer every ``serving.store_retry_s`` so the store's health stays current (and
         degraded mode ends) without waiting for a request to try it."""
@@ -287,6 +319,7 @@ class Service:
                     *args[1:],
                     fresh_reads=self.fresh_reads,
                     fresh_store=self._native,  # type: ignore[arg-type]
+                    kept=self.kept if self._keeps_states() else None,
                 )
             else:
                 states = await self.gate.call(read_states, *args)
@@ -356,6 +389,7 @@ class Service:
         """An erased user's states kept for degraded serving, and their kept answers, are dropped at once."""
         self.users.forget(user_id)
         self.answers.forget(user_id)
+        self.kept.forget(user_id)
 
     async def readiness(self) -> list[str]:
         """Why this process is not ready, each reason naming its cause; empty when a snapshot is loaded and the

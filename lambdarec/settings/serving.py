@@ -163,6 +163,38 @@ class ServingSettings(Section):
         "every request, and decoded only when its stored bytes changed since it was last read (a decoded state "
         "takes about 5 times its stored size); the least recently read go first; 0 turns it off.",
     )
+    fresh_state_keep: Literal["auto", "off"] = Field(
+        "auto",
+        description="`auto`: where the store lists which users' fresh state each write changed (Cassandra), keep "
+        "each user's state in memory and read it again only once the list names them, polled every "
+        "`fresh_changes_poll_ms` (a fresh event then shows within about one poll of its state being written, "
+        "instead of at once); while the list cannot be read, every request reads the store. `off`: every request "
+        "reads its user's fresh state (and the store is not polled).",
+    )
+    fresh_state_keep_users: int = Field(
+        200_000, ge=0, description="Users whose fresh state one worker keeps at most (`fresh_state_keep`; about "
+        "150 bytes each beyond the decoded state, which `fresh_state_cache_mb` bounds); the least recently used "
+        "go first.",
+    )  # fmt: skip
+    fresh_state_keep_s: float = Field(
+        30.0,
+        gt=0,
+        description="Longest a kept fresh state is used without being read again, even when no change was listed "
+        "(a bound on a change the list missed, e.g. one written by a release that does not list changes).",
+    )
+    fresh_changes_poll_ms: int = Field(
+        50, ge=5, le=1000, description="How often each worker reads the store's list of changed fresh states "
+        "(`fresh_state_keep`): a bound on how late a new state is served. Kept states are used only while the "
+        "last poll answered within 4 intervals (at most 1 s).",
+    )  # fmt: skip
+    fresh_changes_overlap_s: float = Field(
+        2.0,
+        gt=0,
+        le=600,
+        description="Each poll of the change list reads again the changes stamped in this window before the "
+        "previous poll (skipping those seen), so that a change written slowly, or by a host whose clock is a "
+        "little behind, is still seen: larger than the store's write timeout plus the hosts' clock skew.",
+    )
     answer_cache_ttl_s: float = Field(
         5.0,
         gt=0,

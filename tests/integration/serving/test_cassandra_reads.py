@@ -89,9 +89,11 @@ def test_a_repeat_is_answered_from_the_cache_until_the_users_fresh_state_changes
 ) -> None:
     """The answer cache compares the fresh state Cassandra gives on every request: equal reads of one row compare
     equal (a hit), and a write by the speed layer in between is served at once; through the C++ driver and
-    through cassandra-driver alike (``serving.cassandra_reads``)."""
+    through cassandra-driver alike (``serving.cassandra_reads``), with every request reading the store
+    (``serving.fresh_state_keep`` off)."""
     settings = published.model_copy(deep=True)
     settings.serving.trending_refresh_s = 3600.0  # no refresh in between: each would start the answers anew
+    settings.serving.fresh_state_keep = "off"
     settings.serving.cassandra_reads = reads  # type: ignore[assignment]
     app = create_app(settings)
     with TestClient(app) as client, open_store(settings) as store:
@@ -169,3 +171,114 @@ def test_native_reads_that_do_not_connect_leave_the_driver_reading_until_they_do
     assert service._native is None  # closed with the service
     for answer in (first, later):
         assert answer.status_code == 200 and not answer.json()["degraded"] and answer.json()["items"]
+
+
+def kept_live(client: TestClient, live: bool = True) -> None:
+    """Wait until the worker's kept fresh states are in use (``live``) or not."""
+    want = f"lambdarec_serving_kept_fresh_live {1.0 if live else 0.0}"
+    for _ in range(200):
+        if want in client.get("/metrics").text:
+            return
+        threading.Event().wait(0.05)
+    raise AssertionError(f"never {want}")
+
+
+def test_a_kept_fresh_state_is_read_again_once_the_store_lists_its_change(published: Settings) -> None:
+    """With ``serving.fresh_state_keep`` (auto, on Cassandra) a repeat of a user's request reads nothing from the
+    store; a write of their fresh state (listed as a change) is served once the worker has polled the list."""
+    settings = published.model_copy(deep=True)
+    settings.serving.trending_refresh_s = 3600.0
+    app = create_app(settings)
+    service = app.state.service
+    with TestClient(app) as client, open_store(settings) as store:
+        wait_ready(client)
+        kept_live(client)
+        now = time.time()
+        store.write_fresh_users([FreshUser(user_id="u7", recent=[("i5", now - 30)], updated_at=now - 30)])
+        for _ in range(100):  # the write is listed: u7's state (if a request kept it) is dropped by a poll
+            if service.kept.take(["u7"])[1] == ["u7"]:
+                break
+            threading.Event().wait(0.05)
+        first = client.get("/v1/users/u7/recommendations?k=5").json()
+        reads = service.fresh_reads.requests
+        again = [client.get("/v1/users/u7/recommendations?k=5").json() for _ in range(3)]
+        assert service.fresh_reads.requests == reads, "a kept state was read from the store again"
+        assert all(a["items"] == first["items"] for a in again)
+        metrics = client.get("/metrics").text
+        assert 'lambdarec_serving_kept_fresh_total{result="hit"}' in metrics
+        top = first["items"][0]["item_id"]
+        hidden = FreshUser(user_id="u7", recent=[("i5", now - 30)], updated_at=time.time(), hidden={top: now},
+                           format=FRESH_FORMAT)  # fmt: skip
+        store.write_fresh_users([hidden])
+        for _ in range(200):  # served within a poll or so of the write
+            after = client.get("/v1/users/u7/recommendations?k=5").json()
+            if top not in [i["item_id"] for i in after["items"]]:
+                break
+            threading.Event().wait(0.02)
+        assert top not in [i["item_id"] for i in after["items"]], "the hidden item is still served"
+        assert service.fresh_reads.requests > reads
+        dropped = re_total(client.get("/metrics").text, "dropped")
+    assert dropped >= 1
+
+
+def re_total(metrics: str, result: str) -> float:
+    prefix = f'lambdarec_serving_kept_fresh_total{{result="{result}"}} '
+    return next(float(line[len(prefix) :]) for line in metrics.splitlines() if line.startswith(prefix))
+
+
+def test_nothing_kept_is_used_while_the_change_list_cannot_be_read(
+    published: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A change list that fails (here: its reads refused) stops the use of kept states: every request reads its
+    user's state again, and a write is served at once; kept states are used again once the list answers."""
+    from lambdarec.store import StoreUnavailableError
+    from lambdarec.store.cassandra import CassandraStore
+
+    settings = published.model_copy(deep=True)
+    settings.serving.trending_refresh_s = 3600.0
+    app = create_app(settings)
+    service = app.state.service
+    listing = threading.Event()
+    listing.set()
+    real = CassandraStore.read_fresh_changes_future
+
+    def maybe_refused(self: CassandraStore, after_s: float) -> object:
+        if not listing.is_set():
+            raise StoreUnavailableError("the change list is refused, for a test")
+        return real(self, after_s)
+
+    monkeypatch.setattr(CassandraStore, "read_fresh_changes_future", maybe_refused)
+    with TestClient(app) as client, open_store(settings) as store:
+        wait_ready(client)
+        kept_live(client)
+        client.get("/v1/users/u8/recommendations?k=5")
+        listing.clear()
+        kept_live(client, live=False)
+        reads = service.fresh_reads.requests
+        first = client.get("/v1/users/u8/recommendations?k=5").json()
+        top = first["items"][0]["item_id"]
+        now = time.time()
+        store.write_fresh_users([FreshUser(user_id="u8", updated_at=now, hidden={top: now}, format=FRESH_FORMAT)])
+        after = client.get("/v1/users/u8/recommendations?k=5").json()
+        assert service.fresh_reads.requests == reads + 2  # each request read the store
+        assert top not in [i["item_id"] for i in after["items"]]  # at once: nothing kept was used
+        listing.set()
+        kept_live(client)
+        client.get("/v1/users/u8/recommendations?k=5")
+        reads = service.fresh_reads.requests
+        client.get("/v1/users/u8/recommendations?k=5")
+        assert service.fresh_reads.requests == reads  # kept again
+
+
+def test_fresh_state_keep_off_reads_every_request(published: Settings) -> None:
+    settings = published.model_copy(deep=True)
+    settings.serving.fresh_state_keep = "off"
+    app = create_app(settings)
+    service = app.state.service
+    with TestClient(app) as client:
+        wait_ready(client)
+        reads = service.fresh_reads.requests
+        for _ in range(3):
+            assert client.get("/v1/users/u9/recommendations?k=5").status_code == 200
+        assert service.fresh_reads.requests == reads + 3
+        assert "lambdarec_serving_kept_fresh_live 0.0" in client.get("/metrics").text

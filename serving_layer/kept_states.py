@@ -1,0 +1,190 @@
+"""Users' fresh states kept in memory between requests while the store lists no change to them (Cassandra).
+
+A request used to read its user's fresh state from the store every time, so that a fresh event shows in the next
+list: on Cassandra that read costs the serving process and the node far more than the rest of an answer from the
+answer cache. Every write of fresh state is also listed as a change (:mod:`lambdarec.store.changes`). This keeps
+each state read (or each user read as having none) and polls the list every ``serving.fresh_changes_poll_ms``:
+a user the list names is dropped and read again on their next request. So a request reads the store only for
+users whose state changed since it was read, and a new state shows within one poll of its being written.
+
+What keeps it right:
+
+* Kept states are used only while the polls are current (the last one answered within ``STALE_POLLS`` poll
+  intervals, and never more than a second ago): while the list cannot be read every request reads the store,
+  as before; a poll after a gap reads every change since the last one that answered (within the list's hour;
+  past it, every kept state is dropped).
+* A state read while a change was applied is not kept (the read may have been answered before that write).
+* Each poll reads again the changes of the last ``serving.fresh_changes_overlap_s`` and skips those seen by
+  their stamp, so a change that lands late (a slow write, two writers' clocks a little apart) is still seen.
+* A state is kept ``serving.fresh_state_keep_s`` at most (a change missed all the same, e.g. one written by a
+  release that does not list changes, is read within that), and ``serving.fresh_state_keep_users`` users at most
+  per worker (the least recently used go first). An erasure in this process drops its user at once.
+
+Example
+-------
+>>> kept = KeptStates(100_000, 30.0, 0.05, 2.0)
+>>> hits, to_read, epoch = kept.take(["u1", "u2"])    # before the first poll: nothing kept, all read
+>>> kept.keep(to_read, {"u1": state}, epoch)           # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from lambdarec.logs import get_logger
+from lambdarec.model.rows import FreshUser
+from lambdarec.store.changes import CHANGES_TTL_S, FreshChange
+
+log = get_logger(__name__)
+
+STALE_POLLS = 4  # kept states are used while the last answered poll is at most this many intervals old
+STALE_MAX_S = 1.0  # ... and at most this old, whatever the interval
+_ABSENT = None  # a user read as having no fresh state
+
+
+class KeptStates:
+    """One event loop's kept fresh states and the poll of the store's change list (one per worker)."""
+
+    def __init__(self, max_users: int, max_age_s: float, poll_s: float, overlap_s: float) -> None:
+        self.max_users, self.max_age_s, self.poll_s, self.overlap_s = max_users, max_age_s, poll_s, overlap_s
+        self.stale_s = min(STALE_POLLS * poll_s, STALE_MAX_S)
+        self._kept: OrderedDict[str, tuple[FreshUser | None, float]] = OrderedDict()
+        self.epoch = 0  # bumped whenever changes are applied: a read begun before is not kept
+        self._answered: float | None = None  # monotonic time of the last poll that answered
+        self._after_s: float | None = None  # the next poll reads changes stamped after this (the writers' clock)
+        self._seen: dict[uuid.UUID, float] = {}  # stamps of the changes applied, within the overlap window
+        self._counts: dict[str, Counter] = {}
+
+    # ---- requests ---------------------------------------------------------------------------------------------
+
+    def live(self, now: float | None = None) -> bool:
+        """Whether kept states may be used: the change list was read lately."""
+        answered = self._answered
+        return answered is not None and (now if now is not None else time.monotonic()) - answered <= self.stale_s
+
+    def take(self, user_ids: Sequence[str]) -> tuple[dict[str, FreshUser], list[str], int | None]:
+        """(the kept states of ``user_ids``, the users to read from the store, the epoch to pass to :meth:`keep`
+        or None: not live, keep nothing). A user kept as having no state is neither in the first nor read."""
+        now = time.monotonic()
+        if not self.live(now):
+            return {}, list(user_ids), None
+        hits: dict[str, FreshUser] = {}
+        to_read: list[str] = []
+        kept = self._kept
+        for user_id in user_ids:
+            entry = kept.get(user_id)
+            if entry is None or now - entry[1] > self.max_age_s:
+                to_read.append(user_id)
+                continue
+            kept.move_to_end(user_id)
+            if entry[0] is not _ABSENT:
+                hits[user_id] = entry[0]
+        self._count("hit", len(user_ids) - len(to_read))
+        self._count("miss", len(to_read))
+        return hits, to_read, self.epoch
+
+    def keep(self, user_ids: Iterable[str], states: Mapping[str, FreshUser], epoch: int | None) -> None:
+        """Keep what a read of ``user_ids`` gave (``states``; a user left out has none), unless a change was
+        applied since it began (``epoch``, from :meth:`take`) or the polls are not current."""
+        if epoch is None or epoch != self.epoch or self.max_users <= 0 or not self.live():
+            return
+        now, kept = time.monotonic(), self._kept
+        for user_id in user_ids:
+            kept[user_id] = (states.get(user_id, _ABSENT), now)
+            kept.move_to_end(user_id)
+        while len(kept) > self.max_users:
+            kept.popitem(last=False)
+
+    def forget(self, user_id: str) -> None:
+        """Drop ``user_id``'s kept state (an erasure in this process)."""
+        self._kept.pop(user_id, None)
+        self.epoch += 1
+
+    def __len__(self) -> int:
+        return len(self._kept)
+
+    # ---- the change list --------------------------------------------------------------------------------------
+
+    def apply(self, changes: Sequence[FreshChange], polled_at_s: float) -> int:
+        """Drop the users the changes not seen before name; ``polled_at_s``: the wall time the poll was sent.
+        Returns how many kept states were dropped."""
+        dropped = 0
+        fresh = [c for c in changes if c.at not in self._seen]
+        if fresh:
+            self.epoch += 1
+        for change in fresh:
+            self._seen[change.at] = change.at_s
+            for user_id in change.user_ids:
+                dropped += self._kept.pop(user_id, None) is not None
+        horizon = polled_at_s - self.overlap_s
+        self._after_s = horizon
+        if len(self._seen) > 64:
+            self._seen = {at: at_s for at, at_s in self._seen.items() if at_s > horizon - 1.0}
+        self._count("dropped", dropped)
+        return dropped
+
+    def after_s(self, now_s: float) -> float:
+        """The stamp after which the next poll reads: the overlap window before the last answered poll was sent
+        (before the first one: before now). Past the list's TTL every kept state is dropped (changes since may
+        be gone) and the window starts again."""
+        after = self._after_s
+        if after is None or now_s - after > CHANGES_TTL_S / 2:
+            if after is not None:
+                self.clear()
+            after = now_s - self.overlap_s
+        return after
+
+    def clear(self) -> None:
+        self._kept.clear()
+        self.epoch += 1
+
+    async def watch(self, read: Callable[[float], Awaitable[list[FreshChange]]], timeout_s: float) -> None:
+        """Poll the change list every ``poll_s`` through ``read(after_s)`` (a store read without blocking),
+        each poll waiting ``timeout_s`` at most; a poll that fails is logged once per outage and tried again."""
+        failing = False
+        while True:
+            sent_s, sent = time.time(), time.monotonic()
+            try:
+                async with asyncio.timeout(timeout_s):  # not wait_for: on 3.11 it can swallow a cancellation
+                    changes = await read(self.after_s(sent_s))
+            except Exception as exc:  # the store is down or slow: every request reads it (or is degraded)
+                if not failing:
+                    log.warning("serving.fresh_changes_unread", reason=f"{type(exc).__name__}: {exc}",
+                                effect="every request reads its user's fresh state until the list answers")  # fmt: skip
+                failing = True
+            else:
+                self.apply(changes, sent_s)
+                self._answered = sent  # the poll's send time: a change written before it is applied by now
+                if failing:
+                    log.info("serving.fresh_changes_read", effect="fresh states kept again until they change")
+                failing = False
+            await asyncio.sleep(max(0.0, self.poll_s - (time.monotonic() - sent)))
+
+    # ---- metrics ------------------------------------------------------------------------------------------------
+
+    def register(self, registry: CollectorRegistry) -> None:
+        """``lambdarec_serving_kept_fresh_total{result=hit|miss|dropped}``, ``..._kept_fresh_users`` and
+        ``..._kept_fresh_live``."""
+        total = Counter(
+            "lambdarec_serving_kept_fresh_total",
+            "Users' fresh states taken from memory (hit) or read from the store (miss) by requests, and kept "
+            "states dropped because the store listed a change (dropped).",
+            ["result"],
+            registry=registry,
+        )
+        self._counts = {result: total.labels(result) for result in ("hit", "miss", "dropped")}
+        Gauge("lambdarec_serving_kept_fresh_users", "Users whose fresh state this worker keeps.",
+              registry=registry).set_function(lambda: float(len(self._kept)))  # fmt: skip
+        Gauge("lambdarec_serving_kept_fresh_live",
+              "1 while the store's change list is read in time and kept fresh states are used, else 0.",
+              registry=registry).set_function(lambda: float(self.live()))  # fmt: skip
+
+    def _count(self, result: str, n: int) -> None:
+        if n and (counter := self._counts.get(result)) is not None:
+            counter.inc(n)
