@@ -17,12 +17,13 @@ What keeps it right:
 * Each poll reads again the changes of the last ``serving.fresh_changes_overlap_s`` and skips those seen by
   their stamp, so a change that lands late (a slow write, two writers' clocks a little apart) is still seen.
 * A state is kept ``serving.fresh_state_keep_s`` at most (a change missed all the same, e.g. one written by a
-  release that does not list changes, is read within that), and ``serving.fresh_state_keep_users`` users at most
-  per worker (the least recently used go first). An erasure in this process drops its user at once.
+  release that does not list changes, is read within that), within ``serving.fresh_state_keep_mb`` per worker
+  (each state counted at :func:`state_bytes`; the least recently used go first). An erasure in this process
+  drops its user at once.
 
 Example
 -------
->>> kept = KeptStates(100_000, 30.0, 0.05, 2.0)
+>>> kept = KeptStates(64 << 20, 30.0, 0.05, 2.0)
 >>> hits, to_read, epoch = kept.take(["u1", "u2"])    # before the first poll: nothing kept, all read
 >>> kept.keep(to_read, {"u1": state}, epoch)           # doctest: +SKIP
 """
@@ -46,15 +47,31 @@ log = get_logger(__name__)
 STALE_POLLS = 4  # kept states are used while the last answered poll is at most this many intervals old
 STALE_MAX_S = 1.0  # ... and at most this old, whatever the interval
 _ABSENT = None  # a user read as having no fresh state
+ENTRY_BYTES = 250  # a kept entry: the map's slot, its tuple, the user id
+
+
+def state_bytes(state: FreshUser | None) -> int:
+    """About what keeping ``state`` holds in memory: its decoded objects (a float object per vector factor, a
+    tuple per event, recent item and position, a dict entry per hidden, disliked or shown item) and what ranking
+    derives from it while it lives (its float32 vector, the indices of its items), plus the entry."""
+    if state is None:
+        return ENTRY_BYTES
+    return (
+        ENTRY_BYTES + 600
+        + 36 * len(state.vector or ())
+        + 160 * len(state.events) + 120 * len(state.recent) + 100 * len(state.event_positions)
+        + 120 * (len(state.hidden) + len(state.disliked) + len(state.positions)) + 160 * len(state.shown)
+    )  # fmt: skip
 
 
 class KeptStates:
     """One event loop's kept fresh states and the poll of the store's change list (one per worker)."""
 
-    def __init__(self, max_users: int, max_age_s: float, poll_s: float, overlap_s: float) -> None:
-        self.max_users, self.max_age_s, self.poll_s, self.overlap_s = max_users, max_age_s, poll_s, overlap_s
+    def __init__(self, max_bytes: int, max_age_s: float, poll_s: float, overlap_s: float) -> None:
+        self.max_bytes, self.max_age_s, self.poll_s, self.overlap_s = max_bytes, max_age_s, poll_s, overlap_s
         self.stale_s = min(STALE_POLLS * poll_s, STALE_MAX_S)
-        self._kept: OrderedDict[str, tuple[FreshUser | None, float]] = OrderedDict()
+        self.bytes = 0
+        self._kept: OrderedDict[str, tuple[FreshUser | None, float, int]] = OrderedDict()
         self.epoch = 0  # bumped whenever changes are applied: a read begun before is not kept
         self._answered: float | None = None  # monotonic time of the last poll that answered
         self._after_s: float | None = None  # the next poll reads changes stamped after this (the writers' clock)
@@ -92,18 +109,28 @@ class KeptStates:
     def keep(self, user_ids: Iterable[str], states: Mapping[str, FreshUser], epoch: int | None) -> None:
         """Keep what a read of ``user_ids`` gave (``states``; a user left out has none), unless a change was
         applied since it began (``epoch``, from :meth:`take`) or the polls are not current."""
-        if epoch is None or epoch != self.epoch or self.max_users <= 0 or not self.live():
+        if epoch is None or epoch != self.epoch or self.max_bytes <= 0 or not self.live():
             return
         now, kept = time.monotonic(), self._kept
         for user_id in user_ids:
-            kept[user_id] = (states.get(user_id, _ABSENT), now)
-            kept.move_to_end(user_id)
-        while len(kept) > self.max_users:
-            kept.popitem(last=False)
+            state = states.get(user_id, _ABSENT)
+            self._drop(user_id)
+            size = state_bytes(state)
+            kept[user_id] = (state, now, size)
+            self.bytes += size
+        while self.bytes > self.max_bytes and kept:
+            self._drop(next(iter(kept)))
+
+    def _drop(self, user_id: str) -> bool:
+        entry = self._kept.pop(user_id, None)
+        if entry is None:
+            return False
+        self.bytes -= entry[2]
+        return True
 
     def forget(self, user_id: str) -> None:
         """Drop ``user_id``'s kept state (an erasure in this process)."""
-        self._kept.pop(user_id, None)
+        self._drop(user_id)
         self.epoch += 1
 
     def __len__(self) -> int:
@@ -121,7 +148,7 @@ class KeptStates:
         for change in fresh:
             self._seen[change.at] = change.at_s
             for user_id in change.user_ids:
-                dropped += self._kept.pop(user_id, None) is not None
+                dropped += self._drop(user_id)
         horizon = polled_at_s - self.overlap_s
         self._after_s = horizon
         if len(self._seen) > 64:
@@ -142,6 +169,7 @@ class KeptStates:
 
     def clear(self) -> None:
         self._kept.clear()
+        self.bytes = 0
         self.epoch += 1
 
     async def watch(self, read: Callable[[float], Awaitable[list[FreshChange]]], timeout_s: float) -> None:
@@ -181,6 +209,9 @@ class KeptStates:
         self._counts = {result: total.labels(result) for result in ("hit", "miss", "dropped")}
         Gauge("lambdarec_serving_kept_fresh_users", "Users whose fresh state this worker keeps.",
               registry=registry).set_function(lambda: float(len(self._kept)))  # fmt: skip
+        Gauge("lambdarec_serving_kept_fresh_bytes",
+              "About what this worker's kept fresh states hold in memory (serving.fresh_state_keep_mb).",
+              registry=registry).set_function(lambda: float(self.bytes))  # fmt: skip
         Gauge("lambdarec_serving_kept_fresh_live",
               "1 while the store's change list is read in time and kept fresh states are used, else 0.",
               registry=registry).set_function(lambda: float(self.live()))  # fmt: skip

@@ -75,7 +75,10 @@ class Service:
         self.fresh_reads = FreshReads()  # the fresh-state reads of one loop turn, sent as one
         # users' fresh states kept until the store lists a change (serving.fresh_state_keep)
         self.kept = KeptStates(
-            s.fresh_state_keep_users, s.fresh_state_keep_s, s.fresh_changes_poll_ms / 1000, s.fresh_changes_overlap_s
+            int(s.fresh_state_keep_mb * 2**20),
+            s.fresh_state_keep_s,
+            s.fresh_changes_poll_ms / 1000,
+            s.fresh_changes_overlap_s,
         )
         self.turn_lists = TurnLists(self)  # the lists of one loop turn, read and ranked together (inline)
         scheme = urlsplit(settings.store.url).scheme

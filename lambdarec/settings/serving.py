@@ -171,11 +171,13 @@ class ServingSettings(Section):
         "instead of at once); while the list cannot be read, every request reads the store. `off`: every request "
         "reads its user's fresh state (and the store is not polled).",
     )
-    fresh_state_keep_users: int = Field(
-        200_000, ge=0, description="Users whose fresh state one worker keeps at most (`fresh_state_keep`; about "
-        "150 bytes each beyond the decoded state, which `fresh_state_cache_mb` bounds); the least recently used "
-        "go first.",
-    )  # fmt: skip
+    fresh_state_keep_mb: float = Field(
+        64.0,
+        ge=0,
+        description="Memory per worker for kept fresh states (`fresh_state_keep`), each counted at about what its "
+        "decoded objects hold (about 4.4 KB for 3 events, 3 recent items and a 64-factor vector); the least "
+        "recently used go first; 0 keeps none.",
+    )
     fresh_state_keep_s: float = Field(
         30.0,
         gt=0,

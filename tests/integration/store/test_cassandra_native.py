@@ -6,8 +6,7 @@ say what failed; coalesced per loop turn, each request gets only its users, on t
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import pytest
@@ -26,18 +25,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.cassandra]
 T = TypeVar("T")
 
 
-@pytest.fixture
-def settings(cassandra_store_url: str) -> StoreSettings:
-    return StoreSettings(url=cassandra_store_url, namespace=f"t{uuid.uuid4().hex[:12]}")
-
-
-@pytest.fixture
-def store(settings: StoreSettings) -> Iterator[CassandraStore]:
-    with open_store(settings) as opened:
-        assert isinstance(opened, CassandraStore)
-        yield opened
-
-
 def with_reads(settings: StoreSettings, store: CassandraStore, use: Callable[[NativeFreshReads], Awaitable[T]]) -> T:
     """``use(reads)`` on an event loop, the native reads opened on that loop and closed after."""
 
@@ -51,42 +38,42 @@ def with_reads(settings: StoreSettings, store: CassandraStore, use: Callable[[Na
     return asyncio.run(main())
 
 
-def test_native_reads_give_what_the_store_reads_give(settings: StoreSettings, store: CassandraStore) -> None:
+def test_native_reads_give_what_the_store_reads_give(ns_settings: StoreSettings, ns_store: CassandraStore) -> None:
     users = [FreshUser(user_id=f"u{n}", events=[(f"i{n}", 5.0, 1.0)], event_positions=[(0, n)], recent=[(f"i{n}", 5.0)],
                        updated_at=5.0 + n) for n in range(IN_KEYS + 30)]  # fmt: skip
-    store.write_fresh_users(users)
-    store.write_erasures([tombstone("u2", 100.0, {0: 500})], [])  # u2's events before the erasure are masked
+    ns_store.write_fresh_users(users)
+    ns_store.write_erasures([tombstone("u2", 100.0, {0: 500})], [])  # u2's events before the erasure are masked
     many = [u.user_id for u in users] + ["nobody", "u1"]  # more than one IN read, a repeat, an absent user
 
     async def reads(native: NativeFreshReads) -> list[dict[str, FreshUser]]:
         return [await native.read_fresh_users_future(ids) for ids in (many, ["u3"], ["nobody"], [])]
 
-    got = with_reads(settings, store, reads)
-    assert got[0] == store.read_fresh_users(many) and len(got[0]) == IN_KEYS + 30
-    assert got[0]["u2"] == store.read_fresh_users(["u2"])["u2"] and got[0]["u2"].events == []
-    assert got[1] == {"u3": store.read_fresh_users(["u3"])["u3"]} and got[1]["u3"].recent == [("i3", 5.0)]
+    got = with_reads(ns_settings, ns_store, reads)
+    assert got[0] == ns_store.read_fresh_users(many) and len(got[0]) == IN_KEYS + 30
+    assert got[0]["u2"] == ns_store.read_fresh_users(["u2"])["u2"] and got[0]["u2"].events == []
+    assert got[1] == {"u3": ns_store.read_fresh_users(["u3"])["u3"]} and got[1]["u3"].recent == [("i3", 5.0)]
     assert got[2] == {} and got[3] == {}
 
 
-def test_an_unchanged_state_is_the_object_decoded_before(settings: StoreSettings, store: CassandraStore) -> None:
-    store.write_fresh_users([FreshUser(user_id="u1", updated_at=5.0)])
-    store.keep_decoded_fresh(1 << 20)  # serving's map, shared by both drivers' reads
+def test_an_unchanged_state_is_the_object_decoded_before(ns_settings: StoreSettings, ns_store: CassandraStore) -> None:
+    ns_store.write_fresh_users([FreshUser(user_id="u1", updated_at=5.0)])
+    ns_store.keep_decoded_fresh(1 << 20)  # serving's map, shared by both drivers' reads
 
     async def reads(native: NativeFreshReads) -> tuple[FreshUser, FreshUser, FreshUser, FreshUser]:
         first = (await native.read_fresh_users_future(["u1"]))["u1"]
         again = (await native.read_fresh_users_future(["u1", "u9"]))["u1"]
-        blocking = store.read_fresh_users(["u1"])["u1"]
-        store.write_fresh_users([FreshUser(user_id="u1", updated_at=6.0)])
+        blocking = ns_store.read_fresh_users(["u1"])["u1"]
+        ns_store.write_fresh_users([FreshUser(user_id="u1", updated_at=6.0)])
         return first, again, blocking, (await native.read_fresh_users_future(["u1"]))["u1"]
 
-    first, again, blocking, rewritten = with_reads(settings, store, reads)
+    first, again, blocking, rewritten = with_reads(ns_settings, ns_store, reads)
     assert again is first and blocking is first
     assert rewritten.updated_at == 6.0  # another row's bytes: decoded at once, never the state kept before
 
 
-def test_a_corrupt_row_costs_only_itself(settings: StoreSettings, store: CassandraStore) -> None:
-    store.write_fresh_users([FreshUser(user_id=u, updated_at=5.0) for u in ("u1", "u3")])
-    store.execute("UPDATE {ks}.fresh_users SET data = ? WHERE ns = ? AND user_id = ?", (b"\xc1", store._ns, "u3"))
+def test_a_corrupt_row_costs_only_itself(ns_settings: StoreSettings, ns_store: CassandraStore) -> None:
+    ns_store.write_fresh_users([FreshUser(user_id=u, updated_at=5.0) for u in ("u1", "u3")])
+    ns_store.execute("UPDATE {ks}.fresh_users SET data = ? WHERE ns = ? AND user_id = ?", (b"\xc1", ns_store._ns, "u3"))
 
     async def reads(native: NativeFreshReads) -> BaseException | None:
         try:
@@ -95,16 +82,16 @@ def test_a_corrupt_row_costs_only_itself(settings: StoreSettings, store: Cassand
             return exc
         return None
 
-    caught = with_reads(settings, store, reads)
+    caught = with_reads(ns_settings, ns_store, reads)
     assert isinstance(caught, CorruptRowError) and caught.keys == ["u3"] and list(caught.rows) == ["u1"]
     assert "does not decode" in str(caught)
 
 
 def test_a_turn_of_requests_is_one_read_on_the_loops_own_futures(
-    settings: StoreSettings, store: CassandraStore
+    ns_settings: StoreSettings, ns_store: CassandraStore
 ) -> None:
-    store.write_fresh_users([FreshUser(user_id=u, recent=[(f"i-{u}", 5.0)], updated_at=5.0) for u in ("u1", "u3")])
-    store.execute("UPDATE {ks}.fresh_users SET data = ? WHERE ns = ? AND user_id = ?", (b"\xc1", store._ns, "u4"))
+    ns_store.write_fresh_users([FreshUser(user_id=u, recent=[(f"i-{u}", 5.0)], updated_at=5.0) for u in ("u1", "u3")])
+    ns_store.execute("UPDATE {ks}.fresh_users SET data = ? WHERE ns = ? AND user_id = ?", (b"\xc1", ns_store._ns, "u4"))
     coalesced = FreshReads()
 
     async def turn(native: NativeFreshReads) -> list[object]:
@@ -120,8 +107,8 @@ def test_a_turn_of_requests_is_one_read_on_the_loops_own_futures(
                 outcomes.append(type(exc).__name__ if isinstance(exc, asyncio.CancelledError) else exc)
         return outcomes
 
-    got = with_reads(settings, store, turn)
-    want = store.read_fresh_users(["u1", "u3"])
+    got = with_reads(ns_settings, ns_store, turn)
+    want = ns_store.read_fresh_users(["u1", "u3"])
     assert (coalesced.reads, coalesced.requests) == (1, 5)
     assert got[:4] == [{"u1": want["u1"]}, {"u3": want["u3"], "u1": want["u1"]}, {}, "CancelledError"]
     bad = got[4]

@@ -11,7 +11,9 @@ import pytest
 
 from lambdarec.model.rows import FreshUser
 from lambdarec.store.changes import FreshChange, decode_users, encode_users, rows_of
-from serving_layer.kept_states import KeptStates
+from serving_layer.kept_states import KeptStates, state_bytes
+
+MB = 1 << 20
 
 
 def change(*users: str, at_s: float | None = None) -> FreshChange:
@@ -30,7 +32,7 @@ def state(user: str) -> FreshUser:
 
 
 def test_nothing_is_kept_before_the_change_list_answers() -> None:
-    kept = KeptStates(100, 30.0, 0.05, 2.0)
+    kept = KeptStates(MB, 30.0, 0.05, 2.0)
     hits, to_read, epoch = kept.take(["u1", "u2"])
     assert (hits, to_read, epoch) == ({}, ["u1", "u2"], None)
     kept.keep(to_read, {"u1": state("u1")}, epoch)
@@ -38,7 +40,7 @@ def test_nothing_is_kept_before_the_change_list_answers() -> None:
 
 
 def test_a_kept_state_is_used_until_a_change_names_its_user() -> None:
-    kept = KeptStates(100, 30.0, 0.05, 2.0)
+    kept = KeptStates(MB, 30.0, 0.05, 2.0)
     polled(kept)
     u1, u2 = state("u1"), state("u2")
     _, to_read, epoch = kept.take(["u1", "u2", "u3"])
@@ -51,7 +53,7 @@ def test_a_kept_state_is_used_until_a_change_names_its_user() -> None:
 
 
 def test_a_read_begun_before_a_change_is_applied_is_not_kept() -> None:
-    kept = KeptStates(100, 30.0, 0.05, 2.0)
+    kept = KeptStates(MB, 30.0, 0.05, 2.0)
     polled(kept)
     _, to_read, epoch = kept.take(["u1"])
     polled(kept, change("u9"))  # any change applied while the read was out: its answer may predate the write
@@ -60,7 +62,7 @@ def test_a_read_begun_before_a_change_is_applied_is_not_kept() -> None:
 
 
 def test_a_change_seen_before_is_not_applied_again() -> None:
-    kept = KeptStates(100, 30.0, 0.05, 2.0)
+    kept = KeptStates(MB, 30.0, 0.05, 2.0)
     seen = change("u1")
     polled(kept, seen)
     _, to_read, epoch = kept.take(["u1"])
@@ -70,7 +72,7 @@ def test_a_change_seen_before_is_not_applied_again() -> None:
 
 
 def test_nothing_kept_is_used_once_the_polls_are_late() -> None:
-    kept = KeptStates(100, 30.0, 0.01, 2.0)
+    kept = KeptStates(MB, 30.0, 0.01, 2.0)
     polled(kept)
     _, to_read, epoch = kept.take(["u1"])
     kept.keep(to_read, {"u1": state("u1")}, epoch)
@@ -81,7 +83,7 @@ def test_nothing_kept_is_used_once_the_polls_are_late() -> None:
 
 
 def test_a_kept_state_is_read_again_past_its_longest_keep() -> None:
-    kept = KeptStates(100, 0.05, 0.01, 2.0)
+    kept = KeptStates(MB, 0.05, 0.01, 2.0)
     polled(kept)
     _, to_read, epoch = kept.take(["u1"])
     kept.keep(to_read, {"u1": state("u1")}, epoch)
@@ -90,8 +92,8 @@ def test_a_kept_state_is_read_again_past_its_longest_keep() -> None:
     assert kept.take(["u1"])[1] == ["u1"]
 
 
-def test_the_least_recently_used_go_first_and_an_erasure_drops_at_once() -> None:
-    kept = KeptStates(2, 30.0, 0.05, 2.0)
+def test_the_least_recently_used_go_first_past_the_memory_bound_and_an_erasure_drops_at_once() -> None:
+    kept = KeptStates(2 * state_bytes(state("u1")), 30.0, 0.05, 2.0)
     polled(kept)
     for user in ("u1", "u2"):
         _, to_read, epoch = kept.take([user])
@@ -100,12 +102,13 @@ def test_the_least_recently_used_go_first_and_an_erasure_drops_at_once() -> None
     _, to_read, epoch = kept.take(["u3"])
     kept.keep(to_read, {"u3": state("u3")}, epoch)
     assert kept.take(["u1", "u2", "u3"])[1] == ["u2"]
+    assert kept.bytes == 2 * state_bytes(state("u1"))
     kept.forget("u1")
-    assert kept.take(["u1"])[1] == ["u1"]
+    assert kept.take(["u1"])[1] == ["u1"] and kept.bytes == state_bytes(state("u3"))
 
 
 def test_the_polls_read_from_the_overlap_window_before_the_last_one() -> None:
-    kept = KeptStates(100, 30.0, 0.05, 2.0)
+    kept = KeptStates(MB, 30.0, 0.05, 2.0)
     assert kept.after_s(1000.0) == pytest.approx(998.0)
     kept.apply([], 1000.0)
     assert kept.after_s(1000.05) == pytest.approx(998.0)
@@ -118,7 +121,7 @@ def test_the_polls_read_from_the_overlap_window_before_the_last_one() -> None:
 
 
 def test_watch_keeps_nothing_while_the_list_fails_and_resumes_when_it_answers() -> None:
-    kept = KeptStates(100, 30.0, 0.01, 2.0)
+    kept = KeptStates(MB, 30.0, 0.01, 2.0)
     answers: list[object] = [OSError("node down"), OSError("node down"), [change("u1")]]
     asked: list[float] = []
 
