@@ -9,11 +9,15 @@ users whose state changed since it was read, and a new state shows within one po
 
 What keeps it right:
 
-* Kept states are used only while the polls are current (the last one answered within ``STALE_POLLS`` poll
-  intervals, and never more than a second ago): while the list cannot be read every request reads the store,
+* Kept states are used only while the polls are current (the last one that answered was sent within
+  ``STALE_POLLS`` poll intervals or a second, whichever is longer: under load the event loop sees an answer
+  late, and kept states must not stop just when they help most): while the list cannot be read every request
+  reads the store,
   as before; a poll after a gap reads every change since the last one that answered (within the list's hour;
   past it, every kept state is dropped).
-* A state read while a change was applied is not kept (the read may have been answered before that write).
+* A state read while a change was applied is not kept (the read may have been answered before that write), nor
+  one read within ``SETTLE_S`` of a change to that user being applied: a read at ``LOCAL_ONE`` may reach the
+  replica a quorum write did not wait for, so such a read is used for its request and read again on the next.
 * Each poll reads again the changes of the last ``serving.fresh_changes_overlap_s`` and skips those seen by
   their stamp, so a change that lands late (a slow write, two writers' clocks a little apart) is still seen.
 * A state is kept ``serving.fresh_state_keep_s`` at most (a change missed all the same, e.g. one written by a
@@ -44,10 +48,11 @@ from lambdarec.store.changes import CHANGES_TTL_S, FreshChange
 
 log = get_logger(__name__)
 
-STALE_POLLS = 4  # kept states are used while the last answered poll is at most this many intervals old
-STALE_MAX_S = 1.0  # ... and at most this old, whatever the interval
+STALE_POLLS = 4  # kept states are used while the last answered poll was sent at most this many intervals ago
+STALE_MIN_S = 1.0  # ... or this long ago, if longer: a loaded event loop sees answers late
 _ABSENT = None  # a user read as having no fresh state
 ENTRY_BYTES = 250  # a kept entry: the map's slot, its tuple, the user id
+SETTLE_S = 1.0  # a user's reads in this long after a change to them is applied are not kept (replicas catch up)
 
 
 def state_bytes(state: FreshUser | None) -> int:
@@ -69,13 +74,14 @@ class KeptStates:
 
     def __init__(self, max_bytes: int, max_age_s: float, poll_s: float, overlap_s: float) -> None:
         self.max_bytes, self.max_age_s, self.poll_s, self.overlap_s = max_bytes, max_age_s, poll_s, overlap_s
-        self.stale_s = min(STALE_POLLS * poll_s, STALE_MAX_S)
+        self.stale_s = max(STALE_POLLS * poll_s, STALE_MIN_S)
         self.bytes = 0
         self._kept: OrderedDict[str, tuple[FreshUser | None, float, int]] = OrderedDict()
         self.epoch = 0  # bumped whenever changes are applied: a read begun before is not kept
         self._answered: float | None = None  # monotonic time of the last poll that answered
         self._after_s: float | None = None  # the next poll reads changes stamped after this (the writers' clock)
         self._seen: dict[uuid.UUID, float] = {}  # stamps of the changes applied, within the overlap window
+        self._settling: dict[str, float] = {}  # users changed lately -> monotonic time their reads may be kept
         self._counts: dict[str, Counter] = {}
 
     # ---- requests ---------------------------------------------------------------------------------------------
@@ -111,8 +117,10 @@ class KeptStates:
         applied since it began (``epoch``, from :meth:`take`) or the polls are not current."""
         if epoch is None or epoch != self.epoch or self.max_bytes <= 0 or not self.live():
             return
-        now, kept = time.monotonic(), self._kept
+        now, kept, settling = time.monotonic(), self._kept, self._settling
         for user_id in user_ids:
+            if settling and settling.get(user_id, 0.0) > now:
+                continue
             state = states.get(user_id, _ABSENT)
             self._drop(user_id)
             size = state_bytes(state)
@@ -143,12 +151,16 @@ class KeptStates:
         Returns how many kept states were dropped."""
         dropped = 0
         fresh = [c for c in changes if c.at not in self._seen]
+        now = time.monotonic()
         if fresh:
             self.epoch += 1
+            self._settling = {u: until for u, until in self._settling.items() if until > now}
+        until = now + SETTLE_S
         for change in fresh:
             self._seen[change.at] = change.at_s
             for user_id in change.user_ids:
                 dropped += self._drop(user_id)
+                self._settling[user_id] = until
         horizon = polled_at_s - self.overlap_s
         self._after_s = horizon
         if len(self._seen) > 64:

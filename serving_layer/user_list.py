@@ -76,7 +76,8 @@ Answer = tuple[bytes, str | None, dict[str, str]]  # the body, the degraded reas
 async def user_list(service: Service, query: RecommendQuery) -> Answer:
     """The JSON body of one user's list, its degraded reason (the ``X-Lambdarec-Degraded`` header) or None, and
     its experiment arm headers. A repeat with nothing changed comes from ``service.answers``
-    (:mod:`serving_layer.answer_cache`): the user's state is read all the same, and compared. Where the store is
+    (:mod:`serving_layer.answer_cache`): the user's state is read all the same (or taken from
+    :mod:`serving_layer.kept_states` while the store lists no change to it), and compared. Where the store is
     read inline (SQLite), the lists of one event-loop turn are read and ranked together
     (:mod:`serving_layer.turn_lists`).
 

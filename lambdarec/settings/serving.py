@@ -152,15 +152,17 @@ class ServingSettings(Section):
         32.0,
         ge=0,
         description="Memory per worker for users' kept lists (a list of 10 items takes about 2.2 KB), so that a "
-        "repeat of a request with nothing changed is a lookup: the user's fresh state (read on every request), "
+        "repeat of a request with nothing changed is a lookup: the user's fresh state (read on every request, or "
+        "kept until the store lists a change: `fresh_state_keep`), "
         "the snapshot, trending, the catalog's view and the experiment arm must all be the ones it was ranked "
         "with; the least recently used lists go first; 0 turns it off.",
     )
     fresh_state_cache_mb: float = Field(
         32.0,
         ge=0,
-        description="Memory per worker for users' fresh states as decoded from the store: a state is still read on "
-        "every request, and decoded only when its stored bytes changed since it was last read (a decoded state "
+        description="Memory per worker for users' fresh states as decoded from the store: a state read again (on "
+        "every request, or once changed with `fresh_state_keep`) is decoded only when its stored bytes changed "
+        "since it was last read (a decoded state "
         "takes about 5 times its stored size); the least recently read go first; 0 turns it off.",
     )
     fresh_state_keep: Literal["auto", "off"] = Field(
@@ -187,7 +189,7 @@ class ServingSettings(Section):
     fresh_changes_poll_ms: int = Field(
         50, ge=5, le=1000, description="How often each worker reads the store's list of changed fresh states "
         "(`fresh_state_keep`): a bound on how late a new state is served. Kept states are used only while the "
-        "last poll answered within 4 intervals (at most 1 s).",
+        "last poll answered within a second (or 4 intervals, if longer).",
     )  # fmt: skip
     fresh_changes_overlap_s: float = Field(
         2.0,

@@ -21,6 +21,7 @@ from lambdarec.model.rows import FRESH_FORMAT, FreshUser
 from lambdarec.settings import Settings
 from lambdarec.store import open_store
 from serving_layer.app import create_app
+from serving_layer.kept_states import SETTLE_S
 from tests.cassandra import throwaway_keyspace
 
 pytestmark = [pytest.mark.integration, pytest.mark.cassandra]
@@ -195,20 +196,16 @@ def test_a_kept_fresh_state_is_read_again_once_the_store_lists_its_change(publis
         kept_live(client)
         now = time.time()
         store.write_fresh_users([FreshUser(user_id="u7", recent=[("i5", now - 30)], updated_at=now - 30)])
-        for _ in range(100):  # the write is listed: u7's state (if a request kept it) is dropped by a poll
-            if service.kept.take(["u7"])[1] == ["u7"]:
-                break
-            threading.Event().wait(0.05)
+        threading.Event().wait(SETTLE_S)  # reads right after a change are not kept (a replica may lag)
         first = client.get("/v1/users/u7/recommendations?k=5").json()
-        reads = service.fresh_reads.requests
-        again = [client.get("/v1/users/u7/recommendations?k=5").json() for _ in range(3)]
-        assert service.fresh_reads.requests == reads, "a kept state was read from the store again"
-        assert all(a["items"] == first["items"] for a in again)
+        again = kept_repeat(client, service, "/v1/users/u7/recommendations?k=5")
+        assert again["items"] == first["items"]
         metrics = client.get("/metrics").text
         assert 'lambdarec_serving_kept_fresh_total{result="hit"}' in metrics
         top = first["items"][0]["item_id"]
         hidden = FreshUser(user_id="u7", recent=[("i5", now - 30)], updated_at=time.time(), hidden={top: now},
                            format=FRESH_FORMAT)  # fmt: skip
+        reads = service.fresh_reads.requests
         store.write_fresh_users([hidden])
         for _ in range(200):  # served within a poll or so of the write
             after = client.get("/v1/users/u7/recommendations?k=5").json()
@@ -216,9 +213,22 @@ def test_a_kept_fresh_state_is_read_again_once_the_store_lists_its_change(publis
                 break
             threading.Event().wait(0.02)
         assert top not in [i["item_id"] for i in after["items"]], "the hidden item is still served"
-        assert service.fresh_reads.requests > reads
+        assert service.fresh_reads.requests > reads  # read again once listed
         dropped = re_total(client.get("/metrics").text, "dropped")
     assert dropped >= 1
+
+
+def kept_repeat(client: TestClient, service: object, path: str) -> dict[str, object]:
+    """A repeat of ``path`` answered without reading the store (its user's state kept), within a few tries: a
+    loaded machine may see a poll late, and then every request reads."""
+    reads = service.fresh_reads  # type: ignore[attr-defined]
+    for _ in range(100):
+        before = reads.requests
+        answer = client.get(path).json()
+        if reads.requests == before:
+            return answer  # type: ignore[no-any-return]
+        threading.Event().wait(0.05)
+    raise AssertionError(f"every repeat of {path} read the store: nothing was kept")
 
 
 def re_total(metrics: str, result: str) -> float:
@@ -264,10 +274,8 @@ def test_nothing_kept_is_used_while_the_change_list_cannot_be_read(
         assert top not in [i["item_id"] for i in after["items"]]  # at once: nothing kept was used
         listing.set()
         kept_live(client)
-        client.get("/v1/users/u8/recommendations?k=5")
-        reads = service.fresh_reads.requests
-        client.get("/v1/users/u8/recommendations?k=5")
-        assert service.fresh_reads.requests == reads  # kept again
+        threading.Event().wait(SETTLE_S)  # the write above is applied by the first poll: u8 settles first
+        kept_repeat(client, service, "/v1/users/u8/recommendations?k=5")  # kept again
 
 
 def test_fresh_state_keep_off_reads_every_request(published: Settings) -> None:

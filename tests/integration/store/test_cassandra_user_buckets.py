@@ -113,7 +113,9 @@ def test_a_reader_learns_where_a_version_s_rows_live_when_it_loads_the_version_n
         with open_store(StoreSettings(url=url)) as reader:  # serving's process
             assert isinstance(reader, CassandraStore)
             reader.get_snapshot(version)  # as loading the model does, off the event loop
-            writer.execute("DROP TABLE {ks}.user_row_layout")
+            # a schema change, with the DDL timeout (a loaded node takes longer than a request's 5 s to drop a table)
+            writer._cql.ddl("DROP user_row_layout", lambda session: session.execute(
+                f"DROP TABLE {writer._ks}.user_row_layout", timeout=schema.DDL_TIMEOUT_S))  # fmt: skip
             rows = reader.read_users_future(version, ["u1", "u9"]).result(timeout=10)
             assert sorted(rows) == ["u1", "u9"], "no lookup left for a request to wait on"
 

@@ -11,6 +11,7 @@ import pytest
 
 from lambdarec.model.rows import FreshUser
 from lambdarec.store.changes import FreshChange, decode_users, encode_users, rows_of
+from serving_layer import kept_states
 from serving_layer.kept_states import KeptStates, state_bytes
 
 MB = 1 << 20
@@ -52,6 +53,21 @@ def test_a_kept_state_is_used_until_a_change_names_its_user() -> None:
     assert hits == {"u2": u2} and to_read == ["u1", "u3"]
 
 
+def test_a_users_reads_soon_after_a_change_to_them_are_not_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A read at LOCAL_ONE right after a change may reach a replica the quorum write did not wait for."""
+    kept = KeptStates(MB, 30.0, 0.05, 2.0)
+    polled(kept, change("u1"))
+    _, to_read, epoch = kept.take(["u1", "u2"])
+    kept.keep(to_read, {"u1": state("u1"), "u2": state("u2")}, epoch)
+    assert kept.take(["u1", "u2"])[1] == ["u1"]  # u2 kept; u1 read again on its next request
+    monkeypatch.setattr(kept_states, "SETTLE_S", 0.0)
+    polled(kept, change("u1"))  # settled at once: its next read is kept
+    _, to_read, epoch = kept.take(["u1"])
+    time.sleep(0.001)
+    kept.keep(to_read, {"u1": state("u1")}, epoch)
+    assert kept.take(["u1"])[1] == []
+
+
 def test_a_read_begun_before_a_change_is_applied_is_not_kept() -> None:
     kept = KeptStates(MB, 30.0, 0.05, 2.0)
     polled(kept)
@@ -63,7 +79,7 @@ def test_a_read_begun_before_a_change_is_applied_is_not_kept() -> None:
 
 def test_a_change_seen_before_is_not_applied_again() -> None:
     kept = KeptStates(MB, 30.0, 0.05, 2.0)
-    seen = change("u1")
+    seen = change("u9")
     polled(kept, seen)
     _, to_read, epoch = kept.take(["u1"])
     polled(kept, seen)  # read again in the overlap window: nothing new, the read may be kept
@@ -71,13 +87,16 @@ def test_a_change_seen_before_is_not_applied_again() -> None:
     assert kept.take(["u1"])[1] == []
 
 
-def test_nothing_kept_is_used_once_the_polls_are_late() -> None:
+def test_nothing_kept_is_used_once_the_polls_are_late(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(kept_states, "STALE_MIN_S", 0.0)  # late after 4 polls of 10 ms (by default: 1 s at least)
     kept = KeptStates(MB, 30.0, 0.01, 2.0)
+    assert kept.stale_s == pytest.approx(0.04)
     polled(kept)
     _, to_read, epoch = kept.take(["u1"])
     kept.keep(to_read, {"u1": state("u1")}, epoch)
     assert kept.take(["u1"])[1] == []
     time.sleep(kept.stale_s + 0.02)  # no poll answered for 4 intervals: a change may be unread
+    assert KeptStates(MB, 30.0, 0.01, 2.0).stale_s == 0.04 and kept_states.KeptStates(MB, 30.0, 0.5, 2.0).stale_s == 2.0
     assert not kept.live()
     assert kept.take(["u1"]) == ({}, ["u1"], None)
 
