@@ -200,11 +200,21 @@ def request_paths(users: list[str], items: list[str], n: int, seed: int) -> list
             f"{','.join(rng.sample(items, 3))}" for _ in range(n)]  # fmt: skip
 
 
-def _cache_counts(port: int) -> dict[str, float]:
-    """The answer cache's counts of the worker that answers this scrape (``lambdarec_serving_answer_cache_total``)."""
+def _cache_counts(port: int, metric: str = "answer_cache_total") -> dict[str, float]:
+    """The answer cache's counts of the worker that answers this scrape (``lambdarec_serving_answer_cache_total``;
+    ``kept_fresh_total``: its kept fresh states')."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
         text = response.read().decode()
-    return {k: float(v) for k, v in re.findall(r'answer_cache_total\{result="(\w+)"\} ([0-9.e+]+)', text)}
+    return {k: float(v) for k, v in re.findall(rf'{metric}\{{result="(\w+)"\}} ([0-9.e+]+)', text)}
+
+
+def _kept_note(before: dict[str, float], after: dict[str, float]) -> str:
+    """What the Cassandra server's kept fresh states did over the runs (``serving.fresh_state_keep``)."""
+    hit, miss = (after.get(k, 0.0) - before.get(k, 0.0) for k in ("hit", "miss"))
+    if not hit + miss:
+        return "every request read its user's fresh state (serving.fresh_state_keep off, or the list not read)"
+    return (f"fresh states kept until the store listed a change: {hit / (hit + miss):.0%} of users' states from "
+            f"memory ({hit:.0f} kept, {miss:.0f} read; nothing written meanwhile)")  # fmt: skip
 
 
 def _no_repeats(name: str, ports: dict[str, int], pids: dict[str, int], data: tuple[list[str], list[str]],
@@ -234,8 +244,10 @@ def _measure(stores: tuple[str, ...], ports: dict[str, int], pids: dict[str, int
     first = stores[0]
     names = (first, "hello", *stores[1:])
     before = _cache_counts(ports[first])
+    kept_before = _cache_counts(ports["cassandra"], "kept_fresh_total") if "cassandra" in stores else None
     runs, busy, per_cpu = _max_qps(names, ports, pids, paths, conns, duration, root)
     after = _cache_counts(ports[first])
+    kept = "" if kept_before is None else _kept_note(kept_before, _cache_counts(ports["cassandra"], "kept_fresh_total"))
     counts = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in ("hit", "miss", "changed")}
     looked_up = sum(counts.values())
     cache = (f"answer cache of the worker scraped: {counts['hit'] / looked_up:.0%} hits "
@@ -251,7 +263,7 @@ def _measure(stores: tuple[str, ...], ports: dict[str, int], pids: dict[str, int
                      "req/cpu-s", scale, note=f"{how}; best of 2")  # fmt: skip
     if "cassandra" in stores and "sqlite" in stores:
         yield Result("serve", f"cassandra vs sqlite: max QPS, c={conns}", runs["cassandra"].qps, runs["sqlite"].qps,
-                     "req/s", scale, note=f"{how}; reference: the same requests from SQLite",
+                     "req/s", scale, note=f"{how}; reference: the same requests from SQLite; {kept}",
                      goal=Goal(ratio=GOAL_CASSANDRA_RATIO))  # fmt: skip
     for store in stores:
         run = runs[store]

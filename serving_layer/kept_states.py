@@ -20,7 +20,8 @@ What keeps it right:
   replica a quorum write did not wait for, so such a read is used for its request and read again on the next.
 * Each poll reads again the changes of the last ``serving.fresh_changes_overlap_s`` and skips those seen by
   their stamp, so a change that lands late (a slow write, two writers' clocks a little apart) is still seen.
-* A state is kept ``serving.fresh_state_keep_s`` at most (a change missed all the same, e.g. one written by a
+* A state is kept ``serving.fresh_state_keep_s`` at most (less up to half of it at random, so that states kept
+  together are not all read again together; a change missed all the same, e.g. one written by a
   release that does not list changes, is read within that), within ``serving.fresh_state_keep_mb`` per worker
   (each state counted at :func:`state_bytes`; the least recently used go first). An erasure in this process
   drops its user at once.
@@ -35,6 +36,7 @@ Example
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 import uuid
 from collections import OrderedDict
@@ -52,6 +54,7 @@ STALE_POLLS = 4  # kept states are used while the last answered poll was sent at
 STALE_MIN_S = 1.0  # ... or this long ago, if longer: a loaded event loop sees answers late
 _ABSENT = None  # a user read as having no fresh state
 ENTRY_BYTES = 250  # a kept entry: the map's slot, its tuple, the user id
+KEEP_JITTER = 0.5  # a state is kept 50-100% of serving.fresh_state_keep_s (as the answer cache spreads its TTL)
 SETTLE_S = 1.0  # a user's reads in this long after a change to them is applied are not kept (replicas catch up)
 
 
@@ -76,7 +79,7 @@ class KeptStates:
         self.max_bytes, self.max_age_s, self.poll_s, self.overlap_s = max_bytes, max_age_s, poll_s, overlap_s
         self.stale_s = max(STALE_POLLS * poll_s, STALE_MIN_S)
         self.bytes = 0
-        self._kept: OrderedDict[str, tuple[FreshUser | None, float, int]] = OrderedDict()
+        self._kept: OrderedDict[str, tuple[FreshUser | None, float, int]] = OrderedDict()  # (state, expires, size)
         self.epoch = 0  # bumped whenever changes are applied: a read begun before is not kept
         self._answered: float | None = None  # monotonic time of the last poll that answered
         self._after_s: float | None = None  # the next poll reads changes stamped after this (the writers' clock)
@@ -102,7 +105,7 @@ class KeptStates:
         kept = self._kept
         for user_id in user_ids:
             entry = kept.get(user_id)
-            if entry is None or now - entry[1] > self.max_age_s:
+            if entry is None or now >= entry[1]:
                 to_read.append(user_id)
                 continue
             kept.move_to_end(user_id)
@@ -124,7 +127,9 @@ class KeptStates:
             state = states.get(user_id, _ABSENT)
             self._drop(user_id)
             size = state_bytes(state)
-            kept[user_id] = (state, now, size)
+            # each kept a little less than the longest keep: states kept together are not all read again together
+            expires = now + self.max_age_s * (1.0 - KEEP_JITTER * random.random())  # noqa: S311 (not secret)
+            kept[user_id] = (state, expires, size)
             self.bytes += size
         while self.bytes > self.max_bytes and kept:
             self._drop(next(iter(kept)))

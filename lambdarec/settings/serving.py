@@ -184,6 +184,7 @@ class ServingSettings(Section):
         30.0,
         gt=0,
         description="Longest a kept fresh state is used without being read again, even when no change was listed "
+        "(each is kept between half of it and all of it, at random, so that states are not read again in bursts) "
         "(a bound on a change the list missed, e.g. one written by a release that does not list changes).",
     )
     fresh_changes_poll_ms: int = Field(
