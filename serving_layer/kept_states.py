@@ -163,6 +163,10 @@ class KeptStates:
         until = now + SETTLE_S
         for change in fresh:
             self._seen[change.at] = change.at_s
+            if change.user_ids is None:  # a row that did not decode: whoever it named, nothing kept holds
+                dropped += len(self._kept)
+                self.clear()
+                continue
             for user_id in change.user_ids:
                 dropped += self._drop(user_id)
                 self._settling[user_id] = until

@@ -36,7 +36,7 @@ from lambdarec.store.catalog import CatalogOf
 from lambdarec.store.changes import FreshChange
 from lambdarec.store.coordination import ClaimScope, ScopedIds
 from lambdarec.store.erasure import fresh_rows, shown_rows
-from lambdarec.store.errors import CorruptRowError, SnapshotNotFoundError
+from lambdarec.store.errors import SnapshotNotFoundError
 from lambdarec.store.nonblocking import gather
 from lambdarec.store.port import OnlineStore
 from lambdarec.store.snapshot_info import SnapshotInfo, stored_info
@@ -311,12 +311,15 @@ class CassandraStore(CatalogOf, OnlineStore):
 
 
 def _changes(rows: Iterable[tuple[uuid.UUID, bytes]]) -> list[FreshChange]:
-    """The changes a read gave, oldest first (rows of several minute partitions); a row that does not decode
-    raises ``CorruptRowError`` (its reader cannot tell whom it named: it drops every state it keeps)."""
+    """The changes a read gave, oldest first (rows of several minute partitions); a row that does not decode is
+    a change of unknown users (``user_ids`` None: a reader drops every state it keeps), logged."""
     out = []
     for at, users in rows:
         try:
-            out.append(FreshChange(at, unix_time_from_uuid1(at), changes.decode_users(users)))
+            named: list[str] | None = changes.decode_users(users)
         except (msgspec.DecodeError, msgspec.ValidationError, TypeError) as exc:
-            raise CorruptRowError(f"a fresh-state change listed at {at} does not decode: {exc}") from exc
+            log.warning("store.corrupt_row", table="fresh_changes", at=str(at), reason=str(exc),
+                        effect="a change of unknown users: readers drop every fresh state they keep")  # fmt: skip
+            named = None
+        out.append(FreshChange(at, unix_time_from_uuid1(at), named))
     return sorted(out, key=lambda change: change.at_s)

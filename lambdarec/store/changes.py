@@ -31,11 +31,11 @@ _DECODE = msgspec.msgpack.Decoder(list[str])
 @dataclass(frozen=True, slots=True)
 class FreshChange:
     """One listed write: its stamp (a time UUID, unique), the writer's clock at it (seconds since the epoch), and
-    the users whose state it wrote."""
+    the users whose state it wrote (None: a row that does not decode; any user may have changed)."""
 
     at: uuid.UUID
     at_s: float
-    user_ids: list[str]
+    user_ids: list[str] | None
 
 
 def encode_users(user_ids: list[str]) -> bytes:

@@ -126,6 +126,15 @@ def test_the_least_recently_used_go_first_past_the_memory_bound_and_an_erasure_d
     assert kept.take(["u1"])[1] == ["u1"] and kept.bytes == state_bytes(state("u3"))
 
 
+def test_a_change_of_unknown_users_drops_every_kept_state() -> None:
+    kept = KeptStates(MB, 30.0, 0.05, 2.0)
+    polled(kept)
+    _, to_read, epoch = kept.take(["u1", "u2"])
+    kept.keep(to_read, {"u1": state("u1")}, epoch)
+    polled(kept, FreshChange(uuid.uuid1(), time.time(), None))  # a listed row that did not decode
+    assert kept.take(["u1", "u2"])[1] == ["u1", "u2"] and kept.bytes == 0
+
+
 def test_the_polls_read_from_the_overlap_window_before_the_last_one() -> None:
     kept = KeptStates(MB, 30.0, 0.05, 2.0)
     assert kept.after_s(1000.0) == pytest.approx(998.0)
