@@ -16,8 +16,9 @@ What keeps it right:
   as before; a poll after a gap reads every change since the last one that answered (within the list's hour;
   past it, every kept state is dropped).
 * A state read while a change was applied is not kept (the read may have been answered before that write), nor
-  one read within ``SETTLE_S`` of a change to that user being applied: a read at ``LOCAL_ONE`` may reach the
-  replica a quorum write did not wait for, so such a read is used for its request and read again on the next.
+  one read within ``serving.fresh_state_active_s`` of a change to that user being applied: a user acting now is
+  read on every request, so each new event of theirs shows in their next list with no poll in between (and a
+  read at ``LOCAL_ONE`` that reached the replica a quorum write did not wait for is never kept).
 * Each poll reads again the changes of the last ``serving.fresh_changes_overlap_s`` and skips those seen by
   their stamp, so a change that lands late (a slow write, two writers' clocks a little apart) is still seen.
 * A state is kept ``serving.fresh_state_keep_s`` at most (less up to half of it at random, so that states kept
@@ -55,7 +56,6 @@ STALE_MIN_S = 1.0  # ... or this long ago, if longer: a loaded event loop sees a
 _ABSENT = None  # a user read as having no fresh state
 ENTRY_BYTES = 250  # a kept entry: the map's slot, its tuple, the user id
 KEEP_JITTER = 0.5  # a state is kept 50-100% of serving.fresh_state_keep_s (as the answer cache spreads its TTL)
-SETTLE_S = 1.0  # a user's reads in this long after a change to them is applied are not kept (replicas catch up)
 
 
 def state_bytes(state: FreshUser | None) -> int:
@@ -75,8 +75,11 @@ def state_bytes(state: FreshUser | None) -> int:
 class KeptStates:
     """One event loop's kept fresh states and the poll of the store's change list (one per worker)."""
 
-    def __init__(self, max_bytes: int, max_age_s: float, poll_s: float, overlap_s: float) -> None:
+    def __init__(
+        self, max_bytes: int, max_age_s: float, poll_s: float, overlap_s: float, active_s: float = 5.0
+    ) -> None:
         self.max_bytes, self.max_age_s, self.poll_s, self.overlap_s = max_bytes, max_age_s, poll_s, overlap_s
+        self.active_s = active_s  # a user changed this recently is read on every request
         self.stale_s = max(STALE_POLLS * poll_s, STALE_MIN_S)
         self.bytes = 0
         self._kept: OrderedDict[str, tuple[FreshUser | None, float, int]] = OrderedDict()  # (state, expires, size)
@@ -160,7 +163,7 @@ class KeptStates:
         if fresh:
             self.epoch += 1
             self._settling = {u: until for u, until in self._settling.items() if until > now}
-        until = now + SETTLE_S
+        until = now + self.active_s
         for change in fresh:
             self._seen[change.at] = change.at_s
             if change.user_ids is None:  # a row that did not decode: whoever it named, nothing kept holds

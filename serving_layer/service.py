@@ -79,6 +79,7 @@ class Service:
             s.fresh_state_keep_s,
             s.fresh_changes_poll_ms / 1000,
             s.fresh_changes_overlap_s,
+            s.fresh_state_active_s,
         )
         self.turn_lists = TurnLists(self)  # the lists of one loop turn, read and ranked together (inline)
         scheme = urlsplit(settings.store.url).scheme

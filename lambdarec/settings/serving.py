@@ -187,6 +187,15 @@ class ServingSettings(Section):
         "(each is kept between half of it and all of it, at random, so that states are not read again in bursts) "
         "(a bound on a change the list missed, e.g. one written by a release that does not list changes).",
     )
+    fresh_state_active_s: float = Field(
+        5.0,
+        ge=1.0,
+        le=3600,
+        description="A user whose fresh state changed within this long is read from the store on every request, "
+        "not kept (`fresh_state_keep`): a user acting now sees each new event in their next list with no poll in "
+        "between; and a read at `LOCAL_ONE` that reached a replica the quorum write did not wait for is never "
+        "kept. At least 1 s.",
+    )
     fresh_changes_poll_ms: int = Field(
         50, ge=5, le=1000, description="How often each worker reads the store's list of changed fresh states "
         "(`fresh_state_keep`): a bound on how late a new state is served. Kept states are used only while the "

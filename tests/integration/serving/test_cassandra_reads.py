@@ -21,12 +21,12 @@ from lambdarec.model.rows import FRESH_FORMAT, FreshUser
 from lambdarec.settings import Settings
 from lambdarec.store import open_store
 from serving_layer.app import create_app
-from serving_layer.kept_states import SETTLE_S
 from tests.cassandra import throwaway_keyspace
 
 pytestmark = [pytest.mark.integration, pytest.mark.cassandra]
 
 AS_OF = datetime(2024, 2, 1, tzinfo=UTC)
+ACTIVE_S = 1.0  # serving.fresh_state_active_s in the kept-state tests (its least)
 CLIENTS = 16
 
 
@@ -189,6 +189,7 @@ def test_a_kept_fresh_state_is_read_again_once_the_store_lists_its_change(publis
     store; a write of their fresh state (listed as a change) is served once the worker has polled the list."""
     settings = published.model_copy(deep=True)
     settings.serving.trending_refresh_s = 3600.0
+    settings.serving.fresh_state_active_s = ACTIVE_S
     app = create_app(settings)
     service = app.state.service
     with TestClient(app) as client, open_store(settings) as store:
@@ -196,7 +197,7 @@ def test_a_kept_fresh_state_is_read_again_once_the_store_lists_its_change(publis
         kept_live(client)
         now = time.time()
         store.write_fresh_users([FreshUser(user_id="u7", recent=[("i5", now - 30)], updated_at=now - 30)])
-        threading.Event().wait(SETTLE_S)  # reads right after a change are not kept (a replica may lag)
+        threading.Event().wait(ACTIVE_S)  # a user who changed lately is read on every request, not kept
         first = client.get("/v1/users/u7/recommendations?k=5").json()
         again = kept_repeat(client, service, "/v1/users/u7/recommendations?k=5")
         assert again["items"] == first["items"]
@@ -246,6 +247,7 @@ def test_nothing_kept_is_used_while_the_change_list_cannot_be_read(
 
     settings = published.model_copy(deep=True)
     settings.serving.trending_refresh_s = 3600.0
+    settings.serving.fresh_state_active_s = ACTIVE_S
     app = create_app(settings)
     service = app.state.service
     listing = threading.Event()
@@ -274,7 +276,7 @@ def test_nothing_kept_is_used_while_the_change_list_cannot_be_read(
         assert top not in [i["item_id"] for i in after["items"]]  # at once: nothing kept was used
         listing.set()
         kept_live(client)
-        threading.Event().wait(SETTLE_S)  # the write above is applied by the first poll: u8 settles first
+        threading.Event().wait(ACTIVE_S)  # the write above is applied by the first poll: u8 is active till then
         kept_repeat(client, service, "/v1/users/u8/recommendations?k=5")  # kept again
 
 

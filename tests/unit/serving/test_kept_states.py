@@ -53,17 +53,16 @@ def test_a_kept_state_is_used_until_a_change_names_its_user() -> None:
     assert hits == {"u2": u2} and to_read == ["u1", "u3"]
 
 
-def test_a_users_reads_soon_after_a_change_to_them_are_not_kept(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A read at LOCAL_ONE right after a change may reach a replica the quorum write did not wait for."""
-    kept = KeptStates(MB, 30.0, 0.05, 2.0)
+def test_a_user_who_changed_lately_is_read_on_every_request() -> None:
+    """An active user sees each new event at once (no poll in between); a read at LOCAL_ONE right after a change
+    may reach a replica the quorum write did not wait for."""
+    kept = KeptStates(MB, 30.0, 0.05, 2.0, active_s=0.05)
     polled(kept, change("u1"))
     _, to_read, epoch = kept.take(["u1", "u2"])
     kept.keep(to_read, {"u1": state("u1"), "u2": state("u2")}, epoch)
     assert kept.take(["u1", "u2"])[1] == ["u1"]  # u2 kept; u1 read again on its next request
-    monkeypatch.setattr(kept_states, "SETTLE_S", 0.0)
-    polled(kept, change("u1"))  # settled at once: its next read is kept
+    time.sleep(0.06)  # no change to u1 for active_s: its next read is kept
     _, to_read, epoch = kept.take(["u1"])
-    time.sleep(0.001)
     kept.keep(to_read, {"u1": state("u1")}, epoch)
     assert kept.take(["u1"])[1] == []
 
