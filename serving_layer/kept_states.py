@@ -12,9 +12,8 @@ What keeps it right:
 * Kept states are used only while the polls are current (the last one that answered was sent within
   ``STALE_POLLS`` poll intervals or a second, whichever is longer: under load the event loop sees an answer
   late, and kept states must not stop just when they help most): while the list cannot be read every request
-  reads the store,
-  as before; a poll after a gap reads every change since the last one that answered (within the list's hour;
-  past it, every kept state is dropped).
+  reads the store, as before; a poll after a gap reads every change since the last one that answered (within
+  the list's hour; past it, every kept state is dropped).
 * A state read while a change was applied is not kept (the read may have been answered before that write), nor
   one read within ``serving.fresh_state_active_s`` of a change to that user being applied: a user acting now is
   read on every request, so each new event of theirs shows in their next list with no poll in between (and a
@@ -88,6 +87,7 @@ class KeptStates:
         self._after_s: float | None = None  # the next poll reads changes stamped after this (the writers' clock)
         self._seen: dict[uuid.UUID, float] = {}  # stamps of the changes applied, within the overlap window
         self._settling: dict[str, float] = {}  # users changed lately -> monotonic time their reads may be kept
+        self._pruned_at = 0.0
         self._counts: dict[str, Counter] = {}
 
     # ---- requests ---------------------------------------------------------------------------------------------
@@ -162,7 +162,9 @@ class KeptStates:
         now = time.monotonic()
         if fresh:
             self.epoch += 1
+        if now >= self._pruned_at + self.active_s:  # users no longer active, once per active_s (not per poll)
             self._settling = {u: until for u, until in self._settling.items() if until > now}
+            self._pruned_at = now
         until = now + self.active_s
         for change in fresh:
             self._seen[change.at] = change.at_s
