@@ -203,11 +203,12 @@ class ServingSettings(Section):
     )  # fmt: skip
     fresh_changes_overlap_s: float = Field(
         2.0,
-        gt=0,
+        ge=1.5,
         le=600,
         description="Each poll of the change list reads again the changes stamped in this window before the "
-        "previous poll (skipping those seen), so that a change written slowly, or by a host whose clock is a "
-        "little behind, is still seen: larger than the store's write timeout plus the hosts' clock skew.",
+        "previous poll (skipping those seen), so that a change that landed late, or came from a host whose clock "
+        "is a little behind, is still seen: writers list a change again under a new stamp until one write lands "
+        "within 1 s of its stamp, so this must exceed 1 s plus the hosts' clock skew (at least 1.5 s).",
     )
     answer_cache_ttl_s: float = Field(
         5.0,

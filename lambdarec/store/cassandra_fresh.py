@@ -30,6 +30,7 @@ from cassandra.cluster import EXEC_PROFILE_DEFAULT
 from cassandra.query import BatchStatement, BatchType
 from cassandra.util import min_uuid_from_time, uuid_from_time
 
+from lambdarec.logs import get_logger
 from lambdarec.model.erased import shard_users, without_users
 from lambdarec.model.rows import FreshUser, ShownItems, TrendingItem
 from lambdarec.store import cassandra_schema as schema
@@ -38,6 +39,8 @@ from lambdarec.store.cassandra_session import WRITE, CassandraSession
 from lambdarec.store.decoded import DecodedStates
 from lambdarec.store.erasure import fresh_rows
 from lambdarec.store.shown_codec import encode_shown
+
+log = get_logger(__name__)
 
 # rows of one partition per batch (trending shards, a snapshot's user rows): large enough to amortise a request,
 # small enough to stay well inside the request timeout on a loaded node; exempt from the batch warnings since
@@ -190,15 +193,20 @@ def write_fresh_users(cql: CassandraSession, ns: str, states: Iterable[FreshUser
 
 def write_changes(cql: CassandraSession, ns: str, user_ids: list[str]) -> None:
     """List ``user_ids`` as changed (:mod:`lambdarec.store.changes`), after their states are written: one row per
-    ``USERS_PER_ROW`` users, stamped with this clock as each is sent."""
+    ``USERS_PER_ROW`` users, stamped with this clock as each is sent, and sent again under a new stamp while its
+    write is acknowledged later than ``LANDED_WITHIN_S`` after its stamp (readers re-read that window)."""
     for users in changes.rows_of(user_ids):
-        now = time.time()
-        at = uuid_from_time(now)
-        cql.run(
-            schema.INSERT_CHANGE,
-            (ns, int(now // MINUTE_S), at, changes.encode_users(users), changes.CHANGES_TTL_S),
-            WRITE,
-        )
+        data = changes.encode_users(users)
+        for tries in range(1, changes.RELIST_TRIES + 1):
+            stamped = time.time()
+            row = (ns, int(stamped // MINUTE_S), uuid_from_time(stamped), data, changes.CHANGES_TTL_S)
+            cql.run(schema.INSERT_CHANGE, row, WRITE)
+            took = time.time() - stamped
+            if took <= changes.LANDED_WITHIN_S:
+                break
+            log.warning("store.change_listed_late", users=len(users), took_s=round(took, 3), tries=tries,
+                        effect="listed again under a new stamp" if tries < changes.RELIST_TRIES else
+                        "left as written: a reader may keep the old states until they expire")  # fmt: skip
 
 
 def submit_changes_read(cql: CassandraSession, ns: str, after_s: float, now_s: float) -> Any:

@@ -6,7 +6,9 @@ Every write of fresh state (a speed consumer's poll, an erasure) also lists the 
 rows stamped with the writer's clock (a time UUID), after the states themselves are written: a reader that sees a
 change may read the new state at once. A reader asks for the changes stamped after some time, and asks again over a
 window that overlaps the last one (rows whose stamp is older than one already seen can land later: a slow write, or
-two writers' clocks a little apart), skipping those it saw before by their stamp.
+two writers' clocks a little apart), skipping those it saw before by their stamp. A write acknowledged later than
+``LANDED_WITHIN_S`` after its stamp is listed again under a new stamp, so that some row of every change lands
+within that window.
 
 Example
 -------
@@ -23,6 +25,11 @@ from dataclasses import dataclass
 import msgspec
 
 CHANGES_TTL_S = 3600  # how long a change is listed: a reader further behind drops every state it keeps
+# A change is listed again, under a new stamp, until one write of it is acknowledged within this long of its stamp:
+# a reader that re-reads at least this window (plus the hosts' clock skew) sees every change, however slow a
+# write (a stalled node) was to land. Serving's `fresh_changes_overlap_s` must exceed it.
+LANDED_WITHIN_S = 1.0
+RELIST_TRIES = 5  # at most; past them the change stands as written (and the writer says so)
 USERS_PER_ROW = 2000  # users listed per row: one poll of many users is a few rows of tens of KiB
 _ENCODE = msgspec.msgpack.Encoder()
 _DECODE = msgspec.msgpack.Decoder(list[str])

@@ -120,9 +120,17 @@ def test_new_item_dislike_hide_and_fatigue_reach_serving(settings: Settings, log
             [event(5000, user, hidden, "hide", later), event(5001, user, disliked, "dislike", later + 1)]
             + [event(5002 + n, user, shown, "impression", later + 2 + n, (shown, first[5])) for n in range(6)],
         )
-        after = top(client, user, k=100, explain=True)
+        # seen by their next list once serving knows of the write: at once where every request reads the store
+        # (SQLite), within a poll of the store's change list where states are kept (Cassandra)
+        lists: list[list[dict]] = []
+
+        def reached() -> bool:
+            lists.append(top(client, user, k=100, explain=True))
+            return not {hidden, disliked} & {r["item_id"] for r in lists[-1]}
+
+        wait_for(reached, "the hide and the dislike to reach the user's list", timeout_s=10)
+        after = lists[-1]
         ids = [r["item_id"] for r in after]
-        assert hidden not in ids and disliked not in ids
         by_id = {r["item_id"]: r for r in after}
         assert by_id[shown]["components"]["fatigue"] == pytest.approx(0.5)
         assert ids.index(shown) > 2  # it was third

@@ -11,8 +11,8 @@ from cassandra.util import uuid_from_time
 from lambdarec.erasure import tombstone
 from lambdarec.model.rows import FreshUser
 from lambdarec.settings import StoreSettings
+from lambdarec.store import cassandra_fresh, open_store
 from lambdarec.store import cassandra_schema as schema
-from lambdarec.store import open_store
 from lambdarec.store.cassandra import CassandraStore
 from lambdarec.store.changes import CHANGES_TTL_S, USERS_PER_ROW
 
@@ -45,3 +45,23 @@ def test_a_change_that_does_not_decode_is_a_change_of_unknown_users(ns_store: Ca
     ns_store.write_fresh_users([FreshUser(user_id="u1", updated_at=5.0)])
     got = ns_store.read_fresh_changes_future(now - 1).result(timeout=30)
     assert [c.user_ids for c in got] == [None, ["u1"]]  # whom it named is unknown; the rows after it still read
+
+
+def test_a_change_acknowledged_late_is_listed_again_under_a_new_stamp(
+    ns_store: CassandraStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader re-reads a window before its last poll; a write that lands later than ``LANDED_WITHIN_S`` after
+    its stamp could fall behind that window, so the writer lists the change again until one lands in time."""
+    start = time.time()
+    clock = iter([start, start + 2.0, start + 2.1, start + 2.2])  # the first write "took" 2 s, the second 0.1 s
+
+    class SlowFirstWrite:
+        @staticmethod
+        def time() -> float:
+            return next(clock)
+
+    monkeypatch.setattr(cassandra_fresh, "time", SlowFirstWrite)
+    cassandra_fresh.write_changes(ns_store._cql, ns_store._ns, ["u1", "u2"])
+    got = ns_store.read_fresh_changes_future(start - 1).result(timeout=30)
+    assert [c.user_ids for c in got] == [["u1", "u2"], ["u1", "u2"]]
+    assert [round(c.at_s - start, 1) for c in got] == [0.0, 2.1]  # stamped again when sent again
