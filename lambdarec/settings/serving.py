@@ -169,9 +169,9 @@ class ServingSettings(Section):
         "auto",
         description="`auto`: where the store lists which users' fresh state each write changed (Cassandra), keep "
         "each user's state in memory and read it again only once the list names them, polled every "
-        "`fresh_changes_poll_ms` (a fresh event then shows within about one poll of its state being written, "
-        "instead of at once); while the list cannot be read, every request reads the store. `off`: every request "
-        "reads its user's fresh state (and the store is not polled).",
+        "`fresh_changes_poll_ms` (the first event of a user quiet for `fresh_state_active_s` then shows about "
+        "one poll after its state is written, instead of at once); while the list cannot be read, every request "
+        "reads the store. `off`: every request reads its user's fresh state (and the store is not polled).",
     )
     fresh_state_keep_mb: float = Field(
         64.0,
@@ -183,9 +183,9 @@ class ServingSettings(Section):
     fresh_state_keep_s: float = Field(
         30.0,
         gt=0,
-        description="Longest a kept fresh state is used without being read again, even when no change was listed "
-        "(each is kept between half of it and all of it, at random, so that states are not read again in bursts) "
-        "(a bound on a change the list missed, e.g. one written by a release that does not list changes).",
+        description="Longest a kept fresh state is used without being read again, even when no change was listed: "
+        "a bound on a change the list missed, e.g. one written by a release that does not list changes. Each is "
+        "kept between half of it and all of it, at random, so that states are not read again in bursts.",
     )
     fresh_state_active_s: float = Field(
         5.0,
