@@ -151,30 +151,30 @@ def test_watch_keeps_nothing_while_the_list_fails_and_resumes_when_it_answers() 
     kept = KeptStates(MB, 30.0, 0.01, 2.0)
     answers: list[object] = [OSError("node down"), OSError("node down"), [change("u1")]]
     asked: list[float] = []
+    live_when_asked: list[bool] = []
 
     async def read(after_s: float) -> list[FreshChange]:
         asked.append(after_s)
+        live_when_asked.append(kept.live())
         outcome = answers.pop(0) if answers else []
         if isinstance(outcome, BaseException):
             raise outcome
         return outcome  # type: ignore[return-value]
 
-    async def scenario() -> tuple[bool, bool]:
+    async def scenario() -> bool:
         task = asyncio.create_task(kept.watch(read, 1.0))
-        await asyncio.sleep(0.015)
-        failing = kept.live()
-        while answers:
+        while len(asked) < 4:  # the two failures, the answer, and one poll after it
             await asyncio.sleep(0.005)
-        await asyncio.sleep(0.02)
         live = kept.live()
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        return failing, live
+        return live
 
-    failing, live = asyncio.run(scenario())
-    assert not failing and live
-    assert len(asked) >= 3 and asked[0] <= time.time() - 1.9  # the first poll reads the overlap window back
+    live = asyncio.run(scenario())
+    assert live_when_asked[:3] == [False, False, False]  # nothing kept is used until a poll has answered
+    assert live_when_asked[3] and live
+    assert asked[0] <= time.time() - 1.9  # the first poll reads the overlap window back
 
 
 def test_the_stored_list_round_trips_and_splits_into_rows() -> None:
