@@ -186,7 +186,8 @@ def _runs(stores, logs, n, tmp, bootstrap, scale, rate, start, args, rates, made
             rates[log_kind, store_kind] = ours
             where = f"{log_kind} log, {store_kind} store"
             yield Result("speed", f"events_per_s_applied[{log_kind},{store_kind}]", ours, ref, "events/s", scale,
-                         note=f"{n} events, 3 partitions, {where}; ours {cpu_ms:.0f} ms CPU per 1,000 events; "
+                         note=f"{n} events, 3 partitions, {where}; repeats looked up in the "
+                         f"{settings.events.dedup} (events.dedup); ours {cpu_ms:.0f} ms CPU per 1,000 events; "
                          f"load average {os.getloadavg()[0]:.1f}", goal=Goal(ratio=GOAL_RATE_RATIO))  # fmt: skip
             steady = event_lines(int(rate * args.freshness_seconds), 6_000, 2_100, start + n, 3, ids=f"{tag}f")
             cpu0 = time.process_time()
@@ -196,7 +197,8 @@ def _runs(stores, logs, n, tmp, bootstrap, scale, rate, start, args, rates, made
             yield Result("speed", f"freshness_p99_ms[{log_kind},{store_kind}]", p99, GOAL_FRESH_P99_MS, "ms",
                          scale, higher_is_better=False, goal=Goal(at_most=GOAL_FRESH_P99_MS),
                          note=f"reference is the 250 ms goal; {len(latencies)} events at {rate}/s ({applied} "
-                         f"applied, the rest skipped as repeats), {where}; "
+                         f"applied, the rest skipped as repeats), {where}, repeats looked up in the "
+                         f"{settings.events.dedup}; "
                          f"p50 {np.percentile(latencies, 50) * 1000:.1f} ms; {stages}; producer: {args.producer}; "
                          f"{cpu_s:.1f} CPU s in the consumer's process; "
                          f"load average {os.getloadavg()[0]:.1f}")  # fmt: skip

@@ -44,6 +44,8 @@ class BatchInputs:
     weights: dict[str, float]
     speed: SpeedSettings
     appended: dict[Position, float]  # a record's append time (epoch s); each state row keeps its newest event's
+    # (events.dedup_window_s, events.dedup_ids_per_user): each state keeps its applied events' ids (speed_layer.seen)
+    seen: tuple[float, int] | None = None
 
 
 def item_inputs(i: BatchInputs) -> ItemInputs:
@@ -120,6 +122,7 @@ def _user_states(
         return apply_user_events(
             inputs.states.get(user_id), events, model, history.get(user_id), settings=inputs.speed,
             default_weights=inputs.weights, solve_vector=False, appended_at=_newest(inputs, events),
+            seen=inputs.seen,
         )  # fmt: skip
 
     users = []

@@ -34,7 +34,7 @@ from lambdarec.model.snapshot import SnapshotModel
 from lambdarec.pollloop import PollLoop
 from lambdarec.settings import Settings
 from lambdarec.store import OnlineStore, StoreError, open_store
-from speed_layer import claims, prometheus
+from speed_layer import claims, prometheus, seen
 from speed_layer.apply import BatchInputs, compute_states, group_events
 from speed_layer.decode import decode
 from speed_layer.failures import ConsumerHaltedError, FailureStreak
@@ -179,7 +179,10 @@ class SpeedConsumer(PollLoop[SpeedStats]):
         batch.bad.extend(refused)
         appended = {(r.partition, r.offset): r.timestamp_ms / 1000.0 for r in mine}
         computed = None
-        if self.store.embedded:  # claims first: repeats (resends) read nothing
+        if self._dedup_in_state:  # repeats found in the states read: no claim request (speed_layer.seen)
+            inputs = self._inputs(good, appended) if good else None
+            batch.good, batch.repeats = self._state_repeats(good, inputs)
+        elif self.store.embedded:  # claims first: repeats (resends) read nothing
             batch.good, batch.repeats = self._first_claims(good)
             inputs = self._inputs(batch.good, appended) if batch.good else None
         else:
@@ -196,7 +199,8 @@ class SpeedConsumer(PollLoop[SpeedStats]):
             batch.users, batch.items, batch.poison = self._compute(batch.good, inputs) if fresh else computed
         self._failures.check(mine, batch.poison, batch.repeats, {(r.partition, r.offset) for r, _ in batch.bad})
         if batch.poison and self.settings.events.dedup_window_s > 0:  # a corrected resend under the same id
-            claims.release(self.store, [(event, pos) for event, pos in batch.good if pos in batch.poison])
+            claimed = [(e, pos) for e, pos in batch.good if pos in batch.poison]
+            claims.release(self.store, [c for c in claimed if not (self._dedup_in_state and seen.in_state(c[0]))])
         batch.computed_at = time.time()
         return batch
 
@@ -240,6 +244,23 @@ class SpeedConsumer(PollLoop[SpeedStats]):
         """``good`` less repeats (:func:`speed_layer.claims.first_claims`)."""
         return claims.first_claims(self.store, good, self.settings.events.dedup_window_s)
 
+    @property
+    def _dedup_in_state(self) -> bool:
+        return self.settings.events.dedup == "state" and self.settings.events.dedup_window_s > 0
+
+    def _state_repeats(
+        self, good: list[tuple[Event, Position]], inputs: BatchInputs | None
+    ) -> tuple[list[tuple[Event, Position]], set[Position]]:
+        """``good`` less repeats with ``events.dedup = "state"``: the users' own ids in their states, impressions
+        by the store's claims (:mod:`speed_layer.seen`)."""
+        repeats = seen.repeated(good, inputs.states) if inputs is not None else set()
+        if repeats:
+            log.info("speed.repeated_event_ids", skipped=len(repeats), found_in="state")
+        if stored := [(e, pos) for e, pos in good if not seen.in_state(e) and pos not in repeats]:
+            _, claimed = self._first_claims(stored)
+            repeats |= claimed
+        return [(e, pos) for e, pos in good if pos not in repeats], repeats
+
     def _refresh_model(self) -> None:
         version = self.store.current_version()
         if version is None or (self.model is not None and self.model.version == version):
@@ -272,6 +293,9 @@ class SpeedConsumer(PollLoop[SpeedStats]):
             weights=model.event_weights if model and model.event_weights else dict(self.settings.batch.event_weights),
             speed=self.settings.speed,
             appended=appended,
+            seen=(events.dedup_window_s, events.dedup_ids_per_user)
+            if (events := self.settings.events).dedup_window_s
+            else None,
         )
 
     def _compute(self, good: list[tuple[Event, Position]], inputs: Any) -> tuple[list, list, dict[Position, str]]:

@@ -141,6 +141,10 @@ class ImpressionConsumer(SpeedConsumer):
         strays = self._path.strays(good)
         return self._path.applicable(good, records, self._shown_rows(strays) if strays else None)
 
+    @property
+    def _dedup_in_state(self) -> bool:
+        return False  # impressions keep their claims in the store whatever `events.dedup` (speed_layer.seen)
+
     def _first_claims(self, good: Events) -> tuple[Events, set[Position]]:
         """The speed consumer's claims (impressions' scope: apart from the positive-event consumer's); on an
         embedded store in transactions of at most ``speed.feedback.impressions_claims_per_txn`` ids, so the file's

@@ -28,6 +28,7 @@ from lambdarec.rank.defects import FLOAT32_MAX, count_nonfinite
 from lambdarec.rank.trending import decayed
 from lambdarec.settings import SpeedSettings
 from speed_layer.feedback import Feedback
+from speed_layer.seen import recorded
 
 Position = tuple[int, int]  # (partition, offset)
 
@@ -57,6 +58,7 @@ def apply_user_events(
     default_weights: dict[str, float] | None = None,
     solve_vector: bool = True,
     appended_at: float = 0.0,
+    seen: tuple[float, int] | None = None,
 ) -> FreshUser | None:
     """Apply one user's events (in log order) and re-solve the fold-in vector once.
 
@@ -64,7 +66,8 @@ def apply_user_events(
     ``history`` is the user's row in ``model``'s snapshot (None for a user the batch did not see).
     With ``solve_vector=False`` the caller solves many users at once with ``solve_many``. ``appended_at`` is
     when the newest of ``events`` was appended to the log (epoch s): the state keeps the newest such time, which
-    serving measures freshness from.
+    serving measures freshness from. ``seen``: ``(events.dedup_window_s, events.dedup_ids_per_user)``: the state
+    keeps the applied events' ids (:mod:`speed_layer.seen`); None keeps those it had.
     """
     if not events:
         return None
@@ -75,11 +78,13 @@ def apply_user_events(
     weights = model.event_weights if model is not None and model.event_weights else (default_weights or {})
     applied, positives, newest = 0, 0, max(map(_event_time, state.events), default=state.updated_at)
     feedback = Feedback.of(state)
+    ids: list[str] = []
     for event, pos in events:
         if not _is_new(positions, pos):
             continue
         positions[str(pos[0])] = pos[1] + 1
         applied += 1
+        ids.append(event.event_id)
         newest = max(newest, event.timestamp)
         if not is_positive(event, weights):
             feedback.add(event)
@@ -112,6 +117,7 @@ def apply_user_events(
         hidden=feedback.hidden,
         disliked=feedback.disliked,
         shown=feedback.shown,
+        seen_ids=state.seen_ids if seen is None else recorded(state.seen_ids, ids, appended_at, *seen),
         format=FRESH_FORMAT,
     )
     if model is None or not solve_vector or not needs_solve(updated, prior, model):

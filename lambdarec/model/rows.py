@@ -64,6 +64,10 @@ class FreshUser(msgspec.Struct, kw_only=True, weakref=True):
     hidden: dict[str, float] = {}  # item -> event time it was hidden: never recommended to this user again
     disliked: dict[str, float] = {}  # item -> event time: excluded, its nearest neighbours demoted
     shown: dict[str, list[float]] = {}  # item -> event times of its impressions since its last positive event
+    # (8-byte hash of an applied event's id, its append second), oldest first, within `events.dedup_window_s` and
+    # at most `events.dedup_ids_per_user`: a repeat of the user's own id is found here (speed_layer.seen). A new
+    # field with a default: older readers skip it, older rows read it empty.
+    seen_ids: list[tuple[int, int]] = []
     format: int = 1  # FRESH_FORMAT when written by this version; rows without the field are format 1
 
 

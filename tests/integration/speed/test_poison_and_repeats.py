@@ -167,3 +167,48 @@ def test_a_repeated_event_id_changes_nothing_across_restarts_and_consumers(setti
         assert counts["i7"] == pytest.approx(
             w * 2 ** (-(T0 + 63 - (T0 + 60)) / 21600) + w, rel=1e-9
         )  # two events, not 47
+
+
+def test_with_ids_in_the_state_a_resend_changes_nothing_across_restarts_and_consumers(
+    settings, log_file, monkeypatch
+) -> None:
+    """``events.dedup = "state"``: the same, found in the users' states with no claim request; the same id from
+    another user is that user's own event."""
+    settings = settings.model_copy(update={"events": settings.events.model_copy(update={"dedup": "state"})})
+
+    def no_claims(self, good):  # type: ignore[no-untyped-def]
+        raise AssertionError(f"claimed {len(good)} ids in the store")
+
+    monkeypatch.setattr(SpeedConsumer, "_first_claims", no_claims)
+    publish(settings, log_file, datetime.fromtimestamp(T0, UTC))
+    once = event("dup-1", "u5", "i7", T0 + 60)
+    append_raw(settings, [once] * 5)
+    first = drain(settings)
+    assert (first["processed"], first["duplicates"]) == (1, 4)
+    append_raw(settings, [once, event("dup-1", "u6", "i7", T0 + 61)])  # after a restart; u6's own event
+    second = drain(settings)
+    assert (second["processed"], second["duplicates"]) == (1, 1)
+    consumers = [SpeedConsumer(settings), SpeedConsumer(settings)]  # two members of one group
+    try:
+        append_raw(settings, [once] * 20 + [event("new-1", "u5", "i7", T0 + 63)])
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            for c in consumers:
+                c.step()
+            with open_log(settings) as log, log.consumer() as probe:
+                if sum(probe.lag().values()) == 0:
+                    break
+        applied = sum(c.stats.processed for c in consumers)
+    finally:
+        for c in consumers:
+            c.close()
+    assert applied == 1  # only new-1
+    with open_store(settings) as store:
+        state = store.read_fresh_users(["u5", "u6"])
+        assert [item for item, _, _ in state["u5"].events] == ["i7", "i7"]  # dup-1 once, new-1 once
+        assert [item for item, _, _ in state["u6"].events] == ["i7"]
+        model = SnapshotModel.load(store, store.current_version(max_age_s=0))
+        w = model.event_weights["click"]
+        counts = total_counts(store.read_trending(None), T0 + 63, 21600)
+        expected = sum(w * 2 ** (-(T0 + 63 - t) / 21600) for t in (T0 + 60, T0 + 61, T0 + 63))
+        assert counts["i7"] == pytest.approx(expected, rel=1e-9)  # three events, not 27
