@@ -59,8 +59,9 @@ KEEP_JITTER = 0.5  # a state is kept 50-100% of serving.fresh_state_keep_s (as t
 
 def state_bytes(state: FreshUser | None) -> int:
     """About what keeping ``state`` holds in memory: its decoded objects (a float object per vector factor, a
-    tuple per event, recent item and position, a dict entry per hidden, disliked or shown item) and what ranking
-    derives from it while it lives (its float32 vector, the indices of its items), plus the entry."""
+    tuple per event, recent item, position and seen event id, a dict entry per hidden, disliked or shown item)
+    and what ranking derives from it while it lives (its float32 vector, the indices of its items), plus the
+    entry."""
     if state is None:
         return ENTRY_BYTES
     return (
@@ -68,6 +69,7 @@ def state_bytes(state: FreshUser | None) -> int:
         + 36 * len(state.vector or ())
         + 160 * len(state.events) + 120 * len(state.recent) + 100 * len(state.event_positions)
         + 120 * (len(state.hidden) + len(state.disliked) + len(state.positions)) + 160 * len(state.shown)
+        + 136 * len(state.seen_ids)  # measured: a tuple of two ints and its slot
     )  # fmt: skip
 
 

@@ -1,5 +1,9 @@
 """Event-id claims by scope: a repeated ``event_id`` (a client's resend, another record) is applied once.
 
+With ``events.dedup = "auto"`` (the default) the events scope is claimed here only while claims of an earlier
+release may be live; then the users' states hold the ids (:mod:`speed_layer.seen`). Impressions are always
+claimed here.
+
 Impressions are claimed apart from every other event (``ClaimScope``): the impressions consumer claims ten times
 the click volume, and claims in the positive-event consumer's file or partitions would make that path wait on
 them. The scope follows the event's type, not the consumer, so one consumer applying every event

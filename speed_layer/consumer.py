@@ -90,6 +90,7 @@ class SpeedConsumer(PollLoop[SpeedStats]):
         self._rows = BatchRows(self.store, settings.speed.history_cache_users)  # of the current snapshot (LRU)
         self._fresh = FreshReads(self.store, self._writer)  # state and trending, through the writer's pending
         self._failures = FailureStreak(settings.events.max_consecutive_failures)
+        self._state_dedup_from: float | None = None  # events.dedup = "auto": read from the store at the first poll
         self._model_at = time.monotonic()
         self._path = PositivePath(settings.speed, settings.log)  # all records, or all but impressions
         self.event_log.ensure_topic()
@@ -246,7 +247,17 @@ class SpeedConsumer(PollLoop[SpeedStats]):
 
     @property
     def _dedup_in_state(self) -> bool:
-        return self.settings.events.dedup == "state" and self.settings.events.dedup_window_s > 0
+        """Whether this poll's repeats are looked up in the users' states (``events.dedup``)."""
+        events = self.settings.events
+        if events.dedup == "store" or events.dedup_window_s <= 0:
+            return False
+        if events.dedup == "state":
+            return True
+        if self._state_dedup_from is None:  # read once: the store notes it for good
+            self._state_dedup_from = self.store.state_dedup_from(events.dedup_window_s)
+            log.info("speed.dedup", mode="auto", state_from=self._state_dedup_from,
+                     claims_until_then=self._state_dedup_from > time.time())  # fmt: skip
+        return time.time() >= self._state_dedup_from
 
     def _state_repeats(
         self, good: list[tuple[Event, Position]], inputs: BatchInputs | None

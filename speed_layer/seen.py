@@ -1,4 +1,5 @@
-"""Repeated event ids found in the user's own fresh state (``events.dedup = "state"``). No I/O here.
+"""Repeated event ids found in the user's own fresh state (``events.dedup``: ``"state"``, or ``"auto"`` once no
+claim of an earlier release can be live). No I/O here.
 
 Each state keeps the ids of the events applied to it within ``events.dedup_window_s`` of log time, as 8-byte hashes
 with their append second (:attr:`FreshUser.seen_ids`). The consumer reads a poll's states anyway, so a resend is

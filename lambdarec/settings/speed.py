@@ -100,17 +100,17 @@ class EventSettings(Section):
         "trending, across restarts and consumers; the ids are kept this long (where: `events.dedup`). 0 turns "
         "it off.",
     )
-    dedup: Literal["store", "state"] = Field(
-        "store",
-        description="Where the speed consumer looks a repeated `event_id` up. `store`: claims in the store, one "
-        "conditional write per id (on Cassandra a Paxos round per id bucket a poll), exact for an id repeated by "
-        "any user. `state`: in the user's own fresh state, which the consumer reads and writes anyway: no "
-        "request of its own (on Cassandra about a third of the node's CPU per event and most of the freshness "
-        "lag, measured), exact for an id repeated by the same user (a resend), since a user's events share a log "
-        "partition and so one writer; the same id from another user is applied. Impressions keep their claims "
-        "in the store either way. Every consumer records the ids in the state in both modes, so a namespace "
-        "can move to `state` once every consumer has run this release for `dedup_window_s` (or from the start "
-        "on a new one); see the runbook.",
+    dedup: Literal["auto", "store", "state"] = Field(
+        "auto",
+        description="Where the speed consumer looks a repeated `event_id` up. `state`: in the user's own fresh "
+        "state, which it reads and writes anyway: no request of its own; exact for a resend by the same user (a "
+        "user's events share a log partition, so one writer); the same id from another user is that user's "
+        "event; after `forget` the user's window starts again. `store`: claims in the store, one conditional "
+        "write per id (on Cassandra a Paxos round per id bucket a poll: about a third of the node's CPU per "
+        "event, measured), exact for an id repeated by any user. `auto`: `state` from when the store says no "
+        "claim of an earlier release can still be live (at once in a new namespace; one window after the first "
+        "consumer of this release ran in one that holds claims), `store` until then. Impressions keep their "
+        "claims in the store in every mode, and every mode records the ids in the states.",
     )
     dedup_ids_per_user: int = Field(
         1000,

@@ -279,6 +279,9 @@ class CassandraStore(CatalogOf, OnlineStore):
     def release_event_ids(self, claims: Mapping[str, LogPosition], scope: ClaimScope = "events") -> None:
         self._claims.release(scope, claims)
 
+    def state_dedup_from(self, window_s: float) -> float:
+        return self._claims.state_dedup_from(window_s)
+
     # ---- coordination -----------------------------------------------------------------------------------------
 
     def try_lock(self, name: str, owner: str, ttl_s: float) -> bool:

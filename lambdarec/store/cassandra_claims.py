@@ -58,6 +58,7 @@ SELECT_LEGACY = "SELECT ns, event_id, part, pos, TTL(pos) FROM {ks}.event_ids"
 HAS_TABLE = "SELECT table_name FROM system_schema.tables WHERE keyspace_name = ? AND table_name = ?"
 COPY_CHUNK = 5000  # legacy claims copied per round
 LEGACY_MARK = "impression-claims-shared"  # a `locks` row for good: until when impressions defer to the others' claims
+STATE_DEDUP_MARK = "state-dedup-from"  # a `locks` row for good: from when repeats may be looked up in states alone
 SELECT_CLAIMS = "SELECT event_id, part, pos FROM {ks}.event_claims WHERE ns = ? AND bucket = ? AND event_id IN ?"
 ANY_CLAIM = "SELECT event_id FROM {ks}.event_claims WHERE ns = ? AND bucket = ? LIMIT 1"
 
@@ -173,6 +174,14 @@ class ScopedClaims:
         if not self._any("events"):
             self._put_mark(0.0)
 
+    def state_dedup_from(self, window_s: float) -> float:
+        """``OnlineStore.state_dedup_from``: the ``STATE_DEDUP_MARK`` row of ``locks``, written once: 0 where the
+        namespace holds no claim of the events scope, else one window on (a claim's expiry is not read back)."""
+        until = self._stored_mark(STATE_DEDUP_MARK)
+        if until is None:
+            until = self._put_mark(time.time() + window_s if self._any("events") else 0.0, STATE_DEDUP_MARK)
+        return until
+
     def _legacy(self, window_s: float) -> float:
         if self._legacy_until is None:
             until = self._stored_mark()
@@ -181,16 +190,16 @@ class ScopedClaims:
             self._legacy_until = until
         return self._legacy_until
 
-    def _stored_mark(self) -> float | None:
-        row = self._cql.run(schema.SELECT_LOCK, (self._ns, LEGACY_MARK), WRITE).one()
+    def _stored_mark(self, name: str = LEGACY_MARK) -> float | None:
+        row = self._cql.run(schema.SELECT_LOCK, (self._ns, name), WRITE).one()
         return None if row is None else _as_time(row[0])
 
-    def _put_mark(self, until: float) -> float:
-        """Write the mark unless one exists; the mark that holds."""
-        put = self._cql.run(schema.PUT_MARK, (self._ns, LEGACY_MARK, repr(until)), WRITE)
+    def _put_mark(self, until: float, name: str = LEGACY_MARK) -> float:
+        """Write the mark ``name`` unless one exists; the mark that holds."""
+        put = self._cql.run(schema.PUT_MARK, (self._ns, name, repr(until)), WRITE)
         if not put.was_applied:
             return _as_time(dict(zip(put.column_names, put.one(), strict=True))["owner"])
-        if until:
+        if until and name == LEGACY_MARK:
             log.info("store.impression_claims_scoped", namespace=self._ns, legacy_claims_until=until)
         return until
 

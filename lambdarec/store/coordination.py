@@ -53,6 +53,14 @@ class Coordination(abc.ABC):
         """Drop the claim of each id whose owner is still the position given (its record was dead-lettered
         rather than applied, so a corrected event under the same id may be applied later)."""
 
+    @abc.abstractmethod
+    def state_dedup_from(self, window_s: float) -> float:
+        """From when (epoch s) the speed consumer may look repeated ids of the ``"events"`` scope up in users'
+        states alone (``events.dedup = "auto"``, :mod:`speed_layer.seen`): noted by the first call in the
+        namespace and kept for good, 0 where the namespace holds no live claim of that scope, else when the
+        claims an older release took may all have expired (``window_s`` on, or the newest claim's expiry where
+        the backend can read it). Atomic: consumers starting together read one mark."""
+
     # ---- coordination -------------------------------------------------------------------------------------
 
     @abc.abstractmethod

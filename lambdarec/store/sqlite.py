@@ -223,6 +223,9 @@ class SQLiteStore(CatalogOf, OnlineStore):
     def release_event_ids(self, claims: Mapping[str, LogPosition], scope: ClaimScope = "events") -> None:
         self._fresh.release_event_ids(claims, scope)
 
+    def state_dedup_from(self, window_s: float) -> float:
+        return self._fresh.state_dedup_from()
+
     # ---- coordination -----------------------------------------------------------------------------------------
 
     def try_lock(self, name: str, owner: str, ttl_s: float) -> bool:

@@ -41,6 +41,10 @@ from lambdarec.store.sqlite_schema import (
     WRITE_ERASURE_ONLY,
 )
 
+# when a namespace's repeated ids may be looked up in users' states alone (OnlineStore.state_dedup_from)
+STATE_DEDUP_SCHEMA = "CREATE TABLE IF NOT EXISTS state_dedup (ns TEXT PRIMARY KEY, since REAL NOT NULL)"
+SELECT_STATE_DEDUP = "SELECT since FROM state_dedup WHERE ns = ?"
+NEWEST_LIVE_CLAIM = "SELECT MAX(expires_at) FROM event_ids WHERE ns = ? AND expires_at > ?"
 CLAIMS_OF: dict[ClaimScope, Which] = {"events": "claims", "impressions": "shown"}  # the file of each scope's claims
 
 
@@ -161,6 +165,24 @@ class FreshTables:
                 conn.execute(DROP_EXPIRED_EVENT_IDS, (self._ns, now))
                 self._event_ids_swept[scope] = now
         return owners
+
+    def state_dedup_from(self) -> float:
+        """``OnlineStore.state_dedup_from`` in claims.sqlite (``state_dedup``): the newest live claim's expiry,
+        exactly, or 0; written once per namespace under the file's write lock."""
+        conn = self._files.db("claims")
+        try:
+            row = conn.execute(SELECT_STATE_DEDUP, (self._ns,)).fetchone()
+        except sqlite3.OperationalError:  # no such table: nothing noted yet
+            row = None
+        if row is not None:
+            return float(row[0])
+        with self._transaction("claims") as conn:
+            conn.execute(STATE_DEDUP_SCHEMA)
+            if (row := conn.execute(SELECT_STATE_DEDUP, (self._ns,)).fetchone()) is not None:
+                return float(row[0])
+            (until,) = conn.execute(NEWEST_LIVE_CLAIM, (self._ns, time.time())).fetchone()
+            conn.execute("INSERT INTO state_dedup (ns, since) VALUES (?, ?)", (self._ns, until or 0.0))
+        return float(until or 0.0)
 
     def _legacy_claims_until(self) -> float:
         """Until when an older release's claims in claims.sqlite may be live (``claim_scopes``; 0 in a

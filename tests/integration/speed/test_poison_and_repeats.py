@@ -130,7 +130,31 @@ def event(event_id: str, user: str, item: str, ts: float, etype: str = "click") 
     ).encode()
 
 
+def applied_by_two(settings, lines: list[bytes]) -> int:
+    """``lines`` appended, then drained by two members of one group: how many events they applied."""
+    consumers = [SpeedConsumer(settings), SpeedConsumer(settings)]
+    try:
+        append_raw(settings, lines)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            for c in consumers:
+                c.step()
+            with open_log(settings) as log, log.consumer() as probe:
+                if sum(probe.lag().values()) == 0:
+                    break
+        return sum(c.stats.processed for c in consumers)
+    finally:
+        for c in consumers:
+            c.close()
+
+
+def with_dedup(settings, dedup: str):  # type: ignore[no-untyped-def]
+    return settings.model_copy(update={"events": settings.events.model_copy(update={"dedup": dedup})})
+
+
 def test_a_repeated_event_id_changes_nothing_across_restarts_and_consumers(settings, log_file) -> None:
+    """``events.dedup = "store"``: the ids claimed in the store, for any user."""
+    settings = with_dedup(settings, "store")
     publish(settings, log_file, datetime.fromtimestamp(T0, UTC))
     once = event("dup-1", "u5", "i7", T0 + 60)
     append_raw(settings, [once] * 5)
@@ -139,24 +163,8 @@ def test_a_repeated_event_id_changes_nothing_across_restarts_and_consumers(setti
     append_raw(settings, [once, event("dup-1", "u6", "i7", T0 + 61)])  # after a restart; another user's partition too
     second = drain(settings)
     assert (second["processed"], second["duplicates"]) == (0, 2)
-    consumers = [SpeedConsumer(settings), SpeedConsumer(settings)]  # two members of one group
-    try:
-        append_raw(
-            settings,
-            [event("dup-1", f"u{n}", "i7", T0 + 62) for n in range(40)] + [event("new-1", "u5", "i7", T0 + 63)],
-        )
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            for c in consumers:
-                c.step()
-            with open_log(settings) as log, log.consumer() as probe:
-                if sum(probe.lag().values()) == 0:
-                    break
-        applied = sum(c.stats.processed for c in consumers)
-    finally:
-        for c in consumers:
-            c.close()
-    assert applied == 1  # only new-1
+    lines = [event("dup-1", f"u{n}", "i7", T0 + 62) for n in range(40)] + [event("new-1", "u5", "i7", T0 + 63)]
+    assert applied_by_two(settings, lines) == 1  # only new-1
     with open_store(settings) as store:
         state = store.read_fresh_users(["u5", "u6"])
         assert [item for item, _, _ in state["u5"].events] == ["i7", "i7"]  # dup-1 once, new-1 once
@@ -172,9 +180,9 @@ def test_a_repeated_event_id_changes_nothing_across_restarts_and_consumers(setti
 def test_with_ids_in_the_state_a_resend_changes_nothing_across_restarts_and_consumers(
     settings, log_file, monkeypatch
 ) -> None:
-    """``events.dedup = "state"``: the same, found in the users' states with no claim request; the same id from
-    another user is that user's own event."""
-    settings = settings.model_copy(update={"events": settings.events.model_copy(update={"dedup": "state"})})
+    """``events.dedup = "auto"`` on a new namespace (as ``"state"``): the same, found in the users' states with no
+    claim request; the same id from another user is that user's own event."""
+    settings = with_dedup(settings, "auto")
 
     def no_claims(self, good):  # type: ignore[no-untyped-def]
         raise AssertionError(f"claimed {len(good)} ids in the store")
@@ -188,21 +196,7 @@ def test_with_ids_in_the_state_a_resend_changes_nothing_across_restarts_and_cons
     append_raw(settings, [once, event("dup-1", "u6", "i7", T0 + 61)])  # after a restart; u6's own event
     second = drain(settings)
     assert (second["processed"], second["duplicates"]) == (1, 1)
-    consumers = [SpeedConsumer(settings), SpeedConsumer(settings)]  # two members of one group
-    try:
-        append_raw(settings, [once] * 20 + [event("new-1", "u5", "i7", T0 + 63)])
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            for c in consumers:
-                c.step()
-            with open_log(settings) as log, log.consumer() as probe:
-                if sum(probe.lag().values()) == 0:
-                    break
-        applied = sum(c.stats.processed for c in consumers)
-    finally:
-        for c in consumers:
-            c.close()
-    assert applied == 1  # only new-1
+    assert applied_by_two(settings, [once] * 20 + [event("new-1", "u5", "i7", T0 + 63)]) == 1  # only new-1
     with open_store(settings) as store:
         state = store.read_fresh_users(["u5", "u6"])
         assert [item for item, _, _ in state["u5"].events] == ["i7", "i7"]  # dup-1 once, new-1 once

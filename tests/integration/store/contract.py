@@ -86,7 +86,7 @@ class StoreContract(CatalogContract):
             store.close()
 
     def make_store(self, **overrides: Any) -> OnlineStore:
-        settings = StoreSettings(url=self.store_url(), namespace=self.namespace, **overrides)
+        settings = StoreSettings(**{"url": self.store_url(), "namespace": self.namespace, **overrides})
         store = open_store(settings)
         self._opened.append(store)
         return store
@@ -692,6 +692,23 @@ class StoreContract(CatalogContract):
         assert owners == {eid: first.get(eid, pos) for eid, pos in claims.items()}
         again = store.claim_event_ids({eid: (3, 1) for eid in claims}, ttl_s=60)
         assert again == owners, "every claim of the poll stuck, the new and the old"
+
+    def test_repeats_move_to_the_states_at_once_in_a_new_namespace_and_after_live_claims_elsewhere(self) -> None:
+        """``state_dedup_from`` (``events.dedup = "auto"``): 0 where no claim of the events scope is live, else
+        not before the newest one may expire; noted once, for good (issue 17)."""
+        fresh = self.make_store()
+        assert fresh.state_dedup_from(86400) == 0.0
+        fresh.claim_event_ids({"n1": (0, 1)}, ttl_s=600)  # a claim after the mark changes nothing
+        assert self.make_store().state_dedup_from(86400) == 0.0
+        other = f"{self.namespace}h"
+        held = self.make_store(namespace=other)
+        held.claim_event_ids({"h1": (0, 1)}, ttl_s=600, scope="impressions")  # not the events scope
+        assert self.make_store(namespace=f"{other}i").state_dedup_from(600) == 0.0
+        held.claim_event_ids({"h2": (0, 2)}, ttl_s=600)
+        started = time.time()
+        until = held.state_dedup_from(600)
+        assert started + 590 <= until <= time.time() + 600
+        assert self.make_store(namespace=other).state_dedup_from(10) == until
 
     def test_consumers_racing_on_the_same_ids_agree_on_one_owner_each(self) -> None:
         stores = [self.make_store() for _ in range(4)]

@@ -1,5 +1,7 @@
 """Events resent under ids already applied (a producer's retry, a replayed file) are skipped as repeats, and
-skipping them costs the consumer no store reads: a burst of resends must not slow fresh events down (issue 17)."""
+with the ids claimed in the store (``events.dedup = "store"``) skipping them costs the consumer no store reads: a
+burst of resends must not slow fresh events down (issue 17). Looked up in the states (``"state"``, and ``"auto"``
+on a new namespace), a resend costs the read that finds it and no claim (tests/unit/speed/test_seen.py)."""
 
 from __future__ import annotations
 
@@ -53,6 +55,7 @@ def test_a_batch_of_resent_events_is_skipped_without_reading_state(tmp_path: Pat
             "store": {"url": f"sqlite:///{tmp_path}/store"},
             "log": {"url": f"sqlite:///{tmp_path}/events"},
             "speed": {"poll_max_records": 1000, "max_wait_ms": 20},
+            "events": {"dedup": "store"},
         }
     )
     with open_log(settings) as log:

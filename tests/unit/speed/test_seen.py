@@ -5,6 +5,7 @@ and the per-user cap; a namespace that ran with store claims can move to state l
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from lambdarec.eventlog import open_log
@@ -61,13 +62,13 @@ class CountingStore(SQLiteStore):
         return super().claim_event_ids_scoped(claims, ttl_s)
 
 
-def settings_for(tmp_path: Path, dedup: str) -> Settings:
+def settings_for(tmp_path: Path, dedup: str, window_s: float = 86400.0) -> Settings:
     return Settings.load(
         overrides={
             "store": {"url": f"sqlite:///{tmp_path}/store"},
             "log": {"url": f"sqlite:///{tmp_path}/events"},
             "speed": {"poll_max_records": 1000, "max_wait_ms": 20},
-            "events": {"dedup": dedup},
+            "events": {"dedup": dedup, "dedup_window_s": window_s},
         }
     )
 
@@ -122,3 +123,33 @@ def test_a_namespace_that_claimed_in_the_store_finds_its_resends_once_it_moves_t
         assert (consumer.stats.processed, consumer.stats.duplicates) == (1, 2)
         assert store.claimed == claimed_before
         assert [item for item, _, _ in store.read_fresh_users(["u1"])["u1"].events] == ["i1", "i3"]
+
+
+def test_auto_claims_while_an_earlier_releases_claims_may_be_live_then_looks_up_the_states(tmp_path: Path) -> None:
+    window = 3.0
+    store = CountingStore(settings_for(tmp_path, "store", window).store)
+    with store:
+        send(settings_for(tmp_path, "store", window), [("e1", "u1", "i1", T0)])
+        drain(settings_for(tmp_path, "store", window), store, 1)  # as an earlier release: a claim, live 3 s
+        auto = settings_for(tmp_path, "auto", window)
+        send(auto, [("e1", "u1", "i1", T0), ("e2", "u1", "i2", T0 + 1)])
+        claimed = store.claimed
+        first = drain(auto, store, 2)
+        assert (first.stats.processed, first.stats.duplicates) == (1, 1)
+        assert store.claimed > claimed  # the claims' window is not over: claimed as before
+        time.sleep(max(0.0, store.state_dedup_from(window) - time.time()) + 0.1)
+        claimed = store.claimed
+        send(auto, [("e2", "u1", "i2", T0 + 1), ("e3", "u1", "i3", T0 + 2)])
+        second = drain(auto, store, 2)
+        assert (second.stats.processed, second.stats.duplicates) == (1, 1)
+        assert store.claimed == claimed  # from the states alone now
+        assert [item for item, _, _ in store.read_fresh_users(["u1"])["u1"].events] == ["i1", "i2", "i3"]
+
+
+def test_auto_in_a_new_namespace_claims_nothing_from_the_first_poll(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path, "auto")
+    store = CountingStore(settings.store)
+    with store:
+        send(settings, [("e1", "u1", "i1", T0), ("e1", "u1", "i1", T0)])
+        consumer = drain(settings, store, 2)
+        assert (consumer.stats.processed, consumer.stats.duplicates, store.claimed) == (1, 1, 0)
