@@ -28,7 +28,7 @@ from lambdarec.rank.defects import FLOAT32_MAX, count_nonfinite
 from lambdarec.rank.trending import decayed
 from lambdarec.settings import SpeedSettings
 from speed_layer.feedback import Feedback
-from speed_layer.seen import recorded
+from speed_layer.seen import in_state, recorded
 
 Position = tuple[int, int]  # (partition, offset)
 
@@ -84,7 +84,8 @@ def apply_user_events(
             continue
         positions[str(pos[0])] = pos[1] + 1
         applied += 1
-        ids.append(event.event_id)
+        if in_state(event):  # not an impression's: those are claimed in the store, and would crowd the others out
+            ids.append(event.event_id)
         newest = max(newest, event.timestamp)
         if not is_positive(event, weights):
             feedback.add(event)

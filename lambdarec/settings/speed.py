@@ -117,8 +117,8 @@ class EventSettings(Section):
         ge=1,
         le=100_000,
         description="Most event ids one user's fresh state keeps (8-byte hashes with their append second, about "
-        "15 bytes each; the newest kept): a user sending more within `dedup_window_s` is checked over their "
-        'newest this many with `dedup = "state"`.',
+        "15 bytes each; the newest kept; impressions' ids are not kept): a user sending more within "
+        "`dedup_window_s` is checked over their newest this many where repeats are looked up in states.",
     )
     max_consecutive_failures: int = Field(
         100,

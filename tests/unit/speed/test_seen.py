@@ -153,3 +153,17 @@ def test_auto_in_a_new_namespace_claims_nothing_from_the_first_poll(tmp_path: Pa
         send(settings, [("e1", "u1", "i1", T0), ("e1", "u1", "i1", T0)])
         consumer = drain(settings, store, 2)
         assert (consumer.stats.processed, consumer.stats.duplicates, store.claimed) == (1, 1, 0)
+
+
+def test_a_state_keeps_its_events_ids_and_not_its_impressions() -> None:
+    from lambdarec.settings import SpeedSettings
+    from speed_layer.state import apply_user_events
+
+    events = [(ev("c1", "u1", "click"), (0, 1)), (ev("m1", "u1", "impression"), (0, 2))]
+    state = apply_user_events(None, events, None, None, settings=SpeedSettings(), appended_at=T0, seen=(60, 10))
+    assert state is not None and state.seen_ids == [(id_hash("c1"), int(T0))]
+    again = apply_user_events(state, [(ev("c2", "u1", "click"), (0, 3))], None, None, settings=SpeedSettings(),
+                              appended_at=T0 + 100, seen=(60, 10))  # fmt: skip
+    assert again is not None and again.seen_ids == [(id_hash("c2"), int(T0) + 100)]  # c1 is past the window
+    assert apply_user_events(again, [(ev("c3", "u1", "click"), (0, 4))], None, None, settings=SpeedSettings(),
+                             appended_at=T0 + 101).seen_ids == again.seen_ids  # fmt: skip
