@@ -27,8 +27,8 @@ def test_the_freshness_stream_is_applied_not_skipped_as_repeats(tmp_path: Path) 
     )
     assert (len(latencies), applied) == (200, 200)
     assert "append_to_poll p50" in stages and "written_to_committed p50" in stages  # where the latency went
-    # what the benchmark measured before: the same ids again, all skipped, so it timed skipping
-    latencies, applied, _ = freshness(settings, event_lines(200, 50, 20, START + 300, 3, ids="tb"), 1_000, "thread")
+    # what the benchmark measured before: the same events again (ids and users), all skipped, so it timed skipping
+    latencies, applied, _ = freshness(settings, throughput[:200], 1_000, "thread")
     assert (len(latencies), applied) == (200, 0)
 
 
